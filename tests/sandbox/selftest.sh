@@ -8,7 +8,9 @@ set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 work="$(mktemp -d)"
-trap 'rm -rf "$work"' EXIT
+hang_group=""
+# Never leave a hanging stand-in behind, even when a check fails half-way.
+trap '[ -n "$hang_group" ] && kill -KILL -- "-$hang_group" 2>/dev/null; rm -rf "$work"' EXIT
 
 export SANDBOX_CASSANDRA_DATA="$work/cassandra"
 export SANDBOX_STATE="$work/state"
@@ -129,17 +131,20 @@ contains "$work/err" "Failed to connect to '127.0.0.1:7199'"
 ok "knob nodetool-unreachable: JMX connection refused, exit 1"
 
 # Hang: SIGTERM is ignored by the tool and its child; only killing the group ends it.
-SANDBOX_NODETOOL_HANG=snapshot setsid "$nodetool" snapshot -t hang thehive >"$work/hang.out" 2>&1 &
-hang_pid=$!
-for _ in $(seq 50); do [ -s "$SANDBOX_STATE/nodetool-hang.pids" ] && break; sleep 0.1; done
-read -r parent child _ <"$SANDBOX_STATE/nodetool-hang.pids"
+# Started from a subshell so this shell does not report the killed job.
+(SANDBOX_NODETOOL_HANG=snapshot setsid "$nodetool" snapshot -t hang thehive >"$work/hang.out" 2>&1 &)
+for _ in $(seq 100); do [ -s "$SANDBOX_STATE/nodetool-hang.pids" ] && break; sleep 0.1; done
+read -r parent child _ <"$SANDBOX_STATE/nodetool-hang.pids" || fail "the hanging nodetool did not start"
+hang_group="$parent"
 kill -TERM "$parent"; sleep 0.3
-kill -0 "$parent" 2>/dev/null || fail "hanging nodetool died on SIGTERM"
-kill -0 "$child" 2>/dev/null || fail "hanging nodetool's child is missing"
+alive() { [ -e "/proc/$1" ] && [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ]; }
+alive "$parent" || fail "hanging nodetool died on SIGTERM"
+alive "$child" || fail "hanging nodetool's child is missing"
 kill -KILL -- "-$parent"
-wait "$hang_pid" 2>/dev/null || true
-sleep 0.2
-if [ -e "/proc/$child" ] && [ "$(awk '{print $3}' "/proc/$child/stat")" != Z ]; then fail "child survived killing the group"; fi
+hang_group=""
+sleep 0.3
+! alive "$parent" || fail "nodetool survived killing its group"
+! alive "$child" || fail "child survived killing the group"
 rm "$SANDBOX_STATE/nodetool-hang.pids"
 ok "knob nodetool-hang ignores SIGTERM, has a child, dies with its process group"
 
