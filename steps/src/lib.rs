@@ -17,6 +17,8 @@ pub mod registry;
 pub mod step;
 
 pub mod exec;
+pub mod mcli_mirror;
+pub mod s3_alias;
 
 pub use error::{StepError, StepFailure};
 pub use registry::{StepEntry, all_steps, find_step};

@@ -111,6 +111,7 @@ pub fn all_steps() -> &'static [StepEntry] {
     static STEPS: LazyLock<Vec<StepEntry>> = LazyLock::new(|| {
         vec![
             entry::<crate::exec::Exec>(),
+            entry::<crate::mcli_mirror::McliMirror>(),
             // New steps: one line here.
         ]
     });
