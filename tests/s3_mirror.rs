@@ -505,3 +505,208 @@ s3.put_object(Bucket="thehive", Key="two.txt", Body=b"two")
         assert_eq!(tree(&dest), expected, "{alias}");
     }
 }
+
+/// What [`FaultyRelay`] does to the first response stream that passes its threshold.
+#[derive(Clone)]
+enum Fault {
+    /// Close the connection (a dropped connection mid-object).
+    Cut,
+    /// Stop forwarding and hold the connection open (a hung transfer).
+    Stall,
+    /// Stop forwarding until notified, then go on.
+    Pause(std::sync::Arc<tokio::sync::Notify>),
+}
+
+/// A TCP relay in front of moto that, once, cuts or stalls the first
+/// server-to-client stream passing `after` bytes: a stand-in for a flaky network.
+struct FaultyRelay {
+    port: u16,
+    accept_loop: tokio::task::JoinHandle<()>,
+    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for FaultyRelay {
+    fn drop(&mut self) {
+        self.accept_loop.abort();
+    }
+}
+
+impl FaultyRelay {
+    /// True once the fault has happened.
+    fn fired(&self) -> bool {
+        !self.armed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    async fn start(upstream: u16, after: usize, fault: Fault) -> FaultyRelay {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let armed = Arc::new(AtomicBool::new(true));
+        let relay_armed = Arc::clone(&armed);
+        let accept_loop = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let armed = Arc::clone(&armed);
+                let fault = fault.clone();
+                tokio::spawn(async move {
+                    let server = tokio::net::TcpStream::connect(("127.0.0.1", upstream))
+                        .await
+                        .unwrap();
+                    let (mut client_read, mut client_write) = client.into_split();
+                    let (mut server_read, mut server_write) = server.into_split();
+                    let requests = tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+                    });
+                    let mut sent = 0;
+                    let mut buffer = vec![0u8; 16 * 1024];
+                    loop {
+                        let n = match server_read.read(&mut buffer).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        if sent + n > after && armed.swap(false, Ordering::SeqCst) {
+                            let _ = client_write.write_all(&buffer[..after - sent]).await;
+                            match &fault {
+                                Fault::Cut => break,
+                                Fault::Stall => std::future::pending::<()>().await,
+                                Fault::Pause(resume) => {
+                                    resume.notified().await;
+                                    let _ = client_write.write_all(&buffer[after - sent..n]).await;
+                                    sent += n;
+                                    continue;
+                                }
+                            }
+                        }
+                        sent += n;
+                        if client_write.write_all(&buffer[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                    requests.abort();
+                });
+            }
+        });
+        FaultyRelay {
+            port,
+            accept_loop,
+            armed: relay_armed,
+        }
+    }
+}
+
+/// A bucket holding one 1 MiB object; returns its content.
+fn one_big_object(moto: &Moto) -> Vec<u8> {
+    moto.python(
+        r#"
+s3.create_bucket(Bucket="thehive")
+s3.put_object(Bucket="thehive", Key="big/blob.bin", Body=bytes((i * 7 + 3) % 256 for i in range(1 << 20)))
+"#,
+    );
+    (0..1usize << 20)
+        .map(|i| ((i * 7 + 3) % 256) as u8)
+        .collect()
+}
+
+fn through_relay(relay: &FaultyRelay, dest: &Path) -> MirrorOptions {
+    options(serde_json::json!({
+        "source": "thehive", "dest": dest, "endpoint": format!("http://127.0.0.1:{}", relay.port),
+        "access_key": "test", "secret_key": "test"
+    }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_dropped_mid_object_is_retried() {
+    let moto = Moto::start();
+    let blob = one_big_object(&moto);
+    let relay = FaultyRelay::start(moto.port, 300 * 1024, Fault::Cut).await;
+    let work = tempfile::tempdir().unwrap();
+    let dest = work.path().join("dest");
+    let result = mirror_with_env(
+        through_relay(&relay, &dest),
+        StepContext::detached("mirror"),
+        &env_of(&[]),
+    )
+    .await
+    .unwrap();
+    assert!(relay.fired(), "the connection was never cut");
+    assert_eq!(result.downloaded, 1);
+    assert!(std::fs::read(dest.join("big/blob.bin")).unwrap() == blob);
+    assert_eq!(tree(&dest).len(), 1, "a .partial file was left behind");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interruption_deletes_partial_files() {
+    let moto = Moto::start();
+    one_big_object(&moto);
+    let relay = FaultyRelay::start(moto.port, 300 * 1024, Fault::Stall).await;
+    let work = tempfile::tempdir().unwrap();
+    let dest = work.path().join("dest");
+    let ctx = StepContext::detached("mirror");
+    let cancel = ctx.cancel.clone();
+    let run = tokio::spawn(mirror_with_env(
+        through_relay(&relay, &dest),
+        ctx,
+        &env_of(&[]),
+    ));
+    // Wait until the download is under way and stuck with data in the .partial file.
+    let partial = dest.join("big/blob.bin.partial");
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0) == 0 {
+        assert!(
+            std::time::Instant::now() < until,
+            "the download never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(relay.fired());
+    cancel.cancel();
+    let error = run.await.unwrap().unwrap_err();
+    assert_eq!(error.kind(), "cancelled");
+    assert!(
+        tree(&dest).is_empty(),
+        "files left: {:?}",
+        tree(&dest).keys()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_deleted_after_the_listing_is_counted_not_fatal() {
+    let moto = Moto::start();
+    one_big_object(&moto);
+    moto.python(r#"s3.put_object(Bucket="thehive", Key="hot/later.txt", Body=b"short-lived")"#);
+    let resume = std::sync::Arc::new(tokio::sync::Notify::new());
+    let relay = FaultyRelay::start(moto.port, 300 * 1024, Fault::Pause(resume.clone())).await;
+    let work = tempfile::tempdir().unwrap();
+    let dest = work.path().join("dest");
+    let mut options = through_relay(&relay, &dest);
+    // One at a time, in listing order: big/blob.bin first, then hot/later.txt.
+    options.concurrency = 1;
+    let run = tokio::spawn(mirror_with_env(
+        options,
+        StepContext::detached("mirror"),
+        &env_of(&[]),
+    ));
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !relay.fired() {
+        assert!(
+            std::time::Instant::now() < until,
+            "the download never started"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Listed, not yet downloaded: delete it behind the mirror's back.
+    moto.store("thehive")
+        .delete(&object_store::path::Path::from("hot/later.txt"))
+        .await
+        .unwrap();
+    resume.notify_one();
+    let result = run.await.unwrap().unwrap();
+    assert_eq!(
+        (result.objects, result.downloaded, result.vanished),
+        (2, 1, 1)
+    );
+    let files: Vec<String> = tree(&dest).into_keys().collect();
+    assert_eq!(files, ["big/blob.bin"]);
+}
