@@ -1,0 +1,548 @@
+//! The engine through the real `runbook` binary: config, secrets, parallel,
+//! defer, signals, lock, exec, journal, check, steps, init.
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use support::runbook;
+
+/// A temporary folder holding workflows and a journal folder.
+struct Sandbox {
+    dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    fn new() -> Self {
+        Sandbox {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn write(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.path(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = runbook();
+        command.args(args).current_dir(self.dir.path());
+        if matches!(args.first(), Some(&"run") | Some(&"plan")) {
+            command.arg("--journal-dir").arg(self.path("journal"));
+        }
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("runbook runs")
+    }
+
+    fn journals(&self) -> Vec<serde_json::Value> {
+        let mut paths: Vec<_> = std::fs::read_dir(self.path("journal"))
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        paths.retain(|p| p.extension().is_some_and(|e| e == "json"));
+        paths.sort();
+        paths
+            .iter()
+            .map(|p| serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap())
+            .collect()
+    }
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn code(output: &Output) -> i32 {
+    output.status.code().expect("exited normally")
+}
+
+#[test]
+fn config_precedence_vars_env_set() {
+    let sb = Sandbox::new();
+    sb.write(
+        "wf.rhai",
+        r#"let c = config(#{ a: "default", b: 1, c: false, d: "x", hosts: [] });
+           write_marker(`${c.a} ${c.b} ${c.c} ${c.d} ${c.hosts.len()}`);
+           fn write_marker(text) { exec(#{ cmd: "sh", args: ["-c", `printf '%s' "$1" > out.txt`, "sh", text] }); }"#,
+    );
+    sb.write("vars.json", r#"{"a": "from-file", "b": 5, "d": "file"}"#);
+    let out = sb
+        .command(&[
+            "run",
+            "wf.rhai",
+            "--vars",
+            "vars.json",
+            "--set",
+            "b=7",
+            "--set",
+            "hosts=h1,h2,h3",
+        ])
+        .env("RUNBOOK_C", "true")
+        .env("RUNBOOK_D", "env")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(sb.path("out.txt")).unwrap(),
+        "from-file 7 true env 3"
+    );
+}
+
+#[test]
+fn unknown_config_key_is_an_error_listing_declared_keys() {
+    let sb = Sandbox::new();
+    sb.write("wf.rhai", r#"let c = config(#{ keyspace: "thehive", archive_path: "/tmp" }); exec(#{ cmd: "touch", args: ["ran"] });"#);
+    let out = sb.run(&["run", "wf.rhai", "--set", "keyspcae=x"]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("unknown config key `keyspcae` (from --set); this workflow declares: archive_path, keyspace"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !sb.path("ran").exists(),
+        "nothing may run after a config error"
+    );
+}
+
+#[test]
+fn config_value_of_the_wrong_type_names_the_key() {
+    let sb = Sandbox::new();
+    sb.write("wf.rhai", r#"let c = config(#{ keep: 3 });"#);
+    let out = sb.run(&["run", "wf.rhai", "--set", "keep=three"]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out)
+            .contains("config key `keep` (from --set): expected a whole number, got \"three\""),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn secrets_never_reach_logs_journal_or_errors() {
+    let sb = Sandbox::new();
+    let secret = "s3cr3t-Value-42";
+    sb.write(
+        "wf.rhai",
+        r#"let pw = secret("DB_PASSWORD");
+           log_info(`connecting with ${pw}`);
+           exec(#{ cmd: "sh", args: ["-c", `echo "token ${pw}" >&2; exit 3`] });"#,
+    );
+    let out = sb
+        .command(&["run", "wf.rhai", "-v"])
+        .env("DB_PASSWORD", secret)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 1);
+    let err = stderr(&out);
+    assert!(!err.contains(secret), "secret leaked to stderr: {err}");
+    assert!(err.contains("token ***"), "{err}");
+    let journal = serde_json::to_string(&sb.journals()).unwrap();
+    assert!(!journal.contains(secret), "secret leaked to the journal");
+    assert!(journal.contains("***"));
+
+    // From a file, and a missing secret names both variables.
+    sb.write("pw.txt", "from-file-secret\n");
+    sb.write(
+        "wf2.rhai",
+        r#"let pw = secret("DB_PASSWORD"); log_info(`pw=${pw}`);"#,
+    );
+    let out = sb
+        .command(&["run", "wf2.rhai"])
+        .env("DB_PASSWORD_FILE", sb.path("pw.txt"))
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0);
+    assert!(stderr(&out).contains("pw=***") && !stderr(&out).contains("from-file-secret"));
+    let out = sb.run(&["run", "wf2.rhai"]);
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("secret DB_PASSWORD is not set: set the environment variable DB_PASSWORD or DB_PASSWORD_FILE"), "{}", stderr(&out));
+}
+
+#[test]
+fn parallel_branches_run_concurrently() {
+    // Each branch creates its marker, then waits for the other's: run one after
+    // the other, the first branch would wait forever (and time out).
+    let sb = Sandbox::new();
+    sb.write(
+        "wf.rhai",
+        r#"fn handshake(mine, theirs) {
+               exec(#{ cmd: "sh", args: ["-c", `touch ${mine}; while [ ! -e ${theirs} ]; do sleep 0.05; done`], timeout: "20s" });
+           }
+           let r = parallel([|| { handshake("a", "b"); "A" }, || { handshake("b", "a"); "B" }]);
+           if r != ["A", "B"] { fail(`unexpected ${r}`); }"#,
+    );
+    let out = sb.run(&["run", "wf.rhai"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+}
+
+#[test]
+fn failing_branch_lets_the_other_finish_and_runs_its_defers() {
+    let sb = Sandbox::new();
+    sb.write(
+        "wf.rhai",
+        r#"defer(|| exec(#{ cmd: "touch", args: ["main-cleanup"] }));
+           parallel([
+               || { defer(|| exec(#{ cmd: "touch", args: ["b1-cleanup"] })); exec(#{ cmd: "false", label: "first branch" }); },
+               || { defer(|| exec(#{ cmd: "touch", args: ["b2-cleanup"] })); exec(#{ cmd: "sh", args: ["-c", "sleep 0.5; touch b2-done"] }); },
+           ]);
+           exec(#{ cmd: "touch", args: ["after-parallel"] });"#,
+    );
+    let out = sb.run(&["run", "wf.rhai"]);
+    assert_eq!(code(&out), 1);
+    for marker in ["b1-cleanup", "b2-cleanup", "b2-done", "main-cleanup"] {
+        assert!(
+            sb.path(marker).exists(),
+            "{marker} missing; {}",
+            stderr(&out)
+        );
+    }
+    assert!(!sb.path("after-parallel").exists());
+    let err = stderr(&out);
+    assert!(err.contains("1 of 2 branches failed"), "{err}");
+    assert!(
+        err.contains("branch 1: step exec (first branch) failed: `false` exited with code 1"),
+        "{err}"
+    );
+}
+
+#[test]
+fn defer_runs_on_failure_in_reverse_order_and_a_failing_cleanup_keeps_the_original_error() {
+    let sb = Sandbox::new();
+    sb.write(
+        "wf.rhai",
+        r#"defer(|| exec(#{ cmd: "sh", args: ["-c", "echo first >> order"] }));
+           defer(|| exec(#{ cmd: "sh", args: ["-c", "echo second >> order; exit 4"], label: "bad cleanup" }));
+           fail("the real problem");"#,
+    );
+    let out = sb.run(&["run", "wf.rhai"]);
+    assert_eq!(code(&out), 1);
+    assert_eq!(
+        std::fs::read_to_string(sb.path("order")).unwrap(),
+        "second\nfirst\n"
+    );
+    let err = stderr(&out);
+    assert!(err.contains("error: the real problem"), "{err}");
+    assert!(
+        err.contains("error: cleanup failed: step exec (bad cleanup) failed"),
+        "{err}"
+    );
+}
+
+fn wait_for(path: &Path) {
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    while !path.exists() {
+        assert!(
+            std::time::Instant::now() < until,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sigterm_stops_the_step_runs_cleanups_and_exits_143() {
+    let sb = Sandbox::new();
+    sb.write(
+        "wf.rhai",
+        r#"defer(|| exec(#{ cmd: "touch", args: ["cleaned"] }));
+           exec(#{ cmd: "sh", args: ["-c", "touch started; sleep 60"] });
+           exec(#{ cmd: "touch", args: ["never"] });"#,
+    );
+    let child = sb
+        .command(&["run", "wf.rhai"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(&sb.path("started"));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 143, "{}", stderr(&out));
+    assert!(sb.path("cleaned").exists());
+    assert!(!sb.path("never").exists());
+    let journal = &sb.journals()[0];
+    assert_eq!(journal["status"], "interrupted");
+}
+
+#[test]
+fn a_second_run_is_refused_while_the_first_holds_the_lock() {
+    let sb = Sandbox::new();
+    sb.write("wf.rhai", r#"exec(#{ cmd: "sh", args: ["-c", "touch started; while [ ! -e release ]; do sleep 0.05; done"] });"#);
+    let mut first = sb
+        .command(&["run", "wf.rhai"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(&sb.path("started"));
+    let second = sb.run(&["run", "wf.rhai"]);
+    std::fs::write(sb.path("release"), "").unwrap();
+    assert_eq!(first.wait().unwrap().code(), Some(0));
+    assert_eq!(code(&second), 3);
+    assert!(
+        stderr(&second).contains(&format!(
+            "another run of this workflow is in progress (pid {}",
+            first.id()
+        )),
+        "{}",
+        stderr(&second)
+    );
+    // The lock is gone with its holder.
+    assert_eq!(code(&sb.run(&["run", "wf.rhai"])), 0);
+}
+
+#[test]
+fn syntax_error_exits_2_with_line_and_column() {
+    let sb = Sandbox::new();
+    sb.write("wf.rhai", "let a = 1;\nlet b = (a + ;\n");
+    for command in ["run", "check"] {
+        let out = sb.run(&[command, "wf.rhai"]);
+        assert_eq!(code(&out), 2);
+        let err = stderr(&out);
+        assert!(err.contains("--> wf.rhai:2:14"), "{command}: {err}");
+        assert!(err.contains("2 | let b = (a + ;"), "{command}: {err}");
+    }
+}
+
+#[test]
+fn check_finds_calls_to_functions_that_do_not_exist_in_imports_too() {
+    let sb = Sandbox::new();
+    sb.write(
+        "lib/helpers.rhai",
+        "fn good() { exec(#{ cmd: \"true\" }) }\nfn bad() { no_such_step(#{}) }\n",
+    );
+    sb.write(
+        "wf.rhai",
+        "import \"lib/helpers\" as h;\nh::good();\nh::missing();\n",
+    );
+    let out = sb.run(&["check", "wf.rhai"]);
+    assert_eq!(code(&out), 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains("call to a function that does not exist: no_such_step()"),
+        "{err}"
+    );
+    assert!(err.contains("lib/helpers.rhai:2:12"), "{err}");
+    assert!(
+        err.contains("call to a function that does not exist: h::missing()"),
+        "{err}"
+    );
+    assert!(err.contains("wf.rhai:3:"), "{err}");
+    sb.write("ok.rhai", "import \"lib/helpers\" as h;\nh::good();\n");
+    sb.write(
+        "lib/helpers.rhai",
+        "fn good() { exec(#{ cmd: \"true\" }) }\n",
+    );
+    assert_eq!(code(&sb.run(&["check", "ok.rhai"])), 0);
+}
+
+#[test]
+fn runtime_error_in_an_imported_module_shows_the_innermost_position() {
+    let sb = Sandbox::new();
+    sb.write("lib/deep.rhai", "fn inner() {\n    exec(#{ cmd: \"sh\", args: [\"-c\", \"exit 2\"], label: \"inner step\" });\n}\nfn outer() { inner(); }\n");
+    sb.write("wf.rhai", "import \"lib/deep\" as d;\nd::outer();\n");
+    let out = sb.run(&["run", "wf.rhai"]);
+    assert_eq!(code(&out), 1);
+    let err = stderr(&out);
+    assert!(
+        err.contains("error: step exec (inner step) failed: `sh` exited with code 2"),
+        "{err}"
+    );
+    assert!(err.contains("lib/deep.rhai:2:5"), "{err}");
+}
+
+#[test]
+fn unknown_step_option_is_rejected_before_the_step_runs() {
+    let sb = Sandbox::new();
+    sb.write(
+        "wf.rhai",
+        r#"exec(#{ cmd: "touch", args: ["ran"], cwdd: "/" });"#,
+    );
+    let out = sb.run(&["run", "wf.rhai"]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("step exec: unknown field `cwdd`"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("--> wf.rhai:1:1"), "{}", stderr(&out));
+    assert!(!sb.path("ran").exists());
+    sb.write("wf2.rhai", r#"exec(#{ cmd: "touch", args: "ran" });"#);
+    let out = sb.run(&["run", "wf2.rhai"]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("option `args`: invalid type: string \"ran\", expected a sequence"),
+        "{}",
+        stderr(&out)
+    );
+    sb.write("wf3.rhai", r#"exec(#{ args: ["x"] });"#);
+    let out = sb.run(&["run", "wf3.rhai"]);
+    assert!(
+        stderr(&out).contains("missing field `cmd`"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn exec_timeout_kills_a_child_that_ignores_sigterm_and_its_children() {
+    let sb = Sandbox::new();
+    sb.write(
+        "wf.rhai",
+        r#"exec(#{ cmd: "sh", args: ["-c", "trap '' TERM; (trap '' TERM; sleep 300) & echo $! > grandchild; echo $$ > child; sleep 300"], timeout: "1s" });"#,
+    );
+    let out = sb.run(&["run", "wf.rhai"]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        stderr(&out).contains("timed out after 1s"),
+        "{}",
+        stderr(&out)
+    );
+    for file in ["child", "grandchild"] {
+        let pid: i32 = std::fs::read_to_string(sb.path(file))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
+            && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .unwrap_or_default()
+                .contains(") Z ");
+        assert!(!alive, "{file} (pid {pid}) survived the timeout");
+    }
+}
+
+#[test]
+fn journal_records_the_run() {
+    let sb = Sandbox::new();
+    sb.write("wf.rhai", "let c = config(#{ keyspace: \"thehive\" });\nexec(#{ cmd: \"echo\", args: [c.keyspace], label: \"say\" });\n");
+    let out = sb.run(&["run", "wf.rhai", "--set", "keyspace=ks1"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let journal = &sb.journals()[0];
+    assert_eq!(journal["status"], "success");
+    assert_eq!(journal["workflow"], "wf.rhai");
+    assert_eq!(journal["config"]["keyspace"], "ks1");
+    assert_eq!(journal["workflow_sha256"].as_str().unwrap().len(), 64);
+    assert!(journal["ended"].is_string());
+    let step = &journal["steps"][0];
+    assert_eq!(step["label"], "say");
+    assert_eq!(step["step"], "exec");
+    assert_eq!(step["position"], "wf.rhai:2:1");
+    assert_eq!(step["result"]["stdout"], "ks1\n");
+    let mode = std::fs::metadata(sb.path("journal")).unwrap();
+    let _ = mode;
+    for entry in std::fs::read_dir(sb.path("journal")).unwrap().flatten() {
+        use std::os::unix::fs::PermissionsExt;
+        if entry.path().extension().is_some_and(|e| e == "json") {
+            assert_eq!(
+                entry.metadata().unwrap().permissions().mode() & 0o777,
+                0o600
+            );
+        }
+    }
+}
+
+#[test]
+fn dry_run_describes_and_runs_only_read_only_steps() {
+    let sb = Sandbox::new();
+    sb.write(
+        "wf.rhai",
+        r#"let probe = exec(#{ cmd: "sh", args: ["-c", "touch probed; echo UN"], read_only: true });
+           if !probe.stdout.contains("UN") { fail("read-only probe did not run"); }
+           let r = exec(#{ cmd: "touch", args: ["changed"] });
+           if !r.dry_run { fail("expected a dry-run result"); }"#,
+    );
+    let out = sb.run(&["plan", "wf.rhai"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(sb.path("probed").exists());
+    assert!(!sb.path("changed").exists());
+    assert!(
+        stderr(&out).contains("[dry-run] would run touch changed"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn steps_lists_and_documents_every_step_and_docs_are_fresh() {
+    let out = runbook().args(["steps"]).output().unwrap();
+    assert_eq!(code(&out), 0);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("exec"));
+    let out = runbook().args(["steps", "exec"]).output().unwrap();
+    let doc = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        doc.contains("Options:") && doc.contains("ok_codes"),
+        "{doc}"
+    );
+    let out = runbook().args(["steps", "--markdown"]).output().unwrap();
+    let generated = String::from_utf8_lossy(&out.stdout);
+    let committed =
+        std::fs::read_to_string(support::repo_root().join("docs/steps.md")).unwrap_or_default();
+    assert!(
+        generated == committed,
+        "docs/steps.md is stale: regenerate it with `cargo run -p runbook -- steps --markdown > docs/steps.md`"
+    );
+}
+
+#[test]
+fn init_writes_stock_workflows_and_never_overwrites_without_force() {
+    let sb = Sandbox::new();
+    let out = runbook()
+        .args(["init"])
+        .arg(sb.path("etc"))
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0);
+    let workflow = sb.path("etc/cluster-hot-backup.rhai");
+    assert!(workflow.exists() && sb.path("etc/lib/thehive.rhai").exists());
+    std::fs::write(&workflow, "// edited").unwrap();
+    runbook()
+        .args(["init"])
+        .arg(sb.path("etc"))
+        .output()
+        .unwrap();
+    assert_eq!(std::fs::read_to_string(&workflow).unwrap(), "// edited");
+    runbook()
+        .args(["init", "--force"])
+        .arg(sb.path("etc"))
+        .output()
+        .unwrap();
+    assert_ne!(std::fs::read_to_string(&workflow).unwrap(), "// edited");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let out = runbook().args(["run"]).output().unwrap();
+    assert_eq!(code(&out), 2);
+    let out = runbook()
+        .args(["run", "no-such-stock-workflow"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains(
+            "no workflow file `no-such-stock-workflow` and no stock workflow of that name"
+        )
+    );
+    let help = runbook().args(["--help"]).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&help.stdout)
+            .contains("3    another run of the same workflow holds the lock")
+    );
+}

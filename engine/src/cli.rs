@@ -1,0 +1,133 @@
+//! The `runbook` command line.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use runbook_steps::progress::ProgressMode;
+
+use crate::exit_code;
+use crate::logging::{self, LogFormat};
+use crate::run::{RunRequest, run};
+
+/// runbook runs operations workflows written in Rhai; the workflows call fast,
+/// safe native steps (processes, archives, Elasticsearch, S3).
+#[derive(Debug, Parser)]
+#[command(name = "runbook", version, after_long_help = exit_code::HELP, after_help = exit_code::HELP)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a workflow.
+    ///
+    /// WORKFLOW is a path to a .rhai file, or the name of a stock workflow
+    /// (e.g. cluster-hot-backup). Config keys come from the workflow's
+    /// config() call, overridden by --vars FILE, then RUNBOOK_<KEY> environment
+    /// variables, then --set KEY=VALUE.
+    Run(RunArgs),
+    /// Show what a run would do, changing nothing (= run --dry-run).
+    ///
+    /// Steps that only read (health and repository checks, read-only commands)
+    /// run for real, so a plan also probes the environment.
+    Plan(RunArgs),
+    /// Compile a workflow and its imports; report syntax errors and calls to
+    /// functions that do not exist (exit 2).
+    Check {
+        /// A .rhai file or a stock workflow name.
+        workflow: String,
+    },
+    /// List the steps, or print one step's documentation.
+    Steps {
+        /// A step name.
+        name: Option<String>,
+        /// Print the step documentation as Markdown (docs/steps.md).
+        #[arg(long)]
+        markdown: bool,
+    },
+    /// Write the stock workflows into DIR so they can be edited.
+    Init {
+        /// The folder (created if missing).
+        dir: PathBuf,
+        /// Overwrite files that exist.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// A .rhai file or a stock workflow name.
+    workflow: String,
+    /// Set a config key (repeatable): --set cassandra_keyspace=thehive.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// Read config keys from a JSON or TOML file.
+    #[arg(long, value_name = "FILE")]
+    vars: Option<PathBuf>,
+    /// Describe every action instead of doing it.
+    #[arg(long)]
+    dry_run: bool,
+    /// Where run journals and locks go [default: /var/lib/runbook as root,
+    /// else $XDG_STATE_HOME/runbook].
+    #[arg(long, value_name = "DIR", env = "RUNBOOK_JOURNAL_DIR")]
+    journal_dir: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+    /// More detail (-v debug, -vv trace).
+    #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    verbose: u8,
+    /// Only warnings and errors.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+/// Parses the command line, runs the command, returns the exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return if error.use_stderr() {
+                exit_code::INPUT
+            } else {
+                exit_code::SUCCESS
+            };
+        }
+    };
+    match cli.command {
+        Command::Run(args) => run_command(args, false),
+        Command::Plan(args) => run_command(args, true),
+        Command::Check { workflow } => crate::commands::check(&workflow),
+        Command::Steps { name, markdown } => crate::commands::steps(name.as_deref(), markdown),
+        Command::Init { dir, force } => crate::commands::init(&dir, force),
+    }
+}
+
+fn run_command(args: RunArgs, plan: bool) -> i32 {
+    let verbosity = if args.quiet {
+        -1
+    } else {
+        args.verbose.min(3) as i8
+    };
+    logging::init(args.log_format, verbosity);
+    let progress = if args.quiet {
+        ProgressMode::Off
+    } else if crate::terminal::progress_bars_enabled() && args.log_format == LogFormat::Human {
+        ProgressMode::Bar
+    } else {
+        ProgressMode::Log
+    };
+    let _ = std::io::stderr().is_terminal();
+    run(RunRequest {
+        workflow: args.workflow,
+        sets: args.sets,
+        vars: args.vars,
+        dry_run: args.dry_run || plan,
+        journal_dir: args.journal_dir,
+        progress,
+    })
+}

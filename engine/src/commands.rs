@@ -1,0 +1,123 @@
+//! The commands other than `run`: `check`, `steps`, `init`.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rhai::Map;
+use runbook_steps::progress::ProgressMode;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Overrides;
+use crate::exit_code;
+use crate::host::build_engine;
+use crate::run_state::RunState;
+use crate::workflow::{STOCK_FILES, Workflow, source_text};
+
+/// `runbook check WORKFLOW`.
+pub fn check(spec: &str) -> i32 {
+    let workflow = match Workflow::load(spec) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit_code::INPUT;
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("the tokio runtime starts");
+    let state = Arc::new(RunState {
+        dry_run: true,
+        cancel: CancellationToken::new(),
+        runtime: runtime.handle().clone(),
+        journal: None,
+        overrides: Overrides::default(),
+        config: Mutex::new(Map::new()),
+        config_declared: Mutex::new(false),
+        progress: ProgressMode::Off,
+        workflow_display: workflow.display.clone(),
+    });
+    let engine = build_engine(state, workflow.modules.clone());
+    let problems = crate::check::check(&engine, &workflow);
+    if problems.is_empty() {
+        println!("{}: ok", workflow.display);
+        return exit_code::SUCCESS;
+    }
+    for problem in &problems {
+        eprint!(
+            "error: {}\n{}",
+            problem.message,
+            crate::script_error::source_excerpt(&problem.position, &source_text)
+        );
+    }
+    exit_code::INPUT
+}
+
+/// `runbook steps [NAME] [--markdown]`.
+pub fn steps(name: Option<&str>, markdown: bool) -> i32 {
+    if markdown {
+        print!("{}", crate::step_docs::markdown());
+        return exit_code::SUCCESS;
+    }
+    match name {
+        None => {
+            let width = runbook_steps::all_steps()
+                .iter()
+                .map(|s| s.name.len())
+                .max()
+                .unwrap_or(0);
+            for step in runbook_steps::all_steps() {
+                println!("{:width$}  {}", step.name, step.summary());
+            }
+            println!("\n`runbook steps NAME` prints a step's options, result and an example.");
+            exit_code::SUCCESS
+        }
+        Some(name) => match runbook_steps::find_step(name) {
+            Some(step) => {
+                println!("{}\n\n{}", step.name, step.doc.trim_end());
+                exit_code::SUCCESS
+            }
+            None => {
+                let names: Vec<&str> = runbook_steps::all_steps().iter().map(|s| s.name).collect();
+                eprintln!("error: no step named `{name}`; steps: {}", names.join(", "));
+                exit_code::INPUT
+            }
+        },
+    }
+}
+
+/// `runbook init DIR [--force]`.
+pub fn init(dir: &Path, force: bool) -> i32 {
+    let mut written = 0;
+    let mut kept = Vec::new();
+    for (path, text) in STOCK_FILES {
+        let target = dir.join(path);
+        if target.exists() && !force {
+            kept.push(target.display().to_string());
+            continue;
+        }
+        if let Some(parent) = target.parent()
+            && let Err(e) = std::fs::create_dir_all(parent)
+        {
+            eprintln!("error: cannot create {}: {e}", parent.display());
+            return exit_code::FAILED;
+        }
+        if let Err(e) = std::fs::write(&target, text) {
+            eprintln!("error: cannot write {}: {e}", target.display());
+            return exit_code::FAILED;
+        }
+        println!("wrote {}", target.display());
+        written += 1;
+    }
+    for path in &kept {
+        println!("kept {path} (exists; --force overwrites)");
+    }
+    println!(
+        "\n{written} file(s) written. Next: edit the config() defaults at the top of each workflow \
+         (or keep them and pass --set/--vars), then\n  runbook plan {}/cluster-hot-backup.rhai\n  \
+         runbook run {}/cluster-hot-backup.rhai\nScheduling: see docs/systemd/ (a service and a timer) \
+         in the runbook documentation.",
+        dir.display(),
+        dir.display()
+    );
+    exit_code::SUCCESS
+}

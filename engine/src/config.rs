@@ -1,0 +1,289 @@
+//! Workflow configuration: `config(#{ key: default })` merges the script's
+//! defaults with `--vars FILE`, `RUNBOOK_<KEY>` environment variables and
+//! `--set KEY=VALUE`, in that order of precedence (last wins).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use rhai::{Dynamic, Map};
+
+/// Where an override came from, for error messages.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// `--vars FILE`.
+    VarsFile(String),
+    /// `RUNBOOK_<KEY>`.
+    Environment(String),
+    /// `--set KEY=VALUE`.
+    Set,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::VarsFile(path) => write!(f, "--vars {path}"),
+            Origin::Environment(name) => write!(f, "environment variable {name}"),
+            Origin::Set => f.write_str("--set"),
+        }
+    }
+}
+
+/// A config error; the run stops before anything happens (exit 2).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// `--set` without `=`.
+    #[error("--set {0}: expected KEY=VALUE")]
+    BadSet(String),
+    /// The vars file cannot be read or parsed.
+    #[error("--vars {path}: {reason}")]
+    VarsFile {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A key the workflow does not declare.
+    #[error("unknown config key `{key}` (from {origin}); this workflow declares: {declared}")]
+    UnknownKey {
+        /// The key.
+        key: String,
+        /// Where it came from.
+        origin: Origin,
+        /// The declared keys, comma-separated.
+        declared: String,
+    },
+    /// A value that does not convert to the default's type.
+    #[error("config key `{key}` (from {origin}): {reason}")]
+    BadValue {
+        /// The key.
+        key: String,
+        /// Where it came from.
+        origin: Origin,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// The overrides given on the command line, before the script declares its keys.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    values: BTreeMap<String, (serde_json::Value, Origin)>,
+}
+
+impl Overrides {
+    /// Collects `--vars FILE` then `--set KEY=VALUE` (later wins).
+    pub fn from_cli(vars_file: Option<&Path>, sets: &[String]) -> Result<Self, ConfigError> {
+        let mut values = BTreeMap::new();
+        if let Some(path) = vars_file {
+            let shown = path.display().to_string();
+            let bad = |reason: String| ConfigError::VarsFile {
+                path: shown.clone(),
+                reason,
+            };
+            let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+            let parsed: serde_json::Map<String, serde_json::Value> =
+                if path.extension().is_some_and(|e| e == "toml") {
+                    toml::from_str(&text).map_err(|e| bad(e.to_string()))?
+                } else {
+                    serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?
+                };
+            for (key, value) in parsed {
+                values.insert(key, (value, Origin::VarsFile(shown.clone())));
+            }
+        }
+        for item in sets {
+            let (key, value) = item
+                .split_once('=')
+                .ok_or_else(|| ConfigError::BadSet(item.clone()))?;
+            values.insert(
+                key.trim().to_string(),
+                (serde_json::Value::String(value.to_string()), Origin::Set),
+            );
+        }
+        Ok(Overrides { values })
+    }
+
+    /// True when no override was given.
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// Keys given on the command line that `declared` does not contain.
+    pub fn check_declared<'a>(
+        &self,
+        declared: impl Iterator<Item = &'a str> + Clone,
+    ) -> Result<(), ConfigError> {
+        for (key, (_, origin)) in &self.values {
+            if !declared.clone().any(|d| d == key) {
+                let mut names: Vec<&str> = declared.clone().collect();
+                names.sort_unstable();
+                return Err(ConfigError::UnknownKey {
+                    key: key.clone(),
+                    origin: origin.clone(),
+                    declared: if names.is_empty() {
+                        "(nothing: it calls no config())".to_string()
+                    } else {
+                        names.join(", ")
+                    },
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The effective values for `defaults`: defaults, then the vars file, then
+    /// `RUNBOOK_<KEY>`, then `--set`. `env` looks up environment variables.
+    pub fn resolve(
+        &self,
+        defaults: &Map,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Map, ConfigError> {
+        let mut effective = Map::new();
+        for (key, default) in defaults {
+            let key_str = key.as_str();
+            let mut value = default.clone();
+            let from_file = self
+                .values
+                .get(key_str)
+                .filter(|(_, o)| matches!(o, Origin::VarsFile(_)));
+            if let Some((raw, origin)) = from_file {
+                value = convert(key_str, default, raw, origin)?;
+            }
+            let env_name = format!("RUNBOOK_{}", key_str.to_uppercase());
+            if let Some(text) = env(&env_name) {
+                value = convert(
+                    key_str,
+                    default,
+                    &serde_json::Value::String(text),
+                    &Origin::Environment(env_name),
+                )?;
+            }
+            if let Some((raw, origin @ Origin::Set)) = self.values.get(key_str) {
+                value = convert(key_str, default, raw, origin)?;
+            }
+            effective.insert(key.clone(), value);
+        }
+        Ok(effective)
+    }
+}
+
+/// Converts `raw` to the type of `default`.
+fn convert(
+    key: &str,
+    default: &Dynamic,
+    raw: &serde_json::Value,
+    origin: &Origin,
+) -> Result<Dynamic, ConfigError> {
+    let bad = |reason: String| ConfigError::BadValue {
+        key: key.to_string(),
+        origin: origin.clone(),
+        reason,
+    };
+    let text = match raw {
+        serde_json::Value::String(s) => Some(s.trim().to_string()),
+        _ => None,
+    };
+    if default.is_string() {
+        return Ok(match raw {
+            serde_json::Value::String(s) => s.clone().into(),
+            serde_json::Value::Number(n) => n.to_string().into(),
+            serde_json::Value::Bool(b) => b.to_string().into(),
+            other => return Err(bad(format!("expected a string, got {other}"))),
+        });
+    }
+    if default.is_bool() {
+        return match (raw, text.as_deref()) {
+            (serde_json::Value::Bool(b), _) => Ok((*b).into()),
+            (_, Some("true" | "yes" | "1" | "on")) => Ok(true.into()),
+            (_, Some("false" | "no" | "0" | "off")) => Ok(false.into()),
+            _ => Err(bad(format!("expected true or false, got {}", show(raw)))),
+        };
+    }
+    if default.is_int() {
+        return match (raw, text.as_deref()) {
+            (serde_json::Value::Number(n), _) if n.is_i64() => Ok(n.as_i64().unwrap_or(0).into()),
+            (_, Some(t)) => t
+                .parse::<i64>()
+                .map(Dynamic::from)
+                .map_err(|_| bad(format!("expected a whole number, got {}", show(raw)))),
+            _ => Err(bad(format!("expected a whole number, got {}", show(raw)))),
+        };
+    }
+    if default.is_float() {
+        return match (raw, text.as_deref()) {
+            (serde_json::Value::Number(n), _) => Ok(n.as_f64().unwrap_or(0.0).into()),
+            (_, Some(t)) => t
+                .parse::<f64>()
+                .map(Dynamic::from)
+                .map_err(|_| bad(format!("expected a number, got {}", show(raw)))),
+            _ => Err(bad(format!("expected a number, got {}", show(raw)))),
+        };
+    }
+    if default.is_array() {
+        return match raw {
+            serde_json::Value::Array(_) => {
+                rhai::serde::to_dynamic(raw).map_err(|e| bad(e.to_string()))
+            }
+            serde_json::Value::String(s) => Ok(s
+                .split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(|item| Dynamic::from(item.to_string()))
+                .collect::<rhai::Array>()
+                .into()),
+            other => Err(bad(format!("expected a comma-separated list, got {other}"))),
+        };
+    }
+    rhai::serde::to_dynamic(raw).map_err(|e| bad(e.to_string()))
+}
+
+fn show(raw: &serde_json::Value) -> String {
+    match raw {
+        serde_json::Value::String(s) => format!("\"{s}\""),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> Map {
+        let mut m = Map::new();
+        m.insert("name".into(), "a".into());
+        m.insert("count".into(), Dynamic::from(1_i64));
+        m.insert("green".into(), false.into());
+        m.insert("hosts".into(), rhai::Array::new().into());
+        m
+    }
+
+    #[test]
+    fn precedence_and_conversion() {
+        let o = Overrides::from_cli(None, &["count=7".into(), "hosts=a, b".into()]).unwrap();
+        let env = |name: &str| (name == "RUNBOOK_GREEN").then(|| "yes".to_string());
+        let m = o.resolve(&defaults(), env).unwrap();
+        assert_eq!(m["count"].as_int().unwrap(), 7);
+        assert!(m["green"].as_bool().unwrap());
+        assert_eq!(m["hosts"].clone().into_array().unwrap().len(), 2);
+        assert_eq!(m["name"].clone().into_string().unwrap(), "a");
+    }
+
+    #[test]
+    fn bad_value_and_unknown_key_name_the_key() {
+        let o = Overrides::from_cli(None, &["count=many".into()]).unwrap();
+        let e = o.resolve(&defaults(), |_| None).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "config key `count` (from --set): expected a whole number, got \"many\""
+        );
+        let o = Overrides::from_cli(None, &["cuont=1".into()]).unwrap();
+        let e = o
+            .check_declared(["count", "name"].into_iter())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "unknown config key `cuont` (from --set); this workflow declares: count, name"
+        );
+    }
+}

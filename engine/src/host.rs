@@ -1,0 +1,159 @@
+//! The Rhai host: an [`Engine`] with every step and engine function registered.
+
+use std::sync::Arc;
+
+use rhai::{Dynamic, Engine, EvalAltResult, FnPtr, Map, NativeCallContext};
+
+use crate::cleanup;
+use crate::parallel;
+use crate::run_state::RunState;
+use crate::script_error::{describe_position, runtime_error};
+use crate::step_call::call_step;
+use crate::workflow::WorkflowModules;
+
+/// Rhai operations a script may run between two checks of nothing else: bounds
+/// an endless loop in pure script code (steps have their own timeouts).
+pub const MAX_OPERATIONS: u64 = 500_000_000;
+
+/// Engine functions that are not steps (for `runbook check` and the docs).
+pub const ENGINE_FUNCTIONS: &[&str] = &[
+    "config", "secret", "parallel", "defer", "now", "log_info", "log_warn", "fail",
+];
+
+fn position_of(state: &RunState, context: &NativeCallContext) -> String {
+    describe_position(
+        context.call_source().or(Some(&state.workflow_display)),
+        context.call_position(),
+    )
+}
+
+/// Builds the engine for one run.
+pub fn build_engine(state: Arc<RunState>, modules: WorkflowModules) -> Engine {
+    let mut engine = Engine::new();
+    engine.set_module_resolver(modules);
+    engine.set_max_operations(MAX_OPERATIONS);
+    engine.set_max_expr_depths(128, 64);
+    {
+        let state = Arc::clone(&state);
+        engine.on_progress(move |_| {
+            (state.cancel.is_cancelled() && !cleanup::in_cleanup())
+                .then(|| Dynamic::from("interrupted"))
+        });
+    }
+    engine.on_print(|text| tracing::info!("{}", crate::secrets::mask(text)));
+    engine.on_debug(|text, _, _| tracing::debug!("{}", crate::secrets::mask(text)));
+
+    for entry in runbook_steps::all_steps() {
+        let state_with_options = Arc::clone(&state);
+        engine.register_fn(
+            entry.name,
+            move |context: NativeCallContext, options: Map| {
+                call_step(&state_with_options, entry, &context, options)
+            },
+        );
+        let state_no_args = Arc::clone(&state);
+        engine.register_fn(entry.name, move |context: NativeCallContext| {
+            call_step(&state_no_args, entry, &context, Map::new())
+        });
+    }
+
+    {
+        let state = Arc::clone(&state);
+        engine.register_fn(
+            "config",
+            move |context: NativeCallContext, defaults: Map| -> Result<Map, Box<EvalAltResult>> {
+                config(&state, &context, defaults)
+            },
+        );
+    }
+    {
+        let state = Arc::clone(&state);
+        engine.register_fn(
+            "secret",
+            move |context: NativeCallContext, name: &str| -> Result<String, Box<EvalAltResult>> {
+                crate::secrets::read_secret(name).map_err(|e| {
+                    runtime_error(
+                        "secret",
+                        "config",
+                        e.to_string(),
+                        position_of(&state, &context),
+                        context.call_position(),
+                    )
+                })
+            },
+        );
+    }
+    engine.register_fn("parallel", parallel::parallel);
+    {
+        let state = Arc::clone(&state);
+        engine.register_fn(
+            "defer",
+            move |context: NativeCallContext, closure: FnPtr| {
+                #[allow(deprecated)]
+                let store = context.store_data();
+                cleanup::defer(closure, store, position_of(&state, &context));
+            },
+        );
+    }
+    engine.register_fn("now", |format: &str| {
+        chrono::Local::now().format(format).to_string()
+    });
+    engine.register_fn("log_info", |message: &str| {
+        tracing::info!("{}", crate::secrets::mask(message));
+    });
+    engine.register_fn("log_warn", |message: &str| {
+        tracing::warn!("{}", crate::secrets::mask(message));
+    });
+    {
+        let state = Arc::clone(&state);
+        engine.register_fn(
+            "fail",
+            move |context: NativeCallContext, message: &str| -> Result<(), Box<EvalAltResult>> {
+                Err(runtime_error(
+                    "fail",
+                    "fail",
+                    message.to_string(),
+                    position_of(&state, &context),
+                    context.call_position(),
+                ))
+            },
+        );
+    }
+    crate::file_functions::register(&mut engine, &state);
+    engine
+}
+
+fn config(
+    state: &RunState,
+    context: &NativeCallContext,
+    defaults: Map,
+) -> Result<Map, Box<EvalAltResult>> {
+    let error = |e: crate::config::ConfigError| {
+        runtime_error(
+            "config",
+            "config",
+            e.to_string(),
+            position_of(state, context),
+            context.call_position(),
+        )
+    };
+    let mut declared = state.config.lock().expect("config lock poisoned");
+    let mut names: Vec<String> = declared.keys().map(|k| k.to_string()).collect();
+    names.extend(defaults.keys().map(|k| k.to_string()));
+    state
+        .overrides
+        .check_declared(names.iter().map(String::as_str))
+        .map_err(error)?;
+    let effective = state
+        .overrides
+        .resolve(&defaults, |name| std::env::var(name).ok())
+        .map_err(error)?;
+    declared.extend(effective.clone());
+    *state.config_declared.lock().expect("config lock poisoned") = true;
+    if let Some(journal) = &state.journal {
+        let value = rhai::serde::from_dynamic::<serde_json::Value>(&declared.clone().into())
+            .unwrap_or_default();
+        journal.update(|doc| doc.config = value);
+    }
+    Ok(effective)
+}

@@ -1,0 +1,36 @@
+//! The runbook engine: a Rhai host that runs workflows calling native steps.
+//!
+//! # Layout
+//! - [`cli`], [`commands`], [`exit_code`]: the `runbook` command line.
+//! - [`run`]: one run: lock ([`lock`]), journal ([`journal`]), signals, the
+//!   script thread, deferred cleanups, the exit code.
+//! - [`workflow`]: finding a workflow file or stock workflow, resolving imports.
+//! - [`host`]: the Rhai engine with every function registered; [`step_call`] is
+//!   the one generic adapter between Rhai maps and step options/results.
+//! - [`config`], [`secrets`]: config values and secret masking.
+//! - [`parallel`], [`cleanup`]: `parallel([...])` and `defer(|| ...)`.
+//! - [`script_error`]: errors raised into scripts and printed to the user.
+//! - [`check`]: static checks for `runbook check`.
+//! - [`logging`], [`terminal`]: logs, colours and progress bars.
+
+pub mod check;
+pub mod cleanup;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod exit_code;
+pub mod file_functions;
+pub mod file_safety;
+pub mod host;
+pub mod journal;
+pub mod lock;
+pub mod logging;
+pub mod parallel;
+pub mod run;
+pub mod run_state;
+pub mod script_error;
+pub mod secrets;
+pub mod step_call;
+pub mod step_docs;
+pub mod terminal;
+pub mod workflow;
