@@ -16,7 +16,11 @@ pub mod progress;
 pub mod registry;
 pub mod step;
 
+pub mod es_health;
+pub mod es_snapshot;
 pub mod exec;
+pub mod http;
+pub mod http_client;
 pub mod mcli_mirror;
 pub mod s3_alias;
 

@@ -112,6 +112,9 @@ pub fn all_steps() -> &'static [StepEntry] {
         vec![
             entry::<crate::exec::Exec>(),
             entry::<crate::mcli_mirror::McliMirror>(),
+            entry::<crate::http::Http>(),
+            entry::<crate::es_health::EsHealth>(),
+            entry::<crate::es_snapshot::EsSnapshot>(),
             // New steps: one line here.
         ]
     });
