@@ -11,7 +11,6 @@
 //! `insecure`) and hands them over as one [`HttpConnection`] through
 //! [`HttpConnection::new`]. Five plain fields are easier to read than a macro.
 
-use std::error::Error as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -724,11 +723,7 @@ fn transport_error(
     error: &reqwest::Error,
     attempts: u32,
 ) -> HttpError {
-    let reason = if error.is_timeout() && error.source().is_none_or(|s| s.source().is_none()) {
-        "timed out".to_string()
-    } else {
-        innermost(error)
-    };
+    let reason = innermost(error);
     let lower = reason.to_lowercase();
     let hint = if lower.contains("certificate") || lower.contains("unknownissuer") {
         " (give the CA that signed the server's certificate as `ca_cert`)"
