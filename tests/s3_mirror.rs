@@ -22,6 +22,8 @@ use support::{ChildGuard, free_port, venv_bin, wait_for_port};
 struct Moto {
     _child: ChildGuard,
     port: u16,
+    /// The CA that signed the server's certificate, when it speaks HTTPS.
+    tls_ca: Option<PathBuf>,
 }
 
 /// Python prelude for [`Moto::python`]: boto3 clients for the server.
@@ -34,11 +36,65 @@ def client(service, ak="test", sk="test"):
 s3 = client("s3")
 "#;
 
+/// Python: writes a private CA and a server certificate for 127.0.0.1 into argv[1].
+const MAKE_CERTIFICATES: &str = r#"
+import datetime, ipaddress, sys
+from cryptography import x509
+from cryptography.x509.oid import NameOID, ExtendedKeyUsageOID
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+out = sys.argv[1]
+now = datetime.datetime.now(datetime.timezone.utc)
+def builder(subject, issuer, public_key):
+    return (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
+            .public_key(public_key).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(days=1)))
+ca_key = ec.generate_private_key(ec.SECP256R1())
+ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "runbook test CA")])
+ca = (builder(ca_name, ca_name, ca_key.public_key())
+      .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+      .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+          content_commitment=False, key_encipherment=False, data_encipherment=False,
+          key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+      .sign(ca_key, hashes.SHA256()))
+key = ec.generate_private_key(ec.SECP256R1())
+leaf = (builder(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]), ca_name, key.public_key())
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256()))
+open(out + "/ca.crt", "wb").write(ca.public_bytes(serialization.Encoding.PEM))
+open(out + "/server.crt", "wb").write(leaf.public_bytes(serialization.Encoding.PEM))
+open(out + "/server.key", "wb").write(key.private_bytes(serialization.Encoding.PEM,
+    serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()))
+"#;
+
 impl Moto {
     fn start() -> Moto {
+        Self::start_with(&[], None)
+    }
+
+    /// A server speaking HTTPS with a certificate for 127.0.0.1 signed by a
+    /// fresh private CA, written to `certs` (`ca.crt`, `server.crt`, `server.key`).
+    fn start_tls(certs: &Path) -> Moto {
+        let status = Command::new(venv_bin("python"))
+            .arg("-c")
+            .arg(MAKE_CERTIFICATES)
+            .arg(certs)
+            .status()
+            .expect("run python");
+        assert!(status.success(), "could not create test certificates");
+        let cert = certs.join("server.crt").display().to_string();
+        let key = certs.join("server.key").display().to_string();
+        Self::start_with(&["-c", &cert, "-k", &key], Some(certs.join("ca.crt")))
+    }
+
+    fn start_with(extra_args: &[&str], tls_ca: Option<PathBuf>) -> Moto {
         let port = free_port();
         let child = Command::new(venv_bin("moto_server"))
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .args(extra_args)
             // Small multipart parts, so a multipart object stays small.
             .env("S3_UPLOAD_PART_MIN_SIZE", "1024")
             .stdout(Stdio::null())
@@ -50,21 +106,30 @@ impl Moto {
         Moto {
             _child: child,
             port,
+            tls_ca,
         }
     }
 
     fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls_ca.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// Runs a Python snippet (after [`PY_PRELUDE`]) against the server; returns stdout.
     fn python(&self, script: &str) -> String {
-        let output = Command::new(venv_bin("python"))
+        let mut command = Command::new(venv_bin("python"));
+        command
             .arg("-c")
             .arg(format!("{PY_PRELUDE}\n{script}"))
-            .env("ENDPOINT", self.url())
-            .output()
-            .expect("run python");
+            .env("ENDPOINT", self.url());
+        if let Some(ca) = &self.tls_ca {
+            command.env("AWS_CA_BUNDLE", ca);
+        }
+        let output = command.output().expect("run python");
         assert!(
             output.status.success(),
             "python failed: {}",
@@ -653,14 +718,14 @@ async fn interruption_deletes_partial_files() {
     // Wait until the download is under way and stuck with data in the .partial file.
     let partial = dest.join("big/blob.bin.partial");
     let until = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0) == 0 {
+    let started = |partial: &Path| std::fs::metadata(partial).is_ok_and(|m| m.len() > 0);
+    while !(relay.fired() && started(&partial)) {
         assert!(
             std::time::Instant::now() < until,
             "the download never started"
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    assert!(relay.fired());
     cancel.cancel();
     let error = run.await.unwrap().unwrap_err();
     assert_eq!(error.kind(), "cancelled");
@@ -709,4 +774,66 @@ async fn an_object_deleted_after_the_listing_is_counted_not_fatal() {
     );
     let files: Vec<String> = tree(&dest).into_keys().collect();
     assert_eq!(files, ["big/blob.bin"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_endpoint_with_a_private_ca_from_mc_certs_folder() {
+    let certs = tempfile::tempdir().unwrap();
+    let moto = Moto::start_tls(certs.path());
+    moto.python(
+        r#"
+s3.create_bucket(Bucket="thehive")
+s3.put_object(Bucket="thehive", Key="a/one.txt", Body=b"over tls")
+"#,
+    );
+    let work = tempfile::tempdir().unwrap();
+    let config = work.path().join("mcli");
+    std::fs::create_dir_all(&config).unwrap();
+    std::fs::write(
+        config.join("config.json"),
+        serde_json::json!({"version": "10", "aliases": {"secure": {
+            "url": moto.url(), "accessKey": "test", "secretKey": "test", "api": "S3v4", "path": "auto"
+        }}})
+        .to_string(),
+    )
+    .unwrap();
+    let env = env_of(&[("HOME", work.path().display().to_string())]);
+    let mirror = || {
+        mirror_with_env(
+            options(serde_json::json!({
+                "source": "secure/thehive", "dest": work.path().join("dest"), "config_dir": config
+            })),
+            StepContext::detached("mirror"),
+            &env,
+        )
+    };
+
+    // Without the CA the certificate is not trusted: a clear error, naming the alias.
+    let error = mirror().await.unwrap_err();
+    assert_eq!(error.kind(), "unreachable");
+    let text = error.to_string();
+    assert!(
+        text.starts_with(&format!("cannot reach alias `secure` ({})", moto.url())),
+        "{text}"
+    );
+    assert!(text.contains("put its certificate in certs/CAs/"), "{text}");
+    assert!(
+        text.ends_with("invalid peer certificate: UnknownIssuer"),
+        "{text}"
+    );
+
+    // mc keeps private CAs in <config dir>/certs/CAs/; so do we.
+    std::fs::create_dir_all(config.join("certs/CAs")).unwrap();
+    std::fs::copy(
+        certs.path().join("ca.crt"),
+        config.join("certs/CAs/private-ca.crt"),
+    )
+    .unwrap();
+    std::fs::write(config.join("certs/CAs/README"), "not a certificate").unwrap();
+    let result = mirror().await.unwrap();
+    assert_eq!(result.downloaded, 1);
+    assert_eq!(
+        std::fs::read(work.path().join("dest/a/one.txt")).unwrap(),
+        b"over tls"
+    );
 }

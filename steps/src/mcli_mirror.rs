@@ -37,6 +37,11 @@ const DOWNLOAD_ATTEMPTS: u32 = 3;
 /// Attempts for each listing page after the first (the first fails fast: it is
 /// the reachability check).
 const LIST_ATTEMPTS: u32 = 5;
+/// How long a listing request may take to connect: the reachability check
+/// fails after this on an endpoint that does not answer.
+const LIST_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long one listing page may take in all (1,000 keys).
+const LIST_PAGE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest file name most Linux file systems accept, in bytes.
 const NAME_MAX: usize = 255;
 /// Suffix of files being downloaded.
@@ -77,6 +82,9 @@ pub struct MirrorOptions {
     /// Check each file's MD5 against a single-part ETag.
     #[serde(default = "default_true")]
     pub verify_md5: bool,
+    /// A PEM file of certificate authorities to trust (private CA on the endpoint).
+    #[serde(default)]
+    pub ca_cert: Option<PathBuf>,
 }
 
 fn default_concurrency() -> usize {
@@ -116,10 +124,12 @@ pub struct MirrorOutput {
 #[derive(Debug, thiserror::Error)]
 pub enum MirrorError {
     /// No connection to the endpoint.
-    #[error("cannot reach {endpoint}")]
+    #[error("cannot reach {endpoint}{hint}")]
     Unreachable {
         /// The alias and URL.
         endpoint: String,
+        /// Advice, or empty.
+        hint: &'static str,
         /// The connection error.
         source: reqwest::Error,
     },
@@ -287,6 +297,9 @@ Options:
   region      string  signing region (default: from an AWS host name, else us-east-1)
   verify_md5  bool    compare MD5 with single-part ETags; turn off for buckets with
                       SSE-KMS/SSE-C encryption, whose ETags are not MD5s (default true)
+  ca_cert     string  PEM file of a private certificate authority to trust, besides the
+                      system's and those in certs/CAs/ of the MinIO-client config
+                      folders, as `mc` uses them (default: none)
 
 Result:
   objects           int     objects under the source (refused keys excluded)
@@ -368,6 +381,7 @@ fn resolve(
     let resolve_options = ResolveOptions {
         config_dir: options.config_dir.clone(),
         region: options.region.clone(),
+        ca_cert: options.ca_cert.clone(),
     };
     if let Some(endpoint) = &options.endpoint {
         let location = S3Location::parse_bucket_path(&options.source)?;
@@ -526,12 +540,14 @@ async fn run_mirror(
     ctx: StepContext,
 ) -> Result<MirrorOutput, StepError> {
     let started = Instant::now();
-    let http = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(10))
-        .read_timeout(Duration::from_secs(60))
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .map_err(|e| StepError::new("config", format!("could not set up an HTTP client: {e}")))?;
+    let http = endpoint.http_client(
+        reqwest::Client::builder()
+            .connect_timeout(LIST_CONNECT_TIMEOUT)
+            .timeout(LIST_PAGE_TIMEOUT)
+            // S3 answers a wrong region with a redirect that has no Location;
+            // let it surface as the error it is.
+            .redirect(reqwest::redirect::Policy::none()),
+    )?;
     let listing = tokio::select! {
         listing = list_objects(&http, &endpoint, &location) => listing?,
         _ = ctx.cancel.cancelled() => return Err(StepError::cancelled()),
@@ -1039,6 +1055,12 @@ impl ListFailure {
         match self {
             ListFailure::Connection(source) => MirrorError::Unreachable {
                 endpoint: name,
+                hint: if error_chain_mentions(&source, "certificate") {
+                    " (a private certificate authority? put its certificate in certs/CAs/ of \
+                     the MinIO-client config folder, or give ca_cert)"
+                } else {
+                    ""
+                },
                 source,
             },
             ListFailure::Format(reason) => MirrorError::ListFormat {
@@ -1085,6 +1107,18 @@ impl ListFailure {
             },
         }
     }
+}
+
+/// True when `error` or one of its causes mentions `word`.
+fn error_chain_mentions(error: &(dyn std::error::Error + 'static), word: &str) -> bool {
+    let mut current = Some(error);
+    while let Some(error) = current {
+        if error.to_string().contains(word) {
+            return true;
+        }
+        current = error.source();
+    }
+    false
 }
 
 /// Lists every object under the location's prefix. The first request is the

@@ -213,6 +213,12 @@ pub struct S3Endpoint {
     pub bucket_lookup: BucketLookup,
     /// Where the settings came from.
     pub source: CredentialSource,
+    /// PEM files of certificate authorities trusted besides the system's:
+    /// `certs/CAs/*` of the MinIO-client configuration folders, where `mc`
+    /// keeps them (a file holding no certificate is skipped, as `mc` does).
+    pub ca_files: Vec<PathBuf>,
+    /// [`ResolveOptions::ca_cert`]: also trusted; must hold a certificate.
+    pub ca_cert: Option<PathBuf>,
     credentials: Option<Credentials>,
 }
 
@@ -224,6 +230,8 @@ impl std::fmt::Debug for S3Endpoint {
             .field("region", &self.region)
             .field("bucket_lookup", &self.bucket_lookup)
             .field("source", &self.source)
+            .field("ca_files", &self.ca_files)
+            .field("ca_cert", &self.ca_cert)
             .field(
                 "access_key",
                 &self.credentials.as_ref().map(|c| c.access_key.as_str()),
@@ -240,11 +248,24 @@ pub struct ResolveOptions {
     pub config_dir: Option<PathBuf>,
     /// The signing region; default: taken from an AWS host name, else `us-east-1`.
     pub region: Option<String>,
+    /// A PEM file of certificate authorities to trust besides the system's
+    /// (it must hold at least one certificate).
+    pub ca_cert: Option<PathBuf>,
 }
 
 impl S3Endpoint {
     /// Resolves `alias` the way `mc` does (see the module documentation).
     pub fn resolve(
+        alias: &str,
+        options: &ResolveOptions,
+        env: EnvLookup<'_>,
+    ) -> Result<Self, AliasError> {
+        let mut endpoint = Self::resolve_alias(alias, options, env)?;
+        endpoint.ca_files = mc_ca_files(&config_dirs(options.config_dir.as_deref(), env));
+        Ok(endpoint)
+    }
+
+    fn resolve_alias(
         alias: &str,
         options: &ResolveOptions,
         env: EnvLookup<'_>,
@@ -372,6 +393,8 @@ impl S3Endpoint {
             region,
             bucket_lookup,
             source,
+            ca_files: Vec::new(),
+            ca_cert: options.ca_cert.clone(),
             credentials,
         }
     }
@@ -417,6 +440,45 @@ impl S3Endpoint {
             url.as_str().trim_end_matches('/').to_string()
         };
         Url::parse(&text).expect("bucket URL built from a valid endpoint URL")
+    }
+
+    /// The PEM bundles of [`Self::ca_files`] and [`Self::ca_cert`], read now,
+    /// each with its file.
+    fn read_ca_files(&self) -> Result<Vec<(PathBuf, Vec<u8>)>, AliasError> {
+        let mut bundles = Vec::new();
+        let files = self.ca_files.iter().map(|f| (f, false));
+        for (path, required) in files.chain(self.ca_cert.iter().map(|f| (f, true))) {
+            let pem = std::fs::read(path).map_err(|source| AliasError::CaRead {
+                path: path.clone(),
+                source,
+            })?;
+            if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+                if required {
+                    return Err(AliasError::CaParse { path: path.clone() });
+                }
+                tracing::debug!("{} holds no PEM certificate; skipped", path.display());
+                continue;
+            }
+            bundles.push((path.clone(), pem));
+        }
+        Ok(bundles)
+    }
+
+    /// Builds a reqwest client from `builder`, trusting [`Self::ca_files`] too.
+    pub fn http_client(
+        &self,
+        builder: reqwest::ClientBuilder,
+    ) -> Result<reqwest::Client, AliasError> {
+        let mut builder = builder;
+        for (path, pem) in self.read_ca_files()? {
+            let certificates = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|_| AliasError::CaParse { path: path.clone() })?;
+            builder = builder.tls_certs_merge(certificates);
+        }
+        builder.build().map_err(|source| AliasError::HttpClient {
+            endpoint: self.describe(),
+            source,
+        })
     }
 
     /// True when requests are signed (false: anonymous access).
@@ -476,6 +538,14 @@ impl S3Endpoint {
         } else {
             self.bucket_url(bucket).to_string()
         };
+        let mut client = client;
+        for (path, pem) in self.read_ca_files()? {
+            let certificates = object_store::Certificate::from_pem_bundle(&pem)
+                .map_err(|_| AliasError::CaParse { path: path.clone() })?;
+            for certificate in certificates {
+                client = client.with_root_certificate(certificate);
+            }
+        }
         let mut builder = AmazonS3Builder::new()
             .with_endpoint(endpoint)
             .with_bucket_name(bucket)
@@ -581,6 +651,14 @@ fn parse_env_url(value: &str) -> Option<(Url, Option<Credentials>)> {
 
 /// The `config.json` files to search, in order.
 fn config_files(config_dir: Option<&Path>, env: EnvLookup<'_>) -> Vec<PathBuf> {
+    config_dirs(config_dir, env)
+        .into_iter()
+        .map(|dir| dir.join("config.json"))
+        .collect()
+}
+
+/// The MinIO-client configuration folders to search, in order, without repeats.
+fn config_dirs(config_dir: Option<&Path>, env: EnvLookup<'_>) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = Vec::new();
     if let Some(dir) = config_dir {
         dirs.push(dir.to_path_buf());
@@ -592,12 +670,29 @@ fn config_files(config_dir: Option<&Path>, env: EnvLookup<'_>) -> Vec<PathBuf> {
         dirs.push(Path::new(&home).join(".mcli"));
         dirs.push(Path::new(&home).join(".mc"));
     }
-    let mut files: Vec<PathBuf> = Vec::new();
+    let mut unique: Vec<PathBuf> = Vec::new();
     for dir in dirs {
-        let file = dir.join("config.json");
-        if !files.contains(&file) {
-            files.push(file);
+        if !unique.contains(&dir) {
+            unique.push(dir);
         }
+    }
+    unique
+}
+
+/// The files in `certs/CAs/` of each configuration folder, where `mc` keeps
+/// the certificates of private certificate authorities.
+fn mc_ca_files(dirs: &[PathBuf]) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for dir in dirs {
+        let Ok(entries) = std::fs::read_dir(dir.join("certs").join("CAs")) else {
+            continue;
+        };
+        let mut found: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_file())
+            .collect();
+        found.sort();
+        files.extend(found);
     }
     files
 }
@@ -717,6 +812,28 @@ pub enum AliasError {
     /// Only one of `access_key` and `secret_key` was given.
     #[error("give both access_key and secret_key, or neither for anonymous access")]
     HalfCredentials,
+    /// A certificate file could not be read.
+    #[error("could not read the CA certificate file {}: {source}", path.display())]
+    CaRead {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A certificate file holds no valid PEM certificate.
+    #[error("{} holds no valid PEM certificate", path.display())]
+    CaParse {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The HTTP client could not be set up (TLS settings).
+    #[error("could not set up an HTTP client for {endpoint}")]
+    HttpClient {
+        /// The endpoint.
+        endpoint: String,
+        /// reqwest's reason.
+        source: reqwest::Error,
+    },
     /// Signing a request failed.
     #[error("could not sign a request for {endpoint}")]
     Sign {
@@ -871,6 +988,7 @@ mod tests {
         let options = ResolveOptions {
             config_dir: Some(custom.path().to_path_buf()),
             region: Some("eu-central-1".into()),
+            ca_cert: None,
         };
         let local = S3Endpoint::resolve("local", &options, &env).unwrap();
         assert_eq!(creds(&local).0, "A3");
@@ -903,7 +1021,7 @@ mod tests {
         .unwrap();
         let options = ResolveOptions {
             config_dir: Some(dir.path().to_path_buf()),
-            region: None,
+            ..ResolveOptions::default()
         };
         let e = S3Endpoint::resolve("x", &options, &env_of(&[])).unwrap_err();
         let text = e.to_string();
