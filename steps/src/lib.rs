@@ -16,13 +16,21 @@ pub mod progress;
 pub mod registry;
 pub mod step;
 
+pub mod archive_io;
+pub mod atomic_file;
+pub mod blocking_work;
+pub mod checksum_sidecar;
 pub mod es_health;
 pub mod es_snapshot;
 pub mod exec;
+pub mod extract_archive;
+pub mod files;
 pub mod http;
 pub mod http_client;
 pub mod mcli_mirror;
 pub mod s3_alias;
+pub mod tar_dir;
+pub mod verify_archive;
 
 pub use error::{StepError, StepFailure};
 pub use registry::{StepEntry, all_steps, find_step};

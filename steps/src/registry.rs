@@ -111,6 +111,9 @@ pub fn all_steps() -> &'static [StepEntry] {
     static STEPS: LazyLock<Vec<StepEntry>> = LazyLock::new(|| {
         vec![
             entry::<crate::exec::Exec>(),
+            entry::<crate::tar_dir::TarDir>(),
+            entry::<crate::verify_archive::VerifyArchive>(),
+            entry::<crate::extract_archive::ExtractArchive>(),
             entry::<crate::mcli_mirror::McliMirror>(),
             entry::<crate::http::Http>(),
             entry::<crate::es_health::EsHealth>(),

@@ -1,0 +1,823 @@
+//! `verify_archive`: reads a whole tar archive (plain, zstd or gzip) once,
+//! checking every header and every byte, and compares its SHA-256 with the
+//! expected one. Also the body of `runbook verify PATH...`
+//! ([`verify_archive_file`]).
+
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use serde::{Deserialize, Serialize};
+use tar::{EntryType, Header};
+
+use crate::archive_io::{CHUNK_SIZE, Compression, HashingFileReader};
+use crate::blocking_work::{Stop, WorkControl, run_blocking};
+use crate::checksum_sidecar::{SidecarError, read_sidecar, sidecar_path};
+use crate::error::{StepError, StepFailure};
+use crate::progress::Progress;
+use crate::step::{DryRun, Step, StepContext};
+
+/// Largest GNU long-name or PAX header accepted (real ones are a few KiB).
+const MAX_META_ENTRY: u64 = 1 << 20;
+const BLOCK: usize = 512;
+
+/// The `verify_archive` step.
+pub struct VerifyArchive;
+
+/// Options of `verify_archive`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyArchiveOptions {
+    /// The archive.
+    pub path: PathBuf,
+    /// Expected hex SHA-256 (default: from `<path>.sha256` when present).
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// Fail when there is neither `sha256` nor a `<path>.sha256` file.
+    #[serde(default)]
+    pub require_checksum: bool,
+    /// Glob patterns that must each match at least one entry.
+    #[serde(default)]
+    pub expect: Vec<String>,
+    /// The least number of entries.
+    #[serde(default)]
+    pub min_entries: Option<u64>,
+}
+
+/// Where the expected checksum came from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ChecksumSource {
+    /// None was available: only the structure was checked.
+    #[default]
+    None,
+    /// The `<path>.sha256` file.
+    Sidecar,
+    /// The `sha256` option.
+    Given,
+}
+
+/// Result of `verify_archive`: the archive is sound (any problem is an error).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct VerifyReport {
+    /// Always true: a bad archive fails the step.
+    pub ok: bool,
+    /// Entries (files, folders, links; not the GNU/PAX metadata entries).
+    pub entries: u64,
+    /// Size of the archive file.
+    pub bytes: u64,
+    /// Hex SHA-256 of the archive file.
+    pub sha256: String,
+    /// What the checksum was compared with.
+    #[serde(skip)]
+    pub checksum: ChecksumSource,
+}
+
+impl VerifyReport {
+    /// One line for `runbook verify`: `ok <path>: N entries, B bytes, sha256 matches <source>`.
+    pub fn summary(&self, path: &Path) -> String {
+        let checksum = match self.checksum {
+            ChecksumSource::None => "no checksum to compare",
+            ChecksumSource::Sidecar => "sha256 matches the .sha256 file",
+            ChecksumSource::Given => "sha256 matches",
+        };
+        format!(
+            "ok {}: {} entries, {} bytes, {checksum}",
+            path.display(),
+            self.entries,
+            self.bytes
+        )
+    }
+}
+
+/// Why an archive failed verification.
+#[derive(Debug, thiserror::Error)]
+pub enum VerifyError {
+    /// The archive cannot be opened or read.
+    #[error("cannot read archive {path}")]
+    Read {
+        /// The archive.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The checksum file exists but is unusable.
+    #[error(transparent)]
+    Sidecar(#[from] SidecarError),
+    /// `require_checksum` and nothing to compare with.
+    #[error("no checksum for {path}: no {sidecar} and no `sha256` option")]
+    ChecksumMissing {
+        /// The archive.
+        path: PathBuf,
+        /// The sidecar looked for.
+        sidecar: String,
+    },
+    /// The `sha256` option is not 64 hex digits.
+    #[error("`sha256` must be 64 hex digits, got `{0}`")]
+    BadExpected(String),
+    /// The archive's bytes are not the ones that were checksummed.
+    #[error(
+        "{path}: sha256 mismatch: expected {expected}, got {actual} (the file is damaged or was modified)"
+    )]
+    ChecksumMismatch {
+        /// The archive.
+        path: PathBuf,
+        /// From the sidecar or option.
+        expected: String,
+        /// Computed now.
+        actual: String,
+    },
+    /// The tar structure (or compression) is broken.
+    #[error("{path}: {problem} {location}")]
+    Corrupt {
+        /// The archive.
+        path: PathBuf,
+        /// What is wrong, e.g. "bad header checksum".
+        problem: String,
+        /// "in entry `x` at byte offset N" or similar.
+        location: String,
+        /// The entry concerned, when there is one.
+        entry: Option<String>,
+        /// Offset in the tar stream (the decompressed stream for zstd/gzip).
+        offset: u64,
+    },
+    /// The archive is sound but lacks what `expect` / `min_entries` ask for.
+    #[error("{path}: {message}")]
+    Expectation {
+        /// The archive.
+        path: PathBuf,
+        /// What is missing.
+        message: String,
+    },
+    /// An `expect` pattern is not a valid glob.
+    #[error("invalid expect pattern `{pattern}`")]
+    Pattern {
+        /// The pattern.
+        pattern: String,
+        /// What is wrong with it.
+        source: globset::Error,
+    },
+    /// Interrupted or timed out.
+    #[error(transparent)]
+    Stopped(#[from] Stop),
+}
+
+impl StepFailure for VerifyError {
+    fn kind(&self) -> &'static str {
+        match self {
+            VerifyError::Read { .. } => "io",
+            VerifyError::Sidecar(_) | VerifyError::ChecksumMissing { .. } => "checksum_missing",
+            VerifyError::BadExpected(_) | VerifyError::Pattern { .. } => "invalid_options",
+            VerifyError::ChecksumMismatch { .. } => "checksum_mismatch",
+            VerifyError::Corrupt { .. } => "corrupt",
+            VerifyError::Expectation { .. } => "expectation",
+            VerifyError::Stopped(stop) => stop.kind(),
+        }
+    }
+}
+
+impl Step for VerifyArchive {
+    const NAME: &'static str = "verify_archive";
+    const HANDLES_TIMEOUT: bool = true;
+    const DOC: &'static str = "\
+Checks a tar archive (plain, zstd or gzip) end to end, and its SHA-256.
+
+One pass reads every header and every byte of every entry while hashing the
+file: a bad header checksum, a truncated entry, bad padding, a missing
+end-of-archive marker or corrupt compressed data fail the step with the
+archive, the entry and the byte offset (in the tar stream; for zstd/gzip that
+is the decompressed stream). The compression is recognized from the file's
+first bytes. The SHA-256 is compared with `sha256`, else with `<path>.sha256`
+when it exists (as written by tar_dir, or by `sha256sum`). Runs under --dry-run.
+Also available as the command `runbook verify PATH...`.
+
+Options:
+  path              string            the archive (required)
+  sha256            string            expected hex SHA-256 (default: from <path>.sha256)
+  require_checksum  bool              fail when no checksum is available (default false)
+  expect            array of strings  glob patterns that must each match an entry,
+                                      `*` does not cross `/` (default [])
+  min_entries       int               the least number of entries (default: none)
+
+Result:
+  ok       bool     true (a bad archive fails the step)
+  entries  int      entries (files, folders, links)
+  bytes    int      archive size
+  sha256   string   hex SHA-256 of the archive
+
+Example:
+  verify_archive(#{ path: archive.path, require_checksum: true,
+                    expect: [`cassandra_${stamp}/create_keyspace_*.cql`], min_entries: 2 });
+";
+
+    type Options = VerifyArchiveOptions;
+    type Output = VerifyReport;
+
+    fn describe(options: &VerifyArchiveOptions) -> String {
+        format!("verify archive {}", options.path.display())
+    }
+
+    fn label(options: &VerifyArchiveOptions) -> Option<String> {
+        options
+            .path
+            .file_name()
+            .map(|n| format!("verify {}", n.to_string_lossy()))
+    }
+
+    fn dry_run(_options: &VerifyArchiveOptions) -> DryRun<VerifyReport> {
+        DryRun::Run
+    }
+
+    async fn run(
+        options: VerifyArchiveOptions,
+        ctx: StepContext,
+    ) -> Result<VerifyReport, StepError> {
+        let (control, _cancel_when_dropped) = WorkControl::from_context(&ctx);
+        run_blocking("verify_archive", move || verify_archive(&options, &control)).await
+    }
+}
+
+/// Verifies the archive at `path` against `expected_sha256`, else against its
+/// `.sha256` file when there is one: what `runbook verify PATH...` calls.
+pub fn verify_archive_file(
+    path: &Path,
+    expected_sha256: Option<&str>,
+    control: &WorkControl,
+) -> Result<VerifyReport, VerifyError> {
+    verify_archive(
+        &VerifyArchiveOptions {
+            path: path.to_path_buf(),
+            sha256: expected_sha256.map(str::to_string),
+            ..VerifyArchiveOptions::default()
+        },
+        control,
+    )
+}
+
+/// The blocking body of the step.
+pub fn verify_archive(
+    options: &VerifyArchiveOptions,
+    control: &WorkControl,
+) -> Result<VerifyReport, VerifyError> {
+    let path = &options.path;
+    let (expected, checksum) = match &options.sha256 {
+        Some(given) => {
+            let hex = given.trim().to_ascii_lowercase();
+            if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(VerifyError::BadExpected(given.clone()));
+            }
+            (Some(hex), ChecksumSource::Given)
+        }
+        None => match read_sidecar(path)? {
+            Some(hex) => (Some(hex), ChecksumSource::Sidecar),
+            None => (None, ChecksumSource::None),
+        },
+    };
+    if expected.is_none() && options.require_checksum {
+        return Err(VerifyError::ChecksumMissing {
+            path: path.clone(),
+            sidecar: sidecar_path(path).display().to_string(),
+        });
+    }
+    let expect = ExpectedEntries::new(&options.expect)?;
+
+    let read_error = |source| VerifyError::Read {
+        path: path.clone(),
+        source,
+    };
+    let mut file = File::open(path).map_err(read_error)?;
+    let size = file.metadata().map_err(read_error)?.len();
+    let compression = Compression::detect(&mut file).map_err(read_error)?;
+    let progress = Progress::new(control.progress, &control.label, size);
+    let decoder = Decoder::new(HashingFileReader::new(file), compression).map_err(read_error)?;
+    let mut walker = TarWalker {
+        stream: decoder,
+        offset: 0,
+        path,
+        compressed: compression != Compression::None,
+        control,
+        progress: &progress,
+        reported: 0,
+        scratch: vec![0; CHUNK_SIZE],
+    };
+    let mut entries = 0u64;
+    let mut matched = vec![false; options.expect.len()];
+    walker.walk(&mut |name| {
+        entries += 1;
+        expect.mark(name, &mut matched);
+    })?;
+    let (sha256, bytes) = walker.stream.finish().map_err(read_error)?;
+    progress.finish();
+
+    if let Some(expected) = expected
+        && expected != sha256
+    {
+        return Err(VerifyError::ChecksumMismatch {
+            path: path.clone(),
+            expected,
+            actual: sha256,
+        });
+    }
+    let missing: Vec<&str> = options
+        .expect
+        .iter()
+        .zip(&matched)
+        .filter(|(_, found)| !**found)
+        .map(|(pattern, _)| pattern.as_str())
+        .collect();
+    if !missing.is_empty() {
+        return Err(VerifyError::Expectation {
+            path: path.clone(),
+            message: format!("no entry matches {}", missing.join(", ")),
+        });
+    }
+    if let Some(min) = options.min_entries
+        && entries < min
+    {
+        return Err(VerifyError::Expectation {
+            path: path.clone(),
+            message: format!("{entries} entries, expected at least {min}"),
+        });
+    }
+    Ok(VerifyReport {
+        ok: true,
+        entries,
+        bytes,
+        sha256,
+        checksum,
+    })
+}
+
+/// The `expect` patterns.
+struct ExpectedEntries {
+    set: GlobSet,
+}
+
+impl ExpectedEntries {
+    fn new(patterns: &[String]) -> Result<ExpectedEntries, VerifyError> {
+        let mut set = GlobSetBuilder::new();
+        for pattern in patterns {
+            set.add(
+                GlobBuilder::new(pattern.trim_end_matches('/'))
+                    .literal_separator(true)
+                    .build()
+                    .map_err(|source| VerifyError::Pattern {
+                        pattern: pattern.clone(),
+                        source,
+                    })?,
+            );
+        }
+        let set = set.build().map_err(|source| VerifyError::Pattern {
+            pattern: patterns.join(", "),
+            source,
+        })?;
+        Ok(ExpectedEntries { set })
+    }
+
+    fn mark(&self, name: &str, matched: &mut [bool]) {
+        if self.set.is_empty() {
+            return;
+        }
+        for index in self.set.matches(name.trim_end_matches('/')) {
+            matched[index] = true;
+        }
+    }
+}
+
+/// The archive bytes, decompressed when needed, hashed underneath.
+enum Decoder {
+    Plain(HashingFileReader),
+    Zstd(Box<zstd::stream::read::Decoder<'static, BufReader<HashingFileReader>>>),
+    Gzip(Box<flate2::bufread::MultiGzDecoder<BufReader<HashingFileReader>>>),
+}
+
+impl Decoder {
+    fn new(reader: HashingFileReader, compression: Compression) -> io::Result<Decoder> {
+        Ok(match compression {
+            Compression::None => Decoder::Plain(reader),
+            Compression::Zstd => Decoder::Zstd(Box::new(zstd::stream::read::Decoder::new(reader)?)),
+            Compression::Gzip => Decoder::Gzip(Box::new(flate2::bufread::MultiGzDecoder::new(
+                BufReader::with_capacity(CHUNK_SIZE, reader),
+            ))),
+        })
+    }
+
+    fn file_position(&self) -> u64 {
+        match self {
+            Decoder::Plain(r) => r.consumed(),
+            Decoder::Zstd(d) => d.get_ref().get_ref().consumed(),
+            Decoder::Gzip(d) => d.get_ref().get_ref().consumed(),
+        }
+    }
+
+    /// The SHA-256 and size of the whole file.
+    fn finish(self) -> io::Result<(String, u64)> {
+        match self {
+            Decoder::Plain(r) => r.finish(),
+            Decoder::Zstd(d) => d.finish().into_inner().finish(),
+            Decoder::Gzip(d) => d.into_inner().into_inner().finish(),
+        }
+    }
+}
+
+impl Read for Decoder {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Decoder::Plain(r) => r.read(buf),
+            Decoder::Zstd(d) => d.read(buf),
+            Decoder::Gzip(d) => d.read(buf),
+        }
+    }
+}
+
+/// Walks the tar stream block by block.
+struct TarWalker<'a> {
+    stream: Decoder,
+    /// Offset in the tar stream.
+    offset: u64,
+    path: &'a Path,
+    compressed: bool,
+    control: &'a WorkControl,
+    progress: &'a Progress,
+    /// File position last reported to progress.
+    reported: u64,
+    scratch: Vec<u8>,
+}
+
+impl TarWalker<'_> {
+    fn corrupt(&self, problem: impl Into<String>, entry: Option<&str>, offset: u64) -> VerifyError {
+        let stream = if self.compressed {
+            " of the decompressed stream"
+        } else {
+            ""
+        };
+        let location = match entry {
+            Some(name) => format!("in entry `{name}` at byte offset {offset}{stream}"),
+            None => format!("at byte offset {offset}{stream}"),
+        };
+        VerifyError::Corrupt {
+            path: self.path.to_path_buf(),
+            problem: problem.into(),
+            location,
+            entry: entry.map(str::to_string),
+            offset,
+        }
+    }
+
+    /// Reads until `buf` is full or the stream ends; returns the count.
+    fn read_full(&mut self, buf: &mut [u8], entry: Option<&str>) -> Result<usize, VerifyError> {
+        let mut filled = 0;
+        while filled < buf.len() {
+            match self.stream.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let at = self.offset + filled as u64;
+                    return Err(if self.compressed {
+                        self.corrupt(format!("cannot decompress ({e})"), entry, at)
+                    } else {
+                        VerifyError::Read {
+                            path: self.path.to_path_buf(),
+                            source: e,
+                        }
+                    });
+                }
+            }
+        }
+        self.offset += filled as u64;
+        let position = self.stream.file_position();
+        self.progress.inc(position - self.reported);
+        self.reported = position;
+        Ok(filled)
+    }
+
+    /// Reads `len` bytes of entry data (and checks nothing but their presence);
+    /// keeps them when `keep` (metadata entries).
+    fn read_data(&mut self, len: u64, entry: &str, keep: bool) -> Result<Vec<u8>, VerifyError> {
+        let start = self.offset;
+        let mut kept = Vec::new();
+        let mut left = len;
+        let mut scratch = std::mem::take(&mut self.scratch);
+        while left > 0 {
+            self.control.check()?;
+            let want = left.min(scratch.len() as u64) as usize;
+            let n = self.read_full(&mut scratch[..want], Some(entry))?;
+            if keep {
+                kept.extend_from_slice(&scratch[..n]);
+            }
+            if n < want {
+                self.scratch = scratch;
+                return Err(self.corrupt(
+                    format!(
+                        "archive truncated: entry data ends after {} of {len} bytes",
+                        self.offset - start
+                    ),
+                    Some(entry),
+                    self.offset,
+                ));
+            }
+            left -= n as u64;
+        }
+        self.scratch = scratch;
+        let padding = ((BLOCK as u64 - len % BLOCK as u64) % BLOCK as u64) as usize;
+        let mut pad = [0u8; BLOCK];
+        let pad_start = self.offset;
+        let n = self.read_full(&mut pad[..padding], Some(entry))?;
+        if n < padding {
+            return Err(self.corrupt(
+                "archive truncated in the padding after the entry data",
+                Some(entry),
+                self.offset,
+            ));
+        }
+        if let Some(bad) = pad[..padding].iter().position(|b| *b != 0) {
+            return Err(self.corrupt(
+                "bad padding after the entry data (not zeros)",
+                Some(entry),
+                pad_start + bad as u64,
+            ));
+        }
+        Ok(kept)
+    }
+
+    /// Walks every entry, calling `found` with each real entry's name.
+    fn walk(&mut self, found: &mut dyn FnMut(&str)) -> Result<(), VerifyError> {
+        let mut long_name: Option<Vec<u8>> = None;
+        let mut pax_path: Option<Vec<u8>> = None;
+        let mut pax_size: Option<u64> = None;
+        let mut last_entry: Option<String> = None;
+        let mut block = [0u8; BLOCK];
+        loop {
+            self.control.check()?;
+            let header_offset = self.offset;
+            let n = self.read_full(&mut block, None)?;
+            let after = last_entry.as_deref().map(|e| format!("after entry `{e}`"));
+            if n == 0 {
+                return Err(self.end_problem(
+                    "archive truncated: no end-of-archive marker",
+                    after,
+                    header_offset,
+                ));
+            }
+            if n < BLOCK {
+                return Err(self.end_problem(
+                    "archive truncated in a header",
+                    after,
+                    header_offset,
+                ));
+            }
+            if block.iter().all(|b| *b == 0) {
+                return self.finish_end_marker(after, header_offset);
+            }
+            let header = Header::from_byte_slice(&block);
+            let stored = header.cksum();
+            let computed = header_checksum(&block);
+            if stored.ok() != Some(computed) {
+                let name = String::from_utf8_lossy(&header.path_bytes()).into_owned();
+                return Err(self.corrupt(
+                    "bad header checksum",
+                    Some(&describe_name(&name, after.as_deref())),
+                    header_offset,
+                ));
+            }
+            let raw_name = long_name
+                .take()
+                .or(pax_path.take())
+                .unwrap_or_else(|| header.path_bytes().into_owned());
+            let name = String::from_utf8_lossy(&raw_name).into_owned();
+            let size = match pax_size.take() {
+                Some(size) => size,
+                None => header.entry_size().map_err(|e| {
+                    self.corrupt(format!("bad size field ({e})"), Some(&name), header_offset)
+                })?,
+            };
+            // Old GNU sparse files have extension headers before their data.
+            if header.entry_type() == EntryType::GNUSparse
+                && header.as_gnu().is_some_and(|g| g.is_extended())
+            {
+                self.skip_sparse_extensions(&name)?;
+            }
+            match header.entry_type() {
+                EntryType::GNULongName
+                | EntryType::GNULongLink
+                | EntryType::XHeader
+                | EntryType::XGlobalHeader => {
+                    if size > MAX_META_ENTRY {
+                        return Err(self.corrupt(
+                            format!("implausible metadata entry size {size}"),
+                            Some(&name),
+                            header_offset,
+                        ));
+                    }
+                    let data = self.read_data(size, &name, true)?;
+                    match header.entry_type() {
+                        EntryType::GNULongName => {
+                            let end = data.iter().position(|b| *b == 0).unwrap_or(data.len());
+                            long_name = Some(data[..end].to_vec());
+                        }
+                        EntryType::XHeader => {
+                            for extension in tar::PaxExtensions::new(&data) {
+                                let extension = extension.map_err(|e| {
+                                    self.corrupt(
+                                        format!("bad PAX header ({e})"),
+                                        Some(&name),
+                                        header_offset,
+                                    )
+                                })?;
+                                match extension.key_bytes() {
+                                    b"path" => pax_path = Some(extension.value_bytes().to_vec()),
+                                    b"size" => {
+                                        pax_size =
+                                            extension.value().ok().and_then(|v| v.parse().ok());
+                                    }
+                                    _ => {}
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                _ => {
+                    self.read_data(size, &name, false)?;
+                    found(&name);
+                    last_entry = Some(name);
+                }
+            }
+        }
+    }
+
+    fn end_problem(&self, problem: &str, after: Option<String>, offset: u64) -> VerifyError {
+        match after {
+            Some(after) => self.corrupt(format!("{problem} {after}"), None, offset),
+            None => self.corrupt(format!("{problem} (no entries)"), None, offset),
+        }
+    }
+
+    /// After the first zero block: a second one, then only zeros to the end.
+    fn finish_end_marker(&mut self, after: Option<String>, offset: u64) -> Result<(), VerifyError> {
+        let mut block = [0u8; BLOCK];
+        let n = self.read_full(&mut block, None)?;
+        if n < BLOCK {
+            return Err(self.end_problem(
+                "archive truncated in the end-of-archive marker",
+                after,
+                offset,
+            ));
+        }
+        if block.iter().any(|b| *b != 0) {
+            return Err(self.end_problem(
+                "lone zero block (damaged header or end marker)",
+                after,
+                offset,
+            ));
+        }
+        // GNU tar pads archives to whole records with zeros: allow that, nothing else.
+        let mut scratch = std::mem::take(&mut self.scratch);
+        loop {
+            let start = self.offset;
+            let n = self.read_full(&mut scratch, None)?;
+            if let Some(bad) = scratch[..n].iter().position(|b| *b != 0) {
+                self.scratch = scratch;
+                return Err(self.end_problem(
+                    "data after the end-of-archive marker",
+                    after,
+                    start + bad as u64,
+                ));
+            }
+            if n < scratch.len() {
+                break;
+            }
+        }
+        self.scratch = scratch;
+        Ok(())
+    }
+
+    fn skip_sparse_extensions(&mut self, name: &str) -> Result<(), VerifyError> {
+        let mut block = [0u8; BLOCK];
+        loop {
+            let at = self.offset;
+            if self.read_full(&mut block, Some(name))? < BLOCK {
+                return Err(self.corrupt("archive truncated in a sparse header", Some(name), at));
+            }
+            // The `isextended` flag is byte 504 of an extension block.
+            if block[504] == 0 {
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn describe_name(name: &str, after: Option<&str>) -> String {
+    match after {
+        Some(after) if name.is_empty() => format!("(unreadable header {after})"),
+        _ => name.to_string(),
+    }
+}
+
+/// The tar header checksum: the sum of the header bytes with the checksum
+/// field (bytes 148..156) counted as spaces.
+fn header_checksum(block: &[u8; BLOCK]) -> u32 {
+    block
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            if (148..156).contains(&i) {
+                32
+            } else {
+                u32::from(*b)
+            }
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny_archive(dir: &Path) -> PathBuf {
+        let path = dir.join("a.tar");
+        let mut builder = tar::Builder::new(File::create(&path).unwrap());
+        let mut header = Header::new_gnu();
+        header.set_size(5);
+        header.set_mode(0o644);
+        builder
+            .append_data(&mut header, "top/hello.txt", &b"hello"[..])
+            .unwrap();
+        builder.into_inner().unwrap();
+        path
+    }
+
+    fn verify(path: &Path) -> Result<VerifyReport, VerifyError> {
+        verify_archive_file(path, None, &WorkControl::new("t"))
+    }
+
+    #[test]
+    fn sound_archive_and_expectations() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = tiny_archive(dir.path());
+        let report = verify(&path).unwrap();
+        assert_eq!(report.entries, 1);
+        assert_eq!(report.bytes, 2048);
+        assert_eq!(report.checksum, ChecksumSource::None);
+        let mut options = VerifyArchiveOptions {
+            path: path.clone(),
+            expect: vec!["top/*.txt".into(), "top/*.cql".into()],
+            ..Default::default()
+        };
+        let e = verify_archive(&options, &WorkControl::new("t")).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("{}: no entry matches top/*.cql", path.display())
+        );
+        options.expect.pop();
+        options.min_entries = Some(2);
+        let e = verify_archive(&options, &WorkControl::new("t")).unwrap_err();
+        assert!(
+            e.to_string().ends_with("1 entries, expected at least 2"),
+            "{e}"
+        );
+        options.min_entries = None;
+        options.require_checksum = true;
+        assert_eq!(
+            verify_archive(&options, &WorkControl::new("t"))
+                .unwrap_err()
+                .kind(),
+            "checksum_missing"
+        );
+    }
+
+    #[test]
+    fn damaged_header_and_missing_end_marker_name_entry_and_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = tiny_archive(dir.path());
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[10] ^= 0x20;
+        std::fs::write(&path, &bytes).unwrap();
+        let e = verify(&path).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("bad header checksum in entry `top/hello.Txt` at byte offset 0"),
+            "{e}"
+        );
+
+        bytes[10] ^= 0x20;
+        std::fs::write(&path, &bytes[..1024]).unwrap();
+        let e = verify(&path).unwrap_err();
+        assert!(
+            e.to_string().contains(
+                "no end-of-archive marker after entry `top/hello.txt` at byte offset 1024"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn header_checksum_matches_the_tar_crate() {
+        let mut header = Header::new_gnu();
+        header.set_path("x").unwrap();
+        header.set_cksum();
+        let block: &[u8; 512] = header.as_bytes();
+        assert_eq!(header.cksum().unwrap(), header_checksum(block));
+    }
+}
