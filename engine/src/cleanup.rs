@@ -13,10 +13,23 @@ use std::cell::{Cell, RefCell};
 use rhai::{Dynamic, Engine, EvalAltResult, FnPtr, NativeCallContextStore};
 
 /// A registered cleanup.
-pub struct Deferred {
-    closure: FnPtr,
-    context: NativeCallContextStore,
-    position: String,
+pub enum Deferred {
+    /// `defer(|| ...)`.
+    Closure {
+        /// The closure.
+        closure: FnPtr,
+        /// Its calling context (libraries, imports).
+        context: NativeCallContextStore,
+        /// Where it was registered.
+        position: String,
+    },
+    /// `undo(#{ ... })`: a journaled compensation.
+    Compensation {
+        /// Its id in the journal.
+        id: i64,
+        /// The run it belongs to.
+        state: std::sync::Arc<crate::run_state::RunState>,
+    },
 }
 
 thread_local! {
@@ -45,19 +58,28 @@ pub fn pop_frame() -> Vec<Deferred> {
     FRAMES.with(|f| f.borrow_mut().pop().unwrap_or_default())
 }
 
-/// Registers a cleanup in the current frame.
-pub fn defer(closure: FnPtr, context: NativeCallContextStore, position: String) {
+fn push(item: Deferred) {
     FRAMES.with(|f| {
         let mut frames = f.borrow_mut();
         if frames.is_empty() {
             frames.push(Vec::new());
         }
-        frames.last_mut().expect("a frame exists").push(Deferred {
-            closure,
-            context,
-            position,
-        });
+        frames.last_mut().expect("a frame exists").push(item);
     });
+}
+
+/// Registers a cleanup in the current frame.
+pub fn defer(closure: FnPtr, context: NativeCallContextStore, position: String) {
+    push(Deferred::Closure {
+        closure,
+        context,
+        position,
+    });
+}
+
+/// Registers a journaled compensation in the current frame.
+pub fn defer_compensation(id: i64, state: std::sync::Arc<crate::run_state::RunState>) {
+    push(Deferred::Compensation { id, state });
 }
 
 /// Runs `deferred` in reverse order; every cleanup runs even when one fails.
@@ -67,16 +89,27 @@ pub fn run_deferred(engine: &Engine, deferred: Vec<Deferred>) -> Vec<Box<EvalAlt
     let was_in_cleanup = in_cleanup();
     set_in_cleanup(true);
     for item in deferred.into_iter().rev() {
-        tracing::debug!("running cleanup registered at {}", item.position);
-        #[allow(deprecated)]
-        let context = item.context.create_context(engine);
-        if let Err(error) = item.closure.call_raw(&context, None, Vec::<Dynamic>::new()) {
-            tracing::error!(
-                "cleanup registered at {} failed: {}",
-                item.position,
-                crate::script_error::one_line(&error)
-            );
-            failures.push(error);
+        match item {
+            Deferred::Closure {
+                closure,
+                context,
+                position,
+            } => {
+                tracing::debug!("running cleanup registered at {position}");
+                let context = context.create_context(engine);
+                if let Err(error) = closure.call_raw(&context, None, Vec::<Dynamic>::new()) {
+                    tracing::error!(
+                        "cleanup registered at {position} failed: {}",
+                        crate::script_error::one_line(&error)
+                    );
+                    failures.push(error);
+                }
+            }
+            Deferred::Compensation { id, state } => {
+                if let Err(error) = state.run_compensation(id) {
+                    failures.push(error);
+                }
+            }
         }
     }
     set_in_cleanup(was_in_cleanup);

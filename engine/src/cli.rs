@@ -47,6 +47,32 @@ enum Command {
         #[arg(long)]
         markdown: bool,
     },
+    /// Undo what runs that never finished left behind (SIGKILL, power cut).
+    ///
+    /// Finds journals with status `running` whose process is gone and carries
+    /// out their pending undo actions (clear snapshots, remove partial files
+    /// and staging folders). Every `run` does this first, too.
+    Recover {
+        /// Where run journals are.
+        #[arg(long, value_name = "DIR", env = "RUNBOOK_JOURNAL_DIR")]
+        journal_dir: Option<PathBuf>,
+        /// Only report what would be undone.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Verify archives: every header and every byte, and the SHA-256 against
+    /// the `.sha256` file next to each (exit 1 if any archive is bad).
+    Verify {
+        /// Archives (.tar, .tar.zst, .tar.gz).
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// Fail an archive that has no `.sha256` file.
+        #[arg(long)]
+        require_checksum: bool,
+        /// One JSON object per archive on stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write the stock workflows into DIR so they can be edited.
     Init {
         /// The folder (created if missing).
@@ -104,6 +130,18 @@ pub fn main() -> i32 {
         Command::Check { workflow } => crate::commands::check(&workflow),
         Command::Steps { name, markdown } => crate::commands::steps(name.as_deref(), markdown),
         Command::Init { dir, force } => crate::commands::init(&dir, force),
+        Command::Verify {
+            paths,
+            require_checksum,
+            json,
+        } => crate::commands::verify(&paths, require_checksum, json),
+        Command::Recover {
+            journal_dir,
+            dry_run,
+        } => {
+            logging::init(LogFormat::Human, 0);
+            crate::commands::recover(journal_dir, dry_run)
+        }
     }
 }
 

@@ -35,6 +35,8 @@ pub fn check(spec: &str) -> i32 {
         config_declared: Mutex::new(false),
         progress: ProgressMode::Off,
         workflow_display: workflow.display.clone(),
+        workflow_sha256: workflow.sha256(),
+        run_compensations: Mutex::new(Vec::new()),
     });
     let engine = build_engine(state, workflow.modules.clone());
     let problems = crate::check::check(&engine, &workflow);
@@ -120,4 +122,58 @@ pub fn init(dir: &Path, force: bool) -> i32 {
         dir.display()
     );
     exit_code::SUCCESS
+}
+
+/// `runbook recover [--journal-dir DIR] [--dry-run]`.
+pub fn recover(journal_dir: Option<std::path::PathBuf>, dry_run: bool) -> i32 {
+    let dir = journal_dir.unwrap_or_else(crate::journal::default_journal_dir);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts");
+    let recovered = runtime.block_on(crate::recovery::recover_all(&dir, dry_run, None, None));
+    if recovered.is_empty() {
+        println!("nothing to recover in {}", dir.display());
+        return exit_code::SUCCESS;
+    }
+    if crate::recovery::report(&recovered, dry_run) {
+        exit_code::SUCCESS
+    } else {
+        exit_code::FAILED
+    }
+}
+
+/// `runbook verify PATH... [--require-checksum] [--json]`: one line per archive.
+pub fn verify(paths: &[std::path::PathBuf], require_checksum: bool, json: bool) -> i32 {
+    use runbook_steps::blocking_work::WorkControl;
+    use runbook_steps::verify_archive::{VerifyArchiveOptions, verify_archive};
+    let mut all_ok = true;
+    for path in paths {
+        let options = VerifyArchiveOptions {
+            path: path.clone(),
+            require_checksum,
+            ..VerifyArchiveOptions::default()
+        };
+        let outcome = verify_archive(&options, &WorkControl::new("verify"));
+        if json {
+            let line = match &outcome {
+                Ok(report) => {
+                    serde_json::json!({"path": path, "ok": true, "entries": report.entries, "bytes": report.bytes, "sha256": report.sha256})
+                }
+                Err(e) => serde_json::json!({"path": path, "ok": false, "error": e.to_string()}),
+            };
+            println!("{line}");
+        } else {
+            match &outcome {
+                Ok(report) => println!("{}", report.summary(path)),
+                Err(e) => println!("BAD {}: {e}", path.display()),
+            }
+        }
+        all_ok &= outcome.is_ok();
+    }
+    if all_ok {
+        exit_code::SUCCESS
+    } else {
+        exit_code::FAILED
+    }
 }

@@ -1,10 +1,176 @@
-//! The file helpers (`write_file`, `read_file`, `mkdir`, ...) exposed to scripts.
+//! The file helpers (`write_file`, `read_file`, `mkdir`, ...) exposed to
+//! scripts. The work is done by `runbook_steps::files`; this file only adapts
+//! arguments, errors (with the script position) and dry-run.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rhai::Engine;
+use rhai::{Array, Dynamic, Engine, EvalAltResult, NativeCallContext};
+use runbook_steps::files;
 
 use crate::run_state::RunState;
+use crate::script_error::{describe_position, runtime_error};
+
+type FnResult<T> = Result<T, Box<EvalAltResult>>;
+
+fn error(
+    state: &RunState,
+    context: &NativeCallContext,
+    name: &str,
+    e: impl std::fmt::Display,
+) -> Box<EvalAltResult> {
+    runtime_error(
+        name,
+        "file",
+        format!("{name}: {e}"),
+        describe_position(
+            context.call_source().or(Some(&state.workflow_display)),
+            context.call_position(),
+        ),
+        context.call_position(),
+    )
+}
+
+/// Folders a script may never remove: every absolute path among the config
+/// values (archive folders, data folders) and `/`.
+fn protected_roots(state: &RunState) -> Vec<PathBuf> {
+    let config = state.config.lock().expect("config lock poisoned");
+    config
+        .values()
+        .filter_map(|v| v.clone().into_string().ok())
+        .filter(|s| s.starts_with('/'))
+        .map(PathBuf::from)
+        .collect()
+}
+
+fn as_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
 
 /// Registers the file helpers.
-pub fn register(_engine: &mut Engine, _state: &Arc<RunState>) {}
+pub fn register(engine: &mut Engine, state: &Arc<RunState>) {
+    let s = Arc::clone(state);
+    engine.register_fn(
+        "write_file",
+        move |c: NativeCallContext, path: &str, text: &str| -> FnResult<()> {
+            if s.dry_run {
+                tracing::info!("[dry-run] would write {path} ({} bytes)", text.len());
+                return Ok(());
+            }
+            files::write_file(Path::new(path), text).map_err(|e| error(&s, &c, "write_file", e))
+        },
+    );
+    let s = Arc::clone(state);
+    engine.register_fn(
+        "write_file",
+        move |c: NativeCallContext, path: &str, text: &str, mode: i64| -> FnResult<()> {
+            if s.dry_run {
+                tracing::info!(
+                    "[dry-run] would write {path} ({} bytes, mode {mode:o})",
+                    text.len()
+                );
+                return Ok(());
+            }
+            let mode = u32::try_from(mode)
+                .map_err(|_| error(&s, &c, "write_file", format!("bad mode {mode}")))?;
+            runbook_steps::atomic_file::write_atomic(Path::new(path), text.as_bytes(), mode)
+                .map_err(|e| error(&s, &c, "write_file", format!("cannot write {path}: {e}")))
+        },
+    );
+    let s = Arc::clone(state);
+    engine.register_fn(
+        "read_file",
+        move |c: NativeCallContext, path: &str| -> FnResult<String> {
+            files::read_file(Path::new(path)).map_err(|e| error(&s, &c, "read_file", e))
+        },
+    );
+    let s = Arc::clone(state);
+    engine.register_fn(
+        "mkdir",
+        move |c: NativeCallContext, path: &str| -> FnResult<()> {
+            if s.dry_run {
+                if !Path::new(path).is_dir() {
+                    tracing::info!("[dry-run] would create folder {path}");
+                }
+                return Ok(());
+            }
+            files::mkdir(Path::new(path)).map_err(|e| error(&s, &c, "mkdir", e))
+        },
+    );
+    let s = Arc::clone(state);
+    engine.register_fn(
+        "remove",
+        move |c: NativeCallContext, path: &str| -> FnResult<bool> { remove(&s, &c, path, false) },
+    );
+    let s = Arc::clone(state);
+    engine.register_fn(
+        "remove",
+        move |c: NativeCallContext, path: &str, recursive: bool| -> FnResult<bool> {
+            remove(&s, &c, path, recursive)
+        },
+    );
+    engine.register_fn("exists", |path: &str| files::exists(Path::new(path)));
+    let s = Arc::clone(state);
+    engine.register_fn(
+        "glob",
+        move |c: NativeCallContext, pattern: &str| -> FnResult<Array> {
+            files::glob(pattern)
+                .map(|paths| {
+                    paths
+                        .into_iter()
+                        .map(|p| Dynamic::from(p.display().to_string()))
+                        .collect()
+                })
+                .map_err(|e| error(&s, &c, "glob", e))
+        },
+    );
+    let s = Arc::clone(state);
+    engine.register_fn(
+        "file_size",
+        move |c: NativeCallContext, path: &str| -> FnResult<i64> {
+            files::file_size(Path::new(path))
+                .map(as_i64)
+                .map_err(|e| error(&s, &c, "file_size", e))
+        },
+    );
+    let s = Arc::clone(state);
+    engine.register_fn(
+        "disk_free",
+        move |c: NativeCallContext, path: &str| -> FnResult<i64> {
+            files::disk_free(Path::new(path))
+                .map(as_i64)
+                .map_err(|e| error(&s, &c, "disk_free", e))
+        },
+    );
+    let s = Arc::clone(state);
+    engine.register_fn(
+        "dir_size",
+        move |c: NativeCallContext, path: &str| -> FnResult<i64> {
+            files::dir_size(Path::new(path))
+                .map(as_i64)
+                .map_err(|e| error(&s, &c, "dir_size", e))
+        },
+    );
+}
+
+fn remove(
+    state: &RunState,
+    context: &NativeCallContext,
+    path: &str,
+    recursive: bool,
+) -> FnResult<bool> {
+    if state.dry_run {
+        let exists = Path::new(path).symlink_metadata().is_ok();
+        if exists {
+            let what = if recursive {
+                " and everything in it"
+            } else {
+                ""
+            };
+            tracing::info!("[dry-run] would remove {path}{what}");
+        }
+        return Ok(exists);
+    }
+    files::remove(Path::new(path), recursive, &protected_roots(state))
+        .map_err(|e| error(state, context, "remove", e))
+}

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use rhai::{Dynamic, Engine, EvalAltResult, FnPtr, Map, NativeCallContext};
 
 use crate::cleanup;
+use crate::compensation::Action;
 use crate::parallel;
 use crate::run_state::RunState;
 use crate::script_error::{describe_position, runtime_error};
@@ -17,7 +18,21 @@ pub const MAX_OPERATIONS: u64 = 500_000_000;
 
 /// Engine functions that are not steps (for `runbook check` and the docs).
 pub const ENGINE_FUNCTIONS: &[&str] = &[
-    "config", "secret", "parallel", "defer", "now", "log_info", "log_warn", "fail",
+    "config",
+    "secret",
+    "parallel",
+    "defer",
+    "undo",
+    "dismiss",
+    "now",
+    "now_ms",
+    "parse_time_ms",
+    "hostname",
+    "is_dry_run",
+    "workflow_sha256",
+    "log_info",
+    "log_warn",
+    "fail",
 ];
 
 fn position_of(state: &RunState, context: &NativeCallContext) -> String {
@@ -98,6 +113,21 @@ pub fn build_engine(state: Arc<RunState>, modules: WorkflowModules) -> Engine {
     engine.register_fn("now", |format: &str| {
         chrono::Local::now().format(format).to_string()
     });
+    engine.register_fn("now_ms", || chrono::Utc::now().timestamp_millis());
+    engine.register_fn("parse_time_ms", |text: &str| -> Dynamic {
+        chrono::DateTime::parse_from_rfc3339(text)
+            .map(|t| Dynamic::from(t.timestamp_millis()))
+            .unwrap_or(Dynamic::UNIT)
+    });
+    engine.register_fn("hostname", crate::run::hostname);
+    {
+        let state = Arc::clone(&state);
+        engine.register_fn("is_dry_run", move || state.dry_run);
+    }
+    {
+        let state = Arc::clone(&state);
+        engine.register_fn("workflow_sha256", move || state.workflow_sha256.clone());
+    }
     engine.register_fn("log_info", |message: &str| {
         tracing::info!("{}", crate::secrets::mask(message));
     });
@@ -118,6 +148,21 @@ pub fn build_engine(state: Arc<RunState>, modules: WorkflowModules) -> Engine {
                 ))
             },
         );
+    }
+    {
+        let state = Arc::clone(&state);
+        engine.register_fn(
+            "undo",
+            move |context: NativeCallContext, spec: Map| -> Result<i64, Box<EvalAltResult>> {
+                undo(&state, &context, spec)
+            },
+        );
+    }
+    {
+        let state = Arc::clone(&state);
+        engine.register_fn("dismiss", move |id: i64| {
+            state.dismiss_compensation(id);
+        });
     }
     crate::file_functions::register(&mut engine, &state);
     engine
@@ -156,4 +201,65 @@ fn config(
         journal.update(|doc| doc.config = value);
     }
     Ok(effective)
+}
+
+/// `undo(#{ label, step, options })` / `undo(#{ label, remove })`.
+fn undo(
+    state: &Arc<RunState>,
+    context: &NativeCallContext,
+    spec: Map,
+) -> Result<i64, Box<EvalAltResult>> {
+    let position = position_of(state, context);
+    let error = |message: String| {
+        runtime_error(
+            "undo",
+            "options",
+            format!("undo: {message}"),
+            position.clone(),
+            context.call_position(),
+        )
+    };
+    let mut json = match rhai::serde::from_dynamic::<serde_json::Value>(&spec.into()) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => return Err(error("expected a map".to_string())),
+    };
+    let run_scope = match json.remove("scope") {
+        None => false,
+        Some(serde_json::Value::String(scope)) if scope == "branch" => false,
+        Some(serde_json::Value::String(scope)) if scope == "run" => true,
+        Some(other) => {
+            return Err(error(format!(
+                "`scope` must be \"branch\" or \"run\", not {other}"
+            )));
+        }
+    };
+    let label = match json.remove("label") {
+        Some(serde_json::Value::String(label)) => label,
+        _ => {
+            return Err(error(
+                "`label` (a string saying what is undone) is required".to_string(),
+            ));
+        }
+    };
+    let action: Action = serde_json::from_value(serde_json::Value::Object(json)).map_err(|_| {
+        error("expected either `step` and `options`, or `remove` (a path)".to_string())
+    })?;
+    if let Action::Step { step, options } = &action {
+        let entry = runbook_steps::find_step(step)
+            .ok_or_else(|| error(format!("no step named `{step}`")))?;
+        entry
+            .prepare(options.clone())
+            .map_err(|e| error(format!("step {step}: {}", e.message)))?;
+    }
+    let id = state.add_compensation(label, action, position);
+    if run_scope {
+        state
+            .run_compensations
+            .lock()
+            .expect("compensation list poisoned")
+            .push(id);
+    } else {
+        cleanup::defer_compensation(id, Arc::clone(state));
+    }
+    Ok(id)
 }

@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::compensation::Compensation;
 use crate::secrets::mask_json;
 
 /// The journal's content.
@@ -38,6 +39,9 @@ pub struct JournalDoc {
     pub config: serde_json::Value,
     /// One record per step call, in completion order.
     pub steps: Vec<StepRecord>,
+    /// Undo actions registered with `undo()`, and their state.
+    #[serde(default)]
+    pub compensations: Vec<Compensation>,
 }
 
 /// One step call.
@@ -97,11 +101,11 @@ impl Journal {
 
     /// Updates the document and rewrites the file.
     pub fn update(&self, change: impl FnOnce(&mut JournalDoc)) {
-        {
-            let mut doc = self.doc.lock().expect("journal lock poisoned");
-            change(&mut doc);
-        }
-        if let Err(error) = self.write() {
+        // Parallel branches update the journal concurrently: change and write
+        // under one lock, so writes never interleave.
+        let mut doc = self.doc.lock().expect("journal lock poisoned");
+        change(&mut doc);
+        if let Err(error) = self.write_doc(&doc) {
             tracing::warn!("cannot write the journal {}: {error}", self.path.display());
         }
     }
@@ -112,8 +116,12 @@ impl Journal {
     }
 
     fn write(&self) -> std::io::Result<()> {
-        let doc = self.doc.lock().expect("journal lock poisoned").clone();
-        let mut value = serde_json::to_value(&doc).map_err(std::io::Error::other)?;
+        let doc = self.doc.lock().expect("journal lock poisoned");
+        self.write_doc(&doc)
+    }
+
+    fn write_doc(&self, doc: &JournalDoc) -> std::io::Result<()> {
+        let mut value = serde_json::to_value(doc).map_err(std::io::Error::other)?;
         value = mask_json(&value);
         let text = serde_json::to_vec_pretty(&value).map_err(std::io::Error::other)?;
         let tmp = self.path.with_extension("json.tmp");
@@ -126,7 +134,28 @@ impl Journal {
         file.write_all(&text)?;
         file.write_all(b"\n")?;
         file.sync_all()?;
-        std::fs::rename(&tmp, &self.path)
+        std::fs::rename(&tmp, &self.path)?;
+        // The rename is durable only once the folder is synced: compensations
+        // must be on disk before the side effect they undo happens.
+        if let Some(dir) = self.path.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    }
+
+    /// A copy of the document.
+    pub fn snapshot(&self) -> JournalDoc {
+        self.doc.lock().expect("journal lock poisoned").clone()
+    }
+
+    /// Opens an existing journal (for recovery).
+    pub fn open(path: &Path) -> std::io::Result<Self> {
+        let text = std::fs::read_to_string(path)?;
+        let doc: JournalDoc = serde_json::from_str(&text).map_err(std::io::Error::other)?;
+        Ok(Journal {
+            path: path.to_path_buf(),
+            doc: Mutex::new(doc),
+        })
     }
 }
 

@@ -67,18 +67,14 @@ pub fn parallel(context: NativeCallContext, branches: Array) -> Result<Array, Bo
     let total = outcomes.len();
     let mut results = Array::with_capacity(total);
     let mut errors = Array::new();
-    let mut lines = Vec::new();
+    let mut failed = 0;
     for (index, outcome) in outcomes.into_iter().enumerate() {
         match outcome {
             Ok(value) => results.push(value),
             Err(branch_errors) => {
                 results.push(Dynamic::UNIT);
                 for error in branch_errors {
-                    lines.push(format!(
-                        "branch {}: {}",
-                        index + 1,
-                        script_error::one_line(&error)
-                    ));
+                    failed += 1;
                     let mut map: Map = script_error::error_map(&error);
                     map.insert("branch".into(), Dynamic::from((index + 1) as i64));
                     errors.push(map.into());
@@ -89,13 +85,12 @@ pub fn parallel(context: NativeCallContext, branches: Array) -> Result<Array, Bo
     if errors.is_empty() {
         return Ok(results);
     }
-    let failed = lines.len();
     let mut map = Map::new();
     map.insert("step".into(), "parallel".into());
     map.insert("kind".into(), "parallel".into());
     map.insert(
         "message".into(),
-        format!("{failed} of {total} branches failed: {}", lines.join("; ")).into(),
+        format!("{failed} of {total} branches failed").into(),
     );
     map.insert("errors".into(), errors.into());
     map.insert(

@@ -139,7 +139,19 @@ pub fn run(request: RunRequest) -> i32 {
         config_declared: Mutex::new(false),
         progress: request.progress,
         workflow_display: workflow.display.clone(),
+        workflow_sha256: workflow.sha256(),
+        run_compensations: Mutex::new(Vec::new()),
     });
+    if !request.dry_run {
+        let current = state.journal.as_ref().map(|j| j.path().to_path_buf());
+        let recovered = runtime.block_on(crate::recovery::recover_all(
+            &journal_dir,
+            false,
+            current.as_deref(),
+            Some(&workflow.name),
+        ));
+        crate::recovery::report(&recovered, false);
+    }
     let engine = build_engine(Arc::clone(&state), workflow.modules.clone());
     let started = Instant::now();
     if request.dry_run {
@@ -148,12 +160,24 @@ pub fn run(request: RunRequest) -> i32 {
         tracing::info!("running {}", workflow.display);
     }
 
+    let script_state = Arc::clone(&state);
     let script = std::thread::Builder::new()
         .name("runbook-script".into())
         .spawn(move || {
             cleanup::push_frame();
             let result = engine.run_ast(&ast);
-            let cleanup_failures = cleanup::run_deferred(&engine, cleanup::pop_frame());
+            let mut cleanup_failures = cleanup::run_deferred(&engine, cleanup::pop_frame());
+            let run_scoped: Vec<i64> = std::mem::take(
+                &mut *script_state
+                    .run_compensations
+                    .lock()
+                    .expect("compensation list poisoned"),
+            );
+            for id in run_scoped.into_iter().rev() {
+                if let Err(error) = script_state.run_compensation(id) {
+                    cleanup_failures.push(error);
+                }
+            }
             (result, cleanup_failures)
         })
         .expect("the script thread starts");

@@ -6,6 +6,7 @@ use rhai::Map;
 use runbook_steps::progress::ProgressMode;
 use tokio_util::sync::CancellationToken;
 
+use crate::compensation::{Action, Compensation};
 use crate::config::Overrides;
 use crate::journal::{Journal, StepRecord};
 
@@ -29,6 +30,11 @@ pub struct RunState {
     pub progress: ProgressMode,
     /// The workflow's display name (path or `stock:NAME`), for positions.
     pub workflow_display: String,
+    /// SHA-256 of the workflow's source.
+    pub workflow_sha256: String,
+    /// Compensations registered with `scope: "run"`: carried out when the whole
+    /// run ends (after the main cleanups), unless dismissed.
+    pub run_compensations: Mutex<Vec<i64>>,
 }
 
 impl RunState {
@@ -37,5 +43,87 @@ impl RunState {
         if let Some(journal) = &self.journal {
             journal.record_step(record);
         }
+    }
+}
+
+impl RunState {
+    /// Records a compensation (fsynced before returning) and returns its id.
+    pub fn add_compensation(&self, label: String, action: Action, position: String) -> i64 {
+        let mut id = 0;
+        if let Some(journal) = &self.journal {
+            journal.update(|doc| {
+                id = doc.compensations.len() as i64 + 1;
+                doc.compensations.push(Compensation {
+                    id,
+                    label,
+                    action,
+                    state: "pending".to_string(),
+                    position,
+                    error: None,
+                });
+            });
+        }
+        id
+    }
+
+    /// Marks compensation `id` as no longer needed.
+    pub fn dismiss_compensation(&self, id: i64) -> bool {
+        let mut found = false;
+        if let Some(journal) = &self.journal {
+            journal.update(|doc| {
+                if let Some(c) = doc
+                    .compensations
+                    .iter_mut()
+                    .find(|c| c.id == id && c.state == "pending")
+                {
+                    c.state = "dismissed".to_string();
+                    found = true;
+                }
+            });
+        }
+        found
+    }
+
+    /// Carries out compensation `id` if it is still pending (a frame ended).
+    pub fn run_compensation(&self, id: i64) -> Result<(), Box<rhai::EvalAltResult>> {
+        let Some(journal) = &self.journal else {
+            return Ok(());
+        };
+        let Some(compensation) = journal
+            .snapshot()
+            .compensations
+            .into_iter()
+            .find(|c| c.id == id)
+        else {
+            return Ok(());
+        };
+        if compensation.state != "pending" {
+            return Ok(());
+        }
+        tracing::info!("{}: undoing", crate::secrets::mask(&compensation.label));
+        let outcome = self.runtime.block_on(crate::compensation::carry_out(
+            &compensation.action,
+            &compensation.label,
+            self.dry_run,
+        ));
+        let (state, error) = match &outcome {
+            Ok(()) => ("done", None),
+            Err(e) => ("failed", Some(crate::secrets::mask(&e.to_string()))),
+        };
+        journal.update(|doc| {
+            if let Some(c) = doc.compensations.iter_mut().find(|c| c.id == id) {
+                c.state = state.to_string();
+                c.error = error.clone();
+            }
+        });
+        outcome.map_err(|e| {
+            crate::script_error::runtime_error(
+                "undo",
+                "undo",
+                format!("{}: {e}", compensation.label),
+                compensation.position.clone(),
+                rhai::Position::NONE,
+            )
+        })
     }
 }

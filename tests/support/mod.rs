@@ -16,8 +16,9 @@ pub fn repo_root() -> PathBuf {
 /// A command running the freshly built `runbook` binary, with a clean
 /// environment for config (no stray `RUNBOOK_*` variables) and quiet progress.
 pub fn runbook() -> Command {
-    let binary = option_env!("CARGO_BIN_EXE_runbook")
-        .expect("runbook() is only available to the engine package's tests");
+    let Some(binary) = option_env!("CARGO_BIN_EXE_runbook") else {
+        panic!("runbook() is only available to the engine package's tests")
+    };
     let mut command = Command::new(binary);
     for (key, _) in std::env::vars() {
         if key.starts_with("RUNBOOK_") {
