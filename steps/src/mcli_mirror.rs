@@ -407,7 +407,10 @@ fn resolve(
 /// One object of the listing.
 #[derive(Clone, Debug)]
 struct ListedObject {
+    /// The key (lossily decoded when `utf8` is false).
     key: String,
+    /// False when the listed key is not valid UTF-8 (it cannot be requested by name).
+    utf8: bool,
     size: u64,
     /// Last-Modified, whole seconds since the epoch.
     modified: i64,
@@ -493,6 +496,10 @@ fn plan_mirror(listing: Vec<ListedObject>, prefix: &str) -> MirrorPlan {
     let mut plan = MirrorPlan::default();
     let mut candidates = Vec::new();
     for object in listing {
+        if !object.utf8 {
+            plan.refused.push((object.key, "key is not valid UTF-8"));
+            continue;
+        }
         match map_key(&object.key, prefix, object.size) {
             KeyMapping::File(relative) => candidates.push(MirrorEntry { object, relative }),
             KeyMapping::Folder(relative) => {
@@ -581,12 +588,20 @@ async fn run_mirror(
     let mut keep: HashSet<String> = skipped.into_iter().collect();
     keep.extend(to_fetch.iter().map(|e| e.relative.clone()));
 
+    // Removal comes first: it also clears a stale file standing where the
+    // bucket now has a folder (or the reverse), and leftover `.partial` files.
+    if options.remove {
+        let dest = options.dest.clone();
+        let folders = plan.folders.clone();
+        let delete = !ctx.dry_run;
+        output.removed =
+            tokio::task::spawn_blocking(move || remove_extra(&dest, &keep, &folders, delete))
+                .await
+                .expect("removal panicked")?;
+    }
     if ctx.dry_run {
         output.downloaded = to_fetch.len() as u64;
         output.downloaded_bytes = to_fetch.iter().map(|e| e.object.size).sum();
-        if options.remove {
-            output.removed = remove_extra(&options.dest, &keep, &plan.folders, false)?;
-        }
         output.duration_ms = started.elapsed().as_millis() as u64;
         return Ok(output);
     }
@@ -643,21 +658,19 @@ async fn run_mirror(
                     location.bucket
                 );
                 output.vanished += 1;
-                keep.remove(&entry.relative);
+                // An older copy from a previous run is no longer in the bucket either.
+                let stale = options.dest.join(&entry.relative);
+                if options.remove && tokio::fs::symlink_metadata(&stale).await.is_ok() {
+                    tokio::fs::remove_file(&stale)
+                        .await
+                        .map_err(io_error("remove", &stale))?;
+                    output.removed += 1;
+                }
             }
         }
     }
     drop(downloads);
     fetcher.progress.finish();
-
-    if options.remove {
-        let dest = options.dest.clone();
-        let folders = plan.folders;
-        output.removed =
-            tokio::task::spawn_blocking(move || remove_extra(&dest, &keep, &folders, true))
-                .await
-                .expect("removal panicked")?;
-    }
     output.duration_ms = started.elapsed().as_millis() as u64;
     tracing::info!(
         "{}: {} objects ({} bytes): {} downloaded, {} up to date, {} removed, {} refused, {} vanished",
@@ -1158,10 +1171,13 @@ async fn list_objects(
             .as_deref()
             .is_some_and(|t| t.eq_ignore_ascii_case("url"));
         for item in page.contents {
-            let key = if url_encoded {
-                decode_key(&item.key)
+            let (key, utf8) = if url_encoded {
+                match decode_key(&item.key) {
+                    Ok(key) => (key, true),
+                    Err(lossy) => (lossy, false),
+                }
             } else {
-                item.key
+                (item.key, true)
             };
             let modified = parse_timestamp(&item.last_modified).ok_or_else(|| {
                 StepError::from(MirrorError::ListFormat {
@@ -1175,6 +1191,7 @@ async fn list_objects(
             })?;
             objects.push(ListedObject {
                 key,
+                utf8,
                 size: item.size,
                 modified,
             });
@@ -1243,12 +1260,15 @@ async fn list_page(
 }
 
 /// Decodes a key listed with `encoding-type=url` (`+` is a space, `%XX` a byte),
-/// as the MinIO client does.
-fn decode_key(encoded: &str) -> String {
+/// as the MinIO client does. `Err` holds a lossy decoding when the bytes are
+/// not UTF-8.
+fn decode_key(encoded: &str) -> Result<String, String> {
     let spaced = encoded.replace('+', " ");
-    percent_encoding::percent_decode_str(&spaced)
-        .decode_utf8_lossy()
-        .into_owned()
+    let decoded = percent_encoding::percent_decode_str(&spaced);
+    match decoded.clone().decode_utf8() {
+        Ok(key) => Ok(key.into_owned()),
+        Err(_) => Err(decoded.decode_utf8_lossy().into_owned()),
+    }
 }
 
 /// Whole seconds since the epoch of an ISO 8601 timestamp such as
@@ -1327,6 +1347,7 @@ mod tests {
     fn plan_refuses_files_that_are_also_folders() {
         let object = |key: &str| ListedObject {
             key: key.into(),
+            utf8: true,
             size: 1,
             modified: 0,
         };
@@ -1361,7 +1382,8 @@ mod tests {
         assert_eq!(parse_timestamp("1970-01-01T00:01:40.999Z"), Some(100));
         assert_eq!(parse_timestamp("2026-11-26T08:05:03Z"), Some(1_795_680_303));
         assert_eq!(parse_timestamp("yesterday"), None);
-        assert_eq!(decode_key("a+b%2F%00c"), "a b/\0c");
+        assert_eq!(decode_key("a+b%2F%00c").unwrap(), "a b/\0c");
+        assert_eq!(decode_key("bad%FF").unwrap_err(), "bad\u{FFFD}");
     }
 
     #[test]
