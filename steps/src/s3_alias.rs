@@ -338,11 +338,15 @@ impl S3Endpoint {
         }
         Err(AliasError::AliasNotFound {
             alias: alias.to_string(),
-            searched: files
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
+            searched: if files.is_empty() {
+                "any config.json (no config_dir, $MC_CONFIG_DIR or $HOME)".to_string()
+            } else {
+                files
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
         })
     }
 
