@@ -546,3 +546,169 @@ fn usage_errors_exit_2() {
             .contains("3    another run of the same workflow holds the lock")
     );
 }
+
+#[test]
+fn undo_runs_at_frame_end_unless_dismissed_and_is_journaled() {
+    let sb = Sandbox::new();
+    sb.write(
+        "wf.rhai",
+        r#"let keep = undo(#{ label: "remove kept", remove: `${cwd()}/kept` });
+           undo(#{ label: "remove scratch", remove: `${cwd()}/scratch` });
+           parallel([|| {
+               undo(#{ label: "remove run-scoped", remove: `${cwd()}/run-scoped`, scope: "run" });
+               undo(#{ label: "remove branch-scoped", remove: `${cwd()}/branch-scoped` });
+               exec(#{ cmd: "touch", args: ["run-scoped", "branch-scoped", "kept", "scratch"] });
+           }]);
+           if exists("branch-scoped") { fail("branch undo did not run at branch end"); }
+           if !exists("run-scoped") { fail("run-scoped undo ran too early"); }
+           dismiss(keep);
+           fn cwd() { exec(#{ cmd: "pwd", read_only: true }).stdout.split("\n")[0] }"#,
+    );
+    let out = sb.run(&["run", "wf.rhai"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(sb.path("kept").exists());
+    for gone in ["scratch", "run-scoped", "branch-scoped"] {
+        assert!(!sb.path(gone).exists(), "{gone} should have been undone");
+    }
+    let journal = &sb.journals()[0];
+    let states: Vec<(String, String)> = journal["compensations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["label"].as_str().unwrap().to_string(),
+                c["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        states.contains(&("remove kept".into(), "dismissed".into())),
+        "{states:?}"
+    );
+    assert!(
+        states.contains(&("remove scratch".into(), "done".into())),
+        "{states:?}"
+    );
+}
+
+#[test]
+fn sigkill_leaves_pending_undo_actions_that_the_next_run_and_recover_carry_out() {
+    let sb = Sandbox::new();
+    let debris = sb.path("debris");
+    sb.write(
+        "wf.rhai",
+        &format!(
+            r#"undo(#{{ label: "remove debris", remove: "{}" }});
+               exec(#{{ cmd: "sh", args: ["-c", "mkdir -p debris/inner; touch started; sleep 60"] }});"#,
+            debris.display()
+        ),
+    );
+    // Killed runs are found by `runbook recover`...
+    let mut child = sb
+        .command(&["run", "wf.rhai"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(&sb.path("started"));
+    child.kill().unwrap(); // SIGKILL: no cleanup can run
+    child.wait().unwrap();
+    let _ = Command::new("pkill").args(["-f", "sleep 60"]).status();
+    assert!(debris.exists());
+    let out = sb
+        .command(&["recover", "--dry-run", "--journal-dir"])
+        .arg(sb.path("journal"))
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0);
+    assert!(
+        stderr(&out).contains("would undo: remove debris"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(debris.exists(), "dry-run must not undo");
+    let out = sb
+        .command(&["recover", "--journal-dir"])
+        .arg(sb.path("journal"))
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(!debris.exists());
+    let journal = &sb.journals()[0];
+    assert_eq!(journal["status"], "crashed");
+    assert_eq!(journal["compensations"][0]["state"], "done");
+
+    // ...and by the next run, before it starts its own work.
+    std::fs::remove_file(sb.path("started")).unwrap();
+    let mut child = sb
+        .command(&["run", "wf.rhai"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for(&sb.path("started"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let _ = Command::new("pkill").args(["-f", "sleep 60"]).status();
+    assert!(debris.exists());
+    sb.write("other.rhai", "log_info(\"hello\");");
+    let out = sb.run(&["run", "wf.rhai", "--dry-run"]);
+    assert!(debris.exists(), "a dry-run must not recover");
+    let _ = out;
+    sb.write("wf.rhai", "log_info(\"second run\");");
+    let out = sb.run(&["run", "wf.rhai"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("found an unfinished run"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!debris.exists());
+}
+
+#[test]
+fn a_workflow_writable_by_others_is_refused_when_running_as_root() {
+    use std::os::unix::fs::PermissionsExt;
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: only meaningful as root (CI runs as root)");
+        return;
+    }
+    let sb = Sandbox::new();
+    let path = sb.write("wf.rhai", "log_info(\"hi\");");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = sb.run(&["run", "wf.rhai"]);
+    assert_eq!(code(&out), 2);
+    assert!(
+        stderr(&out).contains("refusing wf.rhai: it is writable by group and others"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let module = sb.write("lib/m.rhai", "fn f() { 1 }");
+    std::fs::set_permissions(&module, std::fs::Permissions::from_mode(0o664)).unwrap();
+    sb.write("wf2.rhai", "import \"lib/m\" as m; m::f();");
+    let out = sb.run(&["run", "wf2.rhai"]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        stderr(&out).contains("it is writable by group"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn an_endless_loop_is_stopped_by_the_operation_limit() {
+    let sb = Sandbox::new();
+    sb.write("wf.rhai", "let i = 0;\nloop { i += 1; }\n");
+    // The default bound (100 million operations) takes a minute in a debug
+    // build; the mechanism is the same with a small bound.
+    let out = sb.run(&["run", "wf.rhai", "--max-operations", "100000"]);
+    assert_eq!(code(&out), 1);
+    let err = stderr(&out);
+    assert!(
+        err.contains(
+            "the script ran more operations than --max-operations allows (an endless loop?)"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("--> wf.rhai:2:"), "{err}");
+}

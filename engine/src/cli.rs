@@ -109,6 +109,9 @@ struct RunArgs {
     /// Only warnings and errors.
     #[arg(short, long)]
     quiet: bool,
+    /// Stop script code after this many Rhai operations (an endless loop).
+    #[arg(long, value_name = "N", default_value_t = crate::host::MAX_OPERATIONS)]
+    max_operations: u64,
 }
 
 /// Parses the command line, runs the command, returns the exit code.
@@ -167,5 +170,6 @@ fn run_command(args: RunArgs, plan: bool) -> i32 {
         dry_run: args.dry_run || plan,
         journal_dir: args.journal_dir,
         progress,
+        max_operations: args.max_operations,
     })
 }

@@ -12,9 +12,11 @@ use crate::script_error::{describe_position, runtime_error};
 use crate::step_call::call_step;
 use crate::workflow::WorkflowModules;
 
-/// Rhai operations a script may run between two checks of nothing else: bounds
-/// an endless loop in pure script code (steps have their own timeouts).
-pub const MAX_OPERATIONS: u64 = 500_000_000;
+/// Default bound on the Rhai operations one run (or one parallel branch) may
+/// execute: stops an endless loop in pure script code (steps have their own
+/// timeouts). About 10 s of pure script work in a release build; a workflow
+/// looping over tens of thousands of files stays far below it.
+pub const MAX_OPERATIONS: u64 = 100_000_000;
 
 /// Engine functions that are not steps (for `runbook check` and the docs).
 pub const ENGINE_FUNCTIONS: &[&str] = &[
@@ -46,7 +48,7 @@ fn position_of(state: &RunState, context: &NativeCallContext) -> String {
 pub fn build_engine(state: Arc<RunState>, modules: WorkflowModules) -> Engine {
     let mut engine = Engine::new();
     engine.set_module_resolver(modules);
-    engine.set_max_operations(MAX_OPERATIONS);
+    engine.set_max_operations(state.max_operations);
     engine.set_max_expr_depths(128, 64);
     {
         let state = Arc::clone(&state);

@@ -37,6 +37,8 @@ pub struct RunRequest {
     pub journal_dir: Option<PathBuf>,
     /// Progress display.
     pub progress: ProgressMode,
+    /// Bound on Rhai operations.
+    pub max_operations: u64,
 }
 
 fn print_error(text: &str) {
@@ -141,6 +143,7 @@ pub fn run(request: RunRequest) -> i32 {
         workflow_display: workflow.display.clone(),
         workflow_sha256: workflow.sha256(),
         run_compensations: Mutex::new(Vec::new()),
+        max_operations: request.max_operations,
     });
     if !request.dry_run {
         let current = state.journal.as_ref().map(|j| j.path().to_path_buf());

@@ -32,6 +32,8 @@ pub struct RunState {
     pub workflow_display: String,
     /// SHA-256 of the workflow's source.
     pub workflow_sha256: String,
+    /// Bound on Rhai operations (`--max-operations`).
+    pub max_operations: u64,
     /// Compensations registered with `scope: "run"`: carried out when the whole
     /// run ends (after the main cleanups), unless dismissed.
     pub run_compensations: Mutex<Vec<i64>>,

@@ -86,10 +86,10 @@ fn plain_message(error: &EvalAltResult) -> String {
     match error {
         EvalAltResult::ErrorRuntime(value, _) if value.is_string() => value.to_string(),
         EvalAltResult::ErrorTerminated(..) => "interrupted".to_string(),
-        EvalAltResult::ErrorTooManyOperations(..) => format!(
-            "the script ran more than {} operations (an endless loop?)",
-            crate::host::MAX_OPERATIONS
-        ),
+        EvalAltResult::ErrorTooManyOperations(..) => {
+            "the script ran more operations than --max-operations allows (an endless loop?)"
+                .to_string()
+        }
         other => {
             let mut text = other.to_string();
             if let Some(cut) = text.rfind(" (line ") {
