@@ -18,6 +18,7 @@ pub mod step;
 
 pub mod archive_io;
 pub mod atomic_file;
+pub mod backup_catalogue;
 pub mod blocking_work;
 pub mod checksum_sidecar;
 pub mod es_health;
@@ -28,6 +29,7 @@ pub mod files;
 pub mod http;
 pub mod http_client;
 pub mod mcli_mirror;
+pub mod prune;
 pub mod s3_alias;
 pub mod tar_dir;
 pub mod verify_archive;
