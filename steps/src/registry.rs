@@ -118,6 +118,7 @@ pub fn all_steps() -> &'static [StepEntry] {
             entry::<crate::http::Http>(),
             entry::<crate::es_health::EsHealth>(),
             entry::<crate::es_snapshot::EsSnapshot>(),
+            entry::<crate::prune::Prune>(),
             // New steps: one line here.
         ]
     });

@@ -1,0 +1,873 @@
+//! The backup catalogue: which backup sets exist in a manifest folder and the
+//! archive folders, whether each is complete, when it was last verified and
+//! with what result, which parts it has, how big and how old it is.
+//!
+//! A *set* is everything one run of the stock backup workflow made under one
+//! stamp (`%Y%m%d_%Hh%Mm%Ss`):
+//! - `backup_<STAMP>.json`, the set manifest, written last: its presence means
+//!   the set is complete; it records each archive's path, size and SHA-256, the
+//!   Elasticsearch snapshot and its `.info` marker, and the last verification
+//!   (`verified: {time, result, errors}`);
+//! - `cassandra_<STAMP>.tar`, `files_<STAMP>.tar`, `minio_<STAMP>.tar`
+//!   (`seaweedfs_<STAMP>.tar` too; `.tar.zst` / `.tar.gz` accepted), each with
+//!   a `.sha256` sidecar;
+//! - `elasticsearch_<STAMP>.info`, the marker naming the snapshot;
+//! - `<archive>.partial` leftovers of an interrupted write.
+//!
+//! Archives and markers whose stamp has no manifest form *incomplete* sets:
+//! a run that failed, was interrupted, or is still going.
+//!
+//! Used by `runbook list`, `runbook verify --set` and the `prune` step. Plain
+//! Rust: nothing here deletes or changes a file.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use chrono::{Local, NaiveDateTime, TimeZone};
+use serde::{Deserialize, Serialize};
+
+use crate::atomic_file::{PARTIAL_SUFFIX, with_suffix};
+use crate::checksum_sidecar::sidecar_path;
+
+/// The stamp format every file of a set carries (`20261126_01h15m00s`).
+pub const STAMP_FORMAT: &str = "%Y%m%d_%Hh%Mm%Ss";
+/// Length of a stamp in [`STAMP_FORMAT`].
+const STAMP_LEN: usize = 18;
+/// Archive kinds, by file name prefix.
+pub const ARCHIVE_PARTS: [&str; 4] = ["cassandra", "files", "minio", "seaweedfs"];
+/// The file name prefix of the Elasticsearch marker (and of the snapshot's name).
+pub const ELASTICSEARCH_PART: &str = "elasticsearch";
+/// Archive file name extensions, longest first.
+const ARCHIVE_EXTENSIONS: [&str; 3] = [".tar.zst", ".tar.gz", ".tar"];
+/// The verification result that counts as verified.
+pub const VERIFIED_OK: &str = "ok";
+
+/// `text` as a local time, when it is a stamp in [`STAMP_FORMAT`] (strictly:
+/// `2026112_1h5m0s` is not one).
+pub fn parse_stamp(text: &str) -> Option<NaiveDateTime> {
+    if text.len() != STAMP_LEN {
+        return None;
+    }
+    let time = NaiveDateTime::parse_from_str(text, STAMP_FORMAT).ok()?;
+    (time.format(STAMP_FORMAT).to_string() == text).then_some(time)
+}
+
+/// What a file of a set is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SetFileKind {
+    /// `backup_<STAMP>.json`.
+    Manifest,
+    /// `<part>_<STAMP>.tar[.zst|.gz]`; the part (`cassandra`, `files`, ...).
+    Archive(String),
+    /// `<archive>.sha256`.
+    Sidecar(String),
+    /// `elasticsearch_<STAMP>.info`.
+    Marker,
+    /// `<archive>.partial` or `<archive>.sha256.partial`: an interrupted write.
+    Partial(String),
+}
+
+/// The kind and stamp of a set file, from its name alone; `None` for a file
+/// that belongs to no set.
+pub fn classify_file_name(name: &str) -> Option<(SetFileKind, String)> {
+    if let Some(rest) = name.strip_prefix("backup_")
+        && let Some(stamp) = rest.strip_suffix(".json")
+    {
+        return parse_stamp(stamp).map(|_| (SetFileKind::Manifest, stamp.to_string()));
+    }
+    if let Some(rest) = name.strip_prefix("elasticsearch_")
+        && let Some(stamp) = rest.strip_suffix(".info")
+    {
+        return parse_stamp(stamp).map(|_| (SetFileKind::Marker, stamp.to_string()));
+    }
+    for part in ARCHIVE_PARTS {
+        let Some(rest) = name.strip_prefix(part).and_then(|r| r.strip_prefix('_')) else {
+            continue;
+        };
+        if rest.len() < STAMP_LEN || !rest.is_char_boundary(STAMP_LEN) {
+            return None;
+        }
+        let (stamp, suffix) = rest.split_at(STAMP_LEN);
+        parse_stamp(stamp)?;
+        let (base, partial) = match suffix.strip_suffix(PARTIAL_SUFFIX) {
+            Some(base) => (base, true),
+            None => (suffix, false),
+        };
+        let (extension, sidecar) = match base.strip_suffix(".sha256") {
+            Some(extension) => (extension, true),
+            None => (base, false),
+        };
+        if !ARCHIVE_EXTENSIONS.contains(&extension) {
+            return None;
+        }
+        let kind = match (partial, sidecar) {
+            (true, _) => SetFileKind::Partial(part.to_string()),
+            (false, true) => SetFileKind::Sidecar(part.to_string()),
+            (false, false) => SetFileKind::Archive(part.to_string()),
+        };
+        return Some((kind, stamp.to_string()));
+    }
+    None
+}
+
+/// The last verification of a set, as recorded in its manifest.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verification {
+    /// When (`%Y-%m-%dT%H:%M:%S%z`, local time).
+    pub time: String,
+    /// `ok`, or `failed`.
+    pub result: String,
+    /// One line per problem found (empty when `ok`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+}
+
+impl Verification {
+    /// True when the result is `ok`.
+    pub fn is_ok(&self) -> bool {
+        self.result == VERIFIED_OK
+    }
+}
+
+/// One archive, or the Elasticsearch marker, of a set.
+#[derive(Clone, Debug, Serialize)]
+pub struct SetPart {
+    /// `cassandra`, `files`, `minio`, `seaweedfs` or `elasticsearch` (the marker).
+    pub part: String,
+    /// The file.
+    pub path: PathBuf,
+    /// The file exists.
+    pub present: bool,
+    /// Its size now (0 when missing).
+    pub bytes: u64,
+    /// The size the manifest records, if it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected_bytes: Option<u64>,
+    /// The SHA-256 the manifest records, if it does.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+impl SetPart {
+    /// True for an archive (not the marker).
+    pub fn is_archive(&self) -> bool {
+        self.part != ELASTICSEARCH_PART
+    }
+}
+
+/// The Elasticsearch snapshot of a set.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SnapshotRef {
+    /// The repository, when the manifest or the marker records it.
+    pub repository: Option<String>,
+    /// The snapshot's name (`elasticsearch_<STAMP>`).
+    pub name: String,
+}
+
+/// One backup set.
+#[derive(Clone, Debug, Serialize)]
+pub struct BackupSet {
+    /// The stamp naming every file of the set.
+    pub stamp: String,
+    /// The stamp as a local time (RFC 3339), when it parses.
+    pub time: Option<String>,
+    /// The manifest exists, is readable and says `complete: true`.
+    pub complete: bool,
+    /// The manifest file, if there is one (readable or not).
+    pub manifest: Option<PathBuf>,
+    /// The last verification recorded in the manifest.
+    pub verified: Option<Verification>,
+    /// Archives and the marker: those the manifest lists, plus those found.
+    pub parts: Vec<SetPart>,
+    /// Sidecars and `.partial` leftovers that exist.
+    pub other_files: Vec<PathBuf>,
+    /// Bytes of every file of the set that exists (manifest included).
+    pub bytes: u64,
+    /// Seconds since the stamp's time.
+    pub age_seconds: Option<u64>,
+    /// The Elasticsearch snapshot, from the manifest or the marker.
+    pub snapshot: Option<SnapshotRef>,
+    /// What is wrong with the set, one line each (missing or resized archives,
+    /// an unreadable manifest).
+    pub problems: Vec<String>,
+}
+
+impl BackupSet {
+    /// Complete, verified with result `ok`, and nothing wrong found since.
+    pub fn is_verified_ok(&self) -> bool {
+        self.complete
+            && self.problems.is_empty()
+            && self.verified.as_ref().is_some_and(Verification::is_ok)
+    }
+
+    /// The names of the parts present, e.g. `["cassandra", "elasticsearch", "files"]`.
+    pub fn present_parts(&self) -> Vec<&str> {
+        self.parts
+            .iter()
+            .filter(|p| p.present)
+            .map(|p| p.part.as_str())
+            .collect()
+    }
+
+    /// Every file of the set, in the order to remove them: the manifest first
+    /// (so a half-removed set is never taken for complete), then the archives
+    /// and leftovers, the `.sha256` sidecars, the `.info` marker. Listed
+    /// whether or not they exist.
+    pub fn files_in_removal_order(&self) -> Vec<PathBuf> {
+        let mut ordered: Vec<PathBuf> = Vec::new();
+        let mut push = |path: &Path| {
+            if !ordered.iter().any(|p| p == path) {
+                ordered.push(path.to_path_buf());
+            }
+        };
+        if let Some(manifest) = &self.manifest {
+            push(manifest);
+        }
+        for part in self.parts.iter().filter(|p| p.is_archive()) {
+            push(&part.path);
+        }
+        let is = |path: &Path, wanted: fn(&SetFileKind) -> bool| {
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .and_then(classify_file_name)
+                .is_some_and(|(kind, _)| wanted(&kind))
+        };
+        for path in &self.other_files {
+            if is(path, |k| matches!(k, SetFileKind::Partial(_))) {
+                push(path);
+            }
+        }
+        for part in self.parts.iter().filter(|p| p.is_archive()) {
+            push(&sidecar_path(&part.path));
+        }
+        for path in &self.other_files {
+            if is(path, |k| matches!(k, SetFileKind::Sidecar(_))) {
+                push(path);
+            }
+        }
+        for part in self.parts.iter().filter(|p| !p.is_archive()) {
+            push(&part.path);
+        }
+        ordered
+    }
+}
+
+/// Why the catalogue could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogueError {
+    /// A folder to search cannot be listed.
+    #[error("cannot list {what} {path}")]
+    Folder {
+        /// `manifest folder` or `archive folder`.
+        what: &'static str,
+        /// The folder.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+/// Every backup set found, oldest first.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Catalogue {
+    /// The sets, by stamp, oldest first.
+    pub sets: Vec<BackupSet>,
+    /// The folders searched.
+    pub folders: Vec<PathBuf>,
+    /// Folders that a manifest names but that cannot be listed (an unmounted share).
+    pub warnings: Vec<String>,
+}
+
+impl Catalogue {
+    /// Finds the sets: the manifests in `manifest_dir`, and the set files in
+    /// `manifest_dir`, in each of `archive_dirs`, and in every folder a
+    /// manifest names. A folder given here that cannot be listed is an error;
+    /// one only named by a manifest is a warning.
+    pub fn scan(
+        manifest_dir: &Path,
+        archive_dirs: &[PathBuf],
+    ) -> Result<Catalogue, CatalogueError> {
+        let mut found: BTreeMap<String, Vec<(SetFileKind, PathBuf)>> = BTreeMap::new();
+        let mut folders: Vec<PathBuf> = Vec::new();
+        let mut listed: BTreeSet<PathBuf> = BTreeSet::new();
+        let mut list_folder = |dir: &Path,
+                               found: &mut BTreeMap<String, Vec<(SetFileKind, PathBuf)>>|
+         -> Result<(), std::io::Error> {
+            let key = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+            if !listed.insert(key) {
+                return Ok(());
+            }
+            folders.push(dir.to_path_buf());
+            for entry in std::fs::read_dir(dir)? {
+                let entry = entry?;
+                let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                    continue;
+                };
+                if let Some((kind, stamp)) = classify_file_name(&name) {
+                    found.entry(stamp).or_default().push((kind, entry.path()));
+                }
+            }
+            Ok(())
+        };
+        list_folder(manifest_dir, &mut found).map_err(|source| CatalogueError::Folder {
+            what: "manifest folder",
+            path: manifest_dir.to_path_buf(),
+            source,
+        })?;
+        for dir in archive_dirs {
+            list_folder(dir, &mut found).map_err(|source| CatalogueError::Folder {
+                what: "archive folder",
+                path: dir.clone(),
+                source,
+            })?;
+        }
+
+        // Read the manifests, then list the folders they name.
+        let mut manifests: BTreeMap<String, ManifestRead> = BTreeMap::new();
+        for (stamp, files) in &found {
+            for (kind, path) in files {
+                if *kind == SetFileKind::Manifest && path.parent() == Some(manifest_dir) {
+                    manifests.insert(stamp.clone(), read_manifest(path));
+                }
+            }
+        }
+        let mut warnings = Vec::new();
+        let named: BTreeSet<PathBuf> = manifests
+            .values()
+            .filter_map(|m| m.content.as_ref())
+            .flat_map(|m| m.named_paths())
+            .filter_map(|p| p.parent().map(Path::to_path_buf))
+            .collect();
+        for dir in named {
+            if let Err(error) = list_folder(&dir, &mut found) {
+                warnings.push(format!(
+                    "cannot list archive folder {} (named by a manifest): {error}",
+                    dir.display()
+                ));
+            }
+        }
+
+        let now = Local::now();
+        let mut sets = Vec::new();
+        for (stamp, files) in found {
+            let manifest = manifests.remove(&stamp);
+            sets.push(build_set(&stamp, manifest, &files, now));
+        }
+        Ok(Catalogue {
+            sets,
+            folders,
+            warnings,
+        })
+    }
+
+    /// The set with this stamp.
+    pub fn find(&self, stamp: &str) -> Option<&BackupSet> {
+        self.sets.iter().find(|s| s.stamp == stamp)
+    }
+}
+
+/// The parts of a manifest the catalogue reads (the manifest holds more).
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct ManifestView {
+    /// The stamp.
+    #[serde(default)]
+    pub stamp: Option<String>,
+    /// True once the set is complete.
+    #[serde(default)]
+    pub complete: Option<bool>,
+    /// The last verification.
+    #[serde(default)]
+    pub verified: Option<Verification>,
+    /// The archives.
+    #[serde(default)]
+    pub archives: Vec<ManifestArchive>,
+    /// The Elasticsearch snapshot and its marker.
+    #[serde(default)]
+    pub elasticsearch: Option<ManifestSnapshot>,
+}
+
+/// One archive in a manifest.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct ManifestArchive {
+    /// `cassandra`, `files`, `minio`.
+    #[serde(default)]
+    pub part: String,
+    /// The archive file.
+    pub path: PathBuf,
+    /// Its size when written.
+    #[serde(default)]
+    pub bytes: Option<u64>,
+    /// Its hex SHA-256.
+    #[serde(default)]
+    pub sha256: Option<String>,
+}
+
+/// The Elasticsearch section of a manifest.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct ManifestSnapshot {
+    /// The snapshot repository.
+    #[serde(default)]
+    pub repository: Option<String>,
+    /// The snapshot's name.
+    #[serde(default)]
+    pub snapshot: Option<String>,
+    /// The `.info` marker file.
+    #[serde(default)]
+    pub marker: Option<PathBuf>,
+}
+
+impl ManifestView {
+    /// Parses a manifest's text.
+    pub fn parse(text: &str) -> Result<ManifestView, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+
+    fn named_paths(&self) -> Vec<PathBuf> {
+        let mut paths: Vec<PathBuf> = self.archives.iter().map(|a| a.path.clone()).collect();
+        if let Some(marker) = self.elasticsearch.as_ref().and_then(|e| e.marker.clone()) {
+            paths.push(marker);
+        }
+        paths
+    }
+}
+
+struct ManifestRead {
+    path: PathBuf,
+    bytes: u64,
+    content: Option<ManifestView>,
+    problem: Option<String>,
+}
+
+fn read_manifest(path: &Path) -> ManifestRead {
+    let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let (content, problem) = match std::fs::read_to_string(path) {
+        Ok(text) => match ManifestView::parse(&text) {
+            Ok(view) => (Some(view), None),
+            Err(e) => (
+                None,
+                Some(format!(
+                    "manifest {} is not a valid manifest: {e}",
+                    path.display()
+                )),
+            ),
+        },
+        Err(e) => (
+            None,
+            Some(format!("cannot read manifest {}: {e}", path.display())),
+        ),
+    };
+    ManifestRead {
+        path: path.to_path_buf(),
+        bytes,
+        content,
+        problem,
+    }
+}
+
+/// True when `a` and `b` name the same file (through symlinks, `..` and
+/// relative paths alike), or are the same path.
+fn same_file(a: &Path, b: &Path) -> bool {
+    a == b
+        || matches!(
+            (std::fs::canonicalize(a), std::fs::canonicalize(b)),
+            (Ok(x), Ok(y)) if x == y
+        )
+}
+
+fn file_size(path: &Path) -> Option<u64> {
+    std::fs::metadata(path)
+        .ok()
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+}
+
+/// The file name of `path`, when it names a file of the set `stamp`.
+fn belongs_to(path: &Path, stamp: &str) -> Option<SetFileKind> {
+    let name = path.file_name()?.to_str()?;
+    let (kind, found) = classify_file_name(name)?;
+    (found == stamp).then_some(kind)
+}
+
+fn build_set(
+    stamp: &str,
+    manifest: Option<ManifestRead>,
+    files: &[(SetFileKind, PathBuf)],
+    now: chrono::DateTime<Local>,
+) -> BackupSet {
+    let time = parse_stamp(stamp).and_then(|t| Local.from_local_datetime(&t).earliest());
+    let mut set = BackupSet {
+        stamp: stamp.to_string(),
+        time: time.map(|t| t.to_rfc3339()),
+        complete: false,
+        manifest: None,
+        verified: None,
+        parts: Vec::new(),
+        other_files: Vec::new(),
+        bytes: 0,
+        age_seconds: time.map(|t| (now - t).num_seconds().max(0) as u64),
+        snapshot: None,
+        problems: Vec::new(),
+    };
+    if let Some(read) = manifest {
+        set.manifest = Some(read.path.clone());
+        set.bytes += read.bytes;
+        if let Some(problem) = read.problem {
+            set.problems.push(problem);
+        }
+        if let Some(view) = read.content {
+            set.complete = view.complete.unwrap_or(false);
+            if !set.complete {
+                set.problems.push(format!(
+                    "manifest {} does not say `complete: true`",
+                    read.path.display()
+                ));
+            }
+            if let Some(recorded) = &view.stamp
+                && recorded != stamp
+            {
+                set.problems.push(format!(
+                    "manifest {} records stamp {recorded}, not {stamp}",
+                    read.path.display()
+                ));
+            }
+            set.verified = view.verified.clone();
+            for archive in &view.archives {
+                if belongs_to(&archive.path, stamp).is_none() {
+                    set.problems.push(format!(
+                        "manifest lists {} which is not an archive of set {stamp}: ignored",
+                        archive.path.display()
+                    ));
+                    continue;
+                }
+                let size = file_size(&archive.path);
+                match (size, archive.bytes) {
+                    (None, _) => set
+                        .problems
+                        .push(format!("archive {} is missing", archive.path.display())),
+                    (Some(now), Some(then)) if now != then => set.problems.push(format!(
+                        "archive {} is {now} bytes, the manifest says {then}",
+                        archive.path.display()
+                    )),
+                    _ => {}
+                }
+                let part = if archive.part.is_empty() {
+                    match belongs_to(&archive.path, stamp) {
+                        Some(SetFileKind::Archive(part)) => part,
+                        _ => "archive".to_string(),
+                    }
+                } else {
+                    archive.part.clone()
+                };
+                set.parts.push(SetPart {
+                    part,
+                    path: archive.path.clone(),
+                    present: size.is_some(),
+                    bytes: size.unwrap_or(0),
+                    expected_bytes: archive.bytes,
+                    sha256: archive.sha256.clone(),
+                });
+            }
+            if let Some(es) = &view.elasticsearch {
+                if let Some(marker) = &es.marker {
+                    if belongs_to(marker, stamp) == Some(SetFileKind::Marker) {
+                        let size = file_size(marker);
+                        if size.is_none() {
+                            set.problems
+                                .push(format!("marker {} is missing", marker.display()));
+                        }
+                        set.parts.push(SetPart {
+                            part: ELASTICSEARCH_PART.to_string(),
+                            path: marker.clone(),
+                            present: size.is_some(),
+                            bytes: size.unwrap_or(0),
+                            expected_bytes: None,
+                            sha256: None,
+                        });
+                    } else {
+                        set.problems.push(format!(
+                            "manifest names {} as the marker, which is not the marker of set {stamp}: ignored",
+                            marker.display()
+                        ));
+                    }
+                }
+                if let Some(name) = &es.snapshot {
+                    set.snapshot = Some(SnapshotRef {
+                        repository: es.repository.clone(),
+                        name: name.clone(),
+                    });
+                }
+            }
+        }
+    }
+    // Files found in the folders that the manifest does not list.
+    for (kind, path) in files {
+        let known = set.parts.iter().any(|p| same_file(&p.path, path))
+            || set.manifest.as_ref().is_some_and(|m| same_file(m, path))
+            || set.other_files.iter().any(|o| same_file(o, path));
+        if known {
+            continue;
+        }
+        match kind {
+            SetFileKind::Manifest => {}
+            SetFileKind::Archive(part) => {
+                let size = file_size(path);
+                if set.manifest.is_some() && set.complete {
+                    set.problems
+                        .push(format!("archive {} is not in the manifest", path.display()));
+                }
+                set.parts.push(SetPart {
+                    part: part.clone(),
+                    path: path.clone(),
+                    present: size.is_some(),
+                    bytes: size.unwrap_or(0),
+                    expected_bytes: None,
+                    sha256: None,
+                });
+            }
+            SetFileKind::Marker => {
+                let size = file_size(path);
+                if set.snapshot.is_none() {
+                    set.snapshot = Some(snapshot_from_marker(path, stamp));
+                }
+                set.parts.push(SetPart {
+                    part: ELASTICSEARCH_PART.to_string(),
+                    path: path.clone(),
+                    present: size.is_some(),
+                    bytes: size.unwrap_or(0),
+                    expected_bytes: None,
+                    sha256: None,
+                });
+            }
+            SetFileKind::Sidecar(_) | SetFileKind::Partial(_) => set.other_files.push(path.clone()),
+        }
+    }
+    // Sidecars of the listed archives (they may live outside the folders searched).
+    for part in set.parts.iter().filter(|p| p.is_archive()) {
+        let sidecar = sidecar_path(&part.path);
+        if !set.other_files.contains(&sidecar) && file_size(&sidecar).is_some() {
+            set.other_files.push(sidecar);
+        }
+        let partial = with_suffix(&part.path, PARTIAL_SUFFIX);
+        if !set.other_files.contains(&partial) && file_size(&partial).is_some() {
+            set.other_files.push(partial);
+        }
+    }
+    set.bytes += set.parts.iter().map(|p| p.bytes).sum::<u64>();
+    set.bytes += set
+        .other_files
+        .iter()
+        .filter_map(|p| file_size(p))
+        .sum::<u64>();
+    set.parts
+        .sort_by(|a, b| a.part.cmp(&b.part).then(a.path.cmp(&b.path)));
+    set
+}
+
+/// The snapshot a marker names: the marker's JSON (what `es_snapshot`
+/// returned) when readable, else the name the restore procedure uses, taken
+/// from the file name.
+fn snapshot_from_marker(marker: &Path, stamp: &str) -> SnapshotRef {
+    #[derive(Deserialize)]
+    struct Marker {
+        repository: Option<String>,
+        snapshot: Option<String>,
+    }
+    let recorded = std::fs::read_to_string(marker)
+        .ok()
+        .and_then(|text| serde_json::from_str::<Marker>(&text).ok());
+    let name = format!("{ELASTICSEARCH_PART}_{stamp}");
+    match recorded {
+        Some(Marker {
+            repository,
+            snapshot: Some(snapshot),
+        }) if snapshot == name => SnapshotRef { repository, name },
+        _ => SnapshotRef {
+            repository: None,
+            name,
+        },
+    }
+}
+
+/// A size for people: `512 B`, `3.4 MiB`, `1.2 GiB`.
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// An age for people, two units at most: `45s`, `3m 20s`, `5h 2m`, `12d 3h`.
+pub fn human_age(seconds: u64) -> String {
+    let (days, hours, minutes, secs) = (
+        seconds / 86_400,
+        seconds % 86_400 / 3600,
+        seconds % 3600 / 60,
+        seconds % 60,
+    );
+    match (days, hours, minutes) {
+        (0, 0, 0) => format!("{secs}s"),
+        (0, 0, _) => format!("{minutes}m {secs}s"),
+        (0, _, _) => format!("{hours}h {minutes}m"),
+        _ => format!("{days}d {hours}h"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STAMP: &str = "20261126_01h15m00s";
+
+    #[test]
+    fn stamps_parse_strictly() {
+        assert!(parse_stamp(STAMP).is_some());
+        assert!(parse_stamp("20261126_1h15m00s0").is_none());
+        assert!(parse_stamp("20261126_25h15m00s").is_none());
+        assert!(parse_stamp("20261126-01h15m00s").is_none());
+    }
+
+    #[test]
+    fn file_names_are_classified_by_kind_and_stamp() {
+        let stamp = STAMP.to_string();
+        assert_eq!(
+            classify_file_name(&format!("backup_{STAMP}.json")),
+            Some((SetFileKind::Manifest, stamp.clone()))
+        );
+        assert_eq!(
+            classify_file_name(&format!("cassandra_{STAMP}.tar")),
+            Some((SetFileKind::Archive("cassandra".into()), stamp.clone()))
+        );
+        assert_eq!(
+            classify_file_name(&format!("files_{STAMP}.tar.zst.sha256")),
+            Some((SetFileKind::Sidecar("files".into()), stamp.clone()))
+        );
+        assert_eq!(
+            classify_file_name(&format!("minio_{STAMP}.tar.partial")),
+            Some((SetFileKind::Partial("minio".into()), stamp.clone()))
+        );
+        assert_eq!(
+            classify_file_name(&format!("elasticsearch_{STAMP}.info")),
+            Some((SetFileKind::Marker, stamp))
+        );
+        for other in [
+            format!("cassandra_{STAMP}.zip"),
+            format!("cassandra_{STAMP}"),
+            "cassandra_latest.tar".to_string(),
+            format!("backup_{STAMP}.json.partial"),
+            format!("notes_{STAMP}.tar"),
+        ] {
+            assert_eq!(classify_file_name(&other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn removal_order_puts_the_manifest_first_and_the_marker_last() {
+        let dir = Path::new("/b");
+        let set = BackupSet {
+            stamp: STAMP.into(),
+            time: None,
+            complete: true,
+            manifest: Some(dir.join(format!("backup_{STAMP}.json"))),
+            verified: None,
+            parts: vec![
+                SetPart {
+                    part: "cassandra".into(),
+                    path: dir.join(format!("cassandra_{STAMP}.tar")),
+                    present: true,
+                    bytes: 1,
+                    expected_bytes: None,
+                    sha256: None,
+                },
+                SetPart {
+                    part: "elasticsearch".into(),
+                    path: dir.join(format!("elasticsearch_{STAMP}.info")),
+                    present: true,
+                    bytes: 1,
+                    expected_bytes: None,
+                    sha256: None,
+                },
+            ],
+            other_files: vec![dir.join(format!("cassandra_{STAMP}.tar.partial"))],
+            bytes: 2,
+            age_seconds: None,
+            snapshot: None,
+            problems: vec![],
+        };
+        let names: Vec<String> = set
+            .files_in_removal_order()
+            .iter()
+            .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                format!("backup_{STAMP}.json"),
+                format!("cassandra_{STAMP}.tar"),
+                format!("cassandra_{STAMP}.tar.partial"),
+                format!("cassandra_{STAMP}.tar.sha256"),
+                format!("elasticsearch_{STAMP}.info"),
+            ]
+        );
+    }
+
+    #[test]
+    fn sizes_and_ages_for_people() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(3 * 1024 * 1024 + 400 * 1024), "3.4 MiB");
+        assert_eq!(human_age(45), "45s");
+        assert_eq!(human_age(3 * 3600 + 5 * 60 + 9), "3h 5m");
+        assert_eq!(human_age(2 * 86_400 + 3600), "2d 1h");
+    }
+
+    #[test]
+    fn scan_finds_complete_and_incomplete_sets() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let complete = "20261124_01h00m00s";
+        let archive = root.join(format!("cassandra_{complete}.tar"));
+        std::fs::write(&archive, b"0123456789").unwrap();
+        std::fs::write(sidecar_path(&archive), b"x").unwrap();
+        let marker = root.join(format!("elasticsearch_{complete}.info"));
+        std::fs::write(&marker, b"{}").unwrap();
+        let manifest = serde_json::json!({
+            "format": 1, "stamp": complete, "complete": true,
+            "verified": {"time": "2026-11-24T01:10:00+0000", "result": "ok"},
+            "archives": [{"part": "cassandra", "path": archive, "bytes": 10, "sha256": "ab"}],
+            "elasticsearch": {"repository": "r", "snapshot": format!("elasticsearch_{complete}"), "marker": marker},
+        });
+        std::fs::write(
+            root.join(format!("backup_{complete}.json")),
+            manifest.to_string(),
+        )
+        .unwrap();
+        std::fs::write(root.join(format!("files_{STAMP}.tar")), b"abc").unwrap();
+
+        let catalogue = Catalogue::scan(root, &[]).unwrap();
+        assert_eq!(catalogue.sets.len(), 2);
+        let first = &catalogue.sets[0];
+        assert_eq!(first.stamp, complete);
+        assert!(first.complete && first.is_verified_ok(), "{first:?}");
+        assert_eq!(first.present_parts(), ["cassandra", "elasticsearch"]);
+        assert_eq!(
+            first.snapshot.as_ref().unwrap().repository.as_deref(),
+            Some("r")
+        );
+        let second = &catalogue.sets[1];
+        assert!(!second.complete && second.manifest.is_none());
+        assert_eq!(second.present_parts(), ["files"]);
+        assert_eq!(second.bytes, 3);
+
+        // A truncated archive is a problem, and the set no longer counts as verified.
+        std::fs::write(&archive, b"01234").unwrap();
+        let catalogue = Catalogue::scan(root, &[]).unwrap();
+        assert!(!catalogue.sets[0].is_verified_ok());
+        assert!(catalogue.sets[0].problems[0].contains("is 5 bytes, the manifest says 10"));
+    }
+}

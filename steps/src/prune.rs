@@ -1,0 +1,734 @@
+//! `prune`: retention of backup sets. Keeps the newest `keep` sets that are
+//! complete and verified, removes the rest by rules that never take away the
+//! last good backup, and deletes the removed sets' Elasticsearch snapshots.
+//!
+//! The decision ([`plan`]) is plain data computed from the
+//! [`Catalogue`](crate::backup_catalogue::Catalogue), so it is unit-tested
+//! without files; the step then carries it out, or under dry-run only reports it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use reqwest::Method;
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::atomic_file::sync_parent;
+use crate::backup_catalogue::{BackupSet, Catalogue, CatalogueError, SnapshotRef};
+use crate::error::{StepError, StepFailure};
+use crate::http_client::{
+    HttpClient, HttpConnection, HttpError, HttpRequest, Secret, default_elasticsearch_url,
+    display_url, endpoint, tls_summary,
+};
+use crate::step::{DryRun, Step, StepContext};
+
+/// The timeout when the script gives none: deleting snapshots of a big
+/// repository takes a while each.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60 * 60);
+
+/// The `prune` step.
+pub struct Prune;
+
+/// Options of `prune`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PruneOptions {
+    /// The folder holding the set manifests `backup_<STAMP>.json`.
+    pub manifest_path: PathBuf,
+    /// Folders holding archives and markers (besides those the manifests name).
+    #[serde(default)]
+    pub archive_paths: Vec<PathBuf>,
+    /// How many complete and verified sets to keep; 0 turns pruning off.
+    pub keep: u64,
+    /// Where to delete the removed sets' snapshots (absent: snapshots are left).
+    #[serde(default)]
+    pub elasticsearch: Option<PruneElasticsearch>,
+    /// Stamps never removed (e.g. the current run's).
+    #[serde(default)]
+    pub protect: Vec<String>,
+}
+
+/// The `elasticsearch` option of `prune`: the connection, as for `es_snapshot`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PruneElasticsearch {
+    /// Elasticsearch's URL.
+    #[serde(default = "default_elasticsearch_url")]
+    pub url: Url,
+    /// The snapshot repository (used when a set does not record its own).
+    pub repository: String,
+    /// Basic-auth user.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Basic-auth password.
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// API key.
+    #[serde(default)]
+    pub api_key: Option<Secret>,
+    /// PEM file of the CA to trust.
+    #[serde(default)]
+    pub ca_cert: Option<PathBuf>,
+    /// Accept any server certificate.
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+impl PruneElasticsearch {
+    fn connection(&self) -> HttpConnection {
+        HttpConnection::new(
+            &self.user,
+            &self.password,
+            &self.api_key,
+            &self.ca_cert,
+            self.insecure,
+        )
+    }
+}
+
+/// A set that stays, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct KeptSet {
+    /// The set's stamp.
+    pub stamp: String,
+    /// Why it is kept.
+    pub reason: String,
+}
+
+/// A set to remove, and why.
+#[derive(Clone, Debug, Serialize)]
+pub struct Removal {
+    /// The set's stamp.
+    pub stamp: String,
+    /// Why it goes.
+    pub reason: String,
+    /// Its files that exist, in removal order (manifest first, marker last).
+    pub files: Vec<PathBuf>,
+    /// Its Elasticsearch snapshot, if it has one.
+    pub snapshot: Option<SnapshotRef>,
+    /// Bytes its files take.
+    pub bytes: u64,
+}
+
+/// What retention decides, before anything is removed.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PrunePlan {
+    /// Sets that stay, oldest first.
+    pub kept: Vec<KeptSet>,
+    /// Sets to remove, in removal order: incomplete ones first, then the
+    /// others, each oldest first.
+    pub removals: Vec<Removal>,
+}
+
+/// Decides which sets go. The rules:
+/// - `keep == 0`: nothing goes;
+/// - a `protect`ed stamp stays;
+/// - the newest `keep` sets that are complete and verified (`ok`, nothing
+///   missing since) stay; the newest of them always stays;
+/// - an incomplete set goes when it is older than the newest complete set,
+///   else it stays (the backup may still be running);
+/// - a complete set that is not verified goes when it is older than the
+///   newest verified set, else it stays (so retention never leaves fewer good
+///   backups than before, even when verification keeps failing);
+/// - a verified set beyond the newest `keep` goes.
+pub fn plan(catalogue: &Catalogue, keep: u64, protect: &[String]) -> PrunePlan {
+    let mut result = PrunePlan::default();
+    if keep == 0 {
+        return result;
+    }
+    let good: Vec<&BackupSet> = catalogue
+        .sets
+        .iter()
+        .filter(|s| s.is_verified_ok())
+        .collect();
+    let kept_good = &good[good.len().saturating_sub(keep as usize)..];
+    let newest_good = good.last().map(|s| s.stamp.as_str());
+    let newest_complete = catalogue
+        .sets
+        .iter()
+        .rev()
+        .find(|s| s.complete)
+        .map(|s| s.stamp.as_str());
+    let mut incomplete_removals = Vec::new();
+    let mut other_removals = Vec::new();
+    for set in &catalogue.sets {
+        let stamp = set.stamp.as_str();
+        let keep_for = |reason: String| KeptSet {
+            stamp: stamp.to_string(),
+            reason,
+        };
+        if protect.iter().any(|p| p == stamp) {
+            result.kept.push(keep_for("protected".to_string()));
+        } else if kept_good.iter().any(|g| g.stamp == stamp) {
+            let reason = if Some(stamp) == newest_good {
+                "the newest verified set".to_string()
+            } else {
+                format!("one of the {keep} newest verified sets")
+            };
+            result.kept.push(keep_for(reason));
+        } else if !set.complete {
+            let what = incomplete_reason(set);
+            match newest_complete {
+                Some(newest) if stamp < newest => incomplete_removals.push(removal(
+                    set,
+                    format!("incomplete ({what}) and older than the newest complete set {newest}"),
+                )),
+                _ => result.kept.push(keep_for(format!(
+                    "incomplete ({what}) but newer than any complete set: the backup may still be running"
+                ))),
+            }
+        } else if !set.is_verified_ok() {
+            let what = unverified_reason(set);
+            match newest_good {
+                Some(newest) if stamp < newest => other_removals.push(removal(
+                    set,
+                    format!(
+                        "not verified ({what}) and older than the newest verified set {newest}"
+                    ),
+                )),
+                _ => result.kept.push(keep_for(format!(
+                    "not verified ({what}) but newer than any verified set"
+                ))),
+            }
+        } else {
+            other_removals.push(removal(
+                set,
+                format!("verified, but older than the {keep} newest verified sets"),
+            ));
+        }
+    }
+    result.removals = incomplete_removals;
+    result.removals.extend(other_removals);
+    result
+}
+
+fn incomplete_reason(set: &BackupSet) -> String {
+    match (&set.manifest, set.problems.first()) {
+        (None, _) => "no manifest".to_string(),
+        (Some(_), Some(problem)) => problem.clone(),
+        (Some(_), None) => "the manifest does not say complete".to_string(),
+    }
+}
+
+fn unverified_reason(set: &BackupSet) -> String {
+    if let Some(problem) = set.problems.first() {
+        return problem.clone();
+    }
+    match &set.verified {
+        None => "never verified".to_string(),
+        Some(v) => format!("last verification {} at {}", v.result, v.time),
+    }
+}
+
+fn removal(set: &BackupSet, reason: String) -> Removal {
+    let files: Vec<PathBuf> = set
+        .files_in_removal_order()
+        .into_iter()
+        .filter(|p| std::fs::symlink_metadata(p).is_ok())
+        .collect();
+    Removal {
+        stamp: set.stamp.clone(),
+        reason,
+        files,
+        snapshot: set.snapshot.clone(),
+        bytes: set.bytes,
+    }
+}
+
+/// One removed set in the result.
+#[derive(Clone, Debug, Serialize)]
+pub struct RemovedSet {
+    /// The set's stamp.
+    pub stamp: String,
+    /// Why it was removed.
+    pub reason: String,
+    /// The files removed (under dry-run: that would be).
+    pub files: Vec<PathBuf>,
+    /// `repository/snapshot` deleted (or that would be); `()` when none.
+    pub snapshot: Option<String>,
+    /// Bytes freed.
+    pub bytes: u64,
+}
+
+/// Result of `prune`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct PruneOutput {
+    /// Sets kept, with the reason.
+    pub kept: Vec<KeptSet>,
+    /// Sets removed, in removal order.
+    pub removed: Vec<RemovedSet>,
+    /// Things left alone that the admin may want to look at.
+    pub warnings: Vec<String>,
+    /// True when nothing was removed because of --dry-run.
+    pub dry_run: bool,
+}
+
+/// Why `prune` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PruneError {
+    /// The folders cannot be read.
+    #[error(transparent)]
+    Catalogue(#[from] CatalogueError),
+    /// A protected stamp is not a stamp: a typo would protect nothing.
+    #[error("`protect` holds `{0}`, which is not a stamp like 20261126_01h15m00s")]
+    BadProtect(String),
+    /// The snapshot repository could not be checked before removing anything.
+    #[error("cannot check snapshot repository `{repository}` before pruning (nothing was removed)")]
+    RepositoryCheck {
+        /// The repository.
+        repository: String,
+        /// What went wrong.
+        source: Box<HttpError>,
+    },
+    /// A file of a set could not be removed.
+    #[error("cannot remove {path} of set {stamp}")]
+    Remove {
+        /// The file.
+        path: PathBuf,
+        /// The set.
+        stamp: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A removed set's snapshot could not be deleted.
+    #[error(
+        "set {stamp}: its files are removed but snapshot {repository}/{snapshot} could not be deleted; \
+         delete it by hand with DELETE /_snapshot/{repository}/{snapshot}"
+    )]
+    Snapshot {
+        /// The set.
+        stamp: String,
+        /// The repository.
+        repository: String,
+        /// The snapshot.
+        snapshot: String,
+        /// What Elasticsearch said.
+        source: Box<HttpError>,
+    },
+    /// The worker thread reading or removing files panicked.
+    #[error("prune worker thread panicked")]
+    Worker,
+    /// The run was interrupted (between two sets: none is half removed).
+    #[error("interrupted after removing {0} set(s)")]
+    Cancelled(usize),
+}
+
+impl StepFailure for PruneError {
+    fn kind(&self) -> &'static str {
+        match self {
+            PruneError::Catalogue(_) | PruneError::Remove { .. } => "io",
+            PruneError::BadProtect(_) => "options",
+            PruneError::RepositoryCheck { source, .. } | PruneError::Snapshot { source, .. } => {
+                source.kind()
+            }
+            PruneError::Worker => "internal",
+            PruneError::Cancelled(_) => "cancelled",
+        }
+    }
+}
+
+impl Step for Prune {
+    const NAME: &'static str = "prune";
+    const DOC: &'static str = "\
+Removes old backup sets: keeps the newest `keep` complete and verified sets.
+
+Finds the sets as `runbook list` does: the manifests backup_<STAMP>.json in
+`manifest_path`, and the archives, sidecars and .info markers in
+`archive_paths` and in the folders the manifests name (archives without a
+manifest form incomplete sets). Then, with `keep` > 0:
+- the newest `keep` sets that are complete and verified (the manifest's
+  `verified.result` is \"ok\" and no archive went missing or changed size
+  since) stay; the newest verified set always stays;
+- an incomplete set is removed when it is older than the newest complete set
+  (a newer one may be a backup still running, and stays); these go first;
+- a complete set that is not verified is removed when it is older than the
+  newest verified set (newer ones stay: retention never leaves fewer good
+  backups, even when verification keeps failing);
+- verified sets beyond the newest `keep` are removed;
+- stamps in `protect` always stay.
+A set is removed manifest first (so a half-removed set is never taken for
+complete; the folder is synced before going on), then its archives and
+leftover .partial files, the .sha256 sidecars, the .info marker, and last its
+Elasticsearch snapshot (DELETE /_snapshot/<repository>/<snapshot>; 404 counts
+as already gone). With `elasticsearch`, the repository is checked before
+anything is removed. Without it, snapshots are left and listed in `warnings`.
+An interruption stops between two sets. `keep: 0` does nothing at all.
+
+Under --dry-run the step lists exactly what it would remove and why, and
+removes nothing (the repository check runs for real).
+
+Options:
+  manifest_path   string   folder of the set manifests (required)
+  archive_paths   array    folders holding archives and .info markers (default [])
+  keep            int      complete and verified sets to keep; 0 = off (required)
+  elasticsearch   map      where to delete snapshots: url (default
+                           \"http://127.0.0.1:9200\"), repository (required; used when
+                           a set does not record its own), user + password, api_key,
+                           ca_cert, insecure, as for es_snapshot (default: snapshots left)
+  protect         array    stamps never removed, e.g. the current run's (default [])
+  timeout         duration (common option) default \"1h\"
+
+Result:
+  kept      array   #{ stamp, reason } per set kept, oldest first
+  removed   array   #{ stamp, reason, files, snapshot, bytes } per set removed, in
+                    removal order; snapshot is \"repository/name\" or ()
+  warnings  array   things left alone (snapshots not deleted, unreadable folders)
+  dry_run   bool    true under --dry-run: nothing was removed
+
+Example:
+  let pruned = prune(#{
+      manifest_path: cfg.manifest_path, keep: cfg.keep, protect: [stamp],
+      archive_paths: [cfg.cassandra_archive_path, cfg.elasticsearch_archive_path, cfg.storage_archive_path],
+      elasticsearch: #{ url: cfg.elasticsearch_url, repository: cfg.elasticsearch_repository },
+  });
+  for r in pruned.removed { log_info(`removed set ${r.stamp}: ${r.reason}`); }
+";
+
+    type Options = PruneOptions;
+    type Output = PruneOutput;
+
+    fn describe(options: &PruneOptions) -> String {
+        if options.keep == 0 {
+            return "prune nothing (keep is 0)".to_string();
+        }
+        let snapshots = match &options.elasticsearch {
+            Some(es) => format!(
+                ", deleting their snapshots in {} at {}{}{}",
+                es.repository,
+                display_url(&es.url),
+                es.connection().auth_summary(),
+                tls_summary(&es.ca_cert, es.insecure)
+            ),
+            None => String::new(),
+        };
+        format!(
+            "keep the newest {} verified backup sets in {} and remove older ones{snapshots}",
+            options.keep,
+            options.manifest_path.display()
+        )
+    }
+
+    fn label(options: &PruneOptions) -> Option<String> {
+        Some(format!("prune (keep {})", options.keep))
+    }
+
+    fn default_timeout(_options: &PruneOptions) -> Option<Duration> {
+        Some(DEFAULT_TIMEOUT)
+    }
+
+    fn dry_run(_options: &PruneOptions) -> DryRun<PruneOutput> {
+        DryRun::Run
+    }
+
+    async fn run(options: PruneOptions, ctx: StepContext) -> Result<PruneOutput, StepError> {
+        Ok(prune(options, &ctx).await?)
+    }
+}
+
+async fn prune(options: PruneOptions, ctx: &StepContext) -> Result<PruneOutput, PruneError> {
+    let mut output = PruneOutput {
+        dry_run: ctx.dry_run,
+        ..PruneOutput::default()
+    };
+    if options.keep == 0 {
+        return Ok(output);
+    }
+    if let Some(bad) = options
+        .protect
+        .iter()
+        .find(|p| crate::backup_catalogue::parse_stamp(p).is_none())
+    {
+        return Err(PruneError::BadProtect(bad.clone()));
+    }
+    let manifest_path = options.manifest_path.clone();
+    let archive_paths = options.archive_paths.clone();
+    let catalogue =
+        tokio::task::spawn_blocking(move || Catalogue::scan(&manifest_path, &archive_paths))
+            .await
+            .map_err(|_| PruneError::Worker)??;
+    output.warnings.extend(catalogue.warnings.iter().cloned());
+    let decided = plan(&catalogue, options.keep, &options.protect);
+    output.kept = decided.kept;
+
+    // Which snapshot each removal deletes, and whether its repository answers:
+    // checked before the first file goes, so an unreachable Elasticsearch
+    // does not leave snapshots that nothing refers to any more.
+    let client =
+        match &options.elasticsearch {
+            Some(es) => Some(HttpClient::new(&es.connection(), &es.url, ctx).map_err(
+                |source| PruneError::RepositoryCheck {
+                    repository: es.repository.clone(),
+                    source: Box::new(source),
+                },
+            )?),
+            None => None,
+        };
+    let mut targets: Vec<Option<(String, String)>> = Vec::new();
+    let mut missing_repositories: Vec<String> = Vec::new();
+    let mut checked: Vec<String> = Vec::new();
+    for removal in &decided.removals {
+        let target = match (&removal.snapshot, &options.elasticsearch, &client) {
+            (None, _, _) => None,
+            (Some(snapshot), None, _) | (Some(snapshot), Some(_), None) => {
+                output.warnings.push(format!(
+                    "set {}: snapshot {} left in place (no `elasticsearch` option)",
+                    removal.stamp, snapshot.name
+                ));
+                None
+            }
+            (Some(snapshot), Some(es), Some(client)) => {
+                let repository = snapshot
+                    .repository
+                    .clone()
+                    .unwrap_or_else(|| es.repository.clone());
+                if !checked.contains(&repository) {
+                    checked.push(repository.clone());
+                    let url = endpoint(&es.url, &["_snapshot", &repository]);
+                    let answer = client
+                        .send(&HttpRequest::new(Method::GET, url))
+                        .await
+                        .map_err(|source| PruneError::RepositoryCheck {
+                            repository: repository.clone(),
+                            source: Box::new(source),
+                        })?;
+                    if answer.status.as_u16() == 404 {
+                        missing_repositories.push(repository.clone());
+                    } else {
+                        answer
+                            .require_success()
+                            .map_err(|source| PruneError::RepositoryCheck {
+                                repository: repository.clone(),
+                                source: Box::new(source),
+                            })?;
+                    }
+                }
+                if missing_repositories.contains(&repository) {
+                    output.warnings.push(format!(
+                        "set {}: snapshot repository `{repository}` is not registered: snapshot {} not deleted",
+                        removal.stamp, snapshot.name
+                    ));
+                    None
+                } else {
+                    Some((repository, snapshot.name.clone()))
+                }
+            }
+        };
+        targets.push(target);
+    }
+
+    for (removal, target) in decided.removals.into_iter().zip(targets) {
+        if ctx.cancel.is_cancelled() {
+            return Err(PruneError::Cancelled(output.removed.len()));
+        }
+        let verb = if ctx.dry_run {
+            "would remove"
+        } else {
+            "removing"
+        };
+        tracing::info!(
+            "{}: {verb} set {}: {}",
+            ctx.label,
+            removal.stamp,
+            removal.reason
+        );
+        if !ctx.dry_run {
+            let stamp = removal.stamp.clone();
+            let files = removal.files.clone();
+            let manifest = removal
+                .files
+                .first()
+                .filter(|f| {
+                    f.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("backup_"))
+                })
+                .cloned();
+            tokio::task::spawn_blocking(move || remove_files(&stamp, &files, manifest.as_deref()))
+                .await
+                .map_err(|_| PruneError::Worker)??;
+            if let (Some((repository, name)), Some(client), Some(es)) =
+                (&target, &client, &options.elasticsearch)
+            {
+                let url = endpoint(&es.url, &["_snapshot", repository, name]);
+                // The files are gone: finish this set even if the run is being interrupted.
+                let answer = client
+                    .uncancellable()
+                    .send(&HttpRequest::new(Method::DELETE, url))
+                    .await;
+                let outcome = match answer {
+                    Ok(a) if a.status.is_success() || a.status.as_u16() == 404 => Ok(()),
+                    Ok(a) => Err(a.to_error()),
+                    Err(e) => Err(e),
+                };
+                outcome.map_err(|source| PruneError::Snapshot {
+                    stamp: removal.stamp.clone(),
+                    repository: repository.clone(),
+                    snapshot: name.clone(),
+                    source: Box::new(source),
+                })?;
+            }
+        }
+        output.removed.push(RemovedSet {
+            stamp: removal.stamp,
+            reason: removal.reason,
+            files: removal.files,
+            snapshot: target.map(|(repository, name)| format!("{repository}/{name}")),
+            bytes: removal.bytes,
+        });
+    }
+    Ok(output)
+}
+
+/// Removes `files` in order; a file already gone is fine. After the manifest,
+/// the folder is synced so the set is durably incomplete before its archives go.
+fn remove_files(
+    stamp: &str,
+    files: &[PathBuf],
+    manifest: Option<&std::path::Path>,
+) -> Result<(), PruneError> {
+    for path in files {
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(PruneError::Remove {
+                    path: path.clone(),
+                    stamp: stamp.to_string(),
+                    source,
+                });
+            }
+        }
+        if Some(path.as_path()) == manifest {
+            sync_parent(path).map_err(|source| PruneError::Remove {
+                path: path.clone(),
+                stamp: stamp.to_string(),
+                source,
+            })?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backup_catalogue::Verification;
+
+    fn set(stamp: &str, complete: bool, verified: Option<&str>) -> BackupSet {
+        BackupSet {
+            stamp: stamp.to_string(),
+            time: None,
+            complete,
+            manifest: complete.then(|| PathBuf::from(format!("/b/backup_{stamp}.json"))),
+            verified: verified.map(|result| Verification {
+                time: "t".into(),
+                result: result.into(),
+                errors: vec![],
+            }),
+            parts: vec![],
+            other_files: vec![],
+            bytes: 0,
+            age_seconds: None,
+            snapshot: None,
+            problems: vec![],
+        }
+    }
+
+    fn stamps(plan: &PrunePlan) -> (Vec<&str>, Vec<&str>) {
+        (
+            plan.kept.iter().map(|k| k.stamp.as_str()).collect(),
+            plan.removals.iter().map(|r| r.stamp.as_str()).collect(),
+        )
+    }
+
+    const S1: &str = "20261120_01h00m00s";
+    const S2: &str = "20261121_01h00m00s";
+    const S3: &str = "20261122_01h00m00s";
+    const S4: &str = "20261123_01h00m00s";
+    const S5: &str = "20261124_01h00m00s";
+
+    #[test]
+    fn keeps_the_newest_verified_and_removes_incomplete_first() {
+        let catalogue = Catalogue {
+            sets: vec![
+                set(S1, true, Some("ok")),
+                set(S2, true, Some("ok")),
+                set(S3, false, None),
+                set(S4, true, Some("failed")),
+                set(S5, true, Some("ok")),
+            ],
+            ..Catalogue::default()
+        };
+        let decided = plan(&catalogue, 2, &[]);
+        assert_eq!(stamps(&decided), (vec![S2, S5], vec![S3, S1, S4]));
+        assert!(
+            decided.removals[0]
+                .reason
+                .starts_with("incomplete (no manifest)"),
+            "{:?}",
+            decided.removals
+        );
+        assert!(
+            decided.removals[2]
+                .reason
+                .contains("last verification failed")
+        );
+        assert_eq!(decided.kept[1].reason, "the newest verified set");
+        assert!(plan(&catalogue, 0, &[]).removals.is_empty());
+        // A protected stamp stays whatever the rules say.
+        assert_eq!(
+            stamps(&plan(&catalogue, 2, &[S1.to_string()])).1,
+            vec![S3, S4]
+        );
+    }
+
+    #[test]
+    fn never_removes_sets_newer_than_the_last_good_ones() {
+        // Verification failing lately, and a backup running now.
+        let catalogue = Catalogue {
+            sets: vec![
+                set(S1, true, Some("ok")),
+                set(S2, true, Some("ok")),
+                set(S3, true, Some("failed")),
+                set(S4, true, None),
+                set(S5, false, None),
+            ],
+            ..Catalogue::default()
+        };
+        let decided = plan(&catalogue, 1, &[]);
+        assert_eq!(stamps(&decided), (vec![S2, S3, S4, S5], vec![S1]));
+        // No verified set at all: nothing complete goes; old incomplete sets still do.
+        let catalogue = Catalogue {
+            sets: vec![
+                set(S1, false, None),
+                set(S2, true, None),
+                set(S3, true, Some("failed")),
+            ],
+            ..Catalogue::default()
+        };
+        assert_eq!(stamps(&plan(&catalogue, 3, &[])), (vec![S2, S3], vec![S1]));
+    }
+
+    #[test]
+    fn options_and_describe() {
+        let options: PruneOptions = serde_json::from_value(serde_json::json!({
+            "manifest_path": "/mnt/backup", "keep": 7,
+            "elasticsearch": {"repository": "thehive_repository", "user": "elastic", "password": "hunter2"},
+        }))
+        .unwrap();
+        let text = Prune::describe(&options);
+        assert!(
+            text.contains("newest 7 verified") && text.contains("thehive_repository"),
+            "{text}"
+        );
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(matches!(Prune::dry_run(&options), DryRun::Run));
+        let typo = serde_json::from_value::<PruneOptions>(
+            serde_json::json!({"manifest_path": "/b", "keep": 1, "kepe": 2}),
+        );
+        assert!(
+            typo.unwrap_err()
+                .to_string()
+                .contains("unknown field `kepe`")
+        );
+    }
+}
