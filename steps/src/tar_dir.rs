@@ -520,7 +520,13 @@ impl Plan {
                             .path()
                             .strip_prefix(&root.src)
                             .unwrap_or(Path::new(""));
-                        let archive_path = root.path.join(relative);
+                        // `join("")` would add a trailing slash, which GNU tar
+                        // reads as a folder: a file source is the root itself.
+                        let archive_path = if relative.as_os_str().is_empty() {
+                            root.path.clone()
+                        } else {
+                            root.path.join(relative)
+                        };
                         if archive_path.as_os_str().is_empty() {
                             // `prefix: ""`: the folder itself has no entry.
                             continue;

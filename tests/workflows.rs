@@ -1,0 +1,682 @@
+//! End to end: the real `runbook` binary runs the stock workflows against the
+//! local sandbox (stand-in `nodetool`/`cqlsh` on generated data, the
+//! Elasticsearch stand-in, a real S3 server), started by tests/sandbox/sandbox.py.
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use support::{repo_root, runbook, venv_bin};
+
+/// A sandbox cluster and a folder for journals and extraction; stopped on drop.
+struct Cluster {
+    dir: tempfile::TempDir,
+    record: serde_json::Value,
+}
+
+impl Cluster {
+    fn start(args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let sandbox = dir.path().join("sb");
+        let out = Command::new(venv_bin("python"))
+            .arg(repo_root().join("tests/sandbox/sandbox.py"))
+            .arg("start")
+            .arg(&sandbox)
+            .args(args)
+            .output()
+            .expect("sandbox.py runs");
+        assert!(
+            out.status.success(),
+            "sandbox start failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let record = serde_json::from_slice(&out.stdout).expect("sandbox prints its record");
+        Cluster { dir, record }
+    }
+
+    fn sandbox(&self) -> PathBuf {
+        self.dir.path().join("sb")
+    }
+
+    fn path(&self, key: &str) -> PathBuf {
+        PathBuf::from(
+            self.record["paths"][key]
+                .as_str()
+                .unwrap_or_else(|| panic!("no path {key}")),
+        )
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = runbook();
+        command.args(args);
+        if matches!(args.first(), Some(&"run") | Some(&"plan")) {
+            command
+                .arg("--vars")
+                .arg(self.path("vars"))
+                .arg("--journal-dir")
+                .arg(self.dir.path().join("journal"))
+                .args(["--set", "elasticsearch_poll=50ms"]);
+        }
+        for (key, value) in self.record["env"].as_object().unwrap() {
+            command.env(key, value.as_str().unwrap());
+        }
+        command.current_dir(self.dir.path());
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("runbook runs")
+    }
+
+    fn es_url(&self) -> String {
+        self.record["elasticsearch_url"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    fn es_faults(&self, faults: serde_json::Value) {
+        let out = Command::new("curl")
+            .args([
+                "-sf",
+                "-X",
+                "POST",
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+            ])
+            .arg(faults.to_string())
+            .arg(format!("{}/_standin/faults", self.es_url()))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "setting ES faults failed");
+    }
+
+    fn es_requests(&self) -> Vec<serde_json::Value> {
+        let out = Command::new("curl")
+            .args(["-sf"])
+            .arg(format!("{}/_standin/requests", self.es_url()))
+            .output()
+            .unwrap();
+        let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        value
+            .as_array()
+            .cloned()
+            .or_else(|| value["requests"].as_array().cloned())
+            .unwrap_or_default()
+    }
+
+    fn knob(&self, name: &str, value: &str) {
+        std::fs::write(self.path("state").join(name), value).unwrap();
+    }
+
+    /// Every file under the backup folder, relative.
+    fn backup_files(&self) -> Vec<String> {
+        let root = self.path("backup");
+        let mut files: Vec<String> = walk(&root)
+            .into_iter()
+            .map(|p| p.strip_prefix(&root).unwrap().display().to_string())
+            .collect();
+        files.sort();
+        files
+    }
+
+    /// Snapshot folders left in the Cassandra data folder.
+    fn cassandra_snapshots(&self) -> Vec<PathBuf> {
+        walk_dirs(&self.path("cassandra_data"))
+            .into_iter()
+            .filter(|p| {
+                p.parent()
+                    .is_some_and(|parent| parent.ends_with("snapshots"))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = Command::new(venv_bin("python"))
+            .arg(repo_root().join("tests/sandbox/sandbox.py"))
+            .arg("stop")
+            .arg(self.sandbox())
+            .output();
+    }
+}
+
+fn walk(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(root) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if entry.file_type().unwrap().is_dir() {
+                out.extend(walk(&path));
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+fn walk_dirs(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(root) {
+        for entry in entries.flatten() {
+            if entry.file_type().unwrap().is_dir() {
+                out.push(entry.path());
+                out.extend(walk_dirs(&entry.path()));
+            }
+        }
+    }
+    out
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn code(output: &Output) -> i32 {
+    output.status.code().expect("exited normally")
+}
+
+/// Relative path -> content of every file under `root`.
+fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    walk(root)
+        .into_iter()
+        .map(|p| {
+            (
+                p.strip_prefix(root).unwrap().display().to_string(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
+        .collect()
+}
+
+fn gnu_tar_extract(archive: &Path, into: &Path) {
+    std::fs::create_dir_all(into).unwrap();
+    let out = Command::new("tar")
+        .arg("xf")
+        .arg(archive)
+        .arg("-C")
+        .arg(into)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "GNU tar cannot extract {}: {}",
+        archive.display(),
+        stderr(&out)
+    );
+}
+
+/// The STAMP of the only file matching `prefix*suffix` in `folder`.
+fn only_stamp(folder: &Path, prefix: &str, suffix: &str) -> String {
+    let names: Vec<String> = std::fs::read_dir(folder)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(prefix) && n.ends_with(suffix))
+        .collect();
+    assert_eq!(
+        names.len(),
+        1,
+        "expected one {prefix}*{suffix} in {}: {names:?}",
+        folder.display()
+    );
+    names[0][prefix.len()..names[0].len() - suffix.len()].to_string()
+}
+
+fn assert_failed_cleanly(cluster: &Cluster, out: &Output, reason: &str) {
+    let err = stderr(out);
+    assert_eq!(code(out), 1, "{err}");
+    assert!(err.contains(reason), "expected `{reason}` in:\n{err}");
+    let files = cluster.backup_files();
+    assert!(
+        !files.iter().any(|f| f.ends_with(".info")),
+        "a failed run left a marker: {files:?}"
+    );
+    assert!(
+        !files.iter().any(|f| f.starts_with("backup_")),
+        "a failed run left a manifest: {files:?}"
+    );
+    assert!(
+        !files.iter().any(|f| f.ends_with(".partial")),
+        "a failed run left a partial file: {files:?}"
+    );
+    assert!(
+        cluster.cassandra_snapshots().is_empty(),
+        "Cassandra snapshot left: {:?}",
+        cluster.cassandra_snapshots()
+    );
+}
+
+#[test]
+fn local_storage_backup_produces_the_archives_the_restore_procedure_expects() {
+    let cluster = Cluster::start(&["--cql-auth", "backup:Cql-Secret-9"]);
+    let out = cluster
+        .command(&[
+            "run",
+            "cluster-hot-backup",
+            "--set",
+            "cassandra_user=backup",
+        ])
+        .env("CASSANDRA_PASSWORD", "Cql-Secret-9")
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(code(&out), 0, "{err}");
+
+    let backup = cluster.path("backup");
+    let stamp = only_stamp(&backup, "backup_", ".json");
+    let files = cluster.backup_files();
+    let expected: Vec<String> = vec![
+        format!("backup_{stamp}.json"),
+        format!("cassandra/cassandra_{stamp}.tar"),
+        format!("cassandra/cassandra_{stamp}.tar.sha256"),
+        format!("elasticsearch/elasticsearch_{stamp}.info"),
+        format!("storage/files_{stamp}.tar"),
+        format!("storage/files_{stamp}.tar.sha256"),
+    ];
+    assert_eq!(
+        files, expected,
+        "exactly the documented files, no .partial, no staging"
+    );
+
+    // The sidecars are what sha256sum -c accepts.
+    for sidecar in ["cassandra", "storage"] {
+        let folder = backup.join(sidecar);
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg("sha256sum -c *.sha256")
+            .current_dir(&folder)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "sha256sum -c in {}: {}",
+            folder.display(),
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+
+    // Follow the guide's restore steps: newest tar by name, tar xf, schema and
+    // table folders found, table name = folder name before the first '-'.
+    let restore = cluster.dir.path().join("restore");
+    gnu_tar_extract(
+        &backup.join(format!("cassandra/cassandra_{stamp}.tar")),
+        &restore,
+    );
+    let top = restore.join(format!("cassandra_{stamp}"));
+    let schema = std::fs::read_to_string(top.join("create_keyspace_thehive.cql")).unwrap();
+    assert!(schema.contains("CREATE KEYSPACE thehive"), "{schema}");
+    assert!(
+        !schema.contains("WARNING"),
+        "WARNING lines must be dropped:\n{schema}"
+    );
+    let data = cluster.path("cassandra_data").join("data/thehive");
+    let mut tables = 0;
+    for table in std::fs::read_dir(&data).unwrap().flatten() {
+        let name = table.file_name().to_string_lossy().into_owned();
+        let source: BTreeMap<_, _> = tree(&table.path())
+            .into_iter()
+            .filter(|(k, _)| !k.starts_with("snapshots"))
+            .collect();
+        let archived: BTreeMap<_, _> = tree(&top.join("thehive").join(&name))
+            .into_iter()
+            .filter(|(k, _)| k.ends_with(".db") || k.ends_with(".crc32") || k.ends_with("TOC.txt"))
+            .collect();
+        assert_eq!(
+            source, archived,
+            "table {name}: SSTables differ from the source"
+        );
+        let table_name = name.split('-').next().unwrap();
+        assert!(
+            schema.contains(&format!("CREATE TABLE thehive.{table_name} ")),
+            "table {table_name} not in the schema"
+        );
+        tables += 1;
+    }
+    assert!(tables >= 5);
+
+    // Attachments byte-identical under files_STAMP/.
+    gnu_tar_extract(&backup.join(format!("storage/files_{stamp}.tar")), &restore);
+    assert_eq!(
+        tree(&restore.join(format!("files_{stamp}"))),
+        tree(&cluster.path("attachments"))
+    );
+
+    // The snapshot is cleared; marker and manifest carry the same STAMP.
+    assert!(cluster.cassandra_snapshots().is_empty());
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(backup.join(format!("backup_{stamp}.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["stamp"], stamp.as_str());
+    assert_eq!(
+        manifest["elasticsearch"]["snapshot"],
+        format!("elasticsearch_{stamp}").as_str()
+    );
+    assert_eq!(manifest["elasticsearch"]["state"], "SUCCESS");
+    assert_eq!(
+        manifest["cassandra"]["snapshot_tag"],
+        format!("cassandra_{stamp}").as_str()
+    );
+    assert_eq!(manifest["archives"].as_array().unwrap().len(), 2);
+
+    // Private files; the password never on a command line, in logs or the journal.
+    use std::os::unix::fs::PermissionsExt;
+    for file in &files {
+        let mode = std::fs::metadata(backup.join(file))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, 0o600, "{file} has mode {mode:o}");
+    }
+    let invocations =
+        std::fs::read_to_string(cluster.path("state").join("invocations.log")).unwrap();
+    assert!(
+        invocations.contains("DESCRIBE KEYSPACE"),
+        "cqlsh was not called?"
+    );
+    assert!(
+        !invocations.contains("Cql-Secret-9"),
+        "the password was on a command line"
+    );
+    assert!(!err.contains("Cql-Secret-9"));
+    for journal in walk(&cluster.dir.path().join("journal")) {
+        assert!(
+            !std::fs::read_to_string(&journal)
+                .unwrap()
+                .contains("Cql-Secret-9"),
+            "password in {}",
+            journal.display()
+        );
+    }
+    assert!(
+        !std::fs::read_to_string(backup.join(format!("backup_{stamp}.json")))
+            .unwrap()
+            .contains("Cql-Secret-9")
+    );
+}
+
+#[test]
+fn s3_storage_backup_mirrors_the_bucket_into_minio_tar() {
+    let cluster = Cluster::start(&["--storage", "s3", "--objects", "1100"]);
+    let out = cluster.run(&["run", "cluster-hot-backup"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let backup = cluster.path("backup");
+    let stamp = only_stamp(&backup, "backup_", ".json");
+    let minio = cluster.path("s3_archive");
+    let names: Vec<String> = std::fs::read_dir(&minio)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let mut names = names;
+    names.sort();
+    assert_eq!(
+        names,
+        vec![
+            format!("minio_{stamp}.tar"),
+            format!("minio_{stamp}.tar.sha256")
+        ],
+        "the mirror folder is removed"
+    );
+    let restore = cluster.dir.path().join("restore");
+    gnu_tar_extract(&minio.join(format!("minio_{stamp}.tar")), &restore);
+    let restored = tree(&restore.join(format!("minio_{stamp}")));
+    assert!(restored.len() >= 1000, "only {} objects", restored.len());
+    assert_eq!(restored, tree(&cluster.path("attachments")));
+}
+
+#[test]
+fn a_failing_nodetool_snapshot_fails_the_run_and_leaves_nothing() {
+    let cluster = Cluster::start(&[]);
+    cluster.knob("snapshot-fails", "partial");
+    let out = cluster.run(&["run", "cluster-hot-backup"]);
+    assert_failed_cleanly(
+        &cluster,
+        &out,
+        "step exec (nodetool snapshot) failed: `nodetool snapshot` exited with code 2",
+    );
+    assert!(
+        cluster.backup_files().is_empty(),
+        "{:?}",
+        cluster.backup_files()
+    );
+    // The Elasticsearch snapshot of the failed run is deleted.
+    assert!(cluster.es_requests().iter().any(
+        |r| r["method"] == "DELETE" && r["path"].as_str().unwrap().contains("/elasticsearch_")
+    ));
+}
+
+#[test]
+fn a_failed_elasticsearch_snapshot_is_never_reported_as_a_backup() {
+    let cluster = Cluster::start(&[]);
+    cluster.es_faults(serde_json::json!({"snapshot_end": "FAILED"}));
+    let out = cluster.run(&["run", "cluster-hot-backup"]);
+    assert_failed_cleanly(&cluster, &out, "FAILED");
+    let files = cluster.backup_files();
+    assert!(
+        !files.iter().any(|f| f.starts_with("storage/")),
+        "storage must not run after a failed part: {files:?}"
+    );
+}
+
+#[test]
+fn a_missing_repository_is_caught_in_preflight_before_anything_is_snapshotted() {
+    let cluster = Cluster::start(&[]);
+    let out = cluster.run(&[
+        "run",
+        "cluster-hot-backup",
+        "--set",
+        "elasticsearch_repository=nope",
+    ]);
+    assert_failed_cleanly(
+        &cluster,
+        &out,
+        "the Elasticsearch snapshot repository \"nope\" is not registered at",
+    );
+    let invocations =
+        std::fs::read_to_string(cluster.path("state").join("invocations.log")).unwrap_or_default();
+    assert!(
+        !invocations.contains("\"snapshot\""),
+        "nodetool snapshot ran: {invocations}"
+    );
+    assert!(!cluster.es_requests().iter().any(|r| r["method"] == "PUT"));
+}
+
+#[test]
+fn a_down_node_fails_preflight_unless_allowed() {
+    let cluster = Cluster::start(&["--node-down", "127.0.0.3"]);
+    let out = cluster.run(&["run", "cluster-hot-backup"]);
+    assert_failed_cleanly(
+        &cluster,
+        &out,
+        "Cassandra nodes not Up/Normal: [\"127.0.0.3 is DN\"]",
+    );
+    assert!(cluster.backup_files().is_empty());
+    let out = cluster.run(&[
+        "run",
+        "cluster-hot-backup",
+        "--set",
+        "allow_down_nodes=true",
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+}
+
+#[test]
+fn sigterm_during_the_run_cleans_up_and_exits_143() {
+    let cluster = Cluster::start(&[]);
+    cluster.knob("nodetool-delay", "snapshot=30");
+    let child = cluster
+        .command(&["run", "cluster-hot-backup"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until nodetool snapshot is running.
+    let log = cluster.path("state").join("invocations.log");
+    let until = std::time::Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("\"snapshot\"")
+    {
+        assert!(
+            std::time::Instant::now() < until,
+            "nodetool snapshot never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 143, "{}", stderr(&out));
+    let files = cluster.backup_files();
+    assert!(
+        !files
+            .iter()
+            .any(|f| f.ends_with(".info") || f.starts_with("backup_") || f.ends_with(".partial")),
+        "{files:?}"
+    );
+    assert!(
+        cluster.cassandra_snapshots().is_empty(),
+        "{:?}",
+        cluster.cassandra_snapshots()
+    );
+}
+
+#[test]
+fn restore_prep_checks_the_newest_complete_set_and_writes_the_plan() {
+    let cluster = Cluster::start(&[]);
+    let out = cluster.run(&["run", "cluster-hot-backup"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let backup = cluster.path("backup");
+    let stamp = only_stamp(&backup, "backup_", ".json");
+    // A newer set without a manifest (incomplete) must not be chosen.
+    std::fs::write(
+        backup.join("cassandra/cassandra_29991231_23h59m59s.tar"),
+        b"not a complete set",
+    )
+    .unwrap();
+    let staging = cluster.dir.path().join("staging");
+    let es = cluster.es_url();
+    let restore_args = |extra: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> = ["run", "restore-prep", "--journal-dir"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.push(cluster.dir.path().join("journal").display().to_string());
+        for (key, value) in [
+            ("manifest_path", backup.display().to_string()),
+            ("staging", staging.display().to_string()),
+            ("elasticsearch_url", es.clone()),
+            (
+                "cassandra_archive_path",
+                backup.join("cassandra").display().to_string(),
+            ),
+            (
+                "storage_archive_path",
+                backup.join("storage").display().to_string(),
+            ),
+        ] {
+            args.push("--set".into());
+            args.push(format!("{key}={value}"));
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    let out = runbook().args(restore_args(&[])).output().unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let plan = std::fs::read_to_string(staging.join(&stamp).join("restore-plan.sh")).unwrap();
+    assert!(
+        plan.contains(&format!("create_keyspace_thehive.cql")),
+        "{plan}"
+    );
+    assert!(plan.contains("sstableloader -d 127.0.0.1 "), "{plan}");
+    assert!(
+        plan.contains(&format!(
+            "/_snapshot/thehive_repository/elasticsearch_{stamp}/_restore?wait_for_completion=true"
+        )),
+        "{plan}"
+    );
+    assert!(plan.contains(&format!("files_{stamp}/. ")), "{plan}");
+
+    // A corrupted archive fails the preparation, naming it.
+    let archive = backup.join(format!("storage/files_{stamp}.tar"));
+    let mut bytes = std::fs::read(&archive).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(&archive, bytes).unwrap();
+    let out = runbook()
+        .args(restore_args(&[
+            "--set",
+            "staging=/nonexistent-never-created",
+        ]))
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 1);
+    assert!(
+        stderr(&out).contains(&format!("files_{stamp}.tar")),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn plan_prints_every_action_in_order_and_changes_nothing() {
+    let cluster = Cluster::start(&[]);
+    let out = cluster.run(&["plan", "cluster-hot-backup"]);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 0, "{err}");
+    // The Cassandra and Elasticsearch branches run in parallel, so their lines
+    // interleave; each branch's own lines are in order.
+    let in_order = |needles: &[&str]| {
+        let mut at = 0;
+        for needle in needles {
+            let found = err[at..]
+                .find(needle)
+                .unwrap_or_else(|| panic!("`{needle}` missing after position {at}:\n{err}"));
+            at += found + needle.len();
+        }
+    };
+    in_order(&[
+        "snapshot repository check: GET",
+        "es_health: check cluster health",
+        "nodetool status: run",
+        "[dry-run] would run ",
+        "nodetool snapshot -t cassandra_",
+        "cqlsh describe keyspace: run",
+        "cassandra archive: [dry-run] would archive",
+        "clear Cassandra snapshot cassandra_",
+        "attachments archive: [dry-run] would archive",
+        "[dry-run] would write",
+        "/backup_",
+    ]);
+    in_order(&[
+        "dry-run: would PUT",
+        "/_snapshot/thehive_repository/elasticsearch_",
+        "[dry-run] would write",
+        ".info",
+    ]);
+    assert!(
+        cluster.backup_files().is_empty(),
+        "plan wrote {:?}",
+        cluster.backup_files()
+    );
+    assert!(cluster.cassandra_snapshots().is_empty());
+    assert!(
+        !cluster
+            .es_requests()
+            .iter()
+            .any(|r| r["method"] == "PUT" || r["method"] == "DELETE")
+    );
+}
