@@ -32,6 +32,10 @@ pub fn markdown() -> String {
     let mut lines = runbook_steps::files::FILES_DOC.lines();
     let summary = lines.next().unwrap_or_default();
     let body: Vec<&str> = lines.collect();
-    let _ = write!(out, "\n## File helpers\n\n{summary}\n\n```text\n{}\n```\n", body.join("\n").trim_matches('\n'));
+    let _ = write!(
+        out,
+        "\n## File helpers\n\n{summary}\n\n```text\n{}\n```\n",
+        body.join("\n").trim_matches('\n')
+    );
     out
 }

@@ -386,8 +386,16 @@ async fn run_exec(options: ExecOptions, ctx: StepContext) -> Result<ExecOutput, 
     }
     Ok(ExecOutput {
         code,
-        stdout: if options.capture { stdout.text } else { String::new() },
-        stderr: if options.capture { stderr.text } else { String::new() },
+        stdout: if options.capture {
+            stdout.text
+        } else {
+            String::new()
+        },
+        stderr: if options.capture {
+            stderr.text
+        } else {
+            String::new()
+        },
         duration_ms: started.elapsed().as_millis() as u64,
     })
 }
@@ -405,7 +413,10 @@ where
     F: std::future::Future,
 {
     let _ = killpg(pgid, Signal::SIGTERM);
-    if tokio::time::timeout(KILL_GRACE, waiter.as_mut()).await.is_err() {
+    if tokio::time::timeout(KILL_GRACE, waiter.as_mut())
+        .await
+        .is_err()
+    {
         let _ = killpg(pgid, Signal::SIGKILL);
         let _ = waiter.as_mut().await;
     } else {
@@ -447,7 +458,9 @@ mod tests {
 
     #[test]
     fn describe_quotes_arguments_that_need_it() {
-        let o = options(serde_json::json!({"cmd": "cqlsh", "args": ["127.0.0.1", "-e", "DESCRIBE KEYSPACE thehive"]}));
+        let o = options(
+            serde_json::json!({"cmd": "cqlsh", "args": ["127.0.0.1", "-e", "DESCRIBE KEYSPACE thehive"]}),
+        );
         assert_eq!(
             Exec::describe(&o),
             "run cqlsh 127.0.0.1 -e 'DESCRIBE KEYSPACE thehive'"
@@ -478,7 +491,10 @@ mod tests {
         )
         .await
         .unwrap();
-        assert_eq!((ok.code, ok.stdout.as_str(), ok.stderr.as_str()), (0, "out\n", "err\n"));
+        assert_eq!(
+            (ok.code, ok.stdout.as_str(), ok.stderr.as_str()),
+            (0, "out\n", "err\n")
+        );
 
         let failed = Exec::run(
             options(serde_json::json!({"cmd": "sh", "args": ["-c", "echo boom >&2; exit 2"]})),
@@ -499,6 +515,9 @@ mod tests {
         .await
         .unwrap_err();
         assert_eq!(e.kind(), "spawn");
-        assert_eq!(e.to_string(), "could not start `no-such-program-xyz`: not found in PATH");
+        assert_eq!(
+            e.to_string(),
+            "could not start `no-such-program-xyz`: not found in PATH"
+        );
     }
 }
