@@ -62,14 +62,45 @@ enum Command {
     },
     /// Verify archives: every header and every byte, and the SHA-256 against
     /// the `.sha256` file next to each (exit 1 if any archive is bad).
+    ///
+    /// With --set STAMP instead of paths: verify every archive of that backup
+    /// set against the SHA-256 in its manifest, check its marker, and record
+    /// the result in the manifest (`verified: {time, result, errors}`), which
+    /// `runbook list` shows and the `prune` step relies on.
     Verify {
         /// Archives (.tar, .tar.zst, .tar.gz).
-        #[arg(required = true)]
+        #[arg(required_unless_present = "set", conflicts_with = "set")]
         paths: Vec<PathBuf>,
         /// Fail an archive that has no `.sha256` file.
         #[arg(long)]
         require_checksum: bool,
-        /// One JSON object per archive on stdout.
+        /// One JSON object per archive on stdout (with --set: one for the set).
+        #[arg(long)]
+        json: bool,
+        /// The stamp of a backup set to verify, e.g. 20261126_01h15m00s.
+        #[arg(long, value_name = "STAMP")]
+        set: Option<String>,
+        /// The folder of the set manifests (with --set).
+        #[arg(long, value_name = "DIR", default_value = crate::catalogue_command::DEFAULT_MANIFEST_PATH)]
+        manifest_path: PathBuf,
+    },
+    /// List the backup sets: complete or not, last verification, parts, size, age.
+    ///
+    /// A set is a manifest backup_STAMP.json in the manifest folder; archives
+    /// and .info markers whose stamp has no manifest are listed as INCOMPLETE
+    /// (a failed, interrupted or running backup); a set whose archives went
+    /// missing or changed size since is DAMAGED. Nothing is read but file
+    /// names, sizes and manifests: `runbook verify --set STAMP` reads the archives.
+    List {
+        /// The folder of the set manifests.
+        #[arg(long, value_name = "DIR", default_value = crate::catalogue_command::DEFAULT_MANIFEST_PATH)]
+        manifest_path: PathBuf,
+        /// A folder of archives and .info markers (repeatable) [default: the
+        /// stock folders cassandra, elasticsearch, storage, minio under the
+        /// manifest folder]. Folders the manifests name are always searched.
+        #[arg(long = "archive-path", value_name = "DIR")]
+        archive_paths: Vec<PathBuf>,
+        /// Print the sets as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -112,6 +143,10 @@ struct RunArgs {
     /// Stop script code after this many Rhai operations (an endless loop).
     #[arg(long, value_name = "N", default_value_t = crate::host::MAX_OPERATIONS)]
     max_operations: u64,
+    /// At the end of the run (success or failure; not under --dry-run), write
+    /// Prometheus metrics to FILE (textfile-collector format, replaced atomically).
+    #[arg(long, value_name = "FILE", env = "RUNBOOK_METRICS_FILE")]
+    metrics_file: Option<PathBuf>,
 }
 
 /// Parses the command line, runs the command, returns the exit code.
@@ -137,7 +172,17 @@ pub fn main() -> i32 {
             paths,
             require_checksum,
             json,
-        } => crate::commands::verify(&paths, require_checksum, json),
+            set,
+            manifest_path,
+        } => match set {
+            Some(stamp) => crate::catalogue_command::verify_set(&manifest_path, &stamp, json),
+            None => crate::commands::verify(&paths, require_checksum, json),
+        },
+        Command::List {
+            manifest_path,
+            archive_paths,
+            json,
+        } => crate::catalogue_command::list(&manifest_path, &archive_paths, json),
         Command::Recover {
             journal_dir,
             dry_run,
@@ -171,5 +216,6 @@ fn run_command(args: RunArgs, plan: bool) -> i32 {
         journal_dir: args.journal_dir,
         progress,
         max_operations: args.max_operations,
+        metrics_file: args.metrics_file,
     })
 }

@@ -12,7 +12,10 @@
 //! - [`script_error`]: errors raised into scripts and printed to the user.
 //! - [`check`]: static checks for `runbook check`.
 //! - [`logging`], [`terminal`]: logs, colours and progress bars.
+//! - [`catalogue_command`], [`metrics`]: `runbook list`, `verify --set`, and
+//!   the `--metrics-file` Prometheus textfile.
 
+pub mod catalogue_command;
 pub mod check;
 pub mod cleanup;
 pub mod cli;
@@ -26,6 +29,7 @@ pub mod host;
 pub mod journal;
 pub mod lock;
 pub mod logging;
+pub mod metrics;
 pub mod parallel;
 pub mod recovery;
 pub mod run;

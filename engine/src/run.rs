@@ -39,6 +39,8 @@ pub struct RunRequest {
     pub progress: ProgressMode,
     /// Bound on Rhai operations.
     pub max_operations: u64,
+    /// `--metrics-file`: Prometheus metrics written at the end of the run.
+    pub metrics_file: Option<PathBuf>,
 }
 
 fn print_error(text: &str) {
@@ -237,6 +239,9 @@ pub fn run(request: RunRequest) -> i32 {
             doc.status = status.to_string();
             doc.error = error_text;
         });
+        if let Some(path) = &request.metrics_file {
+            crate::metrics::write_after_run(path, &workflow.name, &journal.snapshot());
+        }
     }
     let elapsed = humantime::format_duration(Duration::from_secs(started.elapsed().as_secs()));
     let journal_path = state

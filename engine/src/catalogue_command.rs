@@ -1,0 +1,326 @@
+//! `runbook list` (the backup sets found) and `runbook verify --set STAMP`
+//! (re-verify a set against its manifest and record the result in it).
+
+use std::path::{Path, PathBuf};
+
+use runbook_steps::backup_catalogue::{
+    BackupSet, Catalogue, ManifestView, Verification, human_age, human_bytes, parse_stamp,
+};
+use runbook_steps::blocking_work::WorkControl;
+use runbook_steps::checksum_sidecar::read_sidecar;
+use runbook_steps::verify_archive::{VerifyArchiveOptions, verify_archive};
+
+use crate::exit_code;
+
+/// Where the stock workflow writes manifests, and so where `list` looks by default.
+pub const DEFAULT_MANIFEST_PATH: &str = "/mnt/backup";
+/// The stock workflow's archive folders, relative to the manifest folder;
+/// searched by `list` when no `--archive-path` is given and they exist.
+const STOCK_ARCHIVE_FOLDERS: [&str; 4] = ["cassandra", "elasticsearch", "storage", "minio"];
+/// The time format of `verified.time`, as the stock workflow writes it.
+const VERIFIED_TIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%z";
+
+/// `runbook list [--manifest-path DIR] [--archive-path DIR]... [--json]`.
+pub fn list(manifest_path: &Path, archive_paths: &[PathBuf], json: bool) -> i32 {
+    let folders: Vec<PathBuf> = if archive_paths.is_empty() {
+        STOCK_ARCHIVE_FOLDERS
+            .iter()
+            .map(|name| manifest_path.join(name))
+            .filter(|p| p.is_dir())
+            .collect()
+    } else {
+        archive_paths.to_vec()
+    };
+    let catalogue = match Catalogue::scan(manifest_path, &folders) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {}", error_chain(&e));
+            return exit_code::INPUT;
+        }
+    };
+    if json {
+        match serde_json::to_string_pretty(&catalogue) {
+            Ok(text) => println!("{text}"),
+            Err(e) => {
+                eprintln!("error: cannot write the list as JSON: {e}");
+                return exit_code::FAILED;
+            }
+        }
+        return exit_code::SUCCESS;
+    }
+    for warning in &catalogue.warnings {
+        eprintln!("warning: {warning}");
+    }
+    print!("{}", table(&catalogue));
+    exit_code::SUCCESS
+}
+
+/// The human table: one line per set, newest first, problems under their set.
+pub fn table(catalogue: &Catalogue) -> String {
+    let searched = catalogue
+        .folders
+        .iter()
+        .map(|f| f.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    if catalogue.sets.is_empty() {
+        return format!("no backup sets in {searched}\n");
+    }
+    let header = ["STAMP", "STATE", "VERIFIED", "PARTS", "SIZE", "AGE"].map(str::to_string);
+    let rows: Vec<[String; 6]> = catalogue.sets.iter().rev().map(row).collect();
+    let mut widths = header.clone().map(|h| h.len());
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let line = |cells: &[String; 6]| {
+        let mut text = String::new();
+        for (i, (cell, width)) in cells.iter().zip(widths).enumerate() {
+            if i == cells.len() - 1 {
+                text.push_str(cell);
+            } else {
+                text.push_str(&format!("{cell:width$}  "));
+            }
+        }
+        text.trim_end().to_string() + "\n"
+    };
+    let mut out = line(&header);
+    for (set, row) in catalogue.sets.iter().rev().zip(&rows) {
+        out.push_str(&line(row));
+        for problem in &set.problems {
+            out.push_str(&format!("    ! {problem}\n"));
+        }
+        if let Some(v) = &set.verified {
+            for error in &v.errors {
+                out.push_str(&format!("    ! last verification: {error}\n"));
+            }
+        }
+    }
+    let complete = catalogue.sets.iter().filter(|s| s.complete).count();
+    let verified = catalogue.sets.iter().filter(|s| s.is_verified_ok()).count();
+    out.push_str(&format!(
+        "\n{} set(s): {complete} complete, {verified} complete and verified; searched {searched}\n",
+        catalogue.sets.len()
+    ));
+    out
+}
+
+fn row(set: &BackupSet) -> [String; 6] {
+    let state = if set.complete && set.problems.is_empty() {
+        "complete"
+    } else if set.complete {
+        "DAMAGED"
+    } else {
+        "INCOMPLETE"
+    };
+    let verified = match &set.verified {
+        Some(v) => format!("{} {}", v.result, v.time),
+        None => "-".to_string(),
+    };
+    let parts = set.present_parts();
+    [
+        set.stamp.clone(),
+        state.to_string(),
+        verified,
+        if parts.is_empty() {
+            "-".to_string()
+        } else {
+            parts.join(",")
+        },
+        human_bytes(set.bytes),
+        set.age_seconds
+            .map(human_age)
+            .unwrap_or_else(|| "?".to_string()),
+    ]
+}
+
+/// `runbook verify --set STAMP [--manifest-path DIR] [--json]`: every archive
+/// the manifest lists is read end to end and compared with the manifest's
+/// SHA-256 (and its `.sha256` sidecar); the marker must exist. The result is
+/// recorded in the manifest as `verified: {time, result, errors}`.
+pub fn verify_set(manifest_dir: &Path, stamp: &str, json: bool) -> i32 {
+    if parse_stamp(stamp).is_none() {
+        eprintln!(
+            "error: `{stamp}` is not a stamp like 20261126_01h15m00s (`runbook list` shows the sets)"
+        );
+        return exit_code::INPUT;
+    }
+    let manifest_path = manifest_dir.join(format!("backup_{stamp}.json"));
+    let text = match std::fs::read_to_string(&manifest_path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!(
+                "error: no manifest {} (an incomplete set has none and cannot be verified; `runbook list` shows the sets)",
+                manifest_path.display()
+            );
+            return exit_code::INPUT;
+        }
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", manifest_path.display());
+            return exit_code::FAILED;
+        }
+    };
+    let (mut document, view) = match (
+        serde_json::from_str::<serde_json::Value>(&text),
+        ManifestView::parse(&text),
+    ) {
+        (Ok(document @ serde_json::Value::Object(_)), Ok(view)) => (document, view),
+        (Err(e), _) | (_, Err(e)) => {
+            eprintln!(
+                "error: {} is not a valid manifest: {e}",
+                manifest_path.display()
+            );
+            return exit_code::FAILED;
+        }
+        (Ok(_), Ok(_)) => {
+            eprintln!(
+                "error: {} is not a valid manifest: not a JSON object",
+                manifest_path.display()
+            );
+            return exit_code::FAILED;
+        }
+    };
+
+    let mut errors: Vec<String> = Vec::new();
+    let mut archives = Vec::new();
+    if view.archives.is_empty() {
+        errors.push("the manifest lists no archive".to_string());
+    }
+    for archive in &view.archives {
+        let outcome = verify_one(archive);
+        match &outcome {
+            Ok(line) if !json => println!("{line}"),
+            Err(e) if !json => println!("BAD {}: {e}", archive.path.display()),
+            _ => {}
+        }
+        archives.push(serde_json::json!({
+            "part": archive.part, "path": archive.path, "ok": outcome.is_ok(),
+            "error": outcome.as_ref().err(),
+        }));
+        if let Err(e) = outcome {
+            errors.push(e);
+        }
+    }
+    if let Some(marker) = view.elasticsearch.as_ref().and_then(|e| e.marker.as_ref())
+        && !marker.is_file()
+    {
+        errors.push(format!("marker {} is missing", marker.display()));
+    }
+
+    let verification = Verification {
+        time: chrono::Local::now()
+            .format(VERIFIED_TIME_FORMAT)
+            .to_string(),
+        result: if errors.is_empty() { "ok" } else { "failed" }.to_string(),
+        errors: errors.clone(),
+    };
+    // `errors` is always written (empty when ok), so scripts can rely on it.
+    document["verified"] = serde_json::json!({
+        "time": verification.time, "result": verification.result, "errors": verification.errors,
+    });
+    let recorded = serde_json::to_string(&document)
+        .map_err(std::io::Error::other)
+        .and_then(|text| {
+            runbook_steps::atomic_file::write_atomic(
+                &manifest_path,
+                format!("{text}\n").as_bytes(),
+                0o600,
+            )
+        });
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "stamp": stamp, "manifest": manifest_path, "result": verification.result,
+                "time": verification.time, "errors": errors, "archives": archives,
+                "recorded": recorded.is_ok(),
+            })
+        );
+    }
+    if let Err(e) = &recorded {
+        eprintln!(
+            "error: cannot record the verification in {}: {e}",
+            manifest_path.display()
+        );
+        return exit_code::FAILED;
+    }
+    if errors.is_empty() {
+        if !json {
+            println!(
+                "set {stamp}: verified ok (recorded in {})",
+                manifest_path.display()
+            );
+        }
+        exit_code::SUCCESS
+    } else {
+        if !json {
+            println!(
+                "set {stamp}: verification FAILED, {} problem(s) (recorded in {}):",
+                errors.len(),
+                manifest_path.display()
+            );
+            for error in &errors {
+                println!("  {error}");
+            }
+        }
+        exit_code::FAILED
+    }
+}
+
+/// Verifies one archive against the manifest's SHA-256 and size, and checks
+/// its sidecar agrees with the manifest.
+fn verify_one(
+    archive: &runbook_steps::backup_catalogue::ManifestArchive,
+) -> Result<String, String> {
+    let path = &archive.path;
+    let options = VerifyArchiveOptions {
+        path: path.clone(),
+        sha256: archive.sha256.clone(),
+        require_checksum: true,
+        ..VerifyArchiveOptions::default()
+    };
+    let report =
+        verify_archive(&options, &WorkControl::new("verify")).map_err(|e| error_chain(&e))?;
+    if let Some(expected) = archive.bytes
+        && expected != report.bytes
+    {
+        return Err(format!(
+            "{}: {} bytes, the manifest says {expected}",
+            path.display(),
+            report.bytes
+        ));
+    }
+    match read_sidecar(path) {
+        Ok(Some(sidecar)) if !sidecar.eq_ignore_ascii_case(&report.sha256) => {
+            return Err(format!(
+                "{}: the .sha256 file says {sidecar}, the archive's sha256 is {}",
+                path.display(),
+                report.sha256
+            ));
+        }
+        Ok(_) => {}
+        Err(e) => return Err(error_chain(&e)),
+    }
+    Ok(format!(
+        "ok {}: {} entries, {} bytes, sha256 matches the manifest",
+        path.display(),
+        report.entries,
+        report.bytes
+    ))
+}
+
+/// An error and its causes on one line.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,835 @@
+//! Operations through the real `runbook` binary: `runbook list` over complete,
+//! incomplete and damaged backup sets, `runbook verify --set`, the `prune`
+//! step's retention rules (with the Elasticsearch stand-in for snapshot
+//! deletion), and the `--metrics-file` Prometheus textfile.
+//!
+//! Backup sets are laid out as the stock workflow lays them out (archives
+//! made by the real `tar_dir` step, with their `.sha256` files; `.info`
+//! markers; manifests in the documented format), without running the whole
+//! stock workflow.
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::{Value, json};
+use support::{free_port, repo_root, runbook, wait_for_port};
+
+const REPOSITORY: &str = "thehive_repository";
+/// Five stamps, oldest first.
+const STAMPS: [&str; 5] = [
+    "20261120_01h15m00s",
+    "20261121_01h15m00s",
+    "20261122_01h15m00s",
+    "20261123_01h15m00s",
+    "20261124_01h15m00s",
+];
+
+/// A backup folder laid out like the stock workflow's defaults:
+/// `<root>/backup_STAMP.json`, `<root>/cassandra/`, `<root>/elasticsearch/`,
+/// `<root>/storage/`; workflows and the journal beside it.
+struct Backups {
+    dir: tempfile::TempDir,
+}
+
+impl Backups {
+    fn new() -> Self {
+        let backups = Backups {
+            dir: tempfile::tempdir().expect("temp dir"),
+        };
+        for folder in [
+            "backup/cassandra",
+            "backup/elasticsearch",
+            "backup/storage",
+            "data/ks/t1-0001",
+        ] {
+            std::fs::create_dir_all(backups.path(folder)).unwrap();
+        }
+        std::fs::write(
+            backups.path("data/ks/t1-0001/nb-1-big-Data.db"),
+            vec![7u8; 5000],
+        )
+        .unwrap();
+        std::fs::write(backups.path("data/schema.cql"), "CREATE KEYSPACE ks;\n").unwrap();
+        backups
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn root(&self) -> PathBuf {
+        self.path("backup")
+    }
+
+    fn root_arg(&self) -> String {
+        self.root().display().to_string()
+    }
+
+    fn cassandra(&self, stamp: &str) -> PathBuf {
+        self.path(&format!("backup/cassandra/cassandra_{stamp}.tar"))
+    }
+
+    fn files(&self, stamp: &str) -> PathBuf {
+        self.path(&format!("backup/storage/files_{stamp}.tar"))
+    }
+
+    fn marker(&self, stamp: &str) -> PathBuf {
+        self.path(&format!("backup/elasticsearch/elasticsearch_{stamp}.info"))
+    }
+
+    fn manifest(&self, stamp: &str) -> PathBuf {
+        self.path(&format!("backup/backup_{stamp}.json"))
+    }
+
+    /// Every file a complete set of `stamp` has.
+    fn set_files(&self, stamp: &str) -> Vec<PathBuf> {
+        let sidecar = |p: PathBuf| PathBuf::from(format!("{}.sha256", p.display()));
+        vec![
+            self.manifest(stamp),
+            self.cassandra(stamp),
+            sidecar(self.cassandra(stamp)),
+            self.files(stamp),
+            sidecar(self.files(stamp)),
+            self.marker(stamp),
+        ]
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let mut command = runbook();
+        command.args(args).current_dir(self.dir.path());
+        if matches!(args.first(), Some(&"run") | Some(&"plan")) {
+            command.arg("--journal-dir").arg(self.path("journal"));
+        }
+        command.output().expect("runbook runs")
+    }
+
+    fn workflow(&self, name: &str, text: &str) -> String {
+        let path = self.path(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    }
+
+    /// Makes the archives of `stamps` with the real `tar_dir` step: the
+    /// Cassandra layout (`cassandra_STAMP/create_keyspace_ks.cql`,
+    /// `cassandra_STAMP/ks/<table>/...`) and an attachments archive.
+    fn make_archives(&self, stamps: &[&str]) {
+        let workflow = self.workflow(
+            "make-archives.rhai",
+            r#"let c = config(#{ root: "", data: "", stamps: [] });
+               for s in c.stamps {
+                   tar_dir(#{ dest: `${c.root}/cassandra/cassandra_${s}.tar`, entries: [
+                       #{ src: `${c.data}/schema.cql`, path: `cassandra_${s}/create_keyspace_ks.cql` },
+                       #{ src: `${c.data}/ks/t1-0001`, path: `cassandra_${s}/ks/t1-0001` },
+                   ] });
+                   tar_dir(#{ dest: `${c.root}/storage/files_${s}.tar`, src: `${c.data}/ks`, prefix: `files_${s}` });
+               }"#,
+        );
+        let out = self.run(&[
+            "run",
+            &workflow,
+            "--set",
+            &format!("root={}", self.root_arg()),
+            "--set",
+            &format!("data={}", self.path("data").display()),
+            "--set",
+            &format!("stamps={}", stamps.join(",")),
+        ]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The `.info` marker as the stock workflow writes it (the es_snapshot result).
+    fn make_marker(&self, stamp: &str) {
+        let marker = json!({"repository": REPOSITORY, "snapshot": format!("elasticsearch_{stamp}"), "state": "SUCCESS"});
+        std::fs::write(self.marker(stamp), format!("{marker}\n")).unwrap();
+    }
+
+    /// The set manifest in the stock workflow's format (mode 0600), with
+    /// `verified.result` = `verified`.
+    fn make_manifest(&self, stamp: &str, verified: &str) {
+        let archive = |part: &str, path: PathBuf| {
+            let sha256 = std::fs::read_to_string(format!("{}.sha256", path.display())).unwrap();
+            json!({
+                "part": part, "path": path, "bytes": std::fs::metadata(&path).unwrap().len(),
+                "sha256": sha256.split_whitespace().next().unwrap(), "entries": 4,
+            })
+        };
+        let manifest = json!({
+            "format": 1,
+            "stamp": stamp,
+            "host": "backup-host",
+            "created": "2026-11-24T01:20:00+0000",
+            "complete": true,
+            "verified": {"time": "2026-11-24T01:20:00+0000", "result": verified},
+            "archives": [archive("cassandra", self.cassandra(stamp)), archive("files", self.files(stamp))],
+            "cassandra": {"snapshot_tag": format!("cassandra_{stamp}"), "keyspace": "ks", "tables": ["t1-0001"], "version": "4.1.3"},
+            "elasticsearch": {
+                "repository": REPOSITORY, "snapshot": format!("elasticsearch_{stamp}"), "uuid": "u",
+                "state": "SUCCESS", "marker": self.marker(stamp),
+            },
+            "snapshot_skew_seconds": 0.2,
+            "workflow_sha256": "0".repeat(64),
+            "config": {"storage": "local"},
+        });
+        let path = self.manifest(stamp);
+        std::fs::write(&path, format!("{manifest}\n")).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
+    /// A complete set: archives, sidecars, marker, manifest.
+    fn make_complete(&self, stamp: &str, verified: &str) {
+        self.make_marker(stamp);
+        self.make_manifest(stamp, verified);
+    }
+
+    fn list_json(&self) -> Value {
+        let out = self.run(&["list", "--manifest-path", &self.root_arg(), "--json"]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("list --json prints JSON")
+    }
+
+    fn manifest_json(&self, stamp: &str) -> Value {
+        serde_json::from_str(&std::fs::read_to_string(self.manifest(stamp)).unwrap()).unwrap()
+    }
+
+    /// The result of the last call of `step` in the newest journal.
+    fn last_step_result(&self, step: &str) -> Value {
+        let mut journals: Vec<PathBuf> = std::fs::read_dir(self.path("journal"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect();
+        journals.sort();
+        let journal: Value =
+            serde_json::from_str(&std::fs::read_to_string(journals.last().unwrap()).unwrap())
+                .unwrap();
+        journal["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|s| s["step"] == step)
+            .unwrap_or_else(|| panic!("no {step} step in the journal"))["result"]
+            .clone()
+    }
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn set<'a>(list: &'a Value, stamp: &str) -> &'a Value {
+    list["sets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stamp"] == stamp)
+        .unwrap_or_else(|| panic!("set {stamp} is listed: {list:#}"))
+}
+
+fn parts(set: &Value) -> Vec<String> {
+    set["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["present"] == true)
+        .map(|p| p["part"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Flips one byte in the middle of a file, keeping its size.
+fn corrupt(path: &Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn list_shows_complete_incomplete_and_damaged_sets() {
+    let b = Backups::new();
+    let [good, incomplete, truncated, unreadable, failed] = STAMPS;
+    b.make_archives(&[good, incomplete, truncated, unreadable, failed]);
+    b.make_complete(good, "ok");
+    // A run that died after the Cassandra archive and the snapshot: no manifest,
+    // and the attachments archive never made it.
+    b.make_marker(incomplete);
+    std::fs::remove_file(b.files(incomplete)).unwrap();
+    std::fs::remove_file(format!("{}.sha256", b.files(incomplete).display())).unwrap();
+    // An archive cut short after the set was written.
+    b.make_complete(truncated, "ok");
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(b.cassandra(truncated))
+        .unwrap();
+    f.set_len(1024).unwrap();
+    // A manifest that is not JSON.
+    b.make_marker(unreadable);
+    std::fs::write(b.manifest(unreadable), "{\"stamp\": \"trunc").unwrap();
+    // A set whose last verification failed.
+    b.make_complete(failed, "failed");
+
+    let list = b.list_json();
+    assert_eq!(list["sets"].as_array().unwrap().len(), 5, "{list:#}");
+
+    let s = set(&list, good);
+    assert_eq!(s["complete"], true);
+    assert_eq!(s["verified"]["result"], "ok");
+    assert_eq!(s["problems"], json!([]));
+    assert_eq!(parts(s), ["cassandra", "elasticsearch", "files"]);
+    let on_disk: u64 = b
+        .set_files(good)
+        .iter()
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum();
+    assert_eq!(s["bytes"], on_disk, "the size counts every file of the set");
+    assert!(s["age_seconds"].as_u64().unwrap() > 0);
+
+    let s = set(&list, incomplete);
+    assert_eq!(s["complete"], false);
+    assert_eq!(s["manifest"], Value::Null);
+    assert_eq!(parts(s), ["cassandra", "elasticsearch"]);
+    assert_eq!(s["snapshot"]["name"], format!("elasticsearch_{incomplete}"));
+
+    let s = set(&list, truncated);
+    assert_eq!(s["complete"], true);
+    let problems = s["problems"].to_string();
+    assert!(
+        problems.contains("is 1024 bytes, the manifest says"),
+        "{problems}"
+    );
+
+    let s = set(&list, unreadable);
+    assert_eq!(s["complete"], false);
+    assert!(
+        s["problems"]
+            .to_string()
+            .contains("is not a valid manifest"),
+        "{s:#}"
+    );
+    assert_eq!(parts(s), ["cassandra", "elasticsearch", "files"]);
+
+    let s = set(&list, failed);
+    assert_eq!(
+        (s["complete"].clone(), s["verified"]["result"].clone()),
+        (json!(true), json!("failed"))
+    );
+
+    // The table: newest first, one line per set, problems under their set.
+    let out = b.run(&["list", "--manifest-path", &b.root_arg()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("STAMP") && lines[0].contains("VERIFIED"),
+        "{text}"
+    );
+    assert!(
+        lines[1].starts_with(failed)
+            && lines[1].contains("complete")
+            && lines[1].contains("failed"),
+        "{text}"
+    );
+    let line_of = |stamp: &str| *lines.iter().find(|l| l.starts_with(stamp)).unwrap();
+    assert!(
+        line_of(good).contains("complete")
+            && line_of(good).contains("cassandra,elasticsearch,files"),
+        "{text}"
+    );
+    assert!(line_of(incomplete).contains("INCOMPLETE"), "{text}");
+    assert!(line_of(unreadable).contains("INCOMPLETE"), "{text}");
+    assert!(line_of(truncated).contains("DAMAGED"), "{text}");
+    assert!(
+        text.contains("    ! archive ")
+            && text.contains("5 set(s): 3 complete, 1 complete and verified"),
+        "{text}"
+    );
+
+    // A folder that does not exist is an error, not an empty list.
+    let out = b.run(&[
+        "list",
+        "--manifest-path",
+        &b.path("nowhere").display().to_string(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("cannot list manifest folder"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn verify_set_records_the_result_and_fails_on_a_corrupted_archive() {
+    let b = Backups::new();
+    let stamp = STAMPS[0];
+    b.make_archives(&[stamp]);
+    b.make_complete(stamp, "failed");
+
+    let out = b.run(&["verify", "--set", stamp, "--manifest-path", &b.root_arg()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains(&format!("set {stamp}: verified ok")),
+        "{}",
+        stdout(&out)
+    );
+    let manifest = b.manifest_json(stamp);
+    assert_eq!(manifest["verified"]["result"], "ok");
+    assert_eq!(manifest["verified"]["errors"], json!([]));
+    assert_ne!(
+        manifest["verified"]["time"], "2026-11-24T01:20:00+0000",
+        "the time is updated"
+    );
+    assert_eq!(
+        manifest["config"],
+        json!({"storage": "local"}),
+        "the rest of the manifest is kept"
+    );
+    let mode = std::fs::metadata(b.manifest(stamp))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(set(&b.list_json(), stamp)["verified"]["result"], "ok");
+
+    // Same size, one byte changed: only reading the whole archive finds it.
+    corrupt(&b.files(stamp));
+    let out = b.run(&["verify", "--set", stamp, "--manifest-path", &b.root_arg()]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("verification FAILED"),
+        "{}",
+        stdout(&out)
+    );
+    let manifest = b.manifest_json(stamp);
+    assert_eq!(manifest["verified"]["result"], "failed");
+    let errors = manifest["verified"]["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].as_str().unwrap().contains("sha256 mismatch")
+            && errors[0].as_str().unwrap().contains("files_"),
+        "{errors:?}"
+    );
+    let listed = b.list_json();
+    assert_eq!(set(&listed, stamp)["verified"]["result"], "failed");
+    assert!(!std::path::Path::new(&format!("{}.partial", b.manifest(stamp).display())).exists());
+
+    // A missing set is a usage error; plain `verify PATH` still works.
+    let out = b.run(&[
+        "verify",
+        "--set",
+        STAMPS[4],
+        "--manifest-path",
+        &b.root_arg(),
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let cassandra = b.cassandra(stamp).display().to_string();
+    let out = b.run(&["verify", &cassandra]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).starts_with("ok "), "{}", stdout(&out));
+    let out = b.run(&["verify"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// The Elasticsearch stand-in (tests/standins/es_standin.py), killed with its
+/// process group on drop.
+struct EsStandin {
+    child: std::process::Child,
+    base: String,
+}
+
+impl Drop for EsStandin {
+    fn drop(&mut self) {
+        let group = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+        let _ = self.child.wait();
+    }
+}
+
+impl EsStandin {
+    fn start() -> EsStandin {
+        let port = free_port();
+        let child = Command::new("python3")
+            .arg(repo_root().join("tests/standins/es_standin.py"))
+            .args(["--port", &port.to_string(), "--repository", REPOSITORY])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .process_group(0)
+            .spawn()
+            .expect("python3 runs the Elasticsearch stand-in");
+        let standin = EsStandin {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        wait_for_port(port, "the Elasticsearch stand-in");
+        standin
+    }
+
+    /// A control request through Python's urllib (the test has no HTTP client of its own).
+    fn control(&self, method: &str, path: &str) -> Value {
+        let out = Command::new("python3")
+            .args([
+                "-c",
+                "import sys, urllib.request\n\
+                 r = urllib.request.Request(sys.argv[1], method=sys.argv[2])\n\
+                 print(urllib.request.urlopen(r).read().decode())",
+                &format!("{}{path}", self.base),
+                method,
+            ])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    }
+
+    /// (method, path) of every request received since the last clear.
+    fn requests(&self) -> Vec<(String, String)> {
+        self.control("GET", "/_standin/requests")["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["method"].as_str().unwrap().to_string(),
+                    r["path"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    fn snapshots(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.control(
+            "GET",
+            &format!("/_snapshot/{REPOSITORY}/_all?verbose=false"),
+        )["snapshots"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["snapshot"].as_str().unwrap().to_string())
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+#[test]
+fn prune_keeps_the_newest_verified_sets_and_deletes_the_snapshots_of_removed_ones() {
+    let es = EsStandin::start();
+    let b = Backups::new();
+    let [s1, s2, s3, s4, s5] = STAMPS;
+    b.make_archives(&STAMPS);
+    b.make_complete(s1, "ok");
+    b.make_complete(s2, "ok");
+    b.make_marker(s3); // incomplete: no manifest
+    b.make_complete(s4, "failed"); // complete, not verified
+    b.make_complete(s5, "ok");
+    // Each set's snapshot, taken through the real http step.
+    let snapshots = b.workflow(
+        "snapshots.rhai",
+        r#"let c = config(#{ es: "", stamps: [] });
+           for s in c.stamps {
+               http(#{ method: "PUT", url: `${c.es}/_snapshot/thehive_repository/elasticsearch_${s}?wait_for_completion=true`,
+                       json: #{ indices: "thehive_global" } });
+           }"#,
+    );
+    let out = b.run(&[
+        "run",
+        &snapshots,
+        "--set",
+        &format!("es={}", es.base),
+        "--set",
+        &format!("stamps={}", STAMPS.join(",")),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(es.snapshots().len(), 5);
+    es.control("DELETE", "/_standin/requests");
+
+    let prune = b.workflow(
+        "prune.rhai",
+        r#"let c = config(#{ root: "", es: "", keep: 2 });
+           let r = prune(#{ manifest_path: c.root, keep: c.keep,
+                            archive_paths: [`${c.root}/cassandra`, `${c.root}/elasticsearch`, `${c.root}/storage`],
+                            elasticsearch: #{ url: c.es, repository: "thehive_repository" } });
+           for x in r.removed { log_info(`removed ${x.stamp}: ${x.reason}`); }"#,
+    );
+    let args = [
+        "--set",
+        &format!("root={}", b.root_arg()),
+        "--set",
+        &format!("es={}", es.base),
+    ];
+    let every_file = |stamps: &[&str]| -> Vec<PathBuf> {
+        stamps
+            .iter()
+            .flat_map(|s| b.set_files(s))
+            .filter(|p| p.exists())
+            .collect()
+    };
+    let before = every_file(&STAMPS);
+
+    // Dry-run: the same decision, nothing removed, no snapshot deleted.
+    let out = b.run(&[&["plan", &prune][..], &args[..]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let planned = b.last_step_result("prune");
+    assert_eq!(planned["dry_run"], true);
+    assert_eq!(every_file(&STAMPS), before, "a dry-run removes nothing");
+    assert!(
+        es.requests().iter().all(|(method, _)| method == "GET"),
+        "{:?}",
+        es.requests()
+    );
+    assert_eq!(es.snapshots().len(), 5);
+
+    let out = b.run(&[&["run", &prune][..], &args[..]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let result = b.last_step_result("prune");
+    assert_eq!(result["dry_run"], false);
+    let stamps_of = |list: &Value| -> Vec<String> {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["stamp"].as_str().unwrap().to_string())
+            .collect()
+    };
+    // The incomplete set first, then the others oldest first.
+    assert_eq!(stamps_of(&result["removed"]), [s3, s1, s4]);
+    assert_eq!(stamps_of(&result["kept"]), [s2, s5]);
+    assert_eq!(
+        result["removed"], planned["removed"],
+        "the dry-run listed exactly what went"
+    );
+    let reasons = result["removed"].to_string();
+    assert!(
+        reasons.contains("incomplete (no manifest) and older than the newest complete set"),
+        "{reasons}"
+    );
+    assert!(
+        reasons.contains("not verified (last verification failed"),
+        "{reasons}"
+    );
+    assert!(
+        reasons.contains("older than the 2 newest verified sets"),
+        "{reasons}"
+    );
+    assert_eq!(
+        result["removed"][1]["snapshot"],
+        format!("{REPOSITORY}/elasticsearch_{s1}")
+    );
+    let removed_s1: Vec<PathBuf> = result["removed"][1]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| PathBuf::from(f.as_str().unwrap()))
+        .collect();
+    assert_eq!(removed_s1[0], b.manifest(s1), "the manifest goes first");
+    assert_eq!(
+        removed_s1.last().unwrap(),
+        &b.marker(s1),
+        "the marker goes last"
+    );
+
+    // Exactly the right files went.
+    assert_eq!(every_file(&[s1, s3, s4]), Vec::<PathBuf>::new());
+    for stamp in [s2, s5] {
+        for file in b.set_files(stamp) {
+            assert!(file.exists(), "{} was kept", file.display());
+        }
+    }
+    // And the removed sets' snapshots, in removal order.
+    let deletes: Vec<String> = es
+        .requests()
+        .into_iter()
+        .filter(|(method, _)| method == "DELETE")
+        .map(|(_, path)| path)
+        .collect();
+    let snapshot_path = |s: &str| format!("/_snapshot/{REPOSITORY}/elasticsearch_{s}");
+    assert_eq!(
+        deletes,
+        [snapshot_path(s3), snapshot_path(s1), snapshot_path(s4)]
+    );
+    assert_eq!(
+        es.snapshots(),
+        [format!("elasticsearch_{s2}"), format!("elasticsearch_{s5}")]
+    );
+
+    // Run again: nothing more to do; keep: 0 never removes anything.
+    let out = b.run(&[&["run", &prune][..], &args[..], &["--set", "keep=1"][..]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stamps_of(&b.last_step_result("prune")["removed"]), [s2]);
+    let out = b.run(&[&["run", &prune][..], &args[..], &["--set", "keep=0"][..]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(b.last_step_result("prune")["removed"], json!([]));
+    assert!(b.manifest(s5).exists());
+}
+
+/// Parses a metrics file as Prometheus text format: (name, labels, value).
+fn read_metrics(path: &Path) -> Vec<(String, Vec<(String, String)>, f64)> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .unwrap_or_else(|e| panic!("not Prometheus text format: {e}\n{text}"));
+    for name in [
+        "runbook_last_run_timestamp_seconds",
+        "runbook_last_run_success",
+        "runbook_last_run_duration_seconds",
+        "runbook_last_success_timestamp_seconds",
+        "runbook_archive_bytes",
+        "runbook_step_duration_seconds",
+    ] {
+        assert!(
+            text.contains(&format!("# HELP {name} ")),
+            "{name} has HELP:\n{text}"
+        );
+        assert!(
+            text.contains(&format!("# TYPE {name} gauge")),
+            "{name} has TYPE:\n{text}"
+        );
+    }
+    scrape
+        .samples
+        .into_iter()
+        .map(|s| {
+            let value = match s.value {
+                prometheus_parse::Value::Gauge(v) => v,
+                other => panic!("{} is not a gauge: {other:?}", s.metric),
+            };
+            let mut labels: Vec<(String, String)> = s
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            labels.sort();
+            (s.metric, labels, value)
+        })
+        .collect()
+}
+
+fn metric(
+    metrics: &[(String, Vec<(String, String)>, f64)],
+    name: &str,
+    label: Option<(&str, &str)>,
+) -> f64 {
+    metrics
+        .iter()
+        .find(|(n, labels, _)| {
+            n == name && label.is_none_or(|(k, v)| labels.iter().any(|(lk, lv)| lk == k && lv == v))
+        })
+        .unwrap_or_else(|| panic!("no {name} {label:?} in {metrics:?}"))
+        .2
+}
+
+#[test]
+fn metrics_file_is_written_atomically_and_keeps_the_last_success_after_a_failure() {
+    let b = Backups::new();
+    let workflow = b.workflow(
+        "nightly.rhai",
+        r#"let c = config(#{ root: "", data: "", fail_now: false });
+           tar_dir(#{ dest: `${c.root}/cassandra/cassandra_20261126_01h15m00s.tar`, src: `${c.data}/ks`,
+                      prefix: "cassandra_20261126_01h15m00s", label: "cassandra archive" });
+           exec(#{ cmd: "true", label: "pause" });
+           if c.fail_now { fail("the backup broke"); }"#,
+    );
+    let metrics_file = b.path("runbook.prom");
+    let metrics_arg = metrics_file.display().to_string();
+    let root = format!("root={}", b.root_arg());
+    let data = format!("data={}", b.path("data").display());
+    let run = |extra: &[&str]| {
+        let args = [
+            &["run", &workflow, "--metrics-file", &metrics_arg][..],
+            &["--set", &root, "--set", &data][..],
+            extra,
+        ]
+        .concat();
+        b.run(&args)
+    };
+
+    let out = run(&[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let first = read_metrics(&metrics_file);
+    assert!(
+        first
+            .iter()
+            .all(|(_, labels, _)| labels.contains(&("workflow".into(), "nightly".into()))),
+        "{first:?}"
+    );
+    assert_eq!(metric(&first, "runbook_last_run_success", None), 1.0);
+    let started = metric(&first, "runbook_last_run_timestamp_seconds", None);
+    assert!(started > 1.7e9, "{started}");
+    assert_eq!(
+        metric(&first, "runbook_last_success_timestamp_seconds", None),
+        started
+    );
+    let archive = std::fs::metadata(b.path("backup/cassandra/cassandra_20261126_01h15m00s.tar"))
+        .unwrap()
+        .len();
+    assert_eq!(
+        metric(&first, "runbook_archive_bytes", Some(("part", "cassandra"))),
+        archive as f64
+    );
+    assert!(
+        metric(
+            &first,
+            "runbook_step_duration_seconds",
+            Some(("label", "pause"))
+        ) >= 0.0
+    );
+    assert!(metric(&first, "runbook_last_run_duration_seconds", None) >= 0.0);
+    let inode = std::fs::metadata(&metrics_file).unwrap().ino();
+
+    // A plan is not a backup: the file stays as it is.
+    let before = std::fs::read(&metrics_file).unwrap();
+    let out = b.run(&["plan", &workflow, "--metrics-file", &metrics_arg]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&metrics_file).unwrap(), before);
+
+    // A failed run: success 0, a new run time, the last success kept for staleness alerts.
+    let out = run(&["--set", "fail_now=true"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let second = read_metrics(&metrics_file);
+    assert_eq!(metric(&second, "runbook_last_run_success", None), 0.0);
+    assert!(metric(&second, "runbook_last_run_timestamp_seconds", None) >= started);
+    assert_eq!(
+        metric(&second, "runbook_last_success_timestamp_seconds", None),
+        started
+    );
+    // Replaced by rename (a new file), never rewritten in place, nothing left over.
+    assert_ne!(std::fs::metadata(&metrics_file).unwrap().ino(), inode);
+    assert!(!b.path("runbook.prom.partial").exists());
+    let leftovers: Vec<_> = std::fs::read_dir(b.dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("runbook.prom"))
+        .collect();
+    assert_eq!(leftovers.len(), 1);
+}
