@@ -1,0 +1,256 @@
+//! The local sandbox cluster for end-to-end tests: tests/sandbox/sandbox.py
+//! starts stand-in `nodetool`/`cqlsh` on generated data, the Elasticsearch
+//! stand-in and (for S3 storage) a real S3 server; [`Cluster`] runs the real
+//! `runbook` binary against it and stops it on drop.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::support::{repo_root, runbook, venv_bin};
+
+/// A sandbox cluster and a folder for journals and extraction; stopped on drop.
+pub struct Cluster {
+    /// Holds the sandbox (`sb/`), journals and scratch space.
+    pub dir: tempfile::TempDir,
+    /// What sandbox.py printed.
+    pub record: serde_json::Value,
+}
+
+impl Cluster {
+    pub fn start(args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let sandbox = dir.path().join("sb");
+        let out = Command::new(venv_bin("python"))
+            .arg(repo_root().join("tests/sandbox/sandbox.py"))
+            .arg("start")
+            .arg(&sandbox)
+            .args(args)
+            .output()
+            .expect("sandbox.py runs");
+        assert!(
+            out.status.success(),
+            "sandbox start failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let record = serde_json::from_slice(&out.stdout).expect("sandbox prints its record");
+        Cluster { dir, record }
+    }
+
+    pub fn sandbox(&self) -> PathBuf {
+        self.dir.path().join("sb")
+    }
+
+    pub fn path(&self, key: &str) -> PathBuf {
+        PathBuf::from(
+            self.record["paths"][key]
+                .as_str()
+                .unwrap_or_else(|| panic!("no path {key}")),
+        )
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = runbook();
+        command.args(args);
+        if matches!(args.first(), Some(&"run") | Some(&"plan")) {
+            command
+                .arg("--vars")
+                .arg(self.path("vars"))
+                .arg("--journal-dir")
+                .arg(self.dir.path().join("journal"))
+                .args(["--set", "elasticsearch_poll=50ms"]);
+        }
+        for (key, value) in self.record["env"].as_object().unwrap() {
+            command.env(key, value.as_str().unwrap());
+        }
+        command.current_dir(self.dir.path());
+        command
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("runbook runs")
+    }
+
+    pub fn es_url(&self) -> String {
+        self.record["elasticsearch_url"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    pub fn es_faults(&self, faults: serde_json::Value) {
+        let out = Command::new("curl")
+            .args([
+                "-sf",
+                "-X",
+                "POST",
+                "-H",
+                "Content-Type: application/json",
+                "-d",
+            ])
+            .arg(faults.to_string())
+            .arg(format!("{}/_standin/faults", self.es_url()))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "setting ES faults failed");
+    }
+
+    pub fn es_requests(&self) -> Vec<serde_json::Value> {
+        let out = Command::new("curl")
+            .args(["-sf"])
+            .arg(format!("{}/_standin/requests", self.es_url()))
+            .output()
+            .unwrap();
+        let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        value
+            .as_array()
+            .cloned()
+            .or_else(|| value["requests"].as_array().cloned())
+            .unwrap_or_default()
+    }
+
+    pub fn knob(&self, name: &str, value: &str) {
+        std::fs::write(self.path("state").join(name), value).unwrap();
+    }
+
+    /// Every file under the backup folder, relative.
+    pub fn backup_files(&self) -> Vec<String> {
+        let root = self.path("backup");
+        let mut files: Vec<String> = walk(&root)
+            .into_iter()
+            .map(|p| p.strip_prefix(&root).unwrap().display().to_string())
+            .collect();
+        files.sort();
+        files
+    }
+
+    /// Snapshot folders left in the Cassandra data folder.
+    pub fn cassandra_snapshots(&self) -> Vec<PathBuf> {
+        walk_dirs(&self.path("cassandra_data"))
+            .into_iter()
+            .filter(|p| {
+                p.parent()
+                    .is_some_and(|parent| parent.ends_with("snapshots"))
+            })
+            .collect()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = Command::new(venv_bin("python"))
+            .arg(repo_root().join("tests/sandbox/sandbox.py"))
+            .arg("stop")
+            .arg(self.sandbox())
+            .output();
+    }
+}
+
+pub fn walk(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(root) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if entry.file_type().unwrap().is_dir() {
+                out.extend(walk(&path));
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+pub fn walk_dirs(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(root) {
+        for entry in entries.flatten() {
+            if entry.file_type().unwrap().is_dir() {
+                out.push(entry.path());
+                out.extend(walk_dirs(&entry.path()));
+            }
+        }
+    }
+    out
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+pub fn code(output: &Output) -> i32 {
+    output.status.code().expect("exited normally")
+}
+
+/// Relative path -> content of every file under `root`.
+pub fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    walk(root)
+        .into_iter()
+        .map(|p| {
+            (
+                p.strip_prefix(root).unwrap().display().to_string(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
+        .collect()
+}
+
+pub fn gnu_tar_extract(archive: &Path, into: &Path) {
+    std::fs::create_dir_all(into).unwrap();
+    let out = Command::new("tar")
+        .arg("xf")
+        .arg(archive)
+        .arg("-C")
+        .arg(into)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "GNU tar cannot extract {}: {}",
+        archive.display(),
+        stderr(&out)
+    );
+}
+
+/// The STAMP of the only file matching `prefix*suffix` in `folder`.
+pub fn only_stamp(folder: &Path, prefix: &str, suffix: &str) -> String {
+    let names: Vec<String> = std::fs::read_dir(folder)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(prefix) && n.ends_with(suffix))
+        .collect();
+    assert_eq!(
+        names.len(),
+        1,
+        "expected one {prefix}*{suffix} in {}: {names:?}",
+        folder.display()
+    );
+    names[0][prefix.len()..names[0].len() - suffix.len()].to_string()
+}
+
+pub fn assert_failed_cleanly(cluster: &Cluster, out: &Output, reason: &str) {
+    let err = stderr(out);
+    assert_eq!(code(out), 1, "{err}");
+    assert!(err.contains(reason), "expected `{reason}` in:\n{err}");
+    let files = cluster.backup_files();
+    assert!(
+        !files.iter().any(|f| f.ends_with(".info")),
+        "a failed run left a marker: {files:?}"
+    );
+    assert!(
+        !files.iter().any(|f| f.starts_with("backup_")),
+        "a failed run left a manifest: {files:?}"
+    );
+    assert!(
+        !files.iter().any(|f| f.ends_with(".partial")),
+        "a failed run left a partial file: {files:?}"
+    );
+    assert!(
+        cluster.cassandra_snapshots().is_empty(),
+        "Cassandra snapshot left: {:?}",
+        cluster.cassandra_snapshots()
+    );
+}
+
