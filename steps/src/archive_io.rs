@@ -11,7 +11,6 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::AsRawFd;
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
@@ -22,9 +21,6 @@ use sha2::{Digest, Sha256};
 pub const CHUNK_SIZE: usize = 1 << 20;
 /// Buffers in flight between the two threads.
 const CHANNEL_DEPTH: usize = 4;
-/// How often the writer asks the kernel to start writing back what it has
-/// (so the final fsync has little left to do and the disk works all along).
-const WRITEBACK_WINDOW: u64 = 32 << 20;
 
 /// How an archive is compressed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -143,6 +139,11 @@ impl HashingFileWriter {
         Ok(n)
     }
 
+    /// The last `n` bytes put in the buffer (what [`Self::fill_from`] just read).
+    pub fn last_filled(&self, n: usize) -> &[u8] {
+        &self.buf[self.len - n..self.len]
+    }
+
     fn send_chunk(&mut self) -> io::Result<()> {
         if self.len == 0 {
             return Ok(());
@@ -213,16 +214,13 @@ fn write_and_hash(
 ) -> io::Result<WrittenFile> {
     let mut hasher = Sha256::new();
     let mut bytes = 0u64;
-    let mut flushed_up_to = 0u64;
     for chunk in chunks {
         let data = &chunk.buf[..chunk.len];
-        file.write_all(data)?;
+        // Hash first: it pulls the buffer into this core's cache, so the
+        // copy into the page cache that `write` makes reads it from there.
         hasher.update(data);
+        file.write_all(data)?;
         bytes += chunk.len as u64;
-        if bytes - flushed_up_to >= WRITEBACK_WINDOW {
-            start_writeback(&file, flushed_up_to, bytes - flushed_up_to);
-            flushed_up_to = bytes;
-        }
         let _ = recycle.try_send(chunk.buf);
     }
     Ok(WrittenFile {
@@ -230,27 +228,6 @@ fn write_and_hash(
         sha256: hex::encode(hasher.finalize()),
         bytes,
     })
-}
-
-/// Asks the kernel to start writing `len` bytes at `offset` to disk without
-/// waiting. Only a hint: errors surface at the final fsync.
-fn start_writeback(file: &File, offset: u64, len: u64) {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: plain syscall on a file descriptor we own; no memory is passed.
-        unsafe {
-            libc::sync_file_range(
-                file.as_raw_fd(),
-                offset as libc::off64_t,
-                len as libc::off64_t,
-                libc::SYNC_FILE_RANGE_WRITE,
-            );
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = (file.as_raw_fd(), offset, len);
-    }
 }
 
 /// An archive being written: the tar stream, compressed or not, into a
@@ -288,19 +265,24 @@ impl ArchiveSink {
     }
 
     /// Copies up to `len` bytes of `source` into the archive; returns how many
-    /// it got (less only at end of file). `scratch` is a reusable buffer for
-    /// the compressed paths; the plain path reads straight into the write buffer.
+    /// it got (less only at end of file). `on_bytes` sees each piece copied.
+    /// `scratch` is a reusable buffer for the compressed paths; the plain path
+    /// reads straight into the write buffer.
     pub fn copy_from(
         &mut self,
         source: &mut impl Read,
         len: u64,
         scratch: &mut Vec<u8>,
-        mut on_bytes: impl FnMut(u64) -> io::Result<()>,
+        mut on_bytes: impl FnMut(&[u8]) -> io::Result<()>,
     ) -> io::Result<u64> {
         let mut copied = 0u64;
         while copied < len {
             let n = match self {
-                ArchiveSink::Plain(writer) => writer.fill_from(source, len - copied)?,
+                ArchiveSink::Plain(writer) => {
+                    let n = writer.fill_from(source, len - copied)?;
+                    on_bytes(writer.last_filled(n))?;
+                    n
+                }
                 _ => {
                     if scratch.len() < CHUNK_SIZE {
                         scratch.resize(CHUNK_SIZE, 0);
@@ -308,6 +290,7 @@ impl ArchiveSink {
                     let want = (len - copied).min(CHUNK_SIZE as u64) as usize;
                     let n = source.read(&mut scratch[..want])?;
                     self.write_all(&scratch[..n])?;
+                    on_bytes(&scratch[..n])?;
                     n
                 }
             };
@@ -315,7 +298,6 @@ impl ArchiveSink {
                 break;
             }
             copied += n as u64;
-            on_bytes(n as u64)?;
         }
         Ok(copied)
     }

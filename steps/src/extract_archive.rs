@@ -209,6 +209,7 @@ pub fn extract_archive(
         buffer: vec![0; CHUNK_SIZE],
         dirs: Vec::new(),
         symlinks: Vec::new(),
+        symlink_paths: HashSet::new(),
         output: ExtractArchiveOutput::default(),
     };
     let mut archive = tar::Archive::new(stream);
@@ -250,6 +251,8 @@ struct Extractor<'a> {
     buffer: Vec<u8>,
     dirs: Vec<DirAttributes>,
     symlinks: Vec<PendingSymlink>,
+    /// Relative paths of the symlinks seen so far (created at the end).
+    symlink_paths: HashSet<PathBuf>,
     output: ExtractArchiveOutput,
 }
 
@@ -310,6 +313,7 @@ impl Extractor<'_> {
             }
             EntryType::Symlink => {
                 let link = self.link_name(&entry, &name)?;
+                self.symlink_paths.insert(relative.clone());
                 self.symlinks.push(PendingSymlink {
                     relative,
                     target: link,
@@ -399,8 +403,19 @@ impl Extractor<'_> {
         let Some(parent) = relative.parent() else {
             return Ok(());
         };
+        let mut relative_so_far = PathBuf::new();
         for component in parent.components() {
             current.push(component);
+            relative_so_far.push(component);
+            if self.symlink_paths.contains(&relative_so_far) {
+                return Err(self.refuse(
+                    name,
+                    format!(
+                        "its folder {} is a symlink in the archive",
+                        relative_so_far.display()
+                    ),
+                ));
+            }
             match std::fs::symlink_metadata(&current) {
                 Ok(meta) if meta.file_type().is_symlink() => {
                     return Err(self.refuse(

@@ -4,6 +4,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::fs::{File, Metadata, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 use std::time::Instant;
@@ -15,7 +16,7 @@ use tar::{EntryType, Header};
 use crate::archive_io::{ArchiveSink, Compression};
 use crate::atomic_file::PartialFile;
 use crate::blocking_work::{Stop, WorkControl, run_blocking};
-use crate::checksum_sidecar::write_sidecar;
+use crate::checksum_sidecar::{Sidecar, write_sidecar};
 use crate::error::{StepError, StepFailure};
 use crate::progress::Progress;
 use crate::step::{DryRun, Step, StepContext};
@@ -309,6 +310,7 @@ pub fn write_archive_with_hook(
         output: TarDirOutput::default(),
         dest: dest.clone(),
         synthesized_mtime: plan.synthesized_mtime,
+        file_crcs: Vec::new(),
     };
     plan.walk(&mut |item| writer.add(item))?;
     let sink = writer.builder.into_inner().map_err(write_error)?;
@@ -317,7 +319,11 @@ pub fn write_archive_with_hook(
     progress.finish();
     // The checksum file first: a crash between the two renames leaves a
     // checksum that does not match, never an archive that looks verified.
-    write_sidecar(dest, &written.sha256).map_err(write_error)?;
+    let sidecar = Sidecar {
+        sha256: written.sha256.clone(),
+        file_crcs: std::mem::take(&mut writer.file_crcs),
+    };
+    write_sidecar(dest, &sidecar).map_err(write_error)?;
     partial.commit(written.file).map_err(write_error)?;
 
     let mut output = writer.output;
@@ -621,6 +627,8 @@ struct ArchiveWriter<'a> {
     output: TarDirOutput,
     dest: PathBuf,
     synthesized_mtime: u64,
+    /// CRC-32 of each regular file's data, for the checksum file.
+    file_crcs: Vec<u32>,
 }
 
 /// How a source file was opened.
@@ -673,7 +681,7 @@ impl ArchiveWriter<'_> {
                 self.set_owner(&mut header, uid, gid);
                 header.set_mtime(self.synthesized_mtime);
                 header.set_size(0);
-                self.append_empty(&mut header, path)?;
+                self.append_dir(&mut header, path)?;
                 self.output.dirs += 1;
                 Ok(())
             }
@@ -691,7 +699,7 @@ impl ArchiveWriter<'_> {
                     };
                     let mut header = self.header_from(&meta, EntryType::Directory);
                     header.set_size(0);
-                    self.append_empty(&mut header, archive_path)?;
+                    self.append_dir(&mut header, archive_path)?;
                     self.output.dirs += 1;
                     Ok(())
                 } else if file_type.is_symlink() {
@@ -779,6 +787,27 @@ impl ArchiveWriter<'_> {
         Ok(())
     }
 
+    /// Appends a folder entry named with a trailing `/`, as GNU tar does (the
+    /// tar crate's path setter drops it; short names are set directly, long
+    /// ones keep it in the GNU long-name entry).
+    fn append_dir(&mut self, header: &mut Header, path: &Path) -> Result<(), TarDirError> {
+        let mut name = path.as_os_str().as_bytes().to_vec();
+        name.push(b'/');
+        let field = &mut header.as_old_mut().name;
+        if name.len() < field.len() && !name.contains(&0) {
+            field.fill(0);
+            field[..name.len()].copy_from_slice(&name);
+            header.set_cksum();
+            self.builder
+                .append(header, io::empty())
+                .map_err(|e| self.write_error(e))?;
+            self.output.entries += 1;
+            Ok(())
+        } else {
+            self.append_empty(header, Path::new(std::ffi::OsStr::from_bytes(&name)))
+        }
+    }
+
     fn open(&mut self, src: &Path) -> Result<Opened, TarDirError> {
         // O_NOFOLLOW: a file replaced by a symlink since listing is not
         // followed; O_NONBLOCK: one replaced by a FIFO does not hang the open.
@@ -833,11 +862,13 @@ impl ArchiveWriter<'_> {
         let control = self.control;
         let progress = self.progress;
         let mut stopped = None;
+        let mut crc = crc32fast::Hasher::new();
         let copied = self
             .builder
             .get_mut()
-            .copy_from(&mut file, size, &mut self.scratch, |n| {
-                progress.inc(n);
+            .copy_from(&mut file, size, &mut self.scratch, |data| {
+                crc.update(data);
+                progress.inc(data.len() as u64);
                 control.check().map_err(|stop| {
                     stopped = Some(stop);
                     io::Error::other(stop)
@@ -864,6 +895,7 @@ impl ArchiveWriter<'_> {
         let sink = self.builder.get_mut();
         if copied < size {
             write_zeros(sink, size - copied).map_err(|e| self.write_error(e))?;
+            update_with_zeros(&mut crc, size - copied);
             self.warn(format!(
                 "{} shrank while being archived: stored its first {copied} bytes padded with zeros to {size}",
                 src.display()
@@ -880,6 +912,7 @@ impl ArchiveWriter<'_> {
         let sink = self.builder.get_mut();
         let padding = (512 - size % 512) % 512;
         write_zeros(sink, padding).map_err(|e| self.write_error(e))?;
+        self.file_crcs.push(crc.finalize());
         self.output.files += 1;
         Ok(())
     }
@@ -893,6 +926,15 @@ fn write_zeros(sink: &mut impl Write, mut count: u64) -> io::Result<()> {
         count -= n as u64;
     }
     Ok(())
+}
+
+fn update_with_zeros(crc: &mut crc32fast::Hasher, mut count: u64) {
+    const ZEROS: [u8; 4096] = [0; 4096];
+    while count > 0 {
+        let n = count.min(ZEROS.len() as u64) as usize;
+        crc.update(&ZEROS[..n]);
+        count -= n as u64;
+    }
 }
 
 fn special_kind(file_type: &std::fs::FileType) -> &'static str {

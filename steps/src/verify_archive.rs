@@ -127,6 +127,19 @@ pub enum VerifyError {
         /// Computed now.
         actual: String,
     },
+    /// An entry's data differs from when the archive was written (its CRC-32
+    /// in the checksum file does not match).
+    #[error(
+        "{path}: checksum mismatch: the data of entry `{entry}` at byte offset {offset} differs from when the archive was written"
+    )]
+    EntryChecksumMismatch {
+        /// The archive.
+        path: PathBuf,
+        /// The damaged entry.
+        entry: String,
+        /// Where its data starts (in the decompressed stream for zstd/gzip).
+        offset: u64,
+    },
     /// The tar structure (or compression) is broken.
     #[error("{path}: {problem} {location}")]
     Corrupt {
@@ -168,7 +181,9 @@ impl StepFailure for VerifyError {
             VerifyError::Read { .. } => "io",
             VerifyError::Sidecar(_) | VerifyError::ChecksumMissing { .. } => "checksum_missing",
             VerifyError::BadExpected(_) | VerifyError::Pattern { .. } => "invalid_options",
-            VerifyError::ChecksumMismatch { .. } => "checksum_mismatch",
+            VerifyError::ChecksumMismatch { .. } | VerifyError::EntryChecksumMismatch { .. } => {
+                "checksum_mismatch"
+            }
             VerifyError::Corrupt { .. } => "corrupt",
             VerifyError::Expectation { .. } => "expectation",
             VerifyError::Stopped(stop) => stop.kind(),
@@ -275,6 +290,7 @@ pub fn verify_archive(
     control: &WorkControl,
 ) -> Result<VerifyReport, VerifyError> {
     let path = &options.path;
+    let sidecar = read_sidecar(path)?;
     let (expected, checksum) = match &options.sha256 {
         Some(given) => {
             let hex = given.trim().to_ascii_lowercase();
@@ -283,10 +299,15 @@ pub fn verify_archive(
             }
             (Some(hex), ChecksumSource::Given)
         }
-        None => match read_sidecar(path)? {
-            Some(hex) => (Some(hex), ChecksumSource::Sidecar),
+        None => match &sidecar {
+            Some(sidecar) => (Some(sidecar.sha256.clone()), ChecksumSource::Sidecar),
             None => (None, ChecksumSource::None),
         },
+    };
+    // Per-file CRCs name a damaged entry; only if they describe this archive.
+    let file_crcs = match sidecar {
+        Some(sidecar) if Some(&sidecar.sha256) == expected.as_ref() => sidecar.file_crcs,
+        _ => Vec::new(),
     };
     if expected.is_none() && options.require_checksum {
         return Err(VerifyError::ChecksumMissing {
@@ -314,6 +335,8 @@ pub fn verify_archive(
         progress: &progress,
         reported: 0,
         scratch: vec![0; CHUNK_SIZE],
+        file_crcs: &file_crcs,
+        files_seen: 0,
     };
     let mut entries = 0u64;
     let mut matched = vec![false; options.expect.len()];
@@ -457,6 +480,10 @@ struct TarWalker<'a> {
     /// File position last reported to progress.
     reported: u64,
     scratch: Vec<u8>,
+    /// Expected CRC-32 of each regular file's data (may be empty).
+    file_crcs: &'a [u32],
+    /// Regular files read so far.
+    files_seen: usize,
 }
 
 impl TarWalker<'_> {
@@ -507,10 +534,17 @@ impl TarWalker<'_> {
         Ok(filled)
     }
 
-    /// Reads `len` bytes of entry data (and checks nothing but their presence);
-    /// keeps them when `keep` (metadata entries).
-    fn read_data(&mut self, len: u64, entry: &str, keep: bool) -> Result<Vec<u8>, VerifyError> {
+    /// Reads `len` bytes of entry data and its padding; keeps the data when
+    /// `keep` (metadata entries); compares its CRC-32 with `expected_crc`.
+    fn read_data(
+        &mut self,
+        len: u64,
+        entry: &str,
+        keep: bool,
+        expected_crc: Option<u32>,
+    ) -> Result<Vec<u8>, VerifyError> {
         let start = self.offset;
+        let mut crc = crc32fast::Hasher::new();
         let mut kept = Vec::new();
         let mut left = len;
         let mut scratch = std::mem::take(&mut self.scratch);
@@ -520,6 +554,9 @@ impl TarWalker<'_> {
             let n = self.read_full(&mut scratch[..want], Some(entry))?;
             if keep {
                 kept.extend_from_slice(&scratch[..n]);
+            }
+            if expected_crc.is_some() {
+                crc.update(&scratch[..n]);
             }
             if n < want {
                 self.scratch = scratch;
@@ -535,6 +572,15 @@ impl TarWalker<'_> {
             left -= n as u64;
         }
         self.scratch = scratch;
+        if let Some(expected) = expected_crc
+            && crc.finalize() != expected
+        {
+            return Err(VerifyError::EntryChecksumMismatch {
+                path: self.path.to_path_buf(),
+                entry: entry.to_string(),
+                offset: start,
+            });
+        }
         let padding = ((BLOCK as u64 - len % BLOCK as u64) % BLOCK as u64) as usize;
         let mut pad = [0u8; BLOCK];
         let pad_start = self.offset;
@@ -625,7 +671,7 @@ impl TarWalker<'_> {
                             header_offset,
                         ));
                     }
-                    let data = self.read_data(size, &name, true)?;
+                    let data = self.read_data(size, &name, true, None)?;
                     match header.entry_type() {
                         EntryType::GNULongName => {
                             let end = data.iter().position(|b| *b == 0).unwrap_or(data.len());
@@ -663,7 +709,13 @@ impl TarWalker<'_> {
                             header_offset,
                         ));
                     }
-                    self.read_data(size, &name, false)?;
+                    let expected_crc = if entry_type.is_file() {
+                        self.files_seen += 1;
+                        self.file_crcs.get(self.files_seen - 1).copied()
+                    } else {
+                        None
+                    };
+                    self.read_data(size, &name, false, expected_crc)?;
                     found(&name);
                     last_entry = Some(name);
                 }
