@@ -437,7 +437,7 @@ fn verify_set_records_the_result_and_fails_on_a_corrupted_archive() {
     let errors = manifest["verified"]["errors"].as_array().unwrap();
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(
-        errors[0].as_str().unwrap().contains("sha256 mismatch")
+        errors[0].as_str().unwrap().contains("mismatch")
             && errors[0].as_str().unwrap().contains("files_"),
         "{errors:?}"
     );
@@ -754,7 +754,7 @@ fn metrics_file_is_written_atomically_and_keeps_the_last_success_after_a_failure
     let b = Backups::new();
     let workflow = b.workflow(
         "nightly.rhai",
-        r#"let c = config(#{ root: "", data: "", fail_now: false });
+        r#"let c = config(#{ root: "", data: "", fail_now: false, metrics_file: "" });
            tar_dir(#{ dest: `${c.root}/cassandra/cassandra_20261126_01h15m00s.tar`, src: `${c.data}/ks`,
                       prefix: "cassandra_20261126_01h15m00s", label: "cassandra archive" });
            exec(#{ cmd: "true", label: "pause" });
@@ -832,4 +832,26 @@ fn metrics_file_is_written_atomically_and_keeps_the_last_success_after_a_failure
         .filter(|e| e.file_name().to_string_lossy().starts_with("runbook.prom"))
         .collect();
     assert_eq!(leftovers.len(), 1);
+
+    // The workflow's own config key `metrics_file` does the same as the flag.
+    let from_config = b.path("from-config.prom");
+    let out = b.run(&[
+        "run",
+        &workflow,
+        "--set",
+        &root,
+        "--set",
+        &data,
+        "--set",
+        &format!("metrics_file={}", from_config.display()),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        metric(
+            &read_metrics(&from_config),
+            "runbook_last_run_success",
+            None
+        ),
+        1.0
+    );
 }

@@ -144,7 +144,8 @@ struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = crate::host::MAX_OPERATIONS)]
     max_operations: u64,
     /// At the end of the run (success or failure; not under --dry-run), write
-    /// Prometheus metrics to FILE (textfile-collector format, replaced atomically).
+    /// Prometheus metrics to FILE (textfile-collector format, replaced
+    /// atomically). A workflow may instead declare a config key `metrics_file`.
     #[arg(long, value_name = "FILE", env = "RUNBOOK_METRICS_FILE")]
     metrics_file: Option<PathBuf>,
 }

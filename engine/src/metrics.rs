@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 use std::io::BufRead;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use prometheus::{Encoder, Gauge, GaugeVec, Opts, Registry, TextEncoder};
 
@@ -21,10 +21,25 @@ const LAST_SUCCESS: &str = "runbook_last_success_timestamp_seconds";
 /// Archive file name prefixes that name a part of a backup set.
 const ARCHIVE_PARTS: [&str; 4] = ["cassandra", "files", "minio", "seaweedfs"];
 
-/// Writes the metrics of the run recorded in `doc` to `path`; a dry-run
-/// writes nothing (a plan is not a backup). Failing to write is logged, not
-/// fatal: the run's own outcome stands.
-pub fn write_after_run(path: &Path, workflow: &str, doc: &JournalDoc) {
+/// The workflow config key that asks for a metrics file, like `--metrics-file`.
+pub const CONFIG_KEY: &str = "metrics_file";
+
+/// Writes the metrics of the run recorded in `doc` to `cli_path`
+/// (`--metrics-file`), else to the path in the workflow's config key
+/// `metrics_file` when it declares one and it is not empty; else does nothing.
+/// A dry-run writes nothing (a plan is not a backup). Failing to write is
+/// logged, not fatal: the run's own outcome stands.
+pub fn write_after_run(cli_path: Option<&Path>, workflow: &str, doc: &JournalDoc) {
+    let from_config = doc
+        .config
+        .get(CONFIG_KEY)
+        .and_then(|v| v.as_str())
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from);
+    let Some(path) = cli_path.map(Path::to_path_buf).or(from_config) else {
+        return;
+    };
+    let path = path.as_path();
     if doc.dry_run {
         tracing::info!("dry-run: metrics file {} not written", path.display());
         return;

@@ -239,9 +239,11 @@ pub fn run(request: RunRequest) -> i32 {
             doc.status = status.to_string();
             doc.error = error_text;
         });
-        if let Some(path) = &request.metrics_file {
-            crate::metrics::write_after_run(path, &workflow.name, &journal.snapshot());
-        }
+        crate::metrics::write_after_run(
+            request.metrics_file.as_deref(),
+            &workflow.name,
+            &journal.snapshot(),
+        );
     }
     let elapsed = humantime::format_duration(Duration::from_secs(started.elapsed().as_secs()));
     let journal_path = state
