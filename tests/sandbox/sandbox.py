@@ -273,10 +273,12 @@ def prepare_folder(folder, force):
         if not force:
             raise SandboxError("a sandbox is running in %s; stop it first (sandbox.py stop %s)" % (folder, folder))
     if os.path.isdir(folder) and os.listdir(folder):
+        if existing is None:
+            # Never empty a folder that is not a sandbox (a mistyped DIR could be anything).
+            raise SandboxError("%s is not empty and holds no %s: give an empty or new folder" % (folder, RECORD))
         if not force:
-            raise SandboxError("%s is not empty (--force deletes its contents)" % folder)
-        if existing is not None:
-            stop(folder)
+            raise SandboxError("%s holds a sandbox (--force stops it and deletes its files)" % folder)
+        stop(folder)
         for entry in os.listdir(folder):
             path = os.path.join(folder, entry)
             if os.path.isdir(path) and not os.path.islink(path):
@@ -587,7 +589,7 @@ def main():
         description="A fake TheHive cluster on loopback for runbook (test scaffolding).")
     commands = parser.add_subparsers(dest="command", required=True)
     begin = commands.add_parser("start", help="build and start a sandbox in DIR; print its record as JSON")
-    begin.add_argument("dir", metavar="DIR", help="the sandbox folder (created; must be empty unless --force)")
+    begin.add_argument("dir", metavar="DIR", help="the sandbox folder (created; new, empty, or an old sandbox with --force)")
     begin.add_argument("--storage", choices=["local", "s3"], default="local",
                        help="attachments in a folder (default) or in an S3 bucket served by moto_server")
     begin.add_argument("--es", choices=["standin", "noida"], default="standin",
@@ -605,7 +607,7 @@ def main():
                        help="cqlsh requires these credentials; sets cassandra_user and CASSANDRA_PASSWORD")
     begin.add_argument("--knob", action="append", default=[], metavar="NAME[=VALUE]",
                        help="any stand-in knob file (repeatable), e.g. nodetool-delay=snapshot=5")
-    begin.add_argument("--force", action="store_true", help="stop a sandbox in DIR and empty DIR first")
+    begin.add_argument("--force", action="store_true", help="stop the sandbox in DIR and delete its files first")
     end = commands.add_parser("stop", help="kill every process the sandbox in DIR started (idempotent)")
     end.add_argument("dir", metavar="DIR")
     look = commands.add_parser("status", help="print whether each server runs and answers (exit 1 if not)")
