@@ -274,15 +274,16 @@ pub struct Catalogue {
     pub sets: Vec<BackupSet>,
     /// The folders searched.
     pub folders: Vec<PathBuf>,
-    /// Folders that a manifest names but that cannot be listed (an unmounted share).
+    /// Archive folders that do not exist, and folders that a manifest names
+    /// but that cannot be listed (an unmounted share).
     pub warnings: Vec<String>,
 }
 
 impl Catalogue {
     /// Finds the sets: the manifests in `manifest_dir`, and the set files in
     /// `manifest_dir`, in each of `archive_dirs`, and in every folder a
-    /// manifest names. A folder given here that cannot be listed is an error;
-    /// one only named by a manifest is a warning.
+    /// manifest names. A folder that cannot be listed is an error, except a
+    /// missing archive folder and one only named by a manifest: warnings.
     pub fn scan(
         manifest_dir: &Path,
         archive_dirs: &[PathBuf],
@@ -314,12 +315,23 @@ impl Catalogue {
             path: manifest_dir.to_path_buf(),
             source,
         })?;
+        // A missing archive folder is a warning: a site using one storage
+        // mode has no folder for the other.
+        let mut warnings = Vec::new();
         for dir in archive_dirs {
-            list_folder(dir, &mut found).map_err(|source| CatalogueError::Folder {
-                what: "archive folder",
-                path: dir.clone(),
-                source,
-            })?;
+            match list_folder(dir, &mut found) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    warnings.push(format!("archive folder {} does not exist", dir.display()));
+                }
+                Err(source) => {
+                    return Err(CatalogueError::Folder {
+                        what: "archive folder",
+                        path: dir.clone(),
+                        source,
+                    });
+                }
+            }
         }
 
         // Read the manifests, then list the folders they name.
@@ -331,7 +343,6 @@ impl Catalogue {
                 }
             }
         }
-        let mut warnings = Vec::new();
         let named: BTreeSet<PathBuf> = manifests
             .values()
             .filter_map(|m| m.content.as_ref())
@@ -869,5 +880,12 @@ mod tests {
         let catalogue = Catalogue::scan(root, &[]).unwrap();
         assert!(!catalogue.sets[0].is_verified_ok());
         assert!(catalogue.sets[0].problems[0].contains("is 5 bytes, the manifest says 10"));
+
+        // A missing archive folder (another storage mode's) is only a warning;
+        // a missing manifest folder is an error.
+        let catalogue = Catalogue::scan(root, &[root.join("minio")]).unwrap();
+        assert_eq!(catalogue.sets.len(), 2);
+        assert!(catalogue.warnings[0].contains("minio does not exist"), "{:?}", catalogue.warnings);
+        assert!(Catalogue::scan(&root.join("nowhere"), &[]).is_err());
     }
 }

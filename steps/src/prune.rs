@@ -335,7 +335,7 @@ Removes old backup sets: keeps the newest `keep` complete and verified sets.
 Finds the sets as `runbook list` does: the manifests backup_<STAMP>.json in
 `manifest_path`, and the archives, sidecars and .info markers in
 `archive_paths` and in the folders the manifests name (archives without a
-manifest form incomplete sets). Then, with `keep` > 0:
+manifest form incomplete sets; a missing archive folder is only a warning). Then, with `keep` > 0:
 - the newest `keep` sets that are complete and verified (the manifest's
   `verified.result` is \"ok\" and no archive went missing or changed size
   since) stay; the newest verified set always stays;
