@@ -191,7 +191,8 @@ pub fn verify_set(manifest_dir: &Path, stamp: &str, json: bool) -> i32 {
         let outcome = verify_one(archive);
         match &outcome {
             Ok(line) if !json => println!("{line}"),
-            Err(e) if !json => println!("BAD {}: {e}", archive.path.display()),
+            // The error names the archive.
+            Err(e) if !json => println!("BAD {e}"),
             _ => {}
         }
         archives.push(serde_json::json!({
@@ -292,10 +293,11 @@ fn verify_one(
         ));
     }
     match read_sidecar(path) {
-        Ok(Some(sidecar)) if !sidecar.eq_ignore_ascii_case(&report.sha256) => {
+        Ok(Some(sidecar)) if !sidecar.sha256.eq_ignore_ascii_case(&report.sha256) => {
             return Err(format!(
-                "{}: the .sha256 file says {sidecar}, the archive's sha256 is {}",
+                "{}: the .sha256 file says {}, the archive's sha256 is {}",
                 path.display(),
+                sidecar.sha256,
                 report.sha256
             ));
         }
