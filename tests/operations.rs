@@ -694,8 +694,11 @@ fn prune_keeps_the_newest_verified_sets_and_deletes_the_snapshots_of_removed_one
     assert!(b.manifest(s5).exists());
 }
 
-/// Parses a metrics file as Prometheus text format: (name, labels, value).
-fn read_metrics(path: &Path) -> Vec<(String, Vec<(String, String)>, f64)> {
+/// One sample: metric name, sorted labels, value.
+type Sample = (String, Vec<(String, String)>, f64);
+
+/// Parses a metrics file as Prometheus text format.
+fn read_metrics(path: &Path) -> Vec<Sample> {
     let text = std::fs::read_to_string(path).unwrap();
     let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
         .unwrap_or_else(|e| panic!("not Prometheus text format: {e}\n{text}"));
@@ -735,11 +738,7 @@ fn read_metrics(path: &Path) -> Vec<(String, Vec<(String, String)>, f64)> {
         .collect()
 }
 
-fn metric(
-    metrics: &[(String, Vec<(String, String)>, f64)],
-    name: &str,
-    label: Option<(&str, &str)>,
-) -> f64 {
+fn metric(metrics: &[Sample], name: &str, label: Option<(&str, &str)>) -> f64 {
     metrics
         .iter()
         .find(|(n, labels, _)| {
