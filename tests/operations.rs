@@ -694,6 +694,42 @@ fn prune_keeps_the_newest_verified_sets_and_deletes_the_snapshots_of_removed_one
     assert!(b.manifest(s5).exists());
 }
 
+#[test]
+fn prune_removes_nothing_when_elasticsearch_does_not_answer() {
+    let b = Backups::new();
+    let [s1, s2, s3, ..] = STAMPS;
+    b.make_archives(&[s1, s2, s3]);
+    for stamp in [s1, s2, s3] {
+        b.make_complete(stamp, "ok");
+    }
+    let prune = b.workflow(
+        "prune.rhai",
+        r#"let c = config(#{ root: "", es: "" });
+           prune(#{ manifest_path: c.root, keep: 1, timeout: "3s",
+                    elasticsearch: #{ url: c.es, repository: "thehive_repository" } });"#,
+    );
+    // Nothing listens on this port: the repository check fails before any file goes.
+    let out = b.run(&[
+        "run",
+        &prune,
+        "--set",
+        &format!("root={}", b.root_arg()),
+        "--set",
+        &format!("es=http://127.0.0.1:{}", free_port()),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot check snapshot repository `thehive_repository` before pruning (nothing was removed)"),
+        "{}",
+        stderr(&out)
+    );
+    for stamp in [s1, s2, s3] {
+        for file in b.set_files(stamp) {
+            assert!(file.exists(), "{} was kept", file.display());
+        }
+    }
+}
+
 /// One sample: metric name, sorted labels, value.
 type Sample = (String, Vec<(String, String)>, f64);
 

@@ -621,11 +621,9 @@ fn build_set(
         match kind {
             SetFileKind::Manifest => {}
             SetFileKind::Archive(part) => {
+                // Not in the manifest (a copy, or a folder moved): part of the
+                // set on disk, removed with it, but the set does not rely on it.
                 let size = file_size(path);
-                if set.manifest.is_some() && set.complete {
-                    set.problems
-                        .push(format!("archive {} is not in the manifest", path.display()));
-                }
                 set.parts.push(SetPart {
                     part: part.clone(),
                     path: path.clone(),

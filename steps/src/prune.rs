@@ -449,6 +449,9 @@ async fn prune(options: PruneOptions, ctx: &StepContext) -> Result<PruneOutput, 
     output.warnings.extend(catalogue.warnings.iter().cloned());
     let decided = plan(&catalogue, options.keep, &options.protect);
     output.kept = decided.kept;
+    for kept in &output.kept {
+        tracing::info!("{}: keeping set {}: {}", ctx.label, kept.stamp, kept.reason);
+    }
 
     // Which snapshot each removal deletes, and whether its repository answers:
     // checked before the first file goes, so an unreachable Elasticsearch
@@ -531,6 +534,12 @@ async fn prune(options: PruneOptions, ctx: &StepContext) -> Result<PruneOutput, 
             removal.stamp,
             removal.reason
         );
+        for file in &removal.files {
+            tracing::info!("{}:   {verb} {}", ctx.label, file.display());
+        }
+        if let Some((repository, name)) = &target {
+            tracing::info!("{}:   {verb} snapshot {repository}/{name}", ctx.label);
+        }
         if !ctx.dry_run {
             let stamp = removal.stamp.clone();
             let files = removal.files.clone();
