@@ -494,7 +494,11 @@ async fn prune(options: PruneOptions, ctx: &StepContext) -> Result<PruneOutput, 
                             repository: repository.clone(),
                             source: Box::new(source),
                         })?;
-                    if answer.status.as_u16() == 404 {
+                    // Only Elasticsearch's own "no such repository" (not a
+                    // proxy's 404 for a wrong URL) means the snapshots are gone.
+                    if answer.status.as_u16() == 404
+                        && answer.es_error_type().as_deref() == Some("repository_missing_exception")
+                    {
                         missing_repositories.push(repository.clone());
                     } else {
                         answer
