@@ -163,6 +163,34 @@ pub fn render(
             format!("{workflow_display}{rest}").into(),
         );
     }
+    // One failed branch: its error is the headline, with its own position.
+    let branch_errors: Vec<Map> = map
+        .get("errors")
+        .and_then(|c| c.read_lock::<rhai::Array>().map(|a| a.clone()))
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|e| e.read_lock::<Map>().map(|m| m.clone()))
+        .collect();
+    if let [only] = branch_errors.as_slice() {
+        let number = field(only, "branch").unwrap_or_default();
+        let mut out = format!("error: {}\n", headline(only));
+        if let Some(causes) = only
+            .get("causes")
+            .and_then(|c| c.read_lock::<rhai::Array>().map(|a| a.clone()))
+        {
+            for cause in causes {
+                out.push_str(&format!("  caused by: {cause}\n"));
+            }
+        }
+        out.push_str(&format!("  (in parallel branch {number}; the other branches finished and their cleanups ran)\n"));
+        if let Some(position) = field(only, "position") {
+            out.push_str(&source_excerpt(&position, sources));
+        }
+        if let Some(position) = field(&map, "position") {
+            out.push_str(&format!("  parallel call at {position}\n"));
+        }
+        return mask(&out);
+    }
     let mut out = format!("error: {}\n", headline(&map));
     if let Some(causes) = map
         .get("causes")

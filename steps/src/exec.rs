@@ -439,10 +439,19 @@ fn spawn_error(cmd: &str, error: &std::io::Error) -> StepError {
     .into()
 }
 
+/// The part of stderr worth quoting in one line: the tool's own `error:` line
+/// when there is one (Java tools such as nodetool follow it with a stack
+/// trace), else the last few lines.
 fn stderr_tail(stderr: &str) -> String {
-    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    let lines: Vec<&str> = stderr.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
     if lines.is_empty() {
         return String::new();
+    }
+    if let Some(error_line) = lines
+        .iter()
+        .find(|l| l.len() > 6 && l[..6].eq_ignore_ascii_case("error:"))
+    {
+        return format!(": {error_line}");
     }
     let start = lines.len().saturating_sub(STDERR_TAIL_LINES);
     format!(": {}", lines[start..].join(" | "))
@@ -504,6 +513,14 @@ mod tests {
         .unwrap_err();
         assert_eq!(failed.kind(), "exit_code");
         assert_eq!(failed.to_string(), "`sh` exited with code 2: boom");
+    }
+
+    #[test]
+    fn stderr_tail_prefers_the_tools_error_line_over_a_stack_trace() {
+        let nodetool = "error: No space left on device\n-- StackTrace --\njava.nio.file.FileSystemException: x\n\tat java.base/sun.nio.fs.UnixException.translateToIOException(UnixException.java:100)\n";
+        assert_eq!(stderr_tail(nodetool), ": error: No space left on device");
+        assert_eq!(stderr_tail("a\nb\n\nc\n"), ": a | b | c");
+        assert_eq!(stderr_tail(""), "");
     }
 
     #[tokio::test]
