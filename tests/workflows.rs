@@ -358,7 +358,7 @@ fn restore_prep_checks_the_newest_complete_set_and_writes_the_plan() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let plan = std::fs::read_to_string(staging.join(&stamp).join("restore-plan.sh")).unwrap();
     assert!(
-        plan.contains(&format!("create_keyspace_thehive.cql")),
+        plan.contains("create_keyspace_thehive.cql"),
         "{plan}"
     );
     assert!(plan.contains("sstableloader -d 127.0.0.1 "), "{plan}");

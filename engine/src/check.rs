@@ -137,13 +137,13 @@ fn check_file(
                 }
             }
             Some(ASTNode::Expr(Expr::FnCall(call, position)))
-            | Some(ASTNode::Stmt(Stmt::FnCall(call, position))) => {
-                if call.op_token.is_none() {
-                    let namespace = call
-                        .is_qualified()
-                        .then(|| call.namespace.root().to_string());
-                    calls.push(Call::Function(namespace, call.name.to_string(), *position));
-                }
+            | Some(ASTNode::Stmt(Stmt::FnCall(call, position)))
+                if call.op_token.is_none() =>
+            {
+                let namespace = call
+                    .is_qualified()
+                    .then(|| call.namespace.root().to_string());
+                calls.push(Call::Function(namespace, call.name.to_string(), *position));
             }
             _ => {}
         }

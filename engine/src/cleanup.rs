@@ -19,7 +19,7 @@ pub enum Deferred {
         /// The closure.
         closure: FnPtr,
         /// Its calling context (libraries, imports).
-        context: NativeCallContextStore,
+        context: Box<NativeCallContextStore>,
         /// Where it was registered.
         position: String,
     },
@@ -72,7 +72,7 @@ fn push(item: Deferred) {
 pub fn defer(closure: FnPtr, context: NativeCallContextStore, position: String) {
     push(Deferred::Closure {
         closure,
-        context,
+        context: Box::new(context),
         position,
     });
 }

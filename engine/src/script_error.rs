@@ -39,10 +39,10 @@ pub fn runtime_error(
 }
 
 /// The innermost error and the source it happened in.
-fn innermost<'a>(
-    error: &'a EvalAltResult,
+fn innermost(
+    error: &EvalAltResult,
     mut source: Option<String>,
-) -> (&'a EvalAltResult, Option<String>) {
+) -> (&EvalAltResult, Option<String>) {
     match error {
         EvalAltResult::ErrorInFunctionCall(_, fn_source, inner, _) => {
             if !fn_source.is_empty() {
