@@ -211,14 +211,14 @@ pub fn run(request: RunRequest) -> i32 {
             script_error::one_line(failure)
         ));
     }
+    // --set/--vars given to a workflow that never calls config(): a typo
+    // must not pass silently.
     if code == exit_code::SUCCESS
-        && !state.overrides.is_empty()
         && !*state.config_declared.lock().expect("config lock")
+        && let Err(e) = state.overrides.check_declared(std::iter::empty())
     {
-        if let Err(e) = state.overrides.check_declared(std::iter::empty()) {
-            report.push_str(&format!("error: {e}\n"));
-            code = exit_code::INPUT;
-        }
+        report.push_str(&format!("error: {e}\n"));
+        code = exit_code::INPUT;
     }
     let status = match signal_received.load(Ordering::SeqCst) {
         2 => {
