@@ -1,0 +1,774 @@
+//! The fault matrix (docs/reliability.md): the rows that no step-level or
+//! engine test covers, each run end to end — the real `runbook` binary and the
+//! stock workflow against the sandbox cluster (tests/sandbox/sandbox.py) —
+//! unless a step-level check fits better.
+//!
+//! Every wait polls for a condition with a generous deadline; no sleep is an
+//! assertion. Tests that mount a tmpfs or drop capabilities need root (the
+//! test run is root); they fail with the reason otherwise, rather than pass
+//! without checking anything.
+
+#[path = "support/cluster.rs"]
+mod cluster;
+#[path = "support/mod.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use cluster::*;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+// ---------------------------------------------------------------- helpers
+
+/// Polls `condition` every 20 ms until it holds; panics naming `what` after 60 s.
+fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
+    let until = Instant::now() + Duration::from_secs(60);
+    while !condition() {
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Starts `runbook run cluster-hot-backup` with `extra` arguments, stderr captured.
+fn spawn_backup(cluster: &Cluster, extra: &[&str]) -> Child {
+    let mut args = vec!["run", "cluster-hot-backup"];
+    args.extend_from_slice(extra);
+    cluster
+        .command(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runbook starts")
+}
+
+fn signal(child: &Child, signal: Signal) {
+    kill(Pid::from_raw(child.id() as i32), signal).expect("signal runbook");
+}
+
+/// The invocation log of the stand-in `nodetool`/`cqlsh`.
+fn invocations(cluster: &Cluster) -> String {
+    std::fs::read_to_string(cluster.path("state").join("invocations.log")).unwrap_or_default()
+}
+
+/// True when the stand-in ES has received a GET poll of a snapshot after its
+/// first `skip` requests (those of earlier runs).
+fn es_polled(cluster: &Cluster, skip: usize) -> bool {
+    cluster.es_requests().iter().skip(skip).any(|r| {
+        r["method"] == "GET"
+            && r["path"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("/_snapshot/thehive_repository/elasticsearch_")
+    })
+}
+
+/// Names of the snapshots the stand-in ES was asked to create (PUT) and to delete.
+fn es_snapshots(cluster: &Cluster, method: &str) -> Vec<String> {
+    cluster
+        .es_requests()
+        .iter()
+        .filter(|r| r["method"] == method)
+        .filter_map(|r| {
+            r["path"]
+                .as_str()?
+                .strip_prefix("/_snapshot/thehive_repository/")
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+/// Every snapshot the run created in Elasticsearch was deleted again.
+fn assert_es_snapshots_deleted(cluster: &Cluster) {
+    let created = es_snapshots(cluster, "PUT");
+    assert!(!created.is_empty(), "no snapshot was created");
+    let deleted = es_snapshots(cluster, "DELETE");
+    for name in &created {
+        assert!(
+            deleted.contains(name),
+            "Elasticsearch snapshot {name} was not deleted: {:?}",
+            cluster.es_requests()
+        );
+    }
+}
+
+/// Nothing of an interrupted run is left that could pass for a backup, nor debris:
+/// no marker, manifest, `.partial`, mirror staging folder or Cassandra snapshot.
+fn assert_no_debris(cluster: &Cluster) {
+    let files = cluster.backup_files();
+    assert!(
+        !files
+            .iter()
+            .any(|f| f.ends_with(".info") || f.starts_with("backup_") || f.ends_with(".partial")),
+        "debris or a complete-looking set left: {files:?}"
+    );
+    let staging: Vec<PathBuf> = walk_dirs(&cluster.path("backup"))
+        .into_iter()
+        .filter(|d| {
+            d.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("minio_"))
+        })
+        .collect();
+    assert!(staging.is_empty(), "mirror staging left: {staging:?}");
+    assert!(
+        cluster.cassandra_snapshots().is_empty(),
+        "Cassandra snapshot left: {:?}",
+        cluster.cassandra_snapshots()
+    );
+}
+
+/// A `.tar.partial` file with data in it under `folder`: an archive being written.
+fn tar_partial_with_data(folder: &Path) -> bool {
+    walk(folder).iter().any(|p| {
+        p.to_string_lossy().ends_with(".tar.partial")
+            && std::fs::metadata(p).is_ok_and(|m| m.len() > 0)
+    })
+}
+
+/// Runs a workflow file of the test's own (not the stock one: no sandbox
+/// vars) with the sandbox's environment, for the stand-in tools.
+fn run_workflow_file(cluster: &Cluster, workflow: &Path) -> Output {
+    let mut command = support::runbook();
+    command
+        .arg("run")
+        .arg(workflow)
+        .arg("--journal-dir")
+        .arg(cluster.dir.path().join("journal"))
+        .current_dir(cluster.dir.path());
+    for (key, value) in cluster.record["env"].as_object().unwrap() {
+        command.env(key, value.as_str().unwrap());
+    }
+    command.output().expect("runbook runs")
+}
+
+/// Alive and not a zombie.
+fn alive(pid: i32) -> bool {
+    kill(Pid::from_raw(pid), None).is_ok()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ")
+}
+
+/// A tmpfs mounted for one test, unmounted on drop.
+struct TmpfsMount(PathBuf);
+
+impl TmpfsMount {
+    fn new(at: &Path, options: &str) -> TmpfsMount {
+        std::fs::create_dir_all(at).unwrap();
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
+            .arg(at)
+            .output()
+            .expect("mount runs");
+        assert!(
+            out.status.success(),
+            "this test mounts a tmpfs (it needs root): mount -o {options} {}: {}",
+            at.display(),
+            stderr(&out)
+        );
+        TmpfsMount(at.to_path_buf())
+    }
+}
+
+impl Drop for TmpfsMount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// Relative path (raw bytes, so non-UTF-8 names compare exactly) -> content.
+fn byte_tree(root: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
+    walk(root)
+        .into_iter()
+        .map(|p| {
+            (
+                p.strip_prefix(root)
+                    .unwrap()
+                    .as_os_str()
+                    .as_bytes()
+                    .to_vec(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The first line of runbook's error: `error: ...`, or the failed branch's line.
+fn error_line(out: &Output) -> String {
+    let err = stderr(out);
+    let mut lines = err.lines().skip_while(|l| !l.starts_with("error: "));
+    let first = lines.next().unwrap_or_default();
+    match lines.next() {
+        Some(branch) if branch.trim_start().starts_with("branch ") => branch.trim().to_string(),
+        _ => first.to_string(),
+    }
+}
+
+// ---------------------------------------------------------------- tools
+
+#[test]
+fn nodetool_not_found_fails_preflight_before_anything_is_snapshotted() {
+    let cluster = Cluster::start(&[]);
+    let out = cluster.run(&[
+        "run",
+        "cluster-hot-backup",
+        "--set",
+        "nodetool=/nonexistent/nodetool",
+    ]);
+    assert_failed_cleanly(
+        &cluster,
+        &out,
+        "step exec (nodetool status) failed: could not start `/nonexistent/nodetool`: no such file",
+    );
+    // A bare name that is not in PATH.
+    let out = cluster
+        .command(&["run", "cluster-hot-backup", "--set", "nodetool=nodetool"])
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap();
+    assert_failed_cleanly(
+        &cluster,
+        &out,
+        "step exec (nodetool status) failed: could not start `nodetool`: not found in PATH",
+    );
+    assert!(
+        cluster.backup_files().is_empty(),
+        "{:?}",
+        cluster.backup_files()
+    );
+    assert!(
+        es_snapshots(&cluster, "PUT").is_empty(),
+        "an Elasticsearch snapshot was started"
+    );
+}
+
+#[test]
+fn a_hung_nodetool_is_killed_with_its_children_at_the_timeout() {
+    let cluster = Cluster::start(&[]);
+    cluster.knob("nodetool-hang", "status");
+    let nodetool = support::repo_root().join("tests/sandbox/bin/nodetool");
+    let workflow = cluster.dir.path().join("hang.rhai");
+    std::fs::write(
+        &workflow,
+        format!(
+            "exec(#{{ cmd: \"{}\", args: [\"status\"], timeout: \"2s\" }});\n",
+            nodetool.display()
+        ),
+    )
+    .unwrap();
+    let out = run_workflow_file(&cluster, &workflow);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(
+        error_line(&out).contains("timed out after 2s"),
+        "{}",
+        stderr(&out)
+    );
+    // The stand-in and its child both ignore SIGTERM: only a kill of the
+    // whole process group ends them.
+    let pids = std::fs::read_to_string(cluster.path("state").join("nodetool-hang.pids"))
+        .expect("the hang knob records its pids");
+    let pids: Vec<i32> = pids
+        .split_whitespace()
+        .filter_map(|word| word.parse().ok())
+        .collect();
+    assert_eq!(pids.len(), 2, "one parent and one child: {pids:?}");
+    for pid in pids {
+        wait_until(&format!("pid {pid} to end"), || !alive(pid));
+    }
+}
+
+#[test]
+fn cqlsh_that_cannot_authenticate_or_prints_nothing_fails_the_run_cleanly() {
+    let cluster = Cluster::start(&["--cql-auth", "backup:Right-Pass-1"]);
+    let out = cluster
+        .command(&["run", "cluster-hot-backup"])
+        .env("CASSANDRA_PASSWORD", "Wrong-Pass-2")
+        .output()
+        .unwrap();
+    assert_failed_cleanly(
+        &cluster,
+        &out,
+        "step exec (cqlsh describe keyspace) failed: `cqlsh 127.0.0.1` exited with code 1",
+    );
+    assert!(
+        stderr(&out).contains("[Bad credentials]"),
+        "cqlsh's reason is shown: {}",
+        stderr(&out)
+    );
+    assert!(!stderr(&out).contains("Wrong-Pass-2"));
+    // The private cqlshrc holding the password is removed.
+    assert!(
+        !cluster
+            .backup_files()
+            .iter()
+            .any(|f| f.ends_with(".cqlshrc")),
+        "{:?}",
+        cluster.backup_files()
+    );
+    assert_es_snapshots_deleted(&cluster);
+
+    cluster.knob("cqlsh-empty", "");
+    let out = cluster.run(&["run", "cluster-hot-backup"]);
+    assert_failed_cleanly(
+        &cluster,
+        &out,
+        "cqlsh printed no CREATE KEYSPACE for thehive: is the keyspace name right and cqlsh able to connect?",
+    );
+    assert_es_snapshots_deleted(&cluster);
+    assert!(
+        !cluster
+            .backup_files()
+            .iter()
+            .any(|f| f.ends_with(".tar") || f.ends_with(".cql")),
+        "{:?}",
+        cluster.backup_files()
+    );
+}
+
+// ---------------------------------------------------------------- Elasticsearch
+
+#[test]
+fn partial_and_incompatible_elasticsearch_snapshots_fail_the_run_cleanly() {
+    let cluster = Cluster::start(&[]);
+    for state in ["PARTIAL", "INCOMPATIBLE"] {
+        cluster.es_faults(serde_json::json!({ "snapshot_end": state }));
+        let out = cluster.run(&["run", "cluster-hot-backup"]);
+        assert_failed_cleanly(&cluster, &out, &format!("ended {state}: "));
+        assert_es_snapshots_deleted(&cluster);
+        let files = cluster.backup_files();
+        assert!(
+            !files.iter().any(|f| f.starts_with("storage/")),
+            "storage must not run after a failed part: {files:?}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------- disk
+
+#[test]
+fn a_missing_or_read_only_archive_folder_fails_and_names_it() {
+    let cluster = Cluster::start(&[]);
+    let missing = cluster.dir.path().join("not-mounted");
+    let out = cluster.run(&[
+        "run",
+        "cluster-hot-backup",
+        "--set",
+        &format!("storage_archive_path={}", missing.display()),
+    ]);
+    assert_failed_cleanly(
+        &cluster,
+        &out,
+        &format!(
+            "archive folder {} (storage_archive_path) does not exist: create it, or mount the backup share",
+            missing.display()
+        ),
+    );
+    assert!(
+        cluster.backup_files().is_empty(),
+        "{:?}",
+        cluster.backup_files()
+    );
+    assert!(!missing.exists(), "the folder must not be created");
+
+    let read_only = cluster.dir.path().join("read-only");
+    let _mount = TmpfsMount::new(&read_only, "ro,size=200m");
+    let out = cluster.run(&[
+        "run",
+        "cluster-hot-backup",
+        "--set",
+        &format!("storage_archive_path={}", read_only.display()),
+    ]);
+    assert_failed_cleanly(&cluster, &out, &read_only.display().to_string());
+    assert!(
+        stderr(&out).contains("Read-only file system"),
+        "{}",
+        stderr(&out)
+    );
+    assert_es_snapshots_deleted(&cluster);
+}
+
+#[test]
+fn disk_full_mid_archive_removes_the_partial_file_and_leaves_no_manifest() {
+    let cluster = Cluster::start(&[]);
+    let full = cluster.dir.path().join("small-disk");
+    // Room for the pre-flight estimate (archive + 10% + 64 MiB)...
+    let _mount = TmpfsMount::new(&full, "size=100m");
+    let child = spawn_backup(
+        &cluster,
+        &["--set", &format!("storage_archive_path={}", full.display())],
+    );
+    // ...filled once pre-flight has passed (nodetool snapshot follows it), with
+    // runbook stopped so that the attachment archive has not started yet.
+    wait_until("nodetool snapshot", || {
+        invocations(&cluster).contains("\"snapshot\"")
+    });
+    signal(&child, Signal::SIGSTOP);
+    let free = nix::sys::statvfs::statvfs(&full).unwrap();
+    let room = free.blocks_available() as u64 * free.fragment_size() as u64;
+    let filler = vec![0u8; (room - 512 * 1024) as usize];
+    std::fs::write(full.join("filler"), filler).unwrap();
+    signal(&child, Signal::SIGCONT);
+    let out = child.wait_with_output().unwrap();
+    assert_failed_cleanly(
+        &cluster,
+        &out,
+        &format!(
+            "step tar_dir (attachments archive) failed: writing {}/files_",
+            full.display()
+        ),
+    );
+    assert!(
+        stderr(&out).contains("caused by: No space left on device (os error 28)"),
+        "{}",
+        stderr(&out)
+    );
+    let names: Vec<String> = std::fs::read_dir(&full)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["filler"], "the partial archive is removed");
+    // The other parts of the set, in their own folders, are not damaged:
+    // whatever archive is left there is whole (the set has no manifest, so it
+    // is never taken for a complete backup).
+    for folder in ["cassandra_archive", "storage_archive"] {
+        let folder = cluster.path(folder);
+        for sidecar in walk(&folder)
+            .into_iter()
+            .filter(|p| p.to_string_lossy().ends_with(".sha256"))
+        {
+            let check = Command::new("sha256sum")
+                .arg("-c")
+                .arg(&sidecar)
+                .current_dir(&folder)
+                .output()
+                .unwrap();
+            assert!(
+                check.status.success(),
+                "{}",
+                String::from_utf8_lossy(&check.stdout)
+            );
+        }
+    }
+    assert_es_snapshots_deleted(&cluster);
+}
+
+#[test]
+fn an_unreadable_attachment_fails_the_run_naming_it() {
+    let cluster = Cluster::start(&[]);
+    let secret = cluster.path("attachments").join("00").join("locked.bin");
+    std::fs::create_dir_all(secret.parent().unwrap()).unwrap();
+    std::fs::write(&secret, b"nobody may read this").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o000)).unwrap();
+    // Root reads anything: run without the capabilities that bypass file modes.
+    let mut command = Command::new("setpriv");
+    command.args(["--bounding-set", "-dac_override,-dac_read_search"]);
+    let runbook = cluster.command(&["run", "cluster-hot-backup"]);
+    command.arg(runbook.get_program()).args(runbook.get_args());
+    for (key, value) in runbook.get_envs() {
+        if let Some(value) = value {
+            command.env(key, value);
+        }
+    }
+    command.current_dir(cluster.dir.path());
+    let out = command.output().expect("setpriv runs");
+    assert_failed_cleanly(
+        &cluster,
+        &out,
+        &format!(
+            "cannot read {} (use on_unreadable: \"skip\" to leave it out)",
+            secret.display()
+        ),
+    );
+    assert_es_snapshots_deleted(&cluster);
+    assert!(
+        !cluster
+            .backup_files()
+            .iter()
+            .any(|f| f.starts_with("storage/")),
+        "{:?}",
+        cluster.backup_files()
+    );
+}
+
+#[test]
+fn files_whose_size_changes_while_read_give_a_well_formed_archive_with_a_warning() {
+    // procfs files stat as 0 bytes and read as more (it "grew"); sysfs
+    // attributes stat as 4096 bytes and read as fewer (it "shrank"): the same
+    // code path as a file written to during the tar, without a race.
+    let cluster = Cluster::start(&[]);
+    let dir = cluster.dir.path();
+    let archive = dir.join("changing.tar");
+    let workflow = dir.join("changing.rhai");
+    std::fs::write(
+        &workflow,
+        format!(
+            r#"let out = tar_dir(#{{ dest: "{archive}", entries: [
+                   #{{ src: "/proc/self/status", path: "grew" }},
+                   #{{ src: "/sys/kernel/mm/transparent_hugepage/enabled", path: "shrank" }},
+               ] }});
+               for w in out.warnings {{ log_warn(w); }}
+               verify_archive(#{{ path: "{archive}", expect: ["grew", "shrank"], require_checksum: true }});
+            "#,
+            archive = archive.display()
+        ),
+    )
+    .unwrap();
+    let out = run_workflow_file(&cluster, &workflow);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 0, "{err}");
+    assert!(
+        err.contains("/proc/self/status grew while being archived: stored its first 0 bytes"),
+        "{err}"
+    );
+    assert!(
+        err.contains("/sys/kernel/mm/transparent_hugepage/enabled shrank while being archived"),
+        "{err}"
+    );
+    gnu_tar_extract(&archive, &dir.join("extracted"));
+    assert_eq!(
+        std::fs::metadata(dir.join("extracted/shrank"))
+            .unwrap()
+            .len(),
+        4096
+    );
+}
+
+// ---------------------------------------------------------------- signals
+
+/// Signals one run at the point `reached` says, then checks exit code and cleanup.
+fn interrupt_run(cluster: &Cluster, how: Signal, reached: impl FnMut() -> bool, what: &str) {
+    let child = spawn_backup(cluster, &[]);
+    wait_until(what, reached);
+    signal(&child, how);
+    let out = child.wait_with_output().unwrap();
+    let expected = 128 + how as i32;
+    assert_eq!(code(&out), expected, "{how:?}: {}", stderr(&out));
+    assert_no_debris(cluster);
+    assert_es_snapshots_deleted(cluster);
+}
+
+#[test]
+fn sigint_and_sigterm_during_the_tar_clean_up() {
+    let cluster = Cluster::start(&["--cassandra-mb", "150"]);
+    let archives = cluster.path("cassandra_archive");
+    for how in [Signal::SIGINT, Signal::SIGTERM] {
+        interrupt_run(
+            &cluster,
+            how,
+            || tar_partial_with_data(&archives),
+            "the Cassandra archive to be written",
+        );
+        assert!(
+            cluster.backup_files().is_empty(),
+            "{how:?}: {:?}",
+            cluster.backup_files()
+        );
+    }
+}
+
+#[test]
+fn sigint_and_sigterm_during_the_mirror_clean_up() {
+    let cluster = Cluster::start(&["--storage", "s3", "--objects", "1500"]);
+    let minio = cluster.path("s3_archive");
+    let mirroring = || {
+        walk_dirs(&minio).iter().any(|d| {
+            d.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("minio_"))
+        }) && walk(&minio).len() > 20
+    };
+    for how in [Signal::SIGINT, Signal::SIGTERM] {
+        interrupt_run(&cluster, how, mirroring, "the mirror to be under way");
+        let left: Vec<PathBuf> = walk(&minio);
+        assert!(left.is_empty(), "{how:?}: {left:?}");
+    }
+}
+
+#[test]
+fn sigint_and_sigterm_while_polling_elasticsearch_clean_up() {
+    let cluster = Cluster::start(&[]);
+    cluster.es_faults(serde_json::json!({ "snapshot_end": "IN_PROGRESS" }));
+    for how in [Signal::SIGINT, Signal::SIGTERM] {
+        let earlier = cluster.es_requests().len();
+        interrupt_run(
+            &cluster,
+            how,
+            || es_polled(&cluster, earlier),
+            "a snapshot poll",
+        );
+    }
+}
+
+// ---------------------------------------------------------------- SIGKILL, then recovery
+
+/// SIGKILLs a run once `reached`, then `runbook recover` must leave nothing behind.
+fn kill_then_recover(cluster: &Cluster, reached: impl FnMut() -> bool, what: &str) -> String {
+    let mut child = spawn_backup(cluster, &[]);
+    wait_until(what, reached);
+    child.kill().unwrap(); // SIGKILL: no cleanup runs in the process
+    child.wait().unwrap();
+    let out = cluster
+        .command(&["recover", "--journal-dir"])
+        .arg(cluster.dir.path().join("journal"))
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(code(&out), 0, "{err}");
+    assert_no_debris(cluster);
+    assert_es_snapshots_deleted(cluster);
+    err
+}
+
+#[test]
+fn sigkill_while_polling_elasticsearch_then_recover_deletes_the_snapshot() {
+    let cluster = Cluster::start(&[]);
+    cluster.es_faults(serde_json::json!({ "snapshot_end": "IN_PROGRESS" }));
+    // Killed once the Cassandra branch is done (its clearsnapshot ran) and
+    // Elasticsearch is being polled: the snapshot is the only debris.
+    let err = kill_then_recover(
+        &cluster,
+        || invocations(&cluster).contains("clearsnapshot") && es_polled(&cluster, 0),
+        "the Cassandra branch to end while Elasticsearch is polled",
+    );
+    assert!(
+        err.contains("delete Elasticsearch snapshot elasticsearch_"),
+        "{err}"
+    );
+}
+
+#[test]
+fn sigkill_mid_tar_then_recover_clears_the_snapshot_and_the_partial_file() {
+    let cluster = Cluster::start(&["--cassandra-mb", "150"]);
+    let archives = cluster.path("cassandra_archive");
+    let err = kill_then_recover(
+        &cluster,
+        || tar_partial_with_data(&archives),
+        "the Cassandra archive to be written",
+    );
+    assert!(err.contains("clear Cassandra snapshot cassandra_"), "{err}");
+    let files = cluster.backup_files();
+    assert!(
+        !files.iter().any(|f| f.starts_with("cassandra/")),
+        "{files:?}"
+    );
+}
+
+// ---------------------------------------------------------------- input
+
+#[test]
+fn non_utf8_and_newline_file_names_are_archived_and_restored_byte_identical() {
+    let cluster = Cluster::start(&[]);
+    let attachments = cluster.path("attachments");
+    let odd: [&[u8]; 4] = [
+        b"00/latin1-caf\xe9.bin",
+        b"00/broken-\xff\xfe-utf8",
+        b"00/two\nlines.txt",
+        b"00/folder\nwith newline/inside\xe9.txt",
+    ];
+    for (i, name) in odd.iter().enumerate() {
+        let path = attachments.join(OsStr::from_bytes(name));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, format!("odd name {i}\n")).unwrap();
+    }
+    let out = cluster.run(&["run", "cluster-hot-backup"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let backup = cluster.path("backup");
+    let stamp = only_stamp(&backup, "backup_", ".json");
+    let restore = cluster.dir.path().join("restore");
+    gnu_tar_extract(&backup.join(format!("storage/files_{stamp}.tar")), &restore);
+    let restored = byte_tree(&restore.join(format!("files_{stamp}")));
+    for name in odd {
+        let key = name.to_vec();
+        assert!(
+            restored.contains_key(&key),
+            "{} missing after GNU tar extraction",
+            String::from_utf8_lossy(name)
+        );
+    }
+    assert!(
+        restored == byte_tree(&attachments),
+        "the restored tree differs"
+    );
+}
+
+// ---------------------------------------------------------------- security
+
+/// Command lines (NUL-separated argv) of every descendant of `root`.
+fn descendants_cmdlines(root: i32) -> Vec<Vec<u8>> {
+    let mut parents: BTreeMap<i32, i32> = BTreeMap::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let status = std::fs::read_to_string(entry.path().join("status")).unwrap_or_default();
+        if let Some(ppid) = status
+            .lines()
+            .find_map(|l| l.strip_prefix("PPid:"))
+            .and_then(|v| v.trim().parse().ok())
+        {
+            parents.insert(pid, ppid);
+        }
+    }
+    let is_descendant = |mut pid: i32| {
+        while let Some(&parent) = parents.get(&pid) {
+            if parent == root {
+                return true;
+            }
+            if parent <= 1 {
+                return false;
+            }
+            pid = parent;
+        }
+        false
+    };
+    parents
+        .keys()
+        .filter(|&&pid| is_descendant(pid))
+        .filter_map(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).ok())
+        .collect()
+}
+
+#[test]
+fn the_cassandra_password_is_never_on_a_child_command_line() {
+    const PASSWORD: &str = "Cql-Secret-On-Proc-7";
+    let cluster = Cluster::start(&["--cql-auth", &format!("backup:{PASSWORD}")]);
+    // cqlsh waits 2 s before connecting: its command line is there to be read.
+    cluster.knob("cqlsh-delay", "2");
+    let mut child = spawn_backup(&cluster, &[]);
+    let runbook_pid = child.id() as i32;
+    let mut seen: Vec<Vec<u8>> = Vec::new();
+    while child.try_wait().unwrap().is_none() {
+        for cmdline in descendants_cmdlines(runbook_pid) {
+            if !seen.contains(&cmdline) {
+                seen.push(cmdline);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let shown: Vec<String> = seen
+        .iter()
+        .map(|c| String::from_utf8_lossy(c).replace('\0', " "))
+        .collect();
+    assert!(
+        shown
+            .iter()
+            .any(|c| c.contains("cqlsh") && c.contains("--cqlshrc")),
+        "cqlsh was never seen running: {shown:#?}"
+    );
+    for cmdline in &shown {
+        assert!(
+            !cmdline.contains(PASSWORD),
+            "password on a command line: {cmdline}"
+        );
+    }
+    assert!(!invocations(&cluster).contains(PASSWORD));
+    assert!(!stderr(&out).contains(PASSWORD));
+}
