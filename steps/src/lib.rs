@@ -31,6 +31,7 @@ pub mod http_client;
 pub mod mcli_mirror;
 pub mod prune;
 pub mod s3_alias;
+pub mod s3_upload;
 pub mod tar_dir;
 pub mod verify_archive;
 

@@ -406,14 +406,15 @@ fn resolve(
 
 /// One object of the listing.
 #[derive(Clone, Debug)]
-struct ListedObject {
+pub(crate) struct ListedObject {
     /// The key (lossily decoded when `utf8` is false).
-    key: String,
+    pub(crate) key: String,
     /// False when the listed key is not valid UTF-8 (it cannot be requested by name).
-    utf8: bool,
-    size: u64,
+    pub(crate) utf8: bool,
+    /// The size in bytes.
+    pub(crate) size: u64,
     /// Last-Modified, whole seconds since the epoch.
-    modified: i64,
+    pub(crate) modified: i64,
 }
 
 /// An object with the local path it mirrors to.
@@ -1136,7 +1137,8 @@ fn error_chain_mentions(error: &(dyn std::error::Error + 'static), word: &str) -
 
 /// Lists every object under the location's prefix. The first request is the
 /// reachability check and is not retried; later pages are, on transient errors.
-async fn list_objects(
+/// (`s3_upload` uses it too, for its pre-flight and final listings.)
+pub(crate) async fn list_objects(
     http: &reqwest::Client,
     endpoint: &S3Endpoint,
     location: &S3Location,

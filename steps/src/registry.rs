@@ -115,6 +115,7 @@ pub fn all_steps() -> &'static [StepEntry] {
             entry::<crate::verify_archive::VerifyArchive>(),
             entry::<crate::extract_archive::ExtractArchive>(),
             entry::<crate::mcli_mirror::McliMirror>(),
+            entry::<crate::s3_upload::S3Upload>(),
             entry::<crate::http::Http>(),
             entry::<crate::es_health::EsHealth>(),
             entry::<crate::es_snapshot::EsSnapshot>(),

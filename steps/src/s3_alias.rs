@@ -492,7 +492,9 @@ impl S3Endpoint {
 
     /// Adds the SigV4 headers (`authorization`, `x-amz-date`,
     /// `x-amz-content-sha256`, `x-amz-security-token`) for a request without a
-    /// body to `headers`, using object_store's signer. Anonymous endpoints add nothing.
+    /// body to `headers`, using object_store's signer; the headers already in
+    /// `headers` (e.g. `x-amz-checksum-mode`) are signed too, as S3 wants every
+    /// `x-amz-*` header signed. Anonymous endpoints add nothing.
     pub fn sign_headers(
         &self,
         method: &reqwest::Method,
@@ -512,6 +514,7 @@ impl S3Endpoint {
         };
         let mut request = HttpRequest::new(HttpRequestBody::empty());
         *request.method_mut() = method.clone();
+        *request.headers_mut() = headers.clone();
         *request.uri_mut() = url.as_str().parse().map_err(|_| AliasError::Sign {
             endpoint: self.describe(),
         })?;
@@ -536,6 +539,22 @@ impl S3Endpoint {
         client: ClientOptions,
         retry: RetryConfig,
     ) -> Result<AmazonS3, AliasError> {
+        self.object_store_builder(bucket, client, retry)?
+            .build()
+            .map_err(|source| AliasError::Build {
+                endpoint: self.describe(),
+                source,
+            })
+    }
+
+    /// The builder behind [`Self::object_store`], for callers that set more
+    /// (e.g. `with_checksum_algorithm`) before building.
+    pub fn object_store_builder(
+        &self,
+        bucket: &str,
+        client: ClientOptions,
+        retry: RetryConfig,
+    ) -> Result<AmazonS3Builder, AliasError> {
         let path_style = self.uses_path_style(bucket);
         let endpoint = if path_style {
             self.url.as_str().trim_end_matches('/').to_string()
@@ -570,10 +589,7 @@ impl S3Endpoint {
             // Without keys object_store would ask the EC2 metadata service for some.
             None => builder.with_skip_signature(true),
         };
-        builder.build().map_err(|source| AliasError::Build {
-            endpoint: self.describe(),
-            source,
-        })
+        Ok(builder)
     }
 }
 

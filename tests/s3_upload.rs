@@ -1,0 +1,577 @@
+//! `s3_upload` against a real S3 API: `moto_server` (PyPI `moto[server]`)
+//! started on a free 127.0.0.1 port per test. Files over the multipart
+//! threshold use S3's smallest part size (5 MiB) to stay quick.
+
+#[path = "support/mod.rs"]
+#[allow(clippy::option_env_unwrap)] // support's runbook() is for the engine tests
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use object_store::ObjectStoreExt;
+use runbook_steps::StepContext;
+use runbook_steps::s3_alias::{ExplicitEndpoint, ResolveOptions, S3Endpoint, Secret};
+use runbook_steps::s3_upload::{UploadOptions, UploadOutput, upload_with_env};
+use sha2::{Digest, Sha256};
+use support::{ChildGuard, free_port, venv_bin, wait_for_port};
+
+const MIB: usize = 1024 * 1024;
+const PART_SIZE: usize = 5 * MIB;
+
+/// A moto S3 server on loopback, killed on drop.
+struct Moto {
+    _child: ChildGuard,
+    port: u16,
+}
+
+/// Python prelude for [`Moto::python`]: a boto3 client for the server.
+const PY_PRELUDE: &str = r#"
+import boto3, json, os
+s3 = boto3.client("s3", endpoint_url=os.environ["ENDPOINT"], region_name="us-east-1",
+                  aws_access_key_id="test", aws_secret_access_key="test")
+"#;
+
+impl Moto {
+    fn start() -> Moto {
+        let port = free_port();
+        let child = Command::new(venv_bin("moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        let child = ChildGuard(child);
+        wait_for_port(port, "moto_server");
+        Moto {
+            _child: child,
+            port,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Runs a Python snippet (after [`PY_PRELUDE`]) against the server; returns stdout.
+    fn python(&self, script: &str) -> String {
+        let output = Command::new(venv_bin("python"))
+            .arg("-c")
+            .arg(format!("{PY_PRELUDE}\n{script}"))
+            .env("ENDPOINT", self.url())
+            .output()
+            .expect("run python");
+        assert!(
+            output.status.success(),
+            "python failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// Keys of the multipart uploads started and neither completed nor aborted.
+    fn incomplete_uploads(&self, bucket: &str) -> Vec<String> {
+        let out = self.python(&format!(
+            r#"print(json.dumps([u["Key"] for u in s3.list_multipart_uploads(Bucket="{bucket}").get("Uploads", [])]))"#
+        ));
+        serde_json::from_str(&out).unwrap()
+    }
+
+    /// An object_store client for `bucket` with moto's default keys.
+    fn store(&self, bucket: &str) -> object_store::aws::AmazonS3 {
+        let endpoint = S3Endpoint::explicit(
+            &ExplicitEndpoint {
+                endpoint: self.url(),
+                access_key: Some("test".into()),
+                secret_key: Some(Secret::new("test")),
+            },
+            &ResolveOptions::default(),
+        )
+        .unwrap();
+        endpoint
+            .object_store(
+                bucket,
+                runbook_steps::s3_alias::transfer_client_options(),
+                object_store::RetryConfig::default(),
+            )
+            .unwrap()
+    }
+
+    /// Every object in `bucket`: key → content.
+    async fn objects(&self, bucket: &str) -> BTreeMap<String, Vec<u8>> {
+        let keys: Vec<String> = serde_json::from_str(&self.python(&format!(
+            r#"print(json.dumps([o["Key"] for o in s3.list_objects_v2(Bucket="{bucket}").get("Contents", [])]))"#
+        )))
+        .unwrap();
+        let store = self.store(bucket);
+        let mut objects = BTreeMap::new();
+        for key in keys {
+            let data = store
+                .get(&object_store::path::Path::from(key.as_str()))
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+            objects.insert(key, data.to_vec());
+        }
+        objects
+    }
+
+    /// The ETag of an object.
+    async fn etag(&self, bucket: &str, key: &str) -> String {
+        self.store(bucket)
+            .head(&object_store::path::Path::from(key))
+            .await
+            .unwrap()
+            .e_tag
+            .unwrap()
+    }
+}
+
+/// An environment holding only `pairs`.
+fn env_of(pairs: &[(&str, String)]) -> impl Fn(&str) -> Option<String> + use<> {
+    let map: BTreeMap<String, String> = pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
+    move |name| map.get(name).cloned()
+}
+
+/// `MC_HOST_offsite` pointing at `port` with moto's keys, and a HOME with no config.
+fn offsite_env(port: u16, home: &Path) -> impl Fn(&str) -> Option<String> + use<> {
+    env_of(&[
+        (
+            "MC_HOST_offsite",
+            format!("http://test:test@127.0.0.1:{port}"),
+        ),
+        ("HOME", home.display().to_string()),
+    ])
+}
+
+fn options(json: serde_json::Value) -> UploadOptions {
+    serde_json::from_value(json).unwrap()
+}
+
+/// `len` deterministic, incompressible-looking bytes.
+fn pattern(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 24) as u8
+        })
+        .collect()
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    hex::encode(Sha256::digest(data))
+}
+
+/// Writes `files` (name → content) into `dir`; returns their paths in order.
+fn write_files(dir: &Path, files: &[(&str, &[u8])]) -> Vec<PathBuf> {
+    files
+        .iter()
+        .map(|(name, content)| {
+            let path = dir.join(name);
+            std::fs::write(&path, content).unwrap();
+            path
+        })
+        .collect()
+}
+
+fn summary(output: &UploadOutput) -> (u64, u64, u64) {
+    (output.uploaded, output.skipped, output.bytes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_byte_identical_then_skips_what_is_present() {
+    let moto = Moto::start();
+    // Unfinished multipart uploads, as a killed run leaves them: the one of a
+    // key being uploaded goes, the other is none of our business.
+    moto.python(
+        r#"
+s3.create_bucket(Bucket="backups")
+for key in ["thehive/sets/cassandra_1.tar", "thehive/sets/other.tar"]:
+    upload = s3.create_multipart_upload(Bucket="backups", Key=key)
+    s3.upload_part(Bucket="backups", Key=key, UploadId=upload["UploadId"], PartNumber=1, Body=b"x" * 1024)
+"#,
+    );
+    let work = tempfile::tempdir().unwrap();
+    let archive = pattern(12 * MIB + 123, 1);
+    let small = pattern(3 * MIB, 2);
+    let sidecar = format!("{}  cassandra_1.tar\n", sha256_hex(&archive));
+    let manifest = br#"{"format": 1, "complete": true}"#.to_vec();
+    let paths = write_files(
+        work.path(),
+        &[
+            ("cassandra_1.tar", &archive),
+            ("cassandra_1.tar.sha256", sidecar.as_bytes()),
+            ("small.bin", &small),
+            ("empty.bin", b""),
+            ("backup_1.json", &manifest),
+        ],
+    );
+    let env = offsite_env(moto.port, work.path());
+    let upload = || {
+        upload_with_env(
+            options(serde_json::json!({
+                "files": &paths[..4], "last": [&paths[4]], "dest": "offsite/backups/thehive/sets",
+                "part_size": PART_SIZE, "concurrency": 3
+            })),
+            StepContext::detached("off-site copy"),
+            &env,
+        )
+    };
+
+    let first = upload().await.unwrap();
+    let total: u64 = [&archive, sidecar.as_bytes(), &small, b"", &manifest]
+        .iter()
+        .map(|c| c.len() as u64)
+        .sum();
+    assert_eq!(summary(&first), (5, 0, total));
+    let keys: Vec<&str> = first.objects.iter().map(|o| o.key.as_str()).collect();
+    assert_eq!(
+        keys,
+        [
+            "thehive/sets/cassandra_1.tar",
+            "thehive/sets/cassandra_1.tar.sha256",
+            "thehive/sets/small.bin",
+            "thehive/sets/empty.bin",
+            "thehive/sets/backup_1.json"
+        ]
+    );
+    let archive_entry = &first.objects[0];
+    assert_eq!(
+        archive_entry.sha256.as_deref(),
+        Some(sha256_hex(&archive).as_str())
+    );
+    assert_eq!(archive_entry.bytes, archive.len() as u64);
+    // The multipart archive was checked against the server's composite SHA-256
+    // checksum. moto keeps a single PUT's checksum only when the AWS SDK's own
+    // x-amz-sdk-checksum-algorithm header comes with it (AWS and MinIO keep it
+    // anyway), so the small files were checked by their MD5 ETags.
+    let checks: Vec<(&str, bool)> = first.objects.iter().map(|o| (o.check, o.skipped)).collect();
+    assert_eq!(
+        checks,
+        [
+            ("sha256", false),
+            ("etag", false),
+            ("etag", false),
+            ("etag", false),
+            ("etag", false)
+        ]
+    );
+
+    let expected: BTreeMap<String, Vec<u8>> = [
+        ("thehive/sets/cassandra_1.tar", archive.clone()),
+        ("thehive/sets/cassandra_1.tar.sha256", sidecar.into_bytes()),
+        ("thehive/sets/small.bin", small.clone()),
+        ("thehive/sets/empty.bin", Vec::new()),
+        ("thehive/sets/backup_1.json", manifest),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    assert!(
+        moto.objects("backups").await == expected,
+        "the bucket differs from the files"
+    );
+    // Over the threshold: three parts (5 + 5 + 2 MiB); under it: one PUT.
+    assert!(
+        moto.etag("backups", "thehive/sets/cassandra_1.tar")
+            .await
+            .ends_with("-3\"")
+    );
+    assert!(
+        !moto
+            .etag("backups", "thehive/sets/small.bin")
+            .await
+            .contains('-')
+    );
+
+    let second = upload().await.unwrap();
+    assert_eq!(summary(&second), (0, 5, 0));
+    assert!(second.objects.iter().all(|o| o.skipped));
+    assert_eq!(second.objects[0].sha256, first.objects[0].sha256);
+
+    // Same size, other content: only that file goes up again.
+    let changed = pattern(3 * MIB, 3);
+    std::fs::write(&paths[2], &changed).unwrap();
+    let third = upload().await.unwrap();
+    assert_eq!(summary(&third), (1, 4, changed.len() as u64));
+    assert!(!third.objects[2].skipped);
+    let now = moto.objects("backups").await;
+    assert!(now["thehive/sets/small.bin"] == changed);
+    assert_eq!(
+        moto.incomplete_uploads("backups"),
+        ["thehive/sets/other.tar"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_checksums_etags_check_single_and_multipart_uploads() {
+    let moto = Moto::start();
+    moto.python(r#"s3.create_bucket(Bucket="backups")"#);
+    let work = tempfile::tempdir().unwrap();
+    let big = pattern(11 * MIB + 7, 4);
+    let small = pattern(1000, 5);
+    let paths = write_files(work.path(), &[("big.tar", &big), ("small.txt", &small)]);
+    let upload = || {
+        upload_with_env(
+            options(serde_json::json!({
+                "files": paths, "dest": "backups", "endpoint": moto.url(),
+                "access_key": "test", "secret_key": "test",
+                "part_size": PART_SIZE, "checksum": false
+            })),
+            StepContext::detached("upload"),
+            &env_of(&[]),
+        )
+    };
+    let first = upload().await.unwrap();
+    assert_eq!(summary(&first), (2, 0, (big.len() + small.len()) as u64));
+    let checks: Vec<&str> = first.objects.iter().map(|o| o.check).collect();
+    assert_eq!(checks, ["etag", "etag"]);
+    let objects = moto.objects("backups").await;
+    assert!(objects["big.tar"] == big && objects["small.txt"] == small);
+
+    // The multipart ETag computed locally matches the server's: skipped.
+    let second = upload().await.unwrap();
+    assert_eq!(summary(&second), (0, 2, 0));
+    let checks: Vec<&str> = second.objects.iter().map(|o| o.check).collect();
+    assert_eq!(checks, ["etag", "etag"]);
+}
+
+/// A TCP relay in front of moto that, once the requests of all connections
+/// together pass `after` bytes, holds the request that crossed the mark
+/// forever (a stand-in for a transfer stuck mid-upload) and says so.
+struct StallingRelay {
+    port: u16,
+    stalled: Arc<tokio::sync::Notify>,
+    accept_loop: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for StallingRelay {
+    fn drop(&mut self) {
+        self.accept_loop.abort();
+    }
+}
+
+impl StallingRelay {
+    async fn start(upstream: u16, after: usize) -> StallingRelay {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stalled = Arc::new(tokio::sync::Notify::new());
+        let forwarded = Arc::new(AtomicUsize::new(0));
+        let armed = Arc::new(AtomicBool::new(true));
+        let notify = Arc::clone(&stalled);
+        let accept_loop = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let (forwarded, armed, notify) = (
+                    Arc::clone(&forwarded),
+                    Arc::clone(&armed),
+                    Arc::clone(&notify),
+                );
+                tokio::spawn(async move {
+                    let server = tokio::net::TcpStream::connect(("127.0.0.1", upstream))
+                        .await
+                        .unwrap();
+                    let (mut client_read, mut client_write) = client.into_split();
+                    let (mut server_read, mut server_write) = server.into_split();
+                    let answers = tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+                    });
+                    let mut buffer = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = match client_read.read(&mut buffer).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let before = forwarded.fetch_add(n, Ordering::SeqCst);
+                        if before + n > after && armed.swap(false, Ordering::SeqCst) {
+                            notify.notify_one();
+                            std::future::pending::<()>().await;
+                        }
+                        if server_write.write_all(&buffer[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                    answers.abort();
+                });
+            }
+        });
+        StallingRelay {
+            port,
+            stalled,
+            accept_loop,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_upload_leaves_no_parts_and_resumes() {
+    let moto = Moto::start();
+    moto.python(r#"s3.create_bucket(Bucket="backups")"#);
+    let work = tempfile::tempdir().unwrap();
+    let first_archive = pattern(12 * MIB, 6);
+    let second_archive = pattern(12 * MIB, 7);
+    let manifest = b"{\"complete\": true}".to_vec();
+    let paths = write_files(
+        work.path(),
+        &[
+            ("cassandra_2.tar", &first_archive),
+            ("files_2.tar", &second_archive),
+            ("backup_2.json", &manifest),
+        ],
+    );
+    let upload_options = || {
+        options(serde_json::json!({
+            "files": &paths[..2], "last": [&paths[2]], "dest": "offsite/backups/sets",
+            "part_size": PART_SIZE, "concurrency": 2
+        }))
+    };
+
+    // Stuck after 15 MiB of requests: both archives are mid-upload by then.
+    let relay = StallingRelay::start(moto.port, 15 * MIB).await;
+    let relay_env = offsite_env(relay.port, work.path());
+    let ctx = StepContext::detached("off-site copy");
+    let cancel = ctx.cancel.clone();
+    let running = upload_with_env(upload_options(), ctx, &relay_env);
+    let stalled = Arc::clone(&relay.stalled);
+    let interrupt = async move {
+        stalled.notified().await;
+        cancel.cancel();
+    };
+    let (outcome, ()) = tokio::join!(running, interrupt);
+    let error = outcome.unwrap_err();
+    assert_eq!(error.kind(), "cancelled", "{error}");
+
+    // The stuck multipart upload was aborted, not left behind; the manifest,
+    // which goes last, was not uploaded.
+    assert_eq!(moto.incomplete_uploads("backups"), Vec::<String>::new());
+    let present = moto.objects("backups").await;
+    assert!(
+        !present.contains_key("sets/backup_2.json"),
+        "{:?}",
+        present.keys()
+    );
+    assert!(
+        present.len() < 2,
+        "nothing was interrupted: {:?}",
+        present.keys()
+    );
+    drop(relay);
+
+    // Again, straight to the server: only what is missing goes up.
+    let env = offsite_env(moto.port, work.path());
+    let resumed = upload_with_env(
+        upload_options(),
+        StepContext::detached("off-site copy"),
+        &env,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (resumed.uploaded, resumed.skipped),
+        (3 - present.len() as u64, present.len() as u64)
+    );
+    for object in &resumed.objects {
+        let short = object.key.trim_start_matches("sets/");
+        assert_eq!(object.skipped, present.contains_key(&object.key), "{short}");
+    }
+    let expected: BTreeMap<String, Vec<u8>> = [
+        ("sets/cassandra_2.tar", first_archive),
+        ("sets/files_2.tar", second_archive),
+        ("sets/backup_2.json", manifest),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    assert!(
+        moto.objects("backups").await == expected,
+        "the bucket differs from the files"
+    );
+    assert!(moto.incomplete_uploads("backups").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_bucket_or_file_is_a_clear_error_and_dry_run_uploads_nothing() {
+    let moto = Moto::start();
+    moto.python(
+        r#"
+s3.create_bucket(Bucket="backups")
+s3.put_object(Bucket="backups", Key="sets/already.txt", Body=b"already")
+"#,
+    );
+    let work = tempfile::tempdir().unwrap();
+    let paths = write_files(
+        work.path(),
+        &[("already.txt", b"already"), ("new.tar", b"new archive")],
+    );
+    let env = offsite_env(moto.port, work.path());
+
+    let error = upload_with_env(
+        options(serde_json::json!({"files": paths, "dest": "offsite/nosuchbucket/sets"})),
+        StepContext::detached("upload"),
+        &env,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(error.kind(), "bucket_missing");
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "bucket `nosuchbucket` does not exist on alias `offsite` (http://127.0.0.1:{})",
+            moto.port
+        )
+    );
+
+    let missing = work.path().join("missing.tar");
+    let error = upload_with_env(
+        options(serde_json::json!({"files": [&paths[0], &missing], "dest": "offsite/backups"})),
+        StepContext::detached("upload"),
+        &env,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(error.kind(), "io");
+    assert!(
+        error
+            .to_string()
+            .starts_with(&format!("could not read {}", missing.display())),
+        "{error}"
+    );
+
+    // Through the registry, as the engine calls it, under --dry-run.
+    let step = runbook_steps::find_step("s3_upload").unwrap();
+    let prepared = step
+        .prepare(serde_json::json!({
+            "files": paths, "dest": "backups/sets", "endpoint": moto.url(),
+            "access_key": "test", "secret_key": "test"
+        }))
+        .unwrap();
+    assert!(prepared.dry_run_placeholder.is_none());
+    let mut ctx = StepContext::detached("upload");
+    ctx.dry_run = true;
+    let dry = prepared.run(ctx).await.unwrap();
+    assert_eq!(
+        (
+            dry["uploaded"].as_u64(),
+            dry["skipped"].as_u64(),
+            dry["bytes"].as_u64()
+        ),
+        (Some(1), Some(1), Some(11))
+    );
+    assert_eq!(dry["objects"][1]["key"], "sets/new.tar");
+    assert_eq!(dry["objects"][1]["sha256"], serde_json::Value::Null);
+    assert_eq!(dry["objects"][0]["skipped"], true);
+    let keys: Vec<String> = moto.objects("backups").await.into_keys().collect();
+    assert_eq!(keys, ["sets/already.txt"], "the dry run uploaded something");
+}
