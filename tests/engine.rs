@@ -715,3 +715,22 @@ fn an_endless_loop_is_stopped_by_the_operation_limit() {
     );
     assert!(err.contains("--> wf.rhai:2:"), "{err}");
 }
+
+#[test]
+fn completions_man_page_and_json_step_list_generate() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = runbook().args(["completions", shell]).output().unwrap();
+        assert_eq!(code(&out), 0);
+        assert!(String::from_utf8_lossy(&out.stdout).contains("runbook"), "{shell}");
+    }
+    let out = runbook().args(["man"]).output().unwrap();
+    assert_eq!(code(&out), 0);
+    let man = String::from_utf8_lossy(&out.stdout);
+    assert!(man.contains(".TH runbook 1") && man.contains("plan"), "{man}");
+    let out = runbook().args(["steps", "--json"]).output().unwrap();
+    let steps: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let names: Vec<&str> = steps.as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    for expected in ["exec", "tar_dir", "verify_archive", "extract_archive", "http", "es_health", "es_snapshot", "mcli_mirror"] {
+        assert!(names.contains(&expected), "{names:?}");
+    }
+}

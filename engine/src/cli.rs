@@ -44,9 +44,19 @@ enum Command {
         /// A step name.
         name: Option<String>,
         /// Print the step documentation as Markdown (docs/steps.md).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "json")]
         markdown: bool,
+        /// Print name, summary and documentation of each step as JSON.
+        #[arg(long)]
+        json: bool,
     },
+    /// Print a shell completion script: runbook completions bash > /etc/bash_completion.d/runbook
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): runbook man > /usr/local/share/man/man1/runbook.1
+    Man,
     /// Undo what runs that never finished left behind (SIGKILL, power cut).
     ///
     /// Finds journals with status `running` whose process is gone and carries
@@ -167,7 +177,26 @@ pub fn main() -> i32 {
         Command::Run(args) => run_command(args, false),
         Command::Plan(args) => run_command(args, true),
         Command::Check { workflow } => crate::commands::check(&workflow),
-        Command::Steps { name, markdown } => crate::commands::steps(name.as_deref(), markdown),
+        Command::Steps {
+            name,
+            markdown,
+            json,
+        } => crate::commands::steps(name.as_deref(), markdown, json),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "runbook", &mut std::io::stdout());
+            exit_code::SUCCESS
+        }
+        Command::Man => {
+            let command = <Cli as clap::CommandFactory>::command();
+            match clap_mangen::Man::new(command).render(&mut std::io::stdout()) {
+                Ok(()) => exit_code::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: cannot write the man page: {e}");
+                    exit_code::FAILED
+                }
+            }
+        }
         Command::Init { dir, force } => crate::commands::init(&dir, force),
         Command::Verify {
             paths,

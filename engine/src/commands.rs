@@ -56,9 +56,22 @@ pub fn check(spec: &str) -> i32 {
 }
 
 /// `runbook steps [NAME] [--markdown]`.
-pub fn steps(name: Option<&str>, markdown: bool) -> i32 {
+pub fn steps(name: Option<&str>, markdown: bool, json: bool) -> i32 {
     if markdown {
         print!("{}", crate::step_docs::markdown());
+        return exit_code::SUCCESS;
+    }
+    if json {
+        let steps: Vec<serde_json::Value> = runbook_steps::all_steps()
+            .iter()
+            .filter(|s| name.is_none_or(|n| n == s.name))
+            .map(|s| serde_json::json!({"name": s.name, "summary": s.summary(), "doc": s.doc}))
+            .collect();
+        if steps.is_empty() {
+            eprintln!("error: no step named `{}`", name.unwrap_or_default());
+            return exit_code::INPUT;
+        }
+        println!("{}", serde_json::Value::Array(steps));
         return exit_code::SUCCESS;
     }
     match name {
