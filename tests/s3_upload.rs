@@ -533,6 +533,19 @@ s3.put_object(Bucket="backups", Key="sets/already.txt", Body=b"already")
         )
     );
 
+    // No file: the pre-flight check of the destination alone.
+    let check = |dest: &str| {
+        upload_with_env(
+            options(serde_json::json!({"files": [], "dest": dest})),
+            StepContext::detached("off-site check"),
+            &env,
+        )
+    };
+    let checked = check("offsite/backups/sets").await.unwrap();
+    assert_eq!((summary(&checked), checked.objects.len()), ((0, 0, 0), 0));
+    let error = check("offsite/nosuchbucket").await.unwrap_err();
+    assert_eq!(error.kind(), "bucket_missing");
+
     let missing = work.path().join("missing.tar");
     let error = upload_with_env(
         options(serde_json::json!({"files": [&paths[0], &missing], "dest": "offsite/backups"})),

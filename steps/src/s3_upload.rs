@@ -170,9 +170,6 @@ pub struct UploadedObject {
 /// Why `s3_upload` failed.
 #[derive(Debug, thiserror::Error)]
 pub enum UploadError {
-    /// Nothing to upload.
-    #[error("no file to upload: give `files`, `src` or `last`")]
-    NoFiles,
     /// `part_size` out of S3's bounds.
     #[error("part_size {part_size} is out of range: S3 takes parts of 5 MiB (5242880) to 5 GiB")]
     PartSize {
@@ -305,8 +302,7 @@ fn integrity_hint(check: &str) -> &'static str {
 impl StepFailure for UploadError {
     fn kind(&self) -> &'static str {
         match self {
-            UploadError::NoFiles
-            | UploadError::PartSize { .. }
+            UploadError::PartSize { .. }
             | UploadError::InvalidKey { .. }
             | UploadError::DuplicateKey { .. } => "options",
             UploadError::Alias(e) => e.kind(),
@@ -353,12 +349,16 @@ The credentials need s3:ListBucket, s3:PutObject, s3:GetObject (for the checks)
 and s3:AbortMultipartUpload; with s3:ListBucketMultipartUploads too, leftovers of
 killed runs are found (without it, a warning).
 
+With no file at all, only the listing runs: a pre-flight check that the
+destination answers, to run before a long backup.
+
 Under --dry-run the prefix is listed for real (checking the alias and bucket),
 files already present are read to compare their checksums, and the result lists
 what would be uploaded and skipped; nothing is uploaded.
 
 Options:
-  files       array   files to upload, started in this order (default: none)
+  files       array   files to upload, started in this order (default: none; with
+                      no file at all, only the destination is checked)
   src         string  one file to upload, before `files` (default: none)
   last        array   files uploaded after all the others are uploaded and checked
                       (default: none)
@@ -401,6 +401,9 @@ Example:
 
     fn describe(options: &UploadOptions) -> String {
         let count = options.sources().count();
+        if count == 0 {
+            return format!("check that {} answers (no file to upload)", options.dest);
+        }
         let mut line = format!(
             "upload {count} file{} to {}{} ({} at a time, parts of {}",
             if count == 1 { "" } else { "s" },
@@ -566,9 +569,6 @@ async fn collect_sources(
             size: meta.len(),
             last,
         });
-    }
-    if sources.is_empty() {
-        return Err(UploadError::NoFiles);
     }
     Ok(sources)
 }
@@ -1326,6 +1326,15 @@ async fn upload_all(
         listed = listed_sizes(&http, &endpoint, &location) => listed?,
         _ = stop.cancelled() => return Err(StepError::cancelled()),
     };
+    if sources.is_empty() {
+        tracing::info!(
+            "{}: bucket `{}` on {} answers; no file to upload",
+            ctx.label,
+            location.bucket,
+            endpoint.describe()
+        );
+        return Ok(UploadOutput::default());
+    }
     let bucket_url = endpoint
         .bucket_url(&location.bucket)
         .as_str()
@@ -1609,10 +1618,7 @@ mod tests {
         );
 
         let o = options(serde_json::json!({"dest": "x/b"}));
-        assert!(matches!(
-            collect_sources(&o, "").await.unwrap_err(),
-            UploadError::NoFiles
-        ));
+        assert!(collect_sources(&o, "").await.unwrap().is_empty());
         let o = options(serde_json::json!({"src": a, "dest": "x/b", "part_size": 1024}));
         assert!(matches!(
             collect_sources(&o, "").await.unwrap_err(),
