@@ -772,3 +772,271 @@ fn the_cassandra_password_is_never_on_a_child_command_line() {
     assert!(!invocations(&cluster).contains(PASSWORD));
     assert!(!stderr(&out).contains(PASSWORD));
 }
+
+// ---------------------------------------------------------------- S3
+
+/// Runs moto's S3 server in-process with one bucket filled through moto's
+/// backend directly (10,000 HTTP uploads would take a minute); prints
+/// `ready` once serving, and stops when stdin closes.
+const MOTO_FILLED: &str = r#"
+import sys
+from moto.server import ThreadedMotoServer
+from moto.s3.models import s3_backends
+from moto.core import DEFAULT_ACCOUNT_ID
+port, bucket, count, size = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+server.start()
+backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+backend.create_bucket(bucket, "us-east-1")
+for i in range(count):
+    body = bytes((i * 7 + j) % 251 for j in range(size))
+    backend.put_object(bucket, f"{i % 100:02d}/object-{i:05d}", body)
+print("ready", flush=True)
+sys.stdin.read()
+server.stop()
+"#;
+
+/// A moto S3 server on a free port with `count` objects of `size` bytes in `bucket`.
+struct FilledS3 {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl FilledS3 {
+    fn start(bucket: &str, count: usize, size: usize) -> FilledS3 {
+        use std::io::BufRead;
+        let port = support::free_port();
+        let mut child = Command::new(support::venv_bin("python"))
+            .arg("-c")
+            .arg(MOTO_FILLED)
+            .args([
+                port.to_string(),
+                bucket.into(),
+                count.to_string(),
+                size.to_string(),
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready", "moto did not start");
+        FilledS3 { child, port }
+    }
+}
+
+impl Drop for FilledS3 {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn more_than_ten_thousand_zero_byte_objects_are_all_mirrored() {
+    let s3 = FilledS3::start("many", 10_001, 0);
+    let work = tempfile::tempdir().unwrap();
+    let dest = work.path().join("mirror");
+    let workflow = work.path().join("many.rhai");
+    std::fs::write(
+        &workflow,
+        format!(
+            r#"let r = mcli_mirror(#{{ source: "many_s3/many", dest: "{}" }});
+               log_info(`mirrored ${{r.objects}} objects, ${{r.downloaded}} downloaded, ${{r.bytes}} bytes`);"#,
+            dest.display()
+        ),
+    )
+    .unwrap();
+    let out = support::runbook()
+        .arg("run")
+        .arg(&workflow)
+        .arg("--journal-dir")
+        .arg(work.path().join("journal"))
+        .env(
+            "MC_HOST_many_s3",
+            format!("http://test:test@127.0.0.1:{}", s3.port),
+        )
+        .env("HOME", work.path())
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("mirrored 10001 objects, 10001 downloaded, 0 bytes"),
+        "{}",
+        stderr(&out)
+    );
+    let files = walk(&dest);
+    assert_eq!(files.len(), 10_001);
+    assert!(
+        files
+            .iter()
+            .all(|f| std::fs::metadata(f).unwrap().len() == 0)
+    );
+}
+
+/// A TCP relay in front of an S3 server that holds the first response
+/// passing `after` bytes until released: the object can be changed
+/// mid-download. Its threads end with the test process.
+struct PausingRelay {
+    port: u16,
+    fired: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    release: std::sync::Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+}
+
+impl PausingRelay {
+    fn start(upstream: u16, after: usize) -> PausingRelay {
+        use std::io::{Read, Write};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Condvar, Mutex};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let fired = Arc::new(AtomicBool::new(false));
+        let release = Arc::new((Mutex::new(false), Condvar::new()));
+        let (relay_fired, relay_release) = (Arc::clone(&fired), Arc::clone(&release));
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let (mut client_read, mut server_write) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut client_read, &mut server_write);
+                    let _ = server_write.shutdown(std::net::Shutdown::Write);
+                });
+                let (fired, release) = (Arc::clone(&relay_fired), Arc::clone(&relay_release));
+                let (mut server_read, mut client_write) = (server, client);
+                std::thread::spawn(move || {
+                    let mut sent = 0;
+                    let mut buffer = vec![0u8; 16 * 1024];
+                    loop {
+                        let n = match server_read.read(&mut buffer) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        let mut from = 0;
+                        if sent + n > after && !fired.swap(true, Ordering::SeqCst) {
+                            from = after - sent;
+                            if client_write.write_all(&buffer[..from]).is_err() {
+                                break;
+                            }
+                            let (released, wake) = &*release;
+                            let mut released = released.lock().unwrap();
+                            while !*released {
+                                released = wake.wait(released).unwrap();
+                            }
+                        }
+                        sent += n;
+                        if client_write.write_all(&buffer[from..n]).is_err() {
+                            break;
+                        }
+                    }
+                    let _ = client_write.shutdown(std::net::Shutdown::Write);
+                });
+            }
+        });
+        PausingRelay {
+            port,
+            fired,
+            release,
+        }
+    }
+
+    fn fired(&self) -> bool {
+        self.fired.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn release(&self) {
+        let (released, wake) = &*self.release;
+        *released.lock().unwrap() = true;
+        wake.notify_all();
+    }
+}
+
+#[test]
+fn an_object_changed_while_downloaded_is_stored_whole_never_mixed() {
+    const SIZE: usize = 1 << 20;
+    let s3 = FilledS3::start("blob", 1, SIZE);
+    let original: Vec<u8> = (0..SIZE).map(|j| (j % 251) as u8).collect();
+    let changed: Vec<u8> = (0..SIZE + 4096).map(|j| (j % 13) as u8).collect();
+    let relay = PausingRelay::start(s3.port, 300 * 1024);
+    let work = tempfile::tempdir().unwrap();
+    let dest = work.path().join("mirror");
+    let workflow = work.path().join("changing.rhai");
+    std::fs::write(
+        &workflow,
+        format!(
+            r#"let r = mcli_mirror(#{{ source: "blob", dest: "{}", endpoint: "http://127.0.0.1:{}",
+                                      access_key: "test", secret_key: "test" }});
+               log_info(`downloaded ${{r.downloaded}}`);"#,
+            dest.display(),
+            relay.port
+        ),
+    )
+    .unwrap();
+    let run = || {
+        support::runbook()
+            .arg("run")
+            .arg(&workflow)
+            .arg("--journal-dir")
+            .arg(work.path().join("journal"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let child = run();
+    wait_until("the download to be under way", || relay.fired());
+    // Replace the object behind the mirror's back, then let the download go on.
+    let new_body = work.path().join("new-body");
+    std::fs::write(&new_body, &changed).unwrap();
+    let put = Command::new("curl")
+        .args([
+            "-sS",
+            "--fail",
+            "--aws-sigv4",
+            "aws:amz:us-east-1:s3",
+            "--user",
+            "test:test",
+            "-H",
+            "Content-Type: application/octet-stream",
+            "-X",
+            "PUT",
+            "--data-binary",
+        ])
+        .arg(format!("@{}", new_body.display()))
+        .arg(format!("http://127.0.0.1:{}/blob/00/object-00000", s3.port))
+        .output()
+        .unwrap();
+    assert!(put.status.success(), "{}", stderr(&put));
+    relay.release();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let stored = std::fs::read(dest.join("00/object-00000")).unwrap();
+    assert!(
+        stored == original || stored == changed,
+        "the stored file mixes two versions ({} bytes)",
+        stored.len()
+    );
+    assert_eq!(
+        walk(&dest).len(),
+        1,
+        "a .partial file was left: {:?}",
+        walk(&dest)
+    );
+    // The next run brings the new version.
+    let out = run().wait_with_output().unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let stored = std::fs::read(dest.join("00/object-00000")).unwrap();
+    assert!(
+        stored == changed,
+        "the new version ({} bytes) was not fetched: {} bytes stored\n{}",
+        changed.len(),
+        stored.len(),
+        stderr(&out)
+    );
+}
