@@ -2,10 +2,10 @@
 //! local sandbox (stand-in `nodetool`/`cqlsh` on generated data, the
 //! Elasticsearch stand-in, a real S3 server), started by tests/sandbox/sandbox.py.
 
-#[path = "support/mod.rs"]
-mod support;
 #[path = "support/cluster.rs"]
 mod cluster;
+#[path = "support/mod.rs"]
+mod support;
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
@@ -167,7 +167,20 @@ fn local_storage_backup_produces_the_archives_the_restore_procedure_expects() {
 #[test]
 fn s3_storage_backup_mirrors_the_bucket_into_minio_tar() {
     let cluster = Cluster::start(&["--storage", "s3", "--objects", "1100"]);
-    let out = cluster.run(&["run", "cluster-hot-backup"]);
+    // An off-site bucket on the same S3 server receives the verified set.
+    let s3 = cluster.record["s3_endpoint"].as_str().unwrap().to_string();
+    let made = Command::new("curl")
+        .args(["-sf", "-X", "PUT"])
+        .arg(format!("{s3}/offsite"))
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "cannot create the off-site bucket");
+    let out = cluster.run(&[
+        "run",
+        "cluster-hot-backup",
+        "--set",
+        "offsite=th_minio/offsite/sets",
+    ]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let backup = cluster.path("backup");
     let stamp = only_stamp(&backup, "backup_", ".json");
@@ -192,6 +205,47 @@ fn s3_storage_backup_mirrors_the_bucket_into_minio_tar() {
     let restored = tree(&restore.join(format!("minio_{stamp}")));
     assert!(restored.len() >= 1000, "only {} objects", restored.len());
     assert_eq!(restored, tree(&cluster.path("attachments")));
+
+    // Off-site: every archive, sidecar, the marker and the manifest, byte-identical.
+    let listing = Command::new(support::venv_bin("python"))
+        .arg("-c")
+        .arg(format!(
+            "import boto3,hashlib\n\
+             s3=boto3.client('s3',endpoint_url='{s3}',aws_access_key_id='test',aws_secret_access_key='test',region_name='us-east-1')\n\
+             for o in s3.list_objects_v2(Bucket='offsite',Prefix='sets/')['Contents']:\n\
+             \x20   body=s3.get_object(Bucket='offsite',Key=o['Key'])['Body'].read()\n\
+             \x20   print(o['Key'], hashlib.sha256(body).hexdigest())"
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        listing.status.success(),
+        "{}",
+        String::from_utf8_lossy(&listing.stderr)
+    );
+    let listing = String::from_utf8_lossy(&listing.stdout);
+    let sha = |path: &std::path::Path| {
+        let out = Command::new("sha256sum").arg(path).output().unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .split(' ')
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    for local in [
+        minio.join(format!("minio_{stamp}.tar")),
+        minio.join(format!("minio_{stamp}.tar.sha256")),
+        backup.join(format!("cassandra/cassandra_{stamp}.tar")),
+        backup.join(format!("elasticsearch/elasticsearch_{stamp}.info")),
+        backup.join(format!("backup_{stamp}.json")),
+    ] {
+        let name = local.file_name().unwrap().to_string_lossy().into_owned();
+        let line = format!("sets/{name} {}", sha(&local));
+        assert!(
+            listing.contains(&line),
+            "off-site copy of {name} missing or different:\n{listing}"
+        );
+    }
 }
 
 #[test]
@@ -357,10 +411,7 @@ fn restore_prep_checks_the_newest_complete_set_and_writes_the_plan() {
     let out = runbook().args(restore_args(&[])).output().unwrap();
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let plan = std::fs::read_to_string(staging.join(&stamp).join("restore-plan.sh")).unwrap();
-    assert!(
-        plan.contains("create_keyspace_thehive.cql"),
-        "{plan}"
-    );
+    assert!(plan.contains("create_keyspace_thehive.cql"), "{plan}");
     assert!(plan.contains("sstableloader -d 127.0.0.1 "), "{plan}");
     assert!(
         plan.contains(&format!(

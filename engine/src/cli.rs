@@ -173,6 +173,14 @@ pub fn main() -> i32 {
             };
         }
     };
+    if !matches!(cli.command, Command::Run(_) | Command::Plan(_)) {
+        // `runbook steps | head` must end quietly, as other tools do. Not for
+        // runs: a closed log pipe must never kill a backup half-way.
+        // SAFETY: setting a signal disposition before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match cli.command {
         Command::Run(args) => run_command(args, false),
         Command::Plan(args) => run_command(args, true),
