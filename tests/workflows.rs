@@ -491,3 +491,59 @@ fn plan_prints_every_action_in_order_and_changes_nothing() {
             .any(|r| r["method"] == "PUT" || r["method"] == "DELETE")
     );
 }
+
+#[test]
+fn retention_keeps_the_newest_sets_and_metrics_are_written() {
+    let cluster = Cluster::start(&[]);
+    let metrics = cluster.dir.path().join("runbook.prom");
+    let metrics_arg = format!("metrics_file={}", metrics.display());
+    let mut stamps = Vec::new();
+    for _ in 0..3 {
+        let out = cluster.run(&[
+            "run",
+            "cluster-hot-backup",
+            "--set",
+            "keep=2",
+            "--set",
+            &metrics_arg,
+        ]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        let newest = cluster
+            .backup_files()
+            .into_iter()
+            .filter(|f| f.starts_with("backup_"))
+            .max()
+            .unwrap();
+        stamps.push(newest["backup_".len()..newest.len() - ".json".len()].to_string());
+        // Stamps have one-second resolution.
+        std::thread::sleep(Duration::from_millis(1100));
+    }
+    let files = cluster.backup_files();
+    assert!(
+        !files.iter().any(|f| f.contains(&stamps[0])),
+        "the oldest set must be gone: {files:?}"
+    );
+    for stamp in &stamps[1..] {
+        assert!(
+            files.contains(&format!("backup_{stamp}.json")),
+            "{stamp} must stay: {files:?}"
+        );
+        assert!(
+            files.contains(&format!("cassandra/cassandra_{stamp}.tar")),
+            "{files:?}"
+        );
+    }
+    let oldest_snapshot = format!("/_snapshot/thehive_repository/elasticsearch_{}", stamps[0]);
+    assert!(
+        cluster
+            .es_requests()
+            .iter()
+            .any(|r| r["method"] == "DELETE" && r["path"] == oldest_snapshot.as_str()),
+        "the oldest set's Elasticsearch snapshot must be deleted"
+    );
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    assert!(
+        text.contains("runbook_last_run_success{workflow=\"cluster-hot-backup\"} 1"),
+        "{text}"
+    );
+}
