@@ -351,7 +351,7 @@ fn partial_and_incompatible_elasticsearch_snapshots_fail_the_run_cleanly() {
 // ---------------------------------------------------------------- disk
 
 #[test]
-fn a_missing_or_read_only_archive_folder_fails_and_names_it() {
+fn a_missing_too_small_or_read_only_archive_folder_fails_and_names_it() {
     let cluster = Cluster::start(&[]);
     let missing = cluster.dir.path().join("not-mounted");
     let out = cluster.run(&[
@@ -374,6 +374,37 @@ fn a_missing_or_read_only_archive_folder_fails_and_names_it() {
         cluster.backup_files()
     );
     assert!(!missing.exists(), "the folder must not be created");
+
+    // Too small for the estimate: refused in pre-flight, before any snapshot.
+    let small = cluster.dir.path().join("small");
+    let _small_mount = TmpfsMount::new(&small, "size=8m");
+    let out = cluster.run(&[
+        "run",
+        "cluster-hot-backup",
+        "--set",
+        &format!("storage_archive_path={}", small.display()),
+    ]);
+    assert_failed_cleanly(
+        &cluster,
+        &out,
+        &format!(
+            "not enough space in {} for the attachment archive: about ",
+            small.display()
+        ),
+    );
+    assert!(
+        stderr(&out).contains(" MiB needed, 8 MiB free"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        es_snapshots(&cluster, "PUT").is_empty(),
+        "an Elasticsearch snapshot was started"
+    );
+    assert!(
+        !invocations(&cluster).contains("\"snapshot\""),
+        "nodetool snapshot ran"
+    );
 
     let read_only = cluster.dir.path().join("read-only");
     let _mount = TmpfsMount::new(&read_only, "ro,size=200m");
