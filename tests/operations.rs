@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use serde_json::{Value, json};
-use support::{free_port, repo_root, runbook, wait_for_port};
+use support::{free_port, repo_root, runbook, venv_bin, wait_for_port};
 
 const REPOSITORY: &str = "thehive_repository";
 /// Five stamps, oldest first.
@@ -733,11 +733,32 @@ fn prune_removes_nothing_when_elasticsearch_does_not_answer() {
 /// One sample: metric name, sorted labels, value.
 type Sample = (String, Vec<(String, String)>, f64);
 
-/// Parses a metrics file as Prometheus text format.
+/// Parses a metrics file with the reference parser (the official Python
+/// client's `text_string_to_metric_families`, installed by tests/run), which
+/// rejects a malformed line instead of skipping it; every family must be a
+/// gauge with HELP text.
 fn read_metrics(path: &Path) -> Vec<Sample> {
+    const PARSE: &str = "\
+import json, sys
+from prometheus_client.parser import text_string_to_metric_families
+out = []
+for family in text_string_to_metric_families(open(sys.argv[1]).read()):
+    assert family.type == 'gauge', (family.name, family.type)
+    assert family.documentation, family.name
+    out += [[s.name, sorted(s.labels.items()), s.value] for s in family.samples]
+print(json.dumps(out))
+";
+    let out = Command::new(venv_bin("python"))
+        .args(["-c", PARSE])
+        .arg(path)
+        .output()
+        .expect("the test virtualenv's python runs");
     let text = std::fs::read_to_string(path).unwrap();
-    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
-        .unwrap_or_else(|e| panic!("not Prometheus text format: {e}\n{text}"));
+    assert!(
+        out.status.success(),
+        "not Prometheus text format: {}\n{text}",
+        stderr(&out)
+    );
     for name in [
         "runbook_last_run_timestamp_seconds",
         "runbook_last_run_success",
@@ -747,31 +768,11 @@ fn read_metrics(path: &Path) -> Vec<Sample> {
         "runbook_step_duration_seconds",
     ] {
         assert!(
-            text.contains(&format!("# HELP {name} ")),
-            "{name} has HELP:\n{text}"
-        );
-        assert!(
             text.contains(&format!("# TYPE {name} gauge")),
             "{name} has TYPE:\n{text}"
         );
     }
-    scrape
-        .samples
-        .into_iter()
-        .map(|s| {
-            let value = match s.value {
-                prometheus_parse::Value::Gauge(v) => v,
-                other => panic!("{} is not a gauge: {other:?}", s.metric),
-            };
-            let mut labels: Vec<(String, String)> = s
-                .labels
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            labels.sort();
-            (s.metric, labels, value)
-        })
-        .collect()
+    serde_json::from_slice(&out.stdout).expect("the parser prints JSON")
 }
 
 fn metric(metrics: &[Sample], name: &str, label: Option<(&str, &str)>) -> f64 {
@@ -793,6 +794,7 @@ fn metrics_file_is_written_atomically_and_keeps_the_last_success_after_a_failure
            tar_dir(#{ dest: `${c.root}/cassandra/cassandra_20261126_01h15m00s.tar`, src: `${c.data}/ks`,
                       prefix: "cassandra_20261126_01h15m00s", label: "cassandra archive" });
            exec(#{ cmd: "true", label: "pause" });
+           exec(#{ cmd: "true", label: `odd, "quoted" = \ label` });
            if c.fail_now { fail("the backup broke"); }"#,
     );
     let metrics_file = b.path("runbook.prom");
@@ -837,6 +839,15 @@ fn metrics_file_is_written_atomically_and_keeps_the_last_success_after_a_failure
             &first,
             "runbook_step_duration_seconds",
             Some(("label", "pause"))
+        ) >= 0.0
+    );
+    // Label values are escaped, and read back exactly.
+    let odd = r#"odd, "quoted" = \ label"#;
+    assert!(
+        metric(
+            &first,
+            "runbook_step_duration_seconds",
+            Some(("label", odd))
         ) >= 0.0
     );
     assert!(metric(&first, "runbook_last_run_duration_seconds", None) >= 0.0);

@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=.venv-tests
-stamp="$venv/.installed-v1"
+# The stamp names the requirements it installed: a changed list installs again.
+stamp="$venv/.installed-$(sha256sum tests/requirements.txt | cut -c1-16)"
 if [ -f "$stamp" ]; then exit 0; fi
 echo "setting up the test servers in $venv (first run only)" >&2
 python3 -m venv "$venv"

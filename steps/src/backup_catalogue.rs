@@ -883,7 +883,11 @@ mod tests {
         // a missing manifest folder is an error.
         let catalogue = Catalogue::scan(root, &[root.join("minio")]).unwrap();
         assert_eq!(catalogue.sets.len(), 2);
-        assert!(catalogue.warnings[0].contains("minio does not exist"), "{:?}", catalogue.warnings);
+        assert!(
+            catalogue.warnings[0].contains("minio does not exist"),
+            "{:?}",
+            catalogue.warnings
+        );
         assert!(Catalogue::scan(&root.join("nowhere"), &[]).is_err());
     }
 }
