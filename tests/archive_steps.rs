@@ -255,6 +255,50 @@ async fn a_file_deleted_during_the_walk_is_skipped_with_a_warning() {
     verify_archive_file(&dir.path().join("f.tar"), None, &WorkControl::new("t")).unwrap();
 }
 
+/// Files whose size changes between `fstat` and reading, deterministically:
+/// procfs reports 0 bytes for files with content ("grew"), sysfs 4096 bytes
+/// for a few bytes of content ("shrank").
+#[tokio::test]
+async fn files_that_grow_or_shrink_while_read_still_give_well_formed_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let shrinking = Path::new("/sys/devices/system/cpu/online");
+    let mut entries = vec![json!({"src": "/proc/self/status", "path": "top/status"})];
+    if shrinking.exists() {
+        entries.push(json!({"src": shrinking, "path": "top/online"}));
+    }
+    let dest = dir.path().join("hot.tar");
+    let result = run_step("tar_dir", json!({"dest": dest, "entries": entries}))
+        .await
+        .unwrap();
+    let warnings = result["warnings"].to_string();
+    assert!(
+        warnings.contains("status grew while being archived: stored its first 0 bytes"),
+        "{warnings}"
+    );
+    let listing = sh("tar", &["tvf", dest.to_str().unwrap()], dir.path());
+    assert!(listing.contains(" 0 "), "{listing}");
+    if shrinking.exists() {
+        assert!(
+            warnings.contains("online shrank while being archived"),
+            "{warnings}"
+        );
+        let extracted = dir.path().join("x");
+        fs::create_dir(&extracted).unwrap();
+        sh("tar", &["xf", dest.to_str().unwrap()], &extracted);
+        let stored = fs::read(extracted.join("top/online")).unwrap();
+        let content = fs::read(shrinking).unwrap();
+        assert_eq!(stored.len(), 4096, "the size from the header");
+        assert_eq!(&stored[..content.len()], &content[..]);
+        assert!(
+            stored[content.len()..].iter().all(|b| *b == 0),
+            "padded with zeros"
+        );
+    }
+    run_step("verify_archive", json!({"path": dest}))
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn cancellation_removes_the_partial_archive() {
     let dir = tempfile::tempdir().unwrap();

@@ -178,7 +178,9 @@ The archive is GNU tar format (GNU long names for paths over 100 bytes), read by
 any `tar xf`. It is written to `<dest>.partial`, fsynced and renamed to `dest`,
 so `dest` only ever holds a complete archive; a `.partial` left by a crash is
 replaced by the next run. Next to it, `<dest>.sha256` holds the checksum in
-`sha256sum` format (`sha256sum -c` checks it). Both files get mode 0600.
+`sha256sum` format (`sha256sum -c` checks it), then comment lines with a CRC-32
+of each file's data, which let verify_archive name a damaged entry. Both files
+get mode 0600. The SHA-256 is computed while writing: each file is read once.
 
 Entries are in sorted order, so the same input gives a byte-identical archive.
 Mode, mtime, uid/gid and user/group names are kept. Hard links are stored as
@@ -212,7 +214,7 @@ Result:
   dirs         int      folders stored
   sha256       string   hex SHA-256 of the archive
   skipped      int      sources left out (vanished, unreadable, special files)
-  warnings     array    one line per problem that did not fail the step
+  warnings     array    one line per problem that did not fail the step (first 100)
   duration_ms  int      wall time
 
 Example:

@@ -203,7 +203,9 @@ end-of-archive marker or corrupt compressed data fail the step with the
 archive, the entry and the byte offset (in the tar stream; for zstd/gzip that
 is the decompressed stream). The compression is recognized from the file's
 first bytes. The SHA-256 is compared with `sha256`, else with `<path>.sha256`
-when it exists (as written by tar_dir, or by `sha256sum`). Runs under --dry-run.
+when it exists (as written by tar_dir, or by `sha256sum`). The CRC-32s tar_dir
+adds to that file are checked entry by entry, so damaged data is reported with
+the entry it belongs to. Runs under --dry-run (skipping archives not written yet).
 Also available as the command `runbook verify PATH...`.
 
 Options:
@@ -653,11 +655,10 @@ impl TarWalker<'_> {
                     self.corrupt(format!("bad size field ({e})"), Some(&name), header_offset)
                 })?,
             };
-            // Old GNU sparse files have extension headers before their data.
-            if header.entry_type() == EntryType::GNUSparse
-                && header.as_gnu().is_some_and(|g| g.is_extended())
-            {
-                self.skip_sparse_extensions(&name)?;
+            // Old GNU sparse files: a map of data blocks, in the header and
+            // in extension headers before the data.
+            if header.entry_type() == EntryType::GNUSparse {
+                self.check_sparse_map(header, size, &name, header_offset)?;
             }
             match header.entry_type() {
                 EntryType::GNULongName
@@ -769,18 +770,121 @@ impl TarWalker<'_> {
         Ok(())
     }
 
-    fn skip_sparse_extensions(&mut self, name: &str) -> Result<(), VerifyError> {
-        let mut block = [0u8; BLOCK];
-        loop {
+    /// Reads the extension headers of an old GNU sparse entry and checks its
+    /// map the way GNU tar and the tar crate (behind extract_archive) read
+    /// it, since both refuse a map that does not add up: found by fuzzing,
+    /// verify passed such archives as sound.
+    fn check_sparse_map(
+        &mut self,
+        header: &Header,
+        stored: u64,
+        name: &str,
+        header_offset: u64,
+    ) -> Result<(), VerifyError> {
+        let bad = |walker: &Self, problem: &str| {
+            walker.corrupt(
+                format!("bad sparse map ({problem})"),
+                Some(name),
+                header_offset,
+            )
+        };
+        let Some(gnu) = header.as_gnu() else {
+            return Err(bad(self, "sparse entry type in a non-GNU header"));
+        };
+        let real_size = gnu
+            .real_size()
+            .map_err(|_| bad(self, "unreadable real size"))?;
+        let mut map = SparseMap {
+            stored,
+            real_size,
+            end: 0,
+            consumed: 0,
+        };
+        map.add_all(&gnu.sparse).map_err(|p| bad(self, p))?;
+        let mut extended = extended_flag(gnu.isextended[0]).map_err(|p| bad(self, p))?;
+        while extended {
             let at = self.offset;
-            if self.read_full(&mut block, Some(name))? < BLOCK {
+            let mut extension = tar::GnuExtSparseHeader::new();
+            if self.read_full(extension.as_mut_bytes(), Some(name))? < BLOCK {
                 return Err(self.corrupt("archive truncated in a sparse header", Some(name), at));
             }
-            // The `isextended` flag is byte 504 of an extension block.
-            if block[504] == 0 {
-                return Ok(());
-            }
+            map.add_all(extension.sparse()).map_err(|p| bad(self, p))?;
+            extended = extended_flag(extension.isextended[0]).map_err(|p| bad(self, p))?;
         }
+        map.finish().map_err(|p| bad(self, p))
+    }
+}
+
+/// The `isextended` byte: 0 or 1 (GNU tar takes any non-zero value for
+/// yes, the tar crate only 1).
+fn extended_flag(byte: u8) -> Result<bool, &'static str> {
+    match byte {
+        0 => Ok(false),
+        1 => Ok(true),
+        _ => Err("bad extension flag"),
+    }
+}
+
+/// An old GNU sparse map being checked, block by block.
+struct SparseMap {
+    /// Data bytes stored in the archive for the entry.
+    stored: u64,
+    /// The size of the file the map describes.
+    real_size: u64,
+    /// Where the last block ends in the file.
+    end: u64,
+    /// Stored bytes the blocks so far account for.
+    consumed: u64,
+}
+
+impl SparseMap {
+    /// Adds the blocks of one header; the first empty block ends that header's list.
+    fn add_all(&mut self, blocks: &[tar::GnuSparseHeader]) -> Result<(), &'static str> {
+        let mut ended = false;
+        for block in blocks {
+            let empty = block.numbytes[0] == 0;
+            if empty && block.offset[0] != 0 {
+                return Err("block with an offset and no length");
+            }
+            if ended && !empty {
+                return Err("block after the end of the list");
+            }
+            if empty {
+                ended = true;
+                continue;
+            }
+            if block.offset[0] == 0 {
+                return Err("block with a length and no offset");
+            }
+            let offset = block.offset().map_err(|_| "unreadable block offset")?;
+            let length = block.length().map_err(|_| "unreadable block length")?;
+            if offset < self.end {
+                return Err("blocks out of order or overlapping");
+            }
+            if length != 0 && self.consumed % BLOCK as u64 != 0 {
+                return Err("block data not on a 512-byte boundary");
+            }
+            self.end = offset
+                .checked_add(length)
+                .filter(|end| *end <= self.real_size)
+                .ok_or("block past the end of the file")?;
+            self.consumed = self
+                .consumed
+                .checked_add(length)
+                .filter(|consumed| *consumed <= self.stored)
+                .ok_or("blocks hold more data than the entry stores")?;
+        }
+        Ok(())
+    }
+
+    fn finish(&self) -> Result<(), &'static str> {
+        if self.consumed != self.stored {
+            return Err("blocks hold less data than the entry stores");
+        }
+        if self.end != self.real_size {
+            return Err("blocks do not end at the file's size");
+        }
+        Ok(())
     }
 }
 
@@ -886,6 +990,91 @@ mod tests {
             ),
             "{e}"
         );
+    }
+
+    /// An archive with one old GNU sparse entry: `blocks` as (offset,
+    /// length), the file's `real_size`, and `stored` bytes of data.
+    fn sparse_archive(dir: &Path, blocks: &[(u64, u64)], real_size: u64, stored: u64) -> PathBuf {
+        let path = dir.join("sparse.tar");
+        let mut header = Header::new_gnu();
+        header.set_path("top/sparse").unwrap();
+        header.set_entry_type(EntryType::GNUSparse);
+        header.set_mode(0o644);
+        header.set_size(stored);
+        let gnu = header.as_gnu_mut().unwrap();
+        gnu.set_real_size(real_size);
+        for (slot, (offset, length)) in gnu.sparse.iter_mut().zip(blocks) {
+            slot.set_offset(*offset);
+            slot.set_length(*length);
+        }
+        header.set_cksum();
+        let mut builder = tar::Builder::new(File::create(&path).unwrap());
+        builder
+            .append(&header, &vec![7u8; stored as usize][..])
+            .unwrap();
+        builder.into_inner().unwrap();
+        path
+    }
+
+    /// Regression (found by the verify_archive fuzz target, see
+    /// docs/fuzzing.md): a sparse map that GNU tar ("invalid sparse archive
+    /// member") and the tar crate refuse was passed as sound.
+    #[test]
+    fn sparse_maps_that_do_not_add_up_are_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        // Sound: 512 bytes at 0, 1 byte at 1024, in a 1025-byte file.
+        let good = sparse_archive(dir.path(), &[(0, 512), (1024, 1)], 1025, 513);
+        assert_eq!(verify(&good).unwrap().entries, 1);
+        let bytes = std::fs::read(&good).unwrap();
+        let mut reader = tar::Archive::new(&bytes[..]);
+        for entry in reader.entries().unwrap() {
+            std::io::copy(&mut entry.unwrap(), &mut io::sink()).unwrap();
+        }
+
+        let cases: [(&[(u64, u64)], u64, u64, &str); 5] = [
+            // The fuzzer's case: a last block far past the file's end.
+            (
+                &[(0, 512), (1024, 1), (7_340_039, 0)],
+                1025,
+                513,
+                "block past the end of the file",
+            ),
+            (
+                &[(0, 512), (100, 1)],
+                1025,
+                513,
+                "blocks out of order or overlapping",
+            ),
+            (
+                &[(0, 512), (1024, 1)],
+                1025,
+                600,
+                "blocks hold less data than the entry stores",
+            ),
+            (
+                &[(0, 512), (1024, 1)],
+                2000,
+                513,
+                "blocks do not end at the file's size",
+            ),
+            (
+                &[(0, 100), (1024, 1)],
+                1025,
+                101,
+                "block data not on a 512-byte boundary",
+            ),
+        ];
+        for (blocks, real_size, stored, problem) in cases {
+            let path = sparse_archive(dir.path(), blocks, real_size, stored);
+            let e = verify(&path).unwrap_err();
+            assert_eq!(e.kind(), "corrupt", "{blocks:?}: {e}");
+            assert!(
+                e.to_string().contains(&format!(
+                    "bad sparse map ({problem}) in entry `top/sparse` at byte offset 0"
+                )),
+                "{blocks:?}: {e}"
+            );
+        }
     }
 
     #[test]
