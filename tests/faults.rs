@@ -677,12 +677,21 @@ fn sigkill_while_polling_elasticsearch_then_recover_deletes_the_snapshot() {
 fn sigkill_mid_tar_then_recover_clears_the_snapshot_and_the_partial_file() {
     let cluster = Cluster::start(&["--cassandra-mb", "150"]);
     let archives = cluster.path("cassandra_archive");
+    let markers = cluster.path("es_archive");
+    // Killed mid-tar, once the Elasticsearch branch has written its marker
+    // (so the kill cannot land inside that small write).
     let err = kill_then_recover(
         &cluster,
-        || tar_partial_with_data(&archives),
-        "the Cassandra archive to be written",
+        || {
+            tar_partial_with_data(&archives)
+                && walk(&markers)
+                    .iter()
+                    .any(|p| p.to_string_lossy().ends_with(".info"))
+        },
+        "the Cassandra archive to be written after the marker",
     );
     assert!(err.contains("clear Cassandra snapshot cassandra_"), "{err}");
+    assert!(err.contains(".info"), "the marker is removed: {err}");
     let files = cluster.backup_files();
     assert!(
         !files.iter().any(|f| f.starts_with("cassandra/")),
