@@ -416,11 +416,20 @@ fn a_missing_too_small_or_read_only_archive_folder_fails_and_names_it() {
     ]);
     assert_failed_cleanly(&cluster, &out, &read_only.display().to_string());
     assert!(
-        stderr(&out).contains("Read-only file system"),
+        stderr(&out).contains("(storage_archive_path) is not writable")
+            && stderr(&out).contains("Read-only file system"),
         "{}",
         stderr(&out)
     );
-    assert_es_snapshots_deleted(&cluster);
+    // Caught in pre-flight, by a probe write: nothing was snapshotted.
+    assert!(
+        es_snapshots(&cluster, "PUT").is_empty(),
+        "an Elasticsearch snapshot was started"
+    );
+    assert!(
+        !invocations(&cluster).contains("\"snapshot\""),
+        "nodetool snapshot ran"
+    );
 }
 
 #[test]

@@ -126,25 +126,32 @@ pub async fn carry_out(action: &Action, label: &str, dry_run: bool) -> Result<()
             if remove.is_empty() || path == std::path::Path::new("/") || !path.is_absolute() {
                 return Err(ActionError::Refused(remove.clone()));
             }
-            let Ok(metadata) = path.symlink_metadata() else {
-                return Ok(());
-            };
-            if dry_run {
-                tracing::info!("{label}: [dry-run] would remove {remove}");
-                return Ok(());
+            // Files are written to `<path>.partial` and renamed: a crash
+            // between the two leaves the partial file, which goes too.
+            let partial = std::path::PathBuf::from(format!("{remove}.partial"));
+            for target in [path, partial.as_path()] {
+                let Ok(metadata) = target.symlink_metadata() else {
+                    continue;
+                };
+                if dry_run {
+                    tracing::info!("{label}: [dry-run] would remove {}", target.display());
+                    continue;
+                }
+                let removed = if metadata.is_dir() {
+                    std::fs::remove_dir_all(target)
+                } else {
+                    std::fs::remove_file(target)
+                };
+                if let Err(e) = removed
+                    && e.kind() != std::io::ErrorKind::NotFound
+                {
+                    return Err(ActionError::Remove {
+                        path: target.display().to_string(),
+                        source: e,
+                    });
+                }
             }
-            let removed = if metadata.is_dir() {
-                std::fs::remove_dir_all(path)
-            } else {
-                std::fs::remove_file(path)
-            };
-            match removed {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(ActionError::Remove {
-                    path: remove.clone(),
-                    source: e,
-                }),
-                _ => Ok(()),
-            }
+            Ok(())
         }
     }
 }
