@@ -151,6 +151,18 @@ pub enum TarDirError {
         /// The OS error.
         source: io::Error,
     },
+    /// The filesystem holding the archive is full; the partial archive was removed.
+    #[error(
+        "disk full writing {path}: the archive needs about {needed_mib} MiB (the sources' size), {free_mib} MiB is free now that the partial archive is removed"
+    )]
+    DiskFull {
+        /// The archive (or its `.partial`).
+        path: PathBuf,
+        /// The sources' total size, in MiB.
+        needed_mib: u64,
+        /// Free space in MiB after the partial archive was removed.
+        free_mib: u64,
+    },
     /// Interrupted or timed out; the partial archive was removed.
     #[error(transparent)]
     Stopped(#[from] Stop),
@@ -163,6 +175,7 @@ impl StepFailure for TarDirError {
             TarDirError::Source { .. } => "source",
             TarDirError::Unreadable { .. } => "unreadable",
             TarDirError::Read { .. } | TarDirError::Write { .. } => "io",
+            TarDirError::DiskFull { .. } => "disk_full",
             TarDirError::Stopped(stop) => stop.kind(),
         }
     }
@@ -275,6 +288,28 @@ pub fn write_archive(
     write_archive_with_hook(options, control, &|_| {})
 }
 
+/// An ENOSPC write error becomes [`TarDirError::DiskFull`], with the space the
+/// archive needs and what is free (measured after the partial file is gone,
+/// which the partial file's guard does before this runs).
+fn explain_disk_full(error: TarDirError, options: &TarDirOptions, needed: u64) -> TarDirError {
+    match error {
+        TarDirError::Write { path, source } if source.raw_os_error() == Some(libc::ENOSPC) => {
+            let folder = options
+                .dest
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let free = crate::files::disk_free(folder).unwrap_or(0);
+            TarDirError::DiskFull {
+                path,
+                needed_mib: needed.div_ceil(1 << 20),
+                free_mib: free >> 20,
+            }
+        }
+        other => other,
+    }
+}
+
 /// [`write_archive`], calling `before_file` with each regular file's source
 /// path just before opening it. Tests use it to change the tree mid-walk.
 pub fn write_archive_with_hook(
@@ -285,6 +320,18 @@ pub fn write_archive_with_hook(
     let started = Instant::now();
     let plan = Plan::new(options)?;
     let total = plan.prescan();
+    write_planned(options, control, before_file, plan, total, started)
+        .map_err(|e| explain_disk_full(e, options, total))
+}
+
+fn write_planned(
+    options: &TarDirOptions,
+    control: &WorkControl,
+    before_file: &dyn Fn(&Path),
+    plan: Plan,
+    total: u64,
+    started: Instant,
+) -> Result<TarDirOutput, TarDirError> {
     let progress = Progress::new(control.progress, &control.label, total);
 
     let dest = &options.dest;
