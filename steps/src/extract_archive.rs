@@ -113,10 +113,11 @@ With `verify` (the default) the archive is first checked like verify_archive
 with `require_checksum: true`: its `<path>.sha256` file must exist and match.
 Entries with an absolute path or a `..` component, symlinks or hard links
 pointing outside `dest`, symlinks whose target goes through another symlink,
-device files and FIFOs are refused: the step fails naming the entry, and
-nothing is ever written outside `dest`. Symlinks already in `dest` are never
-followed. Mode (without setuid/setgid bits) and mtime are restored; owners too
-when running as root. On failure, what was extracted so far stays in `dest`.
+device files, FIFOs and GNU sparse files (whose holes would be written out in
+full) are refused: the step fails naming the entry, and nothing is ever
+written outside `dest`. Symlinks already in `dest` are never followed. Mode
+(without setuid/setgid bits) and mtime are restored; owners too when running
+as root. On failure, what was extracted so far stays in `dest`.
 
 Options:
   path    string   the archive (required)
@@ -286,6 +287,16 @@ impl Extractor<'_> {
                 return Err(self.refuse(&name, "device files are never extracted"));
             }
             EntryType::Fifo => return Err(self.refuse(&name, "FIFOs are never extracted")),
+            // Its header sets the file's size apart from the data stored: a
+            // 2 KiB entry can claim terabytes of holes, which would be
+            // written out as zeros (found by fuzzing). runbook never writes
+            // sparse entries; GNU tar extracts them with real holes.
+            EntryType::GNUSparse => {
+                return Err(self.refuse(
+                    &name,
+                    "GNU sparse files are never extracted (their holes would be written out in full; use GNU tar)",
+                ));
+            }
             _ => {}
         }
         if relative.as_os_str().is_empty() {
@@ -628,6 +639,47 @@ mod tests {
         );
         assert!(safe_relative(Path::new("/etc/passwd")).is_err());
         assert!(safe_relative(Path::new("a/../../b")).is_err());
+    }
+
+    /// Regression (found by the extract_archive fuzz target, see
+    /// docs/fuzzing.md): a GNU sparse entry of one stored byte claiming a
+    /// 256 MiB file was written out as 256 MiB of zeros; any size up to
+    /// 2^63 could be claimed, filling the disk from a 2 KiB archive.
+    #[test]
+    fn gnu_sparse_entries_are_refused_not_inflated() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("sparse.tar");
+        let claimed = 256u64 << 20;
+        let mut header = tar::Header::new_gnu();
+        header.set_path("big").unwrap();
+        header.set_entry_type(EntryType::GNUSparse);
+        header.set_mode(0o644);
+        header.set_size(1);
+        let gnu = header.as_gnu_mut().unwrap();
+        gnu.set_real_size(claimed);
+        gnu.sparse[0].set_offset(claimed - 1);
+        gnu.sparse[0].set_length(1);
+        header.set_cksum();
+        let mut builder = tar::Builder::new(File::create(&archive).unwrap());
+        builder.append(&header, &b"x"[..]).unwrap();
+        builder.into_inner().unwrap();
+        assert!(std::fs::metadata(&archive).unwrap().len() < 4096);
+
+        let dest = dir.path().join("dest");
+        let options = ExtractArchiveOptions {
+            path: archive,
+            dest: dest.clone(),
+            verify: false,
+        };
+        let error = extract_archive(&options, &WorkControl::new("t")).unwrap_err();
+        assert_eq!(error.kind(), "unsafe_entry", "{error}");
+        assert!(
+            error
+                .to_string()
+                .contains("refused entry `big`: GNU sparse files are never extracted"),
+            "{error}"
+        );
+        assert!(!dest.join("big").exists());
     }
 
     #[test]

@@ -610,6 +610,8 @@ impl TarWalker<'_> {
         let mut pax_path: Option<Vec<u8>> = None;
         let mut pax_size: Option<u64> = None;
         let mut last_entry: Option<String> = None;
+        // A GNU long name/link or PAX header read, whose entry has not come yet.
+        let mut pending_meta: Option<(String, u64)> = None;
         let mut block = [0u8; BLOCK];
         loop {
             self.control.check()?;
@@ -631,6 +633,16 @@ impl TarWalker<'_> {
                 ));
             }
             if block.iter().all(|b| *b == 0) {
+                // GNU tar ignores it; the tar crate behind extract_archive
+                // fails, and a writer never leaves one: the entry it
+                // described is lost (found by fuzzing).
+                if let Some((meta, offset)) = pending_meta {
+                    return Err(self.corrupt(
+                        "metadata header with no entry after it (the entry it describes is missing)",
+                        Some(&meta),
+                        offset,
+                    ));
+                }
                 return self.finish_end_marker(after, header_offset);
             }
             let header = Header::from_byte_slice(&block);
@@ -673,6 +685,9 @@ impl TarWalker<'_> {
                         ));
                     }
                     let data = self.read_data(size, &name, true, None)?;
+                    if header.entry_type() != EntryType::XGlobalHeader {
+                        pending_meta = Some((name.clone(), header_offset));
+                    }
                     match header.entry_type() {
                         EntryType::GNULongName => {
                             let end = data.iter().position(|b| *b == 0).unwrap_or(data.len());
@@ -718,6 +733,7 @@ impl TarWalker<'_> {
                     };
                     self.read_data(size, &name, false, expected_crc)?;
                     found(&name);
+                    pending_meta = None;
                     last_entry = Some(name);
                 }
             }
@@ -861,7 +877,7 @@ impl SparseMap {
             if offset < self.end {
                 return Err("blocks out of order or overlapping");
             }
-            if length != 0 && self.consumed % BLOCK as u64 != 0 {
+            if length != 0 && !self.consumed.is_multiple_of(BLOCK as u64) {
                 return Err("block data not on a 512-byte boundary");
             }
             self.end = offset
@@ -1031,7 +1047,9 @@ mod tests {
             std::io::copy(&mut entry.unwrap(), &mut io::sink()).unwrap();
         }
 
-        let cases: [(&[(u64, u64)], u64, u64, &str); 5] = [
+        // (blocks, real size, stored bytes, problem)
+        type Case<'a> = (&'a [(u64, u64)], u64, u64, &'a str);
+        let cases: [Case; 5] = [
             // The fuzzer's case: a last block far past the file's end.
             (
                 &[(0, 512), (1024, 1), (7_340_039, 0)],
@@ -1075,6 +1093,40 @@ mod tests {
                 "{blocks:?}: {e}"
             );
         }
+    }
+
+    /// Regression (found by the verify_archive fuzz target, see
+    /// docs/fuzzing.md): a PAX header right before the end-of-archive
+    /// marker passed as sound, but extract_archive cannot read the archive.
+    #[test]
+    fn a_metadata_header_with_no_entry_after_it_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lost.tar");
+        let mut builder = tar::Builder::new(File::create(&path).unwrap());
+        // An entry, then a lone PAX header, then the end marker.
+        let mut header = Header::new_gnu();
+        header.set_size(5);
+        header.set_mode(0o644);
+        builder
+            .append_data(&mut header, "top/hello.txt", &b"hello"[..])
+            .unwrap();
+        builder
+            .append_pax_extensions([("path", &b"top/lost.txt"[..])])
+            .unwrap();
+        builder.into_inner().unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let mut reader = tar::Archive::new(&bytes[..]);
+        let refused = reader.entries().unwrap().any(|entry| entry.is_err());
+        assert!(refused, "the tar crate refuses it too");
+
+        let e = verify(&path).unwrap_err();
+        assert_eq!(e.kind(), "corrupt", "{e}");
+        assert!(
+            e.to_string().contains(
+                "metadata header with no entry after it (the entry it describes is missing) in entry"
+            ) && e.to_string().contains("at byte offset 1024"),
+            "{e}"
+        );
     }
 
     #[test]
