@@ -721,16 +721,36 @@ fn completions_man_page_and_json_step_list_generate() {
     for shell in ["bash", "zsh", "fish"] {
         let out = runbook().args(["completions", shell]).output().unwrap();
         assert_eq!(code(&out), 0);
-        assert!(String::from_utf8_lossy(&out.stdout).contains("runbook"), "{shell}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("runbook"),
+            "{shell}"
+        );
     }
     let out = runbook().args(["man"]).output().unwrap();
     assert_eq!(code(&out), 0);
     let man = String::from_utf8_lossy(&out.stdout);
-    assert!(man.contains(".TH runbook 1") && man.contains("plan"), "{man}");
+    assert!(
+        man.contains(".TH runbook 1") && man.contains("plan"),
+        "{man}"
+    );
     let out = runbook().args(["steps", "--json"]).output().unwrap();
     let steps: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let names: Vec<&str> = steps.as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
-    for expected in ["exec", "tar_dir", "verify_archive", "extract_archive", "http", "es_health", "es_snapshot", "mcli_mirror"] {
+    let names: Vec<&str> = steps
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "exec",
+        "tar_dir",
+        "verify_archive",
+        "extract_archive",
+        "http",
+        "es_health",
+        "es_snapshot",
+        "mcli_mirror",
+    ] {
         assert!(names.contains(&expected), "{names:?}");
     }
 }

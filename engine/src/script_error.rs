@@ -182,7 +182,9 @@ pub fn render(
                 out.push_str(&format!("  caused by: {cause}\n"));
             }
         }
-        out.push_str(&format!("  (in parallel branch {number}; the other branches finished and their cleanups ran)\n"));
+        out.push_str(&format!(
+            "  (in parallel branch {number}; the other branches finished and their cleanups ran)\n"
+        ));
         if let Some(position) = field(only, "position") {
             out.push_str(&source_excerpt(&position, sources));
         }

@@ -12,7 +12,10 @@ use crate::error::StepError;
 use crate::step::{DryRun, Step, StepContext};
 
 type BoxedRun = Box<
-    dyn FnOnce(StepContext) -> Pin<Box<dyn Future<Output = Result<serde_json::Value, StepError>> + Send>>
+    dyn FnOnce(
+            StepContext,
+        )
+            -> Pin<Box<dyn Future<Output = Result<serde_json::Value, StepError>> + Send>>
         + Send,
 >;
 

@@ -253,4 +253,3 @@ pub fn assert_failed_cleanly(cluster: &Cluster, out: &Output, reason: &str) {
         cluster.cassandra_snapshots()
     );
 }
-
