@@ -443,7 +443,11 @@ fn spawn_error(cmd: &str, error: &std::io::Error) -> StepError {
 /// when there is one (Java tools such as nodetool follow it with a stack
 /// trace), else the last few lines.
 fn stderr_tail(stderr: &str) -> String {
-    let lines: Vec<&str> = stderr.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let lines: Vec<&str> = stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
     if lines.is_empty() {
         return String::new();
     }
