@@ -702,7 +702,21 @@ impl TarWalker<'_> {
                                         header_offset,
                                     )
                                 })?;
-                                match extension.key_bytes() {
+                                let key = extension.key_bytes();
+                                if !pax_value_ok(key, extension.value_bytes()) {
+                                    // GNU tar fails on it ("Malformed extended
+                                    // header"); found by fuzzing.
+                                    return Err(self.corrupt(
+                                        format!(
+                                            "bad PAX header (invalid {}={})",
+                                            String::from_utf8_lossy(key),
+                                            String::from_utf8_lossy(extension.value_bytes())
+                                        ),
+                                        Some(&name),
+                                        header_offset,
+                                    ));
+                                }
+                                match key {
                                     b"path" => pax_path = Some(extension.value_bytes().to_vec()),
                                     b"size" => {
                                         pax_size =
@@ -716,6 +730,15 @@ impl TarWalker<'_> {
                     }
                 }
                 entry_type => {
+                    // GNU tar fails on an entry whose mode, owner or mtime
+                    // field is not a number (found by fuzzing).
+                    if let Some(field) = bad_numeric_field(header) {
+                        return Err(self.corrupt(
+                            format!("bad {field} field in the header"),
+                            Some(&name),
+                            header_offset,
+                        ));
+                    }
                     // GNU tar takes a name ending in `/` for a folder and
                     // skips the data after it: such a file entry is unreadable.
                     if name.ends_with('/') && !entry_type.is_dir() && size > 0 {
@@ -902,6 +925,60 @@ impl SparseMap {
         }
         Ok(())
     }
+}
+
+/// Whether a PAX record's value is one GNU tar accepts: its numeric keys
+/// must hold numbers (times with an optional sign and fraction).
+fn pax_value_ok(key: &[u8], value: &[u8]) -> bool {
+    let digits = |v: &[u8]| !v.is_empty() && v.iter().all(u8::is_ascii_digit);
+    match key {
+        b"size" | b"uid" | b"gid" => digits(value),
+        b"mtime" | b"atime" | b"ctime" => {
+            let unsigned = value.strip_prefix(b"-").unwrap_or(value);
+            match unsigned.iter().position(|b| *b == b'.') {
+                Some(dot) => {
+                    digits(&unsigned[..dot]) && unsigned[dot + 1..].iter().all(u8::is_ascii_digit)
+                }
+                None => digits(unsigned),
+            }
+        }
+        _ => true,
+    }
+}
+
+/// The first of an entry header's mode, uid, gid and mtime fields that GNU
+/// tar would not read as a number.
+fn bad_numeric_field(header: &Header) -> Option<&'static str> {
+    let old = header.as_old();
+    [
+        ("mode", &old.mode[..]),
+        ("uid", &old.uid[..]),
+        ("gid", &old.gid[..]),
+        ("mtime", &old.mtime[..]),
+    ]
+    .into_iter()
+    .find(|(_, field)| !numeric_field_ok(field))
+    .map(|(name, _)| name)
+}
+
+/// A numeric header field as GNU tar reads it: after optional spaces, either
+/// base-256 (first byte 0x80, or 0xff for negative) or octal digits ended by
+/// a NUL, a space or the field's end (no digits reads as 0); only spaces is
+/// an error ("Blanks in header"). The tar crate takes any byte with the high
+/// bit for base-256 and no NUL-terminated tail: GNU tar is the stricter one.
+fn numeric_field_ok(field: &[u8]) -> bool {
+    let Some(start) = field.iter().position(|b| *b != b' ') else {
+        return false;
+    };
+    let rest = &field[start..];
+    if matches!(rest[0], 0x80 | 0xff) {
+        return true;
+    }
+    let digits = rest
+        .iter()
+        .take_while(|b| (b'0'..=b'7').contains(*b))
+        .count();
+    rest.get(digits).is_none_or(|b| *b == 0 || *b == b' ')
 }
 
 fn describe_name(name: &str, after: Option<&str>) -> String {
@@ -1127,6 +1204,111 @@ mod tests {
             ) && e.to_string().contains("at byte offset 1024"),
             "{e}"
         );
+    }
+
+    /// A one-file archive whose first header is changed by `edit` (the
+    /// checksum is set again afterwards); `long` gives it a GNU long name.
+    fn edited_archive(dir: &Path, long: bool, edit: impl Fn(&mut [u8])) -> PathBuf {
+        let path = dir.join("edited.tar");
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = Header::new_gnu();
+        header.set_size(5);
+        header.set_mode(0o644);
+        let name = if long {
+            format!("top/{}", "x".repeat(120))
+        } else {
+            "top/f".to_string()
+        };
+        builder
+            .append_data(&mut header, name, &b"hello"[..])
+            .unwrap();
+        let mut bytes = builder.into_inner().unwrap();
+        let mut first = Header::new_old();
+        first.as_mut_bytes().copy_from_slice(&bytes[..BLOCK]);
+        edit(first.as_mut_bytes());
+        first.set_cksum();
+        bytes[..BLOCK].copy_from_slice(first.as_bytes());
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    /// Regression (found by comparing what verify passes with GNU tar over
+    /// the fuzzing corpus, see docs/fuzzing.md): GNU tar fails on an entry
+    /// whose mode, uid, gid or mtime is not a number; all NULs is accepted,
+    /// and so is anything in a GNU long-name header.
+    #[test]
+    fn non_numeric_mode_owner_or_mtime_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        for (range, what) in [
+            (100..108, "mode"),
+            (108..116, "uid"),
+            (116..124, "gid"),
+            (136..148, "mtime"),
+        ] {
+            let path = edited_archive(dir.path(), false, |b| {
+                b[range.clone()].copy_from_slice(&b"\xd0zz077777777"[..range.len()])
+            });
+            let e = verify(&path).unwrap_err();
+            assert!(
+                e.to_string()
+                    .contains(&format!("bad {what} field in the header in entry `top/f`")),
+                "{e}"
+            );
+            let blank = edited_archive(dir.path(), false, |b| b[range.clone()].fill(0));
+            verify(&blank).unwrap();
+            let spaces = edited_archive(dir.path(), false, |b| b[range.clone()].fill(b' '));
+            assert!(verify(&spaces).is_err(), "{what}: only spaces");
+            // Base-256 only with a first byte of 0x80 (or 0xff).
+            let base256 = edited_archive(dir.path(), false, |b| {
+                b[range.clone()].fill(0);
+                b[range.start] = 0x80;
+                b[range.end - 1] = 1;
+            });
+            verify(&base256).unwrap();
+        }
+        let long = edited_archive(dir.path(), true, |b| {
+            assert_eq!(b[156], b'L');
+            b[100..108].copy_from_slice(b"\xd0zz0777\0");
+        });
+        verify(&long).unwrap();
+    }
+
+    /// Regression (found like the one above): GNU tar fails on a PAX record
+    /// whose numeric value is not a number ("Malformed extended header").
+    #[test]
+    fn non_numeric_pax_values_are_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pax.tar");
+        for (key, value, ok) in [
+            ("size", "x5", false),
+            ("mtime", "abc", false),
+            ("uid", "-", false),
+            ("mtime", "-1795682158.800944153", true),
+            ("mti\u{e9}e", "1", true),
+        ] {
+            let mut builder = tar::Builder::new(File::create(&path).unwrap());
+            builder
+                .append_pax_extensions([(key, value.as_bytes())])
+                .unwrap();
+            let mut header = Header::new_gnu();
+            header.set_size(5);
+            header.set_mode(0o644);
+            builder
+                .append_data(&mut header, "top/f", &b"hello"[..])
+                .unwrap();
+            builder.into_inner().unwrap();
+            match verify(&path) {
+                Ok(_) => assert!(ok, "{key}={value} passed"),
+                Err(e) => {
+                    assert!(!ok, "{key}={value}: {e}");
+                    assert!(
+                        e.to_string()
+                            .contains(&format!("bad PAX header (invalid {key}={value})")),
+                        "{e}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
