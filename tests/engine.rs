@@ -754,3 +754,28 @@ fn completions_man_page_and_json_step_list_generate() {
         assert!(names.contains(&expected), "{names:?}");
     }
 }
+
+#[test]
+fn journal_group_makes_journals_readable_by_that_group() {
+    use std::os::unix::fs::MetadataExt;
+    let sb = Sandbox::new();
+    sb.write("wf.rhai", "log_info(\"hi\");");
+    let out = sb.run(&["run", "wf.rhai", "--journal-group", "backup"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let journal = std::fs::read_dir(sb.path("journal"))
+        .unwrap()
+        .flatten()
+        .find(|e| e.path().extension().is_some_and(|x| x == "json"))
+        .unwrap();
+    let meta = journal.metadata().unwrap();
+    assert_eq!(meta.mode() & 0o777, 0o640);
+    assert_eq!(
+        Some(meta.gid()),
+        nix::unistd::Group::from_name("backup")
+            .unwrap()
+            .map(|g| g.gid.as_raw())
+    );
+    let out = sb.run(&["run", "wf.rhai", "--journal-group", "no-such-group-xyz"]);
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("--journal-group no-such-group-xyz: no such group"));
+}

@@ -547,3 +547,26 @@ fn retention_keeps_the_newest_sets_and_metrics_are_written() {
         "{text}"
     );
 }
+
+#[test]
+fn with_a_backup_group_the_set_is_readable_by_that_group_only() {
+    use std::os::unix::fs::MetadataExt;
+    let cluster = Cluster::start(&[]);
+    let out = cluster.run(&["run", "cluster-hot-backup", "--set", "backup_group=backup"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let backup_gid = std::fs::read_to_string("/etc/group")
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("backup:x:")
+                .and_then(|rest| rest.split(':').next()?.parse::<u32>().ok())
+        })
+        .expect("a backup group");
+    let files = cluster.backup_files();
+    assert_eq!(files.len(), 6, "{files:?}");
+    for file in &files {
+        let meta = std::fs::metadata(cluster.path("backup").join(file)).unwrap();
+        assert_eq!(meta.mode() & 0o777, 0o640, "{file}");
+        assert_eq!(meta.gid(), backup_gid, "{file}");
+    }
+}

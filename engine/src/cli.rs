@@ -150,6 +150,9 @@ struct RunArgs {
     /// Only warnings and errors.
     #[arg(short, long)]
     quiet: bool,
+    /// Give journals to this group with mode 0640 (default: 0600, owner only).
+    #[arg(long, value_name = "GROUP", env = "RUNBOOK_JOURNAL_GROUP")]
+    journal_group: Option<String>,
     /// Stop script code after this many Rhai operations (an endless loop).
     #[arg(long, value_name = "N", default_value_t = crate::host::MAX_OPERATIONS)]
     max_operations: u64,
@@ -254,6 +257,7 @@ fn run_command(args: RunArgs, plan: bool) -> i32 {
         journal_dir: args.journal_dir,
         progress,
         max_operations: args.max_operations,
+        journal_group: args.journal_group,
         metrics_file: args.metrics_file,
     })
 }

@@ -151,6 +151,18 @@ pub fn register(engine: &mut Engine, state: &Arc<RunState>) {
                 .map_err(|e| error(&s, &c, "dir_size", e))
         },
     );
+    let s = Arc::clone(state);
+    engine.register_fn(
+        "share_with_group",
+        move |c: NativeCallContext, path: &str, group: &str| -> FnResult<()> {
+            if s.dry_run {
+                tracing::info!("[dry-run] would give {path} to group {group} (mode 0640)");
+                return Ok(());
+            }
+            files::share_with_group(Path::new(path), group)
+                .map_err(|e| error(&s, &c, "share_with_group", e))
+        },
+    );
 }
 
 fn remove(

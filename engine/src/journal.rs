@@ -71,6 +71,8 @@ pub struct StepRecord {
 pub struct Journal {
     path: PathBuf,
     doc: Mutex<JournalDoc>,
+    /// With `--journal-group`: the group that may read the journal (0640).
+    group: Option<nix::unistd::Gid>,
 }
 
 /// UTC now in RFC 3339 with milliseconds.
@@ -80,7 +82,12 @@ pub fn timestamp(at: DateTime<Utc>) -> String {
 
 impl Journal {
     /// Creates `<dir>/<UTC time>-<workflow name>.json` and writes the header.
-    pub fn create(dir: &Path, workflow_name: &str, doc: JournalDoc) -> std::io::Result<Self> {
+    pub fn create(
+        dir: &Path,
+        workflow_name: &str,
+        doc: JournalDoc,
+        group: Option<nix::unistd::Gid>,
+    ) -> std::io::Result<Self> {
         let file_name = format!(
             "{}-{}.json",
             Utc::now().format("%Y%m%dT%H%M%S%.3fZ"),
@@ -89,6 +96,7 @@ impl Journal {
         let journal = Journal {
             path: dir.join(file_name),
             doc: Mutex::new(doc),
+            group,
         };
         journal.write()?;
         Ok(journal)
@@ -131,6 +139,11 @@ impl Journal {
             .truncate(true)
             .mode(0o600)
             .open(&tmp)?;
+        if let Some(gid) = self.group {
+            use std::os::unix::fs::PermissionsExt;
+            nix::unistd::fchown(&file, None, Some(gid)).map_err(std::io::Error::from)?;
+            file.set_permissions(std::fs::Permissions::from_mode(0o640))?;
+        }
         file.write_all(&text)?;
         file.write_all(b"\n")?;
         file.sync_all()?;
@@ -152,9 +165,15 @@ impl Journal {
     pub fn open(path: &Path) -> std::io::Result<Self> {
         let text = std::fs::read_to_string(path)?;
         let doc: JournalDoc = serde_json::from_str(&text).map_err(std::io::Error::other)?;
+        // Keep the group an earlier run gave it.
+        let group = std::fs::metadata(path).ok().and_then(|m| {
+            use std::os::unix::fs::MetadataExt;
+            (m.mode() & 0o040 != 0).then(|| nix::unistd::Gid::from_raw(m.gid()))
+        });
         Ok(Journal {
             path: path.to_path_buf(),
             doc: Mutex::new(doc),
+            group,
         })
     }
 }

@@ -39,6 +39,8 @@ pub struct RunRequest {
     pub progress: ProgressMode,
     /// Bound on Rhai operations.
     pub max_operations: u64,
+    /// `--journal-group`: journals readable by this group (mode 0640).
+    pub journal_group: Option<String>,
     /// `--metrics-file`: Prometheus metrics written at the end of the run.
     pub metrics_file: Option<PathBuf>,
 }
@@ -112,7 +114,17 @@ pub fn run(request: RunRequest) -> i32 {
         config: serde_json::Value::Object(Default::default()),
         ..JournalDoc::default()
     };
-    let journal = match Journal::create(&journal_dir, &workflow.name, header) {
+    let journal_group = match &request.journal_group {
+        None => None,
+        Some(name) => match nix::unistd::Group::from_name(name) {
+            Ok(Some(group)) => Some(group.gid),
+            _ => {
+                print_error(&format!("error: --journal-group {name}: no such group\n"));
+                return exit_code::INPUT;
+            }
+        },
+    };
+    let journal = match Journal::create(&journal_dir, &workflow.name, header, journal_group) {
         Ok(j) => j,
         Err(e) => {
             print_error(&format!(

@@ -46,6 +46,9 @@ Functions:
   disk_free(path)              bytes available to runbook on the filesystem holding path
   dir_size(path)               total size in bytes of the files under a folder
                                (symlinks not followed)
+  share_with_group(path, group)  sets the group of a file (or folder) and its mode to
+                               0640 (0750): backups are created 0600, this lets a
+                               backup operators' group read them, never others
 
 Example:
   mkdir(`${dir}/cassandra`);
@@ -281,6 +284,29 @@ pub fn disk_free(path: &Path) -> Result<u64, FileError> {
         .map_err(|errno| io_error("read free space of", path)(io::Error::from(errno)))?;
     #[allow(clippy::useless_conversion)] // the types differ between platforms
     Ok(u64::from(stat.blocks_available()) * u64::from(stat.fragment_size()))
+}
+
+/// Shares a private file with a group: sets its group to `group` and its mode
+/// to 0640 (a folder: 0750). Backups are created 0600 (attachments of a
+/// security incident platform are sensitive); this widens them to a backup
+/// operators' group only, never to others.
+pub fn share_with_group(path: &Path, group: &str) -> Result<(), FileError> {
+    let unknown = || FileError::Io {
+        operation: "find the group for",
+        path: path.to_path_buf(),
+        source: io::Error::new(io::ErrorKind::NotFound, format!("no group named `{group}`")),
+    };
+    let gid = nix::unistd::Group::from_name(group)
+        .ok()
+        .flatten()
+        .ok_or_else(unknown)?
+        .gid;
+    let metadata = std::fs::symlink_metadata(path).map_err(io_error("share", path))?;
+    nix::unistd::chown(path, None, Some(gid))
+        .map_err(|e| io_error("change the group of", path)(io::Error::from(e)))?;
+    let mode = if metadata.is_dir() { 0o750 } else { 0o640 };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+        .map_err(io_error("change the mode of", path))
 }
 
 /// Total size in bytes of the regular files under the folder `path`

@@ -2,7 +2,8 @@
 # Archive benchmark (not a test): runbook's tar_dir and verify_archive against
 # GNU tar, sha256sum and the reference copy-then-tar, on two generated
 # datasets (see gen_datasets.py). Prints a Markdown table of medians over
-# RUNS runs, with ratios and peak RSS; docs/performance.md records a run.
+# RUNS runs, with ratios, CPU time (user + system) and peak RSS;
+# docs/performance.md records a run.
 #
 # usage: tests/bench/archive-bench.sh [WORKDIR]
 #   RUNS=3        runs per case (the median is reported)
@@ -36,26 +37,28 @@ fi
 : > "$results"
 
 # measure GROUP CASE BYTES COMMAND: runs COMMAND (a bash string) $runs times
-# with a fresh $out, records "group case bytes median_s max_rss_kib".
+# with a fresh $out, records "group case bytes median_s max_rss_kib median_cpu_s".
 measure() {
-    local group=$1 case=$2 bytes=$3 command=$4 times=() rss=0
+    local group=$1 case=$2 bytes=$3 command=$4 times=() cpus=() rss=0
     for _ in $(seq "$runs"); do
         rm -rf "$out"
         mkdir -p "$out"
         sync
         if [ "${DROP_CACHES:-0}" = 1 ]; then echo 3 > /proc/sys/vm/drop_caches; fi
-        if ! nice -n "${NICE:-0}" /usr/bin/time -f "%e %M" -o "$work/time.txt" bash -c "$command" > /dev/null 2> "$work/stderr.txt"; then
+        if ! nice -n "${NICE:-0}" /usr/bin/time -f "%e %M %U %S" -o "$work/time.txt" bash -c "$command" > /dev/null 2> "$work/stderr.txt"; then
             echo "failed: $command" >&2
             cat "$work/stderr.txt" >&2
             exit 1
         fi
-        read -r seconds kib < <(tail -n 1 "$work/time.txt")
+        read -r seconds kib user system < <(tail -n 1 "$work/time.txt")
         times+=("$seconds")
+        cpus+=("$(echo "$user + $system" | bc)")
         if [ "$kib" -gt "$rss" ]; then rss=$kib; fi
     done
-    local median
+    local median cpu
     median=$(printf '%s\n' "${times[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
-    printf '%s\t%s\t%s\t%s\t%s\n' "$group" "$case" "$bytes" "$median" "$rss" >> "$results"
+    cpu=$(printf '%s\n' "${cpus[@]}" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}')
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$group" "$case" "$bytes" "$median" "$rss" "$cpu" >> "$results"
     printf '  %-34s %8ss  (runs: %s)\n' "$group: $case" "$median" "${times[*]}" >&2
 }
 
@@ -113,13 +116,13 @@ if [ "${KEEP_DATA:-0}" != 1 ]; then rm -rf "$data"; fi
 python3 - "$results" <<'EOF'
 import sys
 rows = [line.rstrip("\n").split("\t") for line in open(sys.argv[1])]
-print("| group | case | median s | MB/s | time ratio | peak RSS MiB |")
-print("|---|---|---:|---:|---:|---:|")
+print("| group | case | median s | MB/s | time ratio | CPU s | peak RSS MiB |")
+print("|---|---|---:|---:|---:|---:|---:|")
 reference = {}
-for group, case, size, seconds, rss in rows:
+for group, case, size, seconds, rss, cpu in rows:
     seconds, size = float(seconds), int(size)
     reference.setdefault(group, seconds)
     rate = size / seconds / 1e6 if seconds else float("inf")
     ratio = seconds / reference[group] if reference[group] else float("nan")
-    print(f"| {group} | {case} | {seconds:.2f} | {rate:.0f} | {ratio:.2f} | {int(rss) / 1024:.1f} |")
+    print(f"| {group} | {case} | {seconds:.2f} | {rate:.0f} | {ratio:.2f} | {float(cpu):.2f} | {int(rss) / 1024:.1f} |")
 EOF
