@@ -640,6 +640,106 @@ async fn extract_verifies_the_checksum_file_first() {
     );
 }
 
+const UNREADABLE_CHILD_ENV: &str = "RUNBOOK_TEST_UNREADABLE_CHILD";
+
+/// Not a test on its own: the child process of
+/// `an_unreadable_source_fails_the_step_naming_it_unless_skipped`, run as
+/// `nobody` so that permissions apply. Prints `RESULT <json>` or `ERROR <text>`.
+#[test]
+#[ignore = "run as a child process by an_unreadable_source_fails_the_step_naming_it_unless_skipped"]
+fn unreadable_test_child() {
+    let Ok(spec) = std::env::var(UNREADABLE_CHILD_ENV) else {
+        return;
+    };
+    let options: TarDirOptions = serde_json::from_str(&spec).unwrap();
+    match runbook_steps::tar_dir::write_archive(&options, &WorkControl::new("child")) {
+        // On a line of its own: the test harness prints the test name first.
+        Ok(output) => println!("\nRESULT {}", serde_json::to_string(&output).unwrap()),
+        Err(error) => println!("\nERROR {}", StepError::from(error)),
+    }
+}
+
+#[tokio::test]
+async fn an_unreadable_source_fails_the_step_naming_it_unless_skipped() {
+    use std::os::unix::process::CommandExt;
+    let dir = tempfile::tempdir().unwrap();
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let src = dir.path().join("src");
+    write(&src.join("ok.txt"), b"fine");
+    write(&src.join("secret.txt"), b"no");
+    fs::create_dir(src.join("locked")).unwrap();
+    write(&src.join("locked/inside.txt"), b"no");
+    fs::set_permissions(src.join("secret.txt"), fs::Permissions::from_mode(0o000)).unwrap();
+    fs::set_permissions(src.join("locked"), fs::Permissions::from_mode(0o000)).unwrap();
+    let out = dir.path().join("out");
+    fs::create_dir(&out).unwrap();
+    fs::set_permissions(&out, fs::Permissions::from_mode(0o777)).unwrap();
+    let dest = out.join("files.tar");
+
+    let run_child = |on_unreadable: &str| -> String {
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        command
+            .args([
+                "--exact",
+                "unreadable_test_child",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(
+                UNREADABLE_CHILD_ENV,
+                json!({"dest": dest, "src": src, "on_unreadable": on_unreadable}).to_string(),
+            );
+        // Root reads everything: run the child as nobody.
+        if nix::unistd::geteuid().is_root() {
+            command.uid(65534).gid(65534);
+        }
+        let output = command.output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        stdout
+            .lines()
+            .find(|line| line.starts_with("RESULT ") || line.starts_with("ERROR "))
+            .unwrap_or_else(|| {
+                panic!(
+                    "child printed no outcome: {stdout}{}",
+                    String::from_utf8_lossy(&output.stderr)
+                )
+            })
+            .to_string()
+    };
+
+    let failed = run_child("fail");
+    assert!(
+        failed.starts_with(&format!(
+            "ERROR cannot read {}",
+            src.join("locked").display()
+        )),
+        "{failed}"
+    );
+    assert!(failed.contains("on_unreadable: \"skip\""), "{failed}");
+    assert!(!dest.exists() && !out.join("files.tar.partial").exists());
+
+    let skipped = run_child("skip");
+    let result: Value = serde_json::from_str(
+        skipped
+            .strip_prefix("RESULT ")
+            .unwrap_or_else(|| panic!("{skipped}")),
+    )
+    .unwrap();
+    assert_eq!(
+        (result["files"].as_u64(), result["skipped"].as_u64()),
+        (Some(1), Some(2)),
+        "{result}"
+    );
+    let warnings = result["warnings"].to_string();
+    assert!(
+        warnings.contains("locked") && warnings.contains("secret.txt"),
+        "{warnings}"
+    );
+    let listing = sh("tar", &["tf", dest.to_str().unwrap()], dir.path());
+    assert_eq!(listing, "src/\nsrc/locked/\nsrc/ok.txt\n");
+}
+
 const KILL_CHILD_ENV: &str = "RUNBOOK_TEST_KILL_CHILD";
 
 /// Not a test on its own: the child process of
