@@ -24,7 +24,7 @@ use url::Url;
 use crate::error::{StepError, StepFailure};
 use crate::progress::Progress;
 use crate::s3_alias::{
-    EnvLookup, ExplicitEndpoint, ResolveOptions, S3Endpoint, S3Location, Secret, process_env,
+    AliasError, EnvLookup, S3Endpoint, S3Location, Secret, TargetOptions, process_env,
     transfer_client_options,
 };
 use crate::step::{DryRun, Step, StepContext};
@@ -377,31 +377,18 @@ pub fn mirror_with_env(
 fn resolve(
     options: &MirrorOptions,
     env: EnvLookup<'_>,
-) -> Result<(S3Endpoint, S3Location), StepError> {
-    let resolve_options = ResolveOptions {
-        config_dir: options.config_dir.clone(),
-        region: options.region.clone(),
-        ca_cert: options.ca_cert.clone(),
-    };
-    if let Some(endpoint) = &options.endpoint {
-        let location = S3Location::parse_bucket_path(&options.source)?;
-        let explicit = ExplicitEndpoint {
-            endpoint: endpoint.clone(),
-            access_key: options.access_key.clone(),
-            secret_key: options.secret_key.clone(),
-        };
-        Ok((S3Endpoint::explicit(&explicit, &resolve_options)?, location))
-    } else {
-        if options.access_key.is_some() || options.secret_key.is_some() {
-            return Err(StepError::new(
-                "options",
-                "access_key and secret_key go with endpoint; an alias brings its own keys",
-            ));
-        }
-        let location = S3Location::parse(&options.source)?;
-        let endpoint = S3Endpoint::resolve(&location.alias, &resolve_options, env)?;
-        Ok((endpoint, location))
+) -> Result<(S3Endpoint, S3Location), AliasError> {
+    TargetOptions {
+        option: "source",
+        location: &options.source,
+        endpoint: options.endpoint.as_deref(),
+        access_key: options.access_key.as_deref(),
+        secret_key: options.secret_key.as_ref(),
+        config_dir: options.config_dir.as_deref(),
+        region: options.region.as_deref(),
+        ca_cert: options.ca_cert.as_deref(),
     }
+    .resolve(env)
 }
 
 /// One object of the listing.
@@ -548,14 +535,7 @@ async fn run_mirror(
     ctx: StepContext,
 ) -> Result<MirrorOutput, StepError> {
     let started = Instant::now();
-    let http = endpoint.http_client(
-        reqwest::Client::builder()
-            .connect_timeout(LIST_CONNECT_TIMEOUT)
-            .timeout(LIST_PAGE_TIMEOUT)
-            // S3 answers a wrong region with a redirect that has no Location;
-            // let it surface as the error it is.
-            .redirect(reqwest::redirect::Policy::none()),
-    )?;
+    let http = endpoint.request_client(LIST_CONNECT_TIMEOUT, LIST_PAGE_TIMEOUT)?;
     let listing = tokio::select! {
         listing = list_objects(&http, &endpoint, &location) => listing?,
         _ = ctx.cancel.cancelled() => return Err(StepError::cancelled()),

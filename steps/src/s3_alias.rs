@@ -17,6 +17,7 @@
 //! Secrets never appear in `Debug` output or in errors.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use object_store::aws::{AmazonS3, AmazonS3Builder, AwsAuthorizer, AwsCredential};
 use object_store::client::{HttpRequest, HttpRequestBody};
@@ -75,6 +76,7 @@ impl S3Location {
     /// Parses `ALIAS/BUCKET[/PREFIX]`.
     pub fn parse(source: &str) -> Result<Self, AliasError> {
         let invalid = |reason: &str| AliasError::InvalidSource {
+            option: "source",
             source_text: source.to_string(),
             expected: "ALIAS/BUCKET[/PREFIX]",
             reason: reason.to_string(),
@@ -98,6 +100,7 @@ impl S3Location {
     /// Parses `BUCKET[/PREFIX]` (used with an explicit endpoint); `alias` is empty.
     pub fn parse_bucket_path(source: &str) -> Result<Self, AliasError> {
         let invalid = |reason: &str| AliasError::InvalidSource {
+            option: "source",
             source_text: source.to_string(),
             expected: "BUCKET[/PREFIX]",
             reason: reason.to_string(),
@@ -251,6 +254,74 @@ pub struct ResolveOptions {
     /// A PEM file of certificate authorities to trust besides the system's
     /// (it must hold at least one certificate).
     pub ca_cert: Option<PathBuf>,
+}
+
+/// The options of an S3 step that say where its bucket is, borrowed from the
+/// step's own options (`mcli_mirror`, `s3_upload`): an alias location
+/// `ALIAS/BUCKET[/PREFIX]`, or a location `BUCKET[/PREFIX]` on an `endpoint`
+/// given with its keys.
+#[derive(Clone, Copy, Debug)]
+pub struct TargetOptions<'a> {
+    /// The name of the option holding the location (`source`, `dest`), for errors.
+    pub option: &'static str,
+    /// The location.
+    pub location: &'a str,
+    /// `http(s)://host[:port]` instead of an alias.
+    pub endpoint: Option<&'a str>,
+    /// The access key for `endpoint`.
+    pub access_key: Option<&'a str>,
+    /// The secret key for `endpoint`.
+    pub secret_key: Option<&'a Secret>,
+    /// [`ResolveOptions::config_dir`].
+    pub config_dir: Option<&'a Path>,
+    /// [`ResolveOptions::region`].
+    pub region: Option<&'a str>,
+    /// [`ResolveOptions::ca_cert`].
+    pub ca_cert: Option<&'a Path>,
+}
+
+impl TargetOptions<'_> {
+    /// Parses the location and resolves its endpoint: the alias the way `mc`
+    /// does (see the module documentation), or the explicit `endpoint`.
+    /// Keys without `endpoint` are refused: an alias brings its own.
+    pub fn resolve(&self, env: EnvLookup<'_>) -> Result<(S3Endpoint, S3Location), AliasError> {
+        let resolve_options = ResolveOptions {
+            config_dir: self.config_dir.map(Path::to_path_buf),
+            region: self.region.map(str::to_string),
+            ca_cert: self.ca_cert.map(Path::to_path_buf),
+        };
+        // S3Location says `source`; errors name the step's own option.
+        let name_option = |e: AliasError| match e {
+            AliasError::InvalidSource {
+                source_text,
+                expected,
+                reason,
+                ..
+            } => AliasError::InvalidSource {
+                option: self.option,
+                source_text,
+                expected,
+                reason,
+            },
+            other => other,
+        };
+        if let Some(endpoint) = self.endpoint {
+            let location = S3Location::parse_bucket_path(self.location).map_err(name_option)?;
+            let explicit = ExplicitEndpoint {
+                endpoint: endpoint.to_string(),
+                access_key: self.access_key.map(str::to_string),
+                secret_key: self.secret_key.cloned(),
+            };
+            Ok((S3Endpoint::explicit(&explicit, &resolve_options)?, location))
+        } else {
+            if self.access_key.is_some() || self.secret_key.is_some() {
+                return Err(AliasError::KeysWithoutEndpoint);
+            }
+            let location = S3Location::parse(self.location).map_err(name_option)?;
+            let endpoint = S3Endpoint::resolve(&location.alias, &resolve_options, env)?;
+            Ok((endpoint, location))
+        }
+    }
 }
 
 impl S3Endpoint {
@@ -468,12 +539,20 @@ impl S3Endpoint {
         Ok(bundles)
     }
 
-    /// Builds a reqwest client from `builder`, trusting [`Self::ca_files`] too.
-    pub fn http_client(
+    /// A reqwest client for the requests made besides object_store's (listing,
+    /// HEAD), trusting [`Self::ca_files`] too: it must connect within
+    /// `connect_timeout` and get its answer within `timeout`. Redirects are not
+    /// followed: S3 answers a wrong region with a redirect that has no
+    /// Location; it must surface as the error it is.
+    pub fn request_client(
         &self,
-        builder: reqwest::ClientBuilder,
+        connect_timeout: Duration,
+        timeout: Duration,
     ) -> Result<reqwest::Client, AliasError> {
-        let mut builder = builder;
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(connect_timeout)
+            .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none());
         for (path, pem) in self.read_ca_files()? {
             let certificates = reqwest::Certificate::from_pem_bundle(&pem)
                 .map_err(|_| AliasError::CaParse { path: path.clone() })?;
@@ -769,9 +848,11 @@ fn read_alias_from_config(file: &Path, alias: &str) -> Result<Option<ConfigEntry
 /// Why an alias could not be resolved or used.
 #[derive(Debug, thiserror::Error)]
 pub enum AliasError {
-    /// The `source` option is not `ALIAS/BUCKET[/PREFIX]`.
-    #[error("source `{source_text}` is not {expected}: {reason}")]
+    /// The location option (`source`, `dest`) is not `ALIAS/BUCKET[/PREFIX]`.
+    #[error("{option} `{source_text}` is not {expected}: {reason}")]
     InvalidSource {
+        /// The option holding the location.
+        option: &'static str,
         /// The text given.
         source_text: String,
         /// The expected form.
@@ -832,6 +913,9 @@ pub enum AliasError {
     /// Only one of `access_key` and `secret_key` was given.
     #[error("give both access_key and secret_key, or neither for anonymous access")]
     HalfCredentials,
+    /// `access_key` or `secret_key` was given with an alias instead of `endpoint`.
+    #[error("access_key and secret_key go with endpoint; an alias brings its own keys")]
+    KeysWithoutEndpoint,
     /// A certificate file could not be read.
     #[error("could not read the CA certificate file {}: {source}", path.display())]
     CaRead {
@@ -872,7 +956,10 @@ pub enum AliasError {
 
 impl StepFailure for AliasError {
     fn kind(&self) -> &'static str {
-        "config"
+        match self {
+            AliasError::KeysWithoutEndpoint => "options",
+            _ => "config",
+        }
     }
 }
 
@@ -1067,6 +1154,67 @@ mod tests {
         assert!(
             e.object_store("bucket", transfer_client_options(), RetryConfig::default())
                 .is_ok()
+        );
+    }
+
+    #[test]
+    fn step_targets_name_their_option_and_keep_keys_with_endpoint() {
+        let secret = Secret::new("S");
+        let target = TargetOptions {
+            option: "dest",
+            location: "offsite/thehive/sets",
+            endpoint: None,
+            access_key: None,
+            secret_key: None,
+            config_dir: None,
+            region: None,
+            ca_cert: None,
+        };
+        let env = env_of(&[("MC_HOST_offsite", "http://AK:SK@127.0.0.1:9000")]);
+        let (endpoint, location) = target.resolve(&env).unwrap();
+        assert_eq!(
+            endpoint.describe(),
+            "alias `offsite` (http://127.0.0.1:9000)"
+        );
+        assert_eq!(
+            (location.bucket.as_str(), location.prefix.as_str()),
+            ("thehive", "sets/")
+        );
+
+        let bad = TargetOptions {
+            location: "offsite",
+            ..target
+        };
+        let error = crate::StepError::from(bad.resolve(&env).unwrap_err());
+        assert_eq!(error.kind(), "config");
+        assert_eq!(
+            error.message(),
+            "dest `offsite` is not ALIAS/BUCKET[/PREFIX]: no bucket after the alias"
+        );
+
+        let keys_with_alias = TargetOptions {
+            secret_key: Some(&secret),
+            ..target
+        };
+        let error = crate::StepError::from(keys_with_alias.resolve(&env).unwrap_err());
+        assert_eq!(error.kind(), "options");
+        assert_eq!(
+            error.message(),
+            "access_key and secret_key go with endpoint; an alias brings its own keys"
+        );
+
+        let explicit = TargetOptions {
+            location: "thehive/sets",
+            endpoint: Some("http://127.0.0.1:9001"),
+            access_key: Some("A"),
+            secret_key: Some(&secret),
+            ..target
+        };
+        let (endpoint, location) = explicit.resolve(&env_of(&[])).unwrap();
+        assert_eq!(endpoint.describe(), "endpoint http://127.0.0.1:9001");
+        assert_eq!(
+            (location.alias.as_str(), location.bucket.as_str()),
+            ("", "thehive")
         );
     }
 

@@ -42,8 +42,8 @@ use crate::error::{StepError, StepFailure};
 use crate::mcli_mirror::list_objects;
 use crate::progress::Progress;
 use crate::s3_alias::{
-    AliasError, EnvLookup, ExplicitEndpoint, ResolveOptions, S3Endpoint, S3Location, Secret,
-    process_env, transfer_client_options,
+    AliasError, EnvLookup, S3Endpoint, S3Location, Secret, TargetOptions, process_env,
+    transfer_client_options,
 };
 use crate::step::{DryRun, Step, StepContext};
 
@@ -463,43 +463,18 @@ pub fn upload_with_env(
 fn resolve(
     options: &UploadOptions,
     env: EnvLookup<'_>,
-) -> Result<(S3Endpoint, S3Location), StepError> {
-    let resolve_options = ResolveOptions {
-        config_dir: options.config_dir.clone(),
-        region: options.region.clone(),
-        ca_cert: options.ca_cert.clone(),
-    };
-    let parse_error = |e: AliasError| match e {
-        // S3Location says `source`; this step's option is `dest`.
-        AliasError::InvalidSource {
-            source_text,
-            expected,
-            reason,
-        } => StepError::new(
-            "config",
-            format!("dest `{source_text}` is not {expected}: {reason}"),
-        ),
-        other => other.into(),
-    };
-    if let Some(endpoint) = &options.endpoint {
-        let location = S3Location::parse_bucket_path(&options.dest).map_err(parse_error)?;
-        let explicit = ExplicitEndpoint {
-            endpoint: endpoint.clone(),
-            access_key: options.access_key.clone(),
-            secret_key: options.secret_key.clone(),
-        };
-        Ok((S3Endpoint::explicit(&explicit, &resolve_options)?, location))
-    } else {
-        if options.access_key.is_some() || options.secret_key.is_some() {
-            return Err(StepError::new(
-                "options",
-                "access_key and secret_key go with endpoint; an alias brings its own keys",
-            ));
-        }
-        let location = S3Location::parse(&options.dest).map_err(parse_error)?;
-        let endpoint = S3Endpoint::resolve(&location.alias, &resolve_options, env)?;
-        Ok((endpoint, location))
+) -> Result<(S3Endpoint, S3Location), AliasError> {
+    TargetOptions {
+        option: "dest",
+        location: &options.dest,
+        endpoint: options.endpoint.as_deref(),
+        access_key: options.access_key.as_deref(),
+        secret_key: options.secret_key.as_ref(),
+        config_dir: options.config_dir.as_deref(),
+        region: options.region.as_deref(),
+        ca_cert: options.ca_cert.as_deref(),
     }
+    .resolve(env)
 }
 
 /// One file to upload.
@@ -1315,13 +1290,7 @@ async fn upload_all(
     stop: &CancellationToken,
 ) -> Result<UploadOutput, StepError> {
     let sources = collect_sources(&options, &location.prefix).await?;
-    let http = endpoint.http_client(
-        reqwest::Client::builder()
-            .connect_timeout(HEAD_CONNECT_TIMEOUT)
-            .timeout(HEAD_TIMEOUT)
-            // S3 answers a wrong region with a redirect; let it surface as an error.
-            .redirect(reqwest::redirect::Policy::none()),
-    )?;
+    let http = endpoint.request_client(HEAD_CONNECT_TIMEOUT, HEAD_TIMEOUT)?;
     let listed = tokio::select! {
         listed = listed_sizes(&http, &endpoint, &location) => listed?,
         _ = stop.cancelled() => return Err(StepError::cancelled()),
