@@ -2,102 +2,34 @@
 //! started on a free 127.0.0.1 port per test. Files over the multipart
 //! threshold use S3's smallest part size (5 MiB) to stay quick.
 
+#[path = "support/moto.rs"]
+mod moto;
 #[path = "support/mod.rs"]
 #[allow(clippy::option_env_unwrap)] // support's runbook() is for the engine tests
 mod support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use moto::{Moto, env_of};
 use object_store::ObjectStoreExt;
 use runbook_steps::StepContext;
-use runbook_steps::s3_alias::{ExplicitEndpoint, ResolveOptions, S3Endpoint, Secret};
 use runbook_steps::s3_upload::{UploadOptions, UploadOutput, upload_with_env};
 use sha2::{Digest, Sha256};
-use support::{ChildGuard, free_port, venv_bin, wait_for_port};
 
 const MIB: usize = 1024 * 1024;
 const PART_SIZE: usize = 5 * MIB;
 
-/// A moto S3 server on loopback, killed on drop.
-struct Moto {
-    _child: ChildGuard,
-    port: u16,
-}
-
-/// Python prelude for [`Moto::python`]: a boto3 client for the server.
-const PY_PRELUDE: &str = r#"
-import boto3, json, os
-s3 = boto3.client("s3", endpoint_url=os.environ["ENDPOINT"], region_name="us-east-1",
-                  aws_access_key_id="test", aws_secret_access_key="test")
-"#;
-
+/// Upload checks on the moto server.
 impl Moto {
-    fn start() -> Moto {
-        let port = free_port();
-        let child = Command::new(venv_bin("moto_server"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start moto_server");
-        let child = ChildGuard(child);
-        wait_for_port(port, "moto_server");
-        Moto {
-            _child: child,
-            port,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// Runs a Python snippet (after [`PY_PRELUDE`]) against the server; returns stdout.
-    fn python(&self, script: &str) -> String {
-        let output = Command::new(venv_bin("python"))
-            .arg("-c")
-            .arg(format!("{PY_PRELUDE}\n{script}"))
-            .env("ENDPOINT", self.url())
-            .output()
-            .expect("run python");
-        assert!(
-            output.status.success(),
-            "python failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap()
-    }
-
     /// Keys of the multipart uploads started and neither completed nor aborted.
     fn incomplete_uploads(&self, bucket: &str) -> Vec<String> {
         let out = self.python(&format!(
             r#"print(json.dumps([u["Key"] for u in s3.list_multipart_uploads(Bucket="{bucket}").get("Uploads", [])]))"#
         ));
         serde_json::from_str(&out).unwrap()
-    }
-
-    /// An object_store client for `bucket` with moto's default keys.
-    fn store(&self, bucket: &str) -> object_store::aws::AmazonS3 {
-        let endpoint = S3Endpoint::explicit(
-            &ExplicitEndpoint {
-                endpoint: self.url(),
-                access_key: Some("test".into()),
-                secret_key: Some(Secret::new("test")),
-            },
-            &ResolveOptions::default(),
-        )
-        .unwrap();
-        endpoint
-            .object_store(
-                bucket,
-                runbook_steps::s3_alias::transfer_client_options(),
-                object_store::RetryConfig::default(),
-            )
-            .unwrap()
     }
 
     /// Every object in `bucket`: key → content.
@@ -130,15 +62,6 @@ impl Moto {
             .e_tag
             .unwrap()
     }
-}
-
-/// An environment holding only `pairs`.
-fn env_of(pairs: &[(&str, String)]) -> impl Fn(&str) -> Option<String> + use<> {
-    let map: BTreeMap<String, String> = pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.clone()))
-        .collect();
-    move |name| map.get(name).cloned()
 }
 
 /// `MC_HOST_offsite` pointing at `port` with moto's keys, and a HOME with no config.
