@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use futures::StreamExt;
-use moto::{Moto, env_of};
+use moto::{Moto, Relay, Watched, env_of};
 use object_store::{ObjectStoreExt, PutPayload};
 use runbook_steps::StepContext;
 use runbook_steps::mcli_mirror::{MirrorOptions, mirror_with_env};
@@ -440,18 +440,11 @@ enum Fault {
     Pause(std::sync::Arc<tokio::sync::Notify>),
 }
 
-/// A TCP relay in front of moto that, once, cuts or stalls the first
+/// A [`Relay`] in front of moto that, once, cuts or stalls the first
 /// server-to-client stream passing `after` bytes: a stand-in for a flaky network.
 struct FaultyRelay {
-    port: u16,
-    accept_loop: tokio::task::JoinHandle<()>,
+    relay: Relay,
     armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
-}
-
-impl Drop for FaultyRelay {
-    fn drop(&mut self) {
-        self.accept_loop.abort();
-    }
 }
 
 impl FaultyRelay {
@@ -465,23 +458,15 @@ impl FaultyRelay {
         use std::sync::atomic::{AtomicBool, Ordering};
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
         let armed = Arc::new(AtomicBool::new(true));
         let relay_armed = Arc::clone(&armed);
-        let accept_loop = tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
+        let relay = Relay::start(
+            upstream,
+            Watched::Answers,
+            move |mut server_read, mut client_write| {
                 let armed = Arc::clone(&armed);
                 let fault = fault.clone();
-                tokio::spawn(async move {
-                    let server = tokio::net::TcpStream::connect(("127.0.0.1", upstream))
-                        .await
-                        .unwrap();
-                    let (mut client_read, mut client_write) = client.into_split();
-                    let (mut server_read, mut server_write) = server.into_split();
-                    let requests = tokio::spawn(async move {
-                        let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
-                    });
+                async move {
                     let mut sent = 0;
                     let mut buffer = vec![0u8; 16 * 1024];
                     loop {
@@ -507,13 +492,12 @@ impl FaultyRelay {
                             break;
                         }
                     }
-                    requests.abort();
-                });
-            }
-        });
+                }
+            },
+        )
+        .await;
         FaultyRelay {
-            port,
-            accept_loop,
+            relay,
             armed: relay_armed,
         }
     }
@@ -534,7 +518,7 @@ s3.put_object(Bucket="thehive", Key="big/blob.bin", Body=bytes((i * 7 + 3) % 256
 
 fn through_relay(relay: &FaultyRelay, dest: &Path) -> MirrorOptions {
     options(serde_json::json!({
-        "source": "thehive", "dest": dest, "endpoint": format!("http://127.0.0.1:{}", relay.port),
+        "source": "thehive", "dest": dest, "endpoint": format!("http://127.0.0.1:{}", relay.relay.port),
         "access_key": "test", "secret_key": "test"
     }))
 }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use moto::{Moto, env_of};
+use moto::{Moto, Relay, Watched, env_of};
 use object_store::ObjectStoreExt;
 use runbook_steps::StepContext;
 use runbook_steps::s3_upload::{UploadOptions, UploadOutput, upload_with_env};
@@ -270,47 +270,32 @@ async fn without_checksums_etags_check_single_and_multipart_uploads() {
     assert_eq!(checks, ["etag", "etag"]);
 }
 
-/// A TCP relay in front of moto that, once the requests of all connections
+/// A [`Relay`] in front of moto that, once the requests of all connections
 /// together pass `after` bytes, holds the request that crossed the mark
 /// forever (a stand-in for a transfer stuck mid-upload) and says so.
 struct StallingRelay {
-    port: u16,
+    relay: Relay,
     stalled: Arc<tokio::sync::Notify>,
-    accept_loop: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for StallingRelay {
-    fn drop(&mut self) {
-        self.accept_loop.abort();
-    }
 }
 
 impl StallingRelay {
     async fn start(upstream: u16, after: usize) -> StallingRelay {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
         let stalled = Arc::new(tokio::sync::Notify::new());
         let forwarded = Arc::new(AtomicUsize::new(0));
         let armed = Arc::new(AtomicBool::new(true));
         let notify = Arc::clone(&stalled);
-        let accept_loop = tokio::spawn(async move {
-            while let Ok((client, _)) = listener.accept().await {
+        let relay = Relay::start(
+            upstream,
+            Watched::Requests,
+            move |mut client_read, mut server_write| {
                 let (forwarded, armed, notify) = (
                     Arc::clone(&forwarded),
                     Arc::clone(&armed),
                     Arc::clone(&notify),
                 );
-                tokio::spawn(async move {
-                    let server = tokio::net::TcpStream::connect(("127.0.0.1", upstream))
-                        .await
-                        .unwrap();
-                    let (mut client_read, mut client_write) = client.into_split();
-                    let (mut server_read, mut server_write) = server.into_split();
-                    let answers = tokio::spawn(async move {
-                        let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
-                    });
+                async move {
                     let mut buffer = vec![0u8; 64 * 1024];
                     loop {
                         let n = match client_read.read(&mut buffer).await {
@@ -326,15 +311,11 @@ impl StallingRelay {
                             break;
                         }
                     }
-                    answers.abort();
-                });
-            }
-        });
-        StallingRelay {
-            port,
-            stalled,
-            accept_loop,
-        }
+                }
+            },
+        )
+        .await;
+        StallingRelay { relay, stalled }
     }
 }
 
@@ -363,7 +344,7 @@ async fn an_interrupted_upload_leaves_no_parts_and_resumes() {
 
     // Stuck after 15 MiB of requests: both archives are mid-upload by then.
     let relay = StallingRelay::start(moto.port, 15 * MIB).await;
-    let relay_env = offsite_env(relay.port, work.path());
+    let relay_env = offsite_env(relay.relay.port, work.path());
     let ctx = StepContext::detached("off-site copy");
     let cancel = ctx.cancel.clone();
     let running = upload_with_env(upload_options(), ctx, &relay_env);

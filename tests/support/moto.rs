@@ -1,15 +1,18 @@
 //! The moto S3 server (PyPI `moto[server]`, a stand-in for MinIO/S3) for the
 //! S3 step tests: started on a free 127.0.0.1 port, killed on drop, with a
 //! Python (boto3) helper and an object_store client for setting up and
-//! reading back buckets. Included by `s3_mirror.rs` and `s3_upload.rs` with
+//! reading back buckets, and a TCP [`Relay`] to put faults between a step and it. Included by `s3_mirror.rs` and `s3_upload.rs` with
 //! `#[path = "support/moto.rs"] mod moto;` next to `mod support;`.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 
 use runbook_steps::s3_alias::{ExplicitEndpoint, ResolveOptions, S3Endpoint, Secret};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::support::{ChildGuard, free_port, venv_bin, wait_for_port};
 
@@ -166,4 +169,70 @@ pub fn env_of(pairs: &[(&str, String)]) -> impl Fn(&str) -> Option<String> + use
         .map(|(k, v)| (k.to_string(), v.clone()))
         .collect();
     move |name| map.get(name).cloned()
+}
+
+/// Which way of each connection a [`Relay`] hands to its `forward` function.
+#[derive(Clone, Copy, Debug)]
+pub enum Watched {
+    /// Client to server (uploads).
+    Requests,
+    /// Server to client (downloads).
+    Answers,
+}
+
+/// A TCP relay on a free 127.0.0.1 port in front of `upstream`: a stand-in
+/// for the network between a step and moto, to inject faults. For each
+/// connection the other way is copied as is, and the watched way is handed
+/// to `forward` (reader, writer), which passes on what it wants; the
+/// connection ends when `forward` returns. Accepts no more once dropped.
+pub struct Relay {
+    /// The port to connect to instead of `upstream`.
+    pub port: u16,
+    accept_loop: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.accept_loop.abort();
+    }
+}
+
+impl Relay {
+    /// Starts relaying to `upstream`; `forward` carries the `watched` way of each connection.
+    pub async fn start<F, Fut>(upstream: u16, watched: Watched, forward: F) -> Relay
+    where
+        F: Fn(OwnedReadHalf, OwnedWriteHalf) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let forward = Arc::new(forward);
+        let accept_loop = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let forward = Arc::clone(&forward);
+                tokio::spawn(async move {
+                    let server = tokio::net::TcpStream::connect(("127.0.0.1", upstream))
+                        .await
+                        .unwrap();
+                    let (client_read, client_write) = client.into_split();
+                    let (server_read, server_write) = server.into_split();
+                    let ((mut copy_read, mut copy_write), (watched_read, watched_write)) =
+                        match watched {
+                            Watched::Requests => {
+                                ((server_read, client_write), (client_read, server_write))
+                            }
+                            Watched::Answers => {
+                                ((client_read, server_write), (server_read, client_write))
+                            }
+                        };
+                    let copy = tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut copy_read, &mut copy_write).await;
+                    });
+                    forward(watched_read, watched_write).await;
+                    copy.abort();
+                });
+            }
+        });
+        Relay { port, accept_loop }
+    }
 }
