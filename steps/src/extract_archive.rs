@@ -642,7 +642,7 @@ mod tests {
     }
 
     /// Regression (found by the extract_archive fuzz target, see
-    /// docs/fuzzing.md): a GNU sparse entry of one stored byte claiming a
+    /// docs/reliability.md, "Fuzzing"): a GNU sparse entry of one stored byte claiming a
     /// 256 MiB file was written out as 256 MiB of zeros; any size up to
     /// 2^63 could be claimed, filling the disk from a 2 KiB archive.
     #[test]

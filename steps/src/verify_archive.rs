@@ -1110,7 +1110,7 @@ mod tests {
     }
 
     /// Regression (found by the verify_archive fuzz target, see
-    /// docs/fuzzing.md): a sparse map that GNU tar ("invalid sparse archive
+    /// docs/reliability.md, "Fuzzing"): a sparse map that GNU tar ("invalid sparse archive
     /// member") and the tar crate refuse was passed as sound.
     #[test]
     fn sparse_maps_that_do_not_add_up_are_corrupt() {
@@ -1173,7 +1173,7 @@ mod tests {
     }
 
     /// Regression (found by the verify_archive fuzz target, see
-    /// docs/fuzzing.md): a PAX header right before the end-of-archive
+    /// docs/reliability.md, "Fuzzing"): a PAX header right before the end-of-archive
     /// marker passed as sound, but extract_archive cannot read the archive.
     #[test]
     fn a_metadata_header_with_no_entry_after_it_is_corrupt() {
@@ -1233,7 +1233,7 @@ mod tests {
     }
 
     /// Regression (found by comparing what verify passes with GNU tar over
-    /// the fuzzing corpus, see docs/fuzzing.md): GNU tar fails on an entry
+    /// the fuzzing corpus, see docs/reliability.md, "Fuzzing"): GNU tar fails on an entry
     /// whose mode, uid, gid or mtime is not a number; all NULs is accepted,
     /// and so is anything in a GNU long-name header.
     #[test]
