@@ -1,6 +1,5 @@
 //! The `runbook` command line.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -248,7 +247,6 @@ fn run_command(args: RunArgs, plan: bool) -> i32 {
     } else {
         ProgressMode::Log
     };
-    let _ = std::io::stderr().is_terminal();
     run(RunRequest {
         workflow: args.workflow,
         sets: args.sets,

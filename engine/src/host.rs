@@ -18,25 +18,6 @@ use crate::workflow::WorkflowModules;
 /// looping over tens of thousands of files stays far below it.
 pub const MAX_OPERATIONS: u64 = 100_000_000;
 
-/// Engine functions that are not steps (for `runbook check` and the docs).
-pub const ENGINE_FUNCTIONS: &[&str] = &[
-    "config",
-    "secret",
-    "parallel",
-    "defer",
-    "undo",
-    "dismiss",
-    "now",
-    "now_ms",
-    "parse_time_ms",
-    "hostname",
-    "is_dry_run",
-    "workflow_sha256",
-    "log_info",
-    "log_warn",
-    "fail",
-];
-
 fn position_of(state: &RunState, context: &NativeCallContext) -> String {
     describe_position(
         context.call_source().or(Some(&state.workflow_display)),

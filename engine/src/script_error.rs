@@ -142,11 +142,6 @@ pub fn is_input_error(error: &EvalAltResult) -> bool {
     INPUT_KINDS.contains(&kind.as_str())
 }
 
-/// True when the error is an interruption.
-pub fn is_cancelled(error: &EvalAltResult) -> bool {
-    field(&error_map(error), "kind").as_deref() == Some("cancelled")
-}
-
 /// The full report for the terminal: `error: ...`, one `caused by:` line per
 /// cause, then `--> position` and the source line with a caret.
 pub fn render(
