@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use support::runbook;
+use support::{assert_contains, runbook};
 
 /// A temporary folder holding workflows and a journal folder.
 struct Sandbox {
@@ -105,10 +105,9 @@ fn unknown_config_key_is_an_error_listing_declared_keys() {
     sb.write("wf.rhai", r#"let c = config(#{ keyspace: "thehive", archive_path: "/tmp" }); exec(#{ cmd: "touch", args: ["ran"] });"#);
     let out = sb.run(&["run", "wf.rhai", "--set", "keyspcae=x"]);
     assert_eq!(code(&out), 2);
-    assert!(
-        stderr(&out).contains("unknown config key `keyspcae` (from --set); this workflow declares: archive_path, keyspace"),
-        "{}",
-        stderr(&out)
+    assert_contains(
+        &stderr(&out),
+        "unknown config key `keyspcae` (from --set); this workflow declares: archive_path, keyspace",
     );
     assert!(
         !sb.path("ran").exists(),
@@ -148,7 +147,7 @@ fn secrets_never_reach_logs_journal_or_errors() {
     assert_eq!(code(&out), 1);
     let err = stderr(&out);
     assert!(!err.contains(secret), "secret leaked to stderr: {err}");
-    assert!(err.contains("token ***"), "{err}");
+    assert_contains(&err, "token ***");
     let journal = serde_json::to_string(&sb.journals()).unwrap();
     assert!(!journal.contains(secret), "secret leaked to the journal");
     assert!(journal.contains("***"));
@@ -168,7 +167,10 @@ fn secrets_never_reach_logs_journal_or_errors() {
     assert!(stderr(&out).contains("pw=***") && !stderr(&out).contains("from-file-secret"));
     let out = sb.run(&["run", "wf2.rhai"]);
     assert_eq!(code(&out), 2);
-    assert!(stderr(&out).contains("secret DB_PASSWORD is not set: set the environment variable DB_PASSWORD or DB_PASSWORD_FILE"), "{}", stderr(&out));
+    assert_contains(
+        &stderr(&out),
+        "secret DB_PASSWORD is not set: set the environment variable DB_PASSWORD or DB_PASSWORD_FILE",
+    );
 }
 
 #[test]
@@ -211,13 +213,13 @@ fn failing_branch_lets_the_other_finish_and_runs_its_defers() {
     }
     assert!(!sb.path("after-parallel").exists());
     let err = stderr(&out);
-    assert!(
-        err.contains("\nerror: step exec (first branch) failed: `false` exited with code 1\n"),
-        "{err}"
+    assert_contains(
+        &err,
+        "\nerror: step exec (first branch) failed: `false` exited with code 1\n",
     );
-    assert!(
-        err.contains("(in parallel branch 1; the other branches finished and their cleanups ran)"),
-        "{err}"
+    assert_contains(
+        &err,
+        "(in parallel branch 1; the other branches finished and their cleanups ran)",
     );
 }
 
@@ -237,10 +239,10 @@ fn defer_runs_on_failure_in_reverse_order_and_a_failing_cleanup_keeps_the_origin
         "second\nfirst\n"
     );
     let err = stderr(&out);
-    assert!(err.contains("error: the real problem"), "{err}");
-    assert!(
-        err.contains("error: cleanup failed: step exec (bad cleanup) failed"),
-        "{err}"
+    assert_contains(&err, "error: the real problem");
+    assert_contains(
+        &err,
+        "error: cleanup failed: step exec (bad cleanup) failed",
     );
 }
 
@@ -337,16 +339,18 @@ fn check_finds_calls_to_functions_that_do_not_exist_in_imports_too() {
     let out = sb.run(&["check", "wf.rhai"]);
     assert_eq!(code(&out), 2);
     let err = stderr(&out);
-    assert!(
-        err.contains("call to a function that does not exist: no_such_step()"),
-        "{err}"
+    assert_contains(
+        &err,
+        "call to a function that does not exist: no_such_step()",
     );
-    assert!(err.contains("lib/helpers.rhai:2:12"), "{err}");
-    assert!(
-        err.contains("call to a function that does not exist: h::missing()"),
-        "{err}"
-    );
-    assert!(err.contains("wf.rhai:3:"), "{err}");
+    assert_contains(&err, "lib/helpers.rhai:2:12");
+    assert_contains(&err, "call to a function that does not exist: h::missing()");
+    assert_contains(&err, "wf.rhai:3:");
+    sb.write("missing.rhai", "import \"lib/nope\" as n;\nn::f();\n");
+    let out = sb.run(&["check", "missing.rhai"]);
+    assert_eq!(code(&out), 2);
+    assert_contains(&stderr(&out), "module `lib/nope` not found");
+    assert_contains(&stderr(&out), "--> missing.rhai:1:1");
     sb.write("ok.rhai", "import \"lib/helpers\" as h;\nh::good();\n");
     sb.write(
         "lib/helpers.rhai",
@@ -363,11 +367,11 @@ fn runtime_error_in_an_imported_module_shows_the_innermost_position() {
     let out = sb.run(&["run", "wf.rhai"]);
     assert_eq!(code(&out), 1);
     let err = stderr(&out);
-    assert!(
-        err.contains("error: step exec (inner step) failed: `sh` exited with code 2"),
-        "{err}"
+    assert_contains(
+        &err,
+        "error: step exec (inner step) failed: `sh` exited with code 2",
     );
-    assert!(err.contains("lib/deep.rhai:2:5"), "{err}");
+    assert_contains(&err, "lib/deep.rhai:2:5");
 }
 
 #[test]
@@ -379,28 +383,19 @@ fn unknown_step_option_is_rejected_before_the_step_runs() {
     );
     let out = sb.run(&["run", "wf.rhai"]);
     assert_eq!(code(&out), 2);
-    assert!(
-        stderr(&out).contains("step exec: unknown field `cwdd`"),
-        "{}",
-        stderr(&out)
-    );
-    assert!(stderr(&out).contains("--> wf.rhai:1:1"), "{}", stderr(&out));
+    assert_contains(&stderr(&out), "step exec: unknown field `cwdd`");
+    assert_contains(&stderr(&out), "--> wf.rhai:1:1");
     assert!(!sb.path("ran").exists());
     sb.write("wf2.rhai", r#"exec(#{ cmd: "touch", args: "ran" });"#);
     let out = sb.run(&["run", "wf2.rhai"]);
     assert_eq!(code(&out), 2);
-    assert!(
-        stderr(&out).contains("option `args`: invalid type: string \"ran\", expected a sequence"),
-        "{}",
-        stderr(&out)
+    assert_contains(
+        &stderr(&out),
+        "option `args`: invalid type: string \"ran\", expected a sequence",
     );
     sb.write("wf3.rhai", r#"exec(#{ args: ["x"] });"#);
     let out = sb.run(&["run", "wf3.rhai"]);
-    assert!(
-        stderr(&out).contains("missing field `cmd`"),
-        "{}",
-        stderr(&out)
-    );
+    assert_contains(&stderr(&out), "missing field `cmd`");
 }
 
 #[test]
@@ -412,11 +407,7 @@ fn exec_timeout_kills_a_child_that_ignores_sigterm_and_its_children() {
     );
     let out = sb.run(&["run", "wf.rhai"]);
     assert_eq!(code(&out), 1);
-    assert!(
-        stderr(&out).contains("timed out after 1s"),
-        "{}",
-        stderr(&out)
-    );
+    assert_contains(&stderr(&out), "timed out after 1s");
     for file in ["child", "grandchild"] {
         let pid: i32 = std::fs::read_to_string(sb.path(file))
             .unwrap()
@@ -475,11 +466,7 @@ fn dry_run_describes_and_runs_only_read_only_steps() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(sb.path("probed").exists());
     assert!(!sb.path("changed").exists());
-    assert!(
-        stderr(&out).contains("[dry-run] would run touch changed"),
-        "{}",
-        stderr(&out)
-    );
+    assert_contains(&stderr(&out), "[dry-run] would run touch changed");
 }
 
 #[test]
@@ -624,11 +611,7 @@ fn sigkill_leaves_pending_undo_actions_that_the_next_run_and_recover_carry_out()
         .output()
         .unwrap();
     assert_eq!(code(&out), 0);
-    assert!(
-        stderr(&out).contains("would undo: remove debris"),
-        "{}",
-        stderr(&out)
-    );
+    assert_contains(&stderr(&out), "would undo: remove debris");
     assert!(debris.exists(), "dry-run must not undo");
     let out = sb
         .command(&["recover", "--journal-dir"])
@@ -660,11 +643,7 @@ fn sigkill_leaves_pending_undo_actions_that_the_next_run_and_recover_carry_out()
     sb.write("wf.rhai", "log_info(\"second run\");");
     let out = sb.run(&["run", "wf.rhai"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("found an unfinished run"),
-        "{}",
-        stderr(&out)
-    );
+    assert_contains(&stderr(&out), "found an unfinished run");
     assert!(!debris.exists());
 }
 
@@ -680,10 +659,9 @@ fn a_workflow_writable_by_others_is_refused_when_running_as_root() {
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
     let out = sb.run(&["run", "wf.rhai"]);
     assert_eq!(code(&out), 2);
-    assert!(
-        stderr(&out).contains("refusing wf.rhai: it is writable by group and others"),
-        "{}",
-        stderr(&out)
+    assert_contains(
+        &stderr(&out),
+        "refusing wf.rhai: it is writable by group and others",
     );
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
     let module = sb.write("lib/m.rhai", "fn f() { 1 }");
@@ -691,11 +669,7 @@ fn a_workflow_writable_by_others_is_refused_when_running_as_root() {
     sb.write("wf2.rhai", "import \"lib/m\" as m; m::f();");
     let out = sb.run(&["run", "wf2.rhai"]);
     assert_eq!(code(&out), 1);
-    assert!(
-        stderr(&out).contains("it is writable by group"),
-        "{}",
-        stderr(&out)
-    );
+    assert_contains(&stderr(&out), "it is writable by group");
 }
 
 #[test]
@@ -707,13 +681,11 @@ fn an_endless_loop_is_stopped_by_the_operation_limit() {
     let out = sb.run(&["run", "wf.rhai", "--max-operations", "100000"]);
     assert_eq!(code(&out), 1);
     let err = stderr(&out);
-    assert!(
-        err.contains(
-            "the script ran more operations than --max-operations allows (an endless loop?)"
-        ),
-        "{err}"
+    assert_contains(
+        &err,
+        "the script ran more operations than --max-operations allows (an endless loop?)",
     );
-    assert!(err.contains("--> wf.rhai:2:"), "{err}");
+    assert_contains(&err, "--> wf.rhai:2:");
 }
 
 #[test]

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 use cluster::*;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+use support::assert_contains;
 
 // ---------------------------------------------------------------- helpers
 
@@ -392,11 +393,7 @@ fn a_missing_too_small_or_read_only_archive_folder_fails_and_names_it() {
             small.display()
         ),
     );
-    assert!(
-        stderr(&out).contains(" MiB needed, 8 MiB free"),
-        "{}",
-        stderr(&out)
-    );
+    assert_contains(&stderr(&out), " MiB needed, 8 MiB free");
     assert!(
         es_snapshots(&cluster, "PUT").is_empty(),
         "an Elasticsearch snapshot was started"
@@ -564,13 +561,13 @@ fn files_whose_size_changes_while_read_give_a_well_formed_archive_with_a_warning
     let out = run_workflow_file(&cluster, &workflow);
     let err = stderr(&out);
     assert_eq!(code(&out), 0, "{err}");
-    assert!(
-        err.contains("/proc/self/status grew while being archived: stored its first 0 bytes"),
-        "{err}"
+    assert_contains(
+        &err,
+        "/proc/self/status grew while being archived: stored its first 0 bytes",
     );
-    assert!(
-        err.contains("/sys/kernel/mm/transparent_hugepage/enabled shrank while being archived"),
-        "{err}"
+    assert_contains(
+        &err,
+        "/sys/kernel/mm/transparent_hugepage/enabled shrank while being archived",
     );
     gnu_tar_extract(&archive, &dir.join("extracted"));
     assert_eq!(
@@ -677,10 +674,7 @@ fn sigkill_while_polling_elasticsearch_then_recover_deletes_the_snapshot() {
         || invocations(&cluster).contains("clearsnapshot") && es_polled(&cluster, 0),
         "the Cassandra branch to end while Elasticsearch is polled",
     );
-    assert!(
-        err.contains("delete Elasticsearch snapshot elasticsearch_"),
-        "{err}"
-    );
+    assert_contains(&err, "delete Elasticsearch snapshot elasticsearch_");
 }
 
 #[test]
@@ -700,7 +694,7 @@ fn sigkill_mid_tar_then_recover_clears_the_snapshot_and_the_partial_file() {
         },
         "the Cassandra archive to be written after the marker",
     );
-    assert!(err.contains("clear Cassandra snapshot cassandra_"), "{err}");
+    assert_contains(&err, "clear Cassandra snapshot cassandra_");
     assert!(err.contains(".info"), "the marker is removed: {err}");
     let files = cluster.backup_files();
     assert!(
@@ -914,10 +908,9 @@ fn more_than_ten_thousand_zero_byte_objects_are_all_mirrored() {
         .output()
         .unwrap();
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("mirrored 10001 objects, 10001 downloaded, 0 bytes"),
-        "{}",
-        stderr(&out)
+    assert_contains(
+        &stderr(&out),
+        "mirrored 10001 objects, 10001 downloaded, 0 bytes",
     );
     let files = walk(&dest);
     assert_eq!(files.len(), 10_001);

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use cluster::*;
-use support::runbook;
+use support::{assert_contains, runbook};
 
 #[test]
 fn local_storage_backup_produces_the_archives_the_restore_procedure_expects() {
@@ -72,7 +72,7 @@ fn local_storage_backup_produces_the_archives_the_restore_procedure_expects() {
     );
     let top = restore.join(format!("cassandra_{stamp}"));
     let schema = std::fs::read_to_string(top.join("create_keyspace_thehive.cql")).unwrap();
-    assert!(schema.contains("CREATE KEYSPACE thehive"), "{schema}");
+    assert_contains(&schema, "CREATE KEYSPACE thehive");
     assert!(
         !schema.contains("WARNING"),
         "WARNING lines must be dropped:\n{schema}"
@@ -411,15 +411,15 @@ fn restore_prep_checks_the_newest_complete_set_and_writes_the_plan() {
     let out = runbook().args(restore_args(&[])).output().unwrap();
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let plan = std::fs::read_to_string(staging.join(&stamp).join("restore-plan.sh")).unwrap();
-    assert!(plan.contains("create_keyspace_thehive.cql"), "{plan}");
-    assert!(plan.contains("sstableloader -d 127.0.0.1 "), "{plan}");
-    assert!(
-        plan.contains(&format!(
+    assert_contains(&plan, "create_keyspace_thehive.cql");
+    assert_contains(&plan, "sstableloader -d 127.0.0.1 ");
+    assert_contains(
+        &plan,
+        &format!(
             "/_snapshot/thehive_repository/elasticsearch_{stamp}/_restore?wait_for_completion=true"
-        )),
-        "{plan}"
+        ),
     );
-    assert!(plan.contains(&format!("files_{stamp}/. ")), "{plan}");
+    assert_contains(&plan, &format!("files_{stamp}/. "));
 
     // A corrupted archive fails the preparation, naming it.
     let archive = backup.join(format!("storage/files_{stamp}.tar"));
@@ -435,11 +435,7 @@ fn restore_prep_checks_the_newest_complete_set_and_writes_the_plan() {
         .output()
         .unwrap();
     assert_eq!(code(&out), 1);
-    assert!(
-        stderr(&out).contains(&format!("files_{stamp}.tar")),
-        "{}",
-        stderr(&out)
-    );
+    assert_contains(&stderr(&out), &format!("files_{stamp}.tar"));
 }
 
 #[test]
@@ -542,9 +538,9 @@ fn retention_keeps_the_newest_sets_and_metrics_are_written() {
         "the oldest set's Elasticsearch snapshot must be deleted"
     );
     let text = std::fs::read_to_string(&metrics).unwrap();
-    assert!(
-        text.contains("runbook_last_run_success{workflow=\"cluster-hot-backup\"} 1"),
-        "{text}"
+    assert_contains(
+        &text,
+        "runbook_last_run_success{workflow=\"cluster-hot-backup\"} 1",
     );
 }
 

@@ -70,3 +70,13 @@ impl Drop for ChildGuard {
         let _ = self.0.wait();
     }
 }
+
+/// Asserts that `haystack` (e.g. a run's stderr) contains `needle`, showing both
+/// when it does not.
+#[track_caller]
+pub fn assert_contains(haystack: &str, needle: &str) {
+    assert!(
+        haystack.contains(needle),
+        "expected `{needle}` in:\n{haystack}"
+    );
+}
