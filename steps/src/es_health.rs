@@ -10,8 +10,7 @@ use url::Url;
 
 use crate::error::{StepError, StepFailure};
 use crate::http_client::{
-    HttpClient, HttpConnection, HttpRequest, Secret, default_elasticsearch_url, display_url,
-    endpoint, tls_summary,
+    HttpClient, HttpRequest, Secret, default_elasticsearch_url, display_url, endpoint, tls_summary,
 };
 use crate::step::{DryRun, Step, StepContext};
 
@@ -75,6 +74,8 @@ pub struct EsHealthOptions {
     #[serde(default)]
     pub insecure: bool,
 }
+
+crate::http_client::impl_http_connection!(EsHealthOptions);
 
 impl EsHealthOptions {
     fn required(&self) -> HealthStatus {
@@ -186,13 +187,7 @@ Example:
     type Output = EsHealthOutput;
 
     fn describe(options: &EsHealthOptions) -> String {
-        let connection = HttpConnection::new(
-            &options.user,
-            &options.password,
-            &options.api_key,
-            &options.ca_cert,
-            options.insecure,
-        );
+        let connection = options.connection();
         let wait = match options.wait_for_status {
             Some(status) => format!(", waiting for {}", status.as_str()),
             None => String::new(),
@@ -215,13 +210,7 @@ Example:
     }
 
     async fn run(options: EsHealthOptions, ctx: StepContext) -> Result<EsHealthOutput, StepError> {
-        let connection = HttpConnection::new(
-            &options.user,
-            &options.password,
-            &options.api_key,
-            &options.ca_cert,
-            options.insecure,
-        );
+        let connection = options.connection();
         let client = HttpClient::new(&connection, &options.url, &ctx)?;
         let mut url = endpoint(&options.url, &["_cluster", "health"]);
         if let Some(status) = options.wait_for_status {

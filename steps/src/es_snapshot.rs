@@ -12,8 +12,8 @@ use url::Url;
 
 use crate::error::{StepError, StepFailure};
 use crate::http_client::{
-    HttpClient, HttpConnection, HttpError, HttpRequest, Secret, default_elasticsearch_url,
-    display_url, endpoint, tls_summary,
+    HttpClient, HttpError, HttpRequest, Secret, default_elasticsearch_url, display_url, endpoint,
+    tls_summary,
 };
 use crate::step::{DryRun, Step, StepContext};
 
@@ -118,17 +118,9 @@ fn default_poll() -> Duration {
     Duration::from_secs(5)
 }
 
-impl EsSnapshotOptions {
-    fn connection(&self) -> HttpConnection {
-        HttpConnection::new(
-            &self.user,
-            &self.password,
-            &self.api_key,
-            &self.ca_cert,
-            self.insecure,
-        )
-    }
+crate::http_client::impl_http_connection!(EsSnapshotOptions);
 
+impl EsSnapshotOptions {
     fn full_name(&self) -> String {
         format!("{}:{}", self.repository, self.snapshot)
     }

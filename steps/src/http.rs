@@ -11,9 +11,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::error::{StepError, StepFailure};
-use crate::http_client::{
-    HttpClient, HttpConnection, HttpRequest, Secret, display_url, tls_summary,
-};
+use crate::http_client::{HttpClient, HttpRequest, Secret, display_url, tls_summary};
 use crate::step::{DryRun, Step, StepContext};
 
 /// The `http` step.
@@ -56,6 +54,8 @@ pub struct HttpOptions {
     #[serde(default)]
     pub insecure: bool,
 }
+
+crate::http_client::impl_http_connection!(HttpOptions);
 
 fn default_method() -> String {
     "GET".to_string()
@@ -140,13 +140,7 @@ Example:
     type Output = HttpOutput;
 
     fn describe(options: &HttpOptions) -> String {
-        let connection = HttpConnection::new(
-            &options.user,
-            &options.password,
-            &options.api_key,
-            &options.ca_cert,
-            options.insecure,
-        );
+        let connection = options.connection();
         let body = match (&options.json, &options.body) {
             (Some(_), _) => " with a JSON body",
             (None, Some(_)) => " with a text body",
@@ -187,13 +181,7 @@ Example:
 
     async fn run(options: HttpOptions, ctx: StepContext) -> Result<HttpOutput, StepError> {
         let request = build_request(&options)?;
-        let connection = HttpConnection::new(
-            &options.user,
-            &options.password,
-            &options.api_key,
-            &options.ca_cert,
-            options.insecure,
-        );
+        let connection = options.connection();
         let client = HttpClient::new(&connection, &options.url, &ctx)?;
         let answer = client.send(&request).await?;
         let expected = match &options.expect {

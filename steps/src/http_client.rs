@@ -8,8 +8,9 @@
 //! serde's `#[serde(flatten)]` does not work together with
 //! `#[serde(deny_unknown_fields)]`, so each step's options struct repeats the
 //! five connection fields (`user`, `password`, `api_key`, `ca_cert`,
-//! `insecure`) and hands them over as one [`HttpConnection`] through
-//! [`HttpConnection::new`]. Five plain fields are easier to read than a macro.
+//! `insecure`) as plain, documented fields; `impl_http_connection!` gives each
+//! such struct one `connection()` method that gathers them into an
+//! [`HttpConnection`].
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -74,24 +75,29 @@ pub struct HttpConnection {
     pub insecure: bool,
 }
 
-impl HttpConnection {
-    /// Gathers the connection fields a step's options repeat.
-    pub fn new(
-        user: &Option<String>,
-        password: &Option<Secret>,
-        api_key: &Option<Secret>,
-        ca_cert: &Option<PathBuf>,
-        insecure: bool,
-    ) -> Self {
-        HttpConnection {
-            user: user.clone(),
-            password: password.clone(),
-            api_key: api_key.clone(),
-            ca_cert: ca_cert.clone(),
-            insecure,
+/// Gives an options struct with the connection fields (`user`, `password`,
+/// `api_key`, `ca_cert`, `insecure`) a `connection()` method. The fields are
+/// repeated in each step's options rather than `#[serde(flatten)]`ed because
+/// serde's flatten disables `deny_unknown_fields`: a typo must stay an error.
+macro_rules! impl_http_connection {
+    ($($options:ty),+ $(,)?) => {$(
+        impl $options {
+            /// The connection options, gathered for [`crate::http_client::HttpClient`].
+            pub(crate) fn connection(&self) -> crate::http_client::HttpConnection {
+                crate::http_client::HttpConnection {
+                    user: self.user.clone(),
+                    password: self.password.clone(),
+                    api_key: self.api_key.clone(),
+                    ca_cert: self.ca_cert.clone(),
+                    insecure: self.insecure,
+                }
+            }
         }
-    }
+    )+};
+}
+pub(crate) use impl_http_connection;
 
+impl HttpConnection {
     /// A few words on the authentication used, for `describe` (never the secret).
     pub fn auth_summary(&self) -> String {
         match (&self.user, &self.api_key) {

@@ -17,8 +17,8 @@ use crate::atomic_file::sync_parent;
 use crate::backup_catalogue::{BackupSet, Catalogue, CatalogueError, SnapshotRef};
 use crate::error::{StepError, StepFailure};
 use crate::http_client::{
-    HttpClient, HttpConnection, HttpError, HttpRequest, Secret, default_elasticsearch_url,
-    display_url, endpoint, tls_summary,
+    HttpClient, HttpError, HttpRequest, Secret, default_elasticsearch_url, display_url, endpoint,
+    tls_summary,
 };
 use crate::step::{DryRun, Step, StepContext};
 
@@ -74,17 +74,7 @@ pub struct PruneElasticsearch {
     pub insecure: bool,
 }
 
-impl PruneElasticsearch {
-    fn connection(&self) -> HttpConnection {
-        HttpConnection::new(
-            &self.user,
-            &self.password,
-            &self.api_key,
-            &self.ca_cert,
-            self.insecure,
-        )
-    }
-}
+crate::http_client::impl_http_connection!(PruneElasticsearch);
 
 /// A set that stays, and why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
