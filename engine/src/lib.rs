@@ -3,14 +3,20 @@
 //! # Layout
 //! - [`cli`], [`commands`], [`exit_code`]: the `runbook` command line.
 //! - [`run`]: one run: lock ([`lock`]), journal ([`journal`]), signals, the
-//!   script thread, deferred cleanups, the exit code.
-//! - [`workflow`]: finding a workflow file or stock workflow, resolving imports.
+//!   script thread, deferred cleanups, the exit code; [`run_state`] is what
+//!   every engine function shares during a run.
+//! - [`compensation`], [`recovery`]: `undo()` actions journaled before the side
+//!   effect, and carrying out those of killed runs (`runbook recover`).
+//! - [`workflow`]: finding a workflow file or stock workflow, resolving imports;
+//!   [`file_safety`]: refusing scripts others could edit when running as root.
 //! - [`host`]: the Rhai engine with every function registered; [`step_call`] is
 //!   the one generic adapter between Rhai maps and step options/results.
 //! - [`config`], [`secrets`]: config values and secret masking.
 //! - [`parallel`], [`cleanup`]: `parallel([...])` and `defer(|| ...)`.
 //! - [`script_error`]: errors raised into scripts and printed to the user.
 //! - [`check`]: static checks for `runbook check`.
+//! - [`file_functions`]: the file helpers exposed to scripts; [`step_docs`]:
+//!   `docs/steps.md` from the step docs.
 //! - [`logging`], [`terminal`]: logs, colours and progress bars.
 //! - [`catalogue_command`], [`metrics`]: `runbook list`, `verify --set`, and
 //!   the `--metrics-file` Prometheus textfile.

@@ -6,7 +6,16 @@
 //! - [`registry`]: the explicit list of every step, type-erased for the engine.
 //! - [`error`]: [`StepError`](error::StepError), what a failed step reports.
 //! - [`progress`]: progress reporting (a bar on a terminal, log lines otherwise).
-//! - One file per step: [`exec`], ...
+//! - One file per step: [`exec`], [`tar_dir`], [`verify_archive`],
+//!   [`extract_archive`], [`http`], [`es_health`], [`es_snapshot`],
+//!   [`mcli_mirror`], [`s3_upload`], [`prune`].
+//! - What the steps share, one concept per module: [`archive_io`] (compression,
+//!   hashing writer and reader), [`atomic_file`] (`.partial` + fsync + rename),
+//!   [`checksum_sidecar`] (the `.sha256` file), [`blocking_work`] (cancellation
+//!   and deadlines for blocking loops), [`http_client`] (the retrying HTTP
+//!   client), [`s3_alias`] (MinIO-client aliases, S3 clients),
+//!   [`backup_catalogue`] (finding backup sets), [`files`] (the file helpers
+//!   scripts call).
 //!
 //! This crate knows nothing of Rhai: options come in as serde values and results
 //! go out as serde values, so every step can be unit-tested as plain Rust.
