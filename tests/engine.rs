@@ -761,3 +761,35 @@ fn journal_group_makes_journals_readable_by_that_group() {
     assert_eq!(code(&out), 2);
     assert!(stderr(&out).contains("--journal-group no-such-group-xyz: no such group"));
 }
+
+#[test]
+fn recover_reports_an_undo_action_that_fails_and_exits_1() {
+    let sb = Sandbox::new();
+    std::fs::create_dir_all(sb.path("journal")).unwrap();
+    // The journal of a run whose process is gone, with one pending undo action.
+    let journal = serde_json::json!({
+        "workflow": "wf.rhai", "workflow_sha256": "", "engine_version": "0", "host": "h",
+        "pid": 999_999_999u32, "dry_run": false, "started": "2026-11-26T00:00:00.000Z",
+        "ended": null, "status": "running", "error": null, "config": {}, "steps": [],
+        "compensations": [{
+            "id": 1, "label": "clear snapshot t1", "state": "pending", "position": "wf.rhai:1:1",
+            "action": {"step": "exec", "options": {"cmd": "sh", "args": ["-c", "echo cannot >&2; exit 2"]}}
+        }]
+    });
+    let path = sb.path("journal/20261126T000000.000Z-wf.json");
+    std::fs::write(&path, journal.to_string()).unwrap();
+    let out = runbook()
+        .args(["recover", "--journal-dir"])
+        .arg(sb.path("journal"))
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 1);
+    assert_contains(
+        &stderr(&out),
+        "could not undo clear snapshot t1: step exec failed: `sh` exited with code 2: cannot",
+    );
+    let after: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(after["status"], "crashed");
+    assert_eq!(after["compensations"][0]["state"], "failed");
+}
