@@ -285,7 +285,10 @@ async fn standin_answers_compact_json_as_the_guide_scripts_grep_it() {
     let client = reqwest::Client::new();
     let text = |request: reqwest::RequestBuilder| async move {
         let answer = request.send().await.expect("the stand-in answers");
-        (answer.status().as_u16(), answer.text().await.expect("a body"))
+        (
+            answer.status().as_u16(),
+            answer.text().await.expect("a body"),
+        )
     };
     let registered = text(
         client
