@@ -15,7 +15,8 @@ Endpoints (Elasticsearch's):
   POST /_snapshot/<repo>/_verify           repository verification
   GET  /_snapshot/<repo>/*?verbose=false   list snapshots (also _all, name lists)
   GET|PUT|DELETE /_snapshot/<repo>/<snap>  one snapshot
-  POST /_snapshot/<repo>/<snap>/_restore   restore (accepted, nothing restored)
+  POST /_snapshot/<repo>/<snap>/_restore   restore (the index names come back, no data)
+  GET|HEAD|DELETE /<index>                 an index (names only)
 
 Control endpoints (never faulted, never recorded, no auth):
   GET    /_standin/requests   every request received so far, in order
