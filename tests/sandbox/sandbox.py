@@ -400,7 +400,7 @@ def start(args):
     knobs = parse_knobs(args)
     if args.es_faults is not None:
         if args.es != "standin":
-            raise SandboxError("--es-faults needs --es standin (noida-db has no fault injection)")
+            raise SandboxError("--es-faults needs --es standin (noida-db and the real OpenSearch have no fault injection)")
         try:
             json.loads(args.es_faults)
         except ValueError as error:
