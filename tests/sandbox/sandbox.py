@@ -613,7 +613,7 @@ def digest(folder):
     if sandbox is None:
         raise SandboxError("no sandbox in %s (no %s)" % (folder, RECORD))
     report = {}
-    if sandbox.get("es") in ("opensearch", "noida"):
+    if sandbox.get("es") == "opensearch":
         try:
             report["indices"] = real_opensearch.indices_digest(sandbox["elasticsearch_url"])
         except (OSError, real_opensearch.OpenSearchError) as error:
