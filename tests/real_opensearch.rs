@@ -317,3 +317,88 @@ fn a_snapshot_holding_no_index_fails_the_run_and_is_deleted() {
     assert_contains(&err, "delete Elasticsearch snapshot elasticsearch_");
     assert_nothing_left(cluster, &snapshots, &files);
 }
+
+/// `status` sees the node healthy; `digest` is stable for the same documents and
+/// changes when one document changes.
+#[test]
+fn status_answers_and_the_digest_follows_the_documents() {
+    let (cluster, _turn) = node();
+    let sandbox_py = |command: &str| {
+        Command::new(venv_bin("python"))
+            .arg(repo_root().join("tests/sandbox/sandbox.py"))
+            .arg(command)
+            .arg(cluster.sandbox())
+            .output()
+            .unwrap()
+    };
+    let status = sandbox_py("status");
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stdout)
+    );
+    let report: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(report["healthy"], true, "{report}");
+
+    let first = digest(cluster);
+    assert_eq!(digest(cluster), first);
+    let doc = format!("{}/thehive_global/_doc/doc-000001", cluster.es_url());
+    let (code_get, original) = curl(&[&format!(
+        "{}/thehive_global/_source/doc-000001",
+        cluster.es_url()
+    )]);
+    assert_eq!(code_get, 200, "{original}");
+    let (code_put, answer) = curl(&[
+        "-X",
+        "PUT",
+        &format!("{doc}?refresh=true"),
+        "-d",
+        r#"{"title":"changed"}"#,
+    ]);
+    assert_eq!(code_put, 200, "{answer}");
+    let changed = digest(cluster);
+    let (code_back, answer) = curl(&["-X", "PUT", &format!("{doc}?refresh=true"), "-d", &original]);
+    assert_eq!(code_back, 200, "{answer}");
+    assert_ne!(changed, first);
+    assert_eq!(
+        changed["indices"]["thehive_global"]["documents"],
+        first["indices"]["thehive_global"]["documents"]
+    );
+    assert_eq!(digest(cluster), first, "the original document put back");
+}
+
+/// `stop` ends the JVM and leaves no process of its group (a node of its own,
+/// so the shared one is not disturbed).
+#[test]
+fn stop_leaves_no_opensearch_process() {
+    let cluster = Cluster::start(&["--es", "opensearch", "--es-docs", "0"]);
+    let node = cluster.record["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["role"] == "elasticsearch")
+        .expect("the node is recorded")
+        .clone();
+    assert!(node["start_seconds"].as_f64().unwrap() > 0.0, "{node}");
+    assert!(node["rss_kib"].as_u64().unwrap() > 0, "{node}");
+    let group = node["pgid"].as_i64().unwrap();
+    let out = Command::new(venv_bin("python"))
+        .arg(repo_root().join("tests/sandbox/sandbox.py"))
+        .arg("stop")
+        .arg(cluster.sandbox())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let left: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| std::fs::read_to_string(entry.path().join("stat")).ok())
+        .filter(|stat| {
+            let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+            fields[2].parse::<i64>().ok() == Some(group) && !matches!(fields[0], "Z" | "X")
+        })
+        .collect();
+    assert!(left.is_empty(), "left after stop: {left:?}");
+    let (status, _) = curl(&["-m", "2", &format!("{}/", node["url"].as_str().unwrap())]);
+    assert_eq!(status, 0, "nothing answers at the node's address any more");
+}
