@@ -42,6 +42,7 @@ from datetime import datetime, timezone
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "lib"))
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 import real_opensearch  # noqa: E402  (after the path is set)
 REPO = os.path.dirname(os.path.dirname(HERE))
 VENV = os.path.join(REPO, ".venv-tests")
