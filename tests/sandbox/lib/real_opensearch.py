@@ -10,11 +10,14 @@ address, fills it (the fs repository `thehive_repository`, the index
 Python 3 standard library only.
 """
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -36,6 +39,10 @@ OTHER_SERVER_PORTS = (9042, 7000, 7199)
 DEFAULT_HEAP = "256m"
 #: The documents are written in bulk requests of this many.
 BULK_SIZE = 500
+
+#: Held from probing a free address until the node has bound its ports, so two
+#: sandboxes starting at once (two test binaries, two tests) never pick the same.
+ADDRESS_LOCK = os.path.join(tempfile.gettempdir(), "runbook-sandbox-loopback.lock")
 
 HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -89,6 +96,17 @@ def free_loopback_address(exclude=()):
         if all(port_free(address, port) for port in (HTTP_PORT, TRANSPORT_PORT) + OTHER_SERVER_PORTS):
             return address
     raise OpenSearchError("no loopback address 127.0.0.2-254 has ports %d and %d free" % (HTTP_PORT, TRANSPORT_PORT))
+
+
+@contextlib.contextmanager
+def address_lock():
+    """An exclusive lock on ADDRESS_LOCK (released on exit, also by a crash)."""
+    with open(ADDRESS_LOCK, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def write_home(home, address, repository_path, cluster_name="thehive-sandbox"):
@@ -244,20 +262,22 @@ def start(paths, address_exclude, docs, repository, index, spawn, wait_until_ans
     """
     version = ensure_installed()
     home = paths["opensearch_home"]
-    address = free_loopback_address(address_exclude)
-    write_home(home, address, paths["es_archive"])
-    url = "http://%s:%d" % (address, HTTP_PORT)
-    began = time.monotonic()
-    child, record = spawn("elasticsearch (OpenSearch %s)" % version, argv(home),
-                          os.path.join(paths["logs"], "opensearch.log"), env=environment())
-    record.update(role="elasticsearch", address=address, port=HTTP_PORT, transport_port=TRANSPORT_PORT,
-                  url=url, check_url=url + "/_cluster/health", version=version,
-                  heap=environment()["OPENSEARCH_HEAP"])
-    processes.append(record)
-    save()
-    say("started OpenSearch %s on %s (pid %d)" % (version, url, child.pid))
-    wait_until_answers(child, record, lambda: healthy(url))
-    record["start_seconds"] = round(time.monotonic() - began, 1)
+    with address_lock():
+        address = free_loopback_address(address_exclude)
+        write_home(home, address, paths["es_archive"])
+        url = "http://%s:%d" % (address, HTTP_PORT)
+        began = time.monotonic()
+        child, record = spawn("elasticsearch (OpenSearch %s)" % version, argv(home),
+                              os.path.join(paths["logs"], "opensearch.log"), env=environment())
+        record.update(role="elasticsearch", address=address, port=HTTP_PORT, transport_port=TRANSPORT_PORT,
+                      url=url, check_url=url + "/_cluster/health", version=version,
+                      heap=environment()["OPENSEARCH_HEAP"])
+        processes.append(record)
+        save()
+        say("started OpenSearch %s on %s (pid %d)" % (version, url, child.pid))
+        # Healthy means its ports are bound: from here on a probe sees them taken.
+        wait_until_answers(child, record, lambda: healthy(url))
+        record["start_seconds"] = round(time.monotonic() - began, 1)
     populate(url, repository, paths["es_archive"], index, docs)
     record["rss_kib"] = rss_kib(record["pgid"])
     record["documents"] = docs
