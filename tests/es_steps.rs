@@ -275,6 +275,80 @@ async fn noida_snapshot_health_and_http_success_path() {
 
 // ---- the stand-in: success, then every fault ---------------------------------
 
+/// TheHive's guide scripts grep the raw answers for `"accepted":true` and
+/// `{"acknowledged":true}`: the real servers answer compact JSON (checked against
+/// OpenSearch 2.19 in tests/real_opensearch.rs), and so must the stand-in, or a
+/// script that works against it would fail on a real cluster.
+#[tokio::test]
+async fn standin_answers_compact_json_as_the_guide_scripts_grep_it() {
+    let es = Server::standin(&[]);
+    let client = reqwest::Client::new();
+    let text = |request: reqwest::RequestBuilder| async move {
+        let answer = request.send().await.expect("the stand-in answers");
+        (
+            answer.status().as_u16(),
+            answer.text().await.expect("a body"),
+        )
+    };
+    let registered = text(
+        client
+            .put(format!("{}/_snapshot/thehive_repository", es.base))
+            .json(&json!({"type": "fs", "settings": {"location": "/mnt/backup/elasticsearch"}})),
+    )
+    .await;
+    assert_eq!(registered, (200, r#"{"acknowledged":true}"#.to_string()));
+    let accepted = text(
+        client
+            .put(format!("{}/_snapshot/thehive_repository/elasticsearch_1", es.base))
+            .json(&json!({"indices": "thehive_global", "ignore_unavailable": true, "include_global_state": false})),
+    )
+    .await;
+    assert_eq!(accepted, (200, r#"{"accepted":true}"#.to_string()));
+    let deleted = text(client.delete(format!("{}/thehive_global", es.base))).await;
+    assert_eq!(deleted, (200, r#"{"acknowledged":true}"#.to_string()));
+    // Errors too: `root_cause` first, no spaces, as the real servers write them.
+    let missing = text(client.get(format!("{}/_snapshot/nope", es.base))).await;
+    assert_eq!(
+        missing,
+        (
+            404,
+            r#"{"error":{"root_cause":[{"type":"repository_missing_exception","reason":"[nope] missing"}],"type":"repository_missing_exception","reason":"[nope] missing"},"status":404}"#
+                .to_string()
+        )
+    );
+}
+
+/// A snapshot of an index that does not exist: 404 `index_not_found_exception`,
+/// or with `ignore_unavailable` a SUCCESS snapshot holding no index and 0 shards,
+/// as OpenSearch 2.19 answers (tests/sandbox/README.md lists the differences checked).
+#[tokio::test]
+async fn standin_snapshots_a_missing_index_as_the_real_servers_do() {
+    let es = Server::standin_with_repo(json!({}));
+    let client = reqwest::Client::new();
+    let url = format!("{}/_snapshot/thehive_repository", es.base);
+    let refused = client
+        .put(format!("{url}/s1"))
+        .json(&json!({"indices": "no_such_index"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 404);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "index_not_found_exception", "{body}");
+    let empty: Value = client
+        .put(format!("{url}/s2?wait_for_completion=true"))
+        .json(&json!({"indices": "no_such_index", "ignore_unavailable": true}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(empty["snapshot"]["state"], "SUCCESS", "{empty}");
+    assert_eq!(empty["snapshot"]["indices"], json!([]), "{empty}");
+    assert_eq!(empty["snapshot"]["shards"]["total"], 0, "{empty}");
+}
+
 #[tokio::test]
 async fn snapshot_waits_for_success_and_sends_the_documented_body() {
     let es = Server::standin_with_repo(json!({"snapshot_polls": 3}));

@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Starts and stops a fake TheHive cluster on loopback (test scaffolding, not TheHive).
 
-    sandbox.py start DIR [--storage local|s3] [--es standin|noida] [--objects N]
+    sandbox.py start DIR [--storage local|s3] [--es standin|noida|opensearch] [--real]
+                         [--es-docs N] [--objects N]
                          [--cassandra-mb M] [--es-faults JSON] [--node-down [ADDRS]]
                          [--snapshot-fails [partial|clean]] [--knob NAME[=VALUE]]...
                          [--cql-auth USER:PASSWORD] [--force]
     sandbox.py stop DIR
     sandbox.py status DIR
+    sandbox.py digest DIR
 
 `start` builds, under DIR, everything the stock workflow `cluster-hot-backup` talks to:
 a generated Cassandra data folder driven by the stand-in `nodetool`/`cqlsh`
@@ -39,6 +41,9 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "lib"))
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
+import real_opensearch  # noqa: E402  (after the path is set)
 REPO = os.path.dirname(os.path.dirname(HERE))
 VENV = os.path.join(REPO, ".venv-tests")
 RECORD = "sandbox.json"
@@ -304,7 +309,13 @@ def folder_stats(path):
     return files, size
 
 
-def start_elasticsearch(kind, paths, faults, processes, save):
+def start_elasticsearch(kind, paths, faults, processes, save, es_docs=0, exclude=()):
+    if kind == "opensearch":
+        try:
+            return real_opensearch.start(paths, exclude, es_docs, ES_REPOSITORY, ES_INDEX, spawn,
+                                         wait_until_answers, processes, save, say)
+        except real_opensearch.OpenSearchError as error:
+            raise SandboxError(str(error)) from error
     port = free_port()
     url = "http://127.0.0.1:%d" % port
     log = os.path.join(paths["logs"], "elasticsearch.log")
@@ -390,7 +401,7 @@ def start(args):
     knobs = parse_knobs(args)
     if args.es_faults is not None:
         if args.es != "standin":
-            raise SandboxError("--es-faults needs --es standin (noida-db has no fault injection)")
+            raise SandboxError("--es-faults needs --es standin (noida-db and the real OpenSearch have no fault injection)")
         try:
             json.loads(args.es_faults)
         except ValueError as error:
@@ -399,6 +410,8 @@ def start(args):
         ensure_boto3()  # before any work, since it may re-execute this script
     if args.es == "noida":
         venv_program("noida-db")
+    if args.es_docs < 0:
+        raise SandboxError("--es-docs must be 0 or more")
 
     prepare_folder(folder, args.force)
     paths = {
@@ -406,6 +419,7 @@ def start(args):
         "state": os.path.join(folder, "sandbox-state"),
         "attachments": os.path.join(folder, "attachments"),
         "es_data": os.path.join(folder, "es"),
+        "opensearch_home": os.path.join(folder, "opensearch"),
         "logs": os.path.join(folder, "logs"),
         "backup": os.path.join(folder, "backup"),
         "cassandra_archive": os.path.join(folder, "backup", "cassandra"),
@@ -453,7 +467,9 @@ def start(args):
             with open(os.path.join(paths["state"], name), "w", encoding="utf-8") as handle:
                 handle.write(value)
 
-        sandbox["elasticsearch_url"] = start_elasticsearch(args.es, paths, args.es_faults, processes, save)
+        sandbox["elasticsearch_url"] = start_elasticsearch(
+            args.es, paths, args.es_faults, processes, save, es_docs=args.es_docs,
+            exclude=[p["address"] for p in processes if p.get("address")])
         objects = None
         if args.storage == "s3":
             sandbox["s3_endpoint"], objects = start_s3(paths, processes, save)
@@ -572,7 +588,11 @@ def status(folder):
     healthy = bool(sandbox.get("processes"))
     for process in sandbox.get("processes", []):
         running = bool(group_members(process["pgid"])) and ours(process)
-        answering = running and answers(process["check_url"])
+        if process.get("version") and process["role"] == "elasticsearch":
+            # The real node: `_cluster/health` must say yellow or green.
+            answering = running and real_opensearch.healthy(process["url"])
+        else:
+            answering = running and answers(process["check_url"])
         healthy = healthy and answering
         servers.append({"name": process["name"], "pid": process["pid"], "url": process["url"],
                         "running": running, "answers": answering})
@@ -580,6 +600,28 @@ def status(folder):
     json.dump(report, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0 if healthy else 1
+
+
+def digest(folder):
+    """Prints a digest of the sandbox's data as JSON (equal for equal data).
+
+    `indices`: per index of the real OpenSearch node, its document count and a
+    SHA-256 of its sorted documents (lib/real_opensearch.py). The stand-ins hold no
+    data, so a part whose server is a stand-in is left out.
+    """
+    folder = os.path.abspath(folder)
+    sandbox = load_record(folder)
+    if sandbox is None:
+        raise SandboxError("no sandbox in %s (no %s)" % (folder, RECORD))
+    report = {}
+    if sandbox.get("es") == "opensearch":
+        try:
+            report["indices"] = real_opensearch.indices_digest(sandbox["elasticsearch_url"])
+        except (OSError, real_opensearch.OpenSearchError) as error:
+            raise SandboxError("cannot digest the indices at %s: %s" % (sandbox["elasticsearch_url"], error)) from error
+    json.dump(report, sys.stdout, indent=2, sort_keys=True)
+    sys.stdout.write("\n")
+    return 0
 
 
 # ---- command line -------------------------------------------------------------------
@@ -592,8 +634,13 @@ def main():
     begin.add_argument("dir", metavar="DIR", help="the sandbox folder (created; new, empty, or an old sandbox with --force)")
     begin.add_argument("--storage", choices=["local", "s3"], default="local",
                        help="attachments in a folder (default) or in an S3 bucket served by moto_server")
-    begin.add_argument("--es", choices=["standin", "noida"], default="standin",
-                       help="Elasticsearch: tests/standins/es_standin.py (default) or noida-db")
+    begin.add_argument("--es", choices=["standin", "noida", "opensearch"], default=None,
+                       help="Elasticsearch: tests/standins/es_standin.py (default), noida-db, or a real "
+                            "OpenSearch 2.19 node (tests/real-servers/opensearch)")
+    begin.add_argument("--real", action="store_true",
+                       help="the real servers: --es opensearch (unless --es is given)")
+    begin.add_argument("--es-docs", type=int, default=1000, metavar="N",
+                       help="documents in the index thehive_global of the real OpenSearch (default 1000)")
     begin.add_argument("--objects", type=int, default=300, metavar="N",
                        help="number of attachment files / S3 objects (default 300, at least 3)")
     begin.add_argument("--cassandra-mb", type=float, default=4, metavar="M",
@@ -612,14 +659,20 @@ def main():
     end.add_argument("dir", metavar="DIR")
     look = commands.add_parser("status", help="print whether each server runs and answers (exit 1 if not)")
     look.add_argument("dir", metavar="DIR")
+    summary = commands.add_parser("digest", help="print a digest of the sandbox's data (indices) as JSON")
+    summary.add_argument("dir", metavar="DIR")
     args = parser.parse_args()
     try:
         if args.command == "start":
             if args.objects < 3:
                 raise SandboxError("--objects must be at least 3")
+            if args.es is None:
+                args.es = "opensearch" if args.real else "standin"
             return start(args)
         if args.command == "stop":
             return stop(args.dir)
+        if args.command == "digest":
+            return digest(args.dir)
         return status(args.dir)
     except SandboxError as error:
         print("sandbox: error: %s" % error, file=sys.stderr)

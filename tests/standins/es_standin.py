@@ -15,7 +15,8 @@ Endpoints (Elasticsearch's):
   POST /_snapshot/<repo>/_verify           repository verification
   GET  /_snapshot/<repo>/*?verbose=false   list snapshots (also _all, name lists)
   GET|PUT|DELETE /_snapshot/<repo>/<snap>  one snapshot
-  POST /_snapshot/<repo>/<snap>/_restore   restore (accepted, nothing restored)
+  POST /_snapshot/<repo>/<snap>/_restore   restore (the index names come back, no data)
+  GET|HEAD|DELETE /<index>                 an index (names only)
 
 Control endpoints (never faulted, never recorded, no auth):
   GET    /_standin/requests   every request received so far, in order
@@ -93,8 +94,9 @@ def es_error(status, kind, reason, extra=None):
     cause = {"type": kind, "reason": reason}
     if extra:
         cause.update(extra)
-    error = dict(cause)
-    error["root_cause"] = [dict(cause)]
+    # `root_cause` comes first, as the real servers write it.
+    error = {"root_cause": [dict(cause)]}
+    error.update(cause)
     return status, {"error": error, "status": status}
 
 
@@ -148,13 +150,16 @@ def advance(snap):
         return
     snap["state"] = end
     snap["end"] = now_millis()
-    total = max(1, len(snap["indices"]))
+    # One shard per index, as the sandbox's indices have; none for no index.
+    total = len(snap["indices"])
     if end == "SUCCESS":
         snap["shards"] = {"total": total, "failed": 0, "successful": total}
     elif end == "PARTIAL":
+        total = max(1, total)
         snap["shards"] = {"total": total + 1, "failed": 1, "successful": total}
         snap["failures"] = [shard_failure(snap, "IndexShardSnapshotFailedException[stand-in: disk full]")]
     elif end == "FAILED":
+        total = max(1, total)
         snap["shards"] = {"total": total, "failed": total, "successful": 0}
         snap["failures"] = [shard_failure(snap, "IndexShardSnapshotFailedException[stand-in: repository unreachable]")]
         snap["reason"] = "stand-in: all shards failed"
@@ -175,9 +180,15 @@ def shard_failure(snap, reason):
     }
 
 
-def expand_indices(requested):
+def expand_indices(requested, ignore_unavailable=False):
+    """(indices, missing index or None), as the real servers resolve a snapshot's list.
+
+    A concrete name that does not exist is an error (404 index_not_found_exception)
+    unless `ignore_unavailable`, which drops it: the real servers then take a
+    SUCCESS snapshot of whatever is left, possibly nothing (0 shards).
+    """
     if requested is None:
-        return list(STATE["indices"])
+        return list(STATE["indices"]), None
     names = requested if isinstance(requested, list) else str(requested).split(",")
     out = []
     for name in names:
@@ -187,9 +198,20 @@ def expand_indices(requested):
         if "*" in name:
             pattern = re.compile("^" + re.escape(name).replace("\\*", ".*") + "$")
             out.extend(i for i in STATE["indices"] if pattern.match(i))
-        else:
+        elif name in STATE["indices"]:
             out.append(name)
-    return out
+        elif not ignore_unavailable:
+            return out, name
+    return out, None
+
+
+def index_missing(name):
+    return es_error(
+        404,
+        "index_not_found_exception",
+        "no such index [%s]" % name,
+        {"index": name, "resource.id": name, "resource.type": "index_or_alias", "index_uuid": "_na_"},
+    )
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -217,7 +239,15 @@ class Handler(BaseHTTPRequestHandler):
         self.handle_any()
 
     def send_json(self, status, body, raw=None):
-        data = raw if raw is not None else json.dumps(body).encode()
+        # Compact, as Elasticsearch and OpenSearch answer: `{"acknowledged":true}`,
+        # the exact text TheHive's guide scripts grep for.
+        if raw is not None:
+            data = raw
+        elif urlsplit(self.path).path == "/" and status == 200:
+            # `GET /` is the one answer the real servers pretty-print by default.
+            data = (json.dumps(body, indent=2, separators=(",", " : ")) + "\n").encode()
+        else:
+            data = json.dumps(body, separators=(",", ":")).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=UTF-8")
         self.send_header("X-elastic-product", "Elasticsearch")
@@ -411,7 +441,20 @@ class Handler(BaseHTTPRequestHandler):
             return self.health(query)
         elif parts[0] == "_snapshot":
             return self.snapshot_api(method, parts[1:], query, body)
-        return es_error(400, "illegal_argument_exception", "stand-in: no handler for [%s %s]" % (method, path))
+        elif len(parts) == 1 and not parts[0].startswith("_") and method in ("GET", "HEAD", "DELETE"):
+            return self.index_api(method, parts[0])
+        # Both engines answer unknown endpoints so (a string, not an error object).
+        return 400, {"error": "no handler found for uri [%s] and method [%s]" % (self.path, method)}
+
+    def index_api(self, method, name):
+        """GET/HEAD/DELETE /<index>: the stand-in's indices are names only."""
+        if name not in STATE["indices"]:
+            return index_missing(name)
+        if method == "DELETE":
+            STATE["indices"].remove(name)
+            return 200, {"acknowledged": True}
+        return 200, {name: {"aliases": {}, "mappings": {}, "settings": {
+            "index": {"number_of_shards": "1", "number_of_replicas": "0", "provided_name": name}}}}
 
     def health(self, query):
         status = STATE["faults"]["health"]
@@ -487,21 +530,34 @@ class Handler(BaseHTTPRequestHandler):
         if len(rest) == 2 and rest[1] == "_restore" and method == "POST":
             snap = snaps.get(name)
             if snap is None:
-                return es_error(404, "snapshot_missing_exception", "[%s:%s] is missing" % (repo, name))
+                # Both engines answer 500 here, not snapshot_missing_exception.
+                return es_error(500, "snapshot_restore_exception", "[%s:%s] snapshot does not exist" % (repo, name))
             if snap["state"] not in ("SUCCESS", "PARTIAL"):
                 return es_error(
-                    400,
+                    500,
                     "snapshot_restore_exception",
                     "[%s:%s/%s] cannot restore index because the snapshot is %s"
                     % (repo, name, snap["uuid"], snap["state"]),
                 )
+            open_index = next((i for i in snap["indices"] if i in STATE["indices"]), None)
+            if open_index is not None:
+                return es_error(
+                    500,
+                    "snapshot_restore_exception",
+                    "[%s:%s/%s] cannot restore index [%s] because an open index with same name already exists "
+                    "in the cluster. Either close or delete the existing index or restore the index under a "
+                    "different name by providing a rename pattern and replacement name"
+                    % (repo, name, snap["uuid"], open_index),
+                )
+            # The indices come back (with no documents: the stand-in keeps none).
+            STATE["indices"].extend(snap["indices"])
             if query.get("wait_for_completion") == "true":
                 return 200, {
                     "snapshot": {"snapshot": name, "indices": snap["indices"], "shards": snap["shards"]}
                 }
             return 200, {"accepted": True}
         if len(rest) != 1:
-            return es_error(400, "illegal_argument_exception", "stand-in: no handler for that path")
+            return 400, {"error": "no handler found for uri [%s] and method [%s]" % (self.path, method)}
         if method == "PUT":
             return self.create_snapshot(repo, name, query, body)
         if method == "GET":
@@ -509,6 +565,9 @@ class Handler(BaseHTTPRequestHandler):
             if name in ("*", "_all") or "," in name or "*" in name:
                 selected = []
                 for pattern in name.split(","):
+                    if pattern != "_all" and "*" not in pattern and pattern not in snaps:
+                        return es_error(
+                            404, "snapshot_missing_exception", "[%s:%s] is missing" % (repo, pattern))
                     regex = re.compile("^" + re.escape(pattern).replace("\\*", ".*") + "$")
                     selected.extend(
                         s for n, s in snaps.items() if pattern == "_all" or regex.match(n)
@@ -545,11 +604,14 @@ class Handler(BaseHTTPRequestHandler):
             )
         body = body if isinstance(body, dict) else {}
         faults = STATE["faults"]
+        indices, missing = expand_indices(body.get("indices"), bool(body.get("ignore_unavailable", False)))
+        if missing is not None:
+            return index_missing(missing)
         snap = {
             "snapshot": name,
             "uuid": new_uuid(),
             "repository": repo,
-            "indices": expand_indices(body.get("indices")),
+            "indices": indices,
             "include_global_state": bool(body.get("include_global_state", True)),
             "state": "IN_PROGRESS",
             "end_state": faults["snapshot_end"],

@@ -1,0 +1,404 @@
+//! The stock backup workflow against a real OpenSearch 2.19 node (installed from
+//! Maven Central by tests/setup-real-servers.sh, started by
+//! `tests/sandbox/sandbox.py start --es opensearch`), with the Cassandra stand-in.
+//! One node serves every test of this binary: it is started by the first test
+//! and stopped when the test process exits (a watcher process waits for it).
+//! A node that cannot be installed or started fails the tests with the reason.
+
+#[path = "support/cluster.rs"]
+mod cluster;
+#[path = "support/mod.rs"]
+mod support;
+
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+use cluster::*;
+use serde_json::Value;
+use support::{assert_contains, repo_root, venv_bin};
+
+/// The shared node, and a lock: tests change its index and snapshots, so they
+/// take turns.
+static NODE: OnceLock<Cluster> = OnceLock::new();
+static TURN: Mutex<()> = Mutex::new(());
+
+/// The node (started on first use) and this test's turn on it.
+fn node() -> (&'static Cluster, MutexGuard<'static, ()>) {
+    let turn = TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let cluster = NODE.get_or_init(|| {
+        let install = Command::new("bash")
+            .arg(repo_root().join("tests/setup-real-servers.sh"))
+            .output()
+            .expect("bash runs");
+        assert!(
+            install.status.success(),
+            "installing the real servers failed: {}",
+            String::from_utf8_lossy(&install.stderr)
+        );
+        let cluster = Cluster::start(&["--es", "opensearch", "--es-docs", "500"]);
+        stop_when_this_process_exits(&cluster);
+        cluster
+    });
+    (cluster, turn)
+}
+
+/// A detached watcher stops the sandbox and removes its folder once this test
+/// process is gone (statics are never dropped, and a panic must not leave a JVM).
+// The watcher must outlive this process, so it is never waited for.
+#[allow(clippy::zombie_processes)]
+fn stop_when_this_process_exits(cluster: &Cluster) {
+    let script = r#"while kill -0 "$1" 2>/dev/null; do sleep 0.5; done
+"$2" "$3" stop "$4" >/dev/null 2>&1
+rm -rf "$5""#;
+    Command::new("bash")
+        .arg("-c")
+        .arg(script)
+        .arg("opensearch-watcher")
+        .arg(std::process::id().to_string())
+        .arg(venv_bin("python"))
+        .arg(repo_root().join("tests/sandbox/sandbox.py"))
+        .arg(cluster.sandbox())
+        .arg(cluster.dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .expect("the watcher starts");
+}
+
+fn curl(args: &[&str]) -> (u16, String) {
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-w",
+            "\n%{http_code}",
+            "-H",
+            "Content-Type: application/json",
+        ])
+        .args(args)
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').expect("curl printed the status");
+    (status.parse().expect("a status code"), body.to_string())
+}
+
+fn snapshot_names(cluster: &Cluster) -> Vec<String> {
+    let (status, body) = curl(&[&format!(
+        "{}/_snapshot/thehive_repository/_all?verbose=false",
+        cluster.es_url()
+    )]);
+    assert_eq!(status, 200, "{body}");
+    let listed: Value = serde_json::from_str(&body).unwrap();
+    listed["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["snapshot"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn digest(cluster: &Cluster) -> Value {
+    let out = Command::new(venv_bin("python"))
+        .arg(repo_root().join("tests/sandbox/sandbox.py"))
+        .arg("digest")
+        .arg(cluster.sandbox())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "digest: {}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The backup folder's files, leaving out the snapshot repository's own files
+/// (the fs repository lives in `backup/elasticsearch/`, next to the markers, and
+/// OpenSearch rewrites its `index-N` files on every snapshot or deletion).
+fn backup_files(cluster: &Cluster) -> Vec<String> {
+    cluster
+        .backup_files()
+        .into_iter()
+        .filter(|path| !path.starts_with("elasticsearch/") || path.ends_with(".info"))
+        .collect()
+}
+
+/// What a failed run must leave: no new snapshot, marker, archive or manifest,
+/// no Cassandra snapshot folder.
+fn assert_nothing_left(cluster: &Cluster, snapshots_before: &[String], files_before: &[String]) {
+    assert_eq!(snapshot_names(cluster), snapshots_before);
+    assert_eq!(backup_files(cluster), files_before);
+    assert_eq!(
+        cluster.cassandra_snapshots(),
+        Vec::<std::path::PathBuf>::new()
+    );
+}
+
+/// TheHive's guide scripts grep the raw answers: the real node answers compact
+/// JSON (the stand-in is held to the same text in es_steps.rs).
+#[test]
+fn real_opensearch_answers_the_compact_json_the_guide_scripts_grep() {
+    let (cluster, _turn) = node();
+    let url = cluster.es_url();
+    let location = cluster.path("es_archive").join("grep-check");
+    let (status, body) = curl(&[
+        "-X",
+        "PUT",
+        &format!("{url}/_snapshot/grep_check"),
+        "-d",
+        &format!(
+            r#"{{"type":"fs","settings":{{"location":"{}"}}}}"#,
+            location.display()
+        ),
+    ]);
+    assert_eq!((status, body.as_str()), (200, r#"{"acknowledged":true}"#));
+    let (status, body) = curl(&[
+        "-X",
+        "PUT",
+        &format!("{url}/_snapshot/grep_check/s1"),
+        "-d",
+        r#"{"indices":"thehive_global","ignore_unavailable":true,"include_global_state":false}"#,
+    ]);
+    assert_eq!((status, body.as_str()), (200, r#"{"accepted":true}"#));
+    // Deleting waits for the running snapshot to end; then the repository goes.
+    let (status, body) = curl(&["-X", "DELETE", &format!("{url}/_snapshot/grep_check/s1")]);
+    assert_eq!((status, body.as_str()), (200, r#"{"acknowledged":true}"#));
+    let (status, body) = curl(&["-X", "DELETE", &format!("{url}/_snapshot/grep_check")]);
+    assert_eq!((status, body.as_str()), (200, r#"{"acknowledged":true}"#));
+}
+
+/// The backup, then the restore plan's Elasticsearch commands run exactly as
+/// printed: the index comes back with every shard and the same documents.
+#[test]
+fn a_backup_restores_into_real_opensearch_with_an_equal_digest() {
+    let (cluster, _turn) = node();
+    let before = digest(cluster);
+    assert_eq!(
+        before["indices"]["thehive_global"]["documents"], 500,
+        "{before}"
+    );
+
+    let out = cluster.run(&["run", "cluster-hot-backup"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+
+    let staging = cluster.dir.path().join("staging");
+    let backup = cluster.path("backup");
+    let mut prep = support::runbook();
+    prep.args(["run", "restore-prep", "--journal-dir"])
+        .arg(cluster.dir.path().join("journal"))
+        .arg("--set")
+        .arg(format!("manifest_path={}", backup.display()))
+        .arg("--set")
+        .arg(format!(
+            "cassandra_archive_path={}",
+            cluster.path("cassandra_archive").display()
+        ))
+        .arg("--set")
+        .arg(format!(
+            "elasticsearch_archive_path={}",
+            cluster.path("es_archive").display()
+        ))
+        .arg("--set")
+        .arg(format!(
+            "storage_archive_path={}",
+            cluster.path("storage_archive").display()
+        ))
+        .arg("--set")
+        .arg(format!(
+            "attachment_folder={}",
+            cluster.path("attachments").display()
+        ))
+        .arg("--set")
+        .arg(format!("elasticsearch_url={}", cluster.es_url()))
+        .arg("--set")
+        .arg(format!("staging={}", staging.display()));
+    let out = prep.output().unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let plan_file = walk(&staging)
+        .into_iter()
+        .find(|p| p.ends_with("restore-plan.sh"))
+        .expect("restore-prep wrote restore-plan.sh");
+    let plan = std::fs::read_to_string(&plan_file).unwrap();
+    let es_lines: Vec<&str> = plan
+        .lines()
+        .skip_while(|line| !line.starts_with("# 2. Elasticsearch"))
+        .skip(1)
+        .take_while(|line| line.starts_with("curl"))
+        .collect();
+    assert_eq!(es_lines.len(), 2, "the plan's Elasticsearch part:\n{plan}");
+
+    let run_line = |line: &str| {
+        // Exactly as printed; curl's progress meter goes to stderr.
+        let out = Command::new("bash").args(["-c", line]).output().unwrap();
+        assert!(out.status.success(), "{line}: {}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    assert_eq!(
+        run_line(es_lines[0]),
+        r#"{"acknowledged":true}"#,
+        "{}",
+        es_lines[0]
+    );
+    let restored: Value =
+        serde_json::from_str(&run_line(es_lines[1])).expect("restore answers JSON");
+    let shards = &restored["snapshot"]["shards"];
+    assert!(shards["total"].as_u64().unwrap() > 0, "{restored}");
+    assert_eq!(shards["failed"], 0, "{restored}");
+    assert_eq!(shards["successful"], shards["total"], "{restored}");
+    assert_eq!(digest(cluster), before);
+}
+
+/// The repository is not registered: pre-flight says so, nothing is snapshotted.
+#[test]
+fn an_unregistered_repository_fails_preflight_with_nothing_snapshotted() {
+    let (cluster, _turn) = node();
+    let snapshots = snapshot_names(cluster);
+    let files = backup_files(cluster);
+    let out = cluster.run(&[
+        "run",
+        "cluster-hot-backup",
+        "--set",
+        "elasticsearch_repository=not_registered",
+    ]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert_contains(
+        &stderr(&out),
+        &format!(
+            "the Elasticsearch snapshot repository \"not_registered\" is not registered at {}",
+            cluster.es_url()
+        ),
+    );
+    assert_nothing_left(cluster, &snapshots, &files);
+}
+
+/// A named index that does not exist: pre-flight says which config key to fix,
+/// before anything is snapshotted (with ignore_unavailable the real node would
+/// otherwise take a SUCCESS snapshot holding nothing).
+#[test]
+fn a_missing_index_fails_preflight_with_nothing_snapshotted() {
+    let (cluster, _turn) = node();
+    let snapshots = snapshot_names(cluster);
+    let files = backup_files(cluster);
+    let out = cluster.run(&[
+        "run",
+        "cluster-hot-backup",
+        "--set",
+        "elasticsearch_indices=no_such_index",
+    ]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert_contains(
+        &stderr(&out),
+        &format!(
+            "the Elasticsearch index \"no_such_index\" does not exist at {}: fix the config key elasticsearch_indices",
+            cluster.es_url()
+        ),
+    );
+    assert_nothing_left(cluster, &snapshots, &files);
+}
+
+/// A pattern that matches no index: the real node's snapshot ends SUCCESS with
+/// no index and 0 shards; the run fails and deletes that snapshot.
+#[test]
+fn a_snapshot_holding_no_index_fails_the_run_and_is_deleted() {
+    let (cluster, _turn) = node();
+    let snapshots = snapshot_names(cluster);
+    let files = backup_files(cluster);
+    let out = cluster.run(&[
+        "run",
+        "cluster-hot-backup",
+        "--set",
+        "elasticsearch_indices=nomatch*",
+    ]);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 1, "{err}");
+    assert_contains(
+        &err,
+        "holds no index (0 shards): nothing matches \"nomatch*\"",
+    );
+    assert_contains(&err, "delete Elasticsearch snapshot elasticsearch_");
+    assert_nothing_left(cluster, &snapshots, &files);
+}
+
+/// `status` sees the node healthy; `digest` is stable for the same documents and
+/// changes when one document changes.
+#[test]
+fn status_answers_and_the_digest_follows_the_documents() {
+    let (cluster, _turn) = node();
+    let sandbox_py = |command: &str| {
+        Command::new(venv_bin("python"))
+            .arg(repo_root().join("tests/sandbox/sandbox.py"))
+            .arg(command)
+            .arg(cluster.sandbox())
+            .output()
+            .unwrap()
+    };
+    let status = sandbox_py("status");
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stdout)
+    );
+    let report: Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(report["healthy"], true, "{report}");
+
+    let first = digest(cluster);
+    assert_eq!(digest(cluster), first);
+    let doc = format!("{}/thehive_global/_doc/doc-000001", cluster.es_url());
+    let (code_get, original) = curl(&[&format!(
+        "{}/thehive_global/_source/doc-000001",
+        cluster.es_url()
+    )]);
+    assert_eq!(code_get, 200, "{original}");
+    let (code_put, answer) = curl(&[
+        "-X",
+        "PUT",
+        &format!("{doc}?refresh=true"),
+        "-d",
+        r#"{"title":"changed"}"#,
+    ]);
+    assert_eq!(code_put, 200, "{answer}");
+    let changed = digest(cluster);
+    let (code_back, answer) = curl(&["-X", "PUT", &format!("{doc}?refresh=true"), "-d", &original]);
+    assert_eq!(code_back, 200, "{answer}");
+    assert_ne!(changed, first);
+    assert_eq!(
+        changed["indices"]["thehive_global"]["documents"],
+        first["indices"]["thehive_global"]["documents"]
+    );
+    assert_eq!(digest(cluster), first, "the original document put back");
+}
+
+/// `stop` ends the JVM and leaves no process of its group (a node of its own,
+/// so the shared one is not disturbed).
+#[test]
+fn stop_leaves_no_opensearch_process() {
+    let cluster = Cluster::start(&["--es", "opensearch", "--es-docs", "0"]);
+    let node = cluster.record["processes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["role"] == "elasticsearch")
+        .expect("the node is recorded")
+        .clone();
+    assert!(node["start_seconds"].as_f64().unwrap() > 0.0, "{node}");
+    assert!(node["rss_kib"].as_u64().unwrap() > 0, "{node}");
+    let group = node["pgid"].as_i64().unwrap();
+    let out = Command::new(venv_bin("python"))
+        .arg(repo_root().join("tests/sandbox/sandbox.py"))
+        .arg("stop")
+        .arg(cluster.sandbox())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let left: Vec<String> = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| std::fs::read_to_string(entry.path().join("stat")).ok())
+        .filter(|stat| {
+            let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+            fields[2].parse::<i64>().ok() == Some(group) && !matches!(fields[0], "Z" | "X")
+        })
+        .collect();
+    assert!(left.is_empty(), "left after stop: {left:?}");
+    let (status, _) = curl(&["-m", "2", &format!("{}/", node["url"].as_str().unwrap())]);
+    assert_eq!(status, 0, "nothing answers at the node's address any more");
+}
