@@ -13,6 +13,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use runbook_steps::blocking_work::WorkControl;
+use runbook_steps::error::StepFailure;
 use runbook_steps::tar_dir::{TarDirOptions, write_archive_with_hook};
 use runbook_steps::verify_archive::verify_archive_file;
 use runbook_steps::{StepContext, StepError, find_step};
@@ -232,8 +233,10 @@ async fn a_file_deleted_during_the_walk_is_skipped_with_a_warning() {
     for name in ["a", "b", "c"] {
         write(&src.join(name), name.as_bytes());
     }
-    let options: TarDirOptions =
-        serde_json::from_value(json!({"dest": dir.path().join("f.tar"), "src": src})).unwrap();
+    let options: TarDirOptions = serde_json::from_value(
+        json!({"dest": dir.path().join("f.tar"), "src": src, "on_changed": "warn"}),
+    )
+    .unwrap();
     // Entries go in sorted order: when `a` is about to be read, `b` has been
     // listed but not opened yet. Delete it then.
     let victim = src.join("b");
@@ -246,13 +249,43 @@ async fn a_file_deleted_during_the_walk_is_skipped_with_a_warning() {
     assert_eq!((output.files, output.skipped), (2, 1));
     assert_eq!(output.warnings.len(), 1);
     assert!(
-        output.warnings[0].contains("files/b: vanished"),
+        output.warnings[0].contains("files/b vanished while being archived"),
         "{:?}",
         output.warnings
     );
+    assert_eq!(output.changed, output.warnings);
     let listing = sh("tar", &["tf", "f.tar"], dir.path());
     assert_eq!(listing, "files/\nfiles/a\nfiles/c\n");
     verify_archive_file(&dir.path().join("f.tar"), None, &WorkControl::new("t")).unwrap();
+}
+
+#[tokio::test]
+async fn a_file_deleted_during_the_walk_fails_the_step_by_default_and_leaves_no_archive() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("files");
+    for name in ["a", "b", "c"] {
+        write(&src.join(name), name.as_bytes());
+    }
+    let dest = dir.path().join("f.tar");
+    let options: TarDirOptions =
+        serde_json::from_value(json!({"dest": dest, "src": src})).unwrap();
+    let victim = src.join("b");
+    let error = write_archive_with_hook(&options, &WorkControl::new("t"), &|path| {
+        if path.ends_with("a") {
+            fs::remove_file(&victim).unwrap();
+        }
+    })
+    .unwrap_err();
+    assert_eq!(error.kind(), "changed");
+    assert_eq!(
+        error.to_string(),
+        format!("{} vanished while being archived", victim.display())
+    );
+    let left: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["files"], "no archive, partial or checksum file left");
 }
 
 /// Files whose size changes between `fstat` and reading, deterministically:
@@ -267,9 +300,12 @@ async fn files_that_grow_or_shrink_while_read_still_give_well_formed_entries() {
         entries.push(json!({"src": shrinking, "path": "top/online"}));
     }
     let dest = dir.path().join("hot.tar");
-    let result = run_step("tar_dir", json!({"dest": dest, "entries": entries}))
-        .await
-        .unwrap();
+    let result = run_step(
+        "tar_dir",
+        json!({"dest": dest, "entries": entries, "on_changed": "warn"}),
+    )
+    .await
+    .unwrap();
     let warnings = result["warnings"].to_string();
     assert!(
         warnings.contains("status grew while being archived: stored its first 0 bytes"),
