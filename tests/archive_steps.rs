@@ -576,6 +576,7 @@ async fn extract_refuses_crafted_archives_and_writes_nothing_outside_dest() {
     let outside = dir.path().join("outside");
     fs::create_dir(&outside).unwrap();
     let absolute = format!("{}/abs-evil", outside.display());
+    let absolute_outside = outside.display().to_string();
     let cases: Vec<(&str, Vec<RawEntry>, &str)> = vec![
         (
             "dotdot",
@@ -591,14 +592,28 @@ async fn extract_refuses_crafted_archives_and_writes_nothing_outside_dest() {
             "absolute path",
         ),
         (
-            "escaping symlink",
-            vec![(b"link", Symlink, b"../outside", b"")],
-            "points outside",
+            "write through an escaping symlink",
+            vec![
+                (b"link", Symlink, b"../outside", b""),
+                (b"link/evil", Regular, b"", b"x"),
+            ],
+            "is a symlink in the archive",
         ),
         (
-            "absolute symlink",
-            vec![(b"link", Symlink, b"/etc", b"")],
-            "absolute path",
+            "write through an absolute symlink",
+            vec![
+                (b"link", Symlink, absolute_outside.as_bytes(), b""),
+                (b"link/evil", Regular, b"", b"x"),
+            ],
+            "is a symlink in the archive",
+        ),
+        (
+            "hard link through an escaping symlink",
+            vec![
+                (b"link", Symlink, b"../outside", b""),
+                (b"hard", tar::EntryType::Link, b"link/evil", b""),
+            ],
+            "is a symlink in the archive",
         ),
         (
             "write through symlink",
@@ -649,6 +664,59 @@ async fn extract_refuses_crafted_archives_and_writes_nothing_outside_dest() {
     .unwrap_err();
     assert!(error.to_string().contains("is a symlink"), "{error}");
     assert_eq!(fs::read_dir(&outside).unwrap().count(), 0);
+}
+
+/// Symlinks are data: one pointing outside the archive (absolute, or `..`
+/// above the top) is restored as that same symlink, never followed, and
+/// reported; nothing is written where it points.
+#[tokio::test]
+async fn extract_restores_symlinks_pointing_outside_as_symlinks_and_reports_them() {
+    use tar::EntryType::{Directory, Regular, Symlink};
+    let dir = tempfile::tempdir().unwrap();
+    let outside = dir.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    let absolute = outside.display().to_string();
+    let archive = dir.path().join("links.tar");
+    crafted_archive(
+        &archive,
+        &[
+            (b"top/", Directory, b"", b""),
+            (b"top/a.txt", Regular, b"", b"data"),
+            (b"top/abs", Symlink, absolute.as_bytes(), b""),
+            (b"top/up", Symlink, b"../../outside", b""),
+            (b"top/inside", Symlink, b"a.txt", b""),
+        ],
+    );
+    let dest = dir.path().join("dest");
+    let result = run_step(
+        "extract_archive",
+        json!({"path": archive, "dest": dest, "verify": false}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        result["links_outside"],
+        json!([format!("top/abs -> {absolute}"), "top/up -> ../../outside"])
+    );
+    assert_eq!(result["entries"], 5);
+    for (link, target) in [
+        ("top/abs", absolute.as_str()),
+        ("top/up", "../../outside"),
+        ("top/inside", "a.txt"),
+    ] {
+        let path = dest.join(link);
+        assert!(fs::symlink_metadata(&path).unwrap().file_type().is_symlink());
+        assert_eq!(fs::read_link(&path).unwrap(), Path::new(target));
+    }
+    assert_eq!(fs::read_dir(&outside).unwrap().count(), 0, "wrote outside dest");
+    // GNU tar reads the same archive back to the same links.
+    let gnu = dir.path().join("gnu");
+    fs::create_dir(&gnu).unwrap();
+    sh("tar", &["xf", archive.to_str().unwrap()], &gnu);
+    assert_eq!(
+        fs::read_link(gnu.join("top/abs")).unwrap(),
+        fs::read_link(dest.join("top/abs")).unwrap()
+    );
 }
 
 #[tokio::test]
