@@ -176,10 +176,16 @@ def shard_failure(snap, reason):
 
 
 def expand_indices(requested):
+    """The indices a snapshot request names that exist, and the concrete names that do not.
+
+    As the real server: a wildcard matching nothing is no error; a concrete name that
+    does not exist is left out with `ignore_unavailable`, else the request fails.
+    """
     if requested is None:
-        return list(STATE["indices"])
+        return list(STATE["indices"]), []
     names = requested if isinstance(requested, list) else str(requested).split(",")
     out = []
+    missing = []
     for name in names:
         name = name.strip()
         if not name:
@@ -187,9 +193,11 @@ def expand_indices(requested):
         if "*" in name:
             pattern = re.compile("^" + re.escape(name).replace("\\*", ".*") + "$")
             out.extend(i for i in STATE["indices"] if pattern.match(i))
-        else:
+        elif name in STATE["indices"]:
             out.append(name)
-    return out
+        else:
+            missing.append(name)
+    return out, missing
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -544,12 +552,15 @@ class Handler(BaseHTTPRequestHandler):
                 "[%s:%s] Invalid snapshot name [%s], snapshot with the same name already exists" % (repo, name, name),
             )
         body = body if isinstance(body, dict) else {}
+        indices, missing = expand_indices(body.get("indices"))
+        if missing and not body.get("ignore_unavailable", False):
+            return es_error(404, "index_not_found_exception", "no such index [%s]" % missing[0])
         faults = STATE["faults"]
         snap = {
             "snapshot": name,
             "uuid": new_uuid(),
             "repository": repo,
-            "indices": expand_indices(body.get("indices")),
+            "indices": indices,
             "include_global_state": bool(body.get("include_global_state", True)),
             "state": "IN_PROGRESS",
             "end_state": faults["snapshot_end"],
