@@ -671,6 +671,15 @@ impl Plan {
                 )));
             }
         }
+        for root in &roots {
+            if let Ok(target) = std::fs::read_link(&root.src) {
+                tracing::info!(
+                    "{} is a symlink to {}: archiving what it points to",
+                    root.src.display(),
+                    target.display()
+                );
+            }
+        }
         let mut synthesized_mtime = 0;
         for root in &roots {
             let meta = std::fs::metadata(&root.src).map_err(|source| TarDirError::Source {
@@ -983,13 +992,26 @@ impl ArchiveWriter<'_> {
     /// A source that vanished, shrank, grew or changed while archived: fail
     /// or warn, as `on_changed` says.
     fn changed(&mut self, path: &Path, what: String) -> Result<(), TarDirError> {
+        self.changed_keeping(path, what, None)
+    }
+
+    /// [`Self::changed`], saying with `on_changed: "warn"` what was stored.
+    fn changed_keeping(
+        &mut self,
+        path: &Path,
+        what: String,
+        kept: Option<String>,
+    ) -> Result<(), TarDirError> {
         match self.on_changed {
             OnChanged::Fail => Err(TarDirError::Changed {
                 path: path.to_path_buf(),
                 what,
             }),
             OnChanged::Warn => {
-                let line = format!("{} {what}", path.display());
+                let line = match kept {
+                    Some(kept) => format!("{} {what}: {kept}", path.display()),
+                    None => format!("{} {what}", path.display()),
+                };
                 self.output.changed.push(line.clone());
                 self.warn(line);
                 Ok(())
@@ -1236,23 +1258,28 @@ impl ArchiveWriter<'_> {
         let change = if copied < size {
             write_zeros(sink, size - copied).map_err(|e| self.write_error(e))?;
             update_with_zeros(&mut crc, size - copied);
-            Some(format!(
-                "shrank while being archived: stored its first {copied} bytes padded with zeros to {size}"
+            Some((
+                format!("shrank while being archived (from {size} to {copied} bytes)"),
+                format!("stored its first {copied} bytes padded with zeros to {size}"),
             ))
         } else {
             let mut probe = [0u8; 1];
             if matches!(file.read(&mut probe), Ok(n) if n > 0) {
-                Some(format!(
-                    "grew while being archived: stored its first {size} bytes"
+                Some((
+                    format!("grew while being archived (past {size} bytes)"),
+                    format!("stored its first {size} bytes"),
                 ))
             } else if modified(&file) {
-                Some("was modified while being archived: the stored copy may mix old and new data".to_string())
+                Some((
+                    "was modified while being archived".to_string(),
+                    "the stored copy may mix old and new data".to_string(),
+                ))
             } else {
                 None
             }
         };
-        if let Some(what) = change {
-            self.changed(src, what)?;
+        if let Some((what, kept)) = change {
+            self.changed_keeping(src, what, Some(kept))?;
         }
         let sink = self.builder.get_mut();
         let padding = (512 - size % 512) % 512;
