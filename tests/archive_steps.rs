@@ -267,8 +267,7 @@ async fn a_file_deleted_during_the_walk_fails_the_step_by_default_and_leaves_no_
         write(&src.join(name), name.as_bytes());
     }
     let dest = dir.path().join("f.tar");
-    let options: TarDirOptions =
-        serde_json::from_value(json!({"dest": dest, "src": src})).unwrap();
+    let options: TarDirOptions = serde_json::from_value(json!({"dest": dest, "src": src})).unwrap();
     let victim = src.join("b");
     let error = write_archive_with_hook(&options, &WorkControl::new("t"), &|path| {
         if path.ends_with("a") {
@@ -308,7 +307,8 @@ async fn files_that_grow_or_shrink_while_read_still_give_well_formed_entries() {
     .unwrap();
     let warnings = result["warnings"].to_string();
     assert!(
-        warnings.contains("status grew while being archived (past 0 bytes): stored its first 0 bytes"),
+        warnings
+            .contains("status grew while being archived (past 0 bytes): stored its first 0 bytes"),
         "{warnings}"
     );
     let listing = sh("tar", &["tvf", dest.to_str().unwrap()], dir.path());
@@ -705,10 +705,19 @@ async fn extract_restores_symlinks_pointing_outside_as_symlinks_and_reports_them
         ("top/inside", "a.txt"),
     ] {
         let path = dest.join(link);
-        assert!(fs::symlink_metadata(&path).unwrap().file_type().is_symlink());
+        assert!(
+            fs::symlink_metadata(&path)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
         assert_eq!(fs::read_link(&path).unwrap(), Path::new(target));
     }
-    assert_eq!(fs::read_dir(&outside).unwrap().count(), 0, "wrote outside dest");
+    assert_eq!(
+        fs::read_dir(&outside).unwrap().count(),
+        0,
+        "wrote outside dest"
+    );
     // GNU tar reads the same archive back to the same links.
     let gnu = dir.path().join("gnu");
     fs::create_dir(&gnu).unwrap();

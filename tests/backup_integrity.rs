@@ -157,7 +157,11 @@ fn a_symlinked_attachment_folder_is_archived_as_the_folder_it_points_to() {
     let archive = cluster
         .path("storage_archive")
         .join(format!("files_{stamp}.tar"));
-    let listing = Command::new("tar").arg("tvf").arg(&archive).output().unwrap();
+    let listing = Command::new("tar")
+        .arg("tvf")
+        .arg(&archive)
+        .output()
+        .unwrap();
     let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
     let first = listing.lines().next().unwrap();
     assert!(
@@ -227,7 +231,10 @@ fn symlinks_pointing_outside_the_attachments_are_kept_as_links_warned_and_listed
             format!("files_{stamp}/links/up -> ../../elsewhere"),
         ])
     );
-    assert_contains(&manifest_warnings(&manifest), "links/up is a symlink to ../../elsewhere");
+    assert_contains(
+        &manifest_warnings(&manifest),
+        "links/up is a symlink to ../../elsewhere",
+    );
     assert_eq!(listed_state(&cluster, &stamp), "complete with warnings");
 
     let staging = cluster.dir.path().join("staging");
@@ -276,21 +283,16 @@ fn a_file_removed_from_the_cassandra_snapshot_fails_the_backup_naming_it() {
     // data file from the snapshot while it sleeps.
     let until = Instant::now() + Duration::from_secs(60);
     let removed = loop {
-        let found = walk(&cluster.path("cassandra_data"))
-            .into_iter()
-            .find(|p| {
-                p.to_string_lossy().contains("/snapshots/cassandra_")
-                    && p.to_string_lossy().contains("/thehive/edgestore-")
-                    && p.file_name() == Some(OsStr::new("nb-1-big-Data.db"))
-            });
+        let found = walk(&cluster.path("cassandra_data")).into_iter().find(|p| {
+            p.to_string_lossy().contains("/snapshots/cassandra_")
+                && p.to_string_lossy().contains("/thehive/edgestore-")
+                && p.file_name() == Some(OsStr::new("nb-1-big-Data.db"))
+        });
         if let Some(path) = found {
             std::fs::remove_file(&path).unwrap();
             break path;
         }
-        assert!(
-            Instant::now() < until,
-            "no Cassandra snapshot appeared"
-        );
+        assert!(Instant::now() < until, "no Cassandra snapshot appeared");
         std::thread::sleep(Duration::from_millis(20));
     };
     let out = child.wait_with_output().unwrap();
@@ -307,10 +309,7 @@ fn a_file_removed_from_the_cassandra_snapshot_fails_the_backup_naming_it() {
         &out,
         "lacks files the snapshots' manifest.json list",
     );
-    assert_contains(
-        &stderr(&out),
-        &format!("/thehive/{table}/nb-1-big-Data.db"),
-    );
+    assert_contains(&stderr(&out), &format!("/thehive/{table}/nb-1-big-Data.db"));
     assert!(
         !cluster
             .backup_files()
@@ -542,7 +541,11 @@ fn attachment_paths_longer_than_path_max_are_archived_verified_and_restored() {
     let archive = cluster
         .path("storage_archive")
         .join(format!("files_{stamp}.tar"));
-    let listing = Command::new("tar").arg("tf").arg(&archive).output().unwrap();
+    let listing = Command::new("tar")
+        .arg("tf")
+        .arg(&archive)
+        .output()
+        .unwrap();
     assert!(listing.status.success(), "GNU tar cannot read the archive");
     let expected = format!("files_{stamp}/{}", relative.display());
     assert!(

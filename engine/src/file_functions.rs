@@ -69,7 +69,8 @@ pub fn register(engine: &mut Engine, state: &Arc<RunState>) {
                 tracing::info!("[dry-run] would write {path} ({} bytes)", text.len());
                 return Ok(());
             }
-            files::write_file(Path::new(path), text).map_err(|e| error(&s, &c, "write_file", with_causes(&e)))
+            files::write_file(Path::new(path), text)
+                .map_err(|e| error(&s, &c, "write_file", with_causes(&e)))
         },
     );
     let s = Arc::clone(state);
@@ -93,7 +94,8 @@ pub fn register(engine: &mut Engine, state: &Arc<RunState>) {
     engine.register_fn(
         "read_file",
         move |c: NativeCallContext, path: &str| -> FnResult<String> {
-            files::read_file(Path::new(path)).map_err(|e| error(&s, &c, "read_file", with_causes(&e)))
+            files::read_file(Path::new(path))
+                .map_err(|e| error(&s, &c, "read_file", with_causes(&e)))
         },
     );
     let s = Arc::clone(state);

@@ -23,9 +23,7 @@ use std::path::{Component, Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::{AtFlags, OFlag, openat};
-use nix::sys::stat::{
-    Mode, UtimensatFlags, fchmod, fstatat, futimens, mkdirat, utimensat,
-};
+use nix::sys::stat::{Mode, UtimensatFlags, fchmod, fstatat, futimens, mkdirat, utimensat};
 use nix::sys::time::TimeSpec;
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, fchownat, linkat, symlinkat, unlinkat};
 
@@ -491,17 +489,19 @@ impl Extractor<'_> {
                 source,
             });
         }
-        let mut current = self.dest_fd.try_clone().map_err(|source| ExtractError::Write {
-            path: self.dest.to_path_buf(),
-            source,
-        })?;
+        let mut current = self
+            .dest_fd
+            .try_clone()
+            .map_err(|source| ExtractError::Write {
+                path: self.dest.to_path_buf(),
+                source,
+            })?;
         let mut path = self.dest.to_path_buf();
         for component in parent.components() {
             path.push(component);
             let component = CString::new(component.as_os_str().as_bytes())
                 .map_err(|_| self.refuse(name, "NUL byte in path"))?;
-            let flags =
-                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+            let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
             let mut opened = openat(&current, component.as_c_str(), flags, Mode::empty());
             if matches!(opened, Err(Errno::ENOENT)) && create {
                 self.mkdir(&current, &component, &path)?;
@@ -541,14 +541,16 @@ impl Extractor<'_> {
         target: &Path,
         size: u64,
     ) -> Result<File, ExtractError> {
-        let flags = OFlag::O_WRONLY
-            | OFlag::O_CREAT
-            | OFlag::O_EXCL
-            | OFlag::O_NOFOLLOW
-            | OFlag::O_CLOEXEC;
-        let mut file = openat(parent, name.as_c_str(), flags, Mode::from_bits_truncate(0o600))
-            .map(File::from)
-            .map_err(|errno| write_error(target, errno))?;
+        let flags =
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let mut file = openat(
+            parent,
+            name.as_c_str(),
+            flags,
+            Mode::from_bits_truncate(0o600),
+        )
+        .map(File::from)
+        .map_err(|errno| write_error(target, errno))?;
         let mut left = size;
         while left > 0 {
             self.control.check()?;
@@ -666,8 +668,7 @@ impl Extractor<'_> {
             let path = self.dest.join(&dir.relative);
             let parent = self.open_parent(&dir.relative, &path.display().to_string(), false)?;
             let name = entry_name(&dir.relative);
-            let flags =
-                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+            let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
             let fd = openat(&parent, name.as_c_str(), flags, Mode::empty())
                 .map_err(|errno| write_error(&path, errno))?;
             self.set_attributes(&fd, &path, dir.mode, dir.mtime, dir.owner)?;

@@ -861,10 +861,8 @@ impl Plan {
             if kind == Kind::Dir {
                 // O_NOFOLLOW: a folder replaced by a symlink since the listing
                 // is not entered (ELOOP, reported as changed).
-                let flags = OFlag::O_RDONLY
-                    | OFlag::O_DIRECTORY
-                    | OFlag::O_NOFOLLOW
-                    | OFlag::O_CLOEXEC;
+                let flags =
+                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
                 match Dir::openat(dir.as_fd(), name.as_c_str(), flags, Mode::empty()) {
                     Ok(sub) => self.walk_folder(sub, &entry_path, &archive_path, root, visit)?,
                     Err(error) => visit(Item::Error {
@@ -1057,11 +1055,8 @@ impl ArchiveWriter<'_> {
                         Err(e) => return self.listing_error(found.path, e),
                     };
                     if points_outside(found.archive_path, &target, found.root) {
-                        let link = format!(
-                            "{} -> {}",
-                            found.archive_path.display(),
-                            target.display()
-                        );
+                        let link =
+                            format!("{} -> {}", found.archive_path.display(), target.display());
                         self.warn(format!(
                             "{} is a symlink to {}, outside what is archived: stored as a symlink, its target is not in the archive",
                             found.path.display(),
