@@ -287,6 +287,71 @@ async fn a_file_deleted_during_the_walk_fails_the_step_by_default_and_leaves_no_
     assert_eq!(left, ["files"], "no archive, partial or checksum file left");
 }
 
+/// A tree deeper than PATH_MAX (4096 bytes), made relative to each folder:
+/// tar_dir archives it, GNU tar lists it, verify_archive passes it and
+/// extract_archive restores it, all without "File name too long".
+#[tokio::test]
+async fn paths_longer_than_path_max_are_archived_listed_verified_and_extracted() {
+    use nix::fcntl::{OFlag, openat};
+    use nix::sys::stat::{Mode, mkdirat};
+    use std::io::{Read as _, Write as _};
+    use std::os::fd::OwnedFd;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("files");
+    fs::create_dir(&src).unwrap();
+    let name = "n".repeat(250);
+    let component = std::ffi::CString::new(name.clone()).unwrap();
+    let mut fd: OwnedFd = fs::File::open(&src).unwrap().into();
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY;
+    for _ in 0..20 {
+        mkdirat(&fd, component.as_c_str(), Mode::from_bits_truncate(0o755)).unwrap();
+        fd = openat(&fd, component.as_c_str(), flags, Mode::empty()).unwrap();
+    }
+    let file = openat(
+        &fd,
+        c"leaf.txt",
+        OFlag::O_WRONLY | OFlag::O_CREAT,
+        Mode::from_bits_truncate(0o644),
+    )
+    .unwrap();
+    fs::File::from(file).write_all(b"leaf").unwrap();
+    let deep = vec![name.as_str(); 20].join("/");
+    assert!(deep.len() > 5000);
+
+    let dest = dir.path().join("long.tar");
+    let result = run_step(
+        "tar_dir",
+        json!({"dest": dest, "src": src, "prefix": "top"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (result["files"].as_u64(), result["dirs"].as_u64()),
+        (Some(1), Some(21))
+    );
+    let listing = sh("tar", &["tf", dest.to_str().unwrap()], dir.path());
+    assert!(listing.lines().any(|l| l == format!("top/{deep}/leaf.txt")));
+    run_step(
+        "verify_archive",
+        json!({"path": dest, "expect": [format!("top/{deep}/leaf.txt")]}),
+    )
+    .await
+    .unwrap();
+    let out = dir.path().join("out");
+    run_step("extract_archive", json!({"path": dest, "dest": out}))
+        .await
+        .unwrap();
+    let mut fd: OwnedFd = fs::File::open(out.join("top")).unwrap().into();
+    for _ in 0..20 {
+        fd = openat(&fd, component.as_c_str(), flags, Mode::empty()).unwrap();
+    }
+    let mut data = String::new();
+    fs::File::from(openat(&fd, c"leaf.txt", OFlag::O_RDONLY, Mode::empty()).unwrap())
+        .read_to_string(&mut data)
+        .unwrap();
+    assert_eq!(data, "leaf");
+}
+
 /// Files whose size changes between `fstat` and reading, deterministically:
 /// procfs reports 0 bytes for files with content ("grew"), sysfs 4096 bytes
 /// for a few bytes of content ("shrank").

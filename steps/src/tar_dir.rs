@@ -1381,6 +1381,26 @@ mod tests {
     }
 
     #[test]
+    fn symlinks_resolving_above_their_source_point_outside() {
+        let top = Path::new("files_S");
+        let outside =
+            |link: &str, target: &str| points_outside(Path::new(link), Path::new(target), top);
+        assert!(!outside("files_S/a/l", "b"));
+        assert!(!outside("files_S/a/l", "../b"));
+        assert!(outside("files_S/a/l", "../../b"));
+        assert!(outside("files_S/l", "/etc/hostname"));
+        assert!(!outside("files_S/a/l", "x/../../y"));
+        assert!(outside("files_S/a/l", "x/../../../y"));
+        // No top folder (`prefix: ""`): the archive's root is the floor.
+        assert!(outside("l", "../x"));
+        assert!(!points_outside(
+            Path::new("a/l"),
+            Path::new("../x"),
+            Path::new("")
+        ));
+    }
+
+    #[test]
     fn unknown_option_and_bad_compression_are_rejected() {
         let e =
             serde_json::from_value::<TarDirOptions>(serde_json::json!({"dest": "x", "srcs": "y"}))
