@@ -13,6 +13,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use runbook_steps::blocking_work::WorkControl;
+use runbook_steps::error::StepFailure;
 use runbook_steps::tar_dir::{TarDirOptions, write_archive_with_hook};
 use runbook_steps::verify_archive::verify_archive_file;
 use runbook_steps::{StepContext, StepError, find_step};
@@ -232,8 +233,10 @@ async fn a_file_deleted_during_the_walk_is_skipped_with_a_warning() {
     for name in ["a", "b", "c"] {
         write(&src.join(name), name.as_bytes());
     }
-    let options: TarDirOptions =
-        serde_json::from_value(json!({"dest": dir.path().join("f.tar"), "src": src})).unwrap();
+    let options: TarDirOptions = serde_json::from_value(
+        json!({"dest": dir.path().join("f.tar"), "src": src, "on_changed": "warn"}),
+    )
+    .unwrap();
     // Entries go in sorted order: when `a` is about to be read, `b` has been
     // listed but not opened yet. Delete it then.
     let victim = src.join("b");
@@ -246,13 +249,107 @@ async fn a_file_deleted_during_the_walk_is_skipped_with_a_warning() {
     assert_eq!((output.files, output.skipped), (2, 1));
     assert_eq!(output.warnings.len(), 1);
     assert!(
-        output.warnings[0].contains("files/b: vanished"),
+        output.warnings[0].contains("files/b vanished while being archived"),
         "{:?}",
         output.warnings
     );
+    assert_eq!(output.changed, output.warnings);
     let listing = sh("tar", &["tf", "f.tar"], dir.path());
     assert_eq!(listing, "files/\nfiles/a\nfiles/c\n");
     verify_archive_file(&dir.path().join("f.tar"), None, &WorkControl::new("t")).unwrap();
+}
+
+#[tokio::test]
+async fn a_file_deleted_during_the_walk_fails_the_step_by_default_and_leaves_no_archive() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("files");
+    for name in ["a", "b", "c"] {
+        write(&src.join(name), name.as_bytes());
+    }
+    let dest = dir.path().join("f.tar");
+    let options: TarDirOptions = serde_json::from_value(json!({"dest": dest, "src": src})).unwrap();
+    let victim = src.join("b");
+    let error = write_archive_with_hook(&options, &WorkControl::new("t"), &|path| {
+        if path.ends_with("a") {
+            fs::remove_file(&victim).unwrap();
+        }
+    })
+    .unwrap_err();
+    assert_eq!(error.kind(), "changed");
+    assert_eq!(
+        error.to_string(),
+        format!("{} vanished while being archived", victim.display())
+    );
+    let left: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["files"], "no archive, partial or checksum file left");
+}
+
+/// A tree deeper than PATH_MAX (4096 bytes), made relative to each folder:
+/// tar_dir archives it, GNU tar lists it, verify_archive passes it and
+/// extract_archive restores it, all without "File name too long".
+#[tokio::test]
+async fn paths_longer_than_path_max_are_archived_listed_verified_and_extracted() {
+    use nix::fcntl::{OFlag, openat};
+    use nix::sys::stat::{Mode, mkdirat};
+    use std::io::{Read as _, Write as _};
+    use std::os::fd::OwnedFd;
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("files");
+    fs::create_dir(&src).unwrap();
+    let name = "n".repeat(250);
+    let component = std::ffi::CString::new(name.clone()).unwrap();
+    let mut fd: OwnedFd = fs::File::open(&src).unwrap().into();
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY;
+    for _ in 0..20 {
+        mkdirat(&fd, component.as_c_str(), Mode::from_bits_truncate(0o755)).unwrap();
+        fd = openat(&fd, component.as_c_str(), flags, Mode::empty()).unwrap();
+    }
+    let file = openat(
+        &fd,
+        c"leaf.txt",
+        OFlag::O_WRONLY | OFlag::O_CREAT,
+        Mode::from_bits_truncate(0o644),
+    )
+    .unwrap();
+    fs::File::from(file).write_all(b"leaf").unwrap();
+    let deep = vec![name.as_str(); 20].join("/");
+    assert!(deep.len() > 5000);
+
+    let dest = dir.path().join("long.tar");
+    let result = run_step(
+        "tar_dir",
+        json!({"dest": dest, "src": src, "prefix": "top"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (result["files"].as_u64(), result["dirs"].as_u64()),
+        (Some(1), Some(21))
+    );
+    let listing = sh("tar", &["tf", dest.to_str().unwrap()], dir.path());
+    assert!(listing.lines().any(|l| l == format!("top/{deep}/leaf.txt")));
+    run_step(
+        "verify_archive",
+        json!({"path": dest, "expect": [format!("top/{deep}/leaf.txt")]}),
+    )
+    .await
+    .unwrap();
+    let out = dir.path().join("out");
+    run_step("extract_archive", json!({"path": dest, "dest": out}))
+        .await
+        .unwrap();
+    let mut fd: OwnedFd = fs::File::open(out.join("top")).unwrap().into();
+    for _ in 0..20 {
+        fd = openat(&fd, component.as_c_str(), flags, Mode::empty()).unwrap();
+    }
+    let mut data = String::new();
+    fs::File::from(openat(&fd, c"leaf.txt", OFlag::O_RDONLY, Mode::empty()).unwrap())
+        .read_to_string(&mut data)
+        .unwrap();
+    assert_eq!(data, "leaf");
 }
 
 /// Files whose size changes between `fstat` and reading, deterministically:
@@ -267,12 +364,16 @@ async fn files_that_grow_or_shrink_while_read_still_give_well_formed_entries() {
         entries.push(json!({"src": shrinking, "path": "top/online"}));
     }
     let dest = dir.path().join("hot.tar");
-    let result = run_step("tar_dir", json!({"dest": dest, "entries": entries}))
-        .await
-        .unwrap();
+    let result = run_step(
+        "tar_dir",
+        json!({"dest": dest, "entries": entries, "on_changed": "warn"}),
+    )
+    .await
+    .unwrap();
     let warnings = result["warnings"].to_string();
     assert!(
-        warnings.contains("status grew while being archived: stored its first 0 bytes"),
+        warnings
+            .contains("status grew while being archived (past 0 bytes): stored its first 0 bytes"),
         "{warnings}"
     );
     let listing = sh("tar", &["tvf", dest.to_str().unwrap()], dir.path());
@@ -540,6 +641,7 @@ async fn extract_refuses_crafted_archives_and_writes_nothing_outside_dest() {
     let outside = dir.path().join("outside");
     fs::create_dir(&outside).unwrap();
     let absolute = format!("{}/abs-evil", outside.display());
+    let absolute_outside = outside.display().to_string();
     let cases: Vec<(&str, Vec<RawEntry>, &str)> = vec![
         (
             "dotdot",
@@ -555,14 +657,28 @@ async fn extract_refuses_crafted_archives_and_writes_nothing_outside_dest() {
             "absolute path",
         ),
         (
-            "escaping symlink",
-            vec![(b"link", Symlink, b"../outside", b"")],
-            "points outside",
+            "write through an escaping symlink",
+            vec![
+                (b"link", Symlink, b"../outside", b""),
+                (b"link/evil", Regular, b"", b"x"),
+            ],
+            "is a symlink in the archive",
         ),
         (
-            "absolute symlink",
-            vec![(b"link", Symlink, b"/etc", b"")],
-            "absolute path",
+            "write through an absolute symlink",
+            vec![
+                (b"link", Symlink, absolute_outside.as_bytes(), b""),
+                (b"link/evil", Regular, b"", b"x"),
+            ],
+            "is a symlink in the archive",
+        ),
+        (
+            "hard link through an escaping symlink",
+            vec![
+                (b"link", Symlink, b"../outside", b""),
+                (b"hard", tar::EntryType::Link, b"link/evil", b""),
+            ],
+            "is a symlink in the archive",
         ),
         (
             "write through symlink",
@@ -613,6 +729,68 @@ async fn extract_refuses_crafted_archives_and_writes_nothing_outside_dest() {
     .unwrap_err();
     assert!(error.to_string().contains("is a symlink"), "{error}");
     assert_eq!(fs::read_dir(&outside).unwrap().count(), 0);
+}
+
+/// Symlinks are data: one pointing outside the archive (absolute, or `..`
+/// above the top) is restored as that same symlink, never followed, and
+/// reported; nothing is written where it points.
+#[tokio::test]
+async fn extract_restores_symlinks_pointing_outside_as_symlinks_and_reports_them() {
+    use tar::EntryType::{Directory, Regular, Symlink};
+    let dir = tempfile::tempdir().unwrap();
+    let outside = dir.path().join("outside");
+    fs::create_dir(&outside).unwrap();
+    let absolute = outside.display().to_string();
+    let archive = dir.path().join("links.tar");
+    crafted_archive(
+        &archive,
+        &[
+            (b"top/", Directory, b"", b""),
+            (b"top/a.txt", Regular, b"", b"data"),
+            (b"top/abs", Symlink, absolute.as_bytes(), b""),
+            (b"top/up", Symlink, b"../../outside", b""),
+            (b"top/inside", Symlink, b"a.txt", b""),
+        ],
+    );
+    let dest = dir.path().join("dest");
+    let result = run_step(
+        "extract_archive",
+        json!({"path": archive, "dest": dest, "verify": false}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        result["links_outside"],
+        json!([format!("top/abs -> {absolute}"), "top/up -> ../../outside"])
+    );
+    assert_eq!(result["entries"], 5);
+    for (link, target) in [
+        ("top/abs", absolute.as_str()),
+        ("top/up", "../../outside"),
+        ("top/inside", "a.txt"),
+    ] {
+        let path = dest.join(link);
+        assert!(
+            fs::symlink_metadata(&path)
+                .unwrap()
+                .file_type()
+                .is_symlink()
+        );
+        assert_eq!(fs::read_link(&path).unwrap(), Path::new(target));
+    }
+    assert_eq!(
+        fs::read_dir(&outside).unwrap().count(),
+        0,
+        "wrote outside dest"
+    );
+    // GNU tar reads the same archive back to the same links.
+    let gnu = dir.path().join("gnu");
+    fs::create_dir(&gnu).unwrap();
+    sh("tar", &["xf", archive.to_str().unwrap()], &gnu);
+    assert_eq!(
+        fs::read_link(gnu.join("top/abs")).unwrap(),
+        fs::read_link(dest.join("top/abs")).unwrap()
+    );
 }
 
 #[tokio::test]

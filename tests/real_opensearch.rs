@@ -312,7 +312,7 @@ fn a_snapshot_holding_no_index_fails_the_run_and_is_deleted() {
     assert_eq!(code(&out), 1, "{err}");
     assert_contains(
         &err,
-        "holds no index (0 shards): nothing matches \"nomatch*\"",
+        "holds no index (0 shards): \"nomatch*\" (elasticsearch_indices) matches no index",
     );
     assert_contains(&err, "delete Elasticsearch snapshot elasticsearch_");
     assert_nothing_left(cluster, &snapshots, &files);

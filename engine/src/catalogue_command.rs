@@ -107,8 +107,10 @@ pub fn table(catalogue: &Catalogue) -> String {
 }
 
 fn row(set: &BackupSet) -> [String; 6] {
-    let state = if set.complete && set.problems.is_empty() {
+    let state = if set.complete && set.problems.is_empty() && set.warnings.is_empty() {
         "complete"
+    } else if set.complete && set.problems.is_empty() {
+        "complete with warnings"
     } else if set.complete {
         "DAMAGED"
     } else {

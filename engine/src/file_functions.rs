@@ -31,6 +31,18 @@ fn error(
     )
 }
 
+/// An error and its causes, `: `-separated: "cannot read X: File name too
+/// long (os error 36)", never the bare "cannot read X".
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(source) = cause {
+        text.push_str(&format!(": {source}"));
+        cause = source.source();
+    }
+    text
+}
+
 /// Folders a script may never remove: every absolute path among the config
 /// values (archive folders, data folders) and `/`.
 fn protected_roots(state: &RunState) -> Vec<PathBuf> {
@@ -57,7 +69,8 @@ pub fn register(engine: &mut Engine, state: &Arc<RunState>) {
                 tracing::info!("[dry-run] would write {path} ({} bytes)", text.len());
                 return Ok(());
             }
-            files::write_file(Path::new(path), text).map_err(|e| error(&s, &c, "write_file", e))
+            files::write_file(Path::new(path), text)
+                .map_err(|e| error(&s, &c, "write_file", with_causes(&e)))
         },
     );
     let s = Arc::clone(state);
@@ -81,7 +94,8 @@ pub fn register(engine: &mut Engine, state: &Arc<RunState>) {
     engine.register_fn(
         "read_file",
         move |c: NativeCallContext, path: &str| -> FnResult<String> {
-            files::read_file(Path::new(path)).map_err(|e| error(&s, &c, "read_file", e))
+            files::read_file(Path::new(path))
+                .map_err(|e| error(&s, &c, "read_file", with_causes(&e)))
         },
     );
     let s = Arc::clone(state);
@@ -94,7 +108,7 @@ pub fn register(engine: &mut Engine, state: &Arc<RunState>) {
                 }
                 return Ok(());
             }
-            files::mkdir(Path::new(path)).map_err(|e| error(&s, &c, "mkdir", e))
+            files::mkdir(Path::new(path)).map_err(|e| error(&s, &c, "mkdir", with_causes(&e)))
         },
     );
     let s = Arc::clone(state);
@@ -121,7 +135,7 @@ pub fn register(engine: &mut Engine, state: &Arc<RunState>) {
                         .map(|p| Dynamic::from(p.display().to_string()))
                         .collect()
                 })
-                .map_err(|e| error(&s, &c, "glob", e))
+                .map_err(|e| error(&s, &c, "glob", with_causes(&e)))
         },
     );
     let s = Arc::clone(state);
@@ -130,7 +144,7 @@ pub fn register(engine: &mut Engine, state: &Arc<RunState>) {
         move |c: NativeCallContext, path: &str| -> FnResult<i64> {
             files::file_size(Path::new(path))
                 .map(as_i64)
-                .map_err(|e| error(&s, &c, "file_size", e))
+                .map_err(|e| error(&s, &c, "file_size", with_causes(&e)))
         },
     );
     let s = Arc::clone(state);
@@ -139,7 +153,7 @@ pub fn register(engine: &mut Engine, state: &Arc<RunState>) {
         move |c: NativeCallContext, path: &str| -> FnResult<i64> {
             files::disk_free(Path::new(path))
                 .map(as_i64)
-                .map_err(|e| error(&s, &c, "disk_free", e))
+                .map_err(|e| error(&s, &c, "disk_free", with_causes(&e)))
         },
     );
     let s = Arc::clone(state);
@@ -148,7 +162,7 @@ pub fn register(engine: &mut Engine, state: &Arc<RunState>) {
         move |c: NativeCallContext, path: &str| -> FnResult<i64> {
             files::dir_size(Path::new(path))
                 .map(as_i64)
-                .map_err(|e| error(&s, &c, "dir_size", e))
+                .map_err(|e| error(&s, &c, "dir_size", with_causes(&e)))
         },
     );
     let s = Arc::clone(state);
@@ -160,7 +174,7 @@ pub fn register(engine: &mut Engine, state: &Arc<RunState>) {
                 return Ok(());
             }
             files::share_with_group(Path::new(path), group)
-                .map_err(|e| error(&s, &c, "share_with_group", e))
+                .map_err(|e| error(&s, &c, "share_with_group", with_causes(&e)))
         },
     );
 }
@@ -184,5 +198,5 @@ fn remove(
         return Ok(exists);
     }
     files::remove(Path::new(path), recursive, &protected_roots(state))
-        .map_err(|e| error(state, context, "remove", e))
+        .map_err(|e| error(state, context, "remove", with_causes(&e)))
 }

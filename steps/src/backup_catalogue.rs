@@ -190,6 +190,10 @@ pub struct BackupSet {
     /// What is wrong with the set, one line each (missing or resized archives,
     /// an unreadable manifest).
     pub problems: Vec<String>,
+    /// What the set lacks by the site's choice (the manifest's `warnings`,
+    /// written when an `allow_*` key let the backup go on): such a set is
+    /// "complete with warnings".
+    pub warnings: Vec<String>,
 }
 
 impl BackupSet {
@@ -395,6 +399,9 @@ pub struct ManifestView {
     /// The Elasticsearch snapshot and its marker.
     #[serde(default)]
     pub elasticsearch: Option<ManifestSnapshot>,
+    /// What the backup left out or found changed, by the site's choice.
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// One archive in a manifest.
@@ -518,6 +525,7 @@ fn build_set(
         age_seconds: time.map(|t| (now - t).num_seconds().max(0) as u64),
         snapshot: None,
         problems: Vec::new(),
+        warnings: Vec::new(),
     };
     if let Some(read) = manifest {
         set.manifest = Some(read.path.clone());
@@ -542,6 +550,7 @@ fn build_set(
                 ));
             }
             set.verified = view.verified.clone();
+            set.warnings = view.warnings.clone();
             for archive in &view.archives {
                 if belongs_to(&archive.path, stamp).is_none() {
                     set.problems.push(format!(
@@ -808,6 +817,7 @@ mod tests {
             age_seconds: None,
             snapshot: None,
             problems: vec![],
+            warnings: vec![],
         };
         let names: Vec<String> = set
             .files_in_removal_order()

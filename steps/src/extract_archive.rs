@@ -3,18 +3,29 @@
 //!
 //! Archives may come from anywhere at restore time, so every entry is checked
 //! before anything is written: no absolute paths, no `..`, no device files or
-//! FIFOs, no symlink or hard link that points outside `dest`. Writing never
-//! follows a symlink: every folder on the way to an entry must be a real
-//! folder, and an existing symlink at an entry's own path is replaced, not
-//! written through. Symlinks are created last, once every file is in place,
-//! and one whose target goes through another symlink is refused, so chains
-//! of links cannot be used to escape either.
+//! FIFOs, no hard link that points outside `dest`. Writing never follows a
+//! symlink: every folder on the way to an entry is opened relative to its
+//! parent with `O_NOFOLLOW` (so it must be a real folder, and paths longer
+//! than PATH_MAX work), and an existing symlink at an entry's own path is
+//! replaced, not written through. Symlinks are data: they are created as
+//! they were archived, pointing wherever they pointed (those pointing outside
+//! `dest` are reported), last, once every file is in place, and never
+//! followed; one whose target goes through another symlink of the archive is
+//! refused.
 
 use std::collections::HashSet;
-use std::fs::{File, OpenOptions};
+use std::ffi::{CString, OsStr};
+use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, OFlag, openat};
+use nix::sys::stat::{Mode, UtimensatFlags, fchmod, fstatat, futimens, mkdirat, utimensat};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, fchownat, linkat, symlinkat, unlinkat};
 
 use serde::{Deserialize, Serialize};
 use tar::EntryType;
@@ -53,6 +64,11 @@ pub struct ExtractArchiveOutput {
     pub entries: u64,
     /// Bytes of file data written.
     pub bytes: u64,
+    /// Symlinks created that point outside `dest`, as `path -> target`
+    /// (present only when there are some): restored as they were archived,
+    /// but what they point to is not part of the archive.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub links_outside: Vec<String>,
 }
 
 /// Why `extract_archive` failed.
@@ -111,11 +127,15 @@ Extracts a tar archive (plain, zstd or gzip) into a folder, safely.
 
 With `verify` (the default) the archive is first checked like verify_archive
 with `require_checksum: true`: its `<path>.sha256` file must exist and match.
-Entries with an absolute path or a `..` component, symlinks or hard links
-pointing outside `dest`, symlinks whose target goes through another symlink,
-device files, FIFOs and GNU sparse files (whose holes would be written out in
-full) are refused: the step fails naming the entry, and nothing is ever
-written outside `dest`. Symlinks already in `dest` are never followed. Mode
+Entries with an absolute path or a `..` component, hard links pointing
+outside `dest`, entries under a symlink, symlinks whose target goes through
+another symlink of the archive, device files, FIFOs and GNU sparse files
+(whose holes would be written out in full) are refused: the step fails naming
+the entry, and nothing is ever written outside `dest`. Symlinks are restored
+as symlinks with the target they were archived with, also one pointing
+outside `dest` (listed in `links_outside`); they are created last and never
+followed, and symlinks already in `dest` are never written through. Folders
+are opened relative to their parent, so paths longer than PATH_MAX work. Mode
 (without setuid/setgid bits) and mtime are restored; owners too when running
 as root. On failure, what was extracted so far stays in `dest`.
 
@@ -125,8 +145,9 @@ Options:
   verify  bool     check the archive and its .sha256 file first (default true)
 
 Result:
-  entries  int   entries created (files, folders, links)
-  bytes    int   bytes of file data written
+  entries        int     entries created (files, folders, links)
+  bytes          int     bytes of file data written
+  links_outside  array   symlinks pointing outside dest, \"path -> target\" (only if any)
 
 Example:
   extract_archive(#{ path: `${dir}/files_${stamp}.tar`, dest: `${work}/restore` });
@@ -200,10 +221,18 @@ pub fn extract_archive(
         path: options.dest.clone(),
         source,
     })?;
+    let dest_fd = File::open(&options.dest)
+        .map(OwnedFd::from)
+        .map_err(|source| ExtractError::Write {
+            path: options.dest.clone(),
+            source,
+        })?;
     let progress = Progress::new(control.progress, &control.label, size);
     let mut extractor = Extractor {
         archive_path: &options.path,
         dest: &options.dest,
+        dest_fd,
+        last_parent: None,
         control,
         progress: &progress,
         as_root: nix::unistd::geteuid().is_root(),
@@ -227,7 +256,8 @@ pub fn extract_archive(
 
 /// A folder's metadata, applied after its contents are written.
 struct DirAttributes {
-    path: PathBuf,
+    /// Relative path inside `dest`.
+    relative: PathBuf,
     mode: u32,
     mtime: u64,
     owner: (u64, u64),
@@ -246,6 +276,10 @@ struct PendingSymlink {
 struct Extractor<'a> {
     archive_path: &'a Path,
     dest: &'a Path,
+    /// `dest`, open: every path below it is reached from here, one name at a time.
+    dest_fd: OwnedFd,
+    /// The folder of the previous entry (entries come grouped by folder).
+    last_parent: Option<(PathBuf, OwnedFd)>,
     control: &'a WorkControl,
     progress: &'a Progress,
     as_root: bool,
@@ -304,19 +338,21 @@ impl Extractor<'_> {
             return Ok(());
         }
         let target = self.dest.join(&relative);
-        self.make_parents(&relative, &name)?;
+        let file_name = entry_name(&relative);
+        let parent = self.open_parent(&relative, &name, true)?;
+        let parent_relative = relative.parent().map(Path::to_path_buf).unwrap_or_default();
         match entry_type {
             EntryType::Directory => {
-                match std::fs::symlink_metadata(&target) {
-                    Ok(meta) if meta.is_dir() => {}
+                match fstatat(&parent, file_name.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+                    Ok(stat) if stat.st_mode & libc::S_IFMT == libc::S_IFDIR => {}
                     Ok(_) => {
-                        self.remove_existing(&target)?;
-                        self.mkdir(&target)?;
+                        self.remove_existing(&parent, &file_name, &target)?;
+                        self.mkdir(&parent, &file_name, &target)?;
                     }
-                    Err(_) => self.mkdir(&target)?,
+                    Err(_) => self.mkdir(&parent, &file_name, &target)?,
                 }
                 self.dirs.push(DirAttributes {
-                    path: target,
+                    relative,
                     mode,
                     mtime,
                     owner,
@@ -338,34 +374,47 @@ impl Extractor<'_> {
                 let link = self.link_name(&entry, &name)?;
                 let source_relative = safe_relative(&link)
                     .map_err(|reason| self.refuse(&name, format!("hard link target: {reason}")))?;
-                let source = self.dest.join(&source_relative);
-                self.check_real_dirs(&source_relative, &name)?;
-                match std::fs::symlink_metadata(&source) {
-                    Ok(meta) if meta.is_file() => {}
-                    _ => {
-                        return Err(self.refuse(
-                            &name,
-                            format!(
-                                "hard link to `{}`, which is not a file extracted before it",
-                                link.display()
-                            ),
-                        ));
-                    }
+                let not_extracted = || {
+                    self.refuse(
+                        &name,
+                        format!(
+                            "hard link to `{}`, which is not a file extracted before it",
+                            link.display()
+                        ),
+                    )
+                };
+                if source_relative.as_os_str().is_empty() {
+                    return Err(not_extracted());
                 }
-                self.remove_existing(&target)?;
-                std::fs::hard_link(&source, &target).map_err(|source| ExtractError::Write {
-                    path: target.clone(),
-                    source,
-                })?;
+                let source_parent = self.open_parent(&source_relative, &name, false)?;
+                let source_name = entry_name(&source_relative);
+                match fstatat(
+                    &source_parent,
+                    source_name.as_c_str(),
+                    AtFlags::AT_SYMLINK_NOFOLLOW,
+                ) {
+                    Ok(stat) if stat.st_mode & libc::S_IFMT == libc::S_IFREG => {}
+                    _ => return Err(not_extracted()),
+                }
+                self.remove_existing(&parent, &file_name, &target)?;
+                linkat(
+                    &source_parent,
+                    source_name.as_c_str(),
+                    &parent,
+                    file_name.as_c_str(),
+                    AtFlags::empty(),
+                )
+                .map_err(|errno| write_error(&target, errno))?;
             }
             // Regular, contiguous and GNU sparse entries: file data.
             _ => {
-                self.remove_existing(&target)?;
+                self.remove_existing(&parent, &file_name, &target)?;
                 let size = entry.size();
-                self.write_file(&mut entry, &target, size)?;
-                self.set_file_attributes(&target, mode, mtime, owner)?;
+                let file = self.write_file(&mut entry, &parent, &file_name, &target, size)?;
+                self.set_attributes(&file, &target, mode, mtime, owner)?;
             }
         }
+        self.last_parent = Some((parent_relative, parent));
         self.output.entries += 1;
         Ok(())
     }
@@ -385,38 +434,42 @@ impl Extractor<'_> {
         }
     }
 
-    fn mkdir(&self, path: &Path) -> Result<(), ExtractError> {
-        std::fs::create_dir(path).map_err(|source| ExtractError::Write {
-            path: path.to_path_buf(),
-            source,
-        })
+    fn mkdir(&self, parent: &OwnedFd, name: &CString, path: &Path) -> Result<(), ExtractError> {
+        mkdirat(parent, name.as_c_str(), Mode::from_bits_truncate(0o777))
+            .map_err(|errno| write_error(path, errno))
     }
 
     /// Removes a file or symlink in the way (never what a symlink points to).
-    fn remove_existing(&self, path: &Path) -> Result<(), ExtractError> {
-        match std::fs::symlink_metadata(path) {
-            Ok(meta) if meta.is_dir() => Err(ExtractError::Write {
+    fn remove_existing(
+        &self,
+        parent: &OwnedFd,
+        name: &CString,
+        path: &Path,
+    ) -> Result<(), ExtractError> {
+        match fstatat(parent, name.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(stat) if stat.st_mode & libc::S_IFMT == libc::S_IFDIR => Err(ExtractError::Write {
                 path: path.to_path_buf(),
                 source: io::Error::other("a folder is in the way"),
             }),
-            Ok(_) => std::fs::remove_file(path).map_err(|source| ExtractError::Write {
-                path: path.to_path_buf(),
-                source,
-            }),
+            Ok(_) => unlinkat(parent, name.as_c_str(), UnlinkatFlags::NoRemoveDir)
+                .map_err(|errno| write_error(path, errno)),
             Err(_) => Ok(()),
         }
     }
 
-    /// Every folder from `dest` down to the parent of `relative` must be a
-    /// real folder (missing ones are created), never a symlink.
-    fn make_parents(&self, relative: &Path, name: &str) -> Result<(), ExtractError> {
-        let mut current = self.dest.to_path_buf();
-        let Some(parent) = relative.parent() else {
-            return Ok(());
-        };
+    /// Opens the folder holding `relative`, one component at a time from
+    /// `dest`, never through a symlink (`O_NOFOLLOW`): each must be a real
+    /// folder, and none may be a symlink of the archive. With `create`,
+    /// missing folders are made.
+    fn open_parent(
+        &self,
+        relative: &Path,
+        name: &str,
+        create: bool,
+    ) -> Result<OwnedFd, ExtractError> {
+        let parent = relative.parent().unwrap_or(Path::new(""));
         let mut relative_so_far = PathBuf::new();
         for component in parent.components() {
-            current.push(component);
             relative_so_far.push(component);
             if self.symlink_paths.contains(&relative_so_far) {
                 return Err(self.refuse(
@@ -427,55 +480,77 @@ impl Extractor<'_> {
                     ),
                 ));
             }
-            match std::fs::symlink_metadata(&current) {
-                Ok(meta) if meta.file_type().is_symlink() => {
+        }
+        if let Some((cached, fd)) = &self.last_parent
+            && cached == parent
+        {
+            return fd.try_clone().map_err(|source| ExtractError::Write {
+                path: self.dest.join(parent),
+                source,
+            });
+        }
+        let mut current = self
+            .dest_fd
+            .try_clone()
+            .map_err(|source| ExtractError::Write {
+                path: self.dest.to_path_buf(),
+                source,
+            })?;
+        let mut path = self.dest.to_path_buf();
+        for component in parent.components() {
+            path.push(component);
+            let component = CString::new(component.as_os_str().as_bytes())
+                .map_err(|_| self.refuse(name, "NUL byte in path"))?;
+            let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+            let mut opened = openat(&current, component.as_c_str(), flags, Mode::empty());
+            if matches!(opened, Err(Errno::ENOENT)) && create {
+                self.mkdir(&current, &component, &path)?;
+                opened = openat(&current, component.as_c_str(), flags, Mode::empty());
+            }
+            let is_symlink = || {
+                fstatat(&current, component.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
+                    .is_ok_and(|stat| stat.st_mode & libc::S_IFMT == libc::S_IFLNK)
+            };
+            current = match opened {
+                Ok(fd) => fd,
+                // O_DIRECTORY | O_NOFOLLOW on a symlink: ELOOP or ENOTDIR.
+                Err(Errno::ELOOP | Errno::ENOTDIR) if is_symlink() => {
                     return Err(self.refuse(
                         name,
-                        format!("its folder {} is a symlink", current.display()),
+                        if create {
+                            format!("its folder {} is a symlink", path.display())
+                        } else {
+                            format!("link target goes through the symlink {}", path.display())
+                        },
                     ));
                 }
-                Ok(meta) if meta.is_dir() => {}
-                Ok(_) => {
-                    return Err(self.refuse(name, format!("{} is not a folder", current.display())));
+                Err(Errno::ENOTDIR) => {
+                    return Err(self.refuse(name, format!("{} is not a folder", path.display())));
                 }
-                Err(_) => self.mkdir(&current)?,
-            }
+                Err(errno) => return Err(write_error(&path, errno)),
+            };
         }
-        Ok(())
-    }
-
-    /// Like [`Self::make_parents`] but only checks.
-    fn check_real_dirs(&self, relative: &Path, name: &str) -> Result<(), ExtractError> {
-        let mut current = self.dest.to_path_buf();
-        for component in relative.parent().into_iter().flat_map(Path::components) {
-            current.push(component);
-            if std::fs::symlink_metadata(&current).is_ok_and(|m| m.file_type().is_symlink()) {
-                return Err(self.refuse(
-                    name,
-                    format!("link target goes through the symlink {}", current.display()),
-                ));
-            }
-        }
-        Ok(())
+        Ok(current)
     }
 
     fn write_file(
         &mut self,
         data: &mut impl Read,
+        parent: &OwnedFd,
+        name: &CString,
         target: &Path,
         size: u64,
-    ) -> Result<(), ExtractError> {
-        let write_error = |source| ExtractError::Write {
-            path: target.to_path_buf(),
-            source,
-        };
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(target)
-            .map_err(write_error)?;
+    ) -> Result<File, ExtractError> {
+        let flags =
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let mut file = openat(
+            parent,
+            name.as_c_str(),
+            flags,
+            Mode::from_bits_truncate(0o600),
+        )
+        .map(File::from)
+        .map_err(|errno| write_error(target, errno))?;
         let mut left = size;
         while left > 0 {
             self.control.check()?;
@@ -495,75 +570,124 @@ impl Extractor<'_> {
                     ),
                 });
             }
-            file.write_all(&self.buffer[..n]).map_err(write_error)?;
+            file.write_all(&self.buffer[..n])
+                .map_err(|source| ExtractError::Write {
+                    path: target.to_path_buf(),
+                    source,
+                })?;
             left -= n as u64;
             self.output.bytes += n as u64;
             self.progress.inc(n as u64);
         }
-        Ok(())
+        Ok(file)
     }
 
-    fn set_file_attributes(
+    /// Owner (as root), mode and mtime of an open file or folder.
+    fn set_attributes(
         &self,
+        fd: &impl AsFd,
         path: &Path,
         mode: u32,
         mtime: u64,
         owner: (u64, u64),
     ) -> Result<(), ExtractError> {
-        let write_error = |source| ExtractError::Write {
-            path: path.to_path_buf(),
-            source,
-        };
         if self.as_root {
-            std::os::unix::fs::lchown(path, Some(owner.0 as u32), Some(owner.1 as u32))
-                .map_err(write_error)?;
+            fchown(
+                fd,
+                Some(Uid::from_raw(owner.0 as u32)),
+                Some(Gid::from_raw(owner.1 as u32)),
+            )
+            .map_err(|errno| write_error(path, errno))?;
         }
         // No setuid/setgid from an archive of unknown origin.
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o1777))
-            .map_err(write_error)?;
-        let time = filetime::FileTime::from_unix_time(mtime as i64, 0);
-        filetime::set_file_times(path, time, time).map_err(write_error)
+        fchmod(fd, Mode::from_bits_truncate(mode & 0o1777))
+            .map_err(|errno| write_error(path, errno))?;
+        let time = TimeSpec::new(mtime as i64, 0);
+        futimens(fd, &time, &time).map_err(|errno| write_error(path, errno))
     }
 
     /// Creates the symlinks, each checked against every other.
     fn create_symlinks(&mut self) -> Result<(), ExtractError> {
         let links: HashSet<PathBuf> = self.symlinks.iter().map(|l| l.relative.clone()).collect();
+        self.last_parent = None;
         for link in std::mem::take(&mut self.symlinks) {
             self.control.check()?;
-            check_symlink_target(&link.relative, &link.target, &links)
+            let outside = check_symlink_target(&link.relative, &link.target, &links)
                 .map_err(|reason| self.refuse(&link.entry, reason))?;
-            self.make_parents(&link.relative, &link.entry)?;
+            let parent = self.open_parent(&link.relative, &link.entry, true)?;
+            let name = entry_name(&link.relative);
             let path = self.dest.join(&link.relative);
-            self.remove_existing(&path)?;
-            let write_error = |source| ExtractError::Write {
-                path: path.clone(),
-                source,
-            };
-            std::os::unix::fs::symlink(&link.target, &path).map_err(write_error)?;
+            self.remove_existing(&parent, &name, &path)?;
+            symlinkat(link.target.as_os_str(), &parent, name.as_c_str())
+                .map_err(|errno| write_error(&path, errno))?;
             if self.as_root {
-                std::os::unix::fs::lchown(
-                    &path,
-                    Some(link.owner.0 as u32),
-                    Some(link.owner.1 as u32),
+                fchownat(
+                    &parent,
+                    name.as_c_str(),
+                    Some(Uid::from_raw(link.owner.0 as u32)),
+                    Some(Gid::from_raw(link.owner.1 as u32)),
+                    AtFlags::AT_SYMLINK_NOFOLLOW,
                 )
-                .map_err(write_error)?;
+                .map_err(|errno| write_error(&path, errno))?;
             }
-            let time = filetime::FileTime::from_unix_time(link.mtime as i64, 0);
-            filetime::set_symlink_file_times(&path, time, time).map_err(write_error)?;
+            let time = TimeSpec::new(link.mtime as i64, 0);
+            utimensat(
+                &parent,
+                name.as_c_str(),
+                &time,
+                &time,
+                UtimensatFlags::NoFollowSymlink,
+            )
+            .map_err(|errno| write_error(&path, errno))?;
+            if outside {
+                tracing::warn!(
+                    "{}: {} is a symlink to {}, outside {}: restored as a symlink; its target is not in the archive",
+                    self.control.label,
+                    path.display(),
+                    link.target.display(),
+                    self.dest.display()
+                );
+                self.output.links_outside.push(format!(
+                    "{} -> {}",
+                    link.relative.display(),
+                    link.target.display()
+                ));
+            }
             self.output.entries += 1;
         }
         Ok(())
     }
 
     /// Folder modes and mtimes last (writing inside a folder changes its
-    /// mtime), deepest first.
+    /// mtime), deepest first; each folder reopened without following symlinks.
     fn finish_dirs(&mut self) -> Result<(), ExtractError> {
         let mut dirs = std::mem::take(&mut self.dirs);
-        dirs.sort_by(|a, b| b.path.cmp(&a.path));
+        dirs.sort_by(|a, b| b.relative.cmp(&a.relative));
+        self.last_parent = None;
         for dir in dirs {
-            self.set_file_attributes(&dir.path, dir.mode, dir.mtime, dir.owner)?;
+            let path = self.dest.join(&dir.relative);
+            let parent = self.open_parent(&dir.relative, &path.display().to_string(), false)?;
+            let name = entry_name(&dir.relative);
+            let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+            let fd = openat(&parent, name.as_c_str(), flags, Mode::empty())
+                .map_err(|errno| write_error(&path, errno))?;
+            self.set_attributes(&fd, &path, dir.mode, dir.mtime, dir.owner)?;
         }
         Ok(())
+    }
+}
+
+/// The last component of a relative path, for the `*at` calls (tar paths
+/// hold no NUL byte: the header's fields end at the first one).
+fn entry_name(relative: &Path) -> CString {
+    let name = relative.file_name().unwrap_or(OsStr::new("."));
+    CString::new(name.as_bytes()).unwrap_or_else(|_| CString::from(c"."))
+}
+
+fn write_error(path: &Path, errno: Errno) -> ExtractError {
+    ExtractError::Write {
+        path: path.to_path_buf(),
+        source: errno.into(),
     }
 }
 
@@ -581,13 +705,15 @@ fn safe_relative(path: &Path) -> Result<PathBuf, String> {
     Ok(relative)
 }
 
-/// A symlink at `link` (relative to dest) pointing to `target` must resolve
-/// inside dest without going through any symlink.
+/// Checks a symlink at `link` (relative to dest) pointing to `target`: it may
+/// point anywhere (it is never followed), but a target that goes through
+/// another symlink of the archive is refused. Returns whether it points
+/// outside dest (an absolute target, or `..` above dest).
 fn check_symlink_target(
     link: &Path,
     target: &Path,
     links: &HashSet<PathBuf>,
-) -> Result<(), String> {
+) -> Result<bool, String> {
     let mut resolved: Vec<&std::ffi::OsStr> = Vec::new();
     if let Some(parent) = link.parent() {
         resolved.extend(parent.components().map(|c| c.as_os_str()));
@@ -595,19 +721,11 @@ fn check_symlink_target(
     let components: Vec<Component> = target.components().collect();
     for (index, component) in components.iter().enumerate() {
         match component {
-            Component::RootDir | Component::Prefix(_) => {
-                return Err(format!(
-                    "symlink to the absolute path `{}`",
-                    target.display()
-                ));
-            }
+            Component::RootDir | Component::Prefix(_) => return Ok(true),
             Component::CurDir => {}
             Component::ParentDir => {
                 if resolved.pop().is_none() {
-                    return Err(format!(
-                        "symlink to `{}` points outside the destination",
-                        target.display()
-                    ));
+                    return Ok(true);
                 }
             }
             Component::Normal(part) => {
@@ -624,7 +742,7 @@ fn check_symlink_target(
             }
         }
     }
-    Ok(())
+    Ok(false)
 }
 
 #[cfg(test)]
@@ -683,11 +801,20 @@ mod tests {
     }
 
     #[test]
-    fn symlink_targets_must_stay_inside_without_chains() {
+    fn symlink_targets_outside_are_reported_and_chains_refused() {
         let none = HashSet::new();
-        assert!(check_symlink_target(Path::new("a/l"), Path::new("../b"), &none).is_ok());
-        assert!(check_symlink_target(Path::new("a/l"), Path::new("../../b"), &none).is_err());
-        assert!(check_symlink_target(Path::new("l"), Path::new("/etc"), &none).is_err());
+        assert_eq!(
+            check_symlink_target(Path::new("a/l"), Path::new("../b"), &none),
+            Ok(false)
+        );
+        assert_eq!(
+            check_symlink_target(Path::new("a/l"), Path::new("../../b"), &none),
+            Ok(true)
+        );
+        assert_eq!(
+            check_symlink_target(Path::new("l"), Path::new("/etc"), &none),
+            Ok(true)
+        );
         let links: HashSet<PathBuf> = [PathBuf::from("x")].into();
         let e = check_symlink_target(Path::new("t"), Path::new("x/.."), &links).unwrap_err();
         assert!(e.contains("goes through the symlink `x`"), "{e}");

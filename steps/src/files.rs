@@ -310,27 +310,58 @@ pub fn share_with_group(path: &Path, group: &str) -> Result<(), FileError> {
 }
 
 /// Total size in bytes of the regular files under the folder `path`
-/// (symlinks are not followed; a file with several hard links counts each time).
+/// (symlinks are not followed; a file with several hard links counts each
+/// time). Each folder is opened relative to its parent, so paths longer than
+/// PATH_MAX are counted too; a file that vanishes meanwhile is not.
 pub fn dir_size(path: &Path) -> Result<u64, FileError> {
+    use nix::dir::Dir;
+    use nix::fcntl::OFlag;
+    use nix::sys::stat::Mode;
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let dir = Dir::open(path, flags, Mode::empty())
+        .map_err(|errno| io_error("read", path)(errno.into()))?;
+    size_below(dir, path)
+}
+
+fn size_below(mut dir: nix::dir::Dir, path: &Path) -> Result<u64, FileError> {
+    use nix::dir::{Dir, Type};
+    use nix::errno::Errno;
+    use nix::fcntl::{AtFlags, OFlag};
+    use nix::sys::stat::{Mode, fstatat};
+    use std::os::unix::ffi::OsStrExt;
+    let mut names = Vec::new();
+    for entry in dir.iter() {
+        let entry = entry.map_err(|errno| io_error("read", path)(errno.into()))?;
+        let name = entry.file_name();
+        if name != c"." && name != c".." {
+            names.push((name.to_owned(), entry.file_type()));
+        }
+    }
     let mut total = 0;
-    for entry in walkdir::WalkDir::new(path).follow_links(false) {
-        let entry = entry.map_err(|e| {
-            let at = e.path().unwrap_or(path).to_path_buf();
-            io_error("read", &at)(
-                e.into_io_error()
-                    .unwrap_or_else(|| io::Error::other("loop")),
-            )
-        })?;
-        if entry.file_type().is_file() {
-            total += entry
-                .metadata()
-                .map_err(|e| {
-                    io_error("read", entry.path())(
-                        e.into_io_error()
-                            .unwrap_or_else(|| io::Error::other("loop")),
-                    )
-                })?
-                .len();
+    for (name, kind) in names {
+        let entry_path = path.join(std::ffi::OsStr::from_bytes(name.to_bytes()));
+        let stat = match kind {
+            Some(Type::Directory | Type::File) | None => {
+                match fstatat(&dir, name.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+                    Ok(stat) => stat,
+                    Err(Errno::ENOENT) => continue,
+                    Err(errno) => return Err(io_error("read", &entry_path)(errno.into())),
+                }
+            }
+            Some(_) => continue,
+        };
+        match stat.st_mode & libc::S_IFMT {
+            libc::S_IFREG => total += stat.st_size.max(0) as u64,
+            libc::S_IFDIR => {
+                let flags =
+                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+                match Dir::openat(&dir, name.as_c_str(), flags, Mode::empty()) {
+                    Ok(sub) => total += size_below(sub, &entry_path)?,
+                    Err(Errno::ENOENT) => {}
+                    Err(errno) => return Err(io_error("read", &entry_path)(errno.into())),
+                }
+            }
+            _ => {}
         }
     }
     Ok(total)

@@ -633,6 +633,7 @@ mod tests {
             age_seconds: None,
             snapshot: None,
             problems: vec![],
+            warnings: vec![],
         }
     }
 

@@ -2,11 +2,17 @@
 //! files in one pass, with its SHA-256, atomically, in a reproducible order.
 
 use std::collections::{BTreeSet, HashMap};
+use std::ffi::{CStr, CString, OsStr};
 use std::fs::{File, Metadata, OpenOptions};
 use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
+
+use nix::dir::{Dir, Type as DirEntryType};
+use nix::fcntl::{AtFlags, OFlag, openat, readlinkat};
+use nix::sys::stat::{FileStat, Mode, fstatat};
 use std::time::Instant;
 
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
@@ -57,6 +63,10 @@ pub struct TarDirOptions {
     /// What to do with a file or folder that cannot be read.
     #[serde(default)]
     pub on_unreadable: OnUnreadable,
+    /// What to do with a file that vanishes, shrinks, grows or is modified
+    /// while it is archived.
+    #[serde(default)]
+    pub on_changed: OnChanged,
 }
 
 /// One source of `entries`.
@@ -80,6 +90,18 @@ pub enum OnUnreadable {
     Skip,
 }
 
+/// What to do with a source that changes while it is archived.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnChanged {
+    /// Fail the step naming the file: the archive would not hold it as it was.
+    #[default]
+    Fail,
+    /// Archive what could be read (a shrunk file padded with zeros), with a
+    /// warning, and list it in `changed`.
+    Warn,
+}
+
 /// Result of `tar_dir`.
 #[derive(Debug, Default, Serialize)]
 pub struct TarDirOutput {
@@ -100,6 +122,13 @@ pub struct TarDirOutput {
     pub skipped: u64,
     /// What went wrong without failing the step, one line each.
     pub warnings: Vec<String>,
+    /// Files that vanished, shrank, grew or were modified while archived
+    /// (with `on_changed: "warn"`), one line each.
+    pub changed: Vec<String>,
+    /// Symlinks whose target lies outside the source they belong to (an
+    /// absolute target, or `..` above it), as `archive path -> target`: stored
+    /// as symlinks, but what they point to is not in the archive.
+    pub links_outside: Vec<String>,
     /// Wall time.
     pub duration_ms: u64,
 }
@@ -134,6 +163,15 @@ pub enum TarDirError {
         path: PathBuf,
         /// The OS error.
         source: io::Error,
+    },
+    /// A file vanished, shrank, grew or was modified while archived, and
+    /// `on_changed` is `"fail"`.
+    #[error("{path} {what}")]
+    Changed {
+        /// The file or folder.
+        path: PathBuf,
+        /// What happened to it.
+        what: String,
     },
     /// Reading a source failed mid-way.
     #[error("reading {path} failed")]
@@ -174,6 +212,7 @@ impl StepFailure for TarDirError {
             TarDirError::Options(_) | TarDirError::Pattern { .. } => "invalid_options",
             TarDirError::Source { .. } => "source",
             TarDirError::Unreadable { .. } => "unreadable",
+            TarDirError::Changed { .. } => "changed",
             TarDirError::Read { .. } | TarDirError::Write { .. } => "io",
             TarDirError::DiskFull { .. } => "disk_full",
             TarDirError::Stopped(stop) => stop.kind(),
@@ -197,14 +236,20 @@ get mode 0600. The SHA-256 is computed while writing: each file is read once.
 
 Entries are in sorted order, so the same input gives a byte-identical archive.
 Mode, mtime, uid/gid and user/group names are kept. Hard links are stored as
-regular files with their content (e.g. Cassandra snapshot files); symlinks are
-stored as symlinks, never followed. Sockets, FIFOs and devices are skipped with
-a warning. Hot data: a file that vanishes before it is read is skipped with a
-warning; a file that grows or shrinks while read still gives a well-formed
-entry with the size seen when it was opened (cut, or padded with zeros) and a
-warning. A file or folder that cannot be read fails the step, naming it,
-unless `on_unreadable: \"skip\"`. Folders that `entries` paths need but no
-source provides (e.g. the top folder) are added with mode 0755.
+regular files with their content (e.g. Cassandra snapshot files). A source
+given in the options that is a symlink is followed (a symlinked attachment
+folder is archived as the folder it points to); below it, symlinks are stored
+as symlinks and never followed, and those pointing outside the source (an
+absolute target, or `..` above it) are listed in `links_outside` with a
+warning. Folders are walked relative to their parent (`openat`), so paths
+longer than PATH_MAX (4096 bytes) are archived (as GNU long names). Sockets,
+FIFOs and devices are skipped with a warning. Hot data: a file that vanishes,
+shrinks, grows or is modified (its mtime changes) while archived fails the
+step naming it; with `on_changed: \"warn\"` it is kept as read (cut to the
+size seen when opened, or padded with zeros) with a warning and listed in
+`changed`. A file or folder that cannot be read fails the step, naming it and
+the OS reason, unless `on_unreadable: \"skip\"`. Folders that `entries`
+paths need but no source provides (e.g. the top folder) are added with mode 0755.
 
 Options:
   dest          string            the archive to write (its folder must exist) (required)
@@ -218,6 +263,8 @@ Options:
                                   matched against the path inside the archive, one
                                   without against each name (default [])
   on_unreadable string            \"fail\" (default) or \"skip\"
+  on_changed    string            a file that vanishes, shrinks, grows or is modified
+                                  while archived: \"fail\" (default) or \"warn\"
 
 Result:
   path         string   the archive
@@ -228,6 +275,8 @@ Result:
   sha256       string   hex SHA-256 of the archive
   skipped      int      sources left out (vanished, unreadable, special files)
   warnings     array    one line per problem that did not fail the step (first 100)
+  changed      array    files changed while archived (on_changed \"warn\"; first 100)
+  links_outside array   symlinks pointing outside the source, \"path -> target\" (first 100)
   duration_ms  int      wall time
 
 Example:
@@ -352,6 +401,7 @@ fn write_planned(
         control,
         progress: &progress,
         on_unreadable: options.on_unreadable,
+        on_changed: options.on_changed,
         own_file,
         before_file,
         names: NameCache::default(),
@@ -380,12 +430,16 @@ fn write_planned(
     output.bytes = written.bytes;
     output.sha256 = written.sha256;
     output.duration_ms = started.elapsed().as_millis() as u64;
-    if output.warnings.len() > MAX_WARNINGS {
-        let more = output.warnings.len() - MAX_WARNINGS;
-        output.warnings.truncate(MAX_WARNINGS);
-        output
-            .warnings
-            .push(format!("... and {more} more warnings"));
+    for list in [
+        &mut output.warnings,
+        &mut output.changed,
+        &mut output.links_outside,
+    ] {
+        if list.len() > MAX_WARNINGS {
+            let more = list.len() - MAX_WARNINGS;
+            list.truncate(MAX_WARNINGS);
+            list.push(format!("... and {more} more"));
+        }
     }
     Ok(output)
 }
@@ -414,12 +468,153 @@ enum Item<'a> {
     /// A folder the archive needs but no source provides.
     SynthesizedDir(&'a Path),
     /// A file, folder or symlink found on disk.
-    Found {
-        entry: &'a walkdir::DirEntry,
-        archive_path: &'a Path,
-    },
+    Found(Found<'a>),
     /// Something that could not be listed.
     Error { path: PathBuf, error: io::Error },
+}
+
+/// One file, folder, symlink or special file met by the walk.
+struct Found<'a> {
+    /// How to reach it without resolving its full path.
+    place: Place<'a>,
+    /// Its full path, for messages only (it may exceed PATH_MAX).
+    path: &'a Path,
+    /// Its path inside the archive.
+    archive_path: &'a Path,
+    /// The archive path of the source it belongs to: symlinks resolving
+    /// above it point outside what is archived.
+    root: &'a Path,
+    kind: Kind,
+}
+
+/// Where an entry is. A source given in the options is reached by its path,
+/// and followed if it is a symlink (the caller named it: `attachment_folder`
+/// may be a link to the real folder). Everything below is reached as one
+/// name inside its already open folder (`openat`-style), so paths of any
+/// length work and no symlink below a source is ever followed.
+#[derive(Clone, Copy)]
+enum Place<'a> {
+    Root(&'a Path),
+    In(BorrowedFd<'a>, &'a CStr),
+}
+
+impl Place<'_> {
+    /// The entry's status; a symlink below a source is not followed.
+    fn stat(self) -> io::Result<Stat> {
+        match self {
+            Place::Root(path) => std::fs::metadata(path).map(|m| Stat::from(&m)),
+            Place::In(dir, name) => fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW)
+                .map(|s| Stat::from(&s))
+                .map_err(io::Error::from),
+        }
+    }
+
+    /// Opens a file for reading: never through a symlink below a source
+    /// (`O_NOFOLLOW`), never blocking on a FIFO put in its place (`O_NONBLOCK`).
+    fn open_file(self) -> io::Result<File> {
+        match self {
+            Place::Root(path) => OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+                .open(path),
+            Place::In(dir, name) => openat(
+                dir,
+                name,
+                OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map(File::from)
+            .map_err(io::Error::from),
+        }
+    }
+
+    fn read_link(self) -> io::Result<PathBuf> {
+        match self {
+            Place::Root(path) => std::fs::read_link(path),
+            Place::In(dir, name) => readlinkat(dir, name)
+                .map(PathBuf::from)
+                .map_err(io::Error::from),
+        }
+    }
+}
+
+/// What kind of entry the listing says it is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    File,
+    Dir,
+    Symlink,
+    Special(&'static str),
+}
+
+impl Kind {
+    fn from_mode(mode: u32) -> Kind {
+        match mode & libc::S_IFMT {
+            libc::S_IFREG => Kind::File,
+            libc::S_IFDIR => Kind::Dir,
+            libc::S_IFLNK => Kind::Symlink,
+            libc::S_IFSOCK => Kind::Special("socket"),
+            libc::S_IFIFO => Kind::Special("FIFO"),
+            libc::S_IFBLK => Kind::Special("block device"),
+            libc::S_IFCHR => Kind::Special("character device"),
+            _ => Kind::Special("special file"),
+        }
+    }
+
+    fn from_dir_entry(kind: DirEntryType) -> Kind {
+        match kind {
+            DirEntryType::File => Kind::File,
+            DirEntryType::Directory => Kind::Dir,
+            DirEntryType::Symlink => Kind::Symlink,
+            DirEntryType::Socket => Kind::Special("socket"),
+            DirEntryType::Fifo => Kind::Special("FIFO"),
+            DirEntryType::BlockDevice => Kind::Special("block device"),
+            DirEntryType::CharacterDevice => Kind::Special("character device"),
+        }
+    }
+}
+
+/// The status fields the archive needs, from `stat` or an open file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stat {
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    size: u64,
+    mtime: i64,
+    mtime_nsec: i64,
+    dev: u64,
+    ino: u64,
+}
+
+impl From<&Metadata> for Stat {
+    fn from(meta: &Metadata) -> Stat {
+        Stat {
+            mode: meta.mode(),
+            uid: meta.uid(),
+            gid: meta.gid(),
+            size: meta.len(),
+            mtime: meta.mtime(),
+            mtime_nsec: meta.mtime_nsec(),
+            dev: meta.dev(),
+            ino: meta.ino(),
+        }
+    }
+}
+
+impl From<&FileStat> for Stat {
+    fn from(stat: &FileStat) -> Stat {
+        Stat {
+            mode: stat.st_mode,
+            uid: stat.st_uid,
+            gid: stat.st_gid,
+            size: stat.st_size.max(0) as u64,
+            mtime: stat.st_mtime,
+            mtime_nsec: stat.st_mtime_nsec,
+            dev: stat.st_dev,
+            ino: stat.st_ino,
+        }
+    }
 }
 
 impl Plan {
@@ -474,6 +669,15 @@ impl Plan {
                     pair[0].path.display(),
                     pair[1].path.display()
                 )));
+            }
+        }
+        for root in &roots {
+            if let Ok(target) = std::fs::read_link(&root.src) {
+                tracing::info!(
+                    "{} is a symlink to {}: archiving what it points to",
+                    root.src.display(),
+                    target.display()
+                );
             }
         }
         let mut synthesized_mtime = 0;
@@ -535,11 +739,11 @@ impl Plan {
     fn prescan(&self) -> u64 {
         let mut total = 0;
         let _ = self.walk(&mut |item| {
-            if let Item::Found { entry, .. } = item
-                && entry.file_type().is_file()
-                && let Ok(meta) = entry.metadata()
+            if let Item::Found(found) = item
+                && found.kind == Kind::File
+                && let Ok(stat) = found.place.stat()
             {
-                total += meta.len();
+                total += stat.size;
             }
             Ok(())
         });
@@ -558,51 +762,115 @@ impl Plan {
             while let Some(dir) = synthesized.next_if(|dir| **dir < root.path) {
                 visit(Item::SynthesizedDir(dir))?;
             }
-            let walker = walkdir::WalkDir::new(&root.src)
-                .follow_links(false)
-                .sort_by_file_name()
-                .into_iter()
-                .filter_entry(|entry| {
-                    entry.depth() == 0 || {
-                        let relative = entry.path().strip_prefix(&root.src).unwrap_or(entry.path());
-                        !self.excluded(&root.path.join(relative))
-                    }
-                });
-            for entry in walker {
-                match entry {
-                    Ok(entry) => {
-                        let relative = entry
-                            .path()
-                            .strip_prefix(&root.src)
-                            .unwrap_or(Path::new(""));
-                        // `join("")` would add a trailing slash, which GNU tar
-                        // reads as a folder: a file source is the root itself.
-                        let archive_path = if relative.as_os_str().is_empty() {
-                            root.path.clone()
-                        } else {
-                            root.path.join(relative)
-                        };
-                        if archive_path.as_os_str().is_empty() {
-                            // `prefix: ""`: the folder itself has no entry.
-                            continue;
-                        }
-                        visit(Item::Found {
-                            entry: &entry,
-                            archive_path: &archive_path,
-                        })?;
-                    }
-                    Err(error) => {
-                        let path = error.path().unwrap_or(&root.src).to_path_buf();
-                        let error = error
-                            .into_io_error()
-                            .unwrap_or_else(|| io::Error::other("filesystem loop"));
-                        visit(Item::Error { path, error })?;
-                    }
+            let place = Place::Root(&root.src);
+            let kind = match place.stat() {
+                Ok(stat) => Kind::from_mode(stat.mode),
+                Err(error) => {
+                    visit(Item::Error {
+                        path: root.src.clone(),
+                        error,
+                    })?;
+                    continue;
+                }
+            };
+            // `prefix: ""`: the folder itself has no entry.
+            if !root.path.as_os_str().is_empty() {
+                visit(Item::Found(Found {
+                    place,
+                    path: &root.src,
+                    archive_path: &root.path,
+                    root: &root.path,
+                    kind,
+                }))?;
+            }
+            if kind == Kind::Dir {
+                // Followed if `src` is a symlink: the folder it names.
+                let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+                match Dir::open(&root.src, flags, Mode::empty()) {
+                    Ok(dir) => self.walk_folder(dir, &root.src, &root.path, &root.path, visit)?,
+                    Err(error) => visit(Item::Error {
+                        path: root.src.clone(),
+                        error: error.into(),
+                    })?,
                 }
             }
         }
         for dir in synthesized {
             visit(Item::SynthesizedDir(dir))?;
+        }
+        Ok(())
+    }
+
+    /// Visits what the open folder `dir` holds, sorted by name, each folder
+    /// opened relative to its parent: a path's length never matters.
+    fn walk_folder(
+        &self,
+        mut dir: Dir,
+        path: &Path,
+        archive_dir: &Path,
+        root: &Path,
+        visit: &mut dyn FnMut(Item<'_>) -> Result<(), TarDirError>,
+    ) -> Result<(), TarDirError> {
+        let mut names: Vec<(CString, Option<DirEntryType>)> = Vec::new();
+        for entry in dir.iter() {
+            match entry {
+                Ok(entry) => {
+                    let name = entry.file_name();
+                    if name != c"." && name != c".." {
+                        names.push((name.to_owned(), entry.file_type()));
+                    }
+                }
+                Err(error) => {
+                    return visit(Item::Error {
+                        path: path.to_path_buf(),
+                        error: error.into(),
+                    });
+                }
+            }
+        }
+        names.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        for (name, listed_kind) in &names {
+            let os_name = OsStr::from_bytes(name.to_bytes());
+            let archive_path = archive_dir.join(os_name);
+            if self.excluded(&archive_path) {
+                continue;
+            }
+            let entry_path = path.join(os_name);
+            let place = Place::In(dir.as_fd(), name);
+            // Most filesystems say the kind in the listing; others need a stat.
+            let kind = match listed_kind {
+                Some(kind) => Kind::from_dir_entry(*kind),
+                None => match place.stat() {
+                    Ok(stat) => Kind::from_mode(stat.mode),
+                    Err(error) => {
+                        visit(Item::Error {
+                            path: entry_path,
+                            error,
+                        })?;
+                        continue;
+                    }
+                },
+            };
+            visit(Item::Found(Found {
+                place,
+                path: &entry_path,
+                archive_path: &archive_path,
+                root,
+                kind,
+            }))?;
+            if kind == Kind::Dir {
+                // O_NOFOLLOW: a folder replaced by a symlink since the listing
+                // is not entered (ELOOP, reported as changed).
+                let flags =
+                    OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+                match Dir::openat(dir.as_fd(), name.as_c_str(), flags, Mode::empty()) {
+                    Ok(sub) => self.walk_folder(sub, &entry_path, &archive_path, root, visit)?,
+                    Err(error) => visit(Item::Error {
+                        path: entry_path,
+                        error: error.into(),
+                    })?,
+                }
+            }
         }
         Ok(())
     }
@@ -668,6 +936,7 @@ struct ArchiveWriter<'a> {
     control: &'a WorkControl,
     progress: &'a Progress,
     on_unreadable: OnUnreadable,
+    on_changed: OnChanged,
     /// The `.partial` being written, so a `dest` inside a source is not archived.
     own_file: Option<(u64, u64)>,
     before_file: &'a dyn Fn(&Path),
@@ -682,7 +951,7 @@ struct ArchiveWriter<'a> {
 
 /// How a source file was opened.
 enum Opened {
-    File(File, Metadata),
+    File(File, Stat),
     Skipped,
 }
 
@@ -718,6 +987,36 @@ impl ArchiveWriter<'_> {
         }
     }
 
+    /// A source that vanished, shrank, grew or changed while archived: fail
+    /// or warn, as `on_changed` says.
+    fn changed(&mut self, path: &Path, what: String) -> Result<(), TarDirError> {
+        self.changed_keeping(path, what, None)
+    }
+
+    /// [`Self::changed`], saying with `on_changed: "warn"` what was stored.
+    fn changed_keeping(
+        &mut self,
+        path: &Path,
+        what: String,
+        kept: Option<String>,
+    ) -> Result<(), TarDirError> {
+        match self.on_changed {
+            OnChanged::Fail => Err(TarDirError::Changed {
+                path: path.to_path_buf(),
+                what,
+            }),
+            OnChanged::Warn => {
+                let line = match kept {
+                    Some(kept) => format!("{} {what}: {kept}", path.display()),
+                    None => format!("{} {what}", path.display()),
+                };
+                self.output.changed.push(line.clone());
+                self.warn(line);
+                Ok(())
+            }
+        }
+    }
+
     fn add(&mut self, item: Item<'_>) -> Result<(), TarDirError> {
         self.control.check()?;
         match item {
@@ -735,57 +1034,65 @@ impl ArchiveWriter<'_> {
                 Ok(())
             }
             Item::Error { path, error } => self.listing_error(&path, error),
-            Item::Found {
-                entry,
-                archive_path,
-            } => {
-                let file_type = entry.file_type();
-                if file_type.is_file() {
-                    self.add_file(entry.path(), archive_path)
-                } else if file_type.is_dir() {
-                    let Some(meta) = self.lstat(entry)? else {
+            Item::Found(found) => match found.kind {
+                Kind::File => self.add_file(found.place, found.path, found.archive_path),
+                Kind::Dir => {
+                    let Some(stat) = self.stat(&found)? else {
                         return Ok(());
                     };
-                    let mut header = self.header_from(&meta, EntryType::Directory);
+                    let mut header = self.header_from(&stat, EntryType::Directory);
                     header.set_size(0);
-                    self.append_dir(&mut header, archive_path)?;
+                    self.append_dir(&mut header, found.archive_path)?;
                     self.output.dirs += 1;
                     Ok(())
-                } else if file_type.is_symlink() {
-                    let Some(meta) = self.lstat(entry)? else {
+                }
+                Kind::Symlink => {
+                    let Some(stat) = self.stat(&found)? else {
                         return Ok(());
                     };
-                    let target = match std::fs::read_link(entry.path()) {
+                    let target = match found.place.read_link() {
                         Ok(target) => target,
-                        Err(e) => return self.listing_error(entry.path(), e),
+                        Err(e) => return self.listing_error(found.path, e),
                     };
-                    let mut header = self.header_from(&meta, EntryType::Symlink);
+                    if points_outside(found.archive_path, &target, found.root) {
+                        let link =
+                            format!("{} -> {}", found.archive_path.display(), target.display());
+                        self.warn(format!(
+                            "{} is a symlink to {}, outside what is archived: stored as a symlink, its target is not in the archive",
+                            found.path.display(),
+                            target.display()
+                        ));
+                        self.output.links_outside.push(link);
+                    }
+                    let mut header = self.header_from(&stat, EntryType::Symlink);
                     header.set_size(0);
                     self.builder
-                        .append_link(&mut header, archive_path, &target)
+                        .append_link(&mut header, found.archive_path, &target)
                         .map_err(|e| self.write_error(e))?;
                     self.output.entries += 1;
                     Ok(())
-                } else {
-                    let kind = special_kind(&file_type);
-                    self.skip(format!("skipped {kind} {}", entry.path().display()));
+                }
+                Kind::Special(kind) => {
+                    self.skip(format!("skipped {kind} {}", found.path.display()));
                     Ok(())
                 }
-            }
+            },
         }
     }
 
     /// An error while listing or examining `path`.
     fn listing_error(&mut self, path: &Path, error: io::Error) -> Result<(), TarDirError> {
-        match error.kind() {
-            io::ErrorKind::NotFound => {
-                self.skip(format!(
-                    "skipped {}: vanished while archiving",
-                    path.display()
-                ));
-                Ok(())
+        match error.raw_os_error() {
+            Some(libc::ENOENT) => {
+                self.output.skipped += 1;
+                self.changed(path, "vanished while being archived".into())
             }
-            io::ErrorKind::PermissionDenied => self.unreadable(path, error),
+            // A folder replaced by a symlink or a file since it was listed.
+            Some(libc::ELOOP) | Some(libc::ENOTDIR) => {
+                self.output.skipped += 1;
+                self.changed(path, "was replaced while being archived".into())
+            }
+            Some(libc::EACCES) | Some(libc::EPERM) => self.unreadable(path, error),
             _ => Err(TarDirError::Read {
                 path: path.to_path_buf(),
                 source: error,
@@ -793,25 +1100,23 @@ impl ArchiveWriter<'_> {
         }
     }
 
-    fn lstat(&mut self, entry: &walkdir::DirEntry) -> Result<Option<Metadata>, TarDirError> {
-        match entry.metadata() {
-            Ok(meta) => Ok(Some(meta)),
+    /// The status of a folder or symlink; `None` if it vanished (reported).
+    fn stat(&mut self, found: &Found<'_>) -> Result<Option<Stat>, TarDirError> {
+        match found.place.stat() {
+            Ok(stat) => Ok(Some(stat)),
             Err(error) => {
-                let error = error
-                    .into_io_error()
-                    .unwrap_or_else(|| io::Error::other("filesystem loop"));
-                self.listing_error(entry.path(), error)?;
+                self.listing_error(found.path, error)?;
                 Ok(None)
             }
         }
     }
 
-    fn header_from(&mut self, meta: &Metadata, entry_type: EntryType) -> Header {
+    fn header_from(&mut self, stat: &Stat, entry_type: EntryType) -> Header {
         let mut header = Header::new_gnu();
         header.set_entry_type(entry_type);
-        header.set_mode(meta.mode() & 0o7777);
-        header.set_mtime(meta.mtime().max(0) as u64);
-        self.set_owner(&mut header, meta.uid(), meta.gid());
+        header.set_mode(stat.mode & 0o7777);
+        header.set_mtime(stat.mtime.max(0) as u64);
+        self.set_owner(&mut header, stat.uid, stat.gid);
         header
     }
 
@@ -857,20 +1162,12 @@ impl ArchiveWriter<'_> {
         }
     }
 
-    fn open(&mut self, src: &Path) -> Result<Opened, TarDirError> {
-        // O_NOFOLLOW: a file replaced by a symlink since listing is not
-        // followed; O_NONBLOCK: one replaced by a FIFO does not hang the open.
-        let opened = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
-            .open(src);
-        let file = match opened {
+    fn open(&mut self, place: Place<'_>, src: &Path) -> Result<Opened, TarDirError> {
+        let file = match place.open_file() {
             Ok(file) => file,
             Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-                self.skip(format!(
-                    "skipped {}: replaced by a symlink while archiving",
-                    src.display()
-                ));
+                self.output.skipped += 1;
+                self.changed(src, "was replaced by a symlink while being archived".into())?;
                 return Ok(Opened::Skipped);
             }
             Err(e) => {
@@ -883,26 +1180,29 @@ impl ArchiveWriter<'_> {
             source,
         })?;
         if !meta.is_file() {
-            self.skip(format!(
-                "skipped {}: no longer a regular file",
-                src.display()
-            ));
+            self.output.skipped += 1;
+            self.changed(src, "is no longer a regular file".into())?;
             return Ok(Opened::Skipped);
         }
         if self.own_file == Some((meta.dev(), meta.ino())) {
             return Ok(Opened::Skipped);
         }
-        Ok(Opened::File(file, meta))
+        Ok(Opened::File(file, Stat::from(&meta)))
     }
 
-    fn add_file(&mut self, src: &Path, archive_path: &Path) -> Result<(), TarDirError> {
+    fn add_file(
+        &mut self,
+        place: Place<'_>,
+        src: &Path,
+        archive_path: &Path,
+    ) -> Result<(), TarDirError> {
         (self.before_file)(src);
-        let (mut file, meta) = match self.open(src)? {
-            Opened::File(file, meta) => (file, meta),
+        let (mut file, before) = match self.open(place, src)? {
+            Opened::File(file, stat) => (file, stat),
             Opened::Skipped => return Ok(()),
         };
-        let size = meta.len();
-        let mut header = self.header_from(&meta, EntryType::Regular);
+        let size = before.size;
+        let mut header = self.header_from(&before, EntryType::Regular);
         header.set_size(size);
         // The header and any long-name entry now; the data is streamed below
         // so its size can be held to the header's whatever the file does.
@@ -942,21 +1242,39 @@ impl ArchiveWriter<'_> {
             }
         };
         let sink = self.builder.get_mut();
-        if copied < size {
+        // Size and mtime only: a hard link made or removed elsewhere (a
+        // Cassandra compaction removing the live SSTable) changes the ctime
+        // of an unchanged snapshot file.
+        let modified = |file: &File| {
+            file.metadata().map(|m| Stat::from(&m)).is_ok_and(|after| {
+                (after.mtime, after.mtime_nsec) != (before.mtime, before.mtime_nsec)
+            })
+        };
+        let change = if copied < size {
             write_zeros(sink, size - copied).map_err(|e| self.write_error(e))?;
             update_with_zeros(&mut crc, size - copied);
-            self.warn(format!(
-                "{} shrank while being archived: stored its first {copied} bytes padded with zeros to {size}",
-                src.display()
-            ));
+            Some((
+                format!("shrank while being archived (from {size} to {copied} bytes)"),
+                format!("stored its first {copied} bytes padded with zeros to {size}"),
+            ))
         } else {
             let mut probe = [0u8; 1];
             if matches!(file.read(&mut probe), Ok(n) if n > 0) {
-                self.warn(format!(
-                    "{} grew while being archived: stored its first {size} bytes",
-                    src.display()
-                ));
+                Some((
+                    format!("grew while being archived (past {size} bytes)"),
+                    format!("stored its first {size} bytes"),
+                ))
+            } else if modified(&file) {
+                Some((
+                    "was modified while being archived".to_string(),
+                    "the stored copy may mix old and new data".to_string(),
+                ))
+            } else {
+                None
             }
+        };
+        if let Some((what, kept)) = change {
+            self.changed_keeping(src, what, Some(kept))?;
         }
         let sink = self.builder.get_mut();
         let padding = (512 - size % 512) % 512;
@@ -986,18 +1304,26 @@ fn update_with_zeros(crc: &mut crc32fast::Hasher, mut count: u64) {
     }
 }
 
-fn special_kind(file_type: &std::fs::FileType) -> &'static str {
-    if file_type.is_socket() {
-        "socket"
-    } else if file_type.is_fifo() {
-        "FIFO"
-    } else if file_type.is_block_device() {
-        "block device"
-    } else if file_type.is_char_device() {
-        "character device"
-    } else {
-        "special file"
+/// True when the symlink at `link` (an archive path) to `target` resolves
+/// outside `top`, the archive path of the source it belongs to: an absolute
+/// target, or more `..` than folders between `top` and the link.
+fn points_outside(link: &Path, target: &Path, top: &Path) -> bool {
+    let floor = top.components().count();
+    let mut depth = link.parent().map_or(0, |p| p.components().count());
+    for component in target.components() {
+        match component {
+            Component::Normal(_) => depth += 1,
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if depth <= floor {
+                    return true;
+                }
+                depth -= 1;
+            }
+            Component::RootDir | Component::Prefix(_) => return true,
+        }
     }
+    false
 }
 
 #[cfg(test)]
@@ -1052,6 +1378,26 @@ mod tests {
         assert!(plan.excluded(Path::new("files/cache/x/y")));
         assert!(!plan.excluded(Path::new("files/a/cache/x")));
         assert!(!plan.excluded(Path::new("files/a/b.txt")));
+    }
+
+    #[test]
+    fn symlinks_resolving_above_their_source_point_outside() {
+        let top = Path::new("files_S");
+        let outside =
+            |link: &str, target: &str| points_outside(Path::new(link), Path::new(target), top);
+        assert!(!outside("files_S/a/l", "b"));
+        assert!(!outside("files_S/a/l", "../b"));
+        assert!(outside("files_S/a/l", "../../b"));
+        assert!(outside("files_S/l", "/etc/hostname"));
+        assert!(!outside("files_S/a/l", "x/../../y"));
+        assert!(outside("files_S/a/l", "x/../../../y"));
+        // No top folder (`prefix: ""`): the archive's root is the floor.
+        assert!(outside("l", "../x"));
+        assert!(!points_outside(
+            Path::new("a/l"),
+            Path::new("../x"),
+            Path::new("")
+        ));
     }
 
     #[test]

@@ -191,6 +191,7 @@ def expand_indices(requested, ignore_unavailable=False):
         return list(STATE["indices"]), None
     names = requested if isinstance(requested, list) else str(requested).split(",")
     out = []
+    missing = []
     for name in names:
         name = name.strip()
         if not name:
