@@ -57,6 +57,7 @@ pub fn register(engine: &mut Engine, state: &Arc<RunState>) {
                 tracing::info!("[dry-run] would write {path} ({} bytes)", text.len());
                 return Ok(());
             }
+            s.note_change();
             files::write_file(Path::new(path), text).map_err(|e| error(&s, &c, "write_file", e))
         },
     );
@@ -73,6 +74,7 @@ pub fn register(engine: &mut Engine, state: &Arc<RunState>) {
             }
             let mode = u32::try_from(mode)
                 .map_err(|_| error(&s, &c, "write_file", format!("bad mode {mode}")))?;
+            s.note_change();
             runbook_steps::atomic_file::write_atomic(Path::new(path), text.as_bytes(), mode)
                 .map_err(|e| error(&s, &c, "write_file", format!("cannot write {path}: {e}")))
         },
@@ -94,6 +96,7 @@ pub fn register(engine: &mut Engine, state: &Arc<RunState>) {
                 }
                 return Ok(());
             }
+            s.note_change();
             files::mkdir(Path::new(path)).map_err(|e| error(&s, &c, "mkdir", e))
         },
     );
@@ -159,6 +162,7 @@ pub fn register(engine: &mut Engine, state: &Arc<RunState>) {
                 tracing::info!("[dry-run] would give {path} to group {group} (mode 0640)");
                 return Ok(());
             }
+            s.note_change();
             files::share_with_group(Path::new(path), group)
                 .map_err(|e| error(&s, &c, "share_with_group", e))
         },
@@ -183,6 +187,7 @@ fn remove(
         }
         return Ok(exists);
     }
+    state.note_change();
     files::remove(Path::new(path), recursive, &protected_roots(state))
         .map_err(|e| error(state, context, "remove", e))
 }

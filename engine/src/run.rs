@@ -157,6 +157,7 @@ pub fn run(request: RunRequest) -> i32 {
         workflow_display: workflow.display.clone(),
         workflow_sha256: workflow.sha256(),
         run_compensations: Mutex::new(Vec::new()),
+        changed: std::sync::atomic::AtomicBool::new(false),
         max_operations: request.max_operations,
     });
     if !request.dry_run {
@@ -210,7 +211,9 @@ pub fn run(request: RunRequest) -> i32 {
                 &workflow.display,
                 &source_text,
             ));
-            if script_error::is_input_error(error) {
+            // Exit 2 promises "nothing ran": once something may have been
+            // changed, any failure is a failed run.
+            if script_error::is_input_error(error) && !state.has_changed() {
                 exit_code::INPUT
             } else {
                 exit_code::FAILED

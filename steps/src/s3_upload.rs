@@ -437,6 +437,11 @@ Example:
         DryRun::Run
     }
 
+    fn changes(options: &UploadOptions) -> bool {
+        // Without files it only lists the destination (a pre-flight check).
+        options.sources().next().is_some()
+    }
+
     fn run(
         options: UploadOptions,
         ctx: StepContext,
