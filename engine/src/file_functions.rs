@@ -127,6 +127,9 @@ pub fn register(engine: &mut Engine, state: &Arc<RunState>) {
                 .map_err(|e| error(&s, &c, "glob", e))
         },
     );
+    engine.register_fn("write_access_error", |path: &str| {
+        write_access_error(Path::new(path))
+    });
     let s = Arc::clone(state);
     engine.register_fn(
         "file_size",
@@ -167,6 +170,27 @@ pub fn register(engine: &mut Engine, state: &Arc<RunState>) {
                 .map_err(|e| error(&s, &c, "share_with_group", e))
         },
     );
+}
+
+/// Why the effective user cannot create files in the folder `path`, or ""
+/// when it can. Writes nothing (access(2) with W_OK|X_OK and AT_EACCESS, which
+/// also reports a read-only mount), so it is safe in a pre-flight and a plan.
+fn write_access_error(path: &Path) -> String {
+    use nix::unistd::{AccessFlags, faccessat};
+    match std::fs::metadata(path) {
+        Err(e) => return e.to_string(),
+        Ok(meta) if !meta.is_dir() => return "it is not a folder".to_string(),
+        Ok(_) => {}
+    }
+    match faccessat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        AccessFlags::W_OK | AccessFlags::X_OK,
+        nix::fcntl::AtFlags::AT_EACCESS,
+    ) {
+        Ok(()) => String::new(),
+        Err(errno) => std::io::Error::from_raw_os_error(errno as i32).to_string(),
+    }
 }
 
 fn remove(

@@ -145,6 +145,23 @@ pub fn build_engine(state: Arc<RunState>, modules: WorkflowModules) -> Engine {
         );
     }
     {
+        // Like fail(), but the cause is the configuration: exit 2 ("nothing
+        // ran") as long as nothing was changed yet, as for a bad --set.
+        let state = Arc::clone(&state);
+        engine.register_fn(
+            "fail_config",
+            move |context: NativeCallContext, message: &str| -> Result<(), Box<EvalAltResult>> {
+                Err(runtime_error(
+                    "config",
+                    "config",
+                    message.to_string(),
+                    position_of(&state, &context),
+                    context.call_position(),
+                ))
+            },
+        );
+    }
+    {
         let state = Arc::clone(&state);
         engine.register_fn(
             "undo",

@@ -123,6 +123,7 @@ pub fn all_steps() -> &'static [StepEntry] {
             entry::<crate::mcli_mirror::McliMirror>(),
             entry::<crate::s3_upload::S3Upload>(),
             entry::<crate::http::Http>(),
+            entry::<crate::es_server::EsServer>(),
             entry::<crate::es_health::EsHealth>(),
             entry::<crate::es_snapshot::EsSnapshot>(),
             entry::<crate::prune::Prune>(),

@@ -192,6 +192,18 @@ pub enum UploadError {
         /// What is wrong.
         reason: &'static str,
     },
+    /// The destination prefix cannot begin an object key (`..`, `a//b`, a
+    /// control character): refused before anything is uploaded, also when
+    /// there is no file (the pre-flight check).
+    #[error("the prefix `{prefix}` of `{dest}` is not a valid object path: {reason}")]
+    InvalidPrefix {
+        /// `dest` as given.
+        dest: String,
+        /// The prefix.
+        prefix: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
     /// Two files would get the same key.
     #[error("{} and {} would both be uploaded as `{key}`", first.display(), second.display())]
     DuplicateKey {
@@ -304,6 +316,7 @@ impl StepFailure for UploadError {
         match self {
             UploadError::PartSize { .. }
             | UploadError::InvalidKey { .. }
+            | UploadError::InvalidPrefix { .. }
             | UploadError::DuplicateKey { .. } => "options",
             UploadError::Alias(e) => e.kind(),
             UploadError::NotAFile { .. } | UploadError::Io { .. } => "io",
@@ -502,6 +515,7 @@ async fn collect_sources(
             part_size: options.part_size,
         });
     }
+    check_prefix(&options.dest, prefix)?;
     let mut sources = Vec::new();
     let mut seen: HashMap<String, PathBuf> = HashMap::new();
     for (path, last) in options.sources() {
@@ -551,6 +565,34 @@ async fn collect_sources(
         });
     }
     Ok(sources)
+}
+
+/// Refuses a prefix that no object key may start with.
+fn check_prefix(dest: &str, prefix: &str) -> Result<(), UploadError> {
+    let trimmed = prefix.trim_end_matches('/');
+    if trimmed.is_empty() {
+        return Ok(());
+    }
+    let invalid = |reason| UploadError::InvalidPrefix {
+        dest: dest.to_string(),
+        prefix: prefix.to_string(),
+        reason,
+    };
+    if trimmed.chars().any(|c| c.is_control()) {
+        return Err(invalid("it holds a control character"));
+    }
+    if trimmed
+        .split('/')
+        .any(|segment| segment.is_empty() || segment == "." || segment == "..")
+    {
+        return Err(invalid(
+            "it has an empty, `.` or `..` segment (S3 would store the objects under another name than the one given)",
+        ));
+    }
+    match object_store::path::Path::parse(trimmed) {
+        Ok(parsed) if parsed.as_ref() == trimmed => Ok(()),
+        _ => Err(invalid("object_store cannot address it")),
+    }
 }
 
 /// The part size for a file of `size` bytes: `part_size`, raised (to whole
@@ -1514,6 +1556,17 @@ mod tests {
 
     fn options(json: serde_json::Value) -> UploadOptions {
         serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn a_prefix_with_dot_dot_or_empty_segments_is_refused() {
+        for bad in ["../../x/", "a//b/", "./a/", "a/\tb/"] {
+            let e = check_prefix("alias/bucket/x", bad).unwrap_err();
+            assert_eq!(e.kind(), "options", "{bad}: {e}");
+        }
+        for good in ["", "offsite/", "a/b c/"] {
+            assert!(check_prefix("alias/bucket", good).is_ok(), "{good}");
+        }
     }
 
     #[test]
