@@ -176,21 +176,28 @@ pub fn register(engine: &mut Engine, state: &Arc<RunState>) {
 /// when it can. Writes nothing (access(2) with W_OK|X_OK and AT_EACCESS, which
 /// also reports a read-only mount), so it is safe in a pre-flight and a plan.
 fn write_access_error(path: &Path) -> String {
+    match check_write_access(path) {
+        Ok(()) => String::new(),
+        Err(reason) => reason,
+    }
+}
+
+/// `Ok` when the effective user can create files in the folder `path`;
+/// else why not. Writes nothing (see `write_access_error`).
+pub fn check_write_access(path: &Path) -> Result<(), String> {
     use nix::unistd::{AccessFlags, faccessat};
     match std::fs::metadata(path) {
-        Err(e) => return e.to_string(),
-        Ok(meta) if !meta.is_dir() => return "it is not a folder".to_string(),
+        Err(e) => return Err(e.to_string()),
+        Ok(meta) if !meta.is_dir() => return Err("it is not a folder".to_string()),
         Ok(_) => {}
     }
-    match faccessat(
+    faccessat(
         nix::fcntl::AT_FDCWD,
         path,
         AccessFlags::W_OK | AccessFlags::X_OK,
         nix::fcntl::AtFlags::AT_EACCESS,
-    ) {
-        Ok(()) => String::new(),
-        Err(errno) => std::io::Error::from_raw_os_error(errno as i32).to_string(),
-    }
+    )
+    .map_err(|errno| std::io::Error::from_raw_os_error(errno as i32).to_string())
 }
 
 fn remove(

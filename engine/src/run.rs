@@ -65,6 +65,21 @@ pub fn run(request: RunRequest) -> i32 {
             return exit_code::INPUT;
         }
     };
+    // A metrics file that cannot be written must fail now, not after the run.
+    if let Some(path) = &request.metrics_file {
+        let folder = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if let Err(e) = crate::file_functions::check_write_access(&folder) {
+            print_error(&format!(
+                "error: --metrics-file {}: cannot write in {}: {e}\n",
+                path.display(),
+                folder.display()
+            ));
+            return exit_code::INPUT;
+        }
+    }
     // Compile first: a syntax error stops everything before any lock or journal.
     let mut ast =
         match crate::check::compile(&rhai::Engine::new(), &workflow.display, &workflow.source) {
