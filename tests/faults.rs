@@ -98,6 +98,21 @@ fn assert_es_snapshots_deleted(cluster: &Cluster) {
     }
 }
 
+/// Neither an Elasticsearch nor a Cassandra snapshot was started: the run
+/// stopped in pre-flight.
+fn assert_nothing_snapshotted(cluster: &Cluster) {
+    assert!(
+        es_snapshots(cluster, "PUT").is_empty(),
+        "an Elasticsearch snapshot was started: {:?}",
+        es_snapshots(cluster, "PUT")
+    );
+    assert!(
+        !invocations(cluster).contains("\"snapshot\""),
+        "nodetool snapshot ran:\n{}",
+        invocations(cluster)
+    );
+}
+
 /// Nothing of an interrupted run is left that could pass for a backup, nor debris:
 /// no marker, manifest, `.partial`, mirror staging folder or Cassandra snapshot.
 fn assert_no_debris(cluster: &Cluster) {
@@ -291,10 +306,12 @@ fn cqlsh_that_cannot_authenticate_or_prints_nothing_fails_the_run_cleanly() {
         .env("CASSANDRA_PASSWORD", "Wrong-Pass-2")
         .output()
         .unwrap();
+    // Caught in pre-flight (issue 12 §5): before any snapshot, naming the keys.
     assert_failed_cleanly(
         &cluster,
         &out,
-        "step exec (cqlsh describe keyspace) failed: `cqlsh 127.0.0.1` exited with code 1",
+        "error: cqlsh cannot read keyspace thehive (check cassandra_user and CASSANDRA_PASSWORD, \
+         cassandra_connection, cqlsh): `cqlsh 127.0.0.1` exited with code 1",
     );
     assert!(
         stderr(&out).contains("[Bad credentials]"),
@@ -311,7 +328,7 @@ fn cqlsh_that_cannot_authenticate_or_prints_nothing_fails_the_run_cleanly() {
         "{:?}",
         cluster.backup_files()
     );
-    assert_es_snapshots_deleted(&cluster);
+    assert_nothing_snapshotted(&cluster);
 
     cluster.knob("cqlsh-empty", "");
     let out = cluster.run(&["run", "cluster-hot-backup"]);
@@ -320,7 +337,7 @@ fn cqlsh_that_cannot_authenticate_or_prints_nothing_fails_the_run_cleanly() {
         &out,
         "cqlsh printed no CREATE KEYSPACE for thehive: is the keyspace name right and cqlsh able to connect?",
     );
-    assert_es_snapshots_deleted(&cluster);
+    assert_nothing_snapshotted(&cluster);
     assert!(
         !cluster
             .backup_files()
