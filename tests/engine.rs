@@ -838,7 +838,10 @@ fn exit_2_means_nothing_was_changed_and_permanent_errors_are_not_retried() {
         &err,
         "the prefix `../../x/` of `offsite/bucket/../../x` is not a valid object path",
     );
-    assert!(!err.contains("retrying"), "a permanent error was retried:\n{err}");
+    assert!(
+        !err.contains("retrying"),
+        "a permanent error was retried:\n{err}"
+    );
     assert!(started.elapsed() < Duration::from_secs(2), "{err}");
 }
 

@@ -246,7 +246,9 @@ fn convert(
     if default.is_int() {
         return match (raw, text.as_deref()) {
             (serde_json::Value::Number(n), _) if n.is_i64() => Ok(n.as_i64().unwrap_or(0).into()),
-            (serde_json::Value::Number(n), _) if n.is_u64() => Err(bad(format!("{n} is far too large"))),
+            (serde_json::Value::Number(n), _) if n.is_u64() => {
+                Err(bad(format!("{n} is far too large")))
+            }
             (_, Some(t)) => t.parse::<i64>().map(Dynamic::from).map_err(|_| {
                 // All digits but no i64: say so, rather than "not a number".
                 let digits = t.strip_prefix('-').unwrap_or(t);

@@ -327,7 +327,11 @@ mod tests {
             check("poll", "0s".into()).unwrap_err(),
             "config key `poll` (from --set): \"0s\" is too small (allowed: a duration from 1s to 10m, e.g. \"5s\")"
         );
-        assert!(check("poll", "soon".into()).unwrap_err().contains("is not a duration"));
+        assert!(
+            check("poll", "soon".into())
+                .unwrap_err()
+                .contains("is not a duration")
+        );
         assert!(check("keep", Dynamic::from(10_000_i64)).is_ok());
         assert!(check("storage", "s3".into()).is_ok());
     }

@@ -201,14 +201,18 @@ Example:
     }
 }
 
-async fn probe(options: &EsServerOptions, ctx: &StepContext) -> Result<EsServerOutput, EsServerError> {
+async fn probe(
+    options: &EsServerOptions,
+    ctx: &StepContext,
+) -> Result<EsServerOutput, EsServerError> {
     let base = parse_url(&options.url)?;
     let mut ctx = ctx.clone();
     if ctx.deadline.is_none() {
         ctx.deadline = Some(tokio::time::Instant::now() + DEFAULT_TIMEOUT);
     }
     let waited = ctx.remaining().unwrap_or(DEFAULT_TIMEOUT);
-    let client = HttpClient::with_connect_timeout(&options.connection(), &base, &ctx, CONNECT_TIMEOUT)?;
+    let client =
+        HttpClient::with_connect_timeout(&options.connection(), &base, &ctx, CONNECT_TIMEOUT)?;
     let url = endpoint(&base, &[]);
     let shown = display_url(&url);
     let answer = match client.send_once(&HttpRequest::new(Method::GET, url)).await {
@@ -221,7 +225,9 @@ async fn probe(options: &EsServerOptions, ctx: &StepContext) -> Result<EsServerO
                 url: shown,
                 reason: format!(
                     "no answer within {}",
-                    humantime::format_duration(Duration::from_millis(waited.as_millis() as u64))
+                    humantime::format_duration(Duration::from_secs(
+                        waited.as_secs_f64().round().max(1.0) as u64
+                    ))
                 ),
             });
         }
@@ -276,7 +282,9 @@ fn parse_url(text: &str) -> Result<Url, EsServerError> {
     };
     let url = Url::parse(text).map_err(|e| bad(e.to_string()))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(bad("it must start with http:// or https:// and name a host".to_string()));
+        return Err(bad(
+            "it must start with http:// or https:// and name a host".to_string(),
+        ));
     }
     Ok(url)
 }
@@ -320,15 +328,24 @@ mod tests {
 
     #[test]
     fn elasticsearch_and_opensearch_are_told_apart_from_anything_else() {
-        let es = root(serde_json::json!({"cluster_name": "c", "version": {"number": "8.15.3"},
-                                          "tagline": "You Know, for Search"}))
+        let es = root(
+            serde_json::json!({"cluster_name": "c", "version": {"number": "8.15.3"},
+                                          "tagline": "You Know, for Search"}),
+        )
         .unwrap();
-        assert_eq!((es.distribution.as_str(), es.version.as_str()), ("elasticsearch", "8.15.3"));
+        assert_eq!(
+            (es.distribution.as_str(), es.version.as_str()),
+            ("elasticsearch", "8.15.3")
+        );
         let os = root(serde_json::json!({"version": {"number": "2.17.0", "distribution": "opensearch"},
                                           "tagline": "The OpenSearch Project: https://opensearch.org/"}))
         .unwrap();
         assert_eq!(os.distribution, "opensearch");
-        assert!(root(serde_json::json!({"status": "ok"})).unwrap_err().contains("no `version`"));
+        assert!(
+            root(serde_json::json!({"status": "ok"}))
+                .unwrap_err()
+                .contains("no `version`")
+        );
         assert!(
             root(serde_json::json!({"version": {"number": "1.0"}}))
                 .unwrap_err()

@@ -195,7 +195,7 @@ def replication_cql(keyspace):
         pairs = [item.split("=", 1) for item in value.split(",")]
         body = ", ".join("'%s': '%s'" % (dc.strip(), n.strip()) for dc, n in pairs)
         return "{'class': 'NetworkTopologyStrategy', %s}" % body
-    factor = value if value and not is_plain_on(value) else "3"
+    factor = value if value and value.isdigit() else "3"
     return "{'class': 'SimpleStrategy', 'replication_factor': '%s'}" % factor
 
 
