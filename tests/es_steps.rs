@@ -697,6 +697,33 @@ async fn malformed_json_reset_and_slow_answers() {
         "{error}"
     );
 
+    // One HTTP 500 and one cut-off answer while polling: asked again, the
+    // snapshot is followed to its end (issue 12 §4).
+    let es = Server::standin_with_repo(json!({"snapshot_polls": 3, "rules": [
+        {"method": "GET", "path": "elasticsearch_1$", "status": 500, "count": 1},
+        {"method": "GET", "path": "elasticsearch_1$", "action": "malformed", "count": 1},
+    ]}));
+    let snap = run(
+        "es_snapshot",
+        snapshot_options(&es, "elasticsearch_1"),
+        ctx(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(snap["state"], "SUCCESS");
+
+    // A poll shorter than 50 ms is refused: it would flood Elasticsearch.
+    let mut options = snapshot_options(&es, "elasticsearch_2");
+    options["poll"] = json!("0s");
+    let error = run("es_snapshot", options, ctx()).await.unwrap_err();
+    assert_eq!(error.kind(), "options");
+    assert!(
+        error
+            .to_string()
+            .contains("option `poll` 0s is too short: at least 50ms"),
+        "{error}"
+    );
+
     // A connection reset while polling is retried (GET is idempotent).
     let es = Server::standin_with_repo(json!({"rules": [
         {"method": "GET", "path": "elasticsearch_1$", "action": "reset", "count": 2},

@@ -1137,11 +1137,14 @@ fn timed_run_of(command: &mut Command, env: &[(&str, &str)]) -> (Output, Duratio
     (out, started.elapsed())
 }
 
+/// `--set` arguments, environment variables, the expected message.
+type PreflightCase<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+
 #[test]
 fn configuration_mistakes_fail_in_preflight_with_exit_2_naming_the_key() {
     let cluster = Cluster::start(&[]);
     let offsite_alias = ("MC_HOST_offsite", "http://key:secretkey@127.0.0.1:1");
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+    let cases: &[PreflightCase] = &[
         (
             &["--set", "storage=S3"],
             &[],

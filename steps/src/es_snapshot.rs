@@ -24,9 +24,11 @@ const TIMEOUT_CLEANUP_GRACE: Duration = Duration::from_secs(30);
 /// The shortest pause between two status requests: `poll: "0s"` would send
 /// requests as fast as Elasticsearch answers them.
 const MIN_POLL: Duration = Duration::from_millis(50);
-/// How long status requests may keep failing (HTTP 5xx, a cut-off answer)
-/// before the step gives up following the snapshot.
-const POLL_FAILURE_WINDOW: Duration = crate::http_client::RETRY_WINDOW;
+/// How many status requests in a row may fail (HTTP 5xx, a cut-off answer,
+/// a dropped connection) before the step gives up following the snapshot:
+/// 50 s at the default 5 s poll. (The client already retries 502/503/504
+/// within each request.)
+const POLL_FAILURES_IN_A_ROW: u32 = 10;
 /// Time allowed to delete the snapshot after an interruption: the run is
 /// stopping and should stop promptly.
 const CANCEL_CLEANUP_GRACE: Duration = Duration::from_secs(10);
@@ -382,8 +384,8 @@ Takes an Elasticsearch snapshot and waits until it is SUCCESS; any other end is 
    `\"accepted\": true`.
 3. Polls GET /_snapshot/<repository>/<snapshot> every `poll` until the state is
    terminal (a status request that fails with HTTP 5xx, a cut-off answer or a
-   dropped connection is asked again at the next poll, for up to 2 minutes of
-   failures in a row). SUCCESS ends the step; FAILED, PARTIAL (unless `allow_partial`) and
+   dropped connection is asked again at the next poll; 10 such failures in a
+   row end the step). SUCCESS ends the step; FAILED, PARTIAL (unless `allow_partial`) and
    INCOMPATIBLE are errors listing the failed shards and their reasons.
    At the timeout (default 2h) the step fails naming the snapshot still running,
    after deleting it when `on_timeout: \"delete\"` (30 s allowed for that).
@@ -666,20 +668,20 @@ async fn follow_snapshot(
         }
     }
     let mut state = "IN_PROGRESS".to_string();
-    // Since when status requests keep failing (None: the last one worked).
-    let mut failing_since: Option<Instant> = None;
+    // Status requests that failed in a row.
+    let mut failures: u32 = 0;
     loop {
         let info = match poll_once(client, options, &url).await {
             Ok(info) => {
-                failing_since = None;
+                failures = 0;
                 info
             }
             Err(error) if is_transient_poll_error(&error) => {
                 // One HTTP 500 or a truncated answer says nothing about the
-                // snapshot, which goes on in Elasticsearch: ask again, for up
-                // to POLL_FAILURE_WINDOW of failures in a row.
-                let since = *failing_since.get_or_insert_with(Instant::now);
-                if since.elapsed() > POLL_FAILURE_WINDOW {
+                // snapshot, which goes on in Elasticsearch: ask again, up to
+                // POLL_FAILURES_IN_A_ROW times in a row.
+                failures += 1;
+                if failures >= POLL_FAILURES_IN_A_ROW {
                     return Err(EsSnapshotError::Poll {
                         name: options.full_name(),
                         source: error,
@@ -688,7 +690,7 @@ async fn follow_snapshot(
                 }
                 tracing::warn!(
                     target: "runbook::es_snapshot",
-                    "snapshot {}: reading its state failed ({error}); asking again",
+                    "snapshot {}: reading its state failed ({error}); asking again ({failures} of {POLL_FAILURES_IN_A_ROW} failures in a row allowed)",
                     options.full_name()
                 );
                 tokio::select! {
