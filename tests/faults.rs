@@ -1437,7 +1437,7 @@ fn plan_checks_the_archive_folders_without_writing_in_them() {
 }
 
 #[test]
-fn plan_with_an_offsite_copy_exits_0_and_shows_the_copy() {
+fn s3_storage_plan_shows_the_offsite_copy_and_the_mirror_folder_must_hold_the_bucket() {
     let cluster = Cluster::start(&["--storage", "s3", "--objects", "20"]);
     let s3 = cluster.record["s3_endpoint"].as_str().unwrap().to_string();
     let made = Command::new("curl")
@@ -1473,6 +1473,26 @@ fn plan_with_an_offsite_copy_exits_0_and_shows_the_copy() {
         "{:?}",
         cluster.backup_files()
     );
+
+    // The bucket's listing sizes the mirror: a mirror folder too small for the
+    // objects and their archive is refused before any snapshot.
+    let small = cluster.dir.path().join("small");
+    let _small_mount = TmpfsMount::new(&small, "size=8m");
+    let out = cluster.run(&[
+        "run",
+        "cluster-hot-backup",
+        "--set",
+        &format!("s3_archive_path={}", small.display()),
+    ]);
+    assert_failed_cleanly(
+        &cluster,
+        &out,
+        &format!(
+            "error: not enough space in {} for the bucket mirror and its archive: about ",
+            small.display()
+        ),
+    );
+    assert_nothing_snapshotted(&cluster);
 }
 
 // ---------------------------------------------------------------- Elasticsearch polling (issue 12 §4)

@@ -147,6 +147,11 @@ pub struct UploadOutput {
     pub objects: Vec<UploadedObject>,
     /// Wall time.
     pub duration_ms: u64,
+    /// Objects already under the destination prefix (the listing every run makes).
+    pub listed_objects: u64,
+    /// Their total size: with no file to upload, what the destination holds
+    /// (a pre-flight uses it to estimate a mirror's size).
+    pub listed_bytes: u64,
 }
 
 /// One file of [`UploadOutput`].
@@ -398,6 +403,9 @@ Result:
                        skipped, check } (check: \"sha256\", \"etag\" or \"size\", what
                        matched; sha256 is () under dry-run for a file not read)
   duration_ms  int     wall time
+  listed_objects, listed_bytes  int  objects under the prefix before the upload, and
+                       their total size (with no file: a check of the destination
+                       that also says how much it holds)
 
 Example:
   let copy = s3_upload(#{ files: [archive.path, `${archive.path}.sha256`],
@@ -1342,14 +1350,20 @@ async fn upload_all(
         listed = listed_sizes(&http, &endpoint, &location) => listed?,
         _ = stop.cancelled() => return Err(StepError::cancelled()),
     };
+    let listed_objects = listed.len() as u64;
+    let listed_bytes = listed.values().sum::<u64>();
     if sources.is_empty() {
         tracing::info!(
-            "{}: bucket `{}` on {} answers; no file to upload",
+            "{}: bucket `{}` on {} answers ({listed_objects} objects, {listed_bytes} bytes under the prefix); no file to upload",
             ctx.label,
             location.bucket,
             endpoint.describe()
         );
-        return Ok(UploadOutput::default());
+        return Ok(UploadOutput {
+            listed_objects,
+            listed_bytes,
+            ..UploadOutput::default()
+        });
     }
     let bucket_url = endpoint
         .bucket_url(&location.bucket)
@@ -1400,7 +1414,11 @@ async fn upload_all(
         .await;
     let mut objects: Vec<Option<UploadedObject>> = Vec::with_capacity(sources.len());
     let mut to_upload: Vec<usize> = Vec::new();
-    let mut output = UploadOutput::default();
+    let mut output = UploadOutput {
+        listed_objects,
+        listed_bytes,
+        ..UploadOutput::default()
+    };
     for (index, (source, plan)) in sources.iter().zip(plans).enumerate() {
         match plan? {
             Plan::Skip(digests, check) => {
