@@ -60,6 +60,8 @@ const PART_SIZE_METADATA: &str = "runbook-part-size";
 /// How long a HEAD request may take to connect, and in all.
 const HEAD_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const HEAD_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long connecting may take when there is no file to upload (a check).
+const CHECK_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long aborting an interrupted multipart upload may take.
 const ABORT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -345,7 +347,10 @@ mcli_mirror: MC_HOST_<ALIAS>, else config.json in `config_dir`, $MC_CONFIG_DIR,
 is then BUCKET[/PREFIX].
 
 First the prefix is listed: an unreachable endpoint, rejected credentials or a
-missing bucket fail at once, naming the alias and endpoint. A file whose object
+missing bucket fail at once, naming the alias and endpoint. With no file this is
+a check of the destination (2 s connect timeout) that also reports what it holds
+(`listed_objects`, `listed_bytes`); a prefix that cannot begin an object key
+(`..`, an empty segment, a control character) is refused even then. A file whose object
 is already there with the same size and checksum is skipped, so a run that was
 interrupted (or a retry) only uploads what is missing. Files up to `part_size`
 go up in one request, larger ones in parts of `part_size` (multipart upload).
@@ -1345,7 +1350,14 @@ async fn upload_all(
     stop: &CancellationToken,
 ) -> Result<UploadOutput, StepError> {
     let sources = collect_sources(&options, &location.prefix).await?;
-    let http = endpoint.request_client(HEAD_CONNECT_TIMEOUT, HEAD_TIMEOUT)?;
+    // Without files this is a pre-flight check: an endpoint that does not
+    // answer must fail in seconds.
+    let connect_timeout = if sources.is_empty() {
+        CHECK_CONNECT_TIMEOUT
+    } else {
+        HEAD_CONNECT_TIMEOUT
+    };
+    let http = endpoint.request_client(connect_timeout, HEAD_TIMEOUT)?;
     let listed = tokio::select! {
         listed = listed_sizes(&http, &endpoint, &location) => listed?,
         _ = stop.cancelled() => return Err(StepError::cancelled()),
