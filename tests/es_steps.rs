@@ -209,6 +209,16 @@ async fn noida_snapshot_health_and_http_success_path() {
         "{version}"
     );
 
+    // noida-db answers GET / as Elasticsearch does: the pre-flight probe accepts it.
+    let server = run("es_server", json!({"url": es.base}), ctx())
+        .await
+        .unwrap();
+    assert_eq!(
+        (server["distribution"].as_str(), server["version"].as_str()),
+        (Some("elasticsearch"), Some("8.15.3")),
+        "{server}"
+    );
+
     // One index with a replica on a one-node cluster: yellow, which the default accepts.
     let health = run("es_health", json!({"url": es.base}), ctx())
         .await
@@ -1026,4 +1036,49 @@ async fn tls_needs_the_ca_or_insecure() {
     .await
     .unwrap_err();
     assert_eq!(missing.kind(), "ca_cert");
+}
+
+#[tokio::test]
+async fn es_server_identifies_the_server_and_fails_at_once_otherwise() {
+    let es = Server::standin(&["--user", "elastic", "--password", "Right-Pass-1"]);
+    let ok = run(
+        "es_server",
+        json!({"url": es.base, "user": "elastic", "password": "Right-Pass-1"}),
+        ctx(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(ok["distribution"], "elasticsearch", "{ok}");
+    assert_eq!(ok["cluster_name"], "es-standin", "{ok}");
+
+    // Wrong password: refused, permanent (never retried), password not shown.
+    let error = run(
+        "es_server",
+        json!({"url": es.base, "user": "elastic", "password": "Wrong-Pass-2"}),
+        ctx(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(error.kind(), "unauthorized", "{error}");
+    assert!(error.is_permanent());
+    assert!(
+        error
+            .to_string()
+            .starts_with(&format!("{}/ refused the credentials: HTTP 401", es.base)),
+        "{error}"
+    );
+    assert!(!error.to_string().contains("Wrong-Pass-2"), "{error}");
+
+    // Nothing listening: one attempt, at once.
+    let closed = free_port();
+    let started = std::time::Instant::now();
+    let error = run(
+        "es_server",
+        json!({"url": format!("http://127.0.0.1:{closed}")}),
+        ctx(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(error.kind(), "connect", "{error}");
+    assert!(started.elapsed() < Duration::from_secs(1), "{error}");
 }
