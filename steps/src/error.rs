@@ -26,6 +26,11 @@ const PERMANENT_KINDS: &[&str] = &[
     "forbidden",
     "ca_cert",
     "client",
+    // S3: keys refused, access denied, no such bucket, a symlink in the way.
+    "credentials",
+    "access_denied",
+    "bucket_missing",
+    "unsafe_path",
 ];
 
 /// A step failure as the engine sees it: a kind, a message and its causes.
