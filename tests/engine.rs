@@ -793,3 +793,149 @@ fn recover_reports_an_undo_action_that_fails_and_exits_1() {
     assert_eq!(after["status"], "crashed");
     assert_eq!(after["compensations"][0]["state"], "failed");
 }
+
+// ---------------------------------------------------------------- issue 12: exit codes, config rules
+
+#[test]
+fn exit_2_means_nothing_was_changed_and_permanent_errors_are_not_retried() {
+    let sb = Sandbox::new();
+    // A config error before any change: exit 2.
+    sb.write(
+        "early.rhai",
+        r#"exec(#{ cmd: "true", read_only: true });
+           fail_config("offsite: bad destination");"#,
+    );
+    let out = sb.run(&["run", "early.rhai"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert_contains(&stderr(&out), "error: offsite: bad destination");
+
+    // The same error after a file was written: the run changed something, exit 1.
+    sb.write(
+        "late.rhai",
+        r#"write_file("made.txt", "x");
+           fail_config("offsite: bad destination");"#,
+    );
+    let out = sb.run(&["run", "late.rhai"]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+
+    // A step's options error after a changing step: exit 1, and the
+    // permanent error is reported at once, not retried.
+    sb.write("a.tar", "data");
+    sb.write(
+        "upload.rhai",
+        r#"exec(#{ cmd: "touch", args: ["changed.txt"] });
+           s3_upload(#{ files: ["a.tar"], dest: "offsite/bucket/../../x", retries: 2, retry_delay: "1s" });"#,
+    );
+    let started = std::time::Instant::now();
+    let out = sb
+        .command(&["run", "upload.rhai"])
+        .env("MC_HOST_offsite", "http://key:secretkey@127.0.0.1:1")
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(code(&out), 1, "{err}");
+    assert_contains(
+        &err,
+        "the prefix `../../x/` of `offsite/bucket/../../x` is not a valid object path",
+    );
+    assert!(
+        !err.contains("retrying"),
+        "a permanent error was retried:\n{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(2), "{err}");
+}
+
+#[test]
+fn config_rules_and_runbook_variables_are_checked_before_anything_runs() {
+    let sb = Sandbox::new();
+    sb.write(
+        "wf.rhai",
+        r#"let c = config(#{ keep: 0, storage: "local", poll: "5s" }, #{
+               keep: #{ min: 0, max: 10000 },
+               storage: #{ one_of: ["local", "s3", "none"] },
+               poll: #{ min: "1s", max: "10m" },
+           });
+           write_file("ran.txt", `${c.keep} ${c.storage} ${c.poll}`);"#,
+    );
+    let refused = |args: &[&str], env: &[(&str, &str)], expected: &str| {
+        let mut command = sb.command(&[&["run", "wf.rhai"], args].concat());
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let out = command.output().unwrap();
+        assert_eq!(code(&out), 2, "{args:?} {env:?}: {}", stderr(&out));
+        assert_contains(&stderr(&out), expected);
+        assert!(!sb.path("ran.txt").exists(), "the workflow ran: {args:?}");
+    };
+    refused(
+        &["--set", "keep=-1"],
+        &[],
+        "config key `keep` (from --set): -1 is too small (allowed: 0 to 10000)",
+    );
+    refused(
+        &["--set", "keep=99999999999999999999"],
+        &[],
+        "config key `keep` (from --set): 99999999999999999999 is far too large (allowed: 0 to 10000)",
+    );
+    refused(
+        &["--set", "storage=S3"],
+        &[],
+        r#"config key `storage` (from --set): "S3" is not allowed (allowed: "local", "s3" or "none")"#,
+    );
+    refused(
+        &[],
+        &[("RUNBOOK_POLL", "0s")],
+        r#"config key `poll` (from environment variable RUNBOOK_POLL): "0s" is too small (allowed: a duration from 1s to 10m, e.g. "5s")"#,
+    );
+    refused(
+        &[],
+        &[("RUNBOOK_KEPP", "3")],
+        "environment variable RUNBOOK_KEPP names no config key of this workflow (did you mean RUNBOOK_KEEP?)",
+    );
+    // The engine's own variables stay allowed, and values inside the rules run.
+    let out = sb
+        .command(&["run", "wf.rhai", "--set", "keep=3", "--set", "poll=2s"])
+        .env("RUNBOOK_LOG", "info")
+        .env("RUNBOOK_STORAGE", "s3")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(sb.path("ran.txt")).unwrap(),
+        "3 s3 2s"
+    );
+
+    // A rule that makes no sense is the script's error.
+    sb.write(
+        "bad-rule.rhai",
+        r#"let c = config(#{ keep: 0 }, #{ keep: #{ min: 1 } });"#,
+    );
+    let out = sb.run(&["run", "bad-rule.rhai"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert_contains(
+        &stderr(&out),
+        "config key `keep` (from the workflow's default): 0 is too small (allowed: 1 or more)",
+    );
+}
+
+#[test]
+fn an_unwritable_metrics_file_folder_fails_before_the_run() {
+    let sb = Sandbox::new();
+    sb.write("wf.rhai", r#"write_file("ran.txt", "x");"#);
+    let missing = sb.path("no-such-folder/runbook.prom");
+    let out = sb.run(&[
+        "run",
+        "wf.rhai",
+        &format!("--metrics-file={}", missing.display()),
+    ]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert_contains(
+        &stderr(&out),
+        &format!(
+            "error: --metrics-file {}: cannot write in {}: No such file or directory",
+            missing.display(),
+            sb.path("no-such-folder").display()
+        ),
+    );
+    assert!(!sb.path("ran.txt").exists(), "the workflow ran");
+}

@@ -209,6 +209,16 @@ async fn noida_snapshot_health_and_http_success_path() {
         "{version}"
     );
 
+    // noida-db answers GET / as Elasticsearch does: the pre-flight probe accepts it.
+    let server = run("es_server", json!({"url": es.base}), ctx())
+        .await
+        .unwrap();
+    assert_eq!(
+        (server["distribution"].as_str(), server["version"].as_str()),
+        (Some("elasticsearch"), Some("8.15.3")),
+        "{server}"
+    );
+
     // One index with a replica on a one-node cluster: yellow, which the default accepts.
     let health = run("es_health", json!({"url": es.base}), ctx())
         .await
@@ -771,6 +781,33 @@ async fn malformed_json_reset_and_slow_answers() {
         "{error}"
     );
 
+    // One HTTP 500 and one cut-off answer while polling: asked again, the
+    // snapshot is followed to its end (issue 12 §4).
+    let es = Server::standin_with_repo(json!({"snapshot_polls": 3, "rules": [
+        {"method": "GET", "path": "elasticsearch_1$", "status": 500, "count": 1},
+        {"method": "GET", "path": "elasticsearch_1$", "action": "malformed", "count": 1},
+    ]}));
+    let snap = run(
+        "es_snapshot",
+        snapshot_options(&es, "elasticsearch_1"),
+        ctx(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(snap["state"], "SUCCESS");
+
+    // A poll shorter than 50 ms is refused: it would flood Elasticsearch.
+    let mut options = snapshot_options(&es, "elasticsearch_2");
+    options["poll"] = json!("0s");
+    let error = run("es_snapshot", options, ctx()).await.unwrap_err();
+    assert_eq!(error.kind(), "options");
+    assert!(
+        error
+            .to_string()
+            .contains("option `poll` 0s is too short: at least 50ms"),
+        "{error}"
+    );
+
     // A connection reset while polling is retried (GET is idempotent).
     let es = Server::standin_with_repo(json!({"rules": [
         {"method": "GET", "path": "elasticsearch_1$", "action": "reset", "count": 2},
@@ -1073,4 +1110,49 @@ async fn tls_needs_the_ca_or_insecure() {
     .await
     .unwrap_err();
     assert_eq!(missing.kind(), "ca_cert");
+}
+
+#[tokio::test]
+async fn es_server_identifies_the_server_and_fails_at_once_otherwise() {
+    let es = Server::standin(&["--user", "elastic", "--password", "Right-Pass-1"]);
+    let ok = run(
+        "es_server",
+        json!({"url": es.base, "user": "elastic", "password": "Right-Pass-1"}),
+        ctx(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(ok["distribution"], "elasticsearch", "{ok}");
+    assert_eq!(ok["cluster_name"], "es-standin", "{ok}");
+
+    // Wrong password: refused, permanent (never retried), password not shown.
+    let error = run(
+        "es_server",
+        json!({"url": es.base, "user": "elastic", "password": "Wrong-Pass-2"}),
+        ctx(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(error.kind(), "unauthorized", "{error}");
+    assert!(error.is_permanent());
+    assert!(
+        error
+            .to_string()
+            .starts_with(&format!("{}/ refused the credentials: HTTP 401", es.base)),
+        "{error}"
+    );
+    assert!(!error.to_string().contains("Wrong-Pass-2"), "{error}");
+
+    // Nothing listening: one attempt, at once.
+    let closed = free_port();
+    let started = std::time::Instant::now();
+    let error = run(
+        "es_server",
+        json!({"url": format!("http://127.0.0.1:{closed}")}),
+        ctx(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(error.kind(), "connect", "{error}");
+    assert!(started.elapsed() < Duration::from_secs(1), "{error}");
 }

@@ -98,6 +98,21 @@ fn assert_es_snapshots_deleted(cluster: &Cluster) {
     }
 }
 
+/// Neither an Elasticsearch nor a Cassandra snapshot was started: the run
+/// stopped in pre-flight.
+fn assert_nothing_snapshotted(cluster: &Cluster) {
+    assert!(
+        es_snapshots(cluster, "PUT").is_empty(),
+        "an Elasticsearch snapshot was started: {:?}",
+        es_snapshots(cluster, "PUT")
+    );
+    assert!(
+        !invocations(cluster).contains("\"snapshot\""),
+        "nodetool snapshot ran:\n{}",
+        invocations(cluster)
+    );
+}
+
 /// Nothing of an interrupted run is left that could pass for a backup, nor debris:
 /// no marker, manifest, `.partial`, mirror staging folder or Cassandra snapshot.
 fn assert_no_debris(cluster: &Cluster) {
@@ -291,10 +306,12 @@ fn cqlsh_that_cannot_authenticate_or_prints_nothing_fails_the_run_cleanly() {
         .env("CASSANDRA_PASSWORD", "Wrong-Pass-2")
         .output()
         .unwrap();
+    // Caught in pre-flight (issue 12 §5): before any snapshot, naming the keys.
     assert_failed_cleanly(
         &cluster,
         &out,
-        "step exec (cqlsh describe keyspace) failed: `cqlsh 127.0.0.1` exited with code 1",
+        "error: cqlsh cannot read keyspace thehive (check cassandra_user and CASSANDRA_PASSWORD, \
+         cassandra_connection, cqlsh): `cqlsh 127.0.0.1` exited with code 1",
     );
     assert!(
         stderr(&out).contains("[Bad credentials]"),
@@ -311,7 +328,7 @@ fn cqlsh_that_cannot_authenticate_or_prints_nothing_fails_the_run_cleanly() {
         "{:?}",
         cluster.backup_files()
     );
-    assert_es_snapshots_deleted(&cluster);
+    assert_nothing_snapshotted(&cluster);
 
     cluster.knob("cqlsh-empty", "");
     let out = cluster.run(&["run", "cluster-hot-backup"]);
@@ -320,7 +337,7 @@ fn cqlsh_that_cannot_authenticate_or_prints_nothing_fails_the_run_cleanly() {
         &out,
         "cqlsh printed no CREATE KEYSPACE for thehive: is the keyspace name right and cqlsh able to connect?",
     );
-    assert_es_snapshots_deleted(&cluster);
+    assert_nothing_snapshotted(&cluster);
     assert!(
         !cluster
             .backup_files()
@@ -1082,4 +1099,435 @@ fn an_object_changed_while_downloaded_is_stored_whole_never_mixed() {
         stored.len(),
         stderr(&out)
     );
+}
+
+// ---------------------------------------------------------------- pre-flight (issue 12 §5)
+
+/// Runs the stock backup with `extra` arguments and environment; returns the
+/// output and how long the run took.
+fn timed_backup(cluster: &Cluster, extra: &[&str], env: &[(&str, &str)]) -> (Output, Duration) {
+    timed_run_of(
+        &mut cluster.command(&[&["run", "cluster-hot-backup"], extra].concat()),
+        env,
+    )
+}
+
+/// `runbook run cluster-hot-backup` with the sandbox's vars and environment,
+/// without the harness's `--set elasticsearch_poll`.
+fn stock_backup_command(cluster: &Cluster) -> Command {
+    let mut command = support::runbook();
+    command
+        .args(["run", "cluster-hot-backup", "--vars"])
+        .arg(cluster.path("vars"))
+        .arg("--journal-dir")
+        .arg(cluster.dir.path().join("journal"))
+        .current_dir(cluster.dir.path());
+    for (key, value) in cluster.record["env"].as_object().unwrap() {
+        command.env(key, value.as_str().unwrap());
+    }
+    command
+}
+
+fn timed_run_of(command: &mut Command, env: &[(&str, &str)]) -> (Output, Duration) {
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let started = Instant::now();
+    let out = command.output().expect("runbook runs");
+    (out, started.elapsed())
+}
+
+/// `--set` arguments, environment variables, the expected message.
+type PreflightCase<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+
+#[test]
+fn configuration_mistakes_fail_in_preflight_with_exit_2_naming_the_key() {
+    let cluster = Cluster::start(&[]);
+    let offsite_alias = ("MC_HOST_offsite", "http://key:secretkey@127.0.0.1:1");
+    let cases: &[PreflightCase] = &[
+        (
+            &["--set", "storage=S3"],
+            &[],
+            r#"config key `storage` (from --set): "S3" is not allowed (allowed: "local", "s3" or "none")"#,
+        ),
+        (
+            &["--set", "keep=-1"],
+            &[],
+            "config key `keep` (from --set): -1 is too small (allowed: 0 to 10000)",
+        ),
+        (
+            &["--set", "keep=99999999999999999999"],
+            &[],
+            "config key `keep` (from --set): 99999999999999999999 is far too large (allowed: 0 to 10000)",
+        ),
+        (
+            &["--set", "elasticsearch_poll=0s"],
+            &[],
+            r#"config key `elasticsearch_poll` (from --set): "0s" is too small (allowed: a duration from 1s to 10m"#,
+        ),
+        (
+            &[],
+            &[("RUNBOOK_KEPP", "3")],
+            "environment variable RUNBOOK_KEPP names no config key of this workflow (did you mean RUNBOOK_KEEP?)",
+        ),
+        (
+            &["--set", "elasticsearch_url=127.0.0.1:9200"],
+            &[],
+            "error: elasticsearch_url: `127.0.0.1:9200` is not a URL: relative URL without a base (write it like http://127.0.0.1:9200)",
+        ),
+        (
+            &["--set", "cassandra_user=backup"],
+            &[],
+            r#"error: cassandra_user is "backup", so a password is needed: secret CASSANDRA_PASSWORD is not set"#,
+        ),
+        (
+            &[
+                "--set",
+                "metrics_file=/nonexistent-runbook-folder/runbook.prom",
+            ],
+            &[],
+            "error: metrics_file /nonexistent-runbook-folder/runbook.prom: cannot write in /nonexistent-runbook-folder: No such file or directory",
+        ),
+        (
+            &["--set", "offsite=offsite/bucket/../../x"],
+            &[offsite_alias],
+            "error: offsite offsite/bucket/../../x: the prefix `../../x/` of `offsite/bucket/../../x` is not a valid object path",
+        ),
+        (
+            &[
+                "--set",
+                "storage=s3",
+                "--set",
+                "s3_source=nosuchalias/thehive",
+            ],
+            &[],
+            "error: s3_source nosuchalias/thehive: alias `nosuchalias` not found",
+        ),
+    ];
+    for (args, env, expected) in cases {
+        let (out, took) = if args.iter().any(|a| a.starts_with("elasticsearch_poll=")) {
+            // The harness sets its own elasticsearch_poll with --set: run without it.
+            timed_run_of(stock_backup_command(&cluster).args(*args), env)
+        } else {
+            timed_backup(&cluster, args, env)
+        };
+        let err = stderr(&out);
+        assert_eq!(code(&out), 2, "{args:?} {env:?}:\n{err}");
+        assert_contains(&err, expected);
+        assert!(
+            took < Duration::from_secs(5),
+            "{args:?}: pre-flight took {took:?}"
+        );
+        assert!(!err.contains("retrying"), "{args:?}: retried:\n{err}");
+        assert_nothing_snapshotted(&cluster);
+        assert!(
+            cluster.backup_files().is_empty(),
+            "{args:?}: {:?}",
+            cluster.backup_files()
+        );
+    }
+}
+
+/// A loopback HTTP server that is not Elasticsearch: Python's http.server
+/// serving a folder listing. Killed on drop.
+struct NotElasticsearch {
+    child: Child,
+    port: u16,
+}
+
+impl NotElasticsearch {
+    fn start(dir: &Path) -> NotElasticsearch {
+        let port = support::free_port();
+        let child = Command::new(support::venv_bin("python"))
+            .args(["-m", "http.server", "--bind", "127.0.0.1"])
+            .arg(port.to_string())
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python -m http.server starts");
+        support::wait_for_port(port, "python -m http.server");
+        NotElasticsearch { child, port }
+    }
+}
+
+impl Drop for NotElasticsearch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_wrong_elasticsearch_url_fails_in_preflight_within_seconds_saying_what_answered() {
+    let cluster = Cluster::start(&[]);
+    // Nothing listens: refused at once, no retries.
+    let closed = support::free_port();
+    let (out, took) = timed_backup(
+        &cluster,
+        &[
+            "--set",
+            &format!("elasticsearch_url=http://127.0.0.1:{closed}"),
+        ],
+        &[],
+    );
+    let err = stderr(&out);
+    assert_failed_cleanly(
+        &cluster,
+        &out,
+        &format!(
+            "error: elasticsearch_url: nothing answers at http://127.0.0.1:{closed}/: Connection refused"
+        ),
+    );
+    assert!(took < Duration::from_secs(5), "took {took:?}:\n{err}");
+    assert!(!err.contains("retrying"), "{err}");
+    assert!(!err.contains("not registered"), "wrong advice:\n{err}");
+
+    // Something accepts connections but never answers: the probe's own
+    // timeout, not minutes of retries.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let (out, took) = timed_backup(
+        &cluster,
+        &[
+            "--set",
+            &format!("elasticsearch_url=http://127.0.0.1:{silent_port}"),
+        ],
+        &[],
+    );
+    assert_failed_cleanly(
+        &cluster,
+        &out,
+        &format!(
+            "error: elasticsearch_url: nothing answers at http://127.0.0.1:{silent_port}/: no answer within 3s"
+        ),
+    );
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    drop(silent);
+
+    // A web server that is not Elasticsearch.
+    let web = NotElasticsearch::start(cluster.dir.path());
+    let (out, took) = timed_backup(
+        &cluster,
+        &[
+            "--set",
+            &format!("elasticsearch_url=http://127.0.0.1:{}", web.port),
+        ],
+        &[],
+    );
+    assert_failed_cleanly(
+        &cluster,
+        &out,
+        &format!(
+            "error: elasticsearch_url: http://127.0.0.1:{}/ answers, but this is not Elasticsearch/OpenSearch: GET / answered no JSON: <!DOCTYPE HTML",
+            web.port
+        ),
+    );
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert_nothing_snapshotted(&cluster);
+}
+
+#[test]
+fn a_replication_factor_below_the_node_count_fails_preflight_unless_allowed() {
+    let cluster = Cluster::start(&[]);
+    cluster.knob("replication", "1");
+    let (out, _) = timed_backup(&cluster, &[], &[]);
+    assert_failed_cleanly(
+        &cluster,
+        &out,
+        "error: keyspace thehive has replication factor 1 but nodetool status lists 3 nodes: \
+         this node's snapshot would hold only part of the data; raise the replication factor \
+         (ALTER KEYSPACE), or set allow_partial_replication=true and back up every node",
+    );
+    assert_nothing_snapshotted(&cluster);
+
+    // NetworkTopologyStrategy: per datacenter.
+    cluster.knob("replication", "datacenter1=2");
+    let (out, _) = timed_backup(&cluster, &[], &[]);
+    assert_failed_cleanly(
+        &cluster,
+        &out,
+        "error: keyspace thehive has replication factor 2 in datacenter datacenter1, which has 3 nodes",
+    );
+    assert_nothing_snapshotted(&cluster);
+
+    // Allowed: a warning with the numbers, and the backup is made.
+    let (out, _) = timed_backup(&cluster, &["--set", "allow_partial_replication=true"], &[]);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 0, "{err}");
+    assert_contains(
+        &err,
+        "keyspace thehive has replication factor 2 in datacenter datacenter1, which has 3 nodes: \
+         this node's snapshot would hold only part of the data (allow_partial_replication is set: going on; back up every node)",
+    );
+    only_stamp(&cluster.path("backup"), "backup_", ".json");
+
+    // Replication factor 3 on 3 nodes (the sandbox's default) passes silently.
+    std::fs::remove_file(cluster.path("state").join("replication")).unwrap();
+    let (out, _) = timed_backup(&cluster, &[], &[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("replication factor"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// Modification times of the archive folders: creating and removing a probe
+/// file in a folder changes its mtime.
+fn folder_mtimes(cluster: &Cluster) -> Vec<(String, std::time::SystemTime)> {
+    [
+        "cassandra_archive",
+        "es_archive",
+        "storage_archive",
+        "backup",
+    ]
+    .iter()
+    .map(|key| {
+        let path = cluster.path(key);
+        let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+        (path.display().to_string(), mtime)
+    })
+    .collect()
+}
+
+#[test]
+fn plan_checks_the_archive_folders_without_writing_in_them() {
+    let cluster = Cluster::start(&[]);
+    // Folder times in the past, so that any probe file would show.
+    for key in [
+        "cassandra_archive",
+        "es_archive",
+        "storage_archive",
+        "backup",
+    ] {
+        let status = Command::new("touch")
+            .args(["-m", "-d", "2020-01-01 00:00:00"])
+            .arg(cluster.path(key))
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let before = folder_mtimes(&cluster);
+    let out = cluster.run(&["plan", "cluster-hot-backup"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(
+        folder_mtimes(&cluster),
+        before,
+        "plan wrote in an archive folder"
+    );
+
+    // A read-only archive folder is found by the plan, too.
+    let read_only = cluster.dir.path().join("read-only");
+    let _mount = TmpfsMount::new(&read_only, "ro,size=10m");
+    let out = cluster.run(&[
+        "plan",
+        "cluster-hot-backup",
+        "--set",
+        &format!("storage_archive_path={}", read_only.display()),
+    ]);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert_contains(
+        &stderr(&out),
+        &format!(
+            "error: archive folder {} (storage_archive_path) is not writable: Read-only file system",
+            read_only.display()
+        ),
+    );
+}
+
+#[test]
+fn s3_storage_plan_shows_the_offsite_copy_and_the_mirror_folder_must_hold_the_bucket() {
+    let cluster = Cluster::start(&["--storage", "s3", "--objects", "20"]);
+    let s3 = cluster.record["s3_endpoint"].as_str().unwrap().to_string();
+    let made = Command::new("curl")
+        .args(["-sf", "-X", "PUT"])
+        .arg(format!("{s3}/offsite"))
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "cannot create the off-site bucket");
+    let out = cluster.run(&[
+        "plan",
+        "cluster-hot-backup",
+        "--set",
+        "offsite=th_minio/offsite/sets",
+    ]);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 0, "{err}");
+    let line = err
+        .lines()
+        .find(|l| l.contains("[dry-run] would copy to th_minio/offsite/sets:"))
+        .unwrap_or_else(|| panic!("no off-site line in:\n{err}"));
+    for part in [
+        "cassandra_",
+        ".tar.sha256",
+        "elasticsearch_",
+        ".info",
+        "minio_",
+    ] {
+        assert_contains(line, part);
+    }
+    assert_contains(line, ".json last");
+    assert!(
+        cluster.backup_files().is_empty(),
+        "{:?}",
+        cluster.backup_files()
+    );
+
+    // The bucket's listing sizes the mirror: a mirror folder too small for the
+    // objects and their archive is refused before any snapshot.
+    let small = cluster.dir.path().join("small");
+    let _small_mount = TmpfsMount::new(&small, "size=8m");
+    let out = cluster.run(&[
+        "run",
+        "cluster-hot-backup",
+        "--set",
+        &format!("s3_archive_path={}", small.display()),
+    ]);
+    assert_failed_cleanly(
+        &cluster,
+        &out,
+        &format!(
+            "error: not enough space in {} for the bucket mirror and its archive: about ",
+            small.display()
+        ),
+    );
+    assert_nothing_snapshotted(&cluster);
+}
+
+// ---------------------------------------------------------------- Elasticsearch polling (issue 12 §4)
+
+#[test]
+fn one_http_500_and_one_cut_off_answer_while_polling_do_not_fail_the_backup() {
+    let cluster = Cluster::start(&[]);
+    let poll = "^/_snapshot/thehive_repository/elasticsearch_";
+    cluster.es_faults(serde_json::json!({
+        "snapshot_polls": 3,
+        "rules": [
+            {"method": "GET", "path": poll, "status": 500, "count": 1},
+            {"method": "GET", "path": poll, "action": "malformed", "count": 1},
+        ],
+    }));
+    let out = cluster.run(&["run", "cluster-hot-backup"]);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 0, "{err}");
+    assert_contains(&err, "reading its state failed");
+    assert!(!err.contains("lost track"), "{err}");
+    let statuses: Vec<String> = cluster
+        .es_requests()
+        .iter()
+        .filter(|r| {
+            r["method"] == "GET"
+                && r["path"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("/_snapshot/thehive_repository/elasticsearch_")
+        })
+        .map(|r| r["status"].to_string())
+        .collect();
+    assert!(
+        statuses.contains(&"500".to_string()),
+        "the 500 was not served: {statuses:?}"
+    );
+    only_stamp(&cluster.path("backup"), "backup_", ".json");
 }

@@ -37,6 +37,7 @@ pub fn check(spec: &str) -> i32 {
         workflow_display: workflow.display.clone(),
         workflow_sha256: workflow.sha256(),
         run_compensations: Mutex::new(Vec::new()),
+        changed: std::sync::atomic::AtomicBool::new(false),
         max_operations: crate::host::MAX_OPERATIONS,
     });
     let engine = build_engine(state, workflow.modules.clone());

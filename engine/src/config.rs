@@ -16,6 +16,8 @@ pub enum Origin {
     Environment(String),
     /// `--set KEY=VALUE`.
     Set,
+    /// The workflow's own default.
+    Default,
 }
 
 impl std::fmt::Display for Origin {
@@ -24,6 +26,7 @@ impl std::fmt::Display for Origin {
             Origin::VarsFile(path) => write!(f, "--vars {path}"),
             Origin::Environment(name) => write!(f, "environment variable {name}"),
             Origin::Set => f.write_str("--set"),
+            Origin::Default => f.write_str("the workflow's default"),
         }
     }
 }
@@ -52,6 +55,23 @@ pub enum ConfigError {
         /// The declared keys, comma-separated.
         declared: String,
     },
+    /// A `RUNBOOK_*` environment variable that is neither a declared key nor
+    /// one the engine reads: most likely a typo that would be ignored.
+    #[error(
+        "environment variable {name} names no config key of this workflow{suggestion}; \
+         unset it (RUNBOOK_<KEY> sets a declared key; the engine itself reads {engine})"
+    )]
+    UnknownEnvironment {
+        /// The variable.
+        name: String,
+        /// " (did you mean RUNBOOK_X?)" or empty.
+        suggestion: String,
+        /// The engine's own variables, comma-separated.
+        engine: String,
+    },
+    /// A rule passed to `config()` that makes no sense (a script error).
+    #[error("config() rules: {0}")]
+    BadRule(String),
     /// A value that does not convert to the default's type.
     #[error("config key `{key}` (from {origin}): {reason}")]
     BadValue {
@@ -63,6 +83,14 @@ pub enum ConfigError {
         reason: String,
     },
 }
+
+/// `RUNBOOK_*` environment variables the engine itself reads (not config keys).
+pub const ENGINE_VARIABLES: &[&str] = &[
+    "RUNBOOK_LOG",
+    "RUNBOOK_JOURNAL_DIR",
+    "RUNBOOK_JOURNAL_GROUP",
+    "RUNBOOK_METRICS_FILE",
+];
 
 /// The overrides given on the command line, before the script declares its keys.
 #[derive(Clone, Debug, Default)]
@@ -129,6 +157,22 @@ impl Overrides {
             }
         }
         Ok(())
+    }
+
+    /// Where the effective value of `key` comes from (the same precedence as
+    /// [`Overrides::resolve`]).
+    pub fn origin_of(&self, key: &str, env: impl Fn(&str) -> Option<String>) -> Origin {
+        if let Some((_, origin @ Origin::Set)) = self.values.get(key) {
+            return origin.clone();
+        }
+        let env_name = format!("RUNBOOK_{}", key.to_uppercase());
+        if env(&env_name).is_some() {
+            return Origin::Environment(env_name);
+        }
+        match self.values.get(key) {
+            Some((_, origin)) => origin.clone(),
+            None => Origin::Default,
+        }
     }
 
     /// The effective values for `defaults`: defaults, then the vars file, then
@@ -202,10 +246,18 @@ fn convert(
     if default.is_int() {
         return match (raw, text.as_deref()) {
             (serde_json::Value::Number(n), _) if n.is_i64() => Ok(n.as_i64().unwrap_or(0).into()),
-            (_, Some(t)) => t
-                .parse::<i64>()
-                .map(Dynamic::from)
-                .map_err(|_| bad(format!("expected a whole number, got {}", show(raw)))),
+            (serde_json::Value::Number(n), _) if n.is_u64() => {
+                Err(bad(format!("{n} is far too large")))
+            }
+            (_, Some(t)) => t.parse::<i64>().map(Dynamic::from).map_err(|_| {
+                // All digits but no i64: say so, rather than "not a number".
+                let digits = t.strip_prefix('-').unwrap_or(t);
+                if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+                    bad(format!("{t} is far too large"))
+                } else {
+                    bad(format!("expected a whole number, got {}", show(raw)))
+                }
+            }),
             _ => Err(bad(format!("expected a whole number, got {}", show(raw)))),
         };
     }

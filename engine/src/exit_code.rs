@@ -2,9 +2,9 @@
 
 /// The workflow succeeded.
 pub const SUCCESS: i32 = 0;
-/// The workflow failed.
+/// The workflow failed (also: a config error found after something was changed).
 pub const FAILED: i32 = 1;
-/// Usage, config or script error: nothing ran.
+/// Usage, config or script error, found before anything was changed.
 pub const INPUT: i32 = 2;
 /// Another run of the same workflow holds the lock (scheduled runs: skipped).
 pub const LOCKED: i32 = 3;
@@ -18,7 +18,7 @@ pub const HELP: &str = "\
 Exit codes:
   0    success
   1    the workflow failed
-  2    usage, config or script error (nothing ran)
+  2    usage, config or script error, found before anything was changed
   3    another run of the same workflow holds the lock (skipped)
   130  interrupted by SIGINT (cleanups ran)
   143  interrupted by SIGTERM (cleanups ran)";

@@ -69,8 +69,8 @@ pub fn register(engine: &mut Engine, state: &Arc<RunState>) {
                 tracing::info!("[dry-run] would write {path} ({} bytes)", text.len());
                 return Ok(());
             }
-            files::write_file(Path::new(path), text)
-                .map_err(|e| error(&s, &c, "write_file", with_causes(&e)))
+            s.note_change();
+            files::write_file(Path::new(path), text).map_err(|e| error(&s, &c, "write_file", with_causes(&e)))
         },
     );
     let s = Arc::clone(state);
@@ -86,6 +86,7 @@ pub fn register(engine: &mut Engine, state: &Arc<RunState>) {
             }
             let mode = u32::try_from(mode)
                 .map_err(|_| error(&s, &c, "write_file", format!("bad mode {mode}")))?;
+            s.note_change();
             runbook_steps::atomic_file::write_atomic(Path::new(path), text.as_bytes(), mode)
                 .map_err(|e| error(&s, &c, "write_file", format!("cannot write {path}: {e}")))
         },
@@ -108,6 +109,7 @@ pub fn register(engine: &mut Engine, state: &Arc<RunState>) {
                 }
                 return Ok(());
             }
+            s.note_change();
             files::mkdir(Path::new(path)).map_err(|e| error(&s, &c, "mkdir", with_causes(&e)))
         },
     );
@@ -138,6 +140,9 @@ pub fn register(engine: &mut Engine, state: &Arc<RunState>) {
                 .map_err(|e| error(&s, &c, "glob", with_causes(&e)))
         },
     );
+    engine.register_fn("write_access_error", |path: &str| {
+        write_access_error(Path::new(path))
+    });
     let s = Arc::clone(state);
     engine.register_fn(
         "file_size",
@@ -173,10 +178,39 @@ pub fn register(engine: &mut Engine, state: &Arc<RunState>) {
                 tracing::info!("[dry-run] would give {path} to group {group} (mode 0640)");
                 return Ok(());
             }
+            s.note_change();
             files::share_with_group(Path::new(path), group)
                 .map_err(|e| error(&s, &c, "share_with_group", with_causes(&e)))
         },
     );
+}
+
+/// Why the effective user cannot create files in the folder `path`, or ""
+/// when it can. Writes nothing (access(2) with W_OK|X_OK and AT_EACCESS, which
+/// also reports a read-only mount), so it is safe in a pre-flight and a plan.
+fn write_access_error(path: &Path) -> String {
+    match check_write_access(path) {
+        Ok(()) => String::new(),
+        Err(reason) => reason,
+    }
+}
+
+/// `Ok` when the effective user can create files in the folder `path`;
+/// else why not. Writes nothing (see `write_access_error`).
+pub fn check_write_access(path: &Path) -> Result<(), String> {
+    use nix::unistd::{AccessFlags, faccessat};
+    match std::fs::metadata(path) {
+        Err(e) => return Err(e.to_string()),
+        Ok(meta) if !meta.is_dir() => return Err("it is not a folder".to_string()),
+        Ok(_) => {}
+    }
+    faccessat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        AccessFlags::W_OK | AccessFlags::X_OK,
+        nix::fcntl::AtFlags::AT_EACCESS,
+    )
+    .map_err(|errno| std::io::Error::from_raw_os_error(errno as i32).to_string())
 }
 
 fn remove(
@@ -197,6 +231,7 @@ fn remove(
         }
         return Ok(exists);
     }
+    state.note_change();
     files::remove(Path::new(path), recursive, &protected_roots(state))
         .map_err(|e| error(state, context, "remove", with_causes(&e)))
 }

@@ -60,7 +60,19 @@ pub fn build_engine(state: Arc<RunState>, modules: WorkflowModules) -> Engine {
         engine.register_fn(
             "config",
             move |context: NativeCallContext, defaults: Map| -> Result<Map, Box<EvalAltResult>> {
-                config(&state, &context, defaults)
+                config(&state, &context, defaults, Map::new())
+            },
+        );
+    }
+    {
+        let state = Arc::clone(&state);
+        engine.register_fn(
+            "config",
+            move |context: NativeCallContext,
+                  defaults: Map,
+                  rules: Map|
+                  -> Result<Map, Box<EvalAltResult>> {
+                config(&state, &context, defaults, rules)
             },
         );
     }
@@ -133,6 +145,23 @@ pub fn build_engine(state: Arc<RunState>, modules: WorkflowModules) -> Engine {
         );
     }
     {
+        // Like fail(), but the cause is the configuration: exit 2 ("nothing
+        // ran") as long as nothing was changed yet, as for a bad --set.
+        let state = Arc::clone(&state);
+        engine.register_fn(
+            "fail_config",
+            move |context: NativeCallContext, message: &str| -> Result<(), Box<EvalAltResult>> {
+                Err(runtime_error(
+                    "config",
+                    "config",
+                    message.to_string(),
+                    position_of(&state, &context),
+                    context.call_position(),
+                ))
+            },
+        );
+    }
+    {
         let state = Arc::clone(&state);
         engine.register_fn(
             "undo",
@@ -155,16 +184,24 @@ fn config(
     state: &RunState,
     context: &NativeCallContext,
     defaults: Map,
+    rules: Map,
 ) -> Result<Map, Box<EvalAltResult>> {
     let error = |e: crate::config::ConfigError| {
+        // A rule that makes no sense is the script's fault, not the user's.
+        let kind = if matches!(e, crate::config::ConfigError::BadRule(_)) {
+            "script"
+        } else {
+            "config"
+        };
         runtime_error(
             "config",
-            "config",
+            kind,
             e.to_string(),
             position_of(state, context),
             context.call_position(),
         )
     };
+    let rules = crate::config_rules::Rules::parse(&rules, &defaults).map_err(error)?;
     let mut declared = state.config.lock().expect("config lock poisoned");
     let mut names: Vec<String> = declared.keys().map(|k| k.to_string()).collect();
     names.extend(defaults.keys().map(|k| k.to_string()));
@@ -172,9 +209,18 @@ fn config(
         .overrides
         .check_declared(names.iter().map(String::as_str))
         .map_err(error)?;
+    crate::config_rules::check_environment(
+        std::env::vars_os().filter_map(|(name, _)| name.into_string().ok()),
+        names.iter().map(String::as_str),
+    )
+    .map_err(error)?;
+    let env = |name: &str| std::env::var(name).ok();
     let effective = state
         .overrides
-        .resolve(&defaults, |name| std::env::var(name).ok())
+        .resolve(&defaults, env)
+        .map_err(|e| error(rules.explain(e)))?;
+    rules
+        .check(&effective, |key| state.overrides.origin_of(key, env))
         .map_err(error)?;
     declared.extend(effective.clone());
     *state.config_declared.lock().expect("config lock poisoned") = true;

@@ -11,7 +11,8 @@
 //!   [`file_safety`]: refusing scripts others could edit when running as root.
 //! - [`host`]: the Rhai engine with every function registered; [`step_call`] is
 //!   the one generic adapter between Rhai maps and step options/results.
-//! - [`config`], [`secrets`]: config values and secret masking.
+//! - [`config`], [`config_rules`], [`secrets`]: config values, the allowed
+//!   values a workflow declares for them, and secret masking.
 //! - [`parallel`], [`cleanup`]: `parallel([...])` and `defer(|| ...)`.
 //! - [`script_error`]: errors raised into scripts and printed to the user.
 //! - [`check`]: static checks for `runbook check`.
@@ -28,6 +29,7 @@ pub mod cli;
 pub mod commands;
 pub mod compensation;
 pub mod config;
+pub mod config_rules;
 pub mod exit_code;
 pub mod file_functions;
 pub mod file_safety;

@@ -65,6 +65,21 @@ pub fn run(request: RunRequest) -> i32 {
             return exit_code::INPUT;
         }
     };
+    // A metrics file that cannot be written must fail now, not after the run.
+    if let Some(path) = &request.metrics_file {
+        let folder = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if let Err(e) = crate::file_functions::check_write_access(&folder) {
+            print_error(&format!(
+                "error: --metrics-file {}: cannot write in {}: {e}\n",
+                path.display(),
+                folder.display()
+            ));
+            return exit_code::INPUT;
+        }
+    }
     // Compile first: a syntax error stops everything before any lock or journal.
     let mut ast =
         match crate::check::compile(&rhai::Engine::new(), &workflow.display, &workflow.source) {
@@ -157,6 +172,7 @@ pub fn run(request: RunRequest) -> i32 {
         workflow_display: workflow.display.clone(),
         workflow_sha256: workflow.sha256(),
         run_compensations: Mutex::new(Vec::new()),
+        changed: std::sync::atomic::AtomicBool::new(false),
         max_operations: request.max_operations,
     });
     if !request.dry_run {
@@ -210,7 +226,9 @@ pub fn run(request: RunRequest) -> i32 {
                 &workflow.display,
                 &source_text,
             ));
-            if script_error::is_input_error(error) {
+            // Exit 2 promises "nothing ran": once something may have been
+            // changed, any failure is a failed run.
+            if script_error::is_input_error(error) && !state.has_changed() {
                 exit_code::INPUT
             } else {
                 exit_code::FAILED

@@ -1,6 +1,7 @@
 //! What every engine function shares during one run.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rhai::Map;
 use runbook_steps::progress::ProgressMode;
@@ -37,9 +38,25 @@ pub struct RunState {
     /// Compensations registered with `scope: "run"`: carried out when the whole
     /// run ends (after the main cleanups), unless dismissed.
     pub run_compensations: Mutex<Vec<i64>>,
+    /// True once a step or file function that may change something started
+    /// for real: from then on a failure exits 1, never 2 ("nothing ran").
+    pub changed: AtomicBool,
 }
 
 impl RunState {
+    /// Notes that something may have been changed (not under dry-run, and not
+    /// by cleanups, which put things back).
+    pub fn note_change(&self) {
+        if !self.dry_run && !crate::cleanup::in_cleanup() {
+            self.changed.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// True once something may have been changed.
+    pub fn has_changed(&self) -> bool {
+        self.changed.load(Ordering::SeqCst)
+    }
+
     /// Records a step call in the journal, if there is one.
     pub fn record_step(&self, record: StepRecord) {
         if let Some(journal) = &self.journal {

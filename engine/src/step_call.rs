@@ -146,6 +146,9 @@ pub fn call_step(
         return to_dynamic(result, &position_text, position);
     }
     tracing::info!("{}: {}", mask(&label), description);
+    if prepared.changes {
+        state.note_change();
+    }
 
     let timeout = common.timeout.or(prepared.default_timeout);
     let mut attempt = 0;
@@ -202,6 +205,7 @@ pub fn call_step(
             Err(error)
                 if attempt <= common.retries
                     && error.kind() != "cancelled"
+                    && !error.is_permanent()
                     && (in_cleanup || !state.cancel.is_cancelled()) =>
             {
                 tracing::warn!(

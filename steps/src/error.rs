@@ -15,6 +15,24 @@ pub trait StepFailure: Error + Send + Sync + 'static {
     fn kind(&self) -> &'static str;
 }
 
+/// Kinds of failure that another attempt cannot fix (bad options or config,
+/// rejected credentials, an unusable CA file): the engine never retries them,
+/// so a permanent error is reported at once rather than after `retries` more
+/// attempts.
+const PERMANENT_KINDS: &[&str] = &[
+    "options",
+    "config",
+    "unauthorized",
+    "forbidden",
+    "ca_cert",
+    "client",
+    // S3: keys refused, access denied, no such bucket, a symlink in the way.
+    "credentials",
+    "access_denied",
+    "bucket_missing",
+    "unsafe_path",
+];
+
 /// A step failure as the engine sees it: a kind, a message and its causes.
 #[derive(Debug)]
 pub struct StepError {
@@ -49,6 +67,11 @@ impl StepError {
     /// The machine-readable kind (`e.kind` in a script).
     pub fn kind(&self) -> &'static str {
         self.kind
+    }
+
+    /// True when retrying cannot help (see `PERMANENT_KINDS`).
+    pub fn is_permanent(&self) -> bool {
+        PERMANENT_KINDS.contains(&self.kind)
     }
 
     /// The top-level message (`e.message` in a script).

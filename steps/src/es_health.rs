@@ -209,6 +209,10 @@ Example:
         DryRun::Run
     }
 
+    fn changes(_options: &EsHealthOptions) -> bool {
+        false
+    }
+
     async fn run(options: EsHealthOptions, ctx: StepContext) -> Result<EsHealthOutput, StepError> {
         let connection = options.connection();
         let client = HttpClient::new(&connection, &options.url, &ctx)?;

@@ -21,6 +21,14 @@ use crate::step::{DryRun, Step, StepContext};
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2 * 60 * 60);
 /// Time allowed past the deadline to delete a snapshot (`on_timeout: "delete"`).
 const TIMEOUT_CLEANUP_GRACE: Duration = Duration::from_secs(30);
+/// The shortest pause between two status requests: `poll: "0s"` would send
+/// requests as fast as Elasticsearch answers them.
+const MIN_POLL: Duration = Duration::from_millis(50);
+/// How many status requests in a row may fail (HTTP 5xx, a cut-off answer,
+/// a dropped connection) before the step gives up following the snapshot:
+/// 50 s at the default 5 s poll. (The client already retries 502/503/504
+/// within each request.)
+const POLL_FAILURES_IN_A_ROW: u32 = 10;
 /// Time allowed to delete the snapshot after an interruption: the run is
 /// stopping and should stop promptly.
 const CANCEL_CLEANUP_GRACE: Duration = Duration::from_secs(10);
@@ -375,7 +383,9 @@ Takes an Elasticsearch snapshot and waits until it is SUCCESS; any other end is 
 2. Starts the snapshot (PUT /_snapshot/<repository>/<snapshot>) and requires
    `\"accepted\": true`.
 3. Polls GET /_snapshot/<repository>/<snapshot> every `poll` until the state is
-   terminal. SUCCESS ends the step; FAILED, PARTIAL (unless `allow_partial`) and
+   terminal (a status request that fails with HTTP 5xx, a cut-off answer or a
+   dropped connection is asked again at the next poll; 10 such failures in a
+   row end the step). SUCCESS ends the step; FAILED, PARTIAL (unless `allow_partial`) and
    INCOMPATIBLE are errors listing the failed shards and their reasons.
    At the timeout (default 2h) the step fails naming the snapshot still running,
    after deleting it when `on_timeout: \"delete\"` (30 s allowed for that).
@@ -401,7 +411,7 @@ Options:
   ignore_unavailable    bool             skip missing or closed indices (default true)
   include_global_state  bool             include the cluster state (default false)
   wait                  bool             wait for the terminal state (default true)
-  poll                  duration         pause between status requests (default \"5s\")
+  poll                  duration         pause between status requests (default \"5s\", at least 50ms)
   verify_repository     bool             POST _verify before starting (default false)
   allow_partial         bool             accept a PARTIAL snapshot (default false)
   on_timeout            string           \"leave\" (default) or \"delete\" the running snapshot
@@ -479,6 +489,16 @@ Example:
         options: EsSnapshotOptions,
         ctx: StepContext,
     ) -> Result<EsSnapshotOutput, StepError> {
+        if options.poll < MIN_POLL {
+            return Err(StepError::new(
+                "options",
+                format!(
+                    "option `poll` {} is too short: at least {} (every poll is a request to Elasticsearch)",
+                    humantime::format_duration(options.poll),
+                    humantime::format_duration(MIN_POLL)
+                ),
+            ));
+        }
         let client = HttpClient::new(&options.connection(), &options.url, &ctx)?;
         check_repository(&client, &options).await?;
         if ctx.dry_run {
@@ -648,9 +668,38 @@ async fn follow_snapshot(
         }
     }
     let mut state = "IN_PROGRESS".to_string();
+    // Status requests that failed in a row.
+    let mut failures: u32 = 0;
     loop {
         let info = match poll_once(client, options, &url).await {
-            Ok(info) => info,
+            Ok(info) => {
+                failures = 0;
+                info
+            }
+            Err(error) if is_transient_poll_error(&error) => {
+                // One HTTP 500 or a truncated answer says nothing about the
+                // snapshot, which goes on in Elasticsearch: ask again, up to
+                // POLL_FAILURES_IN_A_ROW times in a row.
+                failures += 1;
+                if failures >= POLL_FAILURES_IN_A_ROW {
+                    return Err(EsSnapshotError::Poll {
+                        name: options.full_name(),
+                        source: error,
+                    }
+                    .into());
+                }
+                tracing::warn!(
+                    target: "runbook::es_snapshot",
+                    "snapshot {}: reading its state failed ({error}); asking again ({failures} of {POLL_FAILURES_IN_A_ROW} failures in a row allowed)",
+                    options.full_name()
+                );
+                tokio::select! {
+                    _ = client.cancelled() => return Err(Interrupted::Cancelled),
+                    _ = client.deadline_reached() => return Err(Interrupted::Deadline { state }),
+                    _ = tokio::time::sleep(options.poll) => {}
+                }
+                continue;
+            }
             Err(HttpError::Cancelled) => return Err(Interrupted::Cancelled),
             Err(HttpError::Deadline { .. }) => return Err(Interrupted::Deadline { state }),
             Err(HttpError::Status { status: 404, .. }) => {
@@ -682,6 +731,17 @@ async fn follow_snapshot(
             _ = client.deadline_reached() => return Err(Interrupted::Deadline { state }),
             _ = tokio::time::sleep(options.poll) => {}
         }
+    }
+}
+
+/// A failure to read the snapshot's state that another request may not
+/// have: a server error (5xx), an answer that is not the expected JSON (cut
+/// off), a dropped connection. Not: 404 (the snapshot is gone), 401/403.
+fn is_transient_poll_error(error: &HttpError) -> bool {
+    match error {
+        HttpError::Status { status, .. } => *status >= 500,
+        HttpError::Json { .. } | HttpError::Transport { .. } => true,
+        _ => false,
     }
 }
 

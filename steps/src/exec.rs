@@ -193,6 +193,10 @@ Example:
         }
     }
 
+    fn changes(options: &ExecOptions) -> bool {
+        !options.read_only
+    }
+
     async fn run(options: ExecOptions, ctx: StepContext) -> Result<ExecOutput, StepError> {
         run_exec(options, ctx).await
     }

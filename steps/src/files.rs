@@ -44,6 +44,10 @@ Functions:
                                `[ab]` work
   file_size(path)              size in bytes
   disk_free(path)              bytes available to runbook on the filesystem holding path
+  write_access_error(path)     \"\" when runbook (its effective user) can create files
+                               in the folder path, else why not (\"Read-only file
+                               system (os error 30)\"); asks the kernel (access(2)),
+                               writes nothing, so it is safe in a pre-flight and a plan
   dir_size(path)               total size in bytes of the files under a folder
                                (symlinks not followed)
   share_with_group(path, group)  sets the group of a file (or folder) and its mode to

@@ -179,6 +179,10 @@ Example:
         }
     }
 
+    fn changes(options: &HttpOptions) -> bool {
+        !options.only_reads()
+    }
+
     async fn run(options: HttpOptions, ctx: StepContext) -> Result<HttpOutput, StepError> {
         let request = build_request(&options)?;
         let connection = options.connection();

@@ -403,6 +403,17 @@ impl HttpClient {
         url: &Url,
         ctx: &StepContext,
     ) -> Result<Self, HttpError> {
+        Self::with_connect_timeout(connection, url, ctx, CONNECT_TIMEOUT)
+    }
+
+    /// [`HttpClient::new`] with another connect timeout (a pre-flight probe
+    /// wants a short one: an address that does not answer must fail fast).
+    pub fn with_connect_timeout(
+        connection: &HttpConnection,
+        url: &Url,
+        ctx: &StepContext,
+        connect_timeout: Duration,
+    ) -> Result<Self, HttpError> {
         check_url(url)?;
         match (&connection.user, &connection.password, &connection.api_key) {
             (Some(_), None, _) => {
@@ -419,7 +430,7 @@ impl HttpClient {
             _ => {}
         }
         let mut builder = reqwest::Client::builder()
-            .connect_timeout(CONNECT_TIMEOUT)
+            .connect_timeout(connect_timeout)
             .timeout(REQUEST_TIMEOUT)
             .user_agent(concat!("runbook/", env!("CARGO_PKG_VERSION")));
         if let Some(path) = &connection.ca_cert {
@@ -589,6 +600,31 @@ impl HttpClient {
                 _ = self.cancel.cancelled() => return Err(HttpError::Cancelled),
                 _ = tokio::time::sleep(backoff) => {}
             }
+        }
+    }
+
+    /// Sends `request` once, without any retry: for a probe, where "nothing
+    /// answers" is the finding and must come at once. Returns the answer
+    /// whatever its status.
+    pub async fn send_once(&self, request: &HttpRequest) -> Result<HttpResponse, HttpError> {
+        check_url(&request.url)?;
+        let shown_url = display_url(&request.url);
+        match self.attempt(request).await {
+            Attempt::Answer(answer) => Ok(HttpResponse {
+                method: request.method.clone(),
+                url: shown_url,
+                status: answer.status,
+                headers: answer.headers,
+                body: answer.body,
+                attempts: 1,
+            }),
+            Attempt::Failed(error) => Err(transport_error(request, &shown_url, &error, 1)),
+            Attempt::Deadline => Err(HttpError::Deadline {
+                method: request.method.clone(),
+                url: shown_url,
+                last: String::new(),
+            }),
+            Attempt::Cancelled => Err(HttpError::Cancelled),
         }
     }
 

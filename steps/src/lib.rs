@@ -7,7 +7,7 @@
 //! - [`error`]: [`StepError`](error::StepError), what a failed step reports.
 //! - [`progress`]: progress reporting (a bar on a terminal, log lines otherwise).
 //! - One file per step: [`exec`], [`tar_dir`], [`verify_archive`],
-//!   [`extract_archive`], [`http`], [`es_health`], [`es_snapshot`],
+//!   [`extract_archive`], [`http`], [`es_server`], [`es_health`], [`es_snapshot`],
 //!   [`mcli_mirror`], [`s3_upload`], [`prune`].
 //! - What the steps share, one concept per module: [`archive_io`] (compression,
 //!   hashing writer and reader), [`atomic_file`] (`.partial` + fsync + rename),
@@ -31,6 +31,7 @@ pub mod backup_catalogue;
 pub mod blocking_work;
 pub mod checksum_sidecar;
 pub mod es_health;
+pub mod es_server;
 pub mod es_snapshot;
 pub mod exec;
 pub mod extract_archive;

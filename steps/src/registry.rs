@@ -50,6 +50,8 @@ pub struct PreparedStep {
     pub default_timeout: Option<Duration>,
     /// `Some(placeholder)` when the step does nothing under dry-run.
     pub dry_run_placeholder: Option<serde_json::Value>,
+    /// See [`Step::changes`].
+    pub changes: bool,
     run: BoxedRun,
 }
 
@@ -99,6 +101,7 @@ fn prepare<S: Step>(value: serde_json::Value) -> Result<PreparedStep, OptionsErr
         label: S::label(&options),
         default_timeout: S::default_timeout(&options),
         dry_run_placeholder,
+        changes: S::changes(&options),
         run: Box::new(move |ctx| {
             Box::pin(async move { S::run(options, ctx).await.map(|out| to_json(&out)) })
         }),
@@ -120,6 +123,7 @@ pub fn all_steps() -> &'static [StepEntry] {
             entry::<crate::mcli_mirror::McliMirror>(),
             entry::<crate::s3_upload::S3Upload>(),
             entry::<crate::http::Http>(),
+            entry::<crate::es_server::EsServer>(),
             entry::<crate::es_health::EsHealth>(),
             entry::<crate::es_snapshot::EsSnapshot>(),
             entry::<crate::prune::Prune>(),

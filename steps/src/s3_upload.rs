@@ -60,6 +60,8 @@ const PART_SIZE_METADATA: &str = "runbook-part-size";
 /// How long a HEAD request may take to connect, and in all.
 const HEAD_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const HEAD_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long connecting may take when there is no file to upload (a check).
+const CHECK_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long aborting an interrupted multipart upload may take.
 const ABORT_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -147,6 +149,11 @@ pub struct UploadOutput {
     pub objects: Vec<UploadedObject>,
     /// Wall time.
     pub duration_ms: u64,
+    /// Objects already under the destination prefix (the listing every run makes).
+    pub listed_objects: u64,
+    /// Their total size: with no file to upload, what the destination holds
+    /// (a pre-flight uses it to estimate a mirror's size).
+    pub listed_bytes: u64,
 }
 
 /// One file of [`UploadOutput`].
@@ -189,6 +196,18 @@ pub enum UploadError {
         path: PathBuf,
         /// The key it would get.
         key: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// The destination prefix cannot begin an object key (`..`, `a//b`, a
+    /// control character): refused before anything is uploaded, also when
+    /// there is no file (the pre-flight check).
+    #[error("the prefix `{prefix}` of `{dest}` is not a valid object path: {reason}")]
+    InvalidPrefix {
+        /// `dest` as given.
+        dest: String,
+        /// The prefix.
+        prefix: String,
         /// What is wrong.
         reason: &'static str,
     },
@@ -304,6 +323,7 @@ impl StepFailure for UploadError {
         match self {
             UploadError::PartSize { .. }
             | UploadError::InvalidKey { .. }
+            | UploadError::InvalidPrefix { .. }
             | UploadError::DuplicateKey { .. } => "options",
             UploadError::Alias(e) => e.kind(),
             UploadError::NotAFile { .. } | UploadError::Io { .. } => "io",
@@ -327,7 +347,10 @@ mcli_mirror: MC_HOST_<ALIAS>, else config.json in `config_dir`, $MC_CONFIG_DIR,
 is then BUCKET[/PREFIX].
 
 First the prefix is listed: an unreachable endpoint, rejected credentials or a
-missing bucket fail at once, naming the alias and endpoint. A file whose object
+missing bucket fail at once, naming the alias and endpoint. With no file this is
+a check of the destination (2 s connect timeout) that also reports what it holds
+(`listed_objects`, `listed_bytes`); a prefix that cannot begin an object key
+(`..`, an empty segment, a control character) is refused even then. A file whose object
 is already there with the same size and checksum is skipped, so a run that was
 interrupted (or a retry) only uploads what is missing. Files up to `part_size`
 go up in one request, larger ones in parts of `part_size` (multipart upload).
@@ -385,6 +408,9 @@ Result:
                        skipped, check } (check: \"sha256\", \"etag\" or \"size\", what
                        matched; sha256 is () under dry-run for a file not read)
   duration_ms  int     wall time
+  listed_objects, listed_bytes  int  objects under the prefix before the upload, and
+                       their total size (with no file: a check of the destination
+                       that also says how much it holds)
 
 Example:
   let copy = s3_upload(#{ files: [archive.path, `${archive.path}.sha256`],
@@ -435,6 +461,11 @@ Example:
         // The listing and the checksum comparison only read; `run` uploads
         // nothing when ctx.dry_run is set.
         DryRun::Run
+    }
+
+    fn changes(options: &UploadOptions) -> bool {
+        // Without files it only lists the destination (a pre-flight check).
+        options.sources().next().is_some()
     }
 
     fn run(
@@ -497,6 +528,7 @@ async fn collect_sources(
             part_size: options.part_size,
         });
     }
+    check_prefix(&options.dest, prefix)?;
     let mut sources = Vec::new();
     let mut seen: HashMap<String, PathBuf> = HashMap::new();
     for (path, last) in options.sources() {
@@ -546,6 +578,34 @@ async fn collect_sources(
         });
     }
     Ok(sources)
+}
+
+/// Refuses a prefix that no object key may start with.
+fn check_prefix(dest: &str, prefix: &str) -> Result<(), UploadError> {
+    let trimmed = prefix.trim_end_matches('/');
+    if trimmed.is_empty() {
+        return Ok(());
+    }
+    let invalid = |reason| UploadError::InvalidPrefix {
+        dest: dest.to_string(),
+        prefix: prefix.to_string(),
+        reason,
+    };
+    if trimmed.chars().any(|c| c.is_control()) {
+        return Err(invalid("it holds a control character"));
+    }
+    if trimmed
+        .split('/')
+        .any(|segment| segment.is_empty() || segment == "." || segment == "..")
+    {
+        return Err(invalid(
+            "it has an empty, `.` or `..` segment (S3 would store the objects under another name than the one given)",
+        ));
+    }
+    match object_store::path::Path::parse(trimmed) {
+        Ok(parsed) if parsed.as_ref() == trimmed => Ok(()),
+        _ => Err(invalid("object_store cannot address it")),
+    }
 }
 
 /// The part size for a file of `size` bytes: `part_size`, raised (to whole
@@ -1290,19 +1350,32 @@ async fn upload_all(
     stop: &CancellationToken,
 ) -> Result<UploadOutput, StepError> {
     let sources = collect_sources(&options, &location.prefix).await?;
-    let http = endpoint.request_client(HEAD_CONNECT_TIMEOUT, HEAD_TIMEOUT)?;
+    // Without files this is a pre-flight check: an endpoint that does not
+    // answer must fail in seconds.
+    let connect_timeout = if sources.is_empty() {
+        CHECK_CONNECT_TIMEOUT
+    } else {
+        HEAD_CONNECT_TIMEOUT
+    };
+    let http = endpoint.request_client(connect_timeout, HEAD_TIMEOUT)?;
     let listed = tokio::select! {
         listed = listed_sizes(&http, &endpoint, &location) => listed?,
         _ = stop.cancelled() => return Err(StepError::cancelled()),
     };
+    let listed_objects = listed.len() as u64;
+    let listed_bytes = listed.values().sum::<u64>();
     if sources.is_empty() {
         tracing::info!(
-            "{}: bucket `{}` on {} answers; no file to upload",
+            "{}: bucket `{}` on {} answers ({listed_objects} objects, {listed_bytes} bytes under the prefix); no file to upload",
             ctx.label,
             location.bucket,
             endpoint.describe()
         );
-        return Ok(UploadOutput::default());
+        return Ok(UploadOutput {
+            listed_objects,
+            listed_bytes,
+            ..UploadOutput::default()
+        });
     }
     let bucket_url = endpoint
         .bucket_url(&location.bucket)
@@ -1353,7 +1426,11 @@ async fn upload_all(
         .await;
     let mut objects: Vec<Option<UploadedObject>> = Vec::with_capacity(sources.len());
     let mut to_upload: Vec<usize> = Vec::new();
-    let mut output = UploadOutput::default();
+    let mut output = UploadOutput {
+        listed_objects,
+        listed_bytes,
+        ..UploadOutput::default()
+    };
     for (index, (source, plan)) in sources.iter().zip(plans).enumerate() {
         match plan? {
             Plan::Skip(digests, check) => {
@@ -1509,6 +1586,17 @@ mod tests {
 
     fn options(json: serde_json::Value) -> UploadOptions {
         serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn a_prefix_with_dot_dot_or_empty_segments_is_refused() {
+        for bad in ["../../x/", "a//b/", "./a/", "a/\tb/"] {
+            let e = check_prefix("alias/bucket/x", bad).unwrap_err();
+            assert_eq!(e.kind(), "options", "{bad}: {e}");
+        }
+        for good in ["", "offsite/", "a/b c/"] {
+            assert!(check_prefix("alias/bucket", good).is_ok(), "{good}");
+        }
     }
 
     #[test]

@@ -48,6 +48,14 @@ pub trait Step: 'static {
     /// skip the rest by looking at [`StepContext::dry_run`]).
     fn dry_run(options: &Self::Options) -> DryRun<Self::Output>;
 
+    /// True when running the step (for real) may change something: a file, a
+    /// snapshot, an object. The engine uses it for the exit code: a failed run
+    /// exits 2 ("nothing ran") only when no changing step started. The default
+    /// errs on the safe side; steps that only read say so.
+    fn changes(_options: &Self::Options) -> bool {
+        true
+    }
+
     /// Does the work.
     fn run(
         options: Self::Options,

@@ -247,6 +247,10 @@ Example:
         DryRun::Run
     }
 
+    fn changes(_options: &VerifyArchiveOptions) -> bool {
+        false
+    }
+
     async fn run(
         options: VerifyArchiveOptions,
         ctx: StepContext,

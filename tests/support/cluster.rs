@@ -59,7 +59,7 @@ impl Cluster {
                 .arg(self.path("vars"))
                 .arg("--journal-dir")
                 .arg(self.dir.path().join("journal"))
-                .args(["--set", "elasticsearch_poll=50ms"]);
+                .args(["--set", "elasticsearch_poll=1s"]);
         }
         for (key, value) in self.record["env"].as_object().unwrap() {
             command.env(key, value.as_str().unwrap());

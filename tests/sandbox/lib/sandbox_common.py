@@ -188,7 +188,15 @@ def replication_cql(keyspace):
     """The replication map cqlsh shows for a keyspace of the sandbox."""
     if keyspace in ("system", "system_schema"):
         return "{'class': 'LocalStrategy'}"
-    return "{'class': 'SimpleStrategy', 'replication_factor': '3'}"
+    # The `replication` knob: `N` (SimpleStrategy, factor N) or `DC=N,...`
+    # (NetworkTopologyStrategy), for the replication-factor pre-flight check.
+    value = knob("replication")
+    if value and "=" in value:
+        pairs = [item.split("=", 1) for item in value.split(",")]
+        body = ", ".join("'%s': '%s'" % (dc.strip(), n.strip()) for dc, n in pairs)
+        return "{'class': 'NetworkTopologyStrategy', %s}" % body
+    factor = value if value and value.isdigit() else "3"
+    return "{'class': 'SimpleStrategy', 'replication_factor': '%s'}" % factor
 
 
 def create_keyspace_cql(keyspace):
