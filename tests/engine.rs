@@ -791,5 +791,249 @@ fn recover_reports_an_undo_action_that_fails_and_exits_1() {
     let after: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     assert_eq!(after["status"], "crashed");
-    assert_eq!(after["compensations"][0]["state"], "failed");
+    // A failed undo stays pending, with its reason, and is tried again.
+    assert_eq!(after["compensations"][0]["state"], "pending");
+    assert_contains(
+        after["compensations"][0]["error"].as_str().unwrap(),
+        "`sh` exited with code 2: cannot",
+    );
+    let out = runbook()
+        .args(["recover", "--journal-dir"])
+        .arg(sb.path("journal"))
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 1);
+    assert_contains(
+        &stderr(&out),
+        "could not undo clear snapshot t1: step exec failed: `sh` exited with code 2: cannot (it stays pending: the next `runbook recover` tries it again)",
+    );
+}
+
+// ---------------------------------------------------------------- trust
+
+/// The uid and gid of `nobody`, who stands for "another user".
+fn nobody() -> (nix::unistd::Uid, nix::unistd::Gid) {
+    let user = nix::unistd::User::from_name("nobody")
+        .unwrap()
+        .expect("this test needs the user `nobody`");
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test gives files to `nobody`: run it as root (as CI does)"
+    );
+    (user.uid, user.gid)
+}
+
+fn give_to_nobody(path: &Path) {
+    let (uid, gid) = nobody();
+    nix::unistd::chown(path, Some(uid), Some(gid)).unwrap();
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// The journal of a killed run whose one pending undo action creates `marker`.
+fn journal_running(marker: &Path) -> String {
+    serde_json::json!({
+        "workflow": "wf.rhai", "workflow_sha256": "", "engine_version": "0", "host": "h",
+        "pid": 999_999_999u32, "dry_run": false, "started": "2026-11-26T00:00:00.000Z",
+        "ended": null, "status": "running", "error": null, "config": {}, "steps": [],
+        "compensations": [{
+            "id": 1, "label": "planted", "state": "pending", "position": "wf.rhai:1:1",
+            "action": {"step": "exec", "options": {"cmd": "sh", "args": ["-c", format!("touch {}", marker.display())]}}
+        }]
+    })
+    .to_string()
+}
+
+#[test]
+fn recover_refuses_journals_and_journal_folders_another_user_can_write() {
+    let sb = Sandbox::new();
+    let marker = sb.path("planted-undo-ran");
+    sb.write("wf.rhai", r#"log_info("hello");"#);
+
+    // A world-writable journal folder owned by nobody, with nobody's journal.
+    let shared = sb.path("shared");
+    std::fs::create_dir(&shared).unwrap();
+    let planted = shared.join("20261126T000000.000Z-wf.json");
+    std::fs::write(&planted, journal_running(&marker)).unwrap();
+    give_to_nobody(&planted);
+    give_to_nobody(&shared);
+    set_mode(&shared, 0o777);
+    let out = runbook()
+        .args(["recover", "--journal-dir"])
+        .arg(&shared)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let uid = nobody().0;
+    assert_eq!(
+        stderr(&out).trim_end(),
+        format!(
+            "error: refusing {} (the journal folder, whose undo actions runbook carries out): it is owned by uid {uid}, not by root, so that user could change it (fix: chown root {})",
+            shared.display(),
+            shared.display()
+        )
+    );
+    assert!(!marker.exists(), "a planted undo action ran");
+    // `run` refuses that folder too, before anything runs.
+    let out = runbook()
+        .args(["run", "wf.rhai", "--journal-dir"])
+        .arg(&shared)
+        .current_dir(sb.path(""))
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 2);
+    assert_contains(&stderr(&out), "it is owned by uid");
+    // Owned by root but writable by others: refused all the same.
+    nix::unistd::chown(&shared, Some(nix::unistd::Uid::from_raw(0)), None).unwrap();
+    let out = runbook()
+        .args(["recover", "--journal-dir"])
+        .arg(&shared)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 2);
+    assert_contains(
+        &stderr(&out),
+        &format!(
+            "it is writable by group and others (fix: chmod go-w {})",
+            shared.display()
+        ),
+    );
+    assert!(!marker.exists(), "a planted undo action ran");
+
+    // A private folder holding one journal of nobody's and one group-writable
+    // journal: each is refused by name, the run is not recovered, exit 1.
+    set_mode(&shared, 0o700);
+    let writable = shared.join("20261126T000001.000Z-wf.json");
+    std::fs::write(&writable, journal_running(&marker)).unwrap();
+    set_mode(&writable, 0o664);
+    let out = runbook()
+        .args(["recover", "--journal-dir"])
+        .arg(&shared)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert_contains(
+        &err,
+        &format!(
+            "refusing {} (a journal, whose undo actions runbook carries out): it is owned by uid {uid}",
+            planted.display()
+        ),
+    );
+    assert_contains(
+        &err,
+        &format!(
+            "refusing {} (a journal, whose undo actions runbook carries out): it is writable by group (fix: chmod go-w {})",
+            writable.display(),
+            writable.display()
+        ),
+    );
+    assert!(!marker.exists(), "a planted undo action ran");
+}
+
+#[test]
+fn vars_files_workflow_folders_and_password_files_others_can_write_are_refused() {
+    let sb = Sandbox::new();
+    let wf = sb.write(
+        "site/wf.rhai",
+        r#"let c = config(#{ nodetool: "nodetool" }); let pw = secret("DB_PASSWORD"); log_info(`ran ${c.nodetool}`);"#,
+    );
+    let vars = sb.write("vars.json", r#"{"nodetool": "/tmp/evil"}"#);
+    let pw = sb.write("pw.txt", "pw-from-file\n");
+    let run = || {
+        sb.command(&[
+            "run",
+            wf.to_str().unwrap(),
+            "--vars",
+            vars.to_str().unwrap(),
+        ])
+        .env("DB_PASSWORD_FILE", &pw)
+        .output()
+        .unwrap()
+    };
+    assert_eq!(code(&run()), 0, "{}", stderr(&run()));
+
+    set_mode(&vars, 0o666);
+    let out = run();
+    assert_eq!(code(&out), 2);
+    assert_eq!(
+        stderr(&out).trim_end(),
+        format!(
+            "error: refusing {} (the --vars file, which sets the programs runbook runs): it is writable by group and others (fix: chmod go-w {})",
+            vars.display(),
+            vars.display()
+        )
+    );
+    set_mode(&vars, 0o644);
+    give_to_nobody(&vars);
+    let out = run();
+    assert_eq!(code(&out), 2);
+    assert_contains(
+        &stderr(&out),
+        "the --vars file, which sets the programs runbook runs): it is owned by uid",
+    );
+    nix::unistd::chown(&vars, Some(nix::unistd::Uid::from_raw(0)), None).unwrap();
+
+    let folder = sb.path("site");
+    set_mode(&folder, 0o775);
+    let out = run();
+    assert_eq!(code(&out), 2);
+    assert_contains(
+        &stderr(&out),
+        &format!(
+            "refusing {} (the workflow's folder, from which its modules are imported): it is writable by group (fix: chmod go-w {})",
+            folder.display(),
+            folder.display()
+        ),
+    );
+    set_mode(&folder, 0o755);
+
+    set_mode(&pw, 0o602);
+    let out = run();
+    assert_eq!(code(&out), 2);
+    assert_contains(
+        &stderr(&out),
+        &format!(
+            "secret DB_PASSWORD (from DB_PASSWORD_FILE): refusing {} (a password file): it is writable by others (fix: chmod go-w {})",
+            pw.display(),
+            pw.display()
+        ),
+    );
+    assert!(!stderr(&out).contains("pw-from-file"));
+    set_mode(&pw, 0o600);
+    assert_eq!(code(&run()), 0);
+}
+
+#[test]
+fn credentials_in_a_url_never_reach_the_journal_or_the_logs() {
+    let sb = Sandbox::new();
+    sb.write(
+        "wf.rhai",
+        r#"let c = config(#{ url: "http://127.0.0.1:9" });
+           log_info(`talking to ${c.url}`);
+           http(#{ url: `${c.url}/_cluster/health` });"#,
+    );
+    let out = sb.run(&[
+        "run",
+        "wf.rhai",
+        "--set",
+        "url=http://admin:Url-Pw-93@127.0.0.1:9",
+    ]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(!err.contains("Url-Pw-93"), "password in the output: {err}");
+    assert_contains(&err, "talking to http://admin:***@127.0.0.1:9");
+    assert_contains(&err, "not in the url");
+    let journal = serde_json::to_string(&sb.journals()).unwrap();
+    assert!(
+        !journal.contains("Url-Pw-93"),
+        "password in the journal: {journal}"
+    );
+    assert!(
+        journal.contains("http://admin:***@127.0.0.1:9"),
+        "{journal}"
+    );
 }

@@ -69,7 +69,7 @@ pub fn build_engine(state: Arc<RunState>, modules: WorkflowModules) -> Engine {
         engine.register_fn(
             "secret",
             move |context: NativeCallContext, name: &str| -> Result<String, Box<EvalAltResult>> {
-                crate::secrets::read_secret(name).map_err(|e| {
+                let value = crate::secrets::read_secret(name).map_err(|e| {
                     runtime_error(
                         "secret",
                         "config",
@@ -77,7 +77,12 @@ pub fn build_engine(state: Arc<RunState>, modules: WorkflowModules) -> Engine {
                         position_of(&state, &context),
                         context.call_position(),
                     )
-                })
+                })?;
+                let config = config_strings(&state.config.lock().expect("config lock poisoned"));
+                crate::secrets::warn_collisions(
+                    config.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                );
+                Ok(value)
             },
         );
     }
@@ -177,6 +182,9 @@ fn config(
         .resolve(&defaults, |name| std::env::var(name).ok())
         .map_err(error)?;
     declared.extend(effective.clone());
+    let strings = config_strings(&declared);
+    crate::secrets::set_public_values(strings.iter().map(|(_, v)| v.as_str()));
+    crate::secrets::warn_collisions(strings.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     *state.config_declared.lock().expect("config lock poisoned") = true;
     if let Some(journal) = &state.journal {
         let value = rhai::serde::from_dynamic::<serde_json::Value>(&declared.clone().into())
@@ -184,6 +192,23 @@ fn config(
         journal.update(|doc| doc.config = value);
     }
     Ok(effective)
+}
+
+/// The string values of a config map (list items included), by key.
+fn config_strings(config: &Map) -> Vec<(String, String)> {
+    let mut strings = Vec::new();
+    for (key, value) in config {
+        if let Some(text) = value.read_lock::<rhai::ImmutableString>() {
+            strings.push((key.to_string(), text.to_string()));
+        } else if let Some(items) = value.read_lock::<rhai::Array>() {
+            for item in items.iter() {
+                if let Some(text) = item.read_lock::<rhai::ImmutableString>() {
+                    strings.push((key.to_string(), text.to_string()));
+                }
+            }
+        }
+    }
+    strings
 }
 
 /// `undo(#{ label, step, options })` / `undo(#{ label, remove })`.
@@ -224,15 +249,18 @@ fn undo(
             ));
         }
     };
-    let action: Action = serde_json::from_value(serde_json::Value::Object(json)).map_err(|_| {
-        error("expected either `step` and `options`, or `remove` (a path)".to_string())
-    })?;
-    if let Action::Step { step, options } = &action {
+    let mut action: Action =
+        serde_json::from_value(serde_json::Value::Object(json)).map_err(|_| {
+            error("expected either `step` and `options`, or `remove` (a path)".to_string())
+        })?;
+    if let Action::Step { step, options } = &mut action {
         let entry = runbook_steps::find_step(step)
             .ok_or_else(|| error(format!("no step named `{step}`")))?;
         entry
             .prepare(options.clone())
             .map_err(|e| error(format!("step {step}: {}", e.message)))?;
+        // The journal holds the secret's name; the undo reads it again.
+        *options = crate::secrets::to_references(options, "").map_err(error)?;
     }
     let id = state.add_compensation(label, action, position);
     if run_scope {
