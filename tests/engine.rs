@@ -1037,3 +1037,133 @@ fn credentials_in_a_url_never_reach_the_journal_or_the_logs() {
         "{journal}"
     );
 }
+
+/// The Elasticsearch stand-in (tests/standins/es_standin.py, not
+/// Elasticsearch) requiring basic auth; killed on drop.
+struct AuthStandin {
+    child: std::process::Child,
+    base: String,
+}
+
+impl AuthStandin {
+    fn start(user: &str, password: &str) -> AuthStandin {
+        let port = support::free_port();
+        let child = Command::new("python3")
+            .arg(support::repo_root().join("tests/standins/es_standin.py"))
+            .args(["--port", &port.to_string(), "--repository", "repo1"])
+            .args(["--user", user, "--password", password])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("python3 runs the Elasticsearch stand-in");
+        support::wait_for_port(port, "the Elasticsearch stand-in");
+        AuthStandin {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// (method, path, status) of every request so far.
+    fn requests(&self) -> Vec<(String, String, serde_json::Value)> {
+        let out = Command::new("curl")
+            .args(["-sf", &format!("{}/_standin/requests", self.base)])
+            .output()
+            .unwrap();
+        let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        answer["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["method"].as_str().unwrap().to_string(),
+                    r["path"].as_str().unwrap().to_string(),
+                    r["status"].clone(),
+                )
+            })
+            .collect()
+    }
+}
+
+impl Drop for AuthStandin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn recover_reads_a_secret_again_by_name_and_retries_an_undo_that_failed() {
+    const PASSWORD: &str = "Es-Basic-Pw-61";
+    let es = AuthStandin::start("elastic", PASSWORD);
+    let sb = Sandbox::new();
+    // Registers an undo that needs the password, then is SIGKILLed.
+    sb.write(
+        "wf.rhai",
+        r#"let c = config(#{ url: "" });
+           let es = #{ url: c.url, user: "elastic", password: secret("ES_PW") };
+           undo(#{ label: "delete snapshot s1", step: "http", scope: "run",
+                   options: es + #{ method: "DELETE", url: `${c.url}/_snapshot/repo1/s1`, expect: [200, 404] } });
+           exec(#{ cmd: "sh", args: ["-c", "kill -KILL $PPID"] });"#,
+    );
+    let out = sb
+        .command(&["run", "wf.rhai", "--set", &format!("url={}", es.base)])
+        .env("ES_PW", PASSWORD)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), None, "{}", stderr(&out));
+    let journal = serde_json::to_string(&sb.journals()).unwrap();
+    assert!(!journal.contains(PASSWORD), "password in the journal");
+    let options = &sb.journals()[0]["compensations"][0]["action"]["options"];
+    assert_eq!(options["password"], serde_json::json!({"$secret": "ES_PW"}));
+
+    let recover = |password: Option<&str>| {
+        let mut command = runbook();
+        command
+            .args(["recover", "--journal-dir"])
+            .arg(sb.path("journal"));
+        command.env_remove("ES_PW");
+        if let Some(password) = password {
+            command.env("ES_PW", password);
+        }
+        command.output().unwrap()
+    };
+    // Without the secret: the reason is shown, the undo stays pending.
+    let out = recover(None);
+    assert_eq!(code(&out), 1);
+    assert_contains(
+        &stderr(&out),
+        "could not undo delete snapshot s1: secret ES_PW is not set: set the environment variable ES_PW or ES_PW_FILE (a file holding the value) (it stays pending: the next `runbook recover` tries it again)",
+    );
+    // A wrong password: 401, still pending, tried again next time.
+    let out = recover(Some("wrong"));
+    assert_eq!(code(&out), 1);
+    assert_contains(
+        &stderr(&out),
+        "could not undo delete snapshot s1: step http failed",
+    );
+    assert_contains(&stderr(&out), "401");
+    assert_eq!(
+        sb.journals()[0]["compensations"][0]["state"],
+        "pending",
+        "{:?}",
+        sb.journals()
+    );
+    // The right one: the stand-in accepts the credentials and the undo is done.
+    let out = recover(Some(PASSWORD));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_contains(&stderr(&out), "undone: delete snapshot s1");
+    assert!(!stderr(&out).contains(PASSWORD));
+    let deletes: Vec<_> = es
+        .requests()
+        .into_iter()
+        .filter(|(m, p, _)| m == "DELETE" && p == "/_snapshot/repo1/s1")
+        .map(|(_, _, status)| status)
+        .collect();
+    assert_eq!(deletes, [serde_json::json!(401), serde_json::json!(404)]);
+    assert_eq!(sb.journals()[0]["compensations"][0]["state"], "done");
+    // Nothing left to do.
+    let out = recover(Some(PASSWORD));
+    assert_eq!(code(&out), 0);
+    assert_contains(&String::from_utf8_lossy(&out.stdout), "nothing to recover");
+}
