@@ -63,6 +63,8 @@ pub enum TrustedUse {
     WorkflowFolder,
     /// A `NAME_FILE` secret file.
     SecretFile,
+    /// The folder holding the runs' private folders (`private_dir()`).
+    RuntimeFolder,
 }
 
 impl TrustedUse {
@@ -77,6 +79,7 @@ impl TrustedUse {
                 "the workflow's folder, from which its modules are imported"
             }
             TrustedUse::SecretFile => "a password file",
+            TrustedUse::RuntimeFolder => "the runtime folder, which holds files with passwords",
         }
     }
 }

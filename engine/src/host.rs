@@ -110,6 +110,24 @@ pub fn build_engine(state: Arc<RunState>, modules: WorkflowModules) -> Engine {
     engine.register_fn("hostname", crate::run::hostname);
     {
         let state = Arc::clone(&state);
+        engine.register_fn(
+            "private_dir",
+            move |context: NativeCallContext| -> Result<String, Box<EvalAltResult>> {
+                let position = position_of(&state, &context);
+                crate::private_dir::private_dir(&state, position.clone()).map_err(|message| {
+                    runtime_error(
+                        "private_dir",
+                        "file",
+                        format!("private_dir: {message}"),
+                        position,
+                        context.call_position(),
+                    )
+                })
+            },
+        );
+    }
+    {
+        let state = Arc::clone(&state);
         engine.register_fn("is_dry_run", move || state.dry_run);
     }
     {
@@ -153,6 +171,7 @@ pub fn build_engine(state: Arc<RunState>, modules: WorkflowModules) -> Engine {
         });
     }
     crate::file_functions::register(&mut engine, &state);
+    crate::shell_text::register(&mut engine, state.workflow_display.clone());
     engine
 }
 
