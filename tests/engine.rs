@@ -1167,3 +1167,56 @@ fn recover_reads_a_secret_again_by_name_and_retries_an_undo_that_failed() {
     assert_eq!(code(&out), 0);
     assert_contains(&String::from_utf8_lossy(&out.stdout), "nothing to recover");
 }
+
+#[test]
+fn a_password_that_is_also_a_word_in_names_is_masked_where_it_occurs_not_inside_those_names() {
+    let sb = Sandbox::new();
+    sb.write(
+        "wf.rhai",
+        r#"let c = config(#{ keyspace: "thehive", attachment_folder: "/opt/thp/thehive/files",
+                            repository: "thehive_repository", url: "http://127.0.0.1:9" });
+           let pw = secret("CASSANDRA_PASSWORD");
+           log_info(`archiving ${c.attachment_folder} into ${c.repository}`);
+           log_info(`cqlsh password = ${pw}; url http://backup:${pw}@127.0.0.1:9/x`);
+           exec(#{ cmd: "sh", args: ["-c", `echo "cannot read ${c.attachment_folder}/x; login with ${pw} failed" >&2; exit 3`] });"#,
+    );
+    let out = sb
+        .command(&["run", "wf.rhai"])
+        .env("CASSANDRA_PASSWORD", "thehive")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 1);
+    let err = stderr(&out);
+    // Names that merely contain the password stay readable...
+    assert_contains(
+        &err,
+        "archiving /opt/thp/thehive/files into thehive_repository",
+    );
+    // ...and the password itself is masked wherever it occurs.
+    assert_contains(
+        &err,
+        "cqlsh password = ***; url http://backup:***@127.0.0.1:9/x",
+    );
+    assert_contains(
+        &err,
+        "cannot read /opt/thp/thehive/files/x; login with *** failed",
+    );
+    // A config value equal to the password is masked too (it cannot be told
+    // apart): a warning says so, naming the key, never the value.
+    assert_contains(
+        &err,
+        "secret CASSANDRA_PASSWORD is the same as config key `keyspace`: wherever that value is shown it is masked, which tells a reader the password; choose a password that is no config value",
+    );
+    assert_contains(
+        &err,
+        "secret CASSANDRA_PASSWORD is part of config key `attachment_folder`'s value",
+    );
+    let journal = serde_json::to_string(&sb.journals()).unwrap();
+    for text in [&err, &journal] {
+        let rest = text
+            .replace("/opt/thp/thehive/files", "")
+            .replace("thehive_repository", "");
+        assert!(!rest.contains("thehive"), "the password is shown: {rest}");
+    }
+    assert_contains(&journal, "/opt/thp/thehive/files");
+}

@@ -157,11 +157,16 @@ pub fn warn_collisions<'a>(config: impl Iterator<Item = (&'a str, &'a str)>) {
                 continue;
             }
             let pair = (name.clone(), key.to_string());
-            if !registry.warned.contains(&pair) {
+            if !registry.warned.contains(&pair) && !found.iter().any(|(p, _)| p == &pair) {
                 found.push((pair, value == secret));
             }
         }
     }
+    for ((name, key), _) in &found {
+        registry.warned.push((name.clone(), key.clone()));
+    }
+    // Logging masks through this registry: release it first.
+    drop(registry);
     for ((name, key), equal) in found {
         if equal {
             tracing::warn!(
@@ -172,7 +177,6 @@ pub fn warn_collisions<'a>(config: impl Iterator<Item = (&'a str, &'a str)>) {
                 "secret {name} is part of config key `{key}`'s value: a password found in a config value is easy to guess; choose another password"
             );
         }
-        registry.warned.push((name, key));
     }
 }
 
