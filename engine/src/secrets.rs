@@ -90,7 +90,9 @@ static REGISTRY: LazyLock<RwLock<Registry>> = LazyLock::new(|| RwLock::new(Regis
 /// Credentials in a URL (`scheme://user:PASSWORD@host`): masked whether or not
 /// the password was read with `secret()`.
 static URL_PASSWORD: LazyLock<regex::Regex> = LazyLock::new(|| {
-    regex::Regex::new(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s/?#@:]*):([^\s/?#@]*)@")
+    // The password runs to the last `@` of the authority (an unencoded `@`
+    // in it must not leave its end visible).
+    regex::Regex::new(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s/?#@:]*):([^\s/?#]*)@")
         .expect("the URL credentials pattern compiles")
 });
 
