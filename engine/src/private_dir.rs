@@ -52,10 +52,15 @@ pub fn private_dir(state: &Arc<RunState>, position: String) -> Result<String, St
         return Ok(path.display().to_string());
     }
     let base = base();
-    let name = std::path::Path::new(&state.workflow_display)
-        .file_stem()
-        .map(|s| s.to_string_lossy().replace(':', "_"))
-        .unwrap_or_else(|| "workflow".to_string());
+    let display = &state.workflow_display;
+    let name = std::path::Path::new(
+        display
+            .strip_prefix(crate::workflow::STOCK_PREFIX)
+            .unwrap_or(display),
+    )
+    .file_stem()
+    .map(|s| s.to_string_lossy().into_owned())
+    .unwrap_or_else(|| "workflow".to_string());
     let path = base.join(format!(
         "{name}-{}-{}",
         std::process::id(),
