@@ -791,7 +791,434 @@ fn recover_reports_an_undo_action_that_fails_and_exits_1() {
     let after: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     assert_eq!(after["status"], "crashed");
-    assert_eq!(after["compensations"][0]["state"], "failed");
+    // A failed undo stays pending, with its reason, and is tried again.
+    assert_eq!(after["compensations"][0]["state"], "pending");
+    assert_contains(
+        after["compensations"][0]["error"].as_str().unwrap(),
+        "`sh` exited with code 2: cannot",
+    );
+    let out = runbook()
+        .args(["recover", "--journal-dir"])
+        .arg(sb.path("journal"))
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 1);
+    assert_contains(
+        &stderr(&out),
+        "could not undo clear snapshot t1: step exec failed: `sh` exited with code 2: cannot (it stays pending: the next `runbook recover` tries it again)",
+    );
+}
+
+// ---------------------------------------------------------------- trust
+
+/// The uid and gid of `nobody`, who stands for "another user".
+fn nobody() -> (nix::unistd::Uid, nix::unistd::Gid) {
+    let user = nix::unistd::User::from_name("nobody")
+        .unwrap()
+        .expect("this test needs the user `nobody`");
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test gives files to `nobody`: run it as root (as CI does)"
+    );
+    (user.uid, user.gid)
+}
+
+fn give_to_nobody(path: &Path) {
+    let (uid, gid) = nobody();
+    nix::unistd::chown(path, Some(uid), Some(gid)).unwrap();
+}
+
+fn set_mode(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// The journal of a killed run whose one pending undo action creates `marker`.
+fn journal_running(marker: &Path) -> String {
+    serde_json::json!({
+        "workflow": "wf.rhai", "workflow_sha256": "", "engine_version": "0", "host": "h",
+        "pid": 999_999_999u32, "dry_run": false, "started": "2026-11-26T00:00:00.000Z",
+        "ended": null, "status": "running", "error": null, "config": {}, "steps": [],
+        "compensations": [{
+            "id": 1, "label": "planted", "state": "pending", "position": "wf.rhai:1:1",
+            "action": {"step": "exec", "options": {"cmd": "sh", "args": ["-c", format!("touch {}", marker.display())]}}
+        }]
+    })
+    .to_string()
+}
+
+#[test]
+fn recover_refuses_journals_and_journal_folders_another_user_can_write() {
+    let sb = Sandbox::new();
+    let marker = sb.path("planted-undo-ran");
+    sb.write("wf.rhai", r#"log_info("hello");"#);
+
+    // A world-writable journal folder owned by nobody, with nobody's journal.
+    let shared = sb.path("shared");
+    std::fs::create_dir(&shared).unwrap();
+    let planted = shared.join("20261126T000000.000Z-wf.json");
+    std::fs::write(&planted, journal_running(&marker)).unwrap();
+    give_to_nobody(&planted);
+    give_to_nobody(&shared);
+    set_mode(&shared, 0o777);
+    let out = runbook()
+        .args(["recover", "--journal-dir"])
+        .arg(&shared)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let uid = nobody().0;
+    assert_eq!(
+        stderr(&out).trim_end(),
+        format!(
+            "error: refusing {} (the journal folder, whose undo actions runbook carries out): it is owned by uid {uid}, not by root, so that user could change it (fix: chown root {})",
+            shared.display(),
+            shared.display()
+        )
+    );
+    assert!(!marker.exists(), "a planted undo action ran");
+    // `run` refuses that folder too, before anything runs.
+    let out = runbook()
+        .args(["run", "wf.rhai", "--journal-dir"])
+        .arg(&shared)
+        .current_dir(sb.path(""))
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 2);
+    assert_contains(&stderr(&out), "it is owned by uid");
+    // Owned by root but writable by others: refused all the same.
+    nix::unistd::chown(&shared, Some(nix::unistd::Uid::from_raw(0)), None).unwrap();
+    let out = runbook()
+        .args(["recover", "--journal-dir"])
+        .arg(&shared)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 2);
+    assert_contains(
+        &stderr(&out),
+        &format!(
+            "it is writable by group and others (fix: chmod go-w {})",
+            shared.display()
+        ),
+    );
+    assert!(!marker.exists(), "a planted undo action ran");
+
+    // A private folder holding one journal of nobody's and one group-writable
+    // journal: each is refused by name, the run is not recovered, exit 1.
+    set_mode(&shared, 0o700);
+    let writable = shared.join("20261126T000001.000Z-wf.json");
+    std::fs::write(&writable, journal_running(&marker)).unwrap();
+    set_mode(&writable, 0o664);
+    let out = runbook()
+        .args(["recover", "--journal-dir"])
+        .arg(&shared)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert_contains(
+        &err,
+        &format!(
+            "refusing {} (a journal, whose undo actions runbook carries out): it is owned by uid {uid}",
+            planted.display()
+        ),
+    );
+    assert_contains(
+        &err,
+        &format!(
+            "refusing {} (a journal, whose undo actions runbook carries out): it is writable by group (fix: chmod go-w {})",
+            writable.display(),
+            writable.display()
+        ),
+    );
+    assert!(!marker.exists(), "a planted undo action ran");
+}
+
+#[test]
+fn vars_files_workflow_folders_and_password_files_others_can_write_are_refused() {
+    let sb = Sandbox::new();
+    let wf = sb.write(
+        "site/wf.rhai",
+        r#"let c = config(#{ nodetool: "nodetool" }); let pw = secret("DB_PASSWORD"); log_info(`ran ${c.nodetool}`);"#,
+    );
+    let vars = sb.write("vars.json", r#"{"nodetool": "/tmp/evil"}"#);
+    let pw = sb.write("pw.txt", "pw-from-file\n");
+    let run = || {
+        sb.command(&[
+            "run",
+            wf.to_str().unwrap(),
+            "--vars",
+            vars.to_str().unwrap(),
+        ])
+        .env("DB_PASSWORD_FILE", &pw)
+        .output()
+        .unwrap()
+    };
+    assert_eq!(code(&run()), 0, "{}", stderr(&run()));
+
+    set_mode(&vars, 0o666);
+    let out = run();
+    assert_eq!(code(&out), 2);
+    assert_eq!(
+        stderr(&out).trim_end(),
+        format!(
+            "error: refusing {} (the --vars file, which sets the programs runbook runs): it is writable by group and others (fix: chmod go-w {})",
+            vars.display(),
+            vars.display()
+        )
+    );
+    set_mode(&vars, 0o644);
+    give_to_nobody(&vars);
+    let out = run();
+    assert_eq!(code(&out), 2);
+    assert_contains(
+        &stderr(&out),
+        "the --vars file, which sets the programs runbook runs): it is owned by uid",
+    );
+    nix::unistd::chown(&vars, Some(nix::unistd::Uid::from_raw(0)), None).unwrap();
+
+    let folder = sb.path("site");
+    set_mode(&folder, 0o775);
+    let out = run();
+    assert_eq!(code(&out), 2);
+    assert_contains(
+        &stderr(&out),
+        &format!(
+            "refusing {} (the workflow's folder, from which its modules are imported): it is writable by group (fix: chmod go-w {})",
+            folder.display(),
+            folder.display()
+        ),
+    );
+    set_mode(&folder, 0o755);
+
+    set_mode(&pw, 0o602);
+    let out = run();
+    assert_eq!(code(&out), 2);
+    assert_contains(
+        &stderr(&out),
+        &format!(
+            "secret DB_PASSWORD (from DB_PASSWORD_FILE): refusing {} (a password file): it is writable by others (fix: chmod go-w {})",
+            pw.display(),
+            pw.display()
+        ),
+    );
+    assert!(!stderr(&out).contains("pw-from-file"));
+    set_mode(&pw, 0o600);
+    assert_eq!(code(&run()), 0);
+}
+
+#[test]
+fn credentials_in_a_url_never_reach_the_journal_or_the_logs() {
+    let sb = Sandbox::new();
+    sb.write(
+        "wf.rhai",
+        r#"let c = config(#{ url: "http://127.0.0.1:9" });
+           log_info(`talking to ${c.url}`);
+           http(#{ url: `${c.url}/_cluster/health` });"#,
+    );
+    let out = sb.run(&[
+        "run",
+        "wf.rhai",
+        "--set",
+        "url=http://admin:Url-Pw-93@127.0.0.1:9",
+    ]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(!err.contains("Url-Pw-93"), "password in the output: {err}");
+    assert_contains(&err, "talking to http://admin:***@127.0.0.1:9");
+    assert_contains(&err, "not in the url");
+    let journal = serde_json::to_string(&sb.journals()).unwrap();
+    assert!(
+        !journal.contains("Url-Pw-93"),
+        "password in the journal: {journal}"
+    );
+    assert!(
+        journal.contains("http://admin:***@127.0.0.1:9"),
+        "{journal}"
+    );
+}
+
+/// The Elasticsearch stand-in (tests/standins/es_standin.py, not
+/// Elasticsearch) requiring basic auth; killed on drop.
+struct AuthStandin {
+    child: std::process::Child,
+    base: String,
+}
+
+impl AuthStandin {
+    fn start(user: &str, password: &str) -> AuthStandin {
+        let port = support::free_port();
+        let child = Command::new("python3")
+            .arg(support::repo_root().join("tests/standins/es_standin.py"))
+            .args(["--port", &port.to_string(), "--repository", "repo1"])
+            .args(["--user", user, "--password", password])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("python3 runs the Elasticsearch stand-in");
+        support::wait_for_port(port, "the Elasticsearch stand-in");
+        AuthStandin {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// (method, path, status) of every request so far.
+    fn requests(&self) -> Vec<(String, String, serde_json::Value)> {
+        let out = Command::new("curl")
+            .args(["-sf", &format!("{}/_standin/requests", self.base)])
+            .output()
+            .unwrap();
+        let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        answer["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["method"].as_str().unwrap().to_string(),
+                    r["path"].as_str().unwrap().to_string(),
+                    r["status"].clone(),
+                )
+            })
+            .collect()
+    }
+}
+
+impl Drop for AuthStandin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn recover_reads_a_secret_again_by_name_and_retries_an_undo_that_failed() {
+    const PASSWORD: &str = "Es-Basic-Pw-61";
+    let es = AuthStandin::start("elastic", PASSWORD);
+    let sb = Sandbox::new();
+    // Registers an undo that needs the password, then is SIGKILLed.
+    sb.write(
+        "wf.rhai",
+        r#"let c = config(#{ url: "" });
+           let es = #{ url: c.url, user: "elastic", password: secret("ES_PW") };
+           undo(#{ label: "delete snapshot s1", step: "http", scope: "run",
+                   options: es + #{ method: "DELETE", url: `${c.url}/_snapshot/repo1/s1`, expect: [200, 404] } });
+           exec(#{ cmd: "sh", args: ["-c", "kill -KILL $PPID"] });"#,
+    );
+    let out = sb
+        .command(&["run", "wf.rhai", "--set", &format!("url={}", es.base)])
+        .env("ES_PW", PASSWORD)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), None, "{}", stderr(&out));
+    let journal = serde_json::to_string(&sb.journals()).unwrap();
+    assert!(!journal.contains(PASSWORD), "password in the journal");
+    let options = &sb.journals()[0]["compensations"][0]["action"]["options"];
+    assert_eq!(options["password"], serde_json::json!({"$secret": "ES_PW"}));
+
+    let recover = |password: Option<&str>| {
+        let mut command = runbook();
+        command
+            .args(["recover", "--journal-dir"])
+            .arg(sb.path("journal"));
+        command.env_remove("ES_PW");
+        if let Some(password) = password {
+            command.env("ES_PW", password);
+        }
+        command.output().unwrap()
+    };
+    // Without the secret: the reason is shown, the undo stays pending.
+    let out = recover(None);
+    assert_eq!(code(&out), 1);
+    assert_contains(
+        &stderr(&out),
+        "could not undo delete snapshot s1: secret ES_PW is not set: set the environment variable ES_PW or ES_PW_FILE (a file holding the value) (it stays pending: the next `runbook recover` tries it again)",
+    );
+    // A wrong password: 401, still pending, tried again next time.
+    let out = recover(Some("wrong"));
+    assert_eq!(code(&out), 1);
+    assert_contains(
+        &stderr(&out),
+        "could not undo delete snapshot s1: step http failed",
+    );
+    assert_contains(&stderr(&out), "401");
+    assert_eq!(
+        sb.journals()[0]["compensations"][0]["state"],
+        "pending",
+        "{:?}",
+        sb.journals()
+    );
+    // The right one: the stand-in accepts the credentials and the undo is done.
+    let out = recover(Some(PASSWORD));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_contains(&stderr(&out), "undone: delete snapshot s1");
+    assert!(!stderr(&out).contains(PASSWORD));
+    let deletes: Vec<_> = es
+        .requests()
+        .into_iter()
+        .filter(|(m, p, _)| m == "DELETE" && p == "/_snapshot/repo1/s1")
+        .map(|(_, _, status)| status)
+        .collect();
+    assert_eq!(deletes, [serde_json::json!(401), serde_json::json!(404)]);
+    assert_eq!(sb.journals()[0]["compensations"][0]["state"], "done");
+    // Nothing left to do.
+    let out = recover(Some(PASSWORD));
+    assert_eq!(code(&out), 0);
+    assert_contains(&String::from_utf8_lossy(&out.stdout), "nothing to recover");
+}
+
+#[test]
+fn a_password_that_is_also_a_word_in_names_is_masked_where_it_occurs_not_inside_those_names() {
+    let sb = Sandbox::new();
+    sb.write(
+        "wf.rhai",
+        r#"let c = config(#{ keyspace: "thehive", attachment_folder: "/opt/thp/thehive/files",
+                            repository: "thehive_repository", url: "http://127.0.0.1:9" });
+           let pw = secret("CASSANDRA_PASSWORD");
+           log_info(`archiving ${c.attachment_folder} into ${c.repository}`);
+           log_info(`cqlsh password = ${pw}; url http://backup:${pw}@127.0.0.1:9/x`);
+           exec(#{ cmd: "sh", args: ["-c", `echo "cannot read ${c.attachment_folder}/x; login with ${pw} failed" >&2; exit 3`] });"#,
+    );
+    let out = sb
+        .command(&["run", "wf.rhai"])
+        .env("CASSANDRA_PASSWORD", "thehive")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 1);
+    let err = stderr(&out);
+    // Names that merely contain the password stay readable...
+    assert_contains(
+        &err,
+        "archiving /opt/thp/thehive/files into thehive_repository",
+    );
+    // ...and the password itself is masked wherever it occurs.
+    assert_contains(
+        &err,
+        "cqlsh password = ***; url http://backup:***@127.0.0.1:9/x",
+    );
+    assert_contains(
+        &err,
+        "cannot read /opt/thp/thehive/files/x; login with *** failed",
+    );
+    // A config value equal to the password is masked too (it cannot be told
+    // apart): a warning says so, naming the key, never the value.
+    assert_contains(
+        &err,
+        "secret CASSANDRA_PASSWORD is the same as config key `keyspace`: wherever that value is shown it is masked, which tells a reader the password; choose a password that is no config value",
+    );
+    assert_contains(
+        &err,
+        "secret CASSANDRA_PASSWORD is part of config key `attachment_folder`'s value",
+    );
+    let journal = serde_json::to_string(&sb.journals()).unwrap();
+    for text in [&err, &journal] {
+        let rest = text
+            .replace("/opt/thp/thehive/files", "")
+            .replace("thehive_repository", "");
+        assert!(!rest.contains("thehive"), "the password is shown: {rest}");
+    }
+    assert_contains(&journal, "/opt/thp/thehive/files");
 }
 
 // ---------------------------------------------------------------- issue 12: exit codes, config rules

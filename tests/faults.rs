@@ -720,6 +720,76 @@ fn sigkill_mid_tar_then_recover_clears_the_snapshot_and_the_partial_file() {
     );
 }
 
+#[test]
+fn sigkill_while_cqlsh_runs_leaves_the_cqlshrc_only_in_the_private_folder_and_recover_removes_it() {
+    use std::os::unix::fs::PermissionsExt;
+    const PASSWORD: &str = "Cql-Rc-Pw-58";
+    let cluster = Cluster::start(&["--cql-auth", &format!("backup:{PASSWORD}")]);
+    // cqlsh waits before connecting: the kill lands while it runs.
+    cluster.knob("cqlsh-delay", "5");
+    let runtime = cluster.dir.path().join("runtime");
+    let mut child = cluster
+        .command(&["run", "cluster-hot-backup"])
+        .env("RUNTIME_DIRECTORY", &runtime)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("runbook starts");
+    let cqlshrc = || {
+        walk(&runtime)
+            .into_iter()
+            .find(|p| p.to_string_lossy().ends_with(".cqlshrc"))
+    };
+    wait_until("the cqlshrc in the private folder", || {
+        cqlshrc().is_some() && invocations(&cluster).contains("--cqlshrc")
+    });
+    child.kill().unwrap(); // SIGKILL: no cleanup runs in the process
+    child.wait().unwrap();
+    let rc = cqlshrc().expect("the cqlshrc outlives a SIGKILL until recovery");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&rc), 0o600);
+    assert_eq!(mode(rc.parent().unwrap()), 0o700);
+    assert_eq!(rc.parent().unwrap().parent().unwrap(), runtime);
+    // Nothing on the backup share holds the password.
+    for file in walk(&cluster.path("backup")) {
+        let bytes = std::fs::read(&file).unwrap();
+        assert!(
+            !bytes
+                .windows(PASSWORD.len())
+                .any(|w| w == PASSWORD.as_bytes()),
+            "the password is on the backup share in {}",
+            file.display()
+        );
+    }
+    let out = cluster
+        .command(&["recover", "--journal-dir"])
+        .arg(cluster.dir.path().join("journal"))
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(code(&out), 0, "{err}");
+    assert_contains(&err, "remove private folder");
+    assert!(
+        std::fs::read_dir(&runtime).unwrap().next().is_none(),
+        "left in the runtime folder: {:?}",
+        walk(&runtime)
+    );
+    assert_no_debris(&cluster);
+    // A run that ends normally removes its private folder itself.
+    cluster.knob("cqlsh-delay", "0");
+    let out = cluster
+        .command(&["run", "cluster-hot-backup"])
+        .env("RUNTIME_DIRECTORY", &runtime)
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        std::fs::read_dir(&runtime).unwrap().next().is_none(),
+        "left in the runtime folder: {:?}",
+        walk(&runtime)
+    );
+}
+
 // ---------------------------------------------------------------- input
 
 #[test]

@@ -566,3 +566,97 @@ fn with_a_backup_group_the_set_is_readable_by_that_group_only() {
         assert_eq!(meta.gid(), backup_gid, "{file}");
     }
 }
+
+#[test]
+fn the_restore_plan_keeps_every_path_and_value_one_shell_word() {
+    let cluster = Cluster::start(&[]);
+    let out = cluster.run(&["run", "cluster-hot-backup"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let backup = cluster.path("backup");
+    let stamp = only_stamp(&backup, "backup_", ".json");
+    // A staging path with a space, and an attachment folder with a command in it.
+    let staging = cluster.dir.path().join("restore staging");
+    let pwned = cluster.dir.path().join("pwned");
+    let hostile = format!("/opt/th files;touch {};#", pwned.display());
+    let mut command = runbook();
+    command
+        .args(["run", "restore-prep", "--journal-dir"])
+        .arg(cluster.dir.path().join("journal"));
+    for (key, value) in [
+        ("manifest_path", backup.display().to_string()),
+        ("staging", staging.display().to_string()),
+        ("elasticsearch_url", cluster.es_url()),
+        (
+            "cassandra_archive_path",
+            backup.join("cassandra").display().to_string(),
+        ),
+        (
+            "storage_archive_path",
+            backup.join("storage").display().to_string(),
+        ),
+        ("attachment_folder", hostile.clone()),
+    ] {
+        command.arg("--set").arg(format!("{key}={value}"));
+    }
+    let out = command.output().unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let plan_file = staging.join(&stamp).join("restore-plan.sh");
+
+    let syntax = Command::new("bash")
+        .arg("-n")
+        .arg(&plan_file)
+        .output()
+        .unwrap();
+    assert!(syntax.status.success(), "bash -n: {}", stderr(&syntax));
+    // Run the plan with each restore command replaced by a function that
+    // prints its arguments: every path and value arrives as one argument.
+    let stubs = "for c in cqlsh sstableloader curl cp mcli; do \
+                 eval \"$c() { printf '%s\\037' $c \\\"\\$@\\\"; printf '\\036'; }\"; done; . \"$1\"";
+    let ran = Command::new("bash")
+        .args(["-c", stubs, "bash"])
+        .arg(&plan_file)
+        .output()
+        .unwrap();
+    assert!(ran.status.success(), "the plan failed: {}", stderr(&ran));
+    let calls: Vec<Vec<String>> = String::from_utf8(ran.stdout)
+        .unwrap()
+        .split('\u{1e}')
+        .filter(|c| !c.is_empty())
+        .map(|c| {
+            c.trim_end_matches('\u{1f}')
+                .split('\u{1f}')
+                .map(str::to_string)
+                .collect()
+        })
+        .collect();
+    let files_top = staging.join(&stamp).join(format!("files_{stamp}"));
+    assert!(
+        calls.contains(&vec![
+            "cp".to_string(),
+            "-a".to_string(),
+            format!("{}/.", files_top.display()),
+            format!("{hostile}/"),
+        ]),
+        "{calls:#?}"
+    );
+    let schema = staging
+        .join(&stamp)
+        .join(format!("cassandra_{stamp}/create_keyspace_thehive.cql"));
+    assert!(
+        calls.contains(&vec![
+            "cqlsh".to_string(),
+            "127.0.0.1".to_string(),
+            "-f".to_string(),
+            schema.display().to_string(),
+        ]),
+        "{calls:#?}"
+    );
+    assert!(
+        calls
+            .iter()
+            .filter(|c| c[0] == "sstableloader")
+            .all(|c| c.len() == 4 && c[3].starts_with(&staging.display().to_string())),
+        "{calls:#?}"
+    );
+    assert!(!pwned.exists(), "a value of the plan ran as a command");
+}

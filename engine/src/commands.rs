@@ -142,6 +142,13 @@ pub fn init(dir: &Path, force: bool) -> i32 {
 /// `runbook recover [--journal-dir DIR] [--dry-run]`.
 pub fn recover(journal_dir: Option<std::path::PathBuf>, dry_run: bool) -> i32 {
     let dir = journal_dir.unwrap_or_else(crate::journal::default_journal_dir);
+    if dir.exists()
+        && let Err(e) =
+            crate::file_safety::check_trusted(&dir, crate::file_safety::TrustedUse::JournalFolder)
+    {
+        eprintln!("error: {e}");
+        return exit_code::INPUT;
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -7,11 +7,14 @@
 //! folder or a `.partial` file). It also registers the action as a deferred
 //! cleanup of the current frame. `dismiss(id)` says the action is no longer
 //! needed (e.g. the backup set is complete). When the frame ends, a pending
-//! action runs and is marked `done` (or `failed`).
+//! action runs and is marked `done`; one that fails stays `pending` with its
+//! error, and `runbook recover` tries it again.
 //!
 //! If the process dies instead (SIGKILL, power cut, OOM kill), the journal is
 //! left with status `running` and pending compensations; the next run, or
 //! `runbook recover`, finds it and carries them out (see [`crate::recovery`]).
+//! A secret in a step action's options is journaled as `{"$secret": "NAME"}`
+//! and read again when the action is carried out.
 
 use serde::{Deserialize, Serialize};
 
@@ -42,7 +45,8 @@ pub struct Compensation {
     pub label: String,
     /// What to do.
     pub action: Action,
-    /// `pending`, `done`, `dismissed` or `failed`.
+    /// `pending`, `done` or `dismissed` (a failed attempt leaves it
+    /// `pending` with `error` set; journals of older versions may say `failed`).
     pub state: String,
     /// Where the script registered it.
     pub position: String,
@@ -81,6 +85,9 @@ pub enum ActionError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// A secret the action needs cannot be read again.
+    #[error(transparent)]
+    Secret(#[from] crate::secrets::SecretError),
     /// The path is one runbook never removes.
     #[error("refusing to remove {0}")]
     Refused(String),
@@ -95,12 +102,12 @@ pub async fn carry_out(action: &Action, label: &str, dry_run: bool) -> Result<()
         Action::Step { step, options } => {
             let entry = runbook_steps::find_step(step)
                 .ok_or_else(|| ActionError::UnknownStep(step.clone()))?;
-            let prepared = entry
-                .prepare(options.clone())
-                .map_err(|e| ActionError::Options {
-                    step: step.clone(),
-                    message: e.message,
-                })?;
+            // Secrets are journaled by name: read them again now.
+            let options = crate::secrets::resolve_references(options)?;
+            let prepared = entry.prepare(options).map_err(|e| ActionError::Options {
+                step: step.clone(),
+                message: e.message,
+            })?;
             if dry_run {
                 tracing::info!(
                     "{label}: [dry-run] would {}",

@@ -81,7 +81,7 @@ pub fn build_engine(state: Arc<RunState>, modules: WorkflowModules) -> Engine {
         engine.register_fn(
             "secret",
             move |context: NativeCallContext, name: &str| -> Result<String, Box<EvalAltResult>> {
-                crate::secrets::read_secret(name).map_err(|e| {
+                let value = crate::secrets::read_secret(name).map_err(|e| {
                     runtime_error(
                         "secret",
                         "config",
@@ -89,7 +89,12 @@ pub fn build_engine(state: Arc<RunState>, modules: WorkflowModules) -> Engine {
                         position_of(&state, &context),
                         context.call_position(),
                     )
-                })
+                })?;
+                let config = config_strings(&state.config.lock().expect("config lock poisoned"));
+                crate::secrets::warn_collisions(
+                    config.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                );
+                Ok(value)
             },
         );
     }
@@ -115,6 +120,24 @@ pub fn build_engine(state: Arc<RunState>, modules: WorkflowModules) -> Engine {
             .unwrap_or(Dynamic::UNIT)
     });
     engine.register_fn("hostname", crate::run::hostname);
+    {
+        let state = Arc::clone(&state);
+        engine.register_fn(
+            "private_dir",
+            move |context: NativeCallContext| -> Result<String, Box<EvalAltResult>> {
+                let position = position_of(&state, &context);
+                crate::private_dir::private_dir(&state, position.clone()).map_err(|message| {
+                    runtime_error(
+                        "private_dir",
+                        "file",
+                        format!("private_dir: {message}"),
+                        position,
+                        context.call_position(),
+                    )
+                })
+            },
+        );
+    }
     {
         let state = Arc::clone(&state);
         engine.register_fn("is_dry_run", move || state.dry_run);
@@ -177,6 +200,7 @@ pub fn build_engine(state: Arc<RunState>, modules: WorkflowModules) -> Engine {
         });
     }
     crate::file_functions::register(&mut engine, &state);
+    crate::shell_text::register(&mut engine, state.workflow_display.clone());
     engine
 }
 
@@ -223,6 +247,9 @@ fn config(
         .check(&effective, |key| state.overrides.origin_of(key, env))
         .map_err(error)?;
     declared.extend(effective.clone());
+    let strings = config_strings(&declared);
+    crate::secrets::set_public_values(strings.iter().map(|(_, v)| v.as_str()));
+    crate::secrets::warn_collisions(strings.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     *state.config_declared.lock().expect("config lock poisoned") = true;
     if let Some(journal) = &state.journal {
         let value = rhai::serde::from_dynamic::<serde_json::Value>(&declared.clone().into())
@@ -230,6 +257,23 @@ fn config(
         journal.update(|doc| doc.config = value);
     }
     Ok(effective)
+}
+
+/// The string values of a config map (list items included), by key.
+fn config_strings(config: &Map) -> Vec<(String, String)> {
+    let mut strings = Vec::new();
+    for (key, value) in config {
+        if let Some(text) = value.read_lock::<rhai::ImmutableString>() {
+            strings.push((key.to_string(), text.to_string()));
+        } else if let Some(items) = value.read_lock::<rhai::Array>() {
+            for item in items.iter() {
+                if let Some(text) = item.read_lock::<rhai::ImmutableString>() {
+                    strings.push((key.to_string(), text.to_string()));
+                }
+            }
+        }
+    }
+    strings
 }
 
 /// `undo(#{ label, step, options })` / `undo(#{ label, remove })`.
@@ -270,15 +314,18 @@ fn undo(
             ));
         }
     };
-    let action: Action = serde_json::from_value(serde_json::Value::Object(json)).map_err(|_| {
-        error("expected either `step` and `options`, or `remove` (a path)".to_string())
-    })?;
-    if let Action::Step { step, options } = &action {
+    let mut action: Action =
+        serde_json::from_value(serde_json::Value::Object(json)).map_err(|_| {
+            error("expected either `step` and `options`, or `remove` (a path)".to_string())
+        })?;
+    if let Action::Step { step, options } = &mut action {
         let entry = runbook_steps::find_step(step)
             .ok_or_else(|| error(format!("no step named `{step}`")))?;
         entry
             .prepare(options.clone())
             .map_err(|e| error(format!("step {step}: {}", e.message)))?;
+        // The journal holds the secret's name; the undo reads it again.
+        *options = crate::secrets::to_references(options, "").map_err(error)?;
     }
     let id = state.add_compensation(label, action, position);
     if run_scope {

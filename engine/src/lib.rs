@@ -4,11 +4,13 @@
 //! - [`cli`], [`commands`], [`exit_code`]: the `runbook` command line.
 //! - [`run`]: one run: lock ([`lock`]), journal ([`journal`]), signals, the
 //!   script thread, deferred cleanups, the exit code; [`run_state`] is what
-//!   every engine function shares during a run.
+//!   every engine function shares during a run; [`private_dir`] holds files
+//!   with secrets outside the archive folders.
 //! - [`compensation`], [`recovery`]: `undo()` actions journaled before the side
 //!   effect, and carrying out those of killed runs (`runbook recover`).
 //! - [`workflow`]: finding a workflow file or stock workflow, resolving imports;
-//!   [`file_safety`]: refusing scripts others could edit when running as root.
+//!   [`file_safety`]: refusing scripts, journals, vars and password files
+//!   others could change.
 //! - [`host`]: the Rhai engine with every function registered; [`step_call`] is
 //!   the one generic adapter between Rhai maps and step options/results.
 //! - [`config`], [`config_rules`], [`secrets`]: config values, the allowed
@@ -17,7 +19,8 @@
 //! - [`script_error`]: errors raised into scripts and printed to the user.
 //! - [`check`]: static checks for `runbook check`.
 //! - [`file_functions`]: the file helpers exposed to scripts; [`step_docs`]:
-//!   `docs/steps.md` from the step docs.
+//!   `docs/steps.md` from the step docs; [`shell_text`]: `shell_quote` and
+//!   `shell_comment` for the shell scripts workflows write.
 //! - [`logging`], [`terminal`]: logs, colours and progress bars.
 //! - [`catalogue_command`], [`metrics`]: `runbook list`, `verify --set`, and
 //!   the `--metrics-file` Prometheus textfile.
@@ -39,11 +42,13 @@ pub mod lock;
 pub mod logging;
 pub mod metrics;
 pub mod parallel;
+pub mod private_dir;
 pub mod recovery;
 pub mod run;
 pub mod run_state;
 pub mod script_error;
 pub mod secrets;
+pub mod shell_text;
 pub mod step_call;
 pub mod step_docs;
 pub mod terminal;

@@ -1,10 +1,14 @@
 //! Crash recovery: finds journals of runs that never finished (status
-//! `running`, no live process, lock free) and carries out their pending
-//! compensations. Runs at the start of every run and as `runbook recover`.
+//! `running`, no live process, lock free), and of runs with an undo action
+//! that failed, and carries out their pending compensations. A failed undo
+//! stays pending with its reason, to be tried again. Journals another user
+//! could have written are refused. Runs at the start of every run and as
+//! `runbook recover`.
 
 use std::path::{Path, PathBuf};
 
 use crate::compensation::carry_out;
+use crate::file_safety::{TrustedUse, check_trusted};
 use crate::journal::{Journal, timestamp};
 use crate::lock::RunLock;
 
@@ -17,6 +21,8 @@ pub struct Recovered {
     pub workflow: String,
     /// Each pending compensation: its label and the outcome.
     pub actions: Vec<(String, Result<(), String>)>,
+    /// Why the journal was not used (another user could have written it).
+    pub refused: Option<String>,
 }
 
 /// The workflow name in a journal file name `<UTC time>-<name>.json`.
@@ -49,11 +55,30 @@ pub async fn recover_all(
     paths.sort();
     let mut recovered = Vec::new();
     for path in paths {
+        // Its undo actions are commands run as this user: a journal another
+        // user could have written is never read.
+        if let Err(e) = check_trusted(&path, TrustedUse::Journal) {
+            recovered.push(Recovered {
+                journal: path,
+                workflow: String::new(),
+                actions: Vec::new(),
+                refused: Some(e.to_string()),
+            });
+            continue;
+        }
         let Ok(journal) = Journal::open(&path) else {
             continue;
         };
         let doc = journal.snapshot();
-        if doc.status != "running" || doc.ended.is_some() || process_is_runbook(doc.pid) {
+        let abandoned =
+            doc.status == "running" && doc.ended.is_none() && !process_is_runbook(doc.pid);
+        // An undo that failed before stays pending with its error: try again.
+        let retry = doc.ended.is_some()
+            && doc
+                .compensations
+                .iter()
+                .any(|c| c.state == "pending" && c.error.is_some());
+        if !abandoned && !retry {
             continue;
         }
         // Hold the abandoned workflow's lock while undoing, so a new run of it
@@ -78,9 +103,11 @@ pub async fn recover_all(
                 .await
                 .map_err(|e| crate::secrets::mask(&e.to_string()));
             if !dry_run {
+                // A failed undo stays pending, with its reason: the next
+                // `recover` (or run) tries it again.
                 let (state, error) = match &outcome {
                     Ok(()) => ("done", None),
-                    Err(e) => ("failed", Some(e.clone())),
+                    Err(e) => ("pending", Some(e.clone())),
                 };
                 journal.update(|doc| {
                     if let Some(c) = doc
@@ -95,13 +122,13 @@ pub async fn recover_all(
             }
             actions.push((compensation.label.clone(), outcome));
         }
-        if !dry_run {
+        if !dry_run && abandoned {
             let failed = actions.iter().filter(|(_, r)| r.is_err()).count();
             journal.update(|doc| {
                 doc.status = "crashed".to_string();
                 doc.ended = Some(timestamp(chrono::Utc::now()));
                 doc.error = Some(format!(
-                    "the run ended without finishing (killed?); recovery by pid {} carried out {} undo action(s), {failed} failed",
+                    "the run ended without finishing (killed?); recovery by pid {} carried out {} undo action(s), {failed} failed and stay pending",
                     std::process::id(),
                     actions.len()
                 ));
@@ -111,6 +138,7 @@ pub async fn recover_all(
             journal: path,
             workflow: doc.workflow.clone(),
             actions,
+            refused: None,
         });
     }
     recovered
@@ -120,6 +148,11 @@ pub async fn recover_all(
 pub fn report(recovered: &[Recovered], dry_run: bool) -> bool {
     let mut all_ok = true;
     for run in recovered {
+        if let Some(reason) = &run.refused {
+            all_ok = false;
+            tracing::error!("{reason}");
+            continue;
+        }
         tracing::warn!(
             "found an unfinished run of {} ({}): {} pending undo action(s)",
             run.workflow,
@@ -132,7 +165,9 @@ pub fn report(recovered: &[Recovered], dry_run: bool) -> bool {
                 Ok(()) => tracing::info!("  undone: {label}"),
                 Err(e) => {
                     all_ok = false;
-                    tracing::error!("  could not undo {label}: {e}");
+                    tracing::error!(
+                        "  could not undo {label}: {e} (it stays pending: the next `runbook recover` tries it again)"
+                    );
                 }
             }
         }

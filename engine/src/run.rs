@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::cleanup;
 use crate::config::Overrides;
 use crate::exit_code;
+use crate::file_safety::{TrustedUse, check_trusted};
 use crate::host::build_engine;
 use crate::journal::{Journal, JournalDoc, default_journal_dir, timestamp};
 use crate::lock::{LockError, RunLock};
@@ -58,6 +59,12 @@ pub fn run(request: RunRequest) -> i32 {
             return exit_code::INPUT;
         }
     };
+    if let Some(vars) = request.vars.as_deref()
+        && let Err(e) = check_trusted(vars, TrustedUse::VarsFile)
+    {
+        print_error(&format!("error: {e}\n"));
+        return exit_code::INPUT;
+    }
     let overrides = match Overrides::from_cli(request.vars.as_deref(), &request.sets) {
         Ok(o) => o,
         Err(e) => {
@@ -104,6 +111,11 @@ pub fn run(request: RunRequest) -> i32 {
             "error: cannot create the journal folder {}: {e}\n",
             journal_dir.display()
         ));
+        return exit_code::INPUT;
+    }
+    // Recovery carries out the undo actions of the journals found here.
+    if let Err(e) = check_trusted(&journal_dir, TrustedUse::JournalFolder) {
+        print_error(&format!("error: {e}\n"));
         return exit_code::INPUT;
     }
     let _lock = match RunLock::acquire(&journal_dir, &workflow.name) {

@@ -127,7 +127,8 @@ impl RunState {
         ));
         let (state, error) = match &outcome {
             Ok(()) => ("done", None),
-            Err(e) => ("failed", Some(crate::secrets::mask(&e.to_string()))),
+            // Stays pending with its reason: `runbook recover` tries it again.
+            Err(e) => ("pending", Some(crate::secrets::mask(&e.to_string()))),
         };
         journal.update(|doc| {
             if let Some(c) = doc.compensations.iter_mut().find(|c| c.id == id) {

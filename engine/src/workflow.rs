@@ -47,6 +47,9 @@ pub enum WorkflowError {
     /// The file is writable by others while running as root.
     #[error(transparent)]
     Unsafe(#[from] crate::file_safety::UnsafeScript),
+    /// The folder holding the workflow could be changed by another user.
+    #[error(transparent)]
+    Untrusted(#[from] crate::file_safety::Untrusted),
     /// The file cannot be read.
     #[error("cannot read workflow {path}: {source}")]
     Read {
@@ -89,6 +92,12 @@ impl Workflow {
                 .filter(|p| !p.as_os_str().is_empty())
                 .map(Path::to_path_buf)
                 .unwrap_or_else(|| PathBuf::from("."));
+            // Modules are imported from this folder: whoever can write it
+            // decides what the workflow runs.
+            crate::file_safety::check_trusted(
+                &folder,
+                crate::file_safety::TrustedUse::WorkflowFolder,
+            )?;
             return Ok(Workflow {
                 name: file_stem(spec),
                 display: spec.to_string(),
