@@ -178,6 +178,9 @@ impl Backups {
             },
             "snapshot_skew_seconds": 0.2,
             "workflow_sha256": "0".repeat(64),
+            // As the stock workflow records it; the test workflows pruning
+            // these sets are `prune.rhai` files.
+            "origin": {"tool": "runbook", "workflow": "prune", "manifest_path": self.root()},
             "config": {"storage": "local"},
         });
         let path = self.manifest(stamp);
@@ -579,7 +582,7 @@ fn prune_keeps_the_newest_verified_sets_and_deletes_the_snapshots_of_removed_one
     let prune = b.workflow(
         "prune.rhai",
         r#"let c = config(#{ root: "", es: "", keep: 2 });
-           let r = prune(#{ manifest_path: c.root, keep: c.keep,
+           let r = prune(#{ manifest_path: c.root, workflow: "prune", keep: c.keep,
                             archive_paths: [`${c.root}/cassandra`, `${c.root}/elasticsearch`, `${c.root}/storage`],
                             elasticsearch: #{ url: c.es, repository: "thehive_repository" } });
            for x in r.removed { log_info(`removed ${x.stamp}: ${x.reason}`); }"#,
@@ -623,17 +626,21 @@ fn prune_keeps_the_newest_verified_sets_and_deletes_the_snapshots_of_removed_one
             .map(|x| x["stamp"].as_str().unwrap().to_string())
             .collect()
     };
-    // The incomplete set first, then the others oldest first.
-    assert_eq!(stamps_of(&result["removed"]), [s3, s1, s4]);
+    // Oldest first; the set without a manifest (s3) is not this workflow's
+    // to remove (issue 12: it may be TheHive's own scripts' set): left alone.
+    assert_eq!(stamps_of(&result["removed"]), [s1, s4]);
     assert_eq!(stamps_of(&result["kept"]), [s2, s5]);
+    assert_eq!(stamps_of(&result["left_alone"]), [s3]);
     assert_eq!(
         result["removed"], planned["removed"],
         "the dry-run listed exactly what went"
     );
     let reasons = result["removed"].to_string();
     assert!(
-        reasons.contains("incomplete (no manifest) and older than the newest complete set"),
-        "{reasons}"
+        result["warnings"]
+            .to_string()
+            .contains(&format!("set {s3} left alone: foreign set (cassandra,elasticsearch,files)")),
+        "{result:#}"
     );
     assert!(
         reasons.contains("not verified (last verification failed"),
@@ -644,10 +651,10 @@ fn prune_keeps_the_newest_verified_sets_and_deletes_the_snapshots_of_removed_one
         "{reasons}"
     );
     assert_eq!(
-        result["removed"][1]["snapshot"],
+        result["removed"][0]["snapshot"],
         format!("{REPOSITORY}/elasticsearch_{s1}")
     );
-    let removed_s1: Vec<PathBuf> = result["removed"][1]["files"]
+    let removed_s1: Vec<PathBuf> = result["removed"][0]["files"]
         .as_array()
         .unwrap()
         .iter()
@@ -661,10 +668,14 @@ fn prune_keeps_the_newest_verified_sets_and_deletes_the_snapshots_of_removed_one
     );
 
     // Exactly the right files went.
-    assert_eq!(every_file(&[s1, s3, s4]), Vec::<PathBuf>::new());
-    for stamp in [s2, s5] {
+    assert_eq!(every_file(&[s1, s4]), Vec::<PathBuf>::new());
+    for stamp in [s2, s3, s5] {
         for file in b.set_files(stamp) {
-            assert!(file.exists(), "{} was kept", file.display());
+            assert!(
+                file.exists() || file == b.manifest(s3),
+                "{} was kept",
+                file.display()
+            );
         }
     }
     // And the removed sets' snapshots, in removal order.
@@ -675,13 +686,14 @@ fn prune_keeps_the_newest_verified_sets_and_deletes_the_snapshots_of_removed_one
         .map(|(_, path)| path)
         .collect();
     let snapshot_path = |s: &str| format!("/_snapshot/{REPOSITORY}/elasticsearch_{s}");
-    assert_eq!(
-        deletes,
-        [snapshot_path(s3), snapshot_path(s1), snapshot_path(s4)]
-    );
+    assert_eq!(deletes, [snapshot_path(s1), snapshot_path(s4)]);
     assert_eq!(
         es.snapshots(),
-        [format!("elasticsearch_{s2}"), format!("elasticsearch_{s5}")]
+        [
+            format!("elasticsearch_{s2}"),
+            format!("elasticsearch_{s3}"),
+            format!("elasticsearch_{s5}")
+        ]
     );
 
     // Run again: nothing more to do; keep: 0 never removes anything.
@@ -705,7 +717,7 @@ fn prune_removes_nothing_when_elasticsearch_does_not_answer() {
     let prune = b.workflow(
         "prune.rhai",
         r#"let c = config(#{ root: "", es: "" });
-           prune(#{ manifest_path: c.root, keep: 1, timeout: "3s",
+           prune(#{ manifest_path: c.root, workflow: "prune", keep: 1, timeout: "3s",
                     elasticsearch: #{ url: c.es, repository: "thehive_repository" } });"#,
     );
     // Nothing listens on this port: the repository check fails before any file goes.
@@ -900,4 +912,183 @@ fn metrics_file_is_written_atomically_and_keeps_the_last_success_after_a_failure
         ),
         1.0
     );
+}
+
+/// Rewrites a manifest's JSON with `change`.
+fn edit_manifest(b: &Backups, stamp: &str, change: impl FnOnce(&mut Value)) {
+    let mut manifest = b.manifest_json(stamp);
+    change(&mut manifest);
+    std::fs::write(b.manifest(stamp), format!("{manifest}\n")).unwrap();
+}
+
+/// Issue 12 §1: retention removes only what a readable runbook manifest of
+/// this workflow and manifest folder names. Sets made by TheHive's own
+/// scripts (archives + marker, no manifest), another workflow's set, an
+/// archive copied by hand under a set-like name, a manifest with one stray
+/// comma, and manifests naming a snapshot `*` or a stamp `../../x` are all
+/// left alone, never counted, with a warning; `*` is never sent.
+#[test]
+fn prune_leaves_alone_every_set_it_did_not_make_and_never_sends_a_wildcard() {
+    let es = EsStandin::start();
+    let b = Backups::new();
+    let guide = "20261101_01h15m00s";
+    let other = "20261102_01h15m00s";
+    let comma = "20261103_01h15m00s";
+    let wildcard = "20261104_01h15m00s";
+    let escape = "20261105_01h15m00s";
+    let copied = "20261106_01h15m00s";
+    let [_, _, mine1, mine2, mine3] = STAMPS;
+    let with_manifest = [other, comma, wildcard, escape, mine1, mine2, mine3];
+    b.make_archives(&[&[guide][..], &with_manifest[..]].concat());
+    b.make_marker(guide);
+    for stamp in with_manifest {
+        b.make_complete(stamp, "ok");
+    }
+    edit_manifest(&b, other, |m| m["origin"]["workflow"] = json!("other-site-backup"));
+    let text = std::fs::read_to_string(b.manifest(comma)).unwrap();
+    std::fs::write(b.manifest(comma), text.replacen("\"host\"", ",\"host\"", 1)).unwrap();
+    edit_manifest(&b, wildcard, |m| m["elasticsearch"]["snapshot"] = json!("*"));
+    edit_manifest(&b, escape, |m| m["stamp"] = json!("../../x"));
+    std::fs::copy(
+        b.cassandra(mine3),
+        b.path(&format!("backup/cassandra/cassandra_{copied}.tar")),
+    )
+    .unwrap();
+
+    let snapshots = b.workflow(
+        "snapshots.rhai",
+        r#"let c = config(#{ es: "", stamps: [] });
+           for s in c.stamps {
+               http(#{ method: "PUT", url: `${c.es}/_snapshot/thehive_repository/elasticsearch_${s}?wait_for_completion=true`,
+                       json: #{ indices: "thehive_global" } });
+           }"#,
+    );
+    let all = [guide, other, comma, wildcard, escape, mine1, mine2, mine3];
+    let out = b.run(&[
+        "run",
+        &snapshots,
+        "--set",
+        &format!("es={}", es.base),
+        "--set",
+        &format!("stamps={}", all.join(",")),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    es.control("DELETE", "/_standin/requests");
+
+    let prune = b.workflow(
+        "prune.rhai",
+        r#"let c = config(#{ root: "", es: "", keep: 5 });
+           let r = prune(#{ manifest_path: c.root, workflow: "prune", keep: c.keep,
+                            archive_paths: [`${c.root}/cassandra`, `${c.root}/elasticsearch`, `${c.root}/storage`],
+                            elasticsearch: #{ url: c.es, repository: "thehive_repository" } });
+           for w in r.warnings { log_warn(w); }"#,
+    );
+    let args = [
+        "--set",
+        &format!("root={}", b.root_arg()),
+        "--set",
+        &format!("es={}", es.base),
+    ];
+    let every_file: Vec<PathBuf> = walk_files(&b.root());
+
+    // keep=5 with 3 sets of its own: nothing goes (others are not counted).
+    let out = b.run(&[&["run", &prune][..], &args[..]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let result = b.last_step_result("prune");
+    assert_eq!(result["removed"], json!([]), "{result:#}");
+    assert_eq!(walk_files(&b.root()), every_file);
+    let alone: Vec<&str> = result["left_alone"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["stamp"].as_str().unwrap())
+        .collect();
+    assert_eq!(alone, [guide, other, comma, wildcard, escape, copied]);
+    let err = stderr(&out);
+    for (stamp, why) in [
+        (guide, "foreign set (cassandra,elasticsearch,files): no runbook manifest"),
+        (other, "made by workflow `other-site-backup`"),
+        (comma, "damaged set"),
+        (wildcard, "names snapshot `*`, not `elasticsearch_20261104_01h15m00s`"),
+        (escape, "records stamp `../../x`, not 20261105_01h15m00s"),
+        (copied, "foreign set (cassandra): no runbook manifest"),
+    ] {
+        assert!(
+            err.contains(&format!("set {stamp} left alone: ")) && err.contains(why),
+            "warning for {stamp} ({why}) in:\n{err}"
+        );
+    }
+
+    // keep=1: only this workflow's two older sets go, with their snapshots.
+    let out = b.run(&[&["run", &prune][..], &args[..], &["--set", "keep=1"][..]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let removed: Vec<String> = b.last_step_result("prune")["removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["stamp"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(removed, [mine1, mine2]);
+    let left: Vec<PathBuf> = every_file
+        .iter()
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            !name.contains(mine1) && !name.contains(mine2)
+        })
+        .cloned()
+        .collect();
+    assert_eq!(walk_files(&b.root()), left);
+    let deletes: Vec<String> = es
+        .requests()
+        .into_iter()
+        .filter(|(method, _)| method == "DELETE")
+        .map(|(_, path)| path)
+        .collect();
+    assert_eq!(
+        deletes,
+        [
+            format!("/_snapshot/{REPOSITORY}/elasticsearch_{mine1}"),
+            format!("/_snapshot/{REPOSITORY}/elasticsearch_{mine2}"),
+        ]
+    );
+    assert_eq!(es.snapshots().len(), all.len() - 2);
+
+    // `runbook list` shows each for what it is, with its parts.
+    let list = b.list_json();
+    assert_eq!(set(&list, guide)["origin"], "foreign");
+    assert_eq!(parts(set(&list, guide)), ["cassandra", "elasticsearch", "files"]);
+    assert_eq!(set(&list, copied)["origin"], "foreign");
+    assert_eq!(set(&list, other)["origin"], "runbook");
+    assert_eq!(set(&list, other)["written_by"]["workflow"], "other-site-backup");
+    for stamp in [comma, wildcard, escape] {
+        assert_eq!(set(&list, stamp)["origin"], "damaged", "{stamp}");
+        assert_eq!(set(&list, stamp)["snapshot"]["listed"], false, "{stamp}");
+    }
+    let out = b.run(&["list", "--manifest-path", &b.root_arg()]);
+    let text = stdout(&out);
+    let line_of = |stamp: &str| text.lines().find(|l| l.starts_with(stamp)).unwrap();
+    assert!(line_of(guide).contains("foreign"), "{text}");
+    assert!(line_of(wildcard).contains("DAMAGED"), "{text}");
+    assert!(line_of(other).contains("other-site-backup"), "{text}");
+    assert!(
+        text.contains("5 foreign or damaged (retention never touches them)"),
+        "{text}"
+    );
+}
+
+/// Every file under `root`, sorted.
+fn walk_files(root: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut folders = vec![root.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap().flatten() {
+            if entry.file_type().unwrap().is_dir() {
+                folders.push(entry.path());
+            } else {
+                files.push(entry.path());
+            }
+        }
+    }
+    files.sort();
+    files
 }

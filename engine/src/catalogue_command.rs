@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use runbook_steps::backup_catalogue::{
-    BackupSet, Catalogue, ManifestView, Verification, human_age, human_bytes, parse_stamp,
+    BackupSet, Catalogue, ManifestView, Origin, Verification, human_age, human_bytes, parse_stamp,
 };
 use runbook_steps::blocking_work::WorkControl;
 use runbook_steps::checksum_sidecar::read_sidecar;
@@ -66,15 +66,16 @@ pub fn table(catalogue: &Catalogue) -> String {
     if catalogue.sets.is_empty() {
         return format!("no backup sets in {searched}\n");
     }
-    let header = ["STAMP", "STATE", "VERIFIED", "PARTS", "SIZE", "AGE"].map(str::to_string);
-    let rows: Vec<[String; 6]> = catalogue.sets.iter().rev().map(row).collect();
+    let header =
+        ["STAMP", "STATE", "ORIGIN", "VERIFIED", "PARTS", "SIZE", "AGE"].map(str::to_string);
+    let rows: Vec<[String; 7]> = catalogue.sets.iter().rev().map(row).collect();
     let mut widths = header.clone().map(|h| h.len());
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
         }
     }
-    let line = |cells: &[String; 6]| {
+    let line = |cells: &[String; 7]| {
         let mut text = String::new();
         for (i, (cell, width)) in cells.iter().zip(widths).enumerate() {
             if i == cells.len() - 1 {
@@ -99,14 +100,24 @@ pub fn table(catalogue: &Catalogue) -> String {
     }
     let complete = catalogue.sets.iter().filter(|s| s.complete).count();
     let verified = catalogue.sets.iter().filter(|s| s.is_verified_ok()).count();
+    let others = catalogue
+        .sets
+        .iter()
+        .filter(|s| s.origin != Origin::Runbook)
+        .count();
+    let others = if others > 0 {
+        format!(", {others} foreign or damaged (retention never touches them)")
+    } else {
+        String::new()
+    };
     out.push_str(&format!(
-        "\n{} set(s): {complete} complete, {verified} complete and verified; searched {searched}\n",
+        "\n{} set(s): {complete} complete, {verified} complete and verified{others}; searched {searched}\n",
         catalogue.sets.len()
     ));
     out
 }
 
-fn row(set: &BackupSet) -> [String; 6] {
+fn row(set: &BackupSet) -> [String; 7] {
     let state = if set.complete && set.problems.is_empty() {
         "complete"
     } else if set.complete {
@@ -119,9 +130,16 @@ fn row(set: &BackupSet) -> [String; 6] {
         None => "-".to_string(),
     };
     let parts = set.present_parts();
+    let origin = match (set.origin, &set.written_by) {
+        (Origin::Runbook, Some(by)) => by.workflow.clone(),
+        (Origin::Runbook, None) => "runbook".to_string(),
+        (Origin::Foreign, _) => "foreign".to_string(),
+        (Origin::Damaged, _) => "DAMAGED".to_string(),
+    };
     [
         set.stamp.clone(),
         state.to_string(),
+        origin,
         verified,
         if parts.is_empty() {
             "-".to_string()

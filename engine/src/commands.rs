@@ -36,6 +36,7 @@ pub fn check(spec: &str) -> i32 {
         progress: ProgressMode::Off,
         workflow_display: workflow.display.clone(),
         workflow_sha256: workflow.sha256(),
+        workflow_name: workflow.name.clone(),
         run_compensations: Mutex::new(Vec::new()),
         max_operations: crate::host::MAX_OPERATIONS,
     });

@@ -111,6 +111,10 @@ pub fn build_engine(state: Arc<RunState>, modules: WorkflowModules) -> Engine {
         let state = Arc::clone(&state);
         engine.register_fn("workflow_sha256", move || state.workflow_sha256.clone());
     }
+    {
+        let state = Arc::clone(&state);
+        engine.register_fn("workflow_name", move || state.workflow_name.clone());
+    }
     engine.register_fn("log_info", |message: &str| {
         tracing::info!("{}", crate::secrets::mask(message));
     });

@@ -156,6 +156,7 @@ pub fn run(request: RunRequest) -> i32 {
         progress: request.progress,
         workflow_display: workflow.display.clone(),
         workflow_sha256: workflow.sha256(),
+        workflow_name: workflow.name.clone(),
         run_compensations: Mutex::new(Vec::new()),
         max_operations: request.max_operations,
     });
