@@ -152,6 +152,7 @@ pub fn build_engine(state: Arc<RunState>, modules: WorkflowModules) -> Engine {
         });
     }
     crate::file_functions::register(&mut engine, &state);
+    crate::backup_set_functions::register(&mut engine, &state);
     engine
 }
 

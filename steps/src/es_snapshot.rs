@@ -186,6 +186,16 @@ pub enum EsSnapshotError {
         /// What Elasticsearch said.
         source: HttpError,
     },
+    /// A snapshot of that name already exists (another run's, with the same
+    /// stamp): nothing was started, and it must not be deleted.
+    #[error(
+        "snapshot {name} already exists: another run made it (same stamp: clock set back, \
+         daylight-saving change, two runs in one second); this run started nothing and leaves it alone"
+    )]
+    NameTaken {
+        /// `repository:snapshot`.
+        name: String,
+    },
     /// The PUT answered 2xx but did not say the snapshot was accepted.
     #[error("PUT {url} did not accept snapshot {name}: {answer}")]
     NotAccepted {
@@ -249,6 +259,7 @@ impl StepFailure for EsSnapshotError {
             EsSnapshotError::VerifyFailed { .. } => "repository_verify",
             EsSnapshotError::Start { source, .. } => source.kind(),
             EsSnapshotError::NotAccepted { .. } => "invalid_response",
+            EsSnapshotError::NameTaken { .. } => "snapshot_exists",
             EsSnapshotError::Ended { state, .. } => match state.as_str() {
                 "PARTIAL" => "snapshot_partial",
                 "INCOMPATIBLE" => "snapshot_incompatible",
@@ -373,7 +384,9 @@ Takes an Elasticsearch snapshot and waits until it is SUCCESS; any other end is 
    `verify_repository`, also asks every node to check it can write there
    (POST /_snapshot/<repository>/_verify: catches a location not shared by all nodes).
 2. Starts the snapshot (PUT /_snapshot/<repository>/<snapshot>) and requires
-   `\"accepted\": true`.
+   `\"accepted\": true`. A snapshot of that name already there (another run's)
+   fails with kind `snapshot_exists`: nothing was started, so nothing of it
+   is this run's to delete.
 3. Polls GET /_snapshot/<repository>/<snapshot> every `poll` until the state is
    terminal. SUCCESS ends the step; FAILED, PARTIAL (unless `allow_partial`) and
    INCOMPATIBLE are errors listing the failed shards and their reasons.
@@ -624,6 +637,11 @@ async fn follow_snapshot(
             "snapshot {} already exists after a retried PUT: following it",
             options.full_name()
         );
+    } else if name_taken {
+        return Err(EsSnapshotError::NameTaken {
+            name: options.full_name(),
+        }
+        .into());
     } else if !answer.status.is_success() {
         return Err(EsSnapshotError::Start {
             name: options.full_name(),
