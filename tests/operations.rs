@@ -1092,3 +1092,99 @@ fn walk_files(root: &Path) -> Vec<PathBuf> {
     files.sort();
     files
 }
+
+/// Runs `command`, failing the test (after killing it) if it has not ended
+/// within 30 s: a hang is the bug these tests look for.
+fn output_within_30s(mut command: Command) -> Output {
+    let child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runbook runs");
+    let pid = child.id();
+    let (done, wait) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    match wait.recv_timeout(std::time::Duration::from_secs(30)) {
+        Ok(output) => output.unwrap(),
+        Err(_) => {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            panic!("{command:?} did not end within 30 s");
+        }
+    }
+}
+
+/// Issue 12 §4: a FIFO named like a manifest (or a sidecar) in the backup
+/// folders, and `runbook verify` of a FIFO or /dev/zero, used to block for
+/// ever. Only regular files are opened: each is refused at once, naming
+/// what it is, and the set shows as damaged.
+#[test]
+fn fifos_and_devices_are_refused_at_once_never_waited_on() {
+    let b = Backups::new();
+    let [good, ..] = STAMPS;
+    b.make_archives(&[good]);
+    b.make_complete(good, "ok");
+    let fifo_stamp = "20200101_00h00m00s";
+    let fifo = b.path(&format!("backup/backup_{fifo_stamp}.json"));
+    let mode = nix::sys::stat::Mode::from_bits_truncate(0o600);
+    nix::unistd::mkfifo(&fifo, mode).unwrap();
+    let sidecar_fifo = b.path(&format!("backup/storage/files_{fifo_stamp}.tar.sha256"));
+    nix::unistd::mkfifo(&sidecar_fifo, mode).unwrap();
+    let marker_fifo = b.path(&format!("backup/elasticsearch/elasticsearch_{fifo_stamp}.info"));
+    nix::unistd::mkfifo(&marker_fifo, mode).unwrap();
+
+    let command = |args: &[&str]| {
+        let mut command = runbook();
+        command.args(args).current_dir(b.dir.path());
+        command
+    };
+    let out = output_within_30s(command(&["list", "--manifest-path", &b.root_arg(), "--json"]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = set(&list, fifo_stamp);
+    assert_eq!(s["origin"], "damaged", "{s:#}");
+    assert!(s["problems"].to_string().contains("is a FIFO (named pipe), not a regular file"), "{s:#}");
+    assert_eq!(set(&list, good)["origin"], "runbook");
+
+    let prune = b.workflow(
+        "prune.rhai",
+        r#"let c = config(#{ root: "" });
+           prune(#{ manifest_path: c.root, workflow: "prune", keep: 1,
+                    archive_paths: [`${c.root}/cassandra`, `${c.root}/elasticsearch`, `${c.root}/storage`] });"#,
+    );
+    let mut run = command(&["run", &prune, "--set", &format!("root={}", b.root_arg())]);
+    run.arg("--journal-dir").arg(b.path("journal"));
+    let out = output_within_30s(run);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_contains_text(&stderr(&out), &format!("set {fifo_stamp} left alone: damaged set"));
+    for path in [&fifo, &sidecar_fifo, &marker_fifo] {
+        assert!(path.exists(), "{} left alone", path.display());
+    }
+
+    let out = output_within_30s(command(&[
+        "verify",
+        "--set",
+        fifo_stamp,
+        "--manifest-path",
+        &b.root_arg(),
+    ]));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_contains_text(&stderr(&out), "is a FIFO (named pipe), not a regular file");
+
+    for (path, what) in [
+        (fifo.display().to_string(), "is a FIFO (named pipe)"),
+        ("/dev/zero".to_string(), "is a device"),
+    ] {
+        let out = output_within_30s(command(&["verify", &path]));
+        assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+        assert_contains_text(&stdout(&out), what);
+    }
+}
+
+fn assert_contains_text(haystack: &str, needle: &str) {
+    assert!(haystack.contains(needle), "`{needle}` not in:\n{haystack}");
+}

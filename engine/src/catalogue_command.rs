@@ -165,7 +165,11 @@ pub fn verify_set(manifest_dir: &Path, stamp: &str, json: bool) -> i32 {
         return exit_code::INPUT;
     }
     let manifest_path = manifest_dir.join(format!("backup_{stamp}.json"));
-    let text = match std::fs::read_to_string(&manifest_path) {
+    // Only a regular file: a FIFO named like a manifest must not hang `verify`.
+    let text = match runbook_steps::regular_file::read_regular_text(
+        &manifest_path,
+        runbook_steps::backup_catalogue::MANIFEST_MAX_BYTES,
+    ) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             eprintln!(
@@ -331,7 +335,7 @@ fn verify_one(
 }
 
 /// An error and its causes on one line.
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
