@@ -244,13 +244,7 @@ pub fn verify_set(manifest_dir: &Path, stamp: &str, json: bool) -> i32 {
     });
     let recorded = serde_json::to_string(&document)
         .map_err(std::io::Error::other)
-        .and_then(|text| {
-            runbook_steps::atomic_file::write_atomic(
-                &manifest_path,
-                format!("{text}\n").as_bytes(),
-                0o600,
-            )
-        });
+        .and_then(|text| rewrite_keeping_owner(&manifest_path, format!("{text}\n").as_bytes()));
     if json {
         println!(
             "{}",
@@ -289,6 +283,33 @@ pub fn verify_set(manifest_dir: &Path, stamp: &str, json: bool) -> i32 {
         }
         exit_code::FAILED
     }
+}
+
+/// Replaces `path` atomically with `contents`, keeping its owner, group and
+/// mode: a manifest the workflow shared with `backup_group` (0640) stays
+/// readable by that group after `verify --set` records a result in it. When
+/// the owner cannot be kept (not root, another user's file), nothing is
+/// replaced.
+fn rewrite_keeping_owner(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let before = std::fs::symlink_metadata(path)?;
+    let mode = before.mode() & 0o7777;
+    let (partial, mut file) = runbook_steps::atomic_file::PartialFile::create(path, mode)?;
+    std::os::unix::fs::fchown(&file, Some(before.uid()), Some(before.gid())).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!(
+                "cannot keep its owner {}:{} ({e}); run verify as that user or as root",
+                before.uid(),
+                before.gid()
+            ),
+        )
+    })?;
+    // chown may clear set-id bits: set the mode again, exactly.
+    file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    file.write_all(contents)?;
+    partial.commit(file)
 }
 
 /// Verifies one archive against the manifest's SHA-256 and size, and checks
