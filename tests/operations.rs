@@ -194,6 +194,27 @@ impl Backups {
         self.make_manifest(stamp, verified);
     }
 
+    /// Each stamp's Elasticsearch snapshot, taken through the real http step.
+    fn make_snapshots(&self, es: &EsStandin, stamps: &[&str]) {
+        let snapshots = self.workflow(
+            "snapshots.rhai",
+            r#"let c = config(#{ es: "", stamps: [] });
+               for s in c.stamps {
+                   http(#{ method: "PUT", url: `${c.es}/_snapshot/thehive_repository/elasticsearch_${s}?wait_for_completion=true`,
+                           json: #{ indices: "thehive_global" } });
+               }"#,
+        );
+        let out = self.run(&[
+            "run",
+            &snapshots,
+            "--set",
+            &format!("es={}", es.base),
+            "--set",
+            &format!("stamps={}", stamps.join(",")),
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+
     fn list_json(&self) -> Value {
         let out = self.run(&["list", "--manifest-path", &self.root_arg(), "--json"]);
         assert_eq!(
@@ -383,12 +404,22 @@ fn list_shows_complete_incomplete_and_damaged_sets() {
 
 #[test]
 fn verify_set_records_the_result_and_fails_on_a_corrupted_archive() {
+    let es = EsStandin::start();
     let b = Backups::new();
     let stamp = STAMPS[0];
     b.make_archives(&[stamp]);
     b.make_complete(stamp, "failed");
+    b.make_snapshots(&es, &[stamp]);
+    let es_arg = format!("--elasticsearch-url={}", es.base);
 
-    let out = b.run(&["verify", "--set", stamp, "--manifest-path", &b.root_arg()]);
+    let out = b.run(&[
+        "verify",
+        "--set",
+        stamp,
+        "--manifest-path",
+        &b.root_arg(),
+        &es_arg,
+    ]);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -422,7 +453,14 @@ fn verify_set_records_the_result_and_fails_on_a_corrupted_archive() {
 
     // Same size, one byte changed: only reading the whole archive finds it.
     corrupt(&b.files(stamp));
-    let out = b.run(&["verify", "--set", stamp, "--manifest-path", &b.root_arg()]);
+    let out = b.run(&[
+        "verify",
+        "--set",
+        stamp,
+        "--manifest-path",
+        &b.root_arg(),
+        &es_arg,
+    ]);
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -1187,4 +1225,75 @@ fn fifos_and_devices_are_refused_at_once_never_waited_on() {
 
 fn assert_contains_text(haystack: &str, needle: &str) {
     assert!(haystack.contains(needle), "`{needle}` not in:\n{haystack}");
+}
+
+/// Issue 12 §2 and §3: `verify --set` used to say "verified ok" for a set
+/// whose Elasticsearch snapshot was deleted (only the `.info` file was
+/// looked at), and rewrote the manifest as root:root 0600 so the
+/// `backup_group` lost read access. The snapshot must exist with state
+/// SUCCESS (at the URL the manifest records); `list` shows its state; the
+/// manifest keeps its owner, group and mode.
+#[test]
+fn verify_set_needs_the_snapshot_and_keeps_the_manifests_owner_group_and_mode() {
+    use std::os::unix::fs::MetadataExt;
+    let es = EsStandin::start();
+    let b = Backups::new();
+    let stamp = STAMPS[0];
+    b.make_archives(&[stamp]);
+    b.make_complete(stamp, "ok");
+    b.make_snapshots(&es, &[stamp]);
+    edit_manifest(&b, stamp, |m| {
+        m["config"]["elasticsearch_url"] = json!(es.base);
+        m["config"]["elasticsearch_user"] = json!("");
+    });
+    let manifest = b.manifest(stamp);
+    // As the workflow leaves it with backup_group set (here: nobody:nogroup).
+    std::os::unix::fs::chown(&manifest, Some(65534), Some(65534)).unwrap();
+    std::fs::set_permissions(&manifest, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let owner = |path: &Path| {
+        let m = std::fs::metadata(path).unwrap();
+        (m.uid(), m.gid(), m.mode() & 0o7777)
+    };
+    let verify = || b.run(&["verify", "--set", stamp, "--manifest-path", &b.root_arg()]);
+
+    let out = verify();
+    assert_eq!(out.status.code(), Some(0), "{}{}", stdout(&out), stderr(&out));
+    assert_contains_text(
+        &stdout(&out),
+        &format!("ok Elasticsearch snapshot {REPOSITORY}/elasticsearch_{stamp}: SUCCESS"),
+    );
+    assert_eq!(owner(&manifest), (65534, 65534, 0o640), "owner, group and mode kept");
+    let listed = b.list_json();
+    assert_eq!(set(&listed, stamp)["snapshot_state"]["state"], "success");
+
+    // The snapshot deleted behind runbook's back.
+    es.control("DELETE", &format!("/_snapshot/{REPOSITORY}/elasticsearch_{stamp}"));
+    let listed = b.list_json();
+    let s = set(&listed, stamp);
+    assert_eq!(s["snapshot_state"]["state"], "missing", "{s:#}");
+    assert_contains_text(&s["problems"].to_string(), "does not exist at");
+    let out = b.run(&["list", "--manifest-path", &b.root_arg()]);
+    let line = stdout(&out)
+        .lines()
+        .find(|l| l.starts_with(stamp))
+        .unwrap()
+        .to_string();
+    assert!(line.contains("DAMAGED") && line.contains("MISSING"), "{line}");
+
+    let out = verify();
+    assert_eq!(out.status.code(), Some(1), "{}{}", stdout(&out), stderr(&out));
+    assert_contains_text(&stdout(&out), "verification FAILED");
+    let recorded = b.manifest_json(stamp);
+    assert_eq!(recorded["verified"]["result"], "failed");
+    assert_contains_text(
+        &recorded["verified"]["errors"].to_string(),
+        &format!("Elasticsearch snapshot {REPOSITORY}/elasticsearch_{stamp} does not exist"),
+    );
+    assert_eq!(owner(&manifest), (65534, 65534, 0o640));
+
+    // Elasticsearch not answering: not "verified ok" either.
+    drop(es);
+    let out = verify();
+    assert_eq!(out.status.code(), Some(1), "{}{}", stdout(&out), stderr(&out));
+    assert_contains_text(&stdout(&out), "could not be checked");
 }

@@ -8,6 +8,8 @@ use runbook_steps::backup_catalogue::{
 };
 use runbook_steps::blocking_work::WorkControl;
 use runbook_steps::checksum_sidecar::read_sidecar;
+use runbook_steps::http_client::Secret;
+use runbook_steps::snapshot_check::{SnapshotState, check_catalogue_snapshots};
 use runbook_steps::verify_archive::{VerifyArchiveOptions, verify_archive};
 
 use crate::exit_code;
@@ -20,8 +22,38 @@ const STOCK_ARCHIVE_FOLDERS: [&str; 4] = ["cassandra", "elasticsearch", "storage
 /// The time format of `verified.time`, as the stock workflow writes it.
 const VERIFIED_TIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%z";
 
-/// `runbook list [--manifest-path DIR] [--archive-path DIR]... [--json]`.
-pub fn list(manifest_path: &Path, archive_paths: &[PathBuf], json: bool) -> i32 {
+/// How long asking one Elasticsearch about snapshots may take (retries of
+/// transient errors included) before `list` and `verify` give up on it.
+const SNAPSHOT_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Asks Elasticsearch about the snapshots of `catalogue`'s sets (see
+/// [`check_catalogue_snapshots`]); the warnings to show.
+fn check_snapshots(catalogue: &mut Catalogue, url: Option<&str>) -> Vec<String> {
+    let password = crate::secrets::read_secret("ELASTICSEARCH_PASSWORD")
+        .ok()
+        .and_then(|p| serde_json::from_value::<Secret>(serde_json::Value::String(p)).ok());
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return vec![format!("snapshots not checked: cannot start a runtime: {e}")],
+    };
+    runtime.block_on(check_catalogue_snapshots(
+        catalogue,
+        url,
+        password.as_ref(),
+        SNAPSHOT_CHECK_TIMEOUT,
+    ))
+}
+
+/// `runbook list [--manifest-path DIR] [--archive-path DIR]... [--json] [--elasticsearch-url URL]`.
+pub fn list(
+    manifest_path: &Path,
+    archive_paths: &[PathBuf],
+    json: bool,
+    elasticsearch_url: Option<&str>,
+) -> i32 {
     let folders: Vec<PathBuf> = if archive_paths.is_empty() {
         STOCK_ARCHIVE_FOLDERS
             .iter()
@@ -31,13 +63,15 @@ pub fn list(manifest_path: &Path, archive_paths: &[PathBuf], json: bool) -> i32 
     } else {
         archive_paths.to_vec()
     };
-    let catalogue = match Catalogue::scan(manifest_path, &folders) {
+    let mut catalogue = match Catalogue::scan(manifest_path, &folders) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {}", error_chain(&e));
             return exit_code::INPUT;
         }
     };
+    let warnings = check_snapshots(&mut catalogue, elasticsearch_url);
+    catalogue.warnings.extend(warnings);
     if json {
         match serde_json::to_string_pretty(&catalogue) {
             Ok(text) => println!("{text}"),
@@ -67,15 +101,16 @@ pub fn table(catalogue: &Catalogue) -> String {
         return format!("no backup sets in {searched}\n");
     }
     let header =
-        ["STAMP", "STATE", "ORIGIN", "VERIFIED", "PARTS", "SIZE", "AGE"].map(str::to_string);
-    let rows: Vec<[String; 7]> = catalogue.sets.iter().rev().map(row).collect();
+        ["STAMP", "STATE", "ORIGIN", "VERIFIED", "PARTS", "SNAPSHOT", "SIZE", "AGE"]
+            .map(str::to_string);
+    let rows: Vec<[String; 8]> = catalogue.sets.iter().rev().map(row).collect();
     let mut widths = header.clone().map(|h| h.len());
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
         }
     }
-    let line = |cells: &[String; 7]| {
+    let line = |cells: &[String; 8]| {
         let mut text = String::new();
         for (i, (cell, width)) in cells.iter().zip(widths).enumerate() {
             if i == cells.len() - 1 {
@@ -117,7 +152,7 @@ pub fn table(catalogue: &Catalogue) -> String {
     out
 }
 
-fn row(set: &BackupSet) -> [String; 7] {
+fn row(set: &BackupSet) -> [String; 8] {
     let state = if set.complete && set.problems.is_empty() {
         "complete"
     } else if set.complete {
@@ -146,6 +181,11 @@ fn row(set: &BackupSet) -> [String; 7] {
         } else {
             parts.join(",")
         },
+        match (&set.snapshot_state, &set.snapshot) {
+            (Some(state), _) => state.summary(),
+            (None, Some(_)) => "unchecked".to_string(),
+            (None, None) => "-".to_string(),
+        },
         human_bytes(set.bytes),
         set.age_seconds
             .map(human_age)
@@ -157,7 +197,12 @@ fn row(set: &BackupSet) -> [String; 7] {
 /// the manifest lists is read end to end and compared with the manifest's
 /// SHA-256 (and its `.sha256` sidecar); the marker must exist. The result is
 /// recorded in the manifest as `verified: {time, result, errors}`.
-pub fn verify_set(manifest_dir: &Path, stamp: &str, json: bool) -> i32 {
+pub fn verify_set(
+    manifest_dir: &Path,
+    stamp: &str,
+    json: bool,
+    elasticsearch_url: Option<&str>,
+) -> i32 {
     if parse_stamp(stamp).is_none() {
         eprintln!(
             "error: `{stamp}` is not a stamp like 20261126_01h15m00s (`runbook list` shows the sets)"
@@ -230,6 +275,7 @@ pub fn verify_set(manifest_dir: &Path, stamp: &str, json: bool) -> i32 {
     {
         errors.push(format!("marker {} is missing", marker.display()));
     }
+    errors.extend(snapshot_errors(manifest_dir, stamp, elasticsearch_url, json));
 
     let verification = Verification {
         time: chrono::Local::now()
@@ -282,6 +328,61 @@ pub fn verify_set(manifest_dir: &Path, stamp: &str, json: bool) -> i32 {
             }
         }
         exit_code::FAILED
+    }
+}
+
+/// What is wrong with the set's manifest names and its Elasticsearch
+/// snapshot: the snapshot must exist in the repository the manifest names
+/// with state SUCCESS (archives alone cannot restore the indices). A
+/// snapshot that cannot be asked about is an error too: "verified ok" is
+/// only said of what was seen.
+fn snapshot_errors(
+    manifest_dir: &Path,
+    stamp: &str,
+    elasticsearch_url: Option<&str>,
+    json: bool,
+) -> Vec<String> {
+    let mut catalogue = match Catalogue::scan(manifest_dir, &[]) {
+        Ok(catalogue) => catalogue,
+        Err(e) => return vec![error_chain(&e)],
+    };
+    catalogue.sets.retain(|s| s.stamp == stamp);
+    let Some(set) = catalogue.sets.first() else {
+        return vec![format!("set {stamp} is not in {}", manifest_dir.display())];
+    };
+    if set.origin == Origin::Damaged {
+        return set.problems.clone();
+    }
+    let Some(snapshot) = set.snapshot.clone().filter(|s| s.listed) else {
+        return vec!["the manifest names no Elasticsearch snapshot".to_string()];
+    };
+    let warnings = check_snapshots(&mut catalogue, elasticsearch_url);
+    let set = &catalogue.sets[0];
+    let name = format!(
+        "{}/{}",
+        snapshot.repository.as_deref().unwrap_or("?"),
+        snapshot.name
+    );
+    match &set.snapshot_state {
+        Some(SnapshotState::Success) => {
+            if !json {
+                println!("ok Elasticsearch snapshot {name}: SUCCESS");
+            }
+            Vec::new()
+        }
+        Some(SnapshotState::Unknown(_)) => warnings,
+        Some(SnapshotState::Missing | SnapshotState::Other(_)) => set
+            .problems
+            .iter()
+            .filter(|p| p.starts_with("Elasticsearch snapshot"))
+            .cloned()
+            .collect(),
+        None if snapshot.repository.is_none() => {
+            vec![format!("the manifest names snapshot {} without its repository", snapshot.name)]
+        }
+        None => vec![format!(
+            "Elasticsearch snapshot {name} not checked: the manifest records no elasticsearch_url; give --elasticsearch-url"
+        )],
     }
 }
 

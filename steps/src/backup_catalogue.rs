@@ -266,6 +266,12 @@ pub struct SnapshotRef {
     /// or guessed from the stamp: shown, never deleted).
     #[serde(default)]
     pub listed: bool,
+    /// The Elasticsearch URL the manifest's config records.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The Elasticsearch user the manifest's config records ("" = none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 /// One backup set.
@@ -297,6 +303,11 @@ pub struct BackupSet {
     pub age_seconds: Option<u64>,
     /// The Elasticsearch snapshot, from the manifest or the marker.
     pub snapshot: Option<SnapshotRef>,
+    /// What Elasticsearch said about it, when it was asked
+    /// ([`crate::snapshot_check`]); a missing or failed snapshot is also
+    /// one of `problems`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot_state: Option<crate::snapshot_check::SnapshotState>,
     /// What is wrong with the set, one line each (missing or resized archives,
     /// an unreadable manifest).
     pub problems: Vec<String>,
@@ -577,6 +588,21 @@ pub struct ManifestView {
     /// The Elasticsearch snapshot and its marker.
     #[serde(default)]
     pub elasticsearch: Option<ManifestSnapshot>,
+    /// The config the set was made with (only what is read here).
+    #[serde(default)]
+    pub config: Option<ManifestConfig>,
+}
+
+/// The config keys of a manifest the catalogue reads: where to ask about the
+/// set's snapshot.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct ManifestConfig {
+    /// Elasticsearch's URL.
+    #[serde(default)]
+    pub elasticsearch_url: Option<String>,
+    /// The Elasticsearch user ("" = none).
+    #[serde(default)]
+    pub elasticsearch_user: Option<String>,
 }
 
 /// One archive in a manifest.
@@ -757,6 +783,7 @@ fn build_set(
         bytes: 0,
         age_seconds: time.map(|t| (now - t).num_seconds().max(0) as u64),
         snapshot: None,
+        snapshot_state: None,
         problems: Vec::new(),
     };
     match &manifest {
@@ -853,10 +880,13 @@ fn build_set(
                     });
                 }
                 if let Some(name) = &es.snapshot {
+                    let config = view.config.clone().unwrap_or_default();
                     set.snapshot = Some(SnapshotRef {
                         repository: es.repository.clone(),
                         name: name.clone(),
                         listed: true,
+                        url: config.elasticsearch_url,
+                        user: config.elasticsearch_user,
                     });
                 }
             }
@@ -948,11 +978,15 @@ fn snapshot_from_marker(marker: &Path, stamp: &str) -> SnapshotRef {
             repository: repository.filter(|r| is_plain_name(r)),
             name,
             listed: false,
+            url: None,
+            user: None,
         },
         _ => SnapshotRef {
             repository: None,
             name,
             listed: false,
+            url: None,
+            user: None,
         },
     }
 }
@@ -1072,6 +1106,7 @@ mod tests {
             bytes: 2,
             age_seconds: None,
             snapshot: None,
+            snapshot_state: None,
             problems: vec![],
         };
         let names: Vec<String> = set

@@ -741,6 +741,7 @@ mod tests {
             bytes: 0,
             age_seconds: None,
             snapshot: None,
+            snapshot_state: None,
             problems: vec![],
         }
     }

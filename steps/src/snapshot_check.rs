@@ -137,3 +137,83 @@ fn error_line(error: &(dyn std::error::Error + 'static)) -> String {
     }
     text
 }
+
+/// Asks Elasticsearch about the snapshot of every set whose manifest names
+/// one, at `url` or else the URL its manifest's config records (sets with
+/// neither are not asked, and say so in the returned warnings). A snapshot
+/// that is missing or not SUCCESS becomes one of the set's problems, so the
+/// set is no longer "verified ok". `password` goes with the user a manifest
+/// records. After one URL did not answer, its other sets are not asked.
+pub async fn check_catalogue_snapshots(
+    catalogue: &mut crate::backup_catalogue::Catalogue,
+    url: Option<&str>,
+    password: Option<&crate::http_client::Secret>,
+    timeout: Duration,
+) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let mut unreachable: Vec<(Url, String)> = Vec::new();
+    let mut unasked = Vec::new();
+    for set in &mut catalogue.sets {
+        let Some(snapshot) = set.snapshot.clone().filter(|s| s.listed) else {
+            continue;
+        };
+        let Some(repository) = snapshot.repository.clone() else {
+            continue;
+        };
+        let base = match url.or(snapshot.url.as_deref()) {
+            Some(text) => match Url::parse(text) {
+                Ok(url) => url,
+                Err(e) => {
+                    warnings.push(format!(
+                        "set {}: snapshot not checked: `{text}` is not a URL ({e})",
+                        set.stamp
+                    ));
+                    continue;
+                }
+            },
+            None => {
+                unasked.push(set.stamp.clone());
+                continue;
+            }
+        };
+        let user = snapshot.user.clone().filter(|u| !u.is_empty());
+        let state = if let Some((_, why)) = unreachable.iter().find(|(u, _)| *u == base) {
+            SnapshotState::Unknown(why.clone())
+        } else if let (Some(user), None) = (&user, password) {
+            SnapshotState::Unknown(format!(
+                "the manifest records elasticsearch_user `{user}`: set ELASTICSEARCH_PASSWORD (or ELASTICSEARCH_PASSWORD_FILE)"
+            ))
+        } else {
+            let connection = HttpConnection {
+                user: snapshot.user.clone().filter(|u| !u.is_empty()),
+                password: password.cloned(),
+                ..HttpConnection::default()
+            };
+            let connection = if connection.user.is_none() {
+                HttpConnection::default()
+            } else {
+                connection
+            };
+            let state = snapshot_state(&connection, &base, &repository, &snapshot.name, timeout).await;
+            if let SnapshotState::Unknown(why) = &state {
+                unreachable.push((base.clone(), why.clone()));
+            }
+            state
+        };
+        match &state {
+            SnapshotState::Success => {}
+            SnapshotState::Unknown(_) => warnings.extend(state.problem(&repository, &snapshot.name, &base)),
+            SnapshotState::Missing | SnapshotState::Other(_) => {
+                set.problems.extend(state.problem(&repository, &snapshot.name, &base))
+            }
+        }
+        set.snapshot_state = Some(state);
+    }
+    if !unasked.is_empty() {
+        warnings.push(format!(
+            "snapshots of {} set(s) not checked: their manifests record no elasticsearch_url (give --elasticsearch-url)",
+            unasked.len()
+        ));
+    }
+    warnings
+}
