@@ -703,6 +703,64 @@ fn sigkill_mid_tar_then_recover_clears_the_snapshot_and_the_partial_file() {
     );
 }
 
+/// Issue 12 §1: a set made by TheHive's own scripts (archives and `.info`
+/// marker, no runbook manifest) and its snapshot survive a run killed
+/// mid-tar, `runbook recover`, and the next run's retention with keep=1:
+/// never counted, never removed, a warning in the run's output.
+#[test]
+fn a_guide_made_set_survives_sigkill_recover_and_retention() {
+    let cluster = Cluster::start(&["--cassandra-mb", "150"]);
+    let backup = cluster.path("backup");
+    let guide = "20200101_01h00m00s";
+    let guide_files = [
+        format!("cassandra/cassandra_{guide}.tar"),
+        format!("storage/files_{guide}.tar"),
+        format!("elasticsearch/elasticsearch_{guide}.info"),
+    ];
+    for file in &guide_files {
+        std::fs::write(backup.join(file), b"made by the guide's scripts\n").unwrap();
+    }
+    let snapshot = format!("elasticsearch_{guide}");
+    let out = Command::new("curl")
+        .args(["-sf", "-X", "PUT", "-H", "Content-Type: application/json", "-d"])
+        .arg(r#"{"indices":"thehive_global"}"#)
+        .arg(format!(
+            "{}/_snapshot/thehive_repository/{snapshot}?wait_for_completion=true",
+            cluster.es_url()
+        ))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "creating the guide's snapshot failed");
+
+    let archives = cluster.path("cassandra_archive");
+    let mut child = spawn_backup(&cluster, &["--set", "keep=1"]);
+    wait_until("the Cassandra archive to be written", || {
+        tar_partial_with_data(&archives)
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let out = cluster
+        .command(&["recover", "--journal-dir"])
+        .arg(cluster.dir.path().join("journal"))
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+
+    let out = cluster.run(&["run", "cluster-hot-backup", "--set", "keep=1"]);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 0, "{err}");
+    assert_contains(&err, &format!("set {guide} left alone: foreign set"));
+    let files = cluster.backup_files();
+    for file in &guide_files {
+        assert!(files.contains(file), "{file} was removed: {files:?}");
+    }
+    assert!(
+        !es_snapshots(&cluster, "DELETE").contains(&snapshot),
+        "the guide's snapshot was deleted: {:?}",
+        cluster.es_requests()
+    );
+}
+
 // ---------------------------------------------------------------- input
 
 #[test]
