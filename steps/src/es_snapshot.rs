@@ -195,6 +195,8 @@ pub enum EsSnapshotError {
     NameTaken {
         /// `repository:snapshot`.
         name: String,
+        /// What Elasticsearch said.
+        source: HttpError,
     },
     /// The PUT answered 2xx but did not say the snapshot was accepted.
     #[error("PUT {url} did not accept snapshot {name}: {answer}")]
@@ -492,6 +494,20 @@ Example:
         options: EsSnapshotOptions,
         ctx: StepContext,
     ) -> Result<EsSnapshotOutput, StepError> {
+        // A wildcard, comma or `_all` would make the cleanup DELETE (or a
+        // poll read) every snapshot it matches: one name means one snapshot.
+        for (key, name) in [
+            ("repository", &options.repository),
+            ("snapshot", &options.snapshot),
+        ] {
+            if !crate::backup_catalogue::is_plain_name(name) {
+                return Err(HttpError::Options(format!(
+                    "`{key}` is `{name}`: use letters, digits, `_`, `-` and `.` only \
+                     (no wildcard, comma, `_all`, `/`, and not starting with `_`, `-` or `.`)"
+                ))
+                .into());
+            }
+        }
         let client = HttpClient::new(&options.connection(), &options.url, &ctx)?;
         check_repository(&client, &options).await?;
         if ctx.dry_run {
@@ -640,6 +656,7 @@ async fn follow_snapshot(
     } else if name_taken {
         return Err(EsSnapshotError::NameTaken {
             name: options.full_name(),
+            source: answer.to_error(),
         }
         .into());
     } else if !answer.status.is_success() {
