@@ -1008,6 +1008,7 @@ fn header_checksum(block: &[u8; BLOCK]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::File;
 
     fn tiny_archive(dir: &Path) -> PathBuf {
         let path = dir.join("a.tar");
