@@ -1297,3 +1297,59 @@ fn verify_set_needs_the_snapshot_and_keeps_the_manifests_owner_group_and_mode() 
     assert_eq!(out.status.code(), Some(1), "{}{}", stdout(&out), stderr(&out));
     assert_contains_text(&stdout(&out), "could not be checked");
 }
+
+/// Issue 12 §1: `restore-prep` on a manifest whose `stamp` is `../../x`
+/// extracted outside its staging folder. The set is now found through the
+/// catalogue, which refuses a manifest whose names are not the ones runbook
+/// writes, before anything is read or created; a `stamp` option that is not
+/// a stamp is refused too.
+#[test]
+fn restore_prep_refuses_a_manifest_whose_names_would_escape() {
+    let b = Backups::new();
+    let stamp = STAMPS[0];
+    b.make_archives(&[stamp]);
+    b.make_complete(stamp, "ok");
+    edit_manifest(&b, stamp, |m| m["stamp"] = json!("../../x"));
+    let staging = b.path("staging/inner");
+    let restore = |extra: &[&str]| {
+        let mut args = vec![
+            "run".to_string(),
+            "restore-prep".to_string(),
+            "--set".to_string(),
+            format!("manifest_path={}", b.root_arg()),
+            "--set".to_string(),
+            format!("staging={}", staging.display()),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        b.run(&args)
+    };
+    let before = walk_files(b.dir.path());
+
+    let out = restore(&[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_contains_text(&err, "no complete backup set in");
+    let out = restore(&["--set", &format!("stamp={stamp}")]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_contains_text(
+        &err,
+        &format!("records stamp `../../x`, not {stamp} as its file name says"),
+    );
+    let out = restore(&["--set", "stamp=../../x"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_contains_text(&err, "`../../x` is not a stamp like 20261126_01h15m00s");
+
+    assert!(!b.path("staging").exists(), "no staging folder was made");
+    let after: Vec<PathBuf> = walk_files(b.dir.path())
+        .into_iter()
+        .filter(|p| !p.starts_with(b.path("journal")))
+        .collect();
+    let before: Vec<PathBuf> = before
+        .into_iter()
+        .filter(|p| !p.starts_with(b.path("journal")))
+        .collect();
+    assert_eq!(after, before, "nothing was written");
+}
