@@ -670,3 +670,80 @@ fn a_stamp_already_taken_is_refused_before_anything_changes() {
         "no snapshot was deleted"
     );
 }
+
+/// Issue 12 §1: two runs in the same second with different journal folders
+/// (so different locks) get the same stamp. Exactly one makes the set; the
+/// other fails without undoing any of it (it used to get "already exists"
+/// and then clear the first run's Cassandra snapshot, delete its
+/// Elasticsearch snapshot and remove its archives).
+#[test]
+fn two_runs_with_the_same_stamp_never_undo_each_other() {
+    let cluster = Cluster::start(&[]);
+    let spawn = |journal: &str| {
+        let mut command = runbook();
+        command
+            .args(["run", "cluster-hot-backup", "--vars"])
+            .arg(cluster.path("vars"))
+            .arg("--journal-dir")
+            .arg(cluster.dir.path().join(journal))
+            .args(["--set", "elasticsearch_poll=50ms"])
+            .current_dir(cluster.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (key, value) in cluster.record["env"].as_object().unwrap() {
+            command.env(key, value.as_str().unwrap());
+        }
+        at_berlin_time(command, "2026-10-25T00:50:00Z")
+            .spawn()
+            .unwrap()
+    };
+    let first = spawn("journal-a");
+    let second = spawn("journal-b");
+    let outs = [first.wait_with_output().unwrap(), second.wait_with_output().unwrap()];
+    let mut codes: Vec<i32> = outs.iter().map(code).collect();
+    codes.sort();
+    // The lines that say what went wrong, for the assertion messages.
+    let errs: Vec<String> = outs
+        .iter()
+        .map(|o| {
+            stderr(o)
+                .lines()
+                .filter(|l| l.contains("ERROR") || l.contains("WARN") || l.contains("error"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .collect();
+    assert_eq!(codes[0], 0, "one run makes the set: {errs:#?}");
+    assert_ne!(codes[1], 0, "the other fails: {errs:#?}");
+
+    let stamp = "20261025_02h50m00s";
+    let backup = cluster.path("backup");
+    let files = cluster.backup_files();
+    for file in [
+        format!("backup_{stamp}.json"),
+        format!("cassandra/cassandra_{stamp}.tar"),
+        format!("elasticsearch/elasticsearch_{stamp}.info"),
+        format!("storage/files_{stamp}.tar"),
+    ] {
+        assert!(files.contains(&file), "{file} is there: {files:?} {errs:#?}");
+    }
+    assert!(
+        !cluster
+            .es_requests()
+            .iter()
+            .any(|r| r["method"] == "DELETE"),
+        "no snapshot was deleted: {errs:#?}"
+    );
+    let out = runbook()
+        .args(["verify", "--set", stamp, "--manifest-path"])
+        .arg(&backup)
+        .output()
+        .unwrap();
+    assert_eq!(
+        code(&out),
+        0,
+        "the set verifies: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr(&out)
+    );
+}

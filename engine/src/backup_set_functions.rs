@@ -1,5 +1,6 @@
 //! `backup_manifest(manifest_dir, stamp)`: the manifest of one backup set, for
-//! scripts that restore (`restore-prep`).
+//! scripts that restore (`restore-prep`); `claim_stamp_file(folder, stamp)`:
+//! one run's exclusive hold on a stamp.
 //!
 //! A script used to glob `backup_*.json`, take the last name and use the
 //! names inside verbatim. That picked the older of two sets across a
@@ -79,8 +80,74 @@ pub fn find_manifest(manifest_dir: &Path, stamp: &str) -> Result<(String, String
     Ok((manifest.display().to_string(), text))
 }
 
-/// Registers `backup_manifest`.
+/// The claim file of `stamp` in `folder`: `.runbook-claim-<STAMP>`.
+pub fn claim_path(folder: &Path, stamp: &str) -> std::path::PathBuf {
+    folder.join(format!(".runbook-claim-{stamp}"))
+}
+
+/// Creates the claim file of `stamp` in `folder` exclusively (`O_EXCL`): of
+/// two runs that got the same stamp at the same moment (different journal
+/// folders, so different locks), exactly one gets it. Under dry-run nothing
+/// is created; an existing claim is still an error.
+pub fn claim_stamp(folder: &Path, stamp: &str, dry_run: bool) -> Result<String, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if parse_stamp(stamp).is_none() {
+        return Err(format!("`{stamp}` is not a stamp like 20261126_01h15m00s"));
+    }
+    let path = claim_path(folder, stamp);
+    if dry_run {
+        if path.symlink_metadata().is_ok() {
+            return Err(format!(
+                "stamp {stamp} is held by another run ({} exists)",
+                path.display()
+            ));
+        }
+        tracing::info!("[dry-run] would claim stamp {stamp} ({})", path.display());
+        return Ok(path.display().to_string());
+    }
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+    {
+        Ok(mut file) => {
+            use std::io::Write;
+            let _ = writeln!(file, "pid {}", std::process::id());
+            Ok(path.display().to_string())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(format!(
+            "stamp {stamp} is held by another run ({} exists): two runs got the same stamp; \
+             nothing was changed; run again in a second (remove the file if no run is going)",
+            path.display()
+        )),
+        Err(e) => Err(format!("cannot create {}: {e}", path.display())),
+    }
+}
+
+/// Registers `backup_manifest` and `claim_stamp_file`.
 pub fn register(engine: &mut Engine, state: &Arc<RunState>) {
+    let s = Arc::clone(state);
+    engine.register_fn(
+        "claim_stamp_file",
+        move |c: NativeCallContext,
+              folder: &str,
+              stamp: &str|
+              -> Result<String, Box<EvalAltResult>> {
+            claim_stamp(Path::new(folder), stamp, s.dry_run).map_err(|message| {
+                runtime_error(
+                    "claim_stamp_file",
+                    "fail",
+                    message,
+                    describe_position(
+                        c.call_source().or(Some(&s.workflow_display)),
+                        c.call_position(),
+                    ),
+                    c.call_position(),
+                )
+            })
+        },
+    );
     let s = Arc::clone(state);
     engine.register_fn(
         "backup_manifest",
