@@ -722,7 +722,14 @@ fn a_guide_made_set_survives_sigkill_recover_and_retention() {
     }
     let snapshot = format!("elasticsearch_{guide}");
     let out = Command::new("curl")
-        .args(["-sf", "-X", "PUT", "-H", "Content-Type: application/json", "-d"])
+        .args([
+            "-sf",
+            "-X",
+            "PUT",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+        ])
         .arg(r#"{"indices":"thehive_global"}"#)
         .arg(format!(
             "{}/_snapshot/thehive_repository/{snapshot}?wait_for_completion=true",

@@ -675,9 +675,9 @@ fn prune_keeps_the_newest_verified_sets_and_deletes_the_snapshots_of_removed_one
     );
     let reasons = result["removed"].to_string();
     assert!(
-        result["warnings"]
-            .to_string()
-            .contains(&format!("set {s3} left alone: foreign set (cassandra,elasticsearch,files)")),
+        result["warnings"].to_string().contains(&format!(
+            "set {s3} left alone: foreign set (cassandra,elasticsearch,files)"
+        )),
         "{result:#}"
     );
     assert!(
@@ -982,10 +982,14 @@ fn prune_leaves_alone_every_set_it_did_not_make_and_never_sends_a_wildcard() {
     for stamp in with_manifest {
         b.make_complete(stamp, "ok");
     }
-    edit_manifest(&b, other, |m| m["origin"]["workflow"] = json!("other-site-backup"));
+    edit_manifest(&b, other, |m| {
+        m["origin"]["workflow"] = json!("other-site-backup")
+    });
     let text = std::fs::read_to_string(b.manifest(comma)).unwrap();
     std::fs::write(b.manifest(comma), text.replacen("\"host\"", ",\"host\"", 1)).unwrap();
-    edit_manifest(&b, wildcard, |m| m["elasticsearch"]["snapshot"] = json!("*"));
+    edit_manifest(&b, wildcard, |m| {
+        m["elasticsearch"]["snapshot"] = json!("*")
+    });
     edit_manifest(&b, escape, |m| m["stamp"] = json!("../../x"));
     std::fs::copy(
         b.cassandra(mine3),
@@ -1044,10 +1048,16 @@ fn prune_leaves_alone_every_set_it_did_not_make_and_never_sends_a_wildcard() {
     assert_eq!(alone, [guide, other, comma, wildcard, escape, copied]);
     let err = stderr(&out);
     for (stamp, why) in [
-        (guide, "foreign set (cassandra,elasticsearch,files): no runbook manifest"),
+        (
+            guide,
+            "foreign set (cassandra,elasticsearch,files): no runbook manifest",
+        ),
         (other, "made by workflow `other-site-backup`"),
         (comma, "damaged set"),
-        (wildcard, "names snapshot `*`, not `elasticsearch_20261104_01h15m00s`"),
+        (
+            wildcard,
+            "names snapshot `*`, not `elasticsearch_20261104_01h15m00s`",
+        ),
         (escape, "records stamp `../../x`, not 20261105_01h15m00s"),
         (copied, "foreign set (cassandra): no runbook manifest"),
     ] {
@@ -1094,10 +1104,16 @@ fn prune_leaves_alone_every_set_it_did_not_make_and_never_sends_a_wildcard() {
     // `runbook list` shows each for what it is, with its parts.
     let list = b.list_json();
     assert_eq!(set(&list, guide)["origin"], "foreign");
-    assert_eq!(parts(set(&list, guide)), ["cassandra", "elasticsearch", "files"]);
+    assert_eq!(
+        parts(set(&list, guide)),
+        ["cassandra", "elasticsearch", "files"]
+    );
     assert_eq!(set(&list, copied)["origin"], "foreign");
     assert_eq!(set(&list, other)["origin"], "runbook");
-    assert_eq!(set(&list, other)["written_by"]["workflow"], "other-site-backup");
+    assert_eq!(
+        set(&list, other)["written_by"]["workflow"],
+        "other-site-backup"
+    );
     for stamp in [comma, wildcard, escape] {
         assert_eq!(set(&list, stamp)["origin"], "damaged", "{stamp}");
         assert_eq!(set(&list, stamp)["snapshot"]["listed"], false, "{stamp}");
@@ -1172,7 +1188,9 @@ fn fifos_and_devices_are_refused_at_once_never_waited_on() {
     nix::unistd::mkfifo(&fifo, mode).unwrap();
     let sidecar_fifo = b.path(&format!("backup/storage/files_{fifo_stamp}.tar.sha256"));
     nix::unistd::mkfifo(&sidecar_fifo, mode).unwrap();
-    let marker_fifo = b.path(&format!("backup/elasticsearch/elasticsearch_{fifo_stamp}.info"));
+    let marker_fifo = b.path(&format!(
+        "backup/elasticsearch/elasticsearch_{fifo_stamp}.info"
+    ));
     nix::unistd::mkfifo(&marker_fifo, mode).unwrap();
 
     let command = |args: &[&str]| {
@@ -1180,25 +1198,39 @@ fn fifos_and_devices_are_refused_at_once_never_waited_on() {
         command.args(args).current_dir(b.dir.path());
         command
     };
-    let out = output_within_30s(command(&["list", "--manifest-path", &b.root_arg(), "--json"]));
+    let out = output_within_30s(command(&[
+        "list",
+        "--manifest-path",
+        &b.root_arg(),
+        "--json",
+    ]));
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let list: Value = serde_json::from_slice(&out.stdout).unwrap();
     let s = set(&list, fifo_stamp);
     assert_eq!(s["origin"], "damaged", "{s:#}");
-    assert!(s["problems"].to_string().contains("is a FIFO (named pipe), not a regular file"), "{s:#}");
+    assert!(
+        s["problems"]
+            .to_string()
+            .contains("is a FIFO (named pipe), not a regular file"),
+        "{s:#}"
+    );
     assert_eq!(set(&list, good)["origin"], "runbook");
 
     let prune = b.workflow(
         "prune.rhai",
         r#"let c = config(#{ root: "" });
-           prune(#{ manifest_path: c.root, workflow: "prune", keep: 1,
-                    archive_paths: [`${c.root}/cassandra`, `${c.root}/elasticsearch`, `${c.root}/storage`] });"#,
+           let r = prune(#{ manifest_path: c.root, workflow: "prune", keep: 1,
+                            archive_paths: [`${c.root}/cassandra`, `${c.root}/elasticsearch`, `${c.root}/storage`] });
+           for w in r.warnings { log_warn(w); }"#,
     );
     let mut run = command(&["run", &prune, "--set", &format!("root={}", b.root_arg())]);
     run.arg("--journal-dir").arg(b.path("journal"));
     let out = output_within_30s(run);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_contains_text(&stderr(&out), &format!("set {fifo_stamp} left alone: damaged set"));
+    assert_contains_text(
+        &stderr(&out),
+        &format!("set {fifo_stamp} left alone: damaged set"),
+    );
     for path in [&fifo, &sidecar_fifo, &marker_fifo] {
         assert!(path.exists(), "{} left alone", path.display());
     }
@@ -1257,17 +1289,30 @@ fn verify_set_needs_the_snapshot_and_keeps_the_manifests_owner_group_and_mode() 
     let verify = || b.run(&["verify", "--set", stamp, "--manifest-path", &b.root_arg()]);
 
     let out = verify();
-    assert_eq!(out.status.code(), Some(0), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
     assert_contains_text(
         &stdout(&out),
         &format!("ok Elasticsearch snapshot {REPOSITORY}/elasticsearch_{stamp}: SUCCESS"),
     );
-    assert_eq!(owner(&manifest), (65534, 65534, 0o640), "owner, group and mode kept");
+    assert_eq!(
+        owner(&manifest),
+        (65534, 65534, 0o640),
+        "owner, group and mode kept"
+    );
     let listed = b.list_json();
     assert_eq!(set(&listed, stamp)["snapshot_state"]["state"], "success");
 
     // The snapshot deleted behind runbook's back.
-    es.control("DELETE", &format!("/_snapshot/{REPOSITORY}/elasticsearch_{stamp}"));
+    es.control(
+        "DELETE",
+        &format!("/_snapshot/{REPOSITORY}/elasticsearch_{stamp}"),
+    );
     let listed = b.list_json();
     let s = set(&listed, stamp);
     assert_eq!(s["snapshot_state"]["state"], "missing", "{s:#}");
@@ -1278,10 +1323,19 @@ fn verify_set_needs_the_snapshot_and_keeps_the_manifests_owner_group_and_mode() 
         .find(|l| l.starts_with(stamp))
         .unwrap()
         .to_string();
-    assert!(line.contains("DAMAGED") && line.contains("MISSING"), "{line}");
+    assert!(
+        line.contains("DAMAGED") && line.contains("MISSING"),
+        "{line}"
+    );
 
     let out = verify();
-    assert_eq!(out.status.code(), Some(1), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
     assert_contains_text(&stdout(&out), "verification FAILED");
     let recorded = b.manifest_json(stamp);
     assert_eq!(recorded["verified"]["result"], "failed");
@@ -1294,7 +1348,13 @@ fn verify_set_needs_the_snapshot_and_keeps_the_manifests_owner_group_and_mode() 
     // Elasticsearch not answering: not "verified ok" either.
     drop(es);
     let out = verify();
-    assert_eq!(out.status.code(), Some(1), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
     assert_contains_text(&stdout(&out), "could not be checked");
 }
 

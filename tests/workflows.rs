@@ -622,9 +622,7 @@ fn a_stamp_already_taken_is_refused_before_anything_changes() {
     assert!(cluster.cassandra_snapshots().is_empty());
     let later = cluster.es_requests();
     assert!(
-        later[requests..]
-            .iter()
-            .all(|r| r["method"] == "GET"),
+        later[requests..].iter().all(|r| r["method"] == "GET"),
         "the refused run changed nothing in Elasticsearch: {:?}",
         &later[requests..]
     );
@@ -699,7 +697,10 @@ fn two_runs_with_the_same_stamp_never_undo_each_other() {
     };
     let first = spawn("journal-a");
     let second = spawn("journal-b");
-    let outs = [first.wait_with_output().unwrap(), second.wait_with_output().unwrap()];
+    let outs = [
+        first.wait_with_output().unwrap(),
+        second.wait_with_output().unwrap(),
+    ];
     let mut codes: Vec<i32> = outs.iter().map(code).collect();
     codes.sort();
     // The lines that say what went wrong, for the assertion messages.
@@ -725,7 +726,10 @@ fn two_runs_with_the_same_stamp_never_undo_each_other() {
         format!("elasticsearch/elasticsearch_{stamp}.info"),
         format!("storage/files_{stamp}.tar"),
     ] {
-        assert!(files.contains(&file), "{file} is there: {files:?} {errs:#?}");
+        assert!(
+            files.contains(&file),
+            "{file} is there: {files:?} {errs:#?}"
+        );
     }
     assert!(
         !cluster

@@ -37,7 +37,11 @@ fn check_snapshots(catalogue: &mut Catalogue, url: Option<&str>) -> Vec<String> 
         .build()
     {
         Ok(runtime) => runtime,
-        Err(e) => return vec![format!("snapshots not checked: cannot start a runtime: {e}")],
+        Err(e) => {
+            return vec![format!(
+                "snapshots not checked: cannot start a runtime: {e}"
+            )];
+        }
     };
     runtime.block_on(check_catalogue_snapshots(
         catalogue,
@@ -100,9 +104,10 @@ pub fn table(catalogue: &Catalogue) -> String {
     if catalogue.sets.is_empty() {
         return format!("no backup sets in {searched}\n");
     }
-    let header =
-        ["STAMP", "STATE", "ORIGIN", "VERIFIED", "PARTS", "SNAPSHOT", "SIZE", "AGE"]
-            .map(str::to_string);
+    let header = [
+        "STAMP", "STATE", "ORIGIN", "VERIFIED", "PARTS", "SNAPSHOT", "SIZE", "AGE",
+    ]
+    .map(str::to_string);
     let rows: Vec<[String; 8]> = catalogue.sets.iter().rev().map(row).collect();
     let mut widths = header.clone().map(|h| h.len());
     for row in &rows {
@@ -275,7 +280,12 @@ pub fn verify_set(
     {
         errors.push(format!("marker {} is missing", marker.display()));
     }
-    errors.extend(snapshot_errors(manifest_dir, stamp, elasticsearch_url, json));
+    errors.extend(snapshot_errors(
+        manifest_dir,
+        stamp,
+        elasticsearch_url,
+        json,
+    ));
 
     let verification = Verification {
         time: chrono::Local::now()
@@ -378,7 +388,10 @@ fn snapshot_errors(
             .cloned()
             .collect(),
         None if snapshot.repository.is_none() => {
-            vec![format!("the manifest names snapshot {} without its repository", snapshot.name)]
+            vec![format!(
+                "the manifest names snapshot {} without its repository",
+                snapshot.name
+            )]
         }
         None => vec![format!(
             "Elasticsearch snapshot {name} not checked: the manifest records no elasticsearch_url; give --elasticsearch-url"

@@ -175,7 +175,9 @@ pub fn verify(paths: &[std::path::PathBuf], require_checksum: bool, json: bool) 
                 Ok(report) => {
                     serde_json::json!({"path": path, "ok": true, "entries": report.entries, "bytes": report.bytes, "sha256": report.sha256})
                 }
-                Err(e) => serde_json::json!({"path": path, "ok": false, "error": crate::catalogue_command::error_chain(e)}),
+                Err(e) => {
+                    serde_json::json!({"path": path, "ok": false, "error": crate::catalogue_command::error_chain(e)})
+                }
             };
             println!("{line}");
         } else {

@@ -328,14 +328,11 @@ impl BackupSet {
     /// stamp in local time repeats and runs backwards across a
     /// daylight-saving fall-back.
     pub fn made_at(&self) -> Option<chrono::DateTime<chrono::FixedOffset>> {
-        self.created
-            .as_deref()
-            .and_then(parse_created)
-            .or_else(|| {
-                self.time
-                    .as_deref()
-                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-            })
+        self.created.as_deref().and_then(parse_created).or_else(|| {
+            self.time
+                .as_deref()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        })
     }
 
     /// Complete, verified with result `ok`, and nothing wrong found since.
@@ -789,7 +786,7 @@ fn build_set(
     match &manifest {
         None => set.problems.push(
             "no runbook manifest: made by another tool (TheHive's own scripts, a copy by hand) \
-             or by a run that did not finish; retention leaves it alone"
+             or by a run that did not finish"
                 .to_string(),
         ),
         Some(read) if read.content.is_none() => set.origin = Origin::Damaged,
@@ -819,8 +816,7 @@ fn build_set(
                     set.written_by = Some(origin.clone());
                 }
                 None => set.problems.push(format!(
-                    "manifest {} records no `origin` (written by another tool or an older runbook): \
-                     retention leaves the set alone",
+                    "manifest {} records no `origin` (written by another tool or an older runbook)",
                     read.path.display()
                 )),
             }

@@ -454,7 +454,9 @@ Example:
         let snapshots = match &options.elasticsearch {
             Some(es) => format!(
                 ", deleting their snapshots in {} at {}{}{}",
-                es.repository.as_deref().unwrap_or("the repositories their manifests name"),
+                es.repository
+                    .as_deref()
+                    .unwrap_or("the repositories their manifests name"),
                 display_url(&es.url),
                 es.connection().auth_summary(),
                 tls_summary(&es.ca_cert, es.insecure)
@@ -513,10 +515,11 @@ async fn prune(options: PruneOptions, ctx: &StepContext) -> Result<PruneOutput, 
     };
     let decided = plan(&catalogue, options.keep, &options.protect, &owner);
     output.kept = decided.kept;
+    // Returned as warnings (the stock workflow logs every one of them).
     for alone in &decided.left_alone {
-        let warning = format!("set {} left alone: {}", alone.stamp, alone.reason);
-        tracing::warn!("{}: {warning}", ctx.label);
-        output.warnings.push(warning);
+        output
+            .warnings
+            .push(format!("set {} left alone: {}", alone.stamp, alone.reason));
     }
     output.left_alone = decided.left_alone;
     for kept in &output.kept {
@@ -818,7 +821,10 @@ mod tests {
             ],
             ..Catalogue::default()
         };
-        assert_eq!(stamps(&plan(&catalogue, 3, &[], &owner())), (vec![S2, S3], vec![S1]));
+        assert_eq!(
+            stamps(&plan(&catalogue, 3, &[], &owner())),
+            (vec![S2, S3], vec![S1])
+        );
     }
 
     #[test]
@@ -842,7 +848,11 @@ mod tests {
         };
         let decided = plan(&catalogue, 1, &[], &owner());
         assert_eq!(stamps(&decided), (vec![S5], vec![S4]));
-        let alone: Vec<&str> = decided.left_alone.iter().map(|k| k.stamp.as_str()).collect();
+        let alone: Vec<&str> = decided
+            .left_alone
+            .iter()
+            .map(|k| k.stamp.as_str())
+            .collect();
         assert_eq!(alone, [S1, S2, S3]);
         assert!(decided.left_alone[1].reason.contains("workflow `other`"));
     }

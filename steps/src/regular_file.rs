@@ -19,6 +19,7 @@ use std::path::Path;
 /// Opens `path` for reading; an error of kind `InvalidInput` naming what the
 /// file is when it is not a regular file (a FIFO, a device, a socket, a folder).
 pub fn open_regular(path: &Path) -> std::io::Result<File> {
+    // The error names what the file is; callers name the file.
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK)
@@ -38,7 +39,7 @@ pub fn open_regular(path: &Path) -> std::io::Result<File> {
         };
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
-            format!("{} is {what}, not a regular file: not read", path.display()),
+            format!("it is {what}, not a regular file: not read"),
         ));
     }
     // SAFETY: fcntl on a descriptor this function owns; no memory is passed.
@@ -59,7 +60,7 @@ pub fn read_regular_text(path: &Path, limit: u64) -> std::io::Result<String> {
     if text.len() as u64 > limit {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
-            format!("{} is larger than {limit} bytes: not read", path.display()),
+            format!("it is larger than {limit} bytes: not read"),
         ));
     }
     Ok(text)

@@ -194,7 +194,8 @@ pub async fn check_catalogue_snapshots(
             } else {
                 connection
             };
-            let state = snapshot_state(&connection, &base, &repository, &snapshot.name, timeout).await;
+            let state =
+                snapshot_state(&connection, &base, &repository, &snapshot.name, timeout).await;
             if let SnapshotState::Unknown(why) = &state {
                 unreachable.push((base.clone(), why.clone()));
             }
@@ -202,9 +203,12 @@ pub async fn check_catalogue_snapshots(
         };
         match &state {
             SnapshotState::Success => {}
-            SnapshotState::Unknown(_) => warnings.extend(state.problem(&repository, &snapshot.name, &base)),
+            SnapshotState::Unknown(_) => {
+                warnings.extend(state.problem(&repository, &snapshot.name, &base))
+            }
             SnapshotState::Missing | SnapshotState::Other(_) => {
-                set.problems.extend(state.problem(&repository, &snapshot.name, &base))
+                set.problems
+                    .extend(state.problem(&repository, &snapshot.name, &base))
             }
         }
         set.snapshot_state = Some(state);
