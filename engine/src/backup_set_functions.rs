@@ -1,6 +1,7 @@
 //! `backup_manifest(manifest_dir, stamp)`: the manifest of one backup set, for
 //! scripts that restore (`restore-prep`); `claim_stamp_file(folder, stamp)`:
-//! one run's exclusive hold on a stamp.
+//! one run's exclusive hold on a stamp; `is_plain_name(text)`: whether a
+//! name can go into a URL or file name as it is.
 //!
 //! A script used to glob `backup_*.json`, take the last name and use the
 //! names inside verbatim. That picked the older of two sets across a
@@ -125,8 +126,11 @@ pub fn claim_stamp(folder: &Path, stamp: &str, dry_run: bool) -> Result<String, 
     }
 }
 
-/// Registers `backup_manifest` and `claim_stamp_file`.
+/// Registers `backup_manifest`, `claim_stamp_file` and `is_plain_name`.
 pub fn register(engine: &mut Engine, state: &Arc<RunState>) {
+    engine.register_fn("is_plain_name", |name: &str| {
+        runbook_steps::backup_catalogue::is_plain_name(name)
+    });
     let s = Arc::clone(state);
     engine.register_fn(
         "claim_stamp_file",
