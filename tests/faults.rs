@@ -58,15 +58,22 @@ fn invocations(cluster: &Cluster) -> String {
 }
 
 /// True when the stand-in ES has received a GET poll of a snapshot after its
-/// first `skip` requests (those of earlier runs).
+/// first `skip` requests (those of earlier runs): a GET that follows the
+/// snapshot's PUT (the GET before it is the run's check that its stamp is free).
 fn es_polled(cluster: &Cluster, skip: usize) -> bool {
-    cluster.es_requests().iter().skip(skip).any(|r| {
-        r["method"] == "GET"
+    let of_snapshot = |r: &serde_json::Value, method: &str| {
+        r["method"] == method
             && r["path"]
                 .as_str()
                 .unwrap_or("")
                 .starts_with("/_snapshot/thehive_repository/elasticsearch_")
-    })
+    };
+    let requests = cluster.es_requests();
+    let mut after_put = requests
+        .iter()
+        .skip(skip)
+        .skip_while(|r| !of_snapshot(r, "PUT"));
+    after_put.next().is_some() && after_put.any(|r| of_snapshot(r, "GET"))
 }
 
 /// Names of the snapshots the stand-in ES was asked to create (PUT) and to delete.
