@@ -1402,6 +1402,23 @@ fn restore_prep_refuses_a_manifest_whose_names_would_escape() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert_contains_text(&err, "`../../x` is not a stamp like 20261126_01h15m00s");
 
+    // The restore plan would `DELETE` the index and build paths from the
+    // keyspace: `*` and `../..` there are refused the same way.
+    edit_manifest(&b, stamp, |m| {
+        m["stamp"] = json!(stamp);
+        m["elasticsearch"]["indices"] = json!(["*"]);
+        m["cassandra"]["keyspace"] = json!("../../etc");
+    });
+    let before = walk_files(b.dir.path());
+    let out = restore(&["--set", &format!("stamp={stamp}")]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_contains_text(&err, "names index `*`, which is not a plain name");
+    assert_contains_text(
+        &err,
+        "names keyspace `../../etc`, which is not a plain name",
+    );
+
     assert!(!b.path("staging").exists(), "no staging folder was made");
     let after: Vec<PathBuf> = walk_files(b.dir.path())
         .into_iter()

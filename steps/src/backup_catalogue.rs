@@ -588,6 +588,9 @@ pub struct ManifestView {
     /// The config the set was made with (only what is read here).
     #[serde(default)]
     pub config: Option<ManifestConfig>,
+    /// The Cassandra snapshot's details.
+    #[serde(default)]
+    pub cassandra: Option<ManifestCassandra>,
 }
 
 /// The config keys of a manifest the catalogue reads: where to ask about the
@@ -630,6 +633,17 @@ pub struct ManifestSnapshot {
     /// The `.info` marker file.
     #[serde(default)]
     pub marker: Option<PathBuf>,
+    /// The indices in the snapshot (the restore plan deletes and restores them).
+    #[serde(default)]
+    pub indices: Vec<String>,
+}
+
+/// The Cassandra section of a manifest.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct ManifestCassandra {
+    /// The keyspace (restore-prep builds paths from it).
+    #[serde(default)]
+    pub keyspace: Option<String>,
 }
 
 impl ManifestView {
@@ -747,6 +761,22 @@ fn manifest_damage(view: &ManifestView, stamp: &str, path: &Path) -> Vec<String>
                 "manifest {file} names repository `{repository}`, which is not a plain name"
             ));
         }
+        // The restore plan puts them in a DELETE and a restore: `*` would
+        // delete every index.
+        for index in &es.indices {
+            if !is_plain_name(index.strip_prefix('.').unwrap_or(index)) {
+                damage.push(format!(
+                    "manifest {file} names index `{index}`, which is not a plain name"
+                ));
+            }
+        }
+    }
+    if let Some(keyspace) = view.cassandra.as_ref().and_then(|c| c.keyspace.as_ref())
+        && !is_plain_name(keyspace)
+    {
+        damage.push(format!(
+            "manifest {file} names keyspace `{keyspace}`, which is not a plain name"
+        ));
     }
     if let Some(origin) = &view.origin
         && !origin.manifest_path.is_absolute()
@@ -1120,6 +1150,37 @@ mod tests {
                 format!("elasticsearch_{STAMP}.info"),
             ]
         );
+    }
+
+    #[test]
+    fn names_from_manifests_must_have_the_shape_runbook_writes() {
+        for good in [
+            "thehive_repository",
+            "elasticsearch_20261126_01h15m00s",
+            "a-b.c",
+        ] {
+            assert!(is_plain_name(good), "{good}");
+        }
+        for bad in [
+            "", "*", "a,b", "_all", "a/b", "..", "a..b", ".x", "-x", "a b", "a%2Fb",
+        ] {
+            assert!(!is_plain_name(bad), "{bad}");
+        }
+        let archive = |k: &SetFileKind| matches!(k, SetFileKind::Archive(_));
+        let ok = format!("/b/cassandra/cassandra_{STAMP}.tar");
+        assert!(check_named_path(Path::new(&ok), STAMP, archive).is_ok());
+        for bad in [
+            format!("cassandra/cassandra_{STAMP}.tar"),
+            format!("/b/../etc/cassandra_{STAMP}.tar"),
+            "/etc/passwd".to_string(),
+            format!("/b/cassandra_20200101_00h00m00s.tar"),
+            format!("/b/elasticsearch_{STAMP}.info"),
+        ] {
+            assert!(
+                check_named_path(Path::new(&bad), STAMP, archive).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
