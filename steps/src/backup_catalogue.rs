@@ -1173,7 +1173,7 @@ mod tests {
             format!("cassandra/cassandra_{STAMP}.tar"),
             format!("/b/../etc/cassandra_{STAMP}.tar"),
             "/etc/passwd".to_string(),
-            format!("/b/cassandra_20200101_00h00m00s.tar"),
+            "/b/cassandra_20200101_00h00m00s.tar".to_string(),
             format!("/b/elasticsearch_{STAMP}.info"),
         ] {
             assert!(
