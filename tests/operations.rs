@@ -1401,6 +1401,17 @@ fn restore_prep_refuses_a_manifest_whose_names_would_escape() {
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert_contains_text(&err, "`../../x` is not a stamp like 20261126_01h15m00s");
+    let outside_journal = |files: Vec<PathBuf>| -> Vec<PathBuf> {
+        files
+            .into_iter()
+            .filter(|p| !p.starts_with(b.path("journal")))
+            .collect()
+    };
+    assert_eq!(
+        outside_journal(walk_files(b.dir.path())),
+        outside_journal(before),
+        "nothing was written"
+    );
 
     // The restore plan would `DELETE` the index and build paths from the
     // keyspace: `*` and `../..` there are refused the same way.
@@ -1420,13 +1431,9 @@ fn restore_prep_refuses_a_manifest_whose_names_would_escape() {
     );
 
     assert!(!b.path("staging").exists(), "no staging folder was made");
-    let after: Vec<PathBuf> = walk_files(b.dir.path())
-        .into_iter()
-        .filter(|p| !p.starts_with(b.path("journal")))
-        .collect();
-    let before: Vec<PathBuf> = before
-        .into_iter()
-        .filter(|p| !p.starts_with(b.path("journal")))
-        .collect();
-    assert_eq!(after, before, "nothing was written");
+    assert_eq!(
+        outside_journal(walk_files(b.dir.path())),
+        outside_journal(before),
+        "nothing was written"
+    );
 }
