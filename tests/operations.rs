@@ -1279,8 +1279,8 @@ fn verify_set_needs_the_snapshot_and_keeps_the_manifests_owner_group_and_mode() 
         m["config"]["elasticsearch_user"] = json!("");
     });
     let manifest = b.manifest(stamp);
-    // As the workflow leaves it with backup_group set (here: nobody:nogroup).
-    std::os::unix::fs::chown(&manifest, Some(65534), Some(65534)).unwrap();
+    // As the workflow leaves it with backup_group set (here: nogroup).
+    std::os::unix::fs::chown(&manifest, None, Some(65534)).unwrap();
     std::fs::set_permissions(&manifest, std::fs::Permissions::from_mode(0o640)).unwrap();
     let owner = |path: &Path| {
         let m = std::fs::metadata(path).unwrap();
@@ -1300,9 +1300,10 @@ fn verify_set_needs_the_snapshot_and_keeps_the_manifests_owner_group_and_mode() 
         &stdout(&out),
         &format!("ok Elasticsearch snapshot {REPOSITORY}/elasticsearch_{stamp}: SUCCESS"),
     );
+    let me = nix::unistd::geteuid().as_raw();
     assert_eq!(
         owner(&manifest),
-        (65534, 65534, 0o640),
+        (me, 65534, 0o640),
         "owner, group and mode kept"
     );
     let listed = b.list_json();
@@ -1343,11 +1344,52 @@ fn verify_set_needs_the_snapshot_and_keeps_the_manifests_owner_group_and_mode() 
         &recorded["verified"]["errors"].to_string(),
         &format!("Elasticsearch snapshot {REPOSITORY}/elasticsearch_{stamp} does not exist"),
     );
+    assert_eq!(owner(&manifest), (me, 65534, 0o640));
+
+    // A manifest another user owns is not trusted to say where the password
+    // goes: only --elasticsearch-url is asked. Its owner is kept too.
+    std::os::unix::fs::chown(&manifest, Some(65534), None).unwrap();
+    let out = verify();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert_contains_text(
+        &stdout(&out),
+        "not checked at the URL the manifest records: ",
+    );
+    assert_contains_text(
+        &stdout(&out),
+        "is owned by uid 65534, not by this user or root",
+    );
+    let es_arg = format!("--elasticsearch-url={}", es.base);
+    let verify_at = || {
+        b.run(&[
+            "verify",
+            "--set",
+            stamp,
+            "--manifest-path",
+            &b.root_arg(),
+            &es_arg,
+        ])
+    };
+    let out = verify_at();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert_contains_text(&stdout(&out), "does not exist at");
     assert_eq!(owner(&manifest), (65534, 65534, 0o640));
 
     // Elasticsearch not answering: not "verified ok" either.
     drop(es);
-    let out = verify();
+    let out = verify_at();
     assert_eq!(
         out.status.code(),
         Some(1),

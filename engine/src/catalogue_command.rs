@@ -393,9 +393,14 @@ fn snapshot_errors(
                 snapshot.name
             )]
         }
-        None => vec![format!(
-            "Elasticsearch snapshot {name} not checked: the manifest records no elasticsearch_url; give --elasticsearch-url"
-        )],
+        None => match &snapshot.untrusted {
+            Some(why) => vec![format!(
+                "Elasticsearch snapshot {name} not checked at the URL the manifest records: {why}; give --elasticsearch-url"
+            )],
+            None => vec![format!(
+                "Elasticsearch snapshot {name} not checked: the manifest records no elasticsearch_url; give --elasticsearch-url"
+            )],
+        },
     }
 }
 

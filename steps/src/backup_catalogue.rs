@@ -272,6 +272,10 @@ pub struct SnapshotRef {
     /// The Elasticsearch user the manifest's config records ("" = none).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// Why the URL the manifest records is not used (another user's file,
+    /// or one others can write): only `--elasticsearch-url` is asked then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub untrusted: Option<String>,
 }
 
 /// One backup set.
@@ -666,6 +670,34 @@ struct ManifestRead {
     bytes: u64,
     content: Option<ManifestView>,
     problem: Option<String>,
+    /// Why the Elasticsearch URL it records is not used, if it is not.
+    untrusted: Option<String>,
+}
+
+/// Why a manifest is not trusted to say where to send credentials: a file
+/// another user owns or others can write, or in a folder others can write
+/// (without the sticky bit), could point `list` and `verify` at any host
+/// with the Elasticsearch password. `None` when trusted.
+fn untrusted_reason(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let me = nix::unistd::geteuid().as_raw();
+    let file = std::fs::symlink_metadata(path).ok()?;
+    if file.uid() != me && file.uid() != 0 {
+        return Some(format!(
+            "{} is owned by uid {}, not by this user or root",
+            path.display(),
+            file.uid()
+        ));
+    }
+    if file.mode() & 0o022 != 0 {
+        return Some(format!("{} is writable by group or others", path.display()));
+    }
+    let folder = path.parent()?;
+    let dir = std::fs::metadata(folder).ok()?;
+    if dir.mode() & 0o002 != 0 && dir.mode() & 0o1000 == 0 {
+        return Some(format!("{} is writable by others", folder.display()));
+    }
+    None
 }
 
 fn read_manifest(path: &Path) -> ManifestRead {
@@ -694,6 +726,7 @@ fn read_manifest(path: &Path) -> ManifestRead {
         bytes,
         content,
         problem,
+        untrusted: untrusted_reason(path),
     }
 }
 
@@ -907,12 +940,14 @@ fn build_set(
                 }
                 if let Some(name) = &es.snapshot {
                     let config = view.config.clone().unwrap_or_default();
+                    let trusted = read.untrusted.is_none();
                     set.snapshot = Some(SnapshotRef {
                         repository: es.repository.clone(),
                         name: name.clone(),
                         listed: true,
-                        url: config.elasticsearch_url,
+                        url: config.elasticsearch_url.filter(|_| trusted),
                         user: config.elasticsearch_user,
+                        untrusted: read.untrusted.clone(),
                     });
                 }
             }
@@ -1006,6 +1041,7 @@ fn snapshot_from_marker(marker: &Path, stamp: &str) -> SnapshotRef {
             listed: false,
             url: None,
             user: None,
+            untrusted: None,
         },
         _ => SnapshotRef {
             repository: None,
@@ -1013,6 +1049,7 @@ fn snapshot_from_marker(marker: &Path, stamp: &str) -> SnapshotRef {
             listed: false,
             url: None,
             user: None,
+            untrusted: None,
         },
     }
 }

@@ -139,8 +139,9 @@ fn error_line(error: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// Asks Elasticsearch about the snapshot of every set whose manifest names
-/// one, at `url` or else the URL its manifest's config records (sets with
-/// neither are not asked, and say so in the returned warnings). A snapshot
+/// one, at `url` or else the URL its manifest's config records when the
+/// manifest is trusted (sets with neither are not asked, and say so in the
+/// returned warnings). A snapshot
 /// that is missing or not SUCCESS becomes one of the set's problems, so the
 /// set is no longer "verified ok". `password` goes with the user a manifest
 /// records. After one URL did not answer, its other sets are not asked.
@@ -172,7 +173,14 @@ pub async fn check_catalogue_snapshots(
                 }
             },
             None => {
-                unasked.push(set.stamp.clone());
+                match &snapshot.untrusted {
+                    Some(why) => warnings.push(format!(
+                        "set {}: snapshot not checked at the URL its manifest records: {why} \
+                         (give --elasticsearch-url)",
+                        set.stamp
+                    )),
+                    None => unasked.push(set.stamp.clone()),
+                }
                 continue;
             }
         };
