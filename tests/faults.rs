@@ -58,15 +58,22 @@ fn invocations(cluster: &Cluster) -> String {
 }
 
 /// True when the stand-in ES has received a GET poll of a snapshot after its
-/// first `skip` requests (those of earlier runs).
+/// first `skip` requests (those of earlier runs): a GET that follows the
+/// snapshot's PUT (the GET before it is the run's check that its stamp is free).
 fn es_polled(cluster: &Cluster, skip: usize) -> bool {
-    cluster.es_requests().iter().skip(skip).any(|r| {
-        r["method"] == "GET"
+    let of_snapshot = |r: &serde_json::Value, method: &str| {
+        r["method"] == method
             && r["path"]
                 .as_str()
                 .unwrap_or("")
                 .starts_with("/_snapshot/thehive_repository/elasticsearch_")
-    })
+    };
+    let requests = cluster.es_requests();
+    let mut after_put = requests
+        .iter()
+        .skip(skip)
+        .skip_while(|r| !of_snapshot(r, "PUT"));
+    after_put.next().is_some() && after_put.any(|r| of_snapshot(r, "GET"))
 }
 
 /// Names of the snapshots the stand-in ES was asked to create (PUT) and to delete.
@@ -1600,4 +1607,69 @@ fn one_http_500_and_one_cut_off_answer_while_polling_do_not_fail_the_backup() {
         "the 500 was not served: {statuses:?}"
     );
     only_stamp(&cluster.path("backup"), "backup_", ".json");
+}
+
+/// Issue 12 §1: a set made by TheHive's own scripts (archives and `.info`
+/// marker, no runbook manifest) and its snapshot survive a run killed
+/// mid-tar, `runbook recover`, and the next run's retention with keep=1:
+/// never counted, never removed, a warning in the run's output.
+#[test]
+fn a_guide_made_set_survives_sigkill_recover_and_retention() {
+    let cluster = Cluster::start(&["--cassandra-mb", "150"]);
+    let backup = cluster.path("backup");
+    let guide = "20200101_01h00m00s";
+    let guide_files = [
+        format!("cassandra/cassandra_{guide}.tar"),
+        format!("storage/files_{guide}.tar"),
+        format!("elasticsearch/elasticsearch_{guide}.info"),
+    ];
+    for file in &guide_files {
+        std::fs::write(backup.join(file), b"made by the guide's scripts\n").unwrap();
+    }
+    let snapshot = format!("elasticsearch_{guide}");
+    let out = Command::new("curl")
+        .args([
+            "-sf",
+            "-X",
+            "PUT",
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+        ])
+        .arg(r#"{"indices":"thehive_global"}"#)
+        .arg(format!(
+            "{}/_snapshot/thehive_repository/{snapshot}?wait_for_completion=true",
+            cluster.es_url()
+        ))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "creating the guide's snapshot failed");
+
+    let archives = cluster.path("cassandra_archive");
+    let mut child = spawn_backup(&cluster, &["--set", "keep=1"]);
+    wait_until("the Cassandra archive to be written", || {
+        tar_partial_with_data(&archives)
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let out = cluster
+        .command(&["recover", "--journal-dir"])
+        .arg(cluster.dir.path().join("journal"))
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+
+    let out = cluster.run(&["run", "cluster-hot-backup", "--set", "keep=1"]);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 0, "{err}");
+    assert_contains(&err, &format!("set {guide} left alone: foreign set"));
+    let files = cluster.backup_files();
+    for file in &guide_files {
+        assert!(files.contains(file), "{file} was removed: {files:?}");
+    }
+    assert!(
+        !es_snapshots(&cluster, "DELETE").contains(&snapshot),
+        "the guide's snapshot was deleted: {:?}",
+        cluster.es_requests()
+    );
 }

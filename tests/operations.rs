@@ -178,6 +178,9 @@ impl Backups {
             },
             "snapshot_skew_seconds": 0.2,
             "workflow_sha256": "0".repeat(64),
+            // As the stock workflow records it; the test workflows pruning
+            // these sets are `prune.rhai` files.
+            "origin": {"tool": "runbook", "workflow": "prune", "manifest_path": self.root()},
             "config": {"storage": "local"},
         });
         let path = self.manifest(stamp);
@@ -189,6 +192,27 @@ impl Backups {
     fn make_complete(&self, stamp: &str, verified: &str) {
         self.make_marker(stamp);
         self.make_manifest(stamp, verified);
+    }
+
+    /// Each stamp's Elasticsearch snapshot, taken through the real http step.
+    fn make_snapshots(&self, es: &EsStandin, stamps: &[&str]) {
+        let snapshots = self.workflow(
+            "snapshots.rhai",
+            r#"let c = config(#{ es: "", stamps: [] });
+               for s in c.stamps {
+                   http(#{ method: "PUT", url: `${c.es}/_snapshot/thehive_repository/elasticsearch_${s}?wait_for_completion=true`,
+                           json: #{ indices: "thehive_global" } });
+               }"#,
+        );
+        let out = self.run(&[
+            "run",
+            &snapshots,
+            "--set",
+            &format!("es={}", es.base),
+            "--set",
+            &format!("stamps={}", stamps.join(",")),
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     }
 
     fn list_json(&self) -> Value {
@@ -380,12 +404,22 @@ fn list_shows_complete_incomplete_and_damaged_sets() {
 
 #[test]
 fn verify_set_records_the_result_and_fails_on_a_corrupted_archive() {
+    let es = EsStandin::start();
     let b = Backups::new();
     let stamp = STAMPS[0];
     b.make_archives(&[stamp]);
     b.make_complete(stamp, "failed");
+    b.make_snapshots(&es, &[stamp]);
+    let es_arg = format!("--elasticsearch-url={}", es.base);
 
-    let out = b.run(&["verify", "--set", stamp, "--manifest-path", &b.root_arg()]);
+    let out = b.run(&[
+        "verify",
+        "--set",
+        stamp,
+        "--manifest-path",
+        &b.root_arg(),
+        &es_arg,
+    ]);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -419,7 +453,14 @@ fn verify_set_records_the_result_and_fails_on_a_corrupted_archive() {
 
     // Same size, one byte changed: only reading the whole archive finds it.
     corrupt(&b.files(stamp));
-    let out = b.run(&["verify", "--set", stamp, "--manifest-path", &b.root_arg()]);
+    let out = b.run(&[
+        "verify",
+        "--set",
+        stamp,
+        "--manifest-path",
+        &b.root_arg(),
+        &es_arg,
+    ]);
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -579,7 +620,7 @@ fn prune_keeps_the_newest_verified_sets_and_deletes_the_snapshots_of_removed_one
     let prune = b.workflow(
         "prune.rhai",
         r#"let c = config(#{ root: "", es: "", keep: 2 });
-           let r = prune(#{ manifest_path: c.root, keep: c.keep,
+           let r = prune(#{ manifest_path: c.root, workflow: "prune", keep: c.keep,
                             archive_paths: [`${c.root}/cassandra`, `${c.root}/elasticsearch`, `${c.root}/storage`],
                             elasticsearch: #{ url: c.es, repository: "thehive_repository" } });
            for x in r.removed { log_info(`removed ${x.stamp}: ${x.reason}`); }"#,
@@ -623,17 +664,21 @@ fn prune_keeps_the_newest_verified_sets_and_deletes_the_snapshots_of_removed_one
             .map(|x| x["stamp"].as_str().unwrap().to_string())
             .collect()
     };
-    // The incomplete set first, then the others oldest first.
-    assert_eq!(stamps_of(&result["removed"]), [s3, s1, s4]);
+    // Oldest first; the set without a manifest (s3) is not this workflow's
+    // to remove (issue 12: it may be TheHive's own scripts' set): left alone.
+    assert_eq!(stamps_of(&result["removed"]), [s1, s4]);
     assert_eq!(stamps_of(&result["kept"]), [s2, s5]);
+    assert_eq!(stamps_of(&result["left_alone"]), [s3]);
     assert_eq!(
         result["removed"], planned["removed"],
         "the dry-run listed exactly what went"
     );
     let reasons = result["removed"].to_string();
     assert!(
-        reasons.contains("incomplete (no manifest) and older than the newest complete set"),
-        "{reasons}"
+        result["warnings"].to_string().contains(&format!(
+            "set {s3} left alone: foreign set (cassandra,elasticsearch,files)"
+        )),
+        "{result:#}"
     );
     assert!(
         reasons.contains("not verified (last verification failed"),
@@ -644,10 +689,10 @@ fn prune_keeps_the_newest_verified_sets_and_deletes_the_snapshots_of_removed_one
         "{reasons}"
     );
     assert_eq!(
-        result["removed"][1]["snapshot"],
+        result["removed"][0]["snapshot"],
         format!("{REPOSITORY}/elasticsearch_{s1}")
     );
-    let removed_s1: Vec<PathBuf> = result["removed"][1]["files"]
+    let removed_s1: Vec<PathBuf> = result["removed"][0]["files"]
         .as_array()
         .unwrap()
         .iter()
@@ -661,10 +706,14 @@ fn prune_keeps_the_newest_verified_sets_and_deletes_the_snapshots_of_removed_one
     );
 
     // Exactly the right files went.
-    assert_eq!(every_file(&[s1, s3, s4]), Vec::<PathBuf>::new());
-    for stamp in [s2, s5] {
+    assert_eq!(every_file(&[s1, s4]), Vec::<PathBuf>::new());
+    for stamp in [s2, s3, s5] {
         for file in b.set_files(stamp) {
-            assert!(file.exists(), "{} was kept", file.display());
+            assert!(
+                file.exists() || file == b.manifest(s3),
+                "{} was kept",
+                file.display()
+            );
         }
     }
     // And the removed sets' snapshots, in removal order.
@@ -675,13 +724,14 @@ fn prune_keeps_the_newest_verified_sets_and_deletes_the_snapshots_of_removed_one
         .map(|(_, path)| path)
         .collect();
     let snapshot_path = |s: &str| format!("/_snapshot/{REPOSITORY}/elasticsearch_{s}");
-    assert_eq!(
-        deletes,
-        [snapshot_path(s3), snapshot_path(s1), snapshot_path(s4)]
-    );
+    assert_eq!(deletes, [snapshot_path(s1), snapshot_path(s4)]);
     assert_eq!(
         es.snapshots(),
-        [format!("elasticsearch_{s2}"), format!("elasticsearch_{s5}")]
+        [
+            format!("elasticsearch_{s2}"),
+            format!("elasticsearch_{s3}"),
+            format!("elasticsearch_{s5}")
+        ]
     );
 
     // Run again: nothing more to do; keep: 0 never removes anything.
@@ -705,7 +755,7 @@ fn prune_removes_nothing_when_elasticsearch_does_not_answer() {
     let prune = b.workflow(
         "prune.rhai",
         r#"let c = config(#{ root: "", es: "" });
-           prune(#{ manifest_path: c.root, keep: 1, timeout: "3s",
+           prune(#{ manifest_path: c.root, workflow: "prune", keep: 1, timeout: "3s",
                     elasticsearch: #{ url: c.es, repository: "thehive_repository" } });"#,
     );
     // Nothing listens on this port: the repository check fails before any file goes.
@@ -899,5 +949,533 @@ fn metrics_file_is_written_atomically_and_keeps_the_last_success_after_a_failure
             None
         ),
         1.0
+    );
+}
+
+/// Rewrites a manifest's JSON with `change`.
+fn edit_manifest(b: &Backups, stamp: &str, change: impl FnOnce(&mut Value)) {
+    let mut manifest = b.manifest_json(stamp);
+    change(&mut manifest);
+    std::fs::write(b.manifest(stamp), format!("{manifest}\n")).unwrap();
+}
+
+/// Issue 12 §1: retention removes only what a readable runbook manifest of
+/// this workflow and manifest folder names. Sets made by TheHive's own
+/// scripts (archives + marker, no manifest), another workflow's set, an
+/// archive copied by hand under a set-like name, a manifest with one stray
+/// comma, and manifests naming a snapshot `*` or a stamp `../../x` are all
+/// left alone, never counted, with a warning; `*` is never sent.
+#[test]
+fn prune_leaves_alone_every_set_it_did_not_make_and_never_sends_a_wildcard() {
+    let es = EsStandin::start();
+    let b = Backups::new();
+    let guide = "20261101_01h15m00s";
+    let other = "20261102_01h15m00s";
+    let comma = "20261103_01h15m00s";
+    let wildcard = "20261104_01h15m00s";
+    let escape = "20261105_01h15m00s";
+    let copied = "20261106_01h15m00s";
+    let [_, _, mine1, mine2, mine3] = STAMPS;
+    let with_manifest = [other, comma, wildcard, escape, mine1, mine2, mine3];
+    b.make_archives(&[&[guide][..], &with_manifest[..]].concat());
+    b.make_marker(guide);
+    for stamp in with_manifest {
+        b.make_complete(stamp, "ok");
+    }
+    edit_manifest(&b, other, |m| {
+        m["origin"]["workflow"] = json!("other-site-backup")
+    });
+    let text = std::fs::read_to_string(b.manifest(comma)).unwrap();
+    std::fs::write(b.manifest(comma), text.replacen("\"host\"", ",\"host\"", 1)).unwrap();
+    edit_manifest(&b, wildcard, |m| {
+        m["elasticsearch"]["snapshot"] = json!("*")
+    });
+    edit_manifest(&b, escape, |m| m["stamp"] = json!("../../x"));
+    std::fs::copy(
+        b.cassandra(mine3),
+        b.path(&format!("backup/cassandra/cassandra_{copied}.tar")),
+    )
+    .unwrap();
+
+    let snapshots = b.workflow(
+        "snapshots.rhai",
+        r#"let c = config(#{ es: "", stamps: [] });
+           for s in c.stamps {
+               http(#{ method: "PUT", url: `${c.es}/_snapshot/thehive_repository/elasticsearch_${s}?wait_for_completion=true`,
+                       json: #{ indices: "thehive_global" } });
+           }"#,
+    );
+    let all = [guide, other, comma, wildcard, escape, mine1, mine2, mine3];
+    let out = b.run(&[
+        "run",
+        &snapshots,
+        "--set",
+        &format!("es={}", es.base),
+        "--set",
+        &format!("stamps={}", all.join(",")),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    es.control("DELETE", "/_standin/requests");
+
+    let prune = b.workflow(
+        "prune.rhai",
+        r#"let c = config(#{ root: "", es: "", keep: 5 });
+           let r = prune(#{ manifest_path: c.root, workflow: "prune", keep: c.keep,
+                            archive_paths: [`${c.root}/cassandra`, `${c.root}/elasticsearch`, `${c.root}/storage`],
+                            elasticsearch: #{ url: c.es, repository: "thehive_repository" } });
+           for w in r.warnings { log_warn(w); }"#,
+    );
+    let args = [
+        "--set",
+        &format!("root={}", b.root_arg()),
+        "--set",
+        &format!("es={}", es.base),
+    ];
+    let every_file: Vec<PathBuf> = walk_files(&b.root());
+
+    // keep=5 with 3 sets of its own: nothing goes (others are not counted).
+    let out = b.run(&[&["run", &prune][..], &args[..]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let result = b.last_step_result("prune");
+    assert_eq!(result["removed"], json!([]), "{result:#}");
+    assert_eq!(walk_files(&b.root()), every_file);
+    let alone: Vec<&str> = result["left_alone"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["stamp"].as_str().unwrap())
+        .collect();
+    assert_eq!(alone, [guide, other, comma, wildcard, escape, copied]);
+    let err = stderr(&out);
+    for (stamp, why) in [
+        (
+            guide,
+            "foreign set (cassandra,elasticsearch,files): no runbook manifest",
+        ),
+        (other, "made by workflow `other-site-backup`"),
+        (comma, "damaged set"),
+        (
+            wildcard,
+            "names snapshot `*`, not `elasticsearch_20261104_01h15m00s`",
+        ),
+        (escape, "records stamp `../../x`, not 20261105_01h15m00s"),
+        (copied, "foreign set (cassandra): no runbook manifest"),
+    ] {
+        assert!(
+            err.contains(&format!("set {stamp} left alone: ")) && err.contains(why),
+            "warning for {stamp} ({why}) in:\n{err}"
+        );
+    }
+
+    // keep=1: only this workflow's two older sets go, with their snapshots.
+    let out = b.run(&[&["run", &prune][..], &args[..], &["--set", "keep=1"][..]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let removed: Vec<String> = b.last_step_result("prune")["removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["stamp"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(removed, [mine1, mine2]);
+    let left: Vec<PathBuf> = every_file
+        .iter()
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            !name.contains(mine1) && !name.contains(mine2)
+        })
+        .cloned()
+        .collect();
+    assert_eq!(walk_files(&b.root()), left);
+    let deletes: Vec<String> = es
+        .requests()
+        .into_iter()
+        .filter(|(method, _)| method == "DELETE")
+        .map(|(_, path)| path)
+        .collect();
+    assert_eq!(
+        deletes,
+        [
+            format!("/_snapshot/{REPOSITORY}/elasticsearch_{mine1}"),
+            format!("/_snapshot/{REPOSITORY}/elasticsearch_{mine2}"),
+        ]
+    );
+    assert_eq!(es.snapshots().len(), all.len() - 2);
+
+    // `runbook list` shows each for what it is, with its parts.
+    let list = b.list_json();
+    assert_eq!(set(&list, guide)["origin"], "foreign");
+    assert_eq!(
+        parts(set(&list, guide)),
+        ["cassandra", "elasticsearch", "files"]
+    );
+    assert_eq!(set(&list, copied)["origin"], "foreign");
+    assert_eq!(set(&list, other)["origin"], "runbook");
+    assert_eq!(
+        set(&list, other)["written_by"]["workflow"],
+        "other-site-backup"
+    );
+    for stamp in [comma, wildcard, escape] {
+        assert_eq!(set(&list, stamp)["origin"], "damaged", "{stamp}");
+        assert_eq!(set(&list, stamp)["snapshot"]["listed"], false, "{stamp}");
+    }
+    let out = b.run(&["list", "--manifest-path", &b.root_arg()]);
+    let text = stdout(&out);
+    let line_of = |stamp: &str| text.lines().find(|l| l.starts_with(stamp)).unwrap();
+    assert!(line_of(guide).contains("foreign"), "{text}");
+    assert!(line_of(wildcard).contains("DAMAGED"), "{text}");
+    assert!(line_of(other).contains("other-site-backup"), "{text}");
+    assert!(
+        text.contains("5 foreign or damaged (retention never touches them)"),
+        "{text}"
+    );
+}
+
+/// Every file under `root`, sorted.
+fn walk_files(root: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut folders = vec![root.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap().flatten() {
+            if entry.file_type().unwrap().is_dir() {
+                folders.push(entry.path());
+            } else {
+                files.push(entry.path());
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+/// Runs `command`, failing the test (after killing it) if it has not ended
+/// within 30 s: a hang is the bug these tests look for.
+fn output_within_30s(mut command: Command) -> Output {
+    let child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runbook runs");
+    let pid = child.id();
+    let (done, wait) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = done.send(child.wait_with_output());
+    });
+    match wait.recv_timeout(std::time::Duration::from_secs(30)) {
+        Ok(output) => output.unwrap(),
+        Err(_) => {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            panic!("{command:?} did not end within 30 s");
+        }
+    }
+}
+
+/// Issue 12 §4: a FIFO named like a manifest (or a sidecar) in the backup
+/// folders, and `runbook verify` of a FIFO or /dev/zero, used to block for
+/// ever. Only regular files are opened: each is refused at once, naming
+/// what it is, and the set shows as damaged.
+#[test]
+fn fifos_and_devices_are_refused_at_once_never_waited_on() {
+    let b = Backups::new();
+    let [good, ..] = STAMPS;
+    b.make_archives(&[good]);
+    b.make_complete(good, "ok");
+    let fifo_stamp = "20200101_00h00m00s";
+    let fifo = b.path(&format!("backup/backup_{fifo_stamp}.json"));
+    let mode = nix::sys::stat::Mode::from_bits_truncate(0o600);
+    nix::unistd::mkfifo(&fifo, mode).unwrap();
+    let sidecar_fifo = b.path(&format!("backup/storage/files_{fifo_stamp}.tar.sha256"));
+    nix::unistd::mkfifo(&sidecar_fifo, mode).unwrap();
+    let marker_fifo = b.path(&format!(
+        "backup/elasticsearch/elasticsearch_{fifo_stamp}.info"
+    ));
+    nix::unistd::mkfifo(&marker_fifo, mode).unwrap();
+
+    let command = |args: &[&str]| {
+        let mut command = runbook();
+        command.args(args).current_dir(b.dir.path());
+        command
+    };
+    let out = output_within_30s(command(&[
+        "list",
+        "--manifest-path",
+        &b.root_arg(),
+        "--json",
+    ]));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = set(&list, fifo_stamp);
+    assert_eq!(s["origin"], "damaged", "{s:#}");
+    assert!(
+        s["problems"]
+            .to_string()
+            .contains("is a FIFO (named pipe), not a regular file"),
+        "{s:#}"
+    );
+    assert_eq!(set(&list, good)["origin"], "runbook");
+
+    let prune = b.workflow(
+        "prune.rhai",
+        r#"let c = config(#{ root: "" });
+           let r = prune(#{ manifest_path: c.root, workflow: "prune", keep: 1,
+                            archive_paths: [`${c.root}/cassandra`, `${c.root}/elasticsearch`, `${c.root}/storage`] });
+           for w in r.warnings { log_warn(w); }"#,
+    );
+    let mut run = command(&["run", &prune, "--set", &format!("root={}", b.root_arg())]);
+    run.arg("--journal-dir").arg(b.path("journal"));
+    let out = output_within_30s(run);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_contains_text(
+        &stderr(&out),
+        &format!("set {fifo_stamp} left alone: damaged set"),
+    );
+    for path in [&fifo, &sidecar_fifo, &marker_fifo] {
+        assert!(path.exists(), "{} left alone", path.display());
+    }
+
+    let out = output_within_30s(command(&[
+        "verify",
+        "--set",
+        fifo_stamp,
+        "--manifest-path",
+        &b.root_arg(),
+    ]));
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_contains_text(&stderr(&out), "is a FIFO (named pipe), not a regular file");
+
+    for (path, what) in [
+        (fifo.display().to_string(), "is a FIFO (named pipe)"),
+        ("/dev/zero".to_string(), "is a device"),
+    ] {
+        let out = output_within_30s(command(&["verify", &path]));
+        assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+        assert_contains_text(&stdout(&out), what);
+    }
+}
+
+fn assert_contains_text(haystack: &str, needle: &str) {
+    assert!(haystack.contains(needle), "`{needle}` not in:\n{haystack}");
+}
+
+/// Issue 12 §2 and §3: `verify --set` used to say "verified ok" for a set
+/// whose Elasticsearch snapshot was deleted (only the `.info` file was
+/// looked at), and rewrote the manifest as root:root 0600 so the
+/// `backup_group` lost read access. The snapshot must exist with state
+/// SUCCESS (at the URL the manifest records); `list` shows its state; the
+/// manifest keeps its owner, group and mode.
+#[test]
+fn verify_set_needs_the_snapshot_and_keeps_the_manifests_owner_group_and_mode() {
+    use std::os::unix::fs::MetadataExt;
+    let es = EsStandin::start();
+    let b = Backups::new();
+    let stamp = STAMPS[0];
+    b.make_archives(&[stamp]);
+    b.make_complete(stamp, "ok");
+    b.make_snapshots(&es, &[stamp]);
+    edit_manifest(&b, stamp, |m| {
+        m["config"]["elasticsearch_url"] = json!(es.base);
+        m["config"]["elasticsearch_user"] = json!("");
+    });
+    let manifest = b.manifest(stamp);
+    // As the workflow leaves it with backup_group set (here: nogroup).
+    std::os::unix::fs::chown(&manifest, None, Some(65534)).unwrap();
+    std::fs::set_permissions(&manifest, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let owner = |path: &Path| {
+        let m = std::fs::metadata(path).unwrap();
+        (m.uid(), m.gid(), m.mode() & 0o7777)
+    };
+    let verify = || b.run(&["verify", "--set", stamp, "--manifest-path", &b.root_arg()]);
+
+    let out = verify();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert_contains_text(
+        &stdout(&out),
+        &format!("ok Elasticsearch snapshot {REPOSITORY}/elasticsearch_{stamp}: SUCCESS"),
+    );
+    let me = nix::unistd::geteuid().as_raw();
+    assert_eq!(
+        owner(&manifest),
+        (me, 65534, 0o640),
+        "owner, group and mode kept"
+    );
+    let listed = b.list_json();
+    assert_eq!(set(&listed, stamp)["snapshot_state"]["state"], "success");
+
+    // The snapshot deleted behind runbook's back.
+    es.control(
+        "DELETE",
+        &format!("/_snapshot/{REPOSITORY}/elasticsearch_{stamp}"),
+    );
+    let listed = b.list_json();
+    let s = set(&listed, stamp);
+    assert_eq!(s["snapshot_state"]["state"], "missing", "{s:#}");
+    assert_contains_text(&s["problems"].to_string(), "does not exist at");
+    let out = b.run(&["list", "--manifest-path", &b.root_arg()]);
+    let line = stdout(&out)
+        .lines()
+        .find(|l| l.starts_with(stamp))
+        .unwrap()
+        .to_string();
+    assert!(
+        line.contains("DAMAGED") && line.contains("MISSING"),
+        "{line}"
+    );
+
+    let out = verify();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert_contains_text(&stdout(&out), "verification FAILED");
+    let recorded = b.manifest_json(stamp);
+    assert_eq!(recorded["verified"]["result"], "failed");
+    assert_contains_text(
+        &recorded["verified"]["errors"].to_string(),
+        &format!("Elasticsearch snapshot {REPOSITORY}/elasticsearch_{stamp} does not exist"),
+    );
+    assert_eq!(owner(&manifest), (me, 65534, 0o640));
+
+    // A manifest another user owns is not trusted to say where the password
+    // goes: only --elasticsearch-url is asked. Its owner is kept too.
+    std::os::unix::fs::chown(&manifest, Some(65534), None).unwrap();
+    let out = verify();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert_contains_text(
+        &stdout(&out),
+        "not checked at the URL the manifest records: ",
+    );
+    assert_contains_text(
+        &stdout(&out),
+        "is owned by uid 65534, not by this user or root",
+    );
+    let es_arg = format!("--elasticsearch-url={}", es.base);
+    let verify_at = || {
+        b.run(&[
+            "verify",
+            "--set",
+            stamp,
+            "--manifest-path",
+            &b.root_arg(),
+            &es_arg,
+        ])
+    };
+    let out = verify_at();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert_contains_text(&stdout(&out), "does not exist at");
+    assert_eq!(owner(&manifest), (65534, 65534, 0o640));
+
+    // Elasticsearch not answering: not "verified ok" either.
+    drop(es);
+    let out = verify_at();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert_contains_text(&stdout(&out), "could not be checked");
+}
+
+/// Issue 12 §1: `restore-prep` on a manifest whose `stamp` is `../../x`
+/// extracted outside its staging folder. The set is now found through the
+/// catalogue, which refuses a manifest whose names are not the ones runbook
+/// writes, before anything is read or created; a `stamp` option that is not
+/// a stamp is refused too.
+#[test]
+fn restore_prep_refuses_a_manifest_whose_names_would_escape() {
+    let b = Backups::new();
+    let stamp = STAMPS[0];
+    b.make_archives(&[stamp]);
+    b.make_complete(stamp, "ok");
+    edit_manifest(&b, stamp, |m| m["stamp"] = json!("../../x"));
+    let staging = b.path("staging/inner");
+    let restore = |extra: &[&str]| {
+        let mut args = vec![
+            "run".to_string(),
+            "restore-prep".to_string(),
+            "--set".to_string(),
+            format!("manifest_path={}", b.root_arg()),
+            "--set".to_string(),
+            format!("staging={}", staging.display()),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        b.run(&args)
+    };
+    let before = walk_files(b.dir.path());
+
+    let out = restore(&[]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_contains_text(&err, "no complete backup set in");
+    let out = restore(&["--set", &format!("stamp={stamp}")]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_contains_text(
+        &err,
+        &format!("records stamp `../../x`, not {stamp} as its file name says"),
+    );
+    let out = restore(&["--set", "stamp=../../x"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_contains_text(&err, "`../../x` is not a stamp like 20261126_01h15m00s");
+    let outside_journal = |files: Vec<PathBuf>| -> Vec<PathBuf> {
+        files
+            .into_iter()
+            .filter(|p| !p.starts_with(b.path("journal")))
+            .collect()
+    };
+    assert_eq!(
+        outside_journal(walk_files(b.dir.path())),
+        outside_journal(before),
+        "nothing was written"
+    );
+
+    // The restore plan would `DELETE` the index and build paths from the
+    // keyspace: `*` and `../..` there are refused the same way.
+    edit_manifest(&b, stamp, |m| {
+        m["stamp"] = json!(stamp);
+        m["elasticsearch"]["indices"] = json!(["*"]);
+        m["cassandra"]["keyspace"] = json!("../../etc");
+    });
+    let before = walk_files(b.dir.path());
+    let out = restore(&["--set", &format!("stamp={stamp}")]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_contains_text(&err, "names index `*`, which is not a plain name");
+    assert_contains_text(
+        &err,
+        "names keyspace `../../etc`, which is not a plain name",
+    );
+
+    assert!(!b.path("staging").exists(), "no staging folder was made");
+    assert_eq!(
+        outside_journal(walk_files(b.dir.path())),
+        outside_journal(before),
+        "nothing was written"
     );
 }

@@ -660,3 +660,188 @@ fn the_restore_plan_keeps_every_path_and_value_one_shell_word() {
     );
     assert!(!pwned.exists(), "a value of the plan ran as a command");
 }
+
+/// libfaketime (Debian package `faketime`): runs `command` with the wall
+/// clock frozen at `utc` (the monotonic clock, which timeouts use, left
+/// alone) in Europe/Berlin. Fails, saying why, when the library is missing.
+fn at_berlin_time(mut command: Command, utc: &str) -> Command {
+    let library = ["/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"]
+        .into_iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.exists())
+        .expect("libfaketime is missing: apt-get install faketime (.ci/run installs it)");
+    let epoch = chrono::DateTime::parse_from_rfc3339(utc)
+        .unwrap()
+        .timestamp()
+        .to_string();
+    command
+        .env("TZ", "Europe/Berlin")
+        .env("LD_PRELOAD", library)
+        .env("FAKETIME_FMT", "%s")
+        .env("FAKETIME", epoch)
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
+    command
+}
+
+/// Issue 12 §1: on the night clocks fall back in Europe/Berlin, runs at
+/// 00:50Z and 01:50Z both get the local stamp 02h50m00s. The second run is
+/// refused before it changes anything (it used to get "already exists" from
+/// Elasticsearch and then delete the first run's snapshot, archives and
+/// Cassandra snapshot in its cleanup), naming what holds the stamp; that
+/// includes an Elasticsearch snapshot whose files are gone. And
+/// restore-prep takes the set made last, not the one with the greatest name.
+#[test]
+fn a_stamp_already_taken_is_refused_before_anything_changes() {
+    let cluster = Cluster::start(&[]);
+    let backup = cluster.path("backup");
+    let first = "20261025_02h50m00s"; // 00:50Z, CEST
+    let run_at = |utc: &str| {
+        at_berlin_time(cluster.command(&["run", "cluster-hot-backup"]), utc)
+            .output()
+            .unwrap()
+    };
+    let out = run_at("2026-10-25T00:50:00Z");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(backup.join(format!("backup_{first}.json")).exists());
+    let files = cluster.backup_files();
+    let requests = cluster.es_requests().len();
+
+    // 01:50Z is 02:50 CET: the same stamp.
+    let out = run_at("2026-10-25T01:50:00Z");
+    let err = stderr(&out);
+    assert_ne!(code(&out), 0, "{err}");
+    assert_contains(&err, &format!("stamp {first} is already taken"));
+    assert_contains(&err, "nothing was changed");
+    assert_eq!(cluster.backup_files(), files, "the first set is untouched");
+    assert!(cluster.cassandra_snapshots().is_empty());
+    let later = cluster.es_requests();
+    assert!(
+        later[requests..].iter().all(|r| r["method"] == "GET"),
+        "the refused run changed nothing in Elasticsearch: {:?}",
+        &later[requests..]
+    );
+
+    // 01:10Z is 02:10 CET: a smaller stamp, made later. restore-prep takes it.
+    let second = "20261025_02h10m00s";
+    let out = run_at("2026-10-25T01:10:00Z");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let staging = cluster.dir.path().join("staging");
+    let out = runbook()
+        .args(["run", "restore-prep", "--journal-dir"])
+        .arg(cluster.dir.path().join("journal"))
+        .args(["--set", &format!("manifest_path={}", backup.display())])
+        .args(["--set", &format!("staging={}", staging.display())])
+        .args(["--set", &format!("elasticsearch_url={}", cluster.es_url())])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_contains(
+        &stderr(&out),
+        &format!("restore preparation for backup set {second}"),
+    );
+    assert!(staging.join(second).join("restore-plan.sh").exists());
+
+    // The first set's files gone, its snapshot still there: still refused.
+    for file in cluster.backup_files() {
+        if file.contains(first) {
+            std::fs::remove_file(backup.join(file)).unwrap();
+        }
+    }
+    let out = run_at("2026-10-25T01:50:00Z");
+    let err = stderr(&out);
+    assert_ne!(code(&out), 0, "{err}");
+    assert_contains(
+        &err,
+        &format!("Elasticsearch snapshot elasticsearch_{first} in repository thehive_repository"),
+    );
+    assert!(
+        !cluster
+            .es_requests()
+            .iter()
+            .any(|r| r["method"] == "DELETE"),
+        "no snapshot was deleted"
+    );
+}
+
+/// Issue 12 §1: two runs in the same second with different journal folders
+/// (so different locks) get the same stamp. Exactly one makes the set; the
+/// other fails without undoing any of it (it used to get "already exists"
+/// and then clear the first run's Cassandra snapshot, delete its
+/// Elasticsearch snapshot and remove its archives).
+#[test]
+fn two_runs_with_the_same_stamp_never_undo_each_other() {
+    let cluster = Cluster::start(&[]);
+    let spawn = |journal: &str| {
+        let mut command = runbook();
+        command
+            .args(["run", "cluster-hot-backup", "--vars"])
+            .arg(cluster.path("vars"))
+            .arg("--journal-dir")
+            .arg(cluster.dir.path().join(journal))
+            .args(["--set", "elasticsearch_poll=50ms"])
+            .current_dir(cluster.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (key, value) in cluster.record["env"].as_object().unwrap() {
+            command.env(key, value.as_str().unwrap());
+        }
+        at_berlin_time(command, "2026-10-25T00:50:00Z")
+            .spawn()
+            .unwrap()
+    };
+    let first = spawn("journal-a");
+    let second = spawn("journal-b");
+    let outs = [
+        first.wait_with_output().unwrap(),
+        second.wait_with_output().unwrap(),
+    ];
+    let mut codes: Vec<i32> = outs.iter().map(code).collect();
+    codes.sort();
+    // The lines that say what went wrong, for the assertion messages.
+    let errs: Vec<String> = outs
+        .iter()
+        .map(|o| {
+            stderr(o)
+                .lines()
+                .filter(|l| l.contains("ERROR") || l.contains("WARN") || l.contains("error"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .collect();
+    assert_eq!(codes[0], 0, "one run makes the set: {errs:#?}");
+    assert_ne!(codes[1], 0, "the other fails: {errs:#?}");
+
+    let stamp = "20261025_02h50m00s";
+    let backup = cluster.path("backup");
+    let files = cluster.backup_files();
+    for file in [
+        format!("backup_{stamp}.json"),
+        format!("cassandra/cassandra_{stamp}.tar"),
+        format!("elasticsearch/elasticsearch_{stamp}.info"),
+        format!("storage/files_{stamp}.tar"),
+    ] {
+        assert!(
+            files.contains(&file),
+            "{file} is there: {files:?} {errs:#?}"
+        );
+    }
+    assert!(
+        !cluster
+            .es_requests()
+            .iter()
+            .any(|r| r["method"] == "DELETE"),
+        "no snapshot was deleted: {errs:#?}"
+    );
+    let out = runbook()
+        .args(["verify", "--set", stamp, "--manifest-path"])
+        .arg(&backup)
+        .output()
+        .unwrap();
+    assert_eq!(
+        code(&out),
+        0,
+        "the set verifies: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr(&out)
+    );
+}

@@ -4,10 +4,12 @@
 use std::path::{Path, PathBuf};
 
 use runbook_steps::backup_catalogue::{
-    BackupSet, Catalogue, ManifestView, Verification, human_age, human_bytes, parse_stamp,
+    BackupSet, Catalogue, ManifestView, Origin, Verification, human_age, human_bytes, parse_stamp,
 };
 use runbook_steps::blocking_work::WorkControl;
 use runbook_steps::checksum_sidecar::read_sidecar;
+use runbook_steps::http_client::Secret;
+use runbook_steps::snapshot_check::{SnapshotState, check_catalogue_snapshots};
 use runbook_steps::verify_archive::{VerifyArchiveOptions, verify_archive};
 
 use crate::exit_code;
@@ -20,8 +22,42 @@ const STOCK_ARCHIVE_FOLDERS: [&str; 4] = ["cassandra", "elasticsearch", "storage
 /// The time format of `verified.time`, as the stock workflow writes it.
 const VERIFIED_TIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%z";
 
-/// `runbook list [--manifest-path DIR] [--archive-path DIR]... [--json]`.
-pub fn list(manifest_path: &Path, archive_paths: &[PathBuf], json: bool) -> i32 {
+/// How long asking one Elasticsearch about snapshots may take (retries of
+/// transient errors included) before `list` and `verify` give up on it.
+const SNAPSHOT_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Asks Elasticsearch about the snapshots of `catalogue`'s sets (see
+/// [`check_catalogue_snapshots`]); the warnings to show.
+fn check_snapshots(catalogue: &mut Catalogue, url: Option<&str>) -> Vec<String> {
+    let password = crate::secrets::read_secret("ELASTICSEARCH_PASSWORD")
+        .ok()
+        .and_then(|p| serde_json::from_value::<Secret>(serde_json::Value::String(p)).ok());
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            return vec![format!(
+                "snapshots not checked: cannot start a runtime: {e}"
+            )];
+        }
+    };
+    runtime.block_on(check_catalogue_snapshots(
+        catalogue,
+        url,
+        password.as_ref(),
+        SNAPSHOT_CHECK_TIMEOUT,
+    ))
+}
+
+/// `runbook list [--manifest-path DIR] [--archive-path DIR]... [--json] [--elasticsearch-url URL]`.
+pub fn list(
+    manifest_path: &Path,
+    archive_paths: &[PathBuf],
+    json: bool,
+    elasticsearch_url: Option<&str>,
+) -> i32 {
     let folders: Vec<PathBuf> = if archive_paths.is_empty() {
         STOCK_ARCHIVE_FOLDERS
             .iter()
@@ -31,13 +67,15 @@ pub fn list(manifest_path: &Path, archive_paths: &[PathBuf], json: bool) -> i32 
     } else {
         archive_paths.to_vec()
     };
-    let catalogue = match Catalogue::scan(manifest_path, &folders) {
+    let mut catalogue = match Catalogue::scan(manifest_path, &folders) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: {}", error_chain(&e));
             return exit_code::INPUT;
         }
     };
+    let warnings = check_snapshots(&mut catalogue, elasticsearch_url);
+    catalogue.warnings.extend(warnings);
     if json {
         match serde_json::to_string_pretty(&catalogue) {
             Ok(text) => println!("{text}"),
@@ -66,15 +104,18 @@ pub fn table(catalogue: &Catalogue) -> String {
     if catalogue.sets.is_empty() {
         return format!("no backup sets in {searched}\n");
     }
-    let header = ["STAMP", "STATE", "VERIFIED", "PARTS", "SIZE", "AGE"].map(str::to_string);
-    let rows: Vec<[String; 6]> = catalogue.sets.iter().rev().map(row).collect();
+    let header = [
+        "STAMP", "STATE", "ORIGIN", "VERIFIED", "PARTS", "SNAPSHOT", "SIZE", "AGE",
+    ]
+    .map(str::to_string);
+    let rows: Vec<[String; 8]> = catalogue.sets.iter().rev().map(row).collect();
     let mut widths = header.clone().map(|h| h.len());
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
         }
     }
-    let line = |cells: &[String; 6]| {
+    let line = |cells: &[String; 8]| {
         let mut text = String::new();
         for (i, (cell, width)) in cells.iter().zip(widths).enumerate() {
             if i == cells.len() - 1 {
@@ -99,14 +140,24 @@ pub fn table(catalogue: &Catalogue) -> String {
     }
     let complete = catalogue.sets.iter().filter(|s| s.complete).count();
     let verified = catalogue.sets.iter().filter(|s| s.is_verified_ok()).count();
+    let others = catalogue
+        .sets
+        .iter()
+        .filter(|s| s.origin != Origin::Runbook)
+        .count();
+    let others = if others > 0 {
+        format!(", {others} foreign or damaged (retention never touches them)")
+    } else {
+        String::new()
+    };
     out.push_str(&format!(
-        "\n{} set(s): {complete} complete, {verified} complete and verified; searched {searched}\n",
+        "\n{} set(s): {complete} complete, {verified} complete and verified{others}; searched {searched}\n",
         catalogue.sets.len()
     ));
     out
 }
 
-fn row(set: &BackupSet) -> [String; 6] {
+fn row(set: &BackupSet) -> [String; 8] {
     let state = if set.complete && set.problems.is_empty() && set.warnings.is_empty() {
         "complete"
     } else if set.complete && set.problems.is_empty() {
@@ -121,14 +172,26 @@ fn row(set: &BackupSet) -> [String; 6] {
         None => "-".to_string(),
     };
     let parts = set.present_parts();
+    let origin = match (set.origin, &set.written_by) {
+        (Origin::Runbook, Some(by)) => by.workflow.clone(),
+        (Origin::Runbook, None) => "runbook".to_string(),
+        (Origin::Foreign, _) => "foreign".to_string(),
+        (Origin::Damaged, _) => "DAMAGED".to_string(),
+    };
     [
         set.stamp.clone(),
         state.to_string(),
+        origin,
         verified,
         if parts.is_empty() {
             "-".to_string()
         } else {
             parts.join(",")
+        },
+        match (&set.snapshot_state, &set.snapshot) {
+            (Some(state), _) => state.summary(),
+            (None, Some(_)) => "unchecked".to_string(),
+            (None, None) => "-".to_string(),
         },
         human_bytes(set.bytes),
         set.age_seconds
@@ -141,7 +204,12 @@ fn row(set: &BackupSet) -> [String; 6] {
 /// the manifest lists is read end to end and compared with the manifest's
 /// SHA-256 (and its `.sha256` sidecar); the marker must exist. The result is
 /// recorded in the manifest as `verified: {time, result, errors}`.
-pub fn verify_set(manifest_dir: &Path, stamp: &str, json: bool) -> i32 {
+pub fn verify_set(
+    manifest_dir: &Path,
+    stamp: &str,
+    json: bool,
+    elasticsearch_url: Option<&str>,
+) -> i32 {
     if parse_stamp(stamp).is_none() {
         eprintln!(
             "error: `{stamp}` is not a stamp like 20261126_01h15m00s (`runbook list` shows the sets)"
@@ -149,7 +217,11 @@ pub fn verify_set(manifest_dir: &Path, stamp: &str, json: bool) -> i32 {
         return exit_code::INPUT;
     }
     let manifest_path = manifest_dir.join(format!("backup_{stamp}.json"));
-    let text = match std::fs::read_to_string(&manifest_path) {
+    // Only a regular file: a FIFO named like a manifest must not hang `verify`.
+    let text = match runbook_steps::regular_file::read_regular_text(
+        &manifest_path,
+        runbook_steps::backup_catalogue::MANIFEST_MAX_BYTES,
+    ) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             eprintln!(
@@ -210,6 +282,12 @@ pub fn verify_set(manifest_dir: &Path, stamp: &str, json: bool) -> i32 {
     {
         errors.push(format!("marker {} is missing", marker.display()));
     }
+    errors.extend(snapshot_errors(
+        manifest_dir,
+        stamp,
+        elasticsearch_url,
+        json,
+    ));
 
     let verification = Verification {
         time: chrono::Local::now()
@@ -224,13 +302,7 @@ pub fn verify_set(manifest_dir: &Path, stamp: &str, json: bool) -> i32 {
     });
     let recorded = serde_json::to_string(&document)
         .map_err(std::io::Error::other)
-        .and_then(|text| {
-            runbook_steps::atomic_file::write_atomic(
-                &manifest_path,
-                format!("{text}\n").as_bytes(),
-                0o600,
-            )
-        });
+        .and_then(|text| rewrite_keeping_owner(&manifest_path, format!("{text}\n").as_bytes()));
     if json {
         println!(
             "{}",
@@ -269,6 +341,96 @@ pub fn verify_set(manifest_dir: &Path, stamp: &str, json: bool) -> i32 {
         }
         exit_code::FAILED
     }
+}
+
+/// What is wrong with the set's manifest names and its Elasticsearch
+/// snapshot: the snapshot must exist in the repository the manifest names
+/// with state SUCCESS (archives alone cannot restore the indices). A
+/// snapshot that cannot be asked about is an error too: "verified ok" is
+/// only said of what was seen.
+fn snapshot_errors(
+    manifest_dir: &Path,
+    stamp: &str,
+    elasticsearch_url: Option<&str>,
+    json: bool,
+) -> Vec<String> {
+    let mut catalogue = match Catalogue::scan(manifest_dir, &[]) {
+        Ok(catalogue) => catalogue,
+        Err(e) => return vec![error_chain(&e)],
+    };
+    catalogue.sets.retain(|s| s.stamp == stamp);
+    let Some(set) = catalogue.sets.first() else {
+        return vec![format!("set {stamp} is not in {}", manifest_dir.display())];
+    };
+    if set.origin == Origin::Damaged {
+        return set.problems.clone();
+    }
+    let Some(snapshot) = set.snapshot.clone().filter(|s| s.listed) else {
+        return vec!["the manifest names no Elasticsearch snapshot".to_string()];
+    };
+    let warnings = check_snapshots(&mut catalogue, elasticsearch_url);
+    let set = &catalogue.sets[0];
+    let name = format!(
+        "{}/{}",
+        snapshot.repository.as_deref().unwrap_or("?"),
+        snapshot.name
+    );
+    match &set.snapshot_state {
+        Some(SnapshotState::Success) => {
+            if !json {
+                println!("ok Elasticsearch snapshot {name}: SUCCESS");
+            }
+            Vec::new()
+        }
+        Some(SnapshotState::Unknown(_)) => warnings,
+        Some(SnapshotState::Missing | SnapshotState::Other(_)) => set
+            .problems
+            .iter()
+            .filter(|p| p.starts_with("Elasticsearch snapshot"))
+            .cloned()
+            .collect(),
+        None if snapshot.repository.is_none() => {
+            vec![format!(
+                "the manifest names snapshot {} without its repository",
+                snapshot.name
+            )]
+        }
+        None => match &snapshot.untrusted {
+            Some(why) => vec![format!(
+                "Elasticsearch snapshot {name} not checked at the URL the manifest records: {why}; give --elasticsearch-url"
+            )],
+            None => vec![format!(
+                "Elasticsearch snapshot {name} not checked: the manifest records no elasticsearch_url; give --elasticsearch-url"
+            )],
+        },
+    }
+}
+
+/// Replaces `path` atomically with `contents`, keeping its owner, group and
+/// mode: a manifest the workflow shared with `backup_group` (0640) stays
+/// readable by that group after `verify --set` records a result in it. When
+/// the owner cannot be kept (not root, another user's file), nothing is
+/// replaced.
+fn rewrite_keeping_owner(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let before = std::fs::symlink_metadata(path)?;
+    let mode = before.mode() & 0o7777;
+    let (partial, mut file) = runbook_steps::atomic_file::PartialFile::create(path, mode)?;
+    std::os::unix::fs::fchown(&file, Some(before.uid()), Some(before.gid())).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!(
+                "cannot keep its owner {}:{} ({e}); run verify as that user or as root",
+                before.uid(),
+                before.gid()
+            ),
+        )
+    })?;
+    // chown may clear set-id bits: set the mode again, exactly.
+    file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    file.write_all(contents)?;
+    partial.commit(file)
 }
 
 /// Verifies one archive against the manifest's SHA-256 and size, and checks
@@ -315,7 +477,7 @@ fn verify_one(
 }
 
 /// An error and its causes on one line.
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

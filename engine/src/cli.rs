@@ -92,14 +92,24 @@ enum Command {
         /// The folder of the set manifests (with --set).
         #[arg(long, value_name = "DIR", default_value = crate::catalogue_command::DEFAULT_MANIFEST_PATH)]
         manifest_path: PathBuf,
+        /// Where to check the set's Elasticsearch snapshot (with --set)
+        /// [default: the elasticsearch_url its manifest records]. The password
+        /// for the user the manifest records: ELASTICSEARCH_PASSWORD(_FILE).
+        #[arg(long, value_name = "URL")]
+        elasticsearch_url: Option<String>,
     },
     /// List the backup sets: complete or not, last verification, parts, size, age.
     ///
     /// A set is a manifest backup_STAMP.json in the manifest folder; archives
     /// and .info markers whose stamp has no manifest are listed as INCOMPLETE
-    /// (a failed, interrupted or running backup); a set whose archives went
-    /// missing or changed size since is DAMAGED. Nothing is read but file
-    /// names, sizes and manifests: `runbook verify --set STAMP` reads the archives.
+    /// (a failed, interrupted or running backup, or another tool's set); a
+    /// set whose archives went missing or changed size since, or whose
+    /// Elasticsearch snapshot is gone, is DAMAGED. ORIGIN says who made it:
+    /// the workflow a runbook manifest records, `foreign` (no manifest, or one
+    /// without an origin) or DAMAGED (a manifest that cannot be read or names
+    /// what runbook never writes); retention only touches its own workflow's
+    /// sets. Nothing is read but file names, sizes, manifests and the
+    /// snapshots' state: `runbook verify --set STAMP` reads the archives.
     List {
         /// The folder of the set manifests.
         #[arg(long, value_name = "DIR", default_value = crate::catalogue_command::DEFAULT_MANIFEST_PATH)]
@@ -112,6 +122,11 @@ enum Command {
         /// Print the sets as JSON.
         #[arg(long)]
         json: bool,
+        /// Where to check each set's Elasticsearch snapshot [default: the
+        /// elasticsearch_url each manifest records]. The password for the
+        /// user a manifest records: ELASTICSEARCH_PASSWORD(_FILE).
+        #[arg(long, value_name = "URL")]
+        elasticsearch_url: Option<String>,
     },
     /// Write the stock workflows into DIR so they can be edited.
     Init {
@@ -214,15 +229,27 @@ pub fn main() -> i32 {
             json,
             set,
             manifest_path,
+            elasticsearch_url,
         } => match set {
-            Some(stamp) => crate::catalogue_command::verify_set(&manifest_path, &stamp, json),
+            Some(stamp) => crate::catalogue_command::verify_set(
+                &manifest_path,
+                &stamp,
+                json,
+                elasticsearch_url.as_deref(),
+            ),
             None => crate::commands::verify(&paths, require_checksum, json),
         },
         Command::List {
             manifest_path,
             archive_paths,
             json,
-        } => crate::catalogue_command::list(&manifest_path, &archive_paths, json),
+            elasticsearch_url,
+        } => crate::catalogue_command::list(
+            &manifest_path,
+            &archive_paths,
+            json,
+            elasticsearch_url.as_deref(),
+        ),
         Command::Recover {
             journal_dir,
             dry_run,

@@ -36,6 +36,7 @@ pub fn check(spec: &str) -> i32 {
         progress: ProgressMode::Off,
         workflow_display: workflow.display.clone(),
         workflow_sha256: workflow.sha256(),
+        workflow_name: workflow.name.clone(),
         run_compensations: Mutex::new(Vec::new()),
         changed: std::sync::atomic::AtomicBool::new(false),
         max_operations: crate::host::MAX_OPERATIONS,
@@ -182,13 +183,19 @@ pub fn verify(paths: &[std::path::PathBuf], require_checksum: bool, json: bool) 
                 Ok(report) => {
                     serde_json::json!({"path": path, "ok": true, "entries": report.entries, "bytes": report.bytes, "sha256": report.sha256})
                 }
-                Err(e) => serde_json::json!({"path": path, "ok": false, "error": e.to_string()}),
+                Err(e) => {
+                    serde_json::json!({"path": path, "ok": false, "error": crate::catalogue_command::error_chain(e)})
+                }
             };
             println!("{line}");
         } else {
             match &outcome {
                 Ok(report) => println!("{}", report.summary(path)),
-                Err(e) => println!("BAD {}: {e}", path.display()),
+                Err(e) => println!(
+                    "BAD {}: {}",
+                    path.display(),
+                    crate::catalogue_command::error_chain(e)
+                ),
             }
         }
         all_ok &= outcome.is_ok();

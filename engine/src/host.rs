@@ -146,6 +146,10 @@ pub fn build_engine(state: Arc<RunState>, modules: WorkflowModules) -> Engine {
         let state = Arc::clone(&state);
         engine.register_fn("workflow_sha256", move || state.workflow_sha256.clone());
     }
+    {
+        let state = Arc::clone(&state);
+        engine.register_fn("workflow_name", move || state.workflow_name.clone());
+    }
     engine.register_fn("log_info", |message: &str| {
         tracing::info!("{}", crate::secrets::mask(message));
     });
@@ -201,6 +205,7 @@ pub fn build_engine(state: Arc<RunState>, modules: WorkflowModules) -> Engine {
     }
     crate::file_functions::register(&mut engine, &state);
     crate::shell_text::register(&mut engine, state.workflow_display.clone());
+    crate::backup_set_functions::register(&mut engine, &state);
     engine
 }
 

@@ -18,13 +18,15 @@
 //! - [`parallel`], [`cleanup`]: `parallel([...])` and `defer(|| ...)`.
 //! - [`script_error`]: errors raised into scripts and printed to the user.
 //! - [`check`]: static checks for `runbook check`.
-//! - [`file_functions`]: the file helpers exposed to scripts; [`step_docs`]:
+//! - [`file_functions`]: the file helpers exposed to scripts;
+//!   [`backup_set_functions`]: `backup_manifest()` for restores; [`step_docs`]:
 //!   `docs/steps.md` from the step docs; [`shell_text`]: `shell_quote` and
 //!   `shell_comment` for the shell scripts workflows write.
 //! - [`logging`], [`terminal`]: logs, colours and progress bars.
 //! - [`catalogue_command`], [`metrics`]: `runbook list`, `verify --set`, and
 //!   the `--metrics-file` Prometheus textfile.
 
+pub mod backup_set_functions;
 pub mod catalogue_command;
 pub mod check;
 pub mod cleanup;

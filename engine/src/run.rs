@@ -183,6 +183,7 @@ pub fn run(request: RunRequest) -> i32 {
         progress: request.progress,
         workflow_display: workflow.display.clone(),
         workflow_sha256: workflow.sha256(),
+        workflow_name: workflow.name.clone(),
         run_compensations: Mutex::new(Vec::new()),
         changed: std::sync::atomic::AtomicBool::new(false),
         max_operations: request.max_operations,

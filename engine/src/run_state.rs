@@ -33,6 +33,9 @@ pub struct RunState {
     pub workflow_display: String,
     /// SHA-256 of the workflow's source.
     pub workflow_sha256: String,
+    /// The workflow's name (file stem, or the stock name): what its backup
+    /// manifests record as their `origin`, so retention knows its own sets.
+    pub workflow_name: String,
     /// Bound on Rhai operations (`--max-operations`).
     pub max_operations: u64,
     /// Compensations registered with `scope: "run"`: carried out when the whole

@@ -15,7 +15,18 @@
 //! - `<archive>.partial` leftovers of an interrupted write.
 //!
 //! Archives and markers whose stamp has no manifest form *incomplete* sets:
-//! a run that failed, was interrupted, or is still going.
+//! a run that failed, was interrupted, or is still going, or files another
+//! tool made (TheHive's own scripts write archives and `.info` markers under
+//! the same names, without a manifest).
+//!
+//! Each set has an [`Origin`]: `runbook` when a readable manifest with an
+//! `origin` (the workflow and the manifest folder it wrote for) names it,
+//! `damaged` when its manifest cannot be read or names things runbook never
+//! writes (a snapshot `*`, a stamp `../../x`, an archive outside the set), and
+//! `foreign` otherwise. Retention only ever touches `runbook` sets whose
+//! origin is the pruning workflow's ([`BackupSet::is_owned_by`]); the names a
+//! manifest gives are checked against the exact shapes runbook writes
+//! ([`is_plain_name`], [`check_named_path`]) before anything uses them.
 //!
 //! Used by `runbook list`, `runbook verify --set` and the `prune` step. Plain
 //! Rust: nothing here deletes or changes a file.
@@ -41,6 +52,91 @@ pub const ELASTICSEARCH_PART: &str = "elasticsearch";
 const ARCHIVE_EXTENSIONS: [&str; 3] = [".tar.zst", ".tar.gz", ".tar"];
 /// The verification result that counts as verified.
 pub const VERIFIED_OK: &str = "ok";
+/// The most a manifest or marker may hold: they are a few KiB; anything
+/// bigger is not runbook's and is not read into memory.
+pub const MANIFEST_MAX_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Who made a set, as far as its files tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// A readable runbook manifest with an `origin` names the set, and every
+    /// name in it has the shape runbook writes.
+    Runbook,
+    /// No manifest (another tool's set, a hand copy, a run that did not
+    /// finish), or a manifest without an `origin`.
+    Foreign,
+    /// A manifest that cannot be read, or that names things runbook never
+    /// writes: nothing it names is used.
+    Damaged,
+}
+
+/// The `origin` a runbook manifest records: which workflow wrote the set, for
+/// which manifest folder. Together they say "this workflow at this site":
+/// two workflows sharing archive folders or a snapshot repository have
+/// different names or manifest folders, and a manifest copied from another
+/// site's folder names that folder.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestOrigin {
+    /// Always `runbook`.
+    #[serde(default)]
+    pub tool: String,
+    /// The workflow's name (`cluster-hot-backup`, or a site file's stem).
+    pub workflow: String,
+    /// The manifest folder the workflow was configured with.
+    pub manifest_path: PathBuf,
+}
+
+/// The workflow and manifest folder retention acts for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner {
+    /// The workflow's name.
+    pub workflow: String,
+    /// Its manifest folder.
+    pub manifest_path: PathBuf,
+}
+
+/// True for a name runbook can put in a URL or a file name as it is: ASCII
+/// letters, digits, `_`, `-`, `.`; not empty, at most 255 bytes, not starting
+/// with `_`, `-` or `.`, no `..`. So no wildcard, comma, `_all`, path
+/// separator or percent sign: an Elasticsearch repository or snapshot name
+/// read from a manifest can only ever name one thing.
+pub fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && !name.starts_with(['_', '-', '.'])
+        && !name.contains("..")
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+/// Checks a path a manifest names for set `stamp`: absolute, without `.` or
+/// `..` components, and its file name exactly the one runbook gives that kind
+/// of file of that set. `Err` says what is wrong.
+pub fn check_named_path(
+    path: &Path,
+    stamp: &str,
+    wanted: fn(&SetFileKind) -> bool,
+) -> Result<SetFileKind, String> {
+    use std::path::Component;
+    if !path.is_absolute() {
+        return Err(format!("{} is not an absolute path", path.display()));
+    }
+    if path
+        .components()
+        .any(|c| matches!(c, Component::CurDir | Component::ParentDir))
+    {
+        return Err(format!("{} holds `.` or `..`", path.display()));
+    }
+    match belongs_to(path, stamp) {
+        Some(kind) if wanted(&kind) => Ok(kind),
+        _ => Err(format!(
+            "{} is not a file name runbook gives set {stamp}",
+            path.display()
+        )),
+    }
+}
 
 /// `text` as a local time, when it is a stamp in [`STAMP_FORMAT`] (strictly:
 /// `2026112_1h5m0s` is not one).
@@ -146,6 +242,10 @@ pub struct SetPart {
     /// The SHA-256 the manifest records, if it does.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+    /// The set's runbook manifest names this file (only such files are ever
+    /// removed by retention; others were found by name alone).
+    #[serde(default)]
+    pub listed: bool,
 }
 
 impl SetPart {
@@ -162,6 +262,20 @@ pub struct SnapshotRef {
     pub repository: Option<String>,
     /// The snapshot's name (`elasticsearch_<STAMP>`).
     pub name: String,
+    /// The set's runbook manifest names it (else it was read from a marker
+    /// or guessed from the stamp: shown, never deleted).
+    #[serde(default)]
+    pub listed: bool,
+    /// The Elasticsearch URL the manifest's config records.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// The Elasticsearch user the manifest's config records ("" = none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// Why the URL the manifest records is not used (another user's file,
+    /// or one others can write): only `--elasticsearch-url` is asked then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub untrusted: Option<String>,
 }
 
 /// One backup set.
@@ -171,6 +285,12 @@ pub struct BackupSet {
     pub stamp: String,
     /// The stamp as a local time (RFC 3339), when it parses.
     pub time: Option<String>,
+    /// When the manifest says the set was made (`created`), when it says.
+    pub created: Option<String>,
+    /// Who made the set.
+    pub origin: Origin,
+    /// The workflow and manifest folder a runbook manifest records.
+    pub written_by: Option<ManifestOrigin>,
     /// The manifest exists, is readable and says `complete: true`.
     pub complete: bool,
     /// The manifest file, if there is one (readable or not).
@@ -187,6 +307,11 @@ pub struct BackupSet {
     pub age_seconds: Option<u64>,
     /// The Elasticsearch snapshot, from the manifest or the marker.
     pub snapshot: Option<SnapshotRef>,
+    /// What Elasticsearch said about it, when it was asked
+    /// ([`crate::snapshot_check`]); a missing or failed snapshot is also
+    /// one of `problems`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot_state: Option<crate::snapshot_check::SnapshotState>,
     /// What is wrong with the set, one line each (missing or resized archives,
     /// an unreadable manifest).
     pub problems: Vec<String>,
@@ -197,6 +322,27 @@ pub struct BackupSet {
 }
 
 impl BackupSet {
+    /// True when a runbook manifest names this set and records `owner`'s
+    /// workflow and manifest folder: the only sets retention may remove.
+    pub fn is_owned_by(&self, owner: &Owner) -> bool {
+        self.origin == Origin::Runbook
+            && self.written_by.as_ref().is_some_and(|w| {
+                w.workflow == owner.workflow && same_file(&w.manifest_path, &owner.manifest_path)
+            })
+    }
+
+    /// When the set was made: the manifest's `created` time, else the
+    /// stamp read as local time. Sets are ordered by this, not by name: a
+    /// stamp in local time repeats and runs backwards across a
+    /// daylight-saving fall-back.
+    pub fn made_at(&self) -> Option<chrono::DateTime<chrono::FixedOffset>> {
+        self.created.as_deref().and_then(parse_created).or_else(|| {
+            self.time
+                .as_deref()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        })
+    }
+
     /// Complete, verified with result `ok`, and nothing wrong found since.
     pub fn is_verified_ok(&self) -> bool {
         self.complete
@@ -254,6 +400,48 @@ impl BackupSet {
         }
         ordered
     }
+
+    /// The files retention removes, in removal order: the manifest, then
+    /// only what it names (archives, their `.partial` leftovers and `.sha256`
+    /// sidecars, the marker). Files found by name alone (a hand copy with a
+    /// set-like name in another folder) are never among them.
+    pub fn listed_files_in_removal_order(&self) -> Vec<PathBuf> {
+        let mut ordered: Vec<PathBuf> = Vec::new();
+        if let Some(manifest) = &self.manifest {
+            ordered.push(manifest.clone());
+        }
+        let archives: Vec<&SetPart> = self
+            .parts
+            .iter()
+            .filter(|p| p.listed && p.is_archive())
+            .collect();
+        ordered.extend(archives.iter().map(|p| p.path.clone()));
+        ordered.extend(
+            archives
+                .iter()
+                .map(|p| with_suffix(&p.path, PARTIAL_SUFFIX)),
+        );
+        ordered.extend(archives.iter().map(|p| sidecar_path(&p.path)));
+        ordered.extend(
+            archives
+                .iter()
+                .map(|p| with_suffix(&sidecar_path(&p.path), PARTIAL_SUFFIX)),
+        );
+        ordered.extend(
+            self.parts
+                .iter()
+                .filter(|p| p.listed && !p.is_archive())
+                .map(|p| p.path.clone()),
+        );
+        ordered
+    }
+}
+
+/// A manifest's `created` time (`%Y-%m-%dT%H:%M:%S%z`, or RFC 3339).
+pub fn parse_created(text: &str) -> Option<chrono::DateTime<chrono::FixedOffset>> {
+    chrono::DateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%z")
+        .or_else(|_| chrono::DateTime::parse_from_rfc3339(text))
+        .ok()
 }
 
 /// Why the catalogue could not be read.
@@ -390,6 +578,12 @@ pub struct ManifestView {
     /// True once the set is complete.
     #[serde(default)]
     pub complete: Option<bool>,
+    /// When the set was made.
+    #[serde(default)]
+    pub created: Option<String>,
+    /// Which workflow wrote it, for which manifest folder.
+    #[serde(default)]
+    pub origin: Option<ManifestOrigin>,
     /// The last verification.
     #[serde(default)]
     pub verified: Option<Verification>,
@@ -402,6 +596,24 @@ pub struct ManifestView {
     /// What the backup left out or found changed, by the site's choice.
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// The config the set was made with (only what is read here).
+    #[serde(default)]
+    pub config: Option<ManifestConfig>,
+    /// The Cassandra snapshot's details.
+    #[serde(default)]
+    pub cassandra: Option<ManifestCassandra>,
+}
+
+/// The config keys of a manifest the catalogue reads: where to ask about the
+/// set's snapshot.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct ManifestConfig {
+    /// Elasticsearch's URL.
+    #[serde(default)]
+    pub elasticsearch_url: Option<String>,
+    /// The Elasticsearch user ("" = none).
+    #[serde(default)]
+    pub elasticsearch_user: Option<String>,
 }
 
 /// One archive in a manifest.
@@ -432,6 +644,17 @@ pub struct ManifestSnapshot {
     /// The `.info` marker file.
     #[serde(default)]
     pub marker: Option<PathBuf>,
+    /// The indices in the snapshot (the restore plan deletes and restores them).
+    #[serde(default)]
+    pub indices: Vec<String>,
+}
+
+/// The Cassandra section of a manifest.
+#[derive(Clone, Debug, Default, Deserialize)]
+pub struct ManifestCassandra {
+    /// The keyspace (restore-prep builds paths from it).
+    #[serde(default)]
+    pub keyspace: Option<String>,
 }
 
 impl ManifestView {
@@ -454,11 +677,42 @@ struct ManifestRead {
     bytes: u64,
     content: Option<ManifestView>,
     problem: Option<String>,
+    /// Why the Elasticsearch URL it records is not used, if it is not.
+    untrusted: Option<String>,
+}
+
+/// Why a manifest is not trusted to say where to send credentials: a file
+/// another user owns or others can write, or in a folder others can write
+/// (without the sticky bit), could point `list` and `verify` at any host
+/// with the Elasticsearch password. `None` when trusted.
+fn untrusted_reason(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let me = nix::unistd::geteuid().as_raw();
+    let file = std::fs::symlink_metadata(path).ok()?;
+    if file.uid() != me && file.uid() != 0 {
+        return Some(format!(
+            "{} is owned by uid {}, not by this user or root",
+            path.display(),
+            file.uid()
+        ));
+    }
+    if file.mode() & 0o022 != 0 {
+        return Some(format!("{} is writable by group or others", path.display()));
+    }
+    let folder = path.parent()?;
+    let dir = std::fs::metadata(folder).ok()?;
+    if dir.mode() & 0o002 != 0 && dir.mode() & 0o1000 == 0 {
+        return Some(format!("{} is writable by others", folder.display()));
+    }
+    None
 }
 
 fn read_manifest(path: &Path) -> ManifestRead {
-    let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    let (content, problem) = match std::fs::read_to_string(path) {
+    let bytes = std::fs::symlink_metadata(path)
+        .map(|m| m.len())
+        .unwrap_or(0);
+    let (content, problem) = match crate::regular_file::read_regular_text(path, MANIFEST_MAX_BYTES)
+    {
         Ok(text) => match ManifestView::parse(&text) {
             Ok(view) => (Some(view), None),
             Err(e) => (
@@ -479,6 +733,7 @@ fn read_manifest(path: &Path) -> ManifestRead {
         bytes,
         content,
         problem,
+        untrusted: untrusted_reason(path),
     }
 }
 
@@ -506,6 +761,74 @@ fn belongs_to(path: &Path, stamp: &str) -> Option<SetFileKind> {
     (found == stamp).then_some(kind)
 }
 
+/// What is wrong with the names a parsed manifest gives, one line each; empty
+/// when every name has the exact shape runbook writes for set `stamp`.
+fn manifest_damage(view: &ManifestView, stamp: &str, path: &Path) -> Vec<String> {
+    let mut damage = Vec::new();
+    let file = path.display();
+    match &view.stamp {
+        Some(recorded) if recorded == stamp => {}
+        Some(recorded) => damage.push(format!(
+            "manifest {file} records stamp `{recorded}`, not {stamp} as its file name says"
+        )),
+        None => damage.push(format!("manifest {file} records no stamp")),
+    }
+    for archive in &view.archives {
+        if let Err(e) = check_named_path(&archive.path, stamp, |k| {
+            matches!(k, SetFileKind::Archive(_))
+        }) {
+            damage.push(format!("manifest {file} names archive {e}"));
+        }
+    }
+    if let Some(es) = &view.elasticsearch {
+        if let Some(marker) = &es.marker
+            && let Err(e) = check_named_path(marker, stamp, |k| *k == SetFileKind::Marker)
+        {
+            damage.push(format!("manifest {file} names marker {e}"));
+        }
+        let expected = format!("{ELASTICSEARCH_PART}_{stamp}");
+        if let Some(name) = &es.snapshot
+            && *name != expected
+        {
+            damage.push(format!(
+                "manifest {file} names snapshot `{name}`, not `{expected}`"
+            ));
+        }
+        if let Some(repository) = &es.repository
+            && !is_plain_name(repository)
+        {
+            damage.push(format!(
+                "manifest {file} names repository `{repository}`, which is not a plain name"
+            ));
+        }
+        // The restore plan puts them in a DELETE and a restore: `*` would
+        // delete every index.
+        for index in &es.indices {
+            if !is_plain_name(index.strip_prefix('.').unwrap_or(index)) {
+                damage.push(format!(
+                    "manifest {file} names index `{index}`, which is not a plain name"
+                ));
+            }
+        }
+    }
+    if let Some(keyspace) = view.cassandra.as_ref().and_then(|c| c.keyspace.as_ref())
+        && !is_plain_name(keyspace)
+    {
+        damage.push(format!(
+            "manifest {file} names keyspace `{keyspace}`, which is not a plain name"
+        ));
+    }
+    if let Some(origin) = &view.origin
+        && !origin.manifest_path.is_absolute()
+    {
+        damage.push(format!(
+            "manifest {file} records manifest folder `{}`, which is not absolute",
+            origin.manifest_path.display()
+        ));
+    }
+    damage
+}
+
 fn build_set(
     stamp: &str,
     manifest: Option<ManifestRead>,
@@ -516,6 +839,9 @@ fn build_set(
     let mut set = BackupSet {
         stamp: stamp.to_string(),
         time: time.map(|t| t.to_rfc3339()),
+        created: None,
+        origin: Origin::Foreign,
+        written_by: None,
         complete: false,
         manifest: None,
         verified: None,
@@ -524,16 +850,47 @@ fn build_set(
         bytes: 0,
         age_seconds: time.map(|t| (now - t).num_seconds().max(0) as u64),
         snapshot: None,
+        snapshot_state: None,
         problems: Vec::new(),
         warnings: Vec::new(),
     };
+    match &manifest {
+        None => set.problems.push(
+            "no runbook manifest: made by another tool (TheHive's own scripts, a copy by hand) \
+             or by a run that did not finish"
+                .to_string(),
+        ),
+        Some(read) if read.content.is_none() => set.origin = Origin::Damaged,
+        Some(_) => {}
+    }
     if let Some(read) = manifest {
         set.manifest = Some(read.path.clone());
         set.bytes += read.bytes;
         if let Some(problem) = read.problem {
             set.problems.push(problem);
         }
-        if let Some(view) = read.content {
+        let damage = read
+            .content
+            .as_ref()
+            .map(|view| manifest_damage(view, stamp, &read.path))
+            .unwrap_or_default();
+        if !damage.is_empty() {
+            // Nothing a damaged manifest names is used: not its paths, not
+            // its snapshot. The files found under the stamp are still shown.
+            set.origin = Origin::Damaged;
+            set.problems.extend(damage);
+        } else if let Some(view) = read.content {
+            set.created = view.created.clone();
+            match &view.origin {
+                Some(origin) => {
+                    set.origin = Origin::Runbook;
+                    set.written_by = Some(origin.clone());
+                }
+                None => set.problems.push(format!(
+                    "manifest {} records no `origin` (written by another tool or an older runbook)",
+                    read.path.display()
+                )),
+            }
             set.complete = view.complete.unwrap_or(false);
             if !set.complete {
                 set.problems.push(format!(
@@ -541,24 +898,9 @@ fn build_set(
                     read.path.display()
                 ));
             }
-            if let Some(recorded) = &view.stamp
-                && recorded != stamp
-            {
-                set.problems.push(format!(
-                    "manifest {} records stamp {recorded}, not {stamp}",
-                    read.path.display()
-                ));
-            }
             set.verified = view.verified.clone();
             set.warnings = view.warnings.clone();
             for archive in &view.archives {
-                if belongs_to(&archive.path, stamp).is_none() {
-                    set.problems.push(format!(
-                        "manifest lists {} which is not an archive of set {stamp}: ignored",
-                        archive.path.display()
-                    ));
-                    continue;
-                }
                 let size = file_size(&archive.path);
                 match (size, archive.bytes) {
                     (None, _) => set
@@ -585,35 +927,36 @@ fn build_set(
                     bytes: size.unwrap_or(0),
                     expected_bytes: archive.bytes,
                     sha256: archive.sha256.clone(),
+                    listed: true,
                 });
             }
             if let Some(es) = &view.elasticsearch {
                 if let Some(marker) = &es.marker {
-                    if belongs_to(marker, stamp) == Some(SetFileKind::Marker) {
-                        let size = file_size(marker);
-                        if size.is_none() {
-                            set.problems
-                                .push(format!("marker {} is missing", marker.display()));
-                        }
-                        set.parts.push(SetPart {
-                            part: ELASTICSEARCH_PART.to_string(),
-                            path: marker.clone(),
-                            present: size.is_some(),
-                            bytes: size.unwrap_or(0),
-                            expected_bytes: None,
-                            sha256: None,
-                        });
-                    } else {
-                        set.problems.push(format!(
-                            "manifest names {} as the marker, which is not the marker of set {stamp}: ignored",
-                            marker.display()
-                        ));
+                    let size = file_size(marker);
+                    if size.is_none() {
+                        set.problems
+                            .push(format!("marker {} is missing", marker.display()));
                     }
+                    set.parts.push(SetPart {
+                        part: ELASTICSEARCH_PART.to_string(),
+                        path: marker.clone(),
+                        present: size.is_some(),
+                        bytes: size.unwrap_or(0),
+                        expected_bytes: None,
+                        sha256: None,
+                        listed: true,
+                    });
                 }
                 if let Some(name) = &es.snapshot {
+                    let config = view.config.clone().unwrap_or_default();
+                    let trusted = read.untrusted.is_none();
                     set.snapshot = Some(SnapshotRef {
                         repository: es.repository.clone(),
                         name: name.clone(),
+                        listed: true,
+                        url: config.elasticsearch_url.filter(|_| trusted),
+                        user: config.elasticsearch_user,
+                        untrusted: read.untrusted.clone(),
                     });
                 }
             }
@@ -630,8 +973,9 @@ fn build_set(
         match kind {
             SetFileKind::Manifest => {}
             SetFileKind::Archive(part) => {
-                // Not in the manifest (a copy, or a folder moved): part of the
-                // set on disk, removed with it, but the set does not rely on it.
+                // Not in the manifest (a copy, or a folder moved): shown with
+                // the set, but the set does not rely on it and retention never
+                // removes it (only what a runbook manifest names goes).
                 let size = file_size(path);
                 set.parts.push(SetPart {
                     part: part.clone(),
@@ -640,6 +984,7 @@ fn build_set(
                     bytes: size.unwrap_or(0),
                     expected_bytes: None,
                     sha256: None,
+                    listed: false,
                 });
             }
             SetFileKind::Marker => {
@@ -654,6 +999,7 @@ fn build_set(
                     bytes: size.unwrap_or(0),
                     expected_bytes: None,
                     sha256: None,
+                    listed: false,
                 });
             }
             SetFileKind::Sidecar(_) | SetFileKind::Partial(_) => set.other_files.push(path.clone()),
@@ -690,7 +1036,7 @@ fn snapshot_from_marker(marker: &Path, stamp: &str) -> SnapshotRef {
         repository: Option<String>,
         snapshot: Option<String>,
     }
-    let recorded = std::fs::read_to_string(marker)
+    let recorded = crate::regular_file::read_regular_text(marker, MANIFEST_MAX_BYTES)
         .ok()
         .and_then(|text| serde_json::from_str::<Marker>(&text).ok());
     let name = format!("{ELASTICSEARCH_PART}_{stamp}");
@@ -698,10 +1044,21 @@ fn snapshot_from_marker(marker: &Path, stamp: &str) -> SnapshotRef {
         Some(Marker {
             repository,
             snapshot: Some(snapshot),
-        }) if snapshot == name => SnapshotRef { repository, name },
+        }) if snapshot == name => SnapshotRef {
+            repository: repository.filter(|r| is_plain_name(r)),
+            name,
+            listed: false,
+            url: None,
+            user: None,
+            untrusted: None,
+        },
         _ => SnapshotRef {
             repository: None,
             name,
+            listed: false,
+            url: None,
+            user: None,
+            untrusted: None,
         },
     }
 }
@@ -791,6 +1148,9 @@ mod tests {
         let set = BackupSet {
             stamp: STAMP.into(),
             time: None,
+            created: None,
+            origin: Origin::Runbook,
+            written_by: None,
             complete: true,
             manifest: Some(dir.join(format!("backup_{STAMP}.json"))),
             verified: None,
@@ -802,6 +1162,7 @@ mod tests {
                     bytes: 1,
                     expected_bytes: None,
                     sha256: None,
+                    listed: true,
                 },
                 SetPart {
                     part: "elasticsearch".into(),
@@ -810,12 +1171,14 @@ mod tests {
                     bytes: 1,
                     expected_bytes: None,
                     sha256: None,
+                    listed: true,
                 },
             ],
             other_files: vec![dir.join(format!("cassandra_{STAMP}.tar.partial"))],
             bytes: 2,
             age_seconds: None,
             snapshot: None,
+            snapshot_state: None,
             problems: vec![],
             warnings: vec![],
         };
@@ -834,6 +1197,37 @@ mod tests {
                 format!("elasticsearch_{STAMP}.info"),
             ]
         );
+    }
+
+    #[test]
+    fn names_from_manifests_must_have_the_shape_runbook_writes() {
+        for good in [
+            "thehive_repository",
+            "elasticsearch_20261126_01h15m00s",
+            "a-b.c",
+        ] {
+            assert!(is_plain_name(good), "{good}");
+        }
+        for bad in [
+            "", "*", "a,b", "_all", "a/b", "..", "a..b", ".x", "-x", "a b", "a%2Fb",
+        ] {
+            assert!(!is_plain_name(bad), "{bad}");
+        }
+        let archive = |k: &SetFileKind| matches!(k, SetFileKind::Archive(_));
+        let ok = format!("/b/cassandra/cassandra_{STAMP}.tar");
+        assert!(check_named_path(Path::new(&ok), STAMP, archive).is_ok());
+        for bad in [
+            format!("cassandra/cassandra_{STAMP}.tar"),
+            format!("/b/../etc/cassandra_{STAMP}.tar"),
+            "/etc/passwd".to_string(),
+            "/b/cassandra_20200101_00h00m00s.tar".to_string(),
+            format!("/b/elasticsearch_{STAMP}.info"),
+        ] {
+            assert!(
+                check_named_path(Path::new(&bad), STAMP, archive).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
@@ -857,6 +1251,7 @@ mod tests {
         std::fs::write(&marker, b"{}").unwrap();
         let manifest = serde_json::json!({
             "format": 1, "stamp": complete, "complete": true,
+            "origin": {"tool": "runbook", "workflow": "w", "manifest_path": root},
             "verified": {"time": "2026-11-24T01:10:00+0000", "result": "ok"},
             "archives": [{"part": "cassandra", "path": archive, "bytes": 10, "sha256": "ab"}],
             "elasticsearch": {"repository": "r", "snapshot": format!("elasticsearch_{complete}"), "marker": marker},

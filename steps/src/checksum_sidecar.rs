@@ -81,7 +81,11 @@ pub enum SidecarError {
 /// starting with `#` are comments, as for `sha256sum -c`, except ours with CRCs.
 pub fn read_sidecar(archive: &Path) -> Result<Option<Sidecar>, SidecarError> {
     let path = sidecar_path(archive);
-    let text = match std::fs::read(&path) {
+    // A FIFO or device named like a sidecar is refused, never waited on.
+    let text = match crate::regular_file::open_regular(&path).and_then(|mut file| {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut file, &mut bytes).map(|_| bytes)
+    }) {
         Ok(text) => text,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(source) => return Err(SidecarError::Read { path, source }),

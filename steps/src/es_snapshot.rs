@@ -194,6 +194,18 @@ pub enum EsSnapshotError {
         /// What Elasticsearch said.
         source: HttpError,
     },
+    /// A snapshot of that name already exists (another run's, with the same
+    /// stamp): nothing was started, and it must not be deleted.
+    #[error(
+        "snapshot {name} already exists: another run made it (same stamp: clock set back, \
+         daylight-saving change, two runs in one second); this run started nothing and leaves it alone"
+    )]
+    NameTaken {
+        /// `repository:snapshot`.
+        name: String,
+        /// What Elasticsearch said.
+        source: HttpError,
+    },
     /// The PUT answered 2xx but did not say the snapshot was accepted.
     #[error("PUT {url} did not accept snapshot {name}: {answer}")]
     NotAccepted {
@@ -257,6 +269,7 @@ impl StepFailure for EsSnapshotError {
             EsSnapshotError::VerifyFailed { .. } => "repository_verify",
             EsSnapshotError::Start { source, .. } => source.kind(),
             EsSnapshotError::NotAccepted { .. } => "invalid_response",
+            EsSnapshotError::NameTaken { .. } => "snapshot_exists",
             EsSnapshotError::Ended { state, .. } => match state.as_str() {
                 "PARTIAL" => "snapshot_partial",
                 "INCOMPATIBLE" => "snapshot_incompatible",
@@ -381,7 +394,9 @@ Takes an Elasticsearch snapshot and waits until it is SUCCESS; any other end is 
    `verify_repository`, also asks every node to check it can write there
    (POST /_snapshot/<repository>/_verify: catches a location not shared by all nodes).
 2. Starts the snapshot (PUT /_snapshot/<repository>/<snapshot>) and requires
-   `\"accepted\": true`.
+   `\"accepted\": true`. A snapshot of that name already there (another run's)
+   fails with kind `snapshot_exists`: nothing was started, so nothing of it
+   is this run's to delete.
 3. Polls GET /_snapshot/<repository>/<snapshot> every `poll` until the state is
    terminal (a status request that fails with HTTP 5xx, a cut-off answer or a
    dropped connection is asked again at the next poll; 10 such failures in a
@@ -498,6 +513,20 @@ Example:
                     humantime::format_duration(MIN_POLL)
                 ),
             ));
+        }
+        // A wildcard, comma or `_all` would make the cleanup DELETE (or a
+        // poll read) every snapshot it matches: one name means one snapshot.
+        for (key, name) in [
+            ("repository", &options.repository),
+            ("snapshot", &options.snapshot),
+        ] {
+            if !crate::backup_catalogue::is_plain_name(name) {
+                return Err(HttpError::Options(format!(
+                    "`{key}` is `{name}`: use letters, digits, `_`, `-` and `.` only \
+                     (no wildcard, comma, `_all`, `/`, and not starting with `_`, `-` or `.`)"
+                ))
+                .into());
+            }
         }
         let client = HttpClient::new(&options.connection(), &options.url, &ctx)?;
         check_repository(&client, &options).await?;
@@ -644,6 +673,12 @@ async fn follow_snapshot(
             "snapshot {} already exists after a retried PUT: following it",
             options.full_name()
         );
+    } else if name_taken {
+        return Err(EsSnapshotError::NameTaken {
+            name: options.full_name(),
+            source: answer.to_error(),
+        }
+        .into());
     } else if !answer.status.is_success() {
         return Err(EsSnapshotError::Start {
             name: options.full_name(),

@@ -15,7 +15,8 @@
 //!   and deadlines for blocking loops), [`http_client`] (the retrying HTTP
 //!   client), [`s3_alias`] (MinIO-client aliases, S3 clients),
 //!   [`backup_catalogue`] (finding backup sets), [`files`] (the file helpers
-//!   scripts call).
+//!   scripts call), [`regular_file`] (opening only regular files, never blocking),
+//!   [`snapshot_check`] (is a set's Elasticsearch snapshot still there).
 //!
 //! This crate knows nothing of Rhai: options come in as serde values and results
 //! go out as serde values, so every step can be unit-tested as plain Rust.
@@ -40,8 +41,10 @@ pub mod http;
 pub mod http_client;
 pub mod mcli_mirror;
 pub mod prune;
+pub mod regular_file;
 pub mod s3_alias;
 pub mod s3_upload;
+pub mod snapshot_check;
 pub mod tar_dir;
 pub mod verify_archive;
 

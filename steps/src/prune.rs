@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::atomic_file::sync_parent;
-use crate::backup_catalogue::{BackupSet, Catalogue, CatalogueError, SnapshotRef};
+use crate::backup_catalogue::{
+    BackupSet, Catalogue, CatalogueError, Origin, Owner, SnapshotRef, is_plain_name,
+};
 use crate::error::{StepError, StepFailure};
 use crate::http_client::{
     HttpClient, HttpError, HttpRequest, Secret, default_elasticsearch_url, display_url, endpoint,
@@ -35,6 +37,10 @@ pub struct Prune;
 pub struct PruneOptions {
     /// The folder holding the set manifests `backup_<STAMP>.json`.
     pub manifest_path: PathBuf,
+    /// The workflow whose sets these are: only sets whose manifest records
+    /// this workflow and `manifest_path` as their `origin` are counted or
+    /// removed.
+    pub workflow: String,
     /// Folders holding archives and markers (besides those the manifests name).
     #[serde(default)]
     pub archive_paths: Vec<PathBuf>,
@@ -55,8 +61,10 @@ pub struct PruneElasticsearch {
     /// Elasticsearch's URL.
     #[serde(default = "default_elasticsearch_url")]
     pub url: Url,
-    /// The snapshot repository (used when a set does not record its own).
-    pub repository: String,
+    /// The snapshot repository, for the plan's description: each set's
+    /// snapshot is deleted in the repository its manifest names.
+    #[serde(default)]
+    pub repository: Option<String>,
     /// Basic-auth user.
     #[serde(default)]
     pub user: Option<String>,
@@ -108,9 +116,18 @@ pub struct PrunePlan {
     /// Sets to remove, in removal order: incomplete ones first, then the
     /// others, each oldest first.
     pub removals: Vec<Removal>,
+    /// Sets this workflow did not make (foreign, damaged, another
+    /// workflow's): never counted, never removed.
+    pub left_alone: Vec<KeptSet>,
 }
 
-/// Decides which sets go. The rules:
+/// Decides which sets go. Only sets `owner` made count and can go: a
+/// readable runbook manifest names them and records `owner`'s workflow and
+/// manifest folder ([`BackupSet::is_owned_by`]). Every other set (no
+/// manifest, another workflow's, a damaged manifest) is left alone, listed in
+/// `left_alone`, and counts for nothing. Among the owned sets, ordered by the
+/// time their manifest says they were made (not by name: a local-time stamp
+/// runs backwards across a daylight-saving fall-back):
 /// - `keep == 0`: nothing goes;
 /// - a `protect`ed stamp stays;
 /// - the newest `keep` sets that are complete and verified (`ok`, nothing
@@ -121,27 +138,32 @@ pub struct PrunePlan {
 ///   newest verified set, else it stays (so retention never leaves fewer good
 ///   backups than before, even when verification keeps failing);
 /// - a verified set beyond the newest `keep` goes.
-pub fn plan(catalogue: &Catalogue, keep: u64, protect: &[String]) -> PrunePlan {
+pub fn plan(catalogue: &Catalogue, keep: u64, protect: &[String], owner: &Owner) -> PrunePlan {
     let mut result = PrunePlan::default();
+    let mut owned: Vec<&BackupSet> = Vec::new();
+    for set in &catalogue.sets {
+        if set.is_owned_by(owner) {
+            owned.push(set);
+        } else {
+            result.left_alone.push(KeptSet {
+                stamp: set.stamp.clone(),
+                reason: left_alone_reason(set),
+            });
+        }
+    }
     if keep == 0 {
         return result;
     }
-    let good: Vec<&BackupSet> = catalogue
-        .sets
-        .iter()
-        .filter(|s| s.is_verified_ok())
+    owned.sort_by_key(|s| (s.made_at(), s.stamp.clone()));
+    let good: Vec<usize> = (0..owned.len())
+        .filter(|&i| owned[i].is_verified_ok())
         .collect();
     let kept_good = &good[good.len().saturating_sub(keep as usize)..];
-    let newest_good = good.last().map(|s| s.stamp.as_str());
-    let newest_complete = catalogue
-        .sets
-        .iter()
-        .rev()
-        .find(|s| s.complete)
-        .map(|s| s.stamp.as_str());
+    let newest_good = good.last().copied();
+    let newest_complete = (0..owned.len()).rev().find(|&i| owned[i].complete);
     let mut incomplete_removals = Vec::new();
     let mut other_removals = Vec::new();
-    for set in &catalogue.sets {
+    for (index, set) in owned.iter().enumerate() {
         let stamp = set.stamp.as_str();
         let keep_for = |reason: String| KeptSet {
             stamp: stamp.to_string(),
@@ -149,8 +171,8 @@ pub fn plan(catalogue: &Catalogue, keep: u64, protect: &[String]) -> PrunePlan {
         };
         if protect.iter().any(|p| p == stamp) {
             result.kept.push(keep_for("protected".to_string()));
-        } else if kept_good.iter().any(|g| g.stamp == stamp) {
-            let reason = if Some(stamp) == newest_good {
+        } else if kept_good.contains(&index) {
+            let reason = if Some(index) == newest_good {
                 "the newest verified set".to_string()
             } else {
                 format!("one of the {keep} newest verified sets")
@@ -159,9 +181,12 @@ pub fn plan(catalogue: &Catalogue, keep: u64, protect: &[String]) -> PrunePlan {
         } else if !set.complete {
             let what = incomplete_reason(set);
             match newest_complete {
-                Some(newest) if stamp < newest => incomplete_removals.push(removal(
+                Some(newest) if index < newest => incomplete_removals.push(removal(
                     set,
-                    format!("incomplete ({what}) and older than the newest complete set {newest}"),
+                    format!(
+                        "incomplete ({what}) and older than the newest complete set {}",
+                        owned[newest].stamp
+                    ),
                 )),
                 _ => result.kept.push(keep_for(format!(
                     "incomplete ({what}) but newer than any complete set: the backup may still be running"
@@ -170,10 +195,11 @@ pub fn plan(catalogue: &Catalogue, keep: u64, protect: &[String]) -> PrunePlan {
         } else if !set.is_verified_ok() {
             let what = unverified_reason(set);
             match newest_good {
-                Some(newest) if stamp < newest => other_removals.push(removal(
+                Some(newest) if index < newest => other_removals.push(removal(
                     set,
                     format!(
-                        "not verified ({what}) and older than the newest verified set {newest}"
+                        "not verified ({what}) and older than the newest verified set {}",
+                        owned[newest].stamp
                     ),
                 )),
                 _ => result.kept.push(keep_for(format!(
@@ -190,6 +216,31 @@ pub fn plan(catalogue: &Catalogue, keep: u64, protect: &[String]) -> PrunePlan {
     result.removals = incomplete_removals;
     result.removals.extend(other_removals);
     result
+}
+
+/// Why retention leaves a set alone that `owner` did not make.
+fn left_alone_reason(set: &BackupSet) -> String {
+    let what = match set.origin {
+        Origin::Damaged => "damaged",
+        Origin::Foreign => "foreign",
+        Origin::Runbook => "another workflow's",
+    };
+    let why = match (&set.written_by, set.problems.first()) {
+        (Some(w), _) if set.origin == Origin::Runbook => format!(
+            "made by workflow `{}` for manifest folder {}",
+            w.workflow,
+            w.manifest_path.display()
+        ),
+        (_, Some(problem)) => problem.clone(),
+        (_, None) => "no runbook manifest".to_string(),
+    };
+    let parts = set.present_parts();
+    let parts = if parts.is_empty() {
+        "no parts".to_string()
+    } else {
+        parts.join(",")
+    };
+    format!("{what} set ({parts}): {why}; never counted or removed by retention")
 }
 
 fn incomplete_reason(set: &BackupSet) -> String {
@@ -212,7 +263,7 @@ fn unverified_reason(set: &BackupSet) -> String {
 
 fn removal(set: &BackupSet, reason: String) -> Removal {
     let files: Vec<PathBuf> = set
-        .files_in_removal_order()
+        .listed_files_in_removal_order()
         .into_iter()
         .filter(|p| std::fs::symlink_metadata(p).is_ok())
         .collect();
@@ -220,7 +271,11 @@ fn removal(set: &BackupSet, reason: String) -> Removal {
         stamp: set.stamp.clone(),
         reason,
         files,
-        snapshot: set.snapshot.clone(),
+        // Only a snapshot the manifest names, in the repository it names.
+        snapshot: set
+            .snapshot
+            .clone()
+            .filter(|s| s.listed && s.repository.is_some()),
         bytes: set.bytes,
     }
 }
@@ -247,6 +302,8 @@ pub struct PruneOutput {
     pub kept: Vec<KeptSet>,
     /// Sets removed, in removal order.
     pub removed: Vec<RemovedSet>,
+    /// Sets this workflow did not make, left alone, with the reason.
+    pub left_alone: Vec<KeptSet>,
     /// Things left alone that the admin may want to look at.
     pub warnings: Vec<String>,
     /// True when nothing was removed because of --dry-run.
@@ -324,8 +381,15 @@ Removes old backup sets: keeps the newest `keep` complete and verified sets.
 
 Finds the sets as `runbook list` does: the manifests backup_<STAMP>.json in
 `manifest_path`, and the archives, sidecars and .info markers in
-`archive_paths` and in the folders the manifests name (archives without a
-manifest form incomplete sets; a missing archive folder is only a warning). Then, with `keep` > 0:
+`archive_paths` and in the folders the manifests name (a missing archive
+folder is only a warning). Only sets this workflow made count and can go: a
+readable manifest names them, every name in it has the exact shape runbook
+writes, and its `origin` records `workflow` and `manifest_path`. Everything
+else is left alone, never counted, and named in `warnings`: sets without a
+manifest (TheHive's own scripts, hand copies, runs that did not finish),
+another workflow's sets, and damaged manifests (unreadable, or naming a
+snapshot, repository, stamp or path runbook never writes). Among this
+workflow's sets, ordered by the manifest's `created` time, with `keep` > 0:
 - the newest `keep` sets that are complete and verified (the manifest's
   `verified.result` is \"ok\" and no archive went missing or changed size
   since) stay; the newest verified set always stays;
@@ -337,10 +401,11 @@ manifest form incomplete sets; a missing archive folder is only a warning). Then
 - verified sets beyond the newest `keep` are removed;
 - stamps in `protect` always stay.
 A set is removed manifest first (so a half-removed set is never taken for
-complete; the folder is synced before going on), then its archives and
-leftover .partial files, the .sha256 sidecars, the .info marker, and last its
-Elasticsearch snapshot (DELETE /_snapshot/<repository>/<snapshot>; 404 counts
-as already gone). With `elasticsearch`, the repository is checked before
+complete; the folder is synced before going on), then the archives it names
+and their leftover .partial files, their .sha256 sidecars, the .info marker,
+and last the Elasticsearch snapshot it names, in the repository it names
+(DELETE /_snapshot/<repository>/<snapshot>, each name percent-encoded; 404
+counts as already gone). Files found by name alone are never removed. With `elasticsearch`, the repository is checked before
 anything is removed. Without it, snapshots are left and listed in `warnings`.
 An interruption stops between two sets. `keep: 0` does nothing at all.
 
@@ -349,11 +414,14 @@ removes nothing (the repository check runs for real).
 
 Options:
   manifest_path   string   folder of the set manifests (required)
+  workflow        string   the workflow whose sets to prune, as its manifests'
+                           origin records it, e.g. workflow_name() (required)
   archive_paths   array    folders holding archives and .info markers (default [])
   keep            int      complete and verified sets to keep; 0 = off (required)
   elasticsearch   map      where to delete snapshots: url (default
-                           \"http://127.0.0.1:9200\"), repository (required; used when
-                           a set does not record its own), user + password, api_key,
+                           \"http://127.0.0.1:9200\"), repository (shown in the plan;
+                           each snapshot is deleted in the repository its manifest
+                           names), user + password, api_key,
                            ca_cert, insecure, as for es_snapshot (default: snapshots left)
   protect         array    stamps never removed, e.g. the current run's (default [])
   timeout         duration (common option) default \"1h\"
@@ -362,12 +430,14 @@ Result:
   kept      array   #{ stamp, reason } per set kept, oldest first
   removed   array   #{ stamp, reason, files, snapshot, bytes } per set removed, in
                     removal order; snapshot is \"repository/name\" or ()
-  warnings  array   things left alone (snapshots not deleted, unreadable folders)
+  left_alone array  #{ stamp, reason } per set this workflow did not make
+  warnings  array   things left alone (those sets, snapshots not deleted,
+                    unreadable folders)
   dry_run   bool    true under --dry-run: nothing was removed
 
 Example:
   let pruned = prune(#{
-      manifest_path: cfg.manifest_path, keep: cfg.keep, protect: [stamp],
+      manifest_path: cfg.manifest_path, workflow: workflow_name(), keep: cfg.keep, protect: [stamp],
       archive_paths: [cfg.cassandra_archive_path, cfg.elasticsearch_archive_path, cfg.storage_archive_path],
       elasticsearch: #{ url: cfg.elasticsearch_url, repository: cfg.elasticsearch_repository },
   });
@@ -384,7 +454,9 @@ Example:
         let snapshots = match &options.elasticsearch {
             Some(es) => format!(
                 ", deleting their snapshots in {} at {}{}{}",
-                es.repository,
+                es.repository
+                    .as_deref()
+                    .unwrap_or("the repositories their manifests name"),
                 display_url(&es.url),
                 es.connection().auth_summary(),
                 tls_summary(&es.ca_cert, es.insecure)
@@ -437,8 +509,19 @@ async fn prune(options: PruneOptions, ctx: &StepContext) -> Result<PruneOutput, 
             .await
             .map_err(|_| PruneError::Worker)??;
     output.warnings.extend(catalogue.warnings.iter().cloned());
-    let decided = plan(&catalogue, options.keep, &options.protect);
+    let owner = Owner {
+        workflow: options.workflow.clone(),
+        manifest_path: options.manifest_path.clone(),
+    };
+    let decided = plan(&catalogue, options.keep, &options.protect, &owner);
     output.kept = decided.kept;
+    // Returned as warnings (the stock workflow logs every one of them).
+    for alone in &decided.left_alone {
+        output
+            .warnings
+            .push(format!("set {} left alone: {}", alone.stamp, alone.reason));
+    }
+    output.left_alone = decided.left_alone;
     for kept in &output.kept {
         tracing::info!("{}: keeping set {}: {}", ctx.label, kept.stamp, kept.reason);
     }
@@ -450,7 +533,7 @@ async fn prune(options: PruneOptions, ctx: &StepContext) -> Result<PruneOutput, 
         match &options.elasticsearch {
             Some(es) => Some(HttpClient::new(&es.connection(), &es.url, ctx).map_err(
                 |source| PruneError::RepositoryCheck {
-                    repository: es.repository.clone(),
+                    repository: es.repository.clone().unwrap_or_default(),
                     source: Box::new(source),
                 },
             )?),
@@ -470,10 +553,25 @@ async fn prune(options: PruneOptions, ctx: &StepContext) -> Result<PruneOutput, 
                 None
             }
             (Some(snapshot), Some(es), Some(client)) => {
-                let repository = snapshot
-                    .repository
-                    .clone()
-                    .unwrap_or_else(|| es.repository.clone());
+                // The catalogue only gives a snapshot its manifest names, with a
+                // repository of plain name; checked again here, right before use.
+                let Some(repository) = snapshot.repository.clone().filter(|r| is_plain_name(r))
+                else {
+                    output.warnings.push(format!(
+                        "set {}: snapshot {} left in place (its manifest names no valid repository)",
+                        removal.stamp, snapshot.name
+                    ));
+                    targets.push(None);
+                    continue;
+                };
+                if !is_plain_name(&snapshot.name) {
+                    output.warnings.push(format!(
+                        "set {}: snapshot `{}` left in place (not a plain name)",
+                        removal.stamp, snapshot.name
+                    ));
+                    targets.push(None);
+                    continue;
+                }
                 if !checked.contains(&repository) {
                     checked.push(repository.clone());
                     let url = endpoint(&es.url, &["_snapshot", &repository]);
@@ -616,10 +714,24 @@ mod tests {
     use super::*;
     use crate::backup_catalogue::Verification;
 
+    fn owner() -> Owner {
+        Owner {
+            workflow: "cluster-hot-backup".into(),
+            manifest_path: "/b".into(),
+        }
+    }
+
     fn set(stamp: &str, complete: bool, verified: Option<&str>) -> BackupSet {
         BackupSet {
             stamp: stamp.to_string(),
             time: None,
+            created: None,
+            origin: Origin::Runbook,
+            written_by: Some(crate::backup_catalogue::ManifestOrigin {
+                tool: "runbook".into(),
+                workflow: "cluster-hot-backup".into(),
+                manifest_path: "/b".into(),
+            }),
             complete,
             manifest: complete.then(|| PathBuf::from(format!("/b/backup_{stamp}.json"))),
             verified: verified.map(|result| Verification {
@@ -632,6 +744,7 @@ mod tests {
             bytes: 0,
             age_seconds: None,
             snapshot: None,
+            snapshot_state: None,
             problems: vec![],
             warnings: vec![],
         }
@@ -662,7 +775,7 @@ mod tests {
             ],
             ..Catalogue::default()
         };
-        let decided = plan(&catalogue, 2, &[]);
+        let decided = plan(&catalogue, 2, &[], &owner());
         assert_eq!(stamps(&decided), (vec![S2, S5], vec![S3, S1, S4]));
         assert!(
             decided.removals[0]
@@ -677,10 +790,10 @@ mod tests {
                 .contains("last verification failed")
         );
         assert_eq!(decided.kept[1].reason, "the newest verified set");
-        assert!(plan(&catalogue, 0, &[]).removals.is_empty());
+        assert!(plan(&catalogue, 0, &[], &owner()).removals.is_empty());
         // A protected stamp stays whatever the rules say.
         assert_eq!(
-            stamps(&plan(&catalogue, 2, &[S1.to_string()])).1,
+            stamps(&plan(&catalogue, 2, &[S1.to_string()], &owner())).1,
             vec![S3, S4]
         );
     }
@@ -698,7 +811,7 @@ mod tests {
             ],
             ..Catalogue::default()
         };
-        let decided = plan(&catalogue, 1, &[]);
+        let decided = plan(&catalogue, 1, &[], &owner());
         assert_eq!(stamps(&decided), (vec![S2, S3, S4, S5], vec![S1]));
         // No verified set at all: nothing complete goes; old incomplete sets still do.
         let catalogue = Catalogue {
@@ -709,13 +822,64 @@ mod tests {
             ],
             ..Catalogue::default()
         };
-        assert_eq!(stamps(&plan(&catalogue, 3, &[])), (vec![S2, S3], vec![S1]));
+        assert_eq!(
+            stamps(&plan(&catalogue, 3, &[], &owner())),
+            (vec![S2, S3], vec![S1])
+        );
+    }
+
+    #[test]
+    fn sets_of_others_are_never_counted_or_removed() {
+        let mut foreign = set(S1, false, None);
+        foreign.origin = Origin::Foreign;
+        foreign.written_by = None;
+        let mut other = set(S2, true, Some("ok"));
+        other.written_by.as_mut().unwrap().workflow = "other".into();
+        let mut damaged = set(S3, false, None);
+        damaged.origin = Origin::Damaged;
+        let catalogue = Catalogue {
+            sets: vec![
+                foreign,
+                other,
+                damaged,
+                set(S4, true, Some("ok")),
+                set(S5, true, Some("ok")),
+            ],
+            ..Catalogue::default()
+        };
+        let decided = plan(&catalogue, 1, &[], &owner());
+        assert_eq!(stamps(&decided), (vec![S5], vec![S4]));
+        let alone: Vec<&str> = decided
+            .left_alone
+            .iter()
+            .map(|k| k.stamp.as_str())
+            .collect();
+        assert_eq!(alone, [S1, S2, S3]);
+        assert!(decided.left_alone[1].reason.contains("workflow `other`"));
+    }
+
+    #[test]
+    fn sets_are_ordered_by_their_creation_time_not_their_name() {
+        // A daylight-saving fall-back: the later set has the smaller stamp.
+        let mut first = set("20261025_02h30m00s", true, Some("ok"));
+        first.created = Some("2026-10-25T02:30:00+0200".into());
+        let mut second = set("20261025_02h10m00s", true, Some("ok"));
+        second.created = Some("2026-10-25T02:10:00+0100".into());
+        let catalogue = Catalogue {
+            sets: vec![second, first],
+            ..Catalogue::default()
+        };
+        let decided = plan(&catalogue, 1, &[], &owner());
+        assert_eq!(
+            stamps(&decided),
+            (vec!["20261025_02h10m00s"], vec!["20261025_02h30m00s"])
+        );
     }
 
     #[test]
     fn options_and_describe() {
         let options: PruneOptions = serde_json::from_value(serde_json::json!({
-            "manifest_path": "/mnt/backup", "keep": 7,
+            "manifest_path": "/mnt/backup", "workflow": "cluster-hot-backup", "keep": 7,
             "elasticsearch": {"repository": "thehive_repository", "user": "elastic", "password": "hunter2"},
         }))
         .unwrap();
@@ -727,7 +891,7 @@ mod tests {
         assert!(!text.contains("hunter2"), "{text}");
         assert!(matches!(Prune::dry_run(&options), DryRun::Run));
         let typo = serde_json::from_value::<PruneOptions>(
-            serde_json::json!({"manifest_path": "/b", "keep": 1, "kepe": 2}),
+            serde_json::json!({"manifest_path": "/b", "workflow": "w", "keep": 1, "kepe": 2}),
         );
         assert!(
             typo.unwrap_err()

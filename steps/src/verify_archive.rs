@@ -3,7 +3,6 @@
 //! expected one. Also the body of `runbook verify PATH...`
 //! ([`verify_archive_file`]).
 
-use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
@@ -327,7 +326,9 @@ pub fn verify_archive(
         path: path.clone(),
         source,
     };
-    let mut file = File::open(path).map_err(read_error)?;
+    // Only a regular file: a FIFO would block the open for ever and a device
+    // like /dev/zero never ends; both are refused at once.
+    let mut file = crate::regular_file::open_regular(path).map_err(read_error)?;
     let size = file.metadata().map_err(read_error)?.len();
     let compression = Compression::detect(&mut file).map_err(read_error)?;
     let progress = Progress::new(control.progress, &control.label, size);
@@ -1011,6 +1012,7 @@ fn header_checksum(block: &[u8; BLOCK]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::File;
 
     fn tiny_archive(dir: &Path) -> PathBuf {
         let path = dir.join("a.tar");
