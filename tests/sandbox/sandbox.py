@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
 """Starts and stops a fake TheHive cluster on loopback (test scaffolding, not TheHive).
 
-    sandbox.py start DIR [--storage local|s3] [--es standin|noida] [--objects N]
+    sandbox.py start DIR [--storage local|s3] [--es standin|noida] [--cassandra standin|real]
+                         [--real] [--objects N]
                          [--cassandra-mb M] [--es-faults JSON] [--node-down [ADDRS]]
                          [--snapshot-fails [partial|clean]] [--knob NAME[=VALUE]]...
                          [--cql-auth USER:PASSWORD] [--force]
     sandbox.py stop DIR
     sandbox.py status DIR
+    sandbox.py digest DIR
 
 `start` builds, under DIR, everything the stock workflow `cluster-hot-backup` talks to:
 a generated Cassandra data folder driven by the stand-in `nodetool`/`cqlsh`
@@ -37,6 +39,9 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lib"))
+import real_cassandra  # noqa: E402  (tests/sandbox/lib, put on the path just above)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -400,6 +405,8 @@ def start(args):
     if args.es == "noida":
         venv_program("noida-db")
 
+    if args.cassandra == "real":
+        real_cassandra.installed()
     prepare_folder(folder, args.force)
     paths = {
         "cassandra_data": os.path.join(folder, "cassandra"),
@@ -426,6 +433,7 @@ def start(args):
         "started_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "storage": args.storage,
         "es": args.es,
+        "cassandra_kind": args.cassandra,
         "elasticsearch_url": None,
         "s3_endpoint": None,
         "processes": processes,
@@ -445,8 +453,9 @@ def start(args):
 
     save()  # from here on, `stop` finds whatever was started, even if start fails
     try:
-        say("generating the Cassandra data folder %s" % paths["cassandra_data"])
-        generate("make-cassandra-data.py", paths["cassandra_data"], ["--size-mb", str(args.cassandra_mb)])
+        if args.cassandra == "standin":
+            say("generating the Cassandra data folder %s" % paths["cassandra_data"])
+            generate("make-cassandra-data.py", paths["cassandra_data"], ["--size-mb", str(args.cassandra_mb)])
         say("generating %d attachments in %s" % (args.objects, paths["attachments"]))
         generate("make-attachments.py", paths["attachments"], ["--files", str(args.objects)])
         for name, value in knobs.items():
@@ -457,11 +466,18 @@ def start(args):
         objects = None
         if args.storage == "s3":
             sandbox["s3_endpoint"], objects = start_s3(paths, processes, save)
+        node = None
+        if args.cassandra == "real":
+            auth = knobs["cql-auth"].split(":", 1) if "cql-auth" in knobs else None
+            node = real_cassandra.start(folder, paths, auth, args.cassandra_mb, processes, save,
+                                        spawn, wait_until_answers, say)
 
         env = {
             "SANDBOX_CASSANDRA_DATA": paths["cassandra_data"],
             "SANDBOX_STATE": paths["state"],
         }
+        if node is not None:
+            env.update(real_cassandra.env_exports(node))
         if args.storage == "s3":
             env["MC_HOST_" + ALIAS] = "http://%s:%s@%s" % (
                 S3_ACCESS_KEY, S3_SECRET_KEY, sandbox["s3_endpoint"].split("://", 1)[1])
@@ -471,12 +487,12 @@ def start(args):
             env["CASSANDRA_PASSWORD"] = password  # what the workflow's secret() reads
         config = {
             "cassandra_keyspace": "thehive",
-            "cassandra_connection": "127.0.0.1",
+            "cassandra_connection": node["address"] if node else "127.0.0.1",
             "cassandra_user": user,
             "cassandra_data_folder": paths["cassandra_data"],
             "cassandra_archive_path": paths["cassandra_archive"],
-            "nodetool": os.path.join(HERE, "bin", "nodetool"),
-            "cqlsh": os.path.join(HERE, "bin", "cqlsh"),
+            "nodetool": os.path.join(real_cassandra.BIN if node else os.path.join(HERE, "bin"), "nodetool"),
+            "cqlsh": os.path.join(real_cassandra.BIN if node else os.path.join(HERE, "bin"), "cqlsh"),
             "elasticsearch_url": sandbox["elasticsearch_url"],
             "elasticsearch_repository": ES_REPOSITORY,
             "elasticsearch_indices": ES_INDEX,
@@ -493,6 +509,9 @@ def start(args):
             handle.write("# The sandbox's environment for runbook: source it (`. %s`).\n" % paths["env"])
             for key, value in env.items():
                 handle.write("export %s=%s\n" % (key, shlex.quote(value)))
+            if node is not None:
+                # The real nodetool, cqlsh and sstableloader come first on PATH.
+                handle.write('export PATH=%s:"$PATH"\n' % shlex.quote(real_cassandra.BIN))
 
         files, size = folder_stats(paths["attachments"])
         cassandra_files, cassandra_size = folder_stats(os.path.join(paths["cassandra_data"], "data", "thehive"))
@@ -500,7 +519,8 @@ def start(args):
             state="running",
             env=env,
             attachments={"files": files, "bytes": size, "s3_objects": objects},
-            cassandra={"keyspace": "thehive", "files": cassandra_files, "bytes": cassandra_size},
+            cassandra={"keyspace": "thehive", "files": cassandra_files, "bytes": cassandra_size,
+                       "kind": args.cassandra},
         )
         save()
     except BaseException:
@@ -572,7 +592,10 @@ def status(folder):
     healthy = bool(sandbox.get("processes"))
     for process in sandbox.get("processes", []):
         running = bool(group_members(process["pgid"])) and ours(process)
-        answering = running and answers(process["check_url"])
+        if process.get("role") == "cassandra":
+            answering = running and real_cassandra.answers(process, cql_password(sandbox))
+        else:
+            answering = running and answers(process["check_url"])
         healthy = healthy and answering
         servers.append({"name": process["name"], "pid": process["pid"], "url": process["url"],
                         "running": running, "answers": answering})
@@ -580,6 +603,33 @@ def status(folder):
     json.dump(report, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0 if healthy else 1
+
+
+def cql_password(sandbox):
+    """The --cql-auth password, or None."""
+    auth = sandbox.get("knobs", {}).get("cql-auth")
+    return auth.split(":", 1)[1] if auth else None
+
+
+def digest(folder):
+    """Prints JSON digests of the sandbox's data: equal digests, equal data."""
+    folder = os.path.abspath(folder)
+    sandbox = load_record(folder)
+    if sandbox is None:
+        raise SandboxError("no sandbox in %s (no %s)" % (folder, RECORD))
+    if sandbox.get("storage") == "s3":
+        ensure_boto3()
+    report = {}
+    node = next((p for p in sandbox.get("processes", []) if p.get("role") == "cassandra"), None)
+    if node is not None:
+        try:
+            report["cassandra"] = real_cassandra.digest_cassandra(node, cql_password(sandbox))
+        except real_cassandra.RealCassandraError as error:
+            raise SandboxError(str(error)) from error
+    report["attachments"] = real_cassandra.digest_attachments(sandbox, BUCKET, S3_ACCESS_KEY, S3_SECRET_KEY)
+    json.dump(report, sys.stdout, indent=2, sort_keys=True)
+    sys.stdout.write("\n")
+    return 0
 
 
 # ---- command line -------------------------------------------------------------------
@@ -594,6 +644,10 @@ def main():
                        help="attachments in a folder (default) or in an S3 bucket served by moto_server")
     begin.add_argument("--es", choices=["standin", "noida"], default="standin",
                        help="Elasticsearch: tests/standins/es_standin.py (default) or noida-db")
+    begin.add_argument("--cassandra", choices=["standin", "real"], default="standin",
+                       help="Cassandra: the stand-in nodetool/cqlsh on a generated folder (default) or a real "
+                            "Apache Cassandra 4.1 node (install it with tests/setup-real-servers.sh)")
+    begin.add_argument("--real", action="store_true", help="the real servers: --cassandra real")
     begin.add_argument("--objects", type=int, default=300, metavar="N",
                        help="number of attachment files / S3 objects (default 300, at least 3)")
     begin.add_argument("--cassandra-mb", type=float, default=4, metavar="M",
@@ -612,7 +666,11 @@ def main():
     end.add_argument("dir", metavar="DIR")
     look = commands.add_parser("status", help="print whether each server runs and answers (exit 1 if not)")
     look.add_argument("dir", metavar="DIR")
+    summary = commands.add_parser("digest", help="print JSON digests of the data (Cassandra rows, attachments)")
+    summary.add_argument("dir", metavar="DIR")
     args = parser.parse_args()
+    if getattr(args, "real", False):
+        args.cassandra = "real"
     try:
         if args.command == "start":
             if args.objects < 3:
@@ -620,8 +678,10 @@ def main():
             return start(args)
         if args.command == "stop":
             return stop(args.dir)
+        if args.command == "digest":
+            return digest(args.dir)
         return status(args.dir)
-    except SandboxError as error:
+    except (SandboxError, real_cassandra.RealCassandraError) as error:
         print("sandbox: error: %s" % error, file=sys.stderr)
         return 1
     except KeyboardInterrupt:
