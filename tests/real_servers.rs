@@ -1,0 +1,257 @@
+//! End to end on a real Apache Cassandra 4.1 node (installed by
+//! tests/setup-real-servers.sh, started by `sandbox.py start --cassandra real`):
+//! the stock backup workflow's archive is restored into the real node with the
+//! real tools (cqlsh -f, sstableloader) and the data comes back identical.
+//!
+//! The node is started once for this test binary (it takes 15-30 s) and stopped
+//! when the binary exits. A node that cannot be installed or started fails every
+//! test with the reason; none is skipped.
+
+#[path = "support/cluster.rs"]
+mod cluster;
+#[path = "support/mod.rs"]
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+use cluster::*;
+use support::{assert_contains, repo_root, venv_bin};
+
+const USER: &str = "thehive";
+const PASSWORD: &str = "Real-Cql-Secret-7";
+
+/// The shared node, or why it could not be started.
+static NODE: OnceLock<Result<Cluster, String>> = OnceLock::new();
+/// Tests that change the node's data run one at a time.
+static EXCLUSIVE: Mutex<()> = Mutex::new(());
+
+/// Stops the shared sandbox when the test binary exits (statics are never dropped).
+extern "C" fn stop_node_at_exit() {
+    if let Some(Ok(cluster)) = NODE.get() {
+        let _ = Command::new(venv_bin("python"))
+            .arg(repo_root().join("tests/sandbox/sandbox.py"))
+            .arg("stop")
+            .arg(cluster.sandbox())
+            .output();
+        let _ = std::fs::remove_dir_all(cluster.dir.path());
+    }
+}
+
+/// The real node (with `--cql-auth`), started on first use; panics with the reason
+/// when it cannot be, and locks out other data-changing tests while held.
+fn node() -> (&'static Cluster, MutexGuard<'static, ()>) {
+    let started = NODE.get_or_init(|| {
+        let install = Command::new("bash")
+            .arg(repo_root().join("tests/setup-real-servers.sh"))
+            .output()
+            .map_err(|error| format!("cannot run tests/setup-real-servers.sh: {error}"))?;
+        if !install.status.success() {
+            return Err(format!(
+                "tests/setup-real-servers.sh failed: {}",
+                stderr(&install)
+            ));
+        }
+        let auth = format!("{USER}:{PASSWORD}");
+        let cluster = std::panic::catch_unwind(|| {
+            Cluster::start(&["--cassandra", "real", "--cql-auth", &auth])
+        })
+        .map_err(|panic| {
+            panic
+                .downcast_ref::<String>()
+                .cloned()
+                .unwrap_or_else(|| "sandbox start panicked".into())
+        })?;
+        // SAFETY: registers a plain extern "C" function with no captured state.
+        unsafe { libc::atexit(stop_node_at_exit) };
+        Ok(cluster)
+    });
+    let cluster = match started {
+        Ok(cluster) => cluster,
+        Err(reason) => panic!("the real Cassandra node could not be started: {reason}"),
+    };
+    let guard = EXCLUSIVE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    (cluster, guard)
+}
+
+/// `sandbox.py digest` of the node: row counts and hashes per table, attachments.
+fn digest(cluster: &Cluster) -> serde_json::Value {
+    let out = Command::new(venv_bin("python"))
+        .arg(repo_root().join("tests/sandbox/sandbox.py"))
+        .arg("digest")
+        .arg(cluster.sandbox())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "digest failed: {}", stderr(&out));
+    serde_json::from_slice(&out.stdout).expect("digest prints JSON")
+}
+
+/// A real tool from env.sh's PATH folder, with the sandbox's environment.
+fn tool(cluster: &Cluster, name: &str) -> Command {
+    let mut command = Command::new(
+        repo_root()
+            .join("tests/real-servers/cassandra/bin")
+            .join(name),
+    );
+    for (key, value) in cluster.record["env"].as_object().unwrap() {
+        command.env(key, value.as_str().unwrap());
+    }
+    command
+}
+
+#[track_caller]
+fn succeeded(what: &str, out: Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{stdout}\n{}",
+        out.status,
+        stderr(&out)
+    );
+    stdout
+}
+
+fn node_address(cluster: &Cluster) -> String {
+    cluster.record["env"]["CQLSH_HOST"]
+        .as_str()
+        .expect("env.sh exports CQLSH_HOST")
+        .to_string()
+}
+
+fn table_folders(keyspace_folder: &Path) -> Vec<PathBuf> {
+    let mut folders: Vec<PathBuf> = std::fs::read_dir(keyspace_folder)
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.is_dir())
+        .collect();
+    folders.sort();
+    folders
+}
+
+#[test]
+fn env_sh_points_the_real_tools_at_the_sandbox_node() {
+    let (cluster, _guard) = node();
+    let address = node_address(cluster);
+    let status = succeeded(
+        "nodetool status",
+        tool(cluster, "nodetool").arg("status").output().unwrap(),
+    );
+    assert_contains(&status, &format!("UN  {address} "));
+    let version = succeeded(
+        "nodetool version",
+        tool(cluster, "nodetool").arg("version").output().unwrap(),
+    );
+    assert_contains(&version, "ReleaseVersion: 4.1.");
+    // cqlsh without HOST uses CQLSH_HOST; the role made by --cql-auth logs in.
+    let select = succeeded(
+        "cqlsh",
+        tool(cluster, "cqlsh")
+            .args(["-u", USER, "-p", PASSWORD, "-e"])
+            .arg("SELECT count(*) FROM thehive.janusgraph_ids")
+            .output()
+            .unwrap(),
+    );
+    assert_contains(&select, "(1 rows)");
+    // Without credentials the node refuses: authentication is really on.
+    let refused = tool(cluster, "cqlsh")
+        .args(["-e", "SELECT now() FROM system.local"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    assert_contains(&stderr(&refused), "Remote end requires authentication");
+}
+
+#[test]
+fn backup_restored_with_cqlsh_and_sstableloader_gives_the_same_data() {
+    let (cluster, _guard) = node();
+    let before = digest(cluster);
+    let tables = before["cassandra"].as_object().expect("a cassandra digest");
+    assert_eq!(tables.len(), 9, "JanusGraph's nine tables: {before}");
+    assert!(
+        tables
+            .values()
+            .all(|table| table["rows"].as_u64() > Some(0)),
+        "every table holds rows: {before}"
+    );
+
+    // 1. The stock workflow against the real node (and the ES stand-in).
+    let backup = cluster
+        .command(&[
+            "run",
+            "cluster-hot-backup",
+            "--set",
+            &format!("cassandra_user={USER}"),
+        ])
+        .env("CASSANDRA_PASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    assert_eq!(code(&backup), 0, "{}", stderr(&backup));
+    assert!(
+        cluster.cassandra_snapshots().is_empty(),
+        "the snapshot is cleared after the backup: {:?}",
+        cluster.cassandra_snapshots()
+    );
+    let archives = cluster.path("cassandra_archive");
+    let stamp = only_stamp(&archives, "cassandra_", ".tar");
+    let extracted = cluster.dir.path().join("restore");
+    gnu_tar_extract(&archives.join(format!("cassandra_{stamp}.tar")), &extracted);
+    let set = extracted.join(format!("cassandra_{stamp}"));
+    let schema = set.join("create_keyspace_thehive.cql");
+    let schema_text = std::fs::read_to_string(&schema).unwrap();
+    assert!(
+        schema_text.starts_with("CREATE KEYSPACE thehive"),
+        "the archived schema starts with CREATE KEYSPACE (cqlsh's WARNING line dropped):\n{schema_text}"
+    );
+    let folders = table_folders(&set.join("thehive"));
+    assert_eq!(folders.len(), 9, "one folder per table: {folders:?}");
+    for folder in &folders {
+        for part in ["manifest.json", "schema.cql"] {
+            assert!(
+                folder.join(part).is_file(),
+                "{} has no {part}",
+                folder.display()
+            );
+        }
+    }
+
+    // 2. Wipe.
+    let cqlsh = |args: &[&str]| {
+        tool(cluster, "cqlsh")
+            .args(["-u", USER, "-p", PASSWORD])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    succeeded("DROP KEYSPACE", cqlsh(&["-e", "DROP KEYSPACE thehive"]));
+    let gone = cqlsh(&["-e", "SELECT count(*) FROM thehive.edgestore"]);
+    assert!(
+        !gone.status.success(),
+        "thehive.edgestore still answers after DROP KEYSPACE"
+    );
+
+    // 3. Restore: the schema, then every table folder streamed with sstableloader.
+    succeeded("cqlsh -f", cqlsh(&["-f", schema.to_str().unwrap()]));
+    let address = node_address(cluster);
+    for folder in &folders {
+        succeeded(
+            &format!("sstableloader {}", folder.display()),
+            tool(cluster, "sstableloader")
+                .args(["-d", &address, "-u", USER, "-pw", PASSWORD])
+                .arg(folder)
+                .output()
+                .unwrap(),
+        );
+    }
+
+    // 4. The same rows in every table.
+    let after = digest(cluster);
+    assert_eq!(
+        after["cassandra"], before["cassandra"],
+        "restored rows differ"
+    );
+    assert_eq!(after["attachments"], before["attachments"]);
+}
