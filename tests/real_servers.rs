@@ -17,7 +17,7 @@ use std::process::{Command, Output};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use cluster::*;
-use support::{assert_contains, repo_root, venv_bin};
+use support::{assert_contains, repo_root, runbook, venv_bin};
 
 const USER: &str = "thehive";
 const PASSWORD: &str = "Real-Cql-Secret-7";
@@ -165,8 +165,28 @@ fn env_sh_points_the_real_tools_at_the_sandbox_node() {
     assert_contains(&stderr(&refused), "Remote end requires authentication");
 }
 
+/// Runs one line of a restore plan exactly as printed, as an admin would: with
+/// the real tools first on PATH (env.sh) and the password in CASSANDRA_PASSWORD.
+fn run_plan_line(cluster: &Cluster, line: &str) {
+    let mut command = Command::new("bash");
+    command.args(["-c", line]);
+    for (key, value) in cluster.record["env"].as_object().unwrap() {
+        command.env(key, value.as_str().unwrap());
+    }
+    let bin = repo_root().join("tests/real-servers/cassandra/bin");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    command
+        .env("PATH", path)
+        .env("CASSANDRA_PASSWORD", PASSWORD);
+    succeeded(&format!("plan line `{line}`"), command.output().unwrap());
+}
+
 #[test]
-fn backup_restored_with_cqlsh_and_sstableloader_gives_the_same_data() {
+fn backup_restored_by_the_restore_plan_gives_the_same_data() {
     let (cluster, _guard) = node();
     let before = digest(cluster);
     let tables = before["cassandra"].as_object().expect("a cassandra digest");
@@ -197,11 +217,10 @@ fn backup_restored_with_cqlsh_and_sstableloader_gives_the_same_data() {
     );
     let archives = cluster.path("cassandra_archive");
     let stamp = only_stamp(&archives, "cassandra_", ".tar");
-    let extracted = cluster.dir.path().join("restore");
+    let extracted = cluster.dir.path().join("extracted");
     gnu_tar_extract(&archives.join(format!("cassandra_{stamp}.tar")), &extracted);
     let set = extracted.join(format!("cassandra_{stamp}"));
-    let schema = set.join("create_keyspace_thehive.cql");
-    let schema_text = std::fs::read_to_string(&schema).unwrap();
+    let schema_text = std::fs::read_to_string(set.join("create_keyspace_thehive.cql")).unwrap();
     assert!(
         schema_text.starts_with("CREATE KEYSPACE thehive"),
         "the archived schema starts with CREATE KEYSPACE (cqlsh's WARNING line dropped):\n{schema_text}"
@@ -218,7 +237,56 @@ fn backup_restored_with_cqlsh_and_sstableloader_gives_the_same_data() {
         }
     }
 
-    // 2. Wipe.
+    // 2. The restore plan.
+    let address = node_address(cluster);
+    let staging = cluster.dir.path().join("staging");
+    let backup_folder = cluster.path("backup");
+    let mut prep = runbook();
+    prep.args(["run", "restore-prep", "--journal-dir"])
+        .arg(cluster.dir.path().join("journal"));
+    for (key, value) in [
+        ("manifest_path", backup_folder.display().to_string()),
+        ("elasticsearch_url", cluster.es_url()),
+        ("cassandra_archive_path", archives.display().to_string()),
+        (
+            "storage_archive_path",
+            backup_folder.join("storage").display().to_string(),
+        ),
+        ("staging", staging.display().to_string()),
+        ("cassandra_connection", address.clone()),
+        ("cassandra_user", USER.to_string()),
+        (
+            "attachment_folder",
+            cluster.path("attachments").display().to_string(),
+        ),
+    ] {
+        prep.arg("--set").arg(format!("{key}={value}"));
+    }
+    let prep = prep.output().unwrap();
+    assert_eq!(code(&prep), 0, "{}", stderr(&prep));
+    let plan = std::fs::read_to_string(staging.join(&stamp).join("restore-plan.sh")).unwrap();
+    assert!(
+        !plan.contains(PASSWORD),
+        "the password is not written into the plan:\n{plan}"
+    );
+    let commands: Vec<&str> = plan
+        .lines()
+        .filter(|line| {
+            line.starts_with("cqlsh ")
+                || line.starts_with("sstableloader ")
+                || line.starts_with("cp ")
+        })
+        .collect();
+    assert_eq!(
+        commands
+            .iter()
+            .filter(|line| line.starts_with("sstableloader "))
+            .count(),
+        9,
+        "one sstableloader per table:\n{plan}"
+    );
+
+    // 3. Wipe: the keyspace and the attachments.
     let cqlsh = |args: &[&str]| {
         tool(cluster, "cqlsh")
             .args(["-u", USER, "-p", PASSWORD])
@@ -232,26 +300,31 @@ fn backup_restored_with_cqlsh_and_sstableloader_gives_the_same_data() {
         !gone.status.success(),
         "thehive.edgestore still answers after DROP KEYSPACE"
     );
+    let attachments = cluster.path("attachments");
+    for entry in std::fs::read_dir(&attachments).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path).unwrap();
+        } else {
+            std::fs::remove_file(&path).unwrap();
+        }
+    }
+    assert_ne!(digest(cluster)["attachments"], before["attachments"]);
 
-    // 3. Restore: the schema, then every table folder streamed with sstableloader.
-    succeeded("cqlsh -f", cqlsh(&["-f", schema.to_str().unwrap()]));
-    let address = node_address(cluster);
-    for folder in &folders {
-        succeeded(
-            &format!("sstableloader {}", folder.display()),
-            tool(cluster, "sstableloader")
-                .args(["-d", &address, "-u", USER, "-pw", PASSWORD])
-                .arg(folder)
-                .output()
-                .unwrap(),
-        );
+    // 4. Every Cassandra and attachment command of the plan, exactly as printed
+    //    (the Elasticsearch part is the stand-in's here).
+    for line in &commands {
+        run_plan_line(cluster, line);
     }
 
-    // 4. The same rows in every table.
+    // 5. The same rows in every table, the same attachments.
     let after = digest(cluster);
     assert_eq!(
         after["cassandra"], before["cassandra"],
         "restored rows differ"
     );
-    assert_eq!(after["attachments"], before["attachments"]);
+    assert_eq!(
+        after["attachments"], before["attachments"],
+        "restored attachments differ"
+    );
 }
