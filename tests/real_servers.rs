@@ -28,13 +28,15 @@ static NODE: OnceLock<Result<Cluster, String>> = OnceLock::new();
 static EXCLUSIVE: Mutex<()> = Mutex::new(());
 
 /// Stops the shared sandbox when the test binary exits (statics are never dropped).
+/// sandbox.py's stderr (the node's peak RSS, "stopped") goes to the test's stderr.
 extern "C" fn stop_node_at_exit() {
     if let Some(Ok(cluster)) = NODE.get() {
         let _ = Command::new(venv_bin("python"))
             .arg(repo_root().join("tests/sandbox/sandbox.py"))
             .arg("stop")
             .arg(cluster.sandbox())
-            .output();
+            .stdout(std::process::Stdio::null())
+            .status();
         let _ = std::fs::remove_dir_all(cluster.dir.path());
     }
 }

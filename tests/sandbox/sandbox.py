@@ -567,6 +567,12 @@ def stop(folder, quiet=False):
             say("pid %d is now another process; leaving it alone" % process["pid"])
             continue
         groups.append(process["pgid"])
+    for process in sandbox.get("processes", []):
+        if process.get("role") == "cassandra" and process["pgid"] in groups:
+            # The JVM's peak RSS over its whole life, read just before it ends.
+            process["peak_rss_kib"] = real_cassandra.rss_kib(process["pid"])[1] or process.get("peak_rss_kib")
+            if not quiet:
+                say("%s: peak RSS %d MiB" % (process["name"], (process["peak_rss_kib"] or 0) // 1024))
     signal_groups(groups, signal.SIGTERM)
     left = wait_gone(groups, STOP_GRACE_S)
     if left:

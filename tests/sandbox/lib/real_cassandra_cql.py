@@ -60,8 +60,9 @@ DEFAULT_SUPERUSER = ("cassandra", "cassandra")
 SEED = "thehive-sandbox"
 
 
-def connect(host, port, user=None, password=None, timeout=60.0):
-    """A session, retrying until the node answers CQL or `timeout` passes."""
+def connect(host, port, user=None, password=None, timeout=60.0, cluster_name=None):
+    """A session, retrying until the node answers CQL or `timeout` passes; with
+    `cluster_name`, fails unless the node answering belongs to that cluster."""
     auth = PlainTextAuthProvider(user, password) if user else None
     deadline = time.monotonic() + timeout
     while True:
@@ -71,13 +72,21 @@ def connect(host, port, user=None, password=None, timeout=60.0):
             execution_profiles={EXEC_PROFILE_DEFAULT: profile}, connect_timeout=5,
         )
         try:
-            return cluster, cluster.connect()
+            session = cluster.connect()
         except (NoHostAvailable, AuthenticationFailed, OSError) as error:
             cluster.shutdown()
             # A fresh node creates its default superuser just after CQL opens.
             if time.monotonic() >= deadline:
                 raise SystemExit("no CQL session with %s:%d within %.0f s: %s" % (host, port, timeout, error))
             time.sleep(0.5)
+            continue
+        if cluster_name is not None:
+            found = session.execute("SELECT cluster_name FROM system.local").one()[0]
+            if found != cluster_name:
+                cluster.shutdown()
+                raise SystemExit("the node at %s:%d belongs to cluster %s, not this sandbox's %s: "
+                                 "another sandbox took the address" % (host, port, found, cluster_name))
+        return cluster, session
 
 
 def rows_for(table, share, total_bytes):
@@ -101,14 +110,16 @@ def setup(args):
     password = os.environ.get("SANDBOX_CQL_PASSWORD", "")
     user = None
     if args.role:
-        cluster, session = connect(args.host, args.port, *DEFAULT_SUPERUSER, timeout=args.timeout)
+        cluster, session = connect(args.host, args.port, *DEFAULT_SUPERUSER, timeout=args.timeout,
+                                   cluster_name=args.cluster_name)
         # The role TheHive would use; the sandbox goes on as that role.
         session.execute(
             "CREATE ROLE IF NOT EXISTS %s WITH PASSWORD = %%s AND LOGIN = true AND SUPERUSER = true" % args.role,
             (password,))
         cluster.shutdown()
         user = args.role
-    cluster, session = connect(args.host, args.port, user, password, timeout=args.timeout)
+    cluster, session = connect(args.host, args.port, user, password, timeout=args.timeout,
+                               cluster_name=args.cluster_name)
     version = session.execute("SELECT release_version FROM system.local").one()[0]
     session.execute(
         "CREATE KEYSPACE IF NOT EXISTS %s WITH replication = "
@@ -146,7 +157,8 @@ def digest_table(session, table):
 
 def digest(args):
     password = os.environ.get("SANDBOX_CQL_PASSWORD", "")
-    cluster, session = connect(args.host, args.port, args.user, password, timeout=args.timeout)
+    cluster, session = connect(args.host, args.port, args.user, password, timeout=args.timeout,
+                               cluster_name=args.cluster_name)
     tables = sorted(row[0] for row in session.execute(
         "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s", (KEYSPACE,)))
     result = {}
@@ -160,7 +172,8 @@ def digest(args):
 
 def ping(args):
     password = os.environ.get("SANDBOX_CQL_PASSWORD", "")
-    cluster, session = connect(args.host, args.port, args.user, password, timeout=args.timeout)
+    cluster, session = connect(args.host, args.port, args.user, password, timeout=args.timeout,
+                               cluster_name=args.cluster_name)
     version = session.execute("SELECT release_version FROM system.local").one()[0]
     cluster.shutdown()
     json.dump({"release_version": version}, sys.stdout)
@@ -175,6 +188,7 @@ def main():
         command.add_argument("host")
         command.add_argument("port", type=int)
         command.add_argument("--timeout", type=float, default=60.0)
+        command.add_argument("--cluster-name", help="fail unless the node belongs to this cluster")
         if name == "setup":
             command.add_argument("--mb", type=float, required=True)
             command.add_argument("--role")
