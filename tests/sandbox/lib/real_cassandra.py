@@ -14,11 +14,13 @@ Standard library only; the CQL work runs in real_cassandra_cql.py on the venv
 Python that has the DataStax driver.
 """
 
+import fcntl
 import hashlib
 import json
 import os
 import socket
 import subprocess
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -234,25 +236,13 @@ def start(folder, paths, auth, size_mb, processes, save, spawn, wait_until_answe
     `say` are sandbox.py's own helpers (one way of running detached servers).
     """
     installed()
-    address = pick_address()
-    conf = os.path.join(folder, "cassandra-conf")
-    data = paths["cassandra_data"]
-    for name in ("data", "commitlog", "saved_caches", "hints"):
-        os.makedirs(os.path.join(data, name), exist_ok=True)
-    write_config(conf, data, paths["logs"], address, auth, cluster_name(folder))
     began = time.monotonic()
-    child, record = spawn("cassandra (Apache Cassandra %s)" % version(),
-                          server_argv(conf, data, paths["logs"], address),
-                          os.path.join(paths["logs"], "cassandra.log"))
-    record.update(role="cassandra", kind="real", address=address, cql_port=CQL_PORT, cluster_name=cluster_name(folder),
-                  storage_port=STORAGE_PORT, jmx_port=JMX_PORT, version=version(),
-                  url="cql://%s:%d" % (address, CQL_PORT), user=auth[0] if auth else None)
-    processes.append(record)
-    save()
-    say("started Apache Cassandra %s on %s (CQL %d, storage %d, JMX %d; pid %d)" % (
-        record["version"], address, CQL_PORT, STORAGE_PORT, JMX_PORT, child.pid))
-    # The node opens its CQL port last, once it is ready ("Startup complete").
-    wait_until_answers(child, record, lambda: port_open(address, CQL_PORT))
+    # Sandboxes starting at the same time (also from other checkouts) would pick the
+    # same free address: one at a time picks an address and boots until its ports
+    # are bound; the lock goes when this block ends, however it ends.
+    with open(os.path.join(tempfile.gettempdir(), "runbook-sandbox-cassandra-address.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        child, record = _boot(folder, paths, auth, processes, save, spawn, wait_until_answers, say)
     extra = ["--mb", str(size_mb), "--timeout", str(START_TIMEOUT_S)]
     password = None
     if auth:
@@ -271,6 +261,29 @@ def start(folder, paths, auth, size_mb, processes, save, spawn, wait_until_answe
         record["start_seconds"], KEYSPACE, sum(filled["rows"].values()), record["ready_seconds"],
         (record["rss_kib"] or 0) // 1024))
     return record
+
+
+def _boot(folder, paths, auth, processes, save, spawn, wait_until_answers, say):
+    """Starts the JVM on a free address; returns (child, record) once its CQL port is open."""
+    address = pick_address()
+    conf = os.path.join(folder, "cassandra-conf")
+    data = paths["cassandra_data"]
+    for name in ("data", "commitlog", "saved_caches", "hints"):
+        os.makedirs(os.path.join(data, name), exist_ok=True)
+    write_config(conf, data, paths["logs"], address, auth, cluster_name(folder))
+    child, record = spawn("cassandra (Apache Cassandra %s)" % version(),
+                          server_argv(conf, data, paths["logs"], address),
+                          os.path.join(paths["logs"], "cassandra.log"))
+    record.update(role="cassandra", kind="real", address=address, cql_port=CQL_PORT,
+                  storage_port=STORAGE_PORT, jmx_port=JMX_PORT, cluster_name=cluster_name(folder),
+                  version=version(), url="cql://%s:%d" % (address, CQL_PORT), user=auth[0] if auth else None)
+    processes.append(record)
+    save()
+    say("started Apache Cassandra %s on %s (CQL %d, storage %d, JMX %d; pid %d)" % (
+        record["version"], address, CQL_PORT, STORAGE_PORT, JMX_PORT, child.pid))
+    # The node opens its CQL port last, once it is ready ("Startup complete").
+    wait_until_answers(child, record, lambda: port_open(address, CQL_PORT))
+    return child, record
 
 
 def env_exports(record):
