@@ -12,9 +12,12 @@ mod cluster;
 #[path = "support/mod.rs"]
 mod support;
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
 
 use cluster::*;
 use support::{assert_contains, repo_root, runbook, venv_bin};
@@ -187,6 +190,133 @@ fn run_plan_line(cluster: &Cluster, line: &str) {
     succeeded(&format!("plan line `{line}`"), command.output().unwrap());
 }
 
+/// The stamps of the complete sets (backup_STAMP.json) in the backup folder.
+fn set_stamps(cluster: &Cluster) -> BTreeSet<String> {
+    std::fs::read_dir(cluster.path("backup"))
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter_map(|name| {
+            name.strip_prefix("backup_")?
+                .strip_suffix(".json")
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+/// Runs the stock backup as the --cql-auth role while sampling every process's
+/// command line; returns the stamp of the set it made. Fails if the password
+/// appears on any command line meanwhile.
+fn backup_without_password_on_any_command_line(cluster: &Cluster) -> String {
+    let before = set_stamps(cluster);
+    let done = AtomicBool::new(false);
+    let seen = std::thread::scope(|scope| {
+        let sampler = scope.spawn(|| {
+            let mut seen = Vec::new();
+            while !done.load(Ordering::Relaxed) {
+                for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+                    if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+                        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+                        if text.contains(PASSWORD) {
+                            seen.push(text);
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            seen
+        });
+        let backup = cluster
+            .command(&[
+                "run",
+                "cluster-hot-backup",
+                "--set",
+                &format!("cassandra_user={USER}"),
+            ])
+            .env("CASSANDRA_PASSWORD", PASSWORD)
+            .output()
+            .unwrap();
+        done.store(true, Ordering::Relaxed);
+        assert_eq!(code(&backup), 0, "{}", stderr(&backup));
+        sampler.join().unwrap()
+    });
+    assert!(
+        seen.is_empty(),
+        "the password was on a command line: {seen:?}"
+    );
+    let made: Vec<String> = set_stamps(cluster).difference(&before).cloned().collect();
+    assert_eq!(made.len(), 1, "one new backup set: {made:?}");
+    made[0].clone()
+}
+
+#[test]
+fn backup_succeeds_while_a_writer_inserts_rows() {
+    let (cluster, _guard) = node();
+    let stop = AtomicBool::new(false);
+    let (inserted, stamp) = std::thread::scope(|scope| {
+        let writer = scope.spawn(|| {
+            let mut inserted = 0u32;
+            let mut failures = Vec::new();
+            let mut number = 0u32;
+            // The writer's password goes through a cqlshrc, so the sampler above
+            // sees only what runbook and its children put on command lines.
+            let rc = cluster.dir.path().join("writer.cqlshrc");
+            std::fs::write(
+                &rc,
+                format!("[authentication]\nusername = {USER}\npassword = {PASSWORD}\n"),
+            )
+            .unwrap();
+            std::fs::set_permissions(&rc, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                number += 1;
+                // A JanusGraph-shaped row, as TheHive writes while it runs.
+                let statement = format!(
+                    "INSERT INTO thehive.edgestore (key, column1, value) VALUES (0x77726974{number:08x}, 0x01, 0x{number:08x})"
+                );
+                let out = tool(cluster, "cqlsh")
+                    .arg("--cqlshrc")
+                    .arg(&rc)
+                    .args(["-e", &statement])
+                    .output()
+                    .unwrap();
+                if out.status.success() {
+                    inserted += 1;
+                } else {
+                    failures.push(stderr(&out));
+                }
+            }
+            assert!(failures.is_empty(), "inserts failed during the backup: {failures:?}");
+            inserted
+        });
+        // Let the writer get going before the snapshot.
+        std::thread::sleep(Duration::from_secs(2));
+        let stamp = backup_without_password_on_any_command_line(cluster);
+        stop.store(true, Ordering::Relaxed);
+        (writer.join().unwrap(), stamp)
+    });
+    assert!(
+        inserted >= 2,
+        "the writer inserted only {inserted} rows during the backup"
+    );
+    let archive = cluster
+        .path("cassandra_archive")
+        .join(format!("cassandra_{stamp}.tar"));
+    let listing = succeeded(
+        "tar tf",
+        Command::new("tar")
+            .arg("tf")
+            .arg(&archive)
+            .output()
+            .unwrap(),
+    );
+    assert_contains(&listing, "/thehive/edgestore-");
+    assert!(
+        cluster.cassandra_snapshots().is_empty(),
+        "the snapshot is cleared after the backup: {:?}",
+        cluster.cassandra_snapshots()
+    );
+}
+
 #[test]
 fn backup_restored_by_the_restore_plan_gives_the_same_data() {
     let (cluster, _guard) = node();
@@ -201,24 +331,13 @@ fn backup_restored_by_the_restore_plan_gives_the_same_data() {
     );
 
     // 1. The stock workflow against the real node (and the ES stand-in).
-    let backup = cluster
-        .command(&[
-            "run",
-            "cluster-hot-backup",
-            "--set",
-            &format!("cassandra_user={USER}"),
-        ])
-        .env("CASSANDRA_PASSWORD", PASSWORD)
-        .output()
-        .unwrap();
-    assert_eq!(code(&backup), 0, "{}", stderr(&backup));
+    let stamp = backup_without_password_on_any_command_line(cluster);
     assert!(
         cluster.cassandra_snapshots().is_empty(),
         "the snapshot is cleared after the backup: {:?}",
         cluster.cassandra_snapshots()
     );
     let archives = cluster.path("cassandra_archive");
-    let stamp = only_stamp(&archives, "cassandra_", ".tar");
     let extracted = cluster.dir.path().join("extracted");
     gnu_tar_extract(&archives.join(format!("cassandra_{stamp}.tar")), &extracted);
     let set = extracted.join(format!("cassandra_{stamp}"));
@@ -248,6 +367,7 @@ fn backup_restored_by_the_restore_plan_gives_the_same_data() {
         .arg(cluster.dir.path().join("journal"));
     for (key, value) in [
         ("manifest_path", backup_folder.display().to_string()),
+        ("stamp", stamp.clone()),
         ("elasticsearch_url", cluster.es_url()),
         ("cassandra_archive_path", archives.display().to_string()),
         (
