@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Starts and stops a fake TheHive cluster on loopback (test scaffolding, not TheHive).
 
-    sandbox.py start DIR [--storage local|s3] [--es standin|noida|opensearch] [--real]
-                         [--es-docs N] [--objects N]
+    sandbox.py start DIR [--storage local|s3] [--es standin|noida|opensearch] [--cassandra standin|real]
+                         [--real] [--es-docs N] [--objects N]
                          [--cassandra-mb M] [--es-faults JSON] [--node-down [ADDRS]]
                          [--snapshot-fails [partial|clean]] [--knob NAME[=VALUE]]...
                          [--cql-auth USER:PASSWORD] [--force]
@@ -43,7 +43,8 @@ from datetime import datetime, timezone
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "lib"))
 sys.dont_write_bytecode = True  # no __pycache__ in the source tree
-import real_opensearch  # noqa: E402  (after the path is set)
+import real_cassandra  # noqa: E402  (after the path is set)
+import real_opensearch  # noqa: E402
 REPO = os.path.dirname(os.path.dirname(HERE))
 VENV = os.path.join(REPO, ".venv-tests")
 RECORD = "sandbox.json"
@@ -413,6 +414,8 @@ def start(args):
     if args.es_docs < 0:
         raise SandboxError("--es-docs must be 0 or more")
 
+    if args.cassandra == "real":
+        real_cassandra.installed()
     prepare_folder(folder, args.force)
     paths = {
         "cassandra_data": os.path.join(folder, "cassandra"),
@@ -440,6 +443,7 @@ def start(args):
         "started_at": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "storage": args.storage,
         "es": args.es,
+        "cassandra_kind": args.cassandra,
         "elasticsearch_url": None,
         "s3_endpoint": None,
         "processes": processes,
@@ -459,8 +463,9 @@ def start(args):
 
     save()  # from here on, `stop` finds whatever was started, even if start fails
     try:
-        say("generating the Cassandra data folder %s" % paths["cassandra_data"])
-        generate("make-cassandra-data.py", paths["cassandra_data"], ["--size-mb", str(args.cassandra_mb)])
+        if args.cassandra == "standin":
+            say("generating the Cassandra data folder %s" % paths["cassandra_data"])
+            generate("make-cassandra-data.py", paths["cassandra_data"], ["--size-mb", str(args.cassandra_mb)])
         say("generating %d attachments in %s" % (args.objects, paths["attachments"]))
         generate("make-attachments.py", paths["attachments"], ["--files", str(args.objects)])
         for name, value in knobs.items():
@@ -473,11 +478,18 @@ def start(args):
         objects = None
         if args.storage == "s3":
             sandbox["s3_endpoint"], objects = start_s3(paths, processes, save)
+        node = None
+        if args.cassandra == "real":
+            auth = knobs["cql-auth"].split(":", 1) if "cql-auth" in knobs else None
+            node = real_cassandra.start(folder, paths, auth, args.cassandra_mb, processes, save,
+                                        spawn, wait_until_answers, say)
 
         env = {
             "SANDBOX_CASSANDRA_DATA": paths["cassandra_data"],
             "SANDBOX_STATE": paths["state"],
         }
+        if node is not None:
+            env.update(real_cassandra.env_exports(node))
         if args.storage == "s3":
             env["MC_HOST_" + ALIAS] = "http://%s:%s@%s" % (
                 S3_ACCESS_KEY, S3_SECRET_KEY, sandbox["s3_endpoint"].split("://", 1)[1])
@@ -487,12 +499,12 @@ def start(args):
             env["CASSANDRA_PASSWORD"] = password  # what the workflow's secret() reads
         config = {
             "cassandra_keyspace": "thehive",
-            "cassandra_connection": "127.0.0.1",
+            "cassandra_connection": node["address"] if node else "127.0.0.1",
             "cassandra_user": user,
             "cassandra_data_folder": paths["cassandra_data"],
             "cassandra_archive_path": paths["cassandra_archive"],
-            "nodetool": os.path.join(HERE, "bin", "nodetool"),
-            "cqlsh": os.path.join(HERE, "bin", "cqlsh"),
+            "nodetool": os.path.join(real_cassandra.BIN if node else os.path.join(HERE, "bin"), "nodetool"),
+            "cqlsh": os.path.join(real_cassandra.BIN if node else os.path.join(HERE, "bin"), "cqlsh"),
             "elasticsearch_url": sandbox["elasticsearch_url"],
             "elasticsearch_repository": ES_REPOSITORY,
             "elasticsearch_indices": ES_INDEX,
@@ -509,6 +521,9 @@ def start(args):
             handle.write("# The sandbox's environment for runbook: source it (`. %s`).\n" % paths["env"])
             for key, value in env.items():
                 handle.write("export %s=%s\n" % (key, shlex.quote(value)))
+            if node is not None:
+                # The real nodetool, cqlsh and sstableloader come first on PATH.
+                handle.write('export PATH=%s:"$PATH"\n' % shlex.quote(real_cassandra.BIN))
 
         files, size = folder_stats(paths["attachments"])
         cassandra_files, cassandra_size = folder_stats(os.path.join(paths["cassandra_data"], "data", "thehive"))
@@ -516,7 +531,8 @@ def start(args):
             state="running",
             env=env,
             attachments={"files": files, "bytes": size, "s3_objects": objects},
-            cassandra={"keyspace": "thehive", "files": cassandra_files, "bytes": cassandra_size},
+            cassandra={"keyspace": "thehive", "files": cassandra_files, "bytes": cassandra_size,
+                       "kind": args.cassandra},
         )
         save()
     except BaseException:
@@ -563,6 +579,12 @@ def stop(folder, quiet=False):
             say("pid %d is now another process; leaving it alone" % process["pid"])
             continue
         groups.append(process["pgid"])
+    for process in sandbox.get("processes", []):
+        if process.get("role") == "cassandra" and process["pgid"] in groups:
+            # The JVM's peak RSS over its whole life, read just before it ends.
+            process["peak_rss_kib"] = real_cassandra.rss_kib(process["pid"])[1] or process.get("peak_rss_kib")
+            if not quiet:
+                say("%s: peak RSS %d MiB" % (process["name"], (process["peak_rss_kib"] or 0) // 1024))
     signal_groups(groups, signal.SIGTERM)
     left = wait_gone(groups, STOP_GRACE_S)
     if left:
@@ -591,6 +613,8 @@ def status(folder):
         if process.get("version") and process["role"] == "elasticsearch":
             # The real node: `_cluster/health` must say yellow or green.
             answering = running and real_opensearch.healthy(process["url"])
+        elif process.get("role") == "cassandra":
+            answering = running and real_cassandra.answers(process, cql_password(sandbox))
         else:
             answering = running and answers(process["check_url"])
         healthy = healthy and answering
@@ -602,23 +626,41 @@ def status(folder):
     return 0 if healthy else 1
 
 
-def digest(folder):
-    """Prints a digest of the sandbox's data as JSON (equal for equal data).
+def cql_password(sandbox):
+    """The --cql-auth password, or None."""
+    auth = sandbox.get("knobs", {}).get("cql-auth")
+    return auth.split(":", 1)[1] if auth else None
 
-    `indices`: per index of the real OpenSearch node, its document count and a
-    SHA-256 of its sorted documents (lib/real_opensearch.py). The stand-ins hold no
-    data, so a part whose server is a stand-in is left out.
+
+def digest(folder):
+    """Prints JSON digests of the sandbox's data: equal digests, equal data.
+
+    `cassandra`: per table of the real node's keyspace, its row count and an
+    order-independent SHA-256 of its rows (lib/real_cassandra.py); `indices`:
+    per index of the real OpenSearch node, its document count and a SHA-256 of
+    its sorted documents (lib/real_opensearch.py); `attachments`: the file
+    count and a SHA-256 of sorted (path, content hash), folder or bucket. The
+    stand-ins hold no data, so a part whose server is a stand-in is left out.
     """
     folder = os.path.abspath(folder)
     sandbox = load_record(folder)
     if sandbox is None:
         raise SandboxError("no sandbox in %s (no %s)" % (folder, RECORD))
+    if sandbox.get("storage") == "s3":
+        ensure_boto3()
     report = {}
+    node = next((p for p in sandbox.get("processes", []) if p.get("role") == "cassandra"), None)
+    if node is not None:
+        try:
+            report["cassandra"] = real_cassandra.digest_cassandra(node, cql_password(sandbox))
+        except real_cassandra.RealCassandraError as error:
+            raise SandboxError(str(error)) from error
     if sandbox.get("es") == "opensearch":
         try:
             report["indices"] = real_opensearch.indices_digest(sandbox["elasticsearch_url"])
         except (OSError, real_opensearch.OpenSearchError) as error:
             raise SandboxError("cannot digest the indices at %s: %s" % (sandbox["elasticsearch_url"], error)) from error
+    report["attachments"] = real_cassandra.digest_attachments(sandbox, BUCKET, S3_ACCESS_KEY, S3_SECRET_KEY)
     json.dump(report, sys.stdout, indent=2, sort_keys=True)
     sys.stdout.write("\n")
     return 0
@@ -637,8 +679,11 @@ def main():
     begin.add_argument("--es", choices=["standin", "noida", "opensearch"], default=None,
                        help="Elasticsearch: tests/standins/es_standin.py (default), noida-db, or a real "
                             "OpenSearch 2.19 node (tests/real-servers/opensearch)")
+    begin.add_argument("--cassandra", choices=["standin", "real"], default="standin",
+                       help="Cassandra: the stand-in nodetool/cqlsh on a generated folder (default) or a real "
+                            "Apache Cassandra 4.1 node (install it with tests/setup-real-servers.sh)")
     begin.add_argument("--real", action="store_true",
-                       help="the real servers: --es opensearch (unless --es is given)")
+                       help="the real servers: --cassandra real, and --es opensearch unless --es is given")
     begin.add_argument("--es-docs", type=int, default=1000, metavar="N",
                        help="documents in the index thehive_global of the real OpenSearch (default 1000)")
     begin.add_argument("--objects", type=int, default=300, metavar="N",
@@ -659,9 +704,11 @@ def main():
     end.add_argument("dir", metavar="DIR")
     look = commands.add_parser("status", help="print whether each server runs and answers (exit 1 if not)")
     look.add_argument("dir", metavar="DIR")
-    summary = commands.add_parser("digest", help="print a digest of the sandbox's data (indices) as JSON")
+    summary = commands.add_parser("digest", help="print JSON digests of the data (Cassandra rows, indices, attachments)")
     summary.add_argument("dir", metavar="DIR")
     args = parser.parse_args()
+    if getattr(args, "real", False):
+        args.cassandra = "real"
     try:
         if args.command == "start":
             if args.objects < 3:
@@ -674,7 +721,7 @@ def main():
         if args.command == "digest":
             return digest(args.dir)
         return status(args.dir)
-    except SandboxError as error:
+    except (SandboxError, real_cassandra.RealCassandraError) as error:
         print("sandbox: error: %s" % error, file=sys.stderr)
         return 1
     except KeyboardInterrupt:

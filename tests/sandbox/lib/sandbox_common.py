@@ -16,13 +16,14 @@ import time
 #: The Cassandra release the stand-ins pretend to be.
 DEFAULT_RELEASE_VERSION = "4.1.3"
 
-#: The cqlsh release the stand-in pretends to be (Cassandra 4.1 ships cqlsh 6.1.0).
+#: The cqlsh release the stand-in pretends to be (Cassandra 4.1 ships cqlsh 6.1.0;
+#: PyPI's cqlsh 6.1.3 also says 6.1.0 and was built against 4.1.4).
 CQLSH_VERSION = "6.1.0"
 
 #: The Cassandra version the stand-in cqlsh claims it was built against; it differs
 #: from the server on purpose so that cqlsh prints its WARNING line, as it does on
 #: most real installations where the client package lags the server.
-CQLSH_BUILT_AGAINST = "4.1.2"
+CQLSH_BUILT_AGAINST = "4.1.4"
 
 #: Name of a table folder: `<table>-<32 hex>`.
 TABLE_DIR_RE = re.compile(r"^(?P<table>[A-Za-z0-9_]+)-(?P<id>[0-9a-f]{32})$")
@@ -268,7 +269,7 @@ def _java_decimal(number):
     return text or "0"
 
 
-def table_builder(rows):
+def table_builder(rows, separator="  "):
     """Cassandra's nodetool `TableBuilder`: columns padded to width, joined by two spaces.
 
     Like the real one it pads the last column too, so lines can end in spaces.
@@ -277,7 +278,7 @@ def table_builder(rows):
     for row in rows:
         for index, cell in enumerate(row):
             widths[index] = max(widths[index], len(cell))
-    return "\n".join("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) for row in rows)
+    return "\n".join(separator.join(cell.ljust(widths[i]) for i, cell in enumerate(row)) for row in rows)
 
 
 def directory_size(path, skip_dirs=("snapshots", "backups")):
