@@ -70,7 +70,8 @@ pub fn register(engine: &mut Engine, state: &Arc<RunState>) {
                 return Ok(());
             }
             s.note_change();
-            files::write_file(Path::new(path), text).map_err(|e| error(&s, &c, "write_file", with_causes(&e)))
+            files::write_file(Path::new(path), text)
+                .map_err(|e| error(&s, &c, "write_file", with_causes(&e)))
         },
     );
     let s = Arc::clone(state);
