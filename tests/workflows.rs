@@ -610,7 +610,7 @@ fn the_restore_plan_keeps_every_path_and_value_one_shell_word() {
     assert!(syntax.status.success(), "bash -n: {}", stderr(&syntax));
     // Run the plan with each restore command replaced by a function that
     // prints its arguments: every path and value arrives as one argument.
-    let stubs = "for c in cqlsh sstableloader curl cp mcli; do \
+    let stubs = "for c in cqlsh sstableloader curl jq cp runbook; do \
                  eval \"$c() { printf '%s\\037' $c \\\"\\$@\\\"; printf '\\036'; }\"; done; . \"$1\"";
     let ran = Command::new("bash")
         .args(["-c", stubs, "bash"])
