@@ -337,7 +337,7 @@ pub fn backup_wipe_restore_compare(
         "one sstableloader per table:\n{plan}"
     );
     assert_contains(&plan, "set -euo pipefail");
-    assert_contains(&plan, "_restore?wait_for_completion=true' | jq -ec ");
+    assert_contains(&plan, "_restore?wait_for_completion=true' | jq -nec ");
     match storage {
         Storage::Local => assert_contains(&plan, "\ncp -a "),
         Storage::S3 => assert_contains(&plan, "\nrunbook run restore-bucket "),
