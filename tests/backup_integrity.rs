@@ -345,7 +345,11 @@ fn sstables_without_toc_as_after_sstableloader_are_archived_whole() {
     let stamp = only_stamp(&cluster.path("backup"), "backup_", ".json");
     let listing = Command::new("tar")
         .arg("tf")
-        .arg(cluster.path("cassandra_archive").join(format!("cassandra_{stamp}.tar")))
+        .arg(
+            cluster
+                .path("cassandra_archive")
+                .join(format!("cassandra_{stamp}.tar")),
+        )
         .output()
         .unwrap();
     let listing = String::from_utf8_lossy(&listing.stdout).into_owned();

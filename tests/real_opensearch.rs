@@ -448,7 +448,9 @@ fn without_cql_auth_a_local_storage_backup_restores_to_an_equal_digest() {
         restore_proof::backup_wipe_restore_compare(cluster, storage, None, |cluster| {
             backup(cluster, storage)
         });
-    eprintln!("without cql auth, storage local: backup {backup_s:.1} s, restore plan {restore_s:.1} s");
+    eprintln!(
+        "without cql auth, storage local: backup {backup_s:.1} s, restore plan {restore_s:.1} s"
+    );
 }
 
 /// The same with storage `s3`: the bucket is emptied and put back by the plan.
@@ -460,5 +462,7 @@ fn without_cql_auth_an_s3_storage_backup_restores_to_an_equal_digest() {
         restore_proof::backup_wipe_restore_compare(cluster, storage, None, |cluster| {
             backup(cluster, storage)
         });
-    eprintln!("without cql auth, storage s3: backup {backup_s:.1} s, restore plan {restore_s:.1} s");
+    eprintln!(
+        "without cql auth, storage s3: backup {backup_s:.1} s, restore plan {restore_s:.1} s"
+    );
 }

@@ -704,7 +704,10 @@ fn the_restore_line_of_the_plan_fails_unless_every_shard_came_back() {
         .expect("a _restore line");
     let run_with_answer = |answer: &str| {
         Command::new("bash")
-            .args(["-c", "set -euo pipefail; curl() { printf '%s' \"$ANSWER\"; }; eval \"$1\""])
+            .args([
+                "-c",
+                "set -euo pipefail; curl() { printf '%s' \"$ANSWER\"; }; eval \"$1\"",
+            ])
             .arg("restore-line")
             .arg(line)
             .env("ANSWER", answer)

@@ -63,13 +63,18 @@ else
 fi
 
 t0=$(seconds)
+# /usr/bin/time reports the largest peak RSS among the plan's processes (each
+# sstableloader is a JVM of its own).
 PATH="$tools:$(dirname "$runbook"):$PATH" RUNBOOK_JOURNAL_DIR="$work/journal" \
+    /usr/bin/time -f '%M' -o "$work/plan.rss" \
     bash "$work/staging/$stamp/restore-plan.sh" >"$work/plan.out" 2>"$work/plan.err"
 t1=$(seconds)
 printf 'the restore plan (bash restore-plan.sh): %.1f s\n' "$(echo "$t1 - $t0" | bc)"
+printf 'largest peak RSS of one plan command: %d MiB\n' "$(( $(cat "$work/plan.rss") / 1024 ))"
 "$py" tests/sandbox/sandbox.py digest "$sandbox" --attachments "$place" >"$work/after.json"
-for pid in $("$py" -c 'import json,sys; print(" ".join(str(p["pid"]) for p in json.load(open(sys.argv[1]))["processes"] if p.get("rss_kib")))' "$work/sandbox.json"); do
-    awk -v pid="$pid" '/^VmHWM/ { printf "pid %s peak RSS (VmHWM): %d MiB\n", pid, $2 / 1024 }' "/proc/$pid/status"
+for pid in $("$py" -c 'import json,sys; print(" ".join(str(p["pid"]) for p in json.load(open(sys.argv[1]))["processes"]))' "$work/sandbox.json"); do
+    name=$(tr '\0' ' ' <"/proc/$pid/cmdline" | cut -c1-60)
+    awk -v pid="$pid" -v name="$name" '/^VmHWM/ { printf "pid %s peak RSS (VmHWM): %d MiB  %s\n", pid, $2 / 1024, name }' "/proc/$pid/status"
 done
 if cmp -s "$work/before.json" "$work/after.json"; then
     echo "digests equal"

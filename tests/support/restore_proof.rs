@@ -100,8 +100,7 @@ fn cqlsh(cluster: &Cluster, login: Option<Login>, statement: &str) -> Output {
             ),
         )
         .unwrap();
-        std::fs::set_permissions(&rc, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-            .unwrap();
+        std::fs::set_permissions(&rc, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
         command.arg("--cqlshrc").arg(rc);
     }
     command.args(["-e", statement]).output().unwrap()
