@@ -15,7 +15,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rhai::{Dynamic, Engine, EvalAltResult, NativeCallContext};
-use runbook_steps::backup_catalogue::{BackupSet, Catalogue, Origin, parse_stamp};
+use runbook_steps::backup::catalogue::{BackupSet, Catalogue, Origin, parse_stamp};
 
 use crate::run_state::RunState;
 use crate::script_error::{describe_position, runtime_error};
@@ -73,9 +73,9 @@ pub fn find_manifest(manifest_dir: &Path, stamp: &str) -> Result<(String, String
             set.problems.join("; ")
         ));
     }
-    let text = runbook_steps::regular_file::read_regular_text(
+    let text = runbook_steps::runtime::regular_file::read_regular_text(
         &manifest,
-        runbook_steps::backup_catalogue::MANIFEST_MAX_BYTES,
+        runbook_steps::backup::catalogue::MANIFEST_MAX_BYTES,
     )
     .map_err(|e| format!("cannot read {}: {e}", manifest.display()))?;
     Ok((manifest.display().to_string(), text))
@@ -129,7 +129,7 @@ pub fn claim_stamp(folder: &Path, stamp: &str, dry_run: bool) -> Result<String, 
 /// Registers `backup_manifest`, `claim_stamp_file` and `is_plain_name`.
 pub fn register(engine: &mut Engine, state: &Arc<RunState>) {
     engine.register_fn("is_plain_name", |name: &str| {
-        runbook_steps::backup_catalogue::is_plain_name(name)
+        runbook_steps::backup::catalogue::is_plain_name(name)
     });
     let s = Arc::clone(state);
     engine.register_fn(

@@ -3,14 +3,14 @@
 
 use std::path::{Path, PathBuf};
 
-use runbook_steps::backup_catalogue::{
+use runbook_steps::archive::sidecar::read_sidecar;
+use runbook_steps::archive::verification::{VerifyArchiveOptions, verify_archive};
+use runbook_steps::backup::catalogue::{
     BackupSet, Catalogue, ManifestView, Origin, Verification, human_age, human_bytes, parse_stamp,
 };
-use runbook_steps::blocking_work::WorkControl;
-use runbook_steps::checksum_sidecar::read_sidecar;
-use runbook_steps::http_client::Secret;
-use runbook_steps::snapshot_check::{SnapshotState, check_catalogue_snapshots};
-use runbook_steps::verify_archive::{VerifyArchiveOptions, verify_archive};
+use runbook_steps::backup::snapshot_check::{SnapshotState, check_catalogue_snapshots};
+use runbook_steps::runtime::blocking_work::WorkControl;
+use runbook_steps::runtime::secret::Secret;
 
 use crate::exit_code;
 
@@ -218,9 +218,9 @@ pub fn verify_set(
     }
     let manifest_path = manifest_dir.join(format!("backup_{stamp}.json"));
     // Only a regular file: a FIFO named like a manifest must not hang `verify`.
-    let text = match runbook_steps::regular_file::read_regular_text(
+    let text = match runbook_steps::runtime::regular_file::read_regular_text(
         &manifest_path,
-        runbook_steps::backup_catalogue::MANIFEST_MAX_BYTES,
+        runbook_steps::backup::catalogue::MANIFEST_MAX_BYTES,
     ) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -416,7 +416,7 @@ fn rewrite_keeping_owner(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let before = std::fs::symlink_metadata(path)?;
     let mode = before.mode() & 0o7777;
-    let (partial, mut file) = runbook_steps::atomic_file::PartialFile::create(path, mode)?;
+    let (partial, mut file) = runbook_steps::runtime::atomic_file::PartialFile::create(path, mode)?;
     std::os::unix::fs::fchown(&file, Some(before.uid()), Some(before.gid())).map_err(|e| {
         std::io::Error::new(
             e.kind(),
@@ -436,7 +436,7 @@ fn rewrite_keeping_owner(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 /// Verifies one archive against the manifest's SHA-256 and size, and checks
 /// its sidecar agrees with the manifest.
 fn verify_one(
-    archive: &runbook_steps::backup_catalogue::ManifestArchive,
+    archive: &runbook_steps::backup::catalogue::ManifestArchive,
 ) -> Result<String, String> {
     let path = &archive.path;
     let options = VerifyArchiveOptions {

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use runbook_steps::progress::ProgressMode;
+use runbook_steps::runtime::progress::ProgressMode;
 
 use crate::exit_code;
 use crate::logging::{self, LogFormat};

@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use rhai::Map;
-use runbook_steps::progress::ProgressMode;
+use runbook_steps::runtime::progress::ProgressMode;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Overrides;
@@ -168,8 +168,8 @@ pub fn recover(journal_dir: Option<std::path::PathBuf>, dry_run: bool) -> i32 {
 
 /// `runbook verify PATH... [--require-checksum] [--json]`: one line per archive.
 pub fn verify(paths: &[std::path::PathBuf], require_checksum: bool, json: bool) -> i32 {
-    use runbook_steps::blocking_work::WorkControl;
-    use runbook_steps::verify_archive::{VerifyArchiveOptions, verify_archive};
+    use runbook_steps::archive::verification::{VerifyArchiveOptions, verify_archive};
+    use runbook_steps::runtime::blocking_work::WorkControl;
     let mut all_ok = true;
     for path in paths {
         let options = VerifyArchiveOptions {

@@ -88,8 +88,12 @@ pub fn register(engine: &mut Engine, state: &Arc<RunState>) {
             let mode = u32::try_from(mode)
                 .map_err(|_| error(&s, &c, "write_file", format!("bad mode {mode}")))?;
             s.note_change();
-            runbook_steps::atomic_file::write_atomic(Path::new(path), text.as_bytes(), mode)
-                .map_err(|e| error(&s, &c, "write_file", format!("cannot write {path}: {e}")))
+            runbook_steps::runtime::atomic_file::write_atomic(
+                Path::new(path),
+                text.as_bytes(),
+                mode,
+            )
+            .map_err(|e| error(&s, &c, "write_file", format!("cannot write {path}: {e}")))
         },
     );
     let s = Arc::clone(state);

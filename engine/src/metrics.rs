@@ -46,7 +46,7 @@ pub fn write_after_run(cli_path: Option<&Path>, workflow: &str, doc: &JournalDoc
     }
     let previous_success = read_last_success(path, workflow);
     let result = render(workflow, doc, previous_success).and_then(|text| {
-        runbook_steps::atomic_file::write_atomic(path, text.as_bytes(), 0o644)
+        runbook_steps::runtime::atomic_file::write_atomic(path, text.as_bytes(), 0o644)
             .map_err(|e| format!("cannot write {}: {e}", path.display()))
     });
     match result {

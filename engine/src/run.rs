@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rhai::Map;
-use runbook_steps::progress::ProgressMode;
+use runbook_steps::runtime::progress::ProgressMode;
 use tokio_util::sync::CancellationToken;
 
 use crate::cleanup;

@@ -4,7 +4,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use rhai::Map;
-use runbook_steps::progress::ProgressMode;
+use runbook_steps::runtime::progress::ProgressMode;
 use tokio_util::sync::CancellationToken;
 
 use crate::compensation::{Action, Compensation};

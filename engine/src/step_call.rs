@@ -223,7 +223,7 @@ pub fn call_step(
 }
 
 async fn run_with_limit(
-    prepared: runbook_steps::registry::PreparedStep,
+    prepared: runbook_steps::runtime::registry::PreparedStep,
     ctx: StepContext,
     cancel: tokio_util::sync::CancellationToken,
     limit: Option<Duration>,

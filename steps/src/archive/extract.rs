@@ -30,12 +30,12 @@ use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, fchownat, linkat, symlinkat, 
 use serde::{Deserialize, Serialize};
 use tar::EntryType;
 
-use crate::archive_io::{CHUNK_SIZE, Compression};
-use crate::blocking_work::{Stop, WorkControl, run_blocking};
-use crate::error::{StepError, StepFailure};
-use crate::progress::Progress;
-use crate::step::{DryRun, Step, StepContext};
-use crate::verify_archive::{VerifyArchiveOptions, VerifyError, verify_archive};
+use crate::archive::io::{CHUNK_SIZE, Compression};
+use crate::archive::verification::{VerifyArchiveOptions, VerifyError, verify_archive};
+use crate::runtime::blocking_work::{Stop, WorkControl, run_blocking};
+use crate::runtime::error::{StepError, StepFailure};
+use crate::runtime::progress::Progress;
+use crate::runtime::step::{DryRun, Step, StepContext};
 
 /// The `extract_archive` step.
 pub struct ExtractArchive;

@@ -8,11 +8,11 @@ use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::StepError;
-use crate::progress::ProgressMode;
+use crate::runtime::error::StepError;
+use crate::runtime::progress::ProgressMode;
 
 /// One native operation. Implement it in one file, then add one line to
-/// [`crate::registry`].
+/// [`crate::runtime::registry`].
 pub trait Step: 'static {
     /// The function name scripts call, e.g. `"exec"`.
     const NAME: &'static str;

@@ -9,7 +9,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::atomic_file::{with_suffix, write_atomic};
+use crate::runtime::atomic_file::{with_suffix, write_atomic};
 
 /// The suffix of checksum files.
 pub const SIDECAR_SUFFIX: &str = ".sha256";
@@ -82,7 +82,7 @@ pub enum SidecarError {
 pub fn read_sidecar(archive: &Path) -> Result<Option<Sidecar>, SidecarError> {
     let path = sidecar_path(archive);
     // A FIFO or device named like a sidecar is refused, never waited on.
-    let text = match crate::regular_file::open_regular(&path).and_then(|mut file| {
+    let text = match crate::runtime::regular_file::open_regular(&path).and_then(|mut file| {
         let mut bytes = Vec::new();
         std::io::Read::read_to_end(&mut file, &mut bytes).map(|_| bytes)
     }) {

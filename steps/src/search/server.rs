@@ -11,11 +11,12 @@ use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::error::{StepError, StepFailure};
-use crate::http_client::{
-    HttpClient, HttpError, HttpRequest, Secret, display_url, endpoint, tls_summary,
+use crate::runtime::error::{StepError, StepFailure};
+use crate::runtime::secret::Secret;
+use crate::runtime::step::{DryRun, Step, StepContext};
+use crate::search::client::{
+    HttpClient, HttpError, HttpRequest, display_url, endpoint, tls_summary,
 };
-use crate::step::{DryRun, Step, StepContext};
 
 /// How long connecting may take: a probe of a wrong address must end fast.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -50,7 +51,7 @@ pub struct EsServerOptions {
     pub insecure: bool,
 }
 
-crate::http_client::impl_http_connection!(EsServerOptions);
+crate::search::client::impl_http_connection!(EsServerOptions);
 
 /// Result of `es_server`.
 #[derive(Debug, Default, Serialize)]

@@ -12,8 +12,8 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{StepError, StepFailure};
-use crate::step::{DryRun, Step, StepContext};
+use crate::runtime::error::{StepError, StepFailure};
+use crate::runtime::step::{DryRun, Step, StepContext};
 
 /// Output kept per stream; past it the step fails rather than eat memory.
 pub const CAPTURE_LIMIT: usize = 16 * 1024 * 1024;

@@ -19,13 +19,13 @@ use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use serde::{Deserialize, Serialize};
 use tar::{EntryType, Header};
 
-use crate::archive_io::{ArchiveSink, Compression};
-use crate::atomic_file::PartialFile;
-use crate::blocking_work::{Stop, WorkControl, run_blocking};
-use crate::checksum_sidecar::{Sidecar, write_sidecar};
-use crate::error::{StepError, StepFailure};
-use crate::progress::Progress;
-use crate::step::{DryRun, Step, StepContext};
+use crate::archive::io::{ArchiveSink, Compression};
+use crate::archive::sidecar::{Sidecar, write_sidecar};
+use crate::runtime::atomic_file::PartialFile;
+use crate::runtime::blocking_work::{Stop, WorkControl, run_blocking};
+use crate::runtime::error::{StepError, StepFailure};
+use crate::runtime::progress::Progress;
+use crate::runtime::step::{DryRun, Step, StepContext};
 
 /// Permissions of archives and their checksum files: they hold all the data.
 pub const ARCHIVE_MODE: u32 = 0o600;
@@ -390,7 +390,7 @@ fn write_planned(
     };
     let (partial, file) =
         PartialFile::create(dest, ARCHIVE_MODE).map_err(|source| TarDirError::Write {
-            path: crate::atomic_file::partial_path(dest),
+            path: crate::runtime::atomic_file::partial_path(dest),
             source,
         })?;
     let own_file = file.metadata().map(|m| (m.dev(), m.ino())).ok();

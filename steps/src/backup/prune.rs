@@ -3,7 +3,7 @@
 //! last good backup, and deletes the removed sets' Elasticsearch snapshots.
 //!
 //! The decision ([`plan`]) is plain data computed from the
-//! [`Catalogue`](crate::backup_catalogue::Catalogue), so it is unit-tested
+//! [`Catalogue`](crate::backup::catalogue::Catalogue), so it is unit-tested
 //! without files; the step then carries it out, or under dry-run only reports it.
 
 use std::path::PathBuf;
@@ -13,16 +13,17 @@ use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::atomic_file::sync_parent;
-use crate::backup_catalogue::{
+use crate::backup::catalogue::{
     BackupSet, Catalogue, CatalogueError, Origin, Owner, SnapshotRef, is_plain_name,
 };
-use crate::error::{StepError, StepFailure};
-use crate::http_client::{
-    HttpClient, HttpError, HttpRequest, Secret, default_elasticsearch_url, display_url, endpoint,
+use crate::runtime::atomic_file::sync_parent;
+use crate::runtime::error::{StepError, StepFailure};
+use crate::runtime::secret::Secret;
+use crate::runtime::step::{DryRun, Step, StepContext};
+use crate::search::client::{
+    HttpClient, HttpError, HttpRequest, default_elasticsearch_url, display_url, endpoint,
     tls_summary,
 };
-use crate::step::{DryRun, Step, StepContext};
 
 /// The timeout when the script gives none: deleting snapshots of a big
 /// repository takes a while each.
@@ -82,7 +83,7 @@ pub struct PruneElasticsearch {
     pub insecure: bool,
 }
 
-crate::http_client::impl_http_connection!(PruneElasticsearch);
+crate::search::client::impl_http_connection!(PruneElasticsearch);
 
 /// A set that stays, and why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -498,7 +499,7 @@ async fn prune(options: PruneOptions, ctx: &StepContext) -> Result<PruneOutput, 
     if let Some(bad) = options
         .protect
         .iter()
-        .find(|p| crate::backup_catalogue::parse_stamp(p).is_none())
+        .find(|p| crate::backup::catalogue::parse_stamp(p).is_none())
     {
         return Err(PruneError::BadProtect(bad.clone()));
     }
@@ -712,7 +713,7 @@ fn remove_files(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backup_catalogue::Verification;
+    use crate::backup::catalogue::Verification;
 
     fn owner() -> Owner {
         Owner {
@@ -727,7 +728,7 @@ mod tests {
             time: None,
             created: None,
             origin: Origin::Runbook,
-            written_by: Some(crate::backup_catalogue::ManifestOrigin {
+            written_by: Some(crate::backup::catalogue::ManifestOrigin {
                 tool: "runbook".into(),
                 workflow: "cluster-hot-backup".into(),
                 manifest_path: "/b".into(),

@@ -10,9 +10,10 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::error::{StepError, StepFailure};
-use crate::http_client::{HttpClient, HttpRequest, Secret, display_url, tls_summary};
-use crate::step::{DryRun, Step, StepContext};
+use crate::runtime::error::{StepError, StepFailure};
+use crate::runtime::secret::Secret;
+use crate::runtime::step::{DryRun, Step, StepContext};
+use crate::search::client::{HttpClient, HttpRequest, display_url, tls_summary};
 
 /// The `http` step.
 pub struct Http;
@@ -55,7 +56,7 @@ pub struct HttpOptions {
     pub insecure: bool,
 }
 
-crate::http_client::impl_http_connection!(HttpOptions);
+crate::search::client::impl_http_connection!(HttpOptions);
 
 fn default_method() -> String {
     "GET".to_string()

@@ -10,12 +10,13 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use url::Url;
 
-use crate::error::{StepError, StepFailure};
-use crate::http_client::{
-    HttpClient, HttpError, HttpRequest, Secret, default_elasticsearch_url, display_url, endpoint,
+use crate::runtime::error::{StepError, StepFailure};
+use crate::runtime::secret::Secret;
+use crate::runtime::step::{DryRun, Step, StepContext};
+use crate::search::client::{
+    HttpClient, HttpError, HttpRequest, default_elasticsearch_url, display_url, endpoint,
     tls_summary,
 };
-use crate::step::{DryRun, Step, StepContext};
 
 /// The timeout when the script gives none: big clusters snapshot for a while.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2 * 60 * 60);
@@ -126,7 +127,7 @@ fn default_poll() -> Duration {
     Duration::from_secs(5)
 }
 
-crate::http_client::impl_http_connection!(EsSnapshotOptions);
+crate::search::client::impl_http_connection!(EsSnapshotOptions);
 
 impl EsSnapshotOptions {
     fn full_name(&self) -> String {
@@ -520,7 +521,7 @@ Example:
             ("repository", &options.repository),
             ("snapshot", &options.snapshot),
         ] {
-            if !crate::backup_catalogue::is_plain_name(name) {
+            if !crate::backup::catalogue::is_plain_name(name) {
                 return Err(HttpError::Options(format!(
                     "`{key}` is `{name}`: use letters, digits, `_`, `-` and `.` only \
                      (no wildcard, comma, `_all`, `/`, and not starting with `_`, `-` or `.`)"

@@ -8,11 +8,12 @@ use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::error::{StepError, StepFailure};
-use crate::http_client::{
-    HttpClient, HttpRequest, Secret, default_elasticsearch_url, display_url, endpoint, tls_summary,
+use crate::runtime::error::{StepError, StepFailure};
+use crate::runtime::secret::Secret;
+use crate::runtime::step::{DryRun, Step, StepContext};
+use crate::search::client::{
+    HttpClient, HttpRequest, default_elasticsearch_url, display_url, endpoint, tls_summary,
 };
-use crate::step::{DryRun, Step, StepContext};
 
 /// How long Elasticsearch waits for `wait_for_status` when the step has no timeout
 /// (Elasticsearch's own default).
@@ -75,7 +76,7 @@ pub struct EsHealthOptions {
     pub insecure: bool,
 }
 
-crate::http_client::impl_http_connection!(EsHealthOptions);
+crate::search::client::impl_http_connection!(EsHealthOptions);
 
 impl EsHealthOptions {
     fn required(&self) -> HealthStatus {

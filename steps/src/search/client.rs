@@ -18,13 +18,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use reqwest::header::{HeaderMap, HeaderValue, RETRY_AFTER};
 use reqwest::{Method, StatusCode};
-use serde::Deserialize;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
-use crate::error::StepFailure;
-use crate::step::StepContext;
+use crate::runtime::error::StepFailure;
+use crate::runtime::step::StepContext;
 
 /// How long one request is retried on transient failures when the step's
 /// deadline does not end it sooner: a service that stays down longer than this
@@ -41,24 +40,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
 /// Characters of a non-JSON error body quoted in an error.
 const BODY_EXCERPT: usize = 200;
 
-/// A secret option value (a password or an API key): a plain string in the
-/// script, never shown by `Debug`.
-#[derive(Clone, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    /// The secret itself, for the one place that sends it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("\"***\"")
-    }
-}
+use crate::runtime::secret::Secret;
 
 /// The connection options every HTTP step takes besides its URL.
 #[derive(Clone, Debug, Default)]
@@ -82,9 +64,9 @@ pub struct HttpConnection {
 macro_rules! impl_http_connection {
     ($($options:ty),+ $(,)?) => {$(
         impl $options {
-            /// The connection options, gathered for [`crate::http_client::HttpClient`].
-            pub(crate) fn connection(&self) -> crate::http_client::HttpConnection {
-                crate::http_client::HttpConnection {
+            /// The connection options, gathered for [`crate::search::client::HttpClient`].
+            pub(crate) fn connection(&self) -> crate::search::client::HttpConnection {
+                crate::search::client::HttpConnection {
                     user: self.user.clone(),
                     password: self.password.clone(),
                     api_key: self.api_key.clone(),
@@ -839,13 +821,6 @@ mod tests {
     }
 
     #[test]
-    fn secrets_do_not_show_in_debug() {
-        let secret: Secret = serde_json::from_value(serde_json::json!("hunter2")).unwrap();
-        assert_eq!(format!("{secret:?}"), "\"***\"");
-        assert_eq!(secret.expose(), "hunter2");
-    }
-
-    #[test]
     fn endpoint_keeps_a_path_prefix_and_encodes_segments() {
         let base = Url::parse("https://proxy.example/es/?x=1").unwrap();
         assert_eq!(
@@ -871,7 +846,7 @@ mod tests {
     fn auth_options_must_fit_together() {
         let url = Url::parse("http://127.0.0.1:9200").unwrap();
         let ctx = StepContext::detached("t");
-        let secret = || Some(Secret("s".to_string()));
+        let secret = || Some(Secret::new("s"));
         let only_password = HttpConnection {
             password: secret(),
             ..Default::default()

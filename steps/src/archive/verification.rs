@@ -1,6 +1,7 @@
-//! `verify_archive`: reads a whole tar archive (plain, zstd or gzip) once,
+//! Archive verification: reads a whole tar archive (plain, zstd or gzip) once,
 //! checking every header and every byte, and compares its SHA-256 with the
-//! expected one. Also the body of `runbook verify PATH...`
+//! expected one. The body of the `verify_archive` step, of `extract_archive`'s
+//! check before unpacking, and of `runbook verify PATH...`
 //! ([`verify_archive_file`]).
 
 use std::io::{self, BufReader, Read};
@@ -10,19 +11,15 @@ use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
 use serde::{Deserialize, Serialize};
 use tar::{EntryType, Header};
 
-use crate::archive_io::{CHUNK_SIZE, Compression, HashingFileReader};
-use crate::blocking_work::{Stop, WorkControl, run_blocking};
-use crate::checksum_sidecar::{SidecarError, read_sidecar, sidecar_path};
-use crate::error::{StepError, StepFailure};
-use crate::progress::Progress;
-use crate::step::{DryRun, Step, StepContext};
+use crate::archive::io::{CHUNK_SIZE, Compression, HashingFileReader};
+use crate::archive::sidecar::{SidecarError, read_sidecar, sidecar_path};
+use crate::runtime::blocking_work::{Stop, WorkControl};
+use crate::runtime::error::StepFailure;
+use crate::runtime::progress::Progress;
 
 /// Largest GNU long-name or PAX header accepted (real ones are a few KiB).
 const MAX_META_ENTRY: u64 = 1 << 20;
 const BLOCK: usize = 512;
-
-/// The `verify_archive` step.
-pub struct VerifyArchive;
 
 /// Options of `verify_archive`.
 #[derive(Clone, Debug, Default, Deserialize)]
@@ -190,88 +187,6 @@ impl StepFailure for VerifyError {
     }
 }
 
-impl Step for VerifyArchive {
-    const NAME: &'static str = "verify_archive";
-    const HANDLES_TIMEOUT: bool = true;
-    const DOC: &'static str = "\
-Checks a tar archive (plain, zstd or gzip) end to end, and its SHA-256.
-
-One pass reads every header and every byte of every entry while hashing the
-file: a bad header checksum, a truncated entry, bad padding, a missing
-end-of-archive marker or corrupt compressed data fail the step with the
-archive, the entry and the byte offset (in the tar stream; for zstd/gzip that
-is the decompressed stream). The compression is recognized from the file's
-first bytes. The SHA-256 is compared with `sha256`, else with `<path>.sha256`
-when it exists (as written by tar_dir, or by `sha256sum`). The CRC-32s tar_dir
-adds to that file are checked entry by entry, so damaged data is reported with
-the entry it belongs to. Runs under --dry-run (skipping archives not written yet).
-Also available as the command `runbook verify PATH...`.
-
-Options:
-  path              string            the archive (required)
-  sha256            string            expected hex SHA-256 (default: from <path>.sha256)
-  require_checksum  bool              fail when no checksum is available (default false)
-  expect            array of strings  glob patterns that must each match an entry,
-                                      `*` does not cross `/` (default [])
-  min_entries       int               the least number of entries (default: none)
-
-Result:
-  ok       bool     true (a bad archive fails the step)
-  entries  int      entries (files, folders, links)
-  bytes    int      archive size
-  sha256   string   hex SHA-256 of the archive
-
-Example:
-  verify_archive(#{ path: archive.path, require_checksum: true,
-                    expect: [`cassandra_${stamp}/create_keyspace_*.cql`], min_entries: 2 });
-";
-
-    type Options = VerifyArchiveOptions;
-    type Output = VerifyReport;
-
-    fn describe(options: &VerifyArchiveOptions) -> String {
-        format!("verify archive {}", options.path.display())
-    }
-
-    fn label(options: &VerifyArchiveOptions) -> Option<String> {
-        options
-            .path
-            .file_name()
-            .map(|n| format!("verify {}", n.to_string_lossy()))
-    }
-
-    /// Verifying only reads: it runs for real under --dry-run, on archives
-    /// that exist.
-    fn dry_run(_options: &VerifyArchiveOptions) -> DryRun<VerifyReport> {
-        DryRun::Run
-    }
-
-    fn changes(_options: &VerifyArchiveOptions) -> bool {
-        false
-    }
-
-    async fn run(
-        options: VerifyArchiveOptions,
-        ctx: StepContext,
-    ) -> Result<VerifyReport, StepError> {
-        // Under --dry-run an archive the plan would have written does not
-        // exist yet: there is nothing to read, so say what would be checked.
-        if ctx.dry_run && !options.path.exists() {
-            tracing::info!(
-                "{}: [dry-run] would verify {} (not written yet)",
-                ctx.label,
-                options.path.display()
-            );
-            return Ok(VerifyReport {
-                ok: true,
-                ..VerifyReport::default()
-            });
-        }
-        let (control, _cancel_when_dropped) = WorkControl::from_context(&ctx);
-        run_blocking("verify_archive", move || verify_archive(&options, &control)).await
-    }
-}
-
 /// Verifies the archive at `path` against `expected_sha256`, else against its
 /// `.sha256` file when there is one: what `runbook verify PATH...` calls.
 pub fn verify_archive_file(
@@ -328,7 +243,7 @@ pub fn verify_archive(
     };
     // Only a regular file: a FIFO would block the open for ever and a device
     // like /dev/zero never ends; both are refused at once.
-    let mut file = crate::regular_file::open_regular(path).map_err(read_error)?;
+    let mut file = crate::runtime::regular_file::open_regular(path).map_err(read_error)?;
     let size = file.metadata().map_err(read_error)?.len();
     let compression = Compression::detect(&mut file).map_err(read_error)?;
     let progress = Progress::new(control.progress, &control.label, size);

@@ -1,7 +1,7 @@
 //! `s3_upload`: uploads local files to `ALIAS/BUCKET/PREFIX`, like `mcli cp
 //! FILE... ALIAS/BUCKET/PREFIX/`, natively; the off-site copy of a backup set.
 //!
-//! The alias is resolved and the S3 client built by [`crate::s3_alias`], and
+//! The alias is resolved and the S3 client built by [`crate::s3::alias`], and
 //! the bucket is listed by `mcli_mirror`'s listing, so both steps find the same
 //! endpoints and fail with the same messages. Uploads go through object_store
 //! (single PUT up to `part_size`, multipart above it), with the
@@ -38,14 +38,15 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::{StepError, StepFailure};
-use crate::mcli_mirror::list_objects;
-use crate::progress::Progress;
-use crate::s3_alias::{
-    AliasError, EnvLookup, S3Endpoint, S3Location, Secret, TargetOptions, process_env,
+use crate::runtime::error::{StepError, StepFailure};
+use crate::runtime::progress::Progress;
+use crate::runtime::secret::Secret;
+use crate::runtime::step::{DryRun, Step, StepContext};
+use crate::s3::alias::{
+    AliasError, EnvLookup, S3Endpoint, S3Location, TargetOptions, process_env,
     transfer_client_options,
 };
-use crate::step::{DryRun, Step, StepContext};
+use crate::s3::listing::list_objects;
 
 const MIB: u64 = 1024 * 1024;
 /// The smallest part S3 accepts (every part but the last).

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use crate::error::StepError;
-use crate::progress::ProgressMode;
-use crate::step::StepContext;
+use crate::runtime::error::StepError;
+use crate::runtime::progress::ProgressMode;
+use crate::runtime::step::StepContext;
 
 /// Why blocking work stopped before the end.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]

@@ -37,8 +37,8 @@ use std::path::{Path, PathBuf};
 use chrono::{Local, NaiveDateTime, TimeZone};
 use serde::{Deserialize, Serialize};
 
-use crate::atomic_file::{PARTIAL_SUFFIX, with_suffix};
-use crate::checksum_sidecar::sidecar_path;
+use crate::archive::sidecar::sidecar_path;
+use crate::runtime::atomic_file::{PARTIAL_SUFFIX, with_suffix};
 
 /// The stamp format every file of a set carries (`20261126_01h15m00s`).
 pub const STAMP_FORMAT: &str = "%Y%m%d_%Hh%Mm%Ss";
@@ -308,10 +308,10 @@ pub struct BackupSet {
     /// The Elasticsearch snapshot, from the manifest or the marker.
     pub snapshot: Option<SnapshotRef>,
     /// What Elasticsearch said about it, when it was asked
-    /// ([`crate::snapshot_check`]); a missing or failed snapshot is also
+    /// ([`crate::backup::snapshot_check`]); a missing or failed snapshot is also
     /// one of `problems`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub snapshot_state: Option<crate::snapshot_check::SnapshotState>,
+    pub snapshot_state: Option<crate::backup::snapshot_check::SnapshotState>,
     /// What is wrong with the set, one line each (missing or resized archives,
     /// an unreadable manifest).
     pub problems: Vec<String>,
@@ -711,23 +711,23 @@ fn read_manifest(path: &Path) -> ManifestRead {
     let bytes = std::fs::symlink_metadata(path)
         .map(|m| m.len())
         .unwrap_or(0);
-    let (content, problem) = match crate::regular_file::read_regular_text(path, MANIFEST_MAX_BYTES)
-    {
-        Ok(text) => match ManifestView::parse(&text) {
-            Ok(view) => (Some(view), None),
+    let (content, problem) =
+        match crate::runtime::regular_file::read_regular_text(path, MANIFEST_MAX_BYTES) {
+            Ok(text) => match ManifestView::parse(&text) {
+                Ok(view) => (Some(view), None),
+                Err(e) => (
+                    None,
+                    Some(format!(
+                        "manifest {} is not a valid manifest: {e}",
+                        path.display()
+                    )),
+                ),
+            },
             Err(e) => (
                 None,
-                Some(format!(
-                    "manifest {} is not a valid manifest: {e}",
-                    path.display()
-                )),
+                Some(format!("cannot read manifest {}: {e}", path.display())),
             ),
-        },
-        Err(e) => (
-            None,
-            Some(format!("cannot read manifest {}: {e}", path.display())),
-        ),
-    };
+        };
     ManifestRead {
         path: path.to_path_buf(),
         bytes,
@@ -1036,7 +1036,7 @@ fn snapshot_from_marker(marker: &Path, stamp: &str) -> SnapshotRef {
         repository: Option<String>,
         snapshot: Option<String>,
     }
-    let recorded = crate::regular_file::read_regular_text(marker, MANIFEST_MAX_BYTES)
+    let recorded = crate::runtime::regular_file::read_regular_text(marker, MANIFEST_MAX_BYTES)
         .ok()
         .and_then(|text| serde_json::from_str::<Marker>(&text).ok());
     let name = format!("{ELASTICSEARCH_PART}_{stamp}");

@@ -24,7 +24,7 @@ use object_store::client::{HttpRequest, HttpRequestBody};
 use object_store::{ClientOptions, RetryConfig};
 use url::Url;
 
-use crate::error::StepFailure;
+use crate::runtime::error::StepFailure;
 
 /// Reads one environment variable; [`process_env`] reads the real environment.
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -38,27 +38,7 @@ pub fn process_env(name: &str) -> Option<String> {
 /// (what the MinIO client and MinIO itself default to).
 pub const DEFAULT_REGION: &str = "us-east-1";
 
-/// A secret string: shown as `***` by `Debug`, never by `Display`.
-#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    /// The secret itself, for signing requests.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("***")
-    }
-}
+use crate::runtime::secret::Secret;
 
 /// `ALIAS/BUCKET[/PREFIX]`, as `mcli` commands take it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -387,8 +367,11 @@ impl S3Endpoint {
             let credentials = match (entry.access_key, entry.secret_key) {
                 (Some(access), Some(secret)) if !access.is_empty() => Some(Credentials {
                     access_key: access,
-                    secret_key: Secret(secret),
-                    session_token: entry.session_token.filter(|t| !t.is_empty()).map(Secret),
+                    secret_key: Secret::new(secret),
+                    session_token: entry
+                        .session_token
+                        .filter(|t| !t.is_empty())
+                        .map(Secret::new),
                 }),
                 // No keys (or empty ones): anonymous access, as with `mc`.
                 _ => None,
@@ -726,8 +709,8 @@ fn parse_env_url(value: &str) -> Option<(Url, Option<Credentials>)> {
     let (credentials, host) = if let Some((first, second, at)) = with_token {
         let credentials = Credentials {
             access_key: rest[..first].to_string(),
-            secret_key: Secret(rest[first + 1..second].to_string()),
-            session_token: Some(Secret(rest[second + 1..at].to_string())),
+            secret_key: Secret::new(rest[first + 1..second].to_string()),
+            session_token: Some(Secret::new(rest[second + 1..at].to_string())),
         };
         (Some(credentials), &rest[at + 1..])
     } else if let Some((first, at)) = colons
@@ -737,7 +720,7 @@ fn parse_env_url(value: &str) -> Option<(Url, Option<Credentials>)> {
         // ^(https?://)(.*?):(.*)@(.*?)$
         let credentials = Credentials {
             access_key: rest[..first].to_string(),
-            secret_key: Secret(rest[first + 1..at].to_string()),
+            secret_key: Secret::new(rest[first + 1..at].to_string()),
             session_token: None,
         };
         (Some(credentials), &rest[at + 1..])

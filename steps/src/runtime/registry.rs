@@ -8,8 +8,8 @@ use std::pin::Pin;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use crate::error::StepError;
-use crate::step::{DryRun, Step, StepContext};
+use crate::runtime::error::StepError;
+use crate::runtime::step::{DryRun, Step, StepContext};
 
 type BoxedRun = Box<
     dyn FnOnce(
@@ -116,17 +116,17 @@ fn to_json<T: serde::Serialize>(value: &T) -> serde_json::Value {
 pub fn all_steps() -> &'static [StepEntry] {
     static STEPS: LazyLock<Vec<StepEntry>> = LazyLock::new(|| {
         vec![
-            entry::<crate::exec::Exec>(),
-            entry::<crate::tar_dir::TarDir>(),
-            entry::<crate::verify_archive::VerifyArchive>(),
-            entry::<crate::extract_archive::ExtractArchive>(),
-            entry::<crate::mcli_mirror::McliMirror>(),
-            entry::<crate::s3_upload::S3Upload>(),
-            entry::<crate::http::Http>(),
-            entry::<crate::es_server::EsServer>(),
-            entry::<crate::es_health::EsHealth>(),
-            entry::<crate::es_snapshot::EsSnapshot>(),
-            entry::<crate::prune::Prune>(),
+            entry::<crate::process::exec::Exec>(),
+            entry::<crate::archive::tar_dir::TarDir>(),
+            entry::<crate::archive::verify::VerifyArchive>(),
+            entry::<crate::archive::extract::ExtractArchive>(),
+            entry::<crate::s3::mirror::McliMirror>(),
+            entry::<crate::s3::upload::S3Upload>(),
+            entry::<crate::search::http::Http>(),
+            entry::<crate::search::server::EsServer>(),
+            entry::<crate::search::health::EsHealth>(),
+            entry::<crate::search::snapshot::EsSnapshot>(),
+            entry::<crate::backup::prune::Prune>(),
             // New steps: one line here.
         ]
     });

@@ -12,9 +12,9 @@ use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::backup_catalogue::is_plain_name;
-use crate::http_client::{HttpClient, HttpConnection, HttpRequest, display_url, endpoint};
-use crate::step::StepContext;
+use crate::backup::catalogue::is_plain_name;
+use crate::runtime::step::StepContext;
+use crate::search::client::{HttpClient, HttpConnection, HttpRequest, display_url, endpoint};
 
 /// What Elasticsearch says about a snapshot.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -146,9 +146,9 @@ fn error_line(error: &(dyn std::error::Error + 'static)) -> String {
 /// set is no longer "verified ok". `password` goes with the user a manifest
 /// records. After one URL did not answer, its other sets are not asked.
 pub async fn check_catalogue_snapshots(
-    catalogue: &mut crate::backup_catalogue::Catalogue,
+    catalogue: &mut crate::backup::catalogue::Catalogue,
     url: Option<&str>,
-    password: Option<&crate::http_client::Secret>,
+    password: Option<&crate::runtime::secret::Secret>,
     timeout: Duration,
 ) -> Vec<String> {
     let mut warnings = Vec::new();

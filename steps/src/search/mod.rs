@@ -1,0 +1,10 @@
+//! Elasticsearch / OpenSearch (and plain HTTP services): the retrying HTTP
+//! client with its authentication, TLS and error reporting ([`client`]), and
+//! the steps built on it: `es_server` (the pre-flight probe), `es_health`,
+//! `es_snapshot` and the generic `http` step.
+
+pub mod client;
+pub mod health;
+pub mod http;
+pub mod server;
+pub mod snapshot;
