@@ -11,15 +11,15 @@ use sha2::{Digest, Sha256};
 pub const STOCK_FILES: &[(&str, &str)] = &[
     (
         "cluster-hot-backup.rhai",
-        include_str!("../../workflows/cluster-hot-backup.rhai"),
+        include_str!("../../../workflows/cluster-hot-backup.rhai"),
     ),
     (
         "restore-prep.rhai",
-        include_str!("../../workflows/restore-prep.rhai"),
+        include_str!("../../../workflows/restore-prep.rhai"),
     ),
     (
         "lib/thehive.rhai",
-        include_str!("../../workflows/lib/thehive.rhai"),
+        include_str!("../../../workflows/lib/thehive.rhai"),
     ),
 ];
 
@@ -46,10 +46,10 @@ pub enum WorkflowError {
     NotFound(String, String),
     /// The file is writable by others while running as root.
     #[error(transparent)]
-    Unsafe(#[from] crate::file_safety::UnsafeScript),
+    Unsafe(#[from] crate::host::file_safety::UnsafeScript),
     /// The folder holding the workflow could be changed by another user.
     #[error(transparent)]
-    Untrusted(#[from] crate::file_safety::Untrusted),
+    Untrusted(#[from] crate::host::file_safety::Untrusted),
     /// The file cannot be read.
     #[error("cannot read workflow {path}: {source}")]
     Read {
@@ -82,7 +82,7 @@ impl Workflow {
         let path = Path::new(spec);
         let looks_like_path = spec.contains('/') || spec.ends_with(".rhai") || path.exists();
         if looks_like_path {
-            crate::file_safety::check_script_file(path)?;
+            crate::host::file_safety::check_script_file(path)?;
             let source = std::fs::read_to_string(path).map_err(|source| WorkflowError::Read {
                 path: spec.to_string(),
                 source,
@@ -94,9 +94,9 @@ impl Workflow {
                 .unwrap_or_else(|| PathBuf::from("."));
             // Modules are imported from this folder: whoever can write it
             // decides what the workflow runs.
-            crate::file_safety::check_trusted(
+            crate::host::file_safety::check_trusted(
                 &folder,
-                crate::file_safety::TrustedUse::WorkflowFolder,
+                crate::host::file_safety::TrustedUse::WorkflowFolder,
             )?;
             return Ok(Workflow {
                 name: file_stem(spec),
@@ -187,7 +187,7 @@ impl ModuleResolver for WorkflowModules {
                     ))
                 })?;
                 let display = resolved.display().to_string();
-                crate::file_safety::check_script_file(&resolved).map_err(|e| {
+                crate::host::file_safety::check_script_file(&resolved).map_err(|e| {
                     Box::new(EvalAltResult::ErrorInModule(
                         display.clone(),
                         EvalAltResult::ErrorRuntime(e.to_string().into(), Position::NONE).into(),

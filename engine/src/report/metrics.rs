@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use prometheus::{Encoder, Gauge, GaugeVec, Opts, Registry, TextEncoder};
 
-use crate::journal::JournalDoc;
+use crate::run::journal::JournalDoc;
 
 /// Time of the last successful run, unless this run is one.
 const LAST_SUCCESS: &str = "runbook_last_success_timestamp_seconds";
@@ -197,7 +197,7 @@ pub fn render(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::StepRecord;
+    use crate::run::journal::StepRecord;
 
     fn step(label: &str, step: &str, ms: u64, result: Option<serde_json::Value>) -> StepRecord {
         StepRecord {

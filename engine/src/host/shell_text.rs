@@ -4,7 +4,7 @@
 
 use rhai::{Engine, EvalAltResult, NativeCallContext};
 
-use crate::script_error::{describe_position, runtime_error};
+use crate::report::script_error::{describe_position, runtime_error};
 
 /// `value` as one POSIX shell word (quoted only when needed, by `shlex`): a
 /// path with a space stays one argument, and `;`, `$(...)` or a quote in it

@@ -9,8 +9,8 @@ use std::sync::Mutex;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::compensation::Compensation;
-use crate::secrets::mask_json;
+use crate::host::secrets::mask_json;
+use crate::run::compensation::Compensation;
 
 /// The journal's content.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -189,4 +189,11 @@ pub fn default_journal_dir() -> PathBuf {
     }
     let home = std::env::var_os("HOME").unwrap_or_else(|| "/tmp".into());
     PathBuf::from(home).join(".local/state/runbook")
+}
+
+/// The host name, for the journal (and scripts' `hostname()`).
+pub fn hostname() -> String {
+    nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "unknown".to_string())
 }

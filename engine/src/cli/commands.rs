@@ -7,11 +7,11 @@ use rhai::Map;
 use runbook_steps::runtime::progress::ProgressMode;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Overrides;
-use crate::exit_code;
-use crate::host::build_engine;
-use crate::run_state::RunState;
-use crate::workflow::{STOCK_FILES, Workflow, source_text};
+use crate::host::config::Overrides;
+use crate::host::engine::build_engine;
+use crate::host::workflow::{STOCK_FILES, Workflow, source_text};
+use crate::report::exit_code;
+use crate::run::run_state::RunState;
 
 /// `runbook check WORKFLOW`.
 pub fn check(spec: &str) -> i32 {
@@ -39,10 +39,10 @@ pub fn check(spec: &str) -> i32 {
         workflow_name: workflow.name.clone(),
         run_compensations: Mutex::new(Vec::new()),
         changed: std::sync::atomic::AtomicBool::new(false),
-        max_operations: crate::host::MAX_OPERATIONS,
+        max_operations: crate::host::engine::MAX_OPERATIONS,
     });
     let engine = build_engine(state, workflow.modules.clone());
-    let problems = crate::check::check(&engine, &workflow);
+    let problems = crate::host::check::check(&engine, &workflow);
     if problems.is_empty() {
         println!("{}: ok", workflow.display);
         return exit_code::SUCCESS;
@@ -51,7 +51,7 @@ pub fn check(spec: &str) -> i32 {
         eprint!(
             "error: {}\n{}",
             problem.message,
-            crate::script_error::source_excerpt(&problem.position, &source_text)
+            crate::report::script_error::source_excerpt(&problem.position, &source_text)
         );
     }
     exit_code::INPUT
@@ -60,7 +60,7 @@ pub fn check(spec: &str) -> i32 {
 /// `runbook steps [NAME] [--markdown]`.
 pub fn steps(name: Option<&str>, markdown: bool, json: bool) -> i32 {
     if markdown {
-        print!("{}", crate::step_docs::markdown());
+        print!("{}", crate::cli::step_docs::markdown());
         return exit_code::SUCCESS;
     }
     if json {
@@ -142,10 +142,12 @@ pub fn init(dir: &Path, force: bool) -> i32 {
 
 /// `runbook recover [--journal-dir DIR] [--dry-run]`.
 pub fn recover(journal_dir: Option<std::path::PathBuf>, dry_run: bool) -> i32 {
-    let dir = journal_dir.unwrap_or_else(crate::journal::default_journal_dir);
+    let dir = journal_dir.unwrap_or_else(crate::run::journal::default_journal_dir);
     if dir.exists()
-        && let Err(e) =
-            crate::file_safety::check_trusted(&dir, crate::file_safety::TrustedUse::JournalFolder)
+        && let Err(e) = crate::host::file_safety::check_trusted(
+            &dir,
+            crate::host::file_safety::TrustedUse::JournalFolder,
+        )
     {
         eprintln!("error: {e}");
         return exit_code::INPUT;
@@ -154,12 +156,12 @@ pub fn recover(journal_dir: Option<std::path::PathBuf>, dry_run: bool) -> i32 {
         .enable_all()
         .build()
         .expect("the tokio runtime starts");
-    let recovered = runtime.block_on(crate::recovery::recover_all(&dir, dry_run, None, None));
+    let recovered = runtime.block_on(crate::run::recovery::recover_all(&dir, dry_run, None, None));
     if recovered.is_empty() {
         println!("nothing to recover in {}", dir.display());
         return exit_code::SUCCESS;
     }
-    if crate::recovery::report(&recovered, dry_run) {
+    if crate::run::recovery::report(&recovered, dry_run) {
         exit_code::SUCCESS
     } else {
         exit_code::FAILED
@@ -184,7 +186,7 @@ pub fn verify(paths: &[std::path::PathBuf], require_checksum: bool, json: bool) 
                     serde_json::json!({"path": path, "ok": true, "entries": report.entries, "bytes": report.bytes, "sha256": report.sha256})
                 }
                 Err(e) => {
-                    serde_json::json!({"path": path, "ok": false, "error": crate::catalogue_command::error_chain(e)})
+                    serde_json::json!({"path": path, "ok": false, "error": crate::cli::catalogue::error_chain(e)})
                 }
             };
             println!("{line}");
@@ -194,7 +196,7 @@ pub fn verify(paths: &[std::path::PathBuf], require_checksum: bool, json: bool) 
                 Err(e) => println!(
                     "BAD {}: {}",
                     path.display(),
-                    crate::catalogue_command::error_chain(e)
+                    crate::cli::catalogue::error_chain(e)
                 ),
             }
         }

@@ -13,9 +13,9 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use crate::compensation::Action;
-use crate::file_safety::{TrustedUse, check_trusted};
-use crate::run_state::RunState;
+use crate::host::file_safety::{TrustedUse, check_trusted};
+use crate::run::compensation::Action;
+use crate::run::run_state::RunState;
 
 /// This run's folder, once made (one run per process).
 static FOLDER: Mutex<Option<PathBuf>> = Mutex::new(None);
@@ -55,7 +55,7 @@ pub fn private_dir(state: &Arc<RunState>, position: String) -> Result<String, St
     let display = &state.workflow_display;
     let name = std::path::Path::new(
         display
-            .strip_prefix(crate::workflow::STOCK_PREFIX)
+            .strip_prefix(crate::host::workflow::STOCK_PREFIX)
             .unwrap_or(display),
     )
     .file_stem()

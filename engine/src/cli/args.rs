@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use runbook_steps::runtime::progress::ProgressMode;
 
-use crate::exit_code;
-use crate::logging::{self, LogFormat};
-use crate::run::{RunRequest, run};
+use crate::report::exit_code;
+use crate::report::logging::{self, LogFormat};
+use crate::run::runner::{RunRequest, run};
 
 /// runbook runs operations workflows written in Rhai; the workflows call fast,
 /// safe native steps (processes, archives, Elasticsearch, S3).
@@ -90,7 +90,7 @@ enum Command {
         #[arg(long, value_name = "STAMP")]
         set: Option<String>,
         /// The folder of the set manifests (with --set).
-        #[arg(long, value_name = "DIR", default_value = crate::catalogue_command::DEFAULT_MANIFEST_PATH)]
+        #[arg(long, value_name = "DIR", default_value = crate::cli::catalogue::DEFAULT_MANIFEST_PATH)]
         manifest_path: PathBuf,
         /// Where to check the set's Elasticsearch snapshot (with --set)
         /// [default: the elasticsearch_url its manifest records]. The password
@@ -112,7 +112,7 @@ enum Command {
     /// snapshots' state: `runbook verify --set STAMP` reads the archives.
     List {
         /// The folder of the set manifests.
-        #[arg(long, value_name = "DIR", default_value = crate::catalogue_command::DEFAULT_MANIFEST_PATH)]
+        #[arg(long, value_name = "DIR", default_value = crate::cli::catalogue::DEFAULT_MANIFEST_PATH)]
         manifest_path: PathBuf,
         /// A folder of archives and .info markers (repeatable) [default: the
         /// stock folders cassandra, elasticsearch, storage, minio under the
@@ -168,7 +168,7 @@ struct RunArgs {
     #[arg(long, value_name = "GROUP", env = "RUNBOOK_JOURNAL_GROUP")]
     journal_group: Option<String>,
     /// Stop script code after this many Rhai operations (an endless loop).
-    #[arg(long, value_name = "N", default_value_t = crate::host::MAX_OPERATIONS)]
+    #[arg(long, value_name = "N", default_value_t = crate::host::engine::MAX_OPERATIONS)]
     max_operations: u64,
     /// At the end of the run (success or failure; not under --dry-run), write
     /// Prometheus metrics to FILE (textfile-collector format, replaced
@@ -201,12 +201,12 @@ pub fn main() -> i32 {
     match cli.command {
         Command::Run(args) => run_command(args, false),
         Command::Plan(args) => run_command(args, true),
-        Command::Check { workflow } => crate::commands::check(&workflow),
+        Command::Check { workflow } => crate::cli::commands::check(&workflow),
         Command::Steps {
             name,
             markdown,
             json,
-        } => crate::commands::steps(name.as_deref(), markdown, json),
+        } => crate::cli::commands::steps(name.as_deref(), markdown, json),
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut command, "runbook", &mut std::io::stdout());
@@ -222,7 +222,7 @@ pub fn main() -> i32 {
                 }
             }
         }
-        Command::Init { dir, force } => crate::commands::init(&dir, force),
+        Command::Init { dir, force } => crate::cli::commands::init(&dir, force),
         Command::Verify {
             paths,
             require_checksum,
@@ -231,20 +231,20 @@ pub fn main() -> i32 {
             manifest_path,
             elasticsearch_url,
         } => match set {
-            Some(stamp) => crate::catalogue_command::verify_set(
+            Some(stamp) => crate::cli::catalogue::verify_set(
                 &manifest_path,
                 &stamp,
                 json,
                 elasticsearch_url.as_deref(),
             ),
-            None => crate::commands::verify(&paths, require_checksum, json),
+            None => crate::cli::commands::verify(&paths, require_checksum, json),
         },
         Command::List {
             manifest_path,
             archive_paths,
             json,
             elasticsearch_url,
-        } => crate::catalogue_command::list(
+        } => crate::cli::catalogue::list(
             &manifest_path,
             &archive_paths,
             json,
@@ -255,7 +255,7 @@ pub fn main() -> i32 {
             dry_run,
         } => {
             logging::init(LogFormat::Human, 0);
-            crate::commands::recover(journal_dir, dry_run)
+            crate::cli::commands::recover(journal_dir, dry_run)
         }
     }
 }
@@ -269,7 +269,9 @@ fn run_command(args: RunArgs, plan: bool) -> i32 {
     logging::init(args.log_format, verbosity);
     let progress = if args.quiet {
         ProgressMode::Off
-    } else if crate::terminal::progress_bars_enabled() && args.log_format == LogFormat::Human {
+    } else if crate::report::terminal::progress_bars_enabled()
+        && args.log_format == LogFormat::Human
+    {
         ProgressMode::Bar
     } else {
         ProgressMode::Log

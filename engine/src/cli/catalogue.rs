@@ -12,7 +12,7 @@ use runbook_steps::backup::snapshot_check::{SnapshotState, check_catalogue_snaps
 use runbook_steps::runtime::blocking_work::WorkControl;
 use runbook_steps::runtime::secret::Secret;
 
-use crate::exit_code;
+use crate::report::exit_code;
 
 /// Where the stock workflow writes manifests, and so where `list` looks by default.
 pub const DEFAULT_MANIFEST_PATH: &str = "/mnt/backup";
@@ -29,7 +29,7 @@ const SNAPSHOT_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_se
 /// Asks Elasticsearch about the snapshots of `catalogue`'s sets (see
 /// [`check_catalogue_snapshots`]); the warnings to show.
 fn check_snapshots(catalogue: &mut Catalogue, url: Option<&str>) -> Vec<String> {
-    let password = crate::secrets::read_secret("ELASTICSEARCH_PASSWORD")
+    let password = crate::host::secrets::read_secret("ELASTICSEARCH_PASSWORD")
         .ok()
         .and_then(|p| serde_json::from_value::<Secret>(serde_json::Value::String(p)).ok());
     let runtime = match tokio::runtime::Builder::new_current_thread()

@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use rhai::{Dynamic, EvalAltResult, Map, NativeCallContext};
 use runbook_steps::{StepContext, StepEntry, StepError};
 
-use crate::cleanup;
-use crate::journal::{StepRecord, timestamp};
-use crate::run_state::RunState;
-use crate::script_error::{describe_position, runtime_error, step_error_map};
-use crate::secrets::{mask, mask_json};
+use crate::host::secrets::{mask, mask_json};
+use crate::report::script_error::{describe_position, runtime_error, step_error_map};
+use crate::run::cleanup;
+use crate::run::journal::{StepRecord, timestamp};
+use crate::run::run_state::RunState;
 
 /// Extra time a step that handles its own timeout gets before the engine cuts it off.
 const OWN_TIMEOUT_GRACE: Duration = Duration::from_secs(60);

@@ -12,7 +12,7 @@
 //!
 //! If the process dies instead (SIGKILL, power cut, OOM kill), the journal is
 //! left with status `running` and pending compensations; the next run, or
-//! `runbook recover`, finds it and carries them out (see [`crate::recovery`]).
+//! `runbook recover`, finds it and carries them out (see [`crate::run::recovery`]).
 //! A secret in a step action's options is journaled as `{"$secret": "NAME"}`
 //! and read again when the action is carried out.
 
@@ -87,7 +87,7 @@ pub enum ActionError {
     },
     /// A secret the action needs cannot be read again.
     #[error(transparent)]
-    Secret(#[from] crate::secrets::SecretError),
+    Secret(#[from] crate::host::secrets::SecretError),
     /// The path is one runbook never removes.
     #[error("refusing to remove {0}")]
     Refused(String),
@@ -103,7 +103,7 @@ pub async fn carry_out(action: &Action, label: &str, dry_run: bool) -> Result<()
             let entry = runbook_steps::find_step(step)
                 .ok_or_else(|| ActionError::UnknownStep(step.clone()))?;
             // Secrets are journaled by name: read them again now.
-            let options = crate::secrets::resolve_references(options)?;
+            let options = crate::host::secrets::resolve_references(options)?;
             let prepared = entry.prepare(options).map_err(|e| ActionError::Options {
                 step: step.clone(),
                 message: e.message,
@@ -111,7 +111,7 @@ pub async fn carry_out(action: &Action, label: &str, dry_run: bool) -> Result<()
             if dry_run {
                 tracing::info!(
                     "{label}: [dry-run] would {}",
-                    crate::secrets::mask(&prepared.description)
+                    crate::host::secrets::mask(&prepared.description)
                 );
                 return Ok(());
             }

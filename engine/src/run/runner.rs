@@ -10,16 +10,16 @@ use rhai::Map;
 use runbook_steps::runtime::progress::ProgressMode;
 use tokio_util::sync::CancellationToken;
 
-use crate::cleanup;
-use crate::config::Overrides;
-use crate::exit_code;
-use crate::file_safety::{TrustedUse, check_trusted};
-use crate::host::build_engine;
-use crate::journal::{Journal, JournalDoc, default_journal_dir, timestamp};
-use crate::lock::{LockError, RunLock};
-use crate::run_state::RunState;
-use crate::script_error;
-use crate::workflow::{Workflow, source_text};
+use crate::host::config::Overrides;
+use crate::host::engine::build_engine;
+use crate::host::file_safety::{TrustedUse, check_trusted};
+use crate::host::workflow::{Workflow, source_text};
+use crate::report::exit_code;
+use crate::report::script_error;
+use crate::run::cleanup;
+use crate::run::journal::{Journal, JournalDoc, default_journal_dir, timestamp};
+use crate::run::lock::{LockError, RunLock};
+use crate::run::run_state::RunState;
 
 /// How long cleanups may take after an interruption before runbook exits anyway.
 pub const CLEANUP_TIMEOUT: Duration = Duration::from_secs(600);
@@ -47,7 +47,7 @@ pub struct RunRequest {
 }
 
 fn print_error(text: &str) {
-    eprint!("{}", crate::secrets::mask(text));
+    eprint!("{}", crate::host::secrets::mask(text));
 }
 
 /// Runs a workflow and returns the process exit code.
@@ -78,7 +78,7 @@ pub fn run(request: RunRequest) -> i32 {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        if let Err(e) = crate::file_functions::check_write_access(&folder) {
+        if let Err(e) = crate::host::file_functions::check_write_access(&folder) {
             print_error(&format!(
                 "error: --metrics-file {}: cannot write in {}: {e}\n",
                 path.display(),
@@ -88,18 +88,21 @@ pub fn run(request: RunRequest) -> i32 {
         }
     }
     // Compile first: a syntax error stops everything before any lock or journal.
-    let mut ast =
-        match crate::check::compile(&rhai::Engine::new(), &workflow.display, &workflow.source) {
-            Ok(ast) => ast,
-            Err(problem) => {
-                print_error(&format!(
-                    "error: {}\n{}",
-                    problem.message,
-                    script_error::source_excerpt(&problem.position, &source_text)
-                ));
-                return exit_code::INPUT;
-            }
-        };
+    let mut ast = match crate::host::check::compile(
+        &rhai::Engine::new(),
+        &workflow.display,
+        &workflow.source,
+    ) {
+        Ok(ast) => ast,
+        Err(problem) => {
+            print_error(&format!(
+                "error: {}\n{}",
+                problem.message,
+                script_error::source_excerpt(&problem.position, &source_text)
+            ));
+            return exit_code::INPUT;
+        }
+    };
     ast.set_source(workflow.display.clone());
 
     let journal_dir = request
@@ -133,7 +136,7 @@ pub fn run(request: RunRequest) -> i32 {
         workflow: workflow.display.clone(),
         workflow_sha256: workflow.sha256(),
         engine_version: env!("CARGO_PKG_VERSION").to_string(),
-        host: hostname(),
+        host: crate::run::journal::hostname(),
         pid: std::process::id(),
         dry_run: request.dry_run,
         started: timestamp(chrono::Utc::now()),
@@ -190,13 +193,13 @@ pub fn run(request: RunRequest) -> i32 {
     });
     if !request.dry_run {
         let current = state.journal.as_ref().map(|j| j.path().to_path_buf());
-        let recovered = runtime.block_on(crate::recovery::recover_all(
+        let recovered = runtime.block_on(crate::run::recovery::recover_all(
             &journal_dir,
             false,
             current.as_deref(),
             Some(&workflow.name),
         ));
-        crate::recovery::report(&recovered, false);
+        crate::run::recovery::report(&recovered, false);
     }
     let engine = build_engine(Arc::clone(&state), workflow.modules.clone());
     let started = Instant::now();
@@ -276,13 +279,14 @@ pub fn run(request: RunRequest) -> i32 {
         _ => "failed",
     };
     if let Some(journal) = &state.journal {
-        let error_text = (!report.is_empty()).then(|| crate::secrets::mask(report.trim_end()));
+        let error_text =
+            (!report.is_empty()).then(|| crate::host::secrets::mask(report.trim_end()));
         journal.update(|doc| {
             doc.ended = Some(timestamp(chrono::Utc::now()));
             doc.status = status.to_string();
             doc.error = error_text;
         });
-        crate::metrics::write_after_run(
+        crate::report::metrics::write_after_run(
             request.metrics_file.as_deref(),
             &workflow.name,
             &journal.snapshot(),
@@ -359,11 +363,4 @@ fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
         .recursive(true)
         .mode(0o700)
         .create(dir)
-}
-
-/// The host name, for the journal.
-pub fn hostname() -> String {
-    nix::unistd::gethostname()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_else(|_| "unknown".to_string())
 }

@@ -7,9 +7,9 @@ use rhai::Map;
 use runbook_steps::runtime::progress::ProgressMode;
 use tokio_util::sync::CancellationToken;
 
-use crate::compensation::{Action, Compensation};
-use crate::config::Overrides;
-use crate::journal::{Journal, StepRecord};
+use crate::host::config::Overrides;
+use crate::run::compensation::{Action, Compensation};
+use crate::run::journal::{Journal, StepRecord};
 
 /// Shared state of one run.
 pub struct RunState {
@@ -50,7 +50,7 @@ impl RunState {
     /// Notes that something may have been changed (not under dry-run, and not
     /// by cleanups, which put things back).
     pub fn note_change(&self) {
-        if !self.dry_run && !crate::cleanup::in_cleanup() {
+        if !self.dry_run && !crate::run::cleanup::in_cleanup() {
             self.changed.store(true, Ordering::SeqCst);
         }
     }
@@ -122,8 +122,11 @@ impl RunState {
         if compensation.state != "pending" {
             return Ok(());
         }
-        tracing::info!("{}: undoing", crate::secrets::mask(&compensation.label));
-        let outcome = self.runtime.block_on(crate::compensation::carry_out(
+        tracing::info!(
+            "{}: undoing",
+            crate::host::secrets::mask(&compensation.label)
+        );
+        let outcome = self.runtime.block_on(crate::run::compensation::carry_out(
             &compensation.action,
             &compensation.label,
             self.dry_run,
@@ -131,7 +134,7 @@ impl RunState {
         let (state, error) = match &outcome {
             Ok(()) => ("done", None),
             // Stays pending with its reason: `runbook recover` tries it again.
-            Err(e) => ("pending", Some(crate::secrets::mask(&e.to_string()))),
+            Err(e) => ("pending", Some(crate::host::secrets::mask(&e.to_string()))),
         };
         journal.update(|doc| {
             if let Some(c) = doc.compensations.iter_mut().find(|c| c.id == id) {
@@ -140,7 +143,7 @@ impl RunState {
             }
         });
         outcome.map_err(|e| {
-            crate::script_error::runtime_error(
+            crate::report::script_error::runtime_error(
                 "undo",
                 "undo",
                 format!("{}: {e}", compensation.label),

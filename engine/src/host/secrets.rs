@@ -47,9 +47,9 @@ pub fn read_secret(name: &str) -> Result<String, SecretError> {
         Ok(value) => value,
         Err(_) => match std::env::var(format!("{name}_FILE")) {
             Ok(path) => {
-                crate::file_safety::check_trusted(
+                crate::host::file_safety::check_trusted(
                     std::path::Path::new(&path),
-                    crate::file_safety::TrustedUse::SecretFile,
+                    crate::host::file_safety::TrustedUse::SecretFile,
                 )
                 .map_err(|e| SecretError::Untrusted {
                     name: name.to_string(),

@@ -17,8 +17,8 @@ use std::sync::Arc;
 use rhai::{Dynamic, Engine, EvalAltResult, NativeCallContext};
 use runbook_steps::backup::catalogue::{BackupSet, Catalogue, Origin, parse_stamp};
 
-use crate::run_state::RunState;
-use crate::script_error::{describe_position, runtime_error};
+use crate::report::script_error::{describe_position, runtime_error};
+use crate::run::run_state::RunState;
 
 /// The set a restore may use: a readable manifest saying complete, every
 /// name in it valid.

@@ -5,8 +5,8 @@
 
 use rhai::{Array, Dynamic, EvalAltResult, FnPtr, Map, NativeCallContext};
 
-use crate::cleanup;
-use crate::script_error;
+use crate::report::script_error;
+use crate::run::cleanup;
 
 /// The `parallel` function.
 pub fn parallel(context: NativeCallContext, branches: Array) -> Result<Array, Box<EvalAltResult>> {

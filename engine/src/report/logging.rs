@@ -29,7 +29,7 @@ impl Write for MaskedStderr {
 
     fn flush(&mut self) -> std::io::Result<()> {
         if !self.buffer.is_empty() {
-            let text = crate::secrets::mask(&String::from_utf8_lossy(&self.buffer));
+            let text = crate::host::secrets::mask(&String::from_utf8_lossy(&self.buffer));
             self.buffer.clear();
             std::io::stderr().lock().write_all(text.as_bytes())?;
         }
@@ -74,7 +74,7 @@ pub fn init(format: LogFormat, verbosity: i8) {
     let _ = match format {
         LogFormat::Human => builder
             .with_timer(ChronoLocal::new("%H:%M:%S".to_string()))
-            .with_ansi(crate::terminal::colours_enabled())
+            .with_ansi(crate::report::terminal::colours_enabled())
             .try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };

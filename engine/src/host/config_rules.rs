@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use rhai::{Dynamic, Map};
 
-use crate::config::{ConfigError, ENGINE_VARIABLES, Origin};
+use crate::host::config::{ConfigError, ENGINE_VARIABLES, Origin};
 
 /// One bound of a range.
 #[derive(Clone, Debug)]

@@ -7,7 +7,7 @@
 
 use rhai::{Dynamic, EvalAltResult, Map, Position};
 
-use crate::secrets::mask;
+use crate::host::secrets::mask;
 
 /// Error kinds that mean "bad input, nothing should have run" (exit code 2).
 const INPUT_KINDS: &[&str] = &["config", "options", "script"];

@@ -4,13 +4,13 @@ use std::sync::Arc;
 
 use rhai::{Dynamic, Engine, EvalAltResult, FnPtr, Map, NativeCallContext};
 
-use crate::cleanup;
-use crate::compensation::Action;
-use crate::parallel;
-use crate::run_state::RunState;
-use crate::script_error::{describe_position, runtime_error};
-use crate::step_call::call_step;
-use crate::workflow::WorkflowModules;
+use crate::host::step_call::call_step;
+use crate::host::workflow::WorkflowModules;
+use crate::report::script_error::{describe_position, runtime_error};
+use crate::run::cleanup;
+use crate::run::compensation::Action;
+use crate::run::parallel;
+use crate::run::run_state::RunState;
 
 /// Default bound on the Rhai operations one run (or one parallel branch) may
 /// execute: stops an endless loop in pure script code (steps have their own
@@ -38,8 +38,8 @@ pub fn build_engine(state: Arc<RunState>, modules: WorkflowModules) -> Engine {
                 .then(|| Dynamic::from("interrupted"))
         });
     }
-    engine.on_print(|text| tracing::info!("{}", crate::secrets::mask(text)));
-    engine.on_debug(|text, _, _| tracing::debug!("{}", crate::secrets::mask(text)));
+    engine.on_print(|text| tracing::info!("{}", crate::host::secrets::mask(text)));
+    engine.on_debug(|text, _, _| tracing::debug!("{}", crate::host::secrets::mask(text)));
 
     for entry in runbook_steps::all_steps() {
         let state_with_options = Arc::clone(&state);
@@ -81,7 +81,7 @@ pub fn build_engine(state: Arc<RunState>, modules: WorkflowModules) -> Engine {
         engine.register_fn(
             "secret",
             move |context: NativeCallContext, name: &str| -> Result<String, Box<EvalAltResult>> {
-                let value = crate::secrets::read_secret(name).map_err(|e| {
+                let value = crate::host::secrets::read_secret(name).map_err(|e| {
                     runtime_error(
                         "secret",
                         "config",
@@ -91,7 +91,7 @@ pub fn build_engine(state: Arc<RunState>, modules: WorkflowModules) -> Engine {
                     )
                 })?;
                 let config = config_strings(&state.config.lock().expect("config lock poisoned"));
-                crate::secrets::warn_collisions(
+                crate::host::secrets::warn_collisions(
                     config.iter().map(|(k, v)| (k.as_str(), v.as_str())),
                 );
                 Ok(value)
@@ -119,14 +119,14 @@ pub fn build_engine(state: Arc<RunState>, modules: WorkflowModules) -> Engine {
             .map(|t| Dynamic::from(t.timestamp_millis()))
             .unwrap_or(Dynamic::UNIT)
     });
-    engine.register_fn("hostname", crate::run::hostname);
+    engine.register_fn("hostname", crate::run::journal::hostname);
     {
         let state = Arc::clone(&state);
         engine.register_fn(
             "private_dir",
             move |context: NativeCallContext| -> Result<String, Box<EvalAltResult>> {
                 let position = position_of(&state, &context);
-                crate::private_dir::private_dir(&state, position.clone()).map_err(|message| {
+                crate::run::private_dir::private_dir(&state, position.clone()).map_err(|message| {
                     runtime_error(
                         "private_dir",
                         "file",
@@ -151,10 +151,10 @@ pub fn build_engine(state: Arc<RunState>, modules: WorkflowModules) -> Engine {
         engine.register_fn("workflow_name", move || state.workflow_name.clone());
     }
     engine.register_fn("log_info", |message: &str| {
-        tracing::info!("{}", crate::secrets::mask(message));
+        tracing::info!("{}", crate::host::secrets::mask(message));
     });
     engine.register_fn("log_warn", |message: &str| {
-        tracing::warn!("{}", crate::secrets::mask(message));
+        tracing::warn!("{}", crate::host::secrets::mask(message));
     });
     {
         let state = Arc::clone(&state);
@@ -203,9 +203,9 @@ pub fn build_engine(state: Arc<RunState>, modules: WorkflowModules) -> Engine {
             state.dismiss_compensation(id);
         });
     }
-    crate::file_functions::register(&mut engine, &state);
-    crate::shell_text::register(&mut engine, state.workflow_display.clone());
-    crate::backup_set_functions::register(&mut engine, &state);
+    crate::host::file_functions::register(&mut engine, &state);
+    crate::host::shell_text::register(&mut engine, state.workflow_display.clone());
+    crate::host::backup_set_functions::register(&mut engine, &state);
     engine
 }
 
@@ -215,9 +215,9 @@ fn config(
     defaults: Map,
     rules: Map,
 ) -> Result<Map, Box<EvalAltResult>> {
-    let error = |e: crate::config::ConfigError| {
+    let error = |e: crate::host::config::ConfigError| {
         // A rule that makes no sense is the script's fault, not the user's.
-        let kind = if matches!(e, crate::config::ConfigError::BadRule(_)) {
+        let kind = if matches!(e, crate::host::config::ConfigError::BadRule(_)) {
             "script"
         } else {
             "config"
@@ -230,7 +230,7 @@ fn config(
             context.call_position(),
         )
     };
-    let rules = crate::config_rules::Rules::parse(&rules, &defaults).map_err(error)?;
+    let rules = crate::host::config_rules::Rules::parse(&rules, &defaults).map_err(error)?;
     let mut declared = state.config.lock().expect("config lock poisoned");
     let mut names: Vec<String> = declared.keys().map(|k| k.to_string()).collect();
     names.extend(defaults.keys().map(|k| k.to_string()));
@@ -238,7 +238,7 @@ fn config(
         .overrides
         .check_declared(names.iter().map(String::as_str))
         .map_err(error)?;
-    crate::config_rules::check_environment(
+    crate::host::config_rules::check_environment(
         std::env::vars_os().filter_map(|(name, _)| name.into_string().ok()),
         names.iter().map(String::as_str),
     )
@@ -253,8 +253,8 @@ fn config(
         .map_err(error)?;
     declared.extend(effective.clone());
     let strings = config_strings(&declared);
-    crate::secrets::set_public_values(strings.iter().map(|(_, v)| v.as_str()));
-    crate::secrets::warn_collisions(strings.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    crate::host::secrets::set_public_values(strings.iter().map(|(_, v)| v.as_str()));
+    crate::host::secrets::warn_collisions(strings.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     *state.config_declared.lock().expect("config lock poisoned") = true;
     if let Some(journal) = &state.journal {
         let value = rhai::serde::from_dynamic::<serde_json::Value>(&declared.clone().into())
@@ -330,7 +330,7 @@ fn undo(
             .prepare(options.clone())
             .map_err(|e| error(format!("step {step}: {}", e.message)))?;
         // The journal holds the secret's name; the undo reads it again.
-        *options = crate::secrets::to_references(options, "").map_err(error)?;
+        *options = crate::host::secrets::to_references(options, "").map_err(error)?;
     }
     let id = state.add_compensation(label, action, position);
     if run_scope {

@@ -7,10 +7,10 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::compensation::carry_out;
-use crate::file_safety::{TrustedUse, check_trusted};
-use crate::journal::{Journal, timestamp};
-use crate::lock::RunLock;
+use crate::host::file_safety::{TrustedUse, check_trusted};
+use crate::run::compensation::carry_out;
+use crate::run::journal::{Journal, timestamp};
+use crate::run::lock::RunLock;
 
 /// What recovery did for one abandoned run.
 #[derive(Debug)]
@@ -101,7 +101,7 @@ pub async fn recover_all(
         {
             let outcome = carry_out(&compensation.action, &compensation.label, dry_run)
                 .await
-                .map_err(|e| crate::secrets::mask(&e.to_string()));
+                .map_err(|e| crate::host::secrets::mask(&e.to_string()));
             if !dry_run {
                 // A failed undo stays pending, with its reason: the next
                 // `recover` (or run) tries it again.
