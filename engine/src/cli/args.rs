@@ -90,7 +90,7 @@ enum Command {
         #[arg(long, value_name = "STAMP")]
         set: Option<String>,
         /// The folder of the set manifests (with --set).
-        #[arg(long, value_name = "DIR", default_value = crate::cli::catalogue::DEFAULT_MANIFEST_PATH)]
+        #[arg(long, value_name = "DIR", default_value = runbook_steps::backup::layout::DEFAULT_MANIFEST_FOLDER)]
         manifest_path: PathBuf,
         /// Where to check the set's Elasticsearch snapshot (with --set)
         /// [default: the elasticsearch_url its manifest records]. The password
@@ -112,7 +112,7 @@ enum Command {
     /// snapshots' state: `runbook verify --set STAMP` reads the archives.
     List {
         /// The folder of the set manifests.
-        #[arg(long, value_name = "DIR", default_value = crate::cli::catalogue::DEFAULT_MANIFEST_PATH)]
+        #[arg(long, value_name = "DIR", default_value = runbook_steps::backup::layout::DEFAULT_MANIFEST_FOLDER)]
         manifest_path: PathBuf,
         /// A folder of archives and .info markers (repeatable) [default: the
         /// stock folders cassandra, elasticsearch, storage, minio under the

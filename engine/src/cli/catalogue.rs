@@ -6,19 +6,15 @@ use std::path::{Path, PathBuf};
 use runbook_steps::archive::sidecar::read_sidecar;
 use runbook_steps::archive::verification::{VerifyArchiveOptions, verify_archive};
 use runbook_steps::backup::catalogue::{
-    BackupSet, Catalogue, ManifestView, Origin, Verification, human_age, human_bytes, parse_stamp,
+    BackupSet, Catalogue, ManifestView, Origin, Verification, human_age, human_bytes,
 };
+use runbook_steps::backup::layout::{STOCK_ARCHIVE_FOLDERS, manifest_file_name, parse_stamp};
 use runbook_steps::backup::snapshot_check::{SnapshotState, check_catalogue_snapshots};
 use runbook_steps::runtime::blocking_work::WorkControl;
 use runbook_steps::runtime::secret::Secret;
 
 use crate::report::exit_code;
 
-/// Where the stock workflow writes manifests, and so where `list` looks by default.
-pub const DEFAULT_MANIFEST_PATH: &str = "/mnt/backup";
-/// The stock workflow's archive folders, relative to the manifest folder;
-/// searched by `list` when no `--archive-path` is given and they exist.
-const STOCK_ARCHIVE_FOLDERS: [&str; 4] = ["cassandra", "elasticsearch", "storage", "minio"];
 /// The time format of `verified.time`, as the stock workflow writes it.
 const VERIFIED_TIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%z";
 
@@ -216,7 +212,7 @@ pub fn verify_set(
         );
         return exit_code::INPUT;
     }
-    let manifest_path = manifest_dir.join(format!("backup_{stamp}.json"));
+    let manifest_path = manifest_dir.join(manifest_file_name(stamp));
     // Only a regular file: a FIFO named like a manifest must not hang `verify`.
     let text = match runbook_steps::runtime::regular_file::read_regular_text(
         &manifest_path,

@@ -1,3 +1,4 @@
+//! `backup_stamp()`: a new set's stamp (`runbook_steps::backup::layout`);
 //! `backup_manifest(manifest_dir, stamp)`: the manifest of one backup set, for
 //! scripts that restore (`restore-prep`); `claim_stamp_file(folder, stamp)`:
 //! one run's exclusive hold on a stamp; `is_plain_name(text)`: whether a
@@ -15,7 +16,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rhai::{Dynamic, Engine, EvalAltResult, NativeCallContext};
-use runbook_steps::backup::catalogue::{BackupSet, Catalogue, Origin, parse_stamp};
+use runbook_steps::backup::catalogue::{BackupSet, Catalogue, Origin};
+use runbook_steps::backup::layout::{claim_file_name, manifest_file_name, new_stamp, parse_stamp};
 
 use crate::report::script_error::{describe_position, runtime_error};
 use crate::run::run_state::RunState;
@@ -53,7 +55,7 @@ pub fn find_manifest(manifest_dir: &Path, stamp: &str) -> Result<(String, String
                 )
             })?
     } else {
-        let manifest = manifest_dir.join(format!("backup_{stamp}.json"));
+        let manifest = manifest_dir.join(manifest_file_name(stamp));
         catalogue
             .find(stamp)
             .filter(|s| s.manifest.is_some())
@@ -83,7 +85,7 @@ pub fn find_manifest(manifest_dir: &Path, stamp: &str) -> Result<(String, String
 
 /// The claim file of `stamp` in `folder`: `.runbook-claim-<STAMP>`.
 pub fn claim_path(folder: &Path, stamp: &str) -> std::path::PathBuf {
-    folder.join(format!(".runbook-claim-{stamp}"))
+    folder.join(claim_file_name(stamp))
 }
 
 /// Creates the claim file of `stamp` in `folder` exclusively (`O_EXCL`): of
@@ -126,8 +128,11 @@ pub fn claim_stamp(folder: &Path, stamp: &str, dry_run: bool) -> Result<String, 
     }
 }
 
-/// Registers `backup_manifest`, `claim_stamp_file` and `is_plain_name`.
+/// Registers `backup_stamp`, `backup_manifest`, `claim_stamp_file` and `is_plain_name`.
 pub fn register(engine: &mut Engine, state: &Arc<RunState>) {
+    // The stamp that names every file of a new set, in the one format the
+    // catalogue, retention and the restore read back.
+    engine.register_fn("backup_stamp", new_stamp);
     engine.register_fn("is_plain_name", |name: &str| {
         runbook_steps::backup::catalogue::is_plain_name(name)
     });

@@ -14,12 +14,12 @@ use std::path::{Path, PathBuf};
 
 use prometheus::{Encoder, Gauge, GaugeVec, Opts, Registry, TextEncoder};
 
+use runbook_steps::backup::layout::ARCHIVE_PARTS;
+
 use crate::run::journal::JournalDoc;
 
 /// Time of the last successful run, unless this run is one.
 const LAST_SUCCESS: &str = "runbook_last_success_timestamp_seconds";
-/// Archive file name prefixes that name a part of a backup set.
-const ARCHIVE_PARTS: [&str; 4] = ["cassandra", "files", "minio", "seaweedfs"];
 
 /// The workflow config key that asks for a metrics file, like `--metrics-file`.
 pub const CONFIG_KEY: &str = "metrics_file";

@@ -3,7 +3,7 @@
 //! with what result, which parts it has, how big and how old it is.
 //!
 //! A *set* is everything one run of the stock backup workflow made under one
-//! stamp (`%Y%m%d_%Hh%Mm%Ss`):
+//! stamp (`%Y%m%d_%Hh%Mm%Ss`; the names are [`layout`](super::layout)'s):
 //! - `backup_<STAMP>.json`, the set manifest, written last: its presence means
 //!   the set is complete; it records each archive's path, size and SHA-256, the
 //!   Elasticsearch snapshot and its `.info` marker, and the last verification
@@ -34,22 +34,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use chrono::{Local, NaiveDateTime, TimeZone};
+use chrono::{Local, TimeZone};
 use serde::{Deserialize, Serialize};
 
 use crate::archive::sidecar::sidecar_path;
+use crate::backup::layout::{ELASTICSEARCH_PART, SetFileKind, classify_file_name, parse_stamp};
 use crate::runtime::atomic_file::{PARTIAL_SUFFIX, with_suffix};
 
-/// The stamp format every file of a set carries (`20261126_01h15m00s`).
-pub const STAMP_FORMAT: &str = "%Y%m%d_%Hh%Mm%Ss";
-/// Length of a stamp in [`STAMP_FORMAT`].
-const STAMP_LEN: usize = 18;
-/// Archive kinds, by file name prefix.
-pub const ARCHIVE_PARTS: [&str; 4] = ["cassandra", "files", "minio", "seaweedfs"];
-/// The file name prefix of the Elasticsearch marker (and of the snapshot's name).
-pub const ELASTICSEARCH_PART: &str = "elasticsearch";
-/// Archive file name extensions, longest first.
-const ARCHIVE_EXTENSIONS: [&str; 3] = [".tar.zst", ".tar.gz", ".tar"];
 /// The verification result that counts as verified.
 pub const VERIFIED_OK: &str = "ok";
 /// The most a manifest or marker may hold: they are a few KiB; anything
@@ -136,74 +127,6 @@ pub fn check_named_path(
             path.display()
         )),
     }
-}
-
-/// `text` as a local time, when it is a stamp in [`STAMP_FORMAT`] (strictly:
-/// `2026112_1h5m0s` is not one).
-pub fn parse_stamp(text: &str) -> Option<NaiveDateTime> {
-    if text.len() != STAMP_LEN {
-        return None;
-    }
-    let time = NaiveDateTime::parse_from_str(text, STAMP_FORMAT).ok()?;
-    (time.format(STAMP_FORMAT).to_string() == text).then_some(time)
-}
-
-/// What a file of a set is.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SetFileKind {
-    /// `backup_<STAMP>.json`.
-    Manifest,
-    /// `<part>_<STAMP>.tar[.zst|.gz]`; the part (`cassandra`, `files`, ...).
-    Archive(String),
-    /// `<archive>.sha256`.
-    Sidecar(String),
-    /// `elasticsearch_<STAMP>.info`.
-    Marker,
-    /// `<archive>.partial` or `<archive>.sha256.partial`: an interrupted write.
-    Partial(String),
-}
-
-/// The kind and stamp of a set file, from its name alone; `None` for a file
-/// that belongs to no set.
-pub fn classify_file_name(name: &str) -> Option<(SetFileKind, String)> {
-    if let Some(rest) = name.strip_prefix("backup_")
-        && let Some(stamp) = rest.strip_suffix(".json")
-    {
-        return parse_stamp(stamp).map(|_| (SetFileKind::Manifest, stamp.to_string()));
-    }
-    if let Some(rest) = name.strip_prefix("elasticsearch_")
-        && let Some(stamp) = rest.strip_suffix(".info")
-    {
-        return parse_stamp(stamp).map(|_| (SetFileKind::Marker, stamp.to_string()));
-    }
-    for part in ARCHIVE_PARTS {
-        let Some(rest) = name.strip_prefix(part).and_then(|r| r.strip_prefix('_')) else {
-            continue;
-        };
-        if rest.len() < STAMP_LEN || !rest.is_char_boundary(STAMP_LEN) {
-            return None;
-        }
-        let (stamp, suffix) = rest.split_at(STAMP_LEN);
-        parse_stamp(stamp)?;
-        let (base, partial) = match suffix.strip_suffix(PARTIAL_SUFFIX) {
-            Some(base) => (base, true),
-            None => (suffix, false),
-        };
-        let (extension, sidecar) = match base.strip_suffix(".sha256") {
-            Some(extension) => (extension, true),
-            None => (base, false),
-        };
-        if !ARCHIVE_EXTENSIONS.contains(&extension) {
-            return None;
-        }
-        let kind = match (partial, sidecar) {
-            (true, _) => SetFileKind::Partial(part.to_string()),
-            (false, true) => SetFileKind::Sidecar(part.to_string()),
-            (false, false) => SetFileKind::Archive(part.to_string()),
-        };
-        return Some((kind, stamp.to_string()));
-    }
-    None
 }
 
 /// The last verification of a set, as recorded in its manifest.

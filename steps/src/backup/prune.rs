@@ -499,7 +499,7 @@ async fn prune(options: PruneOptions, ctx: &StepContext) -> Result<PruneOutput, 
     if let Some(bad) = options
         .protect
         .iter()
-        .find(|p| crate::backup::catalogue::parse_stamp(p).is_none())
+        .find(|p| crate::backup::layout::parse_stamp(p).is_none())
     {
         return Err(PruneError::BadProtect(bad.clone()));
     }
