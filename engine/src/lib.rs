@@ -18,8 +18,11 @@
 //!   scripts and printed), `exit_code`, `metrics` (the Prometheus textfile).
 //!
 //! The engine reaches steps only through the registry (`runbook_steps::find_step`,
-//! `all_steps`), the step runtime (progress, files written atomically) and the
-//! backup-set module (`runbook_steps::backup`). See docs/architecture.md.
+//! `all_steps`); besides it uses the step runtime (progress, files written
+//! atomically, regular files, secrets), the backup-set module
+//! (`runbook_steps::backup`), the file helpers (`runbook_steps::files`) and,
+//! for `runbook verify`, the archive check (`archive::verification`, the
+//! shared module behind the `verify_archive` step). See docs/architecture.md.
 
 pub mod cli;
 pub mod host;

@@ -11,9 +11,11 @@
 //! - [`s3`]: `mcli_mirror` (`mirror`), `s3_upload` (`upload`); shared: `alias`
 //!   (MinIO-client aliases, the signed S3 client), `listing`.
 //! - [`search`]: Elasticsearch/OpenSearch and HTTP: `client` (the retrying
-//!   HTTP client), steps `es_server`, `es_health`, `es_snapshot`, `http`.
+//!   HTTP client), `snapshot_api` (snapshot URL and delete, shared with
+//!   retention), steps `es_server`, `es_health`, `es_snapshot`, `http`.
 //! - [`process`]: the `exec` step.
-//! - [`backup`]: the backup set: `catalogue`, `snapshot_check`, retention (`prune`).
+//! - [`backup`]: the backup set: `layout` (the stamp and every file name),
+//!   `catalogue`, `snapshot_check`, retention (`prune`).
 //! - [`files`]: the file helpers scripts call (`write_file`, `glob`, ...).
 //!
 //! One file per step; a step file imports only the runtime and its concept's

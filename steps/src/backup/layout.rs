@@ -24,6 +24,8 @@ pub const ARCHIVE_PARTS: [&str; 4] = ["cassandra", "files", "minio", "seaweedfs"
 pub const ELASTICSEARCH_PART: &str = "elasticsearch";
 /// Archive file name extensions, longest first.
 const ARCHIVE_EXTENSIONS: [&str; 3] = [".tar.zst", ".tar.gz", ".tar"];
+/// The start of a manifest's file name (`backup_<STAMP>.json`).
+pub const MANIFEST_PREFIX: &str = "backup_";
 /// The folder the stock workflows keep manifests in unless told otherwise
 /// (`manifest_path`), and the default of `runbook list` / `verify --set`.
 pub const DEFAULT_MANIFEST_FOLDER: &str = "/mnt/backup";
@@ -38,7 +40,7 @@ pub fn new_stamp() -> String {
 
 /// The manifest's file name for `stamp`: `backup_<STAMP>.json`.
 pub fn manifest_file_name(stamp: &str) -> String {
-    format!("backup_{stamp}.json")
+    format!("{MANIFEST_PREFIX}{stamp}.json")
 }
 
 /// The claim file's name for `stamp`: `.runbook-claim-<STAMP>`.
@@ -74,7 +76,7 @@ pub enum SetFileKind {
 /// The kind and stamp of a set file, from its name alone; `None` for a file
 /// that belongs to no set.
 pub fn classify_file_name(name: &str) -> Option<(SetFileKind, String)> {
-    if let Some(rest) = name.strip_prefix("backup_")
+    if let Some(rest) = name.strip_prefix(MANIFEST_PREFIX)
         && let Some(stamp) = rest.strip_suffix(".json")
     {
         return parse_stamp(stamp).map(|_| (SetFileKind::Manifest, stamp.to_string()));

@@ -16,6 +16,7 @@ use url::Url;
 use crate::backup::catalogue::{
     BackupSet, Catalogue, CatalogueError, Origin, Owner, SnapshotRef, is_plain_name,
 };
+use crate::backup::layout::MANIFEST_PREFIX;
 use crate::runtime::atomic_file::sync_parent;
 use crate::runtime::error::{StepError, StepFailure};
 use crate::runtime::secret::Secret;
@@ -24,6 +25,7 @@ use crate::search::client::{
     HttpClient, HttpError, HttpRequest, default_elasticsearch_url, display_url, endpoint,
     tls_summary,
 };
+use crate::search::snapshot_api::{delete_snapshot, snapshot_url};
 
 /// The timeout when the script gives none: deleting snapshots of a big
 /// repository takes a while each.
@@ -641,7 +643,7 @@ async fn prune(options: PruneOptions, ctx: &StepContext) -> Result<PruneOutput, 
                 .first()
                 .filter(|f| {
                     f.file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with("backup_"))
+                        .is_some_and(|n| n.to_string_lossy().starts_with(MANIFEST_PREFIX))
                 })
                 .cloned();
             tokio::task::spawn_blocking(move || remove_files(&stamp, &files, manifest.as_deref()))
@@ -650,23 +652,16 @@ async fn prune(options: PruneOptions, ctx: &StepContext) -> Result<PruneOutput, 
             if let (Some((repository, name)), Some(client), Some(es)) =
                 (&target, &client, &options.elasticsearch)
             {
-                let url = endpoint(&es.url, &["_snapshot", repository, name]);
+                let url = snapshot_url(&es.url, repository, name);
                 // The files are gone: finish this set even if the run is being interrupted.
-                let answer = client
-                    .uncancellable()
-                    .send(&HttpRequest::new(Method::DELETE, url))
-                    .await;
-                let outcome = match answer {
-                    Ok(a) if a.status.is_success() || a.status.as_u16() == 404 => Ok(()),
-                    Ok(a) => Err(a.to_error()),
-                    Err(e) => Err(e),
-                };
-                outcome.map_err(|source| PruneError::Snapshot {
-                    stamp: removal.stamp.clone(),
-                    repository: repository.clone(),
-                    snapshot: name.clone(),
-                    source: Box::new(source),
-                })?;
+                delete_snapshot(&client.uncancellable(), &url)
+                    .await
+                    .map_err(|source| PruneError::Snapshot {
+                        stamp: removal.stamp.clone(),
+                        repository: repository.clone(),
+                        snapshot: name.clone(),
+                        source: Box::new(source),
+                    })?;
             }
         }
         output.removed.push(RemovedSet {

@@ -17,6 +17,7 @@ use crate::search::client::{
     HttpClient, HttpError, HttpRequest, default_elasticsearch_url, display_url, endpoint,
     tls_summary,
 };
+use crate::search::snapshot_api::delete_snapshot;
 
 /// The timeout when the script gives none: big clusters snapshot for a while.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2 * 60 * 60);
@@ -574,10 +575,7 @@ impl<E: StepFailure> From<E> for Interrupted {
 }
 
 fn snapshot_url(options: &EsSnapshotOptions) -> Url {
-    endpoint(
-        &options.url,
-        &["_snapshot", &options.repository, &options.snapshot],
-    )
+    crate::search::snapshot_api::snapshot_url(&options.url, &options.repository, &options.snapshot)
 }
 
 fn dry_run_output(options: &EsSnapshotOptions) -> EsSnapshotOutput {
@@ -883,18 +881,6 @@ async fn delete_after_interruption(
             ctx.label,
             options.full_name()
         ),
-    }
-}
-
-/// DELETE the snapshot; a snapshot already gone counts as deleted.
-async fn delete_snapshot(client: &HttpClient, url: &Url) -> Result<(), HttpError> {
-    let answer = client
-        .send(&HttpRequest::new(Method::DELETE, url.clone()))
-        .await?;
-    if answer.status.is_success() || answer.status.as_u16() == 404 {
-        Ok(())
-    } else {
-        Err(answer.to_error())
     }
 }
 
