@@ -115,3 +115,63 @@ pub fn classify_file_name(name: &str) -> Option<(SetFileKind, String)> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STAMP: &str = "20261126_01h15m00s";
+
+    #[test]
+    fn stamps_parse_strictly() {
+        assert!(parse_stamp(STAMP).is_some());
+        assert!(parse_stamp("20261126_1h15m00s0").is_none());
+        assert!(parse_stamp("20261126_25h15m00s").is_none());
+        assert!(parse_stamp("20261126-01h15m00s").is_none());
+    }
+
+    #[test]
+    fn file_names_are_classified_by_kind_and_stamp() {
+        let stamp = STAMP.to_string();
+        assert_eq!(
+            classify_file_name(&format!("backup_{STAMP}.json")),
+            Some((SetFileKind::Manifest, stamp.clone()))
+        );
+        assert_eq!(
+            classify_file_name(&format!("cassandra_{STAMP}.tar")),
+            Some((SetFileKind::Archive("cassandra".into()), stamp.clone()))
+        );
+        assert_eq!(
+            classify_file_name(&format!("files_{STAMP}.tar.zst.sha256")),
+            Some((SetFileKind::Sidecar("files".into()), stamp.clone()))
+        );
+        assert_eq!(
+            classify_file_name(&format!("minio_{STAMP}.tar.partial")),
+            Some((SetFileKind::Partial("minio".into()), stamp.clone()))
+        );
+        assert_eq!(
+            classify_file_name(&format!("elasticsearch_{STAMP}.info")),
+            Some((SetFileKind::Marker, stamp))
+        );
+        for other in [
+            format!("cassandra_{STAMP}.zip"),
+            format!("cassandra_{STAMP}"),
+            "cassandra_latest.tar".to_string(),
+            format!("backup_{STAMP}.json.partial"),
+            format!("notes_{STAMP}.tar"),
+        ] {
+            assert_eq!(classify_file_name(&other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn names_are_built_from_the_stamp() {
+        assert_eq!(manifest_file_name(STAMP), "backup_20261126_01h15m00s.json");
+        assert_eq!(
+            classify_file_name(&manifest_file_name(STAMP)),
+            Some((SetFileKind::Manifest, STAMP.to_string()))
+        );
+        assert_eq!(claim_file_name(STAMP), ".runbook-claim-20261126_01h15m00s");
+        assert!(parse_stamp(&new_stamp()).is_some());
+    }
+}
