@@ -1,0 +1,189 @@
+//! `backup_stamp()`: a new set's stamp (`runbook_steps::backup::layout`);
+//! `backup_manifest(manifest_dir, stamp)`: the manifest of one backup set, for
+//! scripts that restore (`restore-prep`); `claim_stamp_file(folder, stamp)`:
+//! one run's exclusive hold on a stamp; `is_plain_name(text)`: whether a
+//! name can go into a URL or file name as it is.
+//!
+//! A script used to glob `backup_*.json`, take the last name and use the
+//! names inside verbatim. That picked the older of two sets across a
+//! daylight-saving fall-back (local-time stamps run backwards), and a
+//! manifest whose `stamp` is `../../x` made the staging folder escape. Here
+//! the set is found through the backup catalogue, which checks every name a
+//! manifest gives against the shape runbook writes, and "newest" means the
+//! latest `created` time.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rhai::{Dynamic, Engine, EvalAltResult, NativeCallContext};
+use runbook_steps::backup::catalogue::{BackupSet, Catalogue, Origin};
+use runbook_steps::backup::layout::{claim_file_name, manifest_file_name, new_stamp, parse_stamp};
+
+use crate::report::script_error::{describe_position, runtime_error};
+use crate::run::run_state::RunState;
+
+/// The set a restore may use: a readable manifest saying complete, every
+/// name in it valid.
+fn usable(set: &BackupSet) -> bool {
+    set.manifest.is_some() && set.complete && set.origin != Origin::Damaged
+}
+
+/// Finds the set: `stamp`, or the newest usable set when `stamp` is empty.
+/// Returns the manifest's path and its JSON text, or the one line to show.
+pub fn find_manifest(manifest_dir: &Path, stamp: &str) -> Result<(String, String), String> {
+    if !stamp.is_empty() && parse_stamp(stamp).is_none() {
+        return Err(format!(
+            "`{stamp}` is not a stamp like 20261126_01h15m00s: set `stamp` to one `runbook list` shows"
+        ));
+    }
+    let catalogue = Catalogue::scan(manifest_dir, &[]).map_err(|e| {
+        let cause = std::error::Error::source(&e)
+            .map(|s| format!(": {s}"))
+            .unwrap_or_default();
+        format!("{e}{cause}")
+    })?;
+    let set = if stamp.is_empty() {
+        catalogue
+            .sets
+            .iter()
+            .filter(|s| usable(s))
+            .max_by_key(|s| (s.made_at(), s.stamp.clone()))
+            .ok_or_else(|| {
+                format!(
+                    "no complete backup set in {} (no readable backup_*.json manifest; `runbook list` shows what is there)",
+                    manifest_dir.display()
+                )
+            })?
+    } else {
+        let manifest = manifest_dir.join(manifest_file_name(stamp));
+        catalogue
+            .find(stamp)
+            .filter(|s| s.manifest.is_some())
+            .ok_or_else(|| {
+                format!(
+                    "no manifest {}: set {stamp} is incomplete or does not exist",
+                    manifest.display()
+                )
+            })?
+    };
+    let manifest = set.manifest.clone().expect("usable sets have a manifest");
+    if !usable(set) {
+        return Err(format!(
+            "set {} cannot be restored from {}: {}",
+            set.stamp,
+            manifest.display(),
+            set.problems.join("; ")
+        ));
+    }
+    let text = runbook_steps::runtime::regular_file::read_regular_text(
+        &manifest,
+        runbook_steps::backup::catalogue::MANIFEST_MAX_BYTES,
+    )
+    .map_err(|e| format!("cannot read {}: {e}", manifest.display()))?;
+    Ok((manifest.display().to_string(), text))
+}
+
+/// The claim file of `stamp` in `folder`: `.runbook-claim-<STAMP>`.
+pub fn claim_path(folder: &Path, stamp: &str) -> std::path::PathBuf {
+    folder.join(claim_file_name(stamp))
+}
+
+/// Creates the claim file of `stamp` in `folder` exclusively (`O_EXCL`): of
+/// two runs that got the same stamp at the same moment (different journal
+/// folders, so different locks), exactly one gets it. Under dry-run nothing
+/// is created; an existing claim is still an error.
+pub fn claim_stamp(folder: &Path, stamp: &str, dry_run: bool) -> Result<String, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if parse_stamp(stamp).is_none() {
+        return Err(format!("`{stamp}` is not a stamp like 20261126_01h15m00s"));
+    }
+    let path = claim_path(folder, stamp);
+    if dry_run {
+        if path.symlink_metadata().is_ok() {
+            return Err(format!(
+                "stamp {stamp} is held by another run ({} exists)",
+                path.display()
+            ));
+        }
+        tracing::info!("[dry-run] would claim stamp {stamp} ({})", path.display());
+        return Ok(path.display().to_string());
+    }
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+    {
+        Ok(mut file) => {
+            use std::io::Write;
+            let _ = writeln!(file, "pid {}", std::process::id());
+            Ok(path.display().to_string())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(format!(
+            "stamp {stamp} is held by another run ({} exists): two runs got the same stamp; \
+             nothing was changed; run again in a second (remove the file if no run is going)",
+            path.display()
+        )),
+        Err(e) => Err(format!("cannot create {}: {e}", path.display())),
+    }
+}
+
+/// Registers `backup_stamp`, `backup_manifest`, `claim_stamp_file` and `is_plain_name`.
+pub fn register(engine: &mut Engine, state: &Arc<RunState>) {
+    // The stamp that names every file of a new set, in the one format the
+    // catalogue, retention and the restore read back.
+    engine.register_fn("backup_stamp", new_stamp);
+    engine.register_fn("is_plain_name", |name: &str| {
+        runbook_steps::backup::catalogue::is_plain_name(name)
+    });
+    let s = Arc::clone(state);
+    engine.register_fn(
+        "claim_stamp_file",
+        move |c: NativeCallContext,
+              folder: &str,
+              stamp: &str|
+              -> Result<String, Box<EvalAltResult>> {
+            claim_stamp(Path::new(folder), stamp, s.dry_run).map_err(|message| {
+                runtime_error(
+                    "claim_stamp_file",
+                    "fail",
+                    message,
+                    describe_position(
+                        c.call_source().or(Some(&s.workflow_display)),
+                        c.call_position(),
+                    ),
+                    c.call_position(),
+                )
+            })
+        },
+    );
+    let s = Arc::clone(state);
+    engine.register_fn(
+        "backup_manifest",
+        move |c: NativeCallContext,
+              manifest_dir: &str,
+              stamp: &str|
+              -> Result<rhai::Map, Box<EvalAltResult>> {
+            let fail = |message: String| {
+                runtime_error(
+                    "backup_manifest",
+                    "fail",
+                    message,
+                    describe_position(
+                        c.call_source().or(Some(&s.workflow_display)),
+                        c.call_position(),
+                    ),
+                    c.call_position(),
+                )
+            };
+            let (path, text) = find_manifest(Path::new(manifest_dir), stamp).map_err(fail)?;
+            let json: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| fail(format!("{path} is not a valid manifest: {e}")))?;
+            let manifest = rhai::serde::to_dynamic(json).map_err(|e| fail(e.to_string()))?;
+            let mut map = rhai::Map::new();
+            map.insert("path".into(), Dynamic::from(path));
+            map.insert("manifest".into(), manifest);
+            Ok(map)
+        },
+    );
+}

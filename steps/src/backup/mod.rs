@@ -1,0 +1,10 @@
+//! The backup set, the thing this product makes: its layout (the stamp and
+//! the name of every part; [`layout`]), the catalogue of sets in a manifest
+//! folder and the archive folders (manifests, parts, completeness;
+//! [`catalogue`]), whether a set's Elasticsearch snapshot is
+//! still there ([`snapshot_check`]), and retention (the `prune` step).
+
+pub mod catalogue;
+pub mod layout;
+pub mod prune;
+pub mod snapshot_check;
