@@ -34,7 +34,7 @@ pub fn build_engine(state: Arc<RunState>, modules: WorkflowModules) -> Engine {
     {
         let state = Arc::clone(&state);
         engine.on_progress(move |_| {
-            (state.cancel.is_cancelled() && !cleanup::in_cleanup())
+            (state.cancel.is_cancelled() && !crate::run::run_state::in_cleanup())
                 .then(|| Dynamic::from("interrupted"))
         });
     }

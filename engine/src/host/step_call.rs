@@ -11,7 +11,6 @@ use runbook_steps::{StepContext, StepEntry, StepError};
 
 use crate::host::secrets::{mask, mask_json};
 use crate::report::script_error::{describe_position, runtime_error, step_error_map};
-use crate::run::cleanup;
 use crate::run::journal::{StepRecord, timestamp};
 use crate::run::run_state::RunState;
 
@@ -112,7 +111,7 @@ pub fn call_step(
         .or_else(|| prepared.label.clone())
         .unwrap_or_else(|| entry.name.to_string());
     let description = mask(&prepared.description);
-    let in_cleanup = cleanup::in_cleanup();
+    let in_cleanup = crate::run::run_state::in_cleanup();
     let started_at = chrono::Utc::now();
     let started = Instant::now();
     let record =

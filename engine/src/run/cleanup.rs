@@ -8,7 +8,9 @@
 //! branch) keeps its own stack of frames, so a branch's cleanups run when that
 //! branch ends.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
+
+use crate::run::run_state::{in_cleanup, set_in_cleanup};
 
 use rhai::{Dynamic, Engine, EvalAltResult, FnPtr, NativeCallContextStore};
 
@@ -34,18 +36,6 @@ pub enum Deferred {
 
 thread_local! {
     static FRAMES: RefCell<Vec<Vec<Deferred>>> = const { RefCell::new(Vec::new()) };
-    static IN_CLEANUP: Cell<bool> = const { Cell::new(false) };
-}
-
-/// True while this thread runs deferred cleanups: steps still run then, even
-/// after an interruption.
-pub fn in_cleanup() -> bool {
-    IN_CLEANUP.with(Cell::get)
-}
-
-/// Marks this thread as running cleanups (for parallel branches started by a cleanup).
-pub fn set_in_cleanup(value: bool) {
-    IN_CLEANUP.with(|c| c.set(value));
 }
 
 /// Starts a frame (workflow start, branch start).

@@ -50,7 +50,7 @@ impl RunState {
     /// Notes that something may have been changed (not under dry-run, and not
     /// by cleanups, which put things back).
     pub fn note_change(&self) {
-        if !self.dry_run && !crate::run::cleanup::in_cleanup() {
+        if !self.dry_run && !in_cleanup() {
             self.changed.store(true, Ordering::SeqCst);
         }
     }
@@ -152,4 +152,21 @@ impl RunState {
             )
         })
     }
+}
+
+thread_local! {
+    /// Whether this thread runs deferred cleanups (see [`in_cleanup`]).
+    static IN_CLEANUP: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// True while this thread runs deferred cleanups: steps still run then, even
+/// after an interruption, and what they change is cleanup, not a change of the
+/// run's own. Kept here, not in `cleanup`, which builds on the run state.
+pub fn in_cleanup() -> bool {
+    IN_CLEANUP.with(std::cell::Cell::get)
+}
+
+/// Marks this thread as running cleanups (for parallel branches started by a cleanup).
+pub fn set_in_cleanup(value: bool) {
+    IN_CLEANUP.with(|c| c.set(value));
 }
