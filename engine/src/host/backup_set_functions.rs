@@ -18,6 +18,7 @@ use std::sync::Arc;
 use rhai::{Dynamic, Engine, EvalAltResult, NativeCallContext};
 use runbook_steps::backup::catalogue::{BackupSet, Catalogue, Origin};
 use runbook_steps::backup::layout::{claim_file_name, manifest_file_name, new_stamp, parse_stamp};
+use runbook_steps::backup::manifest::Manifest;
 
 use crate::report::script_error::{describe_position, runtime_error};
 use crate::run::run_state::RunState;
@@ -177,7 +178,10 @@ pub fn register(engine: &mut Engine, state: &Arc<RunState>) {
                 )
             };
             let (path, text) = find_manifest(Path::new(manifest_dir), stamp).map_err(fail)?;
-            let json: serde_json::Value = serde_json::from_str(&text)
+            // Through the manifest's own type: the same reading as the
+            // catalogue's; keys it does not name are passed on as they are.
+            let json = Manifest::parse(&text)
+                .and_then(|m| serde_json::to_value(&m))
                 .map_err(|e| fail(format!("{path} is not a valid manifest: {e}")))?;
             let manifest = rhai::serde::to_dynamic(json).map_err(|e| fail(e.to_string()))?;
             let mut map = rhai::Map::new();
