@@ -5,11 +5,9 @@ use std::path::{Path, PathBuf};
 
 use runbook_steps::archive::sidecar::read_sidecar;
 use runbook_steps::archive::verification::{VerifyArchiveOptions, verify_archive};
-use runbook_steps::backup::catalogue::{
-    BackupSet, Catalogue, Origin, human_age, human_bytes,
-};
-use runbook_steps::backup::manifest::{Manifest, Verification, manifest_time_now};
+use runbook_steps::backup::catalogue::{BackupSet, Catalogue, Origin, human_age, human_bytes};
 use runbook_steps::backup::layout::{STOCK_ARCHIVE_FOLDERS, manifest_file_name, parse_stamp};
+use runbook_steps::backup::manifest::{Manifest, Verification, manifest_time_now};
 use runbook_steps::backup::snapshot_check::{SnapshotState, check_catalogue_snapshots};
 use runbook_steps::runtime::blocking_work::WorkControl;
 use runbook_steps::runtime::secret::Secret;

@@ -38,11 +38,11 @@ use chrono::{Local, TimeZone};
 use serde::{Deserialize, Serialize};
 
 use crate::archive::sidecar::sidecar_path;
+use crate::backup::layout::{ELASTICSEARCH_PART, SetFileKind, classify_file_name, parse_stamp};
 pub use crate::backup::manifest::{
     MANIFEST_TIME_FORMAT, Manifest, ManifestArchive, ManifestCassandra, ManifestConfig,
     ManifestOrigin, ManifestSnapshot, VERIFIED_OK, Verification,
 };
-use crate::backup::layout::{ELASTICSEARCH_PART, SetFileKind, classify_file_name, parse_stamp};
 use crate::runtime::atomic_file::{PARTIAL_SUFFIX, with_suffix};
 
 /// The most a manifest or marker may hold: they are a few KiB; anything

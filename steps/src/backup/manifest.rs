@@ -24,7 +24,9 @@ pub const MANIFEST_TIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%z";
 
 /// Now, in [`MANIFEST_TIME_FORMAT`].
 pub fn manifest_time_now() -> String {
-    chrono::Local::now().format(MANIFEST_TIME_FORMAT).to_string()
+    chrono::Local::now()
+        .format(MANIFEST_TIME_FORMAT)
+        .to_string()
 }
 
 /// A set manifest.
@@ -291,5 +293,67 @@ impl Manifest {
         file.set_permissions(std::fs::Permissions::from_mode(mode))?;
         file.write_all(text.as_bytes())?;
         partial.commit(file)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_and_nulls_survive_a_rewrite_and_keys_stay_sorted() {
+        // A manifest from an older or newer runbook: no `format`, a key this
+        // version does not name at each level, a null skew.
+        let text = concat!(
+            r#"{"archives":[{"bytes":3,"future":{"a":1},"part":"files","path":"/b/files_20261124_01h00m00s.tar"}],"#,
+            r#""complete":true,"newer":[1,2],"snapshot_skew_seconds":null,"stamp":"20261124_01h00m00s","#,
+            r#""verified":{"errors":[],"result":"ok","time":"2026-11-24T01:10:00+0000"},"warnings":[]}"#,
+            "\n"
+        );
+        let manifest = Manifest::parse(text).unwrap();
+        assert_eq!(manifest.format, None);
+        assert_eq!(manifest.other["newer"], serde_json::json!([1, 2]));
+        assert_eq!(manifest.archives[0].other["future"]["a"], 1);
+        assert_eq!(manifest.to_text().unwrap(), text);
+    }
+
+    #[test]
+    fn a_manifest_is_not_an_array_and_types_are_checked() {
+        assert!(Manifest::parse("[]").is_err());
+        assert!(Manifest::parse(r#"{"archives":"x"}"#).is_err());
+        assert!(Manifest::parse("{}").is_ok());
+    }
+
+    #[test]
+    fn write_new_is_atomic_and_private_and_refuses_an_unknown_group() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("backup_20261124_01h00m00s.json");
+        let manifest = Manifest {
+            format: Some(MANIFEST_FORMAT),
+            ..Manifest::default()
+        };
+        let err = manifest
+            .write_new(&path, Some("no-such-group-runbook"))
+            .unwrap_err();
+        assert!(err.to_string().contains("backup_group"), "{err}");
+        assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
+
+        manifest.write_new(&path, None).unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        // With this user's own primary group: shared, 0640.
+        let group = nix::unistd::Group::from_gid(nix::unistd::getegid())
+            .unwrap()
+            .unwrap();
+        manifest.write_new(&path, Some(&group.name)).unwrap();
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o640);
+        assert_eq!(meta.gid(), group.gid.as_raw());
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            "{\"archives\":[],\"format\":1,\"snapshot_skew_seconds\":null,\"warnings\":[]}\n"
+        );
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

@@ -8,6 +8,6 @@
 pub mod catalogue;
 pub mod layout;
 pub mod manifest;
-pub mod write_manifest;
 pub mod prune;
 pub mod snapshot_check;
+pub mod write_manifest;

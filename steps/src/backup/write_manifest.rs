@@ -10,8 +10,8 @@ use serde_json::{Map, Value};
 
 use crate::backup::layout::{manifest_file_name, parse_stamp};
 use crate::backup::manifest::{
-    MANIFEST_FORMAT, Manifest, ManifestArchive, ManifestCassandra, ManifestConfig,
-    ManifestOrigin, ManifestSnapshot, VERIFIED_OK, Verification, manifest_time_now,
+    MANIFEST_FORMAT, Manifest, ManifestArchive, ManifestCassandra, ManifestConfig, ManifestOrigin,
+    ManifestSnapshot, VERIFIED_OK, Verification, manifest_time_now,
 };
 use crate::runtime::error::{StepError, StepFailure};
 use crate::runtime::step::{DryRun, Step, StepContext};
@@ -206,12 +206,10 @@ pub fn build_manifest(options: &WriteManifestOptions) -> Manifest {
         (Some(es), Some(cassandra)) => Some((es - cassandra).abs() as f64 / 1000.0),
         _ => None,
     };
-    let config: ManifestConfig =
-        serde_json::from_value(Value::Object(options.config.clone())).unwrap_or_else(|_| {
-            ManifestConfig {
-                other: options.config.clone(),
-                ..ManifestConfig::default()
-            }
+    let config: ManifestConfig = serde_json::from_value(Value::Object(options.config.clone()))
+        .unwrap_or_else(|_| ManifestConfig {
+            other: options.config.clone(),
+            ..ManifestConfig::default()
         });
     Manifest {
         format: Some(MANIFEST_FORMAT),
