@@ -15,7 +15,8 @@
 //!   retention), steps `es_server`, `es_health`, `es_snapshot`, `http`.
 //! - [`process`]: the `exec` step.
 //! - [`backup`]: the backup set: `layout` (the stamp and every file name),
-//!   `catalogue`, `snapshot_check`, retention (`prune`).
+//!   `manifest` (the typed set manifest, format 1) and the `write_manifest`
+//!   step, `catalogue`, `snapshot_check`, retention (`prune`).
 //! - [`files`]: the file helpers scripts call (`write_file`, `glob`, ...).
 //!
 //! One file per step; a step file imports only the runtime and its concept's

@@ -5,18 +5,14 @@ use std::path::{Path, PathBuf};
 
 use runbook_steps::archive::sidecar::read_sidecar;
 use runbook_steps::archive::verification::{VerifyArchiveOptions, verify_archive};
-use runbook_steps::backup::catalogue::{
-    BackupSet, Catalogue, ManifestView, Origin, Verification, human_age, human_bytes,
-};
+use runbook_steps::backup::catalogue::{BackupSet, Catalogue, Origin, human_age, human_bytes};
 use runbook_steps::backup::layout::{STOCK_ARCHIVE_FOLDERS, manifest_file_name, parse_stamp};
+use runbook_steps::backup::manifest::{Manifest, Verification, manifest_time_now};
 use runbook_steps::backup::snapshot_check::{SnapshotState, check_catalogue_snapshots};
 use runbook_steps::runtime::blocking_work::WorkControl;
 use runbook_steps::runtime::secret::Secret;
 
 use crate::report::exit_code;
-
-/// The time format of `verified.time`, as the stock workflow writes it.
-const VERIFIED_TIME_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%z";
 
 /// How long asking one Elasticsearch about snapshots may take (retries of
 /// transient errors included) before `list` and `verify` give up on it.
@@ -231,21 +227,11 @@ pub fn verify_set(
             return exit_code::FAILED;
         }
     };
-    let (mut document, view) = match (
-        serde_json::from_str::<serde_json::Value>(&text),
-        ManifestView::parse(&text),
-    ) {
-        (Ok(document @ serde_json::Value::Object(_)), Ok(view)) => (document, view),
-        (Err(e), _) | (_, Err(e)) => {
+    let mut view = match Manifest::parse(&text) {
+        Ok(view) => view,
+        Err(e) => {
             eprintln!(
                 "error: {} is not a valid manifest: {e}",
-                manifest_path.display()
-            );
-            return exit_code::FAILED;
-        }
-        (Ok(_), Ok(_)) => {
-            eprintln!(
-                "error: {} is not a valid manifest: not a JSON object",
                 manifest_path.display()
             );
             return exit_code::FAILED;
@@ -286,19 +272,13 @@ pub fn verify_set(
     ));
 
     let verification = Verification {
-        time: chrono::Local::now()
-            .format(VERIFIED_TIME_FORMAT)
-            .to_string(),
+        time: manifest_time_now(),
         result: if errors.is_empty() { "ok" } else { "failed" }.to_string(),
         errors: errors.clone(),
     };
     // `errors` is always written (empty when ok), so scripts can rely on it.
-    document["verified"] = serde_json::json!({
-        "time": verification.time, "result": verification.result, "errors": verification.errors,
-    });
-    let recorded = serde_json::to_string(&document)
-        .map_err(std::io::Error::other)
-        .and_then(|text| rewrite_keeping_owner(&manifest_path, format!("{text}\n").as_bytes()));
+    view.verified = Some(verification.clone());
+    let recorded = view.rewrite_keeping_owner(&manifest_path);
     if json {
         println!(
             "{}",
@@ -400,33 +380,6 @@ fn snapshot_errors(
             )],
         },
     }
-}
-
-/// Replaces `path` atomically with `contents`, keeping its owner, group and
-/// mode: a manifest the workflow shared with `backup_group` (0640) stays
-/// readable by that group after `verify --set` records a result in it. When
-/// the owner cannot be kept (not root, another user's file), nothing is
-/// replaced.
-fn rewrite_keeping_owner(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let before = std::fs::symlink_metadata(path)?;
-    let mode = before.mode() & 0o7777;
-    let (partial, mut file) = runbook_steps::runtime::atomic_file::PartialFile::create(path, mode)?;
-    std::os::unix::fs::fchown(&file, Some(before.uid()), Some(before.gid())).map_err(|e| {
-        std::io::Error::new(
-            e.kind(),
-            format!(
-                "cannot keep its owner {}:{} ({e}); run verify as that user or as root",
-                before.uid(),
-                before.gid()
-            ),
-        )
-    })?;
-    // chown may clear set-id bits: set the mode again, exactly.
-    file.set_permissions(std::fs::Permissions::from_mode(mode))?;
-    file.write_all(contents)?;
-    partial.commit(file)
 }
 
 /// Verifies one archive against the manifest's SHA-256 and size, and checks

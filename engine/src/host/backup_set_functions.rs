@@ -18,6 +18,7 @@ use std::sync::Arc;
 use rhai::{Dynamic, Engine, EvalAltResult, NativeCallContext};
 use runbook_steps::backup::catalogue::{BackupSet, Catalogue, Origin};
 use runbook_steps::backup::layout::{claim_file_name, manifest_file_name, new_stamp, parse_stamp};
+use runbook_steps::backup::manifest::Manifest;
 
 use crate::report::script_error::{describe_position, runtime_error};
 use crate::run::run_state::RunState;
@@ -177,7 +178,10 @@ pub fn register(engine: &mut Engine, state: &Arc<RunState>) {
                 )
             };
             let (path, text) = find_manifest(Path::new(manifest_dir), stamp).map_err(fail)?;
-            let json: serde_json::Value = serde_json::from_str(&text)
+            // Through the manifest's own type: the same reading as the
+            // catalogue's; keys it does not name are passed on as they are.
+            let json = Manifest::parse(&text)
+                .and_then(|m| serde_json::to_value(&m))
                 .map_err(|e| fail(format!("{path} is not a valid manifest: {e}")))?;
             let manifest = rhai::serde::to_dynamic(json).map_err(|e| fail(e.to_string()))?;
             let mut map = rhai::Map::new();
@@ -186,4 +190,114 @@ pub fn register(engine: &mut Engine, state: &Arc<RunState>) {
             Ok(map)
         },
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use runbook_steps::backup::catalogue::VERIFIED_OK;
+    use runbook_steps::runtime::registry::find_step;
+    use runbook_steps::runtime::step::StepContext;
+
+    const STAMP: &str = "20261124_01h00m00s";
+
+    /// Runs the `write_manifest` step as a workflow does, on two archives.
+    fn write_set(root: &Path) -> String {
+        let cassandra = root.join(format!("cassandra_{STAMP}.tar"));
+        let files = root.join(format!("files_{STAMP}.tar"));
+        let marker = root.join(format!("elasticsearch_{STAMP}.info"));
+        std::fs::write(&cassandra, b"0123456789").unwrap();
+        std::fs::write(&files, b"abc").unwrap();
+        std::fs::write(&marker, b"{}").unwrap();
+        let options = serde_json::json!({
+            "manifest_path": root, "stamp": STAMP,
+            "cassandra": {"part": "cassandra", "path": cassandra, "bytes": 10, "sha256": "aa",
+                          "entries": 4, "snapshot_tag": format!("cassandra_{STAMP}"),
+                          "keyspace": "thehive", "tables": ["t1-0"], "version": "4.1.3",
+                          "snapshot_started_ms": 1_795_078_401_000i64, "undo_ids": [1],
+                          "warnings": [], "links_outside": []},
+            "elasticsearch": {"repository": "repo", "snapshot": format!("elasticsearch_{STAMP}"),
+                              "uuid": "u", "state": "SUCCESS", "indices": ["thehive"],
+                              "start_time": "2026-11-19T08:53:21.500Z", "end_time": "x",
+                              "version": "8.15.0", "shards_total": 1, "marker": marker,
+                              "warnings": ["holds no index"], "undo_ids": [2, 3]},
+            "storage": {"part": "files", "path": files, "bytes": 3, "sha256": "bb", "entries": 2,
+                        "links_outside": ["a -> /etc"], "warnings": null},
+            "workflow": "cluster-hot-backup", "workflow_sha256": "cc", "host": "h",
+            "config": {"elasticsearch_url": "http://127.0.0.1:9200", "elasticsearch_user": "",
+                       "keep": 3},
+            "group": "",
+        });
+        let step = find_step("write_manifest")
+            .unwrap()
+            .prepare(options)
+            .unwrap();
+        let out = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(step.run(StepContext::detached("write manifest")))
+            .unwrap();
+        out["path"].as_str().unwrap().to_string()
+    }
+
+    #[test]
+    fn a_manifest_the_step_writes_reads_back_through_the_catalogue_and_backup_manifest() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let path = write_set(root);
+        assert_eq!(
+            path,
+            root.join(manifest_file_name(STAMP)).display().to_string()
+        );
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(!Path::new(&format!("{path}.partial")).exists());
+        let text = std::fs::read_to_string(&path).unwrap();
+        let written = Manifest::parse(&text).unwrap();
+
+        // The catalogue sees a complete, verified runbook set with both parts.
+        let catalogue = Catalogue::scan(root, &[]).unwrap();
+        let set = catalogue.find(STAMP).unwrap();
+        assert!(set.complete && set.is_verified_ok(), "{set:?}");
+        assert_eq!(set.origin, Origin::Runbook);
+        assert_eq!(set.written_by, written.origin);
+        assert_eq!(set.verified, written.verified);
+        assert_eq!(set.verified.as_ref().unwrap().result, VERIFIED_OK);
+        assert_eq!(set.created, written.created);
+        assert!(set.made_at().is_some());
+        assert_eq!(set.present_parts(), ["cassandra", "elasticsearch", "files"]);
+        assert!(set.parts.iter().all(|p| p.listed), "{:?}", set.parts);
+        assert_eq!(set.warnings, ["elasticsearch: holds no index"]);
+        let snapshot = set.snapshot.as_ref().unwrap();
+        assert_eq!(snapshot.repository.as_deref(), Some("repo"));
+        assert_eq!(snapshot.url.as_deref(), Some("http://127.0.0.1:9200"));
+
+        // backup_manifest() gives the same manifest, every key of the file.
+        let (found, found_text) = find_manifest(root, "").unwrap();
+        assert_eq!(found, path);
+        assert_eq!(Manifest::parse(&found_text).unwrap(), written);
+        let file: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(serde_json::to_value(&written).unwrap(), file);
+        // Written again (as verify --set does), it is the same text.
+        assert_eq!(written.to_text().unwrap(), text);
+
+        // The fields today's readers use, with the values the parts gave.
+        assert_eq!(file["format"], 1);
+        assert_eq!(file["stamp"], STAMP);
+        assert_eq!(file["snapshot_skew_seconds"], 0.5);
+        assert_eq!(
+            file["archives"][1]["links_outside"],
+            serde_json::json!(["a -> /etc"])
+        );
+        assert!(file["archives"][0].get("links_outside").is_none());
+        assert_eq!(file["cassandra"]["keyspace"], "thehive");
+        assert_eq!(
+            file["elasticsearch"]["indices"],
+            serde_json::json!(["thehive"])
+        );
+        assert_eq!(file["config"]["keep"], 3);
+        assert_eq!(file["origin"]["tool"], "runbook");
+        assert_eq!(file["created"], file["verified"]["time"]);
+    }
 }

@@ -39,10 +39,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::archive::sidecar::sidecar_path;
 use crate::backup::layout::{ELASTICSEARCH_PART, SetFileKind, classify_file_name, parse_stamp};
+pub use crate::backup::manifest::{
+    MANIFEST_TIME_FORMAT, Manifest, ManifestArchive, ManifestCassandra, ManifestConfig,
+    ManifestOrigin, ManifestSnapshot, VERIFIED_OK, Verification,
+};
 use crate::runtime::atomic_file::{PARTIAL_SUFFIX, with_suffix};
 
-/// The verification result that counts as verified.
-pub const VERIFIED_OK: &str = "ok";
 /// The most a manifest or marker may hold: they are a few KiB; anything
 /// bigger is not runbook's and is not read into memory.
 pub const MANIFEST_MAX_BYTES: u64 = 16 * 1024 * 1024;
@@ -60,22 +62,6 @@ pub enum Origin {
     /// A manifest that cannot be read, or that names things runbook never
     /// writes: nothing it names is used.
     Damaged,
-}
-
-/// The `origin` a runbook manifest records: which workflow wrote the set, for
-/// which manifest folder. Together they say "this workflow at this site":
-/// two workflows sharing archive folders or a snapshot repository have
-/// different names or manifest folders, and a manifest copied from another
-/// site's folder names that folder.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ManifestOrigin {
-    /// Always `runbook`.
-    #[serde(default)]
-    pub tool: String,
-    /// The workflow's name (`cluster-hot-backup`, or a site file's stem).
-    pub workflow: String,
-    /// The manifest folder the workflow was configured with.
-    pub manifest_path: PathBuf,
 }
 
 /// The workflow and manifest folder retention acts for.
@@ -126,25 +112,6 @@ pub fn check_named_path(
             "{} is not a file name runbook gives set {stamp}",
             path.display()
         )),
-    }
-}
-
-/// The last verification of a set, as recorded in its manifest.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Verification {
-    /// When (`%Y-%m-%dT%H:%M:%S%z`, local time).
-    pub time: String,
-    /// `ok`, or `failed`.
-    pub result: String,
-    /// One line per problem found (empty when `ok`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub errors: Vec<String>,
-}
-
-impl Verification {
-    /// True when the result is `ok`.
-    pub fn is_ok(&self) -> bool {
-        self.result == VERIFIED_OK
     }
 }
 
@@ -362,7 +329,7 @@ impl BackupSet {
 
 /// A manifest's `created` time (`%Y-%m-%dT%H:%M:%S%z`, or RFC 3339).
 pub fn parse_created(text: &str) -> Option<chrono::DateTime<chrono::FixedOffset>> {
-    chrono::DateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%z")
+    chrono::DateTime::parse_from_str(text, MANIFEST_TIME_FORMAT)
         .or_else(|_| chrono::DateTime::parse_from_rfc3339(text))
         .ok()
 }
@@ -492,113 +459,10 @@ impl Catalogue {
     }
 }
 
-/// The parts of a manifest the catalogue reads (the manifest holds more).
-#[derive(Clone, Debug, Default, Deserialize)]
-pub struct ManifestView {
-    /// The stamp.
-    #[serde(default)]
-    pub stamp: Option<String>,
-    /// True once the set is complete.
-    #[serde(default)]
-    pub complete: Option<bool>,
-    /// When the set was made.
-    #[serde(default)]
-    pub created: Option<String>,
-    /// Which workflow wrote it, for which manifest folder.
-    #[serde(default)]
-    pub origin: Option<ManifestOrigin>,
-    /// The last verification.
-    #[serde(default)]
-    pub verified: Option<Verification>,
-    /// The archives.
-    #[serde(default)]
-    pub archives: Vec<ManifestArchive>,
-    /// The Elasticsearch snapshot and its marker.
-    #[serde(default)]
-    pub elasticsearch: Option<ManifestSnapshot>,
-    /// What the backup left out or found changed, by the site's choice.
-    #[serde(default)]
-    pub warnings: Vec<String>,
-    /// The config the set was made with (only what is read here).
-    #[serde(default)]
-    pub config: Option<ManifestConfig>,
-    /// The Cassandra snapshot's details.
-    #[serde(default)]
-    pub cassandra: Option<ManifestCassandra>,
-}
-
-/// The config keys of a manifest the catalogue reads: where to ask about the
-/// set's snapshot.
-#[derive(Clone, Debug, Default, Deserialize)]
-pub struct ManifestConfig {
-    /// Elasticsearch's URL.
-    #[serde(default)]
-    pub elasticsearch_url: Option<String>,
-    /// The Elasticsearch user ("" = none).
-    #[serde(default)]
-    pub elasticsearch_user: Option<String>,
-}
-
-/// One archive in a manifest.
-#[derive(Clone, Debug, Default, Deserialize)]
-pub struct ManifestArchive {
-    /// `cassandra`, `files`, `minio`.
-    #[serde(default)]
-    pub part: String,
-    /// The archive file.
-    pub path: PathBuf,
-    /// Its size when written.
-    #[serde(default)]
-    pub bytes: Option<u64>,
-    /// Its hex SHA-256.
-    #[serde(default)]
-    pub sha256: Option<String>,
-}
-
-/// The Elasticsearch section of a manifest.
-#[derive(Clone, Debug, Default, Deserialize)]
-pub struct ManifestSnapshot {
-    /// The snapshot repository.
-    #[serde(default)]
-    pub repository: Option<String>,
-    /// The snapshot's name.
-    #[serde(default)]
-    pub snapshot: Option<String>,
-    /// The `.info` marker file.
-    #[serde(default)]
-    pub marker: Option<PathBuf>,
-    /// The indices in the snapshot (the restore plan deletes and restores them).
-    #[serde(default)]
-    pub indices: Vec<String>,
-}
-
-/// The Cassandra section of a manifest.
-#[derive(Clone, Debug, Default, Deserialize)]
-pub struct ManifestCassandra {
-    /// The keyspace (restore-prep builds paths from it).
-    #[serde(default)]
-    pub keyspace: Option<String>,
-}
-
-impl ManifestView {
-    /// Parses a manifest's text.
-    pub fn parse(text: &str) -> Result<ManifestView, serde_json::Error> {
-        serde_json::from_str(text)
-    }
-
-    fn named_paths(&self) -> Vec<PathBuf> {
-        let mut paths: Vec<PathBuf> = self.archives.iter().map(|a| a.path.clone()).collect();
-        if let Some(marker) = self.elasticsearch.as_ref().and_then(|e| e.marker.clone()) {
-            paths.push(marker);
-        }
-        paths
-    }
-}
-
 struct ManifestRead {
     path: PathBuf,
     bytes: u64,
-    content: Option<ManifestView>,
+    content: Option<Manifest>,
     problem: Option<String>,
     /// Why the Elasticsearch URL it records is not used, if it is not.
     untrusted: Option<String>,
@@ -636,7 +500,7 @@ fn read_manifest(path: &Path) -> ManifestRead {
         .unwrap_or(0);
     let (content, problem) =
         match crate::runtime::regular_file::read_regular_text(path, MANIFEST_MAX_BYTES) {
-            Ok(text) => match ManifestView::parse(&text) {
+            Ok(text) => match Manifest::parse(&text) {
                 Ok(view) => (Some(view), None),
                 Err(e) => (
                     None,
@@ -686,7 +550,7 @@ fn belongs_to(path: &Path, stamp: &str) -> Option<SetFileKind> {
 
 /// What is wrong with the names a parsed manifest gives, one line each; empty
 /// when every name has the exact shape runbook writes for set `stamp`.
-fn manifest_damage(view: &ManifestView, stamp: &str, path: &Path) -> Vec<String> {
+fn manifest_damage(view: &Manifest, stamp: &str, path: &Path) -> Vec<String> {
     let mut damage = Vec::new();
     let file = path.display();
     match &view.stamp {

@@ -127,6 +127,7 @@ pub fn all_steps() -> &'static [StepEntry] {
             entry::<crate::search::health::EsHealth>(),
             entry::<crate::search::snapshot::EsSnapshot>(),
             entry::<crate::backup::prune::Prune>(),
+            entry::<crate::backup::write_manifest::WriteManifest>(),
             // New steps: one line here.
         ]
     });
