@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use runbook_steps::blocking_work::WorkControl;
-use runbook_steps::error::StepFailure;
-use runbook_steps::tar_dir::{TarDirOptions, write_archive_with_hook};
-use runbook_steps::verify_archive::verify_archive_file;
+use runbook_steps::archive::tar_dir::{TarDirOptions, write_archive_with_hook};
+use runbook_steps::archive::verification::verify_archive_file;
+use runbook_steps::runtime::blocking_work::WorkControl;
+use runbook_steps::runtime::error::StepFailure;
 use runbook_steps::{StepContext, StepError, find_step};
 use serde_json::{Value, json};
 
@@ -830,7 +830,7 @@ fn unreadable_test_child() {
         return;
     };
     let options: TarDirOptions = serde_json::from_str(&spec).unwrap();
-    match runbook_steps::tar_dir::write_archive(&options, &WorkControl::new("child")) {
+    match runbook_steps::archive::tar_dir::write_archive(&options, &WorkControl::new("child")) {
         // On a line of its own: the test harness prints the test name first.
         Ok(output) => println!("\nRESULT {}", serde_json::to_string(&output).unwrap()),
         Err(error) => println!("\nERROR {}", StepError::from(error)),

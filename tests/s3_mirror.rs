@@ -16,7 +16,7 @@ use futures::StreamExt;
 use moto::{Moto, Relay, Watched, env_of};
 use object_store::{ObjectStoreExt, PutPayload};
 use runbook_steps::StepContext;
-use runbook_steps::mcli_mirror::{MirrorOptions, mirror_with_env};
+use runbook_steps::s3::mirror::{MirrorOptions, mirror_with_env};
 use support::free_port;
 
 fn options(json: serde_json::Value) -> MirrorOptions {

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use moto::{Moto, Relay, Watched, env_of};
 use object_store::ObjectStoreExt;
 use runbook_steps::StepContext;
-use runbook_steps::s3_upload::{UploadOptions, UploadOutput, upload_with_env};
+use runbook_steps::s3::upload::{UploadOptions, UploadOutput, upload_with_env};
 use sha2::{Digest, Sha256};
 
 const MIB: usize = 1024 * 1024;

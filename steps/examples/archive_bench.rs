@@ -11,8 +11,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use runbook_steps::blocking_work::WorkControl;
-use runbook_steps::{extract_archive, tar_dir, verify_archive};
+use runbook_steps::archive::{extract as extract_archive, tar_dir, verification as verify_archive};
+use runbook_steps::runtime::blocking_work::WorkControl;
 use serde_json::{Value, json};
 
 fn main() -> ExitCode {

@@ -10,7 +10,7 @@ use std::path::{Component, Path, PathBuf};
 
 use globset::GlobBuilder;
 
-use crate::atomic_file::write_atomic;
+use crate::runtime::atomic_file::write_atomic;
 
 /// Permissions of a file `write_file` creates (an existing file keeps its own).
 pub const NEW_FILE_MODE: u32 = 0o644;

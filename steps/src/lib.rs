@@ -1,53 +1,38 @@
 //! Native operations that runbook workflows call.
 //!
 //! # Layout
-//! - [`step`]: the [`Step`](step::Step) trait every operation implements, and the
-//!   [`StepContext`](step::StepContext) the engine hands to a running step.
-//! - [`registry`]: the explicit list of every step, type-erased for the engine.
-//! - [`error`]: [`StepError`](error::StepError), what a failed step reports.
-//! - [`progress`]: progress reporting (a bar on a terminal, log lines otherwise).
-//! - One file per step: [`exec`], [`tar_dir`], [`verify_archive`],
-//!   [`extract_archive`], [`http`], [`es_server`], [`es_health`], [`es_snapshot`],
-//!   [`mcli_mirror`], [`s3_upload`], [`prune`].
-//! - What the steps share, one concept per module: [`archive_io`] (compression,
-//!   hashing writer and reader), [`atomic_file`] (`.partial` + fsync + rename),
-//!   [`checksum_sidecar`] (the `.sha256` file), [`blocking_work`] (cancellation
-//!   and deadlines for blocking loops), [`http_client`] (the retrying HTTP
-//!   client), [`s3_alias`] (MinIO-client aliases, S3 clients),
-//!   [`backup_catalogue`] (finding backup sets), [`files`] (the file helpers
-//!   scripts call), [`regular_file`] (opening only regular files, never blocking),
-//!   [`snapshot_check`] (is a set's Elasticsearch snapshot still there).
+//! - [`runtime`]: what every step is built on: the [`Step`] trait and
+//!   [`StepContext`] (`step`), the registry of every step (`registry`), the
+//!   error a step reports (`error`), progress, blocking work with cancellation
+//!   and deadlines (`blocking_work`), `.partial` + rename files (`atomic_file`),
+//!   opening only regular files (`regular_file`), and [`Secret`](runtime::secret::Secret).
+//! - [`archive`]: `tar_dir`, `verify_archive`, `extract_archive`; shared:
+//!   `io` (compression, hashing), `sidecar` (`.sha256`), `verification`.
+//! - [`s3`]: `mcli_mirror` (`mirror`), `s3_upload` (`upload`); shared: `alias`
+//!   (MinIO-client aliases, the signed S3 client), `listing`.
+//! - [`search`]: Elasticsearch/OpenSearch and HTTP: `client` (the retrying
+//!   HTTP client), `snapshot_api` (snapshot URL and delete, shared with
+//!   retention), steps `es_server`, `es_health`, `es_snapshot`, `http`.
+//! - [`process`]: the `exec` step.
+//! - [`backup`]: the backup set: `layout` (the stamp and every file name),
+//!   `manifest` (the typed set manifest, format 1) and the `write_manifest`
+//!   step, `catalogue`, `snapshot_check`, retention (`prune`).
+//! - [`files`]: the file helpers scripts call (`write_file`, `glob`, ...).
+//!
+//! One file per step; a step file imports only the runtime and its concept's
+//! shared modules, never another step. See docs/architecture.md.
 //!
 //! This crate knows nothing of Rhai: options come in as serde values and results
 //! go out as serde values, so every step can be unit-tested as plain Rust.
 
-pub mod error;
-pub mod progress;
-pub mod registry;
-pub mod step;
-
-pub mod archive_io;
-pub mod atomic_file;
-pub mod backup_catalogue;
-pub mod blocking_work;
-pub mod checksum_sidecar;
-pub mod es_health;
-pub mod es_server;
-pub mod es_snapshot;
-pub mod exec;
-pub mod extract_archive;
+pub mod archive;
+pub mod backup;
 pub mod files;
-pub mod http;
-pub mod http_client;
-pub mod mcli_mirror;
-pub mod prune;
-pub mod regular_file;
-pub mod s3_alias;
-pub mod s3_upload;
-pub mod snapshot_check;
-pub mod tar_dir;
-pub mod verify_archive;
+pub mod process;
+pub mod runtime;
+pub mod s3;
+pub mod search;
 
-pub use error::{StepError, StepFailure};
-pub use registry::{StepEntry, all_steps, find_step};
-pub use step::{DryRun, Step, StepContext};
+pub use runtime::error::{StepError, StepFailure};
+pub use runtime::registry::{StepEntry, all_steps, find_step};
+pub use runtime::step::{DryRun, Step, StepContext};

@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
-use runbook_steps::s3_alias::{ExplicitEndpoint, ResolveOptions, S3Endpoint, Secret};
+use runbook_steps::runtime::secret::Secret;
+use runbook_steps::s3::alias::{ExplicitEndpoint, ResolveOptions, S3Endpoint};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::support::{ChildGuard, free_port, venv_bin, wait_for_port};
@@ -154,7 +155,7 @@ impl Moto {
         endpoint
             .object_store(
                 bucket,
-                runbook_steps::s3_alias::transfer_client_options(),
+                runbook_steps::s3::alias::transfer_client_options(),
                 object_store::RetryConfig::default(),
             )
             .unwrap()

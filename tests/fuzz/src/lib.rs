@@ -24,9 +24,9 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
 use std::path::{Component, Path, PathBuf};
 
 use runbook_steps::StepFailure;
-use runbook_steps::blocking_work::WorkControl;
-use runbook_steps::extract_archive::{ExtractArchiveOptions, extract_archive};
-use runbook_steps::verify_archive::{ChecksumSource, VerifyArchiveOptions, verify_archive};
+use runbook_steps::runtime::blocking_work::WorkControl;
+use runbook_steps::archive::extract::{ExtractArchiveOptions, extract_archive};
+use runbook_steps::archive::verification::{ChecksumSource, VerifyArchiveOptions, verify_archive};
 use sha2::{Digest, Sha256};
 
 /// Bits of the flag byte choosing the compression.
@@ -201,10 +201,10 @@ pub fn check_verify(data: &[u8]) {
 
 /// Reads every entry's data with the tar crate, as `extract_archive` does.
 fn read_with_tar_crate(bytes: &[u8]) -> std::io::Result<()> {
-    let stream: Box<dyn Read> = match runbook_steps::archive_io::Compression::from_magic(bytes) {
-        runbook_steps::archive_io::Compression::None => Box::new(bytes),
-        runbook_steps::archive_io::Compression::Zstd => Box::new(zstd::Decoder::new(bytes)?),
-        runbook_steps::archive_io::Compression::Gzip => {
+    let stream: Box<dyn Read> = match runbook_steps::archive::io::Compression::from_magic(bytes) {
+        runbook_steps::archive::io::Compression::None => Box::new(bytes),
+        runbook_steps::archive::io::Compression::Zstd => Box::new(zstd::Decoder::new(bytes)?),
+        runbook_steps::archive::io::Compression::Gzip => {
             Box::new(flate2::read::MultiGzDecoder::new(bytes))
         }
     };
@@ -301,13 +301,13 @@ pub fn check_extract(data: &[u8]) {
 /// `None` past 256 MiB (a compression bomb in the input: not measured).
 fn tar_stream_len(bytes: &[u8]) -> Option<u64> {
     const CAP: u64 = 256 << 20;
-    let stream: Box<dyn Read> = match runbook_steps::archive_io::Compression::from_magic(bytes) {
-        runbook_steps::archive_io::Compression::None => return Some(bytes.len() as u64),
-        runbook_steps::archive_io::Compression::Zstd => match zstd::Decoder::new(bytes) {
+    let stream: Box<dyn Read> = match runbook_steps::archive::io::Compression::from_magic(bytes) {
+        runbook_steps::archive::io::Compression::None => return Some(bytes.len() as u64),
+        runbook_steps::archive::io::Compression::Zstd => match zstd::Decoder::new(bytes) {
             Ok(decoder) => Box::new(decoder),
             Err(_) => return Some(0),
         },
-        runbook_steps::archive_io::Compression::Gzip => {
+        runbook_steps::archive::io::Compression::Gzip => {
             Box::new(flate2::read::MultiGzDecoder::new(bytes))
         }
     };

@@ -9,8 +9,8 @@
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use runbook_steps::blocking_work::WorkControl;
-use runbook_steps::verify_archive::{VerifyArchiveOptions, verify_archive};
+use runbook_steps::runtime::blocking_work::WorkControl;
+use runbook_steps::archive::verification::{VerifyArchiveOptions, verify_archive};
 
 fn main() {
     let mut inputs: Vec<PathBuf> = Vec::new();

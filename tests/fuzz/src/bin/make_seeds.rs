@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use runbook_fuzz::{FIX_CHECKSUMS, GZIP, PLANT_SYMLINKS, Sidecar, ZSTD};
-use runbook_steps::archive_io::Compression;
-use runbook_steps::blocking_work::WorkControl;
-use runbook_steps::tar_dir::{OnUnreadable, TarDirOptions, write_archive};
+use runbook_steps::archive::io::Compression;
+use runbook_steps::runtime::blocking_work::WorkControl;
+use runbook_steps::archive::tar_dir::{OnChanged, OnUnreadable, TarDirOptions, write_archive};
 use serde_json::json;
 
 fn main() {
@@ -104,6 +104,7 @@ fn main() {
             level: Some(1),
             exclude: vec!["top/sparse".into()],
             on_unreadable: OnUnreadable::Fail,
+            on_changed: OnChanged::Fail,
         };
         write_archive(&options, &WorkControl::new("seeds")).unwrap();
         let name = format!("tar_dir-{}", compression.name());

@@ -1,0 +1,290 @@
+//! The `runbook` command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use runbook_steps::runtime::progress::ProgressMode;
+
+use crate::report::exit_code;
+use crate::report::logging::{self, LogFormat};
+use crate::run::runner::{RunRequest, run};
+
+/// runbook runs operations workflows written in Rhai; the workflows call fast,
+/// safe native steps (processes, archives, Elasticsearch, S3).
+#[derive(Debug, Parser)]
+#[command(name = "runbook", version, after_long_help = exit_code::HELP, after_help = exit_code::HELP)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a workflow.
+    ///
+    /// WORKFLOW is a path to a .rhai file, or the name of a stock workflow
+    /// (e.g. cluster-hot-backup). Config keys come from the workflow's
+    /// config() call, overridden by --vars FILE, then RUNBOOK_<KEY> environment
+    /// variables, then --set KEY=VALUE.
+    Run(RunArgs),
+    /// Show what a run would do, changing nothing (= run --dry-run).
+    ///
+    /// Steps that only read (health and repository checks, read-only commands)
+    /// run for real, so a plan also probes the environment.
+    Plan(RunArgs),
+    /// Compile a workflow and its imports; report syntax errors and calls to
+    /// functions that do not exist (exit 2).
+    Check {
+        /// A .rhai file or a stock workflow name.
+        workflow: String,
+    },
+    /// List the steps, or print one step's documentation.
+    Steps {
+        /// A step name.
+        name: Option<String>,
+        /// Print the step documentation as Markdown (docs/steps.md).
+        #[arg(long, conflicts_with = "json")]
+        markdown: bool,
+        /// Print name, summary and documentation of each step as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a shell completion script: runbook completions bash > /etc/bash_completion.d/runbook
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff): runbook man > /usr/local/share/man/man1/runbook.1
+    Man,
+    /// Undo what runs that never finished left behind (SIGKILL, power cut).
+    ///
+    /// Finds journals with status `running` whose process is gone and carries
+    /// out their pending undo actions (clear snapshots, remove partial files
+    /// and staging folders). Every `run` does this first, too.
+    Recover {
+        /// Where run journals are.
+        #[arg(long, value_name = "DIR", env = "RUNBOOK_JOURNAL_DIR")]
+        journal_dir: Option<PathBuf>,
+        /// Only report what would be undone.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Verify archives: every header and every byte, and the SHA-256 against
+    /// the `.sha256` file next to each (exit 1 if any archive is bad).
+    ///
+    /// With --set STAMP instead of paths: verify every archive of that backup
+    /// set against the SHA-256 in its manifest, check its marker, and record
+    /// the result in the manifest (`verified: {time, result, errors}`), which
+    /// `runbook list` shows and the `prune` step relies on.
+    Verify {
+        /// Archives (.tar, .tar.zst, .tar.gz).
+        #[arg(required_unless_present = "set", conflicts_with = "set")]
+        paths: Vec<PathBuf>,
+        /// Fail an archive that has no `.sha256` file.
+        #[arg(long)]
+        require_checksum: bool,
+        /// One JSON object per archive on stdout (with --set: one for the set).
+        #[arg(long)]
+        json: bool,
+        /// The stamp of a backup set to verify, e.g. 20261126_01h15m00s.
+        #[arg(long, value_name = "STAMP")]
+        set: Option<String>,
+        /// The folder of the set manifests (with --set).
+        #[arg(long, value_name = "DIR", default_value = runbook_steps::backup::layout::DEFAULT_MANIFEST_FOLDER)]
+        manifest_path: PathBuf,
+        /// Where to check the set's Elasticsearch snapshot (with --set)
+        /// [default: the elasticsearch_url its manifest records]. The password
+        /// for the user the manifest records: ELASTICSEARCH_PASSWORD(_FILE).
+        #[arg(long, value_name = "URL")]
+        elasticsearch_url: Option<String>,
+    },
+    /// List the backup sets: complete or not, last verification, parts, size, age.
+    ///
+    /// A set is a manifest backup_STAMP.json in the manifest folder; archives
+    /// and .info markers whose stamp has no manifest are listed as INCOMPLETE
+    /// (a failed, interrupted or running backup, or another tool's set); a
+    /// set whose archives went missing or changed size since, or whose
+    /// Elasticsearch snapshot is gone, is DAMAGED. ORIGIN says who made it:
+    /// the workflow a runbook manifest records, `foreign` (no manifest, or one
+    /// without an origin) or DAMAGED (a manifest that cannot be read or names
+    /// what runbook never writes); retention only touches its own workflow's
+    /// sets. Nothing is read but file names, sizes, manifests and the
+    /// snapshots' state: `runbook verify --set STAMP` reads the archives.
+    List {
+        /// The folder of the set manifests.
+        #[arg(long, value_name = "DIR", default_value = runbook_steps::backup::layout::DEFAULT_MANIFEST_FOLDER)]
+        manifest_path: PathBuf,
+        /// A folder of archives and .info markers (repeatable) [default: the
+        /// stock folders cassandra, elasticsearch, storage, minio under the
+        /// manifest folder]. Folders the manifests name are always searched.
+        #[arg(long = "archive-path", value_name = "DIR")]
+        archive_paths: Vec<PathBuf>,
+        /// Print the sets as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Where to check each set's Elasticsearch snapshot [default: the
+        /// elasticsearch_url each manifest records]. The password for the
+        /// user a manifest records: ELASTICSEARCH_PASSWORD(_FILE).
+        #[arg(long, value_name = "URL")]
+        elasticsearch_url: Option<String>,
+    },
+    /// Write the stock workflows into DIR so they can be edited.
+    Init {
+        /// The folder (created if missing).
+        dir: PathBuf,
+        /// Overwrite files that exist.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// A .rhai file or a stock workflow name.
+    workflow: String,
+    /// Set a config key (repeatable): --set cassandra_keyspace=thehive.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// Read config keys from a JSON or TOML file.
+    #[arg(long, value_name = "FILE")]
+    vars: Option<PathBuf>,
+    /// Describe every action instead of doing it.
+    #[arg(long)]
+    dry_run: bool,
+    /// Where run journals and locks go [default: /var/lib/runbook as root,
+    /// else $XDG_STATE_HOME/runbook].
+    #[arg(long, value_name = "DIR", env = "RUNBOOK_JOURNAL_DIR")]
+    journal_dir: Option<PathBuf>,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+    /// More detail (-v debug, -vv trace).
+    #[arg(short, long, action = clap::ArgAction::Count, conflicts_with = "quiet")]
+    verbose: u8,
+    /// Only warnings and errors.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Give journals to this group with mode 0640 (default: 0600, owner only).
+    #[arg(long, value_name = "GROUP", env = "RUNBOOK_JOURNAL_GROUP")]
+    journal_group: Option<String>,
+    /// Stop script code after this many Rhai operations (an endless loop).
+    #[arg(long, value_name = "N", default_value_t = crate::host::engine::MAX_OPERATIONS)]
+    max_operations: u64,
+    /// At the end of the run (success or failure; not under --dry-run), write
+    /// Prometheus metrics to FILE (textfile-collector format, replaced
+    /// atomically). A workflow may instead declare a config key `metrics_file`.
+    #[arg(long, value_name = "FILE", env = "RUNBOOK_METRICS_FILE")]
+    metrics_file: Option<PathBuf>,
+}
+
+/// Parses the command line, runs the command, returns the exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return if error.use_stderr() {
+                exit_code::INPUT
+            } else {
+                exit_code::SUCCESS
+            };
+        }
+    };
+    if !matches!(cli.command, Command::Run(_) | Command::Plan(_)) {
+        // `runbook steps | head` must end quietly, as other tools do. Not for
+        // runs: a closed log pipe must never kill a backup half-way.
+        // SAFETY: setting a signal disposition before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
+    match cli.command {
+        Command::Run(args) => run_command(args, false),
+        Command::Plan(args) => run_command(args, true),
+        Command::Check { workflow } => crate::cli::commands::check(&workflow),
+        Command::Steps {
+            name,
+            markdown,
+            json,
+        } => crate::cli::commands::steps(name.as_deref(), markdown, json),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "runbook", &mut std::io::stdout());
+            exit_code::SUCCESS
+        }
+        Command::Man => {
+            let command = <Cli as clap::CommandFactory>::command();
+            match clap_mangen::Man::new(command).render(&mut std::io::stdout()) {
+                Ok(()) => exit_code::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: cannot write the man page: {e}");
+                    exit_code::FAILED
+                }
+            }
+        }
+        Command::Init { dir, force } => crate::cli::commands::init(&dir, force),
+        Command::Verify {
+            paths,
+            require_checksum,
+            json,
+            set,
+            manifest_path,
+            elasticsearch_url,
+        } => match set {
+            Some(stamp) => crate::cli::catalogue::verify_set(
+                &manifest_path,
+                &stamp,
+                json,
+                elasticsearch_url.as_deref(),
+            ),
+            None => crate::cli::commands::verify(&paths, require_checksum, json),
+        },
+        Command::List {
+            manifest_path,
+            archive_paths,
+            json,
+            elasticsearch_url,
+        } => crate::cli::catalogue::list(
+            &manifest_path,
+            &archive_paths,
+            json,
+            elasticsearch_url.as_deref(),
+        ),
+        Command::Recover {
+            journal_dir,
+            dry_run,
+        } => {
+            logging::init(LogFormat::Human, 0);
+            crate::cli::commands::recover(journal_dir, dry_run)
+        }
+    }
+}
+
+fn run_command(args: RunArgs, plan: bool) -> i32 {
+    let verbosity = if args.quiet {
+        -1
+    } else {
+        args.verbose.min(3) as i8
+    };
+    logging::init(args.log_format, verbosity);
+    let progress = if args.quiet {
+        ProgressMode::Off
+    } else if crate::report::terminal::progress_bars_enabled()
+        && args.log_format == LogFormat::Human
+    {
+        ProgressMode::Bar
+    } else {
+        ProgressMode::Log
+    };
+    run(RunRequest {
+        workflow: args.workflow,
+        sets: args.sets,
+        vars: args.vars,
+        dry_run: args.dry_run || plan,
+        journal_dir: args.journal_dir,
+        progress,
+        max_operations: args.max_operations,
+        journal_group: args.journal_group,
+        metrics_file: args.metrics_file,
+    })
+}

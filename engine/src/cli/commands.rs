@@ -1,0 +1,210 @@
+//! The commands other than `run`: `check`, `steps`, `init`.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rhai::Map;
+use runbook_steps::runtime::progress::ProgressMode;
+use tokio_util::sync::CancellationToken;
+
+use crate::host::config::Overrides;
+use crate::host::engine::build_engine;
+use crate::host::workflow::{STOCK_FILES, Workflow, source_text};
+use crate::report::exit_code;
+use crate::run::run_state::RunState;
+
+/// `runbook check WORKFLOW`.
+pub fn check(spec: &str) -> i32 {
+    let workflow = match Workflow::load(spec) {
+        Ok(w) => w,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit_code::INPUT;
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("the tokio runtime starts");
+    let state = Arc::new(RunState {
+        dry_run: true,
+        cancel: CancellationToken::new(),
+        runtime: runtime.handle().clone(),
+        journal: None,
+        overrides: Overrides::default(),
+        config: Mutex::new(Map::new()),
+        config_declared: Mutex::new(false),
+        progress: ProgressMode::Off,
+        workflow_display: workflow.display.clone(),
+        workflow_sha256: workflow.sha256(),
+        workflow_name: workflow.name.clone(),
+        run_compensations: Mutex::new(Vec::new()),
+        changed: std::sync::atomic::AtomicBool::new(false),
+        max_operations: crate::host::engine::MAX_OPERATIONS,
+    });
+    let engine = build_engine(state, workflow.modules.clone());
+    let problems = crate::host::check::check(&engine, &workflow);
+    if problems.is_empty() {
+        println!("{}: ok", workflow.display);
+        return exit_code::SUCCESS;
+    }
+    for problem in &problems {
+        eprint!(
+            "error: {}\n{}",
+            problem.message,
+            crate::report::script_error::source_excerpt(&problem.position, &source_text)
+        );
+    }
+    exit_code::INPUT
+}
+
+/// `runbook steps [NAME] [--markdown]`.
+pub fn steps(name: Option<&str>, markdown: bool, json: bool) -> i32 {
+    if markdown {
+        print!("{}", crate::cli::step_docs::markdown());
+        return exit_code::SUCCESS;
+    }
+    if json {
+        let steps: Vec<serde_json::Value> = runbook_steps::all_steps()
+            .iter()
+            .filter(|s| name.is_none_or(|n| n == s.name))
+            .map(|s| serde_json::json!({"name": s.name, "summary": s.summary(), "doc": s.doc}))
+            .collect();
+        if steps.is_empty() {
+            eprintln!("error: no step named `{}`", name.unwrap_or_default());
+            return exit_code::INPUT;
+        }
+        println!("{}", serde_json::Value::Array(steps));
+        return exit_code::SUCCESS;
+    }
+    match name {
+        None => {
+            let width = runbook_steps::all_steps()
+                .iter()
+                .map(|s| s.name.len())
+                .max()
+                .unwrap_or(0);
+            for step in runbook_steps::all_steps() {
+                println!("{:width$}  {}", step.name, step.summary());
+            }
+            println!("\n`runbook steps NAME` prints a step's options, result and an example.");
+            exit_code::SUCCESS
+        }
+        Some(name) => match runbook_steps::find_step(name) {
+            Some(step) => {
+                println!("{}\n\n{}", step.name, step.doc.trim_end());
+                exit_code::SUCCESS
+            }
+            None => {
+                let names: Vec<&str> = runbook_steps::all_steps().iter().map(|s| s.name).collect();
+                eprintln!("error: no step named `{name}`; steps: {}", names.join(", "));
+                exit_code::INPUT
+            }
+        },
+    }
+}
+
+/// `runbook init DIR [--force]`.
+pub fn init(dir: &Path, force: bool) -> i32 {
+    let mut written = 0;
+    let mut kept = Vec::new();
+    for (path, text) in STOCK_FILES {
+        let target = dir.join(path);
+        if target.exists() && !force {
+            kept.push(target.display().to_string());
+            continue;
+        }
+        if let Some(parent) = target.parent()
+            && let Err(e) = std::fs::create_dir_all(parent)
+        {
+            eprintln!("error: cannot create {}: {e}", parent.display());
+            return exit_code::FAILED;
+        }
+        if let Err(e) = std::fs::write(&target, text) {
+            eprintln!("error: cannot write {}: {e}", target.display());
+            return exit_code::FAILED;
+        }
+        println!("wrote {}", target.display());
+        written += 1;
+    }
+    for path in &kept {
+        println!("kept {path} (exists; --force overwrites)");
+    }
+    println!(
+        "\n{written} file(s) written. Next: edit the config() defaults at the top of each workflow \
+         (or keep them and pass --set/--vars), then\n  runbook plan {}/cluster-hot-backup.rhai\n  \
+         runbook run {}/cluster-hot-backup.rhai\nScheduling: see docs/systemd/ (a service and a timer) \
+         in the runbook documentation.",
+        dir.display(),
+        dir.display()
+    );
+    exit_code::SUCCESS
+}
+
+/// `runbook recover [--journal-dir DIR] [--dry-run]`.
+pub fn recover(journal_dir: Option<std::path::PathBuf>, dry_run: bool) -> i32 {
+    let dir = journal_dir.unwrap_or_else(crate::run::journal::default_journal_dir);
+    if dir.exists()
+        && let Err(e) = crate::host::file_safety::check_trusted(
+            &dir,
+            crate::host::file_safety::TrustedUse::JournalFolder,
+        )
+    {
+        eprintln!("error: {e}");
+        return exit_code::INPUT;
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts");
+    let recovered = runtime.block_on(crate::run::recovery::recover_all(&dir, dry_run, None, None));
+    if recovered.is_empty() {
+        println!("nothing to recover in {}", dir.display());
+        return exit_code::SUCCESS;
+    }
+    if crate::run::recovery::report(&recovered, dry_run) {
+        exit_code::SUCCESS
+    } else {
+        exit_code::FAILED
+    }
+}
+
+/// `runbook verify PATH... [--require-checksum] [--json]`: one line per archive.
+pub fn verify(paths: &[std::path::PathBuf], require_checksum: bool, json: bool) -> i32 {
+    use runbook_steps::archive::verification::{VerifyArchiveOptions, verify_archive};
+    use runbook_steps::runtime::blocking_work::WorkControl;
+    let mut all_ok = true;
+    for path in paths {
+        let options = VerifyArchiveOptions {
+            path: path.clone(),
+            require_checksum,
+            ..VerifyArchiveOptions::default()
+        };
+        let outcome = verify_archive(&options, &WorkControl::new("verify"));
+        if json {
+            let line = match &outcome {
+                Ok(report) => {
+                    serde_json::json!({"path": path, "ok": true, "entries": report.entries, "bytes": report.bytes, "sha256": report.sha256})
+                }
+                Err(e) => {
+                    serde_json::json!({"path": path, "ok": false, "error": crate::cli::catalogue::error_chain(e)})
+                }
+            };
+            println!("{line}");
+        } else {
+            match &outcome {
+                Ok(report) => println!("{}", report.summary(path)),
+                Err(e) => println!(
+                    "BAD {}: {}",
+                    path.display(),
+                    crate::cli::catalogue::error_chain(e)
+                ),
+            }
+        }
+        all_ok &= outcome.is_ok();
+    }
+    if all_ok {
+        exit_code::SUCCESS
+    } else {
+        exit_code::FAILED
+    }
+}

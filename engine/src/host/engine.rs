@@ -1,0 +1,346 @@
+//! The Rhai host: an [`Engine`] with every step and engine function registered.
+
+use std::sync::Arc;
+
+use rhai::{Dynamic, Engine, EvalAltResult, FnPtr, Map, NativeCallContext};
+
+use crate::host::step_call::call_step;
+use crate::host::workflow::WorkflowModules;
+use crate::report::script_error::{describe_position, runtime_error};
+use crate::run::cleanup;
+use crate::run::compensation::Action;
+use crate::run::parallel;
+use crate::run::run_state::RunState;
+
+/// Default bound on the Rhai operations one run (or one parallel branch) may
+/// execute: stops an endless loop in pure script code (steps have their own
+/// timeouts). About 10 s of pure script work in a release build; a workflow
+/// looping over tens of thousands of files stays far below it.
+pub const MAX_OPERATIONS: u64 = 100_000_000;
+
+fn position_of(state: &RunState, context: &NativeCallContext) -> String {
+    describe_position(
+        context.call_source().or(Some(&state.workflow_display)),
+        context.call_position(),
+    )
+}
+
+/// Builds the engine for one run.
+pub fn build_engine(state: Arc<RunState>, modules: WorkflowModules) -> Engine {
+    let mut engine = Engine::new();
+    engine.set_module_resolver(modules);
+    engine.set_max_operations(state.max_operations);
+    engine.set_max_expr_depths(128, 64);
+    {
+        let state = Arc::clone(&state);
+        engine.on_progress(move |_| {
+            (state.cancel.is_cancelled() && !crate::run::run_state::in_cleanup())
+                .then(|| Dynamic::from("interrupted"))
+        });
+    }
+    engine.on_print(|text| tracing::info!("{}", crate::host::secrets::mask(text)));
+    engine.on_debug(|text, _, _| tracing::debug!("{}", crate::host::secrets::mask(text)));
+
+    for entry in runbook_steps::all_steps() {
+        let state_with_options = Arc::clone(&state);
+        engine.register_fn(
+            entry.name,
+            move |context: NativeCallContext, options: Map| {
+                call_step(&state_with_options, entry, &context, options)
+            },
+        );
+        let state_no_args = Arc::clone(&state);
+        engine.register_fn(entry.name, move |context: NativeCallContext| {
+            call_step(&state_no_args, entry, &context, Map::new())
+        });
+    }
+
+    {
+        let state = Arc::clone(&state);
+        engine.register_fn(
+            "config",
+            move |context: NativeCallContext, defaults: Map| -> Result<Map, Box<EvalAltResult>> {
+                config(&state, &context, defaults, Map::new())
+            },
+        );
+    }
+    {
+        let state = Arc::clone(&state);
+        engine.register_fn(
+            "config",
+            move |context: NativeCallContext,
+                  defaults: Map,
+                  rules: Map|
+                  -> Result<Map, Box<EvalAltResult>> {
+                config(&state, &context, defaults, rules)
+            },
+        );
+    }
+    {
+        let state = Arc::clone(&state);
+        engine.register_fn(
+            "secret",
+            move |context: NativeCallContext, name: &str| -> Result<String, Box<EvalAltResult>> {
+                let value = crate::host::secrets::read_secret(name).map_err(|e| {
+                    runtime_error(
+                        "secret",
+                        "config",
+                        e.to_string(),
+                        position_of(&state, &context),
+                        context.call_position(),
+                    )
+                })?;
+                let config = config_strings(&state.config.lock().expect("config lock poisoned"));
+                crate::host::secrets::warn_collisions(
+                    config.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+                );
+                Ok(value)
+            },
+        );
+    }
+    engine.register_fn("parallel", parallel::parallel);
+    {
+        let state = Arc::clone(&state);
+        engine.register_fn(
+            "defer",
+            move |context: NativeCallContext, closure: FnPtr| {
+                #[allow(deprecated)]
+                let store = context.store_data();
+                cleanup::defer(closure, store, position_of(&state, &context));
+            },
+        );
+    }
+    engine.register_fn("now", |format: &str| {
+        chrono::Local::now().format(format).to_string()
+    });
+    engine.register_fn("now_ms", || chrono::Utc::now().timestamp_millis());
+    engine.register_fn("parse_time_ms", |text: &str| -> Dynamic {
+        chrono::DateTime::parse_from_rfc3339(text)
+            .map(|t| Dynamic::from(t.timestamp_millis()))
+            .unwrap_or(Dynamic::UNIT)
+    });
+    engine.register_fn("hostname", crate::run::journal::hostname);
+    {
+        let state = Arc::clone(&state);
+        engine.register_fn(
+            "private_dir",
+            move |context: NativeCallContext| -> Result<String, Box<EvalAltResult>> {
+                let position = position_of(&state, &context);
+                crate::run::private_dir::private_dir(&state, position.clone()).map_err(|message| {
+                    runtime_error(
+                        "private_dir",
+                        "file",
+                        format!("private_dir: {message}"),
+                        position,
+                        context.call_position(),
+                    )
+                })
+            },
+        );
+    }
+    {
+        let state = Arc::clone(&state);
+        engine.register_fn("is_dry_run", move || state.dry_run);
+    }
+    {
+        let state = Arc::clone(&state);
+        engine.register_fn("workflow_sha256", move || state.workflow_sha256.clone());
+    }
+    {
+        let state = Arc::clone(&state);
+        engine.register_fn("workflow_name", move || state.workflow_name.clone());
+    }
+    engine.register_fn("log_info", |message: &str| {
+        tracing::info!("{}", crate::host::secrets::mask(message));
+    });
+    engine.register_fn("log_warn", |message: &str| {
+        tracing::warn!("{}", crate::host::secrets::mask(message));
+    });
+    {
+        let state = Arc::clone(&state);
+        engine.register_fn(
+            "fail",
+            move |context: NativeCallContext, message: &str| -> Result<(), Box<EvalAltResult>> {
+                Err(runtime_error(
+                    "fail",
+                    "fail",
+                    message.to_string(),
+                    position_of(&state, &context),
+                    context.call_position(),
+                ))
+            },
+        );
+    }
+    {
+        // Like fail(), but the cause is the configuration: exit 2 ("nothing
+        // ran") as long as nothing was changed yet, as for a bad --set.
+        let state = Arc::clone(&state);
+        engine.register_fn(
+            "fail_config",
+            move |context: NativeCallContext, message: &str| -> Result<(), Box<EvalAltResult>> {
+                Err(runtime_error(
+                    "config",
+                    "config",
+                    message.to_string(),
+                    position_of(&state, &context),
+                    context.call_position(),
+                ))
+            },
+        );
+    }
+    {
+        let state = Arc::clone(&state);
+        engine.register_fn(
+            "undo",
+            move |context: NativeCallContext, spec: Map| -> Result<i64, Box<EvalAltResult>> {
+                undo(&state, &context, spec)
+            },
+        );
+    }
+    {
+        let state = Arc::clone(&state);
+        engine.register_fn("dismiss", move |id: i64| {
+            state.dismiss_compensation(id);
+        });
+    }
+    crate::host::file_functions::register(&mut engine, &state);
+    crate::host::shell_text::register(&mut engine, state.workflow_display.clone());
+    crate::host::backup_set_functions::register(&mut engine, &state);
+    engine
+}
+
+fn config(
+    state: &RunState,
+    context: &NativeCallContext,
+    defaults: Map,
+    rules: Map,
+) -> Result<Map, Box<EvalAltResult>> {
+    let error = |e: crate::host::config::ConfigError| {
+        // A rule that makes no sense is the script's fault, not the user's.
+        let kind = if matches!(e, crate::host::config::ConfigError::BadRule(_)) {
+            "script"
+        } else {
+            "config"
+        };
+        runtime_error(
+            "config",
+            kind,
+            e.to_string(),
+            position_of(state, context),
+            context.call_position(),
+        )
+    };
+    let rules = crate::host::config_rules::Rules::parse(&rules, &defaults).map_err(error)?;
+    let mut declared = state.config.lock().expect("config lock poisoned");
+    let mut names: Vec<String> = declared.keys().map(|k| k.to_string()).collect();
+    names.extend(defaults.keys().map(|k| k.to_string()));
+    state
+        .overrides
+        .check_declared(names.iter().map(String::as_str))
+        .map_err(error)?;
+    crate::host::config_rules::check_environment(
+        std::env::vars_os().filter_map(|(name, _)| name.into_string().ok()),
+        names.iter().map(String::as_str),
+    )
+    .map_err(error)?;
+    let env = |name: &str| std::env::var(name).ok();
+    let effective = state
+        .overrides
+        .resolve(&defaults, env)
+        .map_err(|e| error(rules.explain(e)))?;
+    rules
+        .check(&effective, |key| state.overrides.origin_of(key, env))
+        .map_err(error)?;
+    declared.extend(effective.clone());
+    let strings = config_strings(&declared);
+    crate::host::secrets::set_public_values(strings.iter().map(|(_, v)| v.as_str()));
+    crate::host::secrets::warn_collisions(strings.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    *state.config_declared.lock().expect("config lock poisoned") = true;
+    if let Some(journal) = &state.journal {
+        let value = rhai::serde::from_dynamic::<serde_json::Value>(&declared.clone().into())
+            .unwrap_or_default();
+        journal.update(|doc| doc.config = value);
+    }
+    Ok(effective)
+}
+
+/// The string values of a config map (list items included), by key.
+fn config_strings(config: &Map) -> Vec<(String, String)> {
+    let mut strings = Vec::new();
+    for (key, value) in config {
+        if let Some(text) = value.read_lock::<rhai::ImmutableString>() {
+            strings.push((key.to_string(), text.to_string()));
+        } else if let Some(items) = value.read_lock::<rhai::Array>() {
+            for item in items.iter() {
+                if let Some(text) = item.read_lock::<rhai::ImmutableString>() {
+                    strings.push((key.to_string(), text.to_string()));
+                }
+            }
+        }
+    }
+    strings
+}
+
+/// `undo(#{ label, step, options })` / `undo(#{ label, remove })`.
+fn undo(
+    state: &Arc<RunState>,
+    context: &NativeCallContext,
+    spec: Map,
+) -> Result<i64, Box<EvalAltResult>> {
+    let position = position_of(state, context);
+    let error = |message: String| {
+        runtime_error(
+            "undo",
+            "options",
+            format!("undo: {message}"),
+            position.clone(),
+            context.call_position(),
+        )
+    };
+    let mut json = match rhai::serde::from_dynamic::<serde_json::Value>(&spec.into()) {
+        Ok(serde_json::Value::Object(map)) => map,
+        _ => return Err(error("expected a map".to_string())),
+    };
+    let run_scope = match json.remove("scope") {
+        None => false,
+        Some(serde_json::Value::String(scope)) if scope == "branch" => false,
+        Some(serde_json::Value::String(scope)) if scope == "run" => true,
+        Some(other) => {
+            return Err(error(format!(
+                "`scope` must be \"branch\" or \"run\", not {other}"
+            )));
+        }
+    };
+    let label = match json.remove("label") {
+        Some(serde_json::Value::String(label)) => label,
+        _ => {
+            return Err(error(
+                "`label` (a string saying what is undone) is required".to_string(),
+            ));
+        }
+    };
+    let mut action: Action =
+        serde_json::from_value(serde_json::Value::Object(json)).map_err(|_| {
+            error("expected either `step` and `options`, or `remove` (a path)".to_string())
+        })?;
+    if let Action::Step { step, options } = &mut action {
+        let entry = runbook_steps::find_step(step)
+            .ok_or_else(|| error(format!("no step named `{step}`")))?;
+        entry
+            .prepare(options.clone())
+            .map_err(|e| error(format!("step {step}: {}", e.message)))?;
+        // The journal holds the secret's name; the undo reads it again.
+        *options = crate::host::secrets::to_references(options, "").map_err(error)?;
+    }
+    let id = state.add_compensation(label, action, position);
+    if run_scope {
+        state
+            .run_compensations
+            .lock()
+            .expect("compensation list poisoned")
+            .push(id);
+    } else {
+        cleanup::defer_compensation(id, Arc::clone(state));
+    }
+    Ok(id)
+}

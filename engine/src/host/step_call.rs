@@ -1,0 +1,271 @@
+//! The one generic adapter between Rhai and every step: a Rhai map becomes
+//! the step's options (serde), the step runs on tokio with the common options
+//! (`timeout`, `retries`, `retry_delay`, `label`), and the result comes back as
+//! a map. Every call is logged and recorded in the journal.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rhai::{Dynamic, EvalAltResult, Map, NativeCallContext};
+use runbook_steps::{StepContext, StepEntry, StepError};
+
+use crate::host::secrets::{mask, mask_json};
+use crate::report::script_error::{describe_position, runtime_error, step_error_map};
+use crate::run::journal::{StepRecord, timestamp};
+use crate::run::run_state::RunState;
+
+/// Extra time a step that handles its own timeout gets before the engine cuts it off.
+const OWN_TIMEOUT_GRACE: Duration = Duration::from_secs(60);
+/// Time a cancelled or timed-out step gets to clean up (remove partial files) before it is abandoned.
+const STOP_GRACE: Duration = Duration::from_secs(30);
+
+/// The options every step accepts, handled here rather than by the step.
+#[derive(Debug, Default)]
+struct CommonOptions {
+    timeout: Option<Duration>,
+    retries: u32,
+    retry_delay: Duration,
+    label: Option<String>,
+}
+
+fn take_common(
+    options: &mut serde_json::Map<String, serde_json::Value>,
+) -> Result<CommonOptions, String> {
+    let mut common = CommonOptions {
+        retry_delay: Duration::from_secs(5),
+        ..CommonOptions::default()
+    };
+    let duration = |key: &str, value: serde_json::Value| -> Result<Duration, String> {
+        match value {
+            serde_json::Value::String(text) => humantime::parse_duration(&text).map_err(|e| {
+                format!("option `{key}`: {e} (expected e.g. \"30s\", \"10m\", \"2h\")")
+            }),
+            serde_json::Value::Number(n) if n.as_u64().is_some() => {
+                Ok(Duration::from_secs(n.as_u64().unwrap_or(0)))
+            }
+            other => Err(format!(
+                "option `{key}`: expected a duration like \"30s\", got {other}"
+            )),
+        }
+    };
+    if let Some(value) = options.remove("timeout") {
+        common.timeout = Some(duration("timeout", value)?);
+    }
+    if let Some(value) = options.remove("retry_delay") {
+        common.retry_delay = duration("retry_delay", value)?;
+    }
+    if let Some(value) = options.remove("retries") {
+        common.retries = value
+            .as_u64()
+            .and_then(|n| u32::try_from(n).ok())
+            .ok_or_else(|| format!("option `retries`: expected a whole number, got {value}"))?;
+    }
+    if let Some(value) = options.remove("label") {
+        common.label = Some(match value {
+            serde_json::Value::String(s) => s,
+            other => return Err(format!("option `label`: expected a string, got {other}")),
+        });
+    }
+    Ok(common)
+}
+
+/// Calls `entry` with the script's `options` map.
+pub fn call_step(
+    state: &Arc<RunState>,
+    entry: &'static StepEntry,
+    context: &NativeCallContext,
+    options: Map,
+) -> Result<Dynamic, Box<EvalAltResult>> {
+    let position = context.call_position();
+    let position_text = describe_position(
+        context.call_source().or(Some(&state.workflow_display)),
+        position,
+    );
+    let options_error = |message: String| {
+        runtime_error(
+            entry.name,
+            "options",
+            format!("step {}: {message}", entry.name),
+            position_text.clone(),
+            position,
+        )
+    };
+    let json = rhai::serde::from_dynamic::<serde_json::Value>(&options.into())
+        .map_err(|e| options_error(format!("options cannot be read: {e}")))?;
+    let serde_json::Value::Object(mut json) = json else {
+        return Err(options_error("options must be a map".to_string()));
+    };
+    let recorded_options = mask_json(&serde_json::Value::Object(json.clone()));
+    let common = take_common(&mut json).map_err(options_error)?;
+    let step_options = serde_json::Value::Object(json);
+    let prepared = entry.prepare(step_options.clone()).map_err(|e| {
+        if e.key.is_empty() || e.message.contains(&format!("`{}`", e.key)) {
+            options_error(e.message)
+        } else {
+            options_error(format!("option `{}`: {}", e.key, e.message))
+        }
+    })?;
+    let label = common
+        .label
+        .clone()
+        .or_else(|| prepared.label.clone())
+        .unwrap_or_else(|| entry.name.to_string());
+    let description = mask(&prepared.description);
+    let in_cleanup = crate::run::run_state::in_cleanup();
+    let started_at = chrono::Utc::now();
+    let started = Instant::now();
+    let record =
+        |status: &str, result: Option<serde_json::Value>, error: Option<String>| StepRecord {
+            label: mask(&label),
+            step: entry.name.to_string(),
+            position: position_text.clone(),
+            options: recorded_options.clone(),
+            started: timestamp(started_at),
+            duration_ms: started.elapsed().as_millis() as u64,
+            status: status.to_string(),
+            result: result.map(|r| mask_json(&r)),
+            error,
+        };
+    let fail = |error: StepError| -> Box<EvalAltResult> {
+        let map = step_error_map(entry.name, &label, &error, &position_text);
+        tracing::warn!("{}: failed: {}", mask(&label), mask(&error.to_string()));
+        state.record_step(record("failed", None, Some(mask(&error.to_string()))));
+        EvalAltResult::ErrorRuntime(map.into(), position).into()
+    };
+
+    if !in_cleanup && state.cancel.is_cancelled() {
+        return Err(fail(StepError::cancelled()));
+    }
+    if state.dry_run
+        && let Some(placeholder) = prepared.dry_run_placeholder
+    {
+        tracing::info!("{}: [dry-run] would {}", mask(&label), description);
+        let result = with_dry_run_flag(placeholder);
+        state.record_step(record("dry_run", Some(result.clone()), None));
+        return to_dynamic(result, &position_text, position);
+    }
+    tracing::info!("{}: {}", mask(&label), description);
+    if prepared.changes {
+        state.note_change();
+    }
+
+    let timeout = common.timeout.or(prepared.default_timeout);
+    let mut attempt = 0;
+    let mut prepared = Some(prepared);
+    loop {
+        attempt += 1;
+        // A step runs once per PreparedStep: parse again for a retry.
+        let this_attempt = match prepared.take() {
+            Some(p) => p,
+            None => entry
+                .prepare(step_options.clone())
+                .map_err(|e| options_error(e.message))?,
+        };
+        let cancel = if in_cleanup {
+            // Cleanups must run after an interruption: they get their own token.
+            tokio_util::sync::CancellationToken::new()
+        } else {
+            state.cancel.child_token()
+        };
+        let ctx = StepContext {
+            label: label.clone(),
+            dry_run: state.dry_run,
+            cancel: cancel.clone(),
+            deadline: timeout.map(|t| tokio::time::Instant::now() + t),
+            progress: state.progress,
+        };
+        let hard_limit = timeout.map(|t| {
+            if entry.handles_timeout {
+                t + OWN_TIMEOUT_GRACE
+            } else {
+                t
+            }
+        });
+        let outcome = state
+            .runtime
+            .block_on(run_with_limit(this_attempt, ctx, cancel, hard_limit));
+        match outcome {
+            Ok(result) => {
+                let result = if state.dry_run {
+                    with_dry_run_flag(result)
+                } else {
+                    result
+                };
+                tracing::info!(
+                    "{}: done in {}",
+                    mask(&label),
+                    humantime::format_duration(Duration::from_millis(
+                        started.elapsed().as_millis() as u64
+                    ))
+                );
+                state.record_step(record("ok", Some(result.clone()), None));
+                return to_dynamic(result, &position_text, position);
+            }
+            Err(error)
+                if attempt <= common.retries
+                    && error.kind() != "cancelled"
+                    && !error.is_permanent()
+                    && (in_cleanup || !state.cancel.is_cancelled()) =>
+            {
+                tracing::warn!(
+                    "{}: attempt {attempt} of {} failed: {}; retrying in {}",
+                    mask(&label),
+                    common.retries + 1,
+                    mask(&error.to_string()),
+                    humantime::format_duration(common.retry_delay)
+                );
+                std::thread::sleep(common.retry_delay);
+            }
+            Err(error) => return Err(fail(error)),
+        }
+    }
+}
+
+async fn run_with_limit(
+    prepared: runbook_steps::runtime::registry::PreparedStep,
+    ctx: StepContext,
+    cancel: tokio_util::sync::CancellationToken,
+    limit: Option<Duration>,
+) -> Result<serde_json::Value, StepError> {
+    let run = prepared.run(ctx);
+    tokio::pin!(run);
+    let Some(limit) = limit else {
+        return run.await;
+    };
+    tokio::select! {
+        result = &mut run => result,
+        _ = tokio::time::sleep(limit) => {
+            // Ask the step to stop (blocking work checks the token), give it
+            // time to remove what it half-wrote, then abandon it.
+            cancel.cancel();
+            let _ = tokio::time::timeout(STOP_GRACE, &mut run).await;
+            Err(StepError::timed_out(limit))
+        }
+    }
+}
+
+fn with_dry_run_flag(value: serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(mut map) => {
+            map.insert("dry_run".into(), serde_json::Value::Bool(true));
+            serde_json::Value::Object(map)
+        }
+        other => other,
+    }
+}
+
+fn to_dynamic(
+    value: serde_json::Value,
+    position_text: &str,
+    position: rhai::Position,
+) -> Result<Dynamic, Box<EvalAltResult>> {
+    rhai::serde::to_dynamic(value).map_err(|e| {
+        runtime_error(
+            "script",
+            "script",
+            format!("step result cannot be converted: {e}"),
+            position_text.to_string(),
+            position,
+        )
+    })
+}

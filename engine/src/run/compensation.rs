@@ -1,0 +1,164 @@
+//! Compensations: undo actions that survive a crash.
+//!
+//! `undo(#{ label, step, options })` or `undo(#{ label, remove: PATH })`
+//! records, in the journal and fsynced *before* the side effect it undoes
+//! happens, what must be done if the run does not finish normally (clear a
+//! Cassandra snapshot tag, delete an Elasticsearch snapshot, remove a staging
+//! folder or a `.partial` file). It also registers the action as a deferred
+//! cleanup of the current frame. `dismiss(id)` says the action is no longer
+//! needed (e.g. the backup set is complete). When the frame ends, a pending
+//! action runs and is marked `done`; one that fails stays `pending` with its
+//! error, and `runbook recover` tries it again.
+//!
+//! If the process dies instead (SIGKILL, power cut, OOM kill), the journal is
+//! left with status `running` and pending compensations; the next run, or
+//! `runbook recover`, finds it and carries them out (see [`crate::run::recovery`]).
+//! A secret in a step action's options is journaled as `{"$secret": "NAME"}`
+//! and read again when the action is carried out.
+
+use serde::{Deserialize, Serialize};
+
+/// What a compensation does.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Action {
+    /// Call a step with these options.
+    Step {
+        /// The step's name.
+        step: String,
+        /// Its options.
+        options: serde_json::Value,
+    },
+    /// Remove a file or folder (recursively), if it exists.
+    Remove {
+        /// The path.
+        remove: String,
+    },
+}
+
+/// One recorded compensation.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Compensation {
+    /// Its number within the run.
+    pub id: i64,
+    /// What it is for, e.g. "clear Cassandra snapshot cassandra_20261126_01h15m00s".
+    pub label: String,
+    /// What to do.
+    pub action: Action,
+    /// `pending`, `done` or `dismissed` (a failed attempt leaves it
+    /// `pending` with `error` set; journals of older versions may say `failed`).
+    pub state: String,
+    /// Where the script registered it.
+    pub position: String,
+    /// The error of the last attempt, if it failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Why an action could not be carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    /// The step named by the action does not exist.
+    #[error("no step named `{0}`")]
+    UnknownStep(String),
+    /// The options do not fit the step.
+    #[error("step {step}: {message}")]
+    Options {
+        /// The step.
+        step: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The step failed.
+    #[error("step {step} failed: {error}")]
+    Step {
+        /// The step.
+        step: String,
+        /// Its error.
+        error: runbook_steps::StepError,
+    },
+    /// The path could not be removed.
+    #[error("cannot remove {path}: {source}")]
+    Remove {
+        /// The path.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A secret the action needs cannot be read again.
+    #[error(transparent)]
+    Secret(#[from] crate::host::secrets::SecretError),
+    /// The path is one runbook never removes.
+    #[error("refusing to remove {0}")]
+    Refused(String),
+}
+
+/// How long a compensation step may take.
+const ACTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// Carries out `action` (outside any script; used by cleanups and recovery).
+pub async fn carry_out(action: &Action, label: &str, dry_run: bool) -> Result<(), ActionError> {
+    match action {
+        Action::Step { step, options } => {
+            let entry = runbook_steps::find_step(step)
+                .ok_or_else(|| ActionError::UnknownStep(step.clone()))?;
+            // Secrets are journaled by name: read them again now.
+            let options = crate::host::secrets::resolve_references(options)?;
+            let prepared = entry.prepare(options).map_err(|e| ActionError::Options {
+                step: step.clone(),
+                message: e.message,
+            })?;
+            if dry_run {
+                tracing::info!(
+                    "{label}: [dry-run] would {}",
+                    crate::host::secrets::mask(&prepared.description)
+                );
+                return Ok(());
+            }
+            let ctx = runbook_steps::StepContext {
+                deadline: Some(tokio::time::Instant::now() + ACTION_TIMEOUT),
+                ..runbook_steps::StepContext::detached(label)
+            };
+            prepared
+                .run(ctx)
+                .await
+                .map(|_| ())
+                .map_err(|error| ActionError::Step {
+                    step: step.clone(),
+                    error,
+                })
+        }
+        Action::Remove { remove } => {
+            let path = std::path::Path::new(remove);
+            if remove.is_empty() || path == std::path::Path::new("/") || !path.is_absolute() {
+                return Err(ActionError::Refused(remove.clone()));
+            }
+            // Files are written to `<path>.partial` and renamed: a crash
+            // between the two leaves the partial file, which goes too.
+            let partial = std::path::PathBuf::from(format!("{remove}.partial"));
+            for target in [path, partial.as_path()] {
+                let Ok(metadata) = target.symlink_metadata() else {
+                    continue;
+                };
+                if dry_run {
+                    tracing::info!("{label}: [dry-run] would remove {}", target.display());
+                    continue;
+                }
+                let removed = if metadata.is_dir() {
+                    std::fs::remove_dir_all(target)
+                } else {
+                    std::fs::remove_file(target)
+                };
+                if let Err(e) = removed
+                    && e.kind() != std::io::ErrorKind::NotFound
+                {
+                    return Err(ActionError::Remove {
+                        path: target.display().to_string(),
+                        source: e,
+                    });
+                }
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,366 @@
+//! One run of a workflow: lock, journal, signals, the script on its own
+//! thread, deferred cleanups, and the exit code.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rhai::Map;
+use runbook_steps::runtime::progress::ProgressMode;
+use tokio_util::sync::CancellationToken;
+
+use crate::host::config::Overrides;
+use crate::host::engine::build_engine;
+use crate::host::file_safety::{TrustedUse, check_trusted};
+use crate::host::workflow::{Workflow, source_text};
+use crate::report::exit_code;
+use crate::report::script_error;
+use crate::run::cleanup;
+use crate::run::journal::{Journal, JournalDoc, default_journal_dir, timestamp};
+use crate::run::lock::{LockError, RunLock};
+use crate::run::run_state::RunState;
+
+/// How long cleanups may take after an interruption before runbook exits anyway.
+pub const CLEANUP_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// What `runbook run` was asked.
+pub struct RunRequest {
+    /// Path or stock name.
+    pub workflow: String,
+    /// `--set KEY=VALUE`.
+    pub sets: Vec<String>,
+    /// `--vars FILE`.
+    pub vars: Option<PathBuf>,
+    /// `--dry-run` / `plan`.
+    pub dry_run: bool,
+    /// `--journal-dir`.
+    pub journal_dir: Option<PathBuf>,
+    /// Progress display.
+    pub progress: ProgressMode,
+    /// Bound on Rhai operations.
+    pub max_operations: u64,
+    /// `--journal-group`: journals readable by this group (mode 0640).
+    pub journal_group: Option<String>,
+    /// `--metrics-file`: Prometheus metrics written at the end of the run.
+    pub metrics_file: Option<PathBuf>,
+}
+
+fn print_error(text: &str) {
+    eprint!("{}", crate::host::secrets::mask(text));
+}
+
+/// Runs a workflow and returns the process exit code.
+pub fn run(request: RunRequest) -> i32 {
+    let workflow = match Workflow::load(&request.workflow) {
+        Ok(w) => w,
+        Err(e) => {
+            print_error(&format!("error: {e}\n"));
+            return exit_code::INPUT;
+        }
+    };
+    if let Some(vars) = request.vars.as_deref()
+        && let Err(e) = check_trusted(vars, TrustedUse::VarsFile)
+    {
+        print_error(&format!("error: {e}\n"));
+        return exit_code::INPUT;
+    }
+    let overrides = match Overrides::from_cli(request.vars.as_deref(), &request.sets) {
+        Ok(o) => o,
+        Err(e) => {
+            print_error(&format!("error: {e}\n"));
+            return exit_code::INPUT;
+        }
+    };
+    // A metrics file that cannot be written must fail now, not after the run.
+    if let Some(path) = &request.metrics_file {
+        let folder = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if let Err(e) = crate::host::file_functions::check_write_access(&folder) {
+            print_error(&format!(
+                "error: --metrics-file {}: cannot write in {}: {e}\n",
+                path.display(),
+                folder.display()
+            ));
+            return exit_code::INPUT;
+        }
+    }
+    // Compile first: a syntax error stops everything before any lock or journal.
+    let mut ast = match crate::host::check::compile(
+        &rhai::Engine::new(),
+        &workflow.display,
+        &workflow.source,
+    ) {
+        Ok(ast) => ast,
+        Err(problem) => {
+            print_error(&format!(
+                "error: {}\n{}",
+                problem.message,
+                script_error::source_excerpt(&problem.position, &source_text)
+            ));
+            return exit_code::INPUT;
+        }
+    };
+    ast.set_source(workflow.display.clone());
+
+    let journal_dir = request
+        .journal_dir
+        .clone()
+        .unwrap_or_else(default_journal_dir);
+    if let Err(e) = create_private_dir(&journal_dir) {
+        print_error(&format!(
+            "error: cannot create the journal folder {}: {e}\n",
+            journal_dir.display()
+        ));
+        return exit_code::INPUT;
+    }
+    // Recovery carries out the undo actions of the journals found here.
+    if let Err(e) = check_trusted(&journal_dir, TrustedUse::JournalFolder) {
+        print_error(&format!("error: {e}\n"));
+        return exit_code::INPUT;
+    }
+    let _lock = match RunLock::acquire(&journal_dir, &workflow.name) {
+        Ok(lock) => lock,
+        Err(e @ LockError::Held { .. }) => {
+            print_error(&format!("error: {e}\n"));
+            return exit_code::LOCKED;
+        }
+        Err(e) => {
+            print_error(&format!("error: {e}\n"));
+            return exit_code::INPUT;
+        }
+    };
+    let header = JournalDoc {
+        workflow: workflow.display.clone(),
+        workflow_sha256: workflow.sha256(),
+        engine_version: env!("CARGO_PKG_VERSION").to_string(),
+        host: crate::run::journal::hostname(),
+        pid: std::process::id(),
+        dry_run: request.dry_run,
+        started: timestamp(chrono::Utc::now()),
+        status: "running".to_string(),
+        config: serde_json::Value::Object(Default::default()),
+        ..JournalDoc::default()
+    };
+    let journal_group = match &request.journal_group {
+        None => None,
+        Some(name) => match nix::unistd::Group::from_name(name) {
+            Ok(Some(group)) => Some(group.gid),
+            _ => {
+                print_error(&format!("error: --journal-group {name}: no such group\n"));
+                return exit_code::INPUT;
+            }
+        },
+    };
+    let journal = match Journal::create(&journal_dir, &workflow.name, header, journal_group) {
+        Ok(j) => j,
+        Err(e) => {
+            print_error(&format!(
+                "error: cannot write the journal in {}: {e}\n",
+                journal_dir.display()
+            ));
+            return exit_code::INPUT;
+        }
+    };
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .worker_threads(4)
+        .thread_name("runbook-io")
+        .build()
+        .expect("the tokio runtime starts");
+    let cancel = CancellationToken::new();
+    let signal_received = Arc::new(AtomicI32::new(0));
+    runtime.spawn(watch_signals(cancel.clone(), Arc::clone(&signal_received)));
+
+    let state = Arc::new(RunState {
+        dry_run: request.dry_run,
+        cancel: cancel.clone(),
+        runtime: runtime.handle().clone(),
+        journal: Some(journal),
+        overrides,
+        config: Mutex::new(Map::new()),
+        config_declared: Mutex::new(false),
+        progress: request.progress,
+        workflow_display: workflow.display.clone(),
+        workflow_sha256: workflow.sha256(),
+        workflow_name: workflow.name.clone(),
+        run_compensations: Mutex::new(Vec::new()),
+        changed: std::sync::atomic::AtomicBool::new(false),
+        max_operations: request.max_operations,
+    });
+    if !request.dry_run {
+        let current = state.journal.as_ref().map(|j| j.path().to_path_buf());
+        let recovered = runtime.block_on(crate::run::recovery::recover_all(
+            &journal_dir,
+            false,
+            current.as_deref(),
+            Some(&workflow.name),
+        ));
+        crate::run::recovery::report(&recovered, false);
+    }
+    let engine = build_engine(Arc::clone(&state), workflow.modules.clone());
+    let started = Instant::now();
+    if request.dry_run {
+        tracing::info!("plan of {} (dry-run: nothing is changed)", workflow.display);
+    } else {
+        tracing::info!("running {}", workflow.display);
+    }
+
+    let script_state = Arc::clone(&state);
+    let script = std::thread::Builder::new()
+        .name("runbook-script".into())
+        .spawn(move || {
+            cleanup::push_frame();
+            let result = engine.run_ast(&ast);
+            let mut cleanup_failures = cleanup::run_deferred(&engine, cleanup::pop_frame());
+            let run_scoped: Vec<i64> = std::mem::take(
+                &mut *script_state
+                    .run_compensations
+                    .lock()
+                    .expect("compensation list poisoned"),
+            );
+            for id in run_scoped.into_iter().rev() {
+                if let Err(error) = script_state.run_compensation(id) {
+                    cleanup_failures.push(error);
+                }
+            }
+            (result, cleanup_failures)
+        })
+        .expect("the script thread starts");
+    let (result, cleanup_failures) = script.join().expect("the script thread panicked");
+
+    let mut report = String::new();
+    let mut code = match &result {
+        Ok(()) if cleanup_failures.is_empty() => exit_code::SUCCESS,
+        Ok(()) => exit_code::FAILED,
+        Err(error) => {
+            report.push_str(&script_error::render(
+                error,
+                &workflow.display,
+                &source_text,
+            ));
+            // Exit 2 promises "nothing ran": once something may have been
+            // changed, any failure is a failed run.
+            if script_error::is_input_error(error) && !state.has_changed() {
+                exit_code::INPUT
+            } else {
+                exit_code::FAILED
+            }
+        }
+    };
+    for failure in &cleanup_failures {
+        report.push_str(&format!(
+            "error: cleanup failed: {}\n",
+            script_error::one_line(failure)
+        ));
+    }
+    // --set/--vars given to a workflow that never calls config(): a typo
+    // must not pass silently.
+    if code == exit_code::SUCCESS
+        && !*state.config_declared.lock().expect("config lock")
+        && let Err(e) = state.overrides.check_declared(std::iter::empty())
+    {
+        report.push_str(&format!("error: {e}\n"));
+        code = exit_code::INPUT;
+    }
+    let status = match signal_received.load(Ordering::SeqCst) {
+        2 => {
+            code = exit_code::SIGINT;
+            "interrupted"
+        }
+        15 => {
+            code = exit_code::SIGTERM;
+            "interrupted"
+        }
+        _ if code == exit_code::SUCCESS => "success",
+        _ => "failed",
+    };
+    if let Some(journal) = &state.journal {
+        let error_text =
+            (!report.is_empty()).then(|| crate::host::secrets::mask(report.trim_end()));
+        journal.update(|doc| {
+            doc.ended = Some(timestamp(chrono::Utc::now()));
+            doc.status = status.to_string();
+            doc.error = error_text;
+        });
+        crate::report::metrics::write_after_run(
+            request.metrics_file.as_deref(),
+            &workflow.name,
+            &journal.snapshot(),
+        );
+    }
+    let elapsed = humantime::format_duration(Duration::from_secs(started.elapsed().as_secs()));
+    let journal_path = state
+        .journal
+        .as_ref()
+        .map(|j| j.path().display().to_string())
+        .unwrap_or_default();
+    match status {
+        "success" => tracing::info!(
+            "{} succeeded in {elapsed} (journal: {journal_path})",
+            workflow.display
+        ),
+        "interrupted" => tracing::warn!(
+            "{} interrupted after {elapsed}; cleanups ran (journal: {journal_path})",
+            workflow.display
+        ),
+        _ => tracing::error!(
+            "{} failed after {elapsed} (journal: {journal_path})",
+            workflow.display
+        ),
+    }
+    print_error(&report);
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    code
+}
+
+/// Cancels the run on the first SIGINT/SIGTERM; later signals are ignored
+/// while cleanups run, for up to [`CLEANUP_TIMEOUT`].
+async fn watch_signals(cancel: CancellationToken, received: Arc<AtomicI32>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut interrupt), Ok(mut terminate)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        tracing::warn!("cannot install signal handlers");
+        return;
+    };
+    loop {
+        let number = tokio::select! {
+            _ = interrupt.recv() => 2,
+            _ = terminate.recv() => 15,
+        };
+        if received
+            .compare_exchange(0, number, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            let name = if number == 2 { "SIGINT" } else { "SIGTERM" };
+            tracing::warn!("{name} received: stopping; running steps are stopped and cleanups run");
+            cancel.cancel();
+            std::thread::spawn(move || {
+                std::thread::sleep(CLEANUP_TIMEOUT);
+                eprintln!(
+                    "error: cleanups did not finish within {}s after {name}; exiting",
+                    CLEANUP_TIMEOUT.as_secs()
+                );
+                std::process::exit(128 + number);
+            });
+        } else {
+            tracing::warn!(
+                "signal ignored: cleanups are running (they stop by themselves within {}s)",
+                CLEANUP_TIMEOUT.as_secs()
+            );
+        }
+    }
+}
+
+fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}

@@ -1,0 +1,231 @@
+//! Whether a backup set's Elasticsearch snapshot is still there and usable:
+//! `GET /_snapshot/<repository>/<snapshot>` (each name a percent-encoded path
+//! segment), for `runbook verify --set` and `runbook list`. A set whose
+//! archives are fine but whose snapshot was deleted cannot be restored, so
+//! it must not be called verified.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use reqwest::Method;
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::backup::catalogue::is_plain_name;
+use crate::runtime::step::StepContext;
+use crate::search::client::{HttpClient, HttpConnection, HttpRequest, display_url, endpoint};
+
+/// What Elasticsearch says about a snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase", tag = "state", content = "detail")]
+pub enum SnapshotState {
+    /// It exists with state SUCCESS.
+    Success,
+    /// It exists in another state (`FAILED`, `PARTIAL`, `IN_PROGRESS`...).
+    Other(String),
+    /// The repository does not hold it (or the repository is not registered).
+    Missing,
+    /// It could not be asked (no answer, an error): the reason.
+    Unknown(String),
+}
+
+impl SnapshotState {
+    /// One word or short phrase for a table.
+    pub fn summary(&self) -> String {
+        match self {
+            SnapshotState::Success => "SUCCESS".to_string(),
+            SnapshotState::Other(state) => state.clone(),
+            SnapshotState::Missing => "MISSING".to_string(),
+            SnapshotState::Unknown(_) => "?".to_string(),
+        }
+    }
+
+    /// The problem to report, `None` for SUCCESS.
+    pub fn problem(&self, repository: &str, name: &str, url: &Url) -> Option<String> {
+        let at = display_url(url);
+        match self {
+            SnapshotState::Success => None,
+            SnapshotState::Other(state) => Some(format!(
+                "Elasticsearch snapshot {repository}/{name} is {state}, not SUCCESS"
+            )),
+            SnapshotState::Missing => Some(format!(
+                "Elasticsearch snapshot {repository}/{name} does not exist at {at}"
+            )),
+            SnapshotState::Unknown(why) => Some(format!(
+                "Elasticsearch snapshot {repository}/{name} could not be checked at {at}: {why}"
+            )),
+        }
+    }
+}
+
+/// Asks `url` for `repository`/`name`, within `timeout` (retries of
+/// transient errors included). Names that are not plain are not sent.
+pub async fn snapshot_state(
+    connection: &HttpConnection,
+    url: &Url,
+    repository: &str,
+    name: &str,
+    timeout: Duration,
+) -> SnapshotState {
+    if !is_plain_name(repository) || !is_plain_name(name) {
+        return SnapshotState::Unknown(format!(
+            "`{repository}/{name}` is not a plain snapshot name: not sent"
+        ));
+    }
+    let mut ctx = StepContext::detached("snapshot check");
+    ctx.deadline = Some(Instant::now() + timeout);
+    let client = match HttpClient::new(connection, url, &ctx) {
+        Ok(client) => client,
+        Err(e) => return SnapshotState::Unknown(error_line(&e)),
+    };
+    let answer = match client
+        .send(&HttpRequest::new(
+            Method::GET,
+            endpoint(url, &["_snapshot", repository, name]),
+        ))
+        .await
+    {
+        Ok(answer) => answer,
+        Err(e) => return SnapshotState::Unknown(error_line(&e)),
+    };
+    if answer.status.as_u16() == 404 {
+        return match answer.es_error_type().as_deref() {
+            Some("snapshot_missing_exception" | "repository_missing_exception") => {
+                SnapshotState::Missing
+            }
+            _ => SnapshotState::Unknown(format!(
+                "404 without an Elasticsearch error (is {} Elasticsearch?)",
+                display_url(url)
+            )),
+        };
+    }
+    #[derive(Deserialize)]
+    struct Answer {
+        snapshots: Vec<One>,
+    }
+    #[derive(Deserialize)]
+    struct One {
+        snapshot: String,
+        state: Option<String>,
+    }
+    let parsed = match answer.require_success().and_then(|a| a.json::<Answer>()) {
+        Ok(parsed) => parsed,
+        Err(e) => return SnapshotState::Unknown(error_line(&e)),
+    };
+    match parsed.snapshots.into_iter().find(|s| s.snapshot == name) {
+        None => SnapshotState::Missing,
+        Some(One {
+            state: Some(state), ..
+        }) if state == "SUCCESS" => SnapshotState::Success,
+        Some(One { state, .. }) => {
+            SnapshotState::Other(state.unwrap_or_else(|| "without a state".to_string()))
+        }
+    }
+}
+
+fn error_line(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let line = cause.to_string();
+        if !text.contains(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// Asks Elasticsearch about the snapshot of every set whose manifest names
+/// one, at `url` or else the URL its manifest's config records when the
+/// manifest is trusted (sets with neither are not asked, and say so in the
+/// returned warnings). A snapshot
+/// that is missing or not SUCCESS becomes one of the set's problems, so the
+/// set is no longer "verified ok". `password` goes with the user a manifest
+/// records. After one URL did not answer, its other sets are not asked.
+pub async fn check_catalogue_snapshots(
+    catalogue: &mut crate::backup::catalogue::Catalogue,
+    url: Option<&str>,
+    password: Option<&crate::runtime::secret::Secret>,
+    timeout: Duration,
+) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let mut unreachable: Vec<(Url, String)> = Vec::new();
+    let mut unasked = Vec::new();
+    for set in &mut catalogue.sets {
+        let Some(snapshot) = set.snapshot.clone().filter(|s| s.listed) else {
+            continue;
+        };
+        let Some(repository) = snapshot.repository.clone() else {
+            continue;
+        };
+        let base = match url.or(snapshot.url.as_deref()) {
+            Some(text) => match Url::parse(text) {
+                Ok(url) => url,
+                Err(e) => {
+                    warnings.push(format!(
+                        "set {}: snapshot not checked: `{text}` is not a URL ({e})",
+                        set.stamp
+                    ));
+                    continue;
+                }
+            },
+            None => {
+                match &snapshot.untrusted {
+                    Some(why) => warnings.push(format!(
+                        "set {}: snapshot not checked at the URL its manifest records: {why} \
+                         (give --elasticsearch-url)",
+                        set.stamp
+                    )),
+                    None => unasked.push(set.stamp.clone()),
+                }
+                continue;
+            }
+        };
+        let user = snapshot.user.clone().filter(|u| !u.is_empty());
+        let state = if let Some((_, why)) = unreachable.iter().find(|(u, _)| *u == base) {
+            SnapshotState::Unknown(why.clone())
+        } else if let (Some(user), None) = (&user, password) {
+            SnapshotState::Unknown(format!(
+                "the manifest records elasticsearch_user `{user}`: set ELASTICSEARCH_PASSWORD (or ELASTICSEARCH_PASSWORD_FILE)"
+            ))
+        } else {
+            let connection = HttpConnection {
+                user: snapshot.user.clone().filter(|u| !u.is_empty()),
+                password: password.cloned(),
+                ..HttpConnection::default()
+            };
+            let connection = if connection.user.is_none() {
+                HttpConnection::default()
+            } else {
+                connection
+            };
+            let state =
+                snapshot_state(&connection, &base, &repository, &snapshot.name, timeout).await;
+            if let SnapshotState::Unknown(why) = &state {
+                unreachable.push((base.clone(), why.clone()));
+            }
+            state
+        };
+        match &state {
+            SnapshotState::Success => {}
+            SnapshotState::Unknown(_) => {
+                warnings.extend(state.problem(&repository, &snapshot.name, &base))
+            }
+            SnapshotState::Missing | SnapshotState::Other(_) => {
+                set.problems
+                    .extend(state.problem(&repository, &snapshot.name, &base))
+            }
+        }
+        set.snapshot_state = Some(state);
+    }
+    if !unasked.is_empty() {
+        warnings.push(format!(
+            "snapshots of {} set(s) not checked: their manifests record no elasticsearch_url (give --elasticsearch-url)",
+            unasked.len()
+        ));
+    }
+    warnings
+}

@@ -1,0 +1,1837 @@
+//! `s3_upload`: uploads local files to `ALIAS/BUCKET/PREFIX`, like `mcli cp
+//! FILE... ALIAS/BUCKET/PREFIX/`, natively; the off-site copy of a backup set.
+//!
+//! The alias is resolved and the S3 client built by [`crate::s3::alias`], and
+//! the bucket is listed by `mcli_mirror`'s listing, so both steps find the same
+//! endpoints and fail with the same messages. Uploads go through object_store
+//! (single PUT up to `part_size`, multipart above it), with the
+//! `x-amz-checksum-sha256` header on every request so that a server supporting
+//! it refuses a body damaged in transit. Each object is then read back with a
+//! HEAD request (`x-amz-checksum-mode: ENABLED`) and compared with the local
+//! file: the SHA-256 checksum the server computed where it keeps one,
+//! otherwise the ETag (the MD5, or the multipart ETag computed locally with
+//! the same part size).
+//!
+//! Memory stays bounded: a part is read only once one of `concurrency` upload
+//! slots is free, so at most `concurrency` parts are held at once.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io::Read;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
+use futures::StreamExt;
+use md5::Md5;
+use object_store::aws::{AmazonS3, Checksum};
+use object_store::{
+    Attribute, Attributes, MultipartUpload, ObjectStore, PutMultipartOptions, PutOptions,
+    PutPayload, RetryConfig,
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::runtime::error::{StepError, StepFailure};
+use crate::runtime::progress::Progress;
+use crate::runtime::secret::Secret;
+use crate::runtime::step::{DryRun, Step, StepContext};
+use crate::s3::alias::{
+    AliasError, EnvLookup, S3Endpoint, S3Location, TargetOptions, process_env,
+    transfer_client_options,
+};
+use crate::s3::listing::list_objects;
+
+const MIB: u64 = 1024 * 1024;
+/// The smallest part S3 accepts (every part but the last).
+const MIN_PART_SIZE: u64 = 5 * MIB;
+/// The largest part S3 accepts.
+const MAX_PART_SIZE: u64 = 5 * 1024 * MIB;
+/// The most parts a multipart upload may have.
+const MAX_PARTS: u64 = 10_000;
+/// User metadata recording the part size of a multipart upload, so that a
+/// later run computes the same multipart ETag even if `part_size` changed.
+const PART_SIZE_METADATA: &str = "runbook-part-size";
+/// How long a HEAD request may take to connect, and in all.
+const HEAD_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const HEAD_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long connecting may take when there is no file to upload (a check).
+const CHECK_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long aborting an interrupted multipart upload may take.
+const ABORT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The `s3_upload` step.
+pub struct S3Upload;
+
+/// Options of `s3_upload`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadOptions {
+    /// The files to upload, started in this order.
+    #[serde(default)]
+    pub files: Vec<PathBuf>,
+    /// One file to upload (instead of, or before, `files`).
+    #[serde(default)]
+    pub src: Option<PathBuf>,
+    /// Files uploaded only once every other file is uploaded and checked
+    /// (the set manifest: its presence off-site means the set is complete).
+    #[serde(default)]
+    pub last: Vec<PathBuf>,
+    /// `ALIAS/BUCKET[/PREFIX]`, or `BUCKET[/PREFIX]` with `endpoint`.
+    pub dest: String,
+    /// Parts (or whole small files) uploading at once.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Files larger than this go up in parts of this size, in bytes.
+    #[serde(default = "default_part_size")]
+    pub part_size: u64,
+    /// Send the `x-amz-checksum-sha256` header (off for servers that refuse it).
+    #[serde(default = "default_true")]
+    pub checksum: bool,
+    /// A MinIO-client configuration folder searched first for the alias.
+    #[serde(default)]
+    pub config_dir: Option<PathBuf>,
+    /// `http(s)://host[:port]` instead of an alias.
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    /// Access key for `endpoint`.
+    #[serde(default)]
+    pub access_key: Option<String>,
+    /// Secret key for `endpoint`.
+    #[serde(default)]
+    pub secret_key: Option<Secret>,
+    /// Signing region (default: from an AWS host name, else us-east-1).
+    #[serde(default)]
+    pub region: Option<String>,
+    /// A PEM file of certificate authorities to trust (private CA on the endpoint).
+    #[serde(default)]
+    pub ca_cert: Option<PathBuf>,
+}
+
+fn default_concurrency() -> usize {
+    4
+}
+
+fn default_part_size() -> u64 {
+    64 * MIB
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl UploadOptions {
+    /// Every file in upload order, each with whether it is one of `last`.
+    fn sources(&self) -> impl Iterator<Item = (&PathBuf, bool)> {
+        self.src
+            .iter()
+            .chain(&self.files)
+            .map(|p| (p, false))
+            .chain(self.last.iter().map(|p| (p, true)))
+    }
+}
+
+/// Result of `s3_upload`.
+#[derive(Debug, Default, Serialize)]
+pub struct UploadOutput {
+    /// Files uploaded by this run (under dry-run: that would be).
+    pub uploaded: u64,
+    /// Files already present with the same size and checksum.
+    pub skipped: u64,
+    /// Bytes uploaded by this run (under dry-run: that would be).
+    pub bytes: u64,
+    /// Every file, in the order given.
+    pub objects: Vec<UploadedObject>,
+    /// Wall time.
+    pub duration_ms: u64,
+    /// Objects already under the destination prefix (the listing every run makes).
+    pub listed_objects: u64,
+    /// Their total size: with no file to upload, what the destination holds
+    /// (a pre-flight uses it to estimate a mirror's size).
+    pub listed_bytes: u64,
+}
+
+/// One file of [`UploadOutput`].
+#[derive(Clone, Debug, Serialize)]
+pub struct UploadedObject {
+    /// The object key.
+    pub key: String,
+    /// The local file.
+    pub path: PathBuf,
+    /// Its size.
+    pub bytes: u64,
+    /// Its SHA-256 (hex); `None` under dry-run for a file that was not read.
+    pub sha256: Option<String>,
+    /// True when the object was already there.
+    pub skipped: bool,
+    /// What matched the local file: `sha256` (the server's checksum), `etag`
+    /// (MD5 or multipart ETag) or `size` (the server gave neither); empty under dry-run.
+    pub check: &'static str,
+}
+
+/// Why `s3_upload` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum UploadError {
+    /// `part_size` out of S3's bounds.
+    #[error("part_size {part_size} is out of range: S3 takes parts of 5 MiB (5242880) to 5 GiB")]
+    PartSize {
+        /// The value given.
+        part_size: u64,
+    },
+    /// A path to upload is not a regular file.
+    #[error("{} is not a regular file", path.display())]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+    },
+    /// A file name cannot become an object key.
+    #[error("{} cannot be uploaded: its key `{key}` {reason}", path.display())]
+    InvalidKey {
+        /// The file.
+        path: PathBuf,
+        /// The key it would get.
+        key: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// The destination prefix cannot begin an object key (`..`, `a//b`, a
+    /// control character): refused before anything is uploaded, also when
+    /// there is no file (the pre-flight check).
+    #[error("the prefix `{prefix}` of `{dest}` is not a valid object path: {reason}")]
+    InvalidPrefix {
+        /// `dest` as given.
+        dest: String,
+        /// The prefix.
+        prefix: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// Two files would get the same key.
+    #[error("{} and {} would both be uploaded as `{key}`", first.display(), second.display())]
+    DuplicateKey {
+        /// The key.
+        key: String,
+        /// The first file.
+        first: PathBuf,
+        /// The second file.
+        second: PathBuf,
+    },
+    /// A local file operation failed.
+    #[error("could not {action} {}", path.display())]
+    Io {
+        /// What was being done, e.g. "read".
+        action: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file changed size while it was being read.
+    #[error("{} changed while it was being uploaded ({detail}); nothing was left under `{key}`", path.display())]
+    FileChanged {
+        /// The file.
+        path: PathBuf,
+        /// The key.
+        key: String,
+        /// What changed.
+        detail: String,
+    },
+    /// An upload request failed.
+    #[error("uploading {} to `{key}` in bucket `{bucket}` on {endpoint} failed", path.display())]
+    Upload {
+        /// The file.
+        path: PathBuf,
+        /// The key.
+        key: String,
+        /// The bucket.
+        bucket: String,
+        /// The alias and URL.
+        endpoint: String,
+        /// object_store's error (boxed: it is large).
+        source: Box<object_store::Error>,
+    },
+    /// A HEAD request could not be sent.
+    #[error("checking `{key}` in bucket `{bucket}` on {endpoint} failed")]
+    HeadConnection {
+        /// The key.
+        key: String,
+        /// The bucket.
+        bucket: String,
+        /// The alias and URL.
+        endpoint: String,
+        /// The connection error.
+        source: reqwest::Error,
+    },
+    /// A HEAD request got an error answer.
+    #[error("checking `{key}` in bucket `{bucket}` on {endpoint} failed: HTTP {status}")]
+    HeadStatus {
+        /// The key.
+        key: String,
+        /// The bucket.
+        bucket: String,
+        /// The alias and URL.
+        endpoint: String,
+        /// The HTTP status.
+        status: u16,
+    },
+    /// The object read back does not match the file.
+    #[error("{object} does not match {} after the upload: {check} {detail}{}", path.display(), integrity_hint(check))]
+    Integrity {
+        /// The file.
+        path: PathBuf,
+        /// The object: `` `key` in bucket `b` on alias `a` (url) ``.
+        object: String,
+        /// `size`, `sha256` or `etag`.
+        check: &'static str,
+        /// `expected X, got Y`.
+        detail: String,
+    },
+    /// Signing a request failed.
+    #[error(transparent)]
+    Alias(#[from] AliasError),
+    /// The final listing does not show an object as uploaded.
+    #[error("final listing of bucket `{bucket}` on {endpoint}: `{key}` {detail}")]
+    NotListed {
+        /// The key.
+        key: String,
+        /// The bucket.
+        bucket: String,
+        /// The alias and URL.
+        endpoint: String,
+        /// `is missing` or `has N bytes, expected M`.
+        detail: String,
+    },
+}
+
+/// Advice for an integrity failure of kind `check`.
+fn integrity_hint(check: &str) -> &'static str {
+    if check == "etag" {
+        "; if the bucket is encrypted (SSE-KMS/SSE-C) its ETags are not MD5s, and only \
+         `checksum: true` on a server that keeps SHA-256 checksums can check the upload"
+    } else {
+        ""
+    }
+}
+
+impl StepFailure for UploadError {
+    fn kind(&self) -> &'static str {
+        match self {
+            UploadError::PartSize { .. }
+            | UploadError::InvalidKey { .. }
+            | UploadError::InvalidPrefix { .. }
+            | UploadError::DuplicateKey { .. } => "options",
+            UploadError::Alias(e) => e.kind(),
+            UploadError::NotAFile { .. } | UploadError::Io { .. } => "io",
+            UploadError::FileChanged { .. } => "file_changed",
+            UploadError::Upload { .. } => "upload",
+            UploadError::HeadConnection { .. } => "unreachable",
+            UploadError::HeadStatus { .. } => "s3",
+            UploadError::Integrity { .. } | UploadError::NotListed { .. } => "integrity",
+        }
+    }
+}
+
+impl Step for S3Upload {
+    const NAME: &'static str = "s3_upload";
+    const DOC: &'static str = "\
+Uploads files to an S3/MinIO bucket, like `mcli cp FILE... ALIAS/BUCKET/PREFIX/`.
+
+Each file becomes the object PREFIX/<file name>. The alias is found as for
+mcli_mirror: MC_HOST_<ALIAS>, else config.json in `config_dir`, $MC_CONFIG_DIR,
+~/.mcli/ or ~/.mc/; or give `endpoint`, `access_key` and `secret_key`, and `dest`
+is then BUCKET[/PREFIX].
+
+First the prefix is listed: an unreachable endpoint, rejected credentials or a
+missing bucket fail at once, naming the alias and endpoint. With no file this is
+a check of the destination (2 s connect timeout) that also reports what it holds
+(`listed_objects`, `listed_bytes`); a prefix that cannot begin an object key
+(`..`, an empty segment, a control character) is refused even then. A file whose object
+is already there with the same size and checksum is skipped, so a run that was
+interrupted (or a retry) only uploads what is missing. Files up to `part_size`
+go up in one request, larger ones in parts of `part_size` (multipart upload).
+Every request carries the SHA-256 checksum header (x-amz-checksum-sha256), which
+servers supporting it check; then every object is read back and compared with
+the file: the SHA-256 checksum the server computed where it keeps one, otherwise
+the ETag (the MD5, or the multipart ETag computed locally). A final listing
+checks that every object is there with the right size. `last` files start only
+once all the others are uploaded and checked: pass the set manifest there, so
+that its presence off-site means the set is complete.
+
+Files are streamed: at most `concurrency` parts are in memory at once (about
+concurrency x part_size bytes). When interrupted (or at the timeout), unfinished
+multipart uploads are aborted, so no partial object or orphaned part is left;
+those of a run that was killed are aborted by the next run before it uploads
+the same key. A file that changes size while it is read fails the step.
+
+The credentials need s3:ListBucket, s3:PutObject, s3:GetObject (for the checks)
+and s3:AbortMultipartUpload; with s3:ListBucketMultipartUploads too, leftovers of
+killed runs are found (without it, a warning).
+
+With no file at all, only the listing runs: a pre-flight check that the
+destination answers, to run before a long backup.
+
+Under --dry-run the prefix is listed for real (checking the alias and bucket),
+files already present are read to compare their checksums, and the result lists
+what would be uploaded and skipped; nothing is uploaded.
+
+Options:
+  files       array   files to upload, started in this order (default: none; with
+                      no file at all, only the destination is checked)
+  src         string  one file to upload, before `files` (default: none)
+  last        array   files uploaded after all the others are uploaded and checked
+                      (default: none)
+  dest        string  ALIAS/BUCKET[/PREFIX] (BUCKET[/PREFIX] with `endpoint`) (required)
+  concurrency int     parts or small files uploading at once (default 4)
+  part_size   int     multipart above this size, in parts of this size, in bytes;
+                      5 MiB to 5 GiB, raised for files over 10,000 parts (default 67108864)
+  checksum    bool    send x-amz-checksum-sha256; turn off for a server that refuses
+                      it (default true)
+  config_dir  string  MinIO-client config folder searched first (default: none)
+  endpoint    string  http(s)://host[:port] instead of an alias (default: none)
+  access_key  string  access key for `endpoint` (default: anonymous)
+  secret_key  string  secret key for `endpoint`; use secret() (default: anonymous)
+  region      string  signing region (default: from an AWS host name, else us-east-1)
+  ca_cert     string  PEM file of a private certificate authority to trust, besides the
+                      system's and those in certs/CAs/ of the MinIO-client config
+                      folders (default: none)
+
+Result:
+  uploaded     int     files uploaded by this run
+  skipped      int     files already present with the same size and checksum
+  bytes        int     bytes uploaded by this run
+  objects      array   per file, in the order given: #{ key, path, bytes, sha256,
+                       skipped, check } (check: \"sha256\", \"etag\" or \"size\", what
+                       matched; sha256 is () under dry-run for a file not read)
+  duration_ms  int     wall time
+  listed_objects, listed_bytes  int  objects under the prefix before the upload, and
+                       their total size (with no file: a check of the destination
+                       that also says how much it holds)
+
+Example:
+  let copy = s3_upload(#{ files: [archive.path, `${archive.path}.sha256`],
+                          last: [manifest], dest: \"offsite/thehive-backups\",
+                          timeout: \"12h\", retries: 2 });
+  log_info(`off-site: ${copy.uploaded} uploaded, ${copy.skipped} already there`);
+";
+
+    // A timeout is turned into an interruption, so multipart uploads are aborted.
+    const HANDLES_TIMEOUT: bool = true;
+
+    type Options = UploadOptions;
+    type Output = UploadOutput;
+
+    fn describe(options: &UploadOptions) -> String {
+        let count = options.sources().count();
+        if count == 0 {
+            return format!("check that {} answers (no file to upload)", options.dest);
+        }
+        let mut line = format!(
+            "upload {count} file{} to {}{} ({} at a time, parts of {}",
+            if count == 1 { "" } else { "s" },
+            options
+                .endpoint
+                .as_deref()
+                .map(|e| format!("{e} "))
+                .unwrap_or_default(),
+            options.dest,
+            options.concurrency.max(1),
+            if options.part_size.is_multiple_of(MIB) {
+                format!("{} MiB", options.part_size / MIB)
+            } else {
+                format!("{} bytes", options.part_size)
+            }
+        );
+        if !options.last.is_empty() {
+            line.push_str(&format!(", {} last", options.last.len()));
+        }
+        line.push(')');
+        line
+    }
+
+    fn label(options: &UploadOptions) -> Option<String> {
+        Some(format!("upload to {}", options.dest))
+    }
+
+    fn dry_run(_options: &UploadOptions) -> DryRun<UploadOutput> {
+        // The listing and the checksum comparison only read; `run` uploads
+        // nothing when ctx.dry_run is set.
+        DryRun::Run
+    }
+
+    fn changes(options: &UploadOptions) -> bool {
+        // Without files it only lists the destination (a pre-flight check).
+        options.sources().next().is_some()
+    }
+
+    fn run(
+        options: UploadOptions,
+        ctx: StepContext,
+    ) -> impl Future<Output = Result<UploadOutput, StepError>> + Send {
+        upload_with_env(options, ctx, &process_env)
+    }
+}
+
+/// Runs the upload, reading `MC_HOST_*`, `MC_CONFIG_DIR` and `HOME` through
+/// `env` (tests pass their own; the step passes the process environment).
+/// The environment is read before the returned future first runs.
+pub fn upload_with_env(
+    options: UploadOptions,
+    ctx: StepContext,
+    env: EnvLookup<'_>,
+) -> impl Future<Output = Result<UploadOutput, StepError>> + Send + use<> {
+    let resolved = resolve(&options, env);
+    async move {
+        let (endpoint, location) = resolved?;
+        run_upload(options, endpoint, location, ctx).await
+    }
+}
+
+fn resolve(
+    options: &UploadOptions,
+    env: EnvLookup<'_>,
+) -> Result<(S3Endpoint, S3Location), AliasError> {
+    TargetOptions {
+        option: "dest",
+        location: &options.dest,
+        endpoint: options.endpoint.as_deref(),
+        access_key: options.access_key.as_deref(),
+        secret_key: options.secret_key.as_ref(),
+        config_dir: options.config_dir.as_deref(),
+        region: options.region.as_deref(),
+        ca_cert: options.ca_cert.as_deref(),
+    }
+    .resolve(env)
+}
+
+/// One file to upload.
+#[derive(Clone, Debug)]
+struct Source {
+    path: PathBuf,
+    key: String,
+    size: u64,
+    /// One of `last`.
+    last: bool,
+}
+
+/// Checks the options and the files; returns them with their keys and sizes.
+async fn collect_sources(
+    options: &UploadOptions,
+    prefix: &str,
+) -> Result<Vec<Source>, UploadError> {
+    if !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&options.part_size) {
+        return Err(UploadError::PartSize {
+            part_size: options.part_size,
+        });
+    }
+    check_prefix(&options.dest, prefix)?;
+    let mut sources = Vec::new();
+    let mut seen: HashMap<String, PathBuf> = HashMap::new();
+    for (path, last) in options.sources() {
+        let meta = tokio::fs::metadata(path)
+            .await
+            .map_err(|source| UploadError::Io {
+                action: "read",
+                path: path.clone(),
+                source,
+            })?;
+        if !meta.is_file() {
+            return Err(UploadError::NotAFile { path: path.clone() });
+        }
+        let invalid = |key: String, reason| UploadError::InvalidKey {
+            path: path.clone(),
+            key,
+            reason,
+        };
+        let name = path
+            .file_name()
+            .ok_or_else(|| invalid(String::new(), "is empty"))?;
+        let name = name
+            .to_str()
+            .ok_or_else(|| invalid(name.to_string_lossy().into_owned(), "is not UTF-8"))?;
+        let key = format!("{prefix}{name}");
+        if key.chars().any(|c| c.is_control()) {
+            return Err(invalid(key, "holds a control character"));
+        }
+        // object_store addresses objects by path: it must name exactly this key.
+        match object_store::path::Path::parse(&key) {
+            Ok(parsed) if parsed.as_ref() == key => {}
+            _ => return Err(invalid(key, "is not a valid object path")),
+        }
+        if let Some(first) = seen.get(&key) {
+            return Err(UploadError::DuplicateKey {
+                key,
+                first: first.clone(),
+                second: path.clone(),
+            });
+        }
+        seen.insert(key.clone(), path.clone());
+        sources.push(Source {
+            path: path.clone(),
+            key,
+            size: meta.len(),
+            last,
+        });
+    }
+    Ok(sources)
+}
+
+/// Refuses a prefix that no object key may start with.
+fn check_prefix(dest: &str, prefix: &str) -> Result<(), UploadError> {
+    let trimmed = prefix.trim_end_matches('/');
+    if trimmed.is_empty() {
+        return Ok(());
+    }
+    let invalid = |reason| UploadError::InvalidPrefix {
+        dest: dest.to_string(),
+        prefix: prefix.to_string(),
+        reason,
+    };
+    if trimmed.chars().any(|c| c.is_control()) {
+        return Err(invalid("it holds a control character"));
+    }
+    if trimmed
+        .split('/')
+        .any(|segment| segment.is_empty() || segment == "." || segment == "..")
+    {
+        return Err(invalid(
+            "it has an empty, `.` or `..` segment (S3 would store the objects under another name than the one given)",
+        ));
+    }
+    match object_store::path::Path::parse(trimmed) {
+        Ok(parsed) if parsed.as_ref() == trimmed => Ok(()),
+        _ => Err(invalid("object_store cannot address it")),
+    }
+}
+
+/// The part size for a file of `size` bytes: `part_size`, raised (to whole
+/// MiB) when the file would need more than 10,000 parts.
+fn part_size_for(size: u64, part_size: u64) -> u64 {
+    if size.div_ceil(part_size) <= MAX_PARTS {
+        return part_size;
+    }
+    size.div_ceil(MAX_PARTS).div_ceil(MIB) * MIB
+}
+
+/// What the server says about an object (a HEAD answer).
+#[derive(Clone, Debug, Default)]
+struct RemoteObject {
+    size: u64,
+    /// Without quotes, lower case.
+    etag: Option<String>,
+    /// `x-amz-checksum-sha256` (base64, maybe with a `-N` suffix).
+    checksum_sha256: Option<String>,
+    /// The part size recorded by a previous multipart upload of ours.
+    part_size: Option<u64>,
+}
+
+impl RemoteObject {
+    /// The number of parts of a multipart object, from its ETag (`<md5>-N`).
+    fn parts(&self) -> Option<usize> {
+        self.etag.as_deref()?.split_once('-')?.1.parse().ok()
+    }
+}
+
+/// The digests of a local file, computed while reading it in parts.
+#[derive(Clone, Debug)]
+struct FileDigests {
+    size: u64,
+    sha256: [u8; 32],
+    md5: [u8; 16],
+    part_md5: Vec<[u8; 16]>,
+    part_sha256: Vec<[u8; 32]>,
+}
+
+/// What compared equal, or why not.
+type Comparison = Result<&'static str, (&'static str, String)>;
+
+impl FileDigests {
+    fn sha256_hex(&self) -> String {
+        hex::encode(self.sha256)
+    }
+
+    /// The multipart ETag: MD5 of the parts' MD5s, `-` and the part count.
+    fn multipart_etag(&self) -> String {
+        let mut md5 = Md5::new();
+        for part in &self.part_md5 {
+            md5.update(part);
+        }
+        format!("{}-{}", hex::encode(md5.finalize()), self.part_md5.len())
+    }
+
+    /// The composite checksum of a multipart object: SHA-256 of the parts' SHA-256s.
+    fn composite_sha256(&self) -> String {
+        let mut sha = Sha256::new();
+        for part in &self.part_sha256 {
+            sha.update(part);
+        }
+        BASE64.encode(sha.finalize())
+    }
+
+    /// Compares with what the server holds: the size, then its SHA-256 checksum
+    /// if it keeps one, else its ETag. `Ok` names the check that matched.
+    fn compare(&self, remote: &RemoteObject) -> Comparison {
+        if remote.size != self.size {
+            return Err((
+                "size",
+                format!("expected {} bytes, got {}", self.size, remote.size),
+            ));
+        }
+        let multipart = remote.parts();
+        if let Some(checksum) = &remote.checksum_sha256 {
+            // AWS writes a composite checksum as `<base64>-N`; some servers omit `-N`.
+            let (value, count) = match checksum.rsplit_once('-') {
+                Some((value, count)) => (value, count.parse::<usize>().ok()),
+                None => (checksum.as_str(), None),
+            };
+            let expected = match multipart.or(count) {
+                Some(parts) if parts == self.part_sha256.len() => self.composite_sha256(),
+                Some(parts) => {
+                    return Err((
+                        "sha256",
+                        format!(
+                            "the object has {parts} parts, the file {} at this part size",
+                            self.part_sha256.len()
+                        ),
+                    ));
+                }
+                None => BASE64.encode(self.sha256),
+            };
+            return if value == expected {
+                Ok("sha256")
+            } else {
+                Err(("sha256", format!("expected {expected}, got {value}")))
+            };
+        }
+        if let Some(etag) = &remote.etag {
+            let expected = match multipart {
+                Some(_) => self.multipart_etag(),
+                None => hex::encode(self.md5),
+            };
+            return if *etag == expected {
+                Ok("etag")
+            } else {
+                Err(("etag", format!("expected {expected}, got {etag}")))
+            };
+        }
+        Ok("size")
+    }
+}
+
+/// Reads a file in parts, hashing as it goes; blocking (use [`read_part`]).
+struct PartReader {
+    file: std::fs::File,
+    path: PathBuf,
+    key: String,
+    /// The size the file had when planned.
+    expected: u64,
+    read: u64,
+    part_size: u64,
+    sha256: Sha256,
+    md5: Md5,
+    part_md5: Vec<[u8; 16]>,
+    part_sha256: Vec<[u8; 32]>,
+}
+
+impl PartReader {
+    fn open(source: &Source, part_size: u64) -> Result<Self, UploadError> {
+        let file = std::fs::File::open(&source.path).map_err(|e| UploadError::Io {
+            action: "open",
+            path: source.path.clone(),
+            source: e,
+        })?;
+        Ok(PartReader {
+            file,
+            path: source.path.clone(),
+            key: source.key.clone(),
+            expected: source.size,
+            read: 0,
+            part_size,
+            sha256: Sha256::new(),
+            md5: Md5::new(),
+            part_md5: Vec::new(),
+            part_sha256: Vec::new(),
+        })
+    }
+
+    fn done(&self) -> bool {
+        self.read >= self.expected
+    }
+
+    fn changed(&self, detail: String) -> UploadError {
+        UploadError::FileChanged {
+            path: self.path.clone(),
+            key: self.key.clone(),
+            detail,
+        }
+    }
+
+    /// The next part (empty for an empty file).
+    fn next_part(&mut self) -> Result<Bytes, UploadError> {
+        let want = self.part_size.min(self.expected - self.read) as usize;
+        let mut buffer = Vec::with_capacity(want);
+        let got = (&mut self.file)
+            .take(want as u64)
+            .read_to_end(&mut buffer)
+            .map_err(|source| UploadError::Io {
+                action: "read",
+                path: self.path.clone(),
+                source,
+            })?;
+        if got < want {
+            return Err(self.changed(format!(
+                "it shrank to {} bytes from {}",
+                self.read + got as u64,
+                self.expected
+            )));
+        }
+        self.read += got as u64;
+        self.sha256.update(&buffer);
+        self.md5.update(&buffer);
+        self.part_md5.push(Md5::digest(&buffer).into());
+        self.part_sha256.push(Sha256::digest(&buffer).into());
+        Ok(Bytes::from(buffer))
+    }
+
+    /// Checks that the file ended where planned; returns the digests.
+    fn finish(mut self) -> Result<FileDigests, UploadError> {
+        let mut probe = [0u8; 1];
+        let more = self
+            .file
+            .read(&mut probe)
+            .map_err(|source| UploadError::Io {
+                action: "read",
+                path: self.path.clone(),
+                source,
+            })?;
+        if more > 0 {
+            return Err(self.changed(format!("it grew past {} bytes", self.expected)));
+        }
+        Ok(FileDigests {
+            size: self.read,
+            sha256: self.sha256.finalize().into(),
+            md5: self.md5.finalize().into(),
+            part_md5: self.part_md5,
+            part_sha256: self.part_sha256,
+        })
+    }
+}
+
+/// Reads the next part off the async threads.
+async fn read_part(mut reader: PartReader) -> (PartReader, Result<Bytes, UploadError>) {
+    tokio::task::spawn_blocking(move || {
+        let part = reader.next_part();
+        (reader, part)
+    })
+    .await
+    .expect("reading a part panicked")
+}
+
+/// Hashes a whole file in parts of `part_size`, stopping when `stop` fires.
+async fn hash_file(
+    source: &Source,
+    part_size: u64,
+    stop: &CancellationToken,
+) -> Result<FileDigests, StepError> {
+    let source_for_open = source.clone();
+    let mut reader =
+        tokio::task::spawn_blocking(move || PartReader::open(&source_for_open, part_size))
+            .await
+            .expect("opening a file panicked")?;
+    while !reader.done() {
+        if stop.is_cancelled() {
+            return Err(StepError::cancelled());
+        }
+        let (back, part) = read_part(reader).await;
+        reader = back;
+        part?;
+    }
+    Ok(tokio::task::spawn_blocking(move || reader.finish())
+        .await
+        .expect("finishing a file panicked")?)
+}
+
+/// What to do with one file.
+enum Plan {
+    Upload,
+    Skip(FileDigests, &'static str),
+}
+
+/// Everything an upload needs, shared by the concurrent uploads.
+struct Uploader {
+    store: AmazonS3,
+    http: reqwest::Client,
+    endpoint: S3Endpoint,
+    bucket: String,
+    /// The bucket's base URL, without trailing slash.
+    bucket_url: String,
+    part_size: u64,
+    slots: Arc<Semaphore>,
+    progress: Arc<Progress>,
+    /// Fires on interruption, at the deadline, or when another upload failed.
+    stop: CancellationToken,
+}
+
+/// Why one file's upload ended early.
+enum Stopped {
+    Failed(UploadError),
+    Interrupted,
+}
+
+impl From<UploadError> for Stopped {
+    fn from(error: UploadError) -> Self {
+        Stopped::Failed(error)
+    }
+}
+
+impl Uploader {
+    fn upload_error(&self, source: &Source) -> impl FnOnce(object_store::Error) -> UploadError {
+        let path = source.path.clone();
+        let key = source.key.clone();
+        let bucket = self.bucket.clone();
+        let endpoint = self.endpoint.describe();
+        move |error| UploadError::Upload {
+            path,
+            key,
+            bucket,
+            endpoint,
+            source: Box::new(error),
+        }
+    }
+
+    /// Reads the object's size, ETag, checksum and recorded part size; `None`
+    /// when there is no such object.
+    async fn head(&self, key: &str) -> Result<Option<RemoteObject>, UploadError> {
+        head_object(
+            &self.http,
+            &self.endpoint,
+            &self.bucket,
+            &self.bucket_url,
+            key,
+        )
+        .await
+    }
+
+    /// Waits for an upload slot.
+    async fn slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, Stopped> {
+        tokio::select! {
+            permit = Arc::clone(&self.slots).acquire_owned() => {
+                Ok(permit.expect("the upload slots are never closed"))
+            }
+            _ = self.stop.cancelled() => Err(Stopped::Interrupted),
+        }
+    }
+
+    /// Uploads one file and checks the object against it.
+    async fn upload(&self, source: &Source) -> Result<UploadedObject, Stopped> {
+        tokio::select! {
+            () = self.abort_stale_uploads(&source.key) => {}
+            _ = self.stop.cancelled() => return Err(Stopped::Interrupted),
+        }
+        let part_size = part_size_for(source.size, self.part_size);
+        let opened = source.clone();
+        let reader = tokio::task::spawn_blocking(move || PartReader::open(&opened, part_size))
+            .await
+            .expect("opening a file panicked")?;
+        let location = object_store::path::Path::parse(&source.key)
+            .expect("collect_sources only accepts keys that are object paths");
+        let digests = if source.size <= part_size {
+            self.put_whole(source, &location, reader).await?
+        } else {
+            self.put_in_parts(source, &location, reader, part_size)
+                .await?
+        };
+        let remote = self.head(&source.key).await?;
+        let check = match remote.map(|r| digests.compare(&r)) {
+            Some(Ok(check)) => check,
+            Some(Err((check, detail))) => {
+                return Err(self.integrity(source, check, detail).into());
+            }
+            None => {
+                return Err(self
+                    .integrity(source, "size", "the object is missing".to_string())
+                    .into());
+            }
+        };
+        tracing::debug!(
+            "uploaded {} as `{}` ({} bytes, {check} checked)",
+            source.path.display(),
+            source.key,
+            source.size
+        );
+        Ok(UploadedObject {
+            key: source.key.clone(),
+            path: source.path.clone(),
+            bytes: source.size,
+            sha256: Some(digests.sha256_hex()),
+            skipped: false,
+            check,
+        })
+    }
+
+    /// Aborts the multipart uploads of exactly `key` left by a run that could
+    /// not abort them (killed, or the machine went down), so their parts stop
+    /// taking space. Best effort: a user without the right to list multipart
+    /// uploads gets a warning, not a failure.
+    async fn abort_stale_uploads(&self, key: &str) {
+        let stale = match self.stale_uploads(key).await {
+            Ok(stale) => stale,
+            Err(reason) => {
+                tracing::warn!(
+                    "could not look for unfinished multipart uploads of `{key}` in bucket `{}` on {}: {reason}",
+                    self.bucket,
+                    self.endpoint.describe()
+                );
+                return;
+            }
+        };
+        for upload_id in stale {
+            match self.abort_upload(key, &upload_id).await {
+                Ok(()) => tracing::info!(
+                    "aborted an unfinished multipart upload of `{key}` left by an earlier run"
+                ),
+                Err(reason) => tracing::warn!(
+                    "could not abort an unfinished multipart upload of `{key}` in bucket `{}` on {}: {reason}",
+                    self.bucket,
+                    self.endpoint.describe()
+                ),
+            }
+        }
+    }
+
+    /// The upload ids of the unfinished multipart uploads of exactly `key`
+    /// (ListMultipartUploads with the key as prefix).
+    async fn stale_uploads(&self, key: &str) -> Result<Vec<String>, String> {
+        let mut url = url::Url::parse(&format!("{}/", self.bucket_url))
+            .expect("a bucket URL with a slash is a URL");
+        url.query_pairs_mut()
+            .append_pair("uploads", "")
+            .append_pair("prefix", key);
+        let body = self.signed(reqwest::Method::GET, url).await?;
+        let listing: ListMultipartUploadsResult = quick_xml::de::from_str(&body)
+            .map_err(|e| format!("not a ListMultipartUploads answer: {e}"))?;
+        Ok(listing
+            .uploads
+            .into_iter()
+            .filter(|u| u.key == key)
+            .map(|u| u.upload_id)
+            .collect())
+    }
+
+    async fn abort_upload(&self, key: &str, upload_id: &str) -> Result<(), String> {
+        let mut url = url::Url::parse(&format!("{}/{}", self.bucket_url, encode_key(key)))
+            .expect("a bucket URL with an encoded key is a URL");
+        url.query_pairs_mut().append_pair("uploadId", upload_id);
+        self.signed(reqwest::Method::DELETE, url).await.map(drop)
+    }
+
+    /// Sends a signed request without a body; the answer's body, or why not.
+    async fn signed(&self, method: reqwest::Method, url: url::Url) -> Result<String, String> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        self.endpoint
+            .sign_headers(&method, &url, &mut headers)
+            .map_err(|e| e.to_string())?;
+        let response = self
+            .http
+            .request(method, url)
+            .headers(headers)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = response.status();
+        let body = response.text().await.map_err(|e| e.to_string())?;
+        if !status.is_success() {
+            let code = quick_xml::de::from_str::<S3ErrorCode>(&body)
+                .ok()
+                .and_then(|e| e.code)
+                .unwrap_or_else(|| "no S3 error code".to_string());
+            return Err(format!("HTTP {}: {code}", status.as_u16()));
+        }
+        Ok(body)
+    }
+
+    fn integrity(&self, source: &Source, check: &'static str, detail: String) -> UploadError {
+        UploadError::Integrity {
+            path: source.path.clone(),
+            object: format!(
+                "`{}` in bucket `{}` on {}",
+                source.key,
+                self.bucket,
+                self.endpoint.describe()
+            ),
+            check,
+            detail,
+        }
+    }
+
+    /// One PUT of the whole file.
+    async fn put_whole(
+        &self,
+        source: &Source,
+        location: &object_store::path::Path,
+        reader: PartReader,
+    ) -> Result<FileDigests, Stopped> {
+        let _slot = self.slot().await?;
+        let (reader, body) = read_part(reader).await;
+        let body = body?;
+        let digests = tokio::task::spawn_blocking(move || reader.finish())
+            .await
+            .expect("finishing a file panicked")?;
+        let put = self
+            .store
+            .put_opts(location, PutPayload::from(body), PutOptions::default());
+        tokio::select! {
+            put = put => { put.map_err(self.upload_error(source))?; }
+            // A single PUT leaves nothing behind when dropped.
+            _ = self.stop.cancelled() => return Err(Stopped::Interrupted),
+        }
+        self.progress.inc(source.size);
+        Ok(digests)
+    }
+
+    /// A multipart upload, aborted unless it completes.
+    async fn put_in_parts(
+        &self,
+        source: &Source,
+        location: &object_store::path::Path,
+        reader: PartReader,
+        part_size: u64,
+    ) -> Result<FileDigests, Stopped> {
+        let mut attributes = Attributes::new();
+        attributes.insert(
+            Attribute::Metadata(PART_SIZE_METADATA.into()),
+            part_size.to_string().into(),
+        );
+        let options = PutMultipartOptions {
+            attributes,
+            ..PutMultipartOptions::default()
+        };
+        let mut upload = tokio::select! {
+            upload = self.store.put_multipart_opts(location, options) => {
+                upload.map_err(self.upload_error(source))?
+            }
+            _ = self.stop.cancelled() => return Err(Stopped::Interrupted),
+        };
+        let mut outcome = self.send_parts(source, &mut upload, reader).await;
+        if outcome.is_ok() {
+            // Completing is one short request: not interrupted halfway.
+            if let Err(e) = upload.complete().await {
+                outcome = Err(self.upload_error(source)(e).into());
+            }
+        }
+        if outcome.is_err() {
+            match tokio::time::timeout(ABORT_TIMEOUT, upload.abort()).await {
+                Ok(Ok(())) => tracing::debug!("aborted the multipart upload of `{}`", source.key),
+                Ok(Err(e)) => tracing::warn!(
+                    "could not abort the multipart upload of `{}` in bucket `{}` on {}: {e}; \
+                     its parts stay until a lifecycle rule removes them",
+                    source.key,
+                    self.bucket,
+                    self.endpoint.describe()
+                ),
+                Err(_) => tracing::warn!(
+                    "aborting the multipart upload of `{}` in bucket `{}` on {} timed out; \
+                     its parts stay until a lifecycle rule removes them",
+                    source.key,
+                    self.bucket,
+                    self.endpoint.describe()
+                ),
+            }
+        }
+        outcome
+    }
+
+    /// Reads and sends every part; each part waits for a slot before it is read.
+    async fn send_parts(
+        &self,
+        source: &Source,
+        upload: &mut Box<dyn MultipartUpload>,
+        mut reader: PartReader,
+    ) -> Result<FileDigests, Stopped> {
+        // Dropping the set (on an error) cancels the parts still in flight.
+        let mut parts: JoinSet<Result<(), object_store::Error>> = JoinSet::new();
+        let part_done = |joined: Result<
+            Result<(), object_store::Error>,
+            tokio::task::JoinError,
+        >| {
+            match joined {
+                Ok(result) => result.map_err(|e| Stopped::Failed(self.upload_error(source)(e))),
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(_) => Err(Stopped::Interrupted),
+            }
+        };
+        while !reader.done() {
+            let slot = tokio::select! {
+                slot = self.slot() => slot?,
+                Some(joined) = parts.join_next() => { part_done(joined)?; continue; }
+            };
+            let (back, body) = read_part(reader).await;
+            reader = back;
+            let body = body?;
+            let bytes = body.len() as u64;
+            let send = upload.put_part(PutPayload::from(body));
+            let progress = Arc::clone(&self.progress);
+            parts.spawn(async move {
+                send.await?;
+                drop(slot);
+                progress.inc(bytes);
+                Ok(())
+            });
+        }
+        let digests = tokio::task::spawn_blocking(move || reader.finish())
+            .await
+            .expect("finishing a file panicked")?;
+        loop {
+            tokio::select! {
+                joined = parts.join_next() => match joined {
+                    Some(joined) => part_done(joined)?,
+                    None => break,
+                },
+                _ = self.stop.cancelled() => return Err(Stopped::Interrupted),
+            }
+        }
+        Ok(digests)
+    }
+}
+
+/// A ListMultipartUploads answer (the parts used).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct ListMultipartUploadsResult {
+    #[serde(default, rename = "Upload")]
+    uploads: Vec<PendingUpload>,
+}
+
+/// One unfinished multipart upload.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct PendingUpload {
+    key: String,
+    upload_id: String,
+}
+
+/// The code of an S3 error answer.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct S3ErrorCode {
+    code: Option<String>,
+}
+
+/// Percent-encodes a key for a request path the way S3 canonicalizes it
+/// (everything but unreserved characters and `/`).
+fn encode_key(key: &str) -> String {
+    const KEY_SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'_')
+        .remove(b'.')
+        .remove(b'~')
+        .remove(b'/');
+    percent_encoding::utf8_percent_encode(key, KEY_SET).to_string()
+}
+
+/// A signed HEAD request for `key` asking for its checksum; `None` on 404.
+async fn head_object(
+    http: &reqwest::Client,
+    endpoint: &S3Endpoint,
+    bucket: &str,
+    bucket_url: &str,
+    key: &str,
+) -> Result<Option<RemoteObject>, UploadError> {
+    let url = url::Url::parse(&format!("{bucket_url}/{}", encode_key(key)))
+        .expect("a bucket URL with an encoded key is a URL");
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        "x-amz-checksum-mode",
+        reqwest::header::HeaderValue::from_static("ENABLED"),
+    );
+    endpoint.sign_headers(&reqwest::Method::HEAD, &url, &mut headers)?;
+    let response = http
+        .head(url)
+        .headers(headers)
+        .send()
+        .await
+        .map_err(|source| UploadError::HeadConnection {
+            key: key.to_string(),
+            bucket: bucket.to_string(),
+            endpoint: endpoint.describe(),
+            source,
+        })?;
+    let status = response.status();
+    if status == reqwest::StatusCode::NOT_FOUND {
+        return Ok(None);
+    }
+    if !status.is_success() {
+        return Err(UploadError::HeadStatus {
+            key: key.to_string(),
+            bucket: bucket.to_string(),
+            endpoint: endpoint.describe(),
+            status: status.as_u16(),
+        });
+    }
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+    };
+    Ok(Some(RemoteObject {
+        size: header("content-length")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+        etag: header("etag").map(|e| {
+            e.trim_start_matches("W/")
+                .trim_matches('"')
+                .to_ascii_lowercase()
+        }),
+        checksum_sha256: header("x-amz-checksum-sha256").map(str::to_string),
+        part_size: header(&format!("x-amz-meta-{PART_SIZE_METADATA}"))
+            .and_then(|v| v.parse().ok())
+            .filter(|p| (MIN_PART_SIZE..=MAX_PART_SIZE).contains(p)),
+    }))
+}
+
+/// Fires `stop` at the deadline; returns the timer's handle (abort it when done).
+fn stop_at_deadline(
+    ctx: &StepContext,
+    stop: &CancellationToken,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let deadline = ctx.deadline?;
+    let stop = stop.clone();
+    Some(tokio::spawn(async move {
+        tokio::time::sleep_until(deadline).await;
+        stop.cancel();
+    }))
+}
+
+/// Why the run stopped early, as a step error.
+fn interrupted(ctx: &StepContext, started: tokio::time::Instant) -> StepError {
+    match ctx.deadline {
+        Some(deadline) if !ctx.cancel.is_cancelled() && tokio::time::Instant::now() >= deadline => {
+            StepError::timed_out(deadline.saturating_duration_since(started))
+        }
+        _ => StepError::cancelled(),
+    }
+}
+
+async fn run_upload(
+    options: UploadOptions,
+    endpoint: S3Endpoint,
+    location: S3Location,
+    ctx: StepContext,
+) -> Result<UploadOutput, StepError> {
+    let started = Instant::now();
+    let started_tokio = tokio::time::Instant::now();
+    let stop = ctx.cancel.child_token();
+    let timer = stop_at_deadline(&ctx, &stop);
+    let result = upload_all(options, endpoint, location, &ctx, &stop).await;
+    if let Some(timer) = timer {
+        timer.abort();
+    }
+    let mut output = match result {
+        Ok(output) => output,
+        Err(_) if stop.is_cancelled() => return Err(interrupted(&ctx, started_tokio)),
+        Err(error) => return Err(error),
+    };
+    output.duration_ms = started.elapsed().as_millis() as u64;
+    Ok(output)
+}
+
+async fn upload_all(
+    options: UploadOptions,
+    endpoint: S3Endpoint,
+    location: S3Location,
+    ctx: &StepContext,
+    stop: &CancellationToken,
+) -> Result<UploadOutput, StepError> {
+    let sources = collect_sources(&options, &location.prefix).await?;
+    // Without files this is a pre-flight check: an endpoint that does not
+    // answer must fail in seconds.
+    let connect_timeout = if sources.is_empty() {
+        CHECK_CONNECT_TIMEOUT
+    } else {
+        HEAD_CONNECT_TIMEOUT
+    };
+    let http = endpoint.request_client(connect_timeout, HEAD_TIMEOUT)?;
+    let listed = tokio::select! {
+        listed = listed_sizes(&http, &endpoint, &location) => listed?,
+        _ = stop.cancelled() => return Err(StepError::cancelled()),
+    };
+    let listed_objects = listed.len() as u64;
+    let listed_bytes = listed.values().sum::<u64>();
+    if sources.is_empty() {
+        tracing::info!(
+            "{}: bucket `{}` on {} answers ({listed_objects} objects, {listed_bytes} bytes under the prefix); no file to upload",
+            ctx.label,
+            location.bucket,
+            endpoint.describe()
+        );
+        return Ok(UploadOutput {
+            listed_objects,
+            listed_bytes,
+            ..UploadOutput::default()
+        });
+    }
+    let bucket_url = endpoint
+        .bucket_url(&location.bucket)
+        .as_str()
+        .trim_end_matches('/')
+        .to_string();
+
+    // Plan: present with the same size → compare checksums (reads the file).
+    let concurrency = options.concurrency.max(1);
+    // The futures are built first: a stream of borrowing closures trips the
+    // compiler's `Send` check of the step's future.
+    let checks: Vec<_> = sources
+        .iter()
+        .map(|source| {
+            let listed_size = listed.get(&source.key).copied();
+            let (http, endpoint, bucket, bucket_url) =
+                (&http, &endpoint, &location.bucket, &bucket_url);
+            async move {
+                if listed_size != Some(source.size) {
+                    return Ok(Plan::Upload);
+                }
+                let Some(remote) =
+                    head_object(http, endpoint, bucket, bucket_url, &source.key).await?
+                else {
+                    return Ok(Plan::Upload);
+                };
+                let part_size =
+                    part_size_for(source.size, remote.part_size.unwrap_or(options.part_size));
+                let digests = hash_file(source, part_size, stop).await?;
+                Ok(match digests.compare(&remote) {
+                    Ok(check) => Plan::Skip(digests, check),
+                    Err((check, detail)) => {
+                        tracing::info!(
+                            "{}: `{}` differs from {} ({check}: {detail}); uploading it again",
+                            ctx.label,
+                            source.key,
+                            source.path.display()
+                        );
+                        Plan::Upload
+                    }
+                })
+            }
+        })
+        .collect();
+    let plans: Vec<Result<Plan, StepError>> = futures::stream::iter(checks)
+        .buffered(concurrency)
+        .collect()
+        .await;
+    let mut objects: Vec<Option<UploadedObject>> = Vec::with_capacity(sources.len());
+    let mut to_upload: Vec<usize> = Vec::new();
+    let mut output = UploadOutput {
+        listed_objects,
+        listed_bytes,
+        ..UploadOutput::default()
+    };
+    for (index, (source, plan)) in sources.iter().zip(plans).enumerate() {
+        match plan? {
+            Plan::Skip(digests, check) => {
+                output.skipped += 1;
+                objects.push(Some(UploadedObject {
+                    key: source.key.clone(),
+                    path: source.path.clone(),
+                    bytes: source.size,
+                    sha256: Some(digests.sha256_hex()),
+                    skipped: true,
+                    check,
+                }));
+            }
+            Plan::Upload => {
+                to_upload.push(index);
+                objects.push(None);
+            }
+        }
+    }
+    let upload_bytes: u64 = to_upload.iter().map(|&i| sources[i].size).sum();
+
+    if ctx.dry_run {
+        for &index in &to_upload {
+            let source = &sources[index];
+            objects[index] = Some(UploadedObject {
+                key: source.key.clone(),
+                path: source.path.clone(),
+                bytes: source.size,
+                sha256: None,
+                skipped: false,
+                check: "",
+            });
+        }
+        output.uploaded = to_upload.len() as u64;
+        output.bytes = upload_bytes;
+        output.objects = objects.into_iter().flatten().collect();
+        return Ok(output);
+    }
+
+    let mut builder = endpoint.object_store_builder(
+        &location.bucket,
+        transfer_client_options(),
+        RetryConfig::default(),
+    )?;
+    if options.checksum {
+        builder = builder.with_checksum_algorithm(Checksum::SHA256);
+    }
+    let store = builder.build().map_err(|source| AliasError::Build {
+        endpoint: endpoint.describe(),
+        source,
+    })?;
+    let uploader = Uploader {
+        store,
+        http: http.clone(),
+        endpoint: endpoint.clone(),
+        bucket: location.bucket.clone(),
+        bucket_url,
+        part_size: options.part_size,
+        slots: Arc::new(Semaphore::new(concurrency)),
+        progress: Arc::new(Progress::new(ctx.progress, &ctx.label, upload_bytes)),
+        stop: stop.child_token(),
+    };
+    // `last` files start only once every other file is uploaded and checked.
+    let (first, last): (Vec<usize>, Vec<usize>) =
+        to_upload.into_iter().partition(|&i| !sources[i].last);
+    for group in [first, last] {
+        let group: Vec<_> = group
+            .into_iter()
+            .map(|index| {
+                let uploader = &uploader;
+                let source = &sources[index];
+                async move { (index, uploader.upload(source).await) }
+            })
+            .collect();
+        let mut uploads = futures::stream::iter(group).buffer_unordered(concurrency);
+        let mut failure: Option<Stopped> = None;
+        // On a failure the others are stopped (and abort their multipart
+        // uploads) and drained, so nothing is left half-done.
+        while let Some((index, outcome)) = uploads.next().await {
+            match outcome {
+                Ok(object) => {
+                    output.uploaded += 1;
+                    output.bytes += object.bytes;
+                    objects[index] = Some(object);
+                }
+                Err(stopped) => {
+                    uploader.stop.cancel();
+                    if failure.is_none() || matches!(failure, Some(Stopped::Interrupted)) {
+                        failure = Some(stopped);
+                    }
+                }
+            }
+        }
+        match failure {
+            Some(Stopped::Failed(error)) => return Err(error.into()),
+            Some(Stopped::Interrupted) => return Err(StepError::cancelled()),
+            None => {}
+        }
+    }
+    uploader.progress.finish();
+    let objects: Vec<UploadedObject> = objects.into_iter().flatten().collect();
+
+    // The final listing: every object is there with its size.
+    let listed = tokio::select! {
+        listed = listed_sizes(&http, &endpoint, &location) => listed?,
+        _ = stop.cancelled() => return Err(StepError::cancelled()),
+    };
+    for object in &objects {
+        let detail = match listed.get(&object.key) {
+            Some(&size) if size == object.bytes => continue,
+            Some(size) => format!("has {size} bytes, expected {}", object.bytes),
+            None => "is missing".to_string(),
+        };
+        return Err(UploadError::NotListed {
+            key: object.key.clone(),
+            bucket: location.bucket.clone(),
+            endpoint: endpoint.describe(),
+            detail,
+        }
+        .into());
+    }
+    tracing::info!(
+        "{}: {} files uploaded ({} bytes), {} already there, to bucket `{}` on {}",
+        ctx.label,
+        output.uploaded,
+        output.bytes,
+        output.skipped,
+        location.bucket,
+        endpoint.describe()
+    );
+    output.objects = objects;
+    Ok(output)
+}
+
+/// Lists the prefix: key → size (keys that are not UTF-8 are left out: none
+/// of ours can be one).
+async fn listed_sizes(
+    http: &reqwest::Client,
+    endpoint: &S3Endpoint,
+    location: &S3Location,
+) -> Result<HashMap<String, u64>, StepError> {
+    let listing = list_objects(http, endpoint, location).await?;
+    Ok(listing
+        .into_iter()
+        .filter(|o| o.utf8)
+        .map(|o| (o.key, o.size))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(json: serde_json::Value) -> UploadOptions {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn a_prefix_with_dot_dot_or_empty_segments_is_refused() {
+        for bad in ["../../x/", "a//b/", "./a/", "a/\tb/"] {
+            let e = check_prefix("alias/bucket/x", bad).unwrap_err();
+            assert_eq!(e.kind(), "options", "{bad}: {e}");
+        }
+        for good in ["", "offsite/", "a/b c/"] {
+            assert!(check_prefix("alias/bucket", good).is_ok(), "{good}");
+        }
+    }
+
+    #[test]
+    fn defaults_and_unknown_options() {
+        let o = options(serde_json::json!({"files": ["/a/x.tar", "/a/x.tar.sha256"],
+                                           "last": ["/b/m.json"], "dest": "offsite/b/p"}));
+        assert_eq!(
+            (o.concurrency, o.part_size, o.checksum),
+            (4, 64 * MIB, true)
+        );
+        assert!(matches!(S3Upload::dry_run(&o), DryRun::Run));
+        assert_eq!(
+            S3Upload::describe(&o),
+            "upload 3 files to offsite/b/p (4 at a time, parts of 64 MiB, 1 last)"
+        );
+        let order: Vec<(String, bool)> = o
+            .sources()
+            .map(|(p, last)| (p.display().to_string(), last))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                ("/a/x.tar".to_string(), false),
+                ("/a/x.tar.sha256".to_string(), false),
+                ("/b/m.json".to_string(), true)
+            ]
+        );
+        let e = serde_json::from_value::<UploadOptions>(
+            serde_json::json!({"src": "/a", "dest": "a/b", "partsize": 2}),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("unknown field `partsize`"), "{e}");
+    }
+
+    #[test]
+    fn secret_key_is_not_in_debug_output() {
+        let o = options(serde_json::json!({
+            "src": "/x", "dest": "bucket", "endpoint": "http://127.0.0.1:9000",
+            "access_key": "AK", "secret_key": "VERYSECRET"
+        }));
+        assert!(!format!("{o:?}").contains("VERYSECRET"));
+    }
+
+    #[tokio::test]
+    async fn sources_get_keys_and_bad_ones_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.tar");
+        std::fs::write(&a, b"abc").unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        let a_again = dir.path().join("sub/a.tar");
+        std::fs::write(&a_again, b"").unwrap();
+
+        let o = options(serde_json::json!({"files": [a], "dest": "x/b"}));
+        let sources = collect_sources(&o, "sets/").await.unwrap();
+        assert_eq!(
+            (sources[0].key.as_str(), sources[0].size),
+            ("sets/a.tar", 3)
+        );
+
+        let o = options(serde_json::json!({"files": [a, a_again], "dest": "x/b"}));
+        let e = collect_sources(&o, "").await.unwrap_err();
+        assert!(matches!(e, UploadError::DuplicateKey { .. }), "{e}");
+
+        let o = options(serde_json::json!({"files": [dir.path().join("sub")], "dest": "x/b"}));
+        assert!(matches!(
+            collect_sources(&o, "").await.unwrap_err(),
+            UploadError::NotAFile { .. }
+        ));
+
+        let missing = dir.path().join("missing.tar");
+        let o = options(serde_json::json!({"files": [missing], "dest": "x/b"}));
+        let e = collect_sources(&o, "").await.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("could not read {}", missing.display())
+        );
+
+        let o = options(serde_json::json!({"dest": "x/b"}));
+        assert!(collect_sources(&o, "").await.unwrap().is_empty());
+        let o = options(serde_json::json!({"src": a, "dest": "x/b", "part_size": 1024}));
+        assert!(matches!(
+            collect_sources(&o, "").await.unwrap_err(),
+            UploadError::PartSize { part_size: 1024 }
+        ));
+    }
+
+    #[test]
+    fn part_size_grows_past_ten_thousand_parts() {
+        assert_eq!(part_size_for(100 * MIB, 64 * MIB), 64 * MIB);
+        assert_eq!(part_size_for(10_000 * 5 * MIB, 5 * MIB), 5 * MIB);
+        let size = 10_000 * 5 * MIB + 1;
+        let grown = part_size_for(size, 5 * MIB);
+        assert_eq!(grown, 6 * MIB);
+        assert!(size.div_ceil(grown) <= MAX_PARTS);
+    }
+
+    fn digests_of(data: &[u8], part_size: usize) -> FileDigests {
+        let parts: Vec<&[u8]> = data.chunks(part_size).collect();
+        FileDigests {
+            size: data.len() as u64,
+            sha256: Sha256::digest(data).into(),
+            md5: Md5::digest(data).into(),
+            part_md5: parts.iter().map(|p| Md5::digest(p).into()).collect(),
+            part_sha256: parts.iter().map(|p| Sha256::digest(p).into()).collect(),
+        }
+    }
+
+    #[test]
+    fn comparisons_follow_s3_checksums_and_etags() {
+        let data: Vec<u8> = (0..10u32).flat_map(|i| i.to_le_bytes()).collect();
+        let single = digests_of(&data, 1000);
+        let remote = RemoteObject {
+            size: 40,
+            etag: Some(hex::encode(Md5::digest(&data))),
+            ..RemoteObject::default()
+        };
+        assert_eq!(single.compare(&remote), Ok("etag"));
+        let with_checksum = RemoteObject {
+            checksum_sha256: Some(BASE64.encode(Sha256::digest(&data))),
+            ..remote.clone()
+        };
+        assert_eq!(single.compare(&with_checksum), Ok("sha256"));
+        let wrong_size = RemoteObject {
+            size: 41,
+            ..remote.clone()
+        };
+        assert_eq!(single.compare(&wrong_size).unwrap_err().0, "size");
+        let wrong_etag = RemoteObject {
+            etag: Some("0".repeat(32)),
+            ..remote.clone()
+        };
+        assert_eq!(single.compare(&wrong_etag).unwrap_err().0, "etag");
+        assert_eq!(
+            single.compare(&RemoteObject {
+                size: 40,
+                ..RemoteObject::default()
+            }),
+            Ok("size")
+        );
+
+        // Multipart: ETag and composite checksum over parts of 16 bytes (3 parts).
+        let parts = digests_of(&data, 16);
+        let mut concatenated = Vec::new();
+        for part in data.chunks(16) {
+            concatenated.extend_from_slice(&Md5::digest(part));
+        }
+        let etag = format!("{}-3", hex::encode(Md5::digest(&concatenated)));
+        assert_eq!(parts.multipart_etag(), etag);
+        let multipart = RemoteObject {
+            size: 40,
+            etag: Some(etag),
+            ..RemoteObject::default()
+        };
+        assert_eq!(parts.compare(&multipart), Ok("etag"));
+        let composite = parts.composite_sha256();
+        for checksum in [composite.clone(), format!("{composite}-3")] {
+            let remote = RemoteObject {
+                checksum_sha256: Some(checksum),
+                ..multipart.clone()
+            };
+            assert_eq!(parts.compare(&remote), Ok("sha256"));
+        }
+        // The same file hashed with another part size does not match.
+        let other = digests_of(&data, 32);
+        assert!(other.compare(&multipart).is_err());
+    }
+
+    #[test]
+    fn unfinished_upload_listing_parses() {
+        let xml = r#"<?xml version="1.0" encoding="UTF-8"?>
+<ListMultipartUploadsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Bucket>b</Bucket>
+<KeyMarker></KeyMarker><UploadIdMarker></UploadIdMarker><Prefix>sets/a.tar</Prefix><MaxUploads>1000</MaxUploads>
+<IsTruncated>false</IsTruncated>
+<Upload><Key>sets/a.tar</Key><UploadId>id-1</UploadId><Initiated>2026-11-26T08:05:03.000Z</Initiated></Upload>
+<Upload><Key>sets/a.tar.sha256</Key><UploadId>id-2</UploadId></Upload>
+</ListMultipartUploadsResult>"#;
+        let listing: ListMultipartUploadsResult = quick_xml::de::from_str(xml).unwrap();
+        let pairs: Vec<(&str, &str)> = listing
+            .uploads
+            .iter()
+            .map(|u| (u.key.as_str(), u.upload_id.as_str()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [("sets/a.tar", "id-1"), ("sets/a.tar.sha256", "id-2")]
+        );
+        let empty: ListMultipartUploadsResult = quick_xml::de::from_str(
+            "<ListMultipartUploadsResult><Bucket>b</Bucket></ListMultipartUploadsResult>",
+        )
+        .unwrap();
+        assert!(empty.uploads.is_empty());
+    }
+
+    #[test]
+    fn keys_are_encoded_like_s3_canonical_paths() {
+        assert_eq!(
+            encode_key("sets/a b+c(1)~.tar"),
+            "sets/a%20b%2Bc%281%29~.tar"
+        );
+        assert_eq!(encode_key("été"), "%C3%A9t%C3%A9");
+    }
+
+    #[test]
+    fn reader_notices_a_file_that_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, vec![7u8; 100]).unwrap();
+        let source = Source {
+            path: path.clone(),
+            key: "f".into(),
+            size: 60,
+            last: false,
+        };
+        let mut reader = PartReader::open(&source, 50).unwrap();
+        assert_eq!(reader.next_part().unwrap().len(), 50);
+        assert_eq!(reader.next_part().unwrap().len(), 10);
+        assert!(reader.done());
+        let e = reader.finish().unwrap_err();
+        assert!(e.to_string().contains("it grew past 60 bytes"), "{e}");
+
+        let source = Source {
+            size: 200,
+            ..source
+        };
+        let mut reader = PartReader::open(&source, 150).unwrap();
+        reader.next_part().unwrap_err();
+        let mut reader = PartReader::open(&source, 50).unwrap();
+        for _ in 0..2 {
+            reader.next_part().unwrap();
+        }
+        let e = reader.next_part().unwrap_err();
+        assert!(
+            e.to_string().contains("shrank to 100 bytes from 200"),
+            "{e}"
+        );
+    }
+}
