@@ -19,7 +19,7 @@ pub const STOCK_FILES: &[(&str, &str)] = &[
     ),
     (
         "restore-bucket.rhai",
-        include_str!("../../workflows/restore-bucket.rhai"),
+        include_str!("../../../workflows/restore-bucket.rhai"),
     ),
     (
         "lib/thehive.rhai",
