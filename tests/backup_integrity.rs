@@ -322,6 +322,79 @@ fn a_file_removed_from_the_cassandra_snapshot_fails_the_backup_naming_it() {
 
 // ---------------------------------------------------------------- changed, skipped, empty, missing
 
+/// SSTables without TOC.txt: what a real Cassandra 4.1 node holds after a
+/// restore with sstableloader (streamed SSTables get no TOC until compaction;
+/// seen on the real node, tests/real_servers.rs). The backup of such a table
+/// used to fail ("lacks ... nb-1-big-TOC.txt"): it succeeds, the archive holds
+/// every component; and the Data file of such an SSTable removed from the
+/// snapshot before it is archived still fails the run, naming it (without a
+/// TOC, the other components are required as listed when the archive starts).
+#[test]
+fn sstables_without_toc_as_after_sstableloader_are_archived_whole() {
+    let cluster = Cluster::start(&["--objects", "20"]);
+    let tocs: Vec<PathBuf> = walk(&cluster.path("cassandra_data"))
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with("-TOC.txt"))
+        .collect();
+    assert!(!tocs.is_empty(), "the stand-in data has TOC.txt files");
+    for toc in &tocs {
+        std::fs::remove_file(toc).unwrap();
+    }
+    let out = cluster.run(&["run", "cluster-hot-backup"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let stamp = only_stamp(&cluster.path("backup"), "backup_", ".json");
+    let listing = Command::new("tar")
+        .arg("tf")
+        .arg(
+            cluster
+                .path("cassandra_archive")
+                .join(format!("cassandra_{stamp}.tar")),
+        )
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
+    assert_contains(&listing, "/thehive/edgestore-");
+    assert_contains(&listing, "nb-1-big-Statistics.db");
+    assert!(!listing.contains("TOC.txt"), "{listing}");
+
+    // The Data file of a TOC-less SSTable removed before the archive: fails.
+    let cluster = Cluster::start(&["--objects", "20", "--knob", "cqlsh-delay=3"]);
+    for toc in walk(&cluster.path("cassandra_data"))
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with("-TOC.txt"))
+    {
+        std::fs::remove_file(toc).unwrap();
+    }
+    let child = cluster
+        .command(&["run", "cluster-hot-backup"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let found = walk(&cluster.path("cassandra_data")).into_iter().find(|p| {
+            p.to_string_lossy().contains("/snapshots/cassandra_")
+                && p.to_string_lossy().contains("/thehive/edgestore-")
+                && p.file_name() == Some(OsStr::new("nb-1-big-Data.db"))
+        });
+        if let Some(path) = found {
+            std::fs::remove_file(&path).unwrap();
+            break;
+        }
+        assert!(Instant::now() < until, "no Cassandra snapshot appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_failed_cleanly(
+        &cluster,
+        &out,
+        "lacks files the snapshots' manifest.json list",
+    );
+    assert_contains(&stderr(&out), "/thehive/edgestore-");
+    assert_contains(&stderr(&out), "/nb-1-big-Data.db");
+}
+
 /// An attachment that shrinks while it is read (a sysfs attribute stats as
 /// 4096 bytes and reads as fewer: the same code path as a 1.5 GB file cut to
 /// 100 MB during the tar, without a race): before the fix, one warning, zero

@@ -1,12 +1,17 @@
 //! The stock backup workflow against a real OpenSearch 2.19 node (installed from
-//! Maven Central by tests/setup-real-servers.sh, started by
-//! `tests/sandbox/sandbox.py start --es opensearch`), with the Cassandra stand-in.
-//! One node serves every test of this binary: it is started by the first test
+//! Maven Central by tests/setup-real-servers.sh) together with a real Cassandra
+//! 4.1 node without authentication and an S3 bucket (`tests/sandbox/sandbox.py
+//! start --real --storage s3`): OpenSearch's answers and failures, and issue
+//! 13's proof without `--cql-auth` for storage `local` and `s3` (backup, wipe,
+//! the whole restore plan, equal digests; tests/support/restore_proof.rs).
+//! One sandbox serves every test of this binary: it is started by the first test
 //! and stopped when the test process exits (a watcher process waits for it).
-//! A node that cannot be installed or started fails the tests with the reason.
+//! Servers that cannot be installed or started fail the tests with the reason.
 
 #[path = "support/cluster.rs"]
 mod cluster;
+#[path = "support/restore_proof.rs"]
+mod restore_proof;
 #[path = "support/mod.rs"]
 mod support;
 
@@ -36,7 +41,7 @@ fn node() -> (&'static Cluster, MutexGuard<'static, ()>) {
             "installing the real servers failed: {}",
             String::from_utf8_lossy(&install.stderr)
         );
-        let cluster = Cluster::start(&["--es", "opensearch", "--es-docs", "500"]);
+        let cluster = Cluster::start(&["--real", "--storage", "s3", "--es-docs", "500"]);
         stop_when_this_process_exits(&cluster);
         cluster
     });
@@ -401,4 +406,63 @@ fn stop_leaves_no_opensearch_process() {
     assert!(left.is_empty(), "left after stop: {left:?}");
     let (status, _) = curl(&["-m", "2", &format!("{}/", node["url"].as_str().unwrap())]);
     assert_eq!(status, 0, "nothing answers at the node's address any more");
+}
+
+/// The stamps of the complete sets (backup_STAMP.json) in the backup folder.
+fn set_stamps(cluster: &Cluster) -> std::collections::BTreeSet<String> {
+    std::fs::read_dir(cluster.path("backup"))
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter_map(|name| {
+            name.strip_prefix("backup_")?
+                .strip_suffix(".json")
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+/// The stock backup with attachments from `storage`; the stamp of the set made.
+fn backup(cluster: &Cluster, storage: restore_proof::Storage) -> String {
+    let before = set_stamps(cluster);
+    let out = cluster.run(&[
+        "run",
+        "cluster-hot-backup",
+        "--set",
+        &format!("storage={}", storage.name()),
+    ]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let made: Vec<String> = set_stamps(cluster).difference(&before).cloned().collect();
+    assert_eq!(made.len(), 1, "one new backup set: {made:?}");
+    made[0].clone()
+}
+
+/// Issue 13's proof, storage `local`, no Cassandra authentication: digest,
+/// backup, wipe (keyspace, index, attachment folder), restore-prep, the whole
+/// plan as printed, digest: equal.
+#[test]
+fn without_cql_auth_a_local_storage_backup_restores_to_an_equal_digest() {
+    let (cluster, _turn) = node();
+    let storage = restore_proof::Storage::Local;
+    let (backup_s, restore_s) =
+        restore_proof::backup_wipe_restore_compare(cluster, storage, None, |cluster| {
+            backup(cluster, storage)
+        });
+    eprintln!(
+        "without cql auth, storage local: backup {backup_s:.1} s, restore plan {restore_s:.1} s"
+    );
+}
+
+/// The same with storage `s3`: the bucket is emptied and put back by the plan.
+#[test]
+fn without_cql_auth_an_s3_storage_backup_restores_to_an_equal_digest() {
+    let (cluster, _turn) = node();
+    let storage = restore_proof::Storage::S3;
+    let (backup_s, restore_s) =
+        restore_proof::backup_wipe_restore_compare(cluster, storage, None, |cluster| {
+            backup(cluster, storage)
+        });
+    eprintln!(
+        "without cql auth, storage s3: backup {backup_s:.1} s, restore plan {restore_s:.1} s"
+    );
 }

@@ -610,7 +610,7 @@ fn the_restore_plan_keeps_every_path_and_value_one_shell_word() {
     assert!(syntax.status.success(), "bash -n: {}", stderr(&syntax));
     // Run the plan with each restore command replaced by a function that
     // prints its arguments: every path and value arrives as one argument.
-    let stubs = "for c in cqlsh sstableloader curl cp mcli; do \
+    let stubs = "for c in cqlsh sstableloader curl jq cp runbook; do \
                  eval \"$c() { printf '%s\\037' $c \\\"\\$@\\\"; printf '\\036'; }\"; done; . \"$1\"";
     let ran = Command::new("bash")
         .args(["-c", stubs, "bash"])
@@ -659,6 +659,80 @@ fn the_restore_plan_keeps_every_path_and_value_one_shell_word() {
         "{calls:#?}"
     );
     assert!(!pwned.exists(), "a value of the plan ran as a command");
+}
+
+/// The plan's `_restore` line checks its own answer with jq: the real
+/// servers answer 200 with `"failed": N` when shards fail, which the guide's
+/// procedure never looked at. Run as printed (with curl answering what
+/// Elasticsearch would), a restore with a failed shard, an error answer and an
+/// empty answer fail the line (and, with `set -e`, the plan); every shard back
+/// passes and prints the answer.
+#[test]
+fn the_restore_line_of_the_plan_fails_unless_every_shard_came_back() {
+    let cluster = Cluster::start(&["--objects", "5"]);
+    let out = cluster.run(&["run", "cluster-hot-backup"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let backup = cluster.path("backup");
+    let stamp = only_stamp(&backup, "backup_", ".json");
+    let staging = cluster.dir.path().join("staging");
+    let mut command = runbook();
+    command
+        .args(["run", "restore-prep", "--journal-dir"])
+        .arg(cluster.dir.path().join("journal"));
+    for (key, value) in [
+        ("manifest_path", backup.display().to_string()),
+        ("staging", staging.display().to_string()),
+        ("elasticsearch_url", cluster.es_url()),
+        (
+            "cassandra_archive_path",
+            backup.join("cassandra").display().to_string(),
+        ),
+        (
+            "storage_archive_path",
+            backup.join("storage").display().to_string(),
+        ),
+    ] {
+        command.arg("--set").arg(format!("{key}={value}"));
+    }
+    let out = command.output().unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let plan = std::fs::read_to_string(staging.join(&stamp).join("restore-plan.sh")).unwrap();
+    assert!(plan.contains("\nset -euo pipefail\n"), "{plan}");
+    let line = plan
+        .lines()
+        .find(|line| line.contains("_restore?wait_for_completion=true"))
+        .expect("a _restore line");
+    let run_with_answer = |answer: &str| {
+        Command::new("bash")
+            .args([
+                "-c",
+                "set -euo pipefail; curl() { printf '%s' \"$ANSWER\"; }; eval \"$1\"",
+            ])
+            .arg("restore-line")
+            .arg(line)
+            .env("ANSWER", answer)
+            .output()
+            .unwrap()
+    };
+    let all_back = r#"{"snapshot":{"snapshot":"s","indices":["thehive_global"],"shards":{"total":2,"failed":0,"successful":2}}}"#;
+    let ok = run_with_answer(all_back);
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert_eq!(String::from_utf8_lossy(&ok.stdout).trim(), all_back);
+    for bad in [
+        r#"{"snapshot":{"snapshot":"s","indices":["thehive_global"],"shards":{"total":2,"failed":1,"successful":1}}}"#,
+        r#"{"snapshot":{"snapshot":"s","indices":[],"shards":{"total":0,"failed":0,"successful":0}}}"#,
+        r#"{"error":{"type":"snapshot_restore_exception","reason":"cannot restore index"},"status":500}"#,
+        "",
+    ] {
+        let failed = run_with_answer(bad);
+        assert!(!failed.status.success(), "accepted: {bad}");
+        if !bad.is_empty() {
+            assert_contains(
+                &stderr(&failed),
+                "the restore did not bring back every shard",
+            );
+        }
+    }
 }
 
 /// libfaketime (Debian package `faketime`): runs `command` with the wall

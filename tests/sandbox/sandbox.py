@@ -632,7 +632,7 @@ def cql_password(sandbox):
     return auth.split(":", 1)[1] if auth else None
 
 
-def digest(folder):
+def digest(folder, attachments=None):
     """Prints JSON digests of the sandbox's data: equal digests, equal data.
 
     `cassandra`: per table of the real node's keyspace, its row count and an
@@ -641,6 +641,9 @@ def digest(folder):
     its sorted documents (lib/real_opensearch.py); `attachments`: the file
     count and a SHA-256 of sorted (path, content hash), folder or bucket. The
     stand-ins hold no data, so a part whose server is a stand-in is left out.
+    `attachments` ("folder" or "bucket") picks where the attachments are read:
+    an S3 sandbox keeps the folder its bucket was filled from, so a backup with
+    storage=local can be checked there too. Default: the sandbox's storage.
     """
     folder = os.path.abspath(folder)
     sandbox = load_record(folder)
@@ -660,7 +663,10 @@ def digest(folder):
             report["indices"] = real_opensearch.indices_digest(sandbox["elasticsearch_url"])
         except (OSError, real_opensearch.OpenSearchError) as error:
             raise SandboxError("cannot digest the indices at %s: %s" % (sandbox["elasticsearch_url"], error)) from error
-    report["attachments"] = real_cassandra.digest_attachments(sandbox, BUCKET, S3_ACCESS_KEY, S3_SECRET_KEY)
+    if attachments == "bucket" and sandbox.get("storage") != "s3":
+        raise SandboxError("--attachments bucket: the sandbox in %s has no bucket (started without --storage s3)" % folder)
+    source = dict(sandbox, storage="local") if attachments == "folder" else sandbox
+    report["attachments"] = real_cassandra.digest_attachments(source, BUCKET, S3_ACCESS_KEY, S3_SECRET_KEY)
     json.dump(report, sys.stdout, indent=2, sort_keys=True)
     sys.stdout.write("\n")
     return 0
@@ -706,6 +712,8 @@ def main():
     look.add_argument("dir", metavar="DIR")
     summary = commands.add_parser("digest", help="print JSON digests of the data (Cassandra rows, indices, attachments)")
     summary.add_argument("dir", metavar="DIR")
+    summary.add_argument("--attachments", choices=["folder", "bucket"],
+                         help="digest the attachment folder or the bucket (default: the sandbox's storage)")
     args = parser.parse_args()
     if getattr(args, "real", False):
         args.cassandra = "real"
@@ -719,7 +727,7 @@ def main():
         if args.command == "stop":
             return stop(args.dir)
         if args.command == "digest":
-            return digest(args.dir)
+            return digest(args.dir, args.attachments)
         return status(args.dir)
     except (SandboxError, real_cassandra.RealCassandraError) as error:
         print("sandbox: error: %s" % error, file=sys.stderr)

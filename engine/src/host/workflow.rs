@@ -18,6 +18,10 @@ pub const STOCK_FILES: &[(&str, &str)] = &[
         include_str!("../../../workflows/restore-prep.rhai"),
     ),
     (
+        "restore-bucket.rhai",
+        include_str!("../../../workflows/restore-bucket.rhai"),
+    ),
+    (
         "lib/thehive.rhai",
         include_str!("../../../workflows/lib/thehive.rhai"),
     ),
