@@ -73,6 +73,33 @@ pub struct Owner {
     pub manifest_path: PathBuf,
 }
 
+/// What Elasticsearch says about a set's snapshot (asked by
+/// [`crate::backup::snapshot_check`], which builds on the catalogue).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase", tag = "state", content = "detail")]
+pub enum SnapshotState {
+    /// It exists with state SUCCESS.
+    Success,
+    /// It exists in another state (`FAILED`, `PARTIAL`, `IN_PROGRESS`...).
+    Other(String),
+    /// The repository does not hold it (or the repository is not registered).
+    Missing,
+    /// It could not be asked (no answer, an error): the reason.
+    Unknown(String),
+}
+
+impl SnapshotState {
+    /// One word or short phrase for a table.
+    pub fn summary(&self) -> String {
+        match self {
+            SnapshotState::Success => "SUCCESS".to_string(),
+            SnapshotState::Other(state) => state.clone(),
+            SnapshotState::Missing => "MISSING".to_string(),
+            SnapshotState::Unknown(_) => "?".to_string(),
+        }
+    }
+}
+
 /// True for a name runbook can put in a URL or a file name as it is: ASCII
 /// letters, digits, `_`, `-`, `.`; not empty, at most 255 bytes, not starting
 /// with `_`, `-` or `.`, no `..`. So no wildcard, comma, `_all`, path
@@ -201,7 +228,7 @@ pub struct BackupSet {
     /// ([`crate::backup::snapshot_check`]); a missing or failed snapshot is also
     /// one of `problems`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub snapshot_state: Option<crate::backup::snapshot_check::SnapshotState>,
+    pub snapshot_state: Option<SnapshotState>,
     /// What is wrong with the set, one line each (missing or resized archives,
     /// an unreadable manifest).
     pub problems: Vec<String>,

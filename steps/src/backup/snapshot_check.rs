@@ -9,53 +9,28 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use reqwest::Method;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use url::Url;
 
+pub use crate::backup::catalogue::SnapshotState;
 use crate::backup::catalogue::is_plain_name;
 use crate::runtime::step::StepContext;
 use crate::search::client::{HttpClient, HttpConnection, HttpRequest, display_url, endpoint};
 
-/// What Elasticsearch says about a snapshot.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase", tag = "state", content = "detail")]
-pub enum SnapshotState {
-    /// It exists with state SUCCESS.
-    Success,
-    /// It exists in another state (`FAILED`, `PARTIAL`, `IN_PROGRESS`...).
-    Other(String),
-    /// The repository does not hold it (or the repository is not registered).
-    Missing,
-    /// It could not be asked (no answer, an error): the reason.
-    Unknown(String),
-}
-
-impl SnapshotState {
-    /// One word or short phrase for a table.
-    pub fn summary(&self) -> String {
-        match self {
-            SnapshotState::Success => "SUCCESS".to_string(),
-            SnapshotState::Other(state) => state.clone(),
-            SnapshotState::Missing => "MISSING".to_string(),
-            SnapshotState::Unknown(_) => "?".to_string(),
-        }
-    }
-
-    /// The problem to report, `None` for SUCCESS.
-    pub fn problem(&self, repository: &str, name: &str, url: &Url) -> Option<String> {
-        let at = display_url(url);
-        match self {
-            SnapshotState::Success => None,
-            SnapshotState::Other(state) => Some(format!(
-                "Elasticsearch snapshot {repository}/{name} is {state}, not SUCCESS"
-            )),
-            SnapshotState::Missing => Some(format!(
-                "Elasticsearch snapshot {repository}/{name} does not exist at {at}"
-            )),
-            SnapshotState::Unknown(why) => Some(format!(
-                "Elasticsearch snapshot {repository}/{name} could not be checked at {at}: {why}"
-            )),
-        }
+/// The problem to report about `state`, `None` for SUCCESS.
+fn problem(state: &SnapshotState, repository: &str, name: &str, url: &Url) -> Option<String> {
+    let at = display_url(url);
+    match state {
+        SnapshotState::Success => None,
+        SnapshotState::Other(state) => Some(format!(
+            "Elasticsearch snapshot {repository}/{name} is {state}, not SUCCESS"
+        )),
+        SnapshotState::Missing => Some(format!(
+            "Elasticsearch snapshot {repository}/{name} does not exist at {at}"
+        )),
+        SnapshotState::Unknown(why) => Some(format!(
+            "Elasticsearch snapshot {repository}/{name} could not be checked at {at}: {why}"
+        )),
     }
 }
 
@@ -212,11 +187,11 @@ pub async fn check_catalogue_snapshots(
         match &state {
             SnapshotState::Success => {}
             SnapshotState::Unknown(_) => {
-                warnings.extend(state.problem(&repository, &snapshot.name, &base))
+                warnings.extend(problem(&state, &repository, &snapshot.name, &base))
             }
             SnapshotState::Missing | SnapshotState::Other(_) => {
                 set.problems
-                    .extend(state.problem(&repository, &snapshot.name, &base))
+                    .extend(problem(&state, &repository, &snapshot.name, &base))
             }
         }
         set.snapshot_state = Some(state);
