@@ -408,23 +408,9 @@ fn stop_leaves_no_opensearch_process() {
     assert_eq!(status, 0, "nothing answers at the node's address any more");
 }
 
-/// The stamps of the complete sets (backup_STAMP.json) in the backup folder.
-fn set_stamps(cluster: &Cluster) -> std::collections::BTreeSet<String> {
-    std::fs::read_dir(cluster.path("backup"))
-        .unwrap()
-        .flatten()
-        .map(|entry| entry.file_name().to_string_lossy().into_owned())
-        .filter_map(|name| {
-            name.strip_prefix("backup_")?
-                .strip_suffix(".json")
-                .map(str::to_string)
-        })
-        .collect()
-}
-
 /// The stock backup with attachments from `storage`; the stamp of the set made.
 fn backup(cluster: &Cluster, storage: restore_proof::Storage) -> String {
-    let before = set_stamps(cluster);
+    let before = restore_proof::set_stamps(cluster);
     let out = cluster.run(&[
         "run",
         "cluster-hot-backup",
@@ -432,7 +418,10 @@ fn backup(cluster: &Cluster, storage: restore_proof::Storage) -> String {
         &format!("storage={}", storage.name()),
     ]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let made: Vec<String> = set_stamps(cluster).difference(&before).cloned().collect();
+    let made: Vec<String> = restore_proof::set_stamps(cluster)
+        .difference(&before)
+        .cloned()
+        .collect();
     assert_eq!(made.len(), 1, "one new backup set: {made:?}");
     made[0].clone()
 }

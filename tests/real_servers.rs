@@ -19,14 +19,13 @@ mod restore_proof;
 #[path = "support/mod.rs"]
 mod support;
 
-use std::collections::BTreeSet;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use cluster::*;
-use restore_proof::{Login, Storage, backup_wipe_restore_compare};
+use restore_proof::{Login, Storage, backup_wipe_restore_compare, set_stamps, succeeded};
 use support::{assert_contains, repo_root, venv_bin};
 
 const USER: &str = "thehive";
@@ -106,18 +105,6 @@ fn tool(cluster: &Cluster, name: &str) -> Command {
     command
 }
 
-#[track_caller]
-fn succeeded(what: &str, out: Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n{stdout}\n{}",
-        out.status,
-        stderr(&out)
-    );
-    stdout
-}
-
 fn node_address(cluster: &Cluster) -> String {
     cluster.record["env"]["CQLSH_HOST"]
         .as_str()
@@ -156,20 +143,6 @@ fn env_sh_points_the_real_tools_at_the_sandbox_node() {
         .unwrap();
     assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
     assert_contains(&stderr(&refused), "Remote end requires authentication");
-}
-
-/// The stamps of the complete sets (backup_STAMP.json) in the backup folder.
-fn set_stamps(cluster: &Cluster) -> BTreeSet<String> {
-    std::fs::read_dir(cluster.path("backup"))
-        .unwrap()
-        .flatten()
-        .map(|entry| entry.file_name().to_string_lossy().into_owned())
-        .filter_map(|name| {
-            name.strip_prefix("backup_")?
-                .strip_suffix(".json")
-                .map(str::to_string)
-        })
-        .collect()
 }
 
 /// Runs the stock backup (attachments from `storage`) as the --cql-auth role

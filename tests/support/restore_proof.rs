@@ -67,7 +67,7 @@ pub fn digest(cluster: &Cluster, storage: Storage) -> serde_json::Value {
 }
 
 #[track_caller]
-fn succeeded(what: &str, out: Output) -> String {
+pub fn succeeded(what: &str, out: Output) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
@@ -408,4 +408,18 @@ pub fn backup_wipe_restore_compare(
     );
     assert_eq!(after, before);
     (backup_seconds, restore_seconds)
+}
+
+/// The stamps of the sets whose manifests are in the sandbox's backup folder.
+pub fn set_stamps(cluster: &Cluster) -> std::collections::BTreeSet<String> {
+    std::fs::read_dir(cluster.path("backup"))
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.file_name().to_string_lossy().into_owned())
+        .filter_map(|name| {
+            name.strip_prefix("backup_")?
+                .strip_suffix(".json")
+                .map(str::to_string)
+        })
+        .collect()
 }
