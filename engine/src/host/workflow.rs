@@ -29,6 +29,10 @@ pub const STOCK_FILES: &[(&str, &str)] = &[
         "lib/restore_cassandra.rhai",
         include_str!("../../../workflows/lib/restore_cassandra.rhai"),
     ),
+    (
+        "lib/restore_elasticsearch.rhai",
+        include_str!("../../../workflows/lib/restore_elasticsearch.rhai"),
+    ),
 ];
 
 /// Prefix of the display name of stock workflow files.

@@ -374,6 +374,9 @@ pub struct HttpClient {
     deadline: Option<Instant>,
     cancel: CancellationToken,
     label: String,
+    /// Replaces the client's per-request limit ([`REQUEST_TIMEOUT`]) for a
+    /// request that only answers when long work is done.
+    request_timeout: Option<Duration>,
 }
 
 impl HttpClient {
@@ -454,6 +457,7 @@ impl HttpClient {
             deadline: ctx.deadline,
             cancel: ctx.cancel.clone(),
             label: ctx.label.clone(),
+            request_timeout: None,
         })
     }
 
@@ -466,6 +470,17 @@ impl HttpClient {
             deadline,
             cancel: self.cancel.clone(),
             label: self.label.clone(),
+            request_timeout: self.request_timeout,
+        }
+    }
+
+    /// The same client with another limit for each request than
+    /// [`REQUEST_TIMEOUT`] (e.g. a restore with `wait_for_completion`, which
+    /// answers when the work is done); the deadline still applies.
+    pub fn with_request_timeout(&self, timeout: Duration) -> HttpClient {
+        HttpClient {
+            request_timeout: Some(timeout),
+            ..self.with_deadline(self.deadline)
         }
     }
 
@@ -630,6 +645,9 @@ impl HttpClient {
             .client
             .request(request.method.clone(), request.url.clone())
             .headers(request.headers.clone());
+        if let Some(timeout) = self.request_timeout {
+            builder = builder.timeout(timeout);
+        }
         if let (Some(user), Some(password)) = (&self.connection.user, &self.connection.password) {
             builder = builder.basic_auth(user, Some(password.expose()));
         } else if let Some(key) = &self.connection.api_key {
