@@ -25,6 +25,10 @@ pub const STOCK_FILES: &[(&str, &str)] = &[
         "lib/thehive.rhai",
         include_str!("../../../workflows/lib/thehive.rhai"),
     ),
+    (
+        "lib/restore_storage.rhai",
+        include_str!("../../../workflows/lib/restore_storage.rhai"),
+    ),
 ];
 
 /// Prefix of the display name of stock workflow files.

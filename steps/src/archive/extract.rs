@@ -66,6 +66,8 @@ fn default_true() -> bool {
 pub struct ExtractArchiveOutput {
     /// Entries created (files, folders, links).
     pub entries: u64,
+    /// Of those, files (regular files and hard links).
+    pub files: u64,
     /// Bytes of file data written.
     pub bytes: u64,
     /// Symlinks created that point outside `dest`, as `path -> target`
@@ -157,6 +159,7 @@ Options:
 
 Result:
   entries        int     entries created (files, folders, links)
+  files          int     of those, files (regular files and hard links)
   bytes          int     bytes of file data written
   links_outside  array   symlinks pointing outside dest, \"path -> target\" (only if any)
 
@@ -432,6 +435,7 @@ impl Extractor<'_> {
                     AtFlags::empty(),
                 )
                 .map_err(|errno| write_error(&target, errno))?;
+                self.output.files += 1;
             }
             // Regular, contiguous and GNU sparse entries: file data.
             _ => {
@@ -439,6 +443,7 @@ impl Extractor<'_> {
                 let size = entry.size();
                 let file = self.write_file(&mut entry, &parent, &file_name, &target, size)?;
                 self.set_attributes(&file, &target, mode, mtime, owner)?;
+                self.output.files += 1;
             }
         }
         self.last_parent = Some((parent_relative, parent));
@@ -859,7 +864,11 @@ mod tests {
         for (name, kind, data) in entries {
             let mut header = tar::Header::new_gnu();
             header.set_entry_type(*kind);
-            header.set_mode(if *kind == EntryType::Directory { 0o750 } else { 0o640 });
+            header.set_mode(if *kind == EntryType::Directory {
+                0o750
+            } else {
+                0o640
+            });
             header.set_mtime(1_700_000_000);
             match kind {
                 EntryType::Link | EntryType::Symlink => {
@@ -868,7 +877,9 @@ mod tests {
                 }
                 _ => {
                     header.set_size(data.len() as u64);
-                    builder.append_data(&mut header, name, data.as_bytes()).unwrap();
+                    builder
+                        .append_data(&mut header, name, data.as_bytes())
+                        .unwrap();
                 }
             }
         }
@@ -885,9 +896,21 @@ mod tests {
             &[
                 ("files_20261126_01h15m00s/", EntryType::Directory, ""),
                 ("files_20261126_01h15m00s/7f/", EntryType::Directory, ""),
-                ("files_20261126_01h15m00s/7f/report.txt", EntryType::Regular, "hello"),
-                ("files_20261126_01h15m00s/7f/same.txt", EntryType::Link, "files_20261126_01h15m00s/7f/report.txt"),
-                ("files_20261126_01h15m00s/top.txt", EntryType::Regular, "top"),
+                (
+                    "files_20261126_01h15m00s/7f/report.txt",
+                    EntryType::Regular,
+                    "hello",
+                ),
+                (
+                    "files_20261126_01h15m00s/7f/same.txt",
+                    EntryType::Link,
+                    "files_20261126_01h15m00s/7f/report.txt",
+                ),
+                (
+                    "files_20261126_01h15m00s/top.txt",
+                    EntryType::Regular,
+                    "top",
+                ),
             ],
         );
         let dest = dir.path().join("dest");
@@ -900,9 +923,15 @@ mod tests {
             strip_prefix: Some("files_20261126_01h15m00s/".into()),
         };
         let output = extract_archive(&options, &WorkControl::new("t")).unwrap();
-        assert_eq!((output.entries, output.bytes), (4, 8));
-        assert_eq!(std::fs::read_to_string(dest.join("7f/report.txt")).unwrap(), "hello");
-        assert_eq!(std::fs::read_to_string(dest.join("top.txt")).unwrap(), "top");
+        assert_eq!((output.entries, output.files, output.bytes), (4, 3, 8));
+        assert_eq!(
+            std::fs::read_to_string(dest.join("7f/report.txt")).unwrap(),
+            "hello"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dest.join("top.txt")).unwrap(),
+            "top"
+        );
         assert_eq!(
             std::fs::metadata(dest.join("7f/same.txt")).unwrap().ino(),
             std::fs::metadata(dest.join("7f/report.txt")).unwrap().ino()

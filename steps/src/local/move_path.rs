@@ -205,19 +205,24 @@ pub fn move_path(options: &MovePathOptions) -> Result<MovePathOutput, MovePathEr
         take_attributes(from, like)?;
     }
     let rename = |source: &Path, dest: &Path| {
-        renameat2(AT_FDCWD, source, AT_FDCWD, dest, RenameFlags::RENAME_NOREPLACE).map_err(
-            |errno| match errno {
-                Errno::EEXIST | Errno::ENOTEMPTY => MovePathError::Exists {
-                    from: source.to_path_buf(),
-                    to: dest.to_path_buf(),
-                },
-                Errno::EXDEV => MovePathError::CrossDevice {
-                    from: source.to_path_buf(),
-                    to: dest.to_path_buf(),
-                },
-                errno => io_error("rename", source)(errno.into()),
-            },
+        renameat2(
+            AT_FDCWD,
+            source,
+            AT_FDCWD,
+            dest,
+            RenameFlags::RENAME_NOREPLACE,
         )
+        .map_err(|errno| match errno {
+            Errno::EEXIST | Errno::ENOTEMPTY => MovePathError::Exists {
+                from: source.to_path_buf(),
+                to: dest.to_path_buf(),
+            },
+            Errno::EXDEV => MovePathError::CrossDevice {
+                from: source.to_path_buf(),
+                to: dest.to_path_buf(),
+            },
+            errno => io_error("rename", source)(errno.into()),
+        })
     };
     let mut output = MovePathOutput {
         moved: true,
@@ -376,10 +381,12 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.to_string().contains("unknown field `force`"), "{e}");
-        let o: MovePathOptions = serde_json::from_value(
-            serde_json::json!({"from": "/a", "to": "/b", "replace": true}),
-        )
-        .unwrap();
-        assert_eq!(MovePath::describe(&o), "move /a to /b (replacing what is there)");
+        let o: MovePathOptions =
+            serde_json::from_value(serde_json::json!({"from": "/a", "to": "/b", "replace": true}))
+                .unwrap();
+        assert_eq!(
+            MovePath::describe(&o),
+            "move /a to /b (replacing what is there)"
+        );
     }
 }
