@@ -33,6 +33,10 @@ pub const STOCK_FILES: &[(&str, &str)] = &[
         "lib/restore_elasticsearch.rhai",
         include_str!("../../../workflows/lib/restore_elasticsearch.rhai"),
     ),
+    (
+        "lib/restore_storage.rhai",
+        include_str!("../../../workflows/lib/restore_storage.rhai"),
+    ),
 ];
 
 /// Prefix of the display name of stock workflow files.
