@@ -13,6 +13,7 @@ use crate::host::secrets::{mask, mask_json};
 use crate::report::script_error::{describe_position, runtime_error, step_error_map};
 use crate::run::journal::{StepRecord, timestamp};
 use crate::run::run_state::RunState;
+use runbook_steps::ErrorKind;
 
 /// Extra time a step that handles its own timeout gets before the engine cuts it off.
 const OWN_TIMEOUT_GRACE: Duration = Duration::from_secs(60);
@@ -84,7 +85,7 @@ pub fn call_step(
     let options_error = |message: String| {
         runtime_error(
             entry.name,
-            "options",
+            ErrorKind::Options,
             format!("step {}: {message}", entry.name),
             position_text.clone(),
             position,
@@ -203,7 +204,7 @@ pub fn call_step(
             }
             Err(error)
                 if attempt <= common.retries
-                    && error.kind() != "cancelled"
+                    && error.error_kind() != ErrorKind::Cancelled
                     && !error.is_permanent()
                     && (in_cleanup || !state.cancel.is_cancelled()) =>
             {
@@ -262,7 +263,7 @@ fn to_dynamic(
     rhai::serde::to_dynamic(value).map_err(|e| {
         runtime_error(
             "script",
-            "script",
+            ErrorKind::Script,
             format!("step result cannot be converted: {e}"),
             position_text.to_string(),
             position,

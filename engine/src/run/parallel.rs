@@ -7,6 +7,7 @@ use rhai::{Array, Dynamic, EvalAltResult, FnPtr, Map, NativeCallContext};
 
 use crate::report::script_error;
 use crate::run::cleanup;
+use runbook_steps::ErrorKind;
 
 /// The `parallel` function.
 pub fn parallel(context: NativeCallContext, branches: Array) -> Result<Array, Box<EvalAltResult>> {
@@ -19,7 +20,7 @@ pub fn parallel(context: NativeCallContext, branches: Array) -> Result<Array, Bo
             None => {
                 return Err(script_error::runtime_error(
                     "parallel",
-                    "options",
+                    ErrorKind::Options,
                     format!(
                         "branch {} is a {type_name}, expected a closure `|| {{ ... }}`",
                         index + 1
@@ -87,7 +88,7 @@ pub fn parallel(context: NativeCallContext, branches: Array) -> Result<Array, Bo
     }
     let mut map = Map::new();
     map.insert("step".into(), "parallel".into());
-    map.insert("kind".into(), "parallel".into());
+    map.insert("kind".into(), ErrorKind::Parallel.as_str().into());
     map.insert(
         "message".into(),
         format!("{failed} of {total} branches failed").into(),

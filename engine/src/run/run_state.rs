@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 use crate::host::config::Overrides;
 use crate::run::compensation::{Action, Compensation};
 use crate::run::journal::{Journal, StepRecord};
+use runbook_steps::ErrorKind;
 
 /// Shared state of one run.
 pub struct RunState {
@@ -145,7 +146,7 @@ impl RunState {
         outcome.map_err(|e| {
             crate::report::script_error::runtime_error(
                 "undo",
-                "undo",
+                ErrorKind::Undo,
                 format!("{}: {e}", compensation.label),
                 compensation.position.clone(),
                 rhai::Position::NONE,

@@ -18,7 +18,7 @@ use crate::backup::catalogue::{
 };
 use crate::backup::layout::MANIFEST_PREFIX;
 use crate::runtime::atomic_file::sync_parent;
-use crate::runtime::error::{StepError, StepFailure};
+use crate::runtime::error::{ErrorKind, StepError, StepFailure};
 use crate::runtime::secret::Secret;
 use crate::runtime::step::{DryRun, Step, StepContext};
 use crate::search::client::{
@@ -364,15 +364,15 @@ pub enum PruneError {
 }
 
 impl StepFailure for PruneError {
-    fn kind(&self) -> &'static str {
+    fn error_kind(&self) -> ErrorKind {
         match self {
-            PruneError::Catalogue(_) | PruneError::Remove { .. } => "io",
-            PruneError::BadProtect(_) => "options",
+            PruneError::Catalogue(_) | PruneError::Remove { .. } => ErrorKind::Io,
+            PruneError::BadProtect(_) => ErrorKind::Options,
             PruneError::RepositoryCheck { source, .. } | PruneError::Snapshot { source, .. } => {
-                source.kind()
+                source.error_kind()
             }
-            PruneError::Worker => "internal",
-            PruneError::Cancelled(_) => "cancelled",
+            PruneError::Worker => ErrorKind::Internal,
+            PruneError::Cancelled(_) => ErrorKind::Cancelled,
         }
     }
 }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use url::Url;
 
-use crate::runtime::error::{StepError, StepFailure};
+use crate::runtime::error::{ErrorKind, StepError, StepFailure};
 use crate::runtime::secret::Secret;
 use crate::runtime::step::{DryRun, Step, StepContext};
 use crate::search::client::{
@@ -265,21 +265,21 @@ pub enum EsSnapshotError {
 }
 
 impl StepFailure for EsSnapshotError {
-    fn kind(&self) -> &'static str {
+    fn error_kind(&self) -> ErrorKind {
         match self {
-            EsSnapshotError::RepositoryMissing { .. } => "repository_missing",
-            EsSnapshotError::VerifyFailed { .. } => "repository_verify",
-            EsSnapshotError::Start { source, .. } => source.kind(),
-            EsSnapshotError::NotAccepted { .. } => "invalid_response",
-            EsSnapshotError::NameTaken { .. } => "snapshot_exists",
+            EsSnapshotError::RepositoryMissing { .. } => ErrorKind::RepositoryMissing,
+            EsSnapshotError::VerifyFailed { .. } => ErrorKind::RepositoryVerify,
+            EsSnapshotError::Start { source, .. } => source.error_kind(),
+            EsSnapshotError::NotAccepted { .. } => ErrorKind::InvalidResponse,
+            EsSnapshotError::NameTaken { .. } => ErrorKind::SnapshotExists,
             EsSnapshotError::Ended { state, .. } => match state.as_str() {
-                "PARTIAL" => "snapshot_partial",
-                "INCOMPATIBLE" => "snapshot_incompatible",
-                _ => "snapshot_failed",
+                "PARTIAL" => ErrorKind::SnapshotPartial,
+                "INCOMPATIBLE" => ErrorKind::SnapshotIncompatible,
+                _ => ErrorKind::SnapshotFailed,
             },
-            EsSnapshotError::Vanished { .. } => "snapshot_missing",
-            EsSnapshotError::StillRunning { .. } => "timeout",
-            EsSnapshotError::Poll { source, .. } => source.kind(),
+            EsSnapshotError::Vanished { .. } => ErrorKind::SnapshotMissing,
+            EsSnapshotError::StillRunning { .. } => ErrorKind::Timeout,
+            EsSnapshotError::Poll { source, .. } => source.error_kind(),
         }
     }
 }
@@ -508,7 +508,7 @@ Example:
     ) -> Result<EsSnapshotOutput, StepError> {
         if options.poll < MIN_POLL {
             return Err(StepError::new(
-                "options",
+                ErrorKind::Options,
                 format!(
                     "option `poll` {} is too short: at least {} (every poll is a request to Elasticsearch)",
                     humantime::format_duration(options.poll),
