@@ -596,21 +596,15 @@ async fn check_repository(
     client: &HttpClient,
     options: &EsSnapshotOptions,
 ) -> Result<(), StepError> {
-    let url = endpoint(&options.url, &["_snapshot", &options.repository]);
-    let answer = client
-        .send(&HttpRequest::new(Method::GET, url.clone()))
-        .await?;
-    let missing = || EsSnapshotError::RepositoryMissing {
-        repository: options.repository.clone(),
-        url: display_url(&url),
-    };
-    if answer.status.as_u16() == 404 {
-        return Err(missing().into());
-    }
-    let repositories: serde_json::Map<String, serde_json::Value> =
-        answer.require_success()?.json()?;
-    if !repositories.contains_key(&options.repository) {
-        return Err(missing().into());
+    if !client
+        .repository_registered(&options.url, &options.repository)
+        .await?
+    {
+        return Err(EsSnapshotError::RepositoryMissing {
+            repository: options.repository.clone(),
+            url: display_url(&endpoint(&options.url, &["_snapshot", &options.repository])),
+        }
+        .into());
     }
     if options.verify_repository {
         let verify = endpoint(&options.url, &["_snapshot", &options.repository, "_verify"]);
