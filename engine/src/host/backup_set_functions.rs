@@ -20,8 +20,8 @@ use runbook_steps::backup::catalogue::{BackupSet, Catalogue, Origin};
 use runbook_steps::backup::layout::{claim_file_name, manifest_file_name, new_stamp, parse_stamp};
 use runbook_steps::backup::manifest::Manifest;
 
-use crate::report::script_error::{describe_position, runtime_error};
-use crate::run::run_state::RunState;
+use crate::host::run_state::RunState;
+use crate::host::script_error::{describe_position, runtime_error};
 use runbook_steps::ErrorKind;
 
 /// The set a restore may use: a readable manifest saying complete, every

@@ -4,13 +4,13 @@ use std::sync::Arc;
 
 use rhai::{Dynamic, Engine, EvalAltResult, FnPtr, Map, NativeCallContext};
 
+use crate::host::cleanup;
+use crate::host::compensation::Action;
+use crate::host::parallel;
+use crate::host::run_state::RunState;
+use crate::host::script_error::{describe_position, runtime_error};
 use crate::host::step_call::call_step;
 use crate::host::workflow::WorkflowModules;
-use crate::report::script_error::{describe_position, runtime_error};
-use crate::run::cleanup;
-use crate::run::compensation::Action;
-use crate::run::parallel;
-use crate::run::run_state::RunState;
 use runbook_steps::ErrorKind;
 
 /// Default bound on the Rhai operations one run (or one parallel branch) may
@@ -35,7 +35,7 @@ pub fn build_engine(state: Arc<RunState>, modules: WorkflowModules) -> Engine {
     {
         let state = Arc::clone(&state);
         engine.on_progress(move |_| {
-            (state.cancel.is_cancelled() && !crate::run::run_state::in_cleanup())
+            (state.cancel.is_cancelled() && !crate::host::run_state::in_cleanup())
                 .then(|| Dynamic::from("interrupted"))
         });
     }
@@ -120,14 +120,14 @@ pub fn build_engine(state: Arc<RunState>, modules: WorkflowModules) -> Engine {
             .map(|t| Dynamic::from(t.timestamp_millis()))
             .unwrap_or(Dynamic::UNIT)
     });
-    engine.register_fn("hostname", crate::run::journal::hostname);
+    engine.register_fn("hostname", crate::host::journal::hostname);
     {
         let state = Arc::clone(&state);
         engine.register_fn(
             "private_dir",
             move |context: NativeCallContext| -> Result<String, Box<EvalAltResult>> {
                 let position = position_of(&state, &context);
-                crate::run::private_dir::private_dir(&state, position.clone()).map_err(|message| {
+                crate::host::private_dir::private_dir(&state, position.clone()).map_err(|message| {
                     runtime_error(
                         "private_dir",
                         ErrorKind::File,

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use rhai::{Array, Dynamic, Engine, EvalAltResult, NativeCallContext};
 use runbook_steps::files;
 
-use crate::report::script_error::{describe_position, runtime_error};
-use crate::run::run_state::RunState;
+use crate::host::run_state::RunState;
+use crate::host::script_error::{describe_position, runtime_error};
 use runbook_steps::ErrorKind;
 
 type FnResult<T> = Result<T, Box<EvalAltResult>>;

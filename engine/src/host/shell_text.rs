@@ -4,7 +4,7 @@
 
 use rhai::{Engine, EvalAltResult, NativeCallContext};
 
-use crate::report::script_error::{describe_position, runtime_error};
+use crate::host::script_error::{describe_position, runtime_error};
 use runbook_steps::ErrorKind;
 
 /// `value` as one POSIX shell word (quoted only when needed, by `shlex`): a

@@ -5,8 +5,8 @@
 
 use rhai::{Array, Dynamic, EvalAltResult, FnPtr, Map, NativeCallContext};
 
-use crate::report::script_error;
-use crate::run::cleanup;
+use crate::host::cleanup;
+use crate::host::script_error;
 use runbook_steps::ErrorKind;
 
 /// The `parallel` function.
@@ -34,14 +34,14 @@ pub fn parallel(context: NativeCallContext, branches: Array) -> Result<Array, Bo
     #[allow(deprecated)]
     let store = context.store_data();
     let engine = context.engine();
-    let in_cleanup = crate::run::run_state::in_cleanup();
+    let in_cleanup = crate::host::run_state::in_cleanup();
     let outcomes: Vec<Result<Dynamic, Vec<Box<EvalAltResult>>>> = std::thread::scope(|scope| {
         let handles: Vec<_> = closures
             .iter()
             .map(|closure| {
                 let store = store.clone();
                 scope.spawn(move || {
-                    crate::run::run_state::set_in_cleanup(in_cleanup);
+                    crate::host::run_state::set_in_cleanup(in_cleanup);
                     cleanup::push_frame();
                     #[allow(deprecated)]
                     let branch_context = store.create_context(engine);
