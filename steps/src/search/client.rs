@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
-use crate::runtime::error::StepFailure;
+use crate::runtime::error::{ErrorKind, StepFailure};
 use crate::runtime::step::StepContext;
 
 /// How long one request is retried on transient failures when the step's
@@ -180,20 +180,20 @@ pub enum HttpError {
 }
 
 impl StepFailure for HttpError {
-    fn kind(&self) -> &'static str {
+    fn error_kind(&self) -> ErrorKind {
         match self {
-            HttpError::Options(_) | HttpError::Url { .. } => "options",
-            HttpError::CaCertRead { .. } | HttpError::CaCertParse { .. } => "ca_cert",
-            HttpError::Client { .. } => "client",
-            HttpError::Transport { .. } => "connect",
-            HttpError::Status { status: 401, .. } => "unauthorized",
-            HttpError::Status { status: 403, .. } => "forbidden",
-            HttpError::Status { status: 404, .. } => "not_found",
-            HttpError::Status { .. } => "http_status",
-            HttpError::Json { .. } => "invalid_response",
-            HttpError::Deadline { .. } => "timeout",
+            HttpError::Options(_) | HttpError::Url { .. } => ErrorKind::Options,
+            HttpError::CaCertRead { .. } | HttpError::CaCertParse { .. } => ErrorKind::CaCert,
+            HttpError::Client { .. } => ErrorKind::Client,
+            HttpError::Transport { .. } => ErrorKind::Connect,
+            HttpError::Status { status: 401, .. } => ErrorKind::Unauthorized,
+            HttpError::Status { status: 403, .. } => ErrorKind::Forbidden,
+            HttpError::Status { status: 404, .. } => ErrorKind::NotFound,
+            HttpError::Status { .. } => ErrorKind::HttpStatus,
+            HttpError::Json { .. } => ErrorKind::InvalidResponse,
+            HttpError::Deadline { .. } => ErrorKind::Timeout,
             // The same kind as StepError::cancelled(), so the engine treats both alike.
-            HttpError::Cancelled => "cancelled",
+            HttpError::Cancelled => ErrorKind::Cancelled,
         }
     }
 }
