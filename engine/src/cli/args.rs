@@ -175,6 +175,11 @@ struct RunArgs {
     /// atomically). A workflow may instead declare a config key `metrics_file`.
     #[arg(long, value_name = "FILE", env = "RUNBOOK_METRICS_FILE")]
     metrics_file: Option<PathBuf>,
+    /// At the end of the run (success or failure), write the run summary as
+    /// JSON to FILE (`-`: stdout): result, duration, each step with bytes
+    /// and throughput, each archive with size and SHA-256, the error.
+    #[arg(long, value_name = "FILE")]
+    summary_json: Option<PathBuf>,
 }
 
 /// Parses the command line, runs the command, returns the exit code.
@@ -286,5 +291,6 @@ fn run_command(args: RunArgs, plan: bool) -> i32 {
         max_operations: args.max_operations,
         journal_group: args.journal_group,
         metrics_file: args.metrics_file,
+        summary_json: args.summary_json,
     })
 }

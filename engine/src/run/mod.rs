@@ -11,5 +11,6 @@ pub mod lock;
 pub mod parallel;
 pub mod private_dir;
 pub mod recovery;
+pub mod run_error;
 pub mod run_state;
 pub mod runner;
