@@ -128,6 +128,14 @@ enum Command {
         #[arg(long, value_name = "URL")]
         elasticsearch_url: Option<String>,
     },
+    /// The last run, the newest complete verified set and its age, sets kept
+    /// and space at each archive folder (exit 1 when the newest complete,
+    /// verified set is older than --max-age, or there is none: a monitoring probe).
+    ///
+    /// Reads only the journals and the backup catalogue (file names, sizes,
+    /// manifests); `runbook list` also checks the snapshots, `runbook verify
+    /// --set` the archives.
+    Status(crate::cli::status::StatusArgs),
     /// Write the stock workflows into DIR so they can be edited.
     Init {
         /// The folder (created if missing).
@@ -227,6 +235,7 @@ pub fn main() -> i32 {
                 }
             }
         }
+        Command::Status(args) => crate::cli::status::status(&args.into_request()),
         Command::Init { dir, force } => crate::cli::commands::init(&dir, force),
         Command::Verify {
             paths,
