@@ -6,6 +6,8 @@
 pub mod args;
 pub mod catalogue;
 pub mod commands;
+pub mod completion_values;
+pub mod man_page;
 pub mod status;
 pub mod step_docs;
 
