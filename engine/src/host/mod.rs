@@ -6,6 +6,7 @@
 
 pub mod backup_set_functions;
 pub mod check;
+pub mod check_lints;
 pub mod config;
 pub mod config_rules;
 pub mod engine;

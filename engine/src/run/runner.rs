@@ -112,6 +112,17 @@ pub fn run(request: RunRequest) -> i32 {
         }
     };
     ast.set_source(workflow.display.clone());
+    // `cfg.typo` would only show up later as a step's confusing `null`.
+    if let Some(problem) =
+        crate::host::check_lints::unknown_config_keys(&ast, &workflow.display).first()
+    {
+        print_error(&format!(
+            "error: {}\n{}",
+            problem.message,
+            script_error::source_excerpt(&problem.position, &source_text)
+        ));
+        return exit_code::INPUT;
+    }
 
     let journal_dir = request
         .journal_dir
