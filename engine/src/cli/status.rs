@@ -360,12 +360,17 @@ fn describe_run(path: &Path, doc: &JournalDoc) -> LastRun {
         };
         ((end - s).num_milliseconds().max(0) as f64) / 1000.0
     });
+    // The failed call the run's error names: a failure the script caught
+    // (`try { ... } catch`) did not fail the run.
+    let run_error = doc.error.as_deref().unwrap_or("");
     let failed_step = doc
         .steps
         .iter()
         .rev()
-        .find(|r| r.status == "failed")
         .filter(|_| result != "success")
+        .find(|r| {
+            r.status == "failed" && r.error.as_deref().is_some_and(|e| run_error.contains(e))
+        })
         .map(|r| FailedStep {
             label: r.label.clone(),
             step: r.step.clone(),

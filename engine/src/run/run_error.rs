@@ -17,8 +17,28 @@ static RUN_ERROR: Mutex<Option<Map>> = Mutex::new(None);
 
 /// Records how the workflow's body ended (`None`: it succeeded).
 pub fn record(error: Option<&EvalAltResult>) {
-    let map = error.map(error_map);
+    let map = error.map(|e| single_branch(error_map(e)));
     *RUN_ERROR.lock().expect("run error lock poisoned") = map;
+}
+
+/// The error of the one failed branch when a `parallel` call failed because
+/// of one branch (as the terminal report shows it), else `map` itself. Several
+/// failed branches stay a `parallel` error with their maps in `errors`.
+fn single_branch(map: Map) -> Map {
+    if map.get("step").map(|s| s.to_string()).as_deref() != Some("parallel") {
+        return map;
+    }
+    let branches: Vec<Map> = map
+        .get("errors")
+        .and_then(|e| e.read_lock::<rhai::Array>().map(|a| a.clone()))
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|e| e.read_lock::<Map>().map(|m| m.clone()))
+        .collect();
+    match <[Map; 1]>::try_from(branches) {
+        Ok([only]) => only,
+        Err(_) => map,
+    }
 }
 
 /// The error that ended the body, as a map (`step`, `kind`, `message`,
