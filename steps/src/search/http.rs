@@ -157,7 +157,8 @@ refused and HTTP 429, 502, 503, 504 always; connection reset and timeouts only f
 GET, HEAD, PUT, DELETE and OPTIONS (a POST may have been processed). Other errors are
 not retried. Errors name the method and URL and quote what the server said
 (Elasticsearch's `error.type` and `error.reason`, else the start of the body);
-credentials never appear. Credentials inside the URL are refused: use `user` and
+a status outside `expect` also says what was expected (`HTTP 503, expected 200
+or 204; answer: ...`); credentials and secrets never appear. Credentials inside the URL are refused: use `user` and
 `password`. Under --dry-run only GET and HEAD are sent; other methods return a
 placeholder (status: the first `expect` code or 200, empty body).
 
