@@ -211,7 +211,7 @@ http(#{{ url: "http://127.0.0.1:{port}/hook", method: "POST", body: "x", expect:
 fn summary_json_and_run_error_in_defer_on_failure_and_success() {
     let s = Scratch::new();
     let notify = recorder(s.dir.path());
-    let workflow = r#"let cfg = config(#{ fail: false, notify_command: "", notify_on_success: false });
+    let workflow = r#"let cfg = config(#{ fail: false, notify_command: "", notify_on_success: false, notify_timeout: "2m" });
 defer(|| {
     let e = run_error();
     let text = if e == () { "no error" } else { `${e.step}|${e.label}|${e.kind}|${e.message}|${e.position}` };
@@ -307,6 +307,29 @@ exec(#{ cmd: "sh", args: ["-c", if cfg.fail { "exit 3" } else { "true" }], label
         "notify_command `false` failed: exited with code 1 (the run's result stands: failed)",
     );
 
+    // A notify command that hangs is killed (with what it started) at notify_timeout.
+    let started = std::time::Instant::now();
+    let out = s.run(&[
+        "run",
+        "wf.rhai",
+        "--set",
+        "fail=true",
+        "--set",
+        "notify_command=sh -c 'sleep 30 & sleep 30'",
+        "--set",
+        "notify_timeout=1s",
+    ]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_contains(
+        &stderr(&out),
+        "failed: killed after 1s (the run's result stands: failed)",
+    );
+
     // An unwritable --summary-json folder fails before the run.
     let out = s.run(&[
         "run",
@@ -339,6 +362,32 @@ fn status_without_journal_or_sets_exits_1_and_says_so() {
         "newest set:   NONE complete and verified (max age 1d 2h: STALE)",
     );
     assert_contains(&stderr(&out), "warning: no journal folder");
+
+    // A journal left `running` by a process that is gone: a crashed run.
+    std::fs::create_dir(s.path("journal")).unwrap();
+    let host = nix::unistd::gethostname().unwrap().to_string_lossy().into_owned();
+    std::fs::write(
+        s.path("journal/20261201T011500.000Z-cluster-hot-backup.json"),
+        serde_json::json!({
+            "workflow": "stock:cluster-hot-backup.rhai", "workflow_sha256": "", "engine_version": "0.1.0",
+            "host": host, "pid": 999_999_999u32, "dry_run": false,
+            "started": "2026-12-01T01:15:00.000Z", "ended": null, "status": "running", "error": null,
+            "config": {}, "steps": [], "compensations": []
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let out = runbook()
+        .args(["status", "--json", "--manifest-path"])
+        .arg(s.path("backup"))
+        .arg("--journal-dir")
+        .arg(s.path("journal"))
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["last_run"]["result"], "crashed", "{status}");
+    assert_eq!(status["newest_complete_set"], Value::Null);
 
     let out = runbook()
         .args(["status", "--max-age", "soon"])

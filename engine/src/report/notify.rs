@@ -8,7 +8,8 @@
 //! The command line is split like a shell would (`shlex`) and run without a
 //! shell: a value with `$`, `|` or `;` means nothing special unless the
 //! command is `sh -c '...'`. It runs after the journal and the metrics are
-//! written, gets [`NOTIFY_TIMEOUT`], and its failure is logged without
+//! written, gets `notify_timeout` (default [`NOTIFY_TIMEOUT`]) and is
+//! killed with its process group after that, and its failure is logged without
 //! changing the run's exit code (the backup's outcome stands). Not under
 //! `--dry-run`.
 
@@ -24,7 +25,10 @@ use crate::run::journal::JournalDoc;
 pub const COMMAND_KEY: &str = "notify_command";
 /// The config key asking for a notification after a successful run too.
 pub const ON_SUCCESS_KEY: &str = "notify_on_success";
-/// How long the command may take before it is killed.
+/// The config key bounding how long the command may take (a duration such as
+/// "2m"); [`NOTIFY_TIMEOUT`] when the workflow does not declare it.
+pub const TIMEOUT_KEY: &str = "notify_timeout";
+/// How long the command may take before it is killed, by default.
 pub const NOTIFY_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Runs the workflow's `notify_command`, if it declares one and the run's
@@ -50,7 +54,13 @@ pub fn after_run(doc: &JournalDoc, summary: &RunSummary, summary_json: &str) {
         tracing::info!("dry-run: {COMMAND_KEY} not run");
         return;
     }
-    match notify(command_line, summary, summary_json, NOTIFY_TIMEOUT) {
+    let timeout = doc
+        .config
+        .get(TIMEOUT_KEY)
+        .and_then(|v| v.as_str())
+        .and_then(|text| humantime::parse_duration(text).ok())
+        .unwrap_or(NOTIFY_TIMEOUT);
+    match notify(command_line, summary, summary_json, timeout) {
         Ok(()) => tracing::info!("{COMMAND_KEY}: notified ({})", summary.result),
         Err(e) => tracing::error!(
             "{COMMAND_KEY} `{}` failed: {e} (the run's result stands: {})",
