@@ -3,19 +3,23 @@
 //! # Layout
 //! - [`cli`]: the `runbook` command line: arguments and dispatch (`args`), the
 //!   commands besides a run (`commands`), `list` and `verify --set`
-//!   (`catalogue`), `docs/steps.md` from the step docs (`step_docs`).
+//!   (`catalogue`), `status`, `docs/steps.md` from the step docs
+//!   (`step_docs`), the man page (`man_page`), completion words
+//!   (`completion_values`).
 //! - [`host`]: the Rhai engine with every function registered (`engine`); the
 //!   one adapter between Rhai maps and steps (`step_call`); functions scripts
 //!   call besides steps (`file_functions`, `shell_text`,
 //!   `backup_set_functions`); `config`, `config_rules`, `secrets` (reading and
 //!   masking); `workflow` (finding files, imports), `file_safety` (refusing
-//!   files others could change), `check` (`runbook check`).
+//!   files others could change), `check` and `check_lints` (`runbook check`).
 //! - [`run`]: one run (`runner`: lock, journal, signals, script thread, exit
-//!   code); `run_state` shared by every function during it; `parallel`,
+//!   code); `run_state` shared by every function during it; `run_error`
+//!   (the body's error, for cleanups and the summary); `parallel`,
 //!   `cleanup` (`defer`), `compensation` (`undo`), `recovery`, `journal`,
 //!   `lock`, `private_dir` (files with secrets outside the archive folders).
 //! - [`report`]: `logging`, `terminal`, `script_error` (errors raised into
-//!   scripts and printed), `exit_code`, `metrics` (the Prometheus textfile).
+//!   scripts and printed), `exit_code`, `metrics` (the Prometheus textfile),
+//!   `summary` (`--summary-json`), `notify` (`notify_command`).
 //!
 //! The engine reaches steps only through the registry (`runbook_steps::find_step`,
 //! `all_steps`); besides it uses the step runtime (progress, files written
