@@ -363,6 +363,7 @@ fn a_restore_with_failed_shards_puts_the_index_back_and_exits_1() {
 
     let out = restore(fixture, &stamp, &[]);
     let err = stderr(&out);
+    eprintln!("{err}");
     assert_eq!(code(&out), 1, "{err}");
     assert_contains(
         &err,
@@ -405,6 +406,7 @@ fn a_failure_after_the_restore_puts_the_index_back() {
     let before = es_digest(cluster);
     let out = restore(fixture, &stamp, &["fail_after=verify"]);
     let err = stderr(&out);
+    eprintln!("{err}");
     assert_eq!(code(&out), 1, "{err}");
     assert_contains(&err, "test failure after verify");
     assert_contains(&err, r#"verified: {"documents":{"thehive_global":300}"#);
@@ -478,6 +480,7 @@ fn a_snapshot_missing_from_the_repository_is_refused_before_anything_changes() {
     let snapshots = snapshot_names(cluster);
     let out = restore(fixture, &stamp, &[]);
     let err = stderr(&out);
+    eprintln!("{err}");
     assert_eq!(code(&out), 1, "{err}");
     assert_contains(
         &err,
@@ -575,6 +578,77 @@ fn the_plan_lines_run_as_printed_restore_the_set() {
         None,
     );
     assert_eq!(es_digest(cluster), at_backup);
+}
+
+/// Refusals in pre-flight, each before anything changes (same index, same
+/// snapshots): the safety snapshot of an earlier restore of the set is still
+/// there; the cluster is red; the set's repository is not registered.
+#[test]
+fn preflight_refusals_change_nothing() {
+    let (fixture, _turn) = fixture();
+    let cluster = &fixture.cluster;
+    let stamp = backup(cluster);
+    change_documents(cluster);
+    let before = es_digest(cluster);
+    let uuid = index_uuid(cluster);
+    // The digest reads every index: a red one would hang it, so it is
+    // compared once the refusal's cause is gone.
+    let refused = |reason: &str| {
+        let snapshots = snapshot_names(cluster);
+        let out = restore(fixture, &stamp, &[]);
+        let err = stderr(&out);
+        eprintln!("{err}");
+        assert_eq!(code(&out), 1, "{err}");
+        assert_contains(&err, reason);
+        assert_eq!(index_uuid(cluster), uuid);
+        assert_eq!(snapshot_names(cluster), snapshots);
+    };
+
+    let safety = format!("pre_restore_{stamp}");
+    es(
+        "PUT",
+        cluster,
+        &format!("/_snapshot/thehive_repository/{safety}?wait_for_completion=true"),
+        Some(r#"{"indices":"thehive_global","include_global_state":false}"#),
+    );
+    refused(&format!(
+        "an Elasticsearch snapshot {safety} is already in repository thehive_repository: the safety copy of an earlier restore of set {stamp}. \
+             Check the live index, then drop it with: runbook run cluster-hot-restore --set discard_safety={stamp}"
+    ));
+    discard_safety(fixture, &stamp);
+    assert_eq!(es_digest(cluster), before);
+
+    es(
+        "PUT",
+        cluster,
+        "/test_red_index",
+        Some(
+            r#"{"settings":{"index.number_of_replicas":0,"index.routing.allocation.require._name":"no_such_node"}}"#,
+        ),
+    );
+    refused(&format!(
+        "Elasticsearch cluster at {} is not ready for a restore: cluster health at {}/_cluster/health is red",
+        cluster.es_url(),
+        cluster.es_url()
+    ));
+    es("DELETE", cluster, "/test_red_index", None);
+    assert_eq!(es_digest(cluster), before);
+
+    es("DELETE", cluster, "/_snapshot/thehive_repository", None);
+    let out = restore(fixture, &stamp, &[]);
+    repository_settings(cluster, "");
+    let err = stderr(&out);
+    eprintln!("{err}");
+    assert_eq!(code(&out), 1, "{err}");
+    assert_contains(
+        &err,
+        &format!(
+            "the Elasticsearch snapshot repository \"thehive_repository\" of set {stamp} is not registered at {}",
+            cluster.es_url()
+        ),
+    );
+    assert_eq!(index_uuid(cluster), uuid);
+    assert_eq!(es_digest(cluster), before);
 }
 
 /// `runbook plan` probes, prints the plan, and changes nothing.
@@ -696,6 +770,7 @@ fn sigterm_during_the_restore_puts_the_index_back() {
     let rest: Vec<String> = lines.try_iter().collect();
     drop(throttled);
     let rest = rest.join("\n");
+    eprintln!("{rest}");
     assert_eq!(exit.code(), Some(143), "{rest}");
     assert_contains(
         &rest,
@@ -733,6 +808,7 @@ fn after_sigkill_during_the_restore_recover_puts_the_index_back() {
         .unwrap();
     drop(throttled);
     let err = stderr(&out);
+    eprintln!("{err}");
     assert_eq!(code(&out), 0, "{err}");
     assert_contains(
         &err,
