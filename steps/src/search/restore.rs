@@ -388,7 +388,11 @@ Example:
         let answer = patient
             .send(&HttpRequest::json(Method::POST, url.clone(), &body))
             .await
-            .map_err(|source| request_error(&options, &indices, source))?;
+            .map_err(|source| match source {
+                // Elasticsearch goes on restoring: the caller's undo deletes the index.
+                HttpError::Cancelled => StepError::cancelled(),
+                source => request_error(&options, &indices, source).into(),
+            })?;
         if !answer.status.is_success() {
             let error = answer.to_error();
             let missing = String::from_utf8_lossy(&answer.body).contains("snapshot does not exist")
