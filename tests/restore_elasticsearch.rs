@@ -36,6 +36,7 @@ const TEST_WORKFLOW: &str = r#"// Test workflow: the Elasticsearch part of clust
 import "lib/restore_elasticsearch" as elasticsearch;
 let cfg = config(elasticsearch::config_defaults() + #{
     manifest_path: "", stamp: "", fail_after: "", discard_safety: "",
+    skip_safety_copy: false, skip_restore: false,
 });
 if cfg.discard_safety != "" {
     elasticsearch::discard_safety(cfg, cfg.discard_safety);
@@ -45,10 +46,10 @@ let set = backup_manifest(cfg.manifest_path, cfg.stamp).manifest;
 for line in elasticsearch::plan(cfg, set, ()) { log_info(`plan: ${line}`); }
 let checked = elasticsearch::preflight(cfg, set, ());
 log_info(`preflight: ${checked.to_json()}`);
-let safety = elasticsearch::safety_copy(cfg, set, set.stamp);
+let safety = if cfg.skip_safety_copy { #{ undo_ids: [] } } else { elasticsearch::safety_copy(cfg, set, set.stamp) };
 log_info(`safety: ${safety.to_json()}`);
 if cfg.fail_after == "safety_copy" { fail("test failure after safety_copy"); }
-let restored = elasticsearch::restore(cfg, set, ());
+let restored = if cfg.skip_restore { #{ indices: ["thehive_global"] } } else { elasticsearch::restore(cfg, set, ()) };
 log_info(`restored: ${restored.to_json()}`);
 if cfg.fail_after == "restore" { fail("test failure after restore"); }
 let counts = elasticsearch::verify(cfg, set, (), restored);
@@ -649,6 +650,46 @@ fn preflight_refusals_change_nothing() {
     );
     assert_eq!(index_uuid(cluster), uuid);
     assert_eq!(es_digest(cluster), before);
+}
+
+/// The lib's own guards: restore() never deletes a live index that no
+/// SUCCESS safety snapshot holds (called without safety_copy), and verify()
+/// fails when the live index was not recovered from the set's snapshot.
+#[test]
+fn restore_needs_the_safety_copy_and_verify_needs_the_sets_snapshot() {
+    let (fixture, _turn) = fixture();
+    let cluster = &fixture.cluster;
+    let stamp = backup(cluster);
+    let uuid = index_uuid(cluster);
+    let out = restore(fixture, &stamp, &["skip_safety_copy=true"]);
+    let err = stderr(&out);
+    eprintln!("{err}");
+    assert_eq!(code(&out), 1, "{err}");
+    assert_contains(
+        &err,
+        &format!(
+            "refusing to delete the live Elasticsearch index thehive_global: no SUCCESS safety snapshot pre_restore_{stamp} in repository thehive_repository holds it (take the safety copy first)"
+        ),
+    );
+    assert_eq!(index_uuid(cluster), uuid);
+
+    // The live index came from the sandbox's bulk load or another snapshot, not this set's.
+    let out = restore(fixture, &stamp, &["skip_restore=true"]);
+    let err = stderr(&out);
+    eprintln!("{err}");
+    assert_eq!(code(&out), 1, "{err}");
+    assert_contains(
+        &err,
+        &format!(
+            "the Elasticsearch indices are not exactly snapshot elasticsearch_{stamp}: thehive_global shard 0 "
+        ),
+    );
+    assert_contains(
+        &err,
+        "put back: Elasticsearch indices thehive_global from safety snapshot",
+    );
+    assert_eq!(es_digest(cluster)["thehive_global"]["documents"], 300);
+    discard_safety(fixture, &stamp);
 }
 
 /// `runbook plan` probes, prints the plan, and changes nothing.
