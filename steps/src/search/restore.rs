@@ -202,23 +202,27 @@ fn is_one_index(name: &str) -> bool {
         && !name.contains(['*', '?', ',', '/', '\\', ' ', '"', '<', '>', '|', '#', ':'])
 }
 
-fn check_options(options: &EsRestoreOptions) -> Result<(), EsRestoreError> {
+/// The options' names checked before any request (an options error).
+fn check_options(options: &EsRestoreOptions) -> Result<(), StepError> {
     if !crate::backup::catalogue::is_plain_name(&options.repository) {
         return Err(EsRestoreError::Options(format!(
             "`repository` is `{}`: use letters, digits, `_`, `-` and `.` only",
             options.repository
-        )));
+        ))
+        .into());
     }
     match &options.snapshot {
         Some(name) if !crate::backup::catalogue::is_plain_name(name) => {
             return Err(EsRestoreError::Options(format!(
                 "`snapshot` is `{name}`: use letters, digits, `_`, `-` and `.` only"
-            )));
+            ))
+            .into());
         }
         None if !options.indices.is_empty() => {
             return Err(EsRestoreError::Options(
                 "`indices` to restore need the `snapshot` to restore them from".to_string(),
-            ));
+            )
+            .into());
         }
         _ => {}
     }
@@ -227,7 +231,8 @@ fn check_options(options: &EsRestoreOptions) -> Result<(), EsRestoreError> {
             return Err(EsRestoreError::Options(format!(
                 "`{key}` holds `{bad}`, which is not the name of one index \
                  (no wildcard, comma, `_all`, or leading `_`, `-`, `+`)"
-            )));
+            ))
+            .into());
         }
     }
     Ok(())
@@ -348,7 +353,7 @@ Example:
             match answer.status.as_u16() {
                 200..=299 => deleted.push(index.clone()),
                 404 => {}
-                _ => return Err(delete_error(&options, index, answer.to_error()).into()),
+                _ => return Err(delete_error(&options, index, answer.to_error())),
             }
         }
         if !deleted.is_empty() {
@@ -388,7 +393,11 @@ Example:
         let answer = patient
             .send(&HttpRequest::json(Method::POST, url.clone(), &body))
             .await
-            .map_err(|source| request_error(&options, &indices, source))?;
+            .map_err(|source| match source {
+                // Elasticsearch goes on restoring: the caller's undo deletes the index.
+                HttpError::Cancelled => StepError::cancelled(),
+                source => request_error(&options, &indices, source).into(),
+            })?;
         if !answer.status.is_success() {
             let error = answer.to_error();
             let missing = String::from_utf8_lossy(&answer.body).contains("snapshot does not exist")
