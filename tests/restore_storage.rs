@@ -458,6 +458,26 @@ fn a_bucket_restore_makes_the_bucket_exactly_the_backed_up_objects() {
     assert_ne!(before, at_backup);
 
     let sets = [("storage", "s3".to_string())];
+    // An object whose key cannot be a file cannot be set aside: refused, nothing changed.
+    bucket_python(
+        cluster,
+        "s3.put_object(Bucket='thehive', Key='bad//key', Body=b'x')\n",
+    );
+    let with_bad_key = digest(cluster, "bucket");
+    let out = restore(cluster, &stamp, &sets);
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert_contains(
+        &stderr(&out),
+        "1 objects of th_minio/thehive have keys that cannot be stored as files, so they cannot be set aside (nothing was changed)",
+    );
+    assert_eq!(digest(cluster, "bucket"), with_bad_key);
+    assert!(names_in(Path::new(&staging(cluster))).is_empty());
+    bucket_python(
+        cluster,
+        "s3.delete_object(Bucket='thehive', Key='bad//key')\n",
+    );
+    assert_eq!(digest(cluster, "bucket"), before);
+
     // Failing after the restore puts the bucket back as it was before it.
     let failed = restore(
         cluster,
@@ -531,6 +551,89 @@ fn a_full_disk_mid_extraction_leaves_the_folder_exactly_as_it_was() {
         names_in(&disk),
         ["files", "filler"],
         "leftovers on the disk"
+    );
+}
+
+#[test]
+fn refusals_before_anything_is_set_aside_change_nothing() {
+    let (cluster, _turn) = sandbox();
+    let disk = cluster.dir.path().join("refusals-disk");
+    // 16 MiB: room for the ~10 MiB of attachments, not for their extraction too.
+    let _mount = TmpfsMount::new(&disk, "size=16m");
+    let folder = disk.join("files");
+    copy_attachments(cluster, &folder);
+    let sets = |folder: &Path| {
+        vec![
+            ("storage", "local".to_string()),
+            ("attachment_folder", folder.display().to_string()),
+        ]
+    };
+    let stamp = backup(cluster, &sets(&folder));
+    let before = exact_state(&folder);
+    let refused = |sets: &[(&str, String)], reason: &str| {
+        let out = restore(cluster, &stamp, sets);
+        let err = stderr(&out);
+        assert_eq!(code(&out), 1, "{err}");
+        assert_contains(&err, reason);
+        assert!(
+            !err.contains("undoing"),
+            "something was changed and undone:\n{err}"
+        );
+        assert_eq!(exact_state(&folder), before);
+        assert_eq!(names_in(&disk), ["files"], "{err}");
+    };
+    refused(
+        &sets(&folder),
+        &format!(
+            "not enough space in {} for the extracted attachments: about 9 MiB needed, 5 MiB free; make room, or change attachment_folder",
+            disk.display()
+        ),
+    );
+    refused(
+        &sets(&disk.join("missing")),
+        &format!(
+            "attachment folder {}/missing does not exist: create it (owned by TheHive's user), or fix the config key attachment_folder",
+            disk.display()
+        ),
+    );
+    // A read-only file system: the live folder cannot be renamed aside.
+    let remount = |options: &str| {
+        let out = Command::new("mount")
+            .args(["-o", &format!("remount,{options}")])
+            .arg(&disk)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "remount {options}: {}", stderr(&out));
+    };
+    remount("ro");
+    refused(
+        &sets(&folder),
+        &format!(
+            "cannot rename the attachment folder aside: {} is not writable (Read-only file system (os error 30))",
+            disk.display()
+        ),
+    );
+    remount("rw");
+    // What an interrupted restore left (its undo or `runbook recover` removes it).
+    let leftover = disk.join(format!(".files.restore_{stamp}"));
+    std::fs::create_dir(&leftover).unwrap();
+    let out = restore(cluster, &stamp, &sets(&folder));
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert_contains(
+        &stderr(&out),
+        &format!(
+            "{} exists (left by an interrupted restore? runbook recover removes it): remove it first",
+            leftover.display()
+        ),
+    );
+    std::fs::remove_dir(&leftover).unwrap();
+    assert_eq!(exact_state(&folder), before);
+    // Storage "none" is no place to restore to: a config error, exit 2.
+    let out = restore(cluster, &stamp, &[("storage", "none".to_string())]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert_contains(
+        &stderr(&out),
+        "storage is \"none\": the attachment part restores into \"local\" (attachment_folder) or \"s3\" (s3_source)",
     );
 }
 
