@@ -596,6 +596,32 @@ fn refusals_before_anything_is_set_aside_change_nothing() {
             disk.display()
         ),
     );
+    // The folder itself is renamed: not through a symlink, never a mount point.
+    let link = disk.join("link");
+    std::os::unix::fs::symlink(&folder, &link).unwrap();
+    let out = restore(cluster, &stamp, &sets(&link));
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert_contains(
+        &stderr(&out),
+        &format!(
+            "attachment_folder {} is a symlink (to {}): the restore renames the folder itself; set attachment_folder to {}",
+            link.display(),
+            folder.display(),
+            folder.display()
+        ),
+    );
+    std::fs::remove_file(&link).unwrap();
+    let out = restore(cluster, &stamp, &sets(&disk));
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert_contains(
+        &stderr(&out),
+        &format!(
+            "attachment_folder {} is a mount point (an NFS share?): it cannot be renamed aside in one atomic rename",
+            disk.display()
+        ),
+    );
+    assert_eq!(exact_state(&folder), before);
+    assert_eq!(names_in(&disk), ["files"]);
     // A read-only file system: the live folder cannot be renamed aside.
     let remount = |options: &str| {
         let out = Command::new("mount")
