@@ -347,8 +347,9 @@ fn a_folder_restore_brings_back_exactly_the_backed_up_attachments_and_keeps_a_sa
     let (cluster, _turn) = sandbox();
     let folder = cluster.path("attachments");
     let local = [("storage", "local".to_string())];
-    // TheHive's own mode on its folder: the restored folder must keep it.
+    // TheHive's own user and mode on its folder: the restored folder must keep them.
     std::fs::set_permissions(&folder, std::os::unix::fs::PermissionsExt::from_mode(0o750)).unwrap();
+    std::os::unix::fs::chown(&folder, Some(65534), Some(65534)).unwrap();
     let at_backup = digest(cluster, "folder");
     let stamp = backup(cluster, &local);
 
@@ -399,6 +400,11 @@ fn a_folder_restore_brings_back_exactly_the_backed_up_attachments_and_keeps_a_sa
         meta.mode() & 0o7777,
         0o750,
         "the live folder's mode is kept"
+    );
+    assert_eq!(
+        (meta.uid(), meta.gid()),
+        (65534, 65534),
+        "the live folder's owner is kept"
     );
     assert_contains(&log, "attachments verified:");
     // The safety copy is the folder as it was just before, untouched.
