@@ -35,6 +35,6 @@ pub mod runtime;
 pub mod s3;
 pub mod search;
 
-pub use runtime::error::{StepError, StepFailure};
+pub use runtime::error::{ErrorKind, StepError, StepFailure};
 pub use runtime::registry::{StepEntry, all_steps, find_step};
 pub use runtime::step::{DryRun, Step, StepContext};

@@ -26,6 +26,14 @@ pub const STOCK_FILES: &[(&str, &str)] = &[
         include_str!("../../../workflows/lib/thehive.rhai"),
     ),
     (
+        "lib/restore_cassandra.rhai",
+        include_str!("../../../workflows/lib/restore_cassandra.rhai"),
+    ),
+    (
+        "lib/restore_elasticsearch.rhai",
+        include_str!("../../../workflows/lib/restore_elasticsearch.rhai"),
+    ),
+    (
         "lib/restore_storage.rhai",
         include_str!("../../../workflows/lib/restore_storage.rhai"),
     ),

@@ -33,7 +33,7 @@ use tar::EntryType;
 use crate::archive::io::{CHUNK_SIZE, Compression};
 use crate::archive::verification::{VerifyArchiveOptions, VerifyError, verify_archive};
 use crate::runtime::blocking_work::{Stop, WorkControl, run_blocking};
-use crate::runtime::error::{StepError, StepFailure};
+use crate::runtime::error::{ErrorKind, StepError, StepFailure};
 use crate::runtime::progress::Progress;
 use crate::runtime::step::{DryRun, Step, StepContext};
 
@@ -115,11 +115,11 @@ pub enum ExtractError {
 }
 
 impl StepFailure for ExtractError {
-    fn kind(&self) -> &'static str {
+    fn error_kind(&self) -> ErrorKind {
         match self {
-            ExtractError::Verify(e) => e.kind(),
-            ExtractError::Refused { .. } => "unsafe_entry",
-            ExtractError::Read { .. } | ExtractError::Write { .. } => "io",
+            ExtractError::Verify(e) => e.error_kind(),
+            ExtractError::Refused { .. } => ErrorKind::UnsafeEntry,
+            ExtractError::Read { .. } | ExtractError::Write { .. } => ErrorKind::Io,
             ExtractError::Stopped(stop) => stop.kind(),
         }
     }

@@ -38,7 +38,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::runtime::error::{StepError, StepFailure};
+use crate::runtime::error::{ErrorKind, StepError, StepFailure};
 use crate::runtime::progress::Progress;
 use crate::runtime::secret::Secret;
 use crate::runtime::step::{DryRun, Step, StepContext};
@@ -348,20 +348,20 @@ fn integrity_hint(check: &str) -> &'static str {
 }
 
 impl StepFailure for UploadError {
-    fn kind(&self) -> &'static str {
+    fn error_kind(&self) -> ErrorKind {
         match self {
             UploadError::PartSize { .. }
             | UploadError::InvalidKey { .. }
             | UploadError::InvalidPrefix { .. }
             | UploadError::DuplicateKey { .. }
-            | UploadError::RemoveWithoutFolder { .. } => "options",
-            UploadError::Alias(e) => e.kind(),
-            UploadError::NotAFile { .. } | UploadError::Io { .. } => "io",
-            UploadError::FileChanged { .. } => "file_changed",
-            UploadError::Upload { .. } => "upload",
-            UploadError::HeadConnection { .. } => "unreachable",
-            UploadError::HeadStatus { .. } | UploadError::Delete { .. } => "s3",
-            UploadError::Integrity { .. } | UploadError::NotListed { .. } => "integrity",
+            | UploadError::RemoveWithoutFolder { .. } => ErrorKind::Options,
+            UploadError::Alias(e) => e.error_kind(),
+            UploadError::NotAFile { .. } | UploadError::Io { .. } => ErrorKind::Io,
+            UploadError::FileChanged { .. } => ErrorKind::Changed,
+            UploadError::Upload { .. } => ErrorKind::Upload,
+            UploadError::HeadConnection { .. } => ErrorKind::Unreachable,
+            UploadError::HeadStatus { .. } | UploadError::Delete { .. } => ErrorKind::S3,
+            UploadError::Integrity { .. } | UploadError::NotListed { .. } => ErrorKind::Integrity,
         }
     }
 }
