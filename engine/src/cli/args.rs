@@ -124,7 +124,7 @@ enum Command {
         #[arg(long, value_name = "DIR", default_value = runbook_steps::backup::layout::DEFAULT_MANIFEST_FOLDER)]
         manifest_path: PathBuf,
         /// A folder of archives and .info markers (repeatable) [default: the
-        /// stock folders cassandra, elasticsearch, storage, minio under the
+        /// stock folders cassandra, elasticsearch, storage, minio, seaweedfs under the
         /// manifest folder]. Folders the manifests name are always searched.
         #[arg(long = "archive-path", value_name = "DIR")]
         archive_paths: Vec<PathBuf>,
