@@ -133,6 +133,18 @@ log_info(`${cfg.extra} ${cfg.keep} ${cfg.keys()}`);
     assert_contains(&err, "--> typo.rhai:3:17");
     assert!(!s.path("ran").exists(), "nothing may run");
 
+    // Run anyway, a step given a string fails with its usage, exit 2.
+    s.write("string.rhai", "exec(\"touch ran\");\n");
+    let out = s.run(&["run", "string.rhai"]);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 2, "{err}");
+    assert_contains(
+        &err,
+        "error: step `exec` takes one map of options, not a string: exec(#{ ... })",
+    );
+    assert_contains(&err, "--> string.rhai:1:1");
+    assert!(!s.path("ran").exists());
+
     // The stock workflows pass.
     for workflow in ["cluster-hot-backup", "restore-prep", "restore-bucket"] {
         let out = s.run(&["check", workflow]);

@@ -15,4 +15,5 @@ pub mod file_safety;
 pub mod secrets;
 pub mod shell_text;
 pub mod step_call;
+pub mod step_misuse;
 pub mod workflow;
