@@ -153,7 +153,15 @@ fn closure_variables(ast: &AST, display: &str) -> Vec<CheckProblem> {
 fn declared_config(ast: &AST) -> Option<DeclaredConfig> {
     let mut names = BTreeSet::new();
     let mut keys = BTreeSet::new();
+    // A name also bound to something else at the top level holds another map
+    // part of the time: not checked.
+    let mut rebound = BTreeSet::new();
     for statement in ast.statements() {
+        if let Stmt::Var(var, _, _) = statement
+            && !matches!(&var.1, Expr::FnCall(call, _) if call.name.as_str() == "config")
+        {
+            rebound.insert(var.0.name.to_string());
+        }
         if let Stmt::Var(var, _, _) = statement
             && let Expr::FnCall(call, _) = &var.1
             && call.name.as_str() == "config"
@@ -174,6 +182,7 @@ fn declared_config(ast: &AST) -> Option<DeclaredConfig> {
             names.insert(var.0.name.to_string());
         }
     }
+    names.retain(|name| !rebound.contains(name));
     if names.is_empty() {
         return None;
     }
@@ -257,7 +266,9 @@ fn unknown_key_message(variable: &str, key: &str, keys: &BTreeSet<String>) -> St
         .map(|k| (strsim::damerau_levenshtein(key, k), k))
         .min();
     let suggestion = match best {
-        Some((distance, candidate)) if distance <= (key.len() / 3).max(1) || candidate.contains(key) => {
+        Some((distance, candidate))
+            if distance <= (key.len() / 3).max(1) || candidate.contains(key) =>
+        {
             format!(" (did you mean `{candidate}`?)")
         }
         _ => String::new(),
@@ -269,4 +280,3 @@ fn unknown_key_message(variable: &str, key: &str, keys: &BTreeSet<String>) -> St
         declared.join(", ")
     )
 }
-

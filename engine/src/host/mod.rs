@@ -28,4 +28,5 @@ pub mod script_error;
 pub mod secrets;
 pub mod shell_text;
 pub mod step_call;
+pub mod step_misuse;
 pub mod workflow;

@@ -92,31 +92,36 @@ pub enum HttpStepError {
     #[error("{0}")]
     Options(String),
     /// The server answered with a status outside `expect`.
-    #[error("{method} {url}: HTTP {status}, expected {expected}; answer{detail}{attempts}")]
-    UnexpectedStatus {
-        /// The method.
-        method: String,
-        /// The URL (credentials never shown).
-        url: String,
-        /// The status that came back.
-        status: u16,
-        /// What `expect` allows, e.g. `200 or 204`, or `a 2xx status`.
-        expected: String,
-        /// `: ` and what the server said (Elasticsearch's error type and
-        /// reason, else the start of the body), or ` (empty body)`.
-        detail: String,
-        /// " (gave up after N attempts)" or empty.
-        attempts: String,
-        /// The kind the same status has elsewhere (`unauthorized`, `http_status`...).
-        kind: ErrorKind,
-    },
+    #[error("{0}")]
+    UnexpectedStatus(Box<UnexpectedStatus>),
+}
+
+/// An answer whose status `expect` does not allow.
+#[derive(Debug, thiserror::Error)]
+#[error("{method} {url}: HTTP {status}, expected {expected}; answer{detail}{attempts}")]
+pub struct UnexpectedStatus {
+    /// The method.
+    pub method: String,
+    /// The URL (credentials never shown).
+    pub url: String,
+    /// The status that came back.
+    pub status: u16,
+    /// What `expect` allows, e.g. `200 or 204`, or `a 2xx status`.
+    pub expected: String,
+    /// `: ` and what the server said (Elasticsearch's error type and
+    /// reason, else the start of the body), or ` (empty body)`.
+    pub detail: String,
+    /// " (gave up after N attempts)" or empty.
+    pub attempts: String,
+    /// The kind the same status has elsewhere (`unauthorized`, `http_status`...).
+    pub kind: ErrorKind,
 }
 
 impl StepFailure for HttpStepError {
     fn error_kind(&self) -> ErrorKind {
         match self {
             HttpStepError::Options(_) => ErrorKind::Options,
-            HttpStepError::UnexpectedStatus { kind, .. } => *kind,
+            HttpStepError::UnexpectedStatus(status) => status.kind,
         }
     }
 }
@@ -135,7 +140,7 @@ fn unexpected_status(answer: &HttpResponse, expect: Option<&[u16]>) -> HttpStepE
         detail if detail.is_empty() => " (empty body)".to_string(),
         detail => detail,
     };
-    HttpStepError::UnexpectedStatus {
+    HttpStepError::UnexpectedStatus(Box::new(UnexpectedStatus {
         method: answer.method.to_string(),
         url: answer.url.clone(),
         status: answer.status.as_u16(),
@@ -143,7 +148,7 @@ fn unexpected_status(answer: &HttpResponse, expect: Option<&[u16]>) -> HttpStepE
         detail,
         attempts: crate::search::client::attempts_note(answer.attempts),
         kind: answer.to_error().error_kind(),
-    }
+    }))
 }
 
 impl Step for Http {
