@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use rhai::{Dynamic, Engine, EvalAltResult, NativeCallContext};
+use runbook_steps::ErrorKind;
 
 use crate::host::run_state::RunState;
 use crate::host::script_error::{describe_position, runtime_error};
@@ -24,7 +25,7 @@ pub fn register(engine: &mut Engine, state: &Arc<RunState>) {
                 );
                 Err(runtime_error(
                     entry.name,
-                    "options",
+                    ErrorKind::Options,
                     format!(
                         "step `{0}` takes one map of options, not a string: {0}(#{{ ... }}) \
                          (`runbook steps {0}` lists them)",
