@@ -173,7 +173,7 @@ pub fn build(
         None if doc.status != "success" && doc.status != "running" => Some(serde_json::json!({
             "step": null,
             "kind": if doc.status == "interrupted" { "cancelled" } else { "failed" },
-            "message": doc.error.as_deref().and_then(|e| e.lines().next()).unwrap_or(&doc.status),
+            "message": doc.error.as_deref().and_then(|e| e.lines().next()).map(|l| l.trim_start_matches("error: ")).unwrap_or(&doc.status),
         })),
         None => None,
     };
@@ -253,4 +253,85 @@ pub fn after_run(
         None => {}
     }
     crate::report::notify::after_run(doc, &summary, &text);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::run::journal::StepRecord;
+
+    fn record(
+        label: &str,
+        step: &str,
+        status: &str,
+        ms: u64,
+        result: serde_json::Value,
+    ) -> StepRecord {
+        StepRecord {
+            label: label.into(),
+            step: step.into(),
+            position: "wf.rhai:1:1".into(),
+            options: serde_json::Value::Null,
+            started: String::new(),
+            duration_ms: ms,
+            status: status.into(),
+            result: (status == "ok").then_some(result),
+            error: (status != "ok").then(|| "it broke".to_string()),
+        }
+    }
+
+    #[test]
+    fn stamp_archives_and_throughput_come_from_the_step_results() {
+        let doc = JournalDoc {
+            workflow: "stock:cluster-hot-backup.rhai".into(),
+            started: "2026-12-07T01:15:00.000Z".into(),
+            ended: Some("2026-12-07T01:16:40.500Z".into()),
+            status: "success".into(),
+            steps: vec![
+                record(
+                    "cassandra archive",
+                    "tar_dir",
+                    "ok",
+                    2000,
+                    serde_json::json!({"path": "/b/cassandra/cassandra_20261207_02h15m00s.tar", "bytes": 4_194_304, "sha256": "ab"}),
+                ),
+                // A retried archive: the same path once, with the last result.
+                record(
+                    "cassandra archive",
+                    "tar_dir",
+                    "ok",
+                    1000,
+                    serde_json::json!({"path": "/b/cassandra/cassandra_20261207_02h15m00s.tar", "bytes": 2_097_152, "sha256": "cd"}),
+                ),
+                record("stamp check", "http", "failed", 5, serde_json::Value::Null),
+                record(
+                    "write manifest",
+                    "write_manifest",
+                    "ok",
+                    10,
+                    serde_json::json!({"path": "/b/backup_20261207_02h15m00s.json"}),
+                ),
+            ],
+            ..JournalDoc::default()
+        };
+        let summary = build(&doc, "cluster-hot-backup", None, None);
+        assert_eq!(summary.stamp.as_deref(), Some("20261207_02h15m00s"));
+        assert_eq!(summary.duration_seconds, 100.5);
+        assert_eq!(summary.archives.len(), 1);
+        assert_eq!(summary.archives[0].sha256, "cd");
+        assert_eq!(summary.archive_bytes, 2_097_152);
+        assert_eq!(summary.steps[0].mib_per_second, Some(2.0));
+        assert_eq!(summary.steps[2].error.as_deref(), Some("it broke"));
+        assert!(summary.error.is_none());
+
+        let failed = JournalDoc {
+            status: "failed".into(),
+            error: Some("error: the script failed\n  --> wf.rhai:3:1".into()),
+            ..doc
+        };
+        let summary = build(&failed, "cluster-hot-backup", None, None);
+        let error = summary.error.expect("an error");
+        assert_eq!(error["message"], "the script failed");
+        assert_eq!(error["kind"], "failed");
+    }
 }
