@@ -258,7 +258,7 @@ pub fn after_run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run::journal::StepRecord;
+    use crate::host::journal::StepRecord;
 
     fn record(
         label: &str,
