@@ -583,7 +583,8 @@ fn the_plan_lines_run_as_printed_restore_the_set() {
 
 /// Refusals in pre-flight, each before anything changes (same index, same
 /// snapshots): the safety snapshot of an earlier restore of the set is still
-/// there; the cluster is red; the set's repository is not registered.
+/// there; the cluster is red; the set's repository is read-only (no safety
+/// snapshot possible) or not registered.
 #[test]
 fn preflight_refusals_change_nothing() {
     let (fixture, _turn) = fixture();
@@ -634,6 +635,12 @@ fn preflight_refusals_change_nothing() {
     ));
     es("DELETE", cluster, "/test_red_index", None);
     assert_eq!(es_digest(cluster), before);
+
+    repository_settings(cluster, r#","readonly":true"#);
+    refused(
+        "the Elasticsearch snapshot repository \"thehive_repository\" is registered read-only at ",
+    );
+    repository_settings(cluster, "");
 
     es("DELETE", cluster, "/_snapshot/thehive_repository", None);
     let out = restore(fixture, &stamp, &[]);
