@@ -419,6 +419,31 @@ fn a_failure_after_the_restore_puts_the_index_back() {
     discard_safety(fixture, &stamp);
 }
 
+/// A failure after the safety copy but before the restore (another part's
+/// restore failing first, say): the undo finds the index untouched (same UUID)
+/// and deletes nothing.
+#[test]
+fn a_failure_before_the_restore_leaves_the_index_untouched() {
+    let (fixture, _turn) = fixture();
+    let cluster = &fixture.cluster;
+    let stamp = backup(cluster);
+    change_documents(cluster);
+    let before = es_digest(cluster);
+    let uuid = index_uuid(cluster);
+    let out = restore(fixture, &stamp, &["fail_after=safety_copy"]);
+    let err = stderr(&out);
+    eprintln!("{err}");
+    assert_eq!(code(&out), 1, "{err}");
+    assert_contains(&err, "test failure after safety_copy");
+    assert_contains(
+        &err,
+        "indices thehive_global are as they were (same UUIDs): nothing to delete or restore",
+    );
+    assert_eq!(index_uuid(cluster), uuid);
+    assert_eq!(es_digest(cluster), before);
+    discard_safety(fixture, &stamp);
+}
+
 /// An index the set holds that did not exist before the restore does not
 /// exist after the undo.
 #[test]
