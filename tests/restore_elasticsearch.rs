@@ -419,6 +419,31 @@ fn a_failure_after_the_restore_puts_the_index_back() {
     discard_safety(fixture, &stamp);
 }
 
+/// A failure after the safety copy but before the restore (another part's
+/// restore failing first, say): the undo finds the index untouched (same UUID)
+/// and deletes nothing.
+#[test]
+fn a_failure_before_the_restore_leaves_the_index_untouched() {
+    let (fixture, _turn) = fixture();
+    let cluster = &fixture.cluster;
+    let stamp = backup(cluster);
+    change_documents(cluster);
+    let before = es_digest(cluster);
+    let uuid = index_uuid(cluster);
+    let out = restore(fixture, &stamp, &["fail_after=safety_copy"]);
+    let err = stderr(&out);
+    eprintln!("{err}");
+    assert_eq!(code(&out), 1, "{err}");
+    assert_contains(&err, "test failure after safety_copy");
+    assert_contains(
+        &err,
+        "indices thehive_global are as they were (same UUIDs): nothing to delete or restore",
+    );
+    assert_eq!(index_uuid(cluster), uuid);
+    assert_eq!(es_digest(cluster), before);
+    discard_safety(fixture, &stamp);
+}
+
 /// An index the set holds that did not exist before the restore does not
 /// exist after the undo.
 #[test]
@@ -583,7 +608,8 @@ fn the_plan_lines_run_as_printed_restore_the_set() {
 
 /// Refusals in pre-flight, each before anything changes (same index, same
 /// snapshots): the safety snapshot of an earlier restore of the set is still
-/// there; the cluster is red; the set's repository is not registered.
+/// there; the cluster is red; the set's repository is read-only (no safety
+/// snapshot possible) or not registered.
 #[test]
 fn preflight_refusals_change_nothing() {
     let (fixture, _turn) = fixture();
@@ -634,6 +660,12 @@ fn preflight_refusals_change_nothing() {
     ));
     es("DELETE", cluster, "/test_red_index", None);
     assert_eq!(es_digest(cluster), before);
+
+    repository_settings(cluster, r#","readonly":true"#);
+    refused(
+        "the Elasticsearch snapshot repository \"thehive_repository\" is registered read-only at ",
+    );
+    repository_settings(cluster, "");
 
     es("DELETE", cluster, "/_snapshot/thehive_repository", None);
     let out = restore(fixture, &stamp, &[]);
