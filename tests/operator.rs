@@ -356,7 +356,10 @@ fn status_without_journal_or_sets_exits_1_and_says_so() {
         .output()
         .unwrap();
     assert_eq!(code(&out), 1, "{}", stderr(&out));
-    assert_contains(&stdout(&out), "last run:     none recorded for cluster-hot-backup");
+    assert_contains(
+        &stdout(&out),
+        "last run:     none recorded for cluster-hot-backup",
+    );
     assert_contains(
         &stdout(&out),
         "newest set:   NONE complete and verified (max age 1d 2h: STALE)",
@@ -365,7 +368,10 @@ fn status_without_journal_or_sets_exits_1_and_says_so() {
 
     // A journal left `running` by a process that is gone: a crashed run.
     std::fs::create_dir(s.path("journal")).unwrap();
-    let host = nix::unistd::gethostname().unwrap().to_string_lossy().into_owned();
+    let host = nix::unistd::gethostname()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
     std::fs::write(
         s.path("journal/20261201T011500.000Z-cluster-hot-backup.json"),
         serde_json::json!({
@@ -498,7 +504,12 @@ fn stock_backup_summary_notification_and_status_after_a_success_and_a_failure() 
     assert_eq!(status["last_run"]["result"], "success");
     assert_eq!(status["last_run"]["failed_step"], Value::Null);
     assert_eq!(status["newest_complete_set"]["stamp"], stamp.as_str());
-    assert!(status["newest_complete_set"]["verified"].as_str().unwrap().starts_with("ok "));
+    assert!(
+        status["newest_complete_set"]["verified"]
+            .as_str()
+            .unwrap()
+            .starts_with("ok ")
+    );
     assert_eq!(status["sets"]["complete"], 1);
     assert_eq!(status["sets"]["verified"], 1);
     assert_eq!(status["fresh"], true);
@@ -526,10 +537,19 @@ fn stock_backup_summary_notification_and_status_after_a_success_and_a_failure() 
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let text = stdout(&out);
     assert_contains(&text, "last run:     SUCCESS stock:cluster-hot-backup.rhai");
-    assert_contains(&text, &format!("newest set:   {stamp} complete, verified ok "));
+    assert_contains(
+        &text,
+        &format!("newest set:   {stamp} complete, verified ok "),
+    );
     assert_contains(&text, "(max age 1d 2h: ok)");
-    assert_contains(&text, "sets kept:    1 set: 1 complete (1 verified), 0 incomplete, 0 damaged");
-    assert_contains(&text, &format!("space:        {}: ", backup.join("cassandra").display()));
+    assert_contains(
+        &text,
+        "sets kept:    1 set: 1 complete (1 verified), 0 incomplete, 0 damaged",
+    );
+    assert_contains(
+        &text,
+        &format!("space:        {}: ", backup.join("cassandra").display()),
+    );
     std::thread::sleep(std::time::Duration::from_millis(2100));
     let (stale_code, stale) = status_json(&cluster, &["--max-age", "2s"]);
     assert_eq!(stale_code, 1, "{stale}");
@@ -564,7 +584,10 @@ fn stock_backup_summary_notification_and_status_after_a_success_and_a_failure() 
     let (status_code, status) = status_json(&cluster, &[]);
     assert_eq!(status_code, 0, "the earlier set is still fresh: {status}");
     assert_eq!(status["last_run"]["result"], "failed");
-    assert_eq!(status["last_run"]["failed_step"]["label"], "nodetool snapshot");
+    assert_eq!(
+        status["last_run"]["failed_step"]["label"],
+        "nodetool snapshot"
+    );
     assert_contains(
         status["last_run"]["failed_step"]["error"].as_str().unwrap(),
         "exited with code 2",

@@ -77,7 +77,8 @@ fn sandbox() -> (&'static Cluster, MutexGuard<'static, ()>) {
 /// The test workflow: the lib's functions in the order cluster-hot-restore
 /// calls them, on the set `stamp`. `fill` fills the disk holding that path
 /// once the pre-flight has passed; `fail_after=restore` fails once the
-/// restore is done (the undo must put everything back).
+/// restore is done (the undo must put everything back); `tamper` writes that
+/// file between the restore and its verification.
 const RESTORE_WORKFLOW: &str = r#"
 import "lib/restore_storage" as storage;
 let cfg = config(#{
@@ -89,6 +90,7 @@ let cfg = config(#{
     stamp: "",
     fill: "",
     fail_after: "",
+    tamper: "",
 } + storage::config_defaults());
 let set = backup_manifest(cfg.manifest_path, cfg.stamp).manifest;
 let source = ();
@@ -101,6 +103,7 @@ if cfg.fill != "" {
 let safety = storage::safety_copy(cfg, set, set.stamp);
 let restored = storage::restore(cfg, set, source);
 if cfg.fail_after == "restore" { fail("failing on purpose after the restore"); }
+if cfg.tamper != "" { write_file(cfg.tamper, "written between the restore and its check"); }
 let verified = storage::verify(cfg, set, source, restored);
 for id in safety.undo_ids { dismiss(id); }
 log_info(`restored: ${verified.to_json()}; safety copy ${safety.name}`);
@@ -356,6 +359,7 @@ fn a_folder_restore_brings_back_exactly_the_backed_up_attachments_and_keeps_a_sa
     change_files(&folder);
     let changed = exact_state(&folder);
     assert_ne!(digest(cluster, "folder"), at_backup);
+    let parent = folder.parent().unwrap();
 
     // A plan changes nothing and prints the actions.
     let sets = [
@@ -385,11 +389,40 @@ fn a_folder_restore_brings_back_exactly_the_backed_up_attachments_and_keeps_a_sa
     );
     assert_contains(&plan_log, "--strip-components=1");
     assert_eq!(exact_state(&folder), changed, "the plan changed the folder");
-    let parent = folder.parent().unwrap();
     assert!(
         !parent
             .join(format!("attachments.pre_restore_{stamp}"))
             .exists()
+    );
+
+    // A folder that is not what the archive held after the restore fails the
+    // check, and the undo puts the folder back as it was before.
+    let mut tampered = sets.to_vec();
+    tampered.push((
+        "tamper",
+        folder.join("7f-written-meanwhile").display().to_string(),
+    ));
+    let out = restore(cluster, &stamp, &tampered);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 1, "{err}");
+    assert_contains(
+        &err,
+        &format!("the attachment folder {} holds ", folder.display()),
+    );
+    assert_contains(
+        &err,
+        &format!("after the restore, the archive files_{stamp}.tar "),
+    );
+    assert_contains(&err, "put back: the attachment folder");
+    assert_eq!(
+        exact_state(&folder),
+        changed,
+        "the undo did not put the folder back"
+    );
+    assert!(
+        !names_in(parent).iter().any(|n| n.contains("restore_")),
+        "leftovers: {:?}\n{err}",
+        names_in(parent)
     );
 
     let out = restore(cluster, &stamp, &sets);

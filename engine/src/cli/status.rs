@@ -18,8 +18,8 @@ use serde::Serialize;
 use runbook_steps::backup::catalogue::{BackupSet, Catalogue, human_age, human_bytes};
 use runbook_steps::backup::layout::STOCK_ARCHIVE_FOLDERS;
 
-use crate::report::exit_code;
 use crate::host::journal::JournalDoc;
+use crate::report::exit_code;
 
 /// `--max-age` when not given: a nightly backup plus two hours of slack.
 pub const DEFAULT_MAX_AGE: &str = "26h";
@@ -247,9 +247,7 @@ fn counts(catalogue: &Catalogue) -> SetCounts {
         match (set.complete, set.problems.is_empty()) {
             (true, true) => counts.complete += 1,
             (true, false) => counts.damaged += 1,
-            (false, _) if set.manifest.is_some() && !set.problems.is_empty() => {
-                counts.damaged += 1
-            }
+            (false, _) if set.manifest.is_some() && !set.problems.is_empty() => counts.damaged += 1,
             (false, _) => counts.incomplete += 1,
         }
         if set.is_verified_ok() {
@@ -295,7 +293,12 @@ fn last_run(dir: &Path, workflow: &str) -> Result<Option<LastRun>, String> {
                 dir.display()
             ));
         }
-        Err(e) => return Err(format!("cannot list the journal folder {}: {e}", dir.display())),
+        Err(e) => {
+            return Err(format!(
+                "cannot list the journal folder {}: {e}",
+                dir.display()
+            ));
+        }
     };
     let suffix = format!("-{workflow}.json");
     let mut journals: Vec<PathBuf> = entries
@@ -316,7 +319,8 @@ fn last_run(dir: &Path, workflow: &str) -> Result<Option<LastRun>, String> {
         {
             Ok(doc) => doc,
             Err(e) => {
-                unreadable.get_or_insert(format!("cannot read the journal {}: {e}", path.display()));
+                unreadable
+                    .get_or_insert(format!("cannot read the journal {}: {e}", path.display()));
                 continue;
             }
         };
@@ -368,9 +372,7 @@ fn describe_run(path: &Path, doc: &JournalDoc) -> LastRun {
         .iter()
         .rev()
         .filter(|_| result != "success")
-        .find(|r| {
-            r.status == "failed" && r.error.as_deref().is_some_and(|e| run_error.contains(e))
-        })
+        .find(|r| r.status == "failed" && r.error.as_deref().is_some_and(|e| run_error.contains(e)))
         .map(|r| FailedStep {
             label: r.label.clone(),
             step: r.step.clone(),
@@ -414,7 +416,10 @@ fn seconds_text(seconds: f64) -> String {
 pub fn text(status: &Status) -> String {
     let mut out = String::new();
     match &status.last_run {
-        None => out.push_str(&format!("last run:     none recorded for {}\n", status.workflow)),
+        None => out.push_str(&format!(
+            "last run:     none recorded for {}\n",
+            status.workflow
+        )),
         Some(run) => {
             let ago = run
                 .age_seconds

@@ -257,7 +257,9 @@ fn unknown_key_message(variable: &str, key: &str, keys: &BTreeSet<String>) -> St
         .map(|k| (strsim::damerau_levenshtein(key, k), k))
         .min();
     let suggestion = match best {
-        Some((distance, candidate)) if distance <= (key.len() / 3).max(1) || candidate.contains(key) => {
+        Some((distance, candidate))
+            if distance <= (key.len() / 3).max(1) || candidate.contains(key) =>
+        {
             format!(" (did you mean `{candidate}`?)")
         }
         _ => String::new(),
@@ -269,4 +271,3 @@ fn unknown_key_message(variable: &str, key: &str, keys: &BTreeSet<String>) -> St
         declared.join(", ")
     )
 }
-

@@ -18,8 +18,8 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::report::summary::RunSummary;
 use crate::host::journal::JournalDoc;
+use crate::report::summary::RunSummary;
 
 /// The config key naming the command.
 pub const COMMAND_KEY: &str = "notify_command";

@@ -156,11 +156,9 @@ pub fn build(
                 _ => {}
             }
         }
-        if let (Some(path), Some(bytes), Some(sha256)) = (
-            path,
-            bytes,
-            result.get("sha256").and_then(|s| s.as_str()),
-        ) {
+        if let (Some(path), Some(bytes), Some(sha256)) =
+            (path, bytes, result.get("sha256").and_then(|s| s.as_str()))
+        {
             archives.retain(|a| a.path != path);
             archives.push(ArchiveSummary {
                 label: record.label.clone(),
@@ -247,10 +245,12 @@ pub fn after_run(
     let text = to_json(&summary);
     match path {
         Some(p) if p.as_os_str() == STDOUT => print!("{text}"),
-        Some(p) => match runbook_steps::runtime::atomic_file::write_atomic(p, text.as_bytes(), 0o644) {
-            Ok(()) => tracing::debug!("run summary written to {}", p.display()),
-            Err(e) => tracing::error!("cannot write the run summary {}: {e}", p.display()),
-        },
+        Some(p) => {
+            match runbook_steps::runtime::atomic_file::write_atomic(p, text.as_bytes(), 0o644) {
+                Ok(()) => tracing::debug!("run summary written to {}", p.display()),
+                Err(e) => tracing::error!("cannot write the run summary {}: {e}", p.display()),
+            }
+        }
         None => {}
     }
     crate::report::notify::after_run(doc, &summary, &text);

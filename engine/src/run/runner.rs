@@ -311,11 +311,8 @@ pub fn run(request: RunRequest) -> i32 {
             &workflow.name,
             &journal.snapshot(),
         );
-        let error = crate::host::run_error::current().or_else(|| {
-            cleanup_failures
-                .first()
-                .map(|e| script_error::error_map(e))
-        });
+        let error = crate::host::run_error::current()
+            .or_else(|| cleanup_failures.first().map(|e| script_error::error_map(e)));
         crate::report::summary::after_run(
             request.summary_json.as_deref(),
             &journal.snapshot(),
