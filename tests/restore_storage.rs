@@ -794,6 +794,104 @@ fn sigterm_or_sigkill_and_recover_mid_extraction_put_the_folder_back() {
     std::fs::remove_dir_all(parent).unwrap();
 }
 
+#[test]
+fn sigterm_or_sigkill_and_recover_mid_bucket_restore_put_the_bucket_back() {
+    let (cluster, _turn) = sandbox();
+    let stamp = backup(cluster, &[("storage", "s3".to_string())]);
+    // Half the objects changed since the backup: the restore uploads them one
+    // after the other (in key order), then deletes the one written later.
+    let first = bucket_python(
+        cluster,
+        "keys = sorted(o['Key'] for o in s3.list_objects_v2(Bucket='thehive')['Contents'])\n\
+         for key in keys[:150]: s3.put_object(Bucket='thehive', Key=key, Body=b'changed')\n\
+         s3.put_object(Bucket='thehive', Key='written-later/new.txt', Body=b'new')\n\
+         print(keys[0])\n",
+    );
+    let first = first.trim().to_string();
+    let before = digest(cluster, "bucket");
+    let staging = PathBuf::from(staging(cluster));
+    let start = || {
+        let all = [
+            (
+                "manifest_path",
+                cluster.path("backup").display().to_string(),
+            ),
+            ("staging", staging.display().to_string()),
+            ("stamp", stamp.clone()),
+            ("storage", "s3".to_string()),
+        ];
+        let child = workflow_command(cluster, "run", "storage-restore.rhai", &all)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Stopped once the restore has changed the bucket: the first changed
+        // object is back as archived, the others not yet.
+        let probe = format!(
+            "import time\n\
+             until = time.time() + 120\n\
+             while s3.get_object(Bucket='thehive', Key='{first}')['Body'].read() == b'changed':\n\
+            \x20   assert time.time() < until, 'the restore did not change the bucket within 120 s'\n\
+            \x20   time.sleep(0.02)\n"
+        );
+        bucket_python(cluster, &probe);
+        kill(Pid::from_raw(child.id() as i32), Signal::SIGSTOP).unwrap();
+        let still = bucket_python(
+            cluster,
+            "keys = sorted(o['Key'] for o in s3.list_objects_v2(Bucket='thehive')['Contents'])\n\
+             print(sum(1 for k in keys[:150] if s3.get_object(Bucket='thehive', Key=k)['Body'].read() == b'changed'))\n",
+        );
+        assert!(
+            still.trim().parse::<u32>().unwrap() > 0,
+            "the upload was over before the test could stop it"
+        );
+        kill(Pid::from_raw(child.id() as i32), Signal::SIGCONT).unwrap();
+        child
+    };
+
+    let child = start();
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(143), "{err}");
+    assert_contains(&err, "put back: the bucket th_minio/thehive as it was");
+    assert_eq!(
+        digest(cluster, "bucket"),
+        before,
+        "SIGTERM: the bucket is not as it was:\n{err}"
+    );
+    assert!(names_in(&staging).is_empty(), "{:?}", names_in(&staging));
+
+    let child = start();
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
+    let _ = child.wait_with_output().unwrap();
+    let recover = runbook()
+        .arg("recover")
+        .arg("--journal-dir")
+        .arg(cluster.dir.path().join("journal"))
+        .envs(
+            cluster.record["env"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string())),
+        )
+        .output()
+        .unwrap();
+    let log = succeeded("runbook recover", &recover);
+    assert_contains(&log, "put back: the bucket th_minio/thehive as it was");
+    assert_eq!(
+        digest(cluster, "bucket"),
+        before,
+        "recover: the bucket is not as it was:\n{log}"
+    );
+    assert!(names_in(&staging).is_empty(), "{:?}", names_in(&staging));
+    bucket_python(
+        cluster,
+        "s3.delete_object(Bucket='thehive', Key='written-later/new.txt')\n",
+    );
+}
+
 // ---------------------------------------------------------------- archive names
 
 #[test]
