@@ -77,7 +77,8 @@ fn sandbox() -> (&'static Cluster, MutexGuard<'static, ()>) {
 /// The test workflow: the lib's functions in the order cluster-hot-restore
 /// calls them, on the set `stamp`. `fill` fills the disk holding that path
 /// once the pre-flight has passed; `fail_after=restore` fails once the
-/// restore is done (the undo must put everything back).
+/// restore is done (the undo must put everything back); `tamper` writes that
+/// file between the restore and its verification.
 const RESTORE_WORKFLOW: &str = r#"
 import "lib/restore_storage" as storage;
 let cfg = config(#{
@@ -89,6 +90,7 @@ let cfg = config(#{
     stamp: "",
     fill: "",
     fail_after: "",
+    tamper: "",
 } + storage::config_defaults());
 let set = backup_manifest(cfg.manifest_path, cfg.stamp).manifest;
 let source = ();
@@ -101,6 +103,7 @@ if cfg.fill != "" {
 let safety = storage::safety_copy(cfg, set, set.stamp);
 let restored = storage::restore(cfg, set, source);
 if cfg.fail_after == "restore" { fail("failing on purpose after the restore"); }
+if cfg.tamper != "" { write_file(cfg.tamper, "written between the restore and its check"); }
 let verified = storage::verify(cfg, set, source, restored);
 for id in safety.undo_ids { dismiss(id); }
 log_info(`restored: ${verified.to_json()}; safety copy ${safety.name}`);
@@ -356,6 +359,7 @@ fn a_folder_restore_brings_back_exactly_the_backed_up_attachments_and_keeps_a_sa
     change_files(&folder);
     let changed = exact_state(&folder);
     assert_ne!(digest(cluster, "folder"), at_backup);
+    let parent = folder.parent().unwrap();
 
     // A plan changes nothing and prints the actions.
     let sets = [
@@ -385,11 +389,40 @@ fn a_folder_restore_brings_back_exactly_the_backed_up_attachments_and_keeps_a_sa
     );
     assert_contains(&plan_log, "--strip-components=1");
     assert_eq!(exact_state(&folder), changed, "the plan changed the folder");
-    let parent = folder.parent().unwrap();
     assert!(
         !parent
             .join(format!("attachments.pre_restore_{stamp}"))
             .exists()
+    );
+
+    // A folder that is not what the archive held after the restore fails the
+    // check, and the undo puts the folder back as it was before.
+    let mut tampered = sets.to_vec();
+    tampered.push((
+        "tamper",
+        folder.join("7f-written-meanwhile").display().to_string(),
+    ));
+    let out = restore(cluster, &stamp, &tampered);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 1, "{err}");
+    assert_contains(
+        &err,
+        &format!("the attachment folder {} holds ", folder.display()),
+    );
+    assert_contains(
+        &err,
+        &format!("after the restore, the archive files_{stamp}.tar "),
+    );
+    assert_contains(&err, "put back: the attachment folder");
+    assert_eq!(
+        exact_state(&folder),
+        changed,
+        "the undo did not put the folder back"
+    );
+    assert!(
+        !names_in(parent).iter().any(|n| n.contains("restore_")),
+        "leftovers: {:?}\n{err}",
+        names_in(parent)
     );
 
     let out = restore(cluster, &stamp, &sets);
@@ -759,6 +792,104 @@ fn sigterm_or_sigkill_and_recover_mid_extraction_put_the_folder_back() {
     );
     assert_eq!(names_in(parent), ["files"], "recover left something");
     std::fs::remove_dir_all(parent).unwrap();
+}
+
+#[test]
+fn sigterm_or_sigkill_and_recover_mid_bucket_restore_put_the_bucket_back() {
+    let (cluster, _turn) = sandbox();
+    let stamp = backup(cluster, &[("storage", "s3".to_string())]);
+    // Half the objects changed since the backup: the restore uploads them one
+    // after the other (in key order), then deletes the one written later.
+    let first = bucket_python(
+        cluster,
+        "keys = sorted(o['Key'] for o in s3.list_objects_v2(Bucket='thehive')['Contents'])\n\
+         for key in keys[:150]: s3.put_object(Bucket='thehive', Key=key, Body=b'changed')\n\
+         s3.put_object(Bucket='thehive', Key='written-later/new.txt', Body=b'new')\n\
+         print(keys[0])\n",
+    );
+    let first = first.trim().to_string();
+    let before = digest(cluster, "bucket");
+    let staging = PathBuf::from(staging(cluster));
+    let start = || {
+        let all = [
+            (
+                "manifest_path",
+                cluster.path("backup").display().to_string(),
+            ),
+            ("staging", staging.display().to_string()),
+            ("stamp", stamp.clone()),
+            ("storage", "s3".to_string()),
+        ];
+        let child = workflow_command(cluster, "run", "storage-restore.rhai", &all)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Stopped once the restore has changed the bucket: the first changed
+        // object is back as archived, the others not yet.
+        let probe = format!(
+            "import time\n\
+             until = time.time() + 120\n\
+             while s3.get_object(Bucket='thehive', Key='{first}')['Body'].read() == b'changed':\n\
+            \x20   assert time.time() < until, 'the restore did not change the bucket within 120 s'\n\
+            \x20   time.sleep(0.02)\n"
+        );
+        bucket_python(cluster, &probe);
+        kill(Pid::from_raw(child.id() as i32), Signal::SIGSTOP).unwrap();
+        let still = bucket_python(
+            cluster,
+            "keys = sorted(o['Key'] for o in s3.list_objects_v2(Bucket='thehive')['Contents'])\n\
+             print(sum(1 for k in keys[:150] if s3.get_object(Bucket='thehive', Key=k)['Body'].read() == b'changed'))\n",
+        );
+        assert!(
+            still.trim().parse::<u32>().unwrap() > 0,
+            "the upload was over before the test could stop it"
+        );
+        kill(Pid::from_raw(child.id() as i32), Signal::SIGCONT).unwrap();
+        child
+    };
+
+    let child = start();
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(143), "{err}");
+    assert_contains(&err, "put back: the bucket th_minio/thehive as it was");
+    assert_eq!(
+        digest(cluster, "bucket"),
+        before,
+        "SIGTERM: the bucket is not as it was:\n{err}"
+    );
+    assert!(names_in(&staging).is_empty(), "{:?}", names_in(&staging));
+
+    let child = start();
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
+    let _ = child.wait_with_output().unwrap();
+    let recover = runbook()
+        .arg("recover")
+        .arg("--journal-dir")
+        .arg(cluster.dir.path().join("journal"))
+        .envs(
+            cluster.record["env"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string())),
+        )
+        .output()
+        .unwrap();
+    let log = succeeded("runbook recover", &recover);
+    assert_contains(&log, "put back: the bucket th_minio/thehive as it was");
+    assert_eq!(
+        digest(cluster, "bucket"),
+        before,
+        "recover: the bucket is not as it was:\n{log}"
+    );
+    assert!(names_in(&staging).is_empty(), "{:?}", names_in(&staging));
+    bucket_python(
+        cluster,
+        "s3.delete_object(Bucket='thehive', Key='written-later/new.txt')\n",
+    );
 }
 
 // ---------------------------------------------------------------- archive names
