@@ -18,7 +18,6 @@ use crate::backup::catalogue::{
 use crate::backup::layout::MANIFEST_PREFIX;
 use crate::runtime::atomic_file::sync_parent;
 use crate::runtime::error::{ErrorKind, StepError, StepFailure};
-use crate::runtime::secret::Secret;
 use crate::runtime::step::{DryRun, Step, StepContext};
 use crate::search::client::{
     HttpClient, HttpError, default_elasticsearch_url, display_url, tls_summary,
@@ -55,35 +54,20 @@ pub struct PruneOptions {
     pub protect: Vec<String>,
 }
 
-/// The `elasticsearch` option of `prune`: the connection, as for `es_snapshot`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PruneElasticsearch {
-    /// Elasticsearch's URL.
-    #[serde(default = "default_elasticsearch_url")]
-    pub url: Url,
-    /// The snapshot repository, for the plan's description: each set's
-    /// snapshot is deleted in the repository its manifest names.
-    #[serde(default)]
-    pub repository: Option<String>,
-    /// Basic-auth user.
-    #[serde(default)]
-    pub user: Option<String>,
-    /// Basic-auth password.
-    #[serde(default)]
-    pub password: Option<Secret>,
-    /// API key.
-    #[serde(default)]
-    pub api_key: Option<Secret>,
-    /// PEM file of the CA to trust.
-    #[serde(default)]
-    pub ca_cert: Option<PathBuf>,
-    /// Accept any server certificate.
-    #[serde(default)]
-    pub insecure: bool,
+crate::search::client::with_http_connection! {
+    /// The `elasticsearch` option of `prune`: the connection, as for `es_snapshot`.
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct PruneElasticsearch {
+        /// Elasticsearch's URL.
+        #[serde(default = "default_elasticsearch_url")]
+        pub url: Url,
+        /// The snapshot repository, for the plan's description: each set's
+        /// snapshot is deleted in the repository its manifest names.
+        #[serde(default)]
+        pub repository: Option<String>,
+    }
 }
-
-crate::search::client::impl_http_connection!(PruneElasticsearch);
 
 /// A set that stays, and why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

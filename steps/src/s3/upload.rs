@@ -43,8 +43,7 @@ use crate::runtime::progress::Progress;
 use crate::runtime::secret::Secret;
 use crate::runtime::step::{DryRun, Step, StepContext};
 use crate::s3::alias::{
-    AliasError, EnvLookup, S3Endpoint, S3Location, TargetOptions, process_env,
-    transfer_client_options,
+    AliasError, EnvLookup, S3Endpoint, S3Location, process_env, transfer_client_options,
 };
 use crate::s3::listing::list_objects;
 
@@ -113,6 +112,8 @@ pub struct UploadOptions {
     #[serde(default)]
     pub ca_cert: Option<PathBuf>,
 }
+
+crate::s3::alias::impl_s3_target!(UploadOptions, dest);
 
 fn default_concurrency() -> usize {
     4
@@ -485,28 +486,11 @@ pub fn upload_with_env(
     ctx: StepContext,
     env: EnvLookup<'_>,
 ) -> impl Future<Output = Result<UploadOutput, StepError>> + Send + use<> {
-    let resolved = resolve(&options, env);
+    let resolved = options.target().resolve(env);
     async move {
         let (endpoint, location) = resolved?;
         run_upload(options, endpoint, location, ctx).await
     }
-}
-
-fn resolve(
-    options: &UploadOptions,
-    env: EnvLookup<'_>,
-) -> Result<(S3Endpoint, S3Location), AliasError> {
-    TargetOptions {
-        option: "dest",
-        location: &options.dest,
-        endpoint: options.endpoint.as_deref(),
-        access_key: options.access_key.as_deref(),
-        secret_key: options.secret_key.as_ref(),
-        config_dir: options.config_dir.as_deref(),
-        region: options.region.as_deref(),
-        ca_cert: options.ca_cert.as_deref(),
-    }
-    .resolve(env)
 }
 
 /// One file to upload.
