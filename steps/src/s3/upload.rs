@@ -1347,94 +1347,35 @@ async fn upload_all(
         listed = listed_sizes(&http, &endpoint, &location) => listed?,
         _ = stop.cancelled() => return Err(StepError::cancelled()),
     };
-    let listed_objects = listed.len() as u64;
-    let listed_bytes = listed.values().sum::<u64>();
+    let mut output = UploadOutput {
+        listed_objects: listed.len() as u64,
+        listed_bytes: listed.values().sum::<u64>(),
+        ..UploadOutput::default()
+    };
     if sources.is_empty() {
         tracing::info!(
-            "{}: bucket `{}` on {} answers ({listed_objects} objects, {listed_bytes} bytes under the prefix); no file to upload",
+            "{}: bucket `{}` on {} answers ({} objects, {} bytes under the prefix); no file to upload",
             ctx.label,
             location.bucket,
-            endpoint.describe()
+            endpoint.describe(),
+            output.listed_objects,
+            output.listed_bytes
         );
-        return Ok(UploadOutput {
-            listed_objects,
-            listed_bytes,
-            ..UploadOutput::default()
-        });
+        return Ok(output);
     }
     let bucket_url = endpoint
         .bucket_url(&location.bucket)
         .as_str()
         .trim_end_matches('/')
         .to_string();
-
-    // Plan: present with the same size → compare checksums (reads the file).
-    let concurrency = options.concurrency.max(1);
-    // The futures are built first: a stream of borrowing closures trips the
-    // compiler's `Send` check of the step's future.
-    let checks: Vec<_> = sources
-        .iter()
-        .map(|source| {
-            let listed_size = listed.get(&source.key).copied();
-            let (http, endpoint, bucket, bucket_url) =
-                (&http, &endpoint, &location.bucket, &bucket_url);
-            async move {
-                if listed_size != Some(source.size) {
-                    return Ok(Plan::Upload);
-                }
-                let Some(remote) =
-                    head_object(http, endpoint, bucket, bucket_url, &source.key).await?
-                else {
-                    return Ok(Plan::Upload);
-                };
-                let part_size =
-                    part_size_for(source.size, remote.part_size.unwrap_or(options.part_size));
-                let digests = hash_file(source, part_size, stop).await?;
-                Ok(match digests.compare(&remote) {
-                    Ok(check) => Plan::Skip(digests, check),
-                    Err((check, detail)) => {
-                        tracing::info!(
-                            "{}: `{}` differs from {} ({check}: {detail}); uploading it again",
-                            ctx.label,
-                            source.key,
-                            source.path.display()
-                        );
-                        Plan::Upload
-                    }
-                })
-            }
-        })
-        .collect();
-    let plans: Vec<Result<Plan, StepError>> = futures::stream::iter(checks)
-        .buffered(concurrency)
-        .collect()
-        .await;
-    let mut objects: Vec<Option<UploadedObject>> = Vec::with_capacity(sources.len());
-    let mut to_upload: Vec<usize> = Vec::new();
-    let mut output = UploadOutput {
-        listed_objects,
-        listed_bytes,
-        ..UploadOutput::default()
+    let remote = Remote {
+        http: &http,
+        endpoint: &endpoint,
+        bucket: &location.bucket,
+        bucket_url: &bucket_url,
     };
-    for (index, (source, plan)) in sources.iter().zip(plans).enumerate() {
-        match plan? {
-            Plan::Skip(digests, check) => {
-                output.skipped += 1;
-                objects.push(Some(UploadedObject {
-                    key: source.key.clone(),
-                    path: source.path.clone(),
-                    bytes: source.size,
-                    sha256: Some(digests.sha256_hex()),
-                    skipped: true,
-                    check,
-                }));
-            }
-            Plan::Upload => {
-                to_upload.push(index);
-                objects.push(None);
-            }
-        }
-    }
+    let plans = plan_uploads(&sources, &listed, &remote, &options, ctx, stop).await?;
+    let (mut objects, to_upload) = sort_plans(&sources, plans, &mut output);
     let upload_bytes: u64 = to_upload.iter().map(|&i| sources[i].size).sum();
 
     if ctx.dry_run {
@@ -1455,88 +1396,19 @@ async fn upload_all(
         return Ok(output);
     }
 
-    let mut builder = endpoint.object_store_builder(
-        &location.bucket,
-        transfer_client_options(),
-        RetryConfig::default(),
-    )?;
-    if options.checksum {
-        builder = builder.with_checksum_algorithm(Checksum::SHA256);
-    }
-    let store = builder.build().map_err(|source| AliasError::Build {
-        endpoint: endpoint.describe(),
-        source,
-    })?;
-    let uploader = Uploader {
-        store,
-        http: http.clone(),
-        endpoint: endpoint.clone(),
-        bucket: location.bucket.clone(),
-        bucket_url,
-        part_size: options.part_size,
-        slots: Arc::new(Semaphore::new(concurrency)),
-        progress: Arc::new(Progress::new(ctx.progress, &ctx.label, upload_bytes)),
-        stop: stop.child_token(),
-    };
-    // `last` files start only once every other file is uploaded and checked.
-    let (first, last): (Vec<usize>, Vec<usize>) =
-        to_upload.into_iter().partition(|&i| !sources[i].last);
-    for group in [first, last] {
-        let group: Vec<_> = group
-            .into_iter()
-            .map(|index| {
-                let uploader = &uploader;
-                let source = &sources[index];
-                async move { (index, uploader.upload(source).await) }
-            })
-            .collect();
-        let mut uploads = futures::stream::iter(group).buffer_unordered(concurrency);
-        let mut failure: Option<Stopped> = None;
-        // On a failure the others are stopped (and abort their multipart
-        // uploads) and drained, so nothing is left half-done.
-        while let Some((index, outcome)) = uploads.next().await {
-            match outcome {
-                Ok(object) => {
-                    output.uploaded += 1;
-                    output.bytes += object.bytes;
-                    objects[index] = Some(object);
-                }
-                Err(stopped) => {
-                    uploader.stop.cancel();
-                    if failure.is_none() || matches!(failure, Some(Stopped::Interrupted)) {
-                        failure = Some(stopped);
-                    }
-                }
-            }
-        }
-        match failure {
-            Some(Stopped::Failed(error)) => return Err(error.into()),
-            Some(Stopped::Interrupted) => return Err(StepError::cancelled()),
-            None => {}
-        }
-    }
+    let uploader = Uploader::new(&options, &remote, &location, ctx, stop, upload_bytes)?;
+    uploader
+        .upload_in_order(
+            &sources,
+            to_upload,
+            options.concurrency.max(1),
+            &mut objects,
+            &mut output,
+        )
+        .await?;
     uploader.progress.finish();
     let objects: Vec<UploadedObject> = objects.into_iter().flatten().collect();
-
-    // The final listing: every object is there with its size.
-    let listed = tokio::select! {
-        listed = listed_sizes(&http, &endpoint, &location) => listed?,
-        _ = stop.cancelled() => return Err(StepError::cancelled()),
-    };
-    for object in &objects {
-        let detail = match listed.get(&object.key) {
-            Some(&size) if size == object.bytes => continue,
-            Some(size) => format!("has {size} bytes, expected {}", object.bytes),
-            None => "is missing".to_string(),
-        };
-        return Err(UploadError::NotListed {
-            key: object.key.clone(),
-            bucket: location.bucket.clone(),
-            endpoint: endpoint.describe(),
-            detail,
-        }
-        .into());
-    }
+    check_listed(&remote, &location, &objects, stop).await?;
     tracing::info!(
         "{}: {} files uploaded ({} bytes), {} already there, to bucket `{}` on {}",
         ctx.label,
@@ -1548,6 +1420,215 @@ async fn upload_all(
     );
     output.objects = objects;
     Ok(output)
+}
+
+/// The bucket an upload talks to over plain HTTP (HEAD and listing).
+struct Remote<'a> {
+    http: &'a reqwest::Client,
+    endpoint: &'a S3Endpoint,
+    bucket: &'a str,
+    /// The bucket's base URL, without trailing slash.
+    bucket_url: &'a str,
+}
+
+/// For each source, in order: upload it, or skip it because the object is
+/// there with the same size and checksums (which reads the file).
+async fn plan_uploads(
+    sources: &[Source],
+    listed: &HashMap<String, u64>,
+    remote: &Remote<'_>,
+    options: &UploadOptions,
+    ctx: &StepContext,
+    stop: &CancellationToken,
+) -> Result<Vec<Plan>, StepError> {
+    // The futures are built first: a stream of borrowing closures trips the
+    // compiler's `Send` check of the step's future.
+    let checks: Vec<_> = sources
+        .iter()
+        .map(|source| {
+            let listed_size = listed.get(&source.key).copied();
+            async move {
+                if listed_size != Some(source.size) {
+                    return Ok(Plan::Upload);
+                }
+                let Some(found) = head_object(
+                    remote.http,
+                    remote.endpoint,
+                    remote.bucket,
+                    remote.bucket_url,
+                    &source.key,
+                )
+                .await?
+                else {
+                    return Ok(Plan::Upload);
+                };
+                let part_size =
+                    part_size_for(source.size, found.part_size.unwrap_or(options.part_size));
+                let digests = hash_file(source, part_size, stop).await?;
+                Ok(match digests.compare(&found) {
+                    Ok(check) => Plan::Skip(digests, check),
+                    Err((check, detail)) => {
+                        tracing::info!(
+                            "{}: `{}` differs from {} ({check}: {detail}); uploading it again",
+                            ctx.label,
+                            source.key,
+                            source.path.display()
+                        );
+                        Plan::Upload
+                    }
+                })
+            }
+        })
+        .collect();
+    let plans: Vec<Result<Plan, StepError>> = futures::stream::iter(checks)
+        .buffered(options.concurrency.max(1))
+        .collect()
+        .await;
+    plans.into_iter().collect()
+}
+
+/// The result slot of every source (filled for the skipped ones, counted in
+/// `output.skipped`) and the indices of the sources to upload.
+fn sort_plans(
+    sources: &[Source],
+    plans: Vec<Plan>,
+    output: &mut UploadOutput,
+) -> (Vec<Option<UploadedObject>>, Vec<usize>) {
+    let mut objects: Vec<Option<UploadedObject>> = Vec::with_capacity(sources.len());
+    let mut to_upload: Vec<usize> = Vec::new();
+    for (index, (source, plan)) in sources.iter().zip(plans).enumerate() {
+        match plan {
+            Plan::Skip(digests, check) => {
+                output.skipped += 1;
+                objects.push(Some(UploadedObject {
+                    key: source.key.clone(),
+                    path: source.path.clone(),
+                    bytes: source.size,
+                    sha256: Some(digests.sha256_hex()),
+                    skipped: true,
+                    check,
+                }));
+            }
+            Plan::Upload => {
+                to_upload.push(index);
+                objects.push(None);
+            }
+        }
+    }
+    (objects, to_upload)
+}
+
+/// The final listing: every object uploaded or skipped is there with its size.
+async fn check_listed(
+    remote: &Remote<'_>,
+    location: &S3Location,
+    objects: &[UploadedObject],
+    stop: &CancellationToken,
+) -> Result<(), StepError> {
+    let listed = tokio::select! {
+        listed = listed_sizes(remote.http, remote.endpoint, location) => listed?,
+        _ = stop.cancelled() => return Err(StepError::cancelled()),
+    };
+    for object in objects {
+        let detail = match listed.get(&object.key) {
+            Some(&size) if size == object.bytes => continue,
+            Some(size) => format!("has {size} bytes, expected {}", object.bytes),
+            None => "is missing".to_string(),
+        };
+        return Err(UploadError::NotListed {
+            key: object.key.clone(),
+            bucket: location.bucket.clone(),
+            endpoint: remote.endpoint.describe(),
+            detail,
+        }
+        .into());
+    }
+    Ok(())
+}
+
+impl Uploader {
+    /// The object store client (SHA-256 checksums when `checksum`), the
+    /// concurrency slots and the progress bar for `upload_bytes`.
+    fn new(
+        options: &UploadOptions,
+        remote: &Remote<'_>,
+        location: &S3Location,
+        ctx: &StepContext,
+        stop: &CancellationToken,
+        upload_bytes: u64,
+    ) -> Result<Uploader, StepError> {
+        let mut builder = remote.endpoint.object_store_builder(
+            &location.bucket,
+            transfer_client_options(),
+            RetryConfig::default(),
+        )?;
+        if options.checksum {
+            builder = builder.with_checksum_algorithm(Checksum::SHA256);
+        }
+        let store = builder.build().map_err(|source| AliasError::Build {
+            endpoint: remote.endpoint.describe(),
+            source,
+        })?;
+        Ok(Uploader {
+            store,
+            http: remote.http.clone(),
+            endpoint: remote.endpoint.clone(),
+            bucket: location.bucket.clone(),
+            bucket_url: remote.bucket_url.to_string(),
+            part_size: options.part_size,
+            slots: Arc::new(Semaphore::new(options.concurrency.max(1))),
+            progress: Arc::new(Progress::new(ctx.progress, &ctx.label, upload_bytes)),
+            stop: stop.child_token(),
+        })
+    }
+
+    /// Uploads the sources at `to_upload`, `concurrency` at a time; `last`
+    /// files start only once every other file is uploaded and checked. On a
+    /// failure the others are stopped (and abort their multipart uploads)
+    /// and drained, so nothing is left half-done.
+    async fn upload_in_order(
+        &self,
+        sources: &[Source],
+        to_upload: Vec<usize>,
+        concurrency: usize,
+        objects: &mut [Option<UploadedObject>],
+        output: &mut UploadOutput,
+    ) -> Result<(), StepError> {
+        let (first, last): (Vec<usize>, Vec<usize>) =
+            to_upload.into_iter().partition(|&i| !sources[i].last);
+        for group in [first, last] {
+            let group: Vec<_> = group
+                .into_iter()
+                .map(|index| {
+                    let source = &sources[index];
+                    async move { (index, self.upload(source).await) }
+                })
+                .collect();
+            let mut uploads = futures::stream::iter(group).buffer_unordered(concurrency);
+            let mut failure: Option<Stopped> = None;
+            while let Some((index, outcome)) = uploads.next().await {
+                match outcome {
+                    Ok(object) => {
+                        output.uploaded += 1;
+                        output.bytes += object.bytes;
+                        objects[index] = Some(object);
+                    }
+                    Err(stopped) => {
+                        self.stop.cancel();
+                        if failure.is_none() || matches!(failure, Some(Stopped::Interrupted)) {
+                            failure = Some(stopped);
+                        }
+                    }
+                }
+            }
+            match failure {
+                Some(Stopped::Failed(error)) => return Err(error.into()),
+                Some(Stopped::Interrupted) => return Err(StepError::cancelled()),
+                None => {}
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Lists the prefix: key → size (keys that are not UTF-8 are left out: none
