@@ -1379,21 +1379,7 @@ async fn upload_all(
     let upload_bytes: u64 = to_upload.iter().map(|&i| sources[i].size).sum();
 
     if ctx.dry_run {
-        for &index in &to_upload {
-            let source = &sources[index];
-            objects[index] = Some(UploadedObject {
-                key: source.key.clone(),
-                path: source.path.clone(),
-                bytes: source.size,
-                sha256: None,
-                skipped: false,
-                check: "",
-            });
-        }
-        output.uploaded = to_upload.len() as u64;
-        output.bytes = upload_bytes;
-        output.objects = objects.into_iter().flatten().collect();
-        return Ok(output);
+        return Ok(dry_run_output(&sources, objects, &to_upload, output));
     }
 
     let uploader = Uploader::new(&options, &remote, &location, ctx, stop, upload_bytes)?;
@@ -1420,6 +1406,31 @@ async fn upload_all(
     );
     output.objects = objects;
     Ok(output)
+}
+
+/// Under dry-run: the files that would be uploaded, counted as uploaded
+/// (without a checksum), with the skipped ones.
+fn dry_run_output(
+    sources: &[Source],
+    mut objects: Vec<Option<UploadedObject>>,
+    to_upload: &[usize],
+    mut output: UploadOutput,
+) -> UploadOutput {
+    for &index in to_upload {
+        let source = &sources[index];
+        objects[index] = Some(UploadedObject {
+            key: source.key.clone(),
+            path: source.path.clone(),
+            bytes: source.size,
+            sha256: None,
+            skipped: false,
+            check: "",
+        });
+    }
+    output.uploaded = to_upload.len() as u64;
+    output.bytes = to_upload.iter().map(|&i| sources[i].size).sum();
+    output.objects = objects.into_iter().flatten().collect();
+    output
 }
 
 /// The bucket an upload talks to over plain HTTP (HEAD and listing).
