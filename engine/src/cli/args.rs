@@ -201,6 +201,8 @@ struct RunArgs {
 }
 
 /// Parses the command line, runs the command, returns the exit code.
+///
+/// Long on purpose: one `match` arm per command, each a call into `cli/`.
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

@@ -202,68 +202,12 @@ pub fn verify_set(
     json: bool,
     elasticsearch_url: Option<&str>,
 ) -> i32 {
-    if parse_stamp(stamp).is_none() {
-        eprintln!(
-            "error: `{stamp}` is not a stamp like 20261126_01h15m00s (`runbook list` shows the sets)"
-        );
-        return exit_code::INPUT;
-    }
     let manifest_path = manifest_dir.join(manifest_file_name(stamp));
-    // Only a regular file: a FIFO named like a manifest must not hang `verify`.
-    let text = match runbook_steps::runtime::regular_file::read_regular_text(
-        &manifest_path,
-        runbook_steps::backup::catalogue::MANIFEST_MAX_BYTES,
-    ) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            eprintln!(
-                "error: no manifest {} (an incomplete set has none and cannot be verified; `runbook list` shows the sets)",
-                manifest_path.display()
-            );
-            return exit_code::INPUT;
-        }
-        Err(e) => {
-            eprintln!("error: cannot read {}: {e}", manifest_path.display());
-            return exit_code::FAILED;
-        }
-    };
-    let mut view = match Manifest::parse(&text) {
+    let mut view = match read_manifest_to_verify(stamp, &manifest_path) {
         Ok(view) => view,
-        Err(e) => {
-            eprintln!(
-                "error: {} is not a valid manifest: {e}",
-                manifest_path.display()
-            );
-            return exit_code::FAILED;
-        }
+        Err(code) => return code,
     };
-
-    let mut errors: Vec<String> = Vec::new();
-    let mut archives = Vec::new();
-    if view.archives.is_empty() {
-        errors.push("the manifest lists no archive".to_string());
-    }
-    for archive in &view.archives {
-        let outcome = verify_one(archive);
-        match &outcome {
-            Ok(line) if !json => println!("{line}"),
-            // The error names the archive.
-            Err(e) if !json => println!("BAD {e}"),
-            _ => {}
-        }
-        archives.push(serde_json::json!({
-            "part": archive.part, "path": archive.path, "ok": outcome.is_ok(),
-            "error": outcome.as_ref().err(),
-        }));
-        if let Err(e) = outcome {
-            errors.push(e);
-        }
-    }
-    if let Some(marker) = view.elasticsearch.as_ref().and_then(|e| e.marker.as_ref())
-        && !marker.is_file()
-    {
-        errors.push(format!("marker {} is missing", marker.display()));
-    }
+    let (mut errors, archives) = check_archives_and_marker(&view, json);
     errors.extend(snapshot_errors(
         manifest_dir,
         stamp,
@@ -317,6 +261,81 @@ pub fn verify_set(
         }
         exit_code::FAILED
     }
+}
+
+/// The manifest of set `stamp` at `manifest_path`, or the exit code after
+/// its message: 2 for a bad stamp or a set without manifest, 1 for one that
+/// cannot be read or parsed.
+fn read_manifest_to_verify(stamp: &str, manifest_path: &Path) -> Result<Manifest, i32> {
+    if parse_stamp(stamp).is_none() {
+        eprintln!(
+            "error: `{stamp}` is not a stamp like 20261126_01h15m00s (`runbook list` shows the sets)"
+        );
+        return Err(exit_code::INPUT);
+    }
+    // Only a regular file: a FIFO named like a manifest must not hang `verify`.
+    let text = match runbook_steps::runtime::regular_file::read_regular_text(
+        manifest_path,
+        runbook_steps::backup::catalogue::MANIFEST_MAX_BYTES,
+    ) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!(
+                "error: no manifest {} (an incomplete set has none and cannot be verified; `runbook list` shows the sets)",
+                manifest_path.display()
+            );
+            return Err(exit_code::INPUT);
+        }
+        Err(e) => {
+            eprintln!("error: cannot read {}: {e}", manifest_path.display());
+            return Err(exit_code::FAILED);
+        }
+    };
+    let view = match Manifest::parse(&text) {
+        Ok(view) => view,
+        Err(e) => {
+            eprintln!(
+                "error: {} is not a valid manifest: {e}",
+                manifest_path.display()
+            );
+            return Err(exit_code::FAILED);
+        }
+    };
+
+    Ok(view)
+}
+
+/// Reads every archive the manifest lists end to end (printing a line for
+/// each unless `json`) and checks the marker exists: the problems found and
+/// each archive's JSON entry.
+fn check_archives_and_marker(view: &Manifest, json: bool) -> (Vec<String>, Vec<serde_json::Value>) {
+    let mut errors: Vec<String> = Vec::new();
+    let mut archives = Vec::new();
+    if view.archives.is_empty() {
+        errors.push("the manifest lists no archive".to_string());
+    }
+    for archive in &view.archives {
+        let outcome = verify_one(archive);
+        match &outcome {
+            Ok(line) if !json => println!("{line}"),
+            // The error names the archive.
+            Err(e) if !json => println!("BAD {e}"),
+            _ => {}
+        }
+        archives.push(serde_json::json!({
+            "part": archive.part, "path": archive.path, "ok": outcome.is_ok(),
+            "error": outcome.as_ref().err(),
+        }));
+        if let Err(e) = outcome {
+            errors.push(e);
+        }
+    }
+    if let Some(marker) = view.elasticsearch.as_ref().and_then(|e| e.marker.as_ref())
+        && !marker.is_file()
+    {
+        errors.push(format!("marker {} is missing", marker.display()));
+    }
+    (errors, archives)
 }
 
 /// What is wrong with the set's manifest names and its Elasticsearch

@@ -130,6 +130,25 @@ pub fn claim_stamp(folder: &Path, stamp: &str, dry_run: bool) -> Result<String, 
     }
 }
 
+/// The error `name` raises into the script: kind `fail`, at the call's position.
+fn function_error(
+    c: &NativeCallContext,
+    state: &RunState,
+    name: &str,
+    message: String,
+) -> Box<EvalAltResult> {
+    runtime_error(
+        name,
+        ErrorKind::Fail,
+        message,
+        describe_position(
+            c.call_source().or(Some(&state.workflow_display)),
+            c.call_position(),
+        ),
+        c.call_position(),
+    )
+}
+
 /// Registers `backup_stamp`, `backup_manifest`, `claim_stamp_file` and `is_plain_name`.
 pub fn register(engine: &mut Engine, state: &Arc<RunState>) {
     // The stamp that names every file of a new set, in the one format the
@@ -145,18 +164,8 @@ pub fn register(engine: &mut Engine, state: &Arc<RunState>) {
               folder: &str,
               stamp: &str|
               -> Result<String, Box<EvalAltResult>> {
-            claim_stamp(Path::new(folder), stamp, s.dry_run).map_err(|message| {
-                runtime_error(
-                    "claim_stamp_file",
-                    ErrorKind::Fail,
-                    message,
-                    describe_position(
-                        c.call_source().or(Some(&s.workflow_display)),
-                        c.call_position(),
-                    ),
-                    c.call_position(),
-                )
-            })
+            claim_stamp(Path::new(folder), stamp, s.dry_run)
+                .map_err(|message| function_error(&c, &s, "claim_stamp_file", message))
         },
     );
     let s = Arc::clone(state);
@@ -166,18 +175,7 @@ pub fn register(engine: &mut Engine, state: &Arc<RunState>) {
               manifest_dir: &str,
               stamp: &str|
               -> Result<rhai::Map, Box<EvalAltResult>> {
-            let fail = |message: String| {
-                runtime_error(
-                    "backup_manifest",
-                    ErrorKind::Fail,
-                    message,
-                    describe_position(
-                        c.call_source().or(Some(&s.workflow_display)),
-                        c.call_position(),
-                    ),
-                    c.call_position(),
-                )
-            };
+            let fail = |message: String| function_error(&c, &s, "backup_manifest", message);
             let (path, text) = find_manifest(Path::new(manifest_dir), stamp).map_err(fail)?;
             // Through the manifest's own type: the same reading as the
             // catalogue's; keys it does not name are passed on as they are.

@@ -27,6 +27,10 @@ fn position_of(state: &RunState, context: &NativeCallContext) -> String {
 }
 
 /// Builds the engine for one run.
+///
+/// Long on purpose: a flat list with one registration per script function
+/// (each a few lines binding the run state), read top to bottom as the
+/// index of what scripts can call; splitting it would scatter that index.
 pub fn build_engine(state: Arc<RunState>, modules: WorkflowModules) -> Engine {
     let mut engine = Engine::new();
     engine.set_module_resolver(modules);

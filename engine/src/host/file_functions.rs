@@ -61,6 +61,9 @@ fn as_i64(n: u64) -> i64 {
 }
 
 /// Registers the file helpers.
+///
+/// Long on purpose: one registration per helper (`write_file`, `glob`, ...),
+/// each short and independent; together they are the list of file helpers.
 pub fn register(engine: &mut Engine, state: &Arc<RunState>) {
     let s = Arc::clone(state);
     engine.register_fn(

@@ -37,12 +37,8 @@ pub fn check_script_file(path: &Path) -> Result<(), UnsafeScript> {
         path: path.display().to_string(),
         source,
     })?;
-    let mode = metadata.mode();
-    let who = match (mode & 0o020 != 0, mode & 0o002 != 0) {
-        (true, true) => "group and others",
-        (true, false) => "group",
-        (false, true) => "others",
-        (false, false) => return Ok(()),
+    let Some(who) = writable_by(metadata.mode()) else {
+        return Ok(());
     };
     Err(UnsafeScript::Writable {
         path: path.display().to_string(),
@@ -155,16 +151,22 @@ pub fn check_trusted(path: &Path, what: TrustedUse) -> Result<(), Untrusted> {
             trusted,
         });
     }
-    let mode = metadata.mode();
-    let who = match (mode & 0o020 != 0, mode & 0o002 != 0) {
-        (true, true) => "group and others",
-        (true, false) => "group",
-        (false, true) => "others",
-        (false, false) => return Ok(()),
+    let Some(who) = writable_by(metadata.mode()) else {
+        return Ok(());
     };
     Err(Untrusted::Writable {
         path: shown,
         what,
         who,
     })
+}
+
+/// Who besides the owner may write a file of `mode`: `None` when nobody.
+fn writable_by(mode: u32) -> Option<&'static str> {
+    match (mode & 0o020 != 0, mode & 0o002 != 0) {
+        (true, true) => Some("group and others"),
+        (true, false) => Some("group"),
+        (false, true) => Some("others"),
+        (false, false) => None,
+    }
 }

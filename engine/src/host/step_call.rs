@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rhai::{Dynamic, EvalAltResult, Map, NativeCallContext};
+use runbook_steps::runtime::registry::PreparedStep;
 use runbook_steps::{StepContext, StepEntry, StepError};
 
 use crate::host::journal::{StepRecord, timestamp};
@@ -106,124 +107,203 @@ pub fn call_step(
             options_error(format!("option `{}`: {}", e.key, e.message))
         }
     })?;
-    let label = common
-        .label
-        .clone()
-        .or_else(|| prepared.label.clone())
-        .unwrap_or_else(|| entry.name.to_string());
-    let description = mask(&prepared.description);
-    let in_cleanup = crate::host::run_state::in_cleanup();
-    let started_at = chrono::Utc::now();
-    let started = Instant::now();
-    let record =
-        |status: &str, result: Option<serde_json::Value>, error: Option<String>| StepRecord {
-            label: mask(&label),
-            step: entry.name.to_string(),
-            position: position_text.clone(),
-            options: recorded_options.clone(),
-            started: timestamp(started_at),
-            duration_ms: started.elapsed().as_millis() as u64,
-            status: status.to_string(),
-            result: result.map(|r| mask_json(&r)),
-            error,
-        };
-    let fail = |error: StepError| -> Box<EvalAltResult> {
-        let map = step_error_map(entry.name, &label, &error, &position_text);
-        tracing::warn!("{}: failed: {}", mask(&label), mask(&error.to_string()));
-        state.record_step(record("failed", None, Some(mask(&error.to_string()))));
-        EvalAltResult::ErrorRuntime(map.into(), position).into()
+    let call = StepCall {
+        state,
+        entry,
+        label: common
+            .label
+            .clone()
+            .or_else(|| prepared.label.clone())
+            .unwrap_or_else(|| entry.name.to_string()),
+        position,
+        position_text: position_text.clone(),
+        recorded_options,
+        in_cleanup: crate::host::run_state::in_cleanup(),
+        started_at: chrono::Utc::now(),
+        started: Instant::now(),
     };
+    let description = mask(&prepared.description);
 
-    if !in_cleanup && state.cancel.is_cancelled() {
-        return Err(fail(StepError::cancelled()));
+    if !call.in_cleanup && state.cancel.is_cancelled() {
+        return Err(call.fail(StepError::cancelled()));
     }
     if state.dry_run
         && let Some(placeholder) = prepared.dry_run_placeholder
     {
-        tracing::info!("{}: [dry-run] would {}", mask(&label), description);
+        tracing::info!("{}: [dry-run] would {}", mask(&call.label), description);
         let result = with_dry_run_flag(placeholder);
-        state.record_step(record("dry_run", Some(result.clone()), None));
+        state.record_step(call.record("dry_run", Some(result.clone()), None));
         return to_dynamic(result, &position_text, position);
     }
-    tracing::info!("{}: {}", mask(&label), description);
+    tracing::info!("{}: {}", mask(&call.label), description);
     if prepared.changes {
         state.note_change();
     }
+    let result = call
+        .run_with_retries(prepared, &step_options, &common)
+        .map_err(|error| match error {
+            Retried::Failed(error) => call.fail(error),
+            Retried::Options(message) => options_error(message),
+        })?;
+    call.succeed(result)
+}
 
-    let timeout = common.timeout.or(prepared.default_timeout);
-    let mut attempt = 0;
-    let mut prepared = Some(prepared);
-    loop {
-        attempt += 1;
-        // A step runs once per PreparedStep: parse again for a retry.
-        let this_attempt = match prepared.take() {
-            Some(p) => p,
-            None => entry
-                .prepare(step_options.clone())
-                .map_err(|e| options_error(e.message))?,
+/// Why [`StepCall::run_with_retries`] gave up.
+enum Retried {
+    /// The last attempt failed.
+    Failed(StepError),
+    /// The options, parsed again for a retry, were refused.
+    Options(String),
+}
+
+/// One step call under way: what its log lines, journal record and error
+/// map name.
+struct StepCall<'a> {
+    state: &'a Arc<RunState>,
+    entry: &'static StepEntry,
+    label: String,
+    position: rhai::Position,
+    position_text: String,
+    /// The options as the journal records them (secrets masked).
+    recorded_options: serde_json::Value,
+    /// Called from a `defer`red cleanup or an `undo()`: runs even after an
+    /// interruption.
+    in_cleanup: bool,
+    started_at: chrono::DateTime<chrono::Utc>,
+    started: Instant,
+}
+
+impl StepCall<'_> {
+    /// The journal record of this call, ending now.
+    fn record(
+        &self,
+        status: &str,
+        result: Option<serde_json::Value>,
+        error: Option<String>,
+    ) -> StepRecord {
+        StepRecord {
+            label: mask(&self.label),
+            step: self.entry.name.to_string(),
+            position: self.position_text.clone(),
+            options: self.recorded_options.clone(),
+            started: timestamp(self.started_at),
+            duration_ms: self.started.elapsed().as_millis() as u64,
+            status: status.to_string(),
+            result: result.map(|r| mask_json(&r)),
+            error,
+        }
+    }
+
+    /// Logs and records the failure; the error raised into the script.
+    fn fail(&self, error: StepError) -> Box<EvalAltResult> {
+        let map = step_error_map(self.entry.name, &self.label, &error, &self.position_text);
+        tracing::warn!(
+            "{}: failed: {}",
+            mask(&self.label),
+            mask(&error.to_string())
+        );
+        self.state
+            .record_step(self.record("failed", None, Some(mask(&error.to_string()))));
+        EvalAltResult::ErrorRuntime(map.into(), self.position).into()
+    }
+
+    /// Logs and records the success; the result as the script sees it.
+    fn succeed(&self, result: serde_json::Value) -> Result<Dynamic, Box<EvalAltResult>> {
+        let result = if self.state.dry_run {
+            with_dry_run_flag(result)
+        } else {
+            result
         };
-        let cancel = if in_cleanup {
+        tracing::info!(
+            "{}: done in {}",
+            mask(&self.label),
+            humantime::format_duration(Duration::from_millis(
+                self.started.elapsed().as_millis() as u64
+            ))
+        );
+        self.state
+            .record_step(self.record("ok", Some(result.clone()), None));
+        to_dynamic(result, &self.position_text, self.position)
+    }
+
+    /// Runs the step, again after a failure up to `retries` times (not
+    /// after a permanent error or an interruption), `retry_delay` apart.
+    fn run_with_retries(
+        &self,
+        prepared: PreparedStep,
+        step_options: &serde_json::Value,
+        common: &CommonOptions,
+    ) -> Result<serde_json::Value, Retried> {
+        let timeout = common.timeout.or(prepared.default_timeout);
+        let mut attempt = 0;
+        let mut prepared = Some(prepared);
+        loop {
+            attempt += 1;
+            // A step runs once per PreparedStep: parse again for a retry.
+            let this_attempt = match prepared.take() {
+                Some(p) => p,
+                None => self
+                    .entry
+                    .prepare(step_options.clone())
+                    .map_err(|e| Retried::Options(e.message))?,
+            };
+            match self.attempt(this_attempt, timeout) {
+                Ok(result) => return Ok(result),
+                Err(error)
+                    if attempt <= common.retries
+                        && error.error_kind() != ErrorKind::Cancelled
+                        && !error.is_permanent()
+                        && (self.in_cleanup || !self.state.cancel.is_cancelled()) =>
+                {
+                    tracing::warn!(
+                        "{}: attempt {attempt} of {} failed: {}; retrying in {}",
+                        mask(&self.label),
+                        common.retries + 1,
+                        mask(&error.to_string()),
+                        humantime::format_duration(common.retry_delay)
+                    );
+                    std::thread::sleep(common.retry_delay);
+                }
+                Err(error) => return Err(Retried::Failed(error)),
+            }
+        }
+    }
+
+    /// One attempt, on the run's tokio runtime, cut off at `timeout` (plus
+    /// a grace for steps that handle their own timeout).
+    fn attempt(
+        &self,
+        prepared: PreparedStep,
+        timeout: Option<Duration>,
+    ) -> Result<serde_json::Value, StepError> {
+        let cancel = if self.in_cleanup {
             // Cleanups must run after an interruption: they get their own token.
             tokio_util::sync::CancellationToken::new()
         } else {
-            state.cancel.child_token()
+            self.state.cancel.child_token()
         };
         let ctx = StepContext {
-            label: label.clone(),
-            dry_run: state.dry_run,
+            label: self.label.clone(),
+            dry_run: self.state.dry_run,
             cancel: cancel.clone(),
             deadline: timeout.map(|t| tokio::time::Instant::now() + t),
-            progress: state.progress,
+            progress: self.state.progress,
         };
         let hard_limit = timeout.map(|t| {
-            if entry.handles_timeout {
+            if self.entry.handles_timeout {
                 t + OWN_TIMEOUT_GRACE
             } else {
                 t
             }
         });
-        let outcome = state
+        self.state
             .runtime
-            .block_on(run_with_limit(this_attempt, ctx, cancel, hard_limit));
-        match outcome {
-            Ok(result) => {
-                let result = if state.dry_run {
-                    with_dry_run_flag(result)
-                } else {
-                    result
-                };
-                tracing::info!(
-                    "{}: done in {}",
-                    mask(&label),
-                    humantime::format_duration(Duration::from_millis(
-                        started.elapsed().as_millis() as u64
-                    ))
-                );
-                state.record_step(record("ok", Some(result.clone()), None));
-                return to_dynamic(result, &position_text, position);
-            }
-            Err(error)
-                if attempt <= common.retries
-                    && error.error_kind() != ErrorKind::Cancelled
-                    && !error.is_permanent()
-                    && (in_cleanup || !state.cancel.is_cancelled()) =>
-            {
-                tracing::warn!(
-                    "{}: attempt {attempt} of {} failed: {}; retrying in {}",
-                    mask(&label),
-                    common.retries + 1,
-                    mask(&error.to_string()),
-                    humantime::format_duration(common.retry_delay)
-                );
-                std::thread::sleep(common.retry_delay);
-            }
-            Err(error) => return Err(fail(error)),
-        }
+            .block_on(run_with_limit(prepared, ctx, cancel, hard_limit))
     }
 }
 
 async fn run_with_limit(
-    prepared: runbook_steps::runtime::registry::PreparedStep,
+    prepared: PreparedStep,
     ctx: StepContext,
     cancel: tokio_util::sync::CancellationToken,
     limit: Option<Duration>,

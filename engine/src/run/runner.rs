@@ -52,137 +52,24 @@ fn print_error(text: &str) {
     eprint!("{}", crate::host::secrets::mask(text));
 }
 
+/// Prints `error: {message}` and gives the exit code for bad input.
+fn input_error(message: impl std::fmt::Display) -> i32 {
+    print_error(&format!("error: {message}\n"));
+    exit_code::INPUT
+}
+
 /// Runs a workflow and returns the process exit code.
 pub fn run(request: RunRequest) -> i32 {
-    let workflow = match Workflow::load(&request.workflow) {
-        Ok(w) => w,
-        Err(e) => {
-            print_error(&format!("error: {e}\n"));
-            return exit_code::INPUT;
-        }
-    };
-    if let Some(vars) = request.vars.as_deref()
-        && let Err(e) = check_trusted(vars, TrustedUse::VarsFile)
-    {
-        print_error(&format!("error: {e}\n"));
-        return exit_code::INPUT;
+    match run_checked(request) {
+        Ok(code) | Err(code) => code,
     }
-    let overrides = match Overrides::from_cli(request.vars.as_deref(), &request.sets) {
-        Ok(o) => o,
-        Err(e) => {
-            print_error(&format!("error: {e}\n"));
-            return exit_code::INPUT;
-        }
-    };
-    // A metrics file that cannot be written must fail now, not after the run.
-    if let Some(path) = &request.metrics_file {
-        let folder = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        if let Err(e) = crate::host::file_functions::check_write_access(&folder) {
-            print_error(&format!(
-                "error: --metrics-file {}: cannot write in {}: {e}\n",
-                path.display(),
-                folder.display()
-            ));
-            return exit_code::INPUT;
-        }
-    }
-    if let Some(path) = &request.summary_json
-        && let Err(e) = crate::report::summary::check_writable(path)
-    {
-        print_error(&format!("error: {e}\n"));
-        return exit_code::INPUT;
-    }
-    // Compile first: a syntax error stops everything before any lock or journal.
-    let mut ast = match crate::host::check::compile(
-        &rhai::Engine::new(),
-        &workflow.display,
-        &workflow.source,
-    ) {
-        Ok(ast) => ast,
-        Err(problem) => {
-            print_error(&format!(
-                "error: {}\n{}",
-                problem.message,
-                script_error::source_excerpt(&problem.position, &source_text)
-            ));
-            return exit_code::INPUT;
-        }
-    };
-    ast.set_source(workflow.display.clone());
-    // `cfg.typo` would only show up later as a step's confusing `null`.
-    if let Some(problem) =
-        crate::host::check_lints::unknown_config_keys(&ast, &workflow.display).first()
-    {
-        print_error(&format!(
-            "error: {}\n{}",
-            problem.message,
-            script_error::source_excerpt(&problem.position, &source_text)
-        ));
-        return exit_code::INPUT;
-    }
+}
 
-    let journal_dir = request
-        .journal_dir
-        .clone()
-        .unwrap_or_else(default_journal_dir);
-    if let Err(e) = create_private_dir(&journal_dir) {
-        print_error(&format!(
-            "error: cannot create the journal folder {}: {e}\n",
-            journal_dir.display()
-        ));
-        return exit_code::INPUT;
-    }
-    // Recovery carries out the undo actions of the journals found here.
-    if let Err(e) = check_trusted(&journal_dir, TrustedUse::JournalFolder) {
-        print_error(&format!("error: {e}\n"));
-        return exit_code::INPUT;
-    }
-    let _lock = match RunLock::acquire(&journal_dir, &workflow.name) {
-        Ok(lock) => lock,
-        Err(e @ LockError::Held { .. }) => {
-            print_error(&format!("error: {e}\n"));
-            return exit_code::LOCKED;
-        }
-        Err(e) => {
-            print_error(&format!("error: {e}\n"));
-            return exit_code::INPUT;
-        }
-    };
-    let header = JournalDoc {
-        workflow: workflow.display.clone(),
-        workflow_sha256: workflow.sha256(),
-        engine_version: env!("CARGO_PKG_VERSION").to_string(),
-        host: crate::host::journal::hostname(),
-        pid: std::process::id(),
-        dry_run: request.dry_run,
-        started: timestamp(chrono::Utc::now()),
-        status: "running".to_string(),
-        config: serde_json::Value::Object(Default::default()),
-        ..JournalDoc::default()
-    };
-    let journal_group = match &request.journal_group {
-        None => None,
-        Some(name) => match nix::unistd::Group::from_name(name) {
-            Ok(Some(group)) => Some(group.gid),
-            _ => {
-                print_error(&format!("error: --journal-group {name}: no such group\n"));
-                return exit_code::INPUT;
-            }
-        },
-    };
-    let journal = match Journal::create(&journal_dir, &workflow.name, header, journal_group) {
-        Ok(j) => j,
-        Err(e) => {
-            print_error(&format!(
-                "error: cannot write the journal in {}: {e}\n",
-                journal_dir.display()
-            ));
-            return exit_code::INPUT;
-        }
-    };
+/// [`run`], with every early exit (bad input, lock held) as `Err(code)` after
+/// its message is printed.
+fn run_checked(request: RunRequest) -> Result<i32, i32> {
+    let (workflow, overrides, ast) = load_and_compile(&request)?;
+    let (journal_dir, _lock, journal) = lock_and_open_journal(&request, &workflow)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -227,8 +114,155 @@ pub fn run(request: RunRequest) -> i32 {
     } else {
         tracing::info!("running {}", workflow.display);
     }
+    let (result, cleanup_failures) = run_script(engine, &state, ast);
+    let (code, status, report) = judge(
+        &result,
+        &cleanup_failures,
+        &state,
+        &workflow,
+        signal_received.load(Ordering::SeqCst),
+    );
+    record_end(
+        &request,
+        &state,
+        &workflow,
+        (status, &report),
+        &cleanup_failures,
+        started,
+    );
+    print_error(&report);
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    Ok(code)
+}
 
-    let script_state = Arc::clone(&state);
+/// Loads the workflow, checks `--vars`, `--set` and `--metrics-file`, and
+/// compiles the script: everything that can be wrong before a lock or a
+/// journal exists.
+fn load_and_compile(request: &RunRequest) -> Result<(Workflow, Overrides, rhai::AST), i32> {
+    let workflow = Workflow::load(&request.workflow).map_err(input_error)?;
+    if let Some(vars) = request.vars.as_deref() {
+        check_trusted(vars, TrustedUse::VarsFile).map_err(input_error)?;
+    }
+    let overrides =
+        Overrides::from_cli(request.vars.as_deref(), &request.sets).map_err(input_error)?;
+    // A metrics file that cannot be written must fail now, not after the run.
+    if let Some(path) = &request.metrics_file {
+        let folder = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if let Err(e) = crate::host::file_functions::check_write_access(&folder) {
+            return Err(input_error(format!(
+                "--metrics-file {}: cannot write in {}: {e}",
+                path.display(),
+                folder.display()
+            )));
+        }
+    }
+    if let Some(path) = &request.summary_json {
+        crate::report::summary::check_writable(path).map_err(input_error)?;
+    }
+    // Compile first: a syntax error stops everything before any lock or journal.
+    let mut ast = match crate::host::check::compile(
+        &rhai::Engine::new(),
+        &workflow.display,
+        &workflow.source,
+    ) {
+        Ok(ast) => ast,
+        Err(problem) => {
+            print_error(&format!(
+                "error: {}\n{}",
+                problem.message,
+                script_error::source_excerpt(&problem.position, &source_text)
+            ));
+            return Err(exit_code::INPUT);
+        }
+    };
+    ast.set_source(workflow.display.clone());
+    // `cfg.typo` would only show up later as a step's confusing `null`.
+    if let Some(problem) =
+        crate::host::check_lints::unknown_config_keys(&ast, &workflow.display).first()
+    {
+        print_error(&format!(
+            "error: {}\n{}",
+            problem.message,
+            script_error::source_excerpt(&problem.position, &source_text)
+        ));
+        return Err(exit_code::INPUT);
+    }
+    Ok((workflow, overrides, ast))
+}
+
+/// Creates and checks the journal folder, takes the workflow's lock (exit 3
+/// when another run holds it) and writes the journal's header.
+fn lock_and_open_journal(
+    request: &RunRequest,
+    workflow: &Workflow,
+) -> Result<(PathBuf, RunLock, Journal), i32> {
+    let journal_dir = request
+        .journal_dir
+        .clone()
+        .unwrap_or_else(default_journal_dir);
+    if let Err(e) = create_private_dir(&journal_dir) {
+        return Err(input_error(format!(
+            "cannot create the journal folder {}: {e}",
+            journal_dir.display()
+        )));
+    }
+    // Recovery carries out the undo actions of the journals found here.
+    check_trusted(&journal_dir, TrustedUse::JournalFolder).map_err(input_error)?;
+    let lock = match RunLock::acquire(&journal_dir, &workflow.name) {
+        Ok(lock) => lock,
+        Err(e @ LockError::Held { .. }) => {
+            print_error(&format!("error: {e}\n"));
+            return Err(exit_code::LOCKED);
+        }
+        Err(e) => return Err(input_error(e)),
+    };
+    let header = JournalDoc {
+        workflow: workflow.display.clone(),
+        workflow_sha256: workflow.sha256(),
+        engine_version: env!("CARGO_PKG_VERSION").to_string(),
+        host: crate::host::journal::hostname(),
+        pid: std::process::id(),
+        dry_run: request.dry_run,
+        started: timestamp(chrono::Utc::now()),
+        status: "running".to_string(),
+        config: serde_json::Value::Object(Default::default()),
+        ..JournalDoc::default()
+    };
+    let journal_group = match &request.journal_group {
+        None => None,
+        Some(name) => match nix::unistd::Group::from_name(name) {
+            Ok(Some(group)) => Some(group.gid),
+            _ => {
+                return Err(input_error(format!(
+                    "--journal-group {name}: no such group"
+                )));
+            }
+        },
+    };
+    let journal =
+        Journal::create(&journal_dir, &workflow.name, header, journal_group).map_err(|e| {
+            input_error(format!(
+                "cannot write the journal in {}: {e}",
+                journal_dir.display()
+            ))
+        })?;
+    Ok((journal_dir, lock, journal))
+}
+
+/// What the script thread gives back: the script's result and the failures
+/// of the cleanups run after it.
+type ScriptOutcome = (
+    Result<(), Box<rhai::EvalAltResult>>,
+    Vec<Box<rhai::EvalAltResult>>,
+);
+
+/// Runs the script on its own thread, then its deferred cleanups and the
+/// run-scoped compensations (newest first), on the same thread.
+fn run_script(engine: rhai::Engine, state: &Arc<RunState>, ast: rhai::AST) -> ScriptOutcome {
+    let script_state = Arc::clone(state);
     let script = std::thread::Builder::new()
         .name("runbook-script".into())
         .spawn(move || {
@@ -250,10 +284,21 @@ pub fn run(request: RunRequest) -> i32 {
             (result, cleanup_failures)
         })
         .expect("the script thread starts");
-    let (result, cleanup_failures) = script.join().expect("the script thread panicked");
+    script.join().expect("the script thread panicked")
+}
 
+/// The exit code, the journal status and the error report for the user, from
+/// the script's result, the cleanups' failures and the signal received (0:
+/// none).
+fn judge(
+    result: &Result<(), Box<rhai::EvalAltResult>>,
+    cleanup_failures: &[Box<rhai::EvalAltResult>],
+    state: &RunState,
+    workflow: &Workflow,
+    signal: i32,
+) -> (i32, &'static str, String) {
     let mut report = String::new();
-    let mut code = match &result {
+    let mut code = match result {
         Ok(()) if cleanup_failures.is_empty() => exit_code::SUCCESS,
         Ok(()) => exit_code::FAILED,
         Err(error) => {
@@ -271,7 +316,7 @@ pub fn run(request: RunRequest) -> i32 {
             }
         }
     };
-    for failure in &cleanup_failures {
+    for failure in cleanup_failures {
         report.push_str(&format!(
             "error: cleanup failed: {}\n",
             script_error::one_line(failure)
@@ -286,7 +331,7 @@ pub fn run(request: RunRequest) -> i32 {
         report.push_str(&format!("error: {e}\n"));
         code = exit_code::INPUT;
     }
-    let status = match signal_received.load(Ordering::SeqCst) {
+    let status = match signal {
         2 => {
             code = exit_code::SIGINT;
             "interrupted"
@@ -298,6 +343,19 @@ pub fn run(request: RunRequest) -> i32 {
         _ if code == exit_code::SUCCESS => "success",
         _ => "failed",
     };
+    (code, status, report)
+}
+
+/// Closes the journal (end time, status, the masked error report), writes
+/// the metrics file and the run summary, and logs the run's last line.
+fn record_end(
+    request: &RunRequest,
+    state: &RunState,
+    workflow: &Workflow,
+    (status, report): (&str, &str),
+    cleanup_failures: &[Box<rhai::EvalAltResult>],
+    started: Instant,
+) {
     if let Some(journal) = &state.journal {
         let error_text =
             (!report.is_empty()).then(|| crate::host::secrets::mask(report.trim_end()));
@@ -341,9 +399,6 @@ pub fn run(request: RunRequest) -> i32 {
             workflow.display
         ),
     }
-    print_error(&report);
-    runtime.shutdown_timeout(Duration::from_secs(1));
-    code
 }
 
 /// Cancels the run on the first SIGINT/SIGTERM; later signals are ignored

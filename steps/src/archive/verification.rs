@@ -410,6 +410,17 @@ struct TarWalker<'a> {
     files_seen: usize,
 }
 
+/// What metadata headers (GNU long name/link, PAX) said about the entry that
+/// follows them, not yet used.
+#[derive(Default)]
+struct PendingMeta {
+    long_name: Option<Vec<u8>>,
+    pax_path: Option<Vec<u8>>,
+    pax_size: Option<u64>,
+    /// The metadata header read (its name and offset), whose entry has not come yet.
+    header: Option<(String, u64)>,
+}
+
 impl TarWalker<'_> {
     fn corrupt(&self, problem: impl Into<String>, entry: Option<&str>, offset: u64) -> VerifyError {
         let stream = if self.compressed {
@@ -528,12 +539,8 @@ impl TarWalker<'_> {
 
     /// Walks every entry, calling `found` with each real entry's name.
     fn walk(&mut self, found: &mut dyn FnMut(&str)) -> Result<(), VerifyError> {
-        let mut long_name: Option<Vec<u8>> = None;
-        let mut pax_path: Option<Vec<u8>> = None;
-        let mut pax_size: Option<u64> = None;
+        let mut meta = PendingMeta::default();
         let mut last_entry: Option<String> = None;
-        // A GNU long name/link or PAX header read, whose entry has not come yet.
-        let mut pending_meta: Option<(String, u64)> = None;
         let mut block = [0u8; BLOCK];
         loop {
             self.control.check()?;
@@ -558,10 +565,10 @@ impl TarWalker<'_> {
                 // GNU tar ignores it; the tar crate behind extract_archive
                 // fails, and a writer never leaves one: the entry it
                 // described is lost (found by fuzzing).
-                if let Some((meta, offset)) = pending_meta {
+                if let Some((name, offset)) = meta.header {
                     return Err(self.corrupt(
                         "metadata header with no entry after it (the entry it describes is missing)",
-                        Some(&meta),
+                        Some(&name),
                         offset,
                     ));
                 }
@@ -578,12 +585,13 @@ impl TarWalker<'_> {
                     header_offset,
                 ));
             }
-            let raw_name = long_name
+            let raw_name = meta
+                .long_name
                 .take()
-                .or(pax_path.take())
+                .or(meta.pax_path.take())
                 .unwrap_or_else(|| header.path_bytes().into_owned());
             let name = String::from_utf8_lossy(&raw_name).into_owned();
-            let size = match pax_size.take() {
+            let size = match meta.pax_size.take() {
                 Some(size) => size,
                 None => header.entry_size().map_err(|e| {
                     self.corrupt(format!("bad size field ({e})"), Some(&name), header_offset)
@@ -599,90 +607,113 @@ impl TarWalker<'_> {
                 | EntryType::GNULongLink
                 | EntryType::XHeader
                 | EntryType::XGlobalHeader => {
-                    if size > MAX_META_ENTRY {
-                        return Err(self.corrupt(
-                            format!("implausible metadata entry size {size}"),
-                            Some(&name),
-                            header_offset,
-                        ));
-                    }
-                    let data = self.read_data(size, &name, true, None)?;
-                    if header.entry_type() != EntryType::XGlobalHeader {
-                        pending_meta = Some((name.clone(), header_offset));
-                    }
-                    match header.entry_type() {
-                        EntryType::GNULongName => {
-                            let end = data.iter().position(|b| *b == 0).unwrap_or(data.len());
-                            long_name = Some(data[..end].to_vec());
-                        }
-                        EntryType::XHeader => {
-                            for extension in tar::PaxExtensions::new(&data) {
-                                let extension = extension.map_err(|e| {
-                                    self.corrupt(
-                                        format!("bad PAX header ({e})"),
-                                        Some(&name),
-                                        header_offset,
-                                    )
-                                })?;
-                                let key = extension.key_bytes();
-                                if !pax_value_ok(key, extension.value_bytes()) {
-                                    // GNU tar fails on it ("Malformed extended
-                                    // header"); found by fuzzing.
-                                    return Err(self.corrupt(
-                                        format!(
-                                            "bad PAX header (invalid {}={})",
-                                            String::from_utf8_lossy(key),
-                                            String::from_utf8_lossy(extension.value_bytes())
-                                        ),
-                                        Some(&name),
-                                        header_offset,
-                                    ));
-                                }
-                                match key {
-                                    b"path" => pax_path = Some(extension.value_bytes().to_vec()),
-                                    b"size" => {
-                                        pax_size =
-                                            extension.value().ok().and_then(|v| v.parse().ok());
-                                    }
-                                    _ => {}
-                                }
-                            }
-                        }
-                        _ => {}
-                    }
+                    self.read_meta_entry(header, size, name, header_offset, &mut meta)?;
                 }
                 entry_type => {
-                    // GNU tar fails on an entry whose mode, owner or mtime
-                    // field is not a number (found by fuzzing).
-                    if let Some(field) = bad_numeric_field(header) {
-                        return Err(self.corrupt(
-                            format!("bad {field} field in the header"),
-                            Some(&name),
-                            header_offset,
-                        ));
-                    }
-                    // GNU tar takes a name ending in `/` for a folder and
-                    // skips the data after it: such a file entry is unreadable.
-                    if name.ends_with('/') && !entry_type.is_dir() && size > 0 {
-                        return Err(self.corrupt(
-                            "file entry named like a folder (ends in `/`): GNU tar cannot read its data",
-                            Some(&name),
-                            header_offset,
-                        ));
-                    }
-                    let expected_crc = if entry_type.is_file() {
-                        self.files_seen += 1;
-                        self.file_crcs.get(self.files_seen - 1).copied()
-                    } else {
-                        None
-                    };
-                    self.read_data(size, &name, false, expected_crc)?;
+                    self.read_entry(header, entry_type, size, &name, header_offset)?;
                     found(&name);
-                    pending_meta = None;
+                    meta.header = None;
                     last_entry = Some(name);
                 }
             }
         }
+    }
+
+    /// Reads a GNU long name/link or PAX header and keeps what it says for
+    /// the entry that follows.
+    fn read_meta_entry(
+        &mut self,
+        header: &Header,
+        size: u64,
+        name: String,
+        header_offset: u64,
+        meta: &mut PendingMeta,
+    ) -> Result<(), VerifyError> {
+        if size > MAX_META_ENTRY {
+            return Err(self.corrupt(
+                format!("implausible metadata entry size {size}"),
+                Some(&name),
+                header_offset,
+            ));
+        }
+        let data = self.read_data(size, &name, true, None)?;
+        match header.entry_type() {
+            EntryType::GNULongName => {
+                let end = data.iter().position(|b| *b == 0).unwrap_or(data.len());
+                meta.long_name = Some(data[..end].to_vec());
+            }
+            EntryType::XHeader => {
+                for extension in tar::PaxExtensions::new(&data) {
+                    let extension = extension.map_err(|e| {
+                        self.corrupt(format!("bad PAX header ({e})"), Some(&name), header_offset)
+                    })?;
+                    let key = extension.key_bytes();
+                    if !pax_value_ok(key, extension.value_bytes()) {
+                        // GNU tar fails on it ("Malformed extended
+                        // header"); found by fuzzing.
+                        return Err(self.corrupt(
+                            format!(
+                                "bad PAX header (invalid {}={})",
+                                String::from_utf8_lossy(key),
+                                String::from_utf8_lossy(extension.value_bytes())
+                            ),
+                            Some(&name),
+                            header_offset,
+                        ));
+                    }
+                    match key {
+                        b"path" => meta.pax_path = Some(extension.value_bytes().to_vec()),
+                        b"size" => {
+                            meta.pax_size = extension.value().ok().and_then(|v| v.parse().ok());
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+        if header.entry_type() != EntryType::XGlobalHeader {
+            meta.header = Some((name, header_offset));
+        }
+        Ok(())
+    }
+
+    /// Checks a real entry's header fields and reads its data (checking the
+    /// file's CRC-32 when the sidecar records one).
+    fn read_entry(
+        &mut self,
+        header: &Header,
+        entry_type: EntryType,
+        size: u64,
+        name: &str,
+        header_offset: u64,
+    ) -> Result<(), VerifyError> {
+        // GNU tar fails on an entry whose mode, owner or mtime
+        // field is not a number (found by fuzzing).
+        if let Some(field) = bad_numeric_field(header) {
+            return Err(self.corrupt(
+                format!("bad {field} field in the header"),
+                Some(name),
+                header_offset,
+            ));
+        }
+        // GNU tar takes a name ending in `/` for a folder and
+        // skips the data after it: such a file entry is unreadable.
+        if name.ends_with('/') && !entry_type.is_dir() && size > 0 {
+            return Err(self.corrupt(
+                "file entry named like a folder (ends in `/`): GNU tar cannot read its data",
+                Some(name),
+                header_offset,
+            ));
+        }
+        let expected_crc = if entry_type.is_file() {
+            self.files_seen += 1;
+            self.file_crcs.get(self.files_seen - 1).copied()
+        } else {
+            None
+        };
+        self.read_data(size, name, false, expected_crc)?;
+        Ok(())
     }
 
     fn end_problem(&self, problem: &str, after: Option<String>, offset: u64) -> VerifyError {

@@ -166,6 +166,20 @@ pub struct SetPart {
 }
 
 impl SetPart {
+    /// A part as found on disk (`size` is `None` when the file is missing),
+    /// with no size or checksum recorded for it.
+    fn on_disk(part: String, path: &Path, size: Option<u64>, listed: bool) -> SetPart {
+        SetPart {
+            part,
+            path: path.to_path_buf(),
+            present: size.is_some(),
+            bytes: size.unwrap_or(0),
+            expected_bytes: None,
+            sha256: None,
+            listed,
+        }
+    }
+
     /// True for an archive (not the marker).
     pub fn is_archive(&self) -> bool {
         self.part != ELASTICSEARCH_PART
@@ -643,14 +657,41 @@ fn manifest_damage(view: &Manifest, stamp: &str, path: &Path) -> Vec<String> {
     damage
 }
 
+/// Everything known of one set: what its manifest says (when there is one and
+/// it is not damaged), the files found under its stamp that the manifest does
+/// not list, the sidecars of its archives, and the totals.
 fn build_set(
     stamp: &str,
     manifest: Option<ManifestRead>,
     files: &[(SetFileKind, PathBuf)],
     now: chrono::DateTime<Local>,
 ) -> BackupSet {
+    let mut set = empty_set(stamp, now);
+    match manifest {
+        None => set.problems.push(
+            "no runbook manifest: made by another tool (TheHive's own scripts, a copy by hand) \
+             or by a run that did not finish"
+                .to_string(),
+        ),
+        Some(read) => add_manifest(&mut set, read, stamp),
+    }
+    add_unlisted_files(&mut set, files, stamp);
+    add_archive_neighbours(&mut set);
+    set.bytes += set.parts.iter().map(|p| p.bytes).sum::<u64>();
+    set.bytes += set
+        .other_files
+        .iter()
+        .filter_map(|p| file_size(p))
+        .sum::<u64>();
+    set.parts
+        .sort_by(|a, b| a.part.cmp(&b.part).then(a.path.cmp(&b.path)));
+    set
+}
+
+/// A set known by its stamp alone: foreign, incomplete, nothing in it yet.
+fn empty_set(stamp: &str, now: chrono::DateTime<Local>) -> BackupSet {
     let time = parse_stamp(stamp).and_then(|t| Local.from_local_datetime(&t).earliest());
-    let mut set = BackupSet {
+    BackupSet {
         stamp: stamp.to_string(),
         time: time.map(|t| t.to_rfc3339()),
         created: None,
@@ -667,116 +708,120 @@ fn build_set(
         snapshot_state: None,
         problems: Vec::new(),
         warnings: Vec::new(),
+    }
+}
+
+/// What the set's manifest says. Nothing a damaged (or unreadable) manifest
+/// names is used: not its paths, not its snapshot; the files found under the
+/// stamp are still shown.
+fn add_manifest(set: &mut BackupSet, read: ManifestRead, stamp: &str) {
+    set.manifest = Some(read.path.clone());
+    set.bytes += read.bytes;
+    if let Some(problem) = read.problem {
+        set.problems.push(problem);
+    }
+    let Some(view) = read.content else {
+        set.origin = Origin::Damaged;
+        return;
     };
-    match &manifest {
-        None => set.problems.push(
-            "no runbook manifest: made by another tool (TheHive's own scripts, a copy by hand) \
-             or by a run that did not finish"
-                .to_string(),
-        ),
-        Some(read) if read.content.is_none() => set.origin = Origin::Damaged,
-        Some(_) => {}
+    let damage = manifest_damage(&view, stamp, &read.path);
+    if !damage.is_empty() {
+        set.origin = Origin::Damaged;
+        set.problems.extend(damage);
+        return;
     }
-    if let Some(read) = manifest {
-        set.manifest = Some(read.path.clone());
-        set.bytes += read.bytes;
-        if let Some(problem) = read.problem {
-            set.problems.push(problem);
+    set.created = view.created.clone();
+    match &view.origin {
+        Some(origin) => {
+            set.origin = Origin::Runbook;
+            set.written_by = Some(origin.clone());
         }
-        let damage = read
-            .content
-            .as_ref()
-            .map(|view| manifest_damage(view, stamp, &read.path))
-            .unwrap_or_default();
-        if !damage.is_empty() {
-            // Nothing a damaged manifest names is used: not its paths, not
-            // its snapshot. The files found under the stamp are still shown.
-            set.origin = Origin::Damaged;
-            set.problems.extend(damage);
-        } else if let Some(view) = read.content {
-            set.created = view.created.clone();
-            match &view.origin {
-                Some(origin) => {
-                    set.origin = Origin::Runbook;
-                    set.written_by = Some(origin.clone());
-                }
-                None => set.problems.push(format!(
-                    "manifest {} records no `origin` (written by another tool or an older runbook)",
-                    read.path.display()
-                )),
-            }
-            set.complete = view.complete.unwrap_or(false);
-            if !set.complete {
-                set.problems.push(format!(
-                    "manifest {} does not say `complete: true`",
-                    read.path.display()
-                ));
-            }
-            set.verified = view.verified.clone();
-            set.warnings = view.warnings.clone();
-            for archive in &view.archives {
-                let size = file_size(&archive.path);
-                match (size, archive.bytes) {
-                    (None, _) => set
-                        .problems
-                        .push(format!("archive {} is missing", archive.path.display())),
-                    (Some(now), Some(then)) if now != then => set.problems.push(format!(
-                        "archive {} is {now} bytes, the manifest says {then}",
-                        archive.path.display()
-                    )),
-                    _ => {}
-                }
-                let part = if archive.part.is_empty() {
-                    match belongs_to(&archive.path, stamp) {
-                        Some(SetFileKind::Archive(part)) => part,
-                        _ => "archive".to_string(),
-                    }
-                } else {
-                    archive.part.clone()
-                };
-                set.parts.push(SetPart {
-                    part,
-                    path: archive.path.clone(),
-                    present: size.is_some(),
-                    bytes: size.unwrap_or(0),
-                    expected_bytes: archive.bytes,
-                    sha256: archive.sha256.clone(),
-                    listed: true,
-                });
-            }
-            if let Some(es) = &view.elasticsearch {
-                if let Some(marker) = &es.marker {
-                    let size = file_size(marker);
-                    if size.is_none() {
-                        set.problems
-                            .push(format!("marker {} is missing", marker.display()));
-                    }
-                    set.parts.push(SetPart {
-                        part: ELASTICSEARCH_PART.to_string(),
-                        path: marker.clone(),
-                        present: size.is_some(),
-                        bytes: size.unwrap_or(0),
-                        expected_bytes: None,
-                        sha256: None,
-                        listed: true,
-                    });
-                }
-                if let Some(name) = &es.snapshot {
-                    let config = view.config.clone().unwrap_or_default();
-                    let trusted = read.untrusted.is_none();
-                    set.snapshot = Some(SnapshotRef {
-                        repository: es.repository.clone(),
-                        name: name.clone(),
-                        listed: true,
-                        url: config.elasticsearch_url.filter(|_| trusted),
-                        user: config.elasticsearch_user,
-                        untrusted: read.untrusted.clone(),
-                    });
-                }
-            }
-        }
+        None => set.problems.push(format!(
+            "manifest {} records no `origin` (written by another tool or an older runbook)",
+            read.path.display()
+        )),
     }
-    // Files found in the folders that the manifest does not list.
+    set.complete = view.complete.unwrap_or(false);
+    if !set.complete {
+        set.problems.push(format!(
+            "manifest {} does not say `complete: true`",
+            read.path.display()
+        ));
+    }
+    set.verified = view.verified.clone();
+    set.warnings = view.warnings.clone();
+    add_listed_archives(set, &view, stamp);
+    add_listed_snapshot(set, &view, read.untrusted);
+}
+
+/// The archives the manifest lists, each checked against the size it records.
+fn add_listed_archives(set: &mut BackupSet, view: &Manifest, stamp: &str) {
+    for archive in &view.archives {
+        let size = file_size(&archive.path);
+        match (size, archive.bytes) {
+            (None, _) => set
+                .problems
+                .push(format!("archive {} is missing", archive.path.display())),
+            (Some(now), Some(then)) if now != then => set.problems.push(format!(
+                "archive {} is {now} bytes, the manifest says {then}",
+                archive.path.display()
+            )),
+            _ => {}
+        }
+        let part = if archive.part.is_empty() {
+            match belongs_to(&archive.path, stamp) {
+                Some(SetFileKind::Archive(part)) => part,
+                _ => "archive".to_string(),
+            }
+        } else {
+            archive.part.clone()
+        };
+        set.parts.push(SetPart {
+            expected_bytes: archive.bytes,
+            sha256: archive.sha256.clone(),
+            ..SetPart::on_disk(part, &archive.path, size, true)
+        });
+    }
+}
+
+/// The Elasticsearch marker and snapshot the manifest names. The URL it
+/// records is used only when the manifest is trusted (`untrusted` is `None`).
+fn add_listed_snapshot(set: &mut BackupSet, view: &Manifest, untrusted: Option<String>) {
+    let Some(es) = &view.elasticsearch else {
+        return;
+    };
+    if let Some(marker) = &es.marker {
+        let size = file_size(marker);
+        if size.is_none() {
+            set.problems
+                .push(format!("marker {} is missing", marker.display()));
+        }
+        set.parts.push(SetPart::on_disk(
+            ELASTICSEARCH_PART.to_string(),
+            marker,
+            size,
+            true,
+        ));
+    }
+    if let Some(name) = &es.snapshot {
+        let config = view.config.clone().unwrap_or_default();
+        let trusted = untrusted.is_none();
+        set.snapshot = Some(SnapshotRef {
+            repository: es.repository.clone(),
+            name: name.clone(),
+            listed: true,
+            url: config.elasticsearch_url.filter(|_| trusted),
+            user: config.elasticsearch_user,
+            untrusted,
+        });
+    }
+}
+
+/// Files found in the folders under the set's stamp that the manifest does
+/// not list (a copy, or a folder moved): shown with the set, but the set does
+/// not rely on them and retention never removes them (only what a runbook
+/// manifest names goes).
+fn add_unlisted_files(set: &mut BackupSet, files: &[(SetFileKind, PathBuf)], stamp: &str) {
     for (kind, path) in files {
         let known = set.parts.iter().any(|p| same_file(&p.path, path))
             || set.manifest.as_ref().is_some_and(|m| same_file(m, path))
@@ -787,39 +832,28 @@ fn build_set(
         match kind {
             SetFileKind::Manifest => {}
             SetFileKind::Archive(part) => {
-                // Not in the manifest (a copy, or a folder moved): shown with
-                // the set, but the set does not rely on it and retention never
-                // removes it (only what a runbook manifest names goes).
-                let size = file_size(path);
-                set.parts.push(SetPart {
-                    part: part.clone(),
-                    path: path.clone(),
-                    present: size.is_some(),
-                    bytes: size.unwrap_or(0),
-                    expected_bytes: None,
-                    sha256: None,
-                    listed: false,
-                });
+                set.parts
+                    .push(SetPart::on_disk(part.clone(), path, file_size(path), false));
             }
             SetFileKind::Marker => {
-                let size = file_size(path);
                 if set.snapshot.is_none() {
                     set.snapshot = Some(snapshot_from_marker(path, stamp));
                 }
-                set.parts.push(SetPart {
-                    part: ELASTICSEARCH_PART.to_string(),
-                    path: path.clone(),
-                    present: size.is_some(),
-                    bytes: size.unwrap_or(0),
-                    expected_bytes: None,
-                    sha256: None,
-                    listed: false,
-                });
+                set.parts.push(SetPart::on_disk(
+                    ELASTICSEARCH_PART.to_string(),
+                    path,
+                    file_size(path),
+                    false,
+                ));
             }
             SetFileKind::Sidecar(_) | SetFileKind::Partial(_) => set.other_files.push(path.clone()),
         }
     }
-    // Sidecars of the listed archives (they may live outside the folders searched).
+}
+
+/// The sidecars and partial files of the set's archives (they may live
+/// outside the folders searched).
+fn add_archive_neighbours(set: &mut BackupSet) {
     for part in set.parts.iter().filter(|p| p.is_archive()) {
         let sidecar = sidecar_path(&part.path);
         if !set.other_files.contains(&sidecar) && file_size(&sidecar).is_some() {
@@ -830,15 +864,6 @@ fn build_set(
             set.other_files.push(partial);
         }
     }
-    set.bytes += set.parts.iter().map(|p| p.bytes).sum::<u64>();
-    set.bytes += set
-        .other_files
-        .iter()
-        .filter_map(|p| file_size(p))
-        .sum::<u64>();
-    set.parts
-        .sort_by(|a, b| a.part.cmp(&b.part).then(a.path.cmp(&b.path)));
-    set
 }
 
 /// The snapshot a marker names: the marker's JSON (what `es_snapshot`

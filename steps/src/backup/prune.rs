@@ -18,7 +18,6 @@ use crate::backup::catalogue::{
 use crate::backup::layout::MANIFEST_PREFIX;
 use crate::runtime::atomic_file::sync_parent;
 use crate::runtime::error::{ErrorKind, StepError, StepFailure};
-use crate::runtime::secret::Secret;
 use crate::runtime::step::{DryRun, Step, StepContext};
 use crate::search::client::{
     HttpClient, HttpError, default_elasticsearch_url, display_url, tls_summary,
@@ -55,35 +54,20 @@ pub struct PruneOptions {
     pub protect: Vec<String>,
 }
 
-/// The `elasticsearch` option of `prune`: the connection, as for `es_snapshot`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PruneElasticsearch {
-    /// Elasticsearch's URL.
-    #[serde(default = "default_elasticsearch_url")]
-    pub url: Url,
-    /// The snapshot repository, for the plan's description: each set's
-    /// snapshot is deleted in the repository its manifest names.
-    #[serde(default)]
-    pub repository: Option<String>,
-    /// Basic-auth user.
-    #[serde(default)]
-    pub user: Option<String>,
-    /// Basic-auth password.
-    #[serde(default)]
-    pub password: Option<Secret>,
-    /// API key.
-    #[serde(default)]
-    pub api_key: Option<Secret>,
-    /// PEM file of the CA to trust.
-    #[serde(default)]
-    pub ca_cert: Option<PathBuf>,
-    /// Accept any server certificate.
-    #[serde(default)]
-    pub insecure: bool,
+crate::search::client::with_http_connection! {
+    /// The `elasticsearch` option of `prune`: the connection, as for `es_snapshot`.
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct PruneElasticsearch {
+        /// Elasticsearch's URL.
+        #[serde(default = "default_elasticsearch_url")]
+        pub url: Url,
+        /// The snapshot repository, for the plan's description: each set's
+        /// snapshot is deleted in the repository its manifest names.
+        #[serde(default)]
+        pub repository: Option<String>,
+    }
 }
-
-crate::search::client::impl_http_connection!(PruneElasticsearch);
 
 /// A set that stays, and why.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -530,135 +514,168 @@ async fn prune(options: PruneOptions, ctx: &StepContext) -> Result<PruneOutput, 
     // Which snapshot each removal deletes, and whether its repository answers:
     // checked before the first file goes, so an unreachable Elasticsearch
     // does not leave snapshots that nothing refers to any more.
-    let client =
-        match &options.elasticsearch {
-            Some(es) => Some(HttpClient::new(&es.connection(), &es.url, ctx).map_err(
-                |source| PruneError::RepositoryCheck {
+    let elasticsearch = match &options.elasticsearch {
+        Some(es) => Some((
+            es,
+            HttpClient::new(&es.connection(), &es.url, ctx).map_err(|source| {
+                PruneError::RepositoryCheck {
                     repository: es.repository.clone().unwrap_or_default(),
                     source: Box::new(source),
-                },
-            )?),
-            None => None,
-        };
-    let mut targets: Vec<Option<(String, String)>> = Vec::new();
-    let mut missing_repositories: Vec<String> = Vec::new();
-    let mut checked: Vec<String> = Vec::new();
-    for removal in &decided.removals {
-        let target = match (&removal.snapshot, &options.elasticsearch, &client) {
-            (None, _, _) => None,
-            (Some(snapshot), None, _) | (Some(snapshot), Some(_), None) => {
-                output.warnings.push(format!(
-                    "set {}: snapshot {} left in place (no `elasticsearch` option)",
-                    removal.stamp, snapshot.name
-                ));
-                None
-            }
-            (Some(snapshot), Some(es), Some(client)) => {
-                // The catalogue only gives a snapshot its manifest names, with a
-                // repository of plain name; checked again here, right before use.
-                let Some(repository) = snapshot.repository.clone().filter(|r| is_plain_name(r))
-                else {
-                    output.warnings.push(format!(
-                        "set {}: snapshot {} left in place (its manifest names no valid repository)",
-                        removal.stamp, snapshot.name
-                    ));
-                    targets.push(None);
-                    continue;
-                };
-                if !is_plain_name(&snapshot.name) {
-                    output.warnings.push(format!(
-                        "set {}: snapshot `{}` left in place (not a plain name)",
-                        removal.stamp, snapshot.name
-                    ));
-                    targets.push(None);
-                    continue;
                 }
-                if !checked.contains(&repository) {
-                    checked.push(repository.clone());
-                    let registered = client
-                        .repository_registered(&es.url, &repository)
-                        .await
-                        .map_err(|source| PruneError::RepositoryCheck {
-                            repository: repository.clone(),
-                            source: Box::new(source),
-                        })?;
-                    if !registered {
-                        missing_repositories.push(repository.clone());
-                    }
-                }
-                if missing_repositories.contains(&repository) {
-                    output.warnings.push(format!(
-                        "set {}: snapshot repository `{repository}` is not registered: snapshot {} not deleted",
-                        removal.stamp, snapshot.name
-                    ));
-                    None
-                } else {
-                    Some((repository, snapshot.name.clone()))
-                }
-            }
-        };
-        targets.push(target);
-    }
-
+            })?,
+        )),
+        None => None,
+    };
+    let targets = snapshot_targets(
+        &decided.removals,
+        elasticsearch.as_ref().map(|(es, client)| (*es, client)),
+        &mut output.warnings,
+    )
+    .await?;
     for (removal, target) in decided.removals.into_iter().zip(targets) {
         if ctx.cancel.is_cancelled() {
             return Err(PruneError::Cancelled(output.removed.len()));
         }
-        let verb = if ctx.dry_run {
-            "would remove"
-        } else {
-            "removing"
-        };
-        tracing::info!(
-            "{}: {verb} set {}: {}",
-            ctx.label,
-            removal.stamp,
-            removal.reason
-        );
-        for file in &removal.files {
-            tracing::info!("{}:   {verb} {}", ctx.label, file.display());
-        }
-        if let Some((repository, name)) = &target {
-            tracing::info!("{}:   {verb} snapshot {repository}/{name}", ctx.label);
-        }
-        if !ctx.dry_run {
-            let stamp = removal.stamp.clone();
-            let files = removal.files.clone();
-            let manifest = removal
-                .files
-                .first()
-                .filter(|f| {
-                    f.file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with(MANIFEST_PREFIX))
-                })
-                .cloned();
-            tokio::task::spawn_blocking(move || remove_files(&stamp, &files, manifest.as_deref()))
-                .await
-                .map_err(|_| PruneError::Worker)??;
-            if let (Some((repository, name)), Some(client), Some(es)) =
-                (&target, &client, &options.elasticsearch)
-            {
-                let url = snapshot_url(&es.url, repository, name);
-                // The files are gone: finish this set even if the run is being interrupted.
-                delete_snapshot(&client.uncancellable(), &url)
-                    .await
-                    .map_err(|source| PruneError::Snapshot {
-                        stamp: removal.stamp.clone(),
-                        repository: repository.clone(),
-                        snapshot: name.clone(),
-                        source: Box::new(source),
-                    })?;
-            }
-        }
-        output.removed.push(RemovedSet {
-            stamp: removal.stamp,
-            reason: removal.reason,
-            files: removal.files,
-            snapshot: target.map(|(repository, name)| format!("{repository}/{name}")),
-            bytes: removal.bytes,
-        });
+        let removed = remove_set(
+            removal,
+            target,
+            elasticsearch.as_ref().map(|(es, client)| (*es, client)),
+            ctx,
+        )
+        .await?;
+        output.removed.push(removed);
     }
     Ok(output)
+}
+
+/// For each removal, in order, the snapshot (repository, name) it deletes:
+/// `None` when it has none, when there is no `elasticsearch` option, when its
+/// names are not plain, or when its repository is not registered (each said
+/// in `warnings`). Each repository is asked once.
+async fn snapshot_targets(
+    removals: &[Removal],
+    elasticsearch: Option<(&PruneElasticsearch, &HttpClient)>,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<Option<(String, String)>>, PruneError> {
+    let mut targets: Vec<Option<(String, String)>> = Vec::new();
+    let mut missing_repositories: Vec<String> = Vec::new();
+    let mut checked: Vec<String> = Vec::new();
+    for removal in removals {
+        let Some(snapshot) = &removal.snapshot else {
+            targets.push(None);
+            continue;
+        };
+        let Some((es, client)) = elasticsearch else {
+            warnings.push(format!(
+                "set {}: snapshot {} left in place (no `elasticsearch` option)",
+                removal.stamp, snapshot.name
+            ));
+            targets.push(None);
+            continue;
+        };
+        // The catalogue only gives a snapshot its manifest names, with a
+        // repository of plain name; checked again here, right before use.
+        let Some(repository) = snapshot.repository.clone().filter(|r| is_plain_name(r)) else {
+            warnings.push(format!(
+                "set {}: snapshot {} left in place (its manifest names no valid repository)",
+                removal.stamp, snapshot.name
+            ));
+            targets.push(None);
+            continue;
+        };
+        if !is_plain_name(&snapshot.name) {
+            warnings.push(format!(
+                "set {}: snapshot `{}` left in place (not a plain name)",
+                removal.stamp, snapshot.name
+            ));
+            targets.push(None);
+            continue;
+        }
+        if !checked.contains(&repository) {
+            checked.push(repository.clone());
+            let registered = client
+                .repository_registered(&es.url, &repository)
+                .await
+                .map_err(|source| PruneError::RepositoryCheck {
+                    repository: repository.clone(),
+                    source: Box::new(source),
+                })?;
+            if !registered {
+                missing_repositories.push(repository.clone());
+            }
+        }
+        if missing_repositories.contains(&repository) {
+            warnings.push(format!(
+                "set {}: snapshot repository `{repository}` is not registered: snapshot {} not deleted",
+                removal.stamp, snapshot.name
+            ));
+            targets.push(None);
+        } else {
+            targets.push(Some((repository, snapshot.name.clone())));
+        }
+    }
+    Ok(targets)
+}
+
+/// Removes one set (only logs what it would remove under dry-run): its files
+/// (manifest first), then its snapshot `target`.
+async fn remove_set(
+    removal: Removal,
+    target: Option<(String, String)>,
+    elasticsearch: Option<(&PruneElasticsearch, &HttpClient)>,
+    ctx: &StepContext,
+) -> Result<RemovedSet, PruneError> {
+    let verb = if ctx.dry_run {
+        "would remove"
+    } else {
+        "removing"
+    };
+    tracing::info!(
+        "{}: {verb} set {}: {}",
+        ctx.label,
+        removal.stamp,
+        removal.reason
+    );
+    for file in &removal.files {
+        tracing::info!("{}:   {verb} {}", ctx.label, file.display());
+    }
+    if let Some((repository, name)) = &target {
+        tracing::info!("{}:   {verb} snapshot {repository}/{name}", ctx.label);
+    }
+    if !ctx.dry_run {
+        let stamp = removal.stamp.clone();
+        let files = removal.files.clone();
+        let manifest = removal
+            .files
+            .first()
+            .filter(|f| {
+                f.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(MANIFEST_PREFIX))
+            })
+            .cloned();
+        tokio::task::spawn_blocking(move || remove_files(&stamp, &files, manifest.as_deref()))
+            .await
+            .map_err(|_| PruneError::Worker)??;
+        if let (Some((repository, name)), Some((es, client))) = (&target, elasticsearch) {
+            let url = snapshot_url(&es.url, repository, name);
+            // The files are gone: finish this set even if the run is being interrupted.
+            delete_snapshot(&client.uncancellable(), &url)
+                .await
+                .map_err(|source| PruneError::Snapshot {
+                    stamp: removal.stamp.clone(),
+                    repository: repository.clone(),
+                    snapshot: name.clone(),
+                    source: Box::new(source),
+                })?;
+        }
+    }
+    Ok(RemovedSet {
+        stamp: removal.stamp,
+        reason: removal.reason,
+        files: removal.files,
+        snapshot: target.map(|(repository, name)| format!("{repository}/{name}")),
+        bytes: removal.bytes,
+    })
 }
 
 /// Removes `files` in order; a file already gone is fine. After the manifest,

@@ -167,6 +167,39 @@ fn manifest_path(options: &WriteManifestOptions) -> PathBuf {
         .join(manifest_file_name(&options.stamp))
 }
 
+/// Everything a site allowed to go on with a warning (allow_* keys), each
+/// prefixed with its part: the set is "complete with warnings", and this says
+/// what it lacks.
+fn set_warnings(options: &WriteManifestOptions) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let mut add = |part: &str, list: &Option<Vec<String>>| {
+        for w in list.iter().flatten() {
+            warnings.push(format!("{part}: {w}"));
+        }
+    };
+    add(&options.cassandra.part, &options.cassandra.warnings);
+    add("elasticsearch", &options.elasticsearch.warnings);
+    if let Some(storage) = &options.storage {
+        add(&storage.part, &storage.warnings);
+    }
+    warnings
+}
+
+/// Seconds between the Cassandra and the Elasticsearch snapshot's starts,
+/// when both are known.
+fn snapshot_skew(options: &WriteManifestOptions) -> Option<f64> {
+    let es_start = options
+        .elasticsearch
+        .start_time
+        .as_deref()
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .map(|t| t.timestamp_millis());
+    match (es_start, options.cassandra.snapshot_started_ms) {
+        (Some(es), Some(cassandra)) => Some((es - cassandra).abs() as f64 / 1000.0),
+        _ => None,
+    }
+}
+
 /// The manifest for these parts' results, made now.
 pub fn build_manifest(options: &WriteManifestOptions) -> Manifest {
     let now = manifest_time_now();
@@ -184,28 +217,6 @@ pub fn build_manifest(options: &WriteManifestOptions) -> Manifest {
             other: Map::new(),
         })
         .collect();
-    // Everything a site allowed to go on with a warning (allow_* keys): the
-    // set is "complete with warnings", and this says what it lacks.
-    let mut warnings = Vec::new();
-    let mut add = |part: &str, list: &Option<Vec<String>>| {
-        for w in list.iter().flatten() {
-            warnings.push(format!("{part}: {w}"));
-        }
-    };
-    add(&cassandra.part, &cassandra.warnings);
-    add("elasticsearch", &elasticsearch.warnings);
-    if let Some(storage) = &options.storage {
-        add(&storage.part, &storage.warnings);
-    }
-    let es_start = elasticsearch
-        .start_time
-        .as_deref()
-        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-        .map(|t| t.timestamp_millis());
-    let skew = match (es_start, cassandra.snapshot_started_ms) {
-        (Some(es), Some(cassandra)) => Some((es - cassandra).abs() as f64 / 1000.0),
-        _ => None,
-    };
     let config: ManifestConfig = serde_json::from_value(Value::Object(options.config.clone()))
         .unwrap_or_else(|_| ManifestConfig {
             other: options.config.clone(),
@@ -242,8 +253,8 @@ pub fn build_manifest(options: &WriteManifestOptions) -> Manifest {
             marker: elasticsearch.marker.clone(),
             other: Map::new(),
         }),
-        warnings,
-        snapshot_skew_seconds: skew,
+        warnings: set_warnings(options),
+        snapshot_skew_seconds: snapshot_skew(options),
         workflow_sha256: options.workflow_sha256.clone(),
         origin: Some(ManifestOrigin {
             tool: "runbook".to_string(),

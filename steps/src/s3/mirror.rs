@@ -21,10 +21,7 @@ use crate::runtime::error::{ErrorKind, StepError, StepFailure};
 use crate::runtime::progress::Progress;
 use crate::runtime::secret::Secret;
 use crate::runtime::step::{DryRun, Step, StepContext};
-use crate::s3::alias::{
-    AliasError, EnvLookup, S3Endpoint, S3Location, TargetOptions, process_env,
-    transfer_client_options,
-};
+use crate::s3::alias::{EnvLookup, S3Endpoint, S3Location, process_env, transfer_client_options};
 use crate::s3::listing::{LIST_CONNECT_TIMEOUT, LIST_PAGE_TIMEOUT, ListedObject, list_objects};
 
 /// Refused keys listed in the result (all of them are counted and logged).
@@ -76,6 +73,8 @@ pub struct MirrorOptions {
     #[serde(default)]
     pub ca_cert: Option<PathBuf>,
 }
+
+crate::s3::alias::impl_s3_target!(MirrorOptions, source);
 
 fn default_concurrency() -> usize {
     8
@@ -288,28 +287,11 @@ pub fn mirror_with_env(
     ctx: StepContext,
     env: EnvLookup<'_>,
 ) -> impl Future<Output = Result<MirrorOutput, StepError>> + Send + use<> {
-    let resolved = resolve(&options, env);
+    let resolved = options.target().resolve(env);
     async move {
         let (endpoint, location) = resolved?;
         run_mirror(options, endpoint, location, ctx).await
     }
-}
-
-fn resolve(
-    options: &MirrorOptions,
-    env: EnvLookup<'_>,
-) -> Result<(S3Endpoint, S3Location), AliasError> {
-    TargetOptions {
-        option: "source",
-        location: &options.source,
-        endpoint: options.endpoint.as_deref(),
-        access_key: options.access_key.as_deref(),
-        secret_key: options.secret_key.as_ref(),
-        config_dir: options.config_dir.as_deref(),
-        region: options.region.as_deref(),
-        ca_cert: options.ca_cert.as_deref(),
-    }
-    .resolve(env)
 }
 
 /// An object with the local path it mirrors to.

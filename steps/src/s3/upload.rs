@@ -43,8 +43,7 @@ use crate::runtime::progress::Progress;
 use crate::runtime::secret::Secret;
 use crate::runtime::step::{DryRun, Step, StepContext};
 use crate::s3::alias::{
-    AliasError, EnvLookup, S3Endpoint, S3Location, TargetOptions, process_env,
-    transfer_client_options,
+    AliasError, EnvLookup, S3Endpoint, S3Location, process_env, transfer_client_options,
 };
 use crate::s3::listing::list_objects;
 
@@ -120,6 +119,8 @@ pub struct UploadOptions {
     #[serde(default)]
     pub ca_cert: Option<PathBuf>,
 }
+
+crate::s3::alias::impl_s3_target!(UploadOptions, dest);
 
 fn default_concurrency() -> usize {
     4
@@ -528,28 +529,11 @@ pub fn upload_with_env(
     ctx: StepContext,
     env: EnvLookup<'_>,
 ) -> impl Future<Output = Result<UploadOutput, StepError>> + Send + use<> {
-    let resolved = resolve(&options, env);
+    let resolved = options.target().resolve(env);
     async move {
         let (endpoint, location) = resolved?;
         run_upload(options, endpoint, location, ctx).await
     }
-}
-
-fn resolve(
-    options: &UploadOptions,
-    env: EnvLookup<'_>,
-) -> Result<(S3Endpoint, S3Location), AliasError> {
-    TargetOptions {
-        option: "dest",
-        location: &options.dest,
-        endpoint: options.endpoint.as_deref(),
-        access_key: options.access_key.as_deref(),
-        secret_key: options.secret_key.as_ref(),
-        config_dir: options.config_dir.as_deref(),
-        region: options.region.as_deref(),
-        ca_cert: options.ca_cert.as_deref(),
-    }
-    .resolve(env)
 }
 
 /// One file to upload.
@@ -1544,64 +1528,141 @@ async fn upload_all(
         listed = listed_sizes(&http, &endpoint, &location) => listed?,
         _ = stop.cancelled() => return Err(StepError::cancelled()),
     };
-    let listed_objects = listed.len() as u64;
-    let listed_bytes = listed.values().sum::<u64>();
     // With `remove`, what the prefix holds beyond the folder's files.
-    let extra: Vec<String> = if options.remove {
-        let keys: std::collections::HashSet<&str> =
-            sources.iter().map(|s| s.key.as_str()).collect();
-        let mut extra: Vec<String> = listed
-            .keys()
-            .filter(|k| !keys.contains(k.as_str()))
-            .cloned()
-            .collect();
-        extra.sort();
-        extra
-    } else {
-        Vec::new()
+    let extra = extra_keys(&options, &sources, &listed);
+    let mut output = UploadOutput {
+        listed_objects: listed.len() as u64,
+        listed_bytes: listed.values().sum::<u64>(),
+        removed: extra.len() as u64,
+        ..UploadOutput::default()
     };
     if sources.is_empty() && options.folder.is_none() {
         tracing::info!(
-            "{}: bucket `{}` on {} answers ({listed_objects} objects, {listed_bytes} bytes under the prefix); no file to upload",
+            "{}: bucket `{}` on {} answers ({} objects, {} bytes under the prefix); no file to upload",
             ctx.label,
             location.bucket,
-            endpoint.describe()
+            endpoint.describe(),
+            output.listed_objects,
+            output.listed_bytes
         );
-        return Ok(UploadOutput {
-            listed_objects,
-            listed_bytes,
-            ..UploadOutput::default()
-        });
+        return Ok(output);
     }
     let bucket_url = endpoint
         .bucket_url(&location.bucket)
         .as_str()
         .trim_end_matches('/')
         .to_string();
+    let remote = Remote {
+        http: &http,
+        endpoint: &endpoint,
+        bucket: &location.bucket,
+        bucket_url: &bucket_url,
+    };
+    let plans = plan_uploads(&sources, &listed, &remote, &options, ctx, stop).await?;
+    let (mut objects, to_upload) = sort_plans(&sources, plans, &mut output);
+    let upload_bytes: u64 = to_upload.iter().map(|&i| sources[i].size).sum();
 
-    // Plan: present with the same size → compare checksums (reads the file).
-    let concurrency = options.concurrency.max(1);
+    if ctx.dry_run {
+        return Ok(dry_run_output(&sources, objects, &to_upload, output));
+    }
+
+    let uploader = Uploader::new(&options, &remote, &location, ctx, stop, upload_bytes)?;
+    uploader
+        .upload_in_order(
+            &sources,
+            to_upload,
+            options.concurrency.max(1),
+            &mut objects,
+            &mut output,
+        )
+        .await?;
+    uploader.progress.finish();
+    let objects: Vec<UploadedObject> = objects.into_iter().flatten().collect();
+    // Only once every file is up and checked: what is not in the folder goes.
+    delete_extra(&remote, &extra, &options, ctx, stop).await?;
+    check_listed(&remote, &location, &objects, options.remove, stop).await?;
+    tracing::info!(
+        "{}: {} files uploaded ({} bytes), {} already there, to bucket `{}` on {}",
+        ctx.label,
+        output.uploaded,
+        output.bytes,
+        output.skipped,
+        location.bucket,
+        endpoint.describe()
+    );
+    output.objects = objects;
+    Ok(output)
+}
+
+/// Under dry-run: the files that would be uploaded, counted as uploaded
+/// (without a checksum), with the skipped ones.
+fn dry_run_output(
+    sources: &[Source],
+    mut objects: Vec<Option<UploadedObject>>,
+    to_upload: &[usize],
+    mut output: UploadOutput,
+) -> UploadOutput {
+    for &index in to_upload {
+        let source = &sources[index];
+        objects[index] = Some(UploadedObject {
+            key: source.key.clone(),
+            path: source.path.clone(),
+            bytes: source.size,
+            sha256: None,
+            skipped: false,
+            check: "",
+        });
+    }
+    output.uploaded = to_upload.len() as u64;
+    output.bytes = to_upload.iter().map(|&i| sources[i].size).sum();
+    output.objects = objects.into_iter().flatten().collect();
+    output
+}
+
+/// The bucket an upload talks to over plain HTTP (HEAD and listing).
+struct Remote<'a> {
+    http: &'a reqwest::Client,
+    endpoint: &'a S3Endpoint,
+    bucket: &'a str,
+    /// The bucket's base URL, without trailing slash.
+    bucket_url: &'a str,
+}
+
+/// For each source, in order: upload it, or skip it because the object is
+/// there with the same size and checksums (which reads the file).
+async fn plan_uploads(
+    sources: &[Source],
+    listed: &HashMap<String, u64>,
+    remote: &Remote<'_>,
+    options: &UploadOptions,
+    ctx: &StepContext,
+    stop: &CancellationToken,
+) -> Result<Vec<Plan>, StepError> {
     // The futures are built first: a stream of borrowing closures trips the
     // compiler's `Send` check of the step's future.
     let checks: Vec<_> = sources
         .iter()
         .map(|source| {
             let listed_size = listed.get(&source.key).copied();
-            let (http, endpoint, bucket, bucket_url) =
-                (&http, &endpoint, &location.bucket, &bucket_url);
             async move {
                 if listed_size != Some(source.size) {
                     return Ok(Plan::Upload);
                 }
-                let Some(remote) =
-                    head_object(http, endpoint, bucket, bucket_url, &source.key).await?
+                let Some(found) = head_object(
+                    remote.http,
+                    remote.endpoint,
+                    remote.bucket,
+                    remote.bucket_url,
+                    &source.key,
+                )
+                .await?
                 else {
                     return Ok(Plan::Upload);
                 };
                 let part_size =
-                    part_size_for(source.size, remote.part_size.unwrap_or(options.part_size));
+                    part_size_for(source.size, found.part_size.unwrap_or(options.part_size));
                 let digests = hash_file(source, part_size, stop).await?;
-                Ok(match digests.compare(&remote) {
+                Ok(match digests.compare(&found) {
                     Ok(check) => Plan::Skip(digests, check),
                     Err((check, detail)) => {
                         tracing::info!(
@@ -1617,19 +1678,23 @@ async fn upload_all(
         })
         .collect();
     let plans: Vec<Result<Plan, StepError>> = futures::stream::iter(checks)
-        .buffered(concurrency)
+        .buffered(options.concurrency.max(1))
         .collect()
         .await;
+    plans.into_iter().collect()
+}
+
+/// The result slot of every source (filled for the skipped ones, counted in
+/// `output.skipped`) and the indices of the sources to upload.
+fn sort_plans(
+    sources: &[Source],
+    plans: Vec<Plan>,
+    output: &mut UploadOutput,
+) -> (Vec<Option<UploadedObject>>, Vec<usize>) {
     let mut objects: Vec<Option<UploadedObject>> = Vec::with_capacity(sources.len());
     let mut to_upload: Vec<usize> = Vec::new();
-    let mut output = UploadOutput {
-        listed_objects,
-        listed_bytes,
-        removed: extra.len() as u64,
-        ..UploadOutput::default()
-    };
     for (index, (source, plan)) in sources.iter().zip(plans).enumerate() {
-        match plan? {
+        match plan {
             Plan::Skip(digests, check) => {
                 output.skipped += 1;
                 objects.push(Some(UploadedObject {
@@ -1647,99 +1712,52 @@ async fn upload_all(
             }
         }
     }
-    let upload_bytes: u64 = to_upload.iter().map(|&i| sources[i].size).sum();
+    (objects, to_upload)
+}
 
-    if ctx.dry_run {
-        for &index in &to_upload {
-            let source = &sources[index];
-            objects[index] = Some(UploadedObject {
-                key: source.key.clone(),
-                path: source.path.clone(),
-                bytes: source.size,
-                sha256: None,
-                skipped: false,
-                check: "",
-            });
-        }
-        output.uploaded = to_upload.len() as u64;
-        output.bytes = upload_bytes;
-        output.objects = objects.into_iter().flatten().collect();
-        return Ok(output);
+/// The final listing: every object uploaded or skipped is there with its size.
+/// The keys under the prefix that are none of the sources (with `remove`;
+/// else none), sorted.
+fn extra_keys(
+    options: &UploadOptions,
+    sources: &[Source],
+    listed: &std::collections::HashMap<String, u64>,
+) -> Vec<String> {
+    if !options.remove {
+        return Vec::new();
     }
+    let keys: std::collections::HashSet<&str> = sources.iter().map(|s| s.key.as_str()).collect();
+    let mut extra: Vec<String> = listed
+        .keys()
+        .filter(|k| !keys.contains(k.as_str()))
+        .cloned()
+        .collect();
+    extra.sort();
+    extra
+}
 
-    let mut builder = endpoint.object_store_builder(
-        &location.bucket,
-        transfer_client_options(),
-        RetryConfig::default(),
-    )?;
-    if options.checksum {
-        builder = builder.with_checksum_algorithm(Checksum::SHA256);
-    }
-    let store = builder.build().map_err(|source| AliasError::Build {
-        endpoint: endpoint.describe(),
-        source,
-    })?;
-    let uploader = Uploader {
-        store,
-        http: http.clone(),
-        endpoint: endpoint.clone(),
-        bucket: location.bucket.clone(),
-        bucket_url: bucket_url.clone(),
-        part_size: options.part_size,
-        slots: Arc::new(Semaphore::new(concurrency)),
-        progress: Arc::new(Progress::new(ctx.progress, &ctx.label, upload_bytes)),
-        stop: stop.child_token(),
-    };
-    // `last` files start only once every other file is uploaded and checked.
-    let (first, last): (Vec<usize>, Vec<usize>) =
-        to_upload.into_iter().partition(|&i| !sources[i].last);
-    for group in [first, last] {
-        let group: Vec<_> = group
-            .into_iter()
-            .map(|index| {
-                let uploader = &uploader;
-                let source = &sources[index];
-                async move { (index, uploader.upload(source).await) }
-            })
-            .collect();
-        let mut uploads = futures::stream::iter(group).buffer_unordered(concurrency);
-        let mut failure: Option<Stopped> = None;
-        // On a failure the others are stopped (and abort their multipart
-        // uploads) and drained, so nothing is left half-done.
-        while let Some((index, outcome)) = uploads.next().await {
-            match outcome {
-                Ok(object) => {
-                    output.uploaded += 1;
-                    output.bytes += object.bytes;
-                    objects[index] = Some(object);
-                }
-                Err(stopped) => {
-                    uploader.stop.cancel();
-                    if failure.is_none() || matches!(failure, Some(Stopped::Interrupted)) {
-                        failure = Some(stopped);
-                    }
-                }
-            }
-        }
-        match failure {
-            Some(Stopped::Failed(error)) => return Err(error.into()),
-            Some(Stopped::Interrupted) => return Err(StepError::cancelled()),
-            None => {}
-        }
-    }
-    uploader.progress.finish();
-    let objects: Vec<UploadedObject> = objects.into_iter().flatten().collect();
-
-    // Only once every file is up and checked: what is not in the folder goes.
+/// Deletes the `extra` keys (`remove`), `concurrency` at a time.
+async fn delete_extra(
+    remote: &Remote<'_>,
+    extra: &[String],
+    options: &UploadOptions,
+    ctx: &StepContext,
+    stop: &CancellationToken,
+) -> Result<(), StepError> {
     let deletes: Vec<_> = extra
         .iter()
-        .map(|key| {
-            let (http, endpoint, bucket, bucket_url) =
-                (&http, &endpoint, &location.bucket, &bucket_url);
-            async move { delete_object(http, endpoint, bucket, bucket_url, key).await }
+        .map(|key| async move {
+            delete_object(
+                remote.http,
+                remote.endpoint,
+                remote.bucket,
+                remote.bucket_url,
+                key,
+            )
+            .await
         })
         .collect();
-    let mut deleting = futures::stream::iter(deletes).buffer_unordered(concurrency);
+    let mut deleting = futures::stream::iter(deletes).buffer_unordered(options.concurrency.max(1));
     loop {
         let next = tokio::select! {
             next = deleting.next() => next,
@@ -1750,8 +1768,7 @@ async fn upload_all(
             None => break,
         }
     }
-    drop(deleting);
-    if !extra.is_empty() {
+    if let Some(first) = extra.first() {
         tracing::info!(
             "{}: {} objects not in {} deleted from bucket `{}` (e.g. `{}`)",
             ctx.label,
@@ -1761,17 +1778,27 @@ async fn upload_all(
                 .as_deref()
                 .map(|f| f.display().to_string())
                 .unwrap_or_default(),
-            location.bucket,
-            extra[0]
+            remote.bucket,
+            first
         );
     }
+    Ok(())
+}
 
-    // The final listing: every object is there with its size.
+/// The final listing: every object is there with its size; with `only`
+/// (`remove`), nothing else is.
+async fn check_listed(
+    remote: &Remote<'_>,
+    location: &S3Location,
+    objects: &[UploadedObject],
+    only: bool,
+    stop: &CancellationToken,
+) -> Result<(), StepError> {
     let listed = tokio::select! {
-        listed = listed_sizes(&http, &endpoint, &location) => listed?,
+        listed = listed_sizes(remote.http, remote.endpoint, location) => listed?,
         _ = stop.cancelled() => return Err(StepError::cancelled()),
     };
-    for object in &objects {
+    for object in objects {
         let detail = match listed.get(&object.key) {
             Some(&size) if size == object.bytes => continue,
             Some(size) => format!("has {size} bytes, expected {}", object.bytes),
@@ -1780,36 +1807,111 @@ async fn upload_all(
         return Err(UploadError::NotListed {
             key: object.key.clone(),
             bucket: location.bucket.clone(),
-            endpoint: endpoint.describe(),
+            endpoint: remote.endpoint.describe(),
             detail,
         }
         .into());
     }
-    if options.remove && listed.len() != objects.len() {
+    if only && listed.len() != objects.len() {
         let keys: std::collections::HashSet<&str> =
             objects.iter().map(|o| o.key.as_str()).collect();
         if let Some(key) = listed.keys().find(|k| !keys.contains(k.as_str())) {
             return Err(UploadError::NotListed {
                 key: key.clone(),
                 bucket: location.bucket.clone(),
-                endpoint: endpoint.describe(),
+                endpoint: remote.endpoint.describe(),
                 detail: "is still there, but it is not in the folder (written meanwhile?)"
                     .to_string(),
             }
             .into());
         }
     }
-    tracing::info!(
-        "{}: {} files uploaded ({} bytes), {} already there, to bucket `{}` on {}",
-        ctx.label,
-        output.uploaded,
-        output.bytes,
-        output.skipped,
-        location.bucket,
-        endpoint.describe()
-    );
-    output.objects = objects;
-    Ok(output)
+    Ok(())
+}
+
+impl Uploader {
+    /// The object store client (SHA-256 checksums when `checksum`), the
+    /// concurrency slots and the progress bar for `upload_bytes`.
+    fn new(
+        options: &UploadOptions,
+        remote: &Remote<'_>,
+        location: &S3Location,
+        ctx: &StepContext,
+        stop: &CancellationToken,
+        upload_bytes: u64,
+    ) -> Result<Uploader, StepError> {
+        let mut builder = remote.endpoint.object_store_builder(
+            &location.bucket,
+            transfer_client_options(),
+            RetryConfig::default(),
+        )?;
+        if options.checksum {
+            builder = builder.with_checksum_algorithm(Checksum::SHA256);
+        }
+        let store = builder.build().map_err(|source| AliasError::Build {
+            endpoint: remote.endpoint.describe(),
+            source,
+        })?;
+        Ok(Uploader {
+            store,
+            http: remote.http.clone(),
+            endpoint: remote.endpoint.clone(),
+            bucket: location.bucket.clone(),
+            bucket_url: remote.bucket_url.to_string(),
+            part_size: options.part_size,
+            slots: Arc::new(Semaphore::new(options.concurrency.max(1))),
+            progress: Arc::new(Progress::new(ctx.progress, &ctx.label, upload_bytes)),
+            stop: stop.child_token(),
+        })
+    }
+
+    /// Uploads the sources at `to_upload`, `concurrency` at a time; `last`
+    /// files start only once every other file is uploaded and checked. On a
+    /// failure the others are stopped (and abort their multipart uploads)
+    /// and drained, so nothing is left half-done.
+    async fn upload_in_order(
+        &self,
+        sources: &[Source],
+        to_upload: Vec<usize>,
+        concurrency: usize,
+        objects: &mut [Option<UploadedObject>],
+        output: &mut UploadOutput,
+    ) -> Result<(), StepError> {
+        let (first, last): (Vec<usize>, Vec<usize>) =
+            to_upload.into_iter().partition(|&i| !sources[i].last);
+        for group in [first, last] {
+            let group: Vec<_> = group
+                .into_iter()
+                .map(|index| {
+                    let source = &sources[index];
+                    async move { (index, self.upload(source).await) }
+                })
+                .collect();
+            let mut uploads = futures::stream::iter(group).buffer_unordered(concurrency);
+            let mut failure: Option<Stopped> = None;
+            while let Some((index, outcome)) = uploads.next().await {
+                match outcome {
+                    Ok(object) => {
+                        output.uploaded += 1;
+                        output.bytes += object.bytes;
+                        objects[index] = Some(object);
+                    }
+                    Err(stopped) => {
+                        self.stop.cancel();
+                        if failure.is_none() || matches!(failure, Some(Stopped::Interrupted)) {
+                            failure = Some(stopped);
+                        }
+                    }
+                }
+            }
+            match failure {
+                Some(Stopped::Failed(error)) => return Err(error.into()),
+                Some(Stopped::Interrupted) => return Err(StepError::cancelled()),
+                None => {}
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Lists the prefix: key → size (keys that are not UTF-8 are left out: none

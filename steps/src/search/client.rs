@@ -8,9 +8,9 @@
 //! serde's `#[serde(flatten)]` does not work together with
 //! `#[serde(deny_unknown_fields)]`, so each step's options struct repeats the
 //! five connection fields (`user`, `password`, `api_key`, `ca_cert`,
-//! `insecure`) as plain, documented fields; `impl_http_connection!` gives each
-//! such struct one `connection()` method that gathers them into an
-//! [`HttpConnection`].
+//! `insecure`) as plain, documented fields; `with_http_connection!` declares
+//! such a struct with the five written once, and gives it one `connection()`
+//! method that gathers them into an [`HttpConnection`].
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -57,13 +57,41 @@ pub struct HttpConnection {
     pub insecure: bool,
 }
 
-/// Gives an options struct with the connection fields (`user`, `password`,
-/// `api_key`, `ca_cert`, `insecure`) a `connection()` method. The fields are
-/// repeated in each step's options rather than `#[serde(flatten)]`ed because
-/// serde's flatten disables `deny_unknown_fields`: a typo must stay an error.
-macro_rules! impl_http_connection {
-    ($($options:ty),+ $(,)?) => {$(
-        impl $options {
+/// Declares a step's options struct with the five connection fields (`user`,
+/// `password`, `api_key`, `ca_cert`, `insecure`) after its own, and gives it a
+/// `connection()` method that gathers them into an [`HttpConnection`]. The
+/// fields are written into each struct rather than `#[serde(flatten)]`ed
+/// because serde's flatten disables `deny_unknown_fields`: a typo must stay an
+/// error. Written once here, for `http`, `es_server`, `es_health`,
+/// `es_snapshot`, `es_restore` and `prune`'s `elasticsearch`.
+macro_rules! with_http_connection {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $( $(#[$field_meta:meta])* pub $field:ident : $type:ty, )*
+        }
+    ) => {
+        $(#[$meta])*
+        pub struct $name {
+            $( $(#[$field_meta])* pub $field: $type, )*
+            /// Basic-auth user.
+            #[serde(default)]
+            pub user: Option<String>,
+            /// Basic-auth password (needs `user`).
+            #[serde(default)]
+            pub password: Option<crate::runtime::secret::Secret>,
+            /// API key, sent as `Authorization: ApiKey <key>`.
+            #[serde(default)]
+            pub api_key: Option<crate::runtime::secret::Secret>,
+            /// PEM file of the CA to trust besides the system's.
+            #[serde(default)]
+            pub ca_cert: Option<std::path::PathBuf>,
+            /// Accept any server certificate.
+            #[serde(default)]
+            pub insecure: bool,
+        }
+
+        impl $name {
             /// The connection options, gathered for [`crate::search::client::HttpClient`].
             pub(crate) fn connection(&self) -> crate::search::client::HttpConnection {
                 crate::search::client::HttpConnection {
@@ -75,9 +103,9 @@ macro_rules! impl_http_connection {
                 }
             }
         }
-    )+};
+    };
 }
-pub(crate) use impl_http_connection;
+pub(crate) use with_http_connection;
 
 impl HttpConnection {
     /// A few words on the authentication used, for `describe` (never the secret).

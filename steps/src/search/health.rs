@@ -1,7 +1,6 @@
 //! `es_health`: reads (and optionally waits for) Elasticsearch's cluster
 //! health and fails when it is below what the workflow requires.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use reqwest::Method;
@@ -9,7 +8,6 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::runtime::error::{ErrorKind, StepError, StepFailure};
-use crate::runtime::secret::Secret;
 use crate::runtime::step::{DryRun, Step, StepContext};
 use crate::search::client::{
     HttpClient, HttpRequest, default_elasticsearch_url, display_url, endpoint, tls_summary,
@@ -46,37 +44,22 @@ impl HealthStatus {
     }
 }
 
-/// Options of `es_health`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EsHealthOptions {
-    /// Elasticsearch's URL.
-    #[serde(default = "default_elasticsearch_url")]
-    pub url: Url,
-    /// Ask Elasticsearch to wait (until the step's timeout) for this status.
-    #[serde(default)]
-    pub wait_for_status: Option<HealthStatus>,
-    /// The least acceptable status (default: `wait_for_status`, else yellow).
-    #[serde(default)]
-    pub require: Option<HealthStatus>,
-    /// Basic-auth user.
-    #[serde(default)]
-    pub user: Option<String>,
-    /// Basic-auth password.
-    #[serde(default)]
-    pub password: Option<Secret>,
-    /// API key.
-    #[serde(default)]
-    pub api_key: Option<Secret>,
-    /// PEM file of the CA to trust.
-    #[serde(default)]
-    pub ca_cert: Option<PathBuf>,
-    /// Accept any server certificate.
-    #[serde(default)]
-    pub insecure: bool,
+crate::search::client::with_http_connection! {
+    /// Options of `es_health`.
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct EsHealthOptions {
+        /// Elasticsearch's URL.
+        #[serde(default = "default_elasticsearch_url")]
+        pub url: Url,
+        /// Ask Elasticsearch to wait (until the step's timeout) for this status.
+        #[serde(default)]
+        pub wait_for_status: Option<HealthStatus>,
+        /// The least acceptable status (default: `wait_for_status`, else yellow).
+        #[serde(default)]
+        pub require: Option<HealthStatus>,
+    }
 }
-
-crate::search::client::impl_http_connection!(EsHealthOptions);
 
 impl EsHealthOptions {
     fn required(&self) -> HealthStatus {

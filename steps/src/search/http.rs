@@ -2,7 +2,6 @@
 //! services), with the same auth, TLS and retry handling as the Elasticsearch steps.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use bytes::Bytes;
 use reqwest::Method;
@@ -11,52 +10,36 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::runtime::error::{ErrorKind, StepError, StepFailure};
-use crate::runtime::secret::Secret;
 use crate::runtime::step::{DryRun, Step, StepContext};
 use crate::search::client::{HttpClient, HttpRequest, HttpResponse, display_url, tls_summary};
 
 /// The `http` step.
 pub struct Http;
 
-/// Options of `http`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpOptions {
-    /// The method, e.g. "GET", "POST".
-    #[serde(default = "default_method")]
-    pub method: String,
-    /// The full URL.
-    pub url: Url,
-    /// Extra request headers.
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    /// A JSON body (sent with `Content-Type: application/json`).
-    #[serde(default)]
-    pub json: Option<serde_json::Value>,
-    /// A text body (sent with `Content-Type: text/plain` unless `headers` says otherwise).
-    #[serde(default)]
-    pub body: Option<String>,
-    /// Status codes that count as success (default: any 2xx).
-    #[serde(default)]
-    pub expect: Option<Vec<u16>>,
-    /// Basic-auth user.
-    #[serde(default)]
-    pub user: Option<String>,
-    /// Basic-auth password.
-    #[serde(default)]
-    pub password: Option<Secret>,
-    /// API key (Elasticsearch style: `Authorization: ApiKey <key>`).
-    #[serde(default)]
-    pub api_key: Option<Secret>,
-    /// PEM file of the CA to trust.
-    #[serde(default)]
-    pub ca_cert: Option<PathBuf>,
-    /// Accept any server certificate.
-    #[serde(default)]
-    pub insecure: bool,
+crate::search::client::with_http_connection! {
+    /// Options of `http`.
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct HttpOptions {
+        /// The method, e.g. "GET", "POST".
+        #[serde(default = "default_method")]
+        pub method: String,
+        /// The full URL.
+        pub url: Url,
+        /// Extra request headers.
+        #[serde(default)]
+        pub headers: BTreeMap<String, String>,
+        /// A JSON body (sent with `Content-Type: application/json`).
+        #[serde(default)]
+        pub json: Option<serde_json::Value>,
+        /// A text body (sent with `Content-Type: text/plain` unless `headers` says otherwise).
+        #[serde(default)]
+        pub body: Option<String>,
+        /// Status codes that count as success (default: any 2xx).
+        #[serde(default)]
+        pub expect: Option<Vec<u16>>,
+    }
 }
-
-crate::search::client::impl_http_connection!(HttpOptions);
 
 fn default_method() -> String {
     "GET".to_string()

@@ -5,7 +5,6 @@
 //! half-done attempt left and restores again.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use reqwest::Method;
@@ -14,7 +13,6 @@ use tokio::time::Instant;
 use url::Url;
 
 use crate::runtime::error::{ErrorKind, StepError, StepFailure};
-use crate::runtime::secret::Secret;
 use crate::runtime::step::{DryRun, Step, StepContext};
 use crate::search::client::{
     HttpClient, HttpError, HttpRequest, default_elasticsearch_url, display_url, endpoint,
@@ -27,6 +25,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2 * 60 * 60);
 /// The `es_restore` step.
 pub struct EsRestore;
 
+crate::search::client::with_http_connection! {
 /// Options of `es_restore`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -52,24 +51,8 @@ pub struct EsRestoreOptions {
     /// that never started deletes nothing).
     #[serde(default)]
     pub unchanged_uuids: BTreeMap<String, String>,
-    /// Basic-auth user.
-    #[serde(default)]
-    pub user: Option<String>,
-    /// Basic-auth password.
-    #[serde(default)]
-    pub password: Option<Secret>,
-    /// API key.
-    #[serde(default)]
-    pub api_key: Option<Secret>,
-    /// PEM file of the CA to trust.
-    #[serde(default)]
-    pub ca_cert: Option<PathBuf>,
-    /// Accept any server certificate.
-    #[serde(default)]
-    pub insecure: bool,
 }
-
-crate::search::client::impl_http_connection!(EsRestoreOptions);
+}
 
 impl EsRestoreOptions {
     fn full_name(&self) -> String {

@@ -4,7 +4,6 @@
 //! answers" or "this is not Elasticsearch/OpenSearch", not after minutes of
 //! retries with advice about a snapshot repository.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use reqwest::Method;
@@ -12,7 +11,6 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::runtime::error::{ErrorKind, StepError, StepFailure};
-use crate::runtime::secret::Secret;
 use crate::runtime::step::{DryRun, Step, StepContext};
 use crate::search::client::{
     HttpClient, HttpError, HttpRequest, display_url, endpoint, tls_summary,
@@ -28,30 +26,15 @@ const EXCERPT: usize = 120;
 /// The `es_server` step.
 pub struct EsServer;
 
-/// Options of `es_server`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EsServerOptions {
-    /// The server's URL, as text: a URL without a scheme gets a clear message.
-    pub url: String,
-    /// Basic-auth user.
-    #[serde(default)]
-    pub user: Option<String>,
-    /// Basic-auth password.
-    #[serde(default)]
-    pub password: Option<Secret>,
-    /// API key.
-    #[serde(default)]
-    pub api_key: Option<Secret>,
-    /// PEM file of the CA to trust.
-    #[serde(default)]
-    pub ca_cert: Option<PathBuf>,
-    /// Accept any server certificate.
-    #[serde(default)]
-    pub insecure: bool,
+crate::search::client::with_http_connection! {
+    /// Options of `es_server`.
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct EsServerOptions {
+        /// The server's URL, as text: a URL without a scheme gets a clear message.
+        pub url: String,
+    }
 }
-
-crate::search::client::impl_http_connection!(EsServerOptions);
 
 /// Result of `es_server`.
 #[derive(Debug, Default, Serialize)]

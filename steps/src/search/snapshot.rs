@@ -2,7 +2,6 @@
 //! state; anything but SUCCESS is a failure (the reference scripts reported a
 //! snapshot as done the moment it was accepted).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use reqwest::Method;
@@ -11,7 +10,6 @@ use tokio::time::Instant;
 use url::Url;
 
 use crate::runtime::error::{ErrorKind, StepError, StepFailure};
-use crate::runtime::secret::Secret;
 use crate::runtime::step::{DryRun, Step, StepContext};
 use crate::search::client::{
     HttpClient, HttpError, HttpRequest, default_elasticsearch_url, display_url, endpoint,
@@ -68,56 +66,43 @@ pub enum OnTimeout {
     Delete,
 }
 
-/// Options of `es_snapshot`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EsSnapshotOptions {
-    /// Elasticsearch's URL.
-    #[serde(default = "default_elasticsearch_url")]
-    pub url: Url,
-    /// The registered snapshot repository.
-    pub repository: String,
-    /// The new snapshot's name.
-    pub snapshot: String,
-    /// Indices to include (default: Elasticsearch's default, all of them).
-    #[serde(default)]
-    pub indices: Option<Indices>,
-    /// Skip missing or closed indices instead of failing.
-    #[serde(default = "default_true")]
-    pub ignore_unavailable: bool,
-    /// Include the cluster state.
-    #[serde(default)]
-    pub include_global_state: bool,
-    /// Wait for the terminal state (false: return once accepted).
-    #[serde(default = "default_true")]
-    pub wait: bool,
-    /// Pause between two status requests.
-    #[serde(default = "default_poll", with = "humantime_serde")]
-    pub poll: Duration,
-    /// Ask every node to check it can write to the repository first.
-    #[serde(default)]
-    pub verify_repository: bool,
-    /// Accept a PARTIAL snapshot.
-    #[serde(default)]
-    pub allow_partial: bool,
-    /// What to do with a snapshot still running at the timeout.
-    #[serde(default)]
-    pub on_timeout: OnTimeout,
-    /// Basic-auth user.
-    #[serde(default)]
-    pub user: Option<String>,
-    /// Basic-auth password.
-    #[serde(default)]
-    pub password: Option<Secret>,
-    /// API key.
-    #[serde(default)]
-    pub api_key: Option<Secret>,
-    /// PEM file of the CA to trust.
-    #[serde(default)]
-    pub ca_cert: Option<PathBuf>,
-    /// Accept any server certificate.
-    #[serde(default)]
-    pub insecure: bool,
+crate::search::client::with_http_connection! {
+    /// Options of `es_snapshot`.
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct EsSnapshotOptions {
+        /// Elasticsearch's URL.
+        #[serde(default = "default_elasticsearch_url")]
+        pub url: Url,
+        /// The registered snapshot repository.
+        pub repository: String,
+        /// The new snapshot's name.
+        pub snapshot: String,
+        /// Indices to include (default: Elasticsearch's default, all of them).
+        #[serde(default)]
+        pub indices: Option<Indices>,
+        /// Skip missing or closed indices instead of failing.
+        #[serde(default = "default_true")]
+        pub ignore_unavailable: bool,
+        /// Include the cluster state.
+        #[serde(default)]
+        pub include_global_state: bool,
+        /// Wait for the terminal state (false: return once accepted).
+        #[serde(default = "default_true")]
+        pub wait: bool,
+        /// Pause between two status requests.
+        #[serde(default = "default_poll", with = "humantime_serde")]
+        pub poll: Duration,
+        /// Ask every node to check it can write to the repository first.
+        #[serde(default)]
+        pub verify_repository: bool,
+        /// Accept a PARTIAL snapshot.
+        #[serde(default)]
+        pub allow_partial: bool,
+        /// What to do with a snapshot still running at the timeout.
+        #[serde(default)]
+        pub on_timeout: OnTimeout,
+    }
 }
 
 fn default_true() -> bool {
@@ -127,8 +112,6 @@ fn default_true() -> bool {
 fn default_poll() -> Duration {
     Duration::from_secs(5)
 }
-
-crate::search::client::impl_http_connection!(EsSnapshotOptions);
 
 impl EsSnapshotOptions {
     fn full_name(&self) -> String {
