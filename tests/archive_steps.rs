@@ -3,8 +3,7 @@
 //! `verify_archive` catches damage and names where, `extract_archive` refuses
 //! hostile archives, and a killed writer never leaves a file under the final name.
 
-#[path = "support/mod.rs"]
-mod support;
+use runbook_test_support::support;
 
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};

@@ -7,10 +7,7 @@
 //! Tests that bind-mount need root (the test run is root); they fail with
 //! the reason otherwise, rather than pass without checking anything.
 
-#[path = "support/cluster.rs"]
-mod cluster;
-#[path = "support/mod.rs"]
-mod support;
+use runbook_test_support::{cluster, support};
 
 use std::ffi::{CString, OsStr};
 use std::os::fd::OwnedFd;

@@ -4,8 +4,7 @@
 //! for every failure mode. Steps are driven the way the engine drives them:
 //! `find_step(name).prepare(options).run(ctx)`.
 
-#[path = "support/mod.rs"]
-mod support;
+use runbook_test_support::support;
 
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};

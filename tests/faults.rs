@@ -8,10 +8,7 @@
 //! test run is root); they fail with the reason otherwise, rather than pass
 //! without checking anything.
 
-#[path = "support/cluster.rs"]
-mod cluster;
-#[path = "support/mod.rs"]
-mod support;
+use runbook_test_support::{cluster, support};
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;

@@ -8,8 +8,7 @@
 //! markers; manifests in the documented format), without running the whole
 //! stock workflow.
 
-#[path = "support/mod.rs"]
-mod support;
+use runbook_test_support::support;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;

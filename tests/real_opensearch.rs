@@ -8,12 +8,7 @@
 //! and stopped when the test process exits (a watcher process waits for it).
 //! Servers that cannot be installed or started fail the tests with the reason.
 
-#[path = "support/cluster.rs"]
-mod cluster;
-#[path = "support/restore_proof.rs"]
-mod restore_proof;
-#[path = "support/mod.rs"]
-mod support;
+use runbook_test_support::{cluster, restore_proof, support};
 
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};

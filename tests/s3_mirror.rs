@@ -3,11 +3,7 @@
 //! moto's IAM authentication (`/moto-api/reset-auth`), which checks SigV4
 //! signatures and access keys like AWS does.
 
-#[path = "support/moto.rs"]
-mod moto;
-#[path = "support/mod.rs"]
-#[allow(clippy::option_env_unwrap)] // support's runbook() is for the engine tests
-mod support;
+use runbook_test_support::{moto, support};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

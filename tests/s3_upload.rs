@@ -2,11 +2,7 @@
 //! started on a free 127.0.0.1 port per test. Files over the multipart
 //! threshold use S3's smallest part size (5 MiB) to stay quick.
 
-#[path = "support/moto.rs"]
-mod moto;
-#[path = "support/mod.rs"]
-#[allow(clippy::option_env_unwrap)] // support's runbook() is for the engine tests
-mod support;
+use runbook_test_support::moto;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -14,55 +10,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use moto::{Moto, Relay, Watched, env_of};
-use object_store::ObjectStoreExt;
 use runbook_steps::StepContext;
 use runbook_steps::s3::upload::{UploadOptions, UploadOutput, upload_with_env};
 use sha2::{Digest, Sha256};
 
 const MIB: usize = 1024 * 1024;
 const PART_SIZE: usize = 5 * MIB;
-
-/// Upload checks on the moto server.
-impl Moto {
-    /// Keys of the multipart uploads started and neither completed nor aborted.
-    fn incomplete_uploads(&self, bucket: &str) -> Vec<String> {
-        let out = self.python(&format!(
-            r#"print(json.dumps([u["Key"] for u in s3.list_multipart_uploads(Bucket="{bucket}").get("Uploads", [])]))"#
-        ));
-        serde_json::from_str(&out).unwrap()
-    }
-
-    /// Every object in `bucket`: key → content.
-    async fn objects(&self, bucket: &str) -> BTreeMap<String, Vec<u8>> {
-        let keys: Vec<String> = serde_json::from_str(&self.python(&format!(
-            r#"print(json.dumps([o["Key"] for o in s3.list_objects_v2(Bucket="{bucket}").get("Contents", [])]))"#
-        )))
-        .unwrap();
-        let store = self.store(bucket);
-        let mut objects = BTreeMap::new();
-        for key in keys {
-            let data = store
-                .get(&object_store::path::Path::from(key.as_str()))
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap();
-            objects.insert(key, data.to_vec());
-        }
-        objects
-    }
-
-    /// The ETag of an object.
-    async fn etag(&self, bucket: &str, key: &str) -> String {
-        self.store(bucket)
-            .head(&object_store::path::Path::from(key))
-            .await
-            .unwrap()
-            .e_tag
-            .unwrap()
-    }
-}
 
 /// `MC_HOST_offsite` pointing at `port` with moto's keys, and a HOME with no config.
 fn offsite_env(port: u16, home: &Path) -> impl Fn(&str) -> Option<String> + use<> {

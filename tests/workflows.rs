@@ -2,10 +2,7 @@
 //! local sandbox (stand-in `nodetool`/`cqlsh` on generated data, the
 //! Elasticsearch stand-in, a real S3 server), started by tests/sandbox/sandbox.py.
 
-#[path = "support/cluster.rs"]
-mod cluster;
-#[path = "support/mod.rs"]
-mod support;
+use runbook_test_support::{cluster, support};
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};

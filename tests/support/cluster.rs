@@ -175,13 +175,7 @@ pub fn walk_dirs(root: &Path) -> Vec<PathBuf> {
     out
 }
 
-pub fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-pub fn code(output: &Output) -> i32 {
-    output.status.code().expect("exited normally")
-}
+pub use crate::support::{code, stderr};
 
 /// Relative path -> content of every file under `root`.
 pub fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {

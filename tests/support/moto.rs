@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 
+use object_store::ObjectStoreExt;
+
 use runbook_steps::runtime::secret::Secret;
 use runbook_steps::s3::alias::{ExplicitEndpoint, ResolveOptions, S3Endpoint};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -235,5 +237,47 @@ impl Relay {
             }
         });
         Relay { port, accept_loop }
+    }
+}
+
+/// Reading back what a step left in a bucket.
+impl Moto {
+    /// Keys of the multipart uploads started and neither completed nor aborted.
+    pub fn incomplete_uploads(&self, bucket: &str) -> Vec<String> {
+        let out = self.python(&format!(
+            r#"print(json.dumps([u["Key"] for u in s3.list_multipart_uploads(Bucket="{bucket}").get("Uploads", [])]))"#
+        ));
+        serde_json::from_str(&out).unwrap()
+    }
+
+    /// Every object in `bucket`: key → content.
+    pub async fn objects(&self, bucket: &str) -> BTreeMap<String, Vec<u8>> {
+        let keys: Vec<String> = serde_json::from_str(&self.python(&format!(
+            r#"print(json.dumps([o["Key"] for o in s3.list_objects_v2(Bucket="{bucket}").get("Contents", [])]))"#
+        )))
+        .unwrap();
+        let store = self.store(bucket);
+        let mut objects = BTreeMap::new();
+        for key in keys {
+            let data = store
+                .get(&object_store::path::Path::from(key.as_str()))
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+            objects.insert(key, data.to_vec());
+        }
+        objects
+    }
+
+    /// The ETag of an object.
+    pub async fn etag(&self, bucket: &str, key: &str) -> String {
+        self.store(bucket)
+            .head(&object_store::path::Path::from(key))
+            .await
+            .unwrap()
+            .e_tag
+            .unwrap()
     }
 }

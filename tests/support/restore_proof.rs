@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use crate::cluster::{Cluster, code, gnu_tar_extract, stderr};
-use crate::support::{assert_contains, repo_root, runbook, venv_bin};
+use crate::support::{assert_contains, repo_root, runbook, runbook_binary, venv_bin};
 
 /// Where the attachments of a round trip live.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -179,7 +179,7 @@ fn admin_home(cluster: &Cluster) -> PathBuf {
 /// no other setting from the sandbox's env.sh (no CQLSH_HOST, no MC_HOST_*):
 /// the only secret given is CASSANDRA_PASSWORD, when auth is on.
 pub fn run_plan(cluster: &Cluster, plan_file: &Path, login: Option<Login>) -> Output {
-    let runbook_bin = PathBuf::from(env!("CARGO_BIN_EXE_runbook"));
+    let runbook_bin = runbook_binary();
     let path = format!(
         "{}:{}:{}",
         real_tools().display(),
