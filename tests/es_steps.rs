@@ -4,64 +4,48 @@
 //! for every failure mode. Steps are driven the way the engine drives them:
 //! `find_step(name).prepare(options).run(ctx)`.
 
+use runbook_test_support::elasticsearch_standin::{EsStandin, ServerProcess};
 use runbook_test_support::support;
 
-use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use runbook_steps::{StepContext, StepError, find_step};
 use serde_json::{Value, json};
-use support::{free_port, repo_root, venv_bin, wait_for_port};
+use support::{free_port, venv_bin};
 
 const PASSWORD: &str = "s3cret-Pa55word";
 
-/// A server process (and its children) killed with its whole process group on drop.
+/// A server under test: the Elasticsearch stand-in or noida-db, killed with
+/// its process group on drop; the requests helpers are async because a step
+/// runs on the same runtime while the test reads them.
 struct Server {
-    child: std::process::Child,
+    _process: Running,
     base: String,
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let group = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
-        let _ = self.child.wait();
-    }
+/// What keeps a [`Server`]'s process alive (held only to be dropped).
+#[allow(dead_code)]
+enum Running {
+    Standin(EsStandin),
+    Process(ServerProcess),
 }
 
 impl Server {
-    fn spawn(mut command: Command, port: u16, what: &str, scheme: &str) -> Server {
-        command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .process_group(0);
-        let child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {what}: {e}"));
-        let server = Server {
-            child,
-            base: format!("{scheme}://127.0.0.1:{port}"),
-        };
-        wait_for_port(port, what);
-        server
+    fn spawn(command: Command, port: u16, what: &str) -> Server {
+        Server {
+            _process: Running::Process(ServerProcess::spawn(command, port, what)),
+            base: format!("http://127.0.0.1:{port}"),
+        }
     }
 
     /// The Elasticsearch stand-in with extra command-line arguments.
     fn standin(args: &[&str]) -> Server {
-        let port = free_port();
-        let mut command = Command::new("python3");
-        command
-            .arg(repo_root().join("tests/standins/es_standin.py"))
-            .args(["--port", &port.to_string()])
-            .args(args);
-        let scheme = if args.contains(&"--tls-cert") {
-            "https"
-        } else {
-            "http"
-        };
-        Server::spawn(command, port, "the Elasticsearch stand-in", scheme)
+        let standin = EsStandin::start(args);
+        Server {
+            base: standin.base.clone(),
+            _process: Running::Standin(standin),
+        }
     }
 
     /// The stand-in with the repository `thehive_repository` registered.
@@ -168,7 +152,7 @@ fn noida(data: &std::path::Path) -> Server {
         "--data-dir",
         data.to_str().unwrap(),
     ]);
-    Server::spawn(command, port, "noida-db (Elasticsearch)", "http")
+    Server::spawn(command, port, "noida-db (Elasticsearch)")
 }
 
 #[tokio::test]
