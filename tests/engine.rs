@@ -1,7 +1,7 @@
 //! The engine through the real `runbook` binary: config, secrets, parallel,
 //! defer, signals, lock, exec, journal, check, steps, init.
 
-use runbook_test_support::elasticsearch_standin::EsStandin;
+use runbook_test_support::servers::EsStandin;
 use runbook_test_support::{Test, Workdir, assert_contains, code, runbook, stderr, support};
 
 use std::path::Path;
@@ -200,12 +200,7 @@ fn sigterm_stops_the_step_runs_cleanups_and_exits_143() {
         .spawn()
         .unwrap();
     wait_for(&sb.path("started"));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = support::interrupt(child, nix::sys::signal::Signal::SIGTERM);
     assert_eq!(code(&out), 143, "{}", stderr(&out));
     assert!(sb.path("cleaned").exists());
     assert!(!sb.path("never").exists());
@@ -254,51 +249,46 @@ fn syntax_error_exits_2_with_line_and_column() {
 
 #[test]
 fn check_finds_calls_to_functions_that_do_not_exist_in_imports_too() {
-    let sb = Workdir::new();
-    sb.write(
+    let dir = Workdir::new();
+    dir.write(
         "lib/helpers.rhai",
         "fn good() { exec(#{ cmd: \"true\" }) }\nfn bad() { no_such_step(#{}) }\n",
     );
-    sb.write(
+    dir.write(
         "wf.rhai",
         "import \"lib/helpers\" as h;\nh::good();\nh::missing();\n",
     );
-    let out = sb.run(&["check", "wf.rhai"]);
-    assert_eq!(code(&out), 2);
-    let err = stderr(&out);
-    assert_contains(
-        &err,
-        "call to a function that does not exist: no_such_step()",
-    );
-    assert_contains(&err, "lib/helpers.rhai:2:12");
-    assert_contains(&err, "call to a function that does not exist: h::missing()");
-    assert_contains(&err, "wf.rhai:3:");
-    sb.write("missing.rhai", "import \"lib/nope\" as n;\nn::f();\n");
-    let out = sb.run(&["check", "missing.rhai"]);
-    assert_eq!(code(&out), 2);
-    assert_contains(&stderr(&out), "module `lib/nope` not found");
-    assert_contains(&stderr(&out), "--> missing.rhai:1:1");
-    sb.write("ok.rhai", "import \"lib/helpers\" as h;\nh::good();\n");
-    sb.write(
+    dir.runbook(["check", "wf.rhai"])
+        .run()
+        .failure(2)
+        .stderr_contains("call to a function that does not exist: no_such_step()")
+        .stderr_contains("lib/helpers.rhai:2:12")
+        .stderr_contains("call to a function that does not exist: h::missing()")
+        .stderr_contains("wf.rhai:3:");
+    dir.write("missing.rhai", "import \"lib/nope\" as n;\nn::f();\n");
+    dir.runbook(["check", "missing.rhai"])
+        .run()
+        .failure(2)
+        .stderr_contains("module `lib/nope` not found")
+        .stderr_contains("--> missing.rhai:1:1");
+    dir.write("ok.rhai", "import \"lib/helpers\" as h;\nh::good();\n");
+    dir.write(
         "lib/helpers.rhai",
         "fn good() { exec(#{ cmd: \"true\" }) }\n",
     );
-    assert_eq!(code(&sb.run(&["check", "ok.rhai"])), 0);
+    dir.runbook(["check", "ok.rhai"]).run().success();
 }
 
 #[test]
 fn runtime_error_in_an_imported_module_shows_the_innermost_position() {
-    let sb = Workdir::new();
-    sb.write("lib/deep.rhai", "fn inner() {\n    exec(#{ cmd: \"sh\", args: [\"-c\", \"exit 2\"], label: \"inner step\" });\n}\nfn outer() { inner(); }\n");
-    sb.write("wf.rhai", "import \"lib/deep\" as d;\nd::outer();\n");
-    let out = sb.run(&["run", "wf.rhai"]);
-    assert_eq!(code(&out), 1);
-    let err = stderr(&out);
-    assert_contains(
-        &err,
-        "error: step exec (inner step) failed: `sh` exited with code 2",
-    );
-    assert_contains(&err, "lib/deep.rhai:2:5");
+    Test::new()
+        .write("lib/deep.rhai", "fn inner() {\n    exec(#{ cmd: \"sh\", args: [\"-c\", \"exit 2\"], label: \"inner step\" });\n}\nfn outer() { inner(); }\n")
+        .write("wf.rhai", "import \"lib/deep\" as d;\nd::outer();\n")
+        .args(["run", "wf.rhai"])
+        .run()
+        .failure(1)
+        .stderr_contains("error: step exec (inner step) failed: `sh` exited with code 2")
+        .stderr_contains("lib/deep.rhai:2:5");
 }
 
 #[test]
@@ -806,8 +796,9 @@ fn journal_group_makes_journals_readable_by_that_group() {
     use std::os::unix::fs::MetadataExt;
     let sb = Workdir::new();
     sb.write("wf.rhai", "log_info(\"hi\");");
-    let out = sb.run(&["run", "wf.rhai", "--journal-group", "backup"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    sb.runbook(["run", "wf.rhai", "--journal-group", "backup"])
+        .run()
+        .success();
     let journal = std::fs::read_dir(sb.path("journal"))
         .unwrap()
         .flatten()
@@ -821,9 +812,10 @@ fn journal_group_makes_journals_readable_by_that_group() {
             .unwrap()
             .map(|g| g.gid.as_raw())
     );
-    let out = sb.run(&["run", "wf.rhai", "--journal-group", "no-such-group-xyz"]);
-    assert_eq!(code(&out), 2);
-    assert!(stderr(&out).contains("--journal-group no-such-group-xyz: no such group"));
+    sb.runbook(["run", "wf.rhai", "--journal-group", "no-such-group-xyz"])
+        .run()
+        .failure(2)
+        .stderr_contains("--journal-group no-such-group-xyz: no such group");
 }
 
 #[test]
@@ -842,14 +834,13 @@ fn recover_reports_an_undo_action_that_fails_and_exits_1() {
     });
     let path = sb.path("journal/20261126T000000.000Z-wf.json");
     std::fs::write(&path, journal.to_string()).unwrap();
-    let out = runbook()
-        .args(["recover", "--journal-dir"])
-        .arg(sb.path("journal"))
-        .output()
-        .unwrap();
-    assert_eq!(code(&out), 1);
-    assert_contains(
-        &stderr(&out),
+    let recover = || {
+        Test::at(sb.root())
+            .args(["recover", "--journal-dir"])
+            .arg(sb.path("journal"))
+            .run()
+    };
+    recover().failure(1).stderr_contains(
         "could not undo clear snapshot t1: step exec failed: `sh` exited with code 2: cannot",
     );
     let after: serde_json::Value =
@@ -861,14 +852,7 @@ fn recover_reports_an_undo_action_that_fails_and_exits_1() {
         after["compensations"][0]["error"].as_str().unwrap(),
         "`sh` exited with code 2: cannot",
     );
-    let out = runbook()
-        .args(["recover", "--journal-dir"])
-        .arg(sb.path("journal"))
-        .output()
-        .unwrap();
-    assert_eq!(code(&out), 1);
-    assert_contains(
-        &stderr(&out),
+    recover().failure(1).stderr_contains(
         "could not undo clear snapshot t1: step exec failed: `sh` exited with code 2: cannot (it stays pending: the next `runbook recover` tries it again)",
     );
 }
@@ -925,15 +909,16 @@ fn recover_refuses_journals_and_journal_folders_another_user_can_write() {
     give_to_nobody(&planted);
     give_to_nobody(&shared);
     set_mode(&shared, 0o777);
-    let out = runbook()
-        .args(["recover", "--journal-dir"])
-        .arg(&shared)
-        .output()
-        .unwrap();
-    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let recover = || {
+        Test::at(sb.root())
+            .args(["recover", "--journal-dir"])
+            .arg(&shared)
+            .run()
+    };
+    let refused = recover().failure(2);
     let uid = nobody().0;
     assert_eq!(
-        stderr(&out).trim_end(),
+        refused.stderr.trim_end(),
         format!(
             "error: refusing {} (the journal folder, whose undo actions runbook carries out): it is owned by uid {uid}, not by root, so that user could change it (fix: chown root {})",
             shared.display(),
@@ -942,29 +927,18 @@ fn recover_refuses_journals_and_journal_folders_another_user_can_write() {
     );
     assert!(!marker.exists(), "a planted undo action ran");
     // `run` refuses that folder too, before anything runs.
-    let out = runbook()
+    Test::at(sb.root())
         .args(["run", "wf.rhai", "--journal-dir"])
         .arg(&shared)
-        .current_dir(sb.path(""))
-        .output()
-        .unwrap();
-    assert_eq!(code(&out), 2);
-    assert_contains(&stderr(&out), "it is owned by uid");
+        .run()
+        .failure(2)
+        .stderr_contains("it is owned by uid");
     // Owned by root but writable by others: refused all the same.
     nix::unistd::chown(&shared, Some(nix::unistd::Uid::from_raw(0)), None).unwrap();
-    let out = runbook()
-        .args(["recover", "--journal-dir"])
-        .arg(&shared)
-        .output()
-        .unwrap();
-    assert_eq!(code(&out), 2);
-    assert_contains(
-        &stderr(&out),
-        &format!(
-            "it is writable by group and others (fix: chmod go-w {})",
-            shared.display()
-        ),
-    );
+    recover().failure(2).stderr_contains(&format!(
+        "it is writable by group and others (fix: chmod go-w {})",
+        shared.display()
+    ));
     assert!(!marker.exists(), "a planted undo action ran");
 
     // A private folder holding one journal of nobody's and one group-writable
@@ -973,28 +947,17 @@ fn recover_refuses_journals_and_journal_folders_another_user_can_write() {
     let writable = shared.join("20261126T000001.000Z-wf.json");
     std::fs::write(&writable, journal_running(&marker)).unwrap();
     set_mode(&writable, 0o664);
-    let out = runbook()
-        .args(["recover", "--journal-dir"])
-        .arg(&shared)
-        .output()
-        .unwrap();
-    assert_eq!(code(&out), 1, "{}", stderr(&out));
-    let err = stderr(&out);
-    assert_contains(
-        &err,
-        &format!(
+    recover()
+        .failure(1)
+        .stderr_contains(&format!(
             "refusing {} (a journal, whose undo actions runbook carries out): it is owned by uid {uid}",
             planted.display()
-        ),
-    );
-    assert_contains(
-        &err,
-        &format!(
+        ))
+        .stderr_contains(&format!(
             "refusing {} (a journal, whose undo actions runbook carries out): it is writable by group (fix: chmod go-w {})",
             writable.display(),
             writable.display()
-        ),
-    );
+        ));
     assert!(!marker.exists(), "a planted undo action ran");
 }
 

@@ -4,7 +4,7 @@
 //! for every failure mode. Steps are driven the way the engine drives them:
 //! `find_step(name).prepare(options).run(ctx)`.
 
-use runbook_test_support::elasticsearch_standin::{EsStandin, ServerProcess};
+use runbook_test_support::servers::{EsStandin, ServerProcess, calls_of};
 use runbook_test_support::support;
 
 use std::process::{Command, Stdio};
@@ -66,18 +66,7 @@ impl Server {
             .json()
             .await
             .expect("stand-in answers JSON");
-        answer["requests"]
-            .as_array()
-            .expect("a request list")
-            .iter()
-            .map(|r| {
-                (
-                    r["method"].as_str().unwrap().to_string(),
-                    r["path"].as_str().unwrap().to_string(),
-                    r["status"].clone(),
-                )
-            })
-            .collect()
+        calls_of(&answer)
     }
 
     async fn count(&self, method: &str, path: &str) -> usize {

@@ -14,7 +14,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use runbook_test_support::elasticsearch_standin::EsStandin;
+use runbook_test_support::servers::EsStandin;
 use serde_json::{Value, json};
 use support::{free_port, runbook, venv_bin};
 

@@ -15,6 +15,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use cluster::*;
+use restore_proof::curl;
 use serde_json::Value;
 use support::{assert_contains, repo_root, venv_bin};
 
@@ -66,23 +67,6 @@ rm -rf "$5""#;
         .process_group(0)
         .spawn()
         .expect("the watcher starts");
-}
-
-fn curl(args: &[&str]) -> (u16, String) {
-    let out = Command::new("curl")
-        .args([
-            "-s",
-            "-w",
-            "\n%{http_code}",
-            "-H",
-            "Content-Type: application/json",
-        ])
-        .args(args)
-        .output()
-        .expect("curl runs");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, status) = text.rsplit_once('\n').expect("curl printed the status");
-    (status.parse().expect("a status code"), body.to_string())
 }
 
 fn snapshot_names(cluster: &Cluster) -> Vec<String> {

@@ -9,24 +9,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use moto::{Moto, Relay, Watched, env_of};
+use moto::{Moto, Relay, Watched, alias_env, env_of};
 use runbook_steps::StepContext;
 use runbook_steps::s3::upload::{UploadOptions, UploadOutput, upload_with_env};
 use sha2::{Digest, Sha256};
 
 const MIB: usize = 1024 * 1024;
 const PART_SIZE: usize = 5 * MIB;
-
-/// `MC_HOST_offsite` pointing at `port` with moto's keys, and a HOME with no config.
-fn offsite_env(port: u16, home: &Path) -> impl Fn(&str) -> Option<String> + use<> {
-    env_of(&[
-        (
-            "MC_HOST_offsite",
-            format!("http://test:test@127.0.0.1:{port}"),
-        ),
-        ("HOME", home.display().to_string()),
-    ])
-}
 
 fn options(json: serde_json::Value) -> UploadOptions {
     serde_json::from_value(json).unwrap()
@@ -93,7 +82,7 @@ for key in ["thehive/sets/cassandra_1.tar", "thehive/sets/other.tar"]:
             ("backup_1.json", &manifest),
         ],
     );
-    let env = offsite_env(moto.port, work.path());
+    let env = alias_env("offsite", moto.port, work.path());
     let upload = || {
         upload_with_env(
             options(serde_json::json!({
@@ -297,7 +286,7 @@ async fn an_interrupted_upload_leaves_no_parts_and_resumes() {
 
     // Stuck after 15 MiB of requests: both archives are mid-upload by then.
     let relay = StallingRelay::start(moto.port, 15 * MIB).await;
-    let relay_env = offsite_env(relay.relay.port, work.path());
+    let relay_env = alias_env("offsite", relay.relay.port, work.path());
     let ctx = StepContext::detached("off-site copy");
     let cancel = ctx.cancel.clone();
     let running = upload_with_env(upload_options(), ctx, &relay_env);
@@ -327,7 +316,7 @@ async fn an_interrupted_upload_leaves_no_parts_and_resumes() {
     drop(relay);
 
     // Again, straight to the server: only what is missing goes up.
-    let env = offsite_env(moto.port, work.path());
+    let env = alias_env("offsite", moto.port, work.path());
     let resumed = upload_with_env(
         upload_options(),
         StepContext::detached("off-site copy"),
@@ -372,7 +361,7 @@ s3.put_object(Bucket="backups", Key="sets/already.txt", Body=b"already")
         work.path(),
         &[("already.txt", b"already"), ("new.tar", b"new archive")],
     );
-    let env = offsite_env(moto.port, work.path());
+    let env = alias_env("offsite", moto.port, work.path());
 
     let error = upload_with_env(
         options(serde_json::json!({"files": paths, "dest": "offsite/nosuchbucket/sets"})),

@@ -165,13 +165,7 @@ fn local_storage_backup_produces_the_archives_the_restore_procedure_expects() {
 fn s3_storage_backup_mirrors_the_bucket_into_minio_tar() {
     let cluster = Cluster::start(&["--storage", "s3", "--objects", "1100"]);
     // An off-site bucket on the same S3 server receives the verified set.
-    let s3 = cluster.record["s3_endpoint"].as_str().unwrap().to_string();
-    let made = Command::new("curl")
-        .args(["-sf", "-X", "PUT"])
-        .arg(format!("{s3}/offsite"))
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "cannot create the off-site bucket");
+    cluster.make_bucket("offsite");
     let out = cluster.run(&[
         "run",
         "cluster-hot-backup",
@@ -204,6 +198,7 @@ fn s3_storage_backup_mirrors_the_bucket_into_minio_tar() {
     assert_eq!(restored, tree(&cluster.path("attachments")));
 
     // Off-site: every archive, sidecar, the marker and the manifest, byte-identical.
+    let s3 = cluster.s3_endpoint();
     let listing = Command::new(support::venv_bin("python"))
         .arg("-c")
         .arg(format!(
@@ -344,12 +339,7 @@ fn sigterm_during_the_run_cleans_up_and_exits_143() {
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(300));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = support::interrupt(child, nix::sys::signal::Signal::SIGTERM);
     assert_eq!(code(&out), 143, "{}", stderr(&out));
     let files = cluster.backup_files();
     assert!(

@@ -110,6 +110,30 @@ impl Cluster {
             .unwrap_or_default()
     }
 
+    /// The sandbox's S3 server (`--storage s3`), `http://127.0.0.1:PORT`.
+    pub fn s3_endpoint(&self) -> String {
+        self.record["s3_endpoint"]
+            .as_str()
+            .expect("the sandbox was started with --storage s3")
+            .to_string()
+    }
+
+    /// Creates the bucket `name` on the sandbox's S3 server (an off-site
+    /// destination next to the attachments bucket).
+    pub fn make_bucket(&self, name: &str) {
+        let made = Command::new("curl")
+            .args(["-sf", "-X", "PUT"])
+            .arg(format!("{}/{name}", self.s3_endpoint()))
+            .output()
+            .expect("curl runs");
+        assert!(
+            made.status.success(),
+            "cannot create the bucket {name} on {}: {}",
+            self.s3_endpoint(),
+            String::from_utf8_lossy(&made.stderr)
+        );
+    }
+
     pub fn knob(&self, name: &str, value: &str) {
         std::fs::write(self.path("state").join(name), value).unwrap();
     }

@@ -11,7 +11,8 @@
 //!   backup left behind.
 //! - [`moto`]: the moto S3 server, its Python helper and a fault relay.
 //! - [`restore_proof`]: back up, wipe, restore, compare digests (real servers).
-//! - [`elasticsearch_standin`]: the Elasticsearch stand-in on a free port.
+//! - [`servers`]: loopback server processes killed with their process group,
+//!   and the Elasticsearch stand-in on a free port.
 //!
 //! A test binary uses it as `use runbook_test_support::{Test, ...};` (the
 //! package it belongs to lists `runbook-test-support` under dev-dependencies).
@@ -20,10 +21,10 @@
 pub mod support;
 
 pub mod cluster;
-pub mod elasticsearch_standin;
 pub mod harness;
 pub mod moto;
 pub mod restore_proof;
+pub mod servers;
 
 pub use harness::{Ran, Test, Workdir};
 pub use support::*;

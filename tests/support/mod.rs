@@ -77,6 +77,19 @@ pub fn wait_for_port(port: u16, what: &str) {
     panic!("{what} did not start listening on 127.0.0.1:{port} within 60 s");
 }
 
+/// Sends `signal` to a running `runbook` (SIGINT, SIGTERM) and waits for what
+/// it printed on its way out.
+pub fn interrupt(child: std::process::Child, signal: nix::sys::signal::Signal) -> Output {
+    send_signal(&child, signal);
+    child.wait_with_output().expect("runbook ends")
+}
+
+/// Sends `signal` to `child`, which must still be running.
+pub fn send_signal(child: &std::process::Child, signal: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal)
+        .unwrap_or_else(|e| panic!("cannot send {signal} to pid {}: {e}", child.id()));
+}
+
 /// A child process killed when dropped (test servers).
 pub struct ChildGuard(pub std::process::Child);
 

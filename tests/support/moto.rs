@@ -174,6 +174,18 @@ pub fn env_of(pairs: &[(&str, String)]) -> impl Fn(&str) -> Option<String> + use
     move |name| map.get(name).cloned()
 }
 
+/// The environment of an S3 step with the alias `alias` (`MC_HOST_<alias>`)
+/// pointing at 127.0.0.1:`port` with moto's keys, and a HOME with no config.
+pub fn alias_env(alias: &str, port: u16, home: &Path) -> impl Fn(&str) -> Option<String> + use<> {
+    env_of(&[
+        (
+            &format!("MC_HOST_{alias}"),
+            format!("http://test:test@127.0.0.1:{port}"),
+        ),
+        ("HOME", home.display().to_string()),
+    ])
+}
+
 /// Which way of each connection a [`Relay`] hands to its `forward` function.
 #[derive(Clone, Copy, Debug)]
 pub enum Watched {

@@ -106,9 +106,17 @@ fn cqlsh(cluster: &Cluster, login: Option<Login>, statement: &str) -> Output {
     command.args(["-e", statement]).output().unwrap()
 }
 
-fn curl(args: &[&str]) -> (u16, String) {
+/// `curl -s ARGS` with a JSON content type (OpenSearch wants one on a body):
+/// (HTTP status, body).
+pub fn curl(args: &[&str]) -> (u16, String) {
     let out = Command::new("curl")
-        .args(["-s", "-w", "\n%{http_code}"])
+        .args([
+            "-s",
+            "-w",
+            "\n%{http_code}",
+            "-H",
+            "Content-Type: application/json",
+        ])
         .args(args)
         .output()
         .expect("curl runs");

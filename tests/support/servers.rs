@@ -1,7 +1,8 @@
-//! The Elasticsearch stand-in (tests/standins/es_standin.py: not Elasticsearch,
-//! a stand-in for the failures a real server cannot be made to show on demand)
-//! on a free 127.0.0.1 port, and [`ServerProcess`], any loopback server a test
-//! starts, killed with its whole process group on drop.
+//! Loopback servers a test starts: [`ServerProcess`], any server process,
+//! killed with its whole process group on drop; [`EsStandin`], the
+//! Elasticsearch stand-in (tests/standins/es_standin.py: not Elasticsearch, a
+//! stand-in for the failures a real server cannot be made to show on demand)
+//! on a free 127.0.0.1 port.
 
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
@@ -22,10 +23,14 @@ impl ServerProcess {
     /// Starts `command` (stdin and stdout closed, stderr shown with the
     /// test's) and waits until something accepts connections on `port`.
     pub fn spawn(mut command: Command, port: u16, what: &str) -> ServerProcess {
+        command.stderr(Stdio::inherit());
+        ServerProcess::spawn_with(command, port, what)
+    }
+
+    fn spawn_with(mut command: Command, port: u16, what: &str) -> ServerProcess {
         command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
             .process_group(0);
         let child = command
             .spawn()
@@ -33,6 +38,13 @@ impl ServerProcess {
         let server = ServerProcess { child, port };
         wait_for_port(port, what);
         server
+    }
+
+    /// [`ServerProcess::spawn`] with the server's stderr thrown away (a
+    /// server that logs every request).
+    pub fn spawn_quiet(mut command: Command, port: u16, what: &str) -> ServerProcess {
+        command.stderr(Stdio::null());
+        ServerProcess::spawn_with(command, port, what)
     }
 
     /// The process id (also its process group id).
@@ -117,15 +129,24 @@ impl EsStandin {
 
     /// (method, path, answered status) of every request received.
     pub fn calls(&self) -> Vec<(String, String, Value)> {
-        self.requests()
-            .iter()
-            .map(|r| {
-                (
-                    r["method"].as_str().unwrap().to_string(),
-                    r["path"].as_str().unwrap().to_string(),
-                    r["status"].clone(),
-                )
-            })
-            .collect()
+        calls_of(&self.control("GET", "/_standin/requests"))
     }
+}
+
+/// (method, path, answered status) of each request in an answer of the
+/// stand-in's `GET /_standin/requests` (for tests that fetch it themselves,
+/// asynchronously, while a step runs).
+pub fn calls_of(answer: &Value) -> Vec<(String, String, Value)> {
+    answer["requests"]
+        .as_array()
+        .expect("the stand-in lists its requests")
+        .iter()
+        .map(|r| {
+            (
+                r["method"].as_str().unwrap().to_string(),
+                r["path"].as_str().unwrap().to_string(),
+                r["status"].clone(),
+            )
+        })
+        .collect()
 }
