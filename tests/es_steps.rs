@@ -94,6 +94,16 @@ impl Server {
     }
 }
 
+/// Asserts that a step failed with `kind` and a message containing `text`.
+#[track_caller]
+fn assert_error(error: &StepError, kind: &str, text: &str) {
+    assert_eq!(error.kind(), kind, "{error}");
+    assert!(
+        error.to_string().contains(text),
+        "expected `{text}` in: {error}"
+    );
+}
+
 fn ctx() -> StepContext {
     StepContext::detached("test")
 }
@@ -466,13 +476,7 @@ async fn stuck_snapshot_ends_at_the_timeout_and_is_left_or_deleted() {
     )
     .await
     .unwrap_err();
-    assert_eq!(deleted.kind(), "timeout");
-    assert!(
-        deleted
-            .to_string()
-            .contains("deleted it (on_timeout: \"delete\")"),
-        "{deleted}"
-    );
+    assert_error(&deleted, "timeout", "deleted it (on_timeout: \"delete\")");
     let path2 = "/_snapshot/thehive_repository/elasticsearch_2";
     assert_eq!(es.count("DELETE", path2).await, 1);
     let gone = reqwest::get(format!("{}{path2}", es.base)).await.unwrap();
@@ -772,12 +776,10 @@ async fn malformed_json_reset_and_slow_answers() {
     let mut options = snapshot_options(&es, "elasticsearch_2");
     options["poll"] = json!("0s");
     let error = run("es_snapshot", options, ctx()).await.unwrap_err();
-    assert_eq!(error.kind(), "options");
-    assert!(
-        error
-            .to_string()
-            .contains("option `poll` 0s is too short: at least 50ms"),
-        "{error}"
+    assert_error(
+        &error,
+        "options",
+        "option `poll` 0s is too short: at least 50ms",
     );
 
     // A connection reset while polling is retried (GET is idempotent).
@@ -872,12 +874,10 @@ async fn health_below_requirement_is_an_error() {
     )
     .await
     .unwrap_err();
-    assert_eq!(waited.kind(), "health");
-    assert!(
-        waited
-            .to_string()
-            .contains("is yellow, green required (waited for it in vain)"),
-        "{waited}"
+    assert_error(
+        &waited,
+        "health",
+        "is yellow, green required (waited for it in vain)",
     );
     let requests = es.requests().await;
     assert_eq!(
@@ -1051,12 +1051,10 @@ async fn tls_needs_the_ca_or_insecure() {
     )
     .await
     .unwrap_err();
-    assert_eq!(untrusted.kind(), "connect");
-    assert!(
-        untrusted
-            .to_string()
-            .contains("give the CA that signed the server's certificate as `ca_cert`"),
-        "{untrusted}"
+    assert_error(
+        &untrusted,
+        "connect",
+        "give the CA that signed the server's certificate as `ca_cert`",
     );
 
     let ca = dir.path().join("ca.pem");

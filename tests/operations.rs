@@ -534,24 +534,7 @@ fn prune_keeps_the_newest_verified_sets_and_deletes_the_snapshots_of_removed_one
     b.make_marker(s3); // incomplete: no manifest
     b.make_complete(s4, "failed"); // complete, not verified
     b.make_complete(s5, "ok");
-    // Each set's snapshot, taken through the real http step.
-    let snapshots = b.workflow(
-        "snapshots.rhai",
-        r#"let c = config(#{ es: "", stamps: [] });
-           for s in c.stamps {
-               http(#{ method: "PUT", url: `${c.es}/_snapshot/thehive_repository/elasticsearch_${s}?wait_for_completion=true`,
-                       json: #{ indices: "thehive_global" } });
-           }"#,
-    );
-    let out = b.run(&[
-        "run",
-        &snapshots,
-        "--set",
-        &format!("es={}", es.base),
-        "--set",
-        &format!("stamps={}", STAMPS.join(",")),
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    b.make_snapshots(&es, &STAMPS);
     assert_eq!(es.snapshots().len(), 5);
     es.control("DELETE", "/_standin/requests");
 
