@@ -166,36 +166,27 @@ fn a_backup_restores_into_real_opensearch_with_an_equal_digest() {
 
     let staging = cluster.dir.path().join("staging");
     let backup = cluster.path("backup");
-    let mut prep = support::runbook();
-    prep.args(["run", "restore-prep", "--journal-dir"])
-        .arg(cluster.dir.path().join("journal"))
-        .arg("--set")
-        .arg(format!("manifest_path={}", backup.display()))
-        .arg("--set")
-        .arg(format!(
-            "cassandra_archive_path={}",
-            cluster.path("cassandra_archive").display()
-        ))
-        .arg("--set")
-        .arg(format!(
-            "elasticsearch_archive_path={}",
-            cluster.path("es_archive").display()
-        ))
-        .arg("--set")
-        .arg(format!(
-            "storage_archive_path={}",
-            cluster.path("storage_archive").display()
-        ))
-        .arg("--set")
-        .arg(format!(
-            "attachment_folder={}",
-            cluster.path("attachments").display()
-        ))
-        .arg("--set")
-        .arg(format!("elasticsearch_url={}", cluster.es_url()))
-        .arg("--set")
-        .arg(format!("staging={}", staging.display()));
-    let out = prep.output().unwrap();
+    let out = cluster.restore_prep(&[
+        ("manifest_path", backup.display().to_string()),
+        (
+            "cassandra_archive_path",
+            cluster.path("cassandra_archive").display().to_string(),
+        ),
+        (
+            "elasticsearch_archive_path",
+            cluster.path("es_archive").display().to_string(),
+        ),
+        (
+            "storage_archive_path",
+            cluster.path("storage_archive").display().to_string(),
+        ),
+        (
+            "attachment_folder",
+            cluster.path("attachments").display().to_string(),
+        ),
+        ("elasticsearch_url", cluster.es_url()),
+        ("staging", staging.display().to_string()),
+    ]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let plan_file = walk(&staging)
         .into_iter()

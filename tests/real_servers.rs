@@ -239,14 +239,7 @@ fn backup_succeeds_while_a_writer_inserts_rows() {
     let archive = cluster
         .path("cassandra_archive")
         .join(format!("cassandra_{stamp}.tar"));
-    let listing = succeeded(
-        "tar tf",
-        Command::new("tar")
-            .arg("tf")
-            .arg(&archive)
-            .output()
-            .unwrap(),
-    );
+    let listing = gnu_tar_list(&archive, false);
     assert_contains(&listing, "/thehive/edgestore-");
     assert!(
         cluster.cassandra_snapshots().is_empty(),

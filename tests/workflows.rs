@@ -554,22 +554,13 @@ fn with_a_backup_group_the_set_is_readable_by_that_group_only() {
     }
 }
 
-#[test]
-fn the_restore_plan_keeps_every_path_and_value_one_shell_word() {
-    let cluster = Cluster::start(&[]);
-    let out = cluster.run(&["run", "cluster-hot-backup"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+/// The keys restore-prep needs for the sandbox's latest set, staged in `staging`.
+fn restore_prep_settings(
+    cluster: &Cluster,
+    staging: &std::path::Path,
+) -> Vec<(&'static str, String)> {
     let backup = cluster.path("backup");
-    let stamp = only_stamp(&backup, "backup_", ".json");
-    // A staging path with a space, and an attachment folder with a command in it.
-    let staging = cluster.dir.path().join("restore staging");
-    let pwned = cluster.dir.path().join("pwned");
-    let hostile = format!("/opt/th files;touch {};#", pwned.display());
-    let mut command = runbook();
-    command
-        .args(["run", "restore-prep", "--journal-dir"])
-        .arg(cluster.dir.path().join("journal"));
-    for (key, value) in [
+    vec![
         ("manifest_path", backup.display().to_string()),
         ("staging", staging.display().to_string()),
         ("elasticsearch_url", cluster.es_url()),
@@ -581,11 +572,23 @@ fn the_restore_plan_keeps_every_path_and_value_one_shell_word() {
             "storage_archive_path",
             backup.join("storage").display().to_string(),
         ),
-        ("attachment_folder", hostile.clone()),
-    ] {
-        command.arg("--set").arg(format!("{key}={value}"));
-    }
-    let out = command.output().unwrap();
+    ]
+}
+
+#[test]
+fn the_restore_plan_keeps_every_path_and_value_one_shell_word() {
+    let cluster = Cluster::start(&[]);
+    let out = cluster.run(&["run", "cluster-hot-backup"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let backup = cluster.path("backup");
+    let stamp = only_stamp(&backup, "backup_", ".json");
+    // A staging path with a space, and an attachment folder with a command in it.
+    let staging = cluster.dir.path().join("restore staging");
+    let pwned = cluster.dir.path().join("pwned");
+    let hostile = format!("/opt/th files;touch {};#", pwned.display());
+    let mut settings = restore_prep_settings(&cluster, &staging);
+    settings.push(("attachment_folder", hostile.clone()));
+    let out = cluster.restore_prep(&settings);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let plan_file = staging.join(&stamp).join("restore-plan.sh");
 
@@ -662,26 +665,7 @@ fn the_restore_line_of_the_plan_fails_unless_every_shard_came_back() {
     let backup = cluster.path("backup");
     let stamp = only_stamp(&backup, "backup_", ".json");
     let staging = cluster.dir.path().join("staging");
-    let mut command = runbook();
-    command
-        .args(["run", "restore-prep", "--journal-dir"])
-        .arg(cluster.dir.path().join("journal"));
-    for (key, value) in [
-        ("manifest_path", backup.display().to_string()),
-        ("staging", staging.display().to_string()),
-        ("elasticsearch_url", cluster.es_url()),
-        (
-            "cassandra_archive_path",
-            backup.join("cassandra").display().to_string(),
-        ),
-        (
-            "storage_archive_path",
-            backup.join("storage").display().to_string(),
-        ),
-    ] {
-        command.arg("--set").arg(format!("{key}={value}"));
-    }
-    let out = command.output().unwrap();
+    let out = cluster.restore_prep(&restore_prep_settings(&cluster, &staging));
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let plan = std::fs::read_to_string(staging.join(&stamp).join("restore-plan.sh")).unwrap();
     assert!(plan.contains("\nset -euo pipefail\n"), "{plan}");

@@ -72,6 +72,20 @@ impl Cluster {
         self.command(args).output().expect("runbook runs")
     }
 
+    /// `runbook run restore-prep --set KEY=VALUE...` with the journal kept
+    /// here; no sandbox vars, so each test names every key it relies on.
+    pub fn restore_prep(&self, settings: &[(&str, String)]) -> Output {
+        let mut command = runbook();
+        command
+            .args(["run", "restore-prep", "--journal-dir"])
+            .arg(self.dir.path().join("journal"))
+            .current_dir(self.dir.path());
+        for (key, value) in settings {
+            command.arg("--set").arg(format!("{key}={value}"));
+        }
+        command.output().expect("runbook runs")
+    }
+
     pub fn es_url(&self) -> String {
         self.record["elasticsearch_url"]
             .as_str()
@@ -212,6 +226,23 @@ pub fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
             )
         })
         .collect()
+}
+
+/// `tar tf ARCHIVE` (`tar tvf` when `verbose`): GNU tar's listing, which must
+/// succeed.
+pub fn gnu_tar_list(archive: &Path, verbose: bool) -> String {
+    let out = Command::new("tar")
+        .arg(if verbose { "tvf" } else { "tf" })
+        .arg(archive)
+        .output()
+        .expect("GNU tar runs");
+    assert!(
+        out.status.success(),
+        "GNU tar cannot list {}: {}",
+        archive.display(),
+        stderr(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 pub fn gnu_tar_extract(archive: &Path, into: &Path) {
