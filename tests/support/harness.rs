@@ -65,9 +65,7 @@ impl Workdir {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        Test::at(self.root())
-            .args(args)
-            .journal_in(self.path("journal"))
+        Test::at(self.root()).args(args)
     }
 
     /// `runbook ARGS` in this folder as a [`Command`], for a test that needs
@@ -122,7 +120,9 @@ impl Test {
         test
     }
 
-    /// A run in an existing folder (not removed afterwards).
+    /// A run in an existing folder (not removed afterwards). `run` and `plan`
+    /// keep their journal in its `journal/` (never in the system's
+    /// /var/lib/runbook) unless the arguments name a `--journal-dir`.
     pub fn at(dir: impl AsRef<Path>) -> Self {
         Test {
             dir: dir.as_ref().to_path_buf(),
@@ -130,7 +130,7 @@ impl Test {
             args: Vec::new(),
             env: Vec::new(),
             stdin: None,
-            journal: None,
+            journal: Some(dir.as_ref().join("journal")),
         }
     }
 
@@ -186,19 +186,19 @@ impl Test {
         self
     }
 
-    /// `run` and `plan` keep their journal in `dir` (appended as
-    /// `--journal-dir DIR` after the other arguments).
-    fn journal_in(mut self, dir: PathBuf) -> Self {
-        self.journal = Some(dir);
-        self
-    }
-
     /// The run as a [`Command`], for tests that spawn it themselves.
     pub fn command(&self) -> Command {
         let mut command = runbook();
         command.args(&self.args).current_dir(&self.dir);
+        // Appended after the other arguments, as `--journal-dir DIR`.
         let subcommand = self.args.first().and_then(|a| a.to_str());
-        if let (Some("run" | "plan"), Some(journal)) = (subcommand, &self.journal) {
+        let journal_named = self.args.iter().any(|a| {
+            a.to_str()
+                .is_some_and(|a| a == "--journal-dir" || a.starts_with("--journal-dir="))
+        });
+        if let (Some("run" | "plan"), Some(journal), false) =
+            (subcommand, &self.journal, journal_named)
+        {
             command.arg("--journal-dir").arg(journal);
         }
         for (key, value) in &self.env {

@@ -1,8 +1,8 @@
 //! The moto S3 server (PyPI `moto[server]`, a stand-in for MinIO/S3) for the
 //! S3 step tests: started on a free 127.0.0.1 port, killed on drop, with a
 //! Python (boto3) helper and an object_store client for setting up and
-//! reading back buckets, and a TCP [`Relay`] to put faults between a step and it. Included by `s3_mirror.rs` and `s3_upload.rs` with
-//! `#[path = "support/moto.rs"] mod moto;` next to `mod support;`.
+//! reading back buckets, and a TCP [`Relay`] to put faults between a step and it. Used by `s3_mirror.rs` and `s3_upload.rs`
+//! (`use runbook_test_support::moto;`).
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
