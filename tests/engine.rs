@@ -971,23 +971,21 @@ fn vars_files_workflow_folders_and_password_files_others_can_write_are_refused()
     let vars = sb.write("vars.json", r#"{"nodetool": "/tmp/evil"}"#);
     let pw = sb.write("pw.txt", "pw-from-file\n");
     let run = || {
-        sb.command(&[
+        sb.runbook([
             "run",
             wf.to_str().unwrap(),
             "--vars",
             vars.to_str().unwrap(),
         ])
         .env("DB_PASSWORD_FILE", &pw)
-        .output()
-        .unwrap()
+        .run()
     };
-    assert_eq!(code(&run()), 0, "{}", stderr(&run()));
+    run().success();
 
     set_mode(&vars, 0o666);
-    let out = run();
-    assert_eq!(code(&out), 2);
+    let refused = run().failure(2);
     assert_eq!(
-        stderr(&out).trim_end(),
+        refused.stderr.trim_end(),
         format!(
             "error: refusing {} (the --vars file, which sets the programs runbook runs): it is writable by group and others (fix: chmod go-w {})",
             vars.display(),
@@ -996,42 +994,31 @@ fn vars_files_workflow_folders_and_password_files_others_can_write_are_refused()
     );
     set_mode(&vars, 0o644);
     give_to_nobody(&vars);
-    let out = run();
-    assert_eq!(code(&out), 2);
-    assert_contains(
-        &stderr(&out),
+    run().failure(2).stderr_contains(
         "the --vars file, which sets the programs runbook runs): it is owned by uid",
     );
     nix::unistd::chown(&vars, Some(nix::unistd::Uid::from_raw(0)), None).unwrap();
 
     let folder = sb.path("site");
     set_mode(&folder, 0o775);
-    let out = run();
-    assert_eq!(code(&out), 2);
-    assert_contains(
-        &stderr(&out),
-        &format!(
-            "refusing {} (the workflow's folder, from which its modules are imported): it is writable by group (fix: chmod go-w {})",
-            folder.display(),
-            folder.display()
-        ),
-    );
+    run().failure(2).stderr_contains(&format!(
+        "refusing {} (the workflow's folder, from which its modules are imported): it is writable by group (fix: chmod go-w {})",
+        folder.display(),
+        folder.display()
+    ));
     set_mode(&folder, 0o755);
 
     set_mode(&pw, 0o602);
-    let out = run();
-    assert_eq!(code(&out), 2);
-    assert_contains(
-        &stderr(&out),
-        &format!(
+    run()
+        .failure(2)
+        .stderr_contains(&format!(
             "secret DB_PASSWORD (from DB_PASSWORD_FILE): refusing {} (a password file): it is writable by others (fix: chmod go-w {})",
             pw.display(),
             pw.display()
-        ),
-    );
-    assert!(!stderr(&out).contains("pw-from-file"));
+        ))
+        .output_lacks("pw-from-file");
     set_mode(&pw, 0o600);
-    assert_eq!(code(&run()), 0);
+    run().success();
 }
 
 #[test]
