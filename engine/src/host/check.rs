@@ -42,7 +42,7 @@ fn script_functions(ast: &AST) -> HashSet<String> {
 pub fn compile(engine: &Engine, display: &str, source: &str) -> Result<AST, CheckProblem> {
     let mut ast = engine.compile(source).map_err(|e| CheckProblem {
         message: format!("syntax error: {}", e.err_type()),
-        position: crate::report::script_error::describe_position(Some(display), e.position()),
+        position: crate::host::script_error::describe_position(Some(display), e.position()),
     })?;
     ast.set_source(display.to_string());
     Ok(ast)
@@ -112,6 +112,7 @@ fn check_file(
         }
     };
     let local = script_functions(&ast);
+    problems.extend(crate::host::check_lints::lint(&ast, display));
     let mut calls = Vec::new();
     ast.walk(&mut |path: &[ASTNode]| {
         match path.last() {
@@ -128,7 +129,7 @@ fn check_file(
                         }
                         None => problems.push(CheckProblem {
                             message: format!("module `{module_path}` not found"),
-                            position: crate::report::script_error::describe_position(
+                            position: crate::host::script_error::describe_position(
                                 Some(display),
                                 *position,
                             ),
@@ -186,7 +187,7 @@ fn check_file(
                 };
                 problems.push(CheckProblem {
                     message: format!("call to a function that does not exist: {shown}()"),
-                    position: crate::report::script_error::describe_position(
+                    position: crate::host::script_error::describe_position(
                         Some(display),
                         *position,
                     ),

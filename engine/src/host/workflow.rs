@@ -25,6 +25,18 @@ pub const STOCK_FILES: &[(&str, &str)] = &[
         "lib/thehive.rhai",
         include_str!("../../../workflows/lib/thehive.rhai"),
     ),
+    (
+        "lib/restore_cassandra.rhai",
+        include_str!("../../../workflows/lib/restore_cassandra.rhai"),
+    ),
+    (
+        "lib/restore_elasticsearch.rhai",
+        include_str!("../../../workflows/lib/restore_elasticsearch.rhai"),
+    ),
+    (
+        "lib/restore_storage.rhai",
+        include_str!("../../../workflows/lib/restore_storage.rhai"),
+    ),
 ];
 
 /// Prefix of the display name of stock workflow files.
