@@ -1333,7 +1333,7 @@ fn an_unwritable_metrics_file_folder_fails_before_the_run() {
 /// (journaled with it); a timeout that is not a duration is refused.
 #[test]
 fn an_undo_step_action_runs_within_its_own_timeout() {
-    let sb = Sandbox::new();
+    let sb = Workdir::new();
     sb.write(
         "wf.rhai",
         r#"undo(#{ label: "slow undo", step: "exec", timeout: "1s",

@@ -463,7 +463,7 @@ s3.put_object(Bucket="thehive", Key="other/kept.txt", Body=b"outside the prefix"
     )
     .unwrap();
     std::fs::create_dir_all(folder.join("empty-folder")).unwrap();
-    let env = offsite_env(moto.port, work.path());
+    let env = alias_env("offsite", moto.port, work.path());
     let run = |dry_run: bool| {
         let mut ctx = StepContext::detached("restore bucket");
         ctx.dry_run = dry_run;
