@@ -3,8 +3,7 @@
 //! `verify_archive` catches damage and names where, `extract_archive` refuses
 //! hostile archives, and a killed writer never leaves a file under the final name.
 
-#[path = "support/mod.rs"]
-mod support;
+use runbook_test_support::support;
 
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
@@ -358,11 +357,26 @@ async fn paths_longer_than_path_max_are_archived_listed_verified_and_extracted()
 #[tokio::test]
 async fn files_that_grow_or_shrink_while_read_still_give_well_formed_entries() {
     let dir = tempfile::tempdir().unwrap();
+    // The shrinking file is the point of the test: without it the test cannot
+    // run, and fails saying so rather than check only the growing one.
     let shrinking = Path::new("/sys/devices/system/cpu/online");
-    let mut entries = vec![json!({"src": "/proc/self/status", "path": "top/status"})];
-    if shrinking.exists() {
-        entries.push(json!({"src": shrinking, "path": "top/online"}));
-    }
+    let content = fs::read(shrinking).unwrap_or_else(|e| {
+        panic!(
+            "this test needs {} (sysfs, present on every Linux with /sys mounted): {e}",
+            shrinking.display()
+        )
+    });
+    let stat_size = fs::metadata(shrinking).unwrap().len();
+    assert!(
+        stat_size == 4096 && content.len() < 4096,
+        "{} no longer stats larger than it reads ({stat_size} bytes stat, {} read): pick another sysfs attribute",
+        shrinking.display(),
+        content.len()
+    );
+    let entries = vec![
+        json!({"src": "/proc/self/status", "path": "top/status"}),
+        json!({"src": shrinking, "path": "top/online"}),
+    ];
     let dest = dir.path().join("hot.tar");
     let result = run_step(
         "tar_dir",
@@ -378,23 +392,20 @@ async fn files_that_grow_or_shrink_while_read_still_give_well_formed_entries() {
     );
     let listing = sh("tar", &["tvf", dest.to_str().unwrap()], dir.path());
     assert!(listing.contains(" 0 "), "{listing}");
-    if shrinking.exists() {
-        assert!(
-            warnings.contains("online shrank while being archived"),
-            "{warnings}"
-        );
-        let extracted = dir.path().join("x");
-        fs::create_dir(&extracted).unwrap();
-        sh("tar", &["xf", dest.to_str().unwrap()], &extracted);
-        let stored = fs::read(extracted.join("top/online")).unwrap();
-        let content = fs::read(shrinking).unwrap();
-        assert_eq!(stored.len(), 4096, "the size from the header");
-        assert_eq!(&stored[..content.len()], &content[..]);
-        assert!(
-            stored[content.len()..].iter().all(|b| *b == 0),
-            "padded with zeros"
-        );
-    }
+    assert!(
+        warnings.contains("online shrank while being archived"),
+        "{warnings}"
+    );
+    let extracted = dir.path().join("x");
+    fs::create_dir(&extracted).unwrap();
+    sh("tar", &["xf", dest.to_str().unwrap()], &extracted);
+    let stored = fs::read(extracted.join("top/online")).unwrap();
+    assert_eq!(stored.len(), 4096, "the size from the header");
+    assert_eq!(&stored[..content.len()], &content[..]);
+    assert!(
+        stored[content.len()..].iter().all(|b| *b == 0),
+        "padded with zeros"
+    );
     run_step("verify_archive", json!({"path": dest}))
         .await
         .unwrap();
@@ -827,7 +838,9 @@ const UNREADABLE_CHILD_ENV: &str = "RUNBOOK_TEST_UNREADABLE_CHILD";
 #[ignore = "run as a child process by an_unreadable_source_fails_the_step_naming_it_unless_skipped"]
 fn unreadable_test_child() {
     let Ok(spec) = std::env::var(UNREADABLE_CHILD_ENV) else {
-        return;
+        panic!(
+            "not a test on its own: an_unreadable_source_fails_the_step_naming_it_unless_skipped runs it with {UNREADABLE_CHILD_ENV} set"
+        );
     };
     let options: TarDirOptions = serde_json::from_str(&spec).unwrap();
     match runbook_steps::archive::tar_dir::write_archive(&options, &WorkControl::new("child")) {
@@ -927,7 +940,9 @@ const KILL_CHILD_ENV: &str = "RUNBOOK_TEST_KILL_CHILD";
 #[ignore = "run as a child process by killing_the_writer_mid_archive_leaves_no_file_at_dest"]
 fn kill_test_child() {
     let Ok(spec) = std::env::var(KILL_CHILD_ENV) else {
-        return;
+        panic!(
+            "not a test on its own: killing_the_writer_mid_archive_leaves_no_file_at_dest runs it with {KILL_CHILD_ENV} set"
+        );
     };
     let spec: Value = serde_json::from_str(&spec).unwrap();
     let options: TarDirOptions =

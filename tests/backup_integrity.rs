@@ -7,10 +7,7 @@
 //! Tests that bind-mount need root (the test run is root); they fail with
 //! the reason otherwise, rather than pass without checking anything.
 
-#[path = "support/cluster.rs"]
-mod cluster;
-#[path = "support/mod.rs"]
-mod support;
+use runbook_test_support::{cluster, support};
 
 use std::ffi::{CString, OsStr};
 use std::os::fd::OwnedFd;
@@ -157,12 +154,7 @@ fn a_symlinked_attachment_folder_is_archived_as_the_folder_it_points_to() {
     let archive = cluster
         .path("storage_archive")
         .join(format!("files_{stamp}.tar"));
-    let listing = Command::new("tar")
-        .arg("tvf")
-        .arg(&archive)
-        .output()
-        .unwrap();
-    let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
+    let listing = gnu_tar_list(&archive, true);
     let first = listing.lines().next().unwrap();
     assert!(
         first.starts_with('d') && first.ends_with(&format!("files_{stamp}/")),
@@ -343,16 +335,12 @@ fn sstables_without_toc_as_after_sstableloader_are_archived_whole() {
     let out = cluster.run(&["run", "cluster-hot-backup"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let stamp = only_stamp(&cluster.path("backup"), "backup_", ".json");
-    let listing = Command::new("tar")
-        .arg("tf")
-        .arg(
-            cluster
-                .path("cassandra_archive")
-                .join(format!("cassandra_{stamp}.tar")),
-        )
-        .output()
-        .unwrap();
-    let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
+    let listing = gnu_tar_list(
+        &cluster
+            .path("cassandra_archive")
+            .join(format!("cassandra_{stamp}.tar")),
+        false,
+    );
     assert_contains(&listing, "/thehive/edgestore-");
     assert_contains(&listing, "nb-1-big-Statistics.db");
     assert!(!listing.contains("TOC.txt"), "{listing}");
@@ -616,17 +604,10 @@ fn attachment_paths_longer_than_path_max_are_archived_verified_and_restored() {
     let archive = cluster
         .path("storage_archive")
         .join(format!("files_{stamp}.tar"));
-    let listing = Command::new("tar")
-        .arg("tf")
-        .arg(&archive)
-        .output()
-        .unwrap();
-    assert!(listing.status.success(), "GNU tar cannot read the archive");
+    let listing = gnu_tar_list(&archive, false);
     let expected = format!("files_{stamp}/{}", relative.display());
     assert!(
-        String::from_utf8_lossy(&listing.stdout)
-            .lines()
-            .any(|l| l == expected),
+        listing.lines().any(|l| l == expected),
         "GNU tar does not list the long path"
     );
     let verify = runbook().arg("verify").arg(&archive).output().unwrap();

@@ -1,137 +1,64 @@
 //! The engine through the real `runbook` binary: config, secrets, parallel,
 //! defer, signals, lock, exec, journal, check, steps, init.
 
-#[path = "support/mod.rs"]
-mod support;
+use runbook_test_support::servers::EsStandin;
+use runbook_test_support::{Test, Workdir, assert_contains, code, runbook, stderr, support};
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 use std::time::Duration;
-
-use support::{assert_contains, runbook};
-
-/// A temporary folder holding workflows and a journal folder.
-struct Sandbox {
-    dir: tempfile::TempDir,
-}
-
-impl Sandbox {
-    fn new() -> Self {
-        Sandbox {
-            dir: tempfile::tempdir().expect("temp dir"),
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.path(name);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = runbook();
-        command.args(args).current_dir(self.dir.path());
-        if matches!(args.first(), Some(&"run") | Some(&"plan")) {
-            command.arg("--journal-dir").arg(self.path("journal"));
-        }
-        command
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.command(args).output().expect("runbook runs")
-    }
-
-    fn journals(&self) -> Vec<serde_json::Value> {
-        let mut paths: Vec<_> = std::fs::read_dir(self.path("journal"))
-            .map(|d| d.flatten().map(|e| e.path()).collect())
-            .unwrap_or_default();
-        paths.retain(|p| p.extension().is_some_and(|e| e == "json"));
-        paths.sort();
-        paths
-            .iter()
-            .map(|p| serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap())
-            .collect()
-    }
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn code(output: &Output) -> i32 {
-    output.status.code().expect("exited normally")
-}
 
 #[test]
 fn config_precedence_vars_env_set() {
-    let sb = Sandbox::new();
-    sb.write(
-        "wf.rhai",
-        r#"let c = config(#{ a: "default", b: 1, c: false, d: "x", hosts: [] });
+    let run = Test::new()
+        .write(
+            "wf.rhai",
+            r#"let c = config(#{ a: "default", b: 1, c: false, d: "x", hosts: [] });
            write_marker(`${c.a} ${c.b} ${c.c} ${c.d} ${c.hosts.len()}`);
            fn write_marker(text) { exec(#{ cmd: "sh", args: ["-c", `printf '%s' "$1" > out.txt`, "sh", text] }); }"#,
-    );
-    sb.write("vars.json", r#"{"a": "from-file", "b": 5, "d": "file"}"#);
-    let out = sb
-        .command(&[
-            "run",
-            "wf.rhai",
-            "--vars",
-            "vars.json",
-            "--set",
-            "b=7",
-            "--set",
-            "hosts=h1,h2,h3",
-        ])
+        )
+        .write("vars.json", r#"{"a": "from-file", "b": 5, "d": "file"}"#)
+        .args(["run", "wf.rhai", "--vars", "vars.json"])
+        .args(["--set", "b=7", "--set", "hosts=h1,h2,h3"])
         .env("RUNBOOK_C", "true")
         .env("RUNBOOK_D", "env")
-        .output()
-        .unwrap();
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+        .run()
+        .success();
     assert_eq!(
-        std::fs::read_to_string(sb.path("out.txt")).unwrap(),
+        std::fs::read_to_string(run.path("out.txt")).unwrap(),
         "from-file 7 true env 3"
     );
 }
 
 #[test]
 fn unknown_config_key_is_an_error_listing_declared_keys() {
-    let sb = Sandbox::new();
-    sb.write("wf.rhai", r#"let c = config(#{ keyspace: "thehive", archive_path: "/tmp" }); exec(#{ cmd: "touch", args: ["ran"] });"#);
-    let out = sb.run(&["run", "wf.rhai", "--set", "keyspcae=x"]);
-    assert_eq!(code(&out), 2);
-    assert_contains(
-        &stderr(&out),
-        "unknown config key `keyspcae` (from --set); this workflow declares: archive_path, keyspace",
-    );
+    let run = Test::new()
+        .write("wf.rhai", r#"let c = config(#{ keyspace: "thehive", archive_path: "/tmp" }); exec(#{ cmd: "touch", args: ["ran"] });"#)
+        .args(["run", "wf.rhai", "--set", "keyspcae=x"])
+        .run()
+        .failure(2)
+        .stderr_contains(
+            "unknown config key `keyspcae` (from --set); this workflow declares: archive_path, keyspace",
+        );
     assert!(
-        !sb.path("ran").exists(),
+        !run.path("ran").exists(),
         "nothing may run after a config error"
     );
 }
 
 #[test]
 fn config_value_of_the_wrong_type_names_the_key() {
-    let sb = Sandbox::new();
-    sb.write("wf.rhai", r#"let c = config(#{ keep: 3 });"#);
-    let out = sb.run(&["run", "wf.rhai", "--set", "keep=three"]);
-    assert_eq!(code(&out), 2);
-    assert!(
-        stderr(&out)
-            .contains("config key `keep` (from --set): expected a whole number, got \"three\""),
-        "{}",
-        stderr(&out)
-    );
+    Test::new()
+        .write("wf.rhai", r#"let c = config(#{ keep: 3 });"#)
+        .args(["run", "wf.rhai", "--set", "keep=three"])
+        .run()
+        .failure(2)
+        .stderr_contains("config key `keep` (from --set): expected a whole number, got \"three\"");
 }
 
 #[test]
 fn secrets_never_reach_logs_journal_or_errors() {
-    let sb = Sandbox::new();
+    let sb = Workdir::new();
     let secret = "s3cr3t-Value-42";
     sb.write(
         "wf.rhai",
@@ -177,7 +104,7 @@ fn secrets_never_reach_logs_journal_or_errors() {
 fn parallel_branches_run_concurrently() {
     // Each branch creates its marker, then waits for the other's: run one after
     // the other, the first branch would wait forever (and time out).
-    let sb = Sandbox::new();
+    let sb = Workdir::new();
     sb.write(
         "wf.rhai",
         r#"fn handshake(mine, theirs) {
@@ -192,7 +119,7 @@ fn parallel_branches_run_concurrently() {
 
 #[test]
 fn failing_branch_lets_the_other_finish_and_runs_its_defers() {
-    let sb = Sandbox::new();
+    let sb = Workdir::new();
     sb.write(
         "wf.rhai",
         r#"defer(|| exec(#{ cmd: "touch", args: ["main-cleanup"] }));
@@ -225,7 +152,7 @@ fn failing_branch_lets_the_other_finish_and_runs_its_defers() {
 
 #[test]
 fn defer_runs_on_failure_in_reverse_order_and_a_failing_cleanup_keeps_the_original_error() {
-    let sb = Sandbox::new();
+    let sb = Workdir::new();
     sb.write(
         "wf.rhai",
         r#"defer(|| exec(#{ cmd: "sh", args: ["-c", "echo first >> order"] }));
@@ -260,7 +187,7 @@ fn wait_for(path: &Path) {
 
 #[test]
 fn sigterm_stops_the_step_runs_cleanups_and_exits_143() {
-    let sb = Sandbox::new();
+    let sb = Workdir::new();
     sb.write(
         "wf.rhai",
         r#"defer(|| exec(#{ cmd: "touch", args: ["cleaned"] }));
@@ -273,12 +200,7 @@ fn sigterm_stops_the_step_runs_cleanups_and_exits_143() {
         .spawn()
         .unwrap();
     wait_for(&sb.path("started"));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = support::interrupt(child, nix::sys::signal::Signal::SIGTERM);
     assert_eq!(code(&out), 143, "{}", stderr(&out));
     assert!(sb.path("cleaned").exists());
     assert!(!sb.path("never").exists());
@@ -288,7 +210,7 @@ fn sigterm_stops_the_step_runs_cleanups_and_exits_143() {
 
 #[test]
 fn a_second_run_is_refused_while_the_first_holds_the_lock() {
-    let sb = Sandbox::new();
+    let sb = Workdir::new();
     sb.write("wf.rhai", r#"exec(#{ cmd: "sh", args: ["-c", "touch started; while [ ! -e release ]; do sleep 0.05; done"] });"#);
     let mut first = sb
         .command(&["run", "wf.rhai"])
@@ -314,93 +236,90 @@ fn a_second_run_is_refused_while_the_first_holds_the_lock() {
 
 #[test]
 fn syntax_error_exits_2_with_line_and_column() {
-    let sb = Sandbox::new();
-    sb.write("wf.rhai", "let a = 1;\nlet b = (a + ;\n");
+    let dir = Workdir::new();
+    dir.write("wf.rhai", "let a = 1;\nlet b = (a + ;\n");
     for command in ["run", "check"] {
-        let out = sb.run(&[command, "wf.rhai"]);
-        assert_eq!(code(&out), 2);
-        let err = stderr(&out);
-        assert!(err.contains("--> wf.rhai:2:14"), "{command}: {err}");
-        assert!(err.contains("2 | let b = (a + ;"), "{command}: {err}");
+        dir.runbook([command, "wf.rhai"])
+            .run()
+            .failure(2)
+            .stderr_contains("--> wf.rhai:2:14")
+            .stderr_contains("2 | let b = (a + ;");
     }
 }
 
 #[test]
 fn check_finds_calls_to_functions_that_do_not_exist_in_imports_too() {
-    let sb = Sandbox::new();
-    sb.write(
+    let dir = Workdir::new();
+    dir.write(
         "lib/helpers.rhai",
         "fn good() { exec(#{ cmd: \"true\" }) }\nfn bad() { no_such_step(#{}) }\n",
     );
-    sb.write(
+    dir.write(
         "wf.rhai",
         "import \"lib/helpers\" as h;\nh::good();\nh::missing();\n",
     );
-    let out = sb.run(&["check", "wf.rhai"]);
-    assert_eq!(code(&out), 2);
-    let err = stderr(&out);
-    assert_contains(
-        &err,
-        "call to a function that does not exist: no_such_step()",
-    );
-    assert_contains(&err, "lib/helpers.rhai:2:12");
-    assert_contains(&err, "call to a function that does not exist: h::missing()");
-    assert_contains(&err, "wf.rhai:3:");
-    sb.write("missing.rhai", "import \"lib/nope\" as n;\nn::f();\n");
-    let out = sb.run(&["check", "missing.rhai"]);
-    assert_eq!(code(&out), 2);
-    assert_contains(&stderr(&out), "module `lib/nope` not found");
-    assert_contains(&stderr(&out), "--> missing.rhai:1:1");
-    sb.write("ok.rhai", "import \"lib/helpers\" as h;\nh::good();\n");
-    sb.write(
+    dir.runbook(["check", "wf.rhai"])
+        .run()
+        .failure(2)
+        .stderr_contains("call to a function that does not exist: no_such_step()")
+        .stderr_contains("lib/helpers.rhai:2:12")
+        .stderr_contains("call to a function that does not exist: h::missing()")
+        .stderr_contains("wf.rhai:3:");
+    dir.write("missing.rhai", "import \"lib/nope\" as n;\nn::f();\n");
+    dir.runbook(["check", "missing.rhai"])
+        .run()
+        .failure(2)
+        .stderr_contains("module `lib/nope` not found")
+        .stderr_contains("--> missing.rhai:1:1");
+    dir.write("ok.rhai", "import \"lib/helpers\" as h;\nh::good();\n");
+    dir.write(
         "lib/helpers.rhai",
         "fn good() { exec(#{ cmd: \"true\" }) }\n",
     );
-    assert_eq!(code(&sb.run(&["check", "ok.rhai"])), 0);
+    dir.runbook(["check", "ok.rhai"]).run().success();
 }
 
 #[test]
 fn runtime_error_in_an_imported_module_shows_the_innermost_position() {
-    let sb = Sandbox::new();
-    sb.write("lib/deep.rhai", "fn inner() {\n    exec(#{ cmd: \"sh\", args: [\"-c\", \"exit 2\"], label: \"inner step\" });\n}\nfn outer() { inner(); }\n");
-    sb.write("wf.rhai", "import \"lib/deep\" as d;\nd::outer();\n");
-    let out = sb.run(&["run", "wf.rhai"]);
-    assert_eq!(code(&out), 1);
-    let err = stderr(&out);
-    assert_contains(
-        &err,
-        "error: step exec (inner step) failed: `sh` exited with code 2",
-    );
-    assert_contains(&err, "lib/deep.rhai:2:5");
+    Test::new()
+        .write("lib/deep.rhai", "fn inner() {\n    exec(#{ cmd: \"sh\", args: [\"-c\", \"exit 2\"], label: \"inner step\" });\n}\nfn outer() { inner(); }\n")
+        .write("wf.rhai", "import \"lib/deep\" as d;\nd::outer();\n")
+        .args(["run", "wf.rhai"])
+        .run()
+        .failure(1)
+        .stderr_contains("error: step exec (inner step) failed: `sh` exited with code 2")
+        .stderr_contains("lib/deep.rhai:2:5");
 }
 
 #[test]
 fn unknown_step_option_is_rejected_before_the_step_runs() {
-    let sb = Sandbox::new();
-    sb.write(
+    let dir = Workdir::new();
+    dir.write(
         "wf.rhai",
         r#"exec(#{ cmd: "touch", args: ["ran"], cwdd: "/" });"#,
     );
-    let out = sb.run(&["run", "wf.rhai"]);
-    assert_eq!(code(&out), 2);
-    assert_contains(&stderr(&out), "step exec: unknown field `cwdd`");
-    assert_contains(&stderr(&out), "--> wf.rhai:1:1");
-    assert!(!sb.path("ran").exists());
-    sb.write("wf2.rhai", r#"exec(#{ cmd: "touch", args: "ran" });"#);
-    let out = sb.run(&["run", "wf2.rhai"]);
-    assert_eq!(code(&out), 2);
-    assert_contains(
-        &stderr(&out),
-        "option `args`: invalid type: string \"ran\", expected a sequence",
-    );
-    sb.write("wf3.rhai", r#"exec(#{ args: ["x"] });"#);
-    let out = sb.run(&["run", "wf3.rhai"]);
-    assert_contains(&stderr(&out), "missing field `cmd`");
+    dir.runbook(["run", "wf.rhai"])
+        .run()
+        .failure(2)
+        .stderr_contains("step exec: unknown field `cwdd`")
+        .stderr_contains("--> wf.rhai:1:1");
+    assert!(!dir.path("ran").exists());
+    dir.write("wf2.rhai", r#"exec(#{ cmd: "touch", args: "ran" });"#);
+    dir.runbook(["run", "wf2.rhai"])
+        .run()
+        .failure(2)
+        .stderr_contains("option `args`: invalid type: string \"ran\", expected a sequence");
+    dir.write("wf3.rhai", r#"exec(#{ args: ["x"] });"#);
+    dir.runbook(["run", "wf3.rhai"])
+        .run()
+        .failure(2)
+        .stderr_contains("missing field `cmd`");
+    assert!(!dir.path("ran").exists());
 }
 
 #[test]
 fn exec_timeout_kills_a_child_that_ignores_sigterm_and_its_children() {
-    let sb = Sandbox::new();
+    let sb = Workdir::new();
     sb.write(
         "wf.rhai",
         r#"exec(#{ cmd: "sh", args: ["-c", "trap '' TERM; (trap '' TERM; sleep 300) & echo $! > grandchild; echo $$ > child; sleep 300"], timeout: "1s" });"#,
@@ -424,7 +343,7 @@ fn exec_timeout_kills_a_child_that_ignores_sigterm_and_its_children() {
 
 #[test]
 fn journal_records_the_run() {
-    let sb = Sandbox::new();
+    let sb = Workdir::new();
     sb.write("wf.rhai", "let c = config(#{ keyspace: \"thehive\" });\nexec(#{ cmd: \"echo\", args: [c.keyspace], label: \"say\" });\n");
     let out = sb.run(&["run", "wf.rhai", "--set", "keyspace=ks1"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
@@ -452,92 +371,268 @@ fn journal_records_the_run() {
 
 #[test]
 fn dry_run_describes_and_runs_only_read_only_steps() {
-    let sb = Sandbox::new();
-    sb.write(
+    let dir = Workdir::new();
+    dir.write(
         "wf.rhai",
         r#"let probe = exec(#{ cmd: "sh", args: ["-c", "touch probed; echo UN"], read_only: true });
            if !probe.stdout.contains("UN") { fail("read-only probe did not run"); }
            let r = exec(#{ cmd: "touch", args: ["changed"] });
            if !r.dry_run { fail("expected a dry-run result"); }"#,
     );
-    let out = sb.run(&["plan", "wf.rhai"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert!(sb.path("probed").exists());
-    assert!(!sb.path("changed").exists());
-    assert_contains(&stderr(&out), "[dry-run] would run touch changed");
+    dir.runbook(["plan", "wf.rhai"])
+        .run()
+        .success()
+        .stderr_contains("[dry-run] would run touch changed");
+    assert!(dir.path("probed").exists());
+    assert!(!dir.path("changed").exists());
 }
 
 #[test]
-fn steps_lists_and_documents_every_step_and_docs_are_fresh() {
-    let out = runbook().args(["steps"]).output().unwrap();
-    assert_eq!(code(&out), 0);
-    assert!(String::from_utf8_lossy(&out.stdout).contains("exec"));
-    let out = runbook().args(["steps", "exec"]).output().unwrap();
-    let doc = String::from_utf8_lossy(&out.stdout);
+fn steps_lists_and_documents_every_registered_step_and_docs_are_fresh() {
+    let registered = runbook_steps::all_steps();
     assert!(
-        doc.contains("Options:") && doc.contains("ok_codes"),
-        "{doc}"
+        registered.len() >= 12,
+        "the registry lost steps: {}",
+        registered.len()
     );
-    let out = runbook().args(["steps", "--markdown"]).output().unwrap();
-    let generated = String::from_utf8_lossy(&out.stdout);
+    // The list: one line per registered step, its name then its summary.
+    let listed = Test::new().arg("steps").run().success();
+    let lines: Vec<&str> = listed.stdout.lines().collect();
+    for step in registered {
+        assert!(
+            lines.iter().any(|line| line.starts_with(step.name)
+                && line[step.name.len()..].trim_start() == step.summary()),
+            "`runbook steps` does not list `{}  {}`:\n{}",
+            step.name,
+            step.summary(),
+            listed.stdout
+        );
+    }
+    // Each step's page: its name, then its whole doc.
+    for step in registered {
+        Test::new()
+            .args(["steps", step.name])
+            .run()
+            .success()
+            .stdout_is(&format!("{}\n\n{}\n", step.name, step.doc.trim_end()));
+    }
+    let exec = Test::new().args(["steps", "exec"]).run().success();
+    assert!(
+        exec.stdout.contains("Options:") && exec.stdout.contains("ok_codes"),
+        "{}",
+        exec.stdout
+    );
+    let names: Vec<&str> = registered.iter().map(|s| s.name).collect();
+    Test::new()
+        .args(["steps", "no_such_step"])
+        .run()
+        .failure(2)
+        .stderr_contains(&format!(
+            "error: no step named `no_such_step`; steps: {}",
+            names.join(", ")
+        ));
+    // docs/steps.md is the same text as `runbook steps --markdown`.
+    let generated = Test::new().args(["steps", "--markdown"]).run().success();
     let committed =
         std::fs::read_to_string(support::repo_root().join("docs/steps.md")).unwrap_or_default();
     assert!(
-        generated == committed,
+        generated.stdout == committed,
         "docs/steps.md is stale: regenerate it with `cargo run -p runbook -- steps --markdown > docs/steps.md`"
     );
+    for step in registered {
+        assert_contains(
+            &committed,
+            &format!("\n## {}\n\n{}\n", step.name, step.summary()),
+        );
+    }
 }
 
 #[test]
 fn init_writes_stock_workflows_and_never_overwrites_without_force() {
-    let sb = Sandbox::new();
-    let out = runbook()
-        .args(["init"])
-        .arg(sb.path("etc"))
-        .output()
-        .unwrap();
-    assert_eq!(code(&out), 0);
-    let workflow = sb.path("etc/cluster-hot-backup.rhai");
-    assert!(workflow.exists() && sb.path("etc/lib/thehive.rhai").exists());
+    let dir = Workdir::new();
+    let etc = dir.path("etc");
+    let workflow = dir.path("etc/cluster-hot-backup.rhai");
+    Test::new()
+        .arg("init")
+        .arg(&etc)
+        .run()
+        .success()
+        .stdout_contains(&format!("wrote {}", workflow.display()));
+    assert!(workflow.exists() && dir.path("etc/lib/thehive.rhai").exists());
     std::fs::write(&workflow, "// edited").unwrap();
-    runbook()
-        .args(["init"])
-        .arg(sb.path("etc"))
-        .output()
-        .unwrap();
+    Test::new()
+        .arg("init")
+        .arg(&etc)
+        .run()
+        .success()
+        .stdout_contains(&format!(
+            "kept {} (exists; --force overwrites)",
+            workflow.display()
+        ))
+        .stdout_contains("0 file(s) written");
     assert_eq!(std::fs::read_to_string(&workflow).unwrap(), "// edited");
-    runbook()
+    Test::new()
         .args(["init", "--force"])
-        .arg(sb.path("etc"))
-        .output()
-        .unwrap();
+        .arg(&etc)
+        .run()
+        .success()
+        .stdout_contains(&format!("wrote {}", workflow.display()));
     assert_ne!(std::fs::read_to_string(&workflow).unwrap(), "// edited");
 }
 
 #[test]
 fn usage_errors_exit_2() {
-    let out = runbook().args(["run"]).output().unwrap();
-    assert_eq!(code(&out), 2);
-    let out = runbook()
+    Test::new()
+        .arg("run")
+        .run()
+        .failure(2)
+        .stderr_contains("Usage: runbook run");
+    Test::new()
         .args(["run", "no-such-stock-workflow"])
-        .output()
-        .unwrap();
-    assert_eq!(code(&out), 2);
+        .run()
+        .failure(2)
+        .stderr_contains(
+            "no workflow file `no-such-stock-workflow` and no stock workflow of that name",
+        );
+    Test::new()
+        .arg("--no-such-option")
+        .run()
+        .failure(2)
+        .stderr_contains("unexpected argument '--no-such-option'");
+    Test::new()
+        .arg("--help")
+        .run()
+        .success()
+        .stdout_contains("3    another run of the same workflow holds the lock");
+}
+
+/// The subcommands of the CLI (the same clap definition the binary uses),
+/// each with its long options; `help` is clap's own.
+fn subcommands_and_their_options() -> Vec<(String, Vec<String>)> {
+    let cli = <runbook::cli::args::Cli as clap::CommandFactory>::command();
+    cli.get_subcommands()
+        .filter(|sub| sub.get_name() != "help" && !sub.is_hide_set())
+        .map(|sub| {
+            let options = sub
+                .get_arguments()
+                .filter(|arg| !arg.is_hide_set())
+                .filter_map(|arg| arg.get_long().map(str::to_string))
+                .collect();
+            (sub.get_name().to_string(), options)
+        })
+        .collect()
+}
+
+/// The part of a completion script between `start` and the next `end`.
+#[track_caller]
+fn section<'a>(script: &'a str, start: &str, end: &str, shell: &str) -> &'a str {
+    let from = script
+        .find(start)
+        .unwrap_or_else(|| panic!("{shell} completion has no `{start}`:\n{script}"));
+    let rest = &script[from..];
+    &rest[..rest.find(end).unwrap_or(rest.len())]
+}
+
+#[test]
+fn completions_complete_every_subcommand_and_its_options_in_bash_zsh_and_fish() {
+    let subcommands = subcommands_and_their_options();
+    let names: Vec<&str> = subcommands.iter().map(|(n, _)| n.as_str()).collect();
+    for expected in [
+        "run", "plan", "check", "steps", "recover", "verify", "list", "init",
+    ] {
+        assert!(names.contains(&expected), "{names:?}");
+    }
+    let script = |shell: &str| {
+        Test::new()
+            .args(["completions", shell])
+            .run()
+            .success()
+            .stdout
+    };
+    let (bash, zsh, fish) = (script("bash"), script("zsh"), script("fish"));
+    for (sub, options) in &subcommands {
+        // bash: `runbook,SUB)` offers the subcommand; its `opts="..."` its options.
+        assert_contains(&bash, &format!("runbook,{sub})"));
+        let bash_opts = section(&bash, &format!("runbook__subcmd__{sub})"), "\n", "bash");
+        let bash_opts = section(
+            &bash[bash.find(bash_opts).unwrap()..],
+            "opts=\"",
+            "\"\n",
+            "bash",
+        );
+        // zsh: `'SUB:summary'` in the command list; `(SUB)` then its `_arguments`.
+        assert_contains(&zsh, &format!("'{sub}:"));
+        let zsh_args = section(&zsh, &format!("({sub})\n_arguments"), ";;", "zsh");
+        // fish: `-a "SUB"` when no subcommand is given yet; `-l OPTION` under it.
+        assert_contains(
+            &fish,
+            &format!("-n \"__fish_runbook_needs_command\" -f -a \"{sub}\""),
+        );
+        let fish_lines: Vec<&str> = fish
+            .lines()
+            .filter(|l| l.contains(&format!("__fish_runbook_using_subcommand {sub}\"")))
+            .collect();
+        for option in options {
+            let long = format!("--{option}");
+            assert!(
+                bash_opts.split_whitespace().any(|o| o == long),
+                "bash does not complete `runbook {sub} {long}`: {bash_opts}"
+            );
+            assert!(
+                zsh_args.contains(&format!("{long}=[")) || zsh_args.contains(&format!("{long}[")),
+                "zsh does not complete `runbook {sub} {long}`:\n{zsh_args}"
+            );
+            assert!(
+                fish_lines
+                    .iter()
+                    .any(|l| l.contains(&format!(" -l {option} "))
+                        || l.ends_with(&format!(" -l {option}"))),
+                "fish does not complete `runbook {sub} {long}`:\n{}",
+                fish_lines.join("\n")
+            );
+        }
+    }
+    // The run options a user types most are among them.
+    let run_options = &subcommands.iter().find(|(n, _)| n == "run").unwrap().1;
+    for option in ["set", "vars", "journal-dir", "dry-run", "metrics-file"] {
+        assert!(run_options.iter().any(|o| o == option), "{run_options:?}");
+    }
+    Test::new()
+        .args(["completions", "tcsh"])
+        .run()
+        .failure(2)
+        .stderr_contains("invalid value 'tcsh'");
+}
+
+#[test]
+fn man_page_and_json_step_list_generate() {
+    let man = Test::new().arg("man").run().success();
     assert!(
-        stderr(&out).contains(
-            "no workflow file `no-such-stock-workflow` and no stock workflow of that name"
-        )
+        man.stdout.contains(".TH runbook 1") && man.stdout.contains("plan"),
+        "{}",
+        man.stdout
     );
-    let help = runbook().args(["--help"]).output().unwrap();
-    assert!(
-        String::from_utf8_lossy(&help.stdout)
-            .contains("3    another run of the same workflow holds the lock")
-    );
+    for (sub, _) in subcommands_and_their_options() {
+        assert_contains(&man.stdout, &sub);
+    }
+    let listed = Test::new().args(["steps", "--json"]).run().success();
+    let steps: serde_json::Value = serde_json::from_str(&listed.stdout).unwrap();
+    let listed: Vec<(&str, &str)> = steps
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["name"].as_str().unwrap(), s["doc"].as_str().unwrap()))
+        .collect();
+    let registered: Vec<(&str, &str)> = runbook_steps::all_steps()
+        .iter()
+        .map(|s| (s.name, s.doc))
+        .collect();
+    assert_eq!(listed, registered);
 }
 
 #[test]
 fn undo_runs_at_frame_end_unless_dismissed_and_is_journaled() {
-    let sb = Sandbox::new();
+    let sb = Workdir::new();
     sb.write(
         "wf.rhai",
         r#"let keep = undo(#{ label: "remove kept", remove: `${cwd()}/kept` });
@@ -596,7 +691,7 @@ fn kill_orphaned_group(pgid_file: &Path) {
 
 #[test]
 fn sigkill_leaves_pending_undo_actions_that_the_next_run_and_recover_carry_out() {
-    let sb = Sandbox::new();
+    let sb = Workdir::new();
     let debris = sb.path("debris");
     sb.write(
         "wf.rhai",
@@ -648,7 +743,7 @@ fn sigkill_leaves_pending_undo_actions_that_the_next_run_and_recover_carry_out()
     child.wait().unwrap();
     kill_orphaned_group(&sb.path("pgid"));
     assert!(debris.exists());
-    sb.run(&["run", "wf.rhai", "--dry-run"]);
+    sb.runbook(["run", "wf.rhai", "--dry-run"]).run().success();
     assert!(debris.exists(), "a dry-run must not recover");
     sb.write("wf.rhai", "log_info(\"second run\");");
     let out = sb.run(&["run", "wf.rhai"]);
@@ -660,90 +755,50 @@ fn sigkill_leaves_pending_undo_actions_that_the_next_run_and_recover_carry_out()
 #[test]
 fn a_workflow_writable_by_others_is_refused_when_running_as_root() {
     use std::os::unix::fs::PermissionsExt;
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: only meaningful as root (CI runs as root)");
-        return;
-    }
-    let sb = Sandbox::new();
-    let path = sb.write("wf.rhai", "log_info(\"hi\");");
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let out = sb.run(&["run", "wf.rhai"]);
-    assert_eq!(code(&out), 2);
-    assert_contains(
-        &stderr(&out),
-        "refusing wf.rhai: it is writable by group and others",
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test checks the refusal runbook makes only as root: run it as root (as CI does)"
     );
+    let dir = Workdir::new();
+    let path = dir.write("wf.rhai", "log_info(\"hi\");");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    dir.runbook(["run", "wf.rhai"])
+        .run()
+        .failure(2)
+        .stderr_contains("refusing wf.rhai: it is writable by group and others");
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let module = sb.write("lib/m.rhai", "fn f() { 1 }");
+    let module = dir.write("lib/m.rhai", "fn f() { 1 }");
     std::fs::set_permissions(&module, std::fs::Permissions::from_mode(0o664)).unwrap();
-    sb.write("wf2.rhai", "import \"lib/m\" as m; m::f();");
-    let out = sb.run(&["run", "wf2.rhai"]);
-    assert_eq!(code(&out), 1);
-    assert_contains(&stderr(&out), "it is writable by group");
+    dir.write("wf2.rhai", "import \"lib/m\" as m; m::f();");
+    dir.runbook(["run", "wf2.rhai"])
+        .run()
+        .failure(1)
+        .stderr_contains("it is writable by group");
 }
 
 #[test]
 fn an_endless_loop_is_stopped_by_the_operation_limit() {
-    let sb = Sandbox::new();
-    sb.write("wf.rhai", "let i = 0;\nloop { i += 1; }\n");
     // The default bound (100 million operations) takes a minute in a debug
     // build; the mechanism is the same with a small bound.
-    let out = sb.run(&["run", "wf.rhai", "--max-operations", "100000"]);
-    assert_eq!(code(&out), 1);
-    let err = stderr(&out);
-    assert_contains(
-        &err,
-        "the script ran more operations than --max-operations allows (an endless loop?)",
-    );
-    assert_contains(&err, "--> wf.rhai:2:");
-}
-
-#[test]
-fn completions_man_page_and_json_step_list_generate() {
-    for shell in ["bash", "zsh", "fish"] {
-        let out = runbook().args(["completions", shell]).output().unwrap();
-        assert_eq!(code(&out), 0);
-        assert!(
-            String::from_utf8_lossy(&out.stdout).contains("runbook"),
-            "{shell}"
-        );
-    }
-    let out = runbook().args(["man"]).output().unwrap();
-    assert_eq!(code(&out), 0);
-    let man = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        man.contains(".TH runbook 1") && man.contains("plan"),
-        "{man}"
-    );
-    let out = runbook().args(["steps", "--json"]).output().unwrap();
-    let steps: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let names: Vec<&str> = steps
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["name"].as_str().unwrap())
-        .collect();
-    for expected in [
-        "exec",
-        "tar_dir",
-        "verify_archive",
-        "extract_archive",
-        "http",
-        "es_health",
-        "es_snapshot",
-        "mcli_mirror",
-    ] {
-        assert!(names.contains(&expected), "{names:?}");
-    }
+    Test::new()
+        .write("wf.rhai", "let i = 0;\nloop { i += 1; }\n")
+        .args(["run", "wf.rhai", "--max-operations", "100000"])
+        .run()
+        .failure(1)
+        .stderr_contains(
+            "the script ran more operations than --max-operations allows (an endless loop?)",
+        )
+        .stderr_contains("--> wf.rhai:2:");
 }
 
 #[test]
 fn journal_group_makes_journals_readable_by_that_group() {
     use std::os::unix::fs::MetadataExt;
-    let sb = Sandbox::new();
+    let sb = Workdir::new();
     sb.write("wf.rhai", "log_info(\"hi\");");
-    let out = sb.run(&["run", "wf.rhai", "--journal-group", "backup"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    sb.runbook(["run", "wf.rhai", "--journal-group", "backup"])
+        .run()
+        .success();
     let journal = std::fs::read_dir(sb.path("journal"))
         .unwrap()
         .flatten()
@@ -757,14 +812,15 @@ fn journal_group_makes_journals_readable_by_that_group() {
             .unwrap()
             .map(|g| g.gid.as_raw())
     );
-    let out = sb.run(&["run", "wf.rhai", "--journal-group", "no-such-group-xyz"]);
-    assert_eq!(code(&out), 2);
-    assert!(stderr(&out).contains("--journal-group no-such-group-xyz: no such group"));
+    sb.runbook(["run", "wf.rhai", "--journal-group", "no-such-group-xyz"])
+        .run()
+        .failure(2)
+        .stderr_contains("--journal-group no-such-group-xyz: no such group");
 }
 
 #[test]
 fn recover_reports_an_undo_action_that_fails_and_exits_1() {
-    let sb = Sandbox::new();
+    let sb = Workdir::new();
     std::fs::create_dir_all(sb.path("journal")).unwrap();
     // The journal of a run whose process is gone, with one pending undo action.
     let journal = serde_json::json!({
@@ -778,14 +834,13 @@ fn recover_reports_an_undo_action_that_fails_and_exits_1() {
     });
     let path = sb.path("journal/20261126T000000.000Z-wf.json");
     std::fs::write(&path, journal.to_string()).unwrap();
-    let out = runbook()
-        .args(["recover", "--journal-dir"])
-        .arg(sb.path("journal"))
-        .output()
-        .unwrap();
-    assert_eq!(code(&out), 1);
-    assert_contains(
-        &stderr(&out),
+    let recover = || {
+        Test::at(sb.root())
+            .args(["recover", "--journal-dir"])
+            .arg(sb.path("journal"))
+            .run()
+    };
+    recover().failure(1).stderr_contains(
         "could not undo clear snapshot t1: step exec failed: `sh` exited with code 2: cannot",
     );
     let after: serde_json::Value =
@@ -797,14 +852,7 @@ fn recover_reports_an_undo_action_that_fails_and_exits_1() {
         after["compensations"][0]["error"].as_str().unwrap(),
         "`sh` exited with code 2: cannot",
     );
-    let out = runbook()
-        .args(["recover", "--journal-dir"])
-        .arg(sb.path("journal"))
-        .output()
-        .unwrap();
-    assert_eq!(code(&out), 1);
-    assert_contains(
-        &stderr(&out),
+    recover().failure(1).stderr_contains(
         "could not undo clear snapshot t1: step exec failed: `sh` exited with code 2: cannot (it stays pending: the next `runbook recover` tries it again)",
     );
 }
@@ -849,7 +897,7 @@ fn journal_running(marker: &Path) -> String {
 
 #[test]
 fn recover_refuses_journals_and_journal_folders_another_user_can_write() {
-    let sb = Sandbox::new();
+    let sb = Workdir::new();
     let marker = sb.path("planted-undo-ran");
     sb.write("wf.rhai", r#"log_info("hello");"#);
 
@@ -861,15 +909,16 @@ fn recover_refuses_journals_and_journal_folders_another_user_can_write() {
     give_to_nobody(&planted);
     give_to_nobody(&shared);
     set_mode(&shared, 0o777);
-    let out = runbook()
-        .args(["recover", "--journal-dir"])
-        .arg(&shared)
-        .output()
-        .unwrap();
-    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let recover = || {
+        Test::at(sb.root())
+            .args(["recover", "--journal-dir"])
+            .arg(&shared)
+            .run()
+    };
+    let refused = recover().failure(2);
     let uid = nobody().0;
     assert_eq!(
-        stderr(&out).trim_end(),
+        refused.stderr.trim_end(),
         format!(
             "error: refusing {} (the journal folder, whose undo actions runbook carries out): it is owned by uid {uid}, not by root, so that user could change it (fix: chown root {})",
             shared.display(),
@@ -878,29 +927,18 @@ fn recover_refuses_journals_and_journal_folders_another_user_can_write() {
     );
     assert!(!marker.exists(), "a planted undo action ran");
     // `run` refuses that folder too, before anything runs.
-    let out = runbook()
+    Test::at(sb.root())
         .args(["run", "wf.rhai", "--journal-dir"])
         .arg(&shared)
-        .current_dir(sb.path(""))
-        .output()
-        .unwrap();
-    assert_eq!(code(&out), 2);
-    assert_contains(&stderr(&out), "it is owned by uid");
+        .run()
+        .failure(2)
+        .stderr_contains("it is owned by uid");
     // Owned by root but writable by others: refused all the same.
     nix::unistd::chown(&shared, Some(nix::unistd::Uid::from_raw(0)), None).unwrap();
-    let out = runbook()
-        .args(["recover", "--journal-dir"])
-        .arg(&shared)
-        .output()
-        .unwrap();
-    assert_eq!(code(&out), 2);
-    assert_contains(
-        &stderr(&out),
-        &format!(
-            "it is writable by group and others (fix: chmod go-w {})",
-            shared.display()
-        ),
-    );
+    recover().failure(2).stderr_contains(&format!(
+        "it is writable by group and others (fix: chmod go-w {})",
+        shared.display()
+    ));
     assert!(!marker.exists(), "a planted undo action ran");
 
     // A private folder holding one journal of nobody's and one group-writable
@@ -909,34 +947,23 @@ fn recover_refuses_journals_and_journal_folders_another_user_can_write() {
     let writable = shared.join("20261126T000001.000Z-wf.json");
     std::fs::write(&writable, journal_running(&marker)).unwrap();
     set_mode(&writable, 0o664);
-    let out = runbook()
-        .args(["recover", "--journal-dir"])
-        .arg(&shared)
-        .output()
-        .unwrap();
-    assert_eq!(code(&out), 1, "{}", stderr(&out));
-    let err = stderr(&out);
-    assert_contains(
-        &err,
-        &format!(
+    recover()
+        .failure(1)
+        .stderr_contains(&format!(
             "refusing {} (a journal, whose undo actions runbook carries out): it is owned by uid {uid}",
             planted.display()
-        ),
-    );
-    assert_contains(
-        &err,
-        &format!(
+        ))
+        .stderr_contains(&format!(
             "refusing {} (a journal, whose undo actions runbook carries out): it is writable by group (fix: chmod go-w {})",
             writable.display(),
             writable.display()
-        ),
-    );
+        ));
     assert!(!marker.exists(), "a planted undo action ran");
 }
 
 #[test]
 fn vars_files_workflow_folders_and_password_files_others_can_write_are_refused() {
-    let sb = Sandbox::new();
+    let sb = Workdir::new();
     let wf = sb.write(
         "site/wf.rhai",
         r#"let c = config(#{ nodetool: "nodetool" }); let pw = secret("DB_PASSWORD"); log_info(`ran ${c.nodetool}`);"#,
@@ -944,23 +971,21 @@ fn vars_files_workflow_folders_and_password_files_others_can_write_are_refused()
     let vars = sb.write("vars.json", r#"{"nodetool": "/tmp/evil"}"#);
     let pw = sb.write("pw.txt", "pw-from-file\n");
     let run = || {
-        sb.command(&[
+        sb.runbook([
             "run",
             wf.to_str().unwrap(),
             "--vars",
             vars.to_str().unwrap(),
         ])
         .env("DB_PASSWORD_FILE", &pw)
-        .output()
-        .unwrap()
+        .run()
     };
-    assert_eq!(code(&run()), 0, "{}", stderr(&run()));
+    run().success();
 
     set_mode(&vars, 0o666);
-    let out = run();
-    assert_eq!(code(&out), 2);
+    let refused = run().failure(2);
     assert_eq!(
-        stderr(&out).trim_end(),
+        refused.stderr.trim_end(),
         format!(
             "error: refusing {} (the --vars file, which sets the programs runbook runs): it is writable by group and others (fix: chmod go-w {})",
             vars.display(),
@@ -969,47 +994,36 @@ fn vars_files_workflow_folders_and_password_files_others_can_write_are_refused()
     );
     set_mode(&vars, 0o644);
     give_to_nobody(&vars);
-    let out = run();
-    assert_eq!(code(&out), 2);
-    assert_contains(
-        &stderr(&out),
+    run().failure(2).stderr_contains(
         "the --vars file, which sets the programs runbook runs): it is owned by uid",
     );
     nix::unistd::chown(&vars, Some(nix::unistd::Uid::from_raw(0)), None).unwrap();
 
     let folder = sb.path("site");
     set_mode(&folder, 0o775);
-    let out = run();
-    assert_eq!(code(&out), 2);
-    assert_contains(
-        &stderr(&out),
-        &format!(
-            "refusing {} (the workflow's folder, from which its modules are imported): it is writable by group (fix: chmod go-w {})",
-            folder.display(),
-            folder.display()
-        ),
-    );
+    run().failure(2).stderr_contains(&format!(
+        "refusing {} (the workflow's folder, from which its modules are imported): it is writable by group (fix: chmod go-w {})",
+        folder.display(),
+        folder.display()
+    ));
     set_mode(&folder, 0o755);
 
     set_mode(&pw, 0o602);
-    let out = run();
-    assert_eq!(code(&out), 2);
-    assert_contains(
-        &stderr(&out),
-        &format!(
+    run()
+        .failure(2)
+        .stderr_contains(&format!(
             "secret DB_PASSWORD (from DB_PASSWORD_FILE): refusing {} (a password file): it is writable by others (fix: chmod go-w {})",
             pw.display(),
             pw.display()
-        ),
-    );
-    assert!(!stderr(&out).contains("pw-from-file"));
+        ))
+        .output_lacks("pw-from-file");
     set_mode(&pw, 0o600);
-    assert_eq!(code(&run()), 0);
+    run().success();
 }
 
 #[test]
 fn credentials_in_a_url_never_reach_the_journal_or_the_logs() {
-    let sb = Sandbox::new();
+    let sb = Workdir::new();
     sb.write(
         "wf.rhai",
         r#"let c = config(#{ url: "http://127.0.0.1:9" });
@@ -1038,65 +1052,18 @@ fn credentials_in_a_url_never_reach_the_journal_or_the_logs() {
     );
 }
 
-/// The Elasticsearch stand-in (tests/standins/es_standin.py, not
-/// Elasticsearch) requiring basic auth; killed on drop.
-struct AuthStandin {
-    child: std::process::Child,
-    base: String,
-}
-
-impl AuthStandin {
-    fn start(user: &str, password: &str) -> AuthStandin {
-        let port = support::free_port();
-        let child = Command::new("python3")
-            .arg(support::repo_root().join("tests/standins/es_standin.py"))
-            .args(["--port", &port.to_string(), "--repository", "repo1"])
-            .args(["--user", user, "--password", password])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("python3 runs the Elasticsearch stand-in");
-        support::wait_for_port(port, "the Elasticsearch stand-in");
-        AuthStandin {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-        }
-    }
-
-    /// (method, path, status) of every request so far.
-    fn requests(&self) -> Vec<(String, String, serde_json::Value)> {
-        let out = Command::new("curl")
-            .args(["-sf", &format!("{}/_standin/requests", self.base)])
-            .output()
-            .unwrap();
-        let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        answer["requests"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| {
-                (
-                    r["method"].as_str().unwrap().to_string(),
-                    r["path"].as_str().unwrap().to_string(),
-                    r["status"].clone(),
-                )
-            })
-            .collect()
-    }
-}
-
-impl Drop for AuthStandin {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn recover_reads_a_secret_again_by_name_and_retries_an_undo_that_failed() {
     const PASSWORD: &str = "Es-Basic-Pw-61";
-    let es = AuthStandin::start("elastic", PASSWORD);
-    let sb = Sandbox::new();
+    let es = EsStandin::start(&[
+        "--repository",
+        "repo1",
+        "--user",
+        "elastic",
+        "--password",
+        PASSWORD,
+    ]);
+    let sb = Workdir::new();
     // Registers an undo that needs the password, then is SIGKILLed.
     sb.write(
         "wf.rhai",
@@ -1155,7 +1122,7 @@ fn recover_reads_a_secret_again_by_name_and_retries_an_undo_that_failed() {
     assert_contains(&stderr(&out), "undone: delete snapshot s1");
     assert!(!stderr(&out).contains(PASSWORD));
     let deletes: Vec<_> = es
-        .requests()
+        .calls()
         .into_iter()
         .filter(|(m, p, _)| m == "DELETE" && p == "/_snapshot/repo1/s1")
         .map(|(_, _, status)| status)
@@ -1170,7 +1137,7 @@ fn recover_reads_a_secret_again_by_name_and_retries_an_undo_that_failed() {
 
 #[test]
 fn a_password_that_is_also_a_word_in_names_is_masked_where_it_occurs_not_inside_those_names() {
-    let sb = Sandbox::new();
+    let sb = Workdir::new();
     sb.write(
         "wf.rhai",
         r#"let c = config(#{ keyspace: "thehive", attachment_folder: "/opt/thp/thehive/files",
@@ -1225,7 +1192,7 @@ fn a_password_that_is_also_a_word_in_names_is_masked_where_it_occurs_not_inside_
 
 #[test]
 fn exit_2_means_nothing_was_changed_and_permanent_errors_are_not_retried() {
-    let sb = Sandbox::new();
+    let sb = Workdir::new();
     // A config error before any change: exit 2.
     sb.write(
         "early.rhai",
@@ -1274,7 +1241,7 @@ fn exit_2_means_nothing_was_changed_and_permanent_errors_are_not_retried() {
 
 #[test]
 fn config_rules_and_runbook_variables_are_checked_before_anything_runs() {
-    let sb = Sandbox::new();
+    let sb = Workdir::new();
     sb.write(
         "wf.rhai",
         r#"let c = config(#{ keep: 0, storage: "local", poll: "5s" }, #{
@@ -1347,31 +1314,26 @@ fn config_rules_and_runbook_variables_are_checked_before_anything_runs() {
 
 #[test]
 fn an_unwritable_metrics_file_folder_fails_before_the_run() {
-    let sb = Sandbox::new();
-    sb.write("wf.rhai", r#"write_file("ran.txt", "x");"#);
-    let missing = sb.path("no-such-folder/runbook.prom");
-    let out = sb.run(&[
-        "run",
-        "wf.rhai",
-        &format!("--metrics-file={}", missing.display()),
-    ]);
-    assert_eq!(code(&out), 2, "{}", stderr(&out));
-    assert_contains(
-        &stderr(&out),
-        &format!(
+    let dir = Workdir::new();
+    dir.write("wf.rhai", r#"write_file("ran.txt", "x");"#);
+    let missing = dir.path("no-such-folder/runbook.prom");
+    dir.runbook(["run", "wf.rhai"])
+        .arg(format!("--metrics-file={}", missing.display()))
+        .run()
+        .failure(2)
+        .stderr_contains(&format!(
             "error: --metrics-file {}: cannot write in {}: No such file or directory",
             missing.display(),
-            sb.path("no-such-folder").display()
-        ),
-    );
-    assert!(!sb.path("ran.txt").exists(), "the workflow ran");
+            dir.path("no-such-folder").display()
+        ));
+    assert!(!dir.path("ran.txt").exists(), "the workflow ran");
 }
 
 /// An undo step action may take `timeout` instead of the default 5 minutes
 /// (journaled with it); a timeout that is not a duration is refused.
 #[test]
 fn an_undo_step_action_runs_within_its_own_timeout() {
-    let sb = Sandbox::new();
+    let sb = Workdir::new();
     sb.write(
         "wf.rhai",
         r#"undo(#{ label: "slow undo", step: "exec", timeout: "1s",

@@ -4,65 +4,48 @@
 //! for every failure mode. Steps are driven the way the engine drives them:
 //! `find_step(name).prepare(options).run(ctx)`.
 
-#[path = "support/mod.rs"]
-mod support;
+use runbook_test_support::servers::{EsStandin, ServerProcess, calls_of};
+use runbook_test_support::support;
 
-use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use runbook_steps::{StepContext, StepError, find_step};
 use serde_json::{Value, json};
-use support::{free_port, repo_root, venv_bin, wait_for_port};
+use support::{free_port, venv_bin};
 
 const PASSWORD: &str = "s3cret-Pa55word";
 
-/// A server process (and its children) killed with its whole process group on drop.
+/// A server under test: the Elasticsearch stand-in or noida-db, killed with
+/// its process group on drop; the requests helpers are async because a step
+/// runs on the same runtime while the test reads them.
 struct Server {
-    child: std::process::Child,
+    _process: Running,
     base: String,
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let group = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
-        let _ = self.child.wait();
-    }
+/// What keeps a [`Server`]'s process alive (held only to be dropped).
+#[allow(dead_code)]
+enum Running {
+    Standin(EsStandin),
+    Process(ServerProcess),
 }
 
 impl Server {
-    fn spawn(mut command: Command, port: u16, what: &str, scheme: &str) -> Server {
-        command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .process_group(0);
-        let child = command
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {what}: {e}"));
-        let server = Server {
-            child,
-            base: format!("{scheme}://127.0.0.1:{port}"),
-        };
-        wait_for_port(port, what);
-        server
+    fn spawn(command: Command, port: u16, what: &str) -> Server {
+        Server {
+            _process: Running::Process(ServerProcess::spawn(command, port, what)),
+            base: format!("http://127.0.0.1:{port}"),
+        }
     }
 
     /// The Elasticsearch stand-in with extra command-line arguments.
     fn standin(args: &[&str]) -> Server {
-        let port = free_port();
-        let mut command = Command::new("python3");
-        command
-            .arg(repo_root().join("tests/standins/es_standin.py"))
-            .args(["--port", &port.to_string()])
-            .args(args);
-        let scheme = if args.contains(&"--tls-cert") {
-            "https"
-        } else {
-            "http"
-        };
-        Server::spawn(command, port, "the Elasticsearch stand-in", scheme)
+        let standin = EsStandin::start(args);
+        Server {
+            base: standin.base.clone(),
+            _process: Running::Standin(standin),
+        }
     }
 
     /// The stand-in with the repository `thehive_repository` registered.
@@ -83,18 +66,7 @@ impl Server {
             .json()
             .await
             .expect("stand-in answers JSON");
-        answer["requests"]
-            .as_array()
-            .expect("a request list")
-            .iter()
-            .map(|r| {
-                (
-                    r["method"].as_str().unwrap().to_string(),
-                    r["path"].as_str().unwrap().to_string(),
-                    r["status"].clone(),
-                )
-            })
-            .collect()
+        calls_of(&answer)
     }
 
     async fn count(&self, method: &str, path: &str) -> usize {
@@ -120,6 +92,16 @@ impl Server {
             .map(|r| r["body"].clone())
             .collect()
     }
+}
+
+/// Asserts that a step failed with `kind` and a message containing `text`.
+#[track_caller]
+fn assert_error(error: &StepError, kind: &str, text: &str) {
+    assert_eq!(error.kind(), kind, "{error}");
+    assert!(
+        error.to_string().contains(text),
+        "expected `{text}` in: {error}"
+    );
 }
 
 fn ctx() -> StepContext {
@@ -169,7 +151,7 @@ fn noida(data: &std::path::Path) -> Server {
         "--data-dir",
         data.to_str().unwrap(),
     ]);
-    Server::spawn(command, port, "noida-db (Elasticsearch)", "http")
+    Server::spawn(command, port, "noida-db (Elasticsearch)")
 }
 
 #[tokio::test]
@@ -494,13 +476,7 @@ async fn stuck_snapshot_ends_at_the_timeout_and_is_left_or_deleted() {
     )
     .await
     .unwrap_err();
-    assert_eq!(deleted.kind(), "timeout");
-    assert!(
-        deleted
-            .to_string()
-            .contains("deleted it (on_timeout: \"delete\")"),
-        "{deleted}"
-    );
+    assert_error(&deleted, "timeout", "deleted it (on_timeout: \"delete\")");
     let path2 = "/_snapshot/thehive_repository/elasticsearch_2";
     assert_eq!(es.count("DELETE", path2).await, 1);
     let gone = reqwest::get(format!("{}{path2}", es.base)).await.unwrap();
@@ -800,12 +776,10 @@ async fn malformed_json_reset_and_slow_answers() {
     let mut options = snapshot_options(&es, "elasticsearch_2");
     options["poll"] = json!("0s");
     let error = run("es_snapshot", options, ctx()).await.unwrap_err();
-    assert_eq!(error.kind(), "options");
-    assert!(
-        error
-            .to_string()
-            .contains("option `poll` 0s is too short: at least 50ms"),
-        "{error}"
+    assert_error(
+        &error,
+        "options",
+        "option `poll` 0s is too short: at least 50ms",
     );
 
     // A connection reset while polling is retried (GET is idempotent).
@@ -900,12 +874,10 @@ async fn health_below_requirement_is_an_error() {
     )
     .await
     .unwrap_err();
-    assert_eq!(waited.kind(), "health");
-    assert!(
-        waited
-            .to_string()
-            .contains("is yellow, green required (waited for it in vain)"),
-        "{waited}"
+    assert_error(
+        &waited,
+        "health",
+        "is yellow, green required (waited for it in vain)",
     );
     let requests = es.requests().await;
     assert_eq!(
@@ -1079,12 +1051,10 @@ async fn tls_needs_the_ca_or_insecure() {
     )
     .await
     .unwrap_err();
-    assert_eq!(untrusted.kind(), "connect");
-    assert!(
-        untrusted
-            .to_string()
-            .contains("give the CA that signed the server's certificate as `ca_cert`"),
-        "{untrusted}"
+    assert_error(
+        &untrusted,
+        "connect",
+        "give the CA that signed the server's certificate as `ca_cert`",
     );
 
     let ca = dir.path().join("ca.pem");

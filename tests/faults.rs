@@ -8,10 +8,8 @@
 //! test run is root); they fail with the reason otherwise, rather than pass
 //! without checking anything.
 
-#[path = "support/cluster.rs"]
-mod cluster;
-#[path = "support/mod.rs"]
-mod support;
+use runbook_test_support::servers::ServerProcess;
+use runbook_test_support::{cluster, support};
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -23,7 +21,7 @@ use std::time::{Duration, Instant};
 use cluster::*;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use support::assert_contains;
+use support::{assert_contains, send_signal};
 
 // ---------------------------------------------------------------- helpers
 
@@ -46,10 +44,6 @@ fn spawn_backup(cluster: &Cluster, extra: &[&str]) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .expect("runbook starts")
-}
-
-fn signal(child: &Child, signal: Signal) {
-    kill(Pid::from_raw(child.id() as i32), signal).expect("signal runbook");
 }
 
 /// The invocation log of the stand-in `nodetool`/`cqlsh`.
@@ -468,12 +462,12 @@ fn disk_full_mid_archive_removes_the_partial_file_and_leaves_no_manifest() {
     wait_until("nodetool snapshot", || {
         invocations(&cluster).contains("\"snapshot\"")
     });
-    signal(&child, Signal::SIGSTOP);
+    send_signal(&child, Signal::SIGSTOP);
     let free = nix::sys::statvfs::statvfs(&full).unwrap();
     let room = free.blocks_available() as u64 * free.fragment_size() as u64;
     let filler = vec![0u8; (room - 512 * 1024) as usize];
     std::fs::write(full.join("filler"), filler).unwrap();
-    signal(&child, Signal::SIGCONT);
+    send_signal(&child, Signal::SIGCONT);
     let out = child.wait_with_output().unwrap();
     assert_failed_cleanly(
         &cluster,
@@ -608,7 +602,7 @@ fn files_whose_size_changes_while_read_give_a_well_formed_archive_with_a_warning
 fn interrupt_run(cluster: &Cluster, how: Signal, reached: impl FnMut() -> bool, what: &str) {
     let child = spawn_backup(cluster, &[]);
     wait_until(what, reached);
-    signal(&child, how);
+    send_signal(&child, how);
     let out = child.wait_with_output().unwrap();
     let expected = 128 + how as i32;
     assert_eq!(code(&out), expected, "{how:?}: {}", stderr(&out));
@@ -936,7 +930,7 @@ server.stop()
 
 /// A moto S3 server on a free port with `count` objects of `size` bytes in `bucket`.
 struct FilledS3 {
-    child: std::process::Child,
+    _child: support::ChildGuard,
     port: u16,
 }
 
@@ -963,14 +957,10 @@ impl FilledS3 {
             .read_line(&mut line)
             .unwrap();
         assert_eq!(line.trim(), "ready", "moto did not start");
-        FilledS3 { child, port }
-    }
-}
-
-impl Drop for FilledS3 {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        FilledS3 {
+            _child: support::ChildGuard(child),
+            port,
+        }
     }
 }
 
@@ -1307,32 +1297,14 @@ fn configuration_mistakes_fail_in_preflight_with_exit_2_naming_the_key() {
 
 /// A loopback HTTP server that is not Elasticsearch: Python's http.server
 /// serving a folder listing. Killed on drop.
-struct NotElasticsearch {
-    child: Child,
-    port: u16,
-}
-
-impl NotElasticsearch {
-    fn start(dir: &Path) -> NotElasticsearch {
-        let port = support::free_port();
-        let child = Command::new(support::venv_bin("python"))
-            .args(["-m", "http.server", "--bind", "127.0.0.1"])
-            .arg(port.to_string())
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("python -m http.server starts");
-        support::wait_for_port(port, "python -m http.server");
-        NotElasticsearch { child, port }
-    }
-}
-
-impl Drop for NotElasticsearch {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+fn not_elasticsearch(dir: &Path) -> ServerProcess {
+    let port = support::free_port();
+    let mut command = Command::new(support::venv_bin("python"));
+    command
+        .args(["-m", "http.server", "--bind", "127.0.0.1"])
+        .arg(port.to_string())
+        .current_dir(dir);
+    ServerProcess::spawn_quiet(command, port, "python -m http.server")
 }
 
 #[test]
@@ -1383,7 +1355,7 @@ fn a_wrong_elasticsearch_url_fails_in_preflight_within_seconds_saying_what_answe
     drop(silent);
 
     // A web server that is not Elasticsearch.
-    let web = NotElasticsearch::start(cluster.dir.path());
+    let web = not_elasticsearch(cluster.dir.path());
     let (out, took) = timed_backup(
         &cluster,
         &[
@@ -1516,13 +1488,7 @@ fn plan_checks_the_archive_folders_without_writing_in_them() {
 #[test]
 fn s3_storage_plan_shows_the_offsite_copy_and_the_mirror_folder_must_hold_the_bucket() {
     let cluster = Cluster::start(&["--storage", "s3", "--objects", "20"]);
-    let s3 = cluster.record["s3_endpoint"].as_str().unwrap().to_string();
-    let made = Command::new("curl")
-        .args(["-sf", "-X", "PUT"])
-        .arg(format!("{s3}/offsite"))
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "cannot create the off-site bucket");
+    cluster.make_bucket("offsite");
     let out = cluster.run(&[
         "plan",
         "cluster-hot-backup",

@@ -8,16 +8,15 @@
 //! markers; manifests in the documented format), without running the whole
 //! stock workflow.
 
-#[path = "support/mod.rs"]
-mod support;
+use runbook_test_support::support;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+use runbook_test_support::servers::EsStandin;
 use serde_json::{Value, json};
-use support::{free_port, repo_root, runbook, venv_bin, wait_for_port};
+use support::{free_port, runbook, venv_bin};
 
 const REPOSITORY: &str = "thehive_repository";
 /// Five stamps, oldest first.
@@ -404,7 +403,7 @@ fn list_shows_complete_incomplete_and_damaged_sets() {
 
 #[test]
 fn verify_set_records_the_result_and_fails_on_a_corrupted_archive() {
-    let es = EsStandin::start();
+    let es = EsStandin::start(&["--repository", REPOSITORY]);
     let b = Backups::new();
     let stamp = STAMPS[0];
     b.make_archives(&[stamp]);
@@ -503,73 +502,12 @@ fn verify_set_records_the_result_and_fails_on_a_corrupted_archive() {
     assert_eq!(out.status.code(), Some(2));
 }
 
-/// The Elasticsearch stand-in (tests/standins/es_standin.py), killed with its
-/// process group on drop.
-struct EsStandin {
-    child: std::process::Child,
-    base: String,
+/// The snapshots of the stand-in's repository `thehive_repository`.
+trait RepositorySnapshots {
+    fn snapshots(&self) -> Vec<String>;
 }
 
-impl Drop for EsStandin {
-    fn drop(&mut self) {
-        let group = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
-        let _ = self.child.wait();
-    }
-}
-
-impl EsStandin {
-    fn start() -> EsStandin {
-        let port = free_port();
-        let child = Command::new("python3")
-            .arg(repo_root().join("tests/standins/es_standin.py"))
-            .args(["--port", &port.to_string(), "--repository", REPOSITORY])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .process_group(0)
-            .spawn()
-            .expect("python3 runs the Elasticsearch stand-in");
-        let standin = EsStandin {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-        };
-        wait_for_port(port, "the Elasticsearch stand-in");
-        standin
-    }
-
-    /// A control request through Python's urllib (the test has no HTTP client of its own).
-    fn control(&self, method: &str, path: &str) -> Value {
-        let out = Command::new("python3")
-            .args([
-                "-c",
-                "import sys, urllib.request\n\
-                 r = urllib.request.Request(sys.argv[1], method=sys.argv[2])\n\
-                 print(urllib.request.urlopen(r).read().decode())",
-                &format!("{}{path}", self.base),
-                method,
-            ])
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", stderr(&out));
-        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
-    }
-
-    /// (method, path) of every request received since the last clear.
-    fn requests(&self) -> Vec<(String, String)> {
-        self.control("GET", "/_standin/requests")["requests"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| {
-                (
-                    r["method"].as_str().unwrap().to_string(),
-                    r["path"].as_str().unwrap().to_string(),
-                )
-            })
-            .collect()
-    }
-
+impl RepositorySnapshots for EsStandin {
     fn snapshots(&self) -> Vec<String> {
         let mut names: Vec<String> = self.control(
             "GET",
@@ -587,7 +525,7 @@ impl EsStandin {
 
 #[test]
 fn prune_keeps_the_newest_verified_sets_and_deletes_the_snapshots_of_removed_ones() {
-    let es = EsStandin::start();
+    let es = EsStandin::start(&["--repository", REPOSITORY]);
     let b = Backups::new();
     let [s1, s2, s3, s4, s5] = STAMPS;
     b.make_archives(&STAMPS);
@@ -596,24 +534,7 @@ fn prune_keeps_the_newest_verified_sets_and_deletes_the_snapshots_of_removed_one
     b.make_marker(s3); // incomplete: no manifest
     b.make_complete(s4, "failed"); // complete, not verified
     b.make_complete(s5, "ok");
-    // Each set's snapshot, taken through the real http step.
-    let snapshots = b.workflow(
-        "snapshots.rhai",
-        r#"let c = config(#{ es: "", stamps: [] });
-           for s in c.stamps {
-               http(#{ method: "PUT", url: `${c.es}/_snapshot/thehive_repository/elasticsearch_${s}?wait_for_completion=true`,
-                       json: #{ indices: "thehive_global" } });
-           }"#,
-    );
-    let out = b.run(&[
-        "run",
-        &snapshots,
-        "--set",
-        &format!("es={}", es.base),
-        "--set",
-        &format!("stamps={}", STAMPS.join(",")),
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    b.make_snapshots(&es, &STAMPS);
     assert_eq!(es.snapshots().len(), 5);
     es.control("DELETE", "/_standin/requests");
 
@@ -647,9 +568,9 @@ fn prune_keeps_the_newest_verified_sets_and_deletes_the_snapshots_of_removed_one
     assert_eq!(planned["dry_run"], true);
     assert_eq!(every_file(&STAMPS), before, "a dry-run removes nothing");
     assert!(
-        es.requests().iter().all(|(method, _)| method == "GET"),
+        es.calls().iter().all(|(method, _, _)| method == "GET"),
         "{:?}",
-        es.requests()
+        es.calls()
     );
     assert_eq!(es.snapshots().len(), 5);
 
@@ -718,10 +639,10 @@ fn prune_keeps_the_newest_verified_sets_and_deletes_the_snapshots_of_removed_one
     }
     // And the removed sets' snapshots, in removal order.
     let deletes: Vec<String> = es
-        .requests()
+        .calls()
         .into_iter()
-        .filter(|(method, _)| method == "DELETE")
-        .map(|(_, path)| path)
+        .filter(|(method, _, _)| method == "DELETE")
+        .map(|(_, path, _)| path)
         .collect();
     let snapshot_path = |s: &str| format!("/_snapshot/{REPOSITORY}/elasticsearch_{s}");
     assert_eq!(deletes, [snapshot_path(s1), snapshot_path(s4)]);
@@ -967,7 +888,7 @@ fn edit_manifest(b: &Backups, stamp: &str, change: impl FnOnce(&mut Value)) {
 /// left alone, never counted, with a warning; `*` is never sent.
 #[test]
 fn prune_leaves_alone_every_set_it_did_not_make_and_never_sends_a_wildcard() {
-    let es = EsStandin::start();
+    let es = EsStandin::start(&["--repository", REPOSITORY]);
     let b = Backups::new();
     let guide = "20261101_01h15m00s";
     let other = "20261102_01h15m00s";
@@ -1087,10 +1008,10 @@ fn prune_leaves_alone_every_set_it_did_not_make_and_never_sends_a_wildcard() {
         .collect();
     assert_eq!(walk_files(&b.root()), left);
     let deletes: Vec<String> = es
-        .requests()
+        .calls()
         .into_iter()
-        .filter(|(method, _)| method == "DELETE")
-        .map(|(_, path)| path)
+        .filter(|(method, _, _)| method == "DELETE")
+        .map(|(_, path, _)| path)
         .collect();
     assert_eq!(
         deletes,
@@ -1268,7 +1189,7 @@ fn assert_contains_text(haystack: &str, needle: &str) {
 #[test]
 fn verify_set_needs_the_snapshot_and_keeps_the_manifests_owner_group_and_mode() {
     use std::os::unix::fs::MetadataExt;
-    let es = EsStandin::start();
+    let es = EsStandin::start(&["--repository", REPOSITORY]);
     let b = Backups::new();
     let stamp = STAMPS[0];
     b.make_archives(&[stamp]);

@@ -8,18 +8,14 @@
 //! and stopped when the test process exits (a watcher process waits for it).
 //! Servers that cannot be installed or started fail the tests with the reason.
 
-#[path = "support/cluster.rs"]
-mod cluster;
-#[path = "support/restore_proof.rs"]
-mod restore_proof;
-#[path = "support/mod.rs"]
-mod support;
+use runbook_test_support::{cluster, restore_proof, support};
 
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use cluster::*;
+use restore_proof::curl;
 use serde_json::Value;
 use support::{assert_contains, repo_root, venv_bin};
 
@@ -71,23 +67,6 @@ rm -rf "$5""#;
         .process_group(0)
         .spawn()
         .expect("the watcher starts");
-}
-
-fn curl(args: &[&str]) -> (u16, String) {
-    let out = Command::new("curl")
-        .args([
-            "-s",
-            "-w",
-            "\n%{http_code}",
-            "-H",
-            "Content-Type: application/json",
-        ])
-        .args(args)
-        .output()
-        .expect("curl runs");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, status) = text.rsplit_once('\n').expect("curl printed the status");
-    (status.parse().expect("a status code"), body.to_string())
 }
 
 fn snapshot_names(cluster: &Cluster) -> Vec<String> {
@@ -187,36 +166,27 @@ fn a_backup_restores_into_real_opensearch_with_an_equal_digest() {
 
     let staging = cluster.dir.path().join("staging");
     let backup = cluster.path("backup");
-    let mut prep = support::runbook();
-    prep.args(["run", "restore-prep", "--journal-dir"])
-        .arg(cluster.dir.path().join("journal"))
-        .arg("--set")
-        .arg(format!("manifest_path={}", backup.display()))
-        .arg("--set")
-        .arg(format!(
-            "cassandra_archive_path={}",
-            cluster.path("cassandra_archive").display()
-        ))
-        .arg("--set")
-        .arg(format!(
-            "elasticsearch_archive_path={}",
-            cluster.path("es_archive").display()
-        ))
-        .arg("--set")
-        .arg(format!(
-            "storage_archive_path={}",
-            cluster.path("storage_archive").display()
-        ))
-        .arg("--set")
-        .arg(format!(
-            "attachment_folder={}",
-            cluster.path("attachments").display()
-        ))
-        .arg("--set")
-        .arg(format!("elasticsearch_url={}", cluster.es_url()))
-        .arg("--set")
-        .arg(format!("staging={}", staging.display()));
-    let out = prep.output().unwrap();
+    let out = cluster.restore_prep(&[
+        ("manifest_path", backup.display().to_string()),
+        (
+            "cassandra_archive_path",
+            cluster.path("cassandra_archive").display().to_string(),
+        ),
+        (
+            "elasticsearch_archive_path",
+            cluster.path("es_archive").display().to_string(),
+        ),
+        (
+            "storage_archive_path",
+            cluster.path("storage_archive").display().to_string(),
+        ),
+        (
+            "attachment_folder",
+            cluster.path("attachments").display().to_string(),
+        ),
+        ("elasticsearch_url", cluster.es_url()),
+        ("staging", staging.display().to_string()),
+    ]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let plan_file = walk(&staging)
         .into_iter()

@@ -12,12 +12,7 @@
 //! when the binary exits. Servers that cannot be installed or started fail every
 //! test with the reason; none is skipped.
 
-#[path = "support/cluster.rs"]
-mod cluster;
-#[path = "support/restore_proof.rs"]
-mod restore_proof;
-#[path = "support/mod.rs"]
-mod support;
+use runbook_test_support::{cluster, restore_proof, support};
 
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -244,14 +239,7 @@ fn backup_succeeds_while_a_writer_inserts_rows() {
     let archive = cluster
         .path("cassandra_archive")
         .join(format!("cassandra_{stamp}.tar"));
-    let listing = succeeded(
-        "tar tf",
-        Command::new("tar")
-            .arg("tf")
-            .arg(&archive)
-            .output()
-            .unwrap(),
-    );
+    let listing = gnu_tar_list(&archive, false);
     assert_contains(&listing, "/thehive/edgestore-");
     assert!(
         cluster.cassandra_snapshots().is_empty(),

@@ -3,17 +3,13 @@
 //! moto's IAM authentication (`/moto-api/reset-auth`), which checks SigV4
 //! signatures and access keys like AWS does.
 
-#[path = "support/moto.rs"]
-mod moto;
-#[path = "support/mod.rs"]
-#[allow(clippy::option_env_unwrap)] // support's runbook() is for the engine tests
-mod support;
+use runbook_test_support::{moto, support};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use futures::StreamExt;
-use moto::{Moto, Relay, Watched, env_of};
+use moto::{Moto, Relay, Watched, alias_env, env_of};
 use object_store::{ObjectStoreExt, PutPayload};
 use runbook_steps::StepContext;
 use runbook_steps::s3::mirror::{MirrorOptions, mirror_with_env};
@@ -112,13 +108,7 @@ s3.put_object(Bucket="thehive", Key="names/with space/été +plus.txt", Body=b"a
 
     let work = tempfile::tempdir().unwrap();
     let dest = work.path().join("minio_20261126_01h15m00s");
-    let env = env_of(&[
-        (
-            "MC_HOST_minio",
-            format!("http://test:test@127.0.0.1:{}", moto.port),
-        ),
-        ("HOME", work.path().display().to_string()),
-    ]);
+    let env = alias_env("minio", moto.port, work.path());
     let mirror = |remove: bool| {
         mirror_with_env(
             options(serde_json::json!({
@@ -343,13 +333,7 @@ async fn unreachable_endpoint_and_missing_bucket_are_clear_errors() {
     assert!(!error.to_string().contains("SECRETKEY"));
 
     let moto = Moto::start();
-    let env = env_of(&[
-        (
-            "MC_HOST_minio",
-            format!("http://test:test@127.0.0.1:{}", moto.port),
-        ),
-        ("HOME", work.path().display().to_string()),
-    ]);
+    let env = alias_env("minio", moto.port, work.path());
     let error = mirror_with_env(
         options(serde_json::json!({"source": "minio/nosuchbucket", "dest": work.path().join("d")})),
         StepContext::detached("mirror"),
@@ -403,13 +387,7 @@ s3.put_object(Bucket="thehive", Key="two.txt", Body=b"two")
         .to_string(),
     )
     .unwrap();
-    let env = env_of(&[
-        (
-            "MC_HOST_viaenv",
-            format!("http://test:test@127.0.0.1:{}", moto.port),
-        ),
-        ("HOME", home.display().to_string()),
-    ]);
+    let env = alias_env("viaenv", moto.port, &home);
     let expected: BTreeMap<String, Vec<u8>> = [
         ("a/one.txt".to_string(), b"one".to_vec()),
         ("two.txt".to_string(), b"two".to_vec()),

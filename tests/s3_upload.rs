@@ -2,78 +2,20 @@
 //! started on a free 127.0.0.1 port per test. Files over the multipart
 //! threshold use S3's smallest part size (5 MiB) to stay quick.
 
-#[path = "support/moto.rs"]
-mod moto;
-#[path = "support/mod.rs"]
-#[allow(clippy::option_env_unwrap)] // support's runbook() is for the engine tests
-mod support;
+use runbook_test_support::moto;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use moto::{Moto, Relay, Watched, env_of};
-use object_store::ObjectStoreExt;
+use moto::{Moto, Relay, Watched, alias_env, env_of};
 use runbook_steps::StepContext;
 use runbook_steps::s3::upload::{UploadOptions, UploadOutput, upload_with_env};
 use sha2::{Digest, Sha256};
 
 const MIB: usize = 1024 * 1024;
 const PART_SIZE: usize = 5 * MIB;
-
-/// Upload checks on the moto server.
-impl Moto {
-    /// Keys of the multipart uploads started and neither completed nor aborted.
-    fn incomplete_uploads(&self, bucket: &str) -> Vec<String> {
-        let out = self.python(&format!(
-            r#"print(json.dumps([u["Key"] for u in s3.list_multipart_uploads(Bucket="{bucket}").get("Uploads", [])]))"#
-        ));
-        serde_json::from_str(&out).unwrap()
-    }
-
-    /// Every object in `bucket`: key → content.
-    async fn objects(&self, bucket: &str) -> BTreeMap<String, Vec<u8>> {
-        let keys: Vec<String> = serde_json::from_str(&self.python(&format!(
-            r#"print(json.dumps([o["Key"] for o in s3.list_objects_v2(Bucket="{bucket}").get("Contents", [])]))"#
-        )))
-        .unwrap();
-        let store = self.store(bucket);
-        let mut objects = BTreeMap::new();
-        for key in keys {
-            let data = store
-                .get(&object_store::path::Path::from(key.as_str()))
-                .await
-                .unwrap()
-                .bytes()
-                .await
-                .unwrap();
-            objects.insert(key, data.to_vec());
-        }
-        objects
-    }
-
-    /// The ETag of an object.
-    async fn etag(&self, bucket: &str, key: &str) -> String {
-        self.store(bucket)
-            .head(&object_store::path::Path::from(key))
-            .await
-            .unwrap()
-            .e_tag
-            .unwrap()
-    }
-}
-
-/// `MC_HOST_offsite` pointing at `port` with moto's keys, and a HOME with no config.
-fn offsite_env(port: u16, home: &Path) -> impl Fn(&str) -> Option<String> + use<> {
-    env_of(&[
-        (
-            "MC_HOST_offsite",
-            format!("http://test:test@127.0.0.1:{port}"),
-        ),
-        ("HOME", home.display().to_string()),
-    ])
-}
 
 fn options(json: serde_json::Value) -> UploadOptions {
     serde_json::from_value(json).unwrap()
@@ -140,7 +82,7 @@ for key in ["thehive/sets/cassandra_1.tar", "thehive/sets/other.tar"]:
             ("backup_1.json", &manifest),
         ],
     );
-    let env = offsite_env(moto.port, work.path());
+    let env = alias_env("offsite", moto.port, work.path());
     let upload = || {
         upload_with_env(
             options(serde_json::json!({
@@ -344,7 +286,7 @@ async fn an_interrupted_upload_leaves_no_parts_and_resumes() {
 
     // Stuck after 15 MiB of requests: both archives are mid-upload by then.
     let relay = StallingRelay::start(moto.port, 15 * MIB).await;
-    let relay_env = offsite_env(relay.relay.port, work.path());
+    let relay_env = alias_env("offsite", relay.relay.port, work.path());
     let ctx = StepContext::detached("off-site copy");
     let cancel = ctx.cancel.clone();
     let running = upload_with_env(upload_options(), ctx, &relay_env);
@@ -374,7 +316,7 @@ async fn an_interrupted_upload_leaves_no_parts_and_resumes() {
     drop(relay);
 
     // Again, straight to the server: only what is missing goes up.
-    let env = offsite_env(moto.port, work.path());
+    let env = alias_env("offsite", moto.port, work.path());
     let resumed = upload_with_env(
         upload_options(),
         StepContext::detached("off-site copy"),
@@ -419,7 +361,7 @@ s3.put_object(Bucket="backups", Key="sets/already.txt", Body=b"already")
         work.path(),
         &[("already.txt", b"already"), ("new.tar", b"new archive")],
     );
-    let env = offsite_env(moto.port, work.path());
+    let env = alias_env("offsite", moto.port, work.path());
 
     let error = upload_with_env(
         options(serde_json::json!({"files": paths, "dest": "offsite/nosuchbucket/sets"})),
@@ -521,7 +463,7 @@ s3.put_object(Bucket="thehive", Key="other/kept.txt", Body=b"outside the prefix"
     )
     .unwrap();
     std::fs::create_dir_all(folder.join("empty-folder")).unwrap();
-    let env = offsite_env(moto.port, work.path());
+    let env = alias_env("offsite", moto.port, work.path());
     let run = |dry_run: bool| {
         let mut ctx = StepContext::detached("restore bucket");
         ctx.dry_run = dry_run;

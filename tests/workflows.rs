@@ -2,10 +2,7 @@
 //! local sandbox (stand-in `nodetool`/`cqlsh` on generated data, the
 //! Elasticsearch stand-in, a real S3 server), started by tests/sandbox/sandbox.py.
 
-#[path = "support/cluster.rs"]
-mod cluster;
-#[path = "support/mod.rs"]
-mod support;
+use runbook_test_support::{cluster, support};
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
@@ -168,13 +165,7 @@ fn local_storage_backup_produces_the_archives_the_restore_procedure_expects() {
 fn s3_storage_backup_mirrors_the_bucket_into_minio_tar() {
     let cluster = Cluster::start(&["--storage", "s3", "--objects", "1100"]);
     // An off-site bucket on the same S3 server receives the verified set.
-    let s3 = cluster.record["s3_endpoint"].as_str().unwrap().to_string();
-    let made = Command::new("curl")
-        .args(["-sf", "-X", "PUT"])
-        .arg(format!("{s3}/offsite"))
-        .output()
-        .unwrap();
-    assert!(made.status.success(), "cannot create the off-site bucket");
+    cluster.make_bucket("offsite");
     let out = cluster.run(&[
         "run",
         "cluster-hot-backup",
@@ -207,6 +198,7 @@ fn s3_storage_backup_mirrors_the_bucket_into_minio_tar() {
     assert_eq!(restored, tree(&cluster.path("attachments")));
 
     // Off-site: every archive, sidecar, the marker and the manifest, byte-identical.
+    let s3 = cluster.s3_endpoint();
     let listing = Command::new(support::venv_bin("python"))
         .arg("-c")
         .arg(format!(
@@ -347,12 +339,7 @@ fn sigterm_during_the_run_cleans_up_and_exits_143() {
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(300));
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = support::interrupt(child, nix::sys::signal::Signal::SIGTERM);
     assert_eq!(code(&out), 143, "{}", stderr(&out));
     let files = cluster.backup_files();
     assert!(
@@ -567,22 +554,13 @@ fn with_a_backup_group_the_set_is_readable_by_that_group_only() {
     }
 }
 
-#[test]
-fn the_restore_plan_keeps_every_path_and_value_one_shell_word() {
-    let cluster = Cluster::start(&[]);
-    let out = cluster.run(&["run", "cluster-hot-backup"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+/// The keys restore-prep needs for the sandbox's latest set, staged in `staging`.
+fn restore_prep_settings(
+    cluster: &Cluster,
+    staging: &std::path::Path,
+) -> Vec<(&'static str, String)> {
     let backup = cluster.path("backup");
-    let stamp = only_stamp(&backup, "backup_", ".json");
-    // A staging path with a space, and an attachment folder with a command in it.
-    let staging = cluster.dir.path().join("restore staging");
-    let pwned = cluster.dir.path().join("pwned");
-    let hostile = format!("/opt/th files;touch {};#", pwned.display());
-    let mut command = runbook();
-    command
-        .args(["run", "restore-prep", "--journal-dir"])
-        .arg(cluster.dir.path().join("journal"));
-    for (key, value) in [
+    vec![
         ("manifest_path", backup.display().to_string()),
         ("staging", staging.display().to_string()),
         ("elasticsearch_url", cluster.es_url()),
@@ -594,11 +572,23 @@ fn the_restore_plan_keeps_every_path_and_value_one_shell_word() {
             "storage_archive_path",
             backup.join("storage").display().to_string(),
         ),
-        ("attachment_folder", hostile.clone()),
-    ] {
-        command.arg("--set").arg(format!("{key}={value}"));
-    }
-    let out = command.output().unwrap();
+    ]
+}
+
+#[test]
+fn the_restore_plan_keeps_every_path_and_value_one_shell_word() {
+    let cluster = Cluster::start(&[]);
+    let out = cluster.run(&["run", "cluster-hot-backup"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let backup = cluster.path("backup");
+    let stamp = only_stamp(&backup, "backup_", ".json");
+    // A staging path with a space, and an attachment folder with a command in it.
+    let staging = cluster.dir.path().join("restore staging");
+    let pwned = cluster.dir.path().join("pwned");
+    let hostile = format!("/opt/th files;touch {};#", pwned.display());
+    let mut settings = restore_prep_settings(&cluster, &staging);
+    settings.push(("attachment_folder", hostile.clone()));
+    let out = cluster.restore_prep(&settings);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let plan_file = staging.join(&stamp).join("restore-plan.sh");
 
@@ -675,26 +665,7 @@ fn the_restore_line_of_the_plan_fails_unless_every_shard_came_back() {
     let backup = cluster.path("backup");
     let stamp = only_stamp(&backup, "backup_", ".json");
     let staging = cluster.dir.path().join("staging");
-    let mut command = runbook();
-    command
-        .args(["run", "restore-prep", "--journal-dir"])
-        .arg(cluster.dir.path().join("journal"));
-    for (key, value) in [
-        ("manifest_path", backup.display().to_string()),
-        ("staging", staging.display().to_string()),
-        ("elasticsearch_url", cluster.es_url()),
-        (
-            "cassandra_archive_path",
-            backup.join("cassandra").display().to_string(),
-        ),
-        (
-            "storage_archive_path",
-            backup.join("storage").display().to_string(),
-        ),
-    ] {
-        command.arg("--set").arg(format!("{key}={value}"));
-    }
-    let out = command.output().unwrap();
+    let out = cluster.restore_prep(&restore_prep_settings(&cluster, &staging));
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let plan = std::fs::read_to_string(staging.join(&stamp).join("restore-plan.sh")).unwrap();
     assert!(plan.contains("\nset -euo pipefail\n"), "{plan}");

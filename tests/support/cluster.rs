@@ -72,6 +72,20 @@ impl Cluster {
         self.command(args).output().expect("runbook runs")
     }
 
+    /// `runbook run restore-prep --set KEY=VALUE...` with the journal kept
+    /// here; no sandbox vars, so each test names every key it relies on.
+    pub fn restore_prep(&self, settings: &[(&str, String)]) -> Output {
+        let mut command = runbook();
+        command
+            .args(["run", "restore-prep", "--journal-dir"])
+            .arg(self.dir.path().join("journal"))
+            .current_dir(self.dir.path());
+        for (key, value) in settings {
+            command.arg("--set").arg(format!("{key}={value}"));
+        }
+        command.output().expect("runbook runs")
+    }
+
     pub fn es_url(&self) -> String {
         self.record["elasticsearch_url"]
             .as_str()
@@ -108,6 +122,30 @@ impl Cluster {
             .cloned()
             .or_else(|| value["requests"].as_array().cloned())
             .unwrap_or_default()
+    }
+
+    /// The sandbox's S3 server (`--storage s3`), `http://127.0.0.1:PORT`.
+    pub fn s3_endpoint(&self) -> String {
+        self.record["s3_endpoint"]
+            .as_str()
+            .expect("the sandbox was started with --storage s3")
+            .to_string()
+    }
+
+    /// Creates the bucket `name` on the sandbox's S3 server (an off-site
+    /// destination next to the attachments bucket).
+    pub fn make_bucket(&self, name: &str) {
+        let made = Command::new("curl")
+            .args(["-sf", "-X", "PUT"])
+            .arg(format!("{}/{name}", self.s3_endpoint()))
+            .output()
+            .expect("curl runs");
+        assert!(
+            made.status.success(),
+            "cannot create the bucket {name} on {}: {}",
+            self.s3_endpoint(),
+            String::from_utf8_lossy(&made.stderr)
+        );
     }
 
     pub fn knob(&self, name: &str, value: &str) {
@@ -175,13 +213,7 @@ pub fn walk_dirs(root: &Path) -> Vec<PathBuf> {
     out
 }
 
-pub fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-pub fn code(output: &Output) -> i32 {
-    output.status.code().expect("exited normally")
-}
+pub use crate::support::{code, stderr};
 
 /// Relative path -> content of every file under `root`.
 pub fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
@@ -194,6 +226,23 @@ pub fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
             )
         })
         .collect()
+}
+
+/// `tar tf ARCHIVE` (`tar tvf` when `verbose`): GNU tar's listing, which must
+/// succeed.
+pub fn gnu_tar_list(archive: &Path, verbose: bool) -> String {
+    let out = Command::new("tar")
+        .arg(if verbose { "tvf" } else { "tf" })
+        .arg(archive)
+        .output()
+        .expect("GNU tar runs");
+    assert!(
+        out.status.success(),
+        "GNU tar cannot list {}: {}",
+        archive.display(),
+        stderr(&out)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 pub fn gnu_tar_extract(archive: &Path, into: &Path) {

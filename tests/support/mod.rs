@@ -1,25 +1,41 @@
-//! Shared helpers for the integration tests: the real `runbook` binary, the
-//! Python test servers installed by `tests/run`, free loopback ports.
+//! The base helpers of the integration tests: the real `runbook` binary, the
+//! Python test servers installed by `tests/run`, free loopback ports, and what
+//! a finished command printed. The crate root re-exports all of it
+//! (`runbook_test_support::runbook`); it is also reachable as
+//! `runbook_test_support::support` so that code written as `support::x` keeps
+//! reading the same.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
-/// The workspace root.
+/// The workspace root: the folder holding `tests/support` (found upwards from
+/// the crate being compiled, which is `engine/`, `steps/` or `tests/support/`).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("engine/ has a parent")
+        .ancestors()
+        .find(|dir| dir.join("tests/support").is_dir())
+        .expect("the crate lies inside the runbook workspace")
         .to_path_buf()
+}
+
+/// The freshly built `runbook` binary. Cargo names it in `CARGO_BIN_EXE_runbook`
+/// when it runs a test of the `runbook` package (the engine), which it builds
+/// first; any other test has no fresh binary to run, and is told so.
+pub fn runbook_binary() -> PathBuf {
+    match std::env::var_os("CARGO_BIN_EXE_runbook") {
+        Some(path) => PathBuf::from(path),
+        None => panic!(
+            "CARGO_BIN_EXE_runbook is not set: only tests of the `runbook` package (engine/Cargo.toml) \
+             can run the binary; run them with `cargo test -p runbook --test NAME`"
+        ),
+    }
 }
 
 /// A command running the freshly built `runbook` binary, with a clean
 /// environment for config (no stray `RUNBOOK_*` variables) and quiet progress.
 pub fn runbook() -> Command {
-    let Some(binary) = option_env!("CARGO_BIN_EXE_runbook") else {
-        panic!("runbook() is only available to the engine package's tests")
-    };
-    let mut command = Command::new(binary);
+    let mut command = Command::new(runbook_binary());
     for (key, _) in std::env::vars() {
         if key.starts_with("RUNBOOK_") {
             command.env_remove(key);
@@ -61,6 +77,19 @@ pub fn wait_for_port(port: u16, what: &str) {
     panic!("{what} did not start listening on 127.0.0.1:{port} within 60 s");
 }
 
+/// Sends `signal` to a running `runbook` (SIGINT, SIGTERM) and waits for what
+/// it printed on its way out.
+pub fn interrupt(child: std::process::Child, signal: nix::sys::signal::Signal) -> Output {
+    send_signal(&child, signal);
+    child.wait_with_output().expect("runbook ends")
+}
+
+/// Sends `signal` to `child`, which must still be running.
+pub fn send_signal(child: &std::process::Child, signal: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal)
+        .unwrap_or_else(|e| panic!("cannot send {signal} to pid {}: {e}", child.id()));
+}
+
 /// A child process killed when dropped (test servers).
 pub struct ChildGuard(pub std::process::Child);
 
@@ -79,4 +108,20 @@ pub fn assert_contains(haystack: &str, needle: &str) {
         haystack.contains(needle),
         "expected `{needle}` in:\n{haystack}"
     );
+}
+
+/// What a finished command wrote to stderr (lossy UTF-8).
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// What a finished command wrote to stdout (lossy UTF-8).
+pub fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The exit code of a finished command; panics if a signal ended it.
+#[track_caller]
+pub fn code(output: &Output) -> i32 {
+    output.status.code().expect("exited normally")
 }

@@ -1,8 +1,8 @@
 //! The moto S3 server (PyPI `moto[server]`, a stand-in for MinIO/S3) for the
 //! S3 step tests: started on a free 127.0.0.1 port, killed on drop, with a
 //! Python (boto3) helper and an object_store client for setting up and
-//! reading back buckets, and a TCP [`Relay`] to put faults between a step and it. Included by `s3_mirror.rs` and `s3_upload.rs` with
-//! `#[path = "support/moto.rs"] mod moto;` next to `mod support;`.
+//! reading back buckets, and a TCP [`Relay`] to put faults between a step and it. Used by `s3_mirror.rs` and `s3_upload.rs`
+//! (`use runbook_test_support::moto;`).
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -10,6 +10,8 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
+
+use object_store::ObjectStoreExt;
 
 use runbook_steps::runtime::secret::Secret;
 use runbook_steps::s3::alias::{ExplicitEndpoint, ResolveOptions, S3Endpoint};
@@ -172,6 +174,18 @@ pub fn env_of(pairs: &[(&str, String)]) -> impl Fn(&str) -> Option<String> + use
     move |name| map.get(name).cloned()
 }
 
+/// The environment of an S3 step with the alias `alias` (`MC_HOST_<alias>`)
+/// pointing at 127.0.0.1:`port` with moto's keys, and a HOME with no config.
+pub fn alias_env(alias: &str, port: u16, home: &Path) -> impl Fn(&str) -> Option<String> + use<> {
+    env_of(&[
+        (
+            &format!("MC_HOST_{alias}"),
+            format!("http://test:test@127.0.0.1:{port}"),
+        ),
+        ("HOME", home.display().to_string()),
+    ])
+}
+
 /// Which way of each connection a [`Relay`] hands to its `forward` function.
 #[derive(Clone, Copy, Debug)]
 pub enum Watched {
@@ -235,5 +249,47 @@ impl Relay {
             }
         });
         Relay { port, accept_loop }
+    }
+}
+
+/// Reading back what a step left in a bucket.
+impl Moto {
+    /// Keys of the multipart uploads started and neither completed nor aborted.
+    pub fn incomplete_uploads(&self, bucket: &str) -> Vec<String> {
+        let out = self.python(&format!(
+            r#"print(json.dumps([u["Key"] for u in s3.list_multipart_uploads(Bucket="{bucket}").get("Uploads", [])]))"#
+        ));
+        serde_json::from_str(&out).unwrap()
+    }
+
+    /// Every object in `bucket`: key → content.
+    pub async fn objects(&self, bucket: &str) -> BTreeMap<String, Vec<u8>> {
+        let keys: Vec<String> = serde_json::from_str(&self.python(&format!(
+            r#"print(json.dumps([o["Key"] for o in s3.list_objects_v2(Bucket="{bucket}").get("Contents", [])]))"#
+        )))
+        .unwrap();
+        let store = self.store(bucket);
+        let mut objects = BTreeMap::new();
+        for key in keys {
+            let data = store
+                .get(&object_store::path::Path::from(key.as_str()))
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+            objects.insert(key, data.to_vec());
+        }
+        objects
+    }
+
+    /// The ETag of an object.
+    pub async fn etag(&self, bucket: &str, key: &str) -> String {
+        self.store(bucket)
+            .head(&object_store::path::Path::from(key))
+            .await
+            .unwrap()
+            .e_tag
+            .unwrap()
     }
 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use crate::cluster::{Cluster, code, gnu_tar_extract, stderr};
-use crate::support::{assert_contains, repo_root, runbook, venv_bin};
+use crate::support::{assert_contains, repo_root, runbook_binary, venv_bin};
 
 /// Where the attachments of a round trip live.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -106,9 +106,17 @@ fn cqlsh(cluster: &Cluster, login: Option<Login>, statement: &str) -> Output {
     command.args(["-e", statement]).output().unwrap()
 }
 
-fn curl(args: &[&str]) -> (u16, String) {
+/// `curl -s ARGS` with a JSON content type (OpenSearch wants one on a body):
+/// (HTTP status, body).
+pub fn curl(args: &[&str]) -> (u16, String) {
     let out = Command::new("curl")
-        .args(["-s", "-w", "\n%{http_code}"])
+        .args([
+            "-s",
+            "-w",
+            "\n%{http_code}",
+            "-H",
+            "Content-Type: application/json",
+        ])
         .args(args)
         .output()
         .expect("curl runs");
@@ -179,7 +187,7 @@ fn admin_home(cluster: &Cluster) -> PathBuf {
 /// no other setting from the sandbox's env.sh (no CQLSH_HOST, no MC_HOST_*):
 /// the only secret given is CASSANDRA_PASSWORD, when auth is on.
 pub fn run_plan(cluster: &Cluster, plan_file: &Path, login: Option<Login>) -> Output {
-    let runbook_bin = PathBuf::from(env!("CARGO_BIN_EXE_runbook"));
+    let runbook_bin = runbook_binary();
     let path = format!(
         "{}:{}:{}",
         real_tools().display(),
@@ -288,9 +296,6 @@ pub fn backup_wipe_restore_compare(
     let address = node_address(cluster);
     let staging = cluster.dir.path().join("staging");
     let backup_folder = cluster.path("backup");
-    let mut prep = runbook();
-    prep.args(["run", "restore-prep", "--journal-dir"])
-        .arg(cluster.dir.path().join("journal"));
     let mut settings = vec![
         ("manifest_path", backup_folder.display().to_string()),
         ("stamp", stamp.clone()),
@@ -315,10 +320,7 @@ pub fn backup_wipe_restore_compare(
     if let Some(login) = login {
         settings.push(("cassandra_user", login.user.to_string()));
     }
-    for (key, value) in settings {
-        prep.arg("--set").arg(format!("{key}={value}"));
-    }
-    let prep = prep.output().unwrap();
+    let prep = cluster.restore_prep(&settings);
     assert_eq!(code(&prep), 0, "{}", stderr(&prep));
     let plan_file = staging.join(&stamp).join("restore-plan.sh");
     let plan = std::fs::read_to_string(&plan_file).unwrap();
