@@ -8,11 +8,7 @@
 //! `cqlsh` on generated data, the Elasticsearch stand-in), started once for
 //! the test that needs it.
 
-#[path = "support/cluster.rs"]
-mod cluster;
-#[path = "support/mod.rs"]
-mod support;
-
+use runbook_test_support::{cluster, support};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -13,11 +13,7 @@
 //! test workflow written beside it. One sandbox serves every test of this
 //! binary (tests take turns); a watcher stops it when the test process exits.
 
-#[path = "support/cluster.rs"]
-mod cluster;
-#[path = "support/mod.rs"]
-mod support;
-
+use runbook_test_support::{cluster, support};
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;

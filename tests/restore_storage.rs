@@ -16,11 +16,7 @@
 //! exits; tests take turns. A sandbox that cannot start fails every test with
 //! the reason; none is skipped.
 
-#[path = "support/cluster.rs"]
-mod cluster;
-#[path = "support/mod.rs"]
-mod support;
-
+use runbook_test_support::{cluster, support};
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
