@@ -222,10 +222,7 @@ fn part_command(cluster: &Cluster, verb: &str, stamp: &str, extra: &[&str]) -> C
         "--set".into(),
         format!("stamp={stamp}"),
         "--set".into(),
-        format!(
-            "staging={}",
-            cluster.dir.path().join("staging").display()
-        ),
+        format!("staging={}", cluster.dir.path().join("staging").display()),
         "--set".into(),
         format!(
             "sstableloader={}",
@@ -325,7 +322,10 @@ fn round_trip_restores_the_backup_time_keyspace_with_no_password_on_any_command_
         (out, seen, loaders)
     });
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert!(seen.is_empty(), "the password was on a command line: {seen:?}");
+    assert!(
+        seen.is_empty(),
+        "the password was on a command line: {seen:?}"
+    );
     assert!(loaders > 0, "sstableloader was seen running while sampling");
     let log = stderr(&out);
     assert_contains(&log, "schema equal to the set's; emptying its 9 tables");
@@ -334,7 +334,11 @@ fn round_trip_restores_the_backup_time_keyspace_with_no_password_on_any_command_
 
     // Exactly the set's rows: the insert, update and delete are gone.
     assert_eq!(keyspace_digest(cluster), at_backup);
-    assert!(loader_roles(cluster).is_empty(), "{:?}", loader_roles(cluster));
+    assert!(
+        loader_roles(cluster).is_empty(),
+        "{:?}",
+        loader_roles(cluster)
+    );
     // The safety copy stays (links, schema, script) until discard_safety.
     let safety = safety_folder(cluster, &stamp);
     assert!(safety.join("schema.cql").is_file());
@@ -369,8 +373,11 @@ fn a_loader_failing_on_the_third_table_puts_the_keyspace_back() {
         ),
     )
     .unwrap();
-    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
 
     let out = run_part(
         cluster,
@@ -387,7 +394,11 @@ fn a_loader_failing_on_the_third_table_puts_the_keyspace_back() {
     );
     assert!(!log.contains("cleanup failed"), "{log}");
     assert_eq!(keyspace_digest(cluster), before_restore);
-    assert!(loader_roles(cluster).is_empty(), "{:?}", loader_roles(cluster));
+    assert!(
+        loader_roles(cluster).is_empty(),
+        "{:?}",
+        loader_roles(cluster)
+    );
     discard(cluster, &stamp);
 }
 
@@ -421,7 +432,10 @@ fn a_keyspace_whose_schema_differs_is_recreated_from_the_set() {
     let out = run_part(cluster, &stamp, &[]);
     let log = stderr(&out);
     assert_eq!(code(&out), 0, "{log}");
-    assert_contains(&log, "schema differs from the set's create_keyspace_thehive.cql: dropping and recreating it");
+    assert_contains(
+        &log,
+        "schema differs from the set's create_keyspace_thehive.cql: dropping and recreating it",
+    );
     let tables = cql(
         cluster,
         "SELECT table_name FROM system_schema.tables WHERE keyspace_name = 'thehive'",
@@ -460,10 +474,19 @@ fn plan_lists_every_action_without_a_password_and_changes_nothing() {
         assert!(!line.contains(PASSWORD), "{line}");
         assert!(!line.contains("CASSANDRA_PASSWORD"), "{line}");
     }
-    assert_contains(&log, "[dry-run] would compare the schema of keyspace thehive");
+    assert_contains(
+        &log,
+        "[dry-run] would compare the schema of keyspace thehive",
+    );
     assert!(!log.contains(PASSWORD), "{log}");
-    assert!(!safety_folder(cluster, &stamp).exists(), "plan makes no safety copy");
-    assert!(cluster.cassandra_snapshots().is_empty(), "plan snapshots nothing");
+    assert!(
+        !safety_folder(cluster, &stamp).exists(),
+        "plan makes no safety copy"
+    );
+    assert!(
+        cluster.cassandra_snapshots().is_empty(),
+        "plan snapshots nothing"
+    );
     assert_eq!(keyspace_digest(cluster), before, "plan changes no row");
 }
 
@@ -491,7 +514,10 @@ fn sigkill_mid_load_then_recover_puts_the_keyspace_back() {
             std::time::Instant::now() < deadline,
             "sstableloader never started"
         );
-        assert!(child.try_wait().unwrap().is_none(), "the run ended before loading");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before loading"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     child.kill().unwrap(); // SIGKILL: no cleanup runs in the process
@@ -504,7 +530,11 @@ fn sigkill_mid_load_then_recover_puts_the_keyspace_back() {
         }
     }
     std::thread::sleep(Duration::from_millis(500));
-    assert_ne!(keyspace_digest(cluster), before_restore, "the kill left the keyspace half-restored");
+    assert_ne!(
+        keyspace_digest(cluster),
+        before_restore,
+        "the kill left the keyspace half-restored"
+    );
 
     let recover = cluster
         .command(&["recover", "--journal-dir"])
@@ -513,8 +543,43 @@ fn sigkill_mid_load_then_recover_puts_the_keyspace_back() {
         .unwrap();
     let log = stderr(&recover);
     assert_eq!(code(&recover), 0, "{log}");
-    assert_contains(&log, "put Cassandra keyspace thehive back from safety copy pre_restore_");
+    assert_contains(
+        &log,
+        "put Cassandra keyspace thehive back from safety copy pre_restore_",
+    );
     assert_eq!(keyspace_digest(cluster), before_restore);
-    assert!(loader_roles(cluster).is_empty(), "{:?}", loader_roles(cluster));
+    assert!(
+        loader_roles(cluster).is_empty(),
+        "{:?}",
+        loader_roles(cluster)
+    );
+    discard(cluster, &stamp);
+}
+
+#[test]
+fn a_user_that_cannot_create_the_loader_role_fails_before_anything_changes() {
+    let (cluster, _guard) = node();
+    let stamp = backup(cluster);
+    change_rows(cluster);
+    let before_restore = keyspace_digest(cluster);
+    // A role that may log in and read, but not create roles.
+    cql(
+        cluster,
+        "CREATE ROLE IF NOT EXISTS restore_weak WITH PASSWORD = 'Weak-Role-Pass-5' AND LOGIN = true",
+    );
+    let out = part_command(cluster, "run", &stamp, &["cassandra_user=restore_weak"])
+        .env("CASSANDRA_PASSWORD", "Weak-Role-Pass-5")
+        .output()
+        .unwrap();
+    let log = stderr(&out);
+    assert_eq!(code(&out), 1, "{log}");
+    assert_contains(
+        &log,
+        "error: Cassandra user restore_weak (cassandra_user) cannot create the one-time role sstableloader logs in as \
+         (it needs CREATE on ALL ROLES, e.g. a superuser); nothing was changed",
+    );
+    assert!(!log.contains("emptying its"), "{log}");
+    assert_eq!(keyspace_digest(cluster), before_restore);
+    cql(cluster, "DROP ROLE restore_weak");
     discard(cluster, &stamp);
 }
