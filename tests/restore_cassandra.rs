@@ -237,6 +237,46 @@ fn part_command(cluster: &Cluster, verb: &str, stamp: &str, extra: &[&str]) -> C
     cluster.command(&args)
 }
 
+/// (pid, command line) of every process.
+fn command_lines() -> Vec<(i32, String)> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            Some((pid, String::from_utf8_lossy(&cmdline).replace('\0', " ")))
+        })
+        .collect()
+}
+
+/// Whether `ancestor` is `pid` or one of its ancestors (parent pids from
+/// /proc/PID/stat; a process that is gone counts as no descendant).
+fn descends_from(pid: i32, ancestor: i32) -> bool {
+    let mut current = pid;
+    for _ in 0..64 {
+        if current == ancestor {
+            return true;
+        }
+        if current <= 1 {
+            return false;
+        }
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{current}/stat")) else {
+            return false;
+        };
+        // "PID (COMM) STATE PPID ...": COMM may hold spaces, so after the last ')'.
+        let Some(parent) = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|ppid| ppid.parse().ok())
+        else {
+            return false;
+        };
+        current = parent;
+    }
+    false
+}
+
 /// Pids of the processes whose command line contains `needle`.
 fn processes_with(needle: &str) -> Vec<i32> {
     std::fs::read_dir("/proc")
@@ -294,29 +334,37 @@ fn round_trip_restores_the_backup_time_keyspace_with_no_password_on_any_command_
     change_rows(cluster);
     assert_ne!(keyspace_digest(cluster), at_backup, "the rows changed");
 
-    // Every process's command line is sampled while the restore runs.
+    // The command line of every descendant of the run (cqlsh, the helper
+    // script, sstableloader's JVM...) is sampled while the restore runs; other
+    // processes of the machine (other test runs) are not this run's.
+    let child = part_command(cluster, "run", &stamp, &[])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let run_pid = child.id() as i32;
     let done = AtomicBool::new(false);
     let (out, seen, loaders) = std::thread::scope(|scope| {
         let sampler = scope.spawn(|| {
             let mut seen = Vec::new();
             let mut loaders = 0;
             while !done.load(Ordering::Relaxed) {
-                for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-                    if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
-                        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-                        if text.contains(PASSWORD) {
-                            seen.push(text.clone());
-                        }
-                        if text.contains("org.apache.cassandra.tools.BulkLoader") {
-                            loaders += 1;
-                        }
+                for (pid, text) in command_lines() {
+                    if !descends_from(pid, run_pid) {
+                        continue;
+                    }
+                    if text.contains(PASSWORD) {
+                        seen.push(text.clone());
+                    }
+                    if text.contains("org.apache.cassandra.tools.BulkLoader") {
+                        loaders += 1;
                     }
                 }
                 std::thread::sleep(Duration::from_millis(5));
             }
             (seen, loaders)
         });
-        let out = run_part(cluster, &stamp, &[]);
+        let out = child.wait_with_output().unwrap();
         done.store(true, Ordering::Relaxed);
         let (seen, loaders) = sampler.join().unwrap();
         (out, seen, loaders)
