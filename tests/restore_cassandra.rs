@@ -10,13 +10,7 @@
 //! stopped when it exits; tests take turns. Servers that cannot be installed or
 //! started fail every test with the reason; none is skipped.
 
-#[path = "support/cluster.rs"]
-mod cluster;
-#[path = "support/restore_proof.rs"]
-mod restore_proof;
-#[path = "support/mod.rs"]
-mod support;
-
+use runbook_test_support::{cluster, restore_proof, support};
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -237,6 +231,46 @@ fn part_command(cluster: &Cluster, verb: &str, stamp: &str, extra: &[&str]) -> C
     cluster.command(&args)
 }
 
+/// (pid, command line) of every process.
+fn command_lines() -> Vec<(i32, String)> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            Some((pid, String::from_utf8_lossy(&cmdline).replace('\0', " ")))
+        })
+        .collect()
+}
+
+/// Whether `ancestor` is `pid` or one of its ancestors (parent pids from
+/// /proc/PID/stat; a process that is gone counts as no descendant).
+fn descends_from(pid: i32, ancestor: i32) -> bool {
+    let mut current = pid;
+    for _ in 0..64 {
+        if current == ancestor {
+            return true;
+        }
+        if current <= 1 {
+            return false;
+        }
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{current}/stat")) else {
+            return false;
+        };
+        // "PID (COMM) STATE PPID ...": COMM may hold spaces, so after the last ')'.
+        let Some(parent) = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|ppid| ppid.parse().ok())
+        else {
+            return false;
+        };
+        current = parent;
+    }
+    false
+}
+
 /// Pids of the processes whose command line contains `needle`.
 fn processes_with(needle: &str) -> Vec<i32> {
     std::fs::read_dir("/proc")
@@ -294,29 +328,37 @@ fn round_trip_restores_the_backup_time_keyspace_with_no_password_on_any_command_
     change_rows(cluster);
     assert_ne!(keyspace_digest(cluster), at_backup, "the rows changed");
 
-    // Every process's command line is sampled while the restore runs.
+    // The command line of every descendant of the run (cqlsh, the helper
+    // script, sstableloader's JVM...) is sampled while the restore runs; other
+    // processes of the machine (other test runs) are not this run's.
+    let child = part_command(cluster, "run", &stamp, &[])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let run_pid = child.id() as i32;
     let done = AtomicBool::new(false);
     let (out, seen, loaders) = std::thread::scope(|scope| {
         let sampler = scope.spawn(|| {
             let mut seen = Vec::new();
             let mut loaders = 0;
             while !done.load(Ordering::Relaxed) {
-                for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-                    if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
-                        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-                        if text.contains(PASSWORD) {
-                            seen.push(text.clone());
-                        }
-                        if text.contains("org.apache.cassandra.tools.BulkLoader") {
-                            loaders += 1;
-                        }
+                for (pid, text) in command_lines() {
+                    if !descends_from(pid, run_pid) {
+                        continue;
+                    }
+                    if text.contains(PASSWORD) {
+                        seen.push(text.clone());
+                    }
+                    if text.contains("org.apache.cassandra.tools.BulkLoader") {
+                        loaders += 1;
                     }
                 }
                 std::thread::sleep(Duration::from_millis(5));
             }
             (seen, loaders)
         });
-        let out = run_part(cluster, &stamp, &[]);
+        let out = child.wait_with_output().unwrap();
         done.store(true, Ordering::Relaxed);
         let (seen, loaders) = sampler.join().unwrap();
         (out, seen, loaders)
@@ -553,5 +595,33 @@ fn sigkill_mid_load_then_recover_puts_the_keyspace_back() {
         "{:?}",
         loader_roles(cluster)
     );
+    discard(cluster, &stamp);
+}
+
+#[test]
+fn a_user_that_cannot_create_the_loader_role_fails_before_anything_changes() {
+    let (cluster, _guard) = node();
+    let stamp = backup(cluster);
+    change_rows(cluster);
+    let before_restore = keyspace_digest(cluster);
+    // A role that may log in and read, but not create roles.
+    cql(
+        cluster,
+        "CREATE ROLE IF NOT EXISTS restore_weak WITH PASSWORD = 'Weak-Role-Pass-5' AND LOGIN = true",
+    );
+    let out = part_command(cluster, "run", &stamp, &["cassandra_user=restore_weak"])
+        .env("CASSANDRA_PASSWORD", "Weak-Role-Pass-5")
+        .output()
+        .unwrap();
+    let log = stderr(&out);
+    assert_eq!(code(&out), 1, "{log}");
+    assert_contains(
+        &log,
+        "error: Cassandra user restore_weak (cassandra_user) cannot create the one-time role sstableloader logs in as \
+         (it needs CREATE on ALL ROLES, e.g. a superuser); nothing was changed",
+    );
+    assert!(!log.contains("emptying its"), "{log}");
+    assert_eq!(keyspace_digest(cluster), before_restore);
+    cql(cluster, "DROP ROLE restore_weak");
     discard(cluster, &stamp);
 }
