@@ -25,6 +25,22 @@ pub const STOCK_FILES: &[(&str, &str)] = &[
         "lib/thehive.rhai",
         include_str!("../../../workflows/lib/thehive.rhai"),
     ),
+    (
+        "cluster-hot-restore.rhai",
+        include_str!("../../../workflows/cluster-hot-restore.rhai"),
+    ),
+    (
+        "lib/restore_cassandra.rhai",
+        include_str!("../../../workflows/lib/restore_cassandra.rhai"),
+    ),
+    (
+        "lib/restore_elasticsearch.rhai",
+        include_str!("../../../workflows/lib/restore_elasticsearch.rhai"),
+    ),
+    (
+        "lib/restore_storage.rhai",
+        include_str!("../../../workflows/lib/restore_storage.rhai"),
+    ),
 ];
 
 /// Prefix of the display name of stock workflow files.
