@@ -41,6 +41,10 @@ pub const STOCK_FILES: &[(&str, &str)] = &[
         "lib/restore_storage.rhai",
         include_str!("../../../workflows/lib/restore_storage.rhai"),
     ),
+    (
+        "lib/restore_plan.rhai",
+        include_str!("../../../workflows/lib/restore_plan.rhai"),
+    ),
 ];
 
 /// Prefix of the display name of stock workflow files.
