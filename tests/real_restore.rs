@@ -300,7 +300,9 @@ fn every_refusal_changes_nothing() {
         &before,
         &out,
         2,
-        &format!("confirm is not set: this run would replace the live data with backup set {stamp}"),
+        &format!(
+            "confirm is not set: this run would replace the live data with backup set {stamp}"
+        ),
     );
     assert_contains(&stderr(&out), &format!("--set confirm={stamp}"));
     // The newest set is chosen when no stamp is given, and named all the same.
@@ -346,6 +348,17 @@ fn every_refusal_changes_nothing() {
         ],
     );
     assert_refused(cluster, &before, &out, 2, "could not run (exit 127)");
+
+    // A misspelt part.
+    let out = restore(
+        cluster,
+        &[
+            ("stamp", &stamp),
+            ("confirm", &stamp),
+            ("parts", "cassandra,db"),
+        ],
+    );
+    assert_refused(cluster, &before, &out, 2, "parts: \"db\" is not a part");
 
     // An incomplete set: no manifest anywhere, no explicit stamp.
     let empty = cluster.dir.path().join("no-manifests");
@@ -420,7 +433,8 @@ fn plan_prints_every_action_and_changes_nothing() {
     assert_contains(&err, &format!("the restore of set {stamp} will, in order"));
     for part in ["elasticsearch: ", "cassandra: ", "storage: "] {
         assert!(
-            err.lines().any(|line| line.contains(&format!("INFO   {part}"))),
+            err.lines()
+                .any(|line| line.contains(&format!("INFO   {part}"))),
             "no plan line for {part}:\n{err}"
         );
     }
@@ -529,7 +543,11 @@ fn change_everything(cluster: &Cluster, storage: Storage) {
     let json = ["-H", "Content-Type: application/json", "-d"];
     let (status, body) = curl(
         &[
-            &["-X", "PUT", &format!("{es}/thehive_global/_doc/restore-test-new")][..],
+            &[
+                "-X",
+                "PUT",
+                &format!("{es}/thehive_global/_doc/restore-test-new"),
+            ][..],
             &json,
             &[r#"{"title":"written after the backup"}"#],
         ]
@@ -571,7 +589,10 @@ fn change_everything(cluster: &Cluster, storage: Storage) {
     }
     let after = digest(cluster, storage);
     for part in ["cassandra", "indices", "attachments"] {
-        assert_ne!(after[part], before[part], "the {part} digest did not change");
+        assert_ne!(
+            after[part], before[part],
+            "the {part} digest did not change"
+        );
     }
 }
 
@@ -590,7 +611,10 @@ fn round_trip(cluster: &Cluster, storage: Storage) {
     let seconds = started.elapsed().as_secs_f64();
     let err = stderr(&out);
     assert_eq!(code(&out), 0, "{err}");
-    eprintln!("restore of {stamp} ({}) took {seconds:.1} s", storage.name());
+    eprintln!(
+        "restore of {stamp} ({}) took {seconds:.1} s",
+        storage.name()
+    );
     assert_eq!(digest(cluster, storage), at_backup, "restored data differ");
     assert_contains(&err, &format!("backup set {stamp} restored in "));
     assert_contains(&err, "start TheHive");
@@ -600,10 +624,7 @@ fn round_trip(cluster: &Cluster, storage: Storage) {
         !leftovers(cluster).is_empty(),
         "the safety copies stay until dropped"
     );
-    let out = restore(
-        cluster,
-        &[("discard_safety", &stamp), storage_setting],
-    );
+    let out = restore(cluster, &[("discard_safety", &stamp), storage_setting]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(leftovers(cluster), Vec::<String>::new());
     assert_eq!(digest(cluster, storage), at_backup);
@@ -680,9 +701,7 @@ fn guide_made_set(cluster: &Cluster) -> String {
             );
         }
     }
-    let archive = cluster
-        .path("cassandra_archive")
-        .join(format!("{tag}.tar"));
+    let archive = cluster.path("cassandra_archive").join(format!("{tag}.tar"));
     gnu_tar(&["cf", &archive.display().to_string(), &tag], &work);
     nodetool(cluster, &["clearsnapshot", "-t", &tag]);
     // Elasticsearch.
@@ -722,7 +741,12 @@ fn guide_made_set(cluster: &Cluster) -> String {
         .join(format!("{files_top}.tar"));
     gnu_tar(&["cf", &files.display().to_string(), &files_top], &work);
     std::fs::remove_dir_all(&work).unwrap();
-    assert!(!cluster.path("backup").join(format!("backup_{stamp}.json")).exists());
+    assert!(
+        !cluster
+            .path("backup")
+            .join(format!("backup_{stamp}.json"))
+            .exists()
+    );
     stamp
 }
 
@@ -773,7 +797,10 @@ fn sigterm_mid_restore_puts_everything_back() {
         if let Some(status) = child.try_wait().unwrap() {
             panic!("the restore ended ({status}) before its Cassandra part:\n{text}");
         }
-        assert!(Instant::now() < until, "no Cassandra restore within 10 minutes:\n{text}");
+        assert!(
+            Instant::now() < until,
+            "no Cassandra restore within 10 minutes:\n{text}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     // Into the Cassandra restore (tables being emptied or loaded).
@@ -819,7 +846,10 @@ fn a_set_restores_onto_a_new_cluster() {
     cqlsh(&new, "DROP KEYSPACE thehive");
     let (status, body) = curl(&["-X", "DELETE", &format!("{}/thehive_global", new.es_url())]);
     assert_eq!(status, 200, "{body}");
-    for entry in std::fs::read_dir(new.path("attachments")).unwrap().flatten() {
+    for entry in std::fs::read_dir(new.path("attachments"))
+        .unwrap()
+        .flatten()
+    {
         if entry.file_type().unwrap().is_dir() {
             std::fs::remove_dir_all(entry.path()).unwrap();
         } else {
