@@ -4,18 +4,25 @@
 //! - [`cli`]: the `runbook` command line: arguments and dispatch (`args`), the
 //!   commands besides a run (`commands`), `list` and `verify --set`
 //!   (`catalogue`), `docs/steps.md` from the step docs (`step_docs`).
-//! - [`host`]: the Rhai engine with every function registered (`engine`); the
-//!   one adapter between Rhai maps and steps (`step_call`); functions scripts
-//!   call besides steps (`file_functions`, `shell_text`,
-//!   `backup_set_functions`); `config`, `config_rules`, `secrets` (reading and
-//!   masking); `workflow` (finding files, imports), `file_safety` (refusing
-//!   files others could change), `check` (`runbook check`).
-//! - [`run`]: one run (`runner`: lock, journal, signals, script thread, exit
-//!   code); `run_state` shared by every function during it; `parallel`,
-//!   `cleanup` (`defer`), `compensation` (`undo`), `recovery`, `journal`,
-//!   `lock`, `private_dir` (files with secrets outside the archive folders).
-//! - [`report`]: `logging`, `terminal`, `script_error` (errors raised into
-//!   scripts and printed), `exit_code`, `metrics` (the Prometheus textfile).
+//! - [`host`]: everything a running script touches: the Rhai engine with
+//!   every function registered (`engine`); the one adapter between Rhai maps
+//!   and steps (`step_call`); functions scripts call besides steps
+//!   (`file_functions`, `shell_text`, `backup_set_functions`, `parallel`,
+//!   `cleanup` (`defer`), `compensation` (`undo`), `private_dir` (files with
+//!   secrets outside the archive folders)); `run_state` shared by every
+//!   function during a run and the `journal` it writes; `script_error`
+//!   (errors raised into scripts and printed); `config`, `config_rules`,
+//!   `secrets` (reading and masking); `workflow` (finding files, imports),
+//!   `file_safety` (refusing files others could change), `check`
+//!   (`runbook check`).
+//! - [`run`]: one run driven from outside the script (`runner`: lock,
+//!   journal, signals, script thread, exit code); `recovery`
+//!   (`runbook recover`), `lock`.
+//! - [`report`]: `logging`, `terminal`, `exit_code`, `metrics` (the
+//!   Prometheus textfile, from the journal).
+//!
+//! Folders use each other one way only: `cli` → `run` → `report` → `host`
+//! (and each of them → `host`); `host` imports none of the others.
 //!
 //! The engine reaches steps only through the registry (`runbook_steps::find_step`,
 //! `all_steps`); besides it uses the step runtime (progress, files written

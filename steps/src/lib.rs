@@ -18,6 +18,7 @@
 //!   `manifest` (the typed set manifest, format 1) and the `write_manifest`
 //!   step, `catalogue`, `snapshot_check`, retention (`prune`).
 //! - [`files`]: the file helpers scripts call (`write_file`, `glob`, ...).
+//! - [`local`]: `move_path` (atomic renames of local folders, and their undo).
 //!
 //! One file per step; a step file imports only the runtime and its concept's
 //! shared modules, never another step. See docs/architecture.md.
@@ -28,11 +29,12 @@
 pub mod archive;
 pub mod backup;
 pub mod files;
+pub mod local;
 pub mod process;
 pub mod runtime;
 pub mod s3;
 pub mod search;
 
-pub use runtime::error::{StepError, StepFailure};
+pub use runtime::error::{ErrorKind, StepError, StepFailure};
 pub use runtime::registry::{StepEntry, all_steps, find_step};
 pub use runtime::step::{DryRun, Step, StepContext};

@@ -9,9 +9,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::host::config::Overrides;
 use crate::host::engine::build_engine;
+use crate::host::run_state::RunState;
 use crate::host::workflow::{STOCK_FILES, Workflow, source_text};
 use crate::report::exit_code;
-use crate::run::run_state::RunState;
 
 /// `runbook check WORKFLOW`.
 pub fn check(spec: &str) -> i32 {
@@ -51,7 +51,7 @@ pub fn check(spec: &str) -> i32 {
         eprint!(
             "error: {}\n{}",
             problem.message,
-            crate::report::script_error::source_excerpt(&problem.position, &source_text)
+            crate::host::script_error::source_excerpt(&problem.position, &source_text)
         );
     }
     exit_code::INPUT
@@ -142,7 +142,7 @@ pub fn init(dir: &Path, force: bool) -> i32 {
 
 /// `runbook recover [--journal-dir DIR] [--dry-run]`.
 pub fn recover(journal_dir: Option<std::path::PathBuf>, dry_run: bool) -> i32 {
-    let dir = journal_dir.unwrap_or_else(crate::run::journal::default_journal_dir);
+    let dir = journal_dir.unwrap_or_else(crate::host::journal::default_journal_dir);
     if dir.exists()
         && let Err(e) = crate::host::file_safety::check_trusted(
             &dir,

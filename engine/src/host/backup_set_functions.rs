@@ -20,8 +20,9 @@ use runbook_steps::backup::catalogue::{BackupSet, Catalogue, Origin};
 use runbook_steps::backup::layout::{claim_file_name, manifest_file_name, new_stamp, parse_stamp};
 use runbook_steps::backup::manifest::Manifest;
 
-use crate::report::script_error::{describe_position, runtime_error};
-use crate::run::run_state::RunState;
+use crate::host::run_state::RunState;
+use crate::host::script_error::{describe_position, runtime_error};
+use runbook_steps::ErrorKind;
 
 /// The set a restore may use: a readable manifest saying complete, every
 /// name in it valid.
@@ -147,7 +148,7 @@ pub fn register(engine: &mut Engine, state: &Arc<RunState>) {
             claim_stamp(Path::new(folder), stamp, s.dry_run).map_err(|message| {
                 runtime_error(
                     "claim_stamp_file",
-                    "fail",
+                    ErrorKind::Fail,
                     message,
                     describe_position(
                         c.call_source().or(Some(&s.workflow_display)),
@@ -168,7 +169,7 @@ pub fn register(engine: &mut Engine, state: &Arc<RunState>) {
             let fail = |message: String| {
                 runtime_error(
                     "backup_manifest",
-                    "fail",
+                    ErrorKind::Fail,
                     message,
                     describe_position(
                         c.call_source().or(Some(&s.workflow_display)),

@@ -42,7 +42,7 @@ fn script_functions(ast: &AST) -> HashSet<String> {
 pub fn compile(engine: &Engine, display: &str, source: &str) -> Result<AST, CheckProblem> {
     let mut ast = engine.compile(source).map_err(|e| CheckProblem {
         message: format!("syntax error: {}", e.err_type()),
-        position: crate::report::script_error::describe_position(Some(display), e.position()),
+        position: crate::host::script_error::describe_position(Some(display), e.position()),
     })?;
     ast.set_source(display.to_string());
     Ok(ast)
@@ -128,7 +128,7 @@ fn check_file(
                         }
                         None => problems.push(CheckProblem {
                             message: format!("module `{module_path}` not found"),
-                            position: crate::report::script_error::describe_position(
+                            position: crate::host::script_error::describe_position(
                                 Some(display),
                                 *position,
                             ),
@@ -186,7 +186,7 @@ fn check_file(
                 };
                 problems.push(CheckProblem {
                     message: format!("call to a function that does not exist: {shown}()"),
-                    position: crate::report::script_error::describe_position(
+                    position: crate::host::script_error::describe_position(
                         Some(display),
                         *position,
                     ),

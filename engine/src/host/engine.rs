@@ -4,13 +4,14 @@ use std::sync::Arc;
 
 use rhai::{Dynamic, Engine, EvalAltResult, FnPtr, Map, NativeCallContext};
 
+use crate::host::cleanup;
+use crate::host::compensation::Action;
+use crate::host::parallel;
+use crate::host::run_state::RunState;
+use crate::host::script_error::{describe_position, runtime_error};
 use crate::host::step_call::call_step;
 use crate::host::workflow::WorkflowModules;
-use crate::report::script_error::{describe_position, runtime_error};
-use crate::run::cleanup;
-use crate::run::compensation::Action;
-use crate::run::parallel;
-use crate::run::run_state::RunState;
+use runbook_steps::ErrorKind;
 
 /// Default bound on the Rhai operations one run (or one parallel branch) may
 /// execute: stops an endless loop in pure script code (steps have their own
@@ -34,7 +35,7 @@ pub fn build_engine(state: Arc<RunState>, modules: WorkflowModules) -> Engine {
     {
         let state = Arc::clone(&state);
         engine.on_progress(move |_| {
-            (state.cancel.is_cancelled() && !crate::run::run_state::in_cleanup())
+            (state.cancel.is_cancelled() && !crate::host::run_state::in_cleanup())
                 .then(|| Dynamic::from("interrupted"))
         });
     }
@@ -84,7 +85,7 @@ pub fn build_engine(state: Arc<RunState>, modules: WorkflowModules) -> Engine {
                 let value = crate::host::secrets::read_secret(name).map_err(|e| {
                     runtime_error(
                         "secret",
-                        "config",
+                        ErrorKind::Config,
                         e.to_string(),
                         position_of(&state, &context),
                         context.call_position(),
@@ -119,17 +120,17 @@ pub fn build_engine(state: Arc<RunState>, modules: WorkflowModules) -> Engine {
             .map(|t| Dynamic::from(t.timestamp_millis()))
             .unwrap_or(Dynamic::UNIT)
     });
-    engine.register_fn("hostname", crate::run::journal::hostname);
+    engine.register_fn("hostname", crate::host::journal::hostname);
     {
         let state = Arc::clone(&state);
         engine.register_fn(
             "private_dir",
             move |context: NativeCallContext| -> Result<String, Box<EvalAltResult>> {
                 let position = position_of(&state, &context);
-                crate::run::private_dir::private_dir(&state, position.clone()).map_err(|message| {
+                crate::host::private_dir::private_dir(&state, position.clone()).map_err(|message| {
                     runtime_error(
                         "private_dir",
-                        "file",
+                        ErrorKind::File,
                         format!("private_dir: {message}"),
                         position,
                         context.call_position(),
@@ -163,7 +164,7 @@ pub fn build_engine(state: Arc<RunState>, modules: WorkflowModules) -> Engine {
             move |context: NativeCallContext, message: &str| -> Result<(), Box<EvalAltResult>> {
                 Err(runtime_error(
                     "fail",
-                    "fail",
+                    ErrorKind::Fail,
                     message.to_string(),
                     position_of(&state, &context),
                     context.call_position(),
@@ -180,7 +181,7 @@ pub fn build_engine(state: Arc<RunState>, modules: WorkflowModules) -> Engine {
             move |context: NativeCallContext, message: &str| -> Result<(), Box<EvalAltResult>> {
                 Err(runtime_error(
                     "config",
-                    "config",
+                    ErrorKind::Config,
                     message.to_string(),
                     position_of(&state, &context),
                     context.call_position(),
@@ -218,9 +219,9 @@ fn config(
     let error = |e: crate::host::config::ConfigError| {
         // A rule that makes no sense is the script's fault, not the user's.
         let kind = if matches!(e, crate::host::config::ConfigError::BadRule(_)) {
-            "script"
+            ErrorKind::Script
         } else {
-            "config"
+            ErrorKind::Config
         };
         runtime_error(
             "config",
@@ -291,7 +292,7 @@ fn undo(
     let error = |message: String| {
         runtime_error(
             "undo",
-            "options",
+            ErrorKind::Options,
             format!("undo: {message}"),
             position.clone(),
             context.call_position(),

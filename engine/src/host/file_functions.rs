@@ -8,8 +8,9 @@ use std::sync::Arc;
 use rhai::{Array, Dynamic, Engine, EvalAltResult, NativeCallContext};
 use runbook_steps::files;
 
-use crate::report::script_error::{describe_position, runtime_error};
-use crate::run::run_state::RunState;
+use crate::host::run_state::RunState;
+use crate::host::script_error::{describe_position, runtime_error};
+use runbook_steps::ErrorKind;
 
 type FnResult<T> = Result<T, Box<EvalAltResult>>;
 
@@ -21,7 +22,7 @@ fn error(
 ) -> Box<EvalAltResult> {
     runtime_error(
         name,
-        "file",
+        ErrorKind::File,
         format!("{name}: {e}"),
         describe_position(
             context.call_source().or(Some(&state.workflow_display)),

@@ -1,16 +1,28 @@
-//! The Rhai host: the engine with every function registered ([`engine`]), the
-//! one generic adapter between Rhai maps and step options/results
-//! ([`step_call`]), the functions scripts call besides steps (files, shell
-//! text, backup sets), config values and their rules, secrets and their
-//! masking, finding and trusting workflow files, and `runbook check`.
+//! The Rhai host: everything a running script touches. The engine with every
+//! function registered ([`engine`]), the one generic adapter between Rhai maps
+//! and step options/results ([`step_call`]), the functions scripts call
+//! besides steps (files, shell text, backup sets, `parallel` ([`parallel`]),
+//! `defer` ([`cleanup`]), `undo()` ([`compensation`]), `private_dir`
+//! ([`private_dir`])), the state every engine function shares during a run
+//! ([`run_state`]) and the journal it writes ([`journal`]), errors raised into
+//! scripts and how they are printed ([`script_error`]), config values and their
+//! rules, secrets and their masking, finding and trusting workflow files, and
+//! `runbook check`. It imports nothing from `run/`, `report/` or `cli/`.
 
 pub mod backup_set_functions;
 pub mod check;
+pub mod cleanup;
+pub mod compensation;
 pub mod config;
 pub mod config_rules;
 pub mod engine;
 pub mod file_functions;
 pub mod file_safety;
+pub mod journal;
+pub mod parallel;
+pub mod private_dir;
+pub mod run_state;
+pub mod script_error;
 pub mod secrets;
 pub mod shell_text;
 pub mod step_call;

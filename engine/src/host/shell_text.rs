@@ -4,7 +4,8 @@
 
 use rhai::{Engine, EvalAltResult, NativeCallContext};
 
-use crate::report::script_error::{describe_position, runtime_error};
+use crate::host::script_error::{describe_position, runtime_error};
+use runbook_steps::ErrorKind;
 
 /// `value` as one POSIX shell word (quoted only when needed, by `shlex`): a
 /// path with a space stays one argument, and `;`, `$(...)` or a quote in it
@@ -34,7 +35,7 @@ pub fn register(engine: &mut Engine, workflow_display: String) {
             shell_quote(value).map_err(|message| {
                 runtime_error(
                     "shell_quote",
-                    "options",
+                    ErrorKind::Options,
                     format!("shell_quote: {message}"),
                     describe_position(
                         context.call_source().or(Some(&workflow_display)),

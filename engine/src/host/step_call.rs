@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 use rhai::{Dynamic, EvalAltResult, Map, NativeCallContext};
 use runbook_steps::{StepContext, StepEntry, StepError};
 
+use crate::host::journal::{StepRecord, timestamp};
+use crate::host::run_state::RunState;
+use crate::host::script_error::{describe_position, runtime_error, step_error_map};
 use crate::host::secrets::{mask, mask_json};
-use crate::report::script_error::{describe_position, runtime_error, step_error_map};
-use crate::run::journal::{StepRecord, timestamp};
-use crate::run::run_state::RunState;
+use runbook_steps::ErrorKind;
 
 /// Extra time a step that handles its own timeout gets before the engine cuts it off.
 const OWN_TIMEOUT_GRACE: Duration = Duration::from_secs(60);
@@ -84,7 +85,7 @@ pub fn call_step(
     let options_error = |message: String| {
         runtime_error(
             entry.name,
-            "options",
+            ErrorKind::Options,
             format!("step {}: {message}", entry.name),
             position_text.clone(),
             position,
@@ -111,7 +112,7 @@ pub fn call_step(
         .or_else(|| prepared.label.clone())
         .unwrap_or_else(|| entry.name.to_string());
     let description = mask(&prepared.description);
-    let in_cleanup = crate::run::run_state::in_cleanup();
+    let in_cleanup = crate::host::run_state::in_cleanup();
     let started_at = chrono::Utc::now();
     let started = Instant::now();
     let record =
@@ -203,7 +204,7 @@ pub fn call_step(
             }
             Err(error)
                 if attempt <= common.retries
-                    && error.kind() != "cancelled"
+                    && error.error_kind() != ErrorKind::Cancelled
                     && !error.is_permanent()
                     && (in_cleanup || !state.cancel.is_cancelled()) =>
             {
@@ -262,7 +263,7 @@ fn to_dynamic(
     rhai::serde::to_dynamic(value).map_err(|e| {
         runtime_error(
             "script",
-            "script",
+            ErrorKind::Script,
             format!("step result cannot be converted: {e}"),
             position_text.to_string(),
             position,

@@ -16,7 +16,7 @@ use prometheus::{Encoder, Gauge, GaugeVec, Opts, Registry, TextEncoder};
 
 use runbook_steps::backup::layout::ARCHIVE_PARTS;
 
-use crate::run::journal::JournalDoc;
+use crate::host::journal::JournalDoc;
 
 /// Time of the last successful run, unless this run is one.
 const LAST_SUCCESS: &str = "runbook_last_success_timestamp_seconds";
@@ -197,7 +197,7 @@ pub fn render(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::run::journal::StepRecord;
+    use crate::host::journal::StepRecord;
 
     fn step(label: &str, step: &str, ms: u64, result: Option<serde_json::Value>) -> StepRecord {
         StepRecord {

@@ -1,15 +1,10 @@
-//! One run of a workflow: the run itself ([`runner`]: lock, journal, signals,
-//! the script thread, the exit code), the state every engine function shares
-//! during it ([`run_state`]), `parallel` and `defer`, `undo()` compensations
-//! and `runbook recover`, the journal, the lock, and the private folder for
-//! files holding secrets.
+//! One run of a workflow, driven from outside the script: the run itself
+//! ([`runner`]: lock, journal, signals, the script thread, the exit code),
+//! the lock ([`lock`]) and `runbook recover` ([`recovery`]). It builds the
+//! host (`host::engine`) and reads what the script left in the run's state,
+//! journal and compensations (`host::run_state`, `host::journal`,
+//! `host::compensation`); the host never calls back into it.
 
-pub mod cleanup;
-pub mod compensation;
-pub mod journal;
 pub mod lock;
-pub mod parallel;
-pub mod private_dir;
 pub mod recovery;
-pub mod run_state;
 pub mod runner;

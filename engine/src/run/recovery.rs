@@ -7,9 +7,9 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::host::compensation::carry_out;
 use crate::host::file_safety::{TrustedUse, check_trusted};
-use crate::run::compensation::carry_out;
-use crate::run::journal::{Journal, timestamp};
+use crate::host::journal::{Journal, timestamp};
 use crate::run::lock::RunLock;
 
 /// What recovery did for one abandoned run.

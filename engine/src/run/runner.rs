@@ -10,16 +10,16 @@ use rhai::Map;
 use runbook_steps::runtime::progress::ProgressMode;
 use tokio_util::sync::CancellationToken;
 
+use crate::host::cleanup;
 use crate::host::config::Overrides;
 use crate::host::engine::build_engine;
 use crate::host::file_safety::{TrustedUse, check_trusted};
+use crate::host::journal::{Journal, JournalDoc, default_journal_dir, timestamp};
+use crate::host::run_state::RunState;
+use crate::host::script_error;
 use crate::host::workflow::{Workflow, source_text};
 use crate::report::exit_code;
-use crate::report::script_error;
-use crate::run::cleanup;
-use crate::run::journal::{Journal, JournalDoc, default_journal_dir, timestamp};
 use crate::run::lock::{LockError, RunLock};
-use crate::run::run_state::RunState;
 
 /// How long cleanups may take after an interruption before runbook exits anyway.
 pub const CLEANUP_TIMEOUT: Duration = Duration::from_secs(600);
@@ -136,7 +136,7 @@ pub fn run(request: RunRequest) -> i32 {
         workflow: workflow.display.clone(),
         workflow_sha256: workflow.sha256(),
         engine_version: env!("CARGO_PKG_VERSION").to_string(),
-        host: crate::run::journal::hostname(),
+        host: crate::host::journal::hostname(),
         pid: std::process::id(),
         dry_run: request.dry_run,
         started: timestamp(chrono::Utc::now()),

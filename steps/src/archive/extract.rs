@@ -33,7 +33,7 @@ use tar::EntryType;
 use crate::archive::io::{CHUNK_SIZE, Compression};
 use crate::archive::verification::{VerifyArchiveOptions, VerifyError, verify_archive};
 use crate::runtime::blocking_work::{Stop, WorkControl, run_blocking};
-use crate::runtime::error::{StepError, StepFailure};
+use crate::runtime::error::{ErrorKind, StepError, StepFailure};
 use crate::runtime::progress::Progress;
 use crate::runtime::step::{DryRun, Step, StepContext};
 
@@ -51,6 +51,10 @@ pub struct ExtractArchiveOptions {
     /// Verify the archive against its `.sha256` file first.
     #[serde(default = "default_true")]
     pub verify: bool,
+    /// The archive's top folder (`files_STAMP`): every entry must be in it,
+    /// and its contents are extracted straight into `dest`.
+    #[serde(default)]
+    pub strip_prefix: Option<String>,
 }
 
 fn default_true() -> bool {
@@ -62,6 +66,8 @@ fn default_true() -> bool {
 pub struct ExtractArchiveOutput {
     /// Entries created (files, folders, links).
     pub entries: u64,
+    /// Of those, files (regular files and hard links).
+    pub files: u64,
     /// Bytes of file data written.
     pub bytes: u64,
     /// Symlinks created that point outside `dest`, as `path -> target`
@@ -109,11 +115,11 @@ pub enum ExtractError {
 }
 
 impl StepFailure for ExtractError {
-    fn kind(&self) -> &'static str {
+    fn error_kind(&self) -> ErrorKind {
         match self {
-            ExtractError::Verify(e) => e.kind(),
-            ExtractError::Refused { .. } => "unsafe_entry",
-            ExtractError::Read { .. } | ExtractError::Write { .. } => "io",
+            ExtractError::Verify(e) => e.error_kind(),
+            ExtractError::Refused { .. } => ErrorKind::UnsafeEntry,
+            ExtractError::Read { .. } | ExtractError::Write { .. } => ErrorKind::Io,
             ExtractError::Stopped(stop) => stop.kind(),
         }
     }
@@ -139,18 +145,27 @@ are opened relative to their parent, so paths longer than PATH_MAX work. Mode
 (without setuid/setgid bits) and mtime are restored; owners too when running
 as root. On failure, what was extracted so far stays in `dest`.
 
+With `strip_prefix` (the archive's top folder, e.g. `files_STAMP`), what is in
+that folder is extracted straight into `dest`, like `tar --strip-components=1`:
+an entry outside it is refused, hard link targets are read below it too, and
+`dest` itself keeps its own owner and mode (the top folder's are not applied).
+
 Options:
-  path    string   the archive (required)
-  dest    string   folder to extract into, created if missing (required)
-  verify  bool     check the archive and its .sha256 file first (default true)
+  path          string   the archive (required)
+  dest          string   folder to extract into, created if missing (required)
+  verify        bool     check the archive and its .sha256 file first (default true)
+  strip_prefix  string   the top folder every entry is in, left out of the paths
+                         (default: none, paths are kept as archived)
 
 Result:
   entries        int     entries created (files, folders, links)
+  files          int     of those, files (regular files and hard links)
   bytes          int     bytes of file data written
   links_outside  array   symlinks pointing outside dest, \"path -> target\" (only if any)
 
 Example:
   extract_archive(#{ path: `${dir}/files_${stamp}.tar`, dest: `${work}/restore` });
+  extract_archive(#{ path: archive, dest: tmp, strip_prefix: `files_${stamp}` });
 ";
 
     type Options = ExtractArchiveOptions;
@@ -192,6 +207,14 @@ pub fn extract_archive(
     options: &ExtractArchiveOptions,
     control: &WorkControl,
 ) -> Result<ExtractArchiveOutput, ExtractError> {
+    let strip_prefix = match options.strip_prefix.as_deref() {
+        None => None,
+        Some(top) => Some(top_folder(top).map_err(|reason| ExtractError::Refused {
+            archive: options.path.clone(),
+            entry: top.to_string(),
+            reason: format!("strip_prefix: {reason}"),
+        })?),
+    };
     if options.verify {
         verify_archive(
             &VerifyArchiveOptions {
@@ -230,6 +253,7 @@ pub fn extract_archive(
     let progress = Progress::new(control.progress, &control.label, size);
     let mut extractor = Extractor {
         archive_path: &options.path,
+        strip_prefix: strip_prefix.as_deref(),
         dest: &options.dest,
         dest_fd,
         last_parent: None,
@@ -275,6 +299,8 @@ struct PendingSymlink {
 
 struct Extractor<'a> {
     archive_path: &'a Path,
+    /// The top folder left out of every path (`strip_prefix`).
+    strip_prefix: Option<&'a Path>,
     dest: &'a Path,
     /// `dest`, open: every path below it is reached from here, one name at a time.
     dest_fd: OwnedFd,
@@ -310,6 +336,9 @@ impl Extractor<'_> {
             .into_owned();
         let name = raw_path.display().to_string();
         let relative = safe_relative(&raw_path).map_err(|reason| self.refuse(&name, reason))?;
+        let relative = self
+            .strip(relative)
+            .map_err(|reason| self.refuse(&name, reason))?;
         let header = entry.header();
         let mode = header.mode().unwrap_or(0o644);
         let mtime = header.mtime().unwrap_or(0);
@@ -373,6 +402,7 @@ impl Extractor<'_> {
             EntryType::Link => {
                 let link = self.link_name(&entry, &name)?;
                 let source_relative = safe_relative(&link)
+                    .and_then(|relative| self.strip(relative))
                     .map_err(|reason| self.refuse(&name, format!("hard link target: {reason}")))?;
                 let not_extracted = || {
                     self.refuse(
@@ -405,6 +435,7 @@ impl Extractor<'_> {
                     AtFlags::empty(),
                 )
                 .map_err(|errno| write_error(&target, errno))?;
+                self.output.files += 1;
             }
             // Regular, contiguous and GNU sparse entries: file data.
             _ => {
@@ -412,11 +443,27 @@ impl Extractor<'_> {
                 let size = entry.size();
                 let file = self.write_file(&mut entry, &parent, &file_name, &target, size)?;
                 self.set_attributes(&file, &target, mode, mtime, owner)?;
+                self.output.files += 1;
             }
         }
         self.last_parent = Some((parent_relative, parent));
         self.output.entries += 1;
         Ok(())
+    }
+
+    /// `relative` without the top folder of `strip_prefix` (empty for the
+    /// top folder itself), or why it is not in that folder.
+    fn strip(&self, relative: PathBuf) -> Result<PathBuf, String> {
+        let Some(top) = self.strip_prefix else {
+            return Ok(relative);
+        };
+        match relative.strip_prefix(top) {
+            Ok(rest) => Ok(rest.to_path_buf()),
+            Err(_) => Err(format!(
+                "it is not in the archive's top folder `{}/` (strip_prefix)",
+                top.display()
+            )),
+        }
     }
 
     fn link_name<R: Read>(
@@ -705,6 +752,16 @@ fn safe_relative(path: &Path) -> Result<PathBuf, String> {
     Ok(relative)
 }
 
+/// The `strip_prefix` option as a relative path of one or more normal
+/// components (`files_STAMP`, `files_STAMP/`), or why it is not one.
+fn top_folder(text: &str) -> Result<PathBuf, String> {
+    let top = safe_relative(Path::new(text))?;
+    if top.as_os_str().is_empty() {
+        return Err("it names no folder".into());
+    }
+    Ok(top)
+}
+
 /// Checks a symlink at `link` (relative to dest) pointing to `target`: it may
 /// point anywhere (it is never followed), but a target that goes through
 /// another symlink of the archive is refused. Returns whether it points
@@ -788,6 +845,7 @@ mod tests {
             path: archive,
             dest: dest.clone(),
             verify: false,
+            strip_prefix: None,
         };
         let error = extract_archive(&options, &WorkControl::new("t")).unwrap_err();
         assert_eq!(error.kind(), "unsafe_entry", "{error}");
@@ -798,6 +856,131 @@ mod tests {
             "{error}"
         );
         assert!(!dest.join("big").exists());
+    }
+
+    /// An archive with the given (path, entry type, data or link target) entries.
+    fn archive_of(path: &Path, entries: &[(&str, EntryType, &str)]) {
+        let mut builder = tar::Builder::new(File::create(path).unwrap());
+        for (name, kind, data) in entries {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(*kind);
+            header.set_mode(if *kind == EntryType::Directory {
+                0o750
+            } else {
+                0o640
+            });
+            header.set_mtime(1_700_000_000);
+            match kind {
+                EntryType::Link | EntryType::Symlink => {
+                    header.set_size(0);
+                    builder.append_link(&mut header, name, data).unwrap();
+                }
+                _ => {
+                    header.set_size(data.len() as u64);
+                    builder
+                        .append_data(&mut header, name, data.as_bytes())
+                        .unwrap();
+                }
+            }
+        }
+        builder.into_inner().unwrap();
+    }
+
+    #[test]
+    fn strip_prefix_extracts_the_top_folder_contents_into_dest() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("files_20261126_01h15m00s.tar");
+        archive_of(
+            &archive,
+            &[
+                ("files_20261126_01h15m00s/", EntryType::Directory, ""),
+                ("files_20261126_01h15m00s/7f/", EntryType::Directory, ""),
+                (
+                    "files_20261126_01h15m00s/7f/report.txt",
+                    EntryType::Regular,
+                    "hello",
+                ),
+                (
+                    "files_20261126_01h15m00s/7f/same.txt",
+                    EntryType::Link,
+                    "files_20261126_01h15m00s/7f/report.txt",
+                ),
+                (
+                    "files_20261126_01h15m00s/top.txt",
+                    EntryType::Regular,
+                    "top",
+                ),
+            ],
+        );
+        let dest = dir.path().join("dest");
+        std::fs::create_dir(&dest).unwrap();
+        std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o701)).unwrap();
+        let options = ExtractArchiveOptions {
+            path: archive.clone(),
+            dest: dest.clone(),
+            verify: false,
+            strip_prefix: Some("files_20261126_01h15m00s/".into()),
+        };
+        let output = extract_archive(&options, &WorkControl::new("t")).unwrap();
+        assert_eq!((output.entries, output.files, output.bytes), (4, 3, 8));
+        assert_eq!(
+            std::fs::read_to_string(dest.join("7f/report.txt")).unwrap(),
+            "hello"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dest.join("top.txt")).unwrap(),
+            "top"
+        );
+        assert_eq!(
+            std::fs::metadata(dest.join("7f/same.txt")).unwrap().ino(),
+            std::fs::metadata(dest.join("7f/report.txt")).unwrap().ino()
+        );
+        assert!(!dest.join("files_20261126_01h15m00s").exists());
+        // dest keeps its own mode: the top folder's (0750) is not applied.
+        assert_eq!(std::fs::metadata(&dest).unwrap().mode() & 0o777, 0o701);
+
+        // An entry outside the top folder is refused, naming it.
+        let other = dir.path().join("other.tar");
+        archive_of(
+            &other,
+            &[
+                ("files_20261126_01h15m00s/a.txt", EntryType::Regular, "a"),
+                ("minio_20261126_01h15m00s/b.txt", EntryType::Regular, "b"),
+            ],
+        );
+        let error = extract_archive(
+            &ExtractArchiveOptions {
+                path: other,
+                dest: dir.path().join("dest2"),
+                verify: false,
+                strip_prefix: Some("files_20261126_01h15m00s".into()),
+            },
+            &WorkControl::new("t"),
+        )
+        .unwrap_err();
+        assert_eq!(error.kind(), "unsafe_entry", "{error}");
+        assert!(
+            error.to_string().contains(
+                "refused entry `minio_20261126_01h15m00s/b.txt`: it is not in the archive's top folder `files_20261126_01h15m00s/`"
+            ),
+            "{error}"
+        );
+        // A prefix that names no folder is refused before anything is written.
+        for bad in ["", "../x", "/abs"] {
+            let error = extract_archive(
+                &ExtractArchiveOptions {
+                    path: archive.clone(),
+                    dest: dir.path().join("dest3"),
+                    verify: false,
+                    strip_prefix: Some(bad.into()),
+                },
+                &WorkControl::new("t"),
+            )
+            .unwrap_err();
+            assert!(error.to_string().contains("strip_prefix"), "{bad}: {error}");
+            assert!(!dir.path().join("dest3").exists(), "{bad}");
+        }
     }
 
     #[test]

@@ -23,7 +23,7 @@ use crate::archive::io::{ArchiveSink, Compression};
 use crate::archive::sidecar::{Sidecar, write_sidecar};
 use crate::runtime::atomic_file::PartialFile;
 use crate::runtime::blocking_work::{Stop, WorkControl, run_blocking};
-use crate::runtime::error::{StepError, StepFailure};
+use crate::runtime::error::{ErrorKind, StepError, StepFailure};
 use crate::runtime::progress::Progress;
 use crate::runtime::step::{DryRun, Step, StepContext};
 
@@ -207,14 +207,14 @@ pub enum TarDirError {
 }
 
 impl StepFailure for TarDirError {
-    fn kind(&self) -> &'static str {
+    fn error_kind(&self) -> ErrorKind {
         match self {
-            TarDirError::Options(_) | TarDirError::Pattern { .. } => "invalid_options",
-            TarDirError::Source { .. } => "source",
-            TarDirError::Unreadable { .. } => "unreadable",
-            TarDirError::Changed { .. } => "changed",
-            TarDirError::Read { .. } | TarDirError::Write { .. } => "io",
-            TarDirError::DiskFull { .. } => "disk_full",
+            TarDirError::Options(_) | TarDirError::Pattern { .. } => ErrorKind::Options,
+            TarDirError::Source { .. } => ErrorKind::Source,
+            TarDirError::Unreadable { .. } => ErrorKind::Unreadable,
+            TarDirError::Changed { .. } => ErrorKind::Changed,
+            TarDirError::Read { .. } | TarDirError::Write { .. } => ErrorKind::Io,
+            TarDirError::DiskFull { .. } => ErrorKind::DiskFull,
             TarDirError::Stopped(stop) => stop.kind(),
         }
     }

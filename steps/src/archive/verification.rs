@@ -14,7 +14,7 @@ use tar::{EntryType, Header};
 use crate::archive::io::{CHUNK_SIZE, Compression, HashingFileReader};
 use crate::archive::sidecar::{SidecarError, read_sidecar, sidecar_path};
 use crate::runtime::blocking_work::{Stop, WorkControl};
-use crate::runtime::error::StepFailure;
+use crate::runtime::error::{ErrorKind, StepFailure};
 use crate::runtime::progress::Progress;
 
 /// Largest GNU long-name or PAX header accepted (real ones are a few KiB).
@@ -172,16 +172,18 @@ pub enum VerifyError {
 }
 
 impl StepFailure for VerifyError {
-    fn kind(&self) -> &'static str {
+    fn error_kind(&self) -> ErrorKind {
         match self {
-            VerifyError::Read { .. } => "io",
-            VerifyError::Sidecar(_) | VerifyError::ChecksumMissing { .. } => "checksum_missing",
-            VerifyError::BadExpected(_) | VerifyError::Pattern { .. } => "invalid_options",
-            VerifyError::ChecksumMismatch { .. } | VerifyError::EntryChecksumMismatch { .. } => {
-                "checksum_mismatch"
+            VerifyError::Read { .. } => ErrorKind::Io,
+            VerifyError::Sidecar(_) | VerifyError::ChecksumMissing { .. } => {
+                ErrorKind::ChecksumMissing
             }
-            VerifyError::Corrupt { .. } => "corrupt",
-            VerifyError::Expectation { .. } => "expectation",
+            VerifyError::BadExpected(_) | VerifyError::Pattern { .. } => ErrorKind::Options,
+            VerifyError::ChecksumMismatch { .. } | VerifyError::EntryChecksumMismatch { .. } => {
+                ErrorKind::ChecksumMismatch
+            }
+            VerifyError::Corrupt { .. } => ErrorKind::Corrupt,
+            VerifyError::Expectation { .. } => ErrorKind::Expectation,
             VerifyError::Stopped(stop) => stop.kind(),
         }
     }

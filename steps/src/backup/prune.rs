@@ -9,7 +9,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
@@ -18,12 +17,11 @@ use crate::backup::catalogue::{
 };
 use crate::backup::layout::MANIFEST_PREFIX;
 use crate::runtime::atomic_file::sync_parent;
-use crate::runtime::error::{StepError, StepFailure};
+use crate::runtime::error::{ErrorKind, StepError, StepFailure};
 use crate::runtime::secret::Secret;
 use crate::runtime::step::{DryRun, Step, StepContext};
 use crate::search::client::{
-    HttpClient, HttpError, HttpRequest, default_elasticsearch_url, display_url, endpoint,
-    tls_summary,
+    HttpClient, HttpError, default_elasticsearch_url, display_url, tls_summary,
 };
 use crate::search::snapshot_api::{delete_snapshot, snapshot_url};
 
@@ -364,15 +362,15 @@ pub enum PruneError {
 }
 
 impl StepFailure for PruneError {
-    fn kind(&self) -> &'static str {
+    fn error_kind(&self) -> ErrorKind {
         match self {
-            PruneError::Catalogue(_) | PruneError::Remove { .. } => "io",
-            PruneError::BadProtect(_) => "options",
+            PruneError::Catalogue(_) | PruneError::Remove { .. } => ErrorKind::Io,
+            PruneError::BadProtect(_) => ErrorKind::Options,
             PruneError::RepositoryCheck { source, .. } | PruneError::Snapshot { source, .. } => {
-                source.kind()
+                source.error_kind()
             }
-            PruneError::Worker => "internal",
-            PruneError::Cancelled(_) => "cancelled",
+            PruneError::Worker => ErrorKind::Internal,
+            PruneError::Cancelled(_) => ErrorKind::Cancelled,
         }
     }
 }
@@ -577,27 +575,15 @@ async fn prune(options: PruneOptions, ctx: &StepContext) -> Result<PruneOutput, 
                 }
                 if !checked.contains(&repository) {
                     checked.push(repository.clone());
-                    let url = endpoint(&es.url, &["_snapshot", &repository]);
-                    let answer = client
-                        .send(&HttpRequest::new(Method::GET, url))
+                    let registered = client
+                        .repository_registered(&es.url, &repository)
                         .await
                         .map_err(|source| PruneError::RepositoryCheck {
                             repository: repository.clone(),
                             source: Box::new(source),
                         })?;
-                    // Only Elasticsearch's own "no such repository" (not a
-                    // proxy's 404 for a wrong URL) means the snapshots are gone.
-                    if answer.status.as_u16() == 404
-                        && answer.es_error_type().as_deref() == Some("repository_missing_exception")
-                    {
+                    if !registered {
                         missing_repositories.push(repository.clone());
-                    } else {
-                        answer
-                            .require_success()
-                            .map_err(|source| PruneError::RepositoryCheck {
-                                repository: repository.clone(),
-                                source: Box::new(source),
-                            })?;
                     }
                 }
                 if missing_repositories.contains(&repository) {

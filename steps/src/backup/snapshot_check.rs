@@ -16,6 +16,7 @@ pub use crate::backup::catalogue::SnapshotState;
 use crate::backup::catalogue::is_plain_name;
 use crate::runtime::step::StepContext;
 use crate::search::client::{HttpClient, HttpConnection, HttpRequest, display_url, endpoint};
+use crate::search::snapshot_api::says_snapshot_missing;
 
 /// The problem to report about `state`, `None` for SUCCESS.
 fn problem(state: &SnapshotState, repository: &str, name: &str, url: &Url) -> Option<String> {
@@ -64,16 +65,14 @@ pub async fn snapshot_state(
         Ok(answer) => answer,
         Err(e) => return SnapshotState::Unknown(error_line(&e)),
     };
+    if says_snapshot_missing(&answer) {
+        return SnapshotState::Missing;
+    }
     if answer.status.as_u16() == 404 {
-        return match answer.es_error_type().as_deref() {
-            Some("snapshot_missing_exception" | "repository_missing_exception") => {
-                SnapshotState::Missing
-            }
-            _ => SnapshotState::Unknown(format!(
-                "404 without an Elasticsearch error (is {} Elasticsearch?)",
-                display_url(url)
-            )),
-        };
+        return SnapshotState::Unknown(format!(
+            "404 without an Elasticsearch error (is {} Elasticsearch?)",
+            display_url(url)
+        ));
     }
     #[derive(Deserialize)]
     struct Answer {

@@ -13,7 +13,7 @@ use crate::backup::manifest::{
     MANIFEST_FORMAT, Manifest, ManifestArchive, ManifestCassandra, ManifestConfig, ManifestOrigin,
     ManifestSnapshot, VERIFIED_OK, Verification, manifest_time_now,
 };
-use crate::runtime::error::{StepError, StepFailure};
+use crate::runtime::error::{ErrorKind, StepError, StepFailure};
 use crate::runtime::step::{DryRun, Step, StepContext};
 
 /// Options of `write_manifest`.
@@ -150,10 +150,10 @@ pub enum WriteManifestError {
 }
 
 impl StepFailure for WriteManifestError {
-    fn kind(&self) -> &'static str {
+    fn error_kind(&self) -> ErrorKind {
         match self {
-            WriteManifestError::Stamp(_) => "options",
-            WriteManifestError::Write { .. } => "io",
+            WriteManifestError::Stamp(_) => ErrorKind::Options,
+            WriteManifestError::Write { .. } => ErrorKind::Io,
         }
     }
 }

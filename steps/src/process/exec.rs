@@ -12,7 +12,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
-use crate::runtime::error::{StepError, StepFailure};
+use crate::runtime::error::{ErrorKind, StepError, StepFailure};
 use crate::runtime::step::{DryRun, Step, StepContext};
 
 /// Output kept per stream; past it the step fails rather than eat memory.
@@ -120,12 +120,12 @@ pub enum ExecError {
 }
 
 impl StepFailure for ExecError {
-    fn kind(&self) -> &'static str {
+    fn error_kind(&self) -> ErrorKind {
         match self {
-            ExecError::Spawn { .. } => "spawn",
-            ExecError::ExitCode { .. } => "exit_code",
-            ExecError::OutputTooLarge { .. } => "output_too_large",
-            ExecError::Wait { .. } => "io",
+            ExecError::Spawn { .. } => ErrorKind::Spawn,
+            ExecError::ExitCode { .. } => ErrorKind::ExitCode,
+            ExecError::OutputTooLarge { .. } => ErrorKind::OutputTooLarge,
+            ExecError::Wait { .. } => ErrorKind::Io,
         }
     }
 }

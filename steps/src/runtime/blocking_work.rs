@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use crate::runtime::error::StepError;
+use crate::runtime::error::{ErrorKind, StepError};
 use crate::runtime::progress::ProgressMode;
 use crate::runtime::step::StepContext;
 
@@ -29,10 +29,10 @@ pub enum Stop {
 
 impl Stop {
     /// The error kind scripts see.
-    pub fn kind(self) -> &'static str {
+    pub fn kind(self) -> ErrorKind {
         match self {
-            Stop::Cancelled => "cancelled",
-            Stop::TimedOut(_) => "timeout",
+            Stop::Cancelled => ErrorKind::Cancelled,
+            Stop::TimedOut(_) => ErrorKind::Timeout,
         }
     }
 }
@@ -107,7 +107,7 @@ where
     match tokio::task::spawn_blocking(work).await {
         Ok(result) => result.map_err(Into::into),
         Err(_) => Err(StepError::new(
-            "internal",
+            ErrorKind::Internal,
             format!("{step} worker thread panicked"),
         )),
     }

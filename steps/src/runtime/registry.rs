@@ -126,8 +126,10 @@ pub fn all_steps() -> &'static [StepEntry] {
             entry::<crate::search::server::EsServer>(),
             entry::<crate::search::health::EsHealth>(),
             entry::<crate::search::snapshot::EsSnapshot>(),
+            entry::<crate::search::restore::EsRestore>(),
             entry::<crate::backup::prune::Prune>(),
             entry::<crate::backup::write_manifest::WriteManifest>(),
+            entry::<crate::local::move_path::MovePath>(),
             // New steps: one line here.
         ]
     });

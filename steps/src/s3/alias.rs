@@ -24,7 +24,7 @@ use object_store::client::{HttpRequest, HttpRequestBody};
 use object_store::{ClientOptions, RetryConfig};
 use url::Url;
 
-use crate::runtime::error::StepFailure;
+use crate::runtime::error::{ErrorKind, StepFailure};
 
 /// Reads one environment variable; [`process_env`] reads the real environment.
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -938,10 +938,10 @@ pub enum AliasError {
 }
 
 impl StepFailure for AliasError {
-    fn kind(&self) -> &'static str {
+    fn error_kind(&self) -> ErrorKind {
         match self {
-            AliasError::KeysWithoutEndpoint => "options",
-            _ => "config",
+            AliasError::KeysWithoutEndpoint => ErrorKind::Options,
+            _ => ErrorKind::Config,
         }
     }
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, UNIX_EPOCH};
 use serde::Deserialize;
 use url::Url;
 
-use crate::runtime::error::{StepError, StepFailure};
+use crate::runtime::error::{ErrorKind, StepError, StepFailure};
 use crate::s3::alias::{S3Endpoint, S3Location};
 
 /// Attempts for each listing page after the first (the first fails fast: it is
@@ -93,13 +93,13 @@ pub enum ListError {
 }
 
 impl StepFailure for ListError {
-    fn kind(&self) -> &'static str {
+    fn error_kind(&self) -> ErrorKind {
         match self {
-            ListError::Unreachable { .. } => "unreachable",
-            ListError::Credentials { .. } => "credentials",
-            ListError::AccessDenied { .. } => "access_denied",
-            ListError::BucketMissing { .. } => "bucket_missing",
-            ListError::S3 { .. } | ListError::ListFormat { .. } => "s3",
+            ListError::Unreachable { .. } => ErrorKind::Unreachable,
+            ListError::Credentials { .. } => ErrorKind::Credentials,
+            ListError::AccessDenied { .. } => ErrorKind::AccessDenied,
+            ListError::BucketMissing { .. } => ErrorKind::BucketMissing,
+            ListError::S3 { .. } | ListError::ListFormat { .. } => ErrorKind::S3,
         }
     }
 }

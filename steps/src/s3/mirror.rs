@@ -17,7 +17,7 @@ use object_store::{GetOptions, ObjectStore, RetryConfig};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
-use crate::runtime::error::{StepError, StepFailure};
+use crate::runtime::error::{ErrorKind, StepError, StepFailure};
 use crate::runtime::progress::Progress;
 use crate::runtime::secret::Secret;
 use crate::runtime::step::{DryRun, Step, StepContext};
@@ -159,12 +159,12 @@ pub enum MirrorError {
 }
 
 impl StepFailure for MirrorError {
-    fn kind(&self) -> &'static str {
+    fn error_kind(&self) -> ErrorKind {
         match self {
-            MirrorError::Download { .. } => "download",
-            MirrorError::Integrity { .. } => "integrity",
-            MirrorError::SymlinkInDest { .. } => "unsafe_path",
-            MirrorError::Io { .. } => "io",
+            MirrorError::Download { .. } => ErrorKind::Download,
+            MirrorError::Integrity { .. } => ErrorKind::Integrity,
+            MirrorError::SymlinkInDest { .. } => ErrorKind::UnsafePath,
+            MirrorError::Io { .. } => ErrorKind::Io,
         }
     }
 }

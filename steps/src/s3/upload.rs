@@ -38,7 +38,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::runtime::error::{StepError, StepFailure};
+use crate::runtime::error::{ErrorKind, StepError, StepFailure};
 use crate::runtime::progress::Progress;
 use crate::runtime::secret::Secret;
 use crate::runtime::step::{DryRun, Step, StepContext};
@@ -85,6 +85,13 @@ pub struct UploadOptions {
     pub last: Vec<PathBuf>,
     /// `ALIAS/BUCKET[/PREFIX]`, or `BUCKET[/PREFIX]` with `endpoint`.
     pub dest: String,
+    /// Every file below this folder, each as PREFIX/<its path below it>.
+    #[serde(default)]
+    pub folder: Option<PathBuf>,
+    /// Delete the objects under PREFIX that are not among the files uploaded
+    /// (only with `folder`): the prefix then holds exactly the folder.
+    #[serde(default)]
+    pub remove: bool,
     /// Parts (or whole small files) uploading at once.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
@@ -155,6 +162,9 @@ pub struct UploadOutput {
     /// Their total size: with no file to upload, what the destination holds
     /// (a pre-flight uses it to estimate a mirror's size).
     pub listed_bytes: u64,
+    /// Objects deleted because they are not in `folder` (`remove`; under
+    /// dry-run: that would be).
+    pub removed: u64,
 }
 
 /// One file of [`UploadOutput`].
@@ -295,6 +305,24 @@ pub enum UploadError {
     /// Signing a request failed.
     #[error(transparent)]
     Alias(#[from] AliasError),
+    /// `remove` without `folder`: what the prefix should hold is not known.
+    #[error("`remove` needs `folder`: only a whole folder says which objects of `{dest}` must go")]
+    RemoveWithoutFolder {
+        /// `dest` as given.
+        dest: String,
+    },
+    /// A DELETE request failed.
+    #[error("deleting `{key}` from bucket `{bucket}` on {endpoint} failed: {detail}")]
+    Delete {
+        /// The key.
+        key: String,
+        /// The bucket.
+        bucket: String,
+        /// The alias and URL.
+        endpoint: String,
+        /// The HTTP status or the connection error.
+        detail: String,
+    },
     /// The final listing does not show an object as uploaded.
     #[error("final listing of bucket `{bucket}` on {endpoint}: `{key}` {detail}")]
     NotListed {
@@ -320,19 +348,20 @@ fn integrity_hint(check: &str) -> &'static str {
 }
 
 impl StepFailure for UploadError {
-    fn kind(&self) -> &'static str {
+    fn error_kind(&self) -> ErrorKind {
         match self {
             UploadError::PartSize { .. }
             | UploadError::InvalidKey { .. }
             | UploadError::InvalidPrefix { .. }
-            | UploadError::DuplicateKey { .. } => "options",
-            UploadError::Alias(e) => e.kind(),
-            UploadError::NotAFile { .. } | UploadError::Io { .. } => "io",
-            UploadError::FileChanged { .. } => "file_changed",
-            UploadError::Upload { .. } => "upload",
-            UploadError::HeadConnection { .. } => "unreachable",
-            UploadError::HeadStatus { .. } => "s3",
-            UploadError::Integrity { .. } | UploadError::NotListed { .. } => "integrity",
+            | UploadError::DuplicateKey { .. }
+            | UploadError::RemoveWithoutFolder { .. } => ErrorKind::Options,
+            UploadError::Alias(e) => e.error_kind(),
+            UploadError::NotAFile { .. } | UploadError::Io { .. } => ErrorKind::Io,
+            UploadError::FileChanged { .. } => ErrorKind::Changed,
+            UploadError::Upload { .. } => ErrorKind::Upload,
+            UploadError::HeadConnection { .. } => ErrorKind::Unreachable,
+            UploadError::HeadStatus { .. } | UploadError::Delete { .. } => ErrorKind::S3,
+            UploadError::Integrity { .. } | UploadError::NotListed { .. } => ErrorKind::Integrity,
         }
     }
 }
@@ -376,6 +405,14 @@ killed runs are found (without it, a warning).
 With no file at all, only the listing runs: a pre-flight check that the
 destination answers, to run before a long backup.
 
+With `folder`, every file below it is uploaded as PREFIX/<its path below the
+folder> (`7f/report.txt` -> PREFIX/7f/report.txt; a symlink or other non-file
+fails the step before anything is uploaded). With `remove` too, the objects
+under PREFIX that are none of those files are deleted once every file is
+uploaded and checked, and a last listing checks that the prefix holds exactly
+the folder: like `mcli mirror --overwrite --remove FOLDER ALIAS/BUCKET`. An
+empty folder with `remove` empties the prefix.
+
 Under --dry-run the prefix is listed for real (checking the alias and bucket),
 files already present are read to compare their checksums, and the result lists
 what would be uploaded and skipped; nothing is uploaded.
@@ -387,6 +424,10 @@ Options:
   last        array   files uploaded after all the others are uploaded and checked
                       (default: none)
   dest        string  ALIAS/BUCKET[/PREFIX] (BUCKET[/PREFIX] with `endpoint`) (required)
+  folder      string  upload every file below this folder, keys = paths below it
+                      (default: none)
+  remove      bool    with folder: delete the objects under PREFIX that are not in
+                      it (default false)
   concurrency int     parts or small files uploading at once (default 4)
   part_size   int     multipart above this size, in parts of this size, in bytes;
                       5 MiB to 5 GiB, raised for files over 10,000 parts (default 67108864)
@@ -412,12 +453,14 @@ Result:
   listed_objects, listed_bytes  int  objects under the prefix before the upload, and
                        their total size (with no file: a check of the destination
                        that also says how much it holds)
+  removed      int     objects deleted (remove: true)
 
 Example:
   let copy = s3_upload(#{ files: [archive.path, `${archive.path}.sha256`],
                           last: [manifest], dest: \"offsite/thehive-backups\",
                           timeout: \"12h\", retries: 2 });
   log_info(`off-site: ${copy.uploaded} uploaded, ${copy.skipped} already there`);
+  s3_upload(#{ folder: extracted, dest: \"th_minio/thehive\", remove: true });
 ";
 
     // A timeout is turned into an interruption, so multipart uploads are aborted.
@@ -466,7 +509,7 @@ Example:
 
     fn changes(options: &UploadOptions) -> bool {
         // Without files it only lists the destination (a pre-flight check).
-        options.sources().next().is_some()
+        options.sources().next().is_some() || options.folder.is_some()
     }
 
     fn run(
@@ -576,6 +619,99 @@ async fn collect_sources(
             key,
             size: meta.len(),
             last,
+        });
+    }
+    if options.remove && options.folder.is_none() {
+        return Err(UploadError::RemoveWithoutFolder {
+            dest: options.dest.clone(),
+        });
+    }
+    if let Some(folder) = &options.folder {
+        for source in folder_sources(folder, prefix)? {
+            if let Some(first) = seen.get(&source.key) {
+                return Err(UploadError::DuplicateKey {
+                    key: source.key,
+                    first: first.clone(),
+                    second: source.path,
+                });
+            }
+            seen.insert(source.key.clone(), source.path.clone());
+            sources.push(source);
+        }
+    }
+    Ok(sources)
+}
+
+/// Every file below `folder`, keyed PREFIX/<its path below the folder>, in
+/// path order; anything but files and folders is refused.
+fn folder_sources(folder: &std::path::Path, prefix: &str) -> Result<Vec<Source>, UploadError> {
+    let mut sources = Vec::new();
+    let walker = walkdir::WalkDir::new(folder)
+        .min_depth(1)
+        .follow_links(false)
+        .sort_by_file_name();
+    for entry in walker {
+        let entry = entry.map_err(|e| {
+            let path = e.path().unwrap_or(folder).to_path_buf();
+            UploadError::Io {
+                action: "read",
+                path,
+                source: e.into(),
+            }
+        })?;
+        let file_type = entry.file_type();
+        if file_type.is_dir() {
+            continue;
+        }
+        let path = entry.path().to_path_buf();
+        if !file_type.is_file() {
+            return Err(UploadError::NotAFile { path });
+        }
+        let size = entry
+            .metadata()
+            .map_err(|e| UploadError::Io {
+                action: "read",
+                path: path.clone(),
+                source: e.into(),
+            })?
+            .len();
+        let relative = path.strip_prefix(folder).unwrap_or(&path);
+        let mut key = prefix.to_string();
+        for (index, component) in relative.components().enumerate() {
+            let Some(part) = component.as_os_str().to_str() else {
+                return Err(UploadError::InvalidKey {
+                    key: format!("{key}{}", relative.display()),
+                    path,
+                    reason: "is not UTF-8",
+                });
+            };
+            if index > 0 {
+                key.push('/');
+            }
+            key.push_str(part);
+        }
+        if key.chars().any(|c| c.is_control()) {
+            return Err(UploadError::InvalidKey {
+                path,
+                key,
+                reason: "holds a control character",
+            });
+        }
+        match object_store::path::Path::parse(&key) {
+            Ok(parsed) if parsed.as_ref() == key => {}
+            _ => {
+                return Err(UploadError::InvalidKey {
+                    path,
+                    key,
+                    reason: "is not a valid object path",
+                });
+            }
+        }
+        sources.push(Source {
+            path,
+            key,
+            size,
+            last: false,
         });
     }
     Ok(sources)
@@ -1297,6 +1433,51 @@ async fn head_object(
     }))
 }
 
+/// A signed DELETE request for `key`; a missing object is fine.
+async fn delete_object(
+    http: &reqwest::Client,
+    endpoint: &S3Endpoint,
+    bucket: &str,
+    bucket_url: &str,
+    key: &str,
+) -> Result<(), UploadError> {
+    let failed = |detail: String| UploadError::Delete {
+        key: key.to_string(),
+        bucket: bucket.to_string(),
+        endpoint: endpoint.describe(),
+        detail,
+    };
+    let url = url::Url::parse(&format!("{bucket_url}/{}", encode_key(key)))
+        .expect("a bucket URL with an encoded key is a URL");
+    let mut headers = reqwest::header::HeaderMap::new();
+    endpoint.sign_headers(&reqwest::Method::DELETE, &url, &mut headers)?;
+    let response = http
+        .delete(url)
+        .headers(headers)
+        .send()
+        .await
+        .map_err(|e| {
+            let mut text = e.to_string();
+            let mut cause = std::error::Error::source(&e);
+            while let Some(inner) = cause {
+                text.push_str(&format!(": {inner}"));
+                cause = inner.source();
+            }
+            failed(text)
+        })?;
+    let status = response.status();
+    if status.is_success() || status == reqwest::StatusCode::NOT_FOUND {
+        return Ok(());
+    }
+    let body = response.text().await.unwrap_or_default();
+    let code = quick_xml::de::from_str::<S3ErrorCode>(&body)
+        .ok()
+        .and_then(|e| e.code)
+        .map(|c| format!(" {c}"))
+        .unwrap_or_default();
+    Err(failed(format!("HTTP {}{code}", status.as_u16())))
+}
+
 /// Fires `stop` at the deadline; returns the timer's handle (abort it when done).
 fn stop_at_deadline(
     ctx: &StepContext,
@@ -1365,7 +1546,21 @@ async fn upload_all(
     };
     let listed_objects = listed.len() as u64;
     let listed_bytes = listed.values().sum::<u64>();
-    if sources.is_empty() {
+    // With `remove`, what the prefix holds beyond the folder's files.
+    let extra: Vec<String> = if options.remove {
+        let keys: std::collections::HashSet<&str> =
+            sources.iter().map(|s| s.key.as_str()).collect();
+        let mut extra: Vec<String> = listed
+            .keys()
+            .filter(|k| !keys.contains(k.as_str()))
+            .cloned()
+            .collect();
+        extra.sort();
+        extra
+    } else {
+        Vec::new()
+    };
+    if sources.is_empty() && options.folder.is_none() {
         tracing::info!(
             "{}: bucket `{}` on {} answers ({listed_objects} objects, {listed_bytes} bytes under the prefix); no file to upload",
             ctx.label,
@@ -1430,6 +1625,7 @@ async fn upload_all(
     let mut output = UploadOutput {
         listed_objects,
         listed_bytes,
+        removed: extra.len() as u64,
         ..UploadOutput::default()
     };
     for (index, (source, plan)) in sources.iter().zip(plans).enumerate() {
@@ -1488,7 +1684,7 @@ async fn upload_all(
         http: http.clone(),
         endpoint: endpoint.clone(),
         bucket: location.bucket.clone(),
-        bucket_url,
+        bucket_url: bucket_url.clone(),
         part_size: options.part_size,
         slots: Arc::new(Semaphore::new(concurrency)),
         progress: Arc::new(Progress::new(ctx.progress, &ctx.label, upload_bytes)),
@@ -1534,6 +1730,42 @@ async fn upload_all(
     uploader.progress.finish();
     let objects: Vec<UploadedObject> = objects.into_iter().flatten().collect();
 
+    // Only once every file is up and checked: what is not in the folder goes.
+    let deletes: Vec<_> = extra
+        .iter()
+        .map(|key| {
+            let (http, endpoint, bucket, bucket_url) =
+                (&http, &endpoint, &location.bucket, &bucket_url);
+            async move { delete_object(http, endpoint, bucket, bucket_url, key).await }
+        })
+        .collect();
+    let mut deleting = futures::stream::iter(deletes).buffer_unordered(concurrency);
+    loop {
+        let next = tokio::select! {
+            next = deleting.next() => next,
+            _ = stop.cancelled() => return Err(StepError::cancelled()),
+        };
+        match next {
+            Some(result) => result?,
+            None => break,
+        }
+    }
+    drop(deleting);
+    if !extra.is_empty() {
+        tracing::info!(
+            "{}: {} objects not in {} deleted from bucket `{}` (e.g. `{}`)",
+            ctx.label,
+            extra.len(),
+            options
+                .folder
+                .as_deref()
+                .map(|f| f.display().to_string())
+                .unwrap_or_default(),
+            location.bucket,
+            extra[0]
+        );
+    }
+
     // The final listing: every object is there with its size.
     let listed = tokio::select! {
         listed = listed_sizes(&http, &endpoint, &location) => listed?,
@@ -1552,6 +1784,20 @@ async fn upload_all(
             detail,
         }
         .into());
+    }
+    if options.remove && listed.len() != objects.len() {
+        let keys: std::collections::HashSet<&str> =
+            objects.iter().map(|o| o.key.as_str()).collect();
+        if let Some(key) = listed.keys().find(|k| !keys.contains(k.as_str())) {
+            return Err(UploadError::NotListed {
+                key: key.clone(),
+                bucket: location.bucket.clone(),
+                endpoint: endpoint.describe(),
+                detail: "is still there, but it is not in the folder (written meanwhile?)"
+                    .to_string(),
+            }
+            .into());
+        }
     }
     tracing::info!(
         "{}: {} files uploaded ({} bytes), {} already there, to bucket `{}` on {}",

@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use url::Url;
 
-use crate::runtime::error::StepFailure;
+use crate::runtime::error::{ErrorKind, StepFailure};
 use crate::runtime::step::StepContext;
 
 /// How long one request is retried on transient failures when the step's
@@ -180,20 +180,20 @@ pub enum HttpError {
 }
 
 impl StepFailure for HttpError {
-    fn kind(&self) -> &'static str {
+    fn error_kind(&self) -> ErrorKind {
         match self {
-            HttpError::Options(_) | HttpError::Url { .. } => "options",
-            HttpError::CaCertRead { .. } | HttpError::CaCertParse { .. } => "ca_cert",
-            HttpError::Client { .. } => "client",
-            HttpError::Transport { .. } => "connect",
-            HttpError::Status { status: 401, .. } => "unauthorized",
-            HttpError::Status { status: 403, .. } => "forbidden",
-            HttpError::Status { status: 404, .. } => "not_found",
-            HttpError::Status { .. } => "http_status",
-            HttpError::Json { .. } => "invalid_response",
-            HttpError::Deadline { .. } => "timeout",
+            HttpError::Options(_) | HttpError::Url { .. } => ErrorKind::Options,
+            HttpError::CaCertRead { .. } | HttpError::CaCertParse { .. } => ErrorKind::CaCert,
+            HttpError::Client { .. } => ErrorKind::Client,
+            HttpError::Transport { .. } => ErrorKind::Connect,
+            HttpError::Status { status: 401, .. } => ErrorKind::Unauthorized,
+            HttpError::Status { status: 403, .. } => ErrorKind::Forbidden,
+            HttpError::Status { status: 404, .. } => ErrorKind::NotFound,
+            HttpError::Status { .. } => ErrorKind::HttpStatus,
+            HttpError::Json { .. } => ErrorKind::InvalidResponse,
+            HttpError::Deadline { .. } => ErrorKind::Timeout,
             // The same kind as StepError::cancelled(), so the engine treats both alike.
-            HttpError::Cancelled => "cancelled",
+            HttpError::Cancelled => ErrorKind::Cancelled,
         }
     }
 }
@@ -374,6 +374,9 @@ pub struct HttpClient {
     deadline: Option<Instant>,
     cancel: CancellationToken,
     label: String,
+    /// Replaces the client's per-request limit ([`REQUEST_TIMEOUT`]) for a
+    /// request that only answers when long work is done.
+    request_timeout: Option<Duration>,
 }
 
 impl HttpClient {
@@ -454,6 +457,7 @@ impl HttpClient {
             deadline: ctx.deadline,
             cancel: ctx.cancel.clone(),
             label: ctx.label.clone(),
+            request_timeout: None,
         })
     }
 
@@ -466,6 +470,17 @@ impl HttpClient {
             deadline,
             cancel: self.cancel.clone(),
             label: self.label.clone(),
+            request_timeout: self.request_timeout,
+        }
+    }
+
+    /// The same client with another limit for each request than
+    /// [`REQUEST_TIMEOUT`] (e.g. a restore with `wait_for_completion`, which
+    /// answers when the work is done); the deadline still applies.
+    pub fn with_request_timeout(&self, timeout: Duration) -> HttpClient {
+        HttpClient {
+            request_timeout: Some(timeout),
+            ..self.with_deadline(self.deadline)
         }
     }
 
@@ -630,6 +645,9 @@ impl HttpClient {
             .client
             .request(request.method.clone(), request.url.clone())
             .headers(request.headers.clone());
+        if let Some(timeout) = self.request_timeout {
+            builder = builder.timeout(timeout);
+        }
         if let (Some(user), Some(password)) = (&self.connection.user, &self.connection.password) {
             builder = builder.basic_auth(user, Some(password.expose()));
         } else if let Some(key) = &self.connection.api_key {

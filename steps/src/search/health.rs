@@ -8,7 +8,7 @@ use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::runtime::error::{StepError, StepFailure};
+use crate::runtime::error::{ErrorKind, StepError, StepFailure};
 use crate::runtime::secret::Secret;
 use crate::runtime::step::{DryRun, Step, StepContext};
 use crate::search::client::{
@@ -148,8 +148,8 @@ pub enum EsHealthError {
 }
 
 impl StepFailure for EsHealthError {
-    fn kind(&self) -> &'static str {
-        "health"
+    fn error_kind(&self) -> ErrorKind {
+        ErrorKind::Health
     }
 }
 

@@ -10,7 +10,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::runtime::error::{StepError, StepFailure};
+use crate::runtime::error::{ErrorKind, StepError, StepFailure};
 use crate::runtime::secret::Secret;
 use crate::runtime::step::{DryRun, Step, StepContext};
 use crate::search::client::{HttpClient, HttpRequest, display_url, tls_summary};
@@ -94,8 +94,8 @@ pub enum HttpStepError {
 }
 
 impl StepFailure for HttpStepError {
-    fn kind(&self) -> &'static str {
-        "options"
+    fn error_kind(&self) -> ErrorKind {
+        ErrorKind::Options
     }
 }
 

@@ -11,7 +11,7 @@ use reqwest::Method;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::runtime::error::{StepError, StepFailure};
+use crate::runtime::error::{ErrorKind, StepError, StepFailure};
 use crate::runtime::secret::Secret;
 use crate::runtime::step::{DryRun, Step, StepContext};
 use crate::search::client::{
@@ -107,14 +107,14 @@ pub enum EsServerError {
 }
 
 impl StepFailure for EsServerError {
-    fn kind(&self) -> &'static str {
+    fn error_kind(&self) -> ErrorKind {
         match self {
-            EsServerError::BadUrl { .. } => "options",
-            EsServerError::NoAnswer { .. } => "connect",
-            EsServerError::NotElasticsearch { .. } => "not_elasticsearch",
-            EsServerError::Refused { status: 403, .. } => "forbidden",
-            EsServerError::Refused { .. } => "unauthorized",
-            EsServerError::Http(e) => e.kind(),
+            EsServerError::BadUrl { .. } => ErrorKind::Options,
+            EsServerError::NoAnswer { .. } => ErrorKind::Connect,
+            EsServerError::NotElasticsearch { .. } => ErrorKind::NotElasticsearch,
+            EsServerError::Refused { status: 403, .. } => ErrorKind::Forbidden,
+            EsServerError::Refused { .. } => ErrorKind::Unauthorized,
+            EsServerError::Http(e) => e.error_kind(),
         }
     }
 }

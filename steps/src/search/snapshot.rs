@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use url::Url;
 
-use crate::runtime::error::{StepError, StepFailure};
+use crate::runtime::error::{ErrorKind, StepError, StepFailure};
 use crate::runtime::secret::Secret;
 use crate::runtime::step::{DryRun, Step, StepContext};
 use crate::search::client::{
@@ -265,21 +265,21 @@ pub enum EsSnapshotError {
 }
 
 impl StepFailure for EsSnapshotError {
-    fn kind(&self) -> &'static str {
+    fn error_kind(&self) -> ErrorKind {
         match self {
-            EsSnapshotError::RepositoryMissing { .. } => "repository_missing",
-            EsSnapshotError::VerifyFailed { .. } => "repository_verify",
-            EsSnapshotError::Start { source, .. } => source.kind(),
-            EsSnapshotError::NotAccepted { .. } => "invalid_response",
-            EsSnapshotError::NameTaken { .. } => "snapshot_exists",
+            EsSnapshotError::RepositoryMissing { .. } => ErrorKind::RepositoryMissing,
+            EsSnapshotError::VerifyFailed { .. } => ErrorKind::RepositoryVerify,
+            EsSnapshotError::Start { source, .. } => source.error_kind(),
+            EsSnapshotError::NotAccepted { .. } => ErrorKind::InvalidResponse,
+            EsSnapshotError::NameTaken { .. } => ErrorKind::SnapshotExists,
             EsSnapshotError::Ended { state, .. } => match state.as_str() {
-                "PARTIAL" => "snapshot_partial",
-                "INCOMPATIBLE" => "snapshot_incompatible",
-                _ => "snapshot_failed",
+                "PARTIAL" => ErrorKind::SnapshotPartial,
+                "INCOMPATIBLE" => ErrorKind::SnapshotIncompatible,
+                _ => ErrorKind::SnapshotFailed,
             },
-            EsSnapshotError::Vanished { .. } => "snapshot_missing",
-            EsSnapshotError::StillRunning { .. } => "timeout",
-            EsSnapshotError::Poll { source, .. } => source.kind(),
+            EsSnapshotError::Vanished { .. } => ErrorKind::SnapshotMissing,
+            EsSnapshotError::StillRunning { .. } => ErrorKind::Timeout,
+            EsSnapshotError::Poll { source, .. } => source.error_kind(),
         }
     }
 }
@@ -508,7 +508,7 @@ Example:
     ) -> Result<EsSnapshotOutput, StepError> {
         if options.poll < MIN_POLL {
             return Err(StepError::new(
-                "options",
+                ErrorKind::Options,
                 format!(
                     "option `poll` {} is too short: at least {} (every poll is a request to Elasticsearch)",
                     humantime::format_duration(options.poll),
@@ -596,21 +596,15 @@ async fn check_repository(
     client: &HttpClient,
     options: &EsSnapshotOptions,
 ) -> Result<(), StepError> {
-    let url = endpoint(&options.url, &["_snapshot", &options.repository]);
-    let answer = client
-        .send(&HttpRequest::new(Method::GET, url.clone()))
-        .await?;
-    let missing = || EsSnapshotError::RepositoryMissing {
-        repository: options.repository.clone(),
-        url: display_url(&url),
-    };
-    if answer.status.as_u16() == 404 {
-        return Err(missing().into());
-    }
-    let repositories: serde_json::Map<String, serde_json::Value> =
-        answer.require_success()?.json()?;
-    if !repositories.contains_key(&options.repository) {
-        return Err(missing().into());
+    if !client
+        .repository_registered(&options.url, &options.repository)
+        .await?
+    {
+        return Err(EsSnapshotError::RepositoryMissing {
+            repository: options.repository.clone(),
+            url: display_url(&endpoint(&options.url, &["_snapshot", &options.repository])),
+        }
+        .into());
     }
     if options.verify_repository {
         let verify = endpoint(&options.url, &["_snapshot", &options.repository, "_verify"]);

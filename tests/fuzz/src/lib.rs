@@ -262,6 +262,7 @@ pub fn check_extract(data: &[u8]) {
         path: archive.clone(),
         dest: dest.clone(),
         verify: sidecar != Sidecar::None,
+        strip_prefix: None,
     };
     let result = extract_archive(&options, &WorkControl::new("fuzz"));
     if let Err(e) = &result {

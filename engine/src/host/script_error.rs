@@ -6,11 +6,9 @@
 //! cause, then `--> file:line:column` and the source line.
 
 use rhai::{Dynamic, EvalAltResult, Map, Position};
+use runbook_steps::ErrorKind;
 
 use crate::host::secrets::mask;
-
-/// Error kinds that mean "bad input, nothing should have run" (exit code 2).
-const INPUT_KINDS: &[&str] = &["config", "options", "script"];
 
 /// `file:line:column` for a position in `source` (the workflow when `None`).
 pub fn describe_position(source: Option<&str>, position: Position) -> String {
@@ -25,14 +23,14 @@ pub fn describe_position(source: Option<&str>, position: Position) -> String {
 /// A runtime error carrying a map, as steps and engine functions raise them.
 pub fn runtime_error(
     step: &str,
-    kind: &str,
+    kind: ErrorKind,
     message: String,
     position_text: String,
     position: Position,
 ) -> Box<EvalAltResult> {
     let mut map = Map::new();
     map.insert("step".into(), step.into());
-    map.insert("kind".into(), kind.into());
+    map.insert("kind".into(), kind.as_str().into());
     map.insert("message".into(), mask(&message).into());
     map.insert("position".into(), position_text.into());
     EvalAltResult::ErrorRuntime(map.into(), position).into()
@@ -66,13 +64,13 @@ pub fn error_map(error: &EvalAltResult) -> Map {
     }
     let mut map = Map::new();
     let kind = match inner {
-        EvalAltResult::ErrorRuntime(..) => "fail",
-        EvalAltResult::ErrorTerminated(..) => "cancelled",
-        EvalAltResult::ErrorTooManyOperations(..) => "operation_limit",
-        _ => "script",
+        EvalAltResult::ErrorRuntime(..) => ErrorKind::Fail,
+        EvalAltResult::ErrorTerminated(..) => ErrorKind::Cancelled,
+        EvalAltResult::ErrorTooManyOperations(..) => ErrorKind::OperationLimit,
+        _ => ErrorKind::Script,
     };
     map.insert("step".into(), "script".into());
-    map.insert("kind".into(), kind.into());
+    map.insert("kind".into(), kind.as_str().into());
     map.insert("message".into(), mask(&plain_message(inner)).into());
     map.insert(
         "position".into(),
@@ -115,7 +113,10 @@ fn headline(map: &Map) -> String {
     if step.is_empty()
         || step == "script"
         || step == "parallel"
-        || matches!(kind.as_str(), "config" | "fail" | "options")
+        || matches!(
+            ErrorKind::parse(&kind),
+            Some(ErrorKind::Config | ErrorKind::Fail | ErrorKind::Options)
+        )
     {
         return message;
     }
@@ -139,7 +140,7 @@ pub fn one_line(error: &EvalAltResult) -> String {
 pub fn is_input_error(error: &EvalAltResult) -> bool {
     let map = error_map(error);
     let kind = field(&map, "kind").unwrap_or_default();
-    INPUT_KINDS.contains(&kind.as_str())
+    ErrorKind::parse(&kind).is_some_and(ErrorKind::is_input)
 }
 
 /// The full report for the terminal: `error: ...`, one `caused by:` line per

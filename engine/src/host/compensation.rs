@@ -12,7 +12,7 @@
 //!
 //! If the process dies instead (SIGKILL, power cut, OOM kill), the journal is
 //! left with status `running` and pending compensations; the next run, or
-//! `runbook recover`, finds it and carries them out (see [`crate::run::recovery`]).
+//! `runbook recover`, finds it and carries them out (see `run::recovery`).
 //! A secret in a step action's options is journaled as `{"$secret": "NAME"}`
 //! and read again when the action is carried out.
 

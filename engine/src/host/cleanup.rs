@@ -10,7 +10,7 @@
 
 use std::cell::RefCell;
 
-use crate::run::run_state::{in_cleanup, set_in_cleanup};
+use crate::host::run_state::{in_cleanup, set_in_cleanup};
 
 use rhai::{Dynamic, Engine, EvalAltResult, FnPtr, NativeCallContextStore};
 
@@ -30,7 +30,7 @@ pub enum Deferred {
         /// Its id in the journal.
         id: i64,
         /// The run it belongs to.
-        state: std::sync::Arc<crate::run::run_state::RunState>,
+        state: std::sync::Arc<crate::host::run_state::RunState>,
     },
 }
 
@@ -68,7 +68,7 @@ pub fn defer(closure: FnPtr, context: NativeCallContextStore, position: String) 
 }
 
 /// Registers a journaled compensation in the current frame.
-pub fn defer_compensation(id: i64, state: std::sync::Arc<crate::run::run_state::RunState>) {
+pub fn defer_compensation(id: i64, state: std::sync::Arc<crate::host::run_state::RunState>) {
     push(Deferred::Compensation { id, state });
 }
 
@@ -90,7 +90,7 @@ pub fn run_deferred(engine: &Engine, deferred: Vec<Deferred>) -> Vec<Box<EvalAlt
                 if let Err(error) = closure.call_raw(&context, None, Vec::<Dynamic>::new()) {
                     tracing::error!(
                         "cleanup registered at {position} failed: {}",
-                        crate::report::script_error::one_line(&error)
+                        crate::host::script_error::one_line(&error)
                     );
                     failures.push(error);
                 }

@@ -13,9 +13,9 @@ use std::os::unix::fs::DirBuilderExt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use crate::host::compensation::Action;
 use crate::host::file_safety::{TrustedUse, check_trusted};
-use crate::run::compensation::Action;
-use crate::run::run_state::RunState;
+use crate::host::run_state::RunState;
 
 /// This run's folder, once made (one run per process).
 static FOLDER: Mutex<Option<PathBuf>> = Mutex::new(None);

@@ -5,8 +5,9 @@
 
 use rhai::{Array, Dynamic, EvalAltResult, FnPtr, Map, NativeCallContext};
 
-use crate::report::script_error;
-use crate::run::cleanup;
+use crate::host::cleanup;
+use crate::host::script_error;
+use runbook_steps::ErrorKind;
 
 /// The `parallel` function.
 pub fn parallel(context: NativeCallContext, branches: Array) -> Result<Array, Box<EvalAltResult>> {
@@ -19,7 +20,7 @@ pub fn parallel(context: NativeCallContext, branches: Array) -> Result<Array, Bo
             None => {
                 return Err(script_error::runtime_error(
                     "parallel",
-                    "options",
+                    ErrorKind::Options,
                     format!(
                         "branch {} is a {type_name}, expected a closure `|| {{ ... }}`",
                         index + 1
@@ -33,14 +34,14 @@ pub fn parallel(context: NativeCallContext, branches: Array) -> Result<Array, Bo
     #[allow(deprecated)]
     let store = context.store_data();
     let engine = context.engine();
-    let in_cleanup = crate::run::run_state::in_cleanup();
+    let in_cleanup = crate::host::run_state::in_cleanup();
     let outcomes: Vec<Result<Dynamic, Vec<Box<EvalAltResult>>>> = std::thread::scope(|scope| {
         let handles: Vec<_> = closures
             .iter()
             .map(|closure| {
                 let store = store.clone();
                 scope.spawn(move || {
-                    crate::run::run_state::set_in_cleanup(in_cleanup);
+                    crate::host::run_state::set_in_cleanup(in_cleanup);
                     cleanup::push_frame();
                     #[allow(deprecated)]
                     let branch_context = store.create_context(engine);
@@ -87,7 +88,7 @@ pub fn parallel(context: NativeCallContext, branches: Array) -> Result<Array, Bo
     }
     let mut map = Map::new();
     map.insert("step".into(), "parallel".into());
-    map.insert("kind".into(), "parallel".into());
+    map.insert("kind".into(), ErrorKind::Parallel.as_str().into());
     map.insert(
         "message".into(),
         format!("{failed} of {total} branches failed").into(),

@@ -9,8 +9,8 @@ use std::sync::Mutex;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::host::compensation::Compensation;
 use crate::host::secrets::mask_json;
-use crate::run::compensation::Compensation;
 
 /// The journal's content.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

@@ -7,9 +7,10 @@ use rhai::Map;
 use runbook_steps::runtime::progress::ProgressMode;
 use tokio_util::sync::CancellationToken;
 
+use crate::host::compensation::{Action, Compensation};
 use crate::host::config::Overrides;
-use crate::run::compensation::{Action, Compensation};
-use crate::run::journal::{Journal, StepRecord};
+use crate::host::journal::{Journal, StepRecord};
+use runbook_steps::ErrorKind;
 
 /// Shared state of one run.
 pub struct RunState {
@@ -126,7 +127,7 @@ impl RunState {
             "{}: undoing",
             crate::host::secrets::mask(&compensation.label)
         );
-        let outcome = self.runtime.block_on(crate::run::compensation::carry_out(
+        let outcome = self.runtime.block_on(crate::host::compensation::carry_out(
             &compensation.action,
             &compensation.label,
             self.dry_run,
@@ -143,9 +144,9 @@ impl RunState {
             }
         });
         outcome.map_err(|e| {
-            crate::report::script_error::runtime_error(
+            crate::host::script_error::runtime_error(
                 "undo",
-                "undo",
+                ErrorKind::Undo,
                 format!("{}: {e}", compensation.label),
                 compensation.position.clone(),
                 rhai::Position::NONE,

@@ -1,0 +1,433 @@
+//! The Cassandra part of `cluster-hot-restore` (workflows/lib/restore_cassandra.rhai)
+//! on a real Cassandra 4.1 node with PasswordAuthenticator (and a real
+//! OpenSearch node, which the stock backup snapshots): sets made by the stock
+//! `cluster-hot-backup` are restored through a small workflow that calls the
+//! lib's functions in the order `cluster-hot-restore` does (preflight,
+//! safety_copy, restore, verify, dismiss the undo), and the keyspace's digest
+//! (`sandbox.py digest`: rows and per-table SHA-256) is compared.
+//!
+//! The servers are started once for this test binary (about a minute) and
+//! stopped when it exits; tests take turns. Servers that cannot be installed or
+//! started fail every test with the reason; none is skipped.
+
+#[path = "support/cluster.rs"]
+mod cluster;
+#[path = "support/restore_proof.rs"]
+mod restore_proof;
+#[path = "support/mod.rs"]
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use cluster::*;
+use restore_proof::{Storage, digest, real_tools, set_stamps, succeeded};
+use support::{assert_contains, repo_root, venv_bin};
+
+const USER: &str = "thehive";
+const PASSWORD: &str = "Restore-Cql-Secret-4";
+
+/// The test workflow: the lib's functions in the order the restore calls
+/// them, on the set `stamp`, its Cassandra archive extracted into `staging`.
+/// `fail_after_restore` plays another part failing after this one restored.
+const PART_WORKFLOW: &str = r#"
+import "lib/restore_cassandra" as cassandra;
+
+let cfg = config(cassandra::config_defaults() + #{
+    cassandra_keyspace: "thehive", cassandra_connection: "127.0.0.1", cassandra_user: "",
+    cassandra_data_folder: "", cassandra_archive_path: "", nodetool: "nodetool", cqlsh: "cqlsh",
+    elasticsearch_url: "", elasticsearch_repository: "", elasticsearch_indices: "", elasticsearch_archive_path: "",
+    elasticsearch_poll: "5s",
+    storage: "none", attachment_folder: "", storage_archive_path: "", s3_source: "", s3_archive_path: "",
+    manifest_path: "", staging: "", stamp: "", action: "restore", fail_after_restore: false,
+});
+
+let set = backup_manifest(cfg.manifest_path, cfg.stamp).manifest;
+let stamp = set.stamp;
+if cfg.action == "discard" {
+    cassandra::discard_safety(cfg, stamp);
+    cassandra::discard_safety(cfg, stamp);      // idempotent
+    return;
+}
+let archive = "";
+for a in set.archives { if a.part == "cassandra" { archive = a.path; } }
+let staging = `${cfg.staging}/${stamp}`;
+mkdir(staging);
+let source = `${staging}/cassandra_${stamp}`;
+if !exists(source) {
+    extract_archive(#{ path: archive, dest: staging, verify: false, label: "extract cassandra archive", timeout: "1h" });
+}
+for line in cassandra::plan(cfg, set, source) { log_info(`plan: ${line}`); }
+if cfg.action == "plan" { return; }
+cassandra::preflight(cfg, set, source);
+let safety = cassandra::safety_copy(cfg, set, stamp);
+let restored = cassandra::restore(cfg, set, source);
+let checked = cassandra::verify(cfg, set, source, restored);
+if cfg.fail_after_restore { fail("another part of the restore failed (test)"); }
+for id in safety.undo_ids { dismiss(id); }
+log_info(`restored: ${restored.to_json()} checked: ${checked.to_json()}`);
+"#;
+
+/// The shared servers, or why they could not be started.
+static NODE: OnceLock<Result<Cluster, String>> = OnceLock::new();
+/// Tests change the node's data: one at a time.
+static EXCLUSIVE: Mutex<()> = Mutex::new(());
+
+/// Stops the shared sandbox when the test binary exits (statics are never dropped).
+extern "C" fn stop_node_at_exit() {
+    if let Some(Ok(cluster)) = NODE.get() {
+        let _ = Command::new(venv_bin("python"))
+            .arg(repo_root().join("tests/sandbox/sandbox.py"))
+            .arg("stop")
+            .arg(cluster.sandbox())
+            .stdout(std::process::Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir_all(cluster.dir.path());
+    }
+}
+
+/// The real nodes (Cassandra with `--cql-auth`, OpenSearch), started on first
+/// use; panics with the reason when they cannot be.
+fn node() -> (&'static Cluster, MutexGuard<'static, ()>) {
+    let started = NODE.get_or_init(|| {
+        let install = Command::new("bash")
+            .arg(repo_root().join("tests/setup-real-servers.sh"))
+            .output()
+            .map_err(|error| format!("cannot run tests/setup-real-servers.sh: {error}"))?;
+        if !install.status.success() {
+            return Err(format!(
+                "tests/setup-real-servers.sh failed: {}",
+                stderr(&install)
+            ));
+        }
+        let auth = format!("{USER}:{PASSWORD}");
+        let cluster = std::panic::catch_unwind(|| {
+            Cluster::start(&[
+                "--cassandra",
+                "real",
+                "--es",
+                "opensearch",
+                "--es-docs",
+                "50",
+                "--objects",
+                "5",
+                "--cql-auth",
+                &auth,
+            ])
+        })
+        .map_err(|panic| {
+            panic
+                .downcast_ref::<String>()
+                .cloned()
+                .unwrap_or_else(|| "sandbox start panicked".into())
+        })?;
+        // SAFETY: registers a plain extern "C" function with no captured state.
+        unsafe { libc::atexit(stop_node_at_exit) };
+        Ok(cluster)
+    });
+    let cluster = match started {
+        Ok(cluster) => cluster,
+        Err(reason) => panic!("the real servers could not be started: {reason}"),
+    };
+    let guard = EXCLUSIVE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    (cluster, guard)
+}
+
+/// The real cqlsh as the test's admin (the test's own command line, not runbook's).
+fn cql(cluster: &Cluster, statement: &str) -> String {
+    let mut command = Command::new(real_tools().join("cqlsh"));
+    for (key, value) in cluster.record["env"].as_object().unwrap() {
+        command.env(key, value.as_str().unwrap());
+    }
+    succeeded(
+        statement,
+        command
+            .args(["-u", USER, "-p", PASSWORD, "-e", statement])
+            .output()
+            .unwrap(),
+    )
+}
+
+/// The keyspace's digest: per table, rows and SHA-256.
+fn keyspace_digest(cluster: &Cluster) -> serde_json::Value {
+    digest(cluster, Storage::Local)["cassandra"].clone()
+}
+
+/// A new set by the stock backup (Cassandra and the index; no attachments).
+fn backup(cluster: &Cluster) -> String {
+    let before = set_stamps(cluster);
+    let out = cluster.run(&["run", "cluster-hot-backup", "--set", "storage=none"]);
+    assert_eq!(code(&out), 0, "backup: {}", stderr(&out));
+    let made: Vec<String> = set_stamps(cluster).difference(&before).cloned().collect();
+    assert_eq!(made.len(), 1, "one new backup set: {made:?}");
+    made[0].clone()
+}
+
+/// Rows inserted, updated and deleted: the live keyspace is no longer the set's.
+fn change_rows(cluster: &Cluster) {
+    cql(
+        cluster,
+        "INSERT INTO thehive.janusgraph_ids (key, column1, value) VALUES (0x0bad, 0x01, 0x02); \
+         INSERT INTO thehive.systemlog (key, column1, value) VALUES (0x0bad, 0x01, 0x02)",
+    );
+    let keys = cql(cluster, "SELECT key FROM thehive.txlog LIMIT 2");
+    let keys: Vec<&str> = keys
+        .lines()
+        .map(str::trim)
+        .filter(|line| line.starts_with("0x"))
+        .collect();
+    assert_eq!(keys.len(), 2, "two txlog rows to change: {keys:?}");
+    cql(
+        cluster,
+        &format!(
+            "DELETE FROM thehive.txlog WHERE key = {}; UPDATE thehive.txlog SET value = 0x99 WHERE key = {} AND column1 = 0x00",
+            keys[0], keys[1]
+        ),
+    );
+}
+
+/// The folder holding the test workflow and a copy of the lib under test.
+fn workflow(cluster: &Cluster) -> PathBuf {
+    let folder = cluster.dir.path().join("wf");
+    std::fs::create_dir_all(folder.join("lib")).unwrap();
+    std::fs::copy(
+        repo_root().join("workflows/lib/restore_cassandra.rhai"),
+        folder.join("lib/restore_cassandra.rhai"),
+    )
+    .unwrap();
+    let file = folder.join("restore-cassandra-part.rhai");
+    std::fs::write(&file, PART_WORKFLOW).unwrap();
+    file
+}
+
+/// Runs the test workflow on set `stamp` with `extra` --set pairs, as the
+/// sandbox's role (password from CASSANDRA_PASSWORD, env.sh's).
+fn run_part(cluster: &Cluster, stamp: &str, extra: &[&str]) -> Output {
+    let file = workflow(cluster);
+    let mut args = vec![
+        "run".to_string(),
+        file.display().to_string(),
+        "--set".into(),
+        format!("stamp={stamp}"),
+        "--set".into(),
+        format!(
+            "staging={}",
+            cluster.dir.path().join("staging").display()
+        ),
+        "--set".into(),
+        format!(
+            "sstableloader={}",
+            real_tools().join("sstableloader").display()
+        ),
+    ];
+    for pair in extra {
+        args.push("--set".into());
+        args.push(pair.to_string());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    cluster.run(&args)
+}
+
+fn safety_folder(cluster: &Cluster, stamp: &str) -> PathBuf {
+    cluster
+        .path("cassandra_data")
+        .join(format!("runbook_pre_restore_{stamp}"))
+}
+
+/// Roles whose name says runbook made them for a load.
+fn loader_roles(cluster: &Cluster) -> Vec<String> {
+    cql(cluster, "SELECT role FROM system_auth.roles")
+        .lines()
+        .map(str::trim)
+        .filter(|line| line.starts_with("runbook_"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// Drops the safety copy of `stamp` through the lib (twice: idempotent).
+fn discard(cluster: &Cluster, stamp: &str) {
+    let out = run_part(cluster, stamp, &["action=discard"]);
+    assert_eq!(code(&out), 0, "discard_safety: {}", stderr(&out));
+    assert!(!safety_folder(cluster, stamp).exists());
+    let tag = format!("pre_restore_{stamp}");
+    assert!(
+        !cluster
+            .cassandra_snapshots()
+            .iter()
+            .any(|snapshot| snapshot.ends_with(&tag)),
+        "snapshot {tag} cleared: {:?}",
+        cluster.cassandra_snapshots()
+    );
+}
+
+#[test]
+fn round_trip_restores_the_backup_time_keyspace_with_no_password_on_any_command_line() {
+    let (cluster, _guard) = node();
+    let stamp = backup(cluster);
+    let at_backup = keyspace_digest(cluster);
+    assert_eq!(at_backup.as_object().unwrap().len(), 9, "{at_backup}");
+    change_rows(cluster);
+    assert_ne!(keyspace_digest(cluster), at_backup, "the rows changed");
+
+    // Every process's command line is sampled while the restore runs.
+    let done = AtomicBool::new(false);
+    let (out, seen, loaders) = std::thread::scope(|scope| {
+        let sampler = scope.spawn(|| {
+            let mut seen = Vec::new();
+            let mut loaders = 0;
+            while !done.load(Ordering::Relaxed) {
+                for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+                    if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+                        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+                        if text.contains(PASSWORD) {
+                            seen.push(text.clone());
+                        }
+                        if text.contains("org.apache.cassandra.tools.BulkLoader") {
+                            loaders += 1;
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            (seen, loaders)
+        });
+        let out = run_part(cluster, &stamp, &[]);
+        done.store(true, Ordering::Relaxed);
+        let (seen, loaders) = sampler.join().unwrap();
+        (out, seen, loaders)
+    });
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(seen.is_empty(), "the password was on a command line: {seen:?}");
+    assert!(loaders > 0, "sstableloader was seen running while sampling");
+    let log = stderr(&out);
+    assert_contains(&log, "schema equal to the set's; emptying its 9 tables");
+    assert_contains(&log, "9 tables streamed");
+    assert!(!log.contains(PASSWORD), "{log}");
+
+    // Exactly the set's rows: the insert, update and delete are gone.
+    assert_eq!(keyspace_digest(cluster), at_backup);
+    assert!(loader_roles(cluster).is_empty(), "{:?}", loader_roles(cluster));
+    // The safety copy stays (links, schema, script) until discard_safety.
+    let safety = safety_folder(cluster, &stamp);
+    assert!(safety.join("schema.cql").is_file());
+    assert!(safety.join("verified").is_file());
+    discard(cluster, &stamp);
+}
+
+#[test]
+fn a_loader_failing_on_the_third_table_puts_the_keyspace_back() {
+    let (cluster, _guard) = node();
+    let stamp = backup(cluster);
+    change_rows(cluster);
+    let before_restore = keyspace_digest(cluster);
+
+    // sstableloader that fails on its third load (`--help` aside), a stand-in
+    // in front of the real one.
+    let count = cluster.dir.path().join("loads");
+    let _ = std::fs::remove_file(&count);
+    let wrapper = cluster.dir.path().join("failing-sstableloader");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/usr/bin/env bash\n\
+             # stand-in: the real sstableloader, failing on its third table\n\
+             real={real}\n\
+             if [ \"${{1:-}}\" = --help ]; then exec \"$real\" \"$@\"; fi\n\
+             n=$(flock {count}.lock sh -c 'n=$(( $(cat {count} 2>/dev/null || echo 0) + 1 )); echo $n > {count}; echo $n')\n\
+             if [ \"$n\" -eq 3 ]; then echo \"stand-in: stream to 127.0.0.1 failed\" >&2; exit 1; fi\n\
+             exec \"$real\" \"$@\"\n",
+            real = real_tools().join("sstableloader").display(),
+            count = count.display(),
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .unwrap();
+
+    let out = run_part(
+        cluster,
+        &stamp,
+        &[&format!("sstableloader={}", wrapper.display())],
+    );
+    let log = stderr(&out);
+    assert_eq!(code(&out), 1, "{log}");
+    assert_contains(&log, "sstableloader failed for table thehive.");
+    assert_contains(&log, "stand-in: stream to 127.0.0.1 failed");
+    assert_contains(
+        &log,
+        "put Cassandra keyspace thehive back from safety copy pre_restore_",
+    );
+    assert!(!log.contains("cleanup failed"), "{log}");
+    assert_eq!(keyspace_digest(cluster), before_restore);
+    assert!(loader_roles(cluster).is_empty(), "{:?}", loader_roles(cluster));
+    discard(cluster, &stamp);
+}
+
+#[test]
+fn another_part_failing_after_the_restore_puts_the_keyspace_back() {
+    let (cluster, _guard) = node();
+    let stamp = backup(cluster);
+    change_rows(cluster);
+    let before_restore = keyspace_digest(cluster);
+    let out = run_part(cluster, &stamp, &["fail_after_restore=true"]);
+    let log = stderr(&out);
+    assert_eq!(code(&out), 1, "{log}");
+    assert_contains(&log, "another part of the restore failed (test)");
+    assert_contains(&log, "9 tables streamed");
+    assert!(!log.contains("cleanup failed"), "{log}");
+    assert_eq!(keyspace_digest(cluster), before_restore);
+    discard(cluster, &stamp);
+}
+
+#[test]
+fn a_keyspace_whose_schema_differs_is_recreated_from_the_set() {
+    let (cluster, _guard) = node();
+    let stamp = backup(cluster);
+    let at_backup = keyspace_digest(cluster);
+    cql(
+        cluster,
+        "CREATE TABLE thehive.added_since (key blob PRIMARY KEY, value blob); \
+         INSERT INTO thehive.added_since (key, value) VALUES (0x01, 0x02)",
+    );
+    change_rows(cluster);
+    let out = run_part(cluster, &stamp, &[]);
+    let log = stderr(&out);
+    assert_eq!(code(&out), 0, "{log}");
+    assert_contains(&log, "schema differs from the set's create_keyspace_thehive.cql: dropping and recreating it");
+    let tables = cql(
+        cluster,
+        "SELECT table_name FROM system_schema.tables WHERE keyspace_name = 'thehive'",
+    );
+    assert!(!tables.contains("added_since"), "{tables}");
+    assert_eq!(keyspace_digest(cluster), at_backup);
+    discard(cluster, &stamp);
+}
+
+#[test]
+fn plan_lists_every_action_without_a_password() {
+    let (cluster, _guard) = node();
+    let stamp = backup(cluster);
+    let out = run_part(cluster, &stamp, &["action=plan"]);
+    let log = stderr(&out);
+    assert_eq!(code(&out), 0, "{log}");
+    let plan: Vec<&str> = log
+        .lines()
+        .filter_map(|line| line.split_once("plan: ").map(|(_, rest)| rest))
+        .collect();
+    assert!(plan[0].contains(&format!("snapshot -t pre_restore_{stamp} thehive")), "{plan:?}");
+    assert_eq!(
+        plan.iter().filter(|line| line.contains("sstableloader -d ")).count(),
+        9,
+        "one load per table: {plan:?}"
+    );
+    for line in &plan {
+        assert!(!line.contains(PASSWORD), "{line}");
+        assert!(!line.contains("CASSANDRA_PASSWORD"), "{line}");
+    }
+    assert!(!safety_folder(cluster, &stamp).exists(), "plan changes nothing");
+}
