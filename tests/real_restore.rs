@@ -233,14 +233,18 @@ fn leftovers(cluster: &Cluster) -> Vec<String> {
     for folder in cluster.cassandra_snapshots() {
         found.push(format!("Cassandra snapshot {}", folder.display()));
     }
+    // Beside the attachment folder, and in the Cassandra data folder (the
+    // keyspace's safety copy is hard-linked there).
     let attachments = cluster.path("attachments");
-    for entry in std::fs::read_dir(attachments.parent().unwrap())
-        .unwrap()
-        .flatten()
-    {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if name.contains("pre_restore") {
-            found.push(format!("folder {name}"));
+    for folder in [
+        attachments.parent().unwrap().to_path_buf(),
+        cluster.path("cassandra_data"),
+    ] {
+        for entry in std::fs::read_dir(&folder).unwrap().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.contains("pre_restore") {
+                found.push(format!("{}", entry.path().display()));
+            }
         }
     }
     if let Ok(entries) = std::fs::read_dir(staging(cluster)) {
@@ -425,7 +429,7 @@ fn plan_prints_every_action_and_changes_nothing() {
     let (cluster, _guard) = node();
     let stamp = backup(cluster, Storage::Local);
     let before = digest(cluster, Storage::Local);
-    let out = restore_command(cluster, "plan", &[("stamp", &stamp)])
+    let out = restore_command(cluster, "plan", &[("stamp", &stamp), ("storage", "local")])
         .output()
         .unwrap();
     let err = stderr(&out);
@@ -441,6 +445,61 @@ fn plan_prints_every_action_and_changes_nothing() {
     assert_contains(&err, "plan complete");
     assert_eq!(digest(cluster, Storage::Local), before);
     assert_eq!(leftovers(cluster), Vec::<String>::new());
+
+    // restore-prep prints the same actions (one source: the part libraries'
+    // plan()); only its extraction folder differs.
+    let staging = staging(cluster);
+    let mut prep = runbook();
+    prep.args(["run", "restore-prep", "--journal-dir"])
+        .arg(cluster.dir.path().join("journal"));
+    let vars: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cluster.path("vars")).unwrap()).unwrap();
+    for key in [
+        "manifest_path",
+        "elasticsearch_url",
+        "cassandra_archive_path",
+        "storage_archive_path",
+        "s3_archive_path",
+        "cassandra_connection",
+        "cassandra_user",
+        "cassandra_data_folder",
+        "attachment_folder",
+        "nodetool",
+        "cqlsh",
+    ] {
+        prep.arg("--set")
+            .arg(format!("{key}={}", vars[key].as_str().unwrap()));
+    }
+    prep.arg("--set")
+        .arg(format!("staging={}", staging.display()))
+        .arg("--set")
+        .arg(format!("stamp={stamp}"))
+        .env("CASSANDRA_PASSWORD", PASSWORD)
+        .env("PATH", tools_path());
+    let prepared = prep.output().unwrap();
+    let prep_err = stderr(&prepared);
+    assert_eq!(code(&prepared), 0, "{prep_err}");
+    let actions = |text: &str, heading: &str| -> Vec<String> {
+        text.lines()
+            .skip_while(|line| !line.contains(heading))
+            .skip(1)
+            .take_while(|line| line.contains("INFO   "))
+            .map(|line| line.split_once("INFO   ").unwrap().1.to_string())
+            .collect()
+    };
+    let planned = actions(&err, "will, in order");
+    let printed: Vec<String> = actions(&prep_err, "would, in order:")
+        .into_iter()
+        .map(|line| {
+            line.replace(
+                &format!("{}/{stamp}/", staging.display()),
+                &format!("{}/cluster-hot-restore_{stamp}/", staging.display()),
+            )
+        })
+        .collect();
+    assert!(planned.len() > 10, "{planned:#?}");
+    assert_eq!(printed, planned, "restore-prep prints another plan");
+    std::fs::remove_dir_all(&staging).unwrap();
 }
 
 /// A stamp for a set made now, in the backup's format.
