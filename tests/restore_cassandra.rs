@@ -215,10 +215,7 @@ fn run_part(cluster: &Cluster, stamp: &str, extra: &[&str]) -> Output {
         "--set".into(),
         format!("stamp={stamp}"),
         "--set".into(),
-        format!(
-            "staging={}",
-            cluster.dir.path().join("staging").display()
-        ),
+        format!("staging={}", cluster.dir.path().join("staging").display()),
         "--set".into(),
         format!(
             "sstableloader={}",
@@ -302,7 +299,10 @@ fn round_trip_restores_the_backup_time_keyspace_with_no_password_on_any_command_
         (out, seen, loaders)
     });
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert!(seen.is_empty(), "the password was on a command line: {seen:?}");
+    assert!(
+        seen.is_empty(),
+        "the password was on a command line: {seen:?}"
+    );
     assert!(loaders > 0, "sstableloader was seen running while sampling");
     let log = stderr(&out);
     assert_contains(&log, "schema equal to the set's; emptying its 9 tables");
@@ -311,7 +311,11 @@ fn round_trip_restores_the_backup_time_keyspace_with_no_password_on_any_command_
 
     // Exactly the set's rows: the insert, update and delete are gone.
     assert_eq!(keyspace_digest(cluster), at_backup);
-    assert!(loader_roles(cluster).is_empty(), "{:?}", loader_roles(cluster));
+    assert!(
+        loader_roles(cluster).is_empty(),
+        "{:?}",
+        loader_roles(cluster)
+    );
     // The safety copy stays (links, schema, script) until discard_safety.
     let safety = safety_folder(cluster, &stamp);
     assert!(safety.join("schema.cql").is_file());
@@ -346,8 +350,11 @@ fn a_loader_failing_on_the_third_table_puts_the_keyspace_back() {
         ),
     )
     .unwrap();
-    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
 
     let out = run_part(
         cluster,
@@ -364,7 +371,11 @@ fn a_loader_failing_on_the_third_table_puts_the_keyspace_back() {
     );
     assert!(!log.contains("cleanup failed"), "{log}");
     assert_eq!(keyspace_digest(cluster), before_restore);
-    assert!(loader_roles(cluster).is_empty(), "{:?}", loader_roles(cluster));
+    assert!(
+        loader_roles(cluster).is_empty(),
+        "{:?}",
+        loader_roles(cluster)
+    );
     discard(cluster, &stamp);
 }
 
@@ -398,7 +409,10 @@ fn a_keyspace_whose_schema_differs_is_recreated_from_the_set() {
     let out = run_part(cluster, &stamp, &[]);
     let log = stderr(&out);
     assert_eq!(code(&out), 0, "{log}");
-    assert_contains(&log, "schema differs from the set's create_keyspace_thehive.cql: dropping and recreating it");
+    assert_contains(
+        &log,
+        "schema differs from the set's create_keyspace_thehive.cql: dropping and recreating it",
+    );
     let tables = cql(
         cluster,
         "SELECT table_name FROM system_schema.tables WHERE keyspace_name = 'thehive'",
@@ -419,9 +433,14 @@ fn plan_lists_every_action_without_a_password() {
         .lines()
         .filter_map(|line| line.split_once("plan: ").map(|(_, rest)| rest))
         .collect();
-    assert!(plan[0].contains(&format!("snapshot -t pre_restore_{stamp} thehive")), "{plan:?}");
+    assert!(
+        plan[0].contains(&format!("snapshot -t pre_restore_{stamp} thehive")),
+        "{plan:?}"
+    );
     assert_eq!(
-        plan.iter().filter(|line| line.contains("sstableloader -d ")).count(),
+        plan.iter()
+            .filter(|line| line.contains("sstableloader -d "))
+            .count(),
         9,
         "one load per table: {plan:?}"
     );
@@ -429,5 +448,8 @@ fn plan_lists_every_action_without_a_password() {
         assert!(!line.contains(PASSWORD), "{line}");
         assert!(!line.contains("CASSANDRA_PASSWORD"), "{line}");
     }
-    assert!(!safety_folder(cluster, &stamp).exists(), "plan changes nothing");
+    assert!(
+        !safety_folder(cluster, &stamp).exists(),
+        "plan changes nothing"
+    );
 }

@@ -16,7 +16,7 @@ use nix::fcntl::{AT_FDCWD, RenameFlags, renameat2};
 use serde::{Deserialize, Serialize};
 
 use crate::runtime::blocking_work::run_blocking;
-use crate::runtime::error::{StepError, StepFailure};
+use crate::runtime::error::{ErrorKind, StepError, StepFailure};
 use crate::runtime::step::{DryRun, Step, StepContext};
 
 /// The `move_path` step.
@@ -88,12 +88,12 @@ pub enum MovePathError {
 }
 
 impl StepFailure for MovePathError {
-    fn kind(&self) -> &'static str {
+    fn error_kind(&self) -> ErrorKind {
         match self {
-            MovePathError::Missing { .. } => "not_found",
-            MovePathError::Exists { .. } => "exists",
-            MovePathError::CrossDevice { .. } => "cross_device",
-            MovePathError::Io { .. } => "io",
+            MovePathError::Missing { .. } => ErrorKind::NotFound,
+            MovePathError::Exists { .. } => ErrorKind::Exists,
+            MovePathError::CrossDevice { .. } => ErrorKind::CrossDevice,
+            MovePathError::Io { .. } => ErrorKind::Io,
         }
     }
 }

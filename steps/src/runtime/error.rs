@@ -117,6 +117,9 @@ error_kinds! {
     SnapshotIncompatible = "snapshot_incompatible",
     /// The snapshot ended FAILED.
     SnapshotFailed = "snapshot_failed",
+    /// A snapshot restore ended with shards that did not come back (the
+    /// answer's `shards.failed` > 0 or `successful` < `total`).
+    RestoreIncomplete = "restore_incomplete",
 
     // Processes.
     /// The command could not be started (not found, not executable).
@@ -141,6 +144,11 @@ error_kinds! {
     UnsafePath = "unsafe_path",
     /// An archive entry would write outside `dest`, or is of a kind never extracted.
     UnsafeEntry = "unsafe_entry",
+    /// Something is already at the path a move or rename would write to.
+    Exists = "exists",
+    /// A rename between two file systems, which cannot be atomic: the
+    /// paths must be on one file system.
+    CrossDevice = "cross_device",
 
     // Transfers.
     /// Uploading an object failed.

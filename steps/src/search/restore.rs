@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 use url::Url;
 
-use crate::runtime::error::{StepError, StepFailure};
+use crate::runtime::error::{ErrorKind, StepError, StepFailure};
 use crate::runtime::secret::Secret;
 use crate::runtime::step::{DryRun, Step, StepContext};
 use crate::search::client::{
@@ -157,14 +157,14 @@ pub enum EsRestoreError {
 }
 
 impl StepFailure for EsRestoreError {
-    fn kind(&self) -> &'static str {
+    fn error_kind(&self) -> ErrorKind {
         match self {
-            EsRestoreError::Options(_) => "options",
-            EsRestoreError::Delete { source, .. } => source.kind(),
-            EsRestoreError::SnapshotMissing { .. } => "snapshot_missing",
-            EsRestoreError::Request { source, .. } => source.kind(),
-            EsRestoreError::NoShards { .. } => "invalid_response",
-            EsRestoreError::Incomplete { .. } => "restore_incomplete",
+            EsRestoreError::Options(_) => ErrorKind::Options,
+            EsRestoreError::Delete { source, .. } => source.error_kind(),
+            EsRestoreError::SnapshotMissing { .. } => ErrorKind::SnapshotMissing,
+            EsRestoreError::Request { source, .. } => source.error_kind(),
+            EsRestoreError::NoShards { .. } => ErrorKind::InvalidResponse,
+            EsRestoreError::Incomplete { .. } => ErrorKind::RestoreIncomplete,
         }
     }
 }
