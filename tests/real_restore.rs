@@ -824,10 +824,7 @@ fn a_set_made_by_the_guides_scripts_restores_with_an_explicit_stamp() {
     assert_contains(&err, &format!("set {stamp} has no manifest"));
     assert_contains(&err, "(a guide-made set: no manifest)");
     assert_eq!(digest(cluster, Storage::Local), at_backup);
-    let out = restore(
-        cluster,
-        &[("discard_safety", &stamp), ("storage", "local")],
-    );
+    let out = restore(cluster, &[("discard_safety", &stamp), ("storage", "local")]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(leftovers(cluster), Vec::<String>::new());
 }
@@ -884,10 +881,7 @@ fn sigterm_mid_restore_puts_everything_back() {
         "the staging folder is removed"
     );
     // What the undo left (the safety copies) is dropped as after a success.
-    let out = restore(
-        cluster,
-        &[("discard_safety", &stamp), ("storage", "local")],
-    );
+    let out = restore(cluster, &[("discard_safety", &stamp), ("storage", "local")]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
 }
 
