@@ -290,6 +290,65 @@ fn flip_byte(path: &Path) {
     std::fs::write(path, bytes).unwrap();
 }
 
+/// The action lines a run logged after `heading` (`  part: action`), without
+/// the log prefix.
+fn actions(text: &str, heading: &str) -> Vec<String> {
+    text.lines()
+        .skip_while(|line| !line.contains(heading))
+        .skip(1)
+        .take_while(|line| line.contains("INFO   "))
+        .map(|line| line.split_once("INFO   ").unwrap().1.to_string())
+        .collect()
+}
+
+/// `runbook run restore-prep` on set `stamp` with the sandbox's settings:
+/// the restore's actions it prints (its extraction folder `STAGING/STAMP/`
+/// written as the restore's `STAGING/cluster-hot-restore_STAMP/`). The
+/// extraction is removed again.
+fn restore_prep_actions(cluster: &Cluster, stamp: &str) -> Vec<String> {
+    let staging = staging(cluster);
+    let mut prep = runbook();
+    prep.args(["run", "restore-prep", "--journal-dir"])
+        .arg(cluster.dir.path().join("journal"));
+    let vars: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cluster.path("vars")).unwrap()).unwrap();
+    for key in [
+        "manifest_path",
+        "elasticsearch_url",
+        "cassandra_archive_path",
+        "storage_archive_path",
+        "s3_archive_path",
+        "cassandra_connection",
+        "cassandra_user",
+        "cassandra_data_folder",
+        "attachment_folder",
+        "nodetool",
+        "cqlsh",
+    ] {
+        prep.arg("--set")
+            .arg(format!("{key}={}", vars[key].as_str().unwrap()));
+    }
+    prep.arg("--set")
+        .arg(format!("staging={}", staging.display()))
+        .arg("--set")
+        .arg(format!("stamp={stamp}"))
+        .env("CASSANDRA_PASSWORD", PASSWORD)
+        .env("PATH", tools_path());
+    let prepared = prep.output().unwrap();
+    let err = stderr(&prepared);
+    assert_eq!(code(&prepared), 0, "{err}");
+    std::fs::remove_dir_all(staging.join(stamp)).unwrap();
+    actions(&err, "would, in order:")
+        .into_iter()
+        .map(|line| {
+            line.replace(
+                &format!("{}/{stamp}/", staging.display()),
+                &format!("{}/cluster-hot-restore_{stamp}/", staging.display()),
+            )
+        })
+        .collect()
+}
+
 #[test]
 fn every_refusal_changes_nothing() {
     let (cluster, _guard) = node();
@@ -445,61 +504,6 @@ fn plan_prints_every_action_and_changes_nothing() {
     assert_contains(&err, "plan complete");
     assert_eq!(digest(cluster, Storage::Local), before);
     assert_eq!(leftovers(cluster), Vec::<String>::new());
-
-    // restore-prep prints the same actions (one source: the part libraries'
-    // plan()); only its extraction folder differs.
-    let staging = staging(cluster);
-    let mut prep = runbook();
-    prep.args(["run", "restore-prep", "--journal-dir"])
-        .arg(cluster.dir.path().join("journal"));
-    let vars: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(cluster.path("vars")).unwrap()).unwrap();
-    for key in [
-        "manifest_path",
-        "elasticsearch_url",
-        "cassandra_archive_path",
-        "storage_archive_path",
-        "s3_archive_path",
-        "cassandra_connection",
-        "cassandra_user",
-        "cassandra_data_folder",
-        "attachment_folder",
-        "nodetool",
-        "cqlsh",
-    ] {
-        prep.arg("--set")
-            .arg(format!("{key}={}", vars[key].as_str().unwrap()));
-    }
-    prep.arg("--set")
-        .arg(format!("staging={}", staging.display()))
-        .arg("--set")
-        .arg(format!("stamp={stamp}"))
-        .env("CASSANDRA_PASSWORD", PASSWORD)
-        .env("PATH", tools_path());
-    let prepared = prep.output().unwrap();
-    let prep_err = stderr(&prepared);
-    assert_eq!(code(&prepared), 0, "{prep_err}");
-    let actions = |text: &str, heading: &str| -> Vec<String> {
-        text.lines()
-            .skip_while(|line| !line.contains(heading))
-            .skip(1)
-            .take_while(|line| line.contains("INFO   "))
-            .map(|line| line.split_once("INFO   ").unwrap().1.to_string())
-            .collect()
-    };
-    let planned = actions(&err, "will, in order");
-    let printed: Vec<String> = actions(&prep_err, "would, in order:")
-        .into_iter()
-        .map(|line| {
-            line.replace(
-                &format!("{}/{stamp}/", staging.display()),
-                &format!("{}/cluster-hot-restore_{stamp}/", staging.display()),
-            )
-        })
-        .collect();
-    assert!(planned.len() > 10, "{planned:#?}");
-    assert_eq!(printed, planned, "restore-prep prints another plan");
-    std::fs::remove_dir_all(&staging).unwrap();
 }
 
 /// A stamp for a set made now, in the backup's format.
@@ -661,6 +665,9 @@ fn round_trip(cluster: &Cluster, storage: Storage) {
     let stamp = backup(cluster, storage);
     let at_backup = digest(cluster, storage);
     change_everything(cluster, storage);
+    // What restore-prep says the restore will do (folder storage: it
+    // prepares a folder archive's restore).
+    let prepared = (storage == Storage::Local).then(|| restore_prep_actions(cluster, &stamp));
     let storage_setting = ("storage", storage.name());
     let started = Instant::now();
     let out = restore(
@@ -675,6 +682,13 @@ fn round_trip(cluster: &Cluster, storage: Storage) {
         storage.name()
     );
     assert_eq!(digest(cluster, storage), at_backup, "restored data differ");
+    // restore-prep printed the actions the restore took (one source: the
+    // part libraries' plan()).
+    let taken = actions(&err, "will, in order");
+    assert!(taken.len() > 10, "{taken:#?}");
+    if let Some(prepared) = prepared {
+        assert_eq!(prepared, taken, "restore-prep printed another plan");
+    }
     assert_contains(&err, &format!("backup set {stamp} restored in "));
     assert_contains(&err, "start TheHive");
     let discard = format!("runbook run cluster-hot-restore --set discard_safety={stamp}");
