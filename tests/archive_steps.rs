@@ -801,7 +801,7 @@ async fn extract_verifies_the_checksum_file_first() {
     let result = run_step("extract_archive", json!({"path": archive, "dest": dest}))
         .await
         .unwrap();
-    assert_eq!(result, json!({"entries": 4, "bytes": 15000}));
+    assert_eq!(result, json!({"entries": 4, "files": 3, "bytes": 15000}));
     assert_eq!(fs::read(dest.join("t/b.db")).unwrap(), vec![2u8; 5000]);
 
     fs::remove_file(dir.path().join("t.tar.sha256")).unwrap();

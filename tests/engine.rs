@@ -1366,3 +1366,40 @@ fn an_unwritable_metrics_file_folder_fails_before_the_run() {
     );
     assert!(!sb.path("ran.txt").exists(), "the workflow ran");
 }
+
+/// An undo step action may take `timeout` instead of the default 5 minutes
+/// (journaled with it); a timeout that is not a duration is refused.
+#[test]
+fn an_undo_step_action_runs_within_its_own_timeout() {
+    let sb = Sandbox::new();
+    sb.write(
+        "wf.rhai",
+        r#"undo(#{ label: "slow undo", step: "exec", timeout: "1s",
+                   options: #{ cmd: "sleep", args: ["30"] } });"#,
+    );
+    let started = std::time::Instant::now();
+    let out = sb.run(&["run", "wf.rhai"]);
+    let err = stderr(&out);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "the undo ran past its 1s timeout: {err}"
+    );
+    assert_eq!(code(&out), 1, "{err}");
+    assert!(err.contains("slow undo: step exec failed"), "{err}");
+    let journal = &sb.journals()[0];
+    let undo = &journal["compensations"][0];
+    assert_eq!(undo["action"]["timeout"], "1s", "{journal}");
+    assert_eq!(undo["state"], "pending", "{journal}");
+
+    sb.write(
+        "bad.rhai",
+        r#"undo(#{ label: "x", step: "exec", timeout: "soon", options: #{ cmd: "true" } });"#,
+    );
+    let out = sb.run(&["run", "bad.rhai"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("undo: `timeout` \"soon\""),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -978,7 +978,7 @@ async fn http_step_requests_answers_and_dry_run() {
     assert_eq!(
         missing.to_string(),
         format!(
-            "GET {}/_snapshot/nope: HTTP 404: repository_missing_exception: [nope] missing",
+            "GET {}/_snapshot/nope: HTTP 404, expected a 2xx status; answer: repository_missing_exception: [nope] missing",
             es.base
         )
     );

@@ -208,9 +208,16 @@ fn workflow(cluster: &Cluster) -> PathBuf {
 /// Runs the test workflow on set `stamp` with `extra` --set pairs, as the
 /// sandbox's role (password from CASSANDRA_PASSWORD, env.sh's).
 fn run_part(cluster: &Cluster, stamp: &str, extra: &[&str]) -> Output {
+    part_command(cluster, "run", stamp, extra)
+        .output()
+        .expect("runbook runs")
+}
+
+/// The command of [`run_part`].
+fn part_command(cluster: &Cluster, verb: &str, stamp: &str, extra: &[&str]) -> Command {
     let file = workflow(cluster);
     let mut args = vec![
-        "run".to_string(),
+        verb.to_string(),
         file.display().to_string(),
         "--set".into(),
         format!("stamp={stamp}"),
@@ -227,7 +234,23 @@ fn run_part(cluster: &Cluster, stamp: &str, extra: &[&str]) -> Output {
         args.push(pair.to_string());
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    cluster.run(&args)
+    cluster.command(&args)
+}
+
+/// Pids of the processes whose command line contains `needle`.
+fn processes_with(needle: &str) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| {
+            let pid: i32 = entry.file_name().to_str()?.parse().ok()?;
+            let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+            String::from_utf8_lossy(&cmdline)
+                .replace('\0', " ")
+                .contains(needle)
+                .then_some(pid)
+        })
+        .collect()
 }
 
 fn safety_folder(cluster: &Cluster, stamp: &str) -> PathBuf {
@@ -423,10 +446,13 @@ fn a_keyspace_whose_schema_differs_is_recreated_from_the_set() {
 }
 
 #[test]
-fn plan_lists_every_action_without_a_password() {
+fn plan_lists_every_action_without_a_password_and_changes_nothing() {
     let (cluster, _guard) = node();
     let stamp = backup(cluster);
-    let out = run_part(cluster, &stamp, &["action=plan"]);
+    change_rows(cluster);
+    let before = keyspace_digest(cluster);
+    // `runbook plan` runs every function of the lib in dry-run.
+    let out = part_command(cluster, "plan", &stamp, &[]).output().unwrap();
     let log = stderr(&out);
     assert_eq!(code(&out), 0, "{log}");
     let plan: Vec<&str> = log
@@ -448,8 +474,84 @@ fn plan_lists_every_action_without_a_password() {
         assert!(!line.contains(PASSWORD), "{line}");
         assert!(!line.contains("CASSANDRA_PASSWORD"), "{line}");
     }
+    assert_contains(
+        &log,
+        "[dry-run] would compare the schema of keyspace thehive",
+    );
+    assert!(!log.contains(PASSWORD), "{log}");
     assert!(
         !safety_folder(cluster, &stamp).exists(),
-        "plan changes nothing"
+        "plan makes no safety copy"
     );
+    assert!(
+        cluster.cassandra_snapshots().is_empty(),
+        "plan snapshots nothing"
+    );
+    assert_eq!(keyspace_digest(cluster), before, "plan changes no row");
+}
+
+#[test]
+fn sigkill_mid_load_then_recover_puts_the_keyspace_back() {
+    let (cluster, _guard) = node();
+    let stamp = backup(cluster);
+    change_rows(cluster);
+    let before_restore = keyspace_digest(cluster);
+
+    let mut child = part_command(cluster, "run", &stamp, &[])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed while sstableloader streams a table of the set (the keyspace is
+    // emptied by then).
+    let staging = cluster.dir.path().join("staging").display().to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(600);
+    while processes_with("org.apache.cassandra.tools.BulkLoader")
+        .into_iter()
+        .all(|pid| !processes_with(&staging).contains(&pid))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "sstableloader never started"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before loading"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.kill().unwrap(); // SIGKILL: no cleanup runs in the process
+    child.wait().unwrap();
+    // A crash takes the tools with it: no orphan goes on streaming.
+    for needle in ["restore-tool.sh", staging.as_str()] {
+        for pid in processes_with(needle) {
+            // SAFETY: kill(2) on a pid this test saw running its own tools.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_ne!(
+        keyspace_digest(cluster),
+        before_restore,
+        "the kill left the keyspace half-restored"
+    );
+
+    let recover = cluster
+        .command(&["recover", "--journal-dir"])
+        .arg(cluster.dir.path().join("journal"))
+        .output()
+        .unwrap();
+    let log = stderr(&recover);
+    assert_eq!(code(&recover), 0, "{log}");
+    assert_contains(
+        &log,
+        "put Cassandra keyspace thehive back from safety copy pre_restore_",
+    );
+    assert_eq!(keyspace_digest(cluster), before_restore);
+    assert!(
+        loader_roles(cluster).is_empty(),
+        "{:?}",
+        loader_roles(cluster)
+    );
+    discard(cluster, &stamp);
 }

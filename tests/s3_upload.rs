@@ -492,3 +492,113 @@ s3.put_object(Bucket="backups", Key="sets/already.txt", Body=b"already")
     let keys: Vec<String> = moto.objects("backups").await.into_keys().collect();
     assert_eq!(keys, ["sets/already.txt"], "the dry run uploaded something");
 }
+
+/// `folder` + `remove` (what a restore and its undo use): the prefix ends up
+/// holding exactly the folder's files, keyed by their paths below it; objects
+/// outside the prefix are never touched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn folder_with_remove_makes_the_prefix_hold_exactly_the_folder() {
+    let moto = Moto::start();
+    moto.python(
+        r#"
+s3.create_bucket(Bucket="thehive")
+s3.put_object(Bucket="thehive", Key="files/7f/same.txt", Body=b"same")
+s3.put_object(Bucket="thehive", Key="files/7f/changed.txt", Body=b"written after the backup")
+s3.put_object(Bucket="thehive", Key="files/new/later.txt", Body=b"written later")
+s3.put_object(Bucket="thehive", Key="files/top-later.txt", Body=b"later")
+s3.put_object(Bucket="thehive", Key="other/kept.txt", Body=b"outside the prefix")
+"#,
+    );
+    let work = tempfile::tempdir().unwrap();
+    let folder = work.path().join("minio_20261126_01h15m00s");
+    std::fs::create_dir_all(folder.join("7f")).unwrap();
+    std::fs::create_dir_all(folder.join("a b/deep")).unwrap();
+    std::fs::write(folder.join("7f/same.txt"), b"same").unwrap();
+    std::fs::write(folder.join("7f/changed.txt"), b"as backed up").unwrap();
+    std::fs::write(
+        folder.join("a b/deep/gone.txt"),
+        b"deleted after the backup",
+    )
+    .unwrap();
+    std::fs::create_dir_all(folder.join("empty-folder")).unwrap();
+    let env = offsite_env(moto.port, work.path());
+    let run = |dry_run: bool| {
+        let mut ctx = StepContext::detached("restore bucket");
+        ctx.dry_run = dry_run;
+        upload_with_env(
+            options(
+                serde_json::json!({"folder": folder, "dest": "offsite/thehive/files", "remove": true}),
+            ),
+            ctx,
+            &env,
+        )
+    };
+
+    let dry = run(true).await.unwrap();
+    assert_eq!((summary(&dry), dry.removed), ((2, 1, 36), 2));
+    assert_eq!(
+        moto.objects("thehive").await.len(),
+        5,
+        "the dry run changed the bucket"
+    );
+
+    let done = run(false).await.unwrap();
+    assert_eq!((summary(&done), done.removed), ((2, 1, 36), 2));
+    let objects = moto.objects("thehive").await;
+    let expected: BTreeMap<String, Vec<u8>> = [
+        ("files/7f/changed.txt", &b"as backed up"[..]),
+        ("files/7f/same.txt", b"same"),
+        ("files/a b/deep/gone.txt", b"deleted after the backup"),
+        ("other/kept.txt", b"outside the prefix"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_vec()))
+    .collect();
+    assert_eq!(objects, expected);
+
+    // Again: nothing to do.
+    let again = run(false).await.unwrap();
+    assert_eq!((summary(&again), again.removed), ((0, 3, 0), 0));
+
+    // `remove` alone cannot know what must go; a symlink is no file to upload.
+    let error = upload_with_env(
+        options(serde_json::json!({"files": [], "dest": "offsite/thehive", "remove": true})),
+        StepContext::detached("restore bucket"),
+        &env,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(error.kind(), "options");
+    assert!(
+        error.to_string().contains("`remove` needs `folder`"),
+        "{error}"
+    );
+    std::os::unix::fs::symlink("/etc/passwd", folder.join("7f/link")).unwrap();
+    let error = run(false).await.unwrap_err();
+    assert_eq!(error.kind(), "io");
+    assert!(
+        error.to_string().contains("7f/link is not a regular file"),
+        "{error}"
+    );
+    assert_eq!(
+        moto.objects("thehive").await,
+        expected,
+        "a refused folder changed the bucket"
+    );
+
+    // An empty folder with `remove` empties the prefix (and only it).
+    let empty = work.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let emptied = upload_with_env(
+        options(
+            serde_json::json!({"folder": empty, "dest": "offsite/thehive/files", "remove": true}),
+        ),
+        StepContext::detached("restore bucket"),
+        &env,
+    )
+    .await
+    .unwrap();
+    assert_eq!((summary(&emptied), emptied.removed), ((0, 0, 0), 3));
+    let keys: Vec<String> = moto.objects("thehive").await.into_keys().collect();
+    assert_eq!(keys, ["other/kept.txt"]);
+}

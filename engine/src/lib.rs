@@ -3,7 +3,9 @@
 //! # Layout
 //! - [`cli`]: the `runbook` command line: arguments and dispatch (`args`), the
 //!   commands besides a run (`commands`), `list` and `verify --set`
-//!   (`catalogue`), `docs/steps.md` from the step docs (`step_docs`).
+//!   (`catalogue`), `status`, `docs/steps.md` from the step docs
+//!   (`step_docs`), the man page (`man_page`), completion words
+//!   (`completion_values`).
 //! - [`host`]: everything a running script touches: the Rhai engine with
 //!   every function registered (`engine`); the one adapter between Rhai maps
 //!   and steps (`step_call`); functions scripts call besides steps
@@ -14,12 +16,14 @@
 //!   (errors raised into scripts and printed); `config`, `config_rules`,
 //!   `secrets` (reading and masking); `workflow` (finding files, imports),
 //!   `file_safety` (refusing files others could change), `check`
-//!   (`runbook check`).
+//!   and `check_lints` (`runbook check`); `run_error` (the body's error,
+//!   for cleanups and the run summary).
 //! - [`run`]: one run driven from outside the script (`runner`: lock,
 //!   journal, signals, script thread, exit code); `recovery`
 //!   (`runbook recover`), `lock`.
 //! - [`report`]: `logging`, `terminal`, `exit_code`, `metrics` (the
-//!   Prometheus textfile, from the journal).
+//!   Prometheus textfile, from the journal), `summary` (`--summary-json`),
+//!   `notify` (`notify_command`).
 //!
 //! Folders use each other one way only: `cli` → `run` → `report` → `host`
 //! (and each of them → `host`); `host` imports none of the others.

@@ -36,11 +36,13 @@ enum Command {
     /// functions that do not exist (exit 2).
     Check {
         /// A .rhai file or a stock workflow name.
+        #[arg(value_parser = crate::cli::completion_values::NameOrAny::workflows(), hide_possible_values = true)]
         workflow: String,
     },
     /// List the steps, or print one step's documentation.
     Steps {
         /// A step name.
+        #[arg(value_parser = crate::cli::completion_values::NameOrAny::steps(), hide_possible_values = true)]
         name: Option<String>,
         /// Print the step documentation as Markdown (docs/steps.md).
         #[arg(long, conflicts_with = "json")]
@@ -55,7 +57,14 @@ enum Command {
         shell: clap_complete::Shell,
     },
     /// Print the man page (roff): runbook man > /usr/local/share/man/man1/runbook.1
-    Man,
+    ///
+    /// With --dir DIR: write runbook.1 and a page per subcommand
+    /// (runbook-run.1, ...) into DIR, e.g. /usr/local/share/man/man1.
+    Man {
+        /// Write every page into this folder instead of one page to stdout.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Undo what runs that never finished left behind (SIGKILL, power cut).
     ///
     /// Finds journals with status `running` whose process is gone and carries
@@ -115,7 +124,7 @@ enum Command {
         #[arg(long, value_name = "DIR", default_value = runbook_steps::backup::layout::DEFAULT_MANIFEST_FOLDER)]
         manifest_path: PathBuf,
         /// A folder of archives and .info markers (repeatable) [default: the
-        /// stock folders cassandra, elasticsearch, storage, minio under the
+        /// stock folders cassandra, elasticsearch, storage, minio, seaweedfs under the
         /// manifest folder]. Folders the manifests name are always searched.
         #[arg(long = "archive-path", value_name = "DIR")]
         archive_paths: Vec<PathBuf>,
@@ -128,6 +137,14 @@ enum Command {
         #[arg(long, value_name = "URL")]
         elasticsearch_url: Option<String>,
     },
+    /// The last run, the newest complete verified set and its age, sets kept
+    /// and space at each archive folder (exit 1 when the newest complete,
+    /// verified set is older than --max-age, or there is none: a monitoring probe).
+    ///
+    /// Reads only the journals and the backup catalogue (file names, sizes,
+    /// manifests); `runbook list` also checks the snapshots, `runbook verify
+    /// --set` the archives.
+    Status(crate::cli::status::StatusArgs),
     /// Write the stock workflows into DIR so they can be edited.
     Init {
         /// The folder (created if missing).
@@ -141,6 +158,7 @@ enum Command {
 #[derive(Debug, Args)]
 struct RunArgs {
     /// A .rhai file or a stock workflow name.
+    #[arg(value_parser = crate::cli::completion_values::NameOrAny::workflows(), hide_possible_values = true)]
     workflow: String,
     /// Set a config key (repeatable): --set cassandra_keyspace=thehive.
     #[arg(long = "set", value_name = "KEY=VALUE")]
@@ -175,6 +193,11 @@ struct RunArgs {
     /// atomically). A workflow may instead declare a config key `metrics_file`.
     #[arg(long, value_name = "FILE", env = "RUNBOOK_METRICS_FILE")]
     metrics_file: Option<PathBuf>,
+    /// At the end of the run (success or failure), write the run summary as
+    /// JSON to FILE (`-`: stdout): result, duration, each step with bytes
+    /// and throughput, each archive with size and SHA-256, the error.
+    #[arg(long, value_name = "FILE")]
+    summary_json: Option<PathBuf>,
 }
 
 /// Parses the command line, runs the command, returns the exit code.
@@ -212,9 +235,17 @@ pub fn main() -> i32 {
             clap_complete::generate(shell, &mut command, "runbook", &mut std::io::stdout());
             exit_code::SUCCESS
         }
-        Command::Man => {
+        Command::Man { dir } => {
             let command = <Cli as clap::CommandFactory>::command();
-            match clap_mangen::Man::new(command).render(&mut std::io::stdout()) {
+            let written = match &dir {
+                Some(dir) => crate::cli::man_page::write_pages(command, dir).map(|files| {
+                    for file in files {
+                        println!("wrote {}", file.display());
+                    }
+                }),
+                None => crate::cli::man_page::render_single_page(command, &mut std::io::stdout()),
+            };
+            match written {
                 Ok(()) => exit_code::SUCCESS,
                 Err(e) => {
                     eprintln!("error: cannot write the man page: {e}");
@@ -222,6 +253,7 @@ pub fn main() -> i32 {
                 }
             }
         }
+        Command::Status(args) => crate::cli::status::status(&args.into_request()),
         Command::Init { dir, force } => crate::cli::commands::init(&dir, force),
         Command::Verify {
             paths,
@@ -286,5 +318,6 @@ fn run_command(args: RunArgs, plan: bool) -> i32 {
         max_operations: args.max_operations,
         journal_group: args.journal_group,
         metrics_file: args.metrics_file,
+        summary_json: args.summary_json,
     })
 }

@@ -112,6 +112,7 @@ fn check_file(
         }
     };
     let local = script_functions(&ast);
+    problems.extend(crate::host::check_lints::lint(&ast, display));
     let mut calls = Vec::new();
     ast.walk(&mut |path: &[ASTNode]| {
         match path.last() {

@@ -28,6 +28,9 @@ pub enum Action {
         step: String,
         /// Its options.
         options: serde_json::Value,
+        /// How long it may take (a humantime duration; default [`ACTION_TIMEOUT`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        timeout: Option<String>,
     },
     /// Remove a file or folder (recursively), if it exists.
     Remove {
@@ -93,13 +96,17 @@ pub enum ActionError {
     Refused(String),
 }
 
-/// How long a compensation step may take.
+/// How long a compensation step may take unless its `timeout` says otherwise.
 const ACTION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// Carries out `action` (outside any script; used by cleanups and recovery).
 pub async fn carry_out(action: &Action, label: &str, dry_run: bool) -> Result<(), ActionError> {
     match action {
-        Action::Step { step, options } => {
+        Action::Step {
+            step,
+            options,
+            timeout,
+        } => {
             let entry = runbook_steps::find_step(step)
                 .ok_or_else(|| ActionError::UnknownStep(step.clone()))?;
             // Secrets are journaled by name: read them again now.
@@ -115,8 +122,12 @@ pub async fn carry_out(action: &Action, label: &str, dry_run: bool) -> Result<()
                 );
                 return Ok(());
             }
+            let allowed = timeout
+                .as_deref()
+                .and_then(|text| humantime::parse_duration(text).ok())
+                .unwrap_or(ACTION_TIMEOUT);
             let ctx = runbook_steps::StepContext {
-                deadline: Some(tokio::time::Instant::now() + ACTION_TIMEOUT),
+                deadline: Some(tokio::time::Instant::now() + allowed),
                 ..runbook_steps::StepContext::detached(label)
             };
             prepared

@@ -212,6 +212,8 @@ pub fn build_engine(state: Arc<RunState>, modules: WorkflowModules) -> Engine {
     crate::host::file_functions::register(&mut engine, &state);
     crate::host::shell_text::register(&mut engine, state.workflow_display.clone());
     crate::host::backup_set_functions::register(&mut engine, &state);
+    crate::host::run_error::register(&mut engine);
+    crate::host::step_misuse::register(&mut engine, &state);
     engine
 }
 
@@ -325,11 +327,34 @@ fn undo(
             ));
         }
     };
+    // How long the step may take when carried out (default 5 minutes): e.g.
+    // restoring a big index from a safety snapshot takes longer.
+    let timeout = match json.remove("timeout") {
+        None => None,
+        Some(serde_json::Value::String(text)) => match humantime::parse_duration(&text) {
+            Ok(_) => Some(text),
+            Err(e) => return Err(error(format!("`timeout` \"{text}\": {e}"))),
+        },
+        Some(other) => {
+            return Err(error(format!(
+                "`timeout` must be a duration like \"2h\", not {other}"
+            )));
+        }
+    };
     let mut action: Action =
         serde_json::from_value(serde_json::Value::Object(json)).map_err(|_| {
             error("expected either `step` and `options`, or `remove` (a path)".to_string())
         })?;
-    if let Action::Step { step, options } = &mut action {
+    match &mut action {
+        Action::Step { timeout: slot, .. } => *slot = timeout,
+        Action::Remove { .. } if timeout.is_some() => {
+            return Err(error(
+                "`timeout` is for step actions, not `remove`".to_string(),
+            ));
+        }
+        Action::Remove { .. } => {}
+    }
+    if let Action::Step { step, options, .. } = &mut action {
         let entry = runbook_steps::find_step(step)
             .ok_or_else(|| error(format!("no step named `{step}`")))?;
         entry

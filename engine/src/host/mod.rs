@@ -11,6 +11,7 @@
 
 pub mod backup_set_functions;
 pub mod check;
+pub mod check_lints;
 pub mod cleanup;
 pub mod compensation;
 pub mod config;
@@ -21,9 +22,11 @@ pub mod file_safety;
 pub mod journal;
 pub mod parallel;
 pub mod private_dir;
+pub mod run_error;
 pub mod run_state;
 pub mod script_error;
 pub mod secrets;
 pub mod shell_text;
 pub mod step_call;
+pub mod step_misuse;
 pub mod workflow;

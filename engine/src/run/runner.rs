@@ -44,6 +44,8 @@ pub struct RunRequest {
     pub journal_group: Option<String>,
     /// `--metrics-file`: Prometheus metrics written at the end of the run.
     pub metrics_file: Option<PathBuf>,
+    /// `--summary-json`: the run summary written at the end of the run.
+    pub summary_json: Option<PathBuf>,
 }
 
 fn print_error(text: &str) {
@@ -87,6 +89,12 @@ pub fn run(request: RunRequest) -> i32 {
             return exit_code::INPUT;
         }
     }
+    if let Some(path) = &request.summary_json
+        && let Err(e) = crate::report::summary::check_writable(path)
+    {
+        print_error(&format!("error: {e}\n"));
+        return exit_code::INPUT;
+    }
     // Compile first: a syntax error stops everything before any lock or journal.
     let mut ast = match crate::host::check::compile(
         &rhai::Engine::new(),
@@ -104,6 +112,17 @@ pub fn run(request: RunRequest) -> i32 {
         }
     };
     ast.set_source(workflow.display.clone());
+    // `cfg.typo` would only show up later as a step's confusing `null`.
+    if let Some(problem) =
+        crate::host::check_lints::unknown_config_keys(&ast, &workflow.display).first()
+    {
+        print_error(&format!(
+            "error: {}\n{}",
+            problem.message,
+            script_error::source_excerpt(&problem.position, &source_text)
+        ));
+        return exit_code::INPUT;
+    }
 
     let journal_dir = request
         .journal_dir
@@ -215,6 +234,7 @@ pub fn run(request: RunRequest) -> i32 {
         .spawn(move || {
             cleanup::push_frame();
             let result = engine.run_ast(&ast);
+            crate::host::run_error::record(result.as_ref().err().map(|e| &**e));
             let mut cleanup_failures = cleanup::run_deferred(&engine, cleanup::pop_frame());
             let run_scoped: Vec<i64> = std::mem::take(
                 &mut *script_state
@@ -290,6 +310,15 @@ pub fn run(request: RunRequest) -> i32 {
             request.metrics_file.as_deref(),
             &workflow.name,
             &journal.snapshot(),
+        );
+        let error = crate::host::run_error::current()
+            .or_else(|| cleanup_failures.first().map(|e| script_error::error_map(e)));
+        crate::report::summary::after_run(
+            request.summary_json.as_deref(),
+            &journal.snapshot(),
+            &workflow.name,
+            Some(journal.path()),
+            error,
         );
     }
     let elapsed = humantime::format_duration(Duration::from_secs(started.elapsed().as_secs()));

@@ -29,9 +29,20 @@ pub const MANIFEST_PREFIX: &str = "backup_";
 /// The folder the stock workflows keep manifests in unless told otherwise
 /// (`manifest_path`), and the default of `runbook list` / `verify --set`.
 pub const DEFAULT_MANIFEST_FOLDER: &str = "/mnt/backup";
-/// The stock workflows' archive folders, relative to the manifest folder;
-/// searched by `runbook list` when no `--archive-path` is given and they exist.
-pub const STOCK_ARCHIVE_FOLDERS: [&str; 4] = ["cassandra", "elasticsearch", "storage", "minio"];
+/// The names a bucket's archive has had in TheHive's guide: `minio_STAMP.tar`,
+/// and `seaweedfs_STAMP.tar` since it moved to SeaweedFS (the backup's
+/// `s3_archive_name`); both are parts of [`ARCHIVE_PARTS`].
+pub const BUCKET_ARCHIVE_NAMES: [&str; 2] = ["minio", "seaweedfs"];
+/// The stock workflows' archive folders, relative to the manifest folder
+/// (`seaweedfs` is the guide's folder for `seaweedfs_STAMP.tar`); searched by
+/// `runbook list` when no `--archive-path` is given and they exist.
+pub const STOCK_ARCHIVE_FOLDERS: [&str; 5] = [
+    "cassandra",
+    "elasticsearch",
+    "storage",
+    "minio",
+    "seaweedfs",
+];
 
 /// A new stamp: the local time now in [`STAMP_FORMAT`].
 pub fn new_stamp() -> String {
@@ -151,8 +162,20 @@ mod tests {
         );
         assert_eq!(
             classify_file_name(&format!("elasticsearch_{STAMP}.info")),
-            Some((SetFileKind::Marker, stamp))
+            Some((SetFileKind::Marker, stamp.clone()))
         );
+        // Both names TheHive's guide has given a bucket's archive.
+        for name in BUCKET_ARCHIVE_NAMES {
+            assert!(ARCHIVE_PARTS.contains(&name) && STOCK_ARCHIVE_FOLDERS.contains(&name));
+            assert_eq!(
+                classify_file_name(&format!("{name}_{STAMP}.tar")),
+                Some((SetFileKind::Archive(name.into()), stamp.clone()))
+            );
+            assert_eq!(
+                classify_file_name(&format!("{name}_{STAMP}.tar.sha256")),
+                Some((SetFileKind::Sidecar(name.into()), stamp.clone()))
+            );
+        }
         for other in [
             format!("cassandra_{STAMP}.zip"),
             format!("cassandra_{STAMP}"),

@@ -318,7 +318,10 @@ impl HttpResponse {
 }
 
 /// What an error body says, as ": type: reason" (Elasticsearch) or ": excerpt".
-fn error_detail(body: &[u8]) -> String {
+/// `: type: reason` from an Elasticsearch error body, else `: ` and the
+/// first [`BODY_EXCERPT`] characters of the body on one line; empty for an
+/// empty body.
+pub(crate) fn error_detail(body: &[u8]) -> String {
     if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) {
         match value.get("error") {
             Some(serde_json::Value::Object(error)) => {
@@ -359,7 +362,7 @@ fn error_detail(body: &[u8]) -> String {
     format!(": {excerpt}")
 }
 
-fn attempts_note(attempts: u32) -> String {
+pub(crate) fn attempts_note(attempts: u32) -> String {
     if attempts > 1 {
         format!(" (gave up after {attempts} attempts)")
     } else {

@@ -13,7 +13,7 @@ use url::Url;
 use crate::runtime::error::{ErrorKind, StepError, StepFailure};
 use crate::runtime::secret::Secret;
 use crate::runtime::step::{DryRun, Step, StepContext};
-use crate::search::client::{HttpClient, HttpRequest, display_url, tls_summary};
+use crate::search::client::{HttpClient, HttpRequest, HttpResponse, display_url, tls_summary};
 
 /// The `http` step.
 pub struct Http;
@@ -91,12 +91,64 @@ pub enum HttpStepError {
     /// The options contradict each other or hold an invalid value.
     #[error("{0}")]
     Options(String),
+    /// The server answered with a status outside `expect`.
+    #[error("{0}")]
+    UnexpectedStatus(Box<UnexpectedStatus>),
+}
+
+/// An answer whose status `expect` does not allow.
+#[derive(Debug, thiserror::Error)]
+#[error("{method} {url}: HTTP {status}, expected {expected}; answer{detail}{attempts}")]
+pub struct UnexpectedStatus {
+    /// The method.
+    pub method: String,
+    /// The URL (credentials never shown).
+    pub url: String,
+    /// The status that came back.
+    pub status: u16,
+    /// What `expect` allows, e.g. `200 or 204`, or `a 2xx status`.
+    pub expected: String,
+    /// `: ` and what the server said (Elasticsearch's error type and
+    /// reason, else the start of the body), or ` (empty body)`.
+    pub detail: String,
+    /// " (gave up after N attempts)" or empty.
+    pub attempts: String,
+    /// The kind the same status has elsewhere (`unauthorized`, `http_status`...).
+    pub kind: ErrorKind,
 }
 
 impl StepFailure for HttpStepError {
     fn error_kind(&self) -> ErrorKind {
-        ErrorKind::Options
+        match self {
+            HttpStepError::Options(_) => ErrorKind::Options,
+            HttpStepError::UnexpectedStatus(status) => status.kind,
+        }
     }
+}
+
+/// The error for an answer whose status `expect` does not allow.
+fn unexpected_status(answer: &HttpResponse, expect: Option<&[u16]>) -> HttpStepError {
+    let expected = match expect {
+        Some([]) | None => "a 2xx status".to_string(),
+        Some(codes) => codes
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(" or "),
+    };
+    let detail = match crate::search::client::error_detail(&answer.body) {
+        detail if detail.is_empty() => " (empty body)".to_string(),
+        detail => detail,
+    };
+    HttpStepError::UnexpectedStatus(Box::new(UnexpectedStatus {
+        method: answer.method.to_string(),
+        url: answer.url.clone(),
+        status: answer.status.as_u16(),
+        expected,
+        detail,
+        attempts: crate::search::client::attempts_note(answer.attempts),
+        kind: answer.to_error().error_kind(),
+    }))
 }
 
 impl Step for Http {
@@ -110,7 +162,8 @@ refused and HTTP 429, 502, 503, 504 always; connection reset and timeouts only f
 GET, HEAD, PUT, DELETE and OPTIONS (a POST may have been processed). Other errors are
 not retried. Errors name the method and URL and quote what the server said
 (Elasticsearch's `error.type` and `error.reason`, else the start of the body);
-credentials never appear. Credentials inside the URL are refused: use `user` and
+a status outside `expect` also says what was expected (`HTTP 503, expected 200
+or 204; answer: ...`); credentials and secrets never appear. Credentials inside the URL are refused: use `user` and
 `password`. Under --dry-run only GET and HEAD are sent; other methods return a
 placeholder (status: the first `expect` code or 200, empty body).
 
@@ -194,7 +247,7 @@ Example:
             None => answer.status.is_success(),
         };
         if !expected {
-            return Err(answer.to_error().into());
+            return Err(unexpected_status(&answer, options.expect.as_deref()).into());
         }
         let mut headers = BTreeMap::new();
         for (name, value) in &answer.headers {

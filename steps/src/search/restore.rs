@@ -4,6 +4,7 @@
 //! idempotent action: carried out again after a crash, it deletes what a
 //! half-done attempt left and restores again.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -45,6 +46,12 @@ pub struct EsRestoreOptions {
     /// overwrite an open index.
     #[serde(default)]
     pub delete: Vec<String>,
+    /// Index name -> UUID recorded before a restore: when every index named
+    /// here still has its UUID and no other index of `delete` exists, the
+    /// restore never touched them and nothing is done (an undo of a restore
+    /// that never started deletes nothing).
+    #[serde(default)]
+    pub unchanged_uuids: BTreeMap<String, String>,
     /// Basic-auth user.
     #[serde(default)]
     pub user: Option<String>,
@@ -93,6 +100,8 @@ pub struct EsRestoreOutput {
     pub shards_failed: u64,
     /// How long the deletions and the restore took.
     pub duration_ms: u64,
+    /// True when `unchanged_uuids` found the indices untouched: nothing was done.
+    pub unchanged: bool,
 }
 
 /// Why `es_restore` failed (besides plain HTTP failures).
@@ -202,32 +211,42 @@ fn is_one_index(name: &str) -> bool {
         && !name.contains(['*', '?', ',', '/', '\\', ' ', '"', '<', '>', '|', '#', ':'])
 }
 
-fn check_options(options: &EsRestoreOptions) -> Result<(), EsRestoreError> {
+/// The options' names checked before any request (an options error).
+fn check_options(options: &EsRestoreOptions) -> Result<(), StepError> {
     if !crate::backup::catalogue::is_plain_name(&options.repository) {
         return Err(EsRestoreError::Options(format!(
             "`repository` is `{}`: use letters, digits, `_`, `-` and `.` only",
             options.repository
-        )));
+        ))
+        .into());
     }
     match &options.snapshot {
         Some(name) if !crate::backup::catalogue::is_plain_name(name) => {
             return Err(EsRestoreError::Options(format!(
                 "`snapshot` is `{name}`: use letters, digits, `_`, `-` and `.` only"
-            )));
+            ))
+            .into());
         }
         None if !options.indices.is_empty() => {
             return Err(EsRestoreError::Options(
                 "`indices` to restore need the `snapshot` to restore them from".to_string(),
-            ));
+            )
+            .into());
         }
         _ => {}
     }
-    for (key, names) in [("indices", &options.indices), ("delete", &options.delete)] {
+    let recorded: Vec<String> = options.unchanged_uuids.keys().cloned().collect();
+    for (key, names) in [
+        ("indices", &options.indices),
+        ("delete", &options.delete),
+        ("unchanged_uuids", &recorded),
+    ] {
         if let Some(bad) = names.iter().find(|name| !is_one_index(name)) {
             return Err(EsRestoreError::Options(format!(
                 "`{key}` holds `{bad}`, which is not the name of one index \
                  (no wildcard, comma, `_all`, or leading `_`, `-`, `+`)"
-            )));
+            ))
+            .into());
         }
     }
     Ok(())
@@ -247,6 +266,9 @@ Deletes indices, then restores indices from an Elasticsearch snapshot and checks
    and `total` > 0: Elasticsearch answers HTTP 200 even when shards failed (an
    index whose settings cannot be allocated comes back red). Anything else is an
    error of kind `restore_incomplete` naming the numbers.
+With `unchanged_uuids` (index -> UUID recorded before a restore), nothing is
+done when every index named there still has its UUID and no other index of
+`delete` exists: the restore never touched them (`unchanged: true`).
 A snapshot that is not in the repository fails with kind `snapshot_missing`.
 With `indices` empty only the deletions are made. Names must be one index each
 (no wildcard, comma or `_all`). Used by the restore workflow both to restore a
@@ -258,6 +280,7 @@ Options:
   snapshot              string           the snapshot (required when `indices` is not empty)
   indices               array            indices to restore (default [])
   delete                array            indices deleted first; missing ones are fine (default [])
+  unchanged_uuids       map              index -> UUID: do nothing while all are unchanged (default #{})
   user, password        string, secret   basic auth (password from secret())
   api_key               secret           API key, sent as `Authorization: ApiKey <key>`
   ca_cert               string           PEM file of the CA to trust besides the system's
@@ -273,6 +296,7 @@ Result:
   shards_successful  int      shards restored
   shards_failed      int      shards that failed (always 0 on success)
   duration_ms        int      time taken
+  unchanged          bool     true when `unchanged_uuids` found nothing to do
 
 Example:
   let back = es_restore(#{
@@ -338,6 +362,20 @@ Example:
         check_options(&options)?;
         let started = Instant::now();
         let client = HttpClient::new(&options.connection(), &options.url, &ctx)?;
+        if !options.unchanged_uuids.is_empty() && untouched(&client, &options).await? {
+            tracing::info!(
+                target: "runbook::es_restore",
+                "{}: indices {} are as they were (same UUIDs): nothing to delete or restore",
+                ctx.label,
+                options.unchanged_uuids.keys().cloned().collect::<Vec<_>>().join(",")
+            );
+            return Ok(EsRestoreOutput {
+                repository: options.repository.clone(),
+                unchanged: true,
+                duration_ms: started.elapsed().as_millis() as u64,
+                ..EsRestoreOutput::default()
+            });
+        }
         let mut deleted = Vec::new();
         for index in &options.delete {
             let url = endpoint(&options.url, &[index]);
@@ -348,7 +386,7 @@ Example:
             match answer.status.as_u16() {
                 200..=299 => deleted.push(index.clone()),
                 404 => {}
-                _ => return Err(delete_error(&options, index, answer.to_error()).into()),
+                _ => return Err(delete_error(&options, index, answer.to_error())),
             }
         }
         if !deleted.is_empty() {
@@ -388,7 +426,11 @@ Example:
         let answer = patient
             .send(&HttpRequest::json(Method::POST, url.clone(), &body))
             .await
-            .map_err(|source| request_error(&options, &indices, source))?;
+            .map_err(|source| match source {
+                // Elasticsearch goes on restoring: the caller's undo deletes the index.
+                HttpError::Cancelled => StepError::cancelled(),
+                source => request_error(&options, &indices, source).into(),
+            })?;
         if !answer.status.is_success() {
             let error = answer.to_error();
             let missing = String::from_utf8_lossy(&answer.body).contains("snapshot does not exist")
@@ -448,6 +490,40 @@ Example:
         output.duration_ms = started.elapsed().as_millis() as u64;
         Ok(output)
     }
+}
+
+/// True when every index of `unchanged_uuids` exists with its recorded UUID
+/// and no other index of `delete` exists: nothing was deleted or restored
+/// since the UUIDs were recorded (a restore deletes an index first, and a
+/// restored index gets a new UUID).
+async fn untouched(client: &HttpClient, options: &EsRestoreOptions) -> Result<bool, StepError> {
+    let mut names: Vec<&String> = options.delete.iter().collect();
+    names.extend(options.unchanged_uuids.keys());
+    names.sort();
+    names.dedup();
+    for index in names {
+        let url = endpoint(&options.url, &[index, "_settings", "index.uuid"]);
+        let answer = client.send(&HttpRequest::new(Method::GET, url)).await?;
+        let uuid = match answer.status.as_u16() {
+            404 => None,
+            200..=299 => {
+                let settings: serde_json::Value = answer.json()?;
+                match settings
+                    .pointer(&format!("/{index}/settings/index/uuid"))
+                    .and_then(|uuid| uuid.as_str())
+                {
+                    Some(uuid) => Some(uuid.to_string()),
+                    // An alias or an answer of another shape: do the whole put-back.
+                    None => return Ok(false),
+                }
+            }
+            _ => return Err(answer.to_error().into()),
+        };
+        if uuid.as_ref() != options.unchanged_uuids.get(index) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 fn delete_error(options: &EsRestoreOptions, index: &str, source: HttpError) -> StepError {
