@@ -36,6 +36,11 @@ pub fn build_engine(state: Arc<RunState>, modules: WorkflowModules) -> Engine {
     engine.set_module_resolver(modules);
     engine.set_max_operations(state.max_operations);
     engine.set_max_expr_depths(128, 64);
+    // Rhai's default is 8 call levels in a debug build and 64 in a release
+    // build: a workflow calling a library that calls into parallel branches
+    // (cluster-hot-restore -> restore_cassandra -> load_tables -> ...) must
+    // not fail in one and work in the other.
+    engine.set_max_call_levels(64);
     {
         let state = Arc::clone(&state);
         engine.on_progress(move |_| {

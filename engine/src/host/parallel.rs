@@ -9,6 +9,9 @@ use crate::host::cleanup;
 use crate::host::script_error;
 use runbook_steps::ErrorKind;
 
+/// The stack of a branch's thread: the main thread's usual 8 MiB.
+const BRANCH_STACK_BYTES: usize = 8 * 1024 * 1024;
+
 /// The `parallel` function.
 pub fn parallel(context: NativeCallContext, branches: Array) -> Result<Array, Box<EvalAltResult>> {
     let position = context.call_position();
@@ -40,23 +43,28 @@ pub fn parallel(context: NativeCallContext, branches: Array) -> Result<Array, Bo
             .iter()
             .map(|closure| {
                 let store = store.clone();
-                scope.spawn(move || {
-                    crate::host::run_state::set_in_cleanup(in_cleanup);
-                    cleanup::push_frame();
-                    #[allow(deprecated)]
-                    let branch_context = store.create_context(engine);
-                    let result = closure.call_raw(&branch_context, None, Vec::<Dynamic>::new());
-                    let cleanup_failures = cleanup::run_deferred(engine, cleanup::pop_frame());
-                    match result {
-                        Ok(value) if cleanup_failures.is_empty() => Ok(value),
-                        Ok(_) => Err(cleanup_failures),
-                        Err(error) => {
-                            let mut all = vec![error];
-                            all.extend(cleanup_failures);
-                            Err(all)
+                // As deep a stack as the main thread's: a branch runs the
+                // same script code (up to 64 call levels).
+                std::thread::Builder::new()
+                    .stack_size(BRANCH_STACK_BYTES)
+                    .spawn_scoped(scope, move || {
+                        crate::host::run_state::set_in_cleanup(in_cleanup);
+                        cleanup::push_frame();
+                        #[allow(deprecated)]
+                        let branch_context = store.create_context(engine);
+                        let result = closure.call_raw(&branch_context, None, Vec::<Dynamic>::new());
+                        let cleanup_failures = cleanup::run_deferred(engine, cleanup::pop_frame());
+                        match result {
+                            Ok(value) if cleanup_failures.is_empty() => Ok(value),
+                            Ok(_) => Err(cleanup_failures),
+                            Err(error) => {
+                                let mut all = vec![error];
+                                all.extend(cleanup_failures);
+                                Err(all)
+                            }
                         }
-                    }
-                })
+                    })
+                    .expect("a parallel branch's thread starts")
             })
             .collect();
         handles

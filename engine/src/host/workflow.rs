@@ -26,6 +26,10 @@ pub const STOCK_FILES: &[(&str, &str)] = &[
         include_str!("../../../workflows/lib/thehive.rhai"),
     ),
     (
+        "cluster-hot-restore.rhai",
+        include_str!("../../../workflows/cluster-hot-restore.rhai"),
+    ),
+    (
         "lib/restore_cassandra.rhai",
         include_str!("../../../workflows/lib/restore_cassandra.rhai"),
     ),
@@ -36,6 +40,10 @@ pub const STOCK_FILES: &[(&str, &str)] = &[
     (
         "lib/restore_storage.rhai",
         include_str!("../../../workflows/lib/restore_storage.rhai"),
+    ),
+    (
+        "lib/restore_plan.rhai",
+        include_str!("../../../workflows/lib/restore_plan.rhai"),
     ),
 ];
 
