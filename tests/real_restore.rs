@@ -19,13 +19,7 @@
 //! Servers that cannot be installed or started fail every test with the
 //! reason; none is skipped.
 
-#[path = "support/cluster.rs"]
-mod cluster;
-#[path = "support/restore_proof.rs"]
-mod restore_proof;
-#[path = "support/mod.rs"]
-mod support;
-
+use runbook_test_support::{cluster, restore_proof, support};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::{Mutex, MutexGuard, OnceLock};
