@@ -12,7 +12,8 @@
 //!   (MinIO-client aliases, the signed S3 client), `listing`.
 //! - [`search`]: Elasticsearch/OpenSearch and HTTP: `client` (the retrying
 //!   HTTP client), `snapshot_api` (snapshot URL and delete, shared with
-//!   retention), steps `es_server`, `es_health`, `es_snapshot`, `http`.
+//!   retention), steps `es_server`, `es_health`, `es_snapshot`, `es_restore`
+//!   (`restore`), `http`.
 //! - [`process`]: the `exec` step.
 //! - [`backup`]: the backup set: `layout` (the stamp and every file name),
 //!   `manifest` (the typed set manifest, format 1) and the `write_manifest`
