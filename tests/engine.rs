@@ -1365,3 +1365,35 @@ fn an_undo_step_action_runs_within_its_own_timeout() {
         stderr(&out)
     );
 }
+
+#[test]
+fn the_restore_refuses_a_stamp_that_is_no_backup_stamp_before_reading_anything() {
+    // Month 13, a short stamp, and a path: each refused by the backup-set
+    // layout's own stamp parser (`is_backup_stamp`), exit 2, nothing read.
+    for stamp in ["20261399_01h15m00s", "2026112_1h5m0s", "../../x"] {
+        Test::new()
+            .args([
+                "plan",
+                "cluster-hot-restore",
+                "--set",
+                &format!("stamp={stamp}"),
+            ])
+            .args(["--set", "manifest_path=/nonexistent-runbook-test"])
+            .run()
+            .failure(2)
+            .stderr_contains(&format!(
+                "stamp \"{stamp}\" is not a stamp like 20261126_01h15m00s"
+            ));
+    }
+    Test::new()
+        .args([
+            "run",
+            "cluster-hot-restore",
+            "--set",
+            "discard_safety=20261126_25h00m00s",
+        ])
+        .args(["--set", "manifest_path=/nonexistent-runbook-test"])
+        .run()
+        .failure(2)
+        .stderr_contains("discard_safety \"20261126_25h00m00s\" is not a stamp like");
+}

@@ -149,11 +149,15 @@ fn function_error(
     )
 }
 
-/// Registers `backup_stamp`, `backup_manifest`, `claim_stamp_file` and `is_plain_name`.
+/// Registers `backup_stamp`, `is_backup_stamp`, `backup_manifest`, `claim_stamp_file` and
+/// `is_plain_name`.
 pub fn register(engine: &mut Engine, state: &Arc<RunState>) {
     // The stamp that names every file of a new set, in the one format the
     // catalogue, retention and the restore read back.
     engine.register_fn("backup_stamp", new_stamp);
+    // Whether a text is such a stamp (a real date and time, strictly in that
+    // format), for workflows that take one from the config.
+    engine.register_fn("is_backup_stamp", |text: &str| parse_stamp(text).is_some());
     engine.register_fn("is_plain_name", |name: &str| {
         runbook_steps::backup::catalogue::is_plain_name(name)
     });
