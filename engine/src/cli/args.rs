@@ -14,6 +14,10 @@ use crate::run::runner::{RunRequest, run};
 #[derive(Debug, Parser)]
 #[command(name = "runbook", version, after_long_help = exit_code::HELP, after_help = exit_code::HELP)]
 pub struct Cli {
+    /// The site file every command reads [default: $RUNBOOK_SITE, else
+    /// /etc/runbook/site.toml; a missing default file is no error].
+    #[arg(long, global = true, value_name = "FILE")]
+    site: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -24,8 +28,8 @@ enum Command {
     ///
     /// WORKFLOW is a path to a .rhai file, or the name of a stock workflow
     /// (e.g. cluster-hot-backup). Config keys come from the workflow's
-    /// config() call, overridden by --vars FILE, then RUNBOOK_<KEY> environment
-    /// variables, then --set KEY=VALUE.
+    /// config() call, overridden by the site file, then --vars FILE, then
+    /// RUNBOOK_<KEY> environment variables, then --set KEY=VALUE.
     Run(RunArgs),
     /// Show what a run would do, changing nothing (= run --dry-run).
     ///
@@ -98,9 +102,10 @@ enum Command {
         /// The stamp of a backup set to verify, e.g. 20261126_01h15m00s.
         #[arg(long, value_name = "STAMP")]
         set: Option<String>,
-        /// The folder of the set manifests (with --set).
-        #[arg(long, value_name = "DIR", default_value = runbook_steps::backup::layout::DEFAULT_MANIFEST_FOLDER)]
-        manifest_path: PathBuf,
+        /// The folder of the set manifests (with --set) [default: the site's
+        /// manifest_path (RUNBOOK_MANIFEST_PATH, site file), else /mnt/backup].
+        #[arg(long, value_name = "DIR")]
+        manifest_path: Option<PathBuf>,
         /// Where to check the set's Elasticsearch snapshot (with --set)
         /// [default: the elasticsearch_url its manifest records]. The password
         /// for the user the manifest records: ELASTICSEARCH_PASSWORD(_FILE).
@@ -120,11 +125,14 @@ enum Command {
     /// sets. Nothing is read but file names, sizes, manifests and the
     /// snapshots' state: `runbook verify --set STAMP` reads the archives.
     List {
-        /// The folder of the set manifests.
-        #[arg(long, value_name = "DIR", default_value = runbook_steps::backup::layout::DEFAULT_MANIFEST_FOLDER)]
-        manifest_path: PathBuf,
+        /// The folder of the set manifests [default: the site's manifest_path
+        /// (RUNBOOK_MANIFEST_PATH, site file), else /mnt/backup].
+        #[arg(long, value_name = "DIR")]
+        manifest_path: Option<PathBuf>,
         /// A folder of archives and .info markers (repeatable) [default: the
-        /// stock folders cassandra, elasticsearch, storage, minio, seaweedfs under the
+        /// site's cassandra_archive_path, elasticsearch_archive_path,
+        /// storage_archive_path, s3_archive_path, and the stock folders
+        /// cassandra, elasticsearch, storage, minio, seaweedfs under the
         /// manifest folder]. Folders the manifests name are always searched.
         #[arg(long = "archive-path", value_name = "DIR")]
         archive_paths: Vec<PathBuf>,
@@ -145,7 +153,29 @@ enum Command {
     /// manifests); `runbook list` also checks the snapshots, `runbook verify
     /// --set` the archives.
     Status(crate::cli::status::StatusArgs),
-    /// Write the stock workflows into DIR so they can be edited.
+    /// Print the effective config values and where each came from (default,
+    /// site file, RUNBOOK_<KEY>, --vars, --set); secrets are never printed.
+    ///
+    /// With WORKFLOW: every key it declares, resolved as `runbook run` would
+    /// (a value a run would refuse is refused here, exit 2). Without: the keys
+    /// the site file and RUNBOOK_<KEY> variables set. Both list the engine
+    /// settings (journal_dir, lock_dir, ...).
+    Config {
+        /// A .rhai file or a stock workflow name.
+        #[arg(value_parser = crate::cli::completion_values::NameOrAny::workflows(), hide_possible_values = true)]
+        workflow: Option<String>,
+        /// Set a config key (repeatable), as for `run`.
+        #[arg(long = "set", value_name = "KEY=VALUE", requires = "workflow")]
+        sets: Vec<String>,
+        /// Read config keys from a JSON or TOML file, as for `run`.
+        #[arg(long, value_name = "FILE", requires = "workflow")]
+        vars: Option<PathBuf>,
+        /// Print the values as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the stock workflows and a commented site.toml into DIR so they
+    /// can be edited.
     Init {
         /// The folder (created if missing).
         dir: PathBuf,
@@ -169,8 +199,10 @@ struct RunArgs {
     /// Describe every action instead of doing it.
     #[arg(long)]
     dry_run: bool,
-    /// Where run journals and locks go [default: /var/lib/runbook as root,
-    /// else $XDG_STATE_HOME/runbook].
+    /// Where run journals go [default: the site file's journal_dir, else
+    /// /var/lib/runbook as root, else $XDG_STATE_HOME/runbook]. Given here
+    /// (or by RUNBOOK_JOURNAL_DIR) and with no lock_dir set, the run lock
+    /// is taken there too: a run history of its own.
     #[arg(long, value_name = "DIR", env = "RUNBOOK_JOURNAL_DIR")]
     journal_dir: Option<PathBuf>,
     /// Log format on stderr.
@@ -223,9 +255,22 @@ pub fn main() -> i32 {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
     }
+    let site = cli.site;
     match cli.command {
-        Command::Run(args) => run_command(args, false),
-        Command::Plan(args) => run_command(args, true),
+        Command::Run(args) => run_command(args, false, site),
+        Command::Plan(args) => run_command(args, true, site),
+        Command::Config {
+            workflow,
+            sets,
+            vars,
+            json,
+        } => crate::cli::site_config::config(
+            site.as_deref(),
+            workflow.as_deref(),
+            &sets,
+            vars.as_deref(),
+            json,
+        ),
         Command::Check { workflow } => crate::cli::commands::check(&workflow),
         Command::Steps {
             name,
@@ -255,7 +300,10 @@ pub fn main() -> i32 {
                 }
             }
         }
-        Command::Status(args) => crate::cli::status::status(&args.into_request()),
+        Command::Status(args) => match crate::cli::site_config::load_checked(site.as_deref()) {
+            Ok(site) => crate::cli::status::status(&args.into_request(&site)),
+            Err(code) => code,
+        },
         Command::Init { dir, force } => crate::cli::commands::init(&dir, force),
         Command::Verify {
             paths,
@@ -265,12 +313,19 @@ pub fn main() -> i32 {
             manifest_path,
             elasticsearch_url,
         } => match set {
-            Some(stamp) => crate::cli::catalogue::verify_set(
-                &manifest_path,
-                &stamp,
-                json,
-                elasticsearch_url.as_deref(),
-            ),
+            Some(stamp) => {
+                use crate::cli::site_config as from_site;
+                let site = match from_site::load_checked(site.as_deref()) {
+                    Ok(site) => site,
+                    Err(code) => return code,
+                };
+                crate::cli::catalogue::verify_set(
+                    &from_site::manifest_path(&site, manifest_path),
+                    &stamp,
+                    json,
+                    from_site::elasticsearch_url(&site, elasticsearch_url).as_deref(),
+                )
+            }
             None => crate::cli::commands::verify(&paths, require_checksum, json),
         },
         Command::List {
@@ -278,23 +333,45 @@ pub fn main() -> i32 {
             archive_paths,
             json,
             elasticsearch_url,
-        } => crate::cli::catalogue::list(
-            &manifest_path,
-            &archive_paths,
-            json,
-            elasticsearch_url.as_deref(),
-        ),
+        } => {
+            use crate::cli::site_config as from_site;
+            let site = match from_site::load_checked(site.as_deref()) {
+                Ok(site) => site,
+                Err(code) => return code,
+            };
+            let manifest_path = from_site::manifest_path(&site, manifest_path);
+            crate::cli::catalogue::list(
+                &manifest_path,
+                &from_site::archive_paths(&site, archive_paths, &manifest_path),
+                json,
+                from_site::elasticsearch_url(&site, elasticsearch_url).as_deref(),
+            )
+        }
         Command::Recover {
             journal_dir,
             dry_run,
         } => {
             logging::init(LogFormat::Human, 0);
-            crate::cli::commands::recover(journal_dir, dry_run)
+            let site = match crate::cli::site_config::load_checked(site.as_deref()) {
+                Ok(site) => site,
+                Err(code) => return code,
+            };
+            crate::run::lock::set_lock_place(
+                match crate::run::lock::lock_place_for(&site, journal_dir.as_deref()) {
+                    Ok(place) => place,
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return exit_code::INPUT;
+                    }
+                },
+            );
+            let journal_dir = crate::cli::site_config::journal_dir(&site, journal_dir);
+            crate::cli::commands::recover(Some(journal_dir), dry_run)
         }
     }
 }
 
-fn run_command(args: RunArgs, plan: bool) -> i32 {
+fn run_command(args: RunArgs, plan: bool, site: Option<PathBuf>) -> i32 {
     let verbosity = if args.quiet {
         -1
     } else {
@@ -321,5 +398,6 @@ fn run_command(args: RunArgs, plan: bool) -> i32 {
         journal_group: args.journal_group,
         metrics_file: args.metrics_file,
         summary_json: args.summary_json,
+        site,
     })
 }

@@ -129,13 +129,23 @@ pub fn init(dir: &Path, force: bool) -> i32 {
     for path in &kept {
         println!("kept {path} (exists; --force overwrites)");
     }
+    match crate::cli::site_config::write_site_file(dir, force) {
+        Ok(line) => println!("{line}"),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return exit_code::FAILED;
+        }
+    }
+    let dir = dir.display();
     println!(
-        "\n{written} file(s) written. Next: edit the config() defaults at the top of each workflow \
-         (or keep them and pass --set/--vars), then\n  runbook plan {}/cluster-hot-backup.rhai\n  \
-         runbook run {}/cluster-hot-backup.rhai\nScheduling: see docs/systemd/ (a service and a timer) \
-         in the runbook documentation.",
-        dir.display(),
-        dir.display()
+        "\n{written} file(s) written. Next: set this site's values in {dir}/site.toml \
+         (every key is there, commented out with its default; `runbook config \
+         cluster-hot-backup --site {dir}/site.toml` shows the result), then\n  \
+         runbook plan --site {dir}/site.toml {dir}/cluster-hot-backup.rhai\n  \
+         runbook run --site {dir}/site.toml {dir}/cluster-hot-backup.rhai\n\
+         (RUNBOOK_SITE={dir}/site.toml does the same as --site; /etc/runbook/site.toml is read \
+         without either.)\nScheduling: see docs/systemd/ (a service and a timer) in the runbook \
+         documentation."
     );
     exit_code::SUCCESS
 }

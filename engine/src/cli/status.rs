@@ -513,9 +513,10 @@ pub struct StatusArgs {
     /// stock name).
     #[arg(long, value_name = "NAME", default_value = "cluster-hot-backup")]
     workflow: String,
-    /// The folder of the set manifests.
-    #[arg(long, value_name = "DIR", default_value = runbook_steps::backup::layout::DEFAULT_MANIFEST_FOLDER)]
-    manifest_path: PathBuf,
+    /// The folder of the set manifests [default: the site's manifest_path
+    /// (RUNBOOK_MANIFEST_PATH, site file), else /mnt/backup].
+    #[arg(long, value_name = "DIR")]
+    manifest_path: Option<PathBuf>,
     /// A folder of archives and .info markers (repeatable) [default: the
     /// stock folders cassandra, elasticsearch, storage, minio under the
     /// manifest folder]. Folders the manifests name are always searched.
@@ -531,15 +532,16 @@ pub struct StatusArgs {
 }
 
 impl StatusArgs {
-    /// The request, with the default journal folder filled in.
-    pub fn into_request(self) -> StatusRequest {
+    /// The request, with what the flags leave open from the site file (and
+    /// `RUNBOOK_<KEY>`), else the defaults.
+    pub fn into_request(self, site: &crate::host::config_site::Site) -> StatusRequest {
+        use crate::cli::site_config as from_site;
+        let manifest_path = from_site::manifest_path(site, self.manifest_path);
         StatusRequest {
-            journal_dir: self
-                .journal_dir
-                .unwrap_or_else(crate::host::journal::default_journal_dir),
+            journal_dir: from_site::journal_dir(site, self.journal_dir),
             workflow: self.workflow,
-            manifest_path: self.manifest_path,
-            archive_paths: self.archive_paths,
+            archive_paths: from_site::archive_paths(site, self.archive_paths, &manifest_path),
+            manifest_path,
             max_age: self.max_age,
             json: self.json,
         }

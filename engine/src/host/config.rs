@@ -1,8 +1,9 @@
 //! Workflow configuration: `config(#{ key: default })` merges the script's
-//! defaults with `--vars FILE`, `RUNBOOK_<KEY>` environment variables and
-//! `--set KEY=VALUE`, in that order of precedence (last wins).
+//! defaults with the site file (`/etc/runbook/site.toml`, see
+//! [`crate::host::config_site`]), `--vars FILE`, `RUNBOOK_<KEY>` environment
+//! variables and `--set KEY=VALUE`, in that order of precedence (last wins).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use rhai::{Dynamic, Map};
@@ -10,6 +11,8 @@ use rhai::{Dynamic, Map};
 /// Where an override came from, for error messages.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Origin {
+    /// The site file (its path).
+    SiteFile(String),
     /// `--vars FILE`.
     VarsFile(String),
     /// `RUNBOOK_<KEY>`.
@@ -23,6 +26,7 @@ pub enum Origin {
 impl std::fmt::Display for Origin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Origin::SiteFile(path) => write!(f, "site file {path}"),
             Origin::VarsFile(path) => write!(f, "--vars {path}"),
             Origin::Environment(name) => write!(f, "environment variable {name}"),
             Origin::Set => f.write_str("--set"),
@@ -58,15 +62,40 @@ pub enum ConfigError {
     /// A `RUNBOOK_*` environment variable that is neither a declared key nor
     /// one the engine reads: most likely a typo that would be ignored.
     #[error(
-        "environment variable {name} names no config key of this workflow{suggestion}; \
+        "environment variable {name} names no config key of {scope}{suggestion}; \
          unset it (RUNBOOK_<KEY> sets a declared key; the engine itself reads {engine})"
     )]
     UnknownEnvironment {
         /// The variable.
         name: String,
+        /// "this workflow", or "any workflow of this site".
+        scope: &'static str,
         /// " (did you mean RUNBOOK_X?)" or empty.
         suggestion: String,
         /// The engine's own variables, comma-separated.
+        engine: String,
+    },
+    /// The site file cannot be read or parsed.
+    #[error("site file {path}: {reason}")]
+    SiteFile {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A site file key that no workflow and not the engine knows.
+    #[error(
+        "site file {path}: unknown key `{key}`{suggestion}; a key must be a config key of a \
+         workflow (`runbook config WORKFLOW` lists them) or an engine setting ({engine})"
+    )]
+    UnknownSiteKey {
+        /// The key.
+        key: String,
+        /// The site file.
+        path: String,
+        /// " (did you mean `x`?)" or empty.
+        suggestion: String,
+        /// The engine settings, comma-separated.
         engine: String,
     },
     /// A rule passed to `config()` that makes no sense (a script error).
@@ -90,12 +119,21 @@ pub const ENGINE_VARIABLES: &[&str] = &[
     "RUNBOOK_JOURNAL_DIR",
     "RUNBOOK_JOURNAL_GROUP",
     "RUNBOOK_METRICS_FILE",
+    "RUNBOOK_SITE",
+    "RUNBOOK_LOCK_DIR",
+    "RUNBOOK_LOCK_GROUP",
 ];
 
 /// The overrides given on the command line, before the script declares its keys.
 #[derive(Clone, Debug, Default)]
 pub struct Overrides {
     values: BTreeMap<String, (serde_json::Value, Origin)>,
+    /// The site file: under every other source.
+    site: crate::host::config_site::Site,
+    /// Keys other workflows or the engine know (from the site's point of
+    /// view): a site file or `RUNBOOK_<KEY>` may set them for another
+    /// workflow without being an error for this one.
+    known_elsewhere: BTreeSet<String>,
 }
 
 impl Overrides {
@@ -128,7 +166,27 @@ impl Overrides {
                 (serde_json::Value::String(value.to_string()), Origin::Set),
             );
         }
-        Ok(Overrides { values })
+        Ok(Overrides {
+            values,
+            ..Overrides::default()
+        })
+    }
+
+    /// Adds the site file's values (the lowest source above the defaults)
+    /// and the keys known to other workflows and the engine.
+    pub fn with_site(
+        mut self,
+        site: &crate::host::config_site::Site,
+        known_elsewhere: BTreeSet<String>,
+    ) -> Self {
+        self.site = site.clone();
+        self.known_elsewhere = known_elsewhere;
+        self
+    }
+
+    /// Keys other workflows or the engine know (see [`Overrides::with_site`]).
+    pub fn known_elsewhere(&self) -> impl Iterator<Item = &str> + Clone {
+        self.known_elsewhere.iter().map(String::as_str)
     }
 
     /// True when no override was given.
@@ -159,6 +217,16 @@ impl Overrides {
         Ok(())
     }
 
+    /// Refuses a site file key that none of `known` is (this workflow's
+    /// keys, other workflows' and the engine's), with the nearest one.
+    pub fn check_site_keys<'a>(
+        &self,
+        known: impl Iterator<Item = &'a str>,
+    ) -> Result<(), ConfigError> {
+        self.site
+            .check_keys(&known.map(str::to_string).collect::<BTreeSet<_>>())
+    }
+
     /// Where the effective value of `key` comes from (the same precedence as
     /// [`Overrides::resolve`]).
     pub fn origin_of(&self, key: &str, env: impl Fn(&str) -> Option<String>) -> Origin {
@@ -171,12 +239,14 @@ impl Overrides {
         }
         match self.values.get(key) {
             Some((_, origin)) => origin.clone(),
+            None if self.site.values().contains_key(key) => Origin::SiteFile(self.site.shown()),
             None => Origin::Default,
         }
     }
 
-    /// The effective values for `defaults`: defaults, then the vars file, then
-    /// `RUNBOOK_<KEY>`, then `--set`. `env` looks up environment variables.
+    /// The effective values for `defaults`: defaults, then the site file,
+    /// then the vars file, then `RUNBOOK_<KEY>`, then `--set`. `env` looks up
+    /// environment variables.
     pub fn resolve(
         &self,
         defaults: &Map,
@@ -186,6 +256,10 @@ impl Overrides {
         for (key, default) in defaults {
             let key_str = key.as_str();
             let mut value = default.clone();
+            if let Some(raw) = self.site.values().get(key_str) {
+                let origin = Origin::SiteFile(self.site.shown());
+                value = convert(key_str, default, raw, &origin)?;
+            }
             let from_file = self
                 .values
                 .get(key_str)

@@ -232,6 +232,16 @@ pub fn check_environment<'a>(
     names: impl Iterator<Item = String>,
     declared: impl Iterator<Item = &'a str> + Clone,
 ) -> Result<(), ConfigError> {
+    check_environment_for(names, declared, "this workflow")
+}
+
+/// [`check_environment`] for a command that runs no workflow (`list`,
+/// `verify`, `config`): `declared` is every key the site knows.
+pub fn check_environment_for<'a>(
+    names: impl Iterator<Item = String>,
+    declared: impl Iterator<Item = &'a str> + Clone,
+    scope: &'static str,
+) -> Result<(), ConfigError> {
     let mut names: Vec<String> = names.filter(|n| n.starts_with("RUNBOOK_")).collect();
     names.sort();
     for name in names {
@@ -257,6 +267,7 @@ pub fn check_environment<'a>(
         };
         return Err(ConfigError::UnknownEnvironment {
             name,
+            scope,
             suggestion,
             engine: ENGINE_VARIABLES.join(", "),
         });

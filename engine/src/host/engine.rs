@@ -242,6 +242,9 @@ fn config(
             context.call_position(),
         )
     };
+    if let Some(stop) = crate::host::config_site::probe_declared(&defaults) {
+        return Err(stop);
+    }
     let rules = crate::host::config_rules::Rules::parse(&rules, &defaults).map_err(error)?;
     let mut declared = state.config.lock().expect("config lock poisoned");
     let mut names: Vec<String> = declared.keys().map(|k| k.to_string()).collect();
@@ -250,9 +253,19 @@ fn config(
         .overrides
         .check_declared(names.iter().map(String::as_str))
         .map_err(error)?;
+    // A key of another workflow (from the site's point of view) is not an
+    // error here: one environment and one site file serve every workflow.
+    let known = names
+        .iter()
+        .map(String::as_str)
+        .chain(state.overrides.known_elsewhere());
+    state
+        .overrides
+        .check_site_keys(known.clone())
+        .map_err(error)?;
     crate::host::config_rules::check_environment(
         std::env::vars_os().filter_map(|(name, _)| name.into_string().ok()),
-        names.iter().map(String::as_str),
+        known,
     )
     .map_err(error)?;
     let env = |name: &str| std::env::var(name).ok();
@@ -263,6 +276,11 @@ fn config(
     rules
         .check(&effective, |key| state.overrides.origin_of(key, env))
         .map_err(error)?;
+    if let Some(stop) = crate::host::config_site::probe_effective(&effective, |key| {
+        state.overrides.origin_of(key, env)
+    }) {
+        return Err(stop);
+    }
     declared.extend(effective.clone());
     let strings = config_strings(&declared);
     crate::host::secrets::set_public_values(strings.iter().map(|(_, v)| v.as_str()));

@@ -61,6 +61,9 @@ pub enum TrustedUse {
     SecretFile,
     /// The folder holding the runs' private folders (`private_dir()`).
     RuntimeFolder,
+    /// The site file (`/etc/runbook/site.toml`): it sets the programs
+    /// runbook runs and where it writes, for every command.
+    SiteFile,
 }
 
 impl TrustedUse {
@@ -76,6 +79,7 @@ impl TrustedUse {
             }
             TrustedUse::SecretFile => "a password file",
             TrustedUse::RuntimeFolder => "the runtime folder, which holds files with passwords",
+            TrustedUse::SiteFile => "the site file, which sets the programs runbook runs",
         }
     }
 }

@@ -16,6 +16,7 @@ pub mod cleanup;
 pub mod compensation;
 pub mod config;
 pub mod config_rules;
+pub mod config_site;
 pub mod engine;
 pub mod file_functions;
 pub mod file_safety;

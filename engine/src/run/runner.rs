@@ -46,6 +46,8 @@ pub struct RunRequest {
     pub metrics_file: Option<PathBuf>,
     /// `--summary-json`: the run summary written at the end of the run.
     pub summary_json: Option<PathBuf>,
+    /// `--site FILE` (else `RUNBOOK_SITE`, else /etc/runbook/site.toml).
+    pub site: Option<PathBuf>,
 }
 
 fn print_error(text: &str) {
@@ -67,8 +69,25 @@ pub fn run(request: RunRequest) -> i32 {
 
 /// [`run`], with every early exit (bad input, lock held) as `Err(code)` after
 /// its message is printed.
-fn run_checked(request: RunRequest) -> Result<i32, i32> {
+fn run_checked(mut request: RunRequest) -> Result<i32, i32> {
+    let site =
+        crate::host::config_site::Site::load(request.site.as_deref()).map_err(input_error)?;
+    crate::run::lock::set_lock_place(
+        crate::run::lock::lock_place_for(&site, request.journal_dir.as_deref())
+            .map_err(input_error)?,
+    );
+    // Engine settings the command line left open come from the site file.
+    if request.journal_dir.is_none() {
+        request.journal_dir = site.path_setting("journal_dir");
+    }
+    if request.journal_group.is_none() {
+        request.journal_group = site
+            .setting("journal_group")
+            .map(|(group, _)| group)
+            .filter(|group| !group.is_empty());
+    }
     let (workflow, overrides, ast) = load_and_compile(&request)?;
+    let overrides = with_site(overrides, &site, &workflow);
     let (journal_dir, _lock, journal) = lock_and_open_journal(&request, &workflow)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -133,6 +152,22 @@ fn run_checked(request: RunRequest) -> Result<i32, i32> {
     print_error(&report);
     runtime.shutdown_timeout(Duration::from_secs(1));
     Ok(code)
+}
+
+/// Adds the site file to the overrides, with the keys the other workflows
+/// of the site know, when there is anything to check them against.
+fn with_site(
+    overrides: Overrides,
+    site: &crate::host::config_site::Site,
+    workflow: &Workflow,
+) -> Overrides {
+    use crate::host::config_site::{known_keys, needs_known_keys};
+    let known = if needs_known_keys(site) {
+        known_keys(site, Some(workflow))
+    } else {
+        Default::default()
+    };
+    overrides.with_site(site, known)
 }
 
 /// Loads the workflow, checks `--vars`, `--set` and `--metrics-file`, and
