@@ -127,7 +127,13 @@ pub fn config(
     vars: Option<&Path>,
     json: bool,
 ) -> i32 {
-    let site = match load_checked(site_flag) {
+    // With a workflow, its probe checks the site's keys and the environment
+    // as a run does (its own keys included).
+    let loaded = match workflow {
+        Some(_) => Site::load(site_flag).map_err(input_error),
+        None => load_checked(site_flag),
+    };
+    let site = match loaded {
         Ok(site) => site,
         Err(code) => return code,
     };

@@ -233,6 +233,10 @@ pub fn known_keys(site: &Site, current: Option<&Workflow>) -> BTreeSet<String> {
         }
     }
     for workflow in workflows.iter().chain(current) {
+        // A script that declares no config is not run at all.
+        if !workflow.source.contains("config(") {
+            continue;
+        }
         if let Ok(probed) = probe(workflow, ProbeMode::Keys, Overrides::default()) {
             known.extend(probed.keys);
         }
@@ -370,7 +374,12 @@ pub fn probe(workflow: &Workflow, mode: ProbeMode, overrides: Overrides) -> Resu
         .map_err(|p| format!("{}: {}", p.position, p.message))?;
     let outer = PROBE.with(|p| p.borrow_mut().replace(ProbeState { mode, found: None }));
     crate::host::cleanup::push_frame();
-    let result = engine.run_ast(&ast);
+    // What the script logs before its config() call (dry-run lines) is not
+    // this command's output.
+    let result =
+        tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
+            engine.run_ast(&ast)
+        });
     // A probe stops at config(): whatever it deferred before is not run.
     drop(crate::host::cleanup::pop_frame());
     let found = PROBE
@@ -385,6 +394,25 @@ pub fn probe(workflow: &Workflow, mode: ProbeMode, overrides: Overrides) -> Resu
             &crate::host::workflow::source_text,
         )),
     }
+}
+
+/// Registers `config_source(key)`: where the effective value of a config
+/// key came from: `"default"`, `"site"`, `"vars"`, `"env"` or `"set"`. A
+/// workflow takes a value from elsewhere (a set's manifest) only for a key
+/// nobody set.
+pub fn register(engine: &mut rhai::Engine, state: &Arc<RunState>) {
+    let state = Arc::clone(state);
+    engine.register_fn("config_source", move |key: &str| -> String {
+        let env = |name: &str| std::env::var(name).ok();
+        match state.overrides.origin_of(key, env) {
+            Origin::Default => "default",
+            Origin::SiteFile(_) => "site",
+            Origin::VarsFile(_) => "vars",
+            Origin::Environment(_) => "env",
+            Origin::Set => "set",
+        }
+        .to_string()
+    });
 }
 
 /// Keys whose value `runbook config` never prints.
