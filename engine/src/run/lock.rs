@@ -313,6 +313,29 @@ fn open_lock_file(path: &Path, place: &LockPlace) -> Result<(File, bool), LockEr
 }
 
 fn cannot_share(path: &Path, source: std::io::Error) -> LockError {
+    if source.kind() == std::io::ErrorKind::NotFound {
+        // No lock file yet, and this user may not make one in the folder.
+        let folder = path.parent().unwrap_or(Path::new("/"));
+        let owner = std::fs::metadata(folder)
+            .map(|m| {
+                format!(
+                    "owned by {}, group {}, mode {:o}",
+                    user_name(m.uid()),
+                    group_name(m.gid()),
+                    m.mode() & 0o7777
+                )
+            })
+            .unwrap_or_default();
+        return LockError::Refused {
+            path: path.to_path_buf(),
+            reason: format!(
+                "this user cannot create the lock file in the lock folder ({owner}); make the \
+                 folder the lock_group's: chgrp GROUP {dir} && chmod 2770 {dir}, with \
+                 lock_group = \"GROUP\" in the site file",
+                dir = folder.display()
+            ),
+        };
+    }
     let owner = std::fs::symlink_metadata(path)
         .map(|m| {
             format!(
