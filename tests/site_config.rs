@@ -147,6 +147,10 @@ fn an_unknown_site_key_is_refused_with_the_nearest_key_by_every_command() {
         .failure(2)
         .stderr_contains(message);
     assert!(!ran.path("out.txt").exists(), "nothing may run");
+    assert!(
+        !ran.path("journal").exists(),
+        "refused before the lock and the journal"
+    );
     for command in [
         &["list"][..],
         &["config"],
@@ -642,4 +646,32 @@ fn a_lock_folder_others_can_write_or_a_symlinked_lock_file_is_refused() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn verify_set_looks_for_the_manifest_where_the_site_says() {
+    let t = Test::new();
+    std::fs::create_dir_all(t.path("from-site")).unwrap();
+    let ran = t
+        .write("site.toml", "manifest_path = \"from-site\"\n")
+        .args([
+            "verify",
+            "--set",
+            "20261126_01h15m00s",
+            "--site",
+            "site.toml",
+        ])
+        .run();
+    assert_ne!(code_of(&ran), 0, "{}", ran.stderr);
+    assert!(
+        ran.stderr
+            .contains("from-site/backup_20261126_01h15m00s.json")
+            || ran.stderr.contains("in from-site"),
+        "{}",
+        ran.stderr
+    );
+}
+
+fn code_of(ran: &runbook_test_support::Ran) -> i32 {
+    ran.status.code().unwrap_or(-1)
 }

@@ -87,7 +87,7 @@ fn run_checked(mut request: RunRequest) -> Result<i32, i32> {
             .filter(|group| !group.is_empty());
     }
     let (workflow, overrides, ast) = load_and_compile(&request)?;
-    let overrides = with_site(overrides, &site, &workflow);
+    let overrides = with_site(overrides, &site, &workflow)?;
     let (journal_dir, _lock, journal) = lock_and_open_journal(&request, &workflow)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -154,20 +154,23 @@ fn run_checked(mut request: RunRequest) -> Result<i32, i32> {
     Ok(code)
 }
 
-/// Adds the site file to the overrides, with the keys the other workflows
-/// of the site know, when there is anything to check them against.
+/// Adds the site file to the overrides, with the keys the workflows of the
+/// site know, when there is anything to check against them; a site file key
+/// none knows stops the run here, before its lock and journal.
 fn with_site(
     overrides: Overrides,
     site: &crate::host::config_site::Site,
     workflow: &Workflow,
-) -> Overrides {
+) -> Result<Overrides, i32> {
     use crate::host::config_site::{known_keys, needs_known_keys};
     let known = if needs_known_keys(site) {
-        known_keys(site, Some(workflow))
+        let known = known_keys(site, Some(workflow));
+        site.check_keys(&known).map_err(input_error)?;
+        known
     } else {
         Default::default()
     };
-    overrides.with_site(site, known)
+    Ok(overrides.with_site(site, known))
 }
 
 /// Loads the workflow, checks `--vars`, `--set` and `--metrics-file`, and
