@@ -578,6 +578,21 @@ fn a_lock_file_another_user_may_not_read_is_refused_with_the_fix() {
         stderr(&out)
     );
     assert!(stderr(&out).contains("set lock_group = \"GROUP\" in the site file"));
+
+    // A workflow root never ran: no lock file, and the other user may not
+    // make one in root's 0755 folder: refused, saying how to share it.
+    std::fs::remove_file(dir.path().join("locks/wf.lock")).unwrap();
+    let out = run_as(dir.path(), Some((65534, 65534)), "journal-nobody")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "this user cannot create the lock file in the lock folder (owned by root, group root, mode 755); make the folder the lock_group's: chgrp GROUP"
+        ),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
