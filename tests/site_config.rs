@@ -123,6 +123,17 @@ fn list_takes_the_manifest_folder_from_flag_env_site_in_that_order() {
         .run()
         .success()
         .stdout_contains("no backup sets in from-flag\n");
+    // Nothing set: the default /mnt/backup is the folder listed (or, where
+    // it does not exist, the one named as missing).
+    let ran = Test::new().args(["list"]).run();
+    assert!(
+        ran.stderr.contains("manifest folder /mnt/backup")
+            || ran.stdout.contains("no backup sets in /mnt/backup")
+            || ran.stdout.contains("searched /mnt/backup"),
+        "{}{}",
+        ran.stdout,
+        ran.stderr
+    );
     // The site's archive folders are searched too.
     let t = test().write(
         "site2.toml",
