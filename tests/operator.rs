@@ -779,3 +779,250 @@ fn metric_names_in_the_dashboard_and_alerts_are_written_by_a_run() {
         "runbook_archive_bytes < 0.5 * (runbook_archive_bytes offset 1d)",
     );
 }
+
+/// The PATH systemd gives a service that sets none (systemd.exec(5),
+/// "Environment variables in spawned processes").
+const SYSTEMD_DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin";
+
+/// The `Environment=` assignments and the `ExecStart=` words of a unit file
+/// (quotes removed like systemd does; `%%` and `$$` as one character).
+fn unit_environment_and_exec_start(unit: &str) -> (Vec<(String, String)>, Vec<String>) {
+    let unescape = |word: String| word.replace("%%", "%").replace("$$", "$");
+    let mut environment = Vec::new();
+    let mut exec_start = Vec::new();
+    for line in unit.lines().map(str::trim) {
+        if let Some(value) = line.strip_prefix("Environment=") {
+            for assignment in shlex::split(value).expect("an Environment= line splits") {
+                let (key, value) = assignment.split_once('=').expect("KEY=VALUE");
+                environment.push((key.to_string(), unescape(value.to_string())));
+            }
+        } else if let Some(command) = line.strip_prefix("ExecStart=") {
+            assert!(exec_start.is_empty(), "one ExecStart= line: {unit}");
+            assert!(!command.ends_with('\\'), "a continued ExecStart=: {unit}");
+            exec_start = shlex::split(command)
+                .expect("the ExecStart= line splits")
+                .into_iter()
+                .map(unescape)
+                .collect();
+        }
+    }
+    (environment, exec_start)
+}
+
+/// A `nodetool`/`cqlsh` that knows its cluster without any environment, as
+/// the real ones do: the sandbox's stand-in, told where its generated data is.
+fn wrap_standin(cluster: &Cluster, name: &str, into: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let env = cluster.record["env"].as_object().unwrap();
+    let mut exports = String::new();
+    for key in ["SANDBOX_CASSANDRA_DATA", "SANDBOX_STATE"] {
+        exports.push_str(&format!(
+            "{key}={} ",
+            shlex::try_quote(env[key].as_str().unwrap()).unwrap()
+        ));
+    }
+    let standin = repo_root().join("tests/sandbox/bin").join(name);
+    let path = into.join(name);
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\nexec env {exports}{} \"$@\"\n",
+            shlex::try_quote(standin.to_str().unwrap()).unwrap()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// The site's settings for `site_dir`'s copy of the stock backup: in the
+/// config() defaults of the workflow `init` wrote (what an admin edits today)
+/// and in `site.toml` (the site file the unit names through RUNBOOK_SITE).
+fn configure_site(site_dir: &Path, settings: &serde_json::Map<String, Value>) {
+    let workflow_path = site_dir.join("cluster-hot-backup.rhai");
+    let mut workflow = std::fs::read_to_string(&workflow_path).unwrap();
+    let mut toml =
+        String::from("# The sandbox's site, for the test of the units `runbook init` writes.\n");
+    for (key, value) in settings {
+        let text = value.as_str().expect("string settings");
+        let default = regex::Regex::new(&format!(r#"(?m)^(\s+{key}: )"[^"]*""#)).unwrap();
+        assert!(default.is_match(&workflow), "no string default for {key}");
+        let literal = serde_json::to_string(text).unwrap();
+        workflow = default
+            .replace(&workflow, |c: &regex::Captures| {
+                format!("{}{literal}", &c[1])
+            })
+            .into_owned();
+        toml.push_str(&format!("{key} = {literal}\n"));
+    }
+    std::fs::write(&workflow_path, workflow).unwrap();
+    std::fs::write(site_dir.join("site.toml"), toml).unwrap();
+}
+
+#[test]
+fn init_writes_units_whose_exec_start_backs_up_the_sandbox_with_only_their_environment() {
+    let cluster = Cluster::start(&["--storage", "s3"]);
+    let root = cluster.dir.path();
+    let (home, site, state) = (root.join("home"), root.join("site"), root.join("state"));
+
+    // The admin's MinIO-client alias, as `mcli alias set` keeps it: the run
+    // under systemd must find it through the HOME/MC_CONFIG_DIR the unit sets.
+    let host = cluster.record["env"]["MC_HOST_th_minio"].as_str().unwrap();
+    let url = regex::Regex::new(r"^(https?)://([^:]+):([^@]+)@(.+)$")
+        .unwrap()
+        .captures(host)
+        .expect("MC_HOST_th_minio is http://KEY:SECRET@HOST:PORT");
+    std::fs::create_dir_all(home.join(".mcli")).unwrap();
+    std::fs::write(
+        home.join(".mcli/config.json"),
+        serde_json::json!({"version": "10", "aliases": {"th_minio": {
+            "url": format!("{}://{}", &url[1], &url[4]), "accessKey": &url[2],
+            "secretKey": &url[3], "api": "s3v4", "path": "auto"}}})
+        .to_string(),
+    )
+    .unwrap();
+
+    runbook_test_support::Test::at(root)
+        .arg("init")
+        .arg(&site)
+        .env("HOME", &home)
+        .env_remove("MC_CONFIG_DIR")
+        .env("RUNBOOK_JOURNAL_DIR", &state)
+        .run()
+        .success()
+        .stdout_contains("systemctl enable --now runbook-thehive-backup.timer")
+        .stdout_contains(&format!("wrote {}", site.join("runbook.cron").display()));
+
+    let service_path = site.join("systemd/runbook-thehive-backup.service");
+    let timer_path = site.join("systemd/runbook-thehive-backup.timer");
+    let service = std::fs::read_to_string(&service_path).unwrap();
+    let (environment, exec_start) = unit_environment_and_exec_start(&service);
+    let get = |key: &str| {
+        environment
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("no Environment={key}=...:\n{service}"))
+    };
+    assert_eq!(
+        get("RUNBOOK_SITE"),
+        site.join("site.toml").to_str().unwrap()
+    );
+    assert_eq!(get("HOME"), home.to_str().unwrap());
+    assert_eq!(get("MC_CONFIG_DIR"), home.join(".mcli").to_str().unwrap());
+    assert_eq!(get("RUNBOOK_JOURNAL_DIR"), state.to_str().unwrap());
+    assert_eq!(
+        get("RUNBOOK_METRICS_FILE"),
+        state.join("runbook.prom").to_str().unwrap()
+    );
+    assert_eq!(
+        exec_start,
+        vec![
+            support::runbook_binary().to_str().unwrap().to_string(),
+            "run".to_string(),
+            site.join("cluster-hot-backup.rhai")
+                .to_str()
+                .unwrap()
+                .to_string(),
+        ]
+    );
+    assert!(
+        state.is_dir(),
+        "init creates the journal folder the unit names"
+    );
+    let cron = std::fs::read_to_string(site.join("runbook.cron")).unwrap();
+    assert_contains(
+        &cron,
+        &format!(
+            "{} run {} -q --log-format json",
+            support::runbook_binary().display(),
+            site.join("cluster-hot-backup.rhai").display()
+        ),
+    );
+    assert_contains(
+        &cron,
+        &format!("\nRUNBOOK_SITE={}\n", site.join("site.toml").display()),
+    );
+
+    // systemd's own check of both units (the binary they name exists).
+    let analyze = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&service_path)
+        .arg(&timer_path)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("systemd-analyze cannot run ({e}): install the Debian package `systemd` (.ci/run does)")
+        });
+    assert!(
+        analyze.status.success() && !stderr(&analyze).contains("runbook-thehive-backup"),
+        "systemd-analyze verify: {}{}",
+        stdout(&analyze),
+        stderr(&analyze)
+    );
+
+    // The site: the sandbox's settings, with nodetool and cqlsh that need
+    // no environment of their own.
+    let mut settings = read_json(&cluster.path("vars"))
+        .as_object()
+        .unwrap()
+        .clone();
+    settings.insert(
+        "nodetool".into(),
+        wrap_standin(&cluster, "nodetool", root)
+            .to_str()
+            .unwrap()
+            .into(),
+    );
+    settings.insert(
+        "cqlsh".into(),
+        wrap_standin(&cluster, "cqlsh", root)
+            .to_str()
+            .unwrap()
+            .into(),
+    );
+    settings.insert("elasticsearch_poll".into(), "1s".into());
+    configure_site(&site, &settings);
+
+    // The ExecStart= line, run as systemd runs it: from /, with only the
+    // unit's Environment= and the PATH systemd sets.
+    let mut command = Command::new("env");
+    command
+        .arg("-i")
+        .arg(format!("PATH={SYSTEMD_DEFAULT_PATH}"));
+    for (key, value) in &environment {
+        command.arg(format!("{key}={value}"));
+    }
+    let out = command
+        .args(&exec_start)
+        .current_dir("/")
+        .output()
+        .expect("env runs");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let backup = cluster.path("backup");
+    let stamp = only_stamp(&backup, "backup_", ".json");
+    assert!(backup.join(format!("minio/minio_{stamp}.tar")).is_file());
+    assert!(
+        backup
+            .join(format!("cassandra/cassandra_{stamp}.tar"))
+            .is_file()
+    );
+    let journals: Vec<_> = std::fs::read_dir(&state)
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .ends_with("-cluster-hot-backup.json")
+        })
+        .collect();
+    assert_eq!(
+        journals.len(),
+        1,
+        "the run's journal is in the unit's journal folder"
+    );
+    let metrics = std::fs::read_to_string(state.join("runbook.prom")).unwrap();
+    assert_contains(
+        &metrics,
+        "runbook_last_run_success{workflow=\"cluster-hot-backup\"} 1",
+    );
+}

@@ -90,6 +90,8 @@ pub const ENGINE_VARIABLES: &[&str] = &[
     "RUNBOOK_JOURNAL_DIR",
     "RUNBOOK_JOURNAL_GROUP",
     "RUNBOOK_METRICS_FILE",
+    // The site file (read by the `siteconfig` work; set by the unit `runbook init` writes).
+    "RUNBOOK_SITE",
 ];
 
 /// The overrides given on the command line, before the script declares its keys.
