@@ -1397,3 +1397,144 @@ fn the_restore_refuses_a_stamp_that_is_no_backup_stamp_before_reading_anything()
         .failure(2)
         .stderr_contains("discard_safety \"20261126_25h00m00s\" is not a stamp like");
 }
+
+/// A journal of `workflow` started `days_ago` days ago, as a run writes it.
+fn plant_journal(
+    dir: &Path,
+    workflow: &str,
+    days_ago: i64,
+    minute: u32,
+    fields: serde_json::Value,
+) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let started = chrono::Utc::now() - chrono::Duration::days(days_ago);
+    let started = chrono::TimeZone::with_ymd_and_hms(
+        &chrono::Utc,
+        chrono::Datelike::year(&started),
+        chrono::Datelike::month(&started),
+        chrono::Datelike::day(&started),
+        0,
+        minute,
+        0,
+    )
+    .unwrap();
+    let path = dir.join(format!(
+        "{}-{workflow}.json",
+        started.format("%Y%m%dT%H%M%S%.3fZ")
+    ));
+    let mut doc = serde_json::json!({
+        "workflow": format!("{workflow}.rhai"), "workflow_sha256": "", "engine_version": "0.1.0",
+        "host": "elsewhere", "pid": 1, "dry_run": false,
+        "started": started.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "ended": started.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "status": "success", "error": null, "config": {}, "steps": [], "compensations": []
+    });
+    for (key, value) in fields.as_object().unwrap() {
+        doc[key] = value.clone();
+    }
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(&path, doc.to_string()).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
+#[test]
+fn journal_retention_keeps_the_newest_runs_and_never_what_recover_needs() {
+    let w = Workdir::new();
+    let journal = w.path("journal");
+    w.write(
+        "wf.rhai",
+        r#"let c = config(#{ journal_keep: 3, journal_max_age: "30d" });
+exec(#{ cmd: "true" });"#,
+    );
+    // Newest first: yesterday's plan and three runs, then a run 40 days old
+    // (past journal_max_age).
+    let plan = plant_journal(&journal, "wf", 1, 5, serde_json::json!({"dry_run": true}));
+    let recent = [2, 3, 4].map(|d| plant_journal(&journal, "wf", d, 0, serde_json::json!({})));
+    let too_old = plant_journal(
+        &journal,
+        "wf",
+        40,
+        0,
+        serde_json::json!({"status": "failed"}),
+    );
+    // A killed run whose undo keeps failing: `recover` still needs it.
+    let pending = plant_journal(
+        &journal,
+        "wf",
+        50,
+        0,
+        serde_json::json!({"status": "crashed", "compensations": [{
+            "id": 1, "label": "an undo that fails", "state": "pending", "position": "wf.rhai:1:1",
+            "error": "exited with code 1",
+            "action": {"step": "exec", "options": {"cmd": "false"}}}]}),
+    );
+    // A run that is still going: its process is alive (a stand-in process
+    // whose command line says runbook, as recovery checks it).
+    let mut live_process = std::process::Command::new("bash")
+        .args(["-c", "exec -a runbook-live-run-standin sleep 120"])
+        .spawn()
+        .unwrap();
+    let live = plant_journal(
+        &journal,
+        "wf",
+        60,
+        0,
+        serde_json::json!({"status": "running", "ended": null, "pid": live_process.id()}),
+    );
+    // Another workflow's journal, and a file that is not a journal.
+    let other = plant_journal(&journal, "other-wf", 90, 0, serde_json::json!({}));
+    let garbage = journal.join("20200101T000000.000Z-wf.json.tmp");
+    std::fs::write(&garbage, "{").unwrap();
+    let unreadable = journal.join("20200102T000000.000Z-wf.json");
+    std::fs::write(&unreadable, "not json").unwrap();
+
+    w.runbook(["run", "wf.rhai"])
+        .run()
+        .success()
+        .stderr_contains("journal retention: removed 3 journals of wf in")
+        .stderr_contains("(beyond the newest 3 or older than 30d)");
+    // The newest 3 runs are this one, the plan and recent[0]: recent[1],
+    // recent[2] and the 40-day-old run go.
+    assert!(plan.exists() && recent[0].exists());
+    for gone in [&recent[1], &recent[2], &too_old] {
+        assert!(!gone.exists(), "{} should be removed", gone.display());
+    }
+    for kept in [&pending, &live, &other, &garbage, &unreadable] {
+        assert!(kept.exists(), "{} must stay", kept.display());
+    }
+    let ran: Vec<_> = std::fs::read_dir(&journal)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| {
+            n.split_once('-')
+                .is_some_and(|(_, workflow)| workflow == "wf.json")
+        })
+        .collect();
+    // This run, the plan, recent[0], the pending and live runs, the unreadable file.
+    assert_eq!(ran.len(), 6, "{ran:?}");
+
+    // A plan removes nothing.
+    w.runbook(["plan", "wf.rhai", "--set", "journal_keep=1"])
+        .run()
+        .success()
+        .output_lacks("journal retention");
+    assert!(recent[0].exists());
+    w.runbook([
+        "run",
+        "wf.rhai",
+        "--set",
+        "journal_keep=1",
+        "--set",
+        "journal_max_age=0s",
+    ])
+    .run()
+    .success();
+    // keep 1: only this run, plus what must stay: the live and pending runs,
+    // (the newest real run is this one).
+    assert!(!recent[0].exists() && !plan.exists());
+    assert!(pending.exists() && live.exists() && other.exists() && unreadable.exists());
+    let _ = live_process.kill();
+    let _ = live_process.wait();
+}

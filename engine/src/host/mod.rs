@@ -4,7 +4,8 @@
 //! besides steps (files, shell text, backup sets, `parallel` ([`parallel`]),
 //! `defer` ([`cleanup`]), `undo()` ([`compensation`]), `private_dir`
 //! ([`private_dir`])), the state every engine function shares during a run
-//! ([`run_state`]) and the journal it writes ([`journal`]), errors raised into
+//! ([`run_state`]) and the journal it writes ([`journal`]) and the retention
+//! of journals ([`journal_retention`]), errors raised into
 //! scripts and how they are printed ([`script_error`]), config values and their
 //! rules, secrets and their masking, finding and trusting workflow files, and
 //! `runbook check`. It imports nothing from `run/`, `report/` or `cli/`.
@@ -20,6 +21,7 @@ pub mod engine;
 pub mod file_functions;
 pub mod file_safety;
 pub mod journal;
+pub mod journal_retention;
 pub mod parallel;
 pub mod private_dir;
 pub mod run_error;

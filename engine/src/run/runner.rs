@@ -378,6 +378,7 @@ fn record_end(
             Some(journal.path()),
             error,
         );
+        crate::host::journal_retention::after_run(journal, &workflow.name);
     }
     let elapsed = humantime::format_duration(Duration::from_secs(started.elapsed().as_secs()));
     let journal_path = state
