@@ -1026,3 +1026,130 @@ fn init_writes_units_whose_exec_start_backs_up_the_sandbox_with_only_their_envir
         "runbook_last_run_success{workflow=\"cluster-hot-backup\"} 1",
     );
 }
+
+/// A stand-in for systemd 252's `systemctl show UNIT --property=...` (what
+/// `runbook status` asks; no systemd runs in a test). It answers as the real
+/// one does: one `KEY=VALUE` line per property, the timer's own properties
+/// before the unit's, a timestamp as `%a %Y-%m-%d %H:%M:%S %Z` in the caller's
+/// `TZ`, an unset timestamp empty or left out; and, on a machine not booted
+/// with systemd, the real error on stderr with exit 1. `STANDIN_TIMER` picks
+/// the answer; every call's arguments go to `STANDIN_LOG`.
+const SYSTEMCTL_STANDIN: &str = r#"#!/bin/sh
+# Stand-in for `systemctl show` (systemd 252 output format), for tests only.
+printf '%s\n' "$*" >> "$STANDIN_LOG"
+case "$STANDIN_TIMER" in
+  scheduled)
+    echo "NextElapseUSecRealtime=$(date -d '+3 hours' '+%a %Y-%m-%d %H:%M:%S %Z')"
+    echo "LoadState=loaded"
+    echo "ActiveState=active" ;;
+  inactive)
+    echo "NextElapseUSecRealtime="
+    echo "LoadState=loaded"
+    echo "ActiveState=inactive" ;;
+  not-found)
+    echo "LoadState=not-found"
+    echo "ActiveState=inactive" ;;
+  no-systemd)
+    echo "System has not been booted with systemd as init system (PID 1). Can't operate." >&2
+    echo "Failed to connect to bus: Host is down" >&2
+    exit 1 ;;
+esac
+"#;
+
+#[test]
+fn status_shows_the_next_timer_run_when_systemd_knows_it_and_unknown_otherwise() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Scratch::new();
+    std::fs::create_dir(s.path("backup")).unwrap();
+    std::fs::create_dir(s.path("bin")).unwrap();
+    let systemctl = s.write("bin/systemctl", SYSTEMCTL_STANDIN);
+    std::fs::set_permissions(&systemctl, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::create_dir(s.path("empty-bin")).unwrap();
+    let path_with_standin = format!("{}:/usr/bin:/bin", s.path("bin").display());
+    let status = |answer: &str, path: &str, json: bool| {
+        let mut test = runbook_test_support::Test::at(s.dir.path())
+            .args([
+                "status",
+                "--manifest-path",
+                "backup",
+                "--journal-dir",
+                "journal",
+            ])
+            .env("PATH", path)
+            .env("STANDIN_TIMER", answer)
+            .env("STANDIN_LOG", s.path("systemctl.log"));
+        if json {
+            test = test.arg("--json");
+        }
+        // No set: exit 1 (stale), whatever systemd says.
+        test.run().failure(1)
+    };
+    let next = |answer: &str, path: &str| -> Value {
+        let ran = status(answer, path, true);
+        serde_json::from_str::<Value>(&ran.stdout).unwrap()["next_timer_run"].clone()
+    };
+
+    let scheduled = next("scheduled", &path_with_standin);
+    assert_eq!(scheduled["state"], "scheduled", "{scheduled}");
+    assert_eq!(scheduled["timer"], "runbook-thehive-backup.timer");
+    let in_seconds = scheduled["in_seconds"].as_i64().unwrap();
+    assert!(
+        (3 * 3600 - 120..=3 * 3600).contains(&in_seconds),
+        "{scheduled}"
+    );
+    let at = chrono::DateTime::parse_from_rfc3339(scheduled["next"].as_str().unwrap()).unwrap();
+    assert!((at.to_utc() - chrono::Utc::now()).num_seconds() > 3 * 3600 - 120);
+    assert_eq!(
+        std::fs::read_to_string(s.path("systemctl.log")).unwrap(),
+        "show runbook-thehive-backup.timer --property=LoadState --property=ActiveState --property=NextElapseUSecRealtime\n"
+    );
+    let text = status("scheduled", &path_with_standin, false).stdout;
+    assert!(
+        regex::Regex::new(r"\nnext run:     \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \(in (2h 59m|3h 0m)\), runbook-thehive-backup.timer\n")
+            .unwrap()
+            .is_match(&text),
+        "{text}"
+    );
+
+    let inactive = next("inactive", &path_with_standin);
+    assert_eq!(inactive["state"], "inactive");
+    assert_eq!(inactive["next"], Value::Null);
+    assert_contains(
+        inactive["detail"].as_str().unwrap(),
+        "no run scheduled: systemctl enable --now runbook-thehive-backup.timer",
+    );
+    assert_eq!(next("not-found", &path_with_standin)["state"], "not-loaded");
+
+    // No systemd running, or none at all: unknown, not an error.
+    status("no-systemd", &path_with_standin, false).stdout_contains(
+        "next run:     unknown (systemctl show failed (exit 1): System has not been booted with systemd",
+    );
+    let absent = next("scheduled", s.path("empty-bin").to_str().unwrap());
+    assert_eq!(absent["state"], "unknown");
+    assert_contains(absent["detail"].as_str().unwrap(), "no systemctl on PATH");
+
+    // --timer names another unit.
+    std::fs::remove_file(s.path("systemctl.log")).unwrap();
+    let ran = runbook_test_support::Test::at(s.dir.path())
+        .args([
+            "status",
+            "--json",
+            "--manifest-path",
+            "backup",
+            "--timer",
+            "other.timer",
+        ])
+        .env("PATH", &path_with_standin)
+        .env("STANDIN_TIMER", "scheduled")
+        .env("STANDIN_LOG", s.path("systemctl.log"))
+        .run()
+        .failure(1);
+    assert_eq!(
+        serde_json::from_str::<Value>(&ran.stdout).unwrap()["next_timer_run"]["timer"],
+        "other.timer"
+    );
+    assert_contains(
+        &std::fs::read_to_string(s.path("systemctl.log")).unwrap(),
+        "show other.timer ",
+    );
+}
