@@ -1,6 +1,7 @@
 //! The Rhai host: everything a running script touches. The engine with every
 //! function registered ([`engine`]), the one generic adapter between Rhai maps
-//! and step options/results ([`step_call`]), the functions scripts call
+//! and step options/results ([`step_call`]) and the line each call logs
+//! ([`step_log`]), the functions scripts call
 //! besides steps (files, shell text, backup sets, `parallel` ([`parallel`]),
 //! `defer` ([`cleanup`]), `undo()` ([`compensation`]), `private_dir`
 //! ([`private_dir`])), the state every engine function shares during a run
@@ -30,5 +31,7 @@ pub mod script_error;
 pub mod secrets;
 pub mod shell_text;
 pub mod step_call;
+pub mod step_log;
 pub mod step_misuse;
+pub mod wording_functions;
 pub mod workflow;
