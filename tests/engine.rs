@@ -1538,3 +1538,103 @@ exec(#{ cmd: "true" });"#,
     let _ = live_process.kill();
     let _ = live_process.wait();
 }
+
+/// What a run of the same workflow prints for a step: one line when it ends,
+/// the size in MiB and the throughput in MiB/s; as JSON, the same line with
+/// its fields.
+#[test]
+fn a_step_logs_one_line_with_mib_and_mib_per_second_and_json_carries_its_fields() {
+    let w = Workdir::new();
+    std::fs::create_dir_all(w.path("data/sub")).unwrap();
+    std::fs::write(w.path("data/sub/a.bin"), vec![7u8; 2 * 1024 * 1024]).unwrap();
+    w.write(
+        "wf.rhai",
+        r#"let a = tar_dir(#{ entries: [#{ src: "data", path: "data" }], dest: "cassandra_20261201_01h15m00s.tar", label: "archive" });
+log_info(`${human_bytes(a.bytes)}, ${plural(1, "table")}, ${plural(2, "entry")}`);"#,
+    );
+    let human = w.runbook(["run", "wf.rhai"]).run().success();
+    let lines: Vec<&str> = human
+        .stderr
+        .lines()
+        .filter(|l| l.contains("archive: "))
+        .collect();
+    assert_eq!(lines.len(), 1, "one line for the step:\n{}", human.stderr);
+    let line = regex::Regex::new(
+        r"INFO archive: archive 1 source into cassandra_20261201_01h15m00s.tar: 2\.0 MiB in \S+ \(\d+\.\d MiB/s\)$",
+    )
+    .unwrap();
+    assert!(line.is_match(lines[0]), "{}", lines[0]);
+    assert_contains(&human.stderr, "INFO 2.0 MiB, 1 table, 2 entries\n");
+    // The human lines carry no `key=value` fields.
+    assert!(
+        !human.stderr.contains("step=") && !human.stderr.contains("bytes="),
+        "{}",
+        human.stderr
+    );
+
+    std::fs::remove_file(w.path("cassandra_20261201_01h15m00s.tar")).unwrap();
+    std::fs::remove_file(w.path("cassandra_20261201_01h15m00s.tar.sha256")).unwrap();
+    let json = w
+        .runbook(["run", "wf.rhai", "--log-format", "json"])
+        .run()
+        .success();
+    let events: Vec<serde_json::Value> = json
+        .stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let step = events
+        .iter()
+        .find(|e| e["step"] == "tar_dir")
+        .unwrap_or_else(|| panic!("no tar_dir event:\n{}", json.stderr));
+    let archive = std::fs::canonicalize(w.path("cassandra_20261201_01h15m00s.tar")).unwrap();
+    assert_eq!(step["label"], "archive");
+    assert_eq!(step["status"], "ok");
+    assert_eq!(step["part"], "cassandra");
+    assert_eq!(
+        std::fs::canonicalize(w.root().join(step["path"].as_str().unwrap())).unwrap(),
+        archive
+    );
+    assert_eq!(step["bytes"], std::fs::metadata(&archive).unwrap().len());
+    assert!(step["duration_seconds"].as_f64().unwrap() >= 0.0, "{step}");
+    assert!(step["mib_per_second"].as_f64().is_some(), "{step}");
+    assert_contains(
+        step["message"].as_str().unwrap(),
+        "archive: archive 1 source into ",
+    );
+    let end = events.last().unwrap();
+    assert_eq!(end["result"], "success", "{end}");
+    assert_eq!(end["workflow"], "wf");
+    assert!(end["duration_seconds"].as_f64().is_some(), "{end}");
+}
+
+#[test]
+fn undo_actions_say_cleaning_up_after_a_success_and_undoing_only_in_a_rollback() {
+    let w = Workdir::new();
+    w.write(
+        "wf.rhai",
+        r#"let c = config(#{ fail: false });
+undo(#{ label: "remove scratch", remove: `${cwd()}/scratch` });
+exec(#{ cmd: "touch", args: ["scratch"] });
+parallel([|| {
+    undo(#{ label: "remove branch scratch", remove: `${cwd()}/branch-scratch` });
+    exec(#{ cmd: "touch", args: ["branch-scratch"] });
+}]);
+if c.fail { fail("asked to fail"); }
+fn cwd() { exec(#{ cmd: "pwd", read_only: true }).stdout.split("\n")[0] }"#,
+    );
+    w.runbook(["run", "wf.rhai"])
+        .run()
+        .success()
+        .stderr_contains("remove branch scratch: cleaning up")
+        .stderr_contains("remove scratch: cleaning up")
+        .output_lacks("undoing");
+    // The branch ended well before the failure: its undo is cleanup; the
+    // workflow's own undo is the rollback of a failed run.
+    w.runbook(["run", "wf.rhai", "--set", "fail=true"])
+        .run()
+        .failure(1)
+        .stderr_contains("remove branch scratch: cleaning up")
+        .stderr_contains("remove scratch: undoing");
+    assert!(!w.path("scratch").exists() && !w.path("branch-scratch").exists());
+}
