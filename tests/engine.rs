@@ -452,32 +452,47 @@ fn init_writes_stock_workflows_and_never_overwrites_without_force() {
     let dir = Workdir::new();
     let etc = dir.path("etc");
     let workflow = dir.path("etc/cluster-hot-backup.rhai");
+    let service = dir.path("etc/systemd/runbook-thehive-backup.service");
+    // The journal folder the units name (init creates it): never the
+    // system's /var/lib/runbook from a test.
+    let state = dir.path("state");
     Test::new()
         .arg("init")
         .arg(&etc)
+        .env("RUNBOOK_JOURNAL_DIR", &state)
         .run()
         .success()
-        .stdout_contains(&format!("wrote {}", workflow.display()));
+        .stdout_contains(&format!("wrote {}", workflow.display()))
+        .stdout_contains(&format!("wrote {}", service.display()));
     assert!(workflow.exists() && dir.path("etc/lib/thehive.rhai").exists());
     std::fs::write(&workflow, "// edited").unwrap();
+    std::fs::write(&service, "# edited").unwrap();
     Test::new()
         .arg("init")
         .arg(&etc)
+        .env("RUNBOOK_JOURNAL_DIR", &state)
         .run()
         .success()
         .stdout_contains(&format!(
             "kept {} (exists; --force overwrites)",
             workflow.display()
         ))
-        .stdout_contains("0 file(s) written");
+        .stdout_contains(&format!(
+            "kept {} (exists; --force overwrites)",
+            service.display()
+        ))
+        .stdout_contains("0 files written");
     assert_eq!(std::fs::read_to_string(&workflow).unwrap(), "// edited");
+    assert_eq!(std::fs::read_to_string(&service).unwrap(), "# edited");
     Test::new()
         .args(["init", "--force"])
         .arg(&etc)
+        .env("RUNBOOK_JOURNAL_DIR", &state)
         .run()
         .success()
         .stdout_contains(&format!("wrote {}", workflow.display()));
     assert_ne!(std::fs::read_to_string(&workflow).unwrap(), "// edited");
+    assert_ne!(std::fs::read_to_string(&service).unwrap(), "# edited");
 }
 
 #[test]
