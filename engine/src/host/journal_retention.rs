@@ -177,7 +177,7 @@ pub fn apply(
 /// "90d" for whole days, else humantime's form ("36h").
 fn age_text(age: Duration) -> String {
     let seconds = age.as_secs();
-    if seconds % 86_400 == 0 {
+    if seconds.is_multiple_of(86_400) {
         format!("{}d", seconds / 86_400)
     } else {
         humantime::format_duration(age).to_string()
