@@ -452,32 +452,47 @@ fn init_writes_stock_workflows_and_never_overwrites_without_force() {
     let dir = Workdir::new();
     let etc = dir.path("etc");
     let workflow = dir.path("etc/cluster-hot-backup.rhai");
+    let service = dir.path("etc/systemd/runbook-thehive-backup.service");
+    // The journal folder the units name (init creates it): never the
+    // system's /var/lib/runbook from a test.
+    let state = dir.path("state");
     Test::new()
         .arg("init")
         .arg(&etc)
+        .env("RUNBOOK_JOURNAL_DIR", &state)
         .run()
         .success()
-        .stdout_contains(&format!("wrote {}", workflow.display()));
+        .stdout_contains(&format!("wrote {}", workflow.display()))
+        .stdout_contains(&format!("wrote {}", service.display()));
     assert!(workflow.exists() && dir.path("etc/lib/thehive.rhai").exists());
     std::fs::write(&workflow, "// edited").unwrap();
+    std::fs::write(&service, "# edited").unwrap();
     Test::new()
         .arg("init")
         .arg(&etc)
+        .env("RUNBOOK_JOURNAL_DIR", &state)
         .run()
         .success()
         .stdout_contains(&format!(
             "kept {} (exists; --force overwrites)",
             workflow.display()
         ))
-        .stdout_contains("0 file(s) written");
+        .stdout_contains(&format!(
+            "kept {} (exists; --force overwrites)",
+            service.display()
+        ))
+        .stdout_contains("0 files written");
     assert_eq!(std::fs::read_to_string(&workflow).unwrap(), "// edited");
+    assert_eq!(std::fs::read_to_string(&service).unwrap(), "# edited");
     Test::new()
         .args(["init", "--force"])
         .arg(&etc)
+        .env("RUNBOOK_JOURNAL_DIR", &state)
         .run()
         .success()
         .stdout_contains(&format!("wrote {}", workflow.display()));
     assert_ne!(std::fs::read_to_string(&workflow).unwrap(), "// edited");
+    assert_ne!(std::fs::read_to_string(&service).unwrap(), "# edited");
 }
 
 #[test]
@@ -1396,4 +1411,245 @@ fn the_restore_refuses_a_stamp_that_is_no_backup_stamp_before_reading_anything()
         .run()
         .failure(2)
         .stderr_contains("discard_safety \"20261126_25h00m00s\" is not a stamp like");
+}
+
+/// A journal of `workflow` started `days_ago` days ago, as a run writes it.
+fn plant_journal(
+    dir: &Path,
+    workflow: &str,
+    days_ago: i64,
+    minute: u32,
+    fields: serde_json::Value,
+) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let started = chrono::Utc::now() - chrono::Duration::days(days_ago);
+    let started = chrono::TimeZone::with_ymd_and_hms(
+        &chrono::Utc,
+        chrono::Datelike::year(&started),
+        chrono::Datelike::month(&started),
+        chrono::Datelike::day(&started),
+        0,
+        minute,
+        0,
+    )
+    .unwrap();
+    let path = dir.join(format!(
+        "{}-{workflow}.json",
+        started.format("%Y%m%dT%H%M%S%.3fZ")
+    ));
+    let mut doc = serde_json::json!({
+        "workflow": format!("{workflow}.rhai"), "workflow_sha256": "", "engine_version": "0.1.0",
+        "host": "elsewhere", "pid": 1, "dry_run": false,
+        "started": started.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "ended": started.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "status": "success", "error": null, "config": {}, "steps": [], "compensations": []
+    });
+    for (key, value) in fields.as_object().unwrap() {
+        doc[key] = value.clone();
+    }
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(&path, doc.to_string()).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
+#[test]
+fn journal_retention_keeps_the_newest_runs_and_never_what_recover_needs() {
+    let w = Workdir::new();
+    let journal = w.path("journal");
+    w.write(
+        "wf.rhai",
+        r#"let c = config(#{ journal_keep: 3, journal_max_age: "30d" });
+exec(#{ cmd: "true" });"#,
+    );
+    // Newest first: yesterday's plan and three runs, then a run 40 days old
+    // (past journal_max_age).
+    let plan = plant_journal(&journal, "wf", 1, 5, serde_json::json!({"dry_run": true}));
+    let recent = [2, 3, 4].map(|d| plant_journal(&journal, "wf", d, 0, serde_json::json!({})));
+    let too_old = plant_journal(
+        &journal,
+        "wf",
+        40,
+        0,
+        serde_json::json!({"status": "failed"}),
+    );
+    // A killed run whose undo keeps failing: `recover` still needs it.
+    let pending = plant_journal(
+        &journal,
+        "wf",
+        50,
+        0,
+        serde_json::json!({"status": "crashed", "compensations": [{
+            "id": 1, "label": "an undo that fails", "state": "pending", "position": "wf.rhai:1:1",
+            "error": "exited with code 1",
+            "action": {"step": "exec", "options": {"cmd": "false"}}}]}),
+    );
+    // A run that is still going: its process is alive (a stand-in process
+    // whose command line says runbook, as recovery checks it).
+    let mut live_process = std::process::Command::new("bash")
+        .args(["-c", "exec -a runbook-live-run-standin sleep 120"])
+        .spawn()
+        .unwrap();
+    let live = plant_journal(
+        &journal,
+        "wf",
+        60,
+        0,
+        serde_json::json!({"status": "running", "ended": null, "pid": live_process.id()}),
+    );
+    // Another workflow's journal, and a file that is not a journal.
+    let other = plant_journal(&journal, "other-wf", 90, 0, serde_json::json!({}));
+    let garbage = journal.join("20200101T000000.000Z-wf.json.tmp");
+    std::fs::write(&garbage, "{").unwrap();
+    let unreadable = journal.join("20200102T000000.000Z-wf.json");
+    std::fs::write(&unreadable, "not json").unwrap();
+
+    w.runbook(["run", "wf.rhai"])
+        .run()
+        .success()
+        .stderr_contains("journal retention: removed 3 journals of wf in")
+        .stderr_contains("(beyond the newest 3 or older than 30d)");
+    // The newest 3 runs are this one, the plan and recent[0]: recent[1],
+    // recent[2] and the 40-day-old run go.
+    assert!(plan.exists() && recent[0].exists());
+    for gone in [&recent[1], &recent[2], &too_old] {
+        assert!(!gone.exists(), "{} should be removed", gone.display());
+    }
+    for kept in [&pending, &live, &other, &garbage, &unreadable] {
+        assert!(kept.exists(), "{} must stay", kept.display());
+    }
+    let ran: Vec<_> = std::fs::read_dir(&journal)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| {
+            n.split_once('-')
+                .is_some_and(|(_, workflow)| workflow == "wf.json")
+        })
+        .collect();
+    // This run, the plan, recent[0], the pending and live runs, the unreadable file.
+    assert_eq!(ran.len(), 6, "{ran:?}");
+
+    // A plan removes nothing.
+    w.runbook(["plan", "wf.rhai", "--set", "journal_keep=1"])
+        .run()
+        .success()
+        .output_lacks("journal retention");
+    assert!(recent[0].exists());
+    w.runbook([
+        "run",
+        "wf.rhai",
+        "--set",
+        "journal_keep=1",
+        "--set",
+        "journal_max_age=0s",
+    ])
+    .run()
+    .success();
+    // keep 1: only this run, plus what must stay: the live and pending runs,
+    // (the newest real run is this one).
+    assert!(!recent[0].exists() && !plan.exists());
+    assert!(pending.exists() && live.exists() && other.exists() && unreadable.exists());
+    let _ = live_process.kill();
+    let _ = live_process.wait();
+}
+
+/// What a run of the same workflow prints for a step: one line when it ends,
+/// the size in MiB and the throughput in MiB/s; as JSON, the same line with
+/// its fields.
+#[test]
+fn a_step_logs_one_line_with_mib_and_mib_per_second_and_json_carries_its_fields() {
+    let w = Workdir::new();
+    std::fs::create_dir_all(w.path("data/sub")).unwrap();
+    std::fs::write(w.path("data/sub/a.bin"), vec![7u8; 2 * 1024 * 1024]).unwrap();
+    w.write(
+        "wf.rhai",
+        r#"let a = tar_dir(#{ entries: [#{ src: "data", path: "data" }], dest: "cassandra_20261201_01h15m00s.tar", label: "archive" });
+log_info(`${human_bytes(a.bytes)}, ${plural(1, "table")}, ${plural(2, "entry")}`);"#,
+    );
+    let human = w.runbook(["run", "wf.rhai"]).run().success();
+    let lines: Vec<&str> = human
+        .stderr
+        .lines()
+        .filter(|l| l.contains("archive: "))
+        .collect();
+    assert_eq!(lines.len(), 1, "one line for the step:\n{}", human.stderr);
+    let line = regex::Regex::new(
+        r"INFO archive: archive 1 source into cassandra_20261201_01h15m00s.tar: 2\.0 MiB in \S+ \(\d+\.\d MiB/s\)$",
+    )
+    .unwrap();
+    assert!(line.is_match(lines[0]), "{}", lines[0]);
+    assert_contains(&human.stderr, "INFO 2.0 MiB, 1 table, 2 entries\n");
+    // The human lines carry no `key=value` fields.
+    assert!(
+        !human.stderr.contains("step=") && !human.stderr.contains("bytes="),
+        "{}",
+        human.stderr
+    );
+
+    std::fs::remove_file(w.path("cassandra_20261201_01h15m00s.tar")).unwrap();
+    std::fs::remove_file(w.path("cassandra_20261201_01h15m00s.tar.sha256")).unwrap();
+    let json = w
+        .runbook(["run", "wf.rhai", "--log-format", "json"])
+        .run()
+        .success();
+    let events: Vec<serde_json::Value> = json
+        .stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let step = events
+        .iter()
+        .find(|e| e["step"] == "tar_dir")
+        .unwrap_or_else(|| panic!("no tar_dir event:\n{}", json.stderr));
+    let archive = std::fs::canonicalize(w.path("cassandra_20261201_01h15m00s.tar")).unwrap();
+    assert_eq!(step["label"], "archive");
+    assert_eq!(step["status"], "ok");
+    assert_eq!(step["part"], "cassandra");
+    assert_eq!(
+        std::fs::canonicalize(w.root().join(step["path"].as_str().unwrap())).unwrap(),
+        archive
+    );
+    assert_eq!(step["bytes"], std::fs::metadata(&archive).unwrap().len());
+    assert!(step["duration_seconds"].as_f64().unwrap() >= 0.0, "{step}");
+    assert!(step["mib_per_second"].as_f64().is_some(), "{step}");
+    assert_contains(
+        step["message"].as_str().unwrap(),
+        "archive: archive 1 source into ",
+    );
+    let end = events.last().unwrap();
+    assert_eq!(end["result"], "success", "{end}");
+    assert_eq!(end["workflow"], "wf");
+    assert!(end["duration_seconds"].as_f64().is_some(), "{end}");
+}
+
+#[test]
+fn undo_actions_say_cleaning_up_after_a_success_and_undoing_only_in_a_rollback() {
+    let w = Workdir::new();
+    w.write(
+        "wf.rhai",
+        r#"let c = config(#{ fail: false });
+undo(#{ label: "remove scratch", remove: `${cwd()}/scratch` });
+exec(#{ cmd: "touch", args: ["scratch"] });
+parallel([|| {
+    undo(#{ label: "remove branch scratch", remove: `${cwd()}/branch-scratch` });
+    exec(#{ cmd: "touch", args: ["branch-scratch"] });
+}]);
+if c.fail { fail("asked to fail"); }
+fn cwd() { exec(#{ cmd: "pwd", read_only: true }).stdout.split("\n")[0] }"#,
+    );
+    w.runbook(["run", "wf.rhai"])
+        .run()
+        .success()
+        .stderr_contains("remove branch scratch: cleaning up")
+        .stderr_contains("remove scratch: cleaning up")
+        .output_lacks("undoing");
+    // The branch ended well before the failure: its undo is cleanup; the
+    // workflow's own undo is the rollback of a failed run.
+    w.runbook(["run", "wf.rhai", "--set", "fail=true"])
+        .run()
+        .failure(1)
+        .stderr_contains("remove branch scratch: cleaning up")
+        .stderr_contains("remove scratch: undoing");
+    assert!(!w.path("scratch").exists() && !w.path("branch-scratch").exists());
 }

@@ -383,7 +383,7 @@ fn list_shows_complete_incomplete_and_damaged_sets() {
     assert!(line_of(truncated).contains("DAMAGED"), "{text}");
     assert!(
         text.contains("    ! archive ")
-            && text.contains("5 set(s): 3 complete, 1 complete and verified"),
+            && text.contains("5 sets: 3 complete, 1 complete and verified"),
         "{text}"
     );
 

@@ -779,3 +779,381 @@ fn metric_names_in_the_dashboard_and_alerts_are_written_by_a_run() {
         "runbook_archive_bytes < 0.5 * (runbook_archive_bytes offset 1d)",
     );
 }
+
+/// The PATH systemd gives a service that sets none (systemd.exec(5),
+/// "Environment variables in spawned processes").
+const SYSTEMD_DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin";
+
+/// The `Environment=` assignments and the `ExecStart=` words of a unit file
+/// (quotes removed like systemd does; `%%` and `$$` as one character).
+fn unit_environment_and_exec_start(unit: &str) -> (Vec<(String, String)>, Vec<String>) {
+    let unescape = |word: String| word.replace("%%", "%").replace("$$", "$");
+    let mut environment = Vec::new();
+    let mut exec_start = Vec::new();
+    for line in unit.lines().map(str::trim) {
+        if let Some(value) = line.strip_prefix("Environment=") {
+            for assignment in shlex::split(value).expect("an Environment= line splits") {
+                let (key, value) = assignment.split_once('=').expect("KEY=VALUE");
+                environment.push((key.to_string(), unescape(value.to_string())));
+            }
+        } else if let Some(command) = line.strip_prefix("ExecStart=") {
+            assert!(exec_start.is_empty(), "one ExecStart= line: {unit}");
+            assert!(!command.ends_with('\\'), "a continued ExecStart=: {unit}");
+            exec_start = shlex::split(command)
+                .expect("the ExecStart= line splits")
+                .into_iter()
+                .map(unescape)
+                .collect();
+        }
+    }
+    (environment, exec_start)
+}
+
+/// A `nodetool`/`cqlsh` that knows its cluster without any environment, as
+/// the real ones do: the sandbox's stand-in, told where its generated data is.
+fn wrap_standin(cluster: &Cluster, name: &str, into: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let env = cluster.record["env"].as_object().unwrap();
+    let mut exports = String::new();
+    for key in ["SANDBOX_CASSANDRA_DATA", "SANDBOX_STATE"] {
+        exports.push_str(&format!(
+            "{key}={} ",
+            shlex::try_quote(env[key].as_str().unwrap()).unwrap()
+        ));
+    }
+    let standin = repo_root().join("tests/sandbox/bin").join(name);
+    let path = into.join(name);
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\nexec env {exports}{} \"$@\"\n",
+            shlex::try_quote(standin.to_str().unwrap()).unwrap()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+/// The site's settings for `site_dir`'s copy of the stock backup: in the
+/// config() defaults of the workflow `init` wrote (what an admin edits today)
+/// and in `site.toml` (the site file the unit names through RUNBOOK_SITE).
+fn configure_site(site_dir: &Path, settings: &serde_json::Map<String, Value>) {
+    let workflow_path = site_dir.join("cluster-hot-backup.rhai");
+    let mut workflow = std::fs::read_to_string(&workflow_path).unwrap();
+    let mut toml =
+        String::from("# The sandbox's site, for the test of the units `runbook init` writes.\n");
+    for (key, value) in settings {
+        let text = value.as_str().expect("string settings");
+        let default = regex::Regex::new(&format!(r#"(?m)^(\s+{key}: )"[^"]*""#)).unwrap();
+        assert!(default.is_match(&workflow), "no string default for {key}");
+        let literal = serde_json::to_string(text).unwrap();
+        workflow = default
+            .replace(&workflow, |c: &regex::Captures| {
+                format!("{}{literal}", &c[1])
+            })
+            .into_owned();
+        toml.push_str(&format!("{key} = {literal}\n"));
+    }
+    std::fs::write(&workflow_path, workflow).unwrap();
+    std::fs::write(site_dir.join("site.toml"), toml).unwrap();
+}
+
+#[test]
+fn init_writes_units_whose_exec_start_backs_up_the_sandbox_with_only_their_environment() {
+    let cluster = Cluster::start(&["--storage", "s3"]);
+    let root = cluster.dir.path();
+    let (home, site, state) = (root.join("home"), root.join("site"), root.join("state"));
+
+    // The admin's MinIO-client alias, as `mcli alias set` keeps it: the run
+    // under systemd must find it through the HOME/MC_CONFIG_DIR the unit sets.
+    let host = cluster.record["env"]["MC_HOST_th_minio"].as_str().unwrap();
+    let url = regex::Regex::new(r"^(https?)://([^:]+):([^@]+)@(.+)$")
+        .unwrap()
+        .captures(host)
+        .expect("MC_HOST_th_minio is http://KEY:SECRET@HOST:PORT");
+    std::fs::create_dir_all(home.join(".mcli")).unwrap();
+    std::fs::write(
+        home.join(".mcli/config.json"),
+        serde_json::json!({"version": "10", "aliases": {"th_minio": {
+            "url": format!("{}://{}", &url[1], &url[4]), "accessKey": &url[2],
+            "secretKey": &url[3], "api": "s3v4", "path": "auto"}}})
+        .to_string(),
+    )
+    .unwrap();
+
+    runbook_test_support::Test::at(root)
+        .arg("init")
+        .arg(&site)
+        .env("HOME", &home)
+        .env_remove("MC_CONFIG_DIR")
+        .env("RUNBOOK_JOURNAL_DIR", &state)
+        .env("RUNBOOK_LOCK_DIR", state.join("locks"))
+        .run()
+        .success()
+        .stdout_contains("systemctl enable --now runbook-thehive-backup.timer")
+        .stdout_contains(&format!("wrote {}", site.join("runbook.cron").display()));
+
+    let service_path = site.join("systemd/runbook-thehive-backup.service");
+    let timer_path = site.join("systemd/runbook-thehive-backup.timer");
+    let service = std::fs::read_to_string(&service_path).unwrap();
+    let (environment, exec_start) = unit_environment_and_exec_start(&service);
+    let get = |key: &str| {
+        environment
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("no Environment={key}=...:\n{service}"))
+    };
+    assert_eq!(
+        get("RUNBOOK_SITE"),
+        site.join("site.toml").to_str().unwrap()
+    );
+    assert_eq!(get("HOME"), home.to_str().unwrap());
+    assert_eq!(get("MC_CONFIG_DIR"), home.join(".mcli").to_str().unwrap());
+    assert_eq!(get("RUNBOOK_JOURNAL_DIR"), state.to_str().unwrap());
+    // The lock folder is named on its own: with RUNBOOK_JOURNAL_DIR alone the
+    // lock would live in the journal folder, apart from an admin's manual run.
+    assert_eq!(get("RUNBOOK_LOCK_DIR"), state.join("locks").to_str().unwrap());
+    assert_eq!(
+        get("RUNBOOK_METRICS_FILE"),
+        state.join("runbook.prom").to_str().unwrap()
+    );
+    assert_eq!(
+        exec_start,
+        vec![
+            support::runbook_binary().to_str().unwrap().to_string(),
+            "run".to_string(),
+            site.join("cluster-hot-backup.rhai")
+                .to_str()
+                .unwrap()
+                .to_string(),
+        ]
+    );
+    assert!(
+        state.is_dir(),
+        "init creates the journal folder the unit names"
+    );
+    let cron = std::fs::read_to_string(site.join("runbook.cron")).unwrap();
+    assert_contains(
+        &cron,
+        &format!(
+            "{} run {} -q --log-format json",
+            support::runbook_binary().display(),
+            site.join("cluster-hot-backup.rhai").display()
+        ),
+    );
+    assert_contains(
+        &cron,
+        &format!("\nRUNBOOK_SITE={}\n", site.join("site.toml").display()),
+    );
+
+    // systemd's own check of both units (the binary they name exists).
+    let analyze = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&service_path)
+        .arg(&timer_path)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("systemd-analyze cannot run ({e}): install the Debian package `systemd` (.ci/run does)")
+        });
+    assert!(
+        analyze.status.success() && !stderr(&analyze).contains("runbook-thehive-backup"),
+        "systemd-analyze verify: {}{}",
+        stdout(&analyze),
+        stderr(&analyze)
+    );
+
+    // The site: the sandbox's settings, with nodetool and cqlsh that need
+    // no environment of their own.
+    let mut settings = read_json(&cluster.path("vars"))
+        .as_object()
+        .unwrap()
+        .clone();
+    settings.insert(
+        "nodetool".into(),
+        wrap_standin(&cluster, "nodetool", root)
+            .to_str()
+            .unwrap()
+            .into(),
+    );
+    settings.insert(
+        "cqlsh".into(),
+        wrap_standin(&cluster, "cqlsh", root)
+            .to_str()
+            .unwrap()
+            .into(),
+    );
+    settings.insert("elasticsearch_poll".into(), "1s".into());
+    configure_site(&site, &settings);
+
+    // The ExecStart= line, run as systemd runs it: from /, with only the
+    // unit's Environment= and the PATH systemd sets.
+    let mut command = Command::new("env");
+    command
+        .arg("-i")
+        .arg(format!("PATH={SYSTEMD_DEFAULT_PATH}"));
+    for (key, value) in &environment {
+        command.arg(format!("{key}={value}"));
+    }
+    let out = command
+        .args(&exec_start)
+        .current_dir("/")
+        .output()
+        .expect("env runs");
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let backup = cluster.path("backup");
+    let stamp = only_stamp(&backup, "backup_", ".json");
+    assert!(backup.join(format!("minio/minio_{stamp}.tar")).is_file());
+    assert!(
+        backup
+            .join(format!("cassandra/cassandra_{stamp}.tar"))
+            .is_file()
+    );
+    let journals: Vec<_> = std::fs::read_dir(&state)
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .ends_with("-cluster-hot-backup.json")
+        })
+        .collect();
+    assert_eq!(
+        journals.len(),
+        1,
+        "the run's journal is in the unit's journal folder"
+    );
+    let metrics = std::fs::read_to_string(state.join("runbook.prom")).unwrap();
+    assert_contains(
+        &metrics,
+        "runbook_last_run_success{workflow=\"cluster-hot-backup\"} 1",
+    );
+}
+
+/// A stand-in for systemd 252's `systemctl show UNIT --property=...` (what
+/// `runbook status` asks; no systemd runs in a test). It answers as the real
+/// one does: one `KEY=VALUE` line per property, the timer's own properties
+/// before the unit's, a timestamp as `%a %Y-%m-%d %H:%M:%S %Z` in the caller's
+/// `TZ`, an unset timestamp empty or left out; and, on a machine not booted
+/// with systemd, the real error on stderr with exit 1. `STANDIN_TIMER` picks
+/// the answer; every call's arguments go to `STANDIN_LOG`.
+const SYSTEMCTL_STANDIN: &str = r#"#!/bin/sh
+# Stand-in for `systemctl show` (systemd 252 output format), for tests only.
+printf '%s\n' "$*" >> "$STANDIN_LOG"
+case "$STANDIN_TIMER" in
+  scheduled)
+    echo "NextElapseUSecRealtime=$(date -d '+3 hours' '+%a %Y-%m-%d %H:%M:%S %Z')"
+    echo "LoadState=loaded"
+    echo "ActiveState=active" ;;
+  inactive)
+    echo "NextElapseUSecRealtime="
+    echo "LoadState=loaded"
+    echo "ActiveState=inactive" ;;
+  not-found)
+    echo "LoadState=not-found"
+    echo "ActiveState=inactive" ;;
+  no-systemd)
+    echo "System has not been booted with systemd as init system (PID 1). Can't operate." >&2
+    echo "Failed to connect to bus: Host is down" >&2
+    exit 1 ;;
+esac
+"#;
+
+#[test]
+fn status_shows_the_next_timer_run_when_systemd_knows_it_and_unknown_otherwise() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = Scratch::new();
+    std::fs::create_dir(s.path("backup")).unwrap();
+    std::fs::create_dir(s.path("bin")).unwrap();
+    let systemctl = s.write("bin/systemctl", SYSTEMCTL_STANDIN);
+    std::fs::set_permissions(&systemctl, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::create_dir(s.path("empty-bin")).unwrap();
+    let path_with_standin = format!("{}:/usr/bin:/bin", s.path("bin").display());
+    let status = |answer: &str, path: &str, json: bool| {
+        let mut test = runbook_test_support::Test::at(s.dir.path())
+            .args([
+                "status",
+                "--manifest-path",
+                "backup",
+                "--journal-dir",
+                "journal",
+            ])
+            .env("PATH", path)
+            .env("STANDIN_TIMER", answer)
+            .env("STANDIN_LOG", s.path("systemctl.log"));
+        if json {
+            test = test.arg("--json");
+        }
+        // No set: exit 1 (stale), whatever systemd says.
+        test.run().failure(1)
+    };
+    let next = |answer: &str, path: &str| -> Value {
+        let ran = status(answer, path, true);
+        serde_json::from_str::<Value>(&ran.stdout).unwrap()["next_timer_run"].clone()
+    };
+
+    let scheduled = next("scheduled", &path_with_standin);
+    assert_eq!(scheduled["state"], "scheduled", "{scheduled}");
+    assert_eq!(scheduled["timer"], "runbook-thehive-backup.timer");
+    let in_seconds = scheduled["in_seconds"].as_i64().unwrap();
+    assert!(
+        (3 * 3600 - 120..=3 * 3600).contains(&in_seconds),
+        "{scheduled}"
+    );
+    let at = chrono::DateTime::parse_from_rfc3339(scheduled["next"].as_str().unwrap()).unwrap();
+    assert!((at.to_utc() - chrono::Utc::now()).num_seconds() > 3 * 3600 - 120);
+    assert_eq!(
+        std::fs::read_to_string(s.path("systemctl.log")).unwrap(),
+        "show runbook-thehive-backup.timer --property=LoadState --property=ActiveState --property=NextElapseUSecRealtime\n"
+    );
+    let text = status("scheduled", &path_with_standin, false).stdout;
+    assert!(
+        regex::Regex::new(r"\nnext run:     \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \(in (2h 59m|3h 0m)\), runbook-thehive-backup.timer\n")
+            .unwrap()
+            .is_match(&text),
+        "{text}"
+    );
+
+    let inactive = next("inactive", &path_with_standin);
+    assert_eq!(inactive["state"], "inactive");
+    assert_eq!(inactive["next"], Value::Null);
+    assert_contains(
+        inactive["detail"].as_str().unwrap(),
+        "no run scheduled: systemctl enable --now runbook-thehive-backup.timer",
+    );
+    assert_eq!(next("not-found", &path_with_standin)["state"], "not-loaded");
+
+    // No systemd running, or none at all: unknown, not an error.
+    status("no-systemd", &path_with_standin, false).stdout_contains(
+        "next run:     unknown (systemctl show failed (exit 1): System has not been booted with systemd",
+    );
+    let absent = next("scheduled", s.path("empty-bin").to_str().unwrap());
+    assert_eq!(absent["state"], "unknown");
+    assert_contains(absent["detail"].as_str().unwrap(), "no systemctl on PATH");
+
+    // --timer names another unit.
+    std::fs::remove_file(s.path("systemctl.log")).unwrap();
+    let ran = runbook_test_support::Test::at(s.dir.path())
+        .args([
+            "status",
+            "--json",
+            "--manifest-path",
+            "backup",
+            "--timer",
+            "other.timer",
+        ])
+        .env("PATH", &path_with_standin)
+        .env("STANDIN_TIMER", "scheduled")
+        .env("STANDIN_LOG", s.path("systemctl.log"))
+        .run()
+        .failure(1);
+    assert_eq!(
+        serde_json::from_str::<Value>(&ran.stdout).unwrap()["next_timer_run"]["timer"],
+        "other.timer"
+    );
+    assert_contains(
+        &std::fs::read_to_string(s.path("systemctl.log")).unwrap(),
+        "show other.timer ",
+    );
+}

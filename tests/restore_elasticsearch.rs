@@ -78,7 +78,13 @@ fn fixture() -> (&'static Fixture, MutexGuard<'static, ()>) {
         ]);
         stop_when_this_process_exits(&cluster);
         let folder = cluster.dir.path().join("workflows");
-        let out = runbook().arg("init").arg(&folder).output().unwrap();
+        // The journal folder init creates for the units: the test's own.
+        let out = runbook()
+            .arg("init")
+            .arg(&folder)
+            .env("RUNBOOK_JOURNAL_DIR", cluster.dir.path().join("journal"))
+            .output()
+            .unwrap();
         assert_eq!(code(&out), 0, "runbook init: {}", stderr(&out));
         assert!(
             folder.join("lib/restore_elasticsearch.rhai").is_file(),

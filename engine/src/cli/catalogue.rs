@@ -143,8 +143,8 @@ pub fn table(catalogue: &Catalogue) -> String {
         String::new()
     };
     out.push_str(&format!(
-        "\n{} set(s): {complete} complete, {verified} complete and verified{others}; searched {searched}\n",
-        catalogue.sets.len()
+        "\n{}: {complete} complete, {verified} complete and verified{others}; searched {searched}\n",
+        runbook_steps::runtime::wording::count(catalogue.sets.len() as u64, "set")
     ));
     out
 }
@@ -251,8 +251,8 @@ pub fn verify_set(
     } else {
         if !json {
             println!(
-                "set {stamp}: verification FAILED, {} problem(s) (recorded in {}):",
-                errors.len(),
+                "set {stamp}: verification FAILED, {} (recorded in {}):",
+                runbook_steps::runtime::wording::count(errors.len() as u64, "problem"),
                 manifest_path.display()
             );
             for error in &errors {

@@ -103,12 +103,35 @@ pub fn steps(name: Option<&str>, markdown: bool, json: bool) -> i32 {
     }
 }
 
-/// `runbook init DIR [--force]`.
+/// `runbook init DIR [--force]`: the stock workflows, and the service,
+/// timer and cron file that run the backup from DIR
+/// ([`crate::cli::schedule_units`]).
 pub fn init(dir: &Path, force: bool) -> i32 {
-    let mut written = 0;
+    let site = match crate::cli::schedule_units::Site::current(dir) {
+        Ok(site) => site,
+        Err(e) => {
+            eprintln!("error: runbook init {}: {e}", dir.display());
+            return exit_code::INPUT;
+        }
+    };
+    let units = match crate::cli::schedule_units::render(&site) {
+        Ok(units) => units,
+        Err(e) => {
+            eprintln!(
+                "error: runbook init {}: {e} (choose another folder)",
+                dir.display()
+            );
+            return exit_code::INPUT;
+        }
+    };
+    let mut written: u64 = 0;
     let mut kept = Vec::new();
-    for (path, text) in STOCK_FILES {
-        let target = dir.join(path);
+    let files = STOCK_FILES
+        .iter()
+        .map(|(path, text)| (*path, text.to_string()))
+        .chain(units);
+    for (path, text) in files {
+        let target = site.dir.join(path);
         if target.exists() && !force {
             kept.push(target.display().to_string());
             continue;
@@ -126,6 +149,10 @@ pub fn init(dir: &Path, force: bool) -> i32 {
         println!("wrote {}", target.display());
         written += 1;
     }
+    if let Err(e) = crate::cli::schedule_units::prepare_journal_dir(&site) {
+        eprintln!("error: {e}");
+        return exit_code::FAILED;
+    }
     for path in &kept {
         println!("kept {path} (exists; --force overwrites)");
     }
@@ -138,14 +165,21 @@ pub fn init(dir: &Path, force: bool) -> i32 {
     }
     let dir = dir.display();
     println!(
-        "\n{written} file(s) written. Next: set this site's values in {dir}/site.toml \
+        "
+{} written. Next: set this site's values in {dir}/site.toml \
          (every key is there, commented out with its default; `runbook config \
-         cluster-hot-backup --site {dir}/site.toml` shows the result), then\n  \
-         runbook plan --site {dir}/site.toml {dir}/cluster-hot-backup.rhai\n  \
-         runbook run --site {dir}/site.toml {dir}/cluster-hot-backup.rhai\n\
+         cluster-hot-backup --site {dir}/site.toml` shows the result), then
+  \
+         runbook plan --site {dir}/site.toml {dir}/cluster-hot-backup.rhai
+  \
+         runbook run --site {dir}/site.toml {dir}/cluster-hot-backup.rhai
+\
          (RUNBOOK_SITE={dir}/site.toml does the same as --site; /etc/runbook/site.toml is read \
-         without either.)\nScheduling: see docs/systemd/ (a service and a timer) in the runbook \
-         documentation."
+         without either.)
+{}",
+        runbook_steps::runtime::wording::count(written, "file"),
+        crate::cli::schedule_units::instructions(&site),
+        dir = site.dir.display(),
     );
     exit_code::SUCCESS
 }

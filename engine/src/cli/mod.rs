@@ -1,7 +1,8 @@
 //! The `runbook` command line: arguments and dispatch ([`args`]), the
 //! commands other than a run ([`commands`]: `steps`, `check`, `verify`,
 //! `recover`, ...), `list` and `verify --set` over the backup catalogue
-//! ([`catalogue`]), `status` ([`status`]), and `docs/steps.md` from the step docs ([`step_docs`]).
+//! ([`catalogue`]), `status` ([`status`], with the next timer run from [`next_timer`]), the service, timer and cron file `init` writes
+//! ([`schedule_units`]), and `docs/steps.md` from the step docs ([`step_docs`]).
 
 pub mod args;
 pub mod catalogue;
@@ -9,6 +10,8 @@ pub mod commands;
 pub mod completion_values;
 pub mod man_page;
 pub mod site_config;
+pub mod next_timer;
+pub mod schedule_units;
 pub mod status;
 pub mod step_docs;
 

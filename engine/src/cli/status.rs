@@ -38,6 +38,8 @@ pub struct StatusRequest {
     pub max_age: Duration,
     /// Print JSON instead of text.
     pub json: bool,
+    /// The systemd timer whose next run is shown.
+    pub timer: String,
 }
 
 /// The last run, from its journal.
@@ -138,6 +140,9 @@ pub struct Status {
     pub sets: SetCounts,
     /// Each folder searched: space used by sets and free.
     pub folders: Vec<FolderSpace>,
+    /// The next run of the systemd timer, if systemd knows it (`state`
+    /// says `unknown` on a machine without systemd).
+    pub next_timer_run: crate::cli::next_timer::NextTimerRun,
     /// What could not be read.
     pub warnings: Vec<String>,
 }
@@ -195,6 +200,7 @@ pub fn status(request: &StatusRequest) -> i32 {
         fresh,
         sets: counts(&catalogue),
         folders: folder_space(&catalogue),
+        next_timer_run: crate::cli::next_timer::ask(&request.timer),
         warnings,
     };
     if request.json {
@@ -499,6 +505,7 @@ pub fn text(status: &Status) -> String {
             human_bytes(folder.used_bytes)
         ));
     }
+    out.push_str(&crate::cli::next_timer::text(&status.next_timer_run));
     out
 }
 
@@ -529,6 +536,9 @@ pub struct StatusArgs {
     /// Print the status as JSON.
     #[arg(long)]
     json: bool,
+    /// The systemd timer whose next run is shown (the one `runbook init` writes).
+    #[arg(long, value_name = "UNIT", default_value = crate::cli::schedule_units::TIMER_NAME)]
+    timer: String,
 }
 
 impl StatusArgs {
@@ -544,6 +554,7 @@ impl StatusArgs {
             manifest_path,
             max_age: self.max_age,
             json: self.json,
+            timer: self.timer,
         }
     }
 }

@@ -72,6 +72,20 @@ pub fn defer_compensation(id: i64, state: std::sync::Arc<crate::host::run_state:
     push(Deferred::Compensation { id, state });
 }
 
+/// [`run_deferred`] for a frame that ended with `failed` (its undo actions
+/// then log as a rollback).
+pub fn run_deferred_after(
+    engine: &Engine,
+    deferred: Vec<Deferred>,
+    failed: bool,
+) -> Vec<Box<EvalAltResult>> {
+    let was_rolling_back = crate::host::run_state::rolling_back();
+    crate::host::run_state::set_rolling_back(failed || was_rolling_back);
+    let failures = run_deferred(engine, deferred);
+    crate::host::run_state::set_rolling_back(was_rolling_back);
+    failures
+}
+
 /// Runs `deferred` in reverse order; every cleanup runs even when one fails.
 /// Returns the failures.
 pub fn run_deferred(engine: &Engine, deferred: Vec<Deferred>) -> Vec<Box<EvalAltResult>> {

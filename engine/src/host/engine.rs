@@ -218,6 +218,7 @@ pub fn build_engine(state: Arc<RunState>, modules: WorkflowModules) -> Engine {
     crate::host::backup_set_functions::register(&mut engine, &state);
     crate::host::config_site::register(&mut engine, &state);
     crate::host::run_error::register(&mut engine);
+    crate::host::wording_functions::register(&mut engine);
     crate::host::step_misuse::register(&mut engine, &state);
     engine
 }

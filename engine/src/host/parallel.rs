@@ -38,6 +38,7 @@ pub fn parallel(context: NativeCallContext, branches: Array) -> Result<Array, Bo
     let store = context.store_data();
     let engine = context.engine();
     let in_cleanup = crate::host::run_state::in_cleanup();
+    let rolling_back = crate::host::run_state::rolling_back();
     let outcomes: Vec<Result<Dynamic, Vec<Box<EvalAltResult>>>> = std::thread::scope(|scope| {
         let handles: Vec<_> = closures
             .iter()
@@ -49,11 +50,16 @@ pub fn parallel(context: NativeCallContext, branches: Array) -> Result<Array, Bo
                     .stack_size(BRANCH_STACK_BYTES)
                     .spawn_scoped(scope, move || {
                         crate::host::run_state::set_in_cleanup(in_cleanup);
+                        crate::host::run_state::set_rolling_back(rolling_back);
                         cleanup::push_frame();
                         #[allow(deprecated)]
                         let branch_context = store.create_context(engine);
                         let result = closure.call_raw(&branch_context, None, Vec::<Dynamic>::new());
-                        let cleanup_failures = cleanup::run_deferred(engine, cleanup::pop_frame());
+                        let cleanup_failures = cleanup::run_deferred_after(
+                            engine,
+                            cleanup::pop_frame(),
+                            result.is_err(),
+                        );
                         match result {
                             Ok(value) if cleanup_failures.is_empty() => Ok(value),
                             Ok(_) => Err(cleanup_failures),

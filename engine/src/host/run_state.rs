@@ -123,10 +123,16 @@ impl RunState {
         if compensation.state != "pending" {
             return Ok(());
         }
-        tracing::info!(
-            "{}: undoing",
-            crate::host::secrets::mask(&compensation.label)
-        );
+        // "undoing" only for a rollback: the frame failed or the run was
+        // interrupted. An undo action run because its frame ended normally
+        // (a snapshot cleared once archived) is cleanup.
+        let rollback = rolling_back() || self.cancel.is_cancelled();
+        let label = crate::host::secrets::mask(&compensation.label);
+        if rollback {
+            tracing::info!(undo = %label, rollback = true, "{label}: undoing");
+        } else {
+            tracing::info!(undo = %label, rollback = false, "{label}: cleaning up");
+        }
         let outcome = self.runtime.block_on(crate::host::compensation::carry_out(
             &compensation.action,
             &compensation.label,
@@ -158,6 +164,20 @@ impl RunState {
 thread_local! {
     /// Whether this thread runs deferred cleanups (see [`in_cleanup`]).
     static IN_CLEANUP: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    /// Whether the cleanups this thread runs follow a failure (see [`rolling_back`]).
+    static ROLLING_BACK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// True while this thread runs the cleanups of a frame that failed: its undo
+/// actions are a rollback ("undoing"), not the normal end of the work
+/// ("cleaning up").
+pub fn rolling_back() -> bool {
+    ROLLING_BACK.with(std::cell::Cell::get)
+}
+
+/// Marks the cleanups this thread runs as a rollback, or not.
+pub fn set_rolling_back(value: bool) {
+    ROLLING_BACK.with(|c| c.set(value));
 }
 
 /// True while this thread runs deferred cleanups: steps still run then, even

@@ -107,9 +107,11 @@ pub fn call_step(
             options_error(format!("option `{}`: {}", e.key, e.message))
         }
     })?;
+    let description = mask(&prepared.description);
     let call = StepCall {
         state,
         entry,
+        description: description.clone(),
         label: common
             .label
             .clone()
@@ -122,7 +124,6 @@ pub fn call_step(
         started_at: chrono::Utc::now(),
         started: Instant::now(),
     };
-    let description = mask(&prepared.description);
 
     if !call.in_cleanup && state.cancel.is_cancelled() {
         return Err(call.fail(StepError::cancelled()));
@@ -130,12 +131,12 @@ pub fn call_step(
     if state.dry_run
         && let Some(placeholder) = prepared.dry_run_placeholder
     {
-        tracing::info!("{}: [dry-run] would {}", mask(&call.label), description);
+        call.log().dry_run();
         let result = with_dry_run_flag(placeholder);
         state.record_step(call.record("dry_run", Some(result.clone()), None));
         return to_dynamic(result, &position_text, position);
     }
-    tracing::info!("{}: {}", mask(&call.label), description);
+    call.log().started();
     if prepared.changes {
         state.note_change();
     }
@@ -162,6 +163,8 @@ struct StepCall<'a> {
     state: &'a Arc<RunState>,
     entry: &'static StepEntry,
     label: String,
+    /// What the call does (masked), for its log line.
+    description: String,
     position: rhai::Position,
     position_text: String,
     /// The options as the journal records them (secrets masked).
@@ -174,6 +177,15 @@ struct StepCall<'a> {
 }
 
 impl StepCall<'_> {
+    /// Its log lines ([`crate::host::step_log`]).
+    fn log(&self) -> crate::host::step_log::StepLog<'_> {
+        crate::host::step_log::StepLog {
+            label: &self.label,
+            step: self.entry.name,
+            description: &self.description,
+        }
+    }
+
     /// The journal record of this call, ending now.
     fn record(
         &self,
@@ -197,10 +209,10 @@ impl StepCall<'_> {
     /// Logs and records the failure; the error raised into the script.
     fn fail(&self, error: StepError) -> Box<EvalAltResult> {
         let map = step_error_map(self.entry.name, &self.label, &error, &self.position_text);
-        tracing::warn!(
-            "{}: failed: {}",
-            mask(&self.label),
-            mask(&error.to_string())
+        self.log().failed(
+            &error.to_string(),
+            error.error_kind().as_str(),
+            self.started.elapsed(),
         );
         self.state
             .record_step(self.record("failed", None, Some(mask(&error.to_string()))));
@@ -214,13 +226,7 @@ impl StepCall<'_> {
         } else {
             result
         };
-        tracing::info!(
-            "{}: done in {}",
-            mask(&self.label),
-            humantime::format_duration(Duration::from_millis(
-                self.started.elapsed().as_millis() as u64
-            ))
-        );
+        self.log().succeeded(&result, self.started.elapsed());
         self.state
             .record_step(self.record("ok", Some(result.clone()), None));
         to_dynamic(result, &self.position_text, self.position)

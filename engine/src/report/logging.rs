@@ -1,5 +1,8 @@
 //! Logs on stderr through `tracing`: a human format (time, level, message) or
-//! one JSON object per line; every line has secrets masked.
+//! one JSON object per line, whose keys are the message and the event's
+//! structured fields (a step's `step`, `label`, `path`, `part`, `bytes`,
+//! `duration_seconds`, ...: see `host::step_log`); every line has secrets
+//! masked.
 
 use std::io::Write;
 
@@ -75,6 +78,17 @@ pub fn init(format: LogFormat, verbosity: i8) {
         LogFormat::Human => builder
             .with_timer(ChronoLocal::new("%H:%M:%S".to_string()))
             .with_ansi(crate::report::terminal::colours_enabled())
+            // The message says it for people; the structured fields
+            // (step, path, bytes, ...) are for `--log-format json`.
+            .fmt_fields(tracing_subscriber::fmt::format::debug_fn(
+                |writer, field, value| {
+                    if field.name() == "message" {
+                        write!(writer, "{value:?}")
+                    } else {
+                        Ok(())
+                    }
+                },
+            ))
             .try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };

@@ -128,9 +128,9 @@ pub async fn recover_all(
                 doc.status = "crashed".to_string();
                 doc.ended = Some(timestamp(chrono::Utc::now()));
                 doc.error = Some(format!(
-                    "the run ended without finishing (killed?); recovery by pid {} carried out {} undo action(s), {failed} failed and stay pending",
+                    "the run ended without finishing (killed?); recovery by pid {} carried out {}, {failed} failed and stay pending",
                     std::process::id(),
-                    actions.len()
+                    runbook_steps::runtime::wording::count(actions.len() as u64, "undo action")
                 ));
             });
         }
@@ -154,10 +154,10 @@ pub fn report(recovered: &[Recovered], dry_run: bool) -> bool {
             continue;
         }
         tracing::warn!(
-            "found an unfinished run of {} ({}): {} pending undo action(s)",
+            "found an unfinished run of {} ({}): {}",
             run.workflow,
             run.journal.display(),
-            run.actions.len()
+            runbook_steps::runtime::wording::count(run.actions.len() as u64, "pending undo action")
         );
         for (label, outcome) in &run.actions {
             match outcome {

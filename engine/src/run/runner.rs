@@ -307,6 +307,8 @@ fn run_script(engine: rhai::Engine, state: &Arc<RunState>, ast: rhai::AST) -> Sc
             cleanup::push_frame();
             let result = engine.run_ast(&ast);
             crate::host::run_error::record(result.as_ref().err().map(|e| &**e));
+            // After a failure, the undo actions are a rollback ("undoing").
+            crate::host::run_state::set_rolling_back(result.is_err());
             let mut cleanup_failures = cleanup::run_deferred(&engine, cleanup::pop_frame());
             let run_scoped: Vec<i64> = std::mem::take(
                 &mut *script_state
@@ -416,6 +418,7 @@ fn record_end(
             Some(journal.path()),
             error,
         );
+        crate::host::journal_retention::after_run(journal, &workflow.name);
     }
     let elapsed = humantime::format_duration(Duration::from_secs(started.elapsed().as_secs()));
     let journal_path = state
@@ -423,16 +426,29 @@ fn record_end(
         .as_ref()
         .map(|j| j.path().display().to_string())
         .unwrap_or_default();
+    let seconds = started.elapsed().as_secs_f64();
     match status {
         "success" => tracing::info!(
+            workflow = %workflow.name,
+            result = status,
+            duration_seconds = seconds,
+            journal = %journal_path,
             "{} succeeded in {elapsed} (journal: {journal_path})",
             workflow.display
         ),
         "interrupted" => tracing::warn!(
+            workflow = %workflow.name,
+            result = status,
+            duration_seconds = seconds,
+            journal = %journal_path,
             "{} interrupted after {elapsed}; cleanups ran (journal: {journal_path})",
             workflow.display
         ),
         _ => tracing::error!(
+            workflow = %workflow.name,
+            result = status,
+            duration_seconds = seconds,
+            journal = %journal_path,
             "{} failed after {elapsed} (journal: {journal_path})",
             workflow.display
         ),

@@ -296,7 +296,7 @@ Example:
     fn describe(options: &TarDirOptions) -> String {
         let sources = match (&options.src, &options.entries) {
             (Some(src), _) => src.display().to_string(),
-            (None, Some(entries)) => format!("{} sources", entries.len()),
+            (None, Some(entries)) => crate::runtime::wording::count(entries.len() as u64, "source"),
             (None, None) => "nothing".to_string(),
         };
         let compression = match options.compress {
