@@ -20,6 +20,8 @@
 //!   step, `catalogue`, `snapshot_check`, retention (`prune`).
 //! - [`files`]: the file helpers scripts call (`write_file`, `glob`, ...).
 //! - [`local`]: `move_path` (atomic renames of local folders, and their undo).
+//! - [`crypto`]: `age_encrypt`, `age_decrypt` (the off-site copy's
+//!   encryption); shared: `keys` (recipients and identity files), `stream`.
 //!
 //! One file per step; a step file imports only the runtime and its concept's
 //! shared modules, never another step. See docs/architecture.md.
@@ -29,6 +31,7 @@
 
 pub mod archive;
 pub mod backup;
+pub mod crypto;
 pub mod files;
 pub mod local;
 pub mod process;

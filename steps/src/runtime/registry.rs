@@ -130,6 +130,8 @@ pub fn all_steps() -> &'static [StepEntry] {
             entry::<crate::backup::prune::Prune>(),
             entry::<crate::backup::write_manifest::WriteManifest>(),
             entry::<crate::local::move_path::MovePath>(),
+            entry::<crate::crypto::encrypt::AgeEncrypt>(),
+            entry::<crate::crypto::decrypt::AgeDecrypt>(),
             // New steps: one line here.
         ]
     });
