@@ -22,6 +22,9 @@
 //! - [`local`]: `move_path` (atomic renames of local folders, and their undo).
 //! - [`crypto`]: `age_encrypt`, `age_decrypt` (the off-site copy's
 //!   encryption); shared: `keys` (recipients and identity files), `stream`.
+//! - [`offsite`]: the off-site copy beyond the upload: `offsite_record`
+//!   (`write_record`), `offsite_verify` (`verify`), `offsite_prune`
+//!   (`prune`); shared: `record` (the off-site record), `remote`.
 //!
 //! One file per step; a step file imports only the runtime and its concept's
 //! shared modules, never another step. See docs/architecture.md.
@@ -34,6 +37,7 @@ pub mod backup;
 pub mod crypto;
 pub mod files;
 pub mod local;
+pub mod offsite;
 pub mod process;
 pub mod runtime;
 pub mod s3;

@@ -132,6 +132,9 @@ pub fn all_steps() -> &'static [StepEntry] {
             entry::<crate::local::move_path::MovePath>(),
             entry::<crate::crypto::encrypt::AgeEncrypt>(),
             entry::<crate::crypto::decrypt::AgeDecrypt>(),
+            entry::<crate::offsite::write_record::OffsiteRecordStep>(),
+            entry::<crate::offsite::verify::OffsiteVerify>(),
+            entry::<crate::offsite::prune::OffsitePrune>(),
             // New steps: one line here.
         ]
     });
