@@ -106,6 +106,12 @@ enum Command {
         /// for the user the manifest records: ELASTICSEARCH_PASSWORD(_FILE).
         #[arg(long, value_name = "URL")]
         elasticsearch_url: Option<String>,
+        /// With --set: check the set's off-site copy instead, every object
+        /// downloaded and hashed against its off-site record
+        /// (backup_STAMP.offsite.json); DEST (ALIAS/BUCKET[/PREFIX]) when
+        /// the local record is gone or the copy moved.
+        #[arg(long, value_name = "DEST", num_args = 0..=1, default_missing_value = "", requires = "set")]
+        offsite: Option<String>,
     },
     /// List the backup sets: complete or not, last verification, parts, size, age.
     ///
@@ -264,7 +270,14 @@ pub fn main() -> i32 {
             set,
             manifest_path,
             elasticsearch_url,
+            offsite,
         } => match set {
+            Some(stamp) if offsite.is_some() => crate::cli::offsite::verify_offsite(
+                &manifest_path,
+                &stamp,
+                offsite.as_deref().filter(|d| !d.is_empty()),
+                json,
+            ),
             Some(stamp) => crate::cli::catalogue::verify_set(
                 &manifest_path,
                 &stamp,

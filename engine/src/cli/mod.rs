@@ -8,6 +8,7 @@ pub mod catalogue;
 pub mod commands;
 pub mod completion_values;
 pub mod man_page;
+pub mod offsite;
 pub mod status;
 pub mod step_docs;
 

@@ -133,7 +133,9 @@ Each file becomes `<file>.age` next to it, in the age format (the `age` and
 it is. `recipients` is a file in the format of `age -R`: one public key per
 line, X25519 (`age1...`, from `age-keygen`), post-quantum (`age1pq1...`) or SSH
 (`ssh-ed25519 ...`, `ssh-rsa ...`); `#` comments and empty lines are skipped.
-Every recipient can decrypt; the machine that encrypts needs no secret.
+Every recipient can decrypt; the machine that encrypts needs no secret. With no
+file (and under `runbook plan`) only the recipients file is read: a pre-flight
+check.
 
 Files are streamed in 1 MiB chunks (constant memory) and written under a
 `.partial` name renamed when complete, so an interruption, a full disk or a
@@ -170,11 +172,23 @@ Example:
     }
 
     fn dry_run(_options: &EncryptOptions) -> DryRun<EncryptOutput> {
-        DryRun::Skip(EncryptOutput::default())
+        // A plan reads the recipients file (a bad one fails the plan) and writes nothing.
+        DryRun::Run
+    }
+
+    fn changes(options: &EncryptOptions) -> bool {
+        !options.files.is_empty()
     }
 
     async fn run(options: EncryptOptions, ctx: StepContext) -> Result<EncryptOutput, StepError> {
         let (control, _guard) = WorkControl::from_context(&ctx);
+        if ctx.dry_run {
+            let recipients = options.recipients.clone();
+            return run_blocking("age_encrypt", move || {
+                read_recipients(&recipients).map(|_| EncryptOutput::default())
+            })
+            .await;
+        }
         run_blocking("age_encrypt", move || encrypt_files(&options, &control)).await
     }
 }
