@@ -108,7 +108,7 @@ enum Command {
         elasticsearch_url: Option<String>,
         /// With --set: check the set's off-site copy instead, every object
         /// downloaded and hashed against its off-site record
-        /// (backup_STAMP.offsite.json); DEST (ALIAS/BUCKET[/PREFIX]) when
+        /// (offsite_STAMP.json); DEST (ALIAS/BUCKET[/PREFIX]) when
         /// the local record is gone or the copy moved.
         #[arg(long, value_name = "DEST", num_args = 0..=1, default_missing_value = "", requires = "set")]
         offsite: Option<String>,

@@ -9,8 +9,6 @@ use runbook_steps::runtime::step::StepContext;
 
 use crate::report::exit_code;
 
-/// The suffix of a set's off-site record, next to its manifest.
-const RECORD_SUFFIX: &str = ".offsite.json";
 
 /// Verifies the off-site copy of set `stamp`: from the local record in
 /// `manifest_dir` when there is one (its destination, unless `dest` is
@@ -24,7 +22,7 @@ pub fn verify_offsite(manifest_dir: &Path, stamp: &str, dest: Option<&str>, json
         );
         return exit_code::INPUT;
     }
-    let record = manifest_dir.join(format!("backup_{stamp}{RECORD_SUFFIX}"));
+    let record = manifest_dir.join(runbook_steps::offsite::record::record_file_name(stamp));
     let mut options = serde_json::json!({ "fail": false });
     if record.is_file() {
         options["record"] = serde_json::json!(record);

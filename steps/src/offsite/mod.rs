@@ -7,7 +7,7 @@
 //! Layout under the destination prefix, for a set STAMP:
 //!   cassandra_STAMP.tar[.age] (+ .sha256), elasticsearch_STAMP.info,
 //!   files_STAMP.tar[.age] or minio_STAMP.tar[.age] (+ .sha256),
-//!   backup_STAMP.offsite.json (this record), backup_STAMP.json last.
+//!   offsite_STAMP.json (this record), backup_STAMP.json last.
 //! `.age` objects are the archives encrypted with age (see [`crate::crypto`]);
 //! the sidecars, the marker, the record and the manifest stay readable, so
 //! the set's completeness and every object's SHA-256 can be checked off-site

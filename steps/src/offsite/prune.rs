@@ -84,7 +84,7 @@ impl Step for OffsitePrune {
 Off-site retention: keeps the newest `keep` verified off-site sets, removes older ones.
 
 A set counts only when its manifest (backup_STAMP.json) is off-site and names
-this `workflow` as its origin, and its off-site record (backup_STAMP.offsite.json,
+this `workflow` as its origin, and its off-site record (offsite_STAMP.json,
 from `offsite_record`) names this workflow too, says the copy was verified
 after the upload, and every object it lists is there with the recorded size.
 Anything else is left alone with a warning and never counted: a set without

@@ -1,4 +1,4 @@
-//! The off-site record, `backup_STAMP.offsite.json`: every object of a set's
+//! The off-site record, `offsite_STAMP.json`: every object of a set's
 //! off-site copy with its size and SHA-256 (of the encrypted bytes for an
 //! `.age` object, with the plain archive's too), how the upload was checked,
 //! and whether that check counts as verified. It is written next to the
@@ -15,8 +15,10 @@ use crate::backup::layout::{MANIFEST_PREFIX, parse_stamp};
 /// The record's format version.
 pub const RECORD_FORMAT: u32 = 1;
 
-/// The suffix of a record's file name: `backup_STAMP.offsite.json`.
-pub const RECORD_SUFFIX: &str = ".offsite.json";
+/// The prefix of a record's file name: `offsite_STAMP.json` (not
+/// `backup_*`: tools and people looking for manifests by that pattern must
+/// not find records).
+pub const RECORD_PREFIX: &str = "offsite_";
 
 /// The largest record read (a few KiB in practice).
 pub const RECORD_MAX_BYTES: u64 = 4 * 1024 * 1024;
@@ -24,14 +26,14 @@ pub const RECORD_MAX_BYTES: u64 = 4 * 1024 * 1024;
 /// `result` of a verified record.
 pub const VERIFIED: &str = "ok";
 
-/// `backup_STAMP.offsite.json`.
+/// `offsite_STAMP.json`.
 pub fn record_file_name(stamp: &str) -> String {
-    format!("{MANIFEST_PREFIX}{stamp}{RECORD_SUFFIX}")
+    format!("{RECORD_PREFIX}{stamp}.json")
 }
 
 /// The stamp of a record's file name.
 pub fn record_stamp(name: &str) -> Option<&str> {
-    let stamp = name.strip_prefix(MANIFEST_PREFIX)?.strip_suffix(RECORD_SUFFIX)?;
+    let stamp = name.strip_prefix(RECORD_PREFIX)?.strip_suffix(".json")?;
     parse_stamp(stamp).map(|_| stamp)
 }
 
@@ -139,11 +141,11 @@ mod tests {
         let stamp = "20261126_01h15m00s";
         assert_eq!(
             record_file_name(stamp),
-            "backup_20261126_01h15m00s.offsite.json"
+            "offsite_20261126_01h15m00s.json"
         );
         assert_eq!(record_stamp(&record_file_name(stamp)), Some(stamp));
         assert_eq!(manifest_stamp("backup_20261126_01h15m00s.json"), Some(stamp));
         assert_eq!(manifest_stamp(&record_file_name(stamp)), None);
-        assert_eq!(record_stamp("backup_x.offsite.json"), None);
+        assert_eq!(record_stamp("offsite_x.json"), None);
     }
 }

@@ -22,7 +22,7 @@ pub struct OffsiteVerify;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OffsiteVerifyOptions {
-    /// The local record, `backup_STAMP.offsite.json` next to the manifest.
+    /// The local record, `offsite_STAMP.json` next to the manifest.
     #[serde(default)]
     pub record: Option<PathBuf>,
     /// Without `record`: the set whose record is read off-site.
@@ -111,7 +111,7 @@ impl Step for OffsiteVerify {
 Re-checks a set's off-site copy: every object downloaded and hashed.
 
 The objects and their SHA-256 come from the set's off-site record
-(backup_STAMP.offsite.json, written by `offsite_record`): the local one given as
+(offsite_STAMP.json, written by `offsite_record`): the local one given as
 `record`, or, with `stamp` and `dest`, the one off-site (when the backup machine
 is lost). Each object must be listed with the recorded size, then it is
 downloaded and hashed as it streams in (constant memory; nothing is written to
@@ -135,7 +135,7 @@ Result:
   duration_ms  int     wall time
 
 Example:
-  offsite_verify(#{ record: `${cfg.manifest_path}/backup_${stamp}.offsite.json`, timeout: \"12h\" });
+  offsite_verify(#{ record: `${cfg.manifest_path}/offsite_${stamp}.json`, timeout: \"12h\" });
 ";
 
     const HANDLES_TIMEOUT: bool = false;
@@ -192,7 +192,7 @@ pub fn verify_with_env(
         (None, Some(Err(_))) => Ok(String::new()),
         (None, None) => Err(StepError::new(
             ErrorKind::Options,
-            "give `record` (the local backup_STAMP.offsite.json), or `stamp` and `dest`",
+            "give `record` (the local offsite_STAMP.json), or `stamp` and `dest`",
         )),
     };
     let resolved = dest.and_then(|dest| options.target(&dest).resolve(env).map_err(StepError::from));
@@ -274,7 +274,7 @@ async fn record_off_site(
     let Some(stamp) = &options.stamp else {
         return Err(StepError::new(
             ErrorKind::Options,
-            "give `record` (the local backup_STAMP.offsite.json), or `stamp` and `dest`",
+            "give `record` (the local offsite_STAMP.json), or `stamp` and `dest`",
         ));
     };
     let key = remote.key(&record_file_name(stamp));

@@ -115,7 +115,7 @@ impl StepFailure for RecordError {
 impl Step for OffsiteRecordStep {
     const NAME: &'static str = "offsite_record";
     const DOC: &'static str = "\
-Writes a set's off-site record, backup_STAMP.offsite.json, next to its manifest.
+Writes a set's off-site record, offsite_STAMP.json, next to its manifest.
 
 The record lists every object of the off-site copy with its size and SHA-256
 (for an encrypted `.age` object also the plain archive's name, size and
