@@ -208,6 +208,8 @@ impl ErrorKind {
                 | ErrorKind::AccessDenied
                 | ErrorKind::BucketMissing
                 | ErrorKind::UnsafePath
+                | ErrorKind::Key
+                | ErrorKind::WrongKey
         )
     }
 
