@@ -117,7 +117,11 @@ fn an_encrypted_offsite_copy_is_not_plaintext_decrypts_back_and_verify_catches_t
     // The local archives stay plain; the temporary .age files are gone.
     for root in [&backup_dir, &minio_dir] {
         assert!(files_ending(root, ".age").is_empty(), "{:?}", walk(root));
-        assert!(files_ending(root, ".partial").is_empty(), "{:?}", walk(root));
+        assert!(
+            files_ending(root, ".partial").is_empty(),
+            "{:?}",
+            walk(root)
+        );
     }
     let record: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(backup_dir.join(format!("offsite_{stamp}.json"))).unwrap(),
@@ -227,7 +231,10 @@ fn an_encrypted_offsite_copy_is_not_plaintext_decrypts_back_and_verify_catches_t
     // No identity: one line naming the config key, nothing ran.
     let out = cluster.restore_prep(&settings(None));
     assert_eq!(code(&out), 2, "{}", stderr(&out));
-    assert_contains(&stderr(&out), "set offsite_identity to the age identity file");
+    assert_contains(
+        &stderr(&out),
+        "set offsite_identity to the age identity file",
+    );
 
     // The wrong identity: one clear line, exit 1, nothing half-written.
     let out = cluster.restore_prep(&settings(Some(&wrong_identity)));
@@ -239,7 +246,11 @@ fn an_encrypted_offsite_copy_is_not_plaintext_decrypts_back_and_verify_catches_t
             wrong_identity.display()
         ),
     );
-    assert!(plain_in_recovered().is_empty(), "{:?}", plain_in_recovered());
+    assert!(
+        plain_in_recovered().is_empty(),
+        "{:?}",
+        plain_in_recovered()
+    );
 
     // The right identity: the archives come back byte for byte, verified.
     let out = cluster.restore_prep(&settings(Some(&identity)));
@@ -308,7 +319,10 @@ fn an_encrypted_offsite_copy_is_not_plaintext_decrypts_back_and_verify_catches_t
     assert_contains(&stdout(&out), &format!("BAD `{key}` in bucket `offsite`"));
     let out = verify(&empty, None);
     assert_eq!(code(&out), 2, "{}{}", stdout(&out), stderr(&out));
-    assert_contains(&stderr(&out), "give the destination, `--offsite ALIAS/BUCKET/PREFIX`");
+    assert_contains(
+        &stderr(&out),
+        "give the destination, `--offsite ALIAS/BUCKET/PREFIX`",
+    );
 }
 
 #[test]
@@ -387,7 +401,9 @@ fn offsite_keep_removes_only_older_verified_sets_of_this_workflow() {
     let newest = only_new_stamp(&keys, &stamps, foreign);
     assert_contains(
         &err,
-        &format!("off-site set {unverified} is not verified (only the size could be checked): kept, not counted"),
+        &format!(
+            "off-site set {unverified} is not verified (only the size could be checked): kept, not counted"
+        ),
     );
     assert_contains(
         &err,

@@ -9,7 +9,6 @@ use runbook_steps::runtime::step::StepContext;
 
 use crate::report::exit_code;
 
-
 /// Verifies the off-site copy of set `stamp`: from the local record in
 /// `manifest_dir` when there is one (its destination, unless `dest` is
 /// given), else from the record at `dest`. Exit 0 when every object

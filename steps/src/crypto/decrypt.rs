@@ -336,7 +336,10 @@ mod tests {
         assert_eq!(e.kind(), "wrong_key", "{e}");
         assert!(!archive.exists());
         assert!(std::fs::read_dir(dir.path()).unwrap().all(|e| {
-            !e.unwrap().file_name().to_string_lossy().ends_with(".partial")
+            !e.unwrap()
+                .file_name()
+                .to_string_lossy()
+                .ends_with(".partial")
         }));
 
         let out = decrypt_file(&options(&key), &control).unwrap();

@@ -204,12 +204,11 @@ pub fn encrypt_files(
     let mut output = EncryptOutput::default();
     for path in &options.files {
         let recipients = recipients.iter().map(|r| r.as_ref() as &dyn age::Recipient);
-        let encryptor = age::Encryptor::with_recipients(recipients).map_err(|e| {
-            EncryptError::Recipients {
+        let encryptor =
+            age::Encryptor::with_recipients(recipients).map_err(|e| EncryptError::Recipients {
                 path: options.recipients.clone(),
                 reason: e.to_string(),
-            }
-        })?;
+            })?;
         let file = encrypt_one(path, encryptor, control)?;
         output.bytes += file.bytes;
         output.encrypted_bytes += file.encrypted_bytes;

@@ -133,9 +133,9 @@ pub fn read_identities(path: &Path) -> Result<Vec<Box<dyn age::Identity + Send +
                  use an unencrypted copy or an age identity (age-keygen)"
                     .to_string(),
             )),
-            age::ssh::Identity::Unsupported(k) => {
-                Err(bad(format!("this SSH key type is not supported by age: {k:?}")))
-            }
+            age::ssh::Identity::Unsupported(k) => Err(bad(format!(
+                "this SSH key type is not supported by age: {k:?}"
+            ))),
         };
     }
     let file = age::IdentityFile::from_buffer(std::io::Cursor::new(text.as_bytes()))
@@ -194,6 +194,9 @@ mod tests {
         let e = read_identities(&keys).err().unwrap();
         assert!(!e.to_string().contains("SECRETSTUFF"), "{e}");
         let e = read_identities(&dir.path().join("absent")).err().unwrap();
-        assert!(e.to_string().starts_with("cannot read the identity file"), "{e}");
+        assert!(
+            e.to_string().starts_with("cannot read the identity file"),
+            "{e}"
+        );
     }
 }

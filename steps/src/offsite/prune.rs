@@ -191,10 +191,17 @@ async fn prune(
                 "off-site set {stamp} has no manifest (incomplete): left alone"
             )),
             (Some(manifest_key), record_key) => {
-                let found = examine(&remote, &listed, &options.workflow, &stamp, manifest_key, record_key)
-                    .await?;
+                let found = examine(
+                    &remote,
+                    &listed,
+                    &options.workflow,
+                    &stamp,
+                    manifest_key,
+                    record_key,
+                )
+                .await?;
                 match found {
-                    Examined::Verified(set) => verified.push(set),
+                    Examined::Verified(set) => verified.push(*set),
                     Examined::Unverified(why) => {
                         output.unverified.push(stamp.clone());
                         output.warnings.push(why);
@@ -211,7 +218,9 @@ async fn prune(
             output.kept.push(set.stamp);
             continue;
         }
-        output.removed.push(remove_set(&remote, &set, ctx.dry_run).await?);
+        output
+            .removed
+            .push(remove_set(&remote, &set, ctx.dry_run).await?);
     }
     Ok(output)
 }
@@ -238,7 +247,7 @@ fn sets_by_stamp(
 
 /// What a set with a manifest off-site is.
 enum Examined {
-    Verified(VerifiedSet),
+    Verified(Box<VerifiedSet>),
     Unverified(String),
     NotOurs(String),
 }
@@ -308,17 +317,21 @@ async fn examine(
         .as_ref()
         .and_then(|m| m.created.as_deref())
         .and_then(parse_created);
-    Ok(Examined::Verified(VerifiedSet {
+    Ok(Examined::Verified(Box::new(VerifiedSet {
         stamp: stamp.to_string(),
         made,
         manifest_key,
         record_key,
         record,
-    }))
+    })))
 }
 
 /// Deletes a set: the manifest first, then what the record lists, then the record.
-async fn remove_set(remote: &Remote, set: &VerifiedSet, dry_run: bool) -> Result<RemovedSet, StepError> {
+async fn remove_set(
+    remote: &Remote,
+    set: &VerifiedSet,
+    dry_run: bool,
+) -> Result<RemovedSet, StepError> {
     let mut removed = RemovedSet {
         stamp: set.stamp.clone(),
         objects: 0,

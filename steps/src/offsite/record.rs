@@ -139,12 +139,12 @@ mod tests {
     #[test]
     fn names_carry_the_stamp() {
         let stamp = "20261126_01h15m00s";
-        assert_eq!(
-            record_file_name(stamp),
-            "offsite_20261126_01h15m00s.json"
-        );
+        assert_eq!(record_file_name(stamp), "offsite_20261126_01h15m00s.json");
         assert_eq!(record_stamp(&record_file_name(stamp)), Some(stamp));
-        assert_eq!(manifest_stamp("backup_20261126_01h15m00s.json"), Some(stamp));
+        assert_eq!(
+            manifest_stamp("backup_20261126_01h15m00s.json"),
+            Some(stamp)
+        );
         assert_eq!(manifest_stamp(&record_file_name(stamp)), None);
         assert_eq!(record_stamp("offsite_x.json"), None);
     }

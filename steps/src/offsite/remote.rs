@@ -36,7 +36,9 @@ pub enum RemoteError {
         source: Box<object_store::Error>,
     },
     /// An object expected to be small is not.
-    #[error("`{key}` in bucket `{bucket}` on {endpoint} is larger than {limit} bytes: not a runbook manifest or record")]
+    #[error(
+        "`{key}` in bucket `{bucket}` on {endpoint} is larger than {limit} bytes: not a runbook manifest or record"
+    )]
     TooLarge {
         /// The key.
         key: String,

@@ -195,7 +195,8 @@ pub fn verify_with_env(
             "give `record` (the local offsite_STAMP.json), or `stamp` and `dest`",
         )),
     };
-    let resolved = dest.and_then(|dest| options.target(&dest).resolve(env).map_err(StepError::from));
+    let resolved =
+        dest.and_then(|dest| options.target(&dest).resolve(env).map_err(StepError::from));
     async move {
         let local = local.transpose()?;
         let (endpoint, location) = resolved?;
@@ -249,7 +250,12 @@ async fn verify(
             error,
         });
     }
-    output.result = if output.errors.is_empty() { "ok" } else { "failed" }.to_string();
+    output.result = if output.errors.is_empty() {
+        "ok"
+    } else {
+        "failed"
+    }
+    .to_string();
     output.duration_ms = started.elapsed().as_millis() as u64;
     if options.fail && !output.errors.is_empty() {
         return Err(StepError::new(

@@ -183,15 +183,21 @@ pub fn write_record(options: &RecordOptions) -> Result<RecordOutput, RecordError
         source,
     };
     let text = std::fs::read(manifest).map_err(|e| io("read", e))?;
-    let plain_by_encrypted: HashMap<&PathBuf, &EncryptedEntry> =
-        options.encrypted.iter().map(|e| (&e.encrypted, e)).collect();
+    let plain_by_encrypted: HashMap<&PathBuf, &EncryptedEntry> = options
+        .encrypted
+        .iter()
+        .map(|e| (&e.encrypted, e))
+        .collect();
 
     let mut objects = Vec::new();
     let mut weak = Vec::new();
     for uploaded in &options.uploaded {
-        let sha256 = uploaded.sha256.clone().ok_or_else(|| RecordError::NoChecksum {
-            key: uploaded.key.clone(),
-        })?;
+        let sha256 = uploaded
+            .sha256
+            .clone()
+            .ok_or_else(|| RecordError::NoChecksum {
+                key: uploaded.key.clone(),
+            })?;
         if !matches!(uploaded.check.as_str(), "sha256" | "etag") {
             weak.push(format!("`{}` ({})", uploaded.key, uploaded.check));
         }
