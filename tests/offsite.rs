@@ -352,6 +352,39 @@ fn a_bad_recipients_file_stops_the_backup_before_anything_is_made() {
         cluster.backup_files()
     );
     assert!(offsite_keys(&cluster).is_empty());
+
+    // With a good file, a plan shows the encrypted names and changes nothing.
+    #[allow(deprecated)]
+    let public = age::x25519::Identity::generate().to_public();
+    std::fs::write(&recipients, format!("{public}\n")).unwrap();
+    let out = cluster.run(&[
+        "plan",
+        "cluster-hot-backup",
+        "--set",
+        "offsite=th_minio/offsite/sets",
+        "--set",
+        "offsite_encrypt=age",
+        "--set",
+        &format!("offsite_recipients={}", recipients.display()),
+    ]);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 0, "{err}");
+    let line = err
+        .lines()
+        .find(|l| {
+            l.contains(
+                "[dry-run] would copy to th_minio/offsite/sets (archives encrypted with age to",
+            )
+        })
+        .unwrap_or_else(|| panic!("no off-site line in:\n{err}"));
+    assert_contains(line, ".tar.age\"");
+    assert_contains(line, ".tar.sha256\"");
+    assert!(
+        cluster.backup_files().is_empty(),
+        "{:?}",
+        cluster.backup_files()
+    );
+    assert!(offsite_keys(&cluster).is_empty());
 }
 
 #[test]
