@@ -359,4 +359,40 @@ mod tests {
         assert!(!archive.exists());
         assert!(!crate::runtime::atomic_file::partial_path(&archive).exists());
     }
+
+    /// A throwaway ed25519 key made for this test with `ssh-keygen -N ""`.
+    const SSH_PRIVATE: &str = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\nQyNTUxOQAAACCubhISEa9/UUn8yJbTN9ejXyLVdscSGY0rDejk5AuMgwAAAJDaAccT2gHH\nEwAAAAtzc2gtZWQyNTUxOQAAACCubhISEa9/UUn8yJbTN9ejXyLVdscSGY0rDejk5AuMgw\nAAAEAfTaCk1W3JV0sr2KQBQPavHbohMm8PAHguKgXs57fMvq5uEhIRr39RSfzIltM316Nf\nItV2xxIZjSsN6OTkC4yDAAAADHJ1bmJvb2stdGVzdAE=\n-----END OPENSSH PRIVATE KEY-----\n";
+    const SSH_PUBLIC: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK5uEhIRr39RSfzIltM316NfItV2xxIZjSsN6OTkC4yD runbook-test";
+
+    #[test]
+    fn ssh_keys_work_as_recipient_and_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let recipients = dir.path().join("offsite.recipients");
+        std::fs::write(&recipients, format!("# an admin's ssh key\n{SSH_PUBLIC}\n")).unwrap();
+        let key = dir.path().join("id_ed25519");
+        std::fs::write(&key, SSH_PRIVATE).unwrap();
+        let archive = dir.path().join("files_x.tar");
+        std::fs::write(&archive, b"attachments").unwrap();
+        let control = WorkControl::new("t");
+        let sealed = encrypt_files(
+            &EncryptOptions {
+                files: vec![archive.clone()],
+                recipients,
+            },
+            &control,
+        )
+        .unwrap();
+        let back = dir.path().join("back.tar");
+        decrypt_file(
+            &DecryptOptions {
+                path: sealed.files[0].encrypted.clone(),
+                identity: key,
+                dest: Some(back.clone()),
+                sha256: None,
+            },
+            &control,
+        )
+        .unwrap();
+        assert_eq!(std::fs::read(&back).unwrap(), b"attachments");
+    }
 }
