@@ -20,6 +20,11 @@
 //!   step, `catalogue`, `snapshot_check`, retention (`prune`).
 //! - [`files`]: the file helpers scripts call (`write_file`, `glob`, ...).
 //! - [`local`]: `move_path` (atomic renames of local folders, and their undo).
+//! - [`crypto`]: `age_encrypt`, `age_decrypt` (the off-site copy's
+//!   encryption); shared: `keys` (recipients and identity files), `stream`.
+//! - [`offsite`]: the off-site copy beyond the upload: `offsite_record`
+//!   (`write_record`), `offsite_verify` (`verify`), `offsite_prune`
+//!   (`prune`); shared: `record` (the off-site record), `remote`.
 //!
 //! One file per step; a step file imports only the runtime and its concept's
 //! shared modules, never another step. See docs/architecture.md.
@@ -29,8 +34,10 @@
 
 pub mod archive;
 pub mod backup;
+pub mod crypto;
 pub mod files;
 pub mod local;
+pub mod offsite;
 pub mod process;
 pub mod runtime;
 pub mod s3;

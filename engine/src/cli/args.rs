@@ -111,6 +111,12 @@ enum Command {
         /// for the user the manifest records: ELASTICSEARCH_PASSWORD(_FILE).
         #[arg(long, value_name = "URL")]
         elasticsearch_url: Option<String>,
+        /// With --set: check the set's off-site copy instead, every object
+        /// downloaded and hashed against its off-site record
+        /// (offsite_STAMP.json); DEST (ALIAS/BUCKET[/PREFIX]) when
+        /// the local record is gone or the copy moved.
+        #[arg(long, value_name = "DEST", num_args = 0..=1, default_missing_value = "", requires = "set")]
+        offsite: Option<String>,
     },
     /// List the backup sets: complete or not, last verification, parts, size, age.
     ///
@@ -312,6 +318,7 @@ pub fn main() -> i32 {
             set,
             manifest_path,
             elasticsearch_url,
+            offsite,
         } => match set {
             Some(stamp) => {
                 use crate::cli::site_config as from_site;
@@ -319,12 +326,21 @@ pub fn main() -> i32 {
                     Ok(site) => site,
                     Err(code) => return code,
                 };
-                crate::cli::catalogue::verify_set(
-                    &from_site::manifest_path(&site, manifest_path),
-                    &stamp,
-                    json,
-                    from_site::elasticsearch_url(&site, elasticsearch_url).as_deref(),
-                )
+                let manifest_path = from_site::manifest_path(&site, manifest_path);
+                match offsite {
+                    Some(dest) => crate::cli::offsite::verify_offsite(
+                        &manifest_path,
+                        &stamp,
+                        Some(dest.as_str()).filter(|d| !d.is_empty()),
+                        json,
+                    ),
+                    None => crate::cli::catalogue::verify_set(
+                        &manifest_path,
+                        &stamp,
+                        json,
+                        from_site::elasticsearch_url(&site, elasticsearch_url).as_deref(),
+                    ),
+                }
             }
             None => crate::cli::commands::verify(&paths, require_checksum, json),
         },

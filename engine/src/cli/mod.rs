@@ -12,6 +12,7 @@ pub mod man_page;
 pub mod site_config;
 pub mod next_timer;
 pub mod schedule_units;
+pub mod offsite;
 pub mod status;
 pub mod step_docs;
 

@@ -168,6 +168,14 @@ error_kinds! {
     /// The archive is sound but lacks what `expect` / `min_entries` ask for.
     Expectation = "expectation",
 
+    // Encryption (off-site copies).
+    /// A recipients or identity file cannot be read or holds no usable key.
+    Key = "key",
+    /// No identity given can decrypt the file: it was encrypted to other keys.
+    WrongKey = "wrong_key",
+    /// An encrypted file is damaged, truncated or not in the age format.
+    Decrypt = "decrypt",
+
     // The run itself.
     /// The step ran past its timeout.
     Timeout = "timeout",
@@ -200,6 +208,8 @@ impl ErrorKind {
                 | ErrorKind::AccessDenied
                 | ErrorKind::BucketMissing
                 | ErrorKind::UnsafePath
+                | ErrorKind::Key
+                | ErrorKind::WrongKey
         )
     }
 

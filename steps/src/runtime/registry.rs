@@ -130,6 +130,11 @@ pub fn all_steps() -> &'static [StepEntry] {
             entry::<crate::backup::prune::Prune>(),
             entry::<crate::backup::write_manifest::WriteManifest>(),
             entry::<crate::local::move_path::MovePath>(),
+            entry::<crate::crypto::encrypt::AgeEncrypt>(),
+            entry::<crate::crypto::decrypt::AgeDecrypt>(),
+            entry::<crate::offsite::write_record::OffsiteRecordStep>(),
+            entry::<crate::offsite::verify::OffsiteVerify>(),
+            entry::<crate::offsite::prune::OffsitePrune>(),
             // New steps: one line here.
         ]
     });
