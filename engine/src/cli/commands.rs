@@ -163,20 +163,14 @@ pub fn init(dir: &Path, force: bool) -> i32 {
             return exit_code::FAILED;
         }
     }
-    let dir = dir.display();
     println!(
-        "
-{} written. Next: set this site's values in {dir}/site.toml \
+        "\n{} written. Next: set this site's values in {dir}/site.toml \
          (every key is there, commented out with its default; `runbook config \
-         cluster-hot-backup --site {dir}/site.toml` shows the result), then
-  \
-         runbook plan --site {dir}/site.toml {dir}/cluster-hot-backup.rhai
-  \
-         runbook run --site {dir}/site.toml {dir}/cluster-hot-backup.rhai
-\
+         cluster-hot-backup --site {dir}/site.toml` shows the result), then\n  \
+         runbook plan --site {dir}/site.toml {dir}/cluster-hot-backup.rhai\n  \
+         runbook run --site {dir}/site.toml {dir}/cluster-hot-backup.rhai\n\
          (RUNBOOK_SITE={dir}/site.toml does the same as --site; /etc/runbook/site.toml is read \
-         without either.)
-{}",
+         without either.)\n{}",
         runbook_steps::runtime::wording::count(written, "file"),
         crate::cli::schedule_units::instructions(&site),
         dir = site.dir.display(),
