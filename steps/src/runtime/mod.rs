@@ -9,3 +9,4 @@ pub mod registry;
 pub mod regular_file;
 pub mod secret;
 pub mod step;
+pub mod throttle;

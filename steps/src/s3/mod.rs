@@ -3,6 +3,8 @@
 //! and the signed S3 client ([`alias`]), and bucket listing ([`listing`]).
 
 pub mod alias;
+pub mod connection;
+pub mod keys;
 pub mod listing;
 pub mod mirror;
 pub mod upload;
