@@ -94,7 +94,7 @@ impl FromStr for MaxRate {
             .unwrap_or(trimmed)
             .trim();
         let bytes = bytesize::ByteSize::from_str(size)
-            .map_err(|e| error(&e))?
+            .map_err(|_| error("expected a number and a unit: B, kB, MB, GB, KiB, MiB or GiB"))?
             .as_u64();
         if bytes == 0 {
             return Err(error("a rate of 0 would stop everything"));
