@@ -68,7 +68,7 @@ impl MaxRate {
     pub fn describe(self) -> String {
         match self.0 {
             None => "unlimited".to_string(),
-            Some(rate) => format!("{}/s", bytesize::ByteSize::b(rate).display().iec_short()),
+            Some(rate) => format!("{}/s", bytesize::ByteSize::b(rate).display().iec()),
         }
     }
 }

@@ -1036,7 +1036,7 @@ mod tests {
         let object = |key: &str| ListedObject {
             key: key.into(),
             utf8: true,
-            size: 1,
+            size: u64::from(!key.ends_with('/')),
             modified: 7,
         };
         let plan = plan_keys(
