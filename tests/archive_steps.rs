@@ -1062,15 +1062,28 @@ async fn a_max_rate_that_is_not_a_rate_is_refused() {
         options["max_rate"] = json!("fast");
         let e = find_step(step).unwrap().prepare(options).err().unwrap();
         assert_eq!(e.key, "max_rate", "{step}: {e}");
-        assert!(e.message.contains("max_rate `fast` is not a rate like \"200MiB/s\""), "{step}: {e}");
+        assert!(
+            e.message
+                .contains("max_rate `fast` is not a rate like \"200MiB/s\""),
+            "{step}: {e}"
+        );
     }
     assert!(!dir.path().join("a.tar").exists());
     // The S3 steps' connection options are one flattened struct: an unknown
     // key is still refused.
     for (step, options) in [
-        ("mcli_mirror", json!({"source": "a/b", "dest": dir.path(), "endpont": "http://x"})),
-        ("s3_upload", json!({"files": [], "dest": "a/b", "endpont": "http://x"})),
-        ("s3_archive", json!({"source": "a/b", "dest": tar, "endpont": "http://x"})),
+        (
+            "mcli_mirror",
+            json!({"source": "a/b", "dest": dir.path(), "endpont": "http://x"}),
+        ),
+        (
+            "s3_upload",
+            json!({"files": [], "dest": "a/b", "endpont": "http://x"}),
+        ),
+        (
+            "s3_archive",
+            json!({"source": "a/b", "dest": tar, "endpont": "http://x"}),
+        ),
     ] {
         let e = find_step(step).unwrap().prepare(options).err().unwrap();
         assert!(e.message.contains("unknown field `endpont`"), "{step}: {e}");

@@ -72,7 +72,13 @@ fn listing_without_folder_dates(archive: &Path) -> Vec<String> {
         .map(|line| {
             if line.starts_with('d') {
                 let fields: Vec<&str> = line.split_whitespace().collect();
-                format!("{} {} {} {}", fields[0], fields[1], fields[2], fields[5..].join(" "))
+                format!(
+                    "{} {} {} {}",
+                    fields[0],
+                    fields[1],
+                    fields[2],
+                    fields[5..].join(" ")
+                )
             } else {
                 line.to_string()
             }
@@ -118,7 +124,9 @@ for key in ["bad//key", "x", "x/inside", "up/../escape", "c", "c.partial"]:
         .map(|i| {
             let moto = &moto;
             async move {
-                let body: Vec<u8> = (0..(i * 53) % 2000).map(|j| ((i + j) % 256) as u8).collect();
+                let body: Vec<u8> = (0..(i * 53) % 2000)
+                    .map(|j| ((i + j) % 256) as u8)
+                    .collect();
                 put(moto, &format!("attachments/{:02x}/{i:04}.bin", i % 7), body).await;
             }
         })
@@ -131,18 +139,16 @@ for key in ["bad//key", "x", "x/inside", "up/../escape", "c", "c.partial"]:
 
     // The staging mode: mirror into TOP/, then tar_dir of it.
     let staging = work.path().join(TOP);
-    let mirror: MirrorOptions = serde_json::from_value(
-        serde_json::json!({"source": "minio/thehive", "dest": staging}),
-    )
-    .unwrap();
+    let mirror: MirrorOptions =
+        serde_json::from_value(serde_json::json!({"source": "minio/thehive", "dest": staging}))
+            .unwrap();
     let mirrored = mirror_with_env(mirror, StepContext::detached("mirror"), &env)
         .await
         .unwrap();
     let staged = work.path().join("staged.tar");
-    let tar: TarDirOptions = serde_json::from_value(
-        serde_json::json!({"dest": staged, "src": staging, "prefix": TOP}),
-    )
-    .unwrap();
+    let tar: TarDirOptions =
+        serde_json::from_value(serde_json::json!({"dest": staged, "src": staging, "prefix": TOP}))
+            .unwrap();
     let control = WorkControl::new("tar");
     tokio::task::spawn_blocking(move || write_archive(&tar, &control).map(|_| ()))
         .await
@@ -163,7 +169,10 @@ for key in ["bad//key", "x", "x/inside", "up/../escape", "c", "c.partial"]:
         (out.objects, out.refused, out.vanished),
         (mirrored.objects, mirrored.refused, 0)
     );
-    assert_eq!(out.refused_keys, mirrored.refused_keys, "the same keys refused");
+    assert_eq!(
+        out.refused_keys, mirrored.refused_keys,
+        "the same keys refused"
+    );
     assert_eq!(out.refused, 4, "{:?}", out.refused_keys);
     assert_eq!(out.files, out.objects);
     assert!(!work.path().join(format!("{TOP}.tar.partial")).exists());
@@ -304,7 +313,10 @@ async fn an_empty_bucket_gives_an_archive_of_the_top_folder_alone() {
     )
     .await
     .unwrap();
-    assert_eq!((out.objects, out.files, out.dirs, out.entries), (0, 0, 1, 1));
+    assert_eq!(
+        (out.objects, out.files, out.dirs, out.entries),
+        (0, 0, 1, 1)
+    );
     assert_eq!(cluster::gnu_tar_list(&dest, false), format!("{TOP}/\n"));
     let sums: BTreeMap<String, String> = BTreeMap::from([(
         "sidecar".to_string(),

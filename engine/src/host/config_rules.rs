@@ -80,7 +80,9 @@ impl Rules {
                             })?;
                         rule.one_of = Some(list);
                     }
-                    "rate" if default.is_string() && value.as_bool() == Ok(true) => rule.rate = true,
+                    "rate" if default.is_string() && value.as_bool() == Ok(true) => {
+                        rule.rate = true
+                    }
                     "rate" => {
                         return Err(bad_rule(format!(
                             "`rate: true` for `{key}` needs a string default"
@@ -198,7 +200,9 @@ fn bound(key: &str, default: &Dynamic, value: &Dynamic) -> Result<Bound, ConfigE
 /// Why `value` breaks `rule`, or `None`.
 fn violation(rule: &KeyRule, value: &Dynamic) -> Option<String> {
     if rule.rate
-        && let Err(e) = value.to_string().parse::<runbook_steps::runtime::throttle::MaxRate>()
+        && let Err(e) = value
+            .to_string()
+            .parse::<runbook_steps::runtime::throttle::MaxRate>()
     {
         return Some(format!("\"{value}\" is not a rate: {}", e.reason));
     }

@@ -35,8 +35,8 @@ use crate::archive::verification::{VerifyArchiveOptions, VerifyError, verify_arc
 use crate::runtime::blocking_work::{Stop, WorkControl, run_blocking};
 use crate::runtime::error::{ErrorKind, StepError, StepFailure};
 use crate::runtime::progress::Progress;
-use crate::runtime::throttle::{MaxRate, ThrottledRead};
 use crate::runtime::step::{DryRun, Step, StepContext};
+use crate::runtime::throttle::{MaxRate, ThrottledRead};
 
 /// The `extract_archive` step.
 pub struct ExtractArchive;

@@ -235,14 +235,21 @@ mod tests {
         assert_eq!(rate(""), Ok(None));
         assert_eq!(rate("unlimited"), Ok(None));
         let e = rate("fast").unwrap_err();
-        assert!(e.to_string().starts_with("max_rate `fast` is not a rate like \"200MiB/s\""), "{e}");
+        assert!(
+            e.to_string()
+                .starts_with("max_rate `fast` is not a rate like \"200MiB/s\""),
+            "{e}"
+        );
         assert!(rate("0MiB/s").is_err());
         assert!(rate("-5MB/s").is_err());
         let parsed: MaxRate = serde_json::from_value(serde_json::json!(null)).unwrap();
         assert_eq!(parsed, MaxRate::UNLIMITED);
         let e = serde_json::from_value::<MaxRate>(serde_json::json!("fast")).unwrap_err();
         assert!(e.to_string().contains("max_rate `fast`"), "{e}");
-        assert_eq!(MaxRate::bytes_per_second(200 << 20).describe(), "200.0 MiB/s");
+        assert_eq!(
+            MaxRate::bytes_per_second(200 << 20).describe(),
+            "200.0 MiB/s"
+        );
     }
 
     #[test]

@@ -401,9 +401,9 @@ async fn run_archive(
     // Closing the channel ends the writer: it finishes the archive after
     // `Finish`, or removes the partial file without it.
     drop(streamer);
-    let written = writer.await.map_err(|_| {
-        StepError::new(ErrorKind::Internal, "s3_archive writer thread panicked")
-    })?;
+    let written = writer
+        .await
+        .map_err(|_| StepError::new(ErrorKind::Internal, "s3_archive writer thread panicked"))?;
     let written = match (streamed, written) {
         (Err(StreamEnd::Failed(error)), _) => return Err(error),
         (_, Err(error)) => return Err(error.into()),
@@ -486,9 +486,16 @@ fn archive_order(plan: &KeyPlan, top: &str) -> Vec<Member> {
 /// What the fetching side hands the writing thread, in archive order.
 enum Piece {
     /// A folder entry.
-    Folder { path: PathBuf, mtime: u64 },
+    Folder {
+        path: PathBuf,
+        mtime: u64,
+    },
     /// A file's header; exactly `size` bytes of `Data`/`Zeros` follow, then `EndFile`.
-    File { path: PathBuf, size: u64, mtime: u64 },
+    File {
+        path: PathBuf,
+        size: u64,
+        mtime: u64,
+    },
     Data(Bytes),
     Zeros(u64),
     EndFile,
@@ -599,9 +606,11 @@ impl Streamer<'_> {
             })
             .collect();
         let store = Arc::clone(&self.store);
-        let mut fetched = futures::stream::iter(files.into_iter().map(move |file| {
-            PrefetchTask(tokio::spawn(prefetch(Arc::clone(&store), file)))
-        }))
+        let mut fetched = futures::stream::iter(
+            files
+                .into_iter()
+                .map(move |file| PrefetchTask(tokio::spawn(prefetch(Arc::clone(&store), file)))),
+        )
         .map(|mut task| async move {
             let joined = (&mut task.0).await;
             joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
@@ -644,9 +653,10 @@ impl Streamer<'_> {
         let key = &file.object.key;
         let (meta, body): (ObjectMeta, BoxStream<'static, object_store::Result<Bytes>>) =
             match prefetched {
-                Prefetched::Body(meta, chunks) => {
-                    (meta, futures::stream::iter(chunks.into_iter().map(Ok)).boxed())
-                }
+                Prefetched::Body(meta, chunks) => (
+                    meta,
+                    futures::stream::iter(chunks.into_iter().map(Ok)).boxed(),
+                ),
                 Prefetched::Open(result) => (result.meta.clone(), result.into_stream()),
                 Prefetched::Later => match open_object(self.store.as_ref(), key).await {
                     Prefetched::Open(result) => (result.meta.clone(), result.into_stream()),
@@ -837,8 +847,14 @@ impl Owner {
         Owner {
             uid: uid.as_raw(),
             gid: gid.as_raw(),
-            user: nix::unistd::User::from_uid(uid).ok().flatten().map(|u| u.name),
-            group: nix::unistd::Group::from_gid(gid).ok().flatten().map(|g| g.name),
+            user: nix::unistd::User::from_uid(uid)
+                .ok()
+                .flatten()
+                .map(|u| u.name),
+            group: nix::unistd::Group::from_gid(gid)
+                .ok()
+                .flatten()
+                .map(|g| g.name),
             file_mode: 0o666 & !umask,
             folder_mode: 0o777 & !umask,
         }
@@ -975,7 +991,11 @@ fn append_folder(
         header.set_cksum();
         builder.append(header, io::empty())
     } else {
-        builder.append_data(header, Path::new(std::ffi::OsStr::from_bytes(&name)), io::empty())
+        builder.append_data(
+            header,
+            Path::new(std::ffi::OsStr::from_bytes(&name)),
+            io::empty(),
+        )
     }
 }
 
@@ -1040,7 +1060,12 @@ mod tests {
             modified: 7,
         };
         let plan = plan_keys(
-            vec![object("a.txt"), object("a/b"), object("b/"), object("a-z/c")],
+            vec![
+                object("a.txt"),
+                object("a/b"),
+                object("b/"),
+                object("a-z/c"),
+            ],
             "",
         );
         let order: Vec<String> = archive_order(&plan, "top")

@@ -25,7 +25,6 @@ use crate::s3::alias::{EnvLookup, S3Endpoint, S3Location, process_env, transfer_
 use crate::s3::connection::S3Connection;
 use crate::s3::keys::{KeyPlan, PARTIAL_SUFFIX, PlannedFile, list_and_plan, report_refused};
 
-
 /// Refused keys listed in the result (all of them are counted and logged).
 const REFUSED_KEYS_SHOWN: usize = 100;
 /// Whole-object attempts when a download fails midway or does not check out
@@ -241,7 +240,10 @@ Example:
             line.push_str(", removing local files absent from the bucket");
         }
         if let Some(rate) = options.max_rate.limit() {
-            line.push_str(&format!(", at most {}", MaxRate::bytes_per_second(rate).describe()));
+            line.push_str(&format!(
+                ", at most {}",
+                MaxRate::bytes_per_second(rate).describe()
+            ));
         }
         line.push(')');
         line
@@ -273,7 +275,10 @@ pub fn mirror_with_env(
     ctx: StepContext,
     env: EnvLookup<'_>,
 ) -> impl Future<Output = Result<MirrorOutput, StepError>> + Send + use<> {
-    let resolved = options.connection.target("source", &options.source).resolve(env);
+    let resolved = options
+        .connection
+        .target("source", &options.source)
+        .resolve(env);
     async move {
         let (endpoint, location) = resolved?;
         run_mirror(options, endpoint, location, ctx).await
@@ -304,7 +309,16 @@ async fn run_mirror(
         output.duration_ms = started.elapsed().as_millis() as u64;
         return Ok(output);
     }
-    download_all(&options, &endpoint, &location, &plan, to_fetch, &ctx, &mut output).await?;
+    download_all(
+        &options,
+        &endpoint,
+        &location,
+        &plan,
+        to_fetch,
+        &ctx,
+        &mut output,
+    )
+    .await?;
     output.duration_ms = started.elapsed().as_millis() as u64;
     tracing::info!(
         "{}: {} objects ({} bytes): {} downloaded, {} up to date, {} removed, {} refused, {} vanished",
@@ -410,7 +424,8 @@ async fn download_all(
             }
             Fetched::Vanished => {
                 output.vanished += 1;
-                output.removed += forget_vanished(options, &entry, &location.bucket, &ctx.label).await?;
+                output.removed +=
+                    forget_vanished(options, &entry, &location.bucket, &ctx.label).await?;
             }
         }
     }

@@ -40,8 +40,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::runtime::error::{ErrorKind, StepError, StepFailure};
 use crate::runtime::progress::Progress;
-use crate::runtime::throttle::{MaxRate, Throttle};
 use crate::runtime::step::{DryRun, Step, StepContext};
+use crate::runtime::throttle::{MaxRate, Throttle};
 use crate::s3::alias::{
     AliasError, EnvLookup, S3Endpoint, S3Location, process_env, transfer_client_options,
 };
@@ -518,7 +518,10 @@ pub fn upload_with_env(
     ctx: StepContext,
     env: EnvLookup<'_>,
 ) -> impl Future<Output = Result<UploadOutput, StepError>> + Send + use<> {
-    let resolved = options.connection.target("dest", &options.dest).resolve(env);
+    let resolved = options
+        .connection
+        .target("dest", &options.dest)
+        .resolve(env);
     async move {
         let (endpoint, location) = resolved?;
         run_upload(options, endpoint, location, ctx).await
