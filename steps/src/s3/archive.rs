@@ -415,6 +415,12 @@ async fn run_archive(
             ));
         }
     };
+    record_written(&mut output, written, started, &ctx.label);
+    Ok(output)
+}
+
+/// Puts what the writer made into the result, shortens long lists, logs the summary.
+fn record_written(output: &mut S3ArchiveOutput, written: Written, started: Instant, label: &str) {
     output.bytes = written.bytes;
     output.sha256 = written.sha256;
     output.entries = written.entries;
@@ -430,7 +436,7 @@ async fn run_archive(
     }
     tracing::info!(
         "{}: {} objects ({} bytes) into {} ({} bytes), {} refused, {} vanished, {} changed",
-        ctx.label,
+        label,
         output.files,
         output.object_bytes,
         output.path,
@@ -439,7 +445,6 @@ async fn run_archive(
         output.vanished,
         output.changed.len()
     );
-    Ok(output)
 }
 
 /// One member of the archive, in archive order.
