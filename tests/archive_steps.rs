@@ -1008,3 +1008,84 @@ async fn killing_the_writer_mid_archive_leaves_no_file_at_dest() {
     assert!(!partial.exists());
     verify_archive_file(&dest, None, &WorkControl::new("t")).unwrap();
 }
+
+/// `max_rate` holds tar_dir to its limit: 60 MiB of files at 20 MiB/s take
+/// about 3 s. This checks the limiter's behaviour, not the machine's speed:
+/// a limiter can only be slower than its limit when the machine is busy, so
+/// the upper bound (at most 10% over the limit) is tight and the lower bound
+/// (a fifth of the limit: the time includes the final fsync of 60 MiB, seconds
+/// on a busy disk) is loose, for a loaded 2-core machine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tar_dir_with_max_rate_stays_within_ten_percent_of_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("src");
+    fs::create_dir(&src).unwrap();
+    let chunk: Vec<u8> = (0..(10 << 20)).map(|i| (i % 251) as u8).collect();
+    for i in 0..6 {
+        fs::write(src.join(format!("f{i}.bin")), &chunk).unwrap();
+    }
+    let limit = 20u64 << 20;
+    let started = Instant::now();
+    let out = run_step(
+        "tar_dir",
+        json!({"dest": dir.path().join("a.tar"), "src": src, "max_rate": "20MiB/s"}),
+    )
+    .await
+    .unwrap();
+    let elapsed = started.elapsed().as_secs_f64();
+    let rate = (6u64 * (10 << 20)) as f64 / elapsed;
+    assert_eq!(out["files"], 6);
+    assert!(
+        rate <= 1.10 * limit as f64,
+        "{rate:.0} B/s is over the limit of {limit} B/s (+10%) after {elapsed:.2}s"
+    );
+    assert!(
+        rate >= 0.2 * limit as f64,
+        "{rate:.0} B/s: far below the limit of {limit} B/s after {elapsed:.2}s"
+    );
+}
+
+/// A `max_rate` that is not a rate is an options error naming the key,
+/// before anything is written.
+#[tokio::test]
+async fn a_max_rate_that_is_not_a_rate_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let tar = dir.path().join("a.tar");
+    for (step, mut options) in [
+        ("tar_dir", json!({"dest": tar, "src": dir.path()})),
+        ("verify_archive", json!({"path": tar})),
+        ("extract_archive", json!({"path": tar, "dest": dir.path()})),
+        ("mcli_mirror", json!({"source": "a/b", "dest": dir.path()})),
+        ("s3_upload", json!({"files": [tar], "dest": "a/b"})),
+        ("s3_archive", json!({"source": "a/b", "dest": tar})),
+    ] {
+        options["max_rate"] = json!("fast");
+        let e = find_step(step).unwrap().prepare(options).err().unwrap();
+        assert_eq!(e.key, "max_rate", "{step}: {e}");
+        assert!(
+            e.message
+                .contains("max_rate `fast` is not a rate like \"200MiB/s\""),
+            "{step}: {e}"
+        );
+    }
+    assert!(!dir.path().join("a.tar").exists());
+    // The S3 steps' connection options are one flattened struct: an unknown
+    // key is still refused.
+    for (step, options) in [
+        (
+            "mcli_mirror",
+            json!({"source": "a/b", "dest": dir.path(), "endpont": "http://x"}),
+        ),
+        (
+            "s3_upload",
+            json!({"files": [], "dest": "a/b", "endpont": "http://x"}),
+        ),
+        (
+            "s3_archive",
+            json!({"source": "a/b", "dest": tar, "endpont": "http://x"}),
+        ),
+    ] {
+        let e = find_step(step).unwrap().prepare(options).err().unwrap();
+        assert!(e.message.contains("unknown field `endpont`"), "{step}: {e}");
+    }
+}

@@ -1218,6 +1218,11 @@ fn configuration_mistakes_fail_in_preflight_with_exit_2_naming_the_key() {
             r#"config key `storage` (from --set): "S3" is not allowed (allowed: "local", "s3" or "none")"#,
         ),
         (
+            &["--set", "max_rate=fast"],
+            &[],
+            r#"config key `max_rate` (from --set): "fast" is not a rate: expected a number and a unit: B, kB, MB, GB, KiB, MiB or GiB (allowed: a rate like "200MiB/s" or "50MB/s", or "" for no limit)"#,
+        ),
+        (
             &["--set", "keep=-1"],
             &[],
             "config key `keep` (from --set): -1 is too small (allowed: 0 to 10000)",

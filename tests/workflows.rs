@@ -240,6 +240,41 @@ fn s3_storage_backup_mirrors_the_bucket_into_minio_tar() {
     }
 }
 
+/// `s3_mode=staging` (mirror, tar_dir, remove the mirror) still gives the
+/// archive of the bucket, and leaves no mirror folder; the default (stream)
+/// is `s3_storage_backup_mirrors_the_bucket_into_minio_tar` above.
+#[test]
+fn s3_mode_staging_archives_the_bucket_through_a_mirror_folder_it_removes() {
+    let cluster = Cluster::start(&["--storage", "s3", "--objects", "200"]);
+    let out = cluster.run(&["run", "cluster-hot-backup", "--set", "s3_mode=staging"]);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 0, "{err}");
+    assert_contains(&err, "mirror bucket");
+    let backup = cluster.path("backup");
+    let stamp = only_stamp(&backup, "backup_", ".json");
+    let minio = cluster.path("s3_archive");
+    let mut names: Vec<String> = std::fs::read_dir(&minio)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        vec![
+            format!("minio_{stamp}.tar"),
+            format!("minio_{stamp}.tar.sha256")
+        ],
+        "the mirror folder is removed"
+    );
+    let restore = cluster.dir.path().join("restore");
+    gnu_tar_extract(&minio.join(format!("minio_{stamp}.tar")), &restore);
+    assert_eq!(
+        tree(&restore.join(format!("minio_{stamp}"))),
+        tree(&cluster.path("attachments"))
+    );
+}
+
 #[test]
 fn a_failing_nodetool_snapshot_fails_the_run_and_leaves_nothing() {
     let cluster = Cluster::start(&[]);

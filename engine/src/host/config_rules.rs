@@ -4,7 +4,9 @@
 //! - `#{ min: 0, max: 1000 }` for a whole number (either bound optional);
 //! - `#{ min: "1s", max: "10m" }` for a string holding a duration
 //!   (`"5s"`, `"2m"`; the value must parse as one);
-//! - `#{ one_of: ["local", "s3", "none"] }` for a string (exact match).
+//! - `#{ one_of: ["local", "s3", "none"] }` for a string (exact match);
+//! - `#{ rate: true }` for a string holding a byte rate (`"200MiB/s"`, `""`
+//!   for no limit), parsed as the steps' `max_rate` option is.
 //!
 //! A value outside the rule is a config error naming the key, where the value
 //! came from and what is allowed, before anything runs. The same module
@@ -30,6 +32,8 @@ struct KeyRule {
     min: Option<Bound>,
     max: Option<Bound>,
     one_of: Option<Vec<String>>,
+    /// A byte rate (`max_rate`).
+    rate: bool,
 }
 
 /// The rules a workflow declared, by key.
@@ -76,9 +80,17 @@ impl Rules {
                             })?;
                         rule.one_of = Some(list);
                     }
+                    "rate" if default.is_string() && value.as_bool() == Ok(true) => {
+                        rule.rate = true
+                    }
+                    "rate" => {
+                        return Err(bad_rule(format!(
+                            "`rate: true` for `{key}` needs a string default"
+                        )));
+                    }
                     other => {
                         return Err(bad_rule(format!(
-                            "unknown rule `{other}` for `{key}` (rules: min, max, one_of)"
+                            "unknown rule `{other}` for `{key}` (rules: min, max, one_of, rate)"
                         )));
                     }
                 }
@@ -101,6 +113,9 @@ impl Rules {
                 Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
                 None => String::new(),
             });
+        }
+        if rule.rate {
+            return Some("a rate like \"200MiB/s\" or \"50MB/s\", or \"\" for no limit".into());
         }
         let show = |b: &Bound| match b {
             Bound::Whole(n) => n.to_string(),
@@ -184,6 +199,13 @@ fn bound(key: &str, default: &Dynamic, value: &Dynamic) -> Result<Bound, ConfigE
 
 /// Why `value` breaks `rule`, or `None`.
 fn violation(rule: &KeyRule, value: &Dynamic) -> Option<String> {
+    if rule.rate
+        && let Err(e) = value
+            .to_string()
+            .parse::<runbook_steps::runtime::throttle::MaxRate>()
+    {
+        return Some(format!("\"{value}\" is not a rate: {}", e.reason));
+    }
     if let Some(list) = &rule.one_of {
         let text = value.to_string();
         if !list.contains(&text) {

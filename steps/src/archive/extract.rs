@@ -36,6 +36,7 @@ use crate::runtime::blocking_work::{Stop, WorkControl, run_blocking};
 use crate::runtime::error::{ErrorKind, StepError, StepFailure};
 use crate::runtime::progress::Progress;
 use crate::runtime::step::{DryRun, Step, StepContext};
+use crate::runtime::throttle::{MaxRate, ThrottledRead};
 
 /// The `extract_archive` step.
 pub struct ExtractArchive;
@@ -55,6 +56,9 @@ pub struct ExtractArchiveOptions {
     /// and its contents are extracted straight into `dest`.
     #[serde(default)]
     pub strip_prefix: Option<String>,
+    /// The most bytes per second to read (the check and the extraction).
+    #[serde(default)]
+    pub max_rate: MaxRate,
 }
 
 fn default_true() -> bool {
@@ -156,6 +160,8 @@ Options:
   verify        bool     check the archive and its .sha256 file first (default true)
   strip_prefix  string   the top folder every entry is in, left out of the paths
                          (default: none, paths are kept as archived)
+  max_rate      string   most bytes per second read (check and extraction), e.g.
+                         \"200MiB/s\"; steps given the same rate share it (default \"\": none)
 
 Result:
   entries        int     entries created (files, folders, links)
@@ -220,6 +226,7 @@ pub fn extract_archive(
             &VerifyArchiveOptions {
                 path: options.path.clone(),
                 require_checksum: true,
+                max_rate: options.max_rate,
                 ..VerifyArchiveOptions::default()
             },
             control,
@@ -232,7 +239,10 @@ pub fn extract_archive(
     let mut file = File::open(&options.path).map_err(read_error)?;
     let size = file.metadata().map_err(read_error)?.len();
     let compression = Compression::detect(&mut file).map_err(read_error)?;
-    let reader = BufReader::with_capacity(CHUNK_SIZE, file);
+    let reader = BufReader::with_capacity(
+        CHUNK_SIZE,
+        ThrottledRead::new(file, options.max_rate.throttle()),
+    );
     let stream: Box<dyn Read> = match compression {
         Compression::None => Box::new(reader),
         Compression::Zstd => {
@@ -842,6 +852,7 @@ mod tests {
 
         let dest = dir.path().join("dest");
         let options = ExtractArchiveOptions {
+            max_rate: MaxRate::UNLIMITED,
             path: archive,
             dest: dest.clone(),
             verify: false,
@@ -917,6 +928,7 @@ mod tests {
         std::fs::create_dir(&dest).unwrap();
         std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o701)).unwrap();
         let options = ExtractArchiveOptions {
+            max_rate: MaxRate::UNLIMITED,
             path: archive.clone(),
             dest: dest.clone(),
             verify: false,
@@ -951,6 +963,7 @@ mod tests {
         );
         let error = extract_archive(
             &ExtractArchiveOptions {
+                max_rate: MaxRate::UNLIMITED,
                 path: other,
                 dest: dir.path().join("dest2"),
                 verify: false,
@@ -970,6 +983,7 @@ mod tests {
         for bad in ["", "../x", "/abs"] {
             let error = extract_archive(
                 &ExtractArchiveOptions {
+                    max_rate: MaxRate::UNLIMITED,
                     path: archive.clone(),
                     dest: dir.path().join("dest3"),
                     verify: false,

@@ -26,6 +26,7 @@ use crate::runtime::blocking_work::{Stop, WorkControl, run_blocking};
 use crate::runtime::error::{ErrorKind, StepError, StepFailure};
 use crate::runtime::progress::Progress;
 use crate::runtime::step::{DryRun, Step, StepContext};
+use crate::runtime::throttle::{MaxRate, Throttle};
 
 /// Permissions of archives and their checksum files: they hold all the data.
 pub const ARCHIVE_MODE: u32 = 0o600;
@@ -67,6 +68,9 @@ pub struct TarDirOptions {
     /// while it is archived.
     #[serde(default)]
     pub on_changed: OnChanged,
+    /// The most bytes per second of file data to archive.
+    #[serde(default)]
+    pub max_rate: MaxRate,
 }
 
 /// One source of `entries`.
@@ -265,6 +269,9 @@ Options:
   on_unreadable string            \"fail\" (default) or \"skip\"
   on_changed    string            a file that vanishes, shrinks, grows or is modified
                                   while archived: \"fail\" (default) or \"warn\"
+  max_rate      string            most bytes per second of file data read and written,
+                                  e.g. \"200MiB/s\"; steps given the same rate share it
+                                  (default \"\": no limit)
 
 Result:
   path         string   the archive
@@ -410,6 +417,7 @@ fn write_planned(
         dest: dest.clone(),
         synthesized_mtime: plan.synthesized_mtime,
         file_crcs: Vec::new(),
+        throttle: options.max_rate.throttle(),
     };
     plan.walk(&mut |item| writer.add(item))?;
     let sink = writer.builder.into_inner().map_err(write_error)?;
@@ -947,6 +955,8 @@ struct ArchiveWriter<'a> {
     synthesized_mtime: u64,
     /// CRC-32 of each regular file's data, for the checksum file.
     file_crcs: Vec<u32>,
+    /// `max_rate`.
+    throttle: Option<std::sync::Arc<Throttle>>,
 }
 
 /// How a source file was opened.
@@ -1210,6 +1220,7 @@ impl ArchiveWriter<'_> {
 
         let control = self.control;
         let progress = self.progress;
+        let throttle = self.throttle.as_deref();
         let mut stopped = None;
         let mut crc = crc32fast::Hasher::new();
         let copied = self
@@ -1218,6 +1229,9 @@ impl ArchiveWriter<'_> {
             .copy_from(&mut file, size, &mut self.scratch, |data| {
                 crc.update(data);
                 progress.inc(data.len() as u64);
+                if let Some(throttle) = throttle {
+                    throttle.take_blocking(data.len() as u64);
+                }
                 control.check().map_err(|stop| {
                     stopped = Some(stop);
                     io::Error::other(stop)

@@ -16,6 +16,7 @@ use crate::archive::sidecar::{SidecarError, read_sidecar, sidecar_path};
 use crate::runtime::blocking_work::{Stop, WorkControl};
 use crate::runtime::error::{ErrorKind, StepFailure};
 use crate::runtime::progress::Progress;
+use crate::runtime::throttle::{MaxRate, Throttle};
 
 /// Largest GNU long-name or PAX header accepted (real ones are a few KiB).
 const MAX_META_ENTRY: u64 = 1 << 20;
@@ -39,6 +40,9 @@ pub struct VerifyArchiveOptions {
     /// The least number of entries.
     #[serde(default)]
     pub min_entries: Option<u64>,
+    /// The most bytes per second to read.
+    #[serde(default)]
+    pub max_rate: MaxRate,
 }
 
 /// Where the expected checksum came from.
@@ -258,6 +262,7 @@ pub fn verify_archive(
         control,
         progress: &progress,
         reported: 0,
+        throttle: options.max_rate.throttle(),
         scratch: vec![0; CHUNK_SIZE],
         file_crcs: &file_crcs,
         files_seen: 0,
@@ -403,6 +408,8 @@ struct TarWalker<'a> {
     progress: &'a Progress,
     /// File position last reported to progress.
     reported: u64,
+    /// `max_rate`: charged with the file bytes read.
+    throttle: Option<std::sync::Arc<Throttle>>,
     scratch: Vec<u8>,
     /// Expected CRC-32 of each regular file's data (may be empty).
     file_crcs: &'a [u32],
@@ -465,6 +472,9 @@ impl TarWalker<'_> {
         self.offset += filled as u64;
         let position = self.stream.file_position();
         self.progress.inc(position - self.reported);
+        if let Some(throttle) = &self.throttle {
+            throttle.take_blocking(position - self.reported);
+        }
         self.reported = position;
         Ok(filled)
     }

@@ -34,6 +34,8 @@ Options:
   expect            array of strings  glob patterns that must each match an entry,
                                       `*` does not cross `/` (default [])
   min_entries       int               the least number of entries (default: none)
+  max_rate          string            most bytes per second read, e.g. \"200MiB/s\"; steps
+                                      given the same rate share it (default \"\": no limit)
 
 Result:
   ok       bool     true (a bad archive fails the step)

@@ -9,4 +9,5 @@ pub mod registry;
 pub mod regular_file;
 pub mod secret;
 pub mod step;
+pub mod throttle;
 pub mod wording;

@@ -122,6 +122,7 @@ pub fn all_steps() -> &'static [StepEntry] {
             entry::<crate::archive::extract::ExtractArchive>(),
             entry::<crate::s3::mirror::McliMirror>(),
             entry::<crate::s3::upload::S3Upload>(),
+            entry::<crate::s3::archive::S3Archive>(),
             entry::<crate::search::http::Http>(),
             entry::<crate::search::server::EsServer>(),
             entry::<crate::search::health::EsHealth>(),

@@ -260,31 +260,6 @@ pub struct TargetOptions<'a> {
     pub ca_cert: Option<&'a Path>,
 }
 
-/// Gives a step's options struct (with the fields `endpoint`, `access_key`,
-/// `secret_key`, `config_dir`, `region`, `ca_cert` and the location field
-/// named) a `target()` method borrowing them as [`TargetOptions`]: written
-/// once for `mcli_mirror` (`source`) and `s3_upload` (`dest`).
-macro_rules! impl_s3_target {
-    ($options:ty, $location:ident) => {
-        impl $options {
-            /// Where the step's bucket is, for [`crate::s3::alias::TargetOptions::resolve`].
-            pub(crate) fn target(&self) -> crate::s3::alias::TargetOptions<'_> {
-                crate::s3::alias::TargetOptions {
-                    option: stringify!($location),
-                    location: &self.$location,
-                    endpoint: self.endpoint.as_deref(),
-                    access_key: self.access_key.as_deref(),
-                    secret_key: self.secret_key.as_ref(),
-                    config_dir: self.config_dir.as_deref(),
-                    region: self.region.as_deref(),
-                    ca_cert: self.ca_cert.as_deref(),
-                }
-            }
-        }
-    };
-}
-pub(crate) use impl_s3_target;
-
 impl TargetOptions<'_> {
     /// Parses the location and resolves its endpoint: the alias the way `mc`
     /// does (see the module documentation), or the explicit `endpoint`.

@@ -19,20 +19,17 @@ use tokio::io::AsyncWriteExt;
 
 use crate::runtime::error::{ErrorKind, StepError, StepFailure};
 use crate::runtime::progress::Progress;
-use crate::runtime::secret::Secret;
 use crate::runtime::step::{DryRun, Step, StepContext};
+use crate::runtime::throttle::{MaxRate, Throttle};
 use crate::s3::alias::{EnvLookup, S3Endpoint, S3Location, process_env, transfer_client_options};
-use crate::s3::listing::{LIST_CONNECT_TIMEOUT, LIST_PAGE_TIMEOUT, ListedObject, list_objects};
+use crate::s3::connection::S3Connection;
+use crate::s3::keys::{KeyPlan, PARTIAL_SUFFIX, PlannedFile, list_and_plan, report_refused};
 
 /// Refused keys listed in the result (all of them are counted and logged).
 const REFUSED_KEYS_SHOWN: usize = 100;
 /// Whole-object attempts when a download fails midway or does not check out
 /// (object_store already resumes dropped connections inside each attempt).
 const DOWNLOAD_ATTEMPTS: u32 = 3;
-/// Longest file name most Linux file systems accept, in bytes.
-const NAME_MAX: usize = 255;
-/// Suffix of files being downloaded.
-const PARTIAL_SUFFIX: &str = ".partial";
 
 /// The `mcli_mirror` step.
 pub struct McliMirror;
@@ -51,30 +48,17 @@ pub struct MirrorOptions {
     /// Delete local files that are not in the bucket.
     #[serde(default)]
     pub remove: bool,
-    /// A MinIO-client configuration folder searched first for the alias.
-    #[serde(default)]
-    pub config_dir: Option<PathBuf>,
-    /// `http(s)://host[:port]` instead of an alias.
-    #[serde(default)]
-    pub endpoint: Option<String>,
-    /// Access key for `endpoint`.
-    #[serde(default)]
-    pub access_key: Option<String>,
-    /// Secret key for `endpoint`.
-    #[serde(default)]
-    pub secret_key: Option<Secret>,
-    /// Signing region (default: from an AWS host name, else us-east-1).
-    #[serde(default)]
-    pub region: Option<String>,
     /// Check each file's MD5 against a single-part ETag.
     #[serde(default = "default_true")]
     pub verify_md5: bool,
-    /// A PEM file of certificate authorities to trust (private CA on the endpoint).
+    /// The most bytes per second to download (shared with every step given
+    /// the same rate).
     #[serde(default)]
-    pub ca_cert: Option<PathBuf>,
+    pub max_rate: MaxRate,
+    /// Endpoint, keys, config folder, region, CA.
+    #[serde(flatten)]
+    pub connection: S3Connection,
 }
-
-crate::s3::alias::impl_s3_target!(MirrorOptions, source);
 
 fn default_concurrency() -> usize {
     8
@@ -220,6 +204,8 @@ Options:
   ca_cert     string  PEM file of a private certificate authority to trust, besides the
                       system's and those in certs/CAs/ of the MinIO-client config
                       folders, as `mc` uses them (default: none)
+  max_rate    string  most bytes per second downloaded, e.g. \"200MiB/s\"; steps given
+                      the same rate share it (default \"\": no limit)
 
 Result:
   objects           int     objects under the source (refused keys excluded)
@@ -245,17 +231,19 @@ Example:
     fn describe(options: &MirrorOptions) -> String {
         let mut line = format!(
             "mirror {}{} into {} ({} at a time",
-            options
-                .endpoint
-                .as_deref()
-                .map(|e| format!("{e} "))
-                .unwrap_or_default(),
+            options.connection.endpoint_prefix(),
             options.source,
             options.dest.display(),
             options.concurrency.max(1)
         );
         if options.remove {
             line.push_str(", removing local files absent from the bucket");
+        }
+        if let Some(rate) = options.max_rate.limit() {
+            line.push_str(&format!(
+                ", at most {}",
+                MaxRate::bytes_per_second(rate).describe()
+            ));
         }
         line.push(')');
         line
@@ -287,137 +275,18 @@ pub fn mirror_with_env(
     ctx: StepContext,
     env: EnvLookup<'_>,
 ) -> impl Future<Output = Result<MirrorOutput, StepError>> + Send + use<> {
-    let resolved = options.target().resolve(env);
+    let resolved = options
+        .connection
+        .target("source", &options.source)
+        .resolve(env);
     async move {
         let (endpoint, location) = resolved?;
         run_mirror(options, endpoint, location, ctx).await
     }
 }
 
-/// An object with the local path it mirrors to.
-#[derive(Clone, Debug)]
-struct MirrorEntry {
-    object: ListedObject,
-    /// Relative to `dest`, `/`-separated.
-    relative: String,
-}
-
-/// What a key maps to.
-#[derive(Debug, PartialEq, Eq)]
-enum KeyMapping {
-    /// A file at this path relative to dest.
-    File(String),
-    /// A folder marker (`dir/`, empty): this folder relative to dest ("" = dest).
-    Folder(String),
-    /// Refused, with the reason.
-    Refused(&'static str),
-}
-
-/// Maps `key` (under `prefix`) to a path below dest, or says why not.
-fn map_key(key: &str, prefix: &str, size: u64) -> KeyMapping {
-    let Some(relative) = key.strip_prefix(prefix) else {
-        return KeyMapping::Refused("outside the listed prefix");
-    };
-    if key.contains('\0') {
-        return KeyMapping::Refused("NUL byte in key");
-    }
-    if relative.starts_with('/') {
-        return KeyMapping::Refused("leading `/`");
-    }
-    if key.chars().any(|c| c.is_control()) {
-        return KeyMapping::Refused("control character in key");
-    }
-    let (path, folder) = match relative.strip_suffix('/') {
-        Some(path) => (path, true),
-        None => (relative, false),
-    };
-    if folder && size > 0 {
-        return KeyMapping::Refused("object name ends with `/` but has content");
-    }
-    if path.is_empty() {
-        return KeyMapping::Folder(String::new());
-    }
-    for segment in path.split('/') {
-        match segment {
-            "" => return KeyMapping::Refused("empty path segment (`//`)"),
-            "." => return KeyMapping::Refused("`.` path segment"),
-            ".." => return KeyMapping::Refused("`..` path segment"),
-            s if s.len() > NAME_MAX => return KeyMapping::Refused("name longer than 255 bytes"),
-            _ => {}
-        }
-    }
-    if !folder {
-        // The download addresses the object through an object_store path; make
-        // sure it names exactly this key.
-        match object_store::path::Path::parse(key) {
-            Ok(parsed) if parsed.as_ref() == key => {}
-            _ => return KeyMapping::Refused("not addressable as an object path"),
-        }
-    }
-    if folder {
-        KeyMapping::Folder(path.to_string())
-    } else {
-        KeyMapping::File(path.to_string())
-    }
-}
-
-/// The result of mapping a listing onto dest.
-#[derive(Debug, Default)]
-struct MirrorPlan {
-    files: Vec<MirrorEntry>,
-    /// Every folder that must exist (relative, including parents of files).
-    folders: BTreeSet<String>,
-    refused: Vec<(String, &'static str)>,
-}
-
-fn plan_mirror(listing: Vec<ListedObject>, prefix: &str) -> MirrorPlan {
-    let mut plan = MirrorPlan::default();
-    let mut candidates = Vec::new();
-    for object in listing {
-        if !object.utf8 {
-            plan.refused.push((object.key, "key is not valid UTF-8"));
-            continue;
-        }
-        match map_key(&object.key, prefix, object.size) {
-            KeyMapping::File(relative) => candidates.push(MirrorEntry { object, relative }),
-            KeyMapping::Folder(relative) => {
-                if !relative.is_empty() {
-                    plan.folders.insert(relative);
-                }
-            }
-            KeyMapping::Refused(reason) => plan.refused.push((object.key, reason)),
-        }
-    }
-    for entry in &candidates {
-        let mut parent = entry.relative.as_str();
-        while let Some((up, _)) = parent.rsplit_once('/') {
-            plan.folders.insert(up.to_string());
-            parent = up;
-        }
-    }
-    let files: HashSet<&str> = candidates.iter().map(|e| e.relative.as_str()).collect();
-    let mut accepted = Vec::with_capacity(candidates.len());
-    for entry in &candidates {
-        let clash = if plan.folders.contains(&entry.relative) {
-            Some("also a folder prefix of other keys")
-        } else if entry
-            .relative
-            .strip_suffix(PARTIAL_SUFFIX)
-            .is_some_and(|stem| files.contains(stem))
-        {
-            Some("clashes with the temporary file of another key")
-        } else {
-            None
-        };
-        match clash {
-            Some(reason) => plan.refused.push((entry.object.key.clone(), reason)),
-            None => accepted.push(entry.clone()),
-        }
-    }
-    plan.files = accepted;
-    plan
-}
-
+/// Lists and maps the bucket, settles what is already there (and removes
+/// strays with `remove`), then downloads the rest.
 async fn run_mirror(
     options: MirrorOptions,
     endpoint: S3Endpoint,
@@ -425,33 +294,57 @@ async fn run_mirror(
     ctx: StepContext,
 ) -> Result<MirrorOutput, StepError> {
     let started = Instant::now();
-    let http = endpoint.request_client(LIST_CONNECT_TIMEOUT, LIST_PAGE_TIMEOUT)?;
-    let listing = tokio::select! {
-        listing = list_objects(&http, &endpoint, &location) => listing?,
-        _ = ctx.cancel.cancelled() => return Err(StepError::cancelled()),
-    };
-    let plan = plan_mirror(listing, &location.prefix);
-
+    let plan = list_and_plan(&endpoint, &location, &ctx).await?;
     let mut output = MirrorOutput {
         objects: plan.files.len() as u64,
         bytes: plan.files.iter().map(|e| e.object.size).sum(),
         refused: plan.refused.len() as u64,
+        refused_keys: report_refused(&plan, &location.bucket, &ctx.label, REFUSED_KEYS_SHOWN),
         ..MirrorOutput::default()
     };
-    for (key, reason) in &plan.refused {
-        let shown = key.escape_debug().to_string();
-        tracing::warn!(
-            "{}: refusing key `{shown}` in bucket `{}`: {reason}",
-            ctx.label,
-            location.bucket
-        );
-        if output.refused_keys.len() < REFUSED_KEYS_SHOWN {
-            output.refused_keys.push(shown);
-        }
+    let to_fetch = settle_local_side(&options, &plan, ctx.dry_run, &mut output).await?;
+    if ctx.dry_run {
+        output.downloaded = to_fetch.len() as u64;
+        output.downloaded_bytes = to_fetch.iter().map(|e| e.object.size).sum();
+        output.duration_ms = started.elapsed().as_millis() as u64;
+        return Ok(output);
     }
+    download_all(
+        &options,
+        &endpoint,
+        &location,
+        &plan,
+        to_fetch,
+        &ctx,
+        &mut output,
+    )
+    .await?;
+    output.duration_ms = started.elapsed().as_millis() as u64;
+    tracing::info!(
+        "{}: {} objects ({} bytes): {} downloaded, {} up to date, {} removed, {} refused, {} vanished",
+        ctx.label,
+        output.objects,
+        output.bytes,
+        output.downloaded,
+        output.skipped,
+        output.removed,
+        output.refused,
+        output.vanished
+    );
+    Ok(output)
+}
 
+/// Finds the files already up to date in `dest` (counted in `skipped`) and,
+/// with `remove`, deletes (under dry-run: counts) the local files the bucket
+/// does not have. Returns the files to download.
+async fn settle_local_side(
+    options: &MirrorOptions,
+    plan: &KeyPlan,
+    dry_run: bool,
+    output: &mut MirrorOutput,
+) -> Result<Vec<PlannedFile>, StepError> {
     let dest = options.dest.clone();
-    let files = plan.files;
+    let files = plan.files.clone();
     let (to_fetch, skipped) = tokio::task::spawn_blocking(move || split_up_to_date(&dest, files))
         .await
         .expect("up-to-date check panicked");
@@ -464,19 +357,26 @@ async fn run_mirror(
     if options.remove {
         let dest = options.dest.clone();
         let folders = plan.folders.clone();
-        let delete = !ctx.dry_run;
+        let delete = !dry_run;
         output.removed =
             tokio::task::spawn_blocking(move || remove_extra(&dest, &keep, &folders, delete))
                 .await
                 .expect("removal panicked")?;
     }
-    if ctx.dry_run {
-        output.downloaded = to_fetch.len() as u64;
-        output.downloaded_bytes = to_fetch.iter().map(|e| e.object.size).sum();
-        output.duration_ms = started.elapsed().as_millis() as u64;
-        return Ok(output);
-    }
+    Ok(to_fetch)
+}
 
+/// Creates the folders, then downloads `to_fetch`, `concurrency` at a time,
+/// counting what came and what vanished in `output`.
+async fn download_all(
+    options: &MirrorOptions,
+    endpoint: &S3Endpoint,
+    location: &S3Location,
+    plan: &KeyPlan,
+    to_fetch: Vec<PlannedFile>,
+    ctx: &StepContext,
+    output: &mut MirrorOutput,
+) -> Result<(), StepError> {
     tokio::fs::create_dir_all(&options.dest)
         .await
         .map_err(io_error("create", &options.dest))?;
@@ -496,6 +396,7 @@ async fn run_mirror(
             to_fetch.iter().map(|e| e.object.size).sum(),
         ),
         verify_md5: options.verify_md5,
+        throttle: options.max_rate.throttle(),
     });
     for folder in &plan.folders {
         fetcher.ensure_folder(folder).await?;
@@ -522,44 +423,43 @@ async fn run_mirror(
                 output.downloaded_bytes += bytes;
             }
             Fetched::Vanished => {
-                tracing::warn!(
-                    "{}: `{}` was deleted from bucket `{}` after the listing; not mirrored",
-                    ctx.label,
-                    entry.object.key.escape_debug(),
-                    location.bucket
-                );
                 output.vanished += 1;
-                // An older copy from a previous run is no longer in the bucket either.
-                let stale = options.dest.join(&entry.relative);
-                if options.remove && tokio::fs::symlink_metadata(&stale).await.is_ok() {
-                    tokio::fs::remove_file(&stale)
-                        .await
-                        .map_err(io_error("remove", &stale))?;
-                    output.removed += 1;
-                }
+                output.removed +=
+                    forget_vanished(options, &entry, &location.bucket, &ctx.label).await?;
             }
         }
     }
     drop(downloads);
     fetcher.progress.finish();
-    output.duration_ms = started.elapsed().as_millis() as u64;
-    tracing::info!(
-        "{}: {} objects ({} bytes): {} downloaded, {} up to date, {} removed, {} refused, {} vanished",
-        ctx.label,
-        output.objects,
-        output.bytes,
-        output.downloaded,
-        output.skipped,
-        output.removed,
-        output.refused,
-        output.vanished
+    Ok(())
+}
+
+/// Reports an object deleted after the listing; with `remove`, deletes the
+/// older copy a previous run left (it is no longer in the bucket either).
+/// Returns the files removed (0 or 1).
+async fn forget_vanished(
+    options: &MirrorOptions,
+    entry: &PlannedFile,
+    bucket: &str,
+    label: &str,
+) -> Result<u64, MirrorError> {
+    tracing::warn!(
+        "{label}: `{}` was deleted from bucket `{bucket}` after the listing; not mirrored",
+        entry.object.key.escape_debug(),
     );
-    Ok(output)
+    let stale = options.dest.join(&entry.relative);
+    if options.remove && tokio::fs::symlink_metadata(&stale).await.is_ok() {
+        tokio::fs::remove_file(&stale)
+            .await
+            .map_err(io_error("remove", &stale))?;
+        return Ok(1);
+    }
+    Ok(0)
 }
 
 /// Splits entries into those to download and the relative paths already up to
 /// date (a regular file with the same size and mtime, to the second).
-fn split_up_to_date(dest: &Path, files: Vec<MirrorEntry>) -> (Vec<MirrorEntry>, Vec<String>) {
+fn split_up_to_date(dest: &Path, files: Vec<PlannedFile>) -> (Vec<PlannedFile>, Vec<String>) {
     let mut fetch = Vec::new();
     let mut current = Vec::new();
     for entry in files {
@@ -648,6 +548,7 @@ struct Fetcher {
     verified_folders: Mutex<HashSet<String>>,
     progress: Progress,
     verify_md5: bool,
+    throttle: Option<Arc<Throttle>>,
 }
 
 /// Deletes a `.partial` file when dropped, unless it was renamed into place.
@@ -725,7 +626,7 @@ impl Fetcher {
         Ok(())
     }
 
-    async fn fetch(&self, entry: &MirrorEntry) -> Result<Fetched, MirrorError> {
+    async fn fetch(&self, entry: &PlannedFile) -> Result<Fetched, MirrorError> {
         if let Some((parent, _)) = entry.relative.rsplit_once('/') {
             self.ensure_folder(parent).await?;
         }
@@ -763,10 +664,31 @@ impl Fetcher {
     /// when it checks out. Returns the bytes written.
     async fn attempt(
         &self,
-        entry: &MirrorEntry,
+        entry: &PlannedFile,
         target: &Path,
         partial: &mut PartialFile,
     ) -> Result<u64, AttemptError> {
+        let file = fresh_partial(partial).await?;
+        let (meta, written, md5) = self.download_into(entry, file, &partial.path).await?;
+        self.check_download(entry, &meta, written, md5)?;
+        let mtime = filetime::FileTime::from_unix_time(meta.last_modified.timestamp(), 0);
+        filetime::set_file_times(&partial.path, mtime, mtime)
+            .map_err(fatal_io("set the mtime of", &partial.path))?;
+        tokio::fs::rename(&partial.path, target)
+            .await
+            .map_err(fatal_io("rename into place", target))?;
+        partial.armed = false;
+        Ok(written)
+    }
+
+    /// Streams the object's body into `file` (at `path`); returns what the
+    /// server said of the object, the bytes written and their MD5.
+    async fn download_into(
+        &self,
+        entry: &PlannedFile,
+        mut file: tokio::fs::File,
+        path: &Path,
+    ) -> Result<(object_store::ObjectMeta, u64, md5::Md5), AttemptError> {
         let key = &entry.object.key;
         let download_error = |source: object_store::Error| match source {
             object_store::Error::NotFound { .. } => AttemptError::Vanished,
@@ -776,31 +698,6 @@ impl Fetcher {
                 source,
             }),
         };
-        let fatal_io = |action, path: &Path| {
-            let path = path.to_path_buf();
-            move |source| {
-                AttemptError::Fatal(MirrorError::Io {
-                    action,
-                    path,
-                    source,
-                })
-            }
-        };
-        // A stale `.partial` (or anything planted there) goes first; create_new
-        // then never follows a link.
-        match tokio::fs::remove_file(&partial.path).await {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(fatal_io("remove", &partial.path)(e)),
-        }
-        let mut file = tokio::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&partial.path)
-            .await
-            .map_err(fatal_io("create", &partial.path))?;
-        partial.armed = true;
-
         let location = object_store::path::Path::parse(key)
             .expect("map_key only accepts keys that are object paths");
         let result = self
@@ -814,21 +711,31 @@ impl Fetcher {
         let mut written: u64 = 0;
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(download_error)?;
+            if let Some(throttle) = &self.throttle {
+                throttle.take(chunk.len() as u64).await;
+            }
             file.write_all(&chunk)
                 .await
-                .map_err(fatal_io("write", &partial.path))?;
+                .map_err(fatal_io("write", path))?;
             md5.update(&chunk);
             written += chunk.len() as u64;
             self.progress.inc(chunk.len() as u64);
         }
-        file.flush()
-            .await
-            .map_err(fatal_io("write", &partial.path))?;
-        drop(file);
+        file.flush().await.map_err(fatal_io("write", path))?;
+        Ok((meta, written, md5))
+    }
 
+    /// The size, and the MD5 when the ETag is one, against what was written.
+    fn check_download(
+        &self,
+        entry: &PlannedFile,
+        meta: &object_store::ObjectMeta,
+        written: u64,
+        md5: md5::Md5,
+    ) -> Result<(), AttemptError> {
         let integrity = |check, expected: String, got: String, hint| {
             AttemptError::Retry(MirrorError::Integrity {
-                key: key.clone(),
+                key: entry.object.key.clone(),
                 endpoint: self.endpoint.clone(),
                 check,
                 detail: format!("expected {expected}, got {got}"),
@@ -857,15 +764,38 @@ impl Fetcher {
                 ));
             }
         }
-        let mtime = filetime::FileTime::from_unix_time(meta.last_modified.timestamp(), 0);
-        filetime::set_file_times(&partial.path, mtime, mtime)
-            .map_err(fatal_io("set the mtime of", &partial.path))?;
-        tokio::fs::rename(&partial.path, target)
-            .await
-            .map_err(fatal_io("rename into place", target))?;
-        partial.armed = false;
-        Ok(written)
+        Ok(())
     }
+}
+
+/// A local file error that no new attempt would cure.
+fn fatal_io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> AttemptError {
+    let path = path.to_path_buf();
+    move |source| {
+        AttemptError::Fatal(MirrorError::Io {
+            action,
+            path,
+            source,
+        })
+    }
+}
+
+/// Creates `partial` afresh: a stale `.partial` (or anything planted there)
+/// goes first; `create_new` then never follows a link.
+async fn fresh_partial(partial: &mut PartialFile) -> Result<tokio::fs::File, AttemptError> {
+    match tokio::fs::remove_file(&partial.path).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(fatal_io("remove", &partial.path)(e)),
+    }
+    let file = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&partial.path)
+        .await
+        .map_err(fatal_io("create", &partial.path))?;
+    partial.armed = true;
+    Ok(file)
 }
 
 /// The MD5 in a single-part ETag (`"<32 hex digits>"`), lower case; `None` for
@@ -908,59 +838,6 @@ mod tests {
             "access_key": "AK", "secret_key": "VERYSECRET"
         }));
         assert!(!format!("{o:?}").contains("VERYSECRET"));
-    }
-
-    #[test]
-    fn keys_map_safely_or_are_refused() {
-        use KeyMapping::*;
-        assert_eq!(map_key("a/b/c.bin", "", 3), File("a/b/c.bin".into()));
-        assert_eq!(map_key("files/a/b", "files/", 3), File("a/b".into()));
-        assert_eq!(map_key("a/", "", 0), Folder("a".into()));
-        assert_eq!(map_key("files/", "files/", 0), Folder(String::new()));
-        assert_eq!(
-            map_key("a/../../etc/passwd", "", 1),
-            Refused("`..` path segment")
-        );
-        assert_eq!(map_key("..", "", 1), Refused("`..` path segment"));
-        assert_eq!(map_key("a/./b", "", 1), Refused("`.` path segment"));
-        assert_eq!(map_key("/etc/passwd", "", 1), Refused("leading `/`"));
-        assert_eq!(map_key("files//x", "files/", 1), Refused("leading `/`"));
-        assert_eq!(map_key("a//b", "", 1), Refused("empty path segment (`//`)"));
-        assert_eq!(map_key("a\0b", "", 1), Refused("NUL byte in key"));
-        assert_eq!(map_key("a\nb", "", 1), Refused("control character in key"));
-        assert_eq!(
-            map_key("a/", "", 4),
-            Refused("object name ends with `/` but has content")
-        );
-        let long = "x".repeat(256);
-        assert_eq!(map_key(&long, "", 1), Refused("name longer than 255 bytes"));
-        // Names that merely contain dots are fine.
-        assert_eq!(map_key("a/..b/c..", "", 1), File("a/..b/c..".into()));
-    }
-
-    #[test]
-    fn plan_refuses_files_that_are_also_folders() {
-        let object = |key: &str| ListedObject {
-            key: key.into(),
-            utf8: true,
-            size: 1,
-            modified: 0,
-        };
-        let plan = plan_mirror(
-            vec![
-                object("a"),
-                object("a/b"),
-                object("c"),
-                object("c.partial"),
-                object("../x"),
-            ],
-            "",
-        );
-        let files: Vec<&str> = plan.files.iter().map(|e| e.relative.as_str()).collect();
-        assert_eq!(files, ["a/b", "c"]);
-        let refused: Vec<&str> = plan.refused.iter().map(|(k, _)| k.as_str()).collect();
-        assert_eq!(refused, ["../x", "a", "c.partial"]);
-        assert!(plan.folders.contains("a"));
     }
 
     #[test]

@@ -3,6 +3,9 @@
 //! and the signed S3 client ([`alias`]), and bucket listing ([`listing`]).
 
 pub mod alias;
+pub mod archive;
+pub mod connection;
+pub mod keys;
 pub mod listing;
 pub mod mirror;
 pub mod upload;

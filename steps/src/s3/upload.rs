@@ -40,11 +40,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::runtime::error::{ErrorKind, StepError, StepFailure};
 use crate::runtime::progress::Progress;
-use crate::runtime::secret::Secret;
 use crate::runtime::step::{DryRun, Step, StepContext};
+use crate::runtime::throttle::{MaxRate, Throttle};
 use crate::s3::alias::{
     AliasError, EnvLookup, S3Endpoint, S3Location, process_env, transfer_client_options,
 };
+use crate::s3::connection::S3Connection;
 use crate::s3::listing::list_objects;
 
 const MIB: u64 = 1024 * 1024;
@@ -100,27 +101,14 @@ pub struct UploadOptions {
     /// Send the `x-amz-checksum-sha256` header (off for servers that refuse it).
     #[serde(default = "default_true")]
     pub checksum: bool,
-    /// A MinIO-client configuration folder searched first for the alias.
+    /// The most bytes per second to upload (shared with every step given
+    /// the same rate).
     #[serde(default)]
-    pub config_dir: Option<PathBuf>,
-    /// `http(s)://host[:port]` instead of an alias.
-    #[serde(default)]
-    pub endpoint: Option<String>,
-    /// Access key for `endpoint`.
-    #[serde(default)]
-    pub access_key: Option<String>,
-    /// Secret key for `endpoint`.
-    #[serde(default)]
-    pub secret_key: Option<Secret>,
-    /// Signing region (default: from an AWS host name, else us-east-1).
-    #[serde(default)]
-    pub region: Option<String>,
-    /// A PEM file of certificate authorities to trust (private CA on the endpoint).
-    #[serde(default)]
-    pub ca_cert: Option<PathBuf>,
+    pub max_rate: MaxRate,
+    /// Endpoint, keys, config folder, region, CA.
+    #[serde(flatten)]
+    pub connection: S3Connection,
 }
-
-crate::s3::alias::impl_s3_target!(UploadOptions, dest);
 
 fn default_concurrency() -> usize {
     4
@@ -442,6 +430,8 @@ Options:
   ca_cert     string  PEM file of a private certificate authority to trust, besides the
                       system's and those in certs/CAs/ of the MinIO-client config
                       folders (default: none)
+  max_rate    string  most bytes per second uploaded, e.g. \"200MiB/s\"; steps given the
+                      same rate share it (default \"\": no limit)
 
 Result:
   uploaded     int     files uploaded by this run
@@ -478,11 +468,7 @@ Example:
         let mut line = format!(
             "upload {count} file{} to {}{} ({} at a time, parts of {}",
             if count == 1 { "" } else { "s" },
-            options
-                .endpoint
-                .as_deref()
-                .map(|e| format!("{e} "))
-                .unwrap_or_default(),
+            options.connection.endpoint_prefix(),
             options.dest,
             options.concurrency.max(1),
             if options.part_size.is_multiple_of(MIB) {
@@ -493,6 +479,9 @@ Example:
         );
         if !options.last.is_empty() {
             line.push_str(&format!(", {} last", options.last.len()));
+        }
+        if options.max_rate.limit().is_some() {
+            line.push_str(&format!(", at most {}", options.max_rate.describe()));
         }
         line.push(')');
         line
@@ -529,7 +518,10 @@ pub fn upload_with_env(
     ctx: StepContext,
     env: EnvLookup<'_>,
 ) -> impl Future<Output = Result<UploadOutput, StepError>> + Send + use<> {
-    let resolved = options.target().resolve(env);
+    let resolved = options
+        .connection
+        .target("dest", &options.dest)
+        .resolve(env);
     async move {
         let (endpoint, location) = resolved?;
         run_upload(options, endpoint, location, ctx).await
@@ -995,6 +987,8 @@ struct Uploader {
     progress: Arc<Progress>,
     /// Fires on interruption, at the deadline, or when another upload failed.
     stop: CancellationToken,
+    /// `max_rate`: each body waits for its bytes before it is sent.
+    throttle: Option<Arc<Throttle>>,
 }
 
 /// Why one file's upload ended early.
@@ -1202,6 +1196,9 @@ impl Uploader {
         let digests = tokio::task::spawn_blocking(move || reader.finish())
             .await
             .expect("finishing a file panicked")?;
+        if let Some(throttle) = &self.throttle {
+            throttle.take(body.len() as u64).await;
+        }
         let put = self
             .store
             .put_opts(location, PutPayload::from(body), PutOptions::default());
@@ -1294,6 +1291,9 @@ impl Uploader {
             reader = back;
             let body = body?;
             let bytes = body.len() as u64;
+            if let Some(throttle) = &self.throttle {
+                throttle.take(bytes).await;
+            }
             let send = upload.put_part(PutPayload::from(body));
             let progress = Arc::clone(&self.progress);
             parts.spawn(async move {
@@ -1862,6 +1862,7 @@ impl Uploader {
             slots: Arc::new(Semaphore::new(options.concurrency.max(1))),
             progress: Arc::new(Progress::new(ctx.progress, &ctx.label, upload_bytes)),
             stop: stop.child_token(),
+            throttle: options.max_rate.throttle(),
         })
     }
 

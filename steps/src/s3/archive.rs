@@ -1,0 +1,1086 @@
+//! `s3_archive`: streams the objects of an S3/MinIO bucket straight into a tar
+//! archive, in sorted order, with no copy of the bucket written to disk and
+//! read back.
+//!
+//! The archive holds what `mcli_mirror` into `TOP/` then `tar_dir` of that
+//! folder gives, member for member (names, order, sizes, modes, owners, file
+//! mtimes): the keys are mapped and refused by the same rules
+//! ([`keys`](super::keys)); files get mode 0666 and folders 0777 less the
+//! umask, as the mirror's files and folders get when created; each file has
+//! its object's Last-Modified as mtime. Only folder mtimes differ: the
+//! mirror's are the time it ran, here they are the newest Last-Modified in
+//! the bucket, so the same bucket gives a byte-identical archive.
+//!
+//! Two tasks share the work: the async side lists, fetches (small objects
+//! ahead of time, `concurrency` at once, large ones when their turn comes)
+//! and sends the bytes in archive order over a bounded channel; a blocking
+//! thread writes the tar stream through the archive sink (SHA-256 on its own
+//! thread), then the `.sha256` file, fsync and rename. Memory stays bounded:
+//! at most `concurrency` small objects held, and each large one streamed.
+
+use std::cmp::Ordering;
+use std::future::Future;
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use md5::{Digest, Md5};
+use object_store::{GetOptions, GetResult, ObjectMeta, ObjectStore, RetryConfig};
+use serde::{Deserialize, Serialize};
+use tar::{EntryType, Header};
+use tokio::sync::mpsc;
+
+use crate::archive::io::{ArchiveSink, Compression};
+use crate::archive::sidecar::{Sidecar, write_sidecar};
+use crate::runtime::atomic_file::{PartialFile, partial_path};
+use crate::runtime::error::{ErrorKind, StepError, StepFailure};
+use crate::runtime::progress::Progress;
+use crate::runtime::step::{DryRun, Step, StepContext};
+use crate::runtime::throttle::{MaxRate, Throttle};
+use crate::s3::alias::{EnvLookup, S3Endpoint, S3Location, process_env, transfer_client_options};
+use crate::s3::connection::S3Connection;
+use crate::s3::keys::{KeyPlan, PlannedFile, list_and_plan, report_refused};
+
+/// Permissions of the archive and its checksum file (as tar_dir's): they
+/// hold all the data.
+const ARCHIVE_MODE: u32 = 0o600;
+/// Refused keys listed in the result (all of them are counted and logged).
+const REFUSED_KEYS_SHOWN: usize = 100;
+/// Objects up to this size are fetched ahead, whole, into memory.
+const PREFETCH_MAX: u64 = 1 << 20;
+/// Pieces in flight between the fetching side and the writing thread.
+const CHANNEL_DEPTH: usize = 64;
+/// Lines kept in `changed` and `warnings` (all are logged).
+const MAX_LINES: usize = 100;
+
+/// The `s3_archive` step.
+pub struct S3Archive;
+
+/// What to do with an object that changed between the listing and its read.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnChangedObject {
+    /// Fail the step naming the object.
+    #[default]
+    Fail,
+    /// Archive the version read, with a warning, and list it in `changed`.
+    Warn,
+}
+
+/// Options of `s3_archive`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3ArchiveOptions {
+    /// `ALIAS/BUCKET[/PREFIX]`, or `BUCKET[/PREFIX]` with `endpoint`.
+    pub source: String,
+    /// The archive to write (its folder must exist).
+    pub dest: PathBuf,
+    /// The top folder inside the archive (default: the archive's name
+    /// without `.tar`; `""`: none).
+    #[serde(default)]
+    pub prefix: Option<String>,
+    /// Small objects fetched ahead at once.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Check each object's MD5 against a single-part ETag.
+    #[serde(default = "default_true")]
+    pub verify_md5: bool,
+    /// An object that changed between the listing and its read.
+    #[serde(default)]
+    pub on_changed: OnChangedObject,
+    /// The most bytes per second to read from the bucket into the archive.
+    #[serde(default)]
+    pub max_rate: MaxRate,
+    /// Endpoint, keys, config folder, region, CA.
+    #[serde(flatten)]
+    pub connection: S3Connection,
+}
+
+fn default_concurrency() -> usize {
+    8
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Result of `s3_archive`.
+#[derive(Debug, Default, Serialize)]
+pub struct S3ArchiveOutput {
+    /// The archive written.
+    pub path: String,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// Hex SHA-256 of the archive (also in `<dest>.sha256`).
+    pub sha256: String,
+    /// Entries in the archive (files and folders).
+    pub entries: u64,
+    /// Files stored (objects archived).
+    pub files: u64,
+    /// Folders stored.
+    pub dirs: u64,
+    /// Objects under the source that map to files (refused keys excluded).
+    pub objects: u64,
+    /// Their total size in the listing.
+    pub object_bytes: u64,
+    /// Keys refused because they cannot be stored as file names.
+    pub refused: u64,
+    /// The first refused keys (escaped).
+    pub refused_keys: Vec<String>,
+    /// Objects listed but deleted before they could be read.
+    pub vanished: u64,
+    /// Objects that changed while archived (`on_changed: "warn"`), one line each.
+    pub changed: Vec<String>,
+    /// What went wrong without failing the step, one line each.
+    pub warnings: Vec<String>,
+    /// Wall time.
+    pub duration_ms: u64,
+}
+
+/// Why `s3_archive` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum S3ArchiveError {
+    /// The options do not make sense.
+    #[error("s3_archive: {0}")]
+    Options(String),
+    /// Reading an object failed.
+    #[error("reading `{key}` from {endpoint} failed")]
+    Download {
+        /// The object key.
+        key: String,
+        /// The alias and URL.
+        endpoint: String,
+        /// object_store's error.
+        source: object_store::Error,
+    },
+    /// An object changed between the listing and its read, or its body did
+    /// not have the length announced.
+    #[error(
+        "`{key}` in bucket `{bucket}` changed during the backup: {what} (on_changed: \"warn\" archives the version read)"
+    )]
+    Changed {
+        /// The object key.
+        key: String,
+        /// The bucket.
+        bucket: String,
+        /// What differs.
+        what: String,
+    },
+    /// An object's data does not match its MD5 ETag.
+    #[error(
+        "`{key}` from {endpoint}: md5 mismatch (expected {expected}, got {got}); if the bucket is encrypted (SSE-KMS/SSE-C) its ETags are not MD5s: set verify_md5: false"
+    )]
+    Integrity {
+        /// The object key.
+        key: String,
+        /// The alias and URL.
+        endpoint: String,
+        /// The ETag's MD5.
+        expected: String,
+        /// The data's MD5.
+        got: String,
+    },
+    /// Writing the archive failed.
+    #[error("writing {} failed", path.display())]
+    Write {
+        /// The archive (or its `.partial`).
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+}
+
+impl StepFailure for S3ArchiveError {
+    fn error_kind(&self) -> ErrorKind {
+        match self {
+            S3ArchiveError::Options(_) => ErrorKind::Options,
+            S3ArchiveError::Download { .. } => ErrorKind::Download,
+            S3ArchiveError::Changed { .. } => ErrorKind::Changed,
+            S3ArchiveError::Integrity { .. } => ErrorKind::Integrity,
+            S3ArchiveError::Write { source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => {
+                ErrorKind::DiskFull
+            }
+            S3ArchiveError::Write { .. } => ErrorKind::Io,
+        }
+    }
+}
+
+impl Step for S3Archive {
+    const NAME: &'static str = "s3_archive";
+    const DOC: &'static str = "\
+Streams the objects of an S3/MinIO bucket straight into a tar archive, with its SHA-256.
+
+The archive is the one `mcli_mirror` into a folder TOP then `tar_dir` of that
+folder with `prefix: TOP` would give, member for member (names, order, sizes,
+modes, owners, object Last-Modified as file mtime; folders get the newest
+Last-Modified of the bucket), but no copy of the bucket is written to disk and
+read back: each object goes from the connection into the archive. The bucket
+is found as for mcli_mirror (alias, or `endpoint` with keys) and listed once
+(the reachability check); keys that cannot be file names are refused by the
+same rules as mcli_mirror (logged, counted, listed in `refused_keys`, never
+archived). Entries are in sorted order, so the same bucket gives a
+byte-identical archive. The archive is written to `<dest>.partial`, fsynced and
+renamed; `<dest>.sha256` holds the checksum in `sha256sum` format and per-file
+CRC-32s, as tar_dir writes them, so verify_archive checks it the same way.
+Small objects (up to 1 MiB) are fetched ahead, `concurrency` at once; larger
+ones are streamed when their turn comes: memory stays at a few MiB.
+
+An object deleted after the listing is left out with a warning (`vanished`).
+An object that changed after the listing (another size, a newer Last-Modified)
+fails the step naming it; with `on_changed: \"warn\"` the version read is
+archived, with a warning, and listed in `changed`. A body shorter than
+announced is the same: fail, or (warn) padded with zeros. Each object's MD5 is
+checked against a single-part ETag (a mismatch always fails). When interrupted,
+the partial archive is removed. Under --dry-run the listing runs for real and
+nothing is written.
+
+Options:
+  source      string  ALIAS/BUCKET[/PREFIX] (BUCKET[/PREFIX] with `endpoint`) (required)
+  dest        string  the archive to write; its folder must exist (required)
+  prefix      string  top folder in the archive (default: the name of `dest` without
+                      .tar; \"\": none)
+  concurrency int     small objects fetched ahead at once (default 8)
+  verify_md5  bool    compare MD5 with single-part ETags (default true)
+  on_changed  string  an object changed during the backup: \"fail\" (default) or \"warn\"
+  max_rate    string  most bytes per second read into the archive, e.g. \"200MiB/s\";
+                      steps given the same rate share it (default \"\": no limit)
+  config_dir, endpoint, access_key, secret_key, region, ca_cert: as for mcli_mirror
+
+Result:
+  path          string  the archive
+  bytes         int     archive size
+  sha256        string  hex SHA-256 of the archive
+  entries       int     entries in the archive (files and folders)
+  files         int     objects archived
+  dirs          int     folders stored
+  objects       int     objects under the source (refused keys excluded)
+  object_bytes  int     their total size in the listing
+  refused       int     keys refused as unsafe
+  refused_keys  array   the first 100 refused keys
+  vanished      int     objects deleted from the bucket during the run
+  changed       array   objects changed during the run (on_changed \"warn\"; first 100)
+  warnings      array   one line per problem that did not fail the step (first 100)
+  duration_ms   int     wall time
+
+Example:
+  let a = s3_archive(#{ source: \"th_minio/thehive\", dest: `/mnt/backup/minio/minio_${stamp}.tar`,
+                        timeout: \"12h\" });
+  log_info(`${a.path}: ${a.files} objects, ${a.bytes} bytes, sha256 ${a.sha256}`);
+";
+
+    type Options = S3ArchiveOptions;
+    type Output = S3ArchiveOutput;
+
+    fn describe(options: &S3ArchiveOptions) -> String {
+        let mut line = format!(
+            "archive {}{} into {}",
+            options.connection.endpoint_prefix(),
+            options.source,
+            options.dest.display()
+        );
+        if options.max_rate.limit().is_some() {
+            line.push_str(&format!(" (at most {})", options.max_rate.describe()));
+        }
+        line
+    }
+
+    fn label(options: &S3ArchiveOptions) -> Option<String> {
+        Some(format!("archive {}", options.source))
+    }
+
+    fn dry_run(_options: &S3ArchiveOptions) -> DryRun<S3ArchiveOutput> {
+        // Listing only reads and checks the alias; `run` writes nothing under dry-run.
+        DryRun::Run
+    }
+
+    fn run(
+        options: S3ArchiveOptions,
+        ctx: StepContext,
+    ) -> impl Future<Output = Result<S3ArchiveOutput, StepError>> + Send {
+        archive_with_env(options, ctx, &process_env, Box::new(|| {}))
+    }
+}
+
+/// Runs the step, reading `MC_HOST_*`, `MC_CONFIG_DIR` and `HOME` through
+/// `env`; `after_listing` runs once the bucket is listed, before any object
+/// is read (tests change the bucket there).
+pub fn archive_with_env(
+    options: S3ArchiveOptions,
+    ctx: StepContext,
+    env: EnvLookup<'_>,
+    after_listing: Box<dyn FnOnce() + Send>,
+) -> impl Future<Output = Result<S3ArchiveOutput, StepError>> + Send + use<> {
+    let resolved = options
+        .connection
+        .target("source", &options.source)
+        .resolve(env);
+    async move {
+        let (endpoint, location) = resolved?;
+        run_archive(options, endpoint, location, ctx, after_listing).await
+    }
+}
+
+/// The top folder: `prefix`, else the archive's name without `.tar`.
+fn top_folder(options: &S3ArchiveOptions) -> Result<String, S3ArchiveError> {
+    let top = match &options.prefix {
+        Some(prefix) => prefix.trim_matches('/').to_string(),
+        None => {
+            let name = options
+                .dest
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            name.strip_suffix(".tar").unwrap_or(&name).to_string()
+        }
+    };
+    let bad = Path::new(&top)
+        .components()
+        .any(|c| !matches!(c, Component::Normal(_)));
+    if bad || top.contains("//") {
+        return Err(S3ArchiveError::Options(format!(
+            "prefix `{top}` must be a relative folder name without `.` or `..`"
+        )));
+    }
+    Ok(top)
+}
+
+async fn run_archive(
+    options: S3ArchiveOptions,
+    endpoint: S3Endpoint,
+    location: S3Location,
+    ctx: StepContext,
+    after_listing: Box<dyn FnOnce() + Send>,
+) -> Result<S3ArchiveOutput, StepError> {
+    let started = Instant::now();
+    let top = top_folder(&options)?;
+    let plan = list_and_plan(&endpoint, &location, &ctx).await?;
+    after_listing();
+    let mut output = S3ArchiveOutput {
+        path: options.dest.to_string_lossy().into_owned(),
+        objects: plan.files.len() as u64,
+        object_bytes: plan.files.iter().map(|f| f.object.size).sum(),
+        refused: plan.refused.len() as u64,
+        refused_keys: report_refused(&plan, &location.bucket, &ctx.label, REFUSED_KEYS_SHOWN),
+        ..S3ArchiveOutput::default()
+    };
+    if ctx.dry_run {
+        return Ok(output);
+    }
+    let store = endpoint.object_store(
+        &location.bucket,
+        transfer_client_options(),
+        RetryConfig::default(),
+    )?;
+    let members = archive_order(&plan, &top);
+    let (pieces, received) = mpsc::channel(CHANNEL_DEPTH);
+    let writer_dest = options.dest.clone();
+    let writer = tokio::task::spawn_blocking(move || write_members(received, &writer_dest));
+    let mut streamer = Streamer {
+        store: Arc::new(store),
+        endpoint: endpoint.describe(),
+        bucket: location.bucket.clone(),
+        pieces,
+        progress: Progress::new(ctx.progress, &ctx.label, output.object_bytes),
+        throttle: options.max_rate.throttle(),
+        verify_md5: options.verify_md5,
+        on_changed: options.on_changed,
+        label: ctx.label.clone(),
+        top,
+        output: &mut output,
+    };
+    let streamed = tokio::select! {
+        streamed = streamer.stream_all(members, options.concurrency.max(1)) => streamed,
+        _ = ctx.cancel.cancelled() => Err(StreamEnd::Failed(StepError::cancelled())),
+    };
+    streamer.progress.finish();
+    // Closing the channel ends the writer: it finishes the archive after
+    // `Finish`, or removes the partial file without it.
+    drop(streamer);
+    let written = writer
+        .await
+        .map_err(|_| StepError::new(ErrorKind::Internal, "s3_archive writer thread panicked"))?;
+    let written = match (streamed, written) {
+        (Err(StreamEnd::Failed(error)), _) => return Err(error),
+        (_, Err(error)) => return Err(error.into()),
+        (Ok(()), Ok(written)) => written,
+        (Err(StreamEnd::WriterGone), Ok(_)) => {
+            return Err(StepError::new(
+                ErrorKind::Internal,
+                "s3_archive writer stopped without an error",
+            ));
+        }
+    };
+    record_written(&mut output, written, started, &ctx.label);
+    Ok(output)
+}
+
+/// Puts what the writer made into the result, shortens long lists, logs the summary.
+fn record_written(output: &mut S3ArchiveOutput, written: Written, started: Instant, label: &str) {
+    output.bytes = written.bytes;
+    output.sha256 = written.sha256;
+    output.entries = written.entries;
+    output.files = written.files;
+    output.dirs = written.dirs;
+    output.duration_ms = started.elapsed().as_millis() as u64;
+    for list in [&mut output.changed, &mut output.warnings] {
+        if list.len() > MAX_LINES {
+            let more = list.len() - MAX_LINES;
+            list.truncate(MAX_LINES);
+            list.push(format!("... and {more} more"));
+        }
+    }
+    tracing::info!(
+        "{}: {} objects ({} bytes) into {} ({} bytes), {} refused, {} vanished, {} changed",
+        label,
+        output.files,
+        output.object_bytes,
+        output.path,
+        output.bytes,
+        output.refused,
+        output.vanished,
+        output.changed.len()
+    );
+}
+
+/// One member of the archive, in archive order.
+enum Member {
+    /// A folder, relative to the top folder ("" = the top folder itself).
+    Folder(String),
+    /// An object.
+    File(PlannedFile),
+}
+
+/// Compares `/`-separated paths the way a sorted folder walk visits them:
+/// segment by segment, so `a/b` comes before `a.txt` (as tar_dir orders a
+/// mirrored folder), and a folder before what it holds.
+fn walk_order(a: &str, b: &str) -> Ordering {
+    fn segments(path: &str) -> impl Iterator<Item = &[u8]> {
+        path.split('/')
+            .filter(|_| !path.is_empty())
+            .map(str::as_bytes)
+    }
+    segments(a).cmp(segments(b))
+}
+
+/// The folders and files of `plan` in archive order; the top folder first
+/// unless `top` is empty.
+fn archive_order(plan: &KeyPlan, top: &str) -> Vec<Member> {
+    let mut members: Vec<Member> = plan
+        .folders
+        .iter()
+        .cloned()
+        .map(Member::Folder)
+        .chain(plan.files.iter().cloned().map(Member::File))
+        .collect();
+    if !top.is_empty() {
+        members.push(Member::Folder(String::new()));
+    }
+    let path = |m: &Member| match m {
+        Member::Folder(p) => p.clone(),
+        Member::File(f) => f.relative.clone(),
+    };
+    members.sort_by(|a, b| walk_order(&path(a), &path(b)));
+    members
+}
+
+/// What the fetching side hands the writing thread, in archive order.
+enum Piece {
+    /// A folder entry.
+    Folder {
+        path: PathBuf,
+        mtime: u64,
+    },
+    /// A file's header; exactly `size` bytes of `Data`/`Zeros` follow, then `EndFile`.
+    File {
+        path: PathBuf,
+        size: u64,
+        mtime: u64,
+    },
+    Data(Bytes),
+    Zeros(u64),
+    EndFile,
+    /// Everything was sent: finish and commit the archive.
+    Finish,
+}
+
+/// Why streaming stopped early.
+enum StreamEnd {
+    /// The writing thread is gone; its own error says why.
+    WriterGone,
+    Failed(StepError),
+}
+
+impl<E: Into<StepError>> From<E> for StreamEnd {
+    fn from(error: E) -> StreamEnd {
+        StreamEnd::Failed(error.into())
+    }
+}
+
+/// An object fetched ahead (or not).
+enum Prefetched {
+    /// Small: the whole body, read.
+    Body(ObjectMeta, Vec<Bytes>),
+    /// Large, or bigger than listed: opened, its body still to stream.
+    Open(GetResult),
+    /// Fetched when its turn comes.
+    Later,
+    Vanished,
+    Failed(object_store::Error),
+}
+
+/// A spawned prefetch, aborted when dropped (an interrupted run).
+struct PrefetchTask(tokio::task::JoinHandle<Prefetched>);
+
+impl Drop for PrefetchTask {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn open_object(store: &dyn ObjectStore, key: &str) -> Prefetched {
+    let location = object_store::path::Path::parse(key)
+        .expect("map_key only accepts keys that are object paths");
+    match store.get_opts(&location, GetOptions::default()).await {
+        Ok(result) => Prefetched::Open(result),
+        Err(object_store::Error::NotFound { .. }) => Prefetched::Vanished,
+        Err(e) => Prefetched::Failed(e),
+    }
+}
+
+/// Reads a small object whole; leaves a large one for its turn.
+async fn prefetch(store: Arc<object_store::aws::AmazonS3>, file: PlannedFile) -> Prefetched {
+    if file.object.size > PREFETCH_MAX {
+        return Prefetched::Later;
+    }
+    let result = match open_object(store.as_ref(), &file.object.key).await {
+        Prefetched::Open(result) => result,
+        other => return other,
+    };
+    if result.meta.size > PREFETCH_MAX {
+        return Prefetched::Open(result);
+    }
+    let meta = result.meta.clone();
+    let mut chunks = Vec::new();
+    let mut body = result.into_stream();
+    while let Some(chunk) = body.next().await {
+        match chunk {
+            Ok(chunk) => chunks.push(chunk),
+            Err(e) => return Prefetched::Failed(e),
+        }
+    }
+    Prefetched::Body(meta, chunks)
+}
+
+/// The fetching side.
+struct Streamer<'a> {
+    store: Arc<object_store::aws::AmazonS3>,
+    endpoint: String,
+    bucket: String,
+    pieces: mpsc::Sender<Piece>,
+    progress: Progress,
+    throttle: Option<Arc<Throttle>>,
+    verify_md5: bool,
+    on_changed: OnChangedObject,
+    label: String,
+    /// The top folder ("" = none).
+    top: String,
+    output: &'a mut S3ArchiveOutput,
+}
+
+impl Streamer<'_> {
+    async fn send(&self, piece: Piece) -> Result<(), StreamEnd> {
+        self.pieces
+            .send(piece)
+            .await
+            .map_err(|_| StreamEnd::WriterGone)
+    }
+
+    /// Sends every member in order, fetching small objects ahead.
+    async fn stream_all(&mut self, members: Vec<Member>, ahead: usize) -> Result<(), StreamEnd> {
+        let folder_mtime = newest_mtime(&members);
+        let files: Vec<PlannedFile> = members
+            .iter()
+            .filter_map(|m| match m {
+                Member::File(f) => Some(f.clone()),
+                Member::Folder(_) => None,
+            })
+            .collect();
+        let store = Arc::clone(&self.store);
+        let mut fetched = futures::stream::iter(
+            files
+                .into_iter()
+                .map(move |file| PrefetchTask(tokio::spawn(prefetch(Arc::clone(&store), file)))),
+        )
+        .map(|mut task| async move {
+            let joined = (&mut task.0).await;
+            joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+        })
+        .buffered(ahead);
+        for member in members {
+            match member {
+                Member::Folder(relative) => {
+                    let path = self.archive_path(&relative);
+                    self.send(Piece::Folder {
+                        path,
+                        mtime: folder_mtime,
+                    })
+                    .await?;
+                }
+                Member::File(file) => {
+                    let prefetched = fetched.next().await.expect("one prefetch per file");
+                    self.archive_object(&file, prefetched).await?;
+                }
+            }
+        }
+        self.send(Piece::Finish).await
+    }
+
+    /// `relative` below the top folder.
+    fn archive_path(&self, relative: &str) -> PathBuf {
+        match (self.top.as_str(), relative) {
+            ("", relative) => PathBuf::from(relative),
+            (top, "") => PathBuf::from(top),
+            (top, relative) => PathBuf::from(format!("{top}/{relative}")),
+        }
+    }
+
+    /// Sends one object's header and body.
+    async fn archive_object(
+        &mut self,
+        file: &PlannedFile,
+        prefetched: Prefetched,
+    ) -> Result<(), StreamEnd> {
+        let key = &file.object.key;
+        let (meta, body): (ObjectMeta, BoxStream<'static, object_store::Result<Bytes>>) =
+            match prefetched {
+                Prefetched::Body(meta, chunks) => (
+                    meta,
+                    futures::stream::iter(chunks.into_iter().map(Ok)).boxed(),
+                ),
+                Prefetched::Open(result) => (result.meta.clone(), result.into_stream()),
+                Prefetched::Later => match open_object(self.store.as_ref(), key).await {
+                    Prefetched::Open(result) => (result.meta.clone(), result.into_stream()),
+                    Prefetched::Vanished => return self.vanished(file),
+                    Prefetched::Failed(e) => return Err(self.download_error(key, e)),
+                    _ => unreachable!("open_object opens or fails"),
+                },
+                Prefetched::Vanished => return self.vanished(file),
+                Prefetched::Failed(e) => return Err(self.download_error(key, e)),
+            };
+        let listed = &file.object;
+        if meta.size != listed.size || meta.last_modified.timestamp() > listed.modified {
+            self.changed(
+                key,
+                format!(
+                    "listed with {} bytes, read with {} bytes{}",
+                    listed.size,
+                    meta.size,
+                    if meta.last_modified.timestamp() > listed.modified {
+                        " and a newer Last-Modified"
+                    } else {
+                        ""
+                    }
+                ),
+                "archived the version read",
+            )?;
+        }
+        let size = meta.size;
+        self.send(Piece::File {
+            path: self.archive_path(&file.relative),
+            size,
+            mtime: meta.last_modified.timestamp().max(0) as u64,
+        })
+        .await?;
+        let (sent, md5) = self.send_body(key, size, body).await?;
+        if sent < size {
+            self.changed(
+                key,
+                format!("its body ended after {sent} of {size} bytes"),
+                "padded with zeros",
+            )?;
+            self.send(Piece::Zeros(size - sent)).await?;
+        }
+        self.send(Piece::EndFile).await?;
+        if self.verify_md5
+            && sent == size
+            && let Some(expected) = meta.e_tag.as_deref().and_then(single_part_md5)
+        {
+            let got = hex::encode(md5.finalize());
+            if got != expected {
+                return Err(S3ArchiveError::Integrity {
+                    key: key.clone(),
+                    endpoint: self.endpoint.clone(),
+                    expected,
+                    got,
+                }
+                .into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends at most `size` bytes of `body`; returns the count and their MD5.
+    async fn send_body(
+        &mut self,
+        key: &str,
+        size: u64,
+        mut body: BoxStream<'static, object_store::Result<Bytes>>,
+    ) -> Result<(u64, Md5), StreamEnd> {
+        let mut md5 = Md5::new();
+        let mut sent = 0u64;
+        while let Some(chunk) = body.next().await {
+            let mut chunk = chunk.map_err(|e| self.download_error(key, e))?;
+            if sent + chunk.len() as u64 > size {
+                self.changed(
+                    key,
+                    format!("its body is longer than the {size} bytes announced"),
+                    "stored the announced length",
+                )?;
+                chunk.truncate((size - sent) as usize);
+            }
+            if let Some(throttle) = &self.throttle {
+                throttle.take(chunk.len() as u64).await;
+            }
+            md5.update(&chunk);
+            sent += chunk.len() as u64;
+            self.progress.inc(chunk.len() as u64);
+            self.send(Piece::Data(chunk)).await?;
+            if sent == size {
+                break;
+            }
+        }
+        Ok((sent, md5))
+    }
+
+    fn download_error(&self, key: &str, source: object_store::Error) -> StreamEnd {
+        S3ArchiveError::Download {
+            key: key.to_string(),
+            endpoint: self.endpoint.clone(),
+            source,
+        }
+        .into()
+    }
+
+    fn vanished(&mut self, file: &PlannedFile) -> Result<(), StreamEnd> {
+        let line = format!(
+            "`{}` was deleted from bucket `{}` after the listing; not archived",
+            file.object.key.escape_debug(),
+            self.bucket
+        );
+        tracing::warn!("{}: {line}", self.label);
+        self.output.vanished += 1;
+        self.output.warnings.push(line);
+        Ok(())
+    }
+
+    /// An object changed during the backup: an error, or (warn) a line.
+    fn changed(&mut self, key: &str, what: String, kept: &str) -> Result<(), StreamEnd> {
+        match self.on_changed {
+            OnChangedObject::Fail => Err(S3ArchiveError::Changed {
+                key: key.escape_debug().to_string(),
+                bucket: self.bucket.clone(),
+                what,
+            }
+            .into()),
+            OnChangedObject::Warn => {
+                let line = format!(
+                    "`{}` changed during the backup: {what}: {kept}",
+                    key.escape_debug()
+                );
+                tracing::warn!("{}: {line}", self.label);
+                self.output.changed.push(line.clone());
+                self.output.warnings.push(line);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The folders' mtime: the newest Last-Modified of the objects (now for an
+/// empty bucket).
+fn newest_mtime(members: &[Member]) -> u64 {
+    members
+        .iter()
+        .filter_map(|m| match m {
+            Member::File(f) => Some(f.object.modified.max(0) as u64),
+            Member::Folder(_) => None,
+        })
+        .max()
+        .unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
+        })
+}
+
+/// The MD5 in a single-part ETag, lower case; `None` for multipart ETags.
+fn single_part_md5(etag: &str) -> Option<String> {
+    let etag = etag.trim().trim_start_matches("W/").trim_matches('"');
+    (etag.len() == 32 && etag.chars().all(|c| c.is_ascii_hexdigit()))
+        .then(|| etag.to_ascii_lowercase())
+}
+
+/// What the writing thread made.
+struct Written {
+    bytes: u64,
+    sha256: String,
+    entries: u64,
+    files: u64,
+    dirs: u64,
+}
+
+/// Owner and permission bits the mirror's files and folders would get.
+struct Owner {
+    uid: u32,
+    gid: u32,
+    user: Option<String>,
+    group: Option<String>,
+    file_mode: u32,
+    folder_mode: u32,
+}
+
+impl Owner {
+    fn of_this_process() -> Owner {
+        let uid = nix::unistd::geteuid();
+        let gid = nix::unistd::getegid();
+        let umask = process_umask();
+        Owner {
+            uid: uid.as_raw(),
+            gid: gid.as_raw(),
+            user: nix::unistd::User::from_uid(uid)
+                .ok()
+                .flatten()
+                .map(|u| u.name),
+            group: nix::unistd::Group::from_gid(gid)
+                .ok()
+                .flatten()
+                .map(|g| g.name),
+            file_mode: 0o666 & !umask,
+            folder_mode: 0o777 & !umask,
+        }
+    }
+
+    fn header(&self, entry_type: EntryType, mode: u32, mtime: u64, size: u64) -> Header {
+        let mut header = Header::new_gnu();
+        header.set_entry_type(entry_type);
+        header.set_mode(mode);
+        header.set_mtime(mtime);
+        header.set_uid(self.uid.into());
+        header.set_gid(self.gid.into());
+        // Names longer than the header field are left out; the ids remain.
+        if let Some(user) = &self.user {
+            let _ = header.set_username(user);
+        }
+        if let Some(group) = &self.group {
+            let _ = header.set_groupname(group);
+        }
+        header.set_size(size);
+        header
+    }
+}
+
+/// The process's umask, read without changing it (`umask(2)` can only be
+/// read by setting it, which would race with other threads creating files).
+fn process_umask() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status.lines().find_map(|line| {
+                let value = line.strip_prefix("Umask:")?.trim();
+                u32::from_str_radix(value, 8).ok()
+            })
+        })
+        .unwrap_or(0o022)
+}
+
+/// The writing thread: turns pieces into the archive, then commits it.
+fn write_members(
+    mut pieces: mpsc::Receiver<Piece>,
+    dest: &Path,
+) -> Result<Written, S3ArchiveError> {
+    let write_error = |source| S3ArchiveError::Write {
+        path: dest.to_path_buf(),
+        source,
+    };
+    let (partial, file) =
+        PartialFile::create(dest, ARCHIVE_MODE).map_err(|source| S3ArchiveError::Write {
+            path: partial_path(dest),
+            source,
+        })?;
+    let sink = ArchiveSink::new(file, Compression::None, 0).map_err(write_error)?;
+    let mut builder = tar::Builder::new(sink);
+    let owner = Owner::of_this_process();
+    let mut counts = Written {
+        bytes: 0,
+        sha256: String::new(),
+        entries: 0,
+        files: 0,
+        dirs: 0,
+    };
+    let mut crcs = Vec::new();
+    let mut current: Option<(u64, crc32fast::Hasher)> = None;
+    loop {
+        // The fetching side stopped without `Finish`: drop the partial archive.
+        let Some(piece) = pieces.blocking_recv() else {
+            return Err(write_error(io::Error::other("s3_archive was stopped")));
+        };
+        match piece {
+            Piece::Folder { path, mtime } => {
+                let mut header = owner.header(EntryType::Directory, owner.folder_mode, mtime, 0);
+                append_folder(&mut builder, &mut header, &path).map_err(write_error)?;
+                counts.entries += 1;
+                counts.dirs += 1;
+            }
+            Piece::File { path, size, mtime } => {
+                let mut header = owner.header(EntryType::Regular, owner.file_mode, mtime, size);
+                // The header (and any long-name entry) now; the data follows.
+                builder
+                    .append_data(&mut header, &path, io::empty())
+                    .map_err(write_error)?;
+                counts.entries += 1;
+                current = Some((size, crc32fast::Hasher::new()));
+            }
+            Piece::Data(data) => {
+                let (_, crc) = current.as_mut().expect("data follows a file header");
+                crc.update(&data);
+                builder.get_mut().write_all(&data).map_err(write_error)?;
+            }
+            Piece::Zeros(count) => {
+                let (_, crc) = current.as_mut().expect("zeros follow a file header");
+                write_zeros(builder.get_mut(), Some(crc), count).map_err(write_error)?;
+            }
+            Piece::EndFile => {
+                let (size, crc) = current.take().expect("a file ends after its header");
+                write_zeros(builder.get_mut(), None, (512 - size % 512) % 512)
+                    .map_err(write_error)?;
+                crcs.push(crc.finalize());
+                counts.files += 1;
+            }
+            Piece::Finish => break,
+        }
+    }
+    let sink = builder.into_inner().map_err(write_error)?;
+    let written = sink.finish().map_err(write_error)?;
+    // The checksum file first: a crash between the two renames leaves a
+    // checksum that does not match, never an archive that looks verified.
+    let sidecar = Sidecar {
+        sha256: written.sha256.clone(),
+        file_crcs: crcs,
+    };
+    write_sidecar(dest, &sidecar).map_err(write_error)?;
+    partial.commit(written.file).map_err(write_error)?;
+    counts.bytes = written.bytes;
+    counts.sha256 = written.sha256;
+    Ok(counts)
+}
+
+/// Appends a folder entry named with a trailing `/`, as GNU tar (and
+/// tar_dir) does: short names set directly, long ones through the GNU
+/// long-name entry.
+fn append_folder(
+    builder: &mut tar::Builder<ArchiveSink>,
+    header: &mut Header,
+    path: &Path,
+) -> io::Result<()> {
+    let mut name = path.as_os_str().as_bytes().to_vec();
+    name.push(b'/');
+    let field = &mut header.as_old_mut().name;
+    if name.len() < field.len() && !name.contains(&0) {
+        field.fill(0);
+        field[..name.len()].copy_from_slice(&name);
+        header.set_cksum();
+        builder.append(header, io::empty())
+    } else {
+        builder.append_data(
+            header,
+            Path::new(std::ffi::OsStr::from_bytes(&name)),
+            io::empty(),
+        )
+    }
+}
+
+fn write_zeros(
+    sink: &mut impl Write,
+    mut crc: Option<&mut crc32fast::Hasher>,
+    mut count: u64,
+) -> io::Result<()> {
+    const ZEROS: [u8; 4096] = [0; 4096];
+    while count > 0 {
+        let n = count.min(ZEROS.len() as u64) as usize;
+        sink.write_all(&ZEROS[..n])?;
+        if let Some(crc) = crc.as_deref_mut() {
+            crc.update(&ZEROS[..n]);
+        }
+        count -= n as u64;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::s3::keys::plan_keys;
+    use crate::s3::listing::ListedObject;
+
+    fn options(json: serde_json::Value) -> S3ArchiveOptions {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn defaults_unknown_options_and_the_top_folder() {
+        let o = options(serde_json::json!({"source": "minio/thehive", "dest": "/b/minio_S.tar"}));
+        assert_eq!(o.concurrency, 8);
+        assert!(o.verify_md5);
+        assert_eq!(o.on_changed, OnChangedObject::Fail);
+        assert_eq!(top_folder(&o).unwrap(), "minio_S");
+        assert_eq!(
+            S3Archive::describe(&o),
+            "archive minio/thehive into /b/minio_S.tar"
+        );
+        let e = serde_json::from_value::<S3ArchiveOptions>(
+            serde_json::json!({"source": "a/b", "dest": "/x.tar", "concurency": 2}),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("unknown field `concurency`"), "{e}");
+        let e = serde_json::from_value::<S3ArchiveOptions>(
+            serde_json::json!({"source": "a/b", "dest": "/x.tar", "max_rate": "fast"}),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("max_rate `fast`"), "{e}");
+        let o = options(serde_json::json!({"source": "a/b", "dest": "/x.tar", "prefix": "../up"}));
+        assert!(top_folder(&o).is_err());
+    }
+
+    #[test]
+    fn members_come_in_the_order_a_sorted_folder_walk_gives() {
+        let object = |key: &str| ListedObject {
+            key: key.into(),
+            utf8: true,
+            size: u64::from(!key.ends_with('/')),
+            modified: 7,
+        };
+        let plan = plan_keys(
+            vec![
+                object("a.txt"),
+                object("a/b"),
+                object("b/"),
+                object("a-z/c"),
+            ],
+            "",
+        );
+        let order: Vec<String> = archive_order(&plan, "top")
+            .iter()
+            .map(|m| match m {
+                Member::Folder(p) => format!("{p}/"),
+                Member::File(f) => f.relative.clone(),
+            })
+            .collect();
+        assert_eq!(order, ["/", "a/", "a/b", "a-z/", "a-z/c", "a.txt", "b/"]);
+        assert_eq!(newest_mtime(&archive_order(&plan, "top")), 7);
+    }
+}
