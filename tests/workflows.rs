@@ -973,7 +973,12 @@ fn verify_disk_reads_every_archive_back_from_the_device_and_leaves_it_uncached()
             let file = std::fs::File::open(&archive).unwrap();
             let residency = resident_pages(&file).unwrap();
             assert!(residency.total > 0);
-            assert_eq!(residency.resident, 0, "{}: {residency:?}", archive.display());
+            assert_eq!(
+                residency.resident,
+                0,
+                "{}: {residency:?}",
+                archive.display()
+            );
         }
     }
     // The default reads through the cache: the archives just written are there.

@@ -121,7 +121,8 @@ mod tests {
         drop_cached_pages(&file).unwrap();
         let after = resident_pages(&file).unwrap();
         assert_eq!(
-            after.resident, 0,
+            after.resident,
+            0,
             "pages still cached after the drop: {after:?} (is {} a tmpfs?)",
             dir.path().display()
         );

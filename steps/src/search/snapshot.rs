@@ -695,9 +695,7 @@ async fn start_snapshot(
     } else {
         let start: StartAnswer = answer.json()?;
         if let Some(info) = start.snapshot.filter(SnapshotInfo::is_terminal) {
-            return finish(info, options)
-                .map(Some)
-                .map_err(Interrupted::Failed);
+            return finish(info, options).map(Some).map_err(Interrupted::Failed);
         }
         if start.accepted != Some(true) {
             return Err(EsSnapshotError::NotAccepted {
