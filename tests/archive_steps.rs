@@ -167,7 +167,8 @@ async fn gnu_tar_extracts_an_identical_tree_and_sha256sum_accepts_the_checksum()
     .unwrap();
     assert_eq!(
         report,
-        json!({"ok": true, "entries": 14, "bytes": result["bytes"], "sha256": result["sha256"]})
+        json!({"ok": true, "entries": 14, "bytes": result["bytes"], "sha256": result["sha256"],
+               "read_from": "cache", "cached_pages": 0})
     );
 }
 

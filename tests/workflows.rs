@@ -927,3 +927,118 @@ fn two_runs_with_the_same_stamp_never_undo_each_other() {
         stderr(&out)
     );
 }
+
+/// The one journal in the cluster's journal folder, parsed.
+fn only_journal(cluster: &Cluster) -> serde_json::Value {
+    let journals: Vec<_> = walk(&cluster.dir.path().join("journal"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    assert_eq!(journals.len(), 1, "{journals:?}");
+    serde_json::from_str(&std::fs::read_to_string(&journals[0]).unwrap()).unwrap()
+}
+
+/// A step's start and end in the journal (UTC milliseconds), found by its label.
+fn step_span(journal: &serde_json::Value, label: &str) -> (i64, i64) {
+    let step = journal["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["label"] == label)
+        .unwrap_or_else(|| panic!("no step `{label}` in the journal: {journal:#}"));
+    let started = chrono::DateTime::parse_from_rfc3339(step["started"].as_str().unwrap())
+        .unwrap()
+        .timestamp_millis();
+    (started, started + step["duration_ms"].as_i64().unwrap())
+}
+
+#[test]
+fn the_attachment_archive_starts_once_both_snapshots_exist_and_overlaps_the_cassandra_archive() {
+    // A keyspace big enough that its archive takes a while to write.
+    let cluster = Cluster::start(&["--cassandra-mb", "150"]);
+    let out = cluster.run(&["run", "cluster-hot-backup"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let journal = only_journal(&cluster);
+    let (_, cassandra_snapshot_end) = step_span(&journal, "nodetool snapshot");
+    let (_, es_started_end) = step_span(&journal, "elasticsearch snapshot");
+    let (cassandra_tar_start, cassandra_tar_end) = step_span(&journal, "cassandra archive");
+    let (attachments_start, attachments_end) = step_span(&journal, "attachments archive");
+    let (attachments_verify_start, _) = step_span(&journal, "verify attachments archive");
+    // The consistency rule: the attachments are read after both snapshots exist.
+    assert!(
+        attachments_start >= cassandra_snapshot_end && attachments_start >= es_started_end,
+        "the attachment archive started before a snapshot existed: {journal:#}"
+    );
+    // The overlap: it started before the Cassandra archive was finished.
+    assert!(
+        attachments_start < cassandra_tar_end && cassandra_tar_start < attachments_end,
+        "the attachment archive did not overlap the Cassandra archive \
+         (cassandra {cassandra_tar_start}..{cassandra_tar_end}, attachments {attachments_start}..{attachments_end})"
+    );
+    assert!(attachments_verify_start >= attachments_end);
+}
+
+#[test]
+fn verify_disk_reads_every_archive_back_from_the_device_and_leaves_it_uncached() {
+    use runbook_steps::archive::page_cache::resident_pages;
+    let cluster = Cluster::start(&["--cassandra-mb", "20"]);
+    let out = cluster.run(&["run", "cluster-hot-backup", "--set", "verify=disk"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let journal = only_journal(&cluster);
+    let verifications: Vec<&serde_json::Value> = journal["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["step"] == "verify_archive")
+        .collect();
+    assert_eq!(verifications.len(), 2, "{journal:#}");
+    for step in verifications {
+        assert_eq!(step["options"]["read_from"], "disk", "{step:#}");
+        assert_eq!(step["result"]["read_from"], "disk", "{step:#}");
+        // Not one page of the archive was in the cache when its read began
+        // (the sandbox is on the disk, not a tmpfs).
+        assert_eq!(step["result"]["cached_pages"], 0, "{step:#}");
+    }
+    // And the check left none there either.
+    for folder in ["cassandra_archive", "storage_archive"] {
+        for archive in walk(&cluster.path(folder))
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "tar"))
+        {
+            let file = std::fs::File::open(&archive).unwrap();
+            let residency = resident_pages(&file).unwrap();
+            assert!(residency.total > 0);
+            assert_eq!(
+                residency.resident,
+                0,
+                "{}: {residency:?}",
+                archive.display()
+            );
+        }
+    }
+    // The default reads through the cache: the archives just written are there.
+    let cluster = Cluster::start(&["--cassandra-mb", "20"]);
+    let out = cluster.run(&["run", "cluster-hot-backup"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let journal = only_journal(&cluster);
+    for step in journal["steps"].as_array().unwrap() {
+        if step["step"] == "verify_archive" {
+            assert_eq!(step["result"]["read_from"], "cache", "{step:#}");
+        }
+    }
+    let archive = walk(&cluster.path("cassandra_archive"))
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "tar"))
+        .unwrap();
+    let residency = resident_pages(&std::fs::File::open(&archive).unwrap()).unwrap();
+    assert!(residency.resident > 0, "{residency:?}");
+}
+
+#[test]
+fn a_verify_mode_other_than_cache_or_disk_is_refused_before_anything_runs() {
+    let cluster = Cluster::start(&[]);
+    let out = cluster.run(&["run", "cluster-hot-backup", "--set", "verify=paper"]);
+    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    assert_contains(&stderr(&out), "verify");
+    assert!(cluster.backup_files().is_empty());
+}

@@ -5,6 +5,7 @@
 
 pub mod extract;
 pub mod io;
+pub mod page_cache;
 pub mod sidecar;
 pub mod tar_dir;
 pub mod verification;

@@ -43,6 +43,22 @@ pub struct VerifyArchiveOptions {
     /// The most bytes per second to read.
     #[serde(default)]
     pub max_rate: MaxRate,
+    /// Where the archive's bytes are read from.
+    #[serde(default)]
+    pub read_from: ReadFrom,
+}
+
+/// Where `verify_archive` reads the archive from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadFrom {
+    /// Through the page cache, as any read: an archive just written is mostly
+    /// still there, so this checks the bytes written, not the disk.
+    #[default]
+    Cache,
+    /// From the device: the archive is flushed and its pages dropped from the
+    /// page cache first, and dropped again after the check.
+    Disk,
 }
 
 /// Where the expected checksum came from.
@@ -68,6 +84,11 @@ pub struct VerifyReport {
     pub bytes: u64,
     /// Hex SHA-256 of the archive file.
     pub sha256: String,
+    /// Where the archive was read from.
+    pub read_from: ReadFrom,
+    /// With `read_from: "disk"`: pages of the archive still in the page cache
+    /// when the read began (0 unless the file system keeps them, e.g. tmpfs).
+    pub cached_pages: u64,
     /// What the checksum was compared with.
     #[serde(skip)]
     pub checksum: ChecksumSource,
@@ -216,40 +237,131 @@ pub fn verify_archive(
     control: &WorkControl,
 ) -> Result<VerifyReport, VerifyError> {
     let path = &options.path;
-    let sidecar = read_sidecar(path)?;
-    let (expected, checksum) = match &options.sha256 {
-        Some(given) => {
-            let hex = given.trim().to_ascii_lowercase();
-            if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(VerifyError::BadExpected(given.clone()));
-            }
-            (Some(hex), ChecksumSource::Given)
-        }
-        None => match &sidecar {
-            Some(sidecar) => (Some(sidecar.sha256.clone()), ChecksumSource::Sidecar),
-            None => (None, ChecksumSource::None),
-        },
-    };
-    // Per-file CRCs name a damaged entry; only if they describe this archive.
-    let file_crcs = match sidecar {
-        Some(sidecar) if Some(&sidecar.sha256) == expected.as_ref() => sidecar.file_crcs,
-        _ => Vec::new(),
-    };
-    if expected.is_none() && options.require_checksum {
-        return Err(VerifyError::ChecksumMissing {
-            path: path.clone(),
-            sidecar: sidecar_path(path).display().to_string(),
-        });
-    }
+    let expected = ExpectedChecksum::new(options)?;
     let expect = ExpectedEntries::new(&options.expect)?;
-
     let read_error = |source| VerifyError::Read {
         path: path.clone(),
         source,
     };
     // Only a regular file: a FIFO would block the open for ever and a device
     // like /dev/zero never ends; both are refused at once.
-    let mut file = crate::runtime::regular_file::open_regular(path).map_err(read_error)?;
+    let file = crate::runtime::regular_file::open_regular(path).map_err(read_error)?;
+    let cached_pages = match options.read_from {
+        ReadFrom::Cache => 0,
+        ReadFrom::Disk => drop_before_reading(&file, control).map_err(read_error)?,
+    };
+    let dropper = match options.read_from {
+        ReadFrom::Disk => Some(file.try_clone().map_err(read_error)?),
+        ReadFrom::Cache => None,
+    };
+    let read = read_archive(path, file, &expected.file_crcs, &expect, control)?;
+    if let Some(file) = dropper {
+        // What the check read is needed no more: leave the cache to others.
+        crate::archive::page_cache::drop_cached_pages(&file).map_err(read_error)?;
+    }
+    if let Some(expected) = expected.sha256
+        && expected != read.sha256
+    {
+        return Err(VerifyError::ChecksumMismatch {
+            path: path.clone(),
+            expected,
+            actual: read.sha256,
+        });
+    }
+    check_expectations(options, &read)?;
+    Ok(VerifyReport {
+        ok: true,
+        entries: read.entries,
+        bytes: read.bytes,
+        sha256: read.sha256,
+        read_from: options.read_from,
+        cached_pages,
+        checksum: expected.source,
+    })
+}
+
+/// `read_from: "disk"`: flushes the archive and drops its pages from the page
+/// cache; returns how many are still there (with a warning when some are).
+fn drop_before_reading(file: &std::fs::File, control: &WorkControl) -> io::Result<u64> {
+    use crate::archive::page_cache::{drop_cached_pages, resident_pages};
+    drop_cached_pages(file)?;
+    let left = resident_pages(file)?;
+    if left.resident > 0 {
+        tracing::warn!(
+            "{}: {} of the archive's {} pages are still in the page cache after dropping them (a tmpfs, or another process maps the file?): those are read from memory, not from the disk",
+            control.label,
+            left.resident,
+            left.total
+        );
+    }
+    Ok(left.resident)
+}
+
+/// The checksum to compare with, where it came from, and the per-file CRCs
+/// that go with it.
+struct ExpectedChecksum {
+    sha256: Option<String>,
+    source: ChecksumSource,
+    /// Per-file CRCs name a damaged entry; only if they describe this archive.
+    file_crcs: Vec<u32>,
+}
+
+impl ExpectedChecksum {
+    fn new(options: &VerifyArchiveOptions) -> Result<ExpectedChecksum, VerifyError> {
+        let path = &options.path;
+        let sidecar = read_sidecar(path)?;
+        let (sha256, source) = match &options.sha256 {
+            Some(given) => {
+                let hex = given.trim().to_ascii_lowercase();
+                if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(VerifyError::BadExpected(given.clone()));
+                }
+                (Some(hex), ChecksumSource::Given)
+            }
+            None => match &sidecar {
+                Some(sidecar) => (Some(sidecar.sha256.clone()), ChecksumSource::Sidecar),
+                None => (None, ChecksumSource::None),
+            },
+        };
+        let file_crcs = match sidecar {
+            Some(sidecar) if Some(&sidecar.sha256) == sha256.as_ref() => sidecar.file_crcs,
+            _ => Vec::new(),
+        };
+        if sha256.is_none() && options.require_checksum {
+            return Err(VerifyError::ChecksumMissing {
+                path: path.clone(),
+                sidecar: sidecar_path(path).display().to_string(),
+            });
+        }
+        Ok(ExpectedChecksum {
+            sha256,
+            source,
+            file_crcs,
+        })
+    }
+}
+
+/// What one read of the whole archive found.
+struct ArchiveRead {
+    entries: u64,
+    /// Which `expect` patterns matched an entry.
+    matched: Vec<bool>,
+    sha256: String,
+    bytes: u64,
+}
+
+/// Reads the whole archive once: every header and byte, the CRC-32s, the hash.
+fn read_archive(
+    path: &Path,
+    mut file: std::fs::File,
+    file_crcs: &[u32],
+    expect: &ExpectedEntries,
+    control: &WorkControl,
+) -> Result<ArchiveRead, VerifyError> {
+    let read_error = |source| VerifyError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
     let size = file.metadata().map_err(read_error)?.len();
     let compression = Compression::detect(&mut file).map_err(read_error)?;
     let progress = Progress::new(control.progress, &control.label, size);
@@ -264,60 +376,58 @@ pub fn verify_archive(
         reported: 0,
         throttle: options.max_rate.throttle(),
         scratch: vec![0; CHUNK_SIZE],
-        file_crcs: &file_crcs,
+        file_crcs,
         files_seen: 0,
     };
     let mut entries = 0u64;
-    let mut matched = vec![false; options.expect.len()];
+    let mut matched = vec![false; expect.len()];
     walker.walk(&mut |name| {
         entries += 1;
         expect.mark(name, &mut matched);
     })?;
     let (sha256, bytes) = walker.stream.finish().map_err(read_error)?;
     progress.finish();
+    Ok(ArchiveRead {
+        entries,
+        matched,
+        sha256,
+        bytes,
+    })
+}
 
-    if let Some(expected) = expected
-        && expected != sha256
-    {
-        return Err(VerifyError::ChecksumMismatch {
-            path: path.clone(),
-            expected,
-            actual: sha256,
-        });
-    }
+/// The `expect` patterns each matched an entry, and `min_entries` is met.
+fn check_expectations(
+    options: &VerifyArchiveOptions,
+    read: &ArchiveRead,
+) -> Result<(), VerifyError> {
     let missing: Vec<&str> = options
         .expect
         .iter()
-        .zip(&matched)
+        .zip(&read.matched)
         .filter(|(_, found)| !**found)
         .map(|(pattern, _)| pattern.as_str())
         .collect();
     if !missing.is_empty() {
         return Err(VerifyError::Expectation {
-            path: path.clone(),
+            path: options.path.clone(),
             message: format!("no entry matches {}", missing.join(", ")),
         });
     }
     if let Some(min) = options.min_entries
-        && entries < min
+        && read.entries < min
     {
         return Err(VerifyError::Expectation {
-            path: path.clone(),
-            message: format!("{entries} entries, expected at least {min}"),
+            path: options.path.clone(),
+            message: format!("{} entries, expected at least {min}", read.entries),
         });
     }
-    Ok(VerifyReport {
-        ok: true,
-        entries,
-        bytes,
-        sha256,
-        checksum,
-    })
+    Ok(())
 }
 
 /// The `expect` patterns.
 struct ExpectedEntries {
     set: GlobSet,
+    count: usize,
 }
 
 impl ExpectedEntries {
@@ -338,7 +448,14 @@ impl ExpectedEntries {
             pattern: patterns.join(", "),
             source,
         })?;
-        Ok(ExpectedEntries { set })
+        Ok(ExpectedEntries {
+            set,
+            count: patterns.len(),
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.count
     }
 
     fn mark(&self, name: &str, matched: &mut [bool]) {
@@ -987,6 +1104,48 @@ mod tests {
 
     fn verify(path: &Path) -> Result<VerifyReport, VerifyError> {
         verify_archive_file(path, None, &WorkControl::new("t"))
+    }
+
+    #[test]
+    fn read_from_disk_starts_with_no_page_of_the_archive_cached_and_leaves_none() {
+        use crate::archive::page_cache::resident_pages;
+        // On the disk the tests run from (/tmp may be a tmpfs).
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/tmp");
+        std::fs::create_dir_all(&base).unwrap();
+        let dir = tempfile::tempdir_in(base).unwrap();
+        let path = tiny_archive(dir.path());
+        let cached = |path: &Path| resident_pages(&File::open(path).unwrap()).unwrap();
+        assert!(cached(&path).resident > 0, "just written, so cached");
+        let options = VerifyArchiveOptions {
+            path: path.clone(),
+            read_from: ReadFrom::Disk,
+            ..VerifyArchiveOptions::default()
+        };
+        let report = verify_archive(&options, &WorkControl::new("t")).unwrap();
+        assert_eq!((report.read_from, report.cached_pages), (ReadFrom::Disk, 0));
+        assert_eq!(cached(&path).resident, 0);
+        // The default reads through the cache and leaves the pages there.
+        let report = verify(&path).unwrap();
+        assert_eq!(report.read_from, ReadFrom::Cache);
+        assert!(cached(&path).resident > 0);
+    }
+
+    #[test]
+    fn read_from_disk_on_a_tmpfs_counts_the_pages_it_cannot_drop() {
+        let shm = Path::new("/dev/shm");
+        assert!(
+            shm.is_dir(),
+            "this test needs the tmpfs /dev/shm (standard on Linux)"
+        );
+        let dir = tempfile::tempdir_in(shm).unwrap();
+        let path = tiny_archive(dir.path());
+        let options = VerifyArchiveOptions {
+            path,
+            read_from: ReadFrom::Disk,
+            ..VerifyArchiveOptions::default()
+        };
+        let report = verify_archive(&options, &WorkControl::new("t")).unwrap();
+        assert!(report.cached_pages > 0, "{report:?}");
     }
 
     #[test]

@@ -36,12 +36,21 @@ Options:
   min_entries       int               the least number of entries (default: none)
   max_rate          string            most bytes per second read, e.g. \"200MiB/s\"; steps
                                       given the same rate share it (default \"\": no limit)
+  read_from         string            \"cache\" (default): read as any file is, mostly from
+                                      the page cache right after the archive is written;
+                                      \"disk\": flush the archive and drop its pages from the
+                                      page cache first (posix_fadvise DONTNEED), so every
+                                      byte is read back from the device (and drop them
+                                      again after); pages the kernel keeps (tmpfs) are
+                                      counted in `cached_pages`, with a warning
 
 Result:
-  ok       bool     true (a bad archive fails the step)
-  entries  int      entries (files, folders, links)
-  bytes    int      archive size
-  sha256   string   hex SHA-256 of the archive
+  ok            bool     true (a bad archive fails the step)
+  entries       int      entries (files, folders, links)
+  bytes         int      archive size
+  sha256        string   hex SHA-256 of the archive
+  read_from     string   \"cache\" or \"disk\"
+  cached_pages  int      (\"disk\") pages still cached when the read began (normally 0)
 
 Example:
   verify_archive(#{ path: archive.path, require_checksum: true,

@@ -90,6 +90,10 @@ crate::search::client::with_http_connection! {
         /// Wait for the terminal state (false: return once accepted).
         #[serde(default = "default_true")]
         pub wait: bool,
+        /// Start nothing: follow the snapshot `snapshot`, already started (by
+        /// an earlier call with `wait: false`), to its terminal state.
+        #[serde(default)]
+        pub follow: bool,
         /// Pause between two status requests.
         #[serde(default = "default_poll", with = "humantime_serde")]
         pub poll: Duration,
@@ -411,6 +415,8 @@ Options:
   ignore_unavailable    bool             skip missing or closed indices (default true)
   include_global_state  bool             include the cluster state (default false)
   wait                  bool             wait for the terminal state (default true)
+  follow                bool             send no PUT: follow the snapshot of that name, started
+                                         earlier with `wait: false`, to its end (default false)
   poll                  duration         pause between status requests (default \"5s\", at least 50ms)
   verify_repository     bool             POST _verify before starting (default false)
   allow_partial         bool             accept a PARTIAL snapshot (default false)
@@ -464,6 +470,15 @@ Example:
         } else {
             "without waiting for it to end".to_string()
         };
+        if options.follow {
+            return format!(
+                "follow snapshot {} of {}{}{}, {then}",
+                options.full_name(),
+                display_url(&options.url),
+                options.connection().auth_summary(),
+                tls_summary(&options.ca_cert, options.insecure),
+            );
+        }
         format!(
             "snapshot {indices} of {}{}{} into {}, {then}",
             display_url(&options.url),
@@ -518,8 +533,9 @@ Example:
         if ctx.dry_run {
             tracing::info!(
                 target: "runbook::es_snapshot",
-                "{}: dry-run: would PUT {}",
+                "{}: dry-run: would {} {}",
                 ctx.label,
+                if options.follow { "follow" } else { "PUT" },
                 display_url(&snapshot_url(&options))
             );
             return Ok(dry_run_output(&options));
@@ -606,12 +622,27 @@ async fn check_repository(
     Ok(())
 }
 
-/// Sends the PUT and polls until a terminal state.
+/// Sends the PUT (unless `follow`) and polls until a terminal state.
 async fn follow_snapshot(
     client: &HttpClient,
     options: &EsSnapshotOptions,
 ) -> Result<EsSnapshotOutput, Interrupted> {
     let url = snapshot_url(options);
+    if !options.follow
+        && let Some(ended) = start_snapshot(client, options, &url).await?
+    {
+        return Ok(ended);
+    }
+    poll_until_terminal(client, options, &url).await
+}
+
+/// Sends the PUT; the snapshot's result when it ended at once (the answer
+/// holds its terminal state), else `None`: it is running.
+async fn start_snapshot(
+    client: &HttpClient,
+    options: &EsSnapshotOptions,
+    url: &Url,
+) -> Result<Option<EsSnapshotOutput>, Interrupted> {
     let mut body = serde_json::json!({
         "ignore_unavailable": options.ignore_unavailable,
         "include_global_state": options.include_global_state,
@@ -664,12 +695,12 @@ async fn follow_snapshot(
     } else {
         let start: StartAnswer = answer.json()?;
         if let Some(info) = start.snapshot.filter(SnapshotInfo::is_terminal) {
-            return finish(info, options).map_err(Interrupted::Failed);
+            return finish(info, options).map(Some).map_err(Interrupted::Failed);
         }
         if start.accepted != Some(true) {
             return Err(EsSnapshotError::NotAccepted {
                 name: options.full_name(),
-                url: display_url(&url),
+                url: display_url(url),
                 answer: String::from_utf8_lossy(&answer.body)
                     .chars()
                     .take(200)
@@ -678,11 +709,21 @@ async fn follow_snapshot(
             .into());
         }
     }
+    Ok(None)
+}
+
+/// Reads the snapshot's state every `poll` until it is terminal (or, with
+/// `wait: false`, once).
+async fn poll_until_terminal(
+    client: &HttpClient,
+    options: &EsSnapshotOptions,
+    url: &Url,
+) -> Result<EsSnapshotOutput, Interrupted> {
     let mut state = "IN_PROGRESS".to_string();
     // Status requests that failed in a row.
     let mut failures: u32 = 0;
     loop {
-        let info = match poll_once(client, options, &url).await {
+        let info = match poll_once(client, options, url).await {
             Ok(info) => {
                 failures = 0;
                 info
@@ -716,7 +757,7 @@ async fn follow_snapshot(
             Err(HttpError::Status { status: 404, .. }) => {
                 return Err(EsSnapshotError::Vanished {
                     name: options.full_name(),
-                    url: display_url(&url),
+                    url: display_url(url),
                 }
                 .into());
             }
