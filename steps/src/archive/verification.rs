@@ -254,7 +254,14 @@ pub fn verify_archive(
         ReadFrom::Disk => Some(file.try_clone().map_err(read_error)?),
         ReadFrom::Cache => None,
     };
-    let read = read_archive(path, file, &expected.file_crcs, &expect, control)?;
+    let read = read_archive(
+        path,
+        file,
+        &expected.file_crcs,
+        &expect,
+        &options.max_rate,
+        control,
+    )?;
     if let Some(file) = dropper {
         // What the check read is needed no more: leave the cache to others.
         crate::archive::page_cache::drop_cached_pages(&file).map_err(read_error)?;
@@ -356,6 +363,7 @@ fn read_archive(
     mut file: std::fs::File,
     file_crcs: &[u32],
     expect: &ExpectedEntries,
+    max_rate: &MaxRate,
     control: &WorkControl,
 ) -> Result<ArchiveRead, VerifyError> {
     let read_error = |source| VerifyError::Read {
@@ -374,7 +382,7 @@ fn read_archive(
         control,
         progress: &progress,
         reported: 0,
-        throttle: options.max_rate.throttle(),
+        throttle: max_rate.throttle(),
         scratch: vec![0; CHUNK_SIZE],
         file_crcs,
         files_seen: 0,
