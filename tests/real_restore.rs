@@ -1036,7 +1036,11 @@ fn the_attachments_are_extracted_while_cassandra_loads() {
     assert_eq!(code(&out), 0, "{err}");
     assert!(held.exists(), "the wrapper held a load:\n{err}");
     assert_contains(&err, "at the same time (restore_overlap)");
-    assert_eq!(digest(cluster, Storage::Local), at_backup, "restored data differ");
+    assert_eq!(
+        digest(cluster, Storage::Local),
+        at_backup,
+        "restored data differ"
+    );
 
     // The journal of that run: the extraction finished before the last load.
     let journal = std::fs::read_dir(&journals)
