@@ -969,3 +969,203 @@ fn a_set_restores_onto_a_new_cluster() {
     assert_eq!(restored["attachments"], at_backup["attachments"]);
     stop_sandbox(&new);
 }
+
+/// The parts and the tables overlap, proven by order, not by timing: a
+/// stand-in sstableloader (the real one behind a wrapper) holds its first
+/// table's load until this run's journal records the attachments' extraction
+/// and another table's load as finished (the journal is rewritten after every
+/// step, records in completion order). Restored one part after the other, or
+/// one table after the other, neither could happen while that load waits: it
+/// would give up after 5 minutes and fail the run. Overlapping, the journal
+/// lists `attachments: extract` and another table before the held table's
+/// load, the run succeeds and the data are the set's.
+#[test]
+fn the_attachments_are_extracted_while_cassandra_loads() {
+    let (cluster, _guard) = node();
+    let stamp = backup(cluster, Storage::Local);
+    let at_backup = digest(cluster, Storage::Local);
+    change_everything(cluster, Storage::Local);
+    let journals = cluster.dir.path().join("journal");
+    let held = cluster.dir.path().join("overlap-held");
+    let _ = std::fs::remove_dir_all(&held);
+    let wrapper = cluster.dir.path().join("overlap-sstableloader");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/usr/bin/env bash\n\
+             # stand-in: the real sstableloader; its first load waits until the\n\
+             # newest journal of {journals} records the attachments' extraction\n\
+             # and another table's load\n\
+             set -u\n\
+             if [ \"$1\" != --help ] && mkdir {held} 2>/dev/null; then\n\
+             \x20 for _ in $(seq 3000); do\n\
+             \x20   journal=$(ls -t {journals}/*cluster-hot-restore.json | head -1)\n\
+             \x20   if grep -q '\"label\": \"attachments: extract\"' \"$journal\" &&\n\
+             \x20      grep -q '\"label\": \"sstableloader thehive.' \"$journal\"; then\n\
+             \x20     echo \"${{@: -1}}\" > {held}/folder\n\
+             \x20     exec {real} \"$@\"\n\
+             \x20   fi\n\
+             \x20   sleep 0.1\n\
+             \x20 done\n\
+             \x20 echo 'no extraction or other table loaded while this table waited' >&2\n\
+             \x20 exit 1\n\
+             fi\n\
+             exec {real} \"$@\"\n",
+            journals = journals.display(),
+            held = held.display(),
+            real = real_tools().join("sstableloader").display(),
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let loader = wrapper.display().to_string();
+    let out = restore(
+        cluster,
+        &[
+            ("stamp", &stamp),
+            ("confirm", &stamp),
+            ("storage", "local"),
+            ("sstableloader", &loader),
+        ],
+    );
+    let err = stderr(&out);
+    assert_eq!(code(&out), 0, "{err}");
+    assert!(held.exists(), "the wrapper held a load:\n{err}");
+    assert_contains(&err, "at the same time (restore_overlap)");
+    assert_eq!(
+        digest(cluster, Storage::Local),
+        at_backup,
+        "restored data differ"
+    );
+
+    // The journal of that run: the extraction finished before the last load.
+    let journal = std::fs::read_dir(&journals)
+        .unwrap()
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.to_string_lossy().ends_with("cluster-hot-restore.json"))
+        .max_by_key(|path| std::fs::metadata(path).unwrap().modified().unwrap())
+        .expect("the restore's journal");
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&journal).unwrap()).unwrap();
+    let labels: Vec<&str> = doc["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|step| step["label"].as_str().unwrap())
+        .collect();
+    let extracted = labels
+        .iter()
+        .position(|label| *label == "attachments: extract")
+        .unwrap_or_else(|| panic!("no extraction in {labels:#?}"));
+    let last_load = labels
+        .iter()
+        .rposition(|label| label.starts_with("sstableloader thehive."))
+        .unwrap_or_else(|| panic!("no load in {labels:#?}"));
+    assert!(
+        extracted < last_load,
+        "the extraction ended after the last table's load: {labels:#?}"
+    );
+    // The held table's load ended after another table's: loads in parallel.
+    let folder = std::fs::read_to_string(held.join("folder")).unwrap();
+    let table = Path::new(folder.trim())
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .split('-')
+        .next()
+        .unwrap()
+        .to_string();
+    let held_load = labels
+        .iter()
+        .position(|label| *label == format!("sstableloader thehive.{table}"))
+        .unwrap_or_else(|| panic!("no load of {table} in {labels:#?}"));
+    let first_load = labels
+        .iter()
+        .position(|label| label.starts_with("sstableloader thehive."))
+        .unwrap();
+    assert!(
+        first_load < held_load && extracted < held_load,
+        "table {table}'s load was held until another table's load and the extraction ended: {labels:#?}"
+    );
+    let out = restore(cluster, &[("discard_safety", &stamp), ("storage", "local")]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+}
+
+/// A failure in one branch while the others restore: the first table's load
+/// fails (a stand-in sstableloader: the real one behind a wrapper that fails
+/// its first load once the attachments are extracted, so the attachment
+/// branch has changed the live folder by then). The other branches finish,
+/// then every part is put back: the data are as before the restore, exit 1,
+/// the error names the table.
+#[test]
+fn a_table_failing_while_the_other_parts_restore_puts_every_part_back() {
+    let (cluster, _guard) = node();
+    let stamp = backup(cluster, Storage::Local);
+    change_everything(cluster, Storage::Local);
+    let before_restore = digest(cluster, Storage::Local);
+    let journals = cluster.dir.path().join("journal");
+    let failed = cluster.dir.path().join("branch-failed");
+    let _ = std::fs::remove_dir_all(&failed);
+    let wrapper = cluster.dir.path().join("failing-branch-sstableloader");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/usr/bin/env bash\n\
+             # stand-in: the real sstableloader; its first load fails once the\n\
+             # newest journal of {journals} records the attachments' extraction\n\
+             set -u\n\
+             if [ \"$1\" != --help ] && mkdir {failed} 2>/dev/null; then\n\
+             \x20 for _ in $(seq 3000); do\n\
+             \x20   journal=$(ls -t {journals}/*cluster-hot-restore.json | head -1)\n\
+             \x20   grep -q '\"label\": \"attachments: extract\"' \"$journal\" && break\n\
+             \x20   sleep 0.1\n\
+             \x20 done\n\
+             \x20 echo 'stand-in: streaming failed' >&2\n\
+             \x20 exit 1\n\
+             fi\n\
+             exec {real} \"$@\"\n",
+            journals = journals.display(),
+            failed = failed.display(),
+            real = real_tools().join("sstableloader").display(),
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let loader = wrapper.display().to_string();
+    let out = restore(
+        cluster,
+        &[
+            ("stamp", &stamp),
+            ("confirm", &stamp),
+            ("storage", "local"),
+            ("sstableloader", &loader),
+        ],
+    );
+    let err = stderr(&out);
+    assert_eq!(code(&out), 1, "{err}");
+    assert!(failed.exists(), "the stand-in failed a load:\n{err}");
+    assert_contains(&err, "sstableloader failed for table thehive.");
+    assert_contains(&err, "undoing");
+    assert_eq!(
+        digest(cluster, Storage::Local),
+        before_restore,
+        "the cluster is not as before the restore:\n{err}"
+    );
+    assert!(
+        !staging(cluster)
+            .join(format!("cluster-hot-restore_{stamp}"))
+            .exists(),
+        "the staging folder is removed"
+    );
+    let out = restore(cluster, &[("discard_safety", &stamp), ("storage", "local")]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+}
