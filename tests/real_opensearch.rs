@@ -5,68 +5,30 @@
 //! 13's proof without `--cql-auth` for storage `local` and `s3` (backup, wipe,
 //! the whole restore plan, equal digests; tests/support/restore_proof.rs).
 //! One sandbox serves every test of this binary: it is started by the first test
-//! and stopped when the test process exits (a watcher process waits for it).
+//! and stopped when the test process exits (`SharedCluster`).
 //! Servers that cannot be installed or started fail the tests with the reason.
 
-use runbook_test_support::{cluster, restore_proof, support};
+use runbook_test_support::{SharedCluster, cluster, restore_proof, support};
 
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::process::Command;
+use std::sync::MutexGuard;
 
 use cluster::*;
 use restore_proof::curl;
 use serde_json::Value;
 use support::{assert_contains, repo_root, venv_bin};
 
-/// The shared node, and a lock: tests change its index and snapshots, so they
-/// take turns.
-static NODE: OnceLock<Cluster> = OnceLock::new();
-static TURN: Mutex<()> = Mutex::new(());
+/// The shared node, started on first use: tests change its index and
+/// snapshots, so they take turns.
+static NODE: SharedCluster = SharedCluster::real_servers(|| {
+    ["--real", "--storage", "s3", "--es-docs", "500"]
+        .map(String::from)
+        .into()
+});
 
 /// The node (started on first use) and this test's turn on it.
 fn node() -> (&'static Cluster, MutexGuard<'static, ()>) {
-    let turn = TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let cluster = NODE.get_or_init(|| {
-        let install = Command::new("bash")
-            .arg(repo_root().join("tests/setup-real-servers.sh"))
-            .output()
-            .expect("bash runs");
-        assert!(
-            install.status.success(),
-            "installing the real servers failed: {}",
-            String::from_utf8_lossy(&install.stderr)
-        );
-        let cluster = Cluster::start(&["--real", "--storage", "s3", "--es-docs", "500"]);
-        stop_when_this_process_exits(&cluster);
-        cluster
-    });
-    (cluster, turn)
-}
-
-/// A detached watcher stops the sandbox and removes its folder once this test
-/// process is gone (statics are never dropped, and a panic must not leave a JVM).
-// The watcher must outlive this process, so it is never waited for.
-#[allow(clippy::zombie_processes)]
-fn stop_when_this_process_exits(cluster: &Cluster) {
-    let script = r#"while kill -0 "$1" 2>/dev/null; do sleep 0.5; done
-"$2" "$3" stop "$4" >/dev/null 2>&1
-rm -rf "$5""#;
-    Command::new("bash")
-        .arg("-c")
-        .arg(script)
-        .arg("opensearch-watcher")
-        .arg(std::process::id().to_string())
-        .arg(venv_bin("python"))
-        .arg(repo_root().join("tests/sandbox/sandbox.py"))
-        .arg(cluster.sandbox())
-        .arg(cluster.dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .expect("the watcher starts");
+    NODE.take()
 }
 
 fn snapshot_names(cluster: &Cluster) -> Vec<String> {

@@ -19,24 +19,20 @@
 //! Servers that cannot be installed or started fail every test with the
 //! reason; none is skipped.
 
-use runbook_test_support::{cluster, restore_proof, support};
+use runbook_test_support::{SharedCluster, cluster, restore_proof, support};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
 use cluster::*;
 use restore_proof::{Storage, digest, real_tools, set_stamps, succeeded};
-use support::{assert_contains, repo_root, runbook, venv_bin};
+use support::{assert_contains, runbook, venv_bin};
 
 const USER: &str = "thehive";
 const PASSWORD: &str = "Real-Restore-Secret-5";
 
-/// The shared servers, or why they could not be started.
-static NODE: OnceLock<Result<Cluster, String>> = OnceLock::new();
-/// Tests that change the node's data run one at a time.
-static EXCLUSIVE: Mutex<()> = Mutex::new(());
-
+/// `sandbox.py start` arguments: real Cassandra (`--cql-auth`) and OpenSearch, S3.
 fn sandbox_args() -> Vec<String> {
     [
         "--cassandra",
@@ -47,66 +43,17 @@ fn sandbox_args() -> Vec<String> {
         "s3",
         "--cql-auth",
     ]
-    .iter()
-    .map(|s| s.to_string())
+    .map(String::from)
+    .into_iter()
     .chain([format!("{USER}:{PASSWORD}")])
     .collect()
 }
 
-/// Stops the shared sandbox when the test binary exits (statics are never dropped).
-extern "C" fn stop_node_at_exit() {
-    if let Some(Ok(cluster)) = NODE.get() {
-        stop_sandbox(cluster);
-        let _ = std::fs::remove_dir_all(cluster.dir.path());
-    }
-}
+/// The real servers, started on first use; tests take turns.
+static NODE: SharedCluster = SharedCluster::real_servers(sandbox_args);
 
-fn stop_sandbox(cluster: &Cluster) {
-    let _ = Command::new(venv_bin("python"))
-        .arg(repo_root().join("tests/sandbox/sandbox.py"))
-        .arg("stop")
-        .arg(cluster.sandbox())
-        .stdout(Stdio::null())
-        .status();
-}
-
-fn start_sandbox() -> Result<Cluster, String> {
-    let args = sandbox_args();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    std::panic::catch_unwind(|| Cluster::start(&args)).map_err(|panic| {
-        panic
-            .downcast_ref::<String>()
-            .cloned()
-            .unwrap_or_else(|| "sandbox start panicked".into())
-    })
-}
-
-/// The real servers, started on first use; panics with the reason when they
-/// cannot be, and locks out other tests while held.
 fn node() -> (&'static Cluster, MutexGuard<'static, ()>) {
-    let guard = EXCLUSIVE
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let started = NODE.get_or_init(|| {
-        let install = Command::new("bash")
-            .arg(repo_root().join("tests/setup-real-servers.sh"))
-            .output()
-            .map_err(|error| format!("cannot run tests/setup-real-servers.sh: {error}"))?;
-        if !install.status.success() {
-            return Err(format!(
-                "tests/setup-real-servers.sh failed: {}",
-                stderr(&install)
-            ));
-        }
-        let cluster = start_sandbox()?;
-        // SAFETY: registers a plain extern "C" function with no captured state.
-        unsafe { libc::atexit(stop_node_at_exit) };
-        Ok(cluster)
-    });
-    match started {
-        Ok(cluster) => (cluster, guard),
-        Err(reason) => panic!("the real servers could not be started: {reason}"),
-    }
+    NODE.take()
 }
 
 fn node_address(cluster: &Cluster) -> String {
@@ -905,7 +852,9 @@ fn a_set_restores_onto_a_new_cluster() {
     let (old, _guard) = node();
     let stamp = backup(old, Storage::Local);
     let at_backup = digest(old, Storage::Local);
-    let new = start_sandbox().unwrap_or_else(|reason| panic!("second sandbox: {reason}"));
+    let args = sandbox_args();
+    // A second sandbox, stopped when dropped (also when the test fails).
+    let new = Cluster::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert_ne!(node_address(&new), node_address(old));
     assert_ne!(new.es_url(), old.es_url());
 
@@ -967,5 +916,5 @@ fn a_set_restores_onto_a_new_cluster() {
     assert_eq!(restored["cassandra"], at_backup["cassandra"]);
     assert_eq!(restored["indices"], at_backup["indices"]);
     assert_eq!(restored["attachments"], at_backup["attachments"]);
-    stop_sandbox(&new);
+    drop(new);
 }
