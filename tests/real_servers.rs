@@ -15,8 +15,8 @@
 use runbook_test_support::{SharedCluster, cluster, restore_proof, support};
 
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::MutexGuard;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use cluster::*;

@@ -13,8 +13,8 @@
 use runbook_test_support::{SharedCluster, cluster, restore_proof, support};
 use std::path::PathBuf;
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::MutexGuard;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use cluster::*;

@@ -20,7 +20,6 @@
 //! A test binary uses it as `use runbook_test_support::{Test, ...};` (the
 //! package it belongs to lists `runbook-test-support` under dev-dependencies).
 
-
 pub mod cluster;
 pub mod harness;
 pub mod moto;
@@ -32,5 +31,5 @@ pub mod tmpfs;
 
 pub use harness::{Ran, Test, Workdir};
 pub use shared::SharedCluster;
-pub use tmpfs::TmpfsMount;
 pub use support::*;
+pub use tmpfs::TmpfsMount;

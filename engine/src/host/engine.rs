@@ -329,10 +329,8 @@ fn parse_undo_spec(
             ));
         }
     };
-    let mut action: Action =
-        serde_json::from_value(serde_json::Value::Object(json)).map_err(|_| {
-            "expected either `step` and `options`, or `remove` (a path)".to_string()
-        })?;
+    let mut action: Action = serde_json::from_value(serde_json::Value::Object(json))
+        .map_err(|_| "expected either `step` and `options`, or `remove` (a path)".to_string())?;
     match &mut action {
         Action::Step { timeout: slot, .. } => *slot = timeout,
         Action::Remove { .. } if timeout.is_some() => {

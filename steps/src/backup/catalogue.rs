@@ -425,7 +425,10 @@ impl SetFiles {
                 continue;
             };
             if let Some((kind, stamp)) = classify_file_name(&name) {
-                self.found.entry(stamp).or_default().push((kind, entry.path()));
+                self.found
+                    .entry(stamp)
+                    .or_default()
+                    .push((kind, entry.path()));
             }
         }
         Ok(())

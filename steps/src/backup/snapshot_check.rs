@@ -194,8 +194,7 @@ pub async fn check_catalogue_snapshots(
         let Some(repository) = snapshot.repository.clone() else {
             continue;
         };
-        let Some(base) = url_to_ask(&set.stamp, &snapshot, url, &mut warnings, &mut unasked)
-        else {
+        let Some(base) = url_to_ask(&set.stamp, &snapshot, url, &mut warnings, &mut unasked) else {
             continue;
         };
         let state = if let Some((_, why)) = unreachable.iter().find(|(u, _)| *u == base) {
