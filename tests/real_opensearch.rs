@@ -14,7 +14,7 @@ use std::process::Command;
 use std::sync::MutexGuard;
 
 use cluster::*;
-use restore_proof::curl;
+use restore_proof::{curl, snapshot_names};
 use serde_json::Value;
 use support::{assert_contains, repo_root, venv_bin};
 
@@ -29,21 +29,6 @@ static NODE: SharedCluster = SharedCluster::real_servers(|| {
 /// The node (started on first use) and this test's turn on it.
 fn node() -> (&'static Cluster, MutexGuard<'static, ()>) {
     NODE.take()
-}
-
-fn snapshot_names(cluster: &Cluster) -> Vec<String> {
-    let (status, body) = curl(&[&format!(
-        "{}/_snapshot/thehive_repository/_all?verbose=false",
-        cluster.es_url()
-    )]);
-    assert_eq!(status, 200, "{body}");
-    let listed: Value = serde_json::from_str(&body).unwrap();
-    listed["snapshots"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["snapshot"].as_str().unwrap().to_string())
-        .collect()
 }
 
 fn digest(cluster: &Cluster) -> Value {

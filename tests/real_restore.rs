@@ -19,6 +19,7 @@
 //! Servers that cannot be installed or started fail every test with the
 //! reason; none is skipped.
 
+use runbook_test_support::shared::with_cql_auth;
 use runbook_test_support::{SharedCluster, cluster, restore_proof, support};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -26,7 +27,7 @@ use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
 use cluster::*;
-use restore_proof::{Storage, digest, real_tools, set_stamps, succeeded};
+use restore_proof::{Storage, curl, digest, real_tools, set_stamps, succeeded};
 use support::{assert_contains, runbook, venv_bin};
 
 const USER: &str = "thehive";
@@ -34,19 +35,18 @@ const PASSWORD: &str = "Real-Restore-Secret-5";
 
 /// `sandbox.py start` arguments: real Cassandra (`--cql-auth`) and OpenSearch, S3.
 fn sandbox_args() -> Vec<String> {
-    [
-        "--cassandra",
-        "real",
-        "--es",
-        "opensearch",
-        "--storage",
-        "s3",
-        "--cql-auth",
-    ]
-    .map(String::from)
-    .into_iter()
-    .chain([format!("{USER}:{PASSWORD}")])
-    .collect()
+    with_cql_auth(
+        &[
+            "--cassandra",
+            "real",
+            "--es",
+            "opensearch",
+            "--storage",
+            "s3",
+        ],
+        USER,
+        PASSWORD,
+    )
 }
 
 /// The real servers, started on first use; tests take turns.
@@ -121,17 +121,6 @@ fn restore_command(cluster: &Cluster, action: &str, settings: &[(&str, &str)]) -
 
 fn restore(cluster: &Cluster, settings: &[(&str, &str)]) -> Output {
     restore_command(cluster, "run", settings).output().unwrap()
-}
-
-fn curl(args: &[&str]) -> (u16, String) {
-    let out = Command::new("curl")
-        .args(["-s", "-w", "\n%{http_code}"])
-        .args(args)
-        .output()
-        .expect("curl runs");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, status) = text.rsplit_once('\n').expect("curl printed the status");
-    (status.parse().expect("a status code"), body.to_string())
 }
 
 /// The real cqlsh against the sandbox's node as the --cql-auth role (the
@@ -544,7 +533,7 @@ fn change_everything(cluster: &Cluster, storage: Storage) {
     );
     let es = cluster.es_url();
     let ids = some_documents(cluster, 2);
-    let json = ["-H", "Content-Type: application/json", "-d"];
+    let json = ["-d"];
     let (status, body) = curl(
         &[
             &[
@@ -723,8 +712,6 @@ fn guide_made_set(cluster: &Cluster) -> String {
     let (status, body) = curl(&[
         "-X",
         "PUT",
-        "-H",
-        "Content-Type: application/json",
         "-d",
         r#"{"indices":"thehive_global","ignore_unavailable":true,"include_global_state":false}"#,
         &format!(
@@ -897,8 +884,6 @@ fn a_set_restores_onto_a_new_cluster() {
     let (status, body) = curl(&[
         "-X",
         "PUT",
-        "-H",
-        "Content-Type: application/json",
         "-d",
         &serde_json::json!({"type": "fs", "settings": {"location": repository}}).to_string(),
         &format!("{}/_snapshot/thehive_repository", new.es_url()),

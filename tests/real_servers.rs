@@ -12,6 +12,7 @@
 //! when the binary exits. Servers that cannot be installed or started fail every
 //! test with the reason; none is skipped.
 
+use runbook_test_support::shared::with_cql_auth;
 use runbook_test_support::{SharedCluster, cluster, restore_proof, support};
 
 use std::process::Command;
@@ -32,13 +33,8 @@ const LOGIN: Login = Login {
 
 /// The real servers (Cassandra with `--cql-auth`), started on first use;
 /// tests that change the node's data take turns.
-static NODE: SharedCluster = SharedCluster::real_servers(|| {
-    ["--real", "--storage", "s3", "--cql-auth"]
-        .map(String::from)
-        .into_iter()
-        .chain([format!("{USER}:{PASSWORD}")])
-        .collect()
-});
+static NODE: SharedCluster =
+    SharedCluster::real_servers(|| with_cql_auth(&["--real", "--storage", "s3"], USER, PASSWORD));
 
 fn node() -> (&'static Cluster, MutexGuard<'static, ()>) {
     NODE.take()

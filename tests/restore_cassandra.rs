@@ -10,6 +10,7 @@
 //! stopped when it exits; tests take turns. Servers that cannot be installed or
 //! started fail every test with the reason; none is skipped.
 
+use runbook_test_support::shared::with_cql_auth;
 use runbook_test_support::{SharedCluster, cluster, restore_proof, support};
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -68,21 +69,20 @@ log_info(`restored: ${restored.to_json()} checked: ${checked.to_json()}`);
 /// The real nodes (Cassandra with `--cql-auth`, OpenSearch), started on
 /// first use; tests change the node's data, so they take turns.
 static NODE: SharedCluster = SharedCluster::real_servers(|| {
-    [
-        "--cassandra",
-        "real",
-        "--es",
-        "opensearch",
-        "--es-docs",
-        "50",
-        "--objects",
-        "5",
-        "--cql-auth",
-    ]
-    .map(String::from)
-    .into_iter()
-    .chain([format!("{USER}:{PASSWORD}")])
-    .collect()
+    with_cql_auth(
+        &[
+            "--cassandra",
+            "real",
+            "--es",
+            "opensearch",
+            "--es-docs",
+            "50",
+            "--objects",
+            "5",
+        ],
+        USER,
+        PASSWORD,
+    )
 });
 
 fn node() -> (&'static Cluster, MutexGuard<'static, ()>) {

@@ -13,7 +13,7 @@
 //! test workflow written beside it. One sandbox serves every test of this
 //! binary (tests take turns; `SharedCluster`), stopped when the test process exits.
 
-use runbook_test_support::{SharedCluster, cluster, support};
+use runbook_test_support::{SharedCluster, cluster, restore_proof, support};
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
@@ -22,6 +22,7 @@ use std::sync::{MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use cluster::*;
+use restore_proof::{curl, snapshot_names};
 use serde_json::Value;
 use support::{assert_contains, repo_root, runbook, venv_bin};
 
@@ -96,23 +97,6 @@ fn fixture() -> (&'static Fixture, MutexGuard<'static, ()>) {
     (fixture, turn)
 }
 
-fn curl(args: &[&str]) -> (u16, String) {
-    let out = Command::new("curl")
-        .args([
-            "-s",
-            "-w",
-            "\n%{http_code}",
-            "-H",
-            "Content-Type: application/json",
-        ])
-        .args(args)
-        .output()
-        .expect("curl runs");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, status) = text.rsplit_once('\n').expect("curl printed the status");
-    (status.parse().expect("a status code"), body.to_string())
-}
-
 /// A request that must answer 200; its JSON.
 fn es(method: &str, cluster: &Cluster, path: &str, body: Option<&str>) -> Value {
     let url = format!("{}{path}", cluster.es_url());
@@ -140,21 +124,6 @@ fn es_digest(cluster: &Cluster) -> Value {
     assert!(out.status.success(), "digest: {}", stderr(&out));
     let digest: Value = serde_json::from_slice(&out.stdout).unwrap();
     digest["indices"].clone()
-}
-
-fn snapshot_names(cluster: &Cluster) -> Vec<String> {
-    let listed = es(
-        "GET",
-        cluster,
-        "/_snapshot/thehive_repository/_all?verbose=false",
-        None,
-    );
-    listed["snapshots"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["snapshot"].as_str().unwrap().to_string())
-        .collect()
 }
 
 /// The index's UUID: a new one means the index was deleted and made again.

@@ -88,6 +88,15 @@ impl SharedCluster {
     }
 }
 
+/// `sandbox.py start` arguments: `args`, then `--cql-auth USER:PASSWORD`
+/// (the real Cassandra with PasswordAuthenticator and that role).
+pub fn with_cql_auth(args: &[&str], user: &str, password: &str) -> Vec<String> {
+    let mut all: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
+    all.push("--cql-auth".to_string());
+    all.push(format!("{user}:{password}"));
+    all
+}
+
 fn install_real_servers() -> Result<(), String> {
     let install = Command::new("bash")
         .arg(repo_root().join("tests/setup-real-servers.sh"))
