@@ -7,14 +7,8 @@ use rhai::{AST, ASTNode, Engine, Expr, Stmt};
 
 use crate::host::workflow::{STOCK_FILES, STOCK_PREFIX, Workflow, WorkflowModules};
 
-/// A problem `check` found.
-#[derive(Debug)]
-pub struct CheckProblem {
-    /// What is wrong.
-    pub message: String,
-    /// `file:line:column`.
-    pub position: String,
-}
+// Defined beside the lints, which this file runs (one way: check → check_lints).
+pub use crate::host::check_lints::CheckProblem;
 
 /// The names of every function an engine knows (built-in and registered).
 fn known_functions(engine: &Engine) -> HashSet<String> {

@@ -100,20 +100,9 @@ impl SnapshotState {
     }
 }
 
-/// True for a name runbook can put in a URL or a file name as it is: ASCII
-/// letters, digits, `_`, `-`, `.`; not empty, at most 255 bytes, not starting
-/// with `_`, `-` or `.`, no `..`. So no wildcard, comma, `_all`, path
-/// separator or percent sign: an Elasticsearch repository or snapshot name
-/// read from a manifest can only ever name one thing.
-pub fn is_plain_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 255
-        && !name.starts_with(['_', '-', '.'])
-        && !name.contains("..")
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-}
+// Owned by the Elasticsearch side (a repository or snapshot name read from a
+// manifest goes into a URL); the catalogue, retention and scripts ask here.
+pub use crate::search::snapshot_api::is_plain_name;
 
 /// Checks a path a manifest names for set `stamp`: absolute, without `.` or
 /// `..` components, and its file name exactly the one runbook gives that kind

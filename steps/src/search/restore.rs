@@ -196,7 +196,7 @@ fn is_one_index(name: &str) -> bool {
 
 /// The options' names checked before any request (an options error).
 fn check_options(options: &EsRestoreOptions) -> Result<(), StepError> {
-    if !crate::backup::catalogue::is_plain_name(&options.repository) {
+    if !crate::search::snapshot_api::is_plain_name(&options.repository) {
         return Err(EsRestoreError::Options(format!(
             "`repository` is `{}`: use letters, digits, `_`, `-` and `.` only",
             options.repository
@@ -204,7 +204,7 @@ fn check_options(options: &EsRestoreOptions) -> Result<(), StepError> {
         .into());
     }
     match &options.snapshot {
-        Some(name) if !crate::backup::catalogue::is_plain_name(name) => {
+        Some(name) if !crate::search::snapshot_api::is_plain_name(name) => {
             return Err(EsRestoreError::Options(format!(
                 "`snapshot` is `{name}`: use letters, digits, `_`, `-` and `.` only"
             ))

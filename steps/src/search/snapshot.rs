@@ -505,7 +505,7 @@ Example:
             ("repository", &options.repository),
             ("snapshot", &options.snapshot),
         ] {
-            if !crate::backup::catalogue::is_plain_name(name) {
+            if !crate::search::snapshot_api::is_plain_name(name) {
                 return Err(HttpError::Options(format!(
                     "`{key}` is `{name}`: use letters, digits, `_`, `-` and `.` only \
                      (no wildcard, comma, `_all`, `/`, and not starting with `_`, `-` or `.`)"
