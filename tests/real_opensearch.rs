@@ -16,7 +16,7 @@ use std::sync::MutexGuard;
 use cluster::*;
 use restore_proof::{curl, snapshot_names};
 use serde_json::Value;
-use support::{assert_contains, repo_root, venv_bin};
+use support::{repo_root, venv_bin};
 
 /// The shared node, started on first use: tests change its index and
 /// snapshots, so they take turns.
@@ -108,8 +108,10 @@ fn a_backup_restores_into_real_opensearch_with_an_equal_digest() {
         "{before}"
     );
 
-    let out = cluster.run(&["run", "cluster-hot-backup"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    cluster
+        .runbook(&["run", "cluster-hot-backup"])
+        .run()
+        .success();
 
     let staging = cluster.dir.path().join("staging");
     let backup = cluster.path("backup");
@@ -175,20 +177,19 @@ fn an_unregistered_repository_fails_preflight_with_nothing_snapshotted() {
     let (cluster, _turn) = node();
     let snapshots = snapshot_names(cluster);
     let files = backup_files(cluster);
-    let out = cluster.run(&[
-        "run",
-        "cluster-hot-backup",
-        "--set",
-        "elasticsearch_repository=not_registered",
-    ]);
-    assert_eq!(code(&out), 1, "{}", stderr(&out));
-    assert_contains(
-        &stderr(&out),
-        &format!(
+    cluster
+        .runbook(&[
+            "run",
+            "cluster-hot-backup",
+            "--set",
+            "elasticsearch_repository=not_registered",
+        ])
+        .run()
+        .failure(1)
+        .stderr_contains(&format!(
             "the Elasticsearch snapshot repository \"not_registered\" is not registered at {}",
             cluster.es_url()
-        ),
-    );
+        ));
     assert_nothing_left(cluster, &snapshots, &files);
 }
 
@@ -200,20 +201,16 @@ fn a_missing_index_fails_preflight_with_nothing_snapshotted() {
     let (cluster, _turn) = node();
     let snapshots = snapshot_names(cluster);
     let files = backup_files(cluster);
-    let out = cluster.run(&[
-        "run",
-        "cluster-hot-backup",
-        "--set",
-        "elasticsearch_indices=no_such_index",
-    ]);
-    assert_eq!(code(&out), 1, "{}", stderr(&out));
-    assert_contains(
-        &stderr(&out),
+    cluster
+        .runbook(&["run", "cluster-hot-backup", "--set", "elasticsearch_indices=no_such_index"])
+        .run()
+        .failure(1)
+        .stderr_contains(
         &format!(
             "the Elasticsearch index \"no_such_index\" does not exist at {}: fix the config key elasticsearch_indices",
             cluster.es_url()
         ),
-    );
+        );
     assert_nothing_left(cluster, &snapshots, &files);
 }
 
@@ -224,19 +221,19 @@ fn a_snapshot_holding_no_index_fails_the_run_and_is_deleted() {
     let (cluster, _turn) = node();
     let snapshots = snapshot_names(cluster);
     let files = backup_files(cluster);
-    let out = cluster.run(&[
-        "run",
-        "cluster-hot-backup",
-        "--set",
-        "elasticsearch_indices=nomatch*",
-    ]);
-    let err = stderr(&out);
-    assert_eq!(code(&out), 1, "{err}");
-    assert_contains(
-        &err,
-        "holds no index (0 shards): \"nomatch*\" (elasticsearch_indices) matches no index",
-    );
-    assert_contains(&err, "delete Elasticsearch snapshot elasticsearch_");
+    cluster
+        .runbook(&[
+            "run",
+            "cluster-hot-backup",
+            "--set",
+            "elasticsearch_indices=nomatch*",
+        ])
+        .run()
+        .failure(1)
+        .stderr_contains(
+            "holds no index (0 shards): \"nomatch*\" (elasticsearch_indices) matches no index",
+        )
+        .stderr_contains("delete Elasticsearch snapshot elasticsearch_");
     assert_nothing_left(cluster, &snapshots, &files);
 }
 
@@ -328,13 +325,15 @@ fn stop_leaves_no_opensearch_process() {
 /// The stock backup with attachments from `storage`; the stamp of the set made.
 fn backup(cluster: &Cluster, storage: restore_proof::Storage) -> String {
     let before = restore_proof::set_stamps(cluster);
-    let out = cluster.run(&[
-        "run",
-        "cluster-hot-backup",
-        "--set",
-        &format!("storage={}", storage.name()),
-    ]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    cluster
+        .runbook(&[
+            "run",
+            "cluster-hot-backup",
+            "--set",
+            &format!("storage={}", storage.name()),
+        ])
+        .run()
+        .success();
     let made: Vec<String> = restore_proof::set_stamps(cluster)
         .difference(&before)
         .cloned()
