@@ -87,6 +87,8 @@ fn closures_of(
 
 /// The branches' results in order, or one `parallel` error listing every
 /// branch's errors (each with its branch number).
+// The errors stay boxed as Rhai hands them over (`Box<EvalAltResult>`).
+#[allow(clippy::vec_box)]
 fn combine(
     outcomes: Vec<Result<Dynamic, Vec<Box<EvalAltResult>>>>,
     context: &NativeCallContext,
