@@ -7,13 +7,13 @@
 //! Tests that bind-mount need root (the test run is root); they fail with
 //! the reason otherwise, rather than pass without checking anything.
 
-use runbook_test_support::{cluster, support};
+use runbook_test_support::{Ran, Test, cluster, support};
 
 use std::ffi::{CString, OsStr};
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cluster::*;
@@ -44,14 +44,12 @@ fn manifest_warnings(manifest: &serde_json::Value) -> String {
 
 /// `runbook list` over the sandbox's backup folder.
 fn list(cluster: &Cluster) -> String {
-    let backup = cluster.path("backup");
-    let out = runbook()
+    Test::new()
         .args(["list", "--manifest-path"])
-        .arg(&backup)
-        .output()
-        .unwrap();
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
-    String::from_utf8_lossy(&out.stdout).into_owned()
+        .arg(cluster.path("backup"))
+        .run()
+        .success()
+        .stdout
 }
 
 /// The state column of `runbook list` for `stamp`.
@@ -71,20 +69,19 @@ fn listed_state(cluster: &Cluster, stamp: &str) -> String {
 }
 
 /// Runs the backup with `--set` pairs.
-fn backup(cluster: &Cluster, sets: &[&str]) -> Output {
+fn backup(cluster: &Cluster, sets: &[&str]) -> Ran {
     let mut args = vec!["run", "cluster-hot-backup"];
     for set in sets {
         args.extend(["--set", set]);
     }
-    cluster.run(&args)
+    cluster.runbook(&args).run()
 }
 
 /// `runbook run restore-prep` on the sandbox's backup folder, staging in `staging`.
-fn restore_prep(cluster: &Cluster, staging: &Path) -> Output {
+fn restore_prep(cluster: &Cluster, staging: &Path) -> Ran {
     let backup = cluster.path("backup");
-    let mut command = runbook();
-    command.args(["run", "restore-prep", "--journal-dir"]);
-    command.arg(cluster.dir.path().join("journal"));
+    // Its journal in the cluster folder's journal/, as the sandbox's runs.
+    let mut test = Test::at(cluster.dir.path()).args(["run", "restore-prep"]);
     for (key, value) in [
         ("manifest_path", backup.display().to_string()),
         ("staging", staging.display().to_string()),
@@ -102,9 +99,9 @@ fn restore_prep(cluster: &Cluster, staging: &Path) -> Output {
             cluster.path("s3_archive").display().to_string(),
         ),
     ] {
-        command.arg("--set").arg(format!("{key}={value}"));
+        test = test.arg("--set").arg(format!("{key}={value}"));
     }
-    command.output().unwrap()
+    test.run()
 }
 
 /// A bind mount undone on drop.
@@ -145,11 +142,11 @@ fn a_symlinked_attachment_folder_is_archived_as_the_folder_it_points_to() {
     let cluster = Cluster::start(&["--objects", "40"]);
     let link = cluster.dir.path().join("files-link");
     std::os::unix::fs::symlink(cluster.path("attachments"), &link).unwrap();
-    let out = backup(
+    backup(
         &cluster,
         &[&format!("attachment_folder={}", link.display())],
-    );
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    )
+    .success();
     let (stamp, _) = only_manifest(&cluster);
     let archive = cluster
         .path("storage_archive")
@@ -167,8 +164,7 @@ fn a_symlinked_attachment_folder_is_archived_as_the_folder_it_points_to() {
         tree(&cluster.path("attachments"))
     );
     let staging = cluster.dir.path().join("staging");
-    let out = restore_prep(&cluster, &staging);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    restore_prep(&cluster, &staging).success();
     assert_eq!(
         tree(&staging.join(&stamp).join(format!("files_{stamp}"))),
         tree(&cluster.path("attachments"))
@@ -195,17 +191,11 @@ fn symlinks_pointing_outside_the_attachments_are_kept_as_links_warned_and_listed
     std::os::unix::fs::symlink("../../elsewhere", attachments.join("links/up")).unwrap();
     std::os::unix::fs::symlink("absolute", attachments.join("links/inside")).unwrap();
 
-    let out = backup(&cluster, &[]);
-    let err = stderr(&out);
-    assert_eq!(code(&out), 0, "{err}");
-    assert_contains(
-        &err,
-        &format!(
-            "{} is a symlink to {}, outside what is archived",
-            attachments.join("links/absolute").display(),
-            elsewhere.join("target.bin").display()
-        ),
-    );
+    backup(&cluster, &[]).success().stderr_contains(&format!(
+        "{} is a symlink to {}, outside what is archived",
+        attachments.join("links/absolute").display(),
+        elsewhere.join("target.bin").display()
+    ));
     let (stamp, manifest) = only_manifest(&cluster);
     let files = manifest["archives"]
         .as_array()
@@ -230,8 +220,7 @@ fn symlinks_pointing_outside_the_attachments_are_kept_as_links_warned_and_listed
     assert_eq!(listed_state(&cluster, &stamp), "complete with warnings");
 
     let staging = cluster.dir.path().join("staging");
-    let out = restore_prep(&cluster, &staging);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    restore_prep(&cluster, &staging).success();
     let restored = staging.join(&stamp).join(format!("files_{stamp}/links"));
     for (name, target) in [
         ("absolute", elsewhere.join("target.bin")),
@@ -401,13 +390,12 @@ fn an_attachment_that_shrinks_while_archived_fails_the_run_unless_allowed() {
     let out = backup(&cluster, &[]);
     assert_failed_cleanly(
         &cluster,
-        &out,
+        &out.output(),
         &format!("{} shrank while being archived", victim.display()),
     );
-    assert_contains(&stderr(&out), "allow_changed_files=true");
+    out.stderr_contains("allow_changed_files=true");
 
-    let out = backup(&cluster, &["allow_changed_files=true"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    backup(&cluster, &["allow_changed_files=true"]).success();
     let (stamp, manifest) = only_manifest(&cluster);
     assert_contains(
         &manifest_warnings(&manifest),
@@ -429,13 +417,13 @@ fn an_empty_attachment_folder_fails_before_any_snapshot_unless_allowed() {
     let out = backup(&cluster, &[&folder]);
     assert_failed_cleanly(
         &cluster,
-        &out,
+        &out.output(),
         &format!(
             "attachment folder {} is empty (an unmounted share or a wrong path?)",
             empty.display()
         ),
     );
-    assert_contains(&stderr(&out), "allow_empty_attachments=true");
+    out.stderr_contains("allow_empty_attachments=true");
     let invocations =
         std::fs::read_to_string(cluster.path("state").join("invocations.log")).unwrap_or_default();
     assert!(
@@ -444,8 +432,7 @@ fn an_empty_attachment_folder_fails_before_any_snapshot_unless_allowed() {
     );
     assert!(cluster.es_requests().iter().all(|r| r["method"] != "PUT"));
 
-    let out = backup(&cluster, &[&folder, "allow_empty_attachments=true"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    backup(&cluster, &[&folder, "allow_empty_attachments=true"]).success();
     let (stamp, manifest) = only_manifest(&cluster);
     assert_contains(&manifest_warnings(&manifest), "files: attachment folder");
     assert_eq!(listed_state(&cluster, &stamp), "complete with warnings");
@@ -463,10 +450,10 @@ fn elasticsearch_indices_matching_no_index_fail_the_run_unless_allowed() {
     let out = backup(&cluster, &["elasticsearch_indices=thehive_gloabl*"]);
     assert_failed_cleanly(
         &cluster,
-        &out,
+        &out.output(),
         "holds no index (0 shards): \"thehive_gloabl*\" (elasticsearch_indices) matches no index",
     );
-    assert_contains(&stderr(&out), "allow_missing_indices=true");
+    out.stderr_contains("allow_missing_indices=true");
     let deleted = cluster
         .es_requests()
         .iter()
@@ -474,14 +461,14 @@ fn elasticsearch_indices_matching_no_index_fail_the_run_unless_allowed() {
         .count();
     assert!(deleted >= 1, "the empty snapshot was not deleted");
 
-    let out = backup(
+    backup(
         &cluster,
         &[
             "elasticsearch_indices=thehive_gloabl*",
             "allow_missing_indices=true",
         ],
-    );
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    )
+    .success();
     let (stamp, manifest) = only_manifest(&cluster);
     assert_contains(
         &manifest_warnings(&manifest),
@@ -516,15 +503,13 @@ fn s3_objects_whose_keys_cannot_be_files_fail_the_run_unless_allowed() {
     let out = backup(&cluster, &[]);
     assert_failed_cleanly(
         &cluster,
-        &out,
+        &out.output(),
         "have keys that cannot be stored as files and are not in the backup",
     );
-    let err = stderr(&out);
-    assert_contains(&err, "allow_skipped_objects=true");
-    assert_contains(&err, "a//b");
+    out.stderr_contains("allow_skipped_objects=true")
+        .stderr_contains("a//b");
 
-    let out = backup(&cluster, &["allow_skipped_objects=true"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    backup(&cluster, &["allow_skipped_objects=true"]).success();
     let (stamp, manifest) = only_manifest(&cluster);
     let warnings = manifest_warnings(&manifest);
     assert_contains(&warnings, "minio: ");
@@ -598,8 +583,7 @@ fn attachment_paths_longer_than_path_max_are_archived_verified_and_restored() {
     let relative = deep_tree(&attachments, &name, 25, b"deep attachment");
     assert!(relative.as_os_str().len() > 5000);
 
-    let out = backup(&cluster, &[]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    backup(&cluster, &[]).success();
     let (stamp, _) = only_manifest(&cluster);
     let archive = cluster
         .path("storage_archive")
@@ -614,8 +598,7 @@ fn attachment_paths_longer_than_path_max_are_archived_verified_and_restored() {
     assert_eq!(code(&verify), 0, "{}", stderr(&verify));
 
     let staging = cluster.dir.path().join("staging");
-    let out = restore_prep(&cluster, &staging);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    restore_prep(&cluster, &staging).success();
     assert_eq!(
         read_deep(
             &staging.join(&stamp).join(format!("files_{stamp}")),

@@ -9,7 +9,7 @@
 //! without checking anything.
 
 use runbook_test_support::servers::ServerProcess;
-use runbook_test_support::{cluster, support};
+use runbook_test_support::{TmpfsMount, cluster, support};
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -169,33 +169,6 @@ fn alive(pid: i32) -> bool {
         && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
             .unwrap_or_default()
             .contains(") Z ")
-}
-
-/// A tmpfs mounted for one test, unmounted on drop.
-struct TmpfsMount(PathBuf);
-
-impl TmpfsMount {
-    fn new(at: &Path, options: &str) -> TmpfsMount {
-        std::fs::create_dir_all(at).unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
-            .arg(at)
-            .output()
-            .expect("mount runs");
-        assert!(
-            out.status.success(),
-            "this test mounts a tmpfs (it needs root): mount -o {options} {}: {}",
-            at.display(),
-            stderr(&out)
-        );
-        TmpfsMount(at.to_path_buf())
-    }
-}
-
-impl Drop for TmpfsMount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
 }
 
 /// Relative path (raw bytes, so non-UTF-8 names compare exactly) -> content.

@@ -5,83 +5,30 @@
 //! 13's proof without `--cql-auth` for storage `local` and `s3` (backup, wipe,
 //! the whole restore plan, equal digests; tests/support/restore_proof.rs).
 //! One sandbox serves every test of this binary: it is started by the first test
-//! and stopped when the test process exits (a watcher process waits for it).
+//! and stopped when the test process exits (`SharedCluster`).
 //! Servers that cannot be installed or started fail the tests with the reason.
 
-use runbook_test_support::{cluster, restore_proof, support};
+use runbook_test_support::{SharedCluster, cluster, restore_proof, support};
 
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::process::Command;
+use std::sync::MutexGuard;
 
 use cluster::*;
-use restore_proof::curl;
+use restore_proof::{curl, snapshot_names};
 use serde_json::Value;
-use support::{assert_contains, repo_root, venv_bin};
+use support::{repo_root, venv_bin};
 
-/// The shared node, and a lock: tests change its index and snapshots, so they
-/// take turns.
-static NODE: OnceLock<Cluster> = OnceLock::new();
-static TURN: Mutex<()> = Mutex::new(());
+/// The shared node, started on first use: tests change its index and
+/// snapshots, so they take turns.
+static NODE: SharedCluster = SharedCluster::real_servers(|| {
+    ["--real", "--storage", "s3", "--es-docs", "500"]
+        .map(String::from)
+        .into()
+});
 
 /// The node (started on first use) and this test's turn on it.
 fn node() -> (&'static Cluster, MutexGuard<'static, ()>) {
-    let turn = TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let cluster = NODE.get_or_init(|| {
-        let install = Command::new("bash")
-            .arg(repo_root().join("tests/setup-real-servers.sh"))
-            .output()
-            .expect("bash runs");
-        assert!(
-            install.status.success(),
-            "installing the real servers failed: {}",
-            String::from_utf8_lossy(&install.stderr)
-        );
-        let cluster = Cluster::start(&["--real", "--storage", "s3", "--es-docs", "500"]);
-        stop_when_this_process_exits(&cluster);
-        cluster
-    });
-    (cluster, turn)
-}
-
-/// A detached watcher stops the sandbox and removes its folder once this test
-/// process is gone (statics are never dropped, and a panic must not leave a JVM).
-// The watcher must outlive this process, so it is never waited for.
-#[allow(clippy::zombie_processes)]
-fn stop_when_this_process_exits(cluster: &Cluster) {
-    let script = r#"while kill -0 "$1" 2>/dev/null; do sleep 0.5; done
-"$2" "$3" stop "$4" >/dev/null 2>&1
-rm -rf "$5""#;
-    Command::new("bash")
-        .arg("-c")
-        .arg(script)
-        .arg("opensearch-watcher")
-        .arg(std::process::id().to_string())
-        .arg(venv_bin("python"))
-        .arg(repo_root().join("tests/sandbox/sandbox.py"))
-        .arg(cluster.sandbox())
-        .arg(cluster.dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .expect("the watcher starts");
-}
-
-fn snapshot_names(cluster: &Cluster) -> Vec<String> {
-    let (status, body) = curl(&[&format!(
-        "{}/_snapshot/thehive_repository/_all?verbose=false",
-        cluster.es_url()
-    )]);
-    assert_eq!(status, 200, "{body}");
-    let listed: Value = serde_json::from_str(&body).unwrap();
-    listed["snapshots"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["snapshot"].as_str().unwrap().to_string())
-        .collect()
+    NODE.take()
 }
 
 fn digest(cluster: &Cluster) -> Value {
@@ -161,8 +108,10 @@ fn a_backup_restores_into_real_opensearch_with_an_equal_digest() {
         "{before}"
     );
 
-    let out = cluster.run(&["run", "cluster-hot-backup"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    cluster
+        .runbook(&["run", "cluster-hot-backup"])
+        .run()
+        .success();
 
     let staging = cluster.dir.path().join("staging");
     let backup = cluster.path("backup");
@@ -228,20 +177,19 @@ fn an_unregistered_repository_fails_preflight_with_nothing_snapshotted() {
     let (cluster, _turn) = node();
     let snapshots = snapshot_names(cluster);
     let files = backup_files(cluster);
-    let out = cluster.run(&[
-        "run",
-        "cluster-hot-backup",
-        "--set",
-        "elasticsearch_repository=not_registered",
-    ]);
-    assert_eq!(code(&out), 1, "{}", stderr(&out));
-    assert_contains(
-        &stderr(&out),
-        &format!(
+    cluster
+        .runbook(&[
+            "run",
+            "cluster-hot-backup",
+            "--set",
+            "elasticsearch_repository=not_registered",
+        ])
+        .run()
+        .failure(1)
+        .stderr_contains(&format!(
             "the Elasticsearch snapshot repository \"not_registered\" is not registered at {}",
             cluster.es_url()
-        ),
-    );
+        ));
     assert_nothing_left(cluster, &snapshots, &files);
 }
 
@@ -253,20 +201,16 @@ fn a_missing_index_fails_preflight_with_nothing_snapshotted() {
     let (cluster, _turn) = node();
     let snapshots = snapshot_names(cluster);
     let files = backup_files(cluster);
-    let out = cluster.run(&[
-        "run",
-        "cluster-hot-backup",
-        "--set",
-        "elasticsearch_indices=no_such_index",
-    ]);
-    assert_eq!(code(&out), 1, "{}", stderr(&out));
-    assert_contains(
-        &stderr(&out),
+    cluster
+        .runbook(&["run", "cluster-hot-backup", "--set", "elasticsearch_indices=no_such_index"])
+        .run()
+        .failure(1)
+        .stderr_contains(
         &format!(
             "the Elasticsearch index \"no_such_index\" does not exist at {}: fix the config key elasticsearch_indices",
             cluster.es_url()
         ),
-    );
+        );
     assert_nothing_left(cluster, &snapshots, &files);
 }
 
@@ -277,19 +221,19 @@ fn a_snapshot_holding_no_index_fails_the_run_and_is_deleted() {
     let (cluster, _turn) = node();
     let snapshots = snapshot_names(cluster);
     let files = backup_files(cluster);
-    let out = cluster.run(&[
-        "run",
-        "cluster-hot-backup",
-        "--set",
-        "elasticsearch_indices=nomatch*",
-    ]);
-    let err = stderr(&out);
-    assert_eq!(code(&out), 1, "{err}");
-    assert_contains(
-        &err,
-        "holds no index (0 shards): \"nomatch*\" (elasticsearch_indices) matches no index",
-    );
-    assert_contains(&err, "delete Elasticsearch snapshot elasticsearch_");
+    cluster
+        .runbook(&[
+            "run",
+            "cluster-hot-backup",
+            "--set",
+            "elasticsearch_indices=nomatch*",
+        ])
+        .run()
+        .failure(1)
+        .stderr_contains(
+            "holds no index (0 shards): \"nomatch*\" (elasticsearch_indices) matches no index",
+        )
+        .stderr_contains("delete Elasticsearch snapshot elasticsearch_");
     assert_nothing_left(cluster, &snapshots, &files);
 }
 
@@ -381,13 +325,15 @@ fn stop_leaves_no_opensearch_process() {
 /// The stock backup with attachments from `storage`; the stamp of the set made.
 fn backup(cluster: &Cluster, storage: restore_proof::Storage) -> String {
     let before = restore_proof::set_stamps(cluster);
-    let out = cluster.run(&[
-        "run",
-        "cluster-hot-backup",
-        "--set",
-        &format!("storage={}", storage.name()),
-    ]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    cluster
+        .runbook(&[
+            "run",
+            "cluster-hot-backup",
+            "--set",
+            &format!("storage={}", storage.name()),
+        ])
+        .run()
+        .success();
     let made: Vec<String> = restore_proof::set_stamps(cluster)
         .difference(&before)
         .cloned()

@@ -19,94 +19,41 @@
 //! Servers that cannot be installed or started fail every test with the
 //! reason; none is skipped.
 
-use runbook_test_support::{cluster, restore_proof, support};
+use runbook_test_support::shared::with_cql_auth;
+use runbook_test_support::{SharedCluster, cluster, restore_proof, support};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
 use cluster::*;
-use restore_proof::{Storage, digest, real_tools, set_stamps, succeeded};
-use support::{assert_contains, repo_root, runbook, venv_bin};
+use restore_proof::{Storage, curl, digest, real_tools, set_stamps, succeeded};
+use support::{assert_contains, runbook, venv_bin};
 
 const USER: &str = "thehive";
 const PASSWORD: &str = "Real-Restore-Secret-5";
 
-/// The shared servers, or why they could not be started.
-static NODE: OnceLock<Result<Cluster, String>> = OnceLock::new();
-/// Tests that change the node's data run one at a time.
-static EXCLUSIVE: Mutex<()> = Mutex::new(());
-
+/// `sandbox.py start` arguments: real Cassandra (`--cql-auth`) and OpenSearch, S3.
 fn sandbox_args() -> Vec<String> {
-    [
-        "--cassandra",
-        "real",
-        "--es",
-        "opensearch",
-        "--storage",
-        "s3",
-        "--cql-auth",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([format!("{USER}:{PASSWORD}")])
-    .collect()
+    with_cql_auth(
+        &[
+            "--cassandra",
+            "real",
+            "--es",
+            "opensearch",
+            "--storage",
+            "s3",
+        ],
+        USER,
+        PASSWORD,
+    )
 }
 
-/// Stops the shared sandbox when the test binary exits (statics are never dropped).
-extern "C" fn stop_node_at_exit() {
-    if let Some(Ok(cluster)) = NODE.get() {
-        stop_sandbox(cluster);
-        let _ = std::fs::remove_dir_all(cluster.dir.path());
-    }
-}
+/// The real servers, started on first use; tests take turns.
+static NODE: SharedCluster = SharedCluster::real_servers(sandbox_args);
 
-fn stop_sandbox(cluster: &Cluster) {
-    let _ = Command::new(venv_bin("python"))
-        .arg(repo_root().join("tests/sandbox/sandbox.py"))
-        .arg("stop")
-        .arg(cluster.sandbox())
-        .stdout(Stdio::null())
-        .status();
-}
-
-fn start_sandbox() -> Result<Cluster, String> {
-    let args = sandbox_args();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    std::panic::catch_unwind(|| Cluster::start(&args)).map_err(|panic| {
-        panic
-            .downcast_ref::<String>()
-            .cloned()
-            .unwrap_or_else(|| "sandbox start panicked".into())
-    })
-}
-
-/// The real servers, started on first use; panics with the reason when they
-/// cannot be, and locks out other tests while held.
 fn node() -> (&'static Cluster, MutexGuard<'static, ()>) {
-    let guard = EXCLUSIVE
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let started = NODE.get_or_init(|| {
-        let install = Command::new("bash")
-            .arg(repo_root().join("tests/setup-real-servers.sh"))
-            .output()
-            .map_err(|error| format!("cannot run tests/setup-real-servers.sh: {error}"))?;
-        if !install.status.success() {
-            return Err(format!(
-                "tests/setup-real-servers.sh failed: {}",
-                stderr(&install)
-            ));
-        }
-        let cluster = start_sandbox()?;
-        // SAFETY: registers a plain extern "C" function with no captured state.
-        unsafe { libc::atexit(stop_node_at_exit) };
-        Ok(cluster)
-    });
-    match started {
-        Ok(cluster) => (cluster, guard),
-        Err(reason) => panic!("the real servers could not be started: {reason}"),
-    }
+    NODE.take()
 }
 
 fn node_address(cluster: &Cluster) -> String {
@@ -174,17 +121,6 @@ fn restore_command(cluster: &Cluster, action: &str, settings: &[(&str, &str)]) -
 
 fn restore(cluster: &Cluster, settings: &[(&str, &str)]) -> Output {
     restore_command(cluster, "run", settings).output().unwrap()
-}
-
-fn curl(args: &[&str]) -> (u16, String) {
-    let out = Command::new("curl")
-        .args(["-s", "-w", "\n%{http_code}"])
-        .args(args)
-        .output()
-        .expect("curl runs");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, status) = text.rsplit_once('\n').expect("curl printed the status");
-    (status.parse().expect("a status code"), body.to_string())
 }
 
 /// The real cqlsh against the sandbox's node as the --cql-auth role (the
@@ -597,7 +533,7 @@ fn change_everything(cluster: &Cluster, storage: Storage) {
     );
     let es = cluster.es_url();
     let ids = some_documents(cluster, 2);
-    let json = ["-H", "Content-Type: application/json", "-d"];
+    let json = ["-d"];
     let (status, body) = curl(
         &[
             &[
@@ -776,8 +712,6 @@ fn guide_made_set(cluster: &Cluster) -> String {
     let (status, body) = curl(&[
         "-X",
         "PUT",
-        "-H",
-        "Content-Type: application/json",
         "-d",
         r#"{"indices":"thehive_global","ignore_unavailable":true,"include_global_state":false}"#,
         &format!(
@@ -905,7 +839,9 @@ fn a_set_restores_onto_a_new_cluster() {
     let (old, _guard) = node();
     let stamp = backup(old, Storage::Local);
     let at_backup = digest(old, Storage::Local);
-    let new = start_sandbox().unwrap_or_else(|reason| panic!("second sandbox: {reason}"));
+    let args = sandbox_args();
+    // A second sandbox, stopped when dropped (also when the test fails).
+    let new = Cluster::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
     assert_ne!(node_address(&new), node_address(old));
     assert_ne!(new.es_url(), old.es_url());
 
@@ -948,8 +884,6 @@ fn a_set_restores_onto_a_new_cluster() {
     let (status, body) = curl(&[
         "-X",
         "PUT",
-        "-H",
-        "Content-Type: application/json",
         "-d",
         &serde_json::json!({"type": "fs", "settings": {"location": repository}}).to_string(),
         &format!("{}/_snapshot/thehive_repository", new.es_url()),
@@ -967,7 +901,7 @@ fn a_set_restores_onto_a_new_cluster() {
     assert_eq!(restored["cassandra"], at_backup["cassandra"]);
     assert_eq!(restored["indices"], at_backup["indices"]);
     assert_eq!(restored["attachments"], at_backup["attachments"]);
-    stop_sandbox(&new);
+    drop(new);
 }
 
 /// The parts and the tables overlap, proven by order, not by timing: a

@@ -12,16 +12,17 @@
 //! when the binary exits. Servers that cannot be installed or started fail every
 //! test with the reason; none is skipped.
 
-use runbook_test_support::{cluster, restore_proof, support};
+use runbook_test_support::shared::with_cql_auth;
+use runbook_test_support::{SharedCluster, cluster, restore_proof, support};
 
 use std::process::Command;
+use std::sync::MutexGuard;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use cluster::*;
 use restore_proof::{Login, Storage, backup_wipe_restore_compare, set_stamps, succeeded};
-use support::{assert_contains, repo_root, venv_bin};
+use support::{assert_contains, repo_root};
 
 const USER: &str = "thehive";
 const PASSWORD: &str = "Real-Cql-Secret-7";
@@ -30,61 +31,13 @@ const LOGIN: Login = Login {
     password: PASSWORD,
 };
 
-/// The shared servers, or why they could not be started.
-static NODE: OnceLock<Result<Cluster, String>> = OnceLock::new();
-/// Tests that change the node's data run one at a time.
-static EXCLUSIVE: Mutex<()> = Mutex::new(());
+/// The real servers (Cassandra with `--cql-auth`), started on first use;
+/// tests that change the node's data take turns.
+static NODE: SharedCluster =
+    SharedCluster::real_servers(|| with_cql_auth(&["--real", "--storage", "s3"], USER, PASSWORD));
 
-/// Stops the shared sandbox when the test binary exits (statics are never dropped).
-/// sandbox.py's stderr (the node's peak RSS, "stopped") goes to the test's stderr.
-extern "C" fn stop_node_at_exit() {
-    if let Some(Ok(cluster)) = NODE.get() {
-        let _ = Command::new(venv_bin("python"))
-            .arg(repo_root().join("tests/sandbox/sandbox.py"))
-            .arg("stop")
-            .arg(cluster.sandbox())
-            .stdout(std::process::Stdio::null())
-            .status();
-        let _ = std::fs::remove_dir_all(cluster.dir.path());
-    }
-}
-
-/// The real node (with `--cql-auth`), started on first use; panics with the reason
-/// when it cannot be, and locks out other data-changing tests while held.
 fn node() -> (&'static Cluster, MutexGuard<'static, ()>) {
-    let started = NODE.get_or_init(|| {
-        let install = Command::new("bash")
-            .arg(repo_root().join("tests/setup-real-servers.sh"))
-            .output()
-            .map_err(|error| format!("cannot run tests/setup-real-servers.sh: {error}"))?;
-        if !install.status.success() {
-            return Err(format!(
-                "tests/setup-real-servers.sh failed: {}",
-                stderr(&install)
-            ));
-        }
-        let auth = format!("{USER}:{PASSWORD}");
-        let cluster = std::panic::catch_unwind(|| {
-            Cluster::start(&["--real", "--storage", "s3", "--cql-auth", &auth])
-        })
-        .map_err(|panic| {
-            panic
-                .downcast_ref::<String>()
-                .cloned()
-                .unwrap_or_else(|| "sandbox start panicked".into())
-        })?;
-        // SAFETY: registers a plain extern "C" function with no captured state.
-        unsafe { libc::atexit(stop_node_at_exit) };
-        Ok(cluster)
-    });
-    let cluster = match started {
-        Ok(cluster) => cluster,
-        Err(reason) => panic!("the real servers could not be started: {reason}"),
-    };
-    let guard = EXCLUSIVE
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    (cluster, guard)
+    NODE.take()
 }
 
 /// A real tool from env.sh's PATH folder, with the sandbox's environment.

@@ -10,16 +10,17 @@
 //! stopped when it exits; tests take turns. Servers that cannot be installed or
 //! started fail every test with the reason; none is skipped.
 
-use runbook_test_support::{cluster, restore_proof, support};
+use runbook_test_support::shared::with_cql_auth;
+use runbook_test_support::{SharedCluster, cluster, restore_proof, support};
 use std::path::PathBuf;
 use std::process::{Command, Output};
+use std::sync::MutexGuard;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use cluster::*;
 use restore_proof::{Storage, digest, real_tools, set_stamps, succeeded};
-use support::{assert_contains, repo_root, venv_bin};
+use support::{assert_contains, repo_root};
 
 const USER: &str = "thehive";
 const PASSWORD: &str = "Restore-Cql-Secret-4";
@@ -65,71 +66,27 @@ for id in safety.undo_ids { dismiss(id); }
 log_info(`restored: ${restored.to_json()} checked: ${checked.to_json()}`);
 "#;
 
-/// The shared servers, or why they could not be started.
-static NODE: OnceLock<Result<Cluster, String>> = OnceLock::new();
-/// Tests change the node's data: one at a time.
-static EXCLUSIVE: Mutex<()> = Mutex::new(());
+/// The real nodes (Cassandra with `--cql-auth`, OpenSearch), started on
+/// first use; tests change the node's data, so they take turns.
+static NODE: SharedCluster = SharedCluster::real_servers(|| {
+    with_cql_auth(
+        &[
+            "--cassandra",
+            "real",
+            "--es",
+            "opensearch",
+            "--es-docs",
+            "50",
+            "--objects",
+            "5",
+        ],
+        USER,
+        PASSWORD,
+    )
+});
 
-/// Stops the shared sandbox when the test binary exits (statics are never dropped).
-extern "C" fn stop_node_at_exit() {
-    if let Some(Ok(cluster)) = NODE.get() {
-        let _ = Command::new(venv_bin("python"))
-            .arg(repo_root().join("tests/sandbox/sandbox.py"))
-            .arg("stop")
-            .arg(cluster.sandbox())
-            .stdout(std::process::Stdio::null())
-            .status();
-        let _ = std::fs::remove_dir_all(cluster.dir.path());
-    }
-}
-
-/// The real nodes (Cassandra with `--cql-auth`, OpenSearch), started on first
-/// use; panics with the reason when they cannot be.
 fn node() -> (&'static Cluster, MutexGuard<'static, ()>) {
-    let started = NODE.get_or_init(|| {
-        let install = Command::new("bash")
-            .arg(repo_root().join("tests/setup-real-servers.sh"))
-            .output()
-            .map_err(|error| format!("cannot run tests/setup-real-servers.sh: {error}"))?;
-        if !install.status.success() {
-            return Err(format!(
-                "tests/setup-real-servers.sh failed: {}",
-                stderr(&install)
-            ));
-        }
-        let auth = format!("{USER}:{PASSWORD}");
-        let cluster = std::panic::catch_unwind(|| {
-            Cluster::start(&[
-                "--cassandra",
-                "real",
-                "--es",
-                "opensearch",
-                "--es-docs",
-                "50",
-                "--objects",
-                "5",
-                "--cql-auth",
-                &auth,
-            ])
-        })
-        .map_err(|panic| {
-            panic
-                .downcast_ref::<String>()
-                .cloned()
-                .unwrap_or_else(|| "sandbox start panicked".into())
-        })?;
-        // SAFETY: registers a plain extern "C" function with no captured state.
-        unsafe { libc::atexit(stop_node_at_exit) };
-        Ok(cluster)
-    });
-    let cluster = match started {
-        Ok(cluster) => cluster,
-        Err(reason) => panic!("the real servers could not be started: {reason}"),
-    };
-    let guard = EXCLUSIVE
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    (cluster, guard)
+    NODE.take()
 }
 
 /// The real cqlsh as the test's admin (the test's own command line, not runbook's).

@@ -11,18 +11,18 @@
 //! The lib is taken from `runbook init` (the stock files embedded in the
 //! binary, so its STOCK_FILES registration is tested too), driven by a small
 //! test workflow written beside it. One sandbox serves every test of this
-//! binary (tests take turns); a watcher stops it when the test process exits.
+//! binary (tests take turns; `SharedCluster`), stopped when the test process exits.
 
-use runbook_test_support::{cluster, support};
+use runbook_test_support::{SharedCluster, cluster, restore_proof, support};
 use std::io::{BufRead, BufReader};
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use cluster::*;
+use restore_proof::{curl, snapshot_names};
 use serde_json::Value;
 use support::{assert_contains, repo_root, runbook, venv_bin};
 
@@ -55,28 +55,34 @@ for id in safety.undo_ids { dismiss(id); }
 log_info("restore done");
 "#;
 
-/// The shared node, the test workflow's folder, and a lock: tests change the
-/// index and the repository, so they take turns.
+/// The shared node, started on first use: tests change the index and the
+/// repository, so they take turns.
+static NODE: SharedCluster = SharedCluster::sandbox(|| {
+    [
+        "--cassandra",
+        "standin",
+        "--es",
+        "opensearch",
+        "--es-docs",
+        "300",
+    ]
+    .map(String::from)
+    .into()
+});
+
+/// The shared node and its test workflow's folder.
 struct Fixture {
-    cluster: Cluster,
+    cluster: &'static Cluster,
     workflow: PathBuf,
 }
 
 static FIXTURE: OnceLock<Fixture> = OnceLock::new();
-static TURN: Mutex<()> = Mutex::new(());
 
+/// The fixture (the node and its test workflow, made on first use) and this
+/// test's turn on the node.
 fn fixture() -> (&'static Fixture, MutexGuard<'static, ()>) {
-    let turn = TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let (cluster, turn) = NODE.take();
     let fixture = FIXTURE.get_or_init(|| {
-        let cluster = Cluster::start(&[
-            "--cassandra",
-            "standin",
-            "--es",
-            "opensearch",
-            "--es-docs",
-            "300",
-        ]);
-        stop_when_this_process_exits(&cluster);
         let folder = cluster.dir.path().join("workflows");
         // The journal folder init creates for the units: the test's own.
         let out = runbook()
@@ -95,48 +101,6 @@ fn fixture() -> (&'static Fixture, MutexGuard<'static, ()>) {
         Fixture { cluster, workflow }
     });
     (fixture, turn)
-}
-
-/// A detached watcher stops the sandbox and removes its folder once this test
-/// process is gone (statics are never dropped, and a panic must not leave a JVM).
-// The watcher must outlive this process, so it is never waited for.
-#[allow(clippy::zombie_processes)]
-fn stop_when_this_process_exits(cluster: &Cluster) {
-    let script = r#"while kill -0 "$1" 2>/dev/null; do sleep 0.5; done
-"$2" "$3" stop "$4" >/dev/null 2>&1
-rm -rf "$5""#;
-    Command::new("bash")
-        .arg("-c")
-        .arg(script)
-        .arg("opensearch-watcher")
-        .arg(std::process::id().to_string())
-        .arg(venv_bin("python"))
-        .arg(repo_root().join("tests/sandbox/sandbox.py"))
-        .arg(cluster.sandbox())
-        .arg(cluster.dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .process_group(0)
-        .spawn()
-        .expect("the watcher starts");
-}
-
-fn curl(args: &[&str]) -> (u16, String) {
-    let out = Command::new("curl")
-        .args([
-            "-s",
-            "-w",
-            "\n%{http_code}",
-            "-H",
-            "Content-Type: application/json",
-        ])
-        .args(args)
-        .output()
-        .expect("curl runs");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, status) = text.rsplit_once('\n').expect("curl printed the status");
-    (status.parse().expect("a status code"), body.to_string())
 }
 
 /// A request that must answer 200; its JSON.
@@ -166,21 +130,6 @@ fn es_digest(cluster: &Cluster) -> Value {
     assert!(out.status.success(), "digest: {}", stderr(&out));
     let digest: Value = serde_json::from_slice(&out.stdout).unwrap();
     digest["indices"].clone()
-}
-
-fn snapshot_names(cluster: &Cluster) -> Vec<String> {
-    let listed = es(
-        "GET",
-        cluster,
-        "/_snapshot/thehive_repository/_all?verbose=false",
-        None,
-    );
-    listed["snapshots"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["snapshot"].as_str().unwrap().to_string())
-        .collect()
 }
 
 /// The index's UUID: a new one means the index was deleted and made again.
@@ -254,7 +203,7 @@ fn change_documents(cluster: &Cluster) {
 
 /// `runbook run|plan` of the test workflow for set `stamp`.
 fn restore_command(fixture: &Fixture, verb: &str, stamp: &str, extra: &[&str]) -> Command {
-    let cluster = &fixture.cluster;
+    let cluster = fixture.cluster;
     let mut command = runbook();
     command
         .arg(verb)
@@ -299,7 +248,7 @@ fn discard_safety(fixture: &Fixture, stamp: &str) -> Output {
 #[test]
 fn a_set_restores_over_changed_documents_to_the_backup_time_digest() {
     let (fixture, _turn) = fixture();
-    let cluster = &fixture.cluster;
+    let cluster = fixture.cluster;
     let at_backup = es_digest(cluster);
     let stamp = backup(cluster);
     change_documents(cluster);
@@ -351,7 +300,7 @@ fn a_set_restores_over_changed_documents_to_the_backup_time_digest() {
 #[test]
 fn a_restore_with_failed_shards_puts_the_index_back_and_exits_1() {
     let (fixture, _turn) = fixture();
-    let cluster = &fixture.cluster;
+    let cluster = fixture.cluster;
     let nowhere = r#"{"index.routing.allocation.require._name":"no_such_node"}"#;
     es("PUT", cluster, "/thehive_global/_settings", Some(nowhere));
     let stamp = backup(cluster);
@@ -403,7 +352,7 @@ fn a_restore_with_failed_shards_puts_the_index_back_and_exits_1() {
 #[test]
 fn a_failure_after_the_restore_puts_the_index_back() {
     let (fixture, _turn) = fixture();
-    let cluster = &fixture.cluster;
+    let cluster = fixture.cluster;
     let stamp = backup(cluster);
     change_documents(cluster);
     let before = es_digest(cluster);
@@ -427,7 +376,7 @@ fn a_failure_after_the_restore_puts_the_index_back() {
 #[test]
 fn a_failure_before_the_restore_leaves_the_index_untouched() {
     let (fixture, _turn) = fixture();
-    let cluster = &fixture.cluster;
+    let cluster = fixture.cluster;
     let stamp = backup(cluster);
     change_documents(cluster);
     let before = es_digest(cluster);
@@ -451,7 +400,7 @@ fn a_failure_before_the_restore_leaves_the_index_untouched() {
 #[test]
 fn an_index_that_did_not_exist_is_gone_after_the_undo() {
     let (fixture, _turn) = fixture();
-    let cluster = &fixture.cluster;
+    let cluster = fixture.cluster;
     let stamp = backup(cluster);
     let before = es_digest(cluster);
     // Keep the live index aside (a snapshot of our own), then delete it.
@@ -494,7 +443,7 @@ fn an_index_that_did_not_exist_is_gone_after_the_undo() {
 #[test]
 fn a_snapshot_missing_from_the_repository_is_refused_before_anything_changes() {
     let (fixture, _turn) = fixture();
-    let cluster = &fixture.cluster;
+    let cluster = fixture.cluster;
     let stamp = backup(cluster);
     es(
         "DELETE",
@@ -528,7 +477,7 @@ fn a_snapshot_missing_from_the_repository_is_refused_before_anything_changes() {
 #[test]
 fn the_plan_lines_run_as_printed_restore_the_set() {
     let (fixture, _turn) = fixture();
-    let cluster = &fixture.cluster;
+    let cluster = fixture.cluster;
     let at_backup = es_digest(cluster);
     let stamp = backup(cluster);
     change_documents(cluster);
@@ -615,7 +564,7 @@ fn the_plan_lines_run_as_printed_restore_the_set() {
 #[test]
 fn preflight_refusals_change_nothing() {
     let (fixture, _turn) = fixture();
-    let cluster = &fixture.cluster;
+    let cluster = fixture.cluster;
     let stamp = backup(cluster);
     change_documents(cluster);
     let before = es_digest(cluster);
@@ -692,7 +641,7 @@ fn preflight_refusals_change_nothing() {
 #[test]
 fn restore_needs_the_safety_copy_and_verify_needs_the_sets_snapshot() {
     let (fixture, _turn) = fixture();
-    let cluster = &fixture.cluster;
+    let cluster = fixture.cluster;
     let stamp = backup(cluster);
     let uuid = index_uuid(cluster);
     let out = restore(fixture, &stamp, &["skip_safety_copy=true"]);
@@ -730,7 +679,7 @@ fn restore_needs_the_safety_copy_and_verify_needs_the_sets_snapshot() {
 #[test]
 fn plan_changes_nothing() {
     let (fixture, _turn) = fixture();
-    let cluster = &fixture.cluster;
+    let cluster = fixture.cluster;
     let stamp = backup(cluster);
     change_documents(cluster);
     let before = es_digest(cluster);
@@ -825,7 +774,7 @@ fn start_restore_and_wait_for_the_restore_step(
 #[test]
 fn sigterm_during_the_restore_puts_the_index_back() {
     let (fixture, _turn) = fixture();
-    let cluster = &fixture.cluster;
+    let cluster = fixture.cluster;
     let stamp = backup(cluster);
     change_documents(cluster);
     let before = es_digest(cluster);
@@ -866,7 +815,7 @@ fn sigterm_during_the_restore_puts_the_index_back() {
 #[test]
 fn after_sigkill_during_the_restore_recover_puts_the_index_back() {
     let (fixture, _turn) = fixture();
-    let cluster = &fixture.cluster;
+    let cluster = fixture.cluster;
     let stamp = backup(cluster);
     change_documents(cluster);
     let before = es_digest(cluster);

@@ -16,58 +16,24 @@
 //! exits; tests take turns. A sandbox that cannot start fails every test with
 //! the reason; none is skipped.
 
-use runbook_test_support::{cluster, support};
+use runbook_test_support::{SharedCluster, TmpfsMount, cluster, support};
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
 use cluster::*;
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
-use support::{assert_contains, repo_root, runbook, venv_bin};
+use nix::sys::signal::Signal;
+use support::{assert_contains, repo_root, runbook, send_signal, venv_bin};
 
-/// The shared sandbox, or why it could not be started.
-static SANDBOX: OnceLock<Result<Cluster, String>> = OnceLock::new();
-/// Tests change the sandbox's attachments: one at a time.
-static EXCLUSIVE: Mutex<()> = Mutex::new(());
-
-/// Stops the shared sandbox when the test binary exits (statics are never dropped).
-extern "C" fn stop_sandbox_at_exit() {
-    if let Some(Ok(cluster)) = SANDBOX.get() {
-        let _ = Command::new(venv_bin("python"))
-            .arg(repo_root().join("tests/sandbox/sandbox.py"))
-            .arg("stop")
-            .arg(cluster.sandbox())
-            .stdout(Stdio::null())
-            .status();
-        let _ = std::fs::remove_dir_all(cluster.dir.path());
-    }
-}
+/// The shared sandbox, started on first use: tests change its attachments,
+/// so they take turns.
+static SANDBOX: SharedCluster = SharedCluster::sandbox(|| vec!["--storage".into(), "s3".into()]);
 
 fn sandbox() -> (&'static Cluster, MutexGuard<'static, ()>) {
-    let started = SANDBOX.get_or_init(|| {
-        let cluster =
-            std::panic::catch_unwind(|| Cluster::start(&["--storage", "s3"])).map_err(|panic| {
-                panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .unwrap_or_else(|| "sandbox start panicked".into())
-            })?;
-        // SAFETY: registers a plain extern "C" function with no captured state.
-        unsafe { libc::atexit(stop_sandbox_at_exit) };
-        Ok(cluster)
-    });
-    let cluster = match started {
-        Ok(cluster) => cluster,
-        Err(reason) => panic!("the sandbox could not be started: {reason}"),
-    };
-    let guard = EXCLUSIVE
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    (cluster, guard)
+    SANDBOX.take()
 }
 
 /// The test workflow: the lib's functions in the order cluster-hot-restore
@@ -298,33 +264,6 @@ fn bucket_python(cluster: &Cluster, body: &str) -> String {
         .unwrap();
     assert!(out.status.success(), "boto3 failed: {}", stderr(&out));
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A tmpfs mounted for one test, unmounted on drop.
-struct TmpfsMount(PathBuf);
-
-impl TmpfsMount {
-    fn new(at: &Path, options: &str) -> TmpfsMount {
-        std::fs::create_dir_all(at).unwrap();
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", options, "tmpfs"])
-            .arg(at)
-            .output()
-            .expect("mount runs");
-        assert!(
-            out.status.success(),
-            "this test mounts a tmpfs (it needs root): mount -o {options} {}: {}",
-            at.display(),
-            stderr(&out)
-        );
-        TmpfsMount(at.to_path_buf())
-    }
-}
-
-impl Drop for TmpfsMount {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
 }
 
 /// Copies the sandbox's attachments into `dest` (a new folder).
@@ -724,7 +663,7 @@ fn stopped_mid_extraction(cluster: &Cluster, stamp: &str, folder: &Path) -> std:
         assert!(Instant::now() < until, "the extraction did not start");
         std::thread::sleep(Duration::from_micros(500));
     }
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGSTOP).unwrap();
+    send_signal(&child, Signal::SIGSTOP);
     assert!(
         !folder.exists() && work.exists(),
         "the extraction was over before the test could stop it: make the test's archive bigger"
@@ -752,8 +691,8 @@ fn sigterm_or_sigkill_and_recover_mid_extraction_put_the_folder_back() {
 
     // SIGTERM: the run's undo puts the folder back, exit 143.
     let child = stopped_mid_extraction(cluster, &stamp, &folder);
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGCONT).unwrap();
+    send_signal(&child, Signal::SIGTERM);
+    send_signal(&child, Signal::SIGCONT);
     let out = child.wait_with_output().unwrap();
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(143), "{err}");
@@ -767,7 +706,7 @@ fn sigterm_or_sigkill_and_recover_mid_extraction_put_the_folder_back() {
 
     // SIGKILL: nothing runs; `runbook recover` carries out the journaled undo.
     let child = stopped_mid_extraction(cluster, &stamp, &folder);
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
+    send_signal(&child, Signal::SIGKILL);
     let _ = child.wait_with_output().unwrap();
     assert!(
         !folder.exists(),
@@ -831,7 +770,7 @@ fn sigterm_or_sigkill_and_recover_mid_bucket_restore_put_the_bucket_back() {
             \x20   time.sleep(0.02)\n"
         );
         bucket_python(cluster, &probe);
-        kill(Pid::from_raw(child.id() as i32), Signal::SIGSTOP).unwrap();
+        send_signal(&child, Signal::SIGSTOP);
         let still = bucket_python(
             cluster,
             "keys = sorted(o['Key'] for o in s3.list_objects_v2(Bucket='thehive')['Contents'])\n\
@@ -841,12 +780,12 @@ fn sigterm_or_sigkill_and_recover_mid_bucket_restore_put_the_bucket_back() {
             still.trim().parse::<u32>().unwrap() > 0,
             "the upload was over before the test could stop it"
         );
-        kill(Pid::from_raw(child.id() as i32), Signal::SIGCONT).unwrap();
+        send_signal(&child, Signal::SIGCONT);
         child
     };
 
     let child = start();
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    send_signal(&child, Signal::SIGTERM);
     let out = child.wait_with_output().unwrap();
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(143), "{err}");
@@ -859,7 +798,7 @@ fn sigterm_or_sigkill_and_recover_mid_bucket_restore_put_the_bucket_back() {
     assert!(names_in(&staging).is_empty(), "{:?}", names_in(&staging));
 
     let child = start();
-    kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
+    send_signal(&child, Signal::SIGKILL);
     let _ = child.wait_with_output().unwrap();
     let recover = runbook()
         .arg("recover")

@@ -11,13 +11,14 @@
 //! - [`s3`]: `mcli_mirror` (`mirror`), `s3_upload` (`upload`); shared: `alias`
 //!   (MinIO-client aliases, the signed S3 client), `listing`.
 //! - [`search`]: Elasticsearch/OpenSearch and HTTP: `client` (the retrying
-//!   HTTP client), `snapshot_api` (snapshot URL and delete, shared with
-//!   retention), steps `es_server`, `es_health`, `es_snapshot`, `es_restore`
+//!   HTTP client), `snapshot_api` (snapshot URL and delete, plain names,
+//!   shared with retention), steps `es_server`, `es_health`, `es_snapshot`, `es_restore`
 //!   (`restore`), `http`.
 //! - [`process`]: the `exec` step.
 //! - [`backup`]: the backup set: `layout` (the stamp and every file name),
 //!   `manifest` (the typed set manifest, format 1) and the `write_manifest`
-//!   step, `catalogue`, `snapshot_check`, retention (`prune`).
+//!   step, `catalogue`, `snapshot_check`, `archive_check` (reading archives
+//!   back for `runbook verify`), retention (`prune`).
 //! - [`files`]: the file helpers scripts call (`write_file`, `glob`, ...).
 //! - [`local`]: `move_path` (atomic renames of local folders, and their undo).
 //! - [`crypto`]: `age_encrypt`, `age_decrypt` (the off-site copy's

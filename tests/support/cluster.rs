@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use crate::harness::Test;
 use crate::support::{repo_root, runbook, venv_bin};
 
 /// A sandbox cluster and a folder for journals and extraction; stopped on drop.
@@ -70,6 +71,23 @@ impl Cluster {
 
     pub fn run(&self, args: &[&str]) -> Output {
         self.command(args).output().expect("runbook runs")
+    }
+
+    /// `runbook ARGS` against the sandbox as a [`Test`]: what [`Cluster::command`]
+    /// sets up (the sandbox's vars, journal folder, environment and a 1 s
+    /// Elasticsearch poll for `run` and `plan`), then `.run().success()` etc.
+    pub fn runbook(&self, args: &[&str]) -> Test {
+        let mut test = Test::at(self.dir.path()).args(args);
+        if matches!(args.first(), Some(&"run") | Some(&"plan")) {
+            test = test
+                .arg("--vars")
+                .arg(self.path("vars"))
+                .args(["--set", "elasticsearch_poll=1s"]);
+        }
+        for (key, value) in self.record["env"].as_object().unwrap() {
+            test = test.env(key, value.as_str().unwrap());
+        }
+        test
     }
 
     /// `runbook run restore-prep --set KEY=VALUE...` with the journal kept

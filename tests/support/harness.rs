@@ -259,6 +259,15 @@ impl Ran {
         self.dir.join(name)
     }
 
+    /// The run as an [`Output`], for helpers written against one.
+    pub fn output(&self) -> Output {
+        Output {
+            status: self.status,
+            stdout: self.stdout.clone().into_bytes(),
+            stderr: self.stderr.clone().into_bytes(),
+        }
+    }
+
     /// The exit code (`None` when a signal ended the run).
     pub fn code(&self) -> Option<i32> {
         self.status.code()

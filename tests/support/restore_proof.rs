@@ -125,6 +125,22 @@ pub fn curl(args: &[&str]) -> (u16, String) {
     (status.parse().expect("a status code"), body.to_string())
 }
 
+/// The names of the snapshots in the sandbox's `thehive_repository`.
+pub fn snapshot_names(cluster: &Cluster) -> Vec<String> {
+    let (status, body) = curl(&[&format!(
+        "{}/_snapshot/thehive_repository/_all?verbose=false",
+        cluster.es_url()
+    )]);
+    assert_eq!(status, 200, "{body}");
+    let listed: serde_json::Value = serde_json::from_str(&body).unwrap();
+    listed["snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["snapshot"].as_str().unwrap().to_string())
+        .collect()
+}
+
 fn empty_folder(folder: &Path) {
     for entry in std::fs::read_dir(folder).unwrap().flatten() {
         let path = entry.path();

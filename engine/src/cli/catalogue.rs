@@ -3,8 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use runbook_steps::archive::sidecar::read_sidecar;
-use runbook_steps::archive::verification::{VerifyArchiveOptions, verify_archive};
+use runbook_steps::backup::archive_check::verify_set_archive;
 use runbook_steps::backup::catalogue::{BackupSet, Catalogue, Origin, human_age, human_bytes};
 use runbook_steps::backup::layout::{STOCK_ARCHIVE_FOLDERS, manifest_file_name, parse_stamp};
 use runbook_steps::backup::manifest::{Manifest, Verification, manifest_time_now};
@@ -407,35 +406,8 @@ fn verify_one(
     archive: &runbook_steps::backup::catalogue::ManifestArchive,
 ) -> Result<String, String> {
     let path = &archive.path;
-    let options = VerifyArchiveOptions {
-        path: path.clone(),
-        sha256: archive.sha256.clone(),
-        require_checksum: true,
-        ..VerifyArchiveOptions::default()
-    };
     let report =
-        verify_archive(&options, &WorkControl::new("verify")).map_err(|e| error_chain(&e))?;
-    if let Some(expected) = archive.bytes
-        && expected != report.bytes
-    {
-        return Err(format!(
-            "{}: {} bytes, the manifest says {expected}",
-            path.display(),
-            report.bytes
-        ));
-    }
-    match read_sidecar(path) {
-        Ok(Some(sidecar)) if !sidecar.sha256.eq_ignore_ascii_case(&report.sha256) => {
-            return Err(format!(
-                "{}: the .sha256 file says {}, the archive's sha256 is {}",
-                path.display(),
-                sidecar.sha256,
-                report.sha256
-            ));
-        }
-        Ok(_) => {}
-        Err(e) => return Err(error_chain(&e)),
-    }
+        verify_set_archive(archive, &WorkControl::new("verify")).map_err(|e| error_chain(&e))?;
     Ok(format!(
         "ok {}: {} entries, {} bytes, sha256 matches the manifest",
         path.display(),

@@ -208,16 +208,11 @@ pub fn recover(journal_dir: Option<std::path::PathBuf>, dry_run: bool) -> i32 {
 
 /// `runbook verify PATH... [--require-checksum] [--json]`: one line per archive.
 pub fn verify(paths: &[std::path::PathBuf], require_checksum: bool, json: bool) -> i32 {
-    use runbook_steps::archive::verification::{VerifyArchiveOptions, verify_archive};
+    use runbook_steps::backup::archive_check::verify_archive_at;
     use runbook_steps::runtime::blocking_work::WorkControl;
     let mut all_ok = true;
     for path in paths {
-        let options = VerifyArchiveOptions {
-            path: path.clone(),
-            require_checksum,
-            ..VerifyArchiveOptions::default()
-        };
-        let outcome = verify_archive(&options, &WorkControl::new("verify"));
+        let outcome = verify_archive_at(path, require_checksum, &WorkControl::new("verify"));
         if json {
             let line = match &outcome {
                 Ok(report) => {

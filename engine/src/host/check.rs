@@ -7,14 +7,8 @@ use rhai::{AST, ASTNode, Engine, Expr, Stmt};
 
 use crate::host::workflow::{STOCK_FILES, STOCK_PREFIX, Workflow, WorkflowModules};
 
-/// A problem `check` found.
-#[derive(Debug)]
-pub struct CheckProblem {
-    /// What is wrong.
-    pub message: String,
-    /// `file:line:column`.
-    pub position: String,
-}
+// Defined beside the lints, which this file runs (one way: check → check_lints).
+pub use crate::host::check_lints::CheckProblem;
 
 /// The names of every function an engine knows (built-in and registered).
 fn known_functions(engine: &Engine) -> HashSet<String> {
@@ -113,6 +107,40 @@ fn check_file(
     };
     let local = script_functions(&ast);
     problems.extend(crate::host::check_lints::lint(&ast, display));
+    let calls = collect_calls(&ast, workflow, display, problems);
+    let mut module_functions: Vec<(String, HashSet<String>)> = Vec::new();
+    for call in &calls {
+        if let Call::Import(alias, module_display, module_text) = call {
+            let functions = check_file(
+                engine,
+                workflow,
+                known,
+                module_display,
+                module_text,
+                seen,
+                problems,
+            )
+            .or_else(|| {
+                compile(engine, module_display, module_text)
+                    .ok()
+                    .map(|ast| script_functions(&ast))
+            })
+            .unwrap_or_default();
+            module_functions.push((alias.clone(), functions));
+        }
+    }
+    check_calls(&calls, &local, known, &module_functions, display, problems);
+    Some(local)
+}
+
+/// The imports (with the module's source, or a problem when it is not
+/// found) and the function calls of `ast`, in the order they appear.
+fn collect_calls(
+    ast: &AST,
+    workflow: &Workflow,
+    display: &str,
+    problems: &mut Vec<CheckProblem>,
+) -> Vec<Call> {
     let mut calls = Vec::new();
     ast.walk(&mut |path: &[ASTNode]| {
         match path.last() {
@@ -150,28 +178,21 @@ fn check_file(
         }
         true
     });
-    let mut module_functions: Vec<(String, HashSet<String>)> = Vec::new();
-    for call in &calls {
-        if let Call::Import(alias, module_display, module_text) = call {
-            let functions = check_file(
-                engine,
-                workflow,
-                known,
-                module_display,
-                module_text,
-                seen,
-                problems,
-            )
-            .or_else(|| {
-                compile(engine, module_display, module_text)
-                    .ok()
-                    .map(|ast| script_functions(&ast))
-            })
-            .unwrap_or_default();
-            module_functions.push((alias.clone(), functions));
-        }
-    }
-    for call in &calls {
+    calls
+}
+
+/// A problem for each call of `calls` to a function that is neither the
+/// file's own (`local`), nor an engine function (`known`) or keyword, nor
+/// (for `alias::name`) one of the imported module's.
+fn check_calls(
+    calls: &[Call],
+    local: &HashSet<String>,
+    known: &HashSet<String>,
+    module_functions: &[(String, HashSet<String>)],
+    display: &str,
+    problems: &mut Vec<CheckProblem>,
+) {
+    for call in calls {
         if let Call::Function(namespace, name, position) = call {
             let exists = match namespace {
                 None => local.contains(name) || known.contains(name) || is_language_keyword(name),
@@ -195,7 +216,6 @@ fn check_file(
             }
         }
     }
-    Some(local)
 }
 
 enum Call {

@@ -17,11 +17,19 @@ use std::collections::BTreeSet;
 
 use rhai::{AST, ASTNode, Expr, Stmt};
 
-use crate::host::check::CheckProblem;
 use crate::host::script_error::describe_position;
 
 /// The name Rhai gives a closure's function.
 const CLOSURE_PREFIX: &str = "anon$";
+
+/// A problem `check` found.
+#[derive(Debug)]
+pub struct CheckProblem {
+    /// What is wrong.
+    pub message: String,
+    /// `file:line:column`.
+    pub position: String,
+}
 
 /// Every problem of this module in `ast` (one file).
 pub fn lint(ast: &AST, display: &str) -> Vec<CheckProblem> {

@@ -313,6 +313,54 @@ fn config_strings(config: &Map) -> Vec<(String, String)> {
     strings
 }
 
+/// What an `undo(...)` map says: whether it is undone at the end of the run
+/// (`scope: "run"`) rather than of its branch, its label, and the action
+/// (its `timeout` in a step action). The message of what is wrong otherwise.
+fn parse_undo_spec(
+    mut json: serde_json::Map<String, serde_json::Value>,
+) -> Result<(bool, String, Action), String> {
+    let run_scope = match json.remove("scope") {
+        None => false,
+        Some(serde_json::Value::String(scope)) if scope == "branch" => false,
+        Some(serde_json::Value::String(scope)) if scope == "run" => true,
+        Some(other) => {
+            return Err(format!(
+                "`scope` must be \"branch\" or \"run\", not {other}"
+            ));
+        }
+    };
+    let label = match json.remove("label") {
+        Some(serde_json::Value::String(label)) => label,
+        _ => {
+            return Err("`label` (a string saying what is undone) is required".to_string());
+        }
+    };
+    // How long the step may take when carried out (default 5 minutes): e.g.
+    // restoring a big index from a safety snapshot takes longer.
+    let timeout = match json.remove("timeout") {
+        None => None,
+        Some(serde_json::Value::String(text)) => match humantime::parse_duration(&text) {
+            Ok(_) => Some(text),
+            Err(e) => return Err(format!("`timeout` \"{text}\": {e}")),
+        },
+        Some(other) => {
+            return Err(format!(
+                "`timeout` must be a duration like \"2h\", not {other}"
+            ));
+        }
+    };
+    let mut action: Action = serde_json::from_value(serde_json::Value::Object(json))
+        .map_err(|_| "expected either `step` and `options`, or `remove` (a path)".to_string())?;
+    match &mut action {
+        Action::Step { timeout: slot, .. } => *slot = timeout,
+        Action::Remove { .. } if timeout.is_some() => {
+            return Err("`timeout` is for step actions, not `remove`".to_string());
+        }
+        Action::Remove { .. } => {}
+    }
+    Ok((run_scope, label, action))
+}
+
 /// `undo(#{ label, step, options })` / `undo(#{ label, remove })`.
 fn undo(
     state: &Arc<RunState>,
@@ -329,55 +377,11 @@ fn undo(
             context.call_position(),
         )
     };
-    let mut json = match rhai::serde::from_dynamic::<serde_json::Value>(&spec.into()) {
+    let json = match rhai::serde::from_dynamic::<serde_json::Value>(&spec.into()) {
         Ok(serde_json::Value::Object(map)) => map,
         _ => return Err(error("expected a map".to_string())),
     };
-    let run_scope = match json.remove("scope") {
-        None => false,
-        Some(serde_json::Value::String(scope)) if scope == "branch" => false,
-        Some(serde_json::Value::String(scope)) if scope == "run" => true,
-        Some(other) => {
-            return Err(error(format!(
-                "`scope` must be \"branch\" or \"run\", not {other}"
-            )));
-        }
-    };
-    let label = match json.remove("label") {
-        Some(serde_json::Value::String(label)) => label,
-        _ => {
-            return Err(error(
-                "`label` (a string saying what is undone) is required".to_string(),
-            ));
-        }
-    };
-    // How long the step may take when carried out (default 5 minutes): e.g.
-    // restoring a big index from a safety snapshot takes longer.
-    let timeout = match json.remove("timeout") {
-        None => None,
-        Some(serde_json::Value::String(text)) => match humantime::parse_duration(&text) {
-            Ok(_) => Some(text),
-            Err(e) => return Err(error(format!("`timeout` \"{text}\": {e}"))),
-        },
-        Some(other) => {
-            return Err(error(format!(
-                "`timeout` must be a duration like \"2h\", not {other}"
-            )));
-        }
-    };
-    let mut action: Action =
-        serde_json::from_value(serde_json::Value::Object(json)).map_err(|_| {
-            error("expected either `step` and `options`, or `remove` (a path)".to_string())
-        })?;
-    match &mut action {
-        Action::Step { timeout: slot, .. } => *slot = timeout,
-        Action::Remove { .. } if timeout.is_some() => {
-            return Err(error(
-                "`timeout` is for step actions, not `remove`".to_string(),
-            ));
-        }
-        Action::Remove { .. } => {}
-    }
+    let (run_scope, label, mut action) = parse_undo_spec(json).map_err(error)?;
     if let Action::Step { step, options, .. } = &mut action {
         let entry = runbook_steps::find_step(step)
             .ok_or_else(|| error(format!("no step named `{step}`")))?;

@@ -14,26 +14,7 @@ const BRANCH_STACK_BYTES: usize = 8 * 1024 * 1024;
 
 /// The `parallel` function.
 pub fn parallel(context: NativeCallContext, branches: Array) -> Result<Array, Box<EvalAltResult>> {
-    let position = context.call_position();
-    let mut closures = Vec::with_capacity(branches.len());
-    for (index, branch) in branches.into_iter().enumerate() {
-        let type_name = branch.type_name();
-        match branch.try_cast::<FnPtr>() {
-            Some(closure) => closures.push(closure),
-            None => {
-                return Err(script_error::runtime_error(
-                    "parallel",
-                    ErrorKind::Options,
-                    format!(
-                        "branch {} is a {type_name}, expected a closure `|| {{ ... }}`",
-                        index + 1
-                    ),
-                    script_error::describe_position(context.call_source(), position),
-                    position,
-                ));
-            }
-        }
-    }
+    let closures = closures_of(&context, branches)?;
     #[allow(deprecated)]
     let store = context.store_data();
     let engine = context.engine();
@@ -79,6 +60,46 @@ pub fn parallel(context: NativeCallContext, branches: Array) -> Result<Array, Bo
             .collect()
     });
 
+    combine(outcomes, &context)
+}
+
+/// The branches, each of which must be a closure.
+fn closures_of(
+    context: &NativeCallContext,
+    branches: Array,
+) -> Result<Vec<FnPtr>, Box<EvalAltResult>> {
+    let position = context.call_position();
+    let mut closures = Vec::with_capacity(branches.len());
+    for (index, branch) in branches.into_iter().enumerate() {
+        let type_name = branch.type_name();
+        match branch.try_cast::<FnPtr>() {
+            Some(closure) => closures.push(closure),
+            None => {
+                return Err(script_error::runtime_error(
+                    "parallel",
+                    ErrorKind::Options,
+                    format!(
+                        "branch {} is a {type_name}, expected a closure `|| {{ ... }}`",
+                        index + 1
+                    ),
+                    script_error::describe_position(context.call_source(), position),
+                    position,
+                ));
+            }
+        }
+    }
+    Ok(closures)
+}
+
+/// The branches' results in order, or one `parallel` error listing every
+/// branch's errors (each with its branch number).
+// The errors stay boxed as Rhai hands them over (`Box<EvalAltResult>`).
+#[allow(clippy::vec_box)]
+fn combine(
+    outcomes: Vec<Result<Dynamic, Vec<Box<EvalAltResult>>>>,
+    context: &NativeCallContext,
+) -> Result<Array, Box<EvalAltResult>> {
+    let position = context.call_position();
     let total = outcomes.len();
     let mut results = Array::with_capacity(total);
     let mut errors = Array::new();

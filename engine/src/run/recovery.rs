@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use crate::host::compensation::carry_out;
 use crate::host::file_safety::{TrustedUse, check_trusted};
-use crate::host::journal::{Journal, timestamp};
+use crate::host::journal::{Journal, JournalDoc, timestamp};
 use crate::run::lock::RunLock;
 
 /// What recovery did for one abandoned run.
@@ -48,11 +48,7 @@ pub async fn recover_all(
     current: Option<&Path>,
     held_workflow: Option<&str>,
 ) -> Vec<Recovered> {
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(journal_dir)
-        .map(|dir| dir.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    paths.retain(|p| p.extension().is_some_and(|e| e == "json") && Some(p.as_path()) != current);
-    paths.sort();
+    let paths = journals_in(journal_dir, current);
     let mut recovered = Vec::new();
     for path in paths {
         // Its undo actions are commands run as this user: a journal another
@@ -92,47 +88,9 @@ pub async fn recover_all(
                 Err(_) => continue,
             }
         };
-        let mut actions = Vec::new();
-        for compensation in doc
-            .compensations
-            .iter()
-            .rev()
-            .filter(|c| c.state == "pending")
-        {
-            let outcome = carry_out(&compensation.action, &compensation.label, dry_run)
-                .await
-                .map_err(|e| crate::host::secrets::mask(&e.to_string()));
-            if !dry_run {
-                // A failed undo stays pending, with its reason: the next
-                // `recover` (or run) tries it again.
-                let (state, error) = match &outcome {
-                    Ok(()) => ("done", None),
-                    Err(e) => ("pending", Some(e.clone())),
-                };
-                journal.update(|doc| {
-                    if let Some(c) = doc
-                        .compensations
-                        .iter_mut()
-                        .find(|c| c.id == compensation.id)
-                    {
-                        c.state = state.to_string();
-                        c.error = error;
-                    }
-                });
-            }
-            actions.push((compensation.label.clone(), outcome));
-        }
+        let actions = undo_pending(&journal, &doc, dry_run).await;
         if !dry_run && abandoned {
-            let failed = actions.iter().filter(|(_, r)| r.is_err()).count();
-            journal.update(|doc| {
-                doc.status = "crashed".to_string();
-                doc.ended = Some(timestamp(chrono::Utc::now()));
-                doc.error = Some(format!(
-                    "the run ended without finishing (killed?); recovery by pid {} carried out {}, {failed} failed and stay pending",
-                    std::process::id(),
-                    runbook_steps::runtime::wording::count(actions.len() as u64, "undo action")
-                ));
-            });
+            mark_crashed(&journal, &actions);
         }
         recovered.push(Recovered {
             journal: path,
@@ -142,6 +100,72 @@ pub async fn recover_all(
         });
     }
     recovered
+}
+
+/// The journals in `journal_dir`, oldest first, but `current` (this run's).
+fn journals_in(journal_dir: &Path, current: Option<&Path>) -> Vec<PathBuf> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(journal_dir)
+        .map(|dir| dir.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    paths.retain(|p| p.extension().is_some_and(|e| e == "json") && Some(p.as_path()) != current);
+    paths.sort();
+    paths
+}
+
+/// Carries out the pending compensations of `doc`, newest first (or says
+/// what it would do, with `dry_run`), and records each outcome in `journal`:
+/// done, or still pending with its reason. Each action's label and outcome.
+async fn undo_pending(
+    journal: &Journal,
+    doc: &JournalDoc,
+    dry_run: bool,
+) -> Vec<(String, Result<(), String>)> {
+    let mut actions = Vec::new();
+    for compensation in doc
+        .compensations
+        .iter()
+        .rev()
+        .filter(|c| c.state == "pending")
+    {
+        let outcome = carry_out(&compensation.action, &compensation.label, dry_run)
+            .await
+            .map_err(|e| crate::host::secrets::mask(&e.to_string()));
+        if !dry_run {
+            // A failed undo stays pending, with its reason: the next
+            // `recover` (or run) tries it again.
+            let (state, error) = match &outcome {
+                Ok(()) => ("done", None),
+                Err(e) => ("pending", Some(e.clone())),
+            };
+            journal.update(|doc| {
+                if let Some(c) = doc
+                    .compensations
+                    .iter_mut()
+                    .find(|c| c.id == compensation.id)
+                {
+                    c.state = state.to_string();
+                    c.error = error;
+                }
+            });
+        }
+        actions.push((compensation.label.clone(), outcome));
+    }
+    actions
+}
+
+/// Records in `journal` that its run ended without finishing and what
+/// recovery did about it.
+fn mark_crashed(journal: &Journal, actions: &[(String, Result<(), String>)]) {
+    let failed = actions.iter().filter(|(_, r)| r.is_err()).count();
+    journal.update(|doc| {
+        doc.status = "crashed".to_string();
+        doc.ended = Some(timestamp(chrono::Utc::now()));
+        doc.error = Some(format!(
+            "the run ended without finishing (killed?); recovery by pid {} carried out {}, {failed} failed and stay pending",
+            std::process::id(),
+            runbook_steps::runtime::wording::count(actions.len() as u64, "undo action")
+        ));
+    });
 }
 
 /// Logs what recovery did; returns false when an action failed.

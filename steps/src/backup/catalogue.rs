@@ -100,20 +100,9 @@ impl SnapshotState {
     }
 }
 
-/// True for a name runbook can put in a URL or a file name as it is: ASCII
-/// letters, digits, `_`, `-`, `.`; not empty, at most 255 bytes, not starting
-/// with `_`, `-` or `.`, no `..`. So no wildcard, comma, `_all`, path
-/// separator or percent sign: an Elasticsearch repository or snapshot name
-/// read from a manifest can only ever name one thing.
-pub fn is_plain_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 255
-        && !name.starts_with(['_', '-', '.'])
-        && !name.contains("..")
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-}
+// Owned by the Elasticsearch side (a repository or snapshot name read from a
+// manifest goes into a URL); the catalogue, retention and scripts ask here.
+pub use crate::search::snapshot_api::is_plain_name;
 
 /// Checks a path a manifest names for set `stamp`: absolute, without `.` or
 /// `..` components, and its file name exactly the one runbook gives that kind
@@ -402,6 +391,53 @@ pub struct Catalogue {
     pub warnings: Vec<String>,
 }
 
+/// The set files found so far, by stamp, and the folders listed (each once,
+/// however it is spelled).
+#[derive(Default)]
+struct SetFiles {
+    found: BTreeMap<String, Vec<(SetFileKind, PathBuf)>>,
+    folders: Vec<PathBuf>,
+    listed: BTreeSet<PathBuf>,
+}
+
+impl SetFiles {
+    /// Adds the set files in `dir` (nothing when it was listed already).
+    fn list(&mut self, dir: &Path) -> Result<(), std::io::Error> {
+        let key = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        if !self.listed.insert(key) {
+            return Ok(());
+        }
+        self.folders.push(dir.to_path_buf());
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            if let Some((kind, stamp)) = classify_file_name(&name) {
+                self.found
+                    .entry(stamp)
+                    .or_default()
+                    .push((kind, entry.path()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The manifests found in `manifest_dir` (not those beside the
+    /// archives), read, by stamp.
+    fn read_manifests(&self, manifest_dir: &Path) -> BTreeMap<String, ManifestRead> {
+        let mut manifests = BTreeMap::new();
+        for (stamp, files) in &self.found {
+            for (kind, path) in files {
+                if *kind == SetFileKind::Manifest && path.parent() == Some(manifest_dir) {
+                    manifests.insert(stamp.clone(), read_manifest(path));
+                }
+            }
+        }
+        manifests
+    }
+}
+
 impl Catalogue {
     /// Finds the sets: the manifests in `manifest_dir`, and the set files in
     /// `manifest_dir`, in each of `archive_dirs`, and in every folder a
@@ -411,38 +447,19 @@ impl Catalogue {
         manifest_dir: &Path,
         archive_dirs: &[PathBuf],
     ) -> Result<Catalogue, CatalogueError> {
-        let mut found: BTreeMap<String, Vec<(SetFileKind, PathBuf)>> = BTreeMap::new();
-        let mut folders: Vec<PathBuf> = Vec::new();
-        let mut listed: BTreeSet<PathBuf> = BTreeSet::new();
-        let mut list_folder = |dir: &Path,
-                               found: &mut BTreeMap<String, Vec<(SetFileKind, PathBuf)>>|
-         -> Result<(), std::io::Error> {
-            let key = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-            if !listed.insert(key) {
-                return Ok(());
-            }
-            folders.push(dir.to_path_buf());
-            for entry in std::fs::read_dir(dir)? {
-                let entry = entry?;
-                let Some(name) = entry.file_name().to_str().map(str::to_string) else {
-                    continue;
-                };
-                if let Some((kind, stamp)) = classify_file_name(&name) {
-                    found.entry(stamp).or_default().push((kind, entry.path()));
-                }
-            }
-            Ok(())
-        };
-        list_folder(manifest_dir, &mut found).map_err(|source| CatalogueError::Folder {
-            what: "manifest folder",
-            path: manifest_dir.to_path_buf(),
-            source,
-        })?;
+        let mut listing = SetFiles::default();
+        listing
+            .list(manifest_dir)
+            .map_err(|source| CatalogueError::Folder {
+                what: "manifest folder",
+                path: manifest_dir.to_path_buf(),
+                source,
+            })?;
         // A missing archive folder is a warning: a site using one storage
         // mode has no folder for the other.
         let mut warnings = Vec::new();
         for dir in archive_dirs {
-            match list_folder(dir, &mut found) {
+            match listing.list(dir) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     warnings.push(format!("archive folder {} does not exist", dir.display()));
@@ -458,14 +475,7 @@ impl Catalogue {
         }
 
         // Read the manifests, then list the folders they name.
-        let mut manifests: BTreeMap<String, ManifestRead> = BTreeMap::new();
-        for (stamp, files) in &found {
-            for (kind, path) in files {
-                if *kind == SetFileKind::Manifest && path.parent() == Some(manifest_dir) {
-                    manifests.insert(stamp.clone(), read_manifest(path));
-                }
-            }
-        }
+        let mut manifests = listing.read_manifests(manifest_dir);
         let named: BTreeSet<PathBuf> = manifests
             .values()
             .filter_map(|m| m.content.as_ref())
@@ -473,7 +483,7 @@ impl Catalogue {
             .filter_map(|p| p.parent().map(Path::to_path_buf))
             .collect();
         for dir in named {
-            if let Err(error) = list_folder(&dir, &mut found) {
+            if let Err(error) = listing.list(&dir) {
                 warnings.push(format!(
                     "cannot list archive folder {} (named by a manifest): {error}",
                     dir.display()
@@ -483,13 +493,13 @@ impl Catalogue {
 
         let now = Local::now();
         let mut sets = Vec::new();
-        for (stamp, files) in found {
+        for (stamp, files) in listing.found {
             let manifest = manifests.remove(&stamp);
             sets.push(build_set(&stamp, manifest, &files, now));
         }
         Ok(Catalogue {
             sets,
-            folders,
+            folders: listing.folders,
             warnings,
         })
     }

@@ -3,8 +3,10 @@
 //! folder and the archive folders (manifests, parts, completeness;
 //! [`catalogue`]), the set manifest ([`manifest`], written by the
 //! `write_manifest` step), whether a set's Elasticsearch snapshot is
-//! still there ([`snapshot_check`]), and retention (the `prune` step).
+//! still there ([`snapshot_check`]), reading archives back for `runbook
+//! verify` ([`archive_check`]), and retention (the `prune` step).
 
+pub mod archive_check;
 pub mod catalogue;
 pub mod layout;
 pub mod manifest;

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use url::Url;
 
 pub use crate::backup::catalogue::SnapshotState;
-use crate::backup::catalogue::is_plain_name;
+use crate::backup::catalogue::{SnapshotRef, is_plain_name};
 use crate::runtime::step::StepContext;
 use crate::search::client::{HttpClient, HttpConnection, HttpRequest, display_url, endpoint};
 use crate::search::snapshot_api::says_snapshot_missing;
@@ -112,6 +112,65 @@ fn error_line(error: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+/// Where to ask about set `stamp`'s snapshot: `url`, or else the URL its
+/// manifest records. `None` (with a warning, or the stamp added to
+/// `unasked`) when there is none to ask or it is not a URL.
+fn url_to_ask(
+    stamp: &str,
+    snapshot: &SnapshotRef,
+    url: Option<&str>,
+    warnings: &mut Vec<String>,
+    unasked: &mut Vec<String>,
+) -> Option<Url> {
+    match url.or(snapshot.url.as_deref()) {
+        Some(text) => match Url::parse(text) {
+            Ok(url) => Some(url),
+            Err(e) => {
+                warnings.push(format!(
+                    "set {stamp}: snapshot not checked: `{text}` is not a URL ({e})"
+                ));
+                None
+            }
+        },
+        None => {
+            match &snapshot.untrusted {
+                Some(why) => warnings.push(format!(
+                    "set {stamp}: snapshot not checked at the URL its manifest records: {why} \
+                     (give --elasticsearch-url)"
+                )),
+                None => unasked.push(stamp.to_string()),
+            }
+            None
+        }
+    }
+}
+
+/// The state of `snapshot` in `repository` at `base`, asked as the user the
+/// manifest records (with `password`; unknown without one) or anonymously.
+async fn ask_for_snapshot(
+    snapshot: &SnapshotRef,
+    base: &Url,
+    repository: &str,
+    password: Option<&crate::runtime::secret::Secret>,
+    timeout: Duration,
+) -> SnapshotState {
+    let user = snapshot.user.clone().filter(|u| !u.is_empty());
+    if let (Some(user), None) = (&user, password) {
+        return SnapshotState::Unknown(format!(
+            "the manifest records elasticsearch_user `{user}`: set ELASTICSEARCH_PASSWORD (or ELASTICSEARCH_PASSWORD_FILE)"
+        ));
+    }
+    let connection = match user {
+        Some(user) => HttpConnection {
+            user: Some(user),
+            password: password.cloned(),
+            ..HttpConnection::default()
+        },
+        None => HttpConnection::default(),
+    };
+    snapshot_state(&connection, base, repository, &snapshot.name, timeout).await
+}
+
 /// Asks Elasticsearch about the snapshot of every set whose manifest names
 /// one, at `url` or else the URL its manifest's config records when the
 /// manifest is trusted (sets with neither are not asked, and say so in the
@@ -135,49 +194,13 @@ pub async fn check_catalogue_snapshots(
         let Some(repository) = snapshot.repository.clone() else {
             continue;
         };
-        let base = match url.or(snapshot.url.as_deref()) {
-            Some(text) => match Url::parse(text) {
-                Ok(url) => url,
-                Err(e) => {
-                    warnings.push(format!(
-                        "set {}: snapshot not checked: `{text}` is not a URL ({e})",
-                        set.stamp
-                    ));
-                    continue;
-                }
-            },
-            None => {
-                match &snapshot.untrusted {
-                    Some(why) => warnings.push(format!(
-                        "set {}: snapshot not checked at the URL its manifest records: {why} \
-                         (give --elasticsearch-url)",
-                        set.stamp
-                    )),
-                    None => unasked.push(set.stamp.clone()),
-                }
-                continue;
-            }
+        let Some(base) = url_to_ask(&set.stamp, &snapshot, url, &mut warnings, &mut unasked) else {
+            continue;
         };
-        let user = snapshot.user.clone().filter(|u| !u.is_empty());
         let state = if let Some((_, why)) = unreachable.iter().find(|(u, _)| *u == base) {
             SnapshotState::Unknown(why.clone())
-        } else if let (Some(user), None) = (&user, password) {
-            SnapshotState::Unknown(format!(
-                "the manifest records elasticsearch_user `{user}`: set ELASTICSEARCH_PASSWORD (or ELASTICSEARCH_PASSWORD_FILE)"
-            ))
         } else {
-            let connection = HttpConnection {
-                user: snapshot.user.clone().filter(|u| !u.is_empty()),
-                password: password.cloned(),
-                ..HttpConnection::default()
-            };
-            let connection = if connection.user.is_none() {
-                HttpConnection::default()
-            } else {
-                connection
-            };
-            let state =
-                snapshot_state(&connection, &base, &repository, &snapshot.name, timeout).await;
+            let state = ask_for_snapshot(&snapshot, &base, &repository, password, timeout).await;
             if let SnapshotState::Unknown(why) = &state {
                 unreachable.push((base.clone(), why.clone()));
             }

@@ -288,37 +288,9 @@ fn spawn_reader(
 async fn run_exec(options: ExecOptions, ctx: StepContext) -> Result<ExecOutput, StepError> {
     let started = Instant::now();
     let command = short_command(&options);
-    let expression = if options.shell {
-        let mut line = options.cmd.clone();
-        for arg in &options.args {
-            line.push(' ');
-            line.push_str(&shell_quote(arg));
-        }
-        duct::cmd("/bin/sh", ["-c".to_string(), line])
-    } else {
-        duct::cmd(&options.cmd, &options.args)
-    };
     let (out_read, out_write) = os_pipe::pipe().map_err(|e| spawn_error(&options.cmd, &e))?;
     let (err_read, err_write) = os_pipe::pipe().map_err(|e| spawn_error(&options.cmd, &e))?;
-    let mut expression = expression
-        .stdout_file(out_write)
-        .stderr_file(err_write)
-        .unchecked()
-        .before_spawn(|command| {
-            // Own process group, so a timeout kills the program and its children.
-            command.process_group(0);
-            Ok(())
-        });
-    expression = match &options.stdin {
-        Some(text) => expression.stdin_bytes(text.clone().into_bytes()),
-        None => expression.stdin_null(),
-    };
-    for (key, value) in &options.env {
-        expression = expression.env(key, value);
-    }
-    if let Some(cwd) = &options.cwd {
-        expression = expression.dir(cwd);
-    }
+    let expression = expression(&options, out_write, err_write);
     let handle = expression
         .start()
         .map_err(|e| spawn_error(&options.cmd, &e))?;
@@ -367,6 +339,59 @@ async fn run_exec(options: ExecOptions, ctx: StepContext) -> Result<ExecOutput, 
     let _ = killpg(guard.pgid, Signal::SIGKILL);
     let stdout = stdout.join().expect("stdout reader panicked");
     let stderr = stderr.join().expect("stderr reader panicked");
+    judge_exit(&options, command, status, stdout, stderr, started)
+}
+
+/// The program of `options` (through `/bin/sh -c` with `shell`), writing to
+/// the given pipes, in its own process group, with its stdin, environment
+/// and folder.
+fn expression(
+    options: &ExecOptions,
+    out_write: os_pipe::PipeWriter,
+    err_write: os_pipe::PipeWriter,
+) -> duct::Expression {
+    let expression = if options.shell {
+        let mut line = options.cmd.clone();
+        for arg in &options.args {
+            line.push(' ');
+            line.push_str(&shell_quote(arg));
+        }
+        duct::cmd("/bin/sh", ["-c".to_string(), line])
+    } else {
+        duct::cmd(&options.cmd, &options.args)
+    };
+    let mut expression = expression
+        .stdout_file(out_write)
+        .stderr_file(err_write)
+        .unchecked()
+        .before_spawn(|command| {
+            // Own process group, so a timeout kills the program and its children.
+            command.process_group(0);
+            Ok(())
+        });
+    expression = match &options.stdin {
+        Some(text) => expression.stdin_bytes(text.clone().into_bytes()),
+        None => expression.stdin_null(),
+    };
+    for (key, value) in &options.env {
+        expression = expression.env(key, value);
+    }
+    if let Some(cwd) = &options.cwd {
+        expression = expression.dir(cwd);
+    }
+    expression
+}
+
+/// The step's result once the program ended with `status`: an error for
+/// output over the capture limit or an exit code not in `ok_codes`.
+fn judge_exit(
+    options: &ExecOptions,
+    command: String,
+    status: std::process::ExitStatus,
+    stdout: Captured,
+    stderr: Captured,
+    started: Instant,
+) -> Result<ExecOutput, StepError> {
     let code = status
         .code()
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));

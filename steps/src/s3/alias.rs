@@ -346,49 +346,7 @@ impl S3Endpoint {
             let Some(entry) = read_alias_from_config(file, alias)? else {
                 continue;
             };
-            let invalid = |field: &'static str| AliasError::InvalidConfigEntry {
-                alias: alias.to_string(),
-                path: file.clone(),
-                field,
-            };
-            let url = entry
-                .url
-                .as_deref()
-                .and_then(parse_endpoint_url)
-                .ok_or_else(|| invalid("url"))?;
-            if let Some(api) = &entry.api
-                && !api.eq_ignore_ascii_case("s3v4")
-            {
-                tracing::warn!(
-                    "alias `{alias}` in {} asks for signature {api}; runbook signs with S3v4",
-                    file.display()
-                );
-            }
-            let credentials = match (entry.access_key, entry.secret_key) {
-                (Some(access), Some(secret)) if !access.is_empty() => Some(Credentials {
-                    access_key: access,
-                    secret_key: Secret::new(secret),
-                    session_token: entry
-                        .session_token
-                        .filter(|t| !t.is_empty())
-                        .map(Secret::new),
-                }),
-                // No keys (or empty ones): anonymous access, as with `mc`.
-                _ => None,
-            };
-            let lookup = entry
-                .path
-                .as_deref()
-                .map(BucketLookup::from_config)
-                .unwrap_or(BucketLookup::Auto);
-            return Ok(Self::assemble(
-                alias,
-                url,
-                credentials,
-                lookup,
-                CredentialSource::ConfigFile(file.clone()),
-                options,
-            ));
+            return Self::from_config_entry(alias, entry, file, options);
         }
         Err(AliasError::AliasNotFound {
             alias: alias.to_string(),
@@ -402,6 +360,60 @@ impl S3Endpoint {
                     .join(", ")
             },
         })
+    }
+
+    /// The endpoint of `alias` as the `mc` config file `file` has it
+    /// (`entry`): its URL, keys (none: anonymous, as with `mc`) and bucket
+    /// lookup.
+    fn from_config_entry(
+        alias: &str,
+        entry: ConfigEntry,
+        file: &Path,
+        options: &ResolveOptions,
+    ) -> Result<Self, AliasError> {
+        let invalid = |field: &'static str| AliasError::InvalidConfigEntry {
+            alias: alias.to_string(),
+            path: file.to_path_buf(),
+            field,
+        };
+        let url = entry
+            .url
+            .as_deref()
+            .and_then(parse_endpoint_url)
+            .ok_or_else(|| invalid("url"))?;
+        if let Some(api) = &entry.api
+            && !api.eq_ignore_ascii_case("s3v4")
+        {
+            tracing::warn!(
+                "alias `{alias}` in {} asks for signature {api}; runbook signs with S3v4",
+                file.display()
+            );
+        }
+        let credentials = match (entry.access_key, entry.secret_key) {
+            (Some(access), Some(secret)) if !access.is_empty() => Some(Credentials {
+                access_key: access,
+                secret_key: Secret::new(secret),
+                session_token: entry
+                    .session_token
+                    .filter(|t| !t.is_empty())
+                    .map(Secret::new),
+            }),
+            // No keys (or empty ones): anonymous access, as with `mc`.
+            _ => None,
+        };
+        let lookup = entry
+            .path
+            .as_deref()
+            .map(BucketLookup::from_config)
+            .unwrap_or(BucketLookup::Auto);
+        Ok(Self::assemble(
+            alias,
+            url,
+            credentials,
+            lookup,
+            CredentialSource::ConfigFile(file.to_path_buf()),
+            options,
+        ))
     }
 
     /// An endpoint given directly (the step's `endpoint`/`access_key`/`secret_key`).

@@ -536,56 +536,16 @@ impl HttpClient {
             Some(deadline) => deadline.min(started + RETRY_WINDOW),
             None => started + RETRY_WINDOW,
         };
-        let idempotent = matches!(
-            request.method,
-            Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS
-        );
         let mut attempt: u32 = 0;
         // What the previous attempt got, for a deadline error.
         let mut previous = String::new();
         loop {
             attempt += 1;
             let outcome = self.attempt(request).await;
-            let (last, retry_after) = match outcome {
-                Attempt::Answer(response) => {
-                    if !is_transient_status(response.status) {
-                        return Ok(HttpResponse {
-                            method: request.method.clone(),
-                            url: shown_url,
-                            status: response.status,
-                            headers: response.headers,
-                            body: response.body,
-                            attempts: attempt,
-                        });
-                    }
-                    let retry_after = response
-                        .headers
-                        .get(RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<u64>().ok())
-                        .map(Duration::from_secs);
-                    (Last::Answer(response), retry_after)
-                }
-                Attempt::Failed(error) => {
-                    let failure = classify(&error);
-                    let retry = match failure {
-                        Failure::NotSent => true,
-                        Failure::Interrupted => idempotent,
-                        Failure::Permanent => false,
-                    };
-                    if !retry {
-                        return Err(transport_error(request, &shown_url, &error, attempt));
-                    }
-                    (Last::Failed(error), None)
-                }
-                Attempt::Deadline => {
-                    return Err(HttpError::Deadline {
-                        method: request.method.clone(),
-                        url: shown_url,
-                        last: previous,
-                    });
-                }
-                Attempt::Cancelled => return Err(HttpError::Cancelled),
+            let (last, retry_after) = match judge(outcome, request, &shown_url, attempt, &previous)
+            {
+                Verdict::Done(result) => return result,
+                Verdict::Retry { last, retry_after } => (last, retry_after),
             };
             let backoff = FIRST_BACKOFF
                 .saturating_mul(1 << (attempt - 1).min(16))
@@ -602,14 +562,9 @@ impl HttpClient {
             if Instant::now() + backoff > retry_end {
                 // Out of time: report the last failure as it was.
                 return match last {
-                    Last::Answer(response) => Ok(HttpResponse {
-                        method: request.method.clone(),
-                        url: shown_url,
-                        status: response.status,
-                        headers: response.headers,
-                        body: response.body,
-                        attempts: attempt,
-                    }),
+                    Last::Answer(response) => {
+                        Ok(response.into_response(request, &shown_url, attempt))
+                    }
                     Last::Failed(error) => {
                         Err(transport_error(request, &shown_url, &error, attempt))
                     }
@@ -638,14 +593,7 @@ impl HttpClient {
         check_url(&request.url)?;
         let shown_url = display_url(&request.url);
         match self.attempt(request).await {
-            Attempt::Answer(answer) => Ok(HttpResponse {
-                method: request.method.clone(),
-                url: shown_url,
-                status: answer.status,
-                headers: answer.headers,
-                body: answer.body,
-                attempts: 1,
-            }),
+            Attempt::Answer(answer) => Ok(answer.into_response(request, &shown_url, 1)),
             Attempt::Failed(error) => Err(transport_error(request, &shown_url, &error, 1)),
             Attempt::Deadline => Err(HttpError::Deadline {
                 method: request.method.clone(),
@@ -724,6 +672,20 @@ struct Answer {
     body: Bytes,
 }
 
+impl Answer {
+    /// The answer to `request` (shown as `shown_url`), after `attempts` attempts.
+    fn into_response(self, request: &HttpRequest, shown_url: &str, attempts: u32) -> HttpResponse {
+        HttpResponse {
+            method: request.method.clone(),
+            url: shown_url.to_string(),
+            status: self.status,
+            headers: self.headers,
+            body: self.body,
+            attempts,
+        }
+    }
+}
+
 enum Attempt {
     Answer(Answer),
     Failed(reqwest::Error),
@@ -734,6 +696,72 @@ enum Attempt {
 enum Last {
     Answer(Answer),
     Failed(reqwest::Error),
+}
+
+/// What one attempt of [`HttpClient::send`] comes to.
+enum Verdict {
+    /// The final answer or error.
+    Done(Result<HttpResponse, HttpError>),
+    /// A transient failure: try again (after `Retry-After`, if the server said).
+    Retry {
+        last: Last,
+        retry_after: Option<Duration>,
+    },
+}
+
+/// Whether attempt number `attempt` of `request` is final: an answer with a
+/// status that is not transient, a failure that is permanent (or, for a
+/// method that is not idempotent, one after the request may have been
+/// sent), the deadline (`previous` says what the attempt before got), or
+/// cancellation.
+fn judge(
+    outcome: Attempt,
+    request: &HttpRequest,
+    shown_url: &str,
+    attempt: u32,
+    previous: &str,
+) -> Verdict {
+    let idempotent = matches!(
+        request.method,
+        Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS
+    );
+    match outcome {
+        Attempt::Answer(response) => {
+            if !is_transient_status(response.status) {
+                return Verdict::Done(Ok(response.into_response(request, shown_url, attempt)));
+            }
+            let retry_after = response
+                .headers
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            Verdict::Retry {
+                last: Last::Answer(response),
+                retry_after,
+            }
+        }
+        Attempt::Failed(error) => {
+            let retry = match classify(&error) {
+                Failure::NotSent => true,
+                Failure::Interrupted => idempotent,
+                Failure::Permanent => false,
+            };
+            if !retry {
+                return Verdict::Done(Err(transport_error(request, shown_url, &error, attempt)));
+            }
+            Verdict::Retry {
+                last: Last::Failed(error),
+                retry_after: None,
+            }
+        }
+        Attempt::Deadline => Verdict::Done(Err(HttpError::Deadline {
+            method: request.method.clone(),
+            url: shown_url.to_string(),
+            last: previous.to_string(),
+        })),
+        Attempt::Cancelled => Verdict::Done(Err(HttpError::Cancelled)),
+    }
 }
 
 /// How far a failed request got.

@@ -196,7 +196,7 @@ fn is_one_index(name: &str) -> bool {
 
 /// The options' names checked before any request (an options error).
 fn check_options(options: &EsRestoreOptions) -> Result<(), StepError> {
-    if !crate::backup::catalogue::is_plain_name(&options.repository) {
+    if !crate::search::snapshot_api::is_plain_name(&options.repository) {
         return Err(EsRestoreError::Options(format!(
             "`repository` is `{}`: use letters, digits, `_`, `-` and `.` only",
             options.repository
@@ -204,7 +204,7 @@ fn check_options(options: &EsRestoreOptions) -> Result<(), StepError> {
         .into());
     }
     match &options.snapshot {
-        Some(name) if !crate::backup::catalogue::is_plain_name(name) => {
+        Some(name) if !crate::search::snapshot_api::is_plain_name(name) => {
             return Err(EsRestoreError::Options(format!(
                 "`snapshot` is `{name}`: use letters, digits, `_`, `-` and `.` only"
             ))
@@ -359,27 +359,7 @@ Example:
                 ..EsRestoreOutput::default()
             });
         }
-        let mut deleted = Vec::new();
-        for index in &options.delete {
-            let url = endpoint(&options.url, &[index]);
-            let answer = client
-                .send(&HttpRequest::new(Method::DELETE, url))
-                .await
-                .map_err(|source| delete_error(&options, index, source))?;
-            match answer.status.as_u16() {
-                200..=299 => deleted.push(index.clone()),
-                404 => {}
-                _ => return Err(delete_error(&options, index, answer.to_error())),
-            }
-        }
-        if !deleted.is_empty() {
-            tracing::info!(
-                target: "runbook::es_restore",
-                "{}: deleted indices {}",
-                ctx.label,
-                deleted.join(",")
-            );
-        }
+        let deleted = delete_indices(&client, &options, &ctx.label).await?;
         let mut output = EsRestoreOutput {
             repository: options.repository.clone(),
             deleted,
@@ -393,69 +373,7 @@ Example:
             output.duration_ms = started.elapsed().as_millis() as u64;
             return Ok(output);
         };
-        let mut url = endpoint(
-            &options.url,
-            &["_snapshot", &options.repository, &snapshot, "_restore"],
-        );
-        url.set_query(Some("wait_for_completion=true"));
-        let indices = options.indices.join(",");
-        let body = serde_json::json!({
-            "indices": indices,
-            "include_global_state": false,
-        });
-        // The restore answers only when every shard is done: allow it the
-        // whole step's time, not the client's per-request limit.
-        let patient = client.with_request_timeout(ctx.remaining().unwrap_or(DEFAULT_TIMEOUT));
-        let answer = patient
-            .send(&HttpRequest::json(Method::POST, url.clone(), &body))
-            .await
-            .map_err(|source| match source {
-                // Elasticsearch goes on restoring: the caller's undo deletes the index.
-                HttpError::Cancelled => StepError::cancelled(),
-                source => request_error(&options, &indices, source).into(),
-            })?;
-        if !answer.status.is_success() {
-            let error = answer.to_error();
-            let missing = String::from_utf8_lossy(&answer.body).contains("snapshot does not exist")
-                || answer.es_error_type().as_deref() == Some("snapshot_missing_exception");
-            return Err(if missing {
-                EsRestoreError::SnapshotMissing {
-                    name: options.full_name(),
-                    source: error,
-                }
-            } else {
-                request_error(&options, &indices, error)
-            }
-            .into());
-        }
-        let parsed: RestoreAnswer = answer.json()?;
-        let Some((info, shards)) = parsed
-            .snapshot
-            .and_then(|info| info.shards.map(|shards| (info.indices, shards)))
-        else {
-            return Err(EsRestoreError::NoShards {
-                url: display_url(&url),
-                answer: String::from_utf8_lossy(&answer.body)
-                    .chars()
-                    .take(200)
-                    .collect(),
-            }
-            .into());
-        };
-        if shards.failed > 0 || shards.successful != shards.total || shards.total == 0 {
-            return Err(EsRestoreError::Incomplete {
-                name: options.full_name(),
-                indices: if info.is_empty() {
-                    indices
-                } else {
-                    info.join(",")
-                },
-                total: shards.total,
-                successful: shards.successful,
-                failed: shards.failed,
-            }
-            .into());
-        }
+        let (info, shards) = restore_indices(&client, &options, &ctx, &snapshot).await?;
         tracing::info!(
             target: "runbook::es_restore",
             "{}: restored {} from {}: {} of {} shards",
@@ -473,6 +391,110 @@ Example:
         output.duration_ms = started.elapsed().as_millis() as u64;
         Ok(output)
     }
+}
+
+/// Deletes the indices of `delete` (one request each; one already gone is
+/// fine) and returns those that were there.
+async fn delete_indices(
+    client: &HttpClient,
+    options: &EsRestoreOptions,
+    label: &str,
+) -> Result<Vec<String>, StepError> {
+    let mut deleted = Vec::new();
+    for index in &options.delete {
+        let url = endpoint(&options.url, &[index]);
+        let answer = client
+            .send(&HttpRequest::new(Method::DELETE, url))
+            .await
+            .map_err(|source| delete_error(options, index, source))?;
+        match answer.status.as_u16() {
+            200..=299 => deleted.push(index.clone()),
+            404 => {}
+            _ => return Err(delete_error(options, index, answer.to_error())),
+        }
+    }
+    if !deleted.is_empty() {
+        tracing::info!(
+            target: "runbook::es_restore",
+            "{label}: deleted indices {}",
+            deleted.join(",")
+        );
+    }
+    Ok(deleted)
+}
+
+/// Restores `indices` from `snapshot` and waits for it to be done; the
+/// indices restored and their shards, every one of which must be back.
+async fn restore_indices(
+    client: &HttpClient,
+    options: &EsRestoreOptions,
+    ctx: &StepContext,
+    snapshot: &str,
+) -> Result<(Vec<String>, RestoreShards), StepError> {
+    let mut url = endpoint(
+        &options.url,
+        &["_snapshot", &options.repository, snapshot, "_restore"],
+    );
+    url.set_query(Some("wait_for_completion=true"));
+    let indices = options.indices.join(",");
+    let body = serde_json::json!({
+        "indices": indices,
+        "include_global_state": false,
+    });
+    // The restore answers only when every shard is done: allow it the
+    // whole step's time, not the client's per-request limit.
+    let patient = client.with_request_timeout(ctx.remaining().unwrap_or(DEFAULT_TIMEOUT));
+    let answer = patient
+        .send(&HttpRequest::json(Method::POST, url.clone(), &body))
+        .await
+        .map_err(|source| match source {
+            // Elasticsearch goes on restoring: the caller's undo deletes the index.
+            HttpError::Cancelled => StepError::cancelled(),
+            source => request_error(options, &indices, source).into(),
+        })?;
+    if !answer.status.is_success() {
+        let error = answer.to_error();
+        let missing = String::from_utf8_lossy(&answer.body).contains("snapshot does not exist")
+            || answer.es_error_type().as_deref() == Some("snapshot_missing_exception");
+        return Err(if missing {
+            EsRestoreError::SnapshotMissing {
+                name: options.full_name(),
+                source: error,
+            }
+        } else {
+            request_error(options, &indices, error)
+        }
+        .into());
+    }
+    let parsed: RestoreAnswer = answer.json()?;
+    let Some((info, shards)) = parsed
+        .snapshot
+        .and_then(|info| info.shards.map(|shards| (info.indices, shards)))
+    else {
+        return Err(EsRestoreError::NoShards {
+            url: display_url(&url),
+            answer: String::from_utf8_lossy(&answer.body)
+                .chars()
+                .take(200)
+                .collect(),
+        }
+        .into());
+    };
+    if shards.failed > 0 || shards.successful != shards.total || shards.total == 0 {
+        return Err(EsRestoreError::Incomplete {
+            name: options.full_name(),
+            indices: if info.is_empty() {
+                indices
+            } else {
+                info.join(",")
+            },
+            total: shards.total,
+            successful: shards.successful,
+            failed: shards.failed,
+        }
+        .into());
+    }
+    Ok((info, shards))
 }
 
 /// True when every index of `unchanged_uuids` exists with its recorded UUID

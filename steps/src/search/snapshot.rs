@@ -520,7 +520,7 @@ Example:
             ("repository", &options.repository),
             ("snapshot", &options.snapshot),
         ] {
-            if !crate::backup::catalogue::is_plain_name(name) {
+            if !crate::search::snapshot_api::is_plain_name(name) {
                 return Err(HttpError::Options(format!(
                     "`{key}` is `{name}`: use letters, digits, `_`, `-` and `.` only \
                      (no wildcard, comma, `_all`, `/`, and not starting with `_`, `-` or `.`)"
@@ -629,15 +629,16 @@ async fn follow_snapshot(
 ) -> Result<EsSnapshotOutput, Interrupted> {
     let url = snapshot_url(options);
     if !options.follow
-        && let Some(ended) = start_snapshot(client, options, &url).await?
+        && let Some(finished) = start_snapshot(client, options, &url).await?
     {
-        return Ok(ended);
+        return Ok(finished);
     }
-    poll_until_terminal(client, options, &url).await
+    poll_until_done(client, options, &url).await
 }
 
-/// Sends the PUT; the snapshot's result when it ended at once (the answer
-/// holds its terminal state), else `None`: it is running.
+/// The PUT that starts the snapshot. `Some` when Elasticsearch answered with
+/// the finished snapshot already; `None` when it accepted it (or an earlier
+/// attempt of a retried PUT had started it) and it is to be polled.
 async fn start_snapshot(
     client: &HttpClient,
     options: &EsSnapshotOptions,
@@ -680,41 +681,43 @@ async fn start_snapshot(
             "snapshot {} already exists after a retried PUT: following it",
             options.full_name()
         );
-    } else if name_taken {
+        return Ok(None);
+    }
+    if name_taken {
         return Err(EsSnapshotError::NameTaken {
             name: options.full_name(),
             source: answer.to_error(),
         }
         .into());
-    } else if !answer.status.is_success() {
+    }
+    if !answer.status.is_success() {
         return Err(EsSnapshotError::Start {
             name: options.full_name(),
             source: answer.to_error(),
         }
         .into());
-    } else {
-        let start: StartAnswer = answer.json()?;
-        if let Some(info) = start.snapshot.filter(SnapshotInfo::is_terminal) {
-            return finish(info, options).map(Some).map_err(Interrupted::Failed);
+    }
+    let start: StartAnswer = answer.json()?;
+    if let Some(info) = start.snapshot.filter(SnapshotInfo::is_terminal) {
+        return finish(info, options).map(Some).map_err(Interrupted::Failed);
+    }
+    if start.accepted != Some(true) {
+        return Err(EsSnapshotError::NotAccepted {
+            name: options.full_name(),
+            url: display_url(url),
+            answer: String::from_utf8_lossy(&answer.body)
+                .chars()
+                .take(200)
+                .collect(),
         }
-        if start.accepted != Some(true) {
-            return Err(EsSnapshotError::NotAccepted {
-                name: options.full_name(),
-                url: display_url(url),
-                answer: String::from_utf8_lossy(&answer.body)
-                    .chars()
-                    .take(200)
-                    .collect(),
-            }
-            .into());
-        }
+        .into());
     }
     Ok(None)
 }
 
-/// Reads the snapshot's state every `poll` until it is terminal (or, with
-/// `wait: false`, once).
-async fn poll_until_terminal(
+/// Polls the started snapshot every `poll` until it reaches a terminal state
+/// (or at once without `wait`), riding out a few failed reads in a row.
+async fn poll_until_done(
     client: &HttpClient,
     options: &EsSnapshotOptions,
     url: &Url,
@@ -745,29 +748,10 @@ async fn poll_until_terminal(
                     "snapshot {}: reading its state failed ({error}); asking again ({failures} of {POLL_FAILURES_IN_A_ROW} failures in a row allowed)",
                     options.full_name()
                 );
-                tokio::select! {
-                    _ = client.cancelled() => return Err(Interrupted::Cancelled),
-                    _ = client.deadline_reached() => return Err(Interrupted::Deadline { state }),
-                    _ = tokio::time::sleep(options.poll) => {}
-                }
+                state = wait_for_next_poll(client, options, state).await?;
                 continue;
             }
-            Err(HttpError::Cancelled) => return Err(Interrupted::Cancelled),
-            Err(HttpError::Deadline { .. }) => return Err(Interrupted::Deadline { state }),
-            Err(HttpError::Status { status: 404, .. }) => {
-                return Err(EsSnapshotError::Vanished {
-                    name: options.full_name(),
-                    url: display_url(url),
-                }
-                .into());
-            }
-            Err(source) => {
-                return Err(EsSnapshotError::Poll {
-                    name: options.full_name(),
-                    source,
-                }
-                .into());
-            }
+            Err(error) => return Err(poll_failure(error, options, url, state)),
         };
         if info.is_terminal() || !options.wait {
             return finish(info, options).map_err(Interrupted::Failed);
@@ -778,11 +762,45 @@ async fn poll_until_terminal(
             "snapshot {} is {state}",
             options.full_name()
         );
-        tokio::select! {
-            _ = client.cancelled() => return Err(Interrupted::Cancelled),
-            _ = client.deadline_reached() => return Err(Interrupted::Deadline { state }),
-            _ = tokio::time::sleep(options.poll) => {}
+        state = wait_for_next_poll(client, options, state).await?;
+    }
+}
+
+/// Sleeps `poll`, unless the run is cancelled or its deadline comes first
+/// (then the snapshot was last seen in `state`). Gives `state` back.
+async fn wait_for_next_poll(
+    client: &HttpClient,
+    options: &EsSnapshotOptions,
+    state: String,
+) -> Result<String, Interrupted> {
+    tokio::select! {
+        _ = client.cancelled() => Err(Interrupted::Cancelled),
+        _ = client.deadline_reached() => Err(Interrupted::Deadline { state }),
+        _ = tokio::time::sleep(options.poll) => Ok(state),
+    }
+}
+
+/// A poll's failure that is not worth asking again: cancelled, the deadline
+/// (the snapshot last seen in `state`), the snapshot gone (404), or another.
+fn poll_failure(
+    error: HttpError,
+    options: &EsSnapshotOptions,
+    url: &Url,
+    state: String,
+) -> Interrupted {
+    match error {
+        HttpError::Cancelled => Interrupted::Cancelled,
+        HttpError::Deadline { .. } => Interrupted::Deadline { state },
+        HttpError::Status { status: 404, .. } => EsSnapshotError::Vanished {
+            name: options.full_name(),
+            url: display_url(url),
         }
+        .into(),
+        source => EsSnapshotError::Poll {
+            name: options.full_name(),
+            source,
+        }
+        .into(),
     }
 }
 

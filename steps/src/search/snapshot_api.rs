@@ -79,6 +79,21 @@ pub async fn delete_snapshot(client: &HttpClient, url: &Url) -> Result<(), HttpE
     }
 }
 
+/// True for a name runbook can put in a URL or a file name as it is: ASCII
+/// letters, digits, `_`, `-`, `.`; not empty, at most 255 bytes, not starting
+/// with `_`, `-` or `.`, no `..`. So no wildcard, comma, `_all`, path
+/// separator or percent sign: an Elasticsearch repository or snapshot name
+/// read from a manifest can only ever name one thing.
+pub fn is_plain_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && !name.starts_with(['_', '-', '.'])
+        && !name.contains("..")
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

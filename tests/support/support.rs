@@ -3,7 +3,8 @@
 //! a finished command printed. The crate root re-exports all of it
 //! (`runbook_test_support::runbook`); it is also reachable as
 //! `runbook_test_support::support` so that code written as `support::x` keeps
-//! reading the same.
+//! reading the same. (This file was `mod.rs`, included by each binary with
+//! `#[path]` before the crate existed.)
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
