@@ -914,7 +914,10 @@ fn init_writes_units_whose_exec_start_backs_up_the_sandbox_with_only_their_envir
     assert_eq!(get("RUNBOOK_JOURNAL_DIR"), state.to_str().unwrap());
     // The lock folder is named on its own: with RUNBOOK_JOURNAL_DIR alone the
     // lock would live in the journal folder, apart from an admin's manual run.
-    assert_eq!(get("RUNBOOK_LOCK_DIR"), state.join("locks").to_str().unwrap());
+    assert_eq!(
+        get("RUNBOOK_LOCK_DIR"),
+        state.join("locks").to_str().unwrap()
+    );
     assert_eq!(
         get("RUNBOOK_METRICS_FILE"),
         state.join("runbook.prom").to_str().unwrap()

@@ -1,6 +1,7 @@
 //! `runbook list` (the backup sets found) and `runbook verify --set STAMP`
 //! (re-verify a set against its manifest and record the result in it).
 
+use runbook_steps::runtime::error::one_line;
 use std::path::{Path, PathBuf};
 
 use runbook_steps::backup::archive_check::verify_set_archive;
@@ -61,7 +62,7 @@ pub fn list(
     let mut catalogue = match Catalogue::scan(manifest_path, &folders) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {}", error_chain(&e));
+            eprintln!("error: {}", one_line(&e));
             return exit_code::INPUT;
         }
     };
@@ -350,7 +351,7 @@ fn snapshot_errors(
 ) -> Vec<String> {
     let mut catalogue = match Catalogue::scan(manifest_dir, &[]) {
         Ok(catalogue) => catalogue,
-        Err(e) => return vec![error_chain(&e)],
+        Err(e) => return vec![one_line(&e)],
     };
     catalogue.sets.retain(|s| s.stamp == stamp);
     let Some(set) = catalogue.sets.first() else {
@@ -407,26 +408,11 @@ fn verify_one(
 ) -> Result<String, String> {
     let path = &archive.path;
     let report =
-        verify_set_archive(archive, &WorkControl::new("verify")).map_err(|e| error_chain(&e))?;
+        verify_set_archive(archive, &WorkControl::new("verify")).map_err(|e| one_line(&e))?;
     Ok(format!(
         "ok {}: {} entries, {} bytes, sha256 matches the manifest",
         path.display(),
         report.entries,
         report.bytes
     ))
-}
-
-/// An error and its causes on one line.
-pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }

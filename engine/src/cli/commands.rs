@@ -219,7 +219,7 @@ pub fn verify(paths: &[std::path::PathBuf], require_checksum: bool, json: bool) 
                     serde_json::json!({"path": path, "ok": true, "entries": report.entries, "bytes": report.bytes, "sha256": report.sha256})
                 }
                 Err(e) => {
-                    serde_json::json!({"path": path, "ok": false, "error": crate::cli::catalogue::error_chain(e)})
+                    serde_json::json!({"path": path, "ok": false, "error": runbook_steps::runtime::error::one_line(e)})
                 }
             };
             println!("{line}");
@@ -229,7 +229,7 @@ pub fn verify(paths: &[std::path::PathBuf], require_checksum: bool, json: bool) 
                 Err(e) => println!(
                     "BAD {}: {}",
                     path.display(),
-                    crate::cli::catalogue::error_chain(e)
+                    runbook_steps::runtime::error::one_line(e)
                 ),
             }
         }

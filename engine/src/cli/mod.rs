@@ -9,10 +9,10 @@ pub mod catalogue;
 pub mod commands;
 pub mod completion_values;
 pub mod man_page;
-pub mod site_config;
 pub mod next_timer;
-pub mod schedule_units;
 pub mod offsite;
+pub mod schedule_units;
+pub mod site_config;
 pub mod status;
 pub mod step_docs;
 

@@ -163,7 +163,7 @@ pub fn status(request: &StatusRequest) -> i32 {
         Err(e) => {
             eprintln!(
                 "error: {} (give the folder of the set manifests with --manifest-path)",
-                crate::cli::catalogue::error_chain(&e)
+                runbook_steps::runtime::error::one_line(&e)
             );
             return exit_code::INPUT;
         }

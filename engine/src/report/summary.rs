@@ -226,17 +226,18 @@ pub fn check_writable(path: &Path) -> Result<(), String> {
     })
 }
 
-/// After the run: builds the summary, writes it to `path` (`--summary-json`;
-/// `-` = stdout) and hands it to the workflow's `notify_command`, if it
-/// declares one (see [`crate::report::notify`]). Neither changes the run's
-/// outcome: a failure to write or to notify is logged.
+/// After the run: builds the summary and writes it to `path`
+/// (`--summary-json`; `-` = stdout). Returns the summary and its JSON text,
+/// which the runner hands to [`crate::report::notify`] (the notification
+/// reads the summary; the summary knows nothing of it). Writing never changes
+/// the run's outcome: a failure is logged.
 pub fn after_run(
     path: Option<&Path>,
     doc: &JournalDoc,
     workflow_name: &str,
     journal: Option<&Path>,
     error: Option<rhai::Map>,
-) {
+) -> (RunSummary, String) {
     let error = error.and_then(|map| {
         rhai::serde::from_dynamic::<serde_json::Value>(&rhai::Dynamic::from_map(map)).ok()
     });
@@ -252,7 +253,7 @@ pub fn after_run(
         }
         None => {}
     }
-    crate::report::notify::after_run(doc, &summary, &text);
+    (summary, text)
 }
 
 #[cfg(test)]

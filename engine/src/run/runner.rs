@@ -411,13 +411,15 @@ fn record_end(
         );
         let error = crate::host::run_error::current()
             .or_else(|| cleanup_failures.first().map(|e| script_error::error_map(e)));
-        crate::report::summary::after_run(
+        let doc = journal.snapshot();
+        let (summary, summary_json) = crate::report::summary::after_run(
             request.summary_json.as_deref(),
-            &journal.snapshot(),
+            &doc,
             &workflow.name,
             Some(journal.path()),
             error,
         );
+        crate::report::notify::after_run(&doc, &summary, &summary_json);
         crate::host::journal_retention::after_run(journal, &workflow.name);
     }
     let elapsed = humantime::format_duration(Duration::from_secs(started.elapsed().as_secs()));

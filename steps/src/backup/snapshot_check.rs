@@ -53,7 +53,7 @@ pub async fn snapshot_state(
     ctx.deadline = Some(Instant::now() + timeout);
     let client = match HttpClient::new(connection, url, &ctx) {
         Ok(client) => client,
-        Err(e) => return SnapshotState::Unknown(error_line(&e)),
+        Err(e) => return SnapshotState::Unknown(crate::runtime::error::one_line(&e)),
     };
     let answer = match client
         .send(&HttpRequest::new(
@@ -63,7 +63,7 @@ pub async fn snapshot_state(
         .await
     {
         Ok(answer) => answer,
-        Err(e) => return SnapshotState::Unknown(error_line(&e)),
+        Err(e) => return SnapshotState::Unknown(crate::runtime::error::one_line(&e)),
     };
     if says_snapshot_missing(&answer) {
         return SnapshotState::Missing;
@@ -85,7 +85,7 @@ pub async fn snapshot_state(
     }
     let parsed = match answer.require_success().and_then(|a| a.json::<Answer>()) {
         Ok(parsed) => parsed,
-        Err(e) => return SnapshotState::Unknown(error_line(&e)),
+        Err(e) => return SnapshotState::Unknown(crate::runtime::error::one_line(&e)),
     };
     match parsed.snapshots.into_iter().find(|s| s.snapshot == name) {
         None => SnapshotState::Missing,
@@ -96,20 +96,6 @@ pub async fn snapshot_state(
             SnapshotState::Other(state.unwrap_or_else(|| "without a state".to_string()))
         }
     }
-}
-
-fn error_line(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let line = cause.to_string();
-        if !text.contains(&line) {
-            text.push_str(": ");
-            text.push_str(&line);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// Where to ask about set `stamp`'s snapshot: `url`, or else the URL its

@@ -337,6 +337,23 @@ impl<E: StepFailure> From<E> for StepError {
     }
 }
 
+/// An error and its causes on one line ("what: why: deeper why"), each cause
+/// added only when the text so far does not already say it (many errors
+/// repeat their source in their own message).
+pub fn one_line(error: &(dyn Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let line = cause.to_string();
+        if !text.contains(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        source = cause.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
