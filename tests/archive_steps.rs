@@ -1085,6 +1085,14 @@ async fn a_max_rate_that_is_not_a_rate_is_refused() {
             "s3_archive",
             json!({"source": "a/b", "dest": tar, "endpont": "http://x"}),
         ),
+        (
+            "offsite_verify",
+            json!({"stamp": "20260101_00h00m00s", "dest": "a/b", "endpont": "http://x"}),
+        ),
+        (
+            "offsite_prune",
+            json!({"dest": "a/b", "workflow": "w", "keep": 1, "endpont": "http://x"}),
+        ),
     ] {
         let e = find_step(step).unwrap().prepare(options).err().unwrap();
         assert!(e.message.contains("unknown field `endpont`"), "{step}: {e}");

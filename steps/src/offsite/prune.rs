@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -14,9 +13,9 @@ use crate::offsite::record::{
 };
 use crate::offsite::remote::Remote;
 use crate::runtime::error::{ErrorKind, StepError};
-use crate::runtime::secret::Secret;
 use crate::runtime::step::{DryRun, Step, StepContext};
-use crate::s3::alias::{EnvLookup, TargetOptions, process_env};
+use crate::s3::alias::{EnvLookup, process_env};
+use crate::s3::connection::S3Connection;
 
 /// The `offsite_prune` step.
 pub struct OffsitePrune;
@@ -34,24 +33,10 @@ pub struct OffsitePruneOptions {
     /// Stamps never removed (the set just copied).
     #[serde(default)]
     pub protect: Vec<String>,
-    /// A MinIO-client configuration folder searched first for the alias.
-    #[serde(default)]
-    pub config_dir: Option<PathBuf>,
-    /// `http(s)://host[:port]` instead of an alias.
-    #[serde(default)]
-    pub endpoint: Option<String>,
-    /// Access key for `endpoint`.
-    #[serde(default)]
-    pub access_key: Option<String>,
-    /// Secret key for `endpoint`.
-    #[serde(default)]
-    pub secret_key: Option<Secret>,
-    /// Signing region.
-    #[serde(default)]
-    pub region: Option<String>,
-    /// A PEM file of certificate authorities to trust.
-    #[serde(default)]
-    pub ca_cert: Option<PathBuf>,
+    /// How to reach the destination (`config_dir`, `endpoint`, its keys,
+    /// `region`, `ca_cert`): the options every S3 step takes.
+    #[serde(flatten)]
+    pub connection: S3Connection,
 }
 
 /// Result of `offsite_prune`.
@@ -154,17 +139,10 @@ pub fn prune_with_env(
     ctx: StepContext,
     env: EnvLookup<'_>,
 ) -> impl Future<Output = Result<OffsitePruneOutput, StepError>> + Send + use<> {
-    let target = TargetOptions {
-        option: "dest",
-        location: &options.dest,
-        endpoint: options.endpoint.as_deref(),
-        access_key: options.access_key.as_deref(),
-        secret_key: options.secret_key.as_ref(),
-        config_dir: options.config_dir.as_deref(),
-        region: options.region.as_deref(),
-        ca_cert: options.ca_cert.as_deref(),
-    };
-    let resolved = target.resolve(env);
+    let resolved = options
+        .connection
+        .target("dest", &options.dest)
+        .resolve(env);
     async move {
         let (endpoint, location) = resolved?;
         prune(options, ctx, Remote::connect(endpoint, location)?).await

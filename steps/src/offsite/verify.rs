@@ -11,9 +11,9 @@ use serde::{Deserialize, Serialize};
 use crate::offsite::record::{OffsiteRecord, RECORD_MAX_BYTES, record_file_name};
 use crate::offsite::remote::Remote;
 use crate::runtime::error::{ErrorKind, StepError};
-use crate::runtime::secret::Secret;
 use crate::runtime::step::{DryRun, Step, StepContext};
-use crate::s3::alias::{EnvLookup, TargetOptions, process_env};
+use crate::s3::alias::{EnvLookup, process_env};
+use crate::s3::connection::S3Connection;
 
 /// The `offsite_verify` step.
 pub struct OffsiteVerify;
@@ -34,43 +34,14 @@ pub struct OffsiteVerifyOptions {
     /// Fail the step when a problem is found (false: only report it).
     #[serde(default = "default_true")]
     pub fail: bool,
-    /// A MinIO-client configuration folder searched first for the alias.
-    #[serde(default)]
-    pub config_dir: Option<PathBuf>,
-    /// `http(s)://host[:port]` instead of an alias.
-    #[serde(default)]
-    pub endpoint: Option<String>,
-    /// Access key for `endpoint`.
-    #[serde(default)]
-    pub access_key: Option<String>,
-    /// Secret key for `endpoint`.
-    #[serde(default)]
-    pub secret_key: Option<Secret>,
-    /// Signing region.
-    #[serde(default)]
-    pub region: Option<String>,
-    /// A PEM file of certificate authorities to trust.
-    #[serde(default)]
-    pub ca_cert: Option<PathBuf>,
+    /// How to reach the destination (`config_dir`, `endpoint`, its keys,
+    /// `region`, `ca_cert`): the options every S3 step takes.
+    #[serde(flatten)]
+    pub connection: S3Connection,
 }
 
 fn default_true() -> bool {
     true
-}
-
-impl OffsiteVerifyOptions {
-    fn target<'a>(&'a self, dest: &'a str) -> TargetOptions<'a> {
-        TargetOptions {
-            option: "dest",
-            location: dest,
-            endpoint: self.endpoint.as_deref(),
-            access_key: self.access_key.as_deref(),
-            secret_key: self.secret_key.as_ref(),
-            config_dir: self.config_dir.as_deref(),
-            region: self.region.as_deref(),
-            ca_cert: self.ca_cert.as_deref(),
-        }
-    }
 }
 
 /// Result of `offsite_verify`.
@@ -195,8 +166,13 @@ pub fn verify_with_env(
             "give `record` (the local offsite_STAMP.json), or `stamp` and `dest`",
         )),
     };
-    let resolved =
-        dest.and_then(|dest| options.target(&dest).resolve(env).map_err(StepError::from));
+    let resolved = dest.and_then(|dest| {
+        options
+            .connection
+            .target("dest", &dest)
+            .resolve(env)
+            .map_err(StepError::from)
+    });
     async move {
         let local = local.transpose()?;
         let (endpoint, location) = resolved?;
