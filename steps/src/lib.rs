@@ -5,11 +5,15 @@
 //!   [`StepContext`] (`step`), the registry of every step (`registry`), the
 //!   error a step reports (`error`), progress, blocking work with cancellation
 //!   and deadlines (`blocking_work`), `.partial` + rename files (`atomic_file`),
-//!   opening only regular files (`regular_file`), and [`Secret`](runtime::secret::Secret).
+//!   opening only regular files (`regular_file`), [`Secret`](runtime::secret::Secret),
+//!   the shared byte-rate budget (`throttle`) and plural and size wording (`wording`).
 //! - [`archive`]: `tar_dir`, `verify_archive`, `extract_archive`; shared:
-//!   `io` (compression, hashing), `sidecar` (`.sha256`), `verification`.
-//! - [`s3`]: `mcli_mirror` (`mirror`), `s3_upload` (`upload`); shared: `alias`
-//!   (MinIO-client aliases, the signed S3 client), `listing`.
+//!   `io` (compression, hashing), `sidecar` (`.sha256`), `verification`,
+//!   `page_cache` (dropping an archive's pages for `read_from: "disk"`).
+//! - [`s3`]: `mcli_mirror` (`mirror`), `s3_upload` (`upload`), `s3_archive`
+//!   (`archive`: a bucket streamed into a tar archive); shared: `alias`
+//!   (MinIO-client aliases, the signed S3 client), `connection` (the options
+//!   every S3 step takes), `keys` (object keys as file names), `listing`.
 //! - [`search`]: Elasticsearch/OpenSearch and HTTP: `client` (the retrying
 //!   HTTP client), `snapshot_api` (snapshot URL and delete, plain names,
 //!   shared with retention), steps `es_server`, `es_health`, `es_snapshot`, `es_restore`
