@@ -7,9 +7,9 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use crate::host::config::{Origin, Overrides};
-use crate::host::config_site::{
-    ENGINE_SETTINGS, ProbeMode, Site, is_secret_key, known_keys, needs_known_keys, probe,
-};
+use crate::host::config_keys::{known_keys, needs_known_keys, probe};
+use crate::host::config_probe::ProbeMode;
+use crate::host::config_site::{ENGINE_SETTINGS, Site, is_secret_key};
 use crate::host::workflow::{Workflow, stock_workflow_names};
 use crate::report::exit_code;
 

@@ -18,19 +18,11 @@
 //! stock workflows and the `.rhai` files next to the site file (what
 //! `runbook init` wrote, maybe edited).
 
-use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
-use rhai::{Dynamic, Map};
-use runbook_steps::runtime::progress::ProgressMode;
-use tokio_util::sync::CancellationToken;
-
-use crate::host::config::{ConfigError, ENGINE_VARIABLES, Origin, Overrides};
+use crate::host::config_error::{ConfigError, Origin};
 use crate::host::file_safety::{TrustedUse, check_trusted};
-use crate::host::run_state::RunState;
-use crate::host::workflow::{Workflow, stock_workflow_names};
 
 /// Where the site file is when neither `--site` nor `RUNBOOK_SITE` says.
 pub const DEFAULT_SITE_FILE: &str = "/etc/runbook/site.toml";
@@ -186,7 +178,7 @@ impl Site {
     }
 
     /// The `.rhai` files next to the site file (those `runbook init` wrote).
-    fn neighbour_workflows(&self) -> Vec<PathBuf> {
+    pub(crate) fn neighbour_workflows(&self) -> Vec<PathBuf> {
         let Some(folder) = self.path.as_deref().and_then(Path::parent) else {
             return Vec::new();
         };
@@ -218,203 +210,6 @@ pub fn nearest<'a>(name: &str, candidates: impl Iterator<Item = &'a str>) -> Opt
         .map(|(_, c)| c)
 }
 
-/// Every key the site knows: the engine settings, and the config keys of the
-/// stock workflows, of the workflows next to the site file and of `current`.
-/// A workflow that cannot be probed adds nothing (its own run reports why).
-pub fn known_keys(site: &Site, current: Option<&Workflow>) -> BTreeSet<String> {
-    let mut known: BTreeSet<String> = engine_keys().map(str::to_string).collect();
-    let mut workflows: Vec<Workflow> = stock_workflow_names()
-        .into_iter()
-        .filter_map(|name| Workflow::load(name).ok())
-        .collect();
-    for path in site.neighbour_workflows() {
-        if let Ok(workflow) = Workflow::load(&path.display().to_string()) {
-            workflows.push(workflow);
-        }
-    }
-    for workflow in workflows.iter().chain(current) {
-        // A script that declares no config is not run at all.
-        if !workflow.source.contains("config(") {
-            continue;
-        }
-        if let Ok(probed) = probe(workflow, ProbeMode::Keys, Overrides::default()) {
-            known.extend(probed.keys);
-        }
-    }
-    known
-}
-
-/// True when a `RUNBOOK_*` variable other than the engine's own is set or
-/// the site file has values: only then is it worth learning every key.
-pub fn needs_known_keys(site: &Site) -> bool {
-    !site.values().is_empty()
-        || std::env::vars_os().any(|(name, _)| {
-            name.to_str()
-                .is_some_and(|n| n.starts_with("RUNBOOK_") && !ENGINE_VARIABLES.contains(&n))
-        })
-}
-
-/// What a probe does at the workflow's `config()` call.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ProbeMode {
-    /// Note the declared keys and stop (nothing is checked).
-    Keys,
-    /// Resolve and check the values as a run would, note them and stop.
-    Effective,
-}
-
-/// One effective config value and where it came from.
-#[derive(Clone, Debug)]
-pub struct ProbedValue {
-    /// The key.
-    pub key: String,
-    /// The value.
-    pub value: serde_json::Value,
-    /// Where it came from.
-    pub origin: Origin,
-}
-
-/// What a probe learnt.
-#[derive(Clone, Debug, Default)]
-pub struct Probed {
-    /// The keys the first `config()` call declares.
-    pub keys: Vec<String>,
-    /// With [`ProbeMode::Effective`]: the values.
-    pub values: Vec<ProbedValue>,
-}
-
-struct ProbeState {
-    mode: ProbeMode,
-    found: Option<Probed>,
-}
-
-thread_local! {
-    /// Set while a probe runs on this thread (see [`probe`]).
-    static PROBE: RefCell<Option<ProbeState>> = const { RefCell::new(None) };
-}
-
-/// The error that ends a probed script at its `config()` call.
-const PROBE_STOP: &str = "runbook: config probe done";
-
-/// Called by `config()` first: in a [`ProbeMode::Keys`] probe, notes the
-/// declared keys and returns the error that stops the script.
-pub fn probe_declared(defaults: &Map) -> Option<Box<rhai::EvalAltResult>> {
-    PROBE.with(|probe| {
-        let mut probe = probe.borrow_mut();
-        let state = probe.as_mut().filter(|s| s.mode == ProbeMode::Keys)?;
-        state.found = Some(Probed {
-            keys: defaults.keys().map(|k| k.to_string()).collect(),
-            values: Vec::new(),
-        });
-        Some(stop())
-    })
-}
-
-/// Called by `config()` once the values are resolved and checked: in a
-/// [`ProbeMode::Effective`] probe, notes them and returns the error that
-/// stops the script.
-pub fn probe_effective(
-    effective: &Map,
-    origin: impl Fn(&str) -> Origin,
-) -> Option<Box<rhai::EvalAltResult>> {
-    PROBE.with(|probe| {
-        let mut probe = probe.borrow_mut();
-        let state = probe.as_mut().filter(|s| s.mode == ProbeMode::Effective)?;
-        let values = effective
-            .iter()
-            .map(|(key, value)| ProbedValue {
-                key: key.to_string(),
-                value: rhai::serde::from_dynamic::<serde_json::Value>(value)
-                    .unwrap_or(serde_json::Value::Null),
-                origin: origin(key),
-            })
-            .collect();
-        state.found = Some(Probed {
-            keys: effective.keys().map(|k| k.to_string()).collect(),
-            values,
-        });
-        Some(stop())
-    })
-}
-
-fn stop() -> Box<rhai::EvalAltResult> {
-    Box::new(rhai::EvalAltResult::ErrorRuntime(
-        Dynamic::from(PROBE_STOP),
-        rhai::Position::NONE,
-    ))
-}
-
-/// Runs `workflow` (dry-run, no journal) up to its first `config()` call
-/// and returns what that call declared (and, in [`ProbeMode::Effective`],
-/// resolved with `overrides`). A workflow without `config()` declares
-/// nothing. Errors: the rendered script or config error.
-pub fn probe(workflow: &Workflow, mode: ProbeMode, overrides: Overrides) -> Result<Probed, String> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start a runtime: {e}"))?;
-    let state = Arc::new(RunState {
-        dry_run: true,
-        cancel: CancellationToken::new(),
-        runtime: runtime.handle().clone(),
-        journal: None,
-        overrides,
-        config: Mutex::new(Map::new()),
-        config_declared: Mutex::new(false),
-        progress: ProgressMode::Off,
-        workflow_display: workflow.display.clone(),
-        workflow_sha256: workflow.sha256(),
-        workflow_name: workflow.name.clone(),
-        run_compensations: Mutex::new(Vec::new()),
-        changed: std::sync::atomic::AtomicBool::new(false),
-        max_operations: crate::host::engine::MAX_OPERATIONS,
-    });
-    let engine = crate::host::engine::build_engine(state, workflow.modules.clone());
-    let ast = crate::host::check::compile(&engine, &workflow.display, &workflow.source)
-        .map_err(|p| format!("{}: {}", p.position, p.message))?;
-    let outer = PROBE.with(|p| p.borrow_mut().replace(ProbeState { mode, found: None }));
-    crate::host::cleanup::push_frame();
-    // What the script logs before its config() call (dry-run lines) is not
-    // this command's output.
-    let result =
-        tracing::subscriber::with_default(tracing::subscriber::NoSubscriber::default(), || {
-            engine.run_ast(&ast)
-        });
-    // A probe stops at config(): whatever it deferred before is not run.
-    drop(crate::host::cleanup::pop_frame());
-    let found = PROBE
-        .with(|p| std::mem::replace(&mut *p.borrow_mut(), outer))
-        .and_then(|state| state.found);
-    match (found, result) {
-        (Some(found), _) => Ok(found),
-        (None, Ok(())) => Ok(Probed::default()),
-        (None, Err(error)) => Err(crate::host::script_error::render(
-            &error,
-            &workflow.display,
-            &crate::host::workflow::source_text,
-        )),
-    }
-}
-
-/// Registers `config_source(key)`: where the effective value of a config
-/// key came from: `"default"`, `"site"`, `"vars"`, `"env"` or `"set"`. A
-/// workflow takes a value from elsewhere (a set's manifest) only for a key
-/// nobody set.
-pub fn register(engine: &mut rhai::Engine, state: &Arc<RunState>) {
-    let state = Arc::clone(state);
-    engine.register_fn("config_source", move |key: &str| -> String {
-        let env = |name: &str| std::env::var(name).ok();
-        match state.overrides.origin_of(key, env) {
-            Origin::Default => "default",
-            Origin::SiteFile(_) => "site",
-            Origin::VarsFile(_) => "vars",
-            Origin::Environment(_) => "env",
-            Origin::Set => "set",
-        }
-        .to_string()
-    });
-}
-
 /// Keys whose value `runbook config` never prints.
 pub fn is_secret_key(key: &str) -> bool {
     let key = key.to_lowercase();
@@ -435,16 +230,5 @@ mod tests {
             Some("manifest_path")
         );
         assert_eq!(nearest("completely_else", keys.into_iter()), None);
-    }
-
-    #[test]
-    fn stock_workflows_declare_their_keys_to_a_probe() {
-        let backup = Workflow::load("cluster-hot-backup").unwrap();
-        let probed = probe(&backup, ProbeMode::Keys, Overrides::default()).unwrap();
-        assert!(
-            probed.keys.iter().any(|k| k == "manifest_path"),
-            "{probed:?}"
-        );
-        assert!(probed.keys.iter().any(|k| k == "storage"), "{probed:?}");
     }
 }

@@ -216,7 +216,7 @@ pub fn build_engine(state: Arc<RunState>, modules: WorkflowModules) -> Engine {
     crate::host::file_functions::register(&mut engine, &state);
     crate::host::shell_text::register(&mut engine, state.workflow_display.clone());
     crate::host::backup_set_functions::register(&mut engine, &state);
-    crate::host::config_site::register(&mut engine, &state);
+    crate::host::config_source::register(&mut engine, &state);
     crate::host::run_error::register(&mut engine);
     crate::host::wording_functions::register(&mut engine);
     crate::host::step_misuse::register(&mut engine, &state);
@@ -244,7 +244,7 @@ fn config(
             context.call_position(),
         )
     };
-    if let Some(stop) = crate::host::config_site::probe_declared(&defaults) {
+    if let Some(stop) = crate::host::config_probe::probe_declared(&defaults) {
         return Err(stop);
     }
     let rules = crate::host::config_rules::Rules::parse(&rules, &defaults).map_err(error)?;
@@ -278,7 +278,7 @@ fn config(
     rules
         .check(&effective, |key| state.overrides.origin_of(key, env))
         .map_err(error)?;
-    if let Some(stop) = crate::host::config_site::probe_effective(&effective, |key| {
+    if let Some(stop) = crate::host::config_probe::probe_effective(&effective, |key| {
         state.overrides.origin_of(key, env)
     }) {
         return Err(stop);

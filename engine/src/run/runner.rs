@@ -162,7 +162,7 @@ fn with_site(
     site: &crate::host::config_site::Site,
     workflow: &Workflow,
 ) -> Result<Overrides, i32> {
-    use crate::host::config_site::{known_keys, needs_known_keys};
+    use crate::host::config_keys::{known_keys, needs_known_keys};
     let known = if needs_known_keys(site) {
         let known = known_keys(site, Some(workflow));
         site.check_keys(&known).map_err(input_error)?;
