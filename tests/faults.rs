@@ -573,7 +573,18 @@ fn files_whose_size_changes_while_read_give_a_well_formed_archive_with_a_warning
 
 /// Signals one run at the point `reached` says, then checks exit code and cleanup.
 fn interrupt_run(cluster: &Cluster, how: Signal, reached: impl FnMut() -> bool, what: &str) {
-    let child = spawn_backup(cluster, &[]);
+    interrupt_run_with(cluster, &[], how, reached, what);
+}
+
+/// [`interrupt_run`] of a run given `extra` arguments.
+fn interrupt_run_with(
+    cluster: &Cluster,
+    extra: &[&str],
+    how: Signal,
+    reached: impl FnMut() -> bool,
+    what: &str,
+) {
+    let child = spawn_backup(cluster, extra);
     wait_until(what, reached);
     send_signal(&child, how);
     let out = child.wait_with_output().unwrap();
@@ -613,7 +624,31 @@ fn sigint_and_sigterm_during_the_mirror_clean_up() {
         }) && walk(&minio).len() > 20
     };
     for how in [Signal::SIGINT, Signal::SIGTERM] {
-        interrupt_run(&cluster, how, mirroring, "the mirror to be under way");
+        // The staging mode mirrors the bucket into a folder first (the
+        // default, "stream", writes no mirror folder: the next test).
+        interrupt_run_with(
+            &cluster,
+            &["--set", "s3_mode=staging"],
+            how,
+            mirroring,
+            "the mirror to be under way",
+        );
+        let left: Vec<PathBuf> = walk(&minio);
+        assert!(left.is_empty(), "{how:?}: {left:?}");
+    }
+}
+
+#[test]
+fn sigint_and_sigterm_while_the_bucket_streams_into_its_archive_clean_up() {
+    let cluster = Cluster::start(&["--storage", "s3", "--objects", "1500"]);
+    let minio = cluster.path("s3_archive");
+    for how in [Signal::SIGINT, Signal::SIGTERM] {
+        interrupt_run(
+            &cluster,
+            how,
+            || tar_partial_with_data(&minio),
+            "the bucket archive to be written",
+        );
         let left: Vec<PathBuf> = walk(&minio);
         assert!(left.is_empty(), "{how:?}: {left:?}");
     }
