@@ -180,8 +180,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Write the stock workflows and a commented site.toml into DIR so they
-    /// can be edited.
+    /// Write the stock workflows, a commented site.toml, and the systemd
+    /// service, timer and cron file that run DIR's backup, into DIR.
     Init {
         /// The folder (created if missing).
         dir: PathBuf,
