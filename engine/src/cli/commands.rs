@@ -1,15 +1,10 @@
 //! The commands other than `run`: `check`, `steps`, `init`.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
-
-use rhai::Map;
-use runbook_steps::runtime::progress::ProgressMode;
-use tokio_util::sync::CancellationToken;
+use std::sync::Arc;
 
 use crate::host::config::Overrides;
 use crate::host::engine::build_engine;
-use crate::host::run_state::RunState;
 use crate::host::workflow::{STOCK_FILES, Workflow, source_text};
 use crate::report::exit_code;
 
@@ -25,22 +20,11 @@ pub fn check(spec: &str) -> i32 {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("the tokio runtime starts");
-    let state = Arc::new(RunState {
-        dry_run: true,
-        cancel: CancellationToken::new(),
-        runtime: runtime.handle().clone(),
-        journal: None,
-        overrides: Overrides::default(),
-        config: Mutex::new(Map::new()),
-        config_declared: Mutex::new(false),
-        progress: ProgressMode::Off,
-        workflow_display: workflow.display.clone(),
-        workflow_sha256: workflow.sha256(),
-        workflow_name: workflow.name.clone(),
-        run_compensations: Mutex::new(Vec::new()),
-        changed: std::sync::atomic::AtomicBool::new(false),
-        max_operations: crate::host::engine::MAX_OPERATIONS,
-    });
+    let state = Arc::new(crate::host::config_keys::dry_run_state(
+        &workflow,
+        runtime.handle().clone(),
+        Overrides::default(),
+    ));
     let engine = build_engine(state, workflow.modules.clone());
     let problems = crate::host::check::check(&engine, &workflow);
     if problems.is_empty() {

@@ -61,22 +61,7 @@ pub fn probe(workflow: &Workflow, mode: ProbeMode, overrides: Overrides) -> Resu
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start a runtime: {e}"))?;
-    let state = Arc::new(RunState {
-        dry_run: true,
-        cancel: CancellationToken::new(),
-        runtime: runtime.handle().clone(),
-        journal: None,
-        overrides,
-        config: Mutex::new(Map::new()),
-        config_declared: Mutex::new(false),
-        progress: ProgressMode::Off,
-        workflow_display: workflow.display.clone(),
-        workflow_sha256: workflow.sha256(),
-        workflow_name: workflow.name.clone(),
-        run_compensations: Mutex::new(Vec::new()),
-        changed: std::sync::atomic::AtomicBool::new(false),
-        max_operations: crate::host::engine::MAX_OPERATIONS,
-    });
+    let state = Arc::new(dry_run_state(workflow, runtime.handle().clone(), overrides));
     let engine = crate::host::engine::build_engine(state, workflow.modules.clone());
     let ast = crate::host::check::compile(&engine, &workflow.display, &workflow.source)
         .map_err(|p| format!("{}: {}", p.position, p.message))?;
@@ -99,6 +84,31 @@ pub fn probe(workflow: &Workflow, mode: ProbeMode, overrides: Overrides) -> Resu
             &workflow.display,
             &crate::host::workflow::source_text,
         )),
+    }
+}
+
+/// The run state of a script run that changes nothing and keeps no journal
+/// (a config probe, `runbook check`): dry-run, no progress, `overrides`.
+pub fn dry_run_state(
+    workflow: &Workflow,
+    runtime: tokio::runtime::Handle,
+    overrides: Overrides,
+) -> RunState {
+    RunState {
+        dry_run: true,
+        cancel: CancellationToken::new(),
+        runtime,
+        journal: None,
+        overrides,
+        config: Mutex::new(Map::new()),
+        config_declared: Mutex::new(false),
+        progress: ProgressMode::Off,
+        workflow_display: workflow.display.clone(),
+        workflow_sha256: workflow.sha256(),
+        workflow_name: workflow.name.clone(),
+        run_compensations: Mutex::new(Vec::new()),
+        changed: std::sync::atomic::AtomicBool::new(false),
+        max_operations: crate::host::engine::MAX_OPERATIONS,
     }
 }
 

@@ -912,20 +912,9 @@ fn snapshot_from_marker(marker: &Path, stamp: &str) -> SnapshotRef {
     }
 }
 
-/// A size for people: `512 B`, `3.4 MiB`, `1.2 GiB`.
-pub fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut value = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
-}
+/// A size for people (the one wording the workspace uses, re-exported for
+/// the set listings).
+pub use crate::runtime::wording::human_bytes;
 
 /// An age for people, two units at most: `45s`, `3m 20s`, `5h 2m`, `12d 3h`.
 pub fn human_age(seconds: u64) -> String {
