@@ -923,39 +923,33 @@ fn the_attachments_are_extracted_while_cassandra_loads() {
     let held = cluster.dir.path().join("overlap-held");
     let _ = std::fs::remove_dir_all(&held);
     let wrapper = cluster.dir.path().join("overlap-sstableloader");
-    std::fs::write(
+    write_script(
         &wrapper,
-        format!(
+        &format!(
             "#!/usr/bin/env bash\n\
-             # stand-in: the real sstableloader; its first load waits until the\n\
-             # newest journal of {journals} records the attachments' extraction\n\
-             # and another table's load\n\
-             set -u\n\
-             if [ \"$1\" != --help ] && mkdir {held} 2>/dev/null; then\n\
-             \x20 for _ in $(seq 3000); do\n\
-             \x20   journal=$(ls -t {journals}/*cluster-hot-restore.json | head -1)\n\
-             \x20   if grep -q '\"label\": \"attachments: extract\"' \"$journal\" &&\n\
-             \x20      grep -q '\"label\": \"sstableloader thehive.' \"$journal\"; then\n\
-             \x20     echo \"${{@: -1}}\" > {held}/folder\n\
-             \x20     exec {real} \"$@\"\n\
-             \x20   fi\n\
-             \x20   sleep 0.1\n\
-             \x20 done\n\
-             \x20 echo 'no extraction or other table loaded while this table waited' >&2\n\
-             \x20 exit 1\n\
-             fi\n\
-             exec {real} \"$@\"\n",
+         # stand-in: the real sstableloader; its first load waits until the\n\
+         # newest journal of {journals} records the attachments' extraction\n\
+         # and another table's load\n\
+         set -u\n\
+         if [ \"$1\" != --help ] && mkdir {held} 2>/dev/null; then\n\
+         \x20 for _ in $(seq 3000); do\n\
+         \x20   journal=$(ls -t {journals}/*cluster-hot-restore.json | head -1)\n\
+         \x20   if grep -q '\"label\": \"attachments: extract\"' \"$journal\" &&\n\
+         \x20      grep -q '\"label\": \"sstableloader thehive.' \"$journal\"; then\n\
+         \x20     echo \"${{@: -1}}\" > {held}/folder\n\
+         \x20     exec {real} \"$@\"\n\
+         \x20   fi\n\
+         \x20   sleep 0.1\n\
+         \x20 done\n\
+         \x20 echo 'no extraction or other table loaded while this table waited' >&2\n\
+         \x20 exit 1\n\
+         fi\n\
+         exec {real} \"$@\"\n",
             journals = journals.display(),
             held = held.display(),
             real = real_tools().join("sstableloader").display(),
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        &wrapper,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    );
     let loader = wrapper.display().to_string();
     let out = restore(
         cluster,
@@ -1046,34 +1040,28 @@ fn a_table_failing_while_the_other_parts_restore_puts_every_part_back() {
     let failed = cluster.dir.path().join("branch-failed");
     let _ = std::fs::remove_dir_all(&failed);
     let wrapper = cluster.dir.path().join("failing-branch-sstableloader");
-    std::fs::write(
+    write_script(
         &wrapper,
-        format!(
+        &format!(
             "#!/usr/bin/env bash\n\
-             # stand-in: the real sstableloader; its first load fails once the\n\
-             # newest journal of {journals} records the attachments' extraction\n\
-             set -u\n\
-             if [ \"$1\" != --help ] && mkdir {failed} 2>/dev/null; then\n\
-             \x20 for _ in $(seq 3000); do\n\
-             \x20   journal=$(ls -t {journals}/*cluster-hot-restore.json | head -1)\n\
-             \x20   grep -q '\"label\": \"attachments: extract\"' \"$journal\" && break\n\
-             \x20   sleep 0.1\n\
-             \x20 done\n\
-             \x20 echo 'stand-in: streaming failed' >&2\n\
-             \x20 exit 1\n\
-             fi\n\
-             exec {real} \"$@\"\n",
+         # stand-in: the real sstableloader; its first load fails once the\n\
+         # newest journal of {journals} records the attachments' extraction\n\
+         set -u\n\
+         if [ \"$1\" != --help ] && mkdir {failed} 2>/dev/null; then\n\
+         \x20 for _ in $(seq 3000); do\n\
+         \x20   journal=$(ls -t {journals}/*cluster-hot-restore.json | head -1)\n\
+         \x20   grep -q '\"label\": \"attachments: extract\"' \"$journal\" && break\n\
+         \x20   sleep 0.1\n\
+         \x20 done\n\
+         \x20 echo 'stand-in: streaming failed' >&2\n\
+         \x20 exit 1\n\
+         fi\n\
+         exec {real} \"$@\"\n",
             journals = journals.display(),
             failed = failed.display(),
             real = real_tools().join("sstableloader").display(),
         ),
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        &wrapper,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    );
     let loader = wrapper.display().to_string();
     let out = restore(
         cluster,
@@ -1102,4 +1090,10 @@ fn a_table_failing_while_the_other_parts_restore_puts_every_part_back() {
     );
     let out = restore(cluster, &[("discard_safety", &stamp), ("storage", "local")]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
+}
+
+/// Writes an executable script (a wrapper around a real tool) at `path`.
+fn write_script(path: &std::path::Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
 }
