@@ -1,12 +1,15 @@
 //! Native operations that runbook workflows call.
 //!
 //! # Layout
-//! - [`runtime`]: what every step is built on: the [`Step`] trait and
-//!   [`StepContext`] (`step`), the registry of every step (`registry`), the
-//!   error a step reports (`error`), progress, blocking work with cancellation
-//!   and deadlines (`blocking_work`), `.partial` + rename files (`atomic_file`),
-//!   opening only regular files (`regular_file`), [`Secret`](runtime::secret::Secret),
-//!   the shared byte-rate budget (`throttle`) and plural and size wording (`wording`).
+//! - [`registry`]: the list of every step ([`all_steps`], [`find_step`]), the
+//!   one module that imports every step, above every concept.
+//! - [`runtime`]: what every step is built on, importing no step: the
+//!   [`Step`] trait and [`StepContext`] (`step`), the error a step reports
+//!   (`error`), progress, blocking work with cancellation and deadlines
+//!   (`blocking_work`), `.partial` + rename files (`atomic_file`), opening
+//!   only regular files (`regular_file`), [`Secret`](runtime::secret::Secret),
+//!   the shared byte-rate budget (`throttle`) and plural and size wording
+//!   (`wording`).
 //! - [`archive`]: `tar_dir`, `verify_archive`, `extract_archive`; shared:
 //!   `io` (compression, hashing), `sidecar` (`.sha256`), `verification`,
 //!   `page_cache` (dropping an archive's pages for `read_from: "disk"`).
@@ -44,10 +47,11 @@ pub mod files;
 pub mod local;
 pub mod offsite;
 pub mod process;
+pub mod registry;
 pub mod runtime;
 pub mod s3;
 pub mod search;
 
+pub use registry::{StepEntry, all_steps, find_step};
 pub use runtime::error::{ErrorKind, StepError, StepFailure};
-pub use runtime::registry::{StepEntry, all_steps, find_step};
 pub use runtime::step::{DryRun, Step, StepContext};

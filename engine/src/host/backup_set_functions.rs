@@ -199,7 +199,7 @@ pub fn register(engine: &mut Engine, state: &Arc<RunState>) {
 mod tests {
     use super::*;
     use runbook_steps::backup::catalogue::VERIFIED_OK;
-    use runbook_steps::runtime::registry::find_step;
+    use runbook_steps::registry::find_step;
     use runbook_steps::runtime::step::StepContext;
 
     const STAMP: &str = "20261124_01h00m00s";

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rhai::{Dynamic, EvalAltResult, Map, NativeCallContext};
-use runbook_steps::runtime::registry::PreparedStep;
+use runbook_steps::registry::PreparedStep;
 use runbook_steps::{StepContext, StepEntry, StepError};
 
 use crate::host::journal::{StepRecord, timestamp};

@@ -11,8 +11,8 @@ use tokio_util::sync::CancellationToken;
 use crate::runtime::error::StepError;
 use crate::runtime::progress::ProgressMode;
 
-/// One native operation. Implement it in one file, then add one line to
-/// [`crate::runtime::registry`].
+/// One native operation. Implement it in one file, then add one line to the
+/// crate's `registry` (`all_steps`, at the top of the crate).
 pub trait Step: 'static {
     /// The function name scripts call, e.g. `"exec"`.
     const NAME: &'static str;

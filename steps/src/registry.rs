@@ -1,6 +1,9 @@
 //! The explicit list of every step, and the type erasure that lets the engine
 //! serve all of them through one generic adapter.
 //!
+//! It sits at the top of the crate, above every concept, because it is the one
+//! module that imports every step: the runtime below it imports no step.
+//!
 //! Adding a step: write its file, then add one line to [`all_steps`].
 
 use std::future::Future;
