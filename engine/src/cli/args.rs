@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use runbook_steps::runtime::progress::ProgressMode;
 
+use crate::cli::site_config;
+use crate::host::config_site::Site;
 use crate::report::exit_code;
 use crate::report::logging::{self, LogFormat};
 use crate::run::runner::{RunRequest, run};
@@ -239,8 +241,6 @@ struct RunArgs {
 }
 
 /// Parses the command line, runs the command, returns the exit code.
-///
-/// Long on purpose: one `match` arm per command, each a call into `cli/`.
 pub fn main() -> i32 {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -261,8 +261,14 @@ pub fn main() -> i32 {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
     }
-    let site = cli.site;
-    match cli.command {
+    dispatch(cli.command, cli.site)
+}
+
+/// Runs `command`: one arm per command, each a call into `cli/`; those that
+/// read the site file first go through [`with_site`].
+fn dispatch(command: Command, site: Option<PathBuf>) -> i32 {
+    use crate::cli::commands;
+    match command {
         Command::Run(args) => run_command(args, false, site),
         Command::Plan(args) => run_command(args, true, site),
         Command::Config {
@@ -277,114 +283,144 @@ pub fn main() -> i32 {
             vars.as_deref(),
             json,
         ),
-        Command::Check { workflow } => crate::cli::commands::check(&workflow),
+        Command::Check { workflow } => commands::check(&workflow),
         Command::Steps {
             name,
             markdown,
             json,
-        } => crate::cli::commands::steps(name.as_deref(), markdown, json),
-        Command::Completions { shell } => {
-            let mut command = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(shell, &mut command, "runbook", &mut std::io::stdout());
-            exit_code::SUCCESS
-        }
-        Command::Man { dir } => {
-            let command = <Cli as clap::CommandFactory>::command();
-            let written = match &dir {
-                Some(dir) => crate::cli::man_page::write_pages(command, dir).map(|files| {
-                    for file in files {
-                        println!("wrote {}", file.display());
-                    }
-                }),
-                None => crate::cli::man_page::render_single_page(command, &mut std::io::stdout()),
-            };
-            match written {
-                Ok(()) => exit_code::SUCCESS,
-                Err(e) => {
-                    eprintln!("error: cannot write the man page: {e}");
-                    exit_code::FAILED
-                }
-            }
-        }
-        Command::Status(args) => match crate::cli::site_config::load_checked(site.as_deref()) {
-            Ok(site) => crate::cli::status::status(&args.into_request(&site)),
-            Err(code) => code,
-        },
-        Command::Init { dir, force } => crate::cli::commands::init(&dir, force),
+        } => commands::steps(name.as_deref(), markdown, json),
+        Command::Completions { shell } => print_completions(shell),
+        Command::Man { dir } => write_man_pages(dir.as_deref()),
+        Command::Status(args) => with_site(site, |site| {
+            crate::cli::status::status(&args.into_request(site))
+        }),
+        Command::Init { dir, force } => commands::init(&dir, force),
         Command::Verify {
             paths,
             require_checksum,
             json,
-            set,
+            set: None,
+            ..
+        } => commands::verify(&paths, require_checksum, json),
+        Command::Verify {
+            json,
+            set: Some(stamp),
             manifest_path,
             elasticsearch_url,
             offsite,
-        } => match set {
-            Some(stamp) => {
-                use crate::cli::site_config as from_site;
-                let site = match from_site::load_checked(site.as_deref()) {
-                    Ok(site) => site,
-                    Err(code) => return code,
-                };
-                let manifest_path = from_site::manifest_path(&site, manifest_path);
-                match offsite {
-                    Some(dest) => crate::cli::offsite::verify_offsite(
-                        &manifest_path,
-                        &stamp,
-                        Some(dest.as_str()).filter(|d| !d.is_empty()),
-                        json,
-                    ),
-                    None => crate::cli::catalogue::verify_set(
-                        &manifest_path,
-                        &stamp,
-                        json,
-                        from_site::elasticsearch_url(&site, elasticsearch_url).as_deref(),
-                    ),
-                }
-            }
-            None => crate::cli::commands::verify(&paths, require_checksum, json),
-        },
+            ..
+        } => with_site(site, |site| {
+            verify_set(
+                site,
+                &stamp,
+                manifest_path,
+                elasticsearch_url,
+                offsite,
+                json,
+            )
+        }),
         Command::List {
             manifest_path,
             archive_paths,
             json,
             elasticsearch_url,
-        } => {
-            use crate::cli::site_config as from_site;
-            let site = match from_site::load_checked(site.as_deref()) {
-                Ok(site) => site,
-                Err(code) => return code,
-            };
-            let manifest_path = from_site::manifest_path(&site, manifest_path);
+        } => with_site(site, |site| {
+            let manifest_path = site_config::manifest_path(site, manifest_path);
             crate::cli::catalogue::list(
                 &manifest_path,
-                &from_site::archive_paths(&site, archive_paths, &manifest_path),
+                &site_config::archive_paths(site, archive_paths, &manifest_path),
                 json,
-                from_site::elasticsearch_url(&site, elasticsearch_url).as_deref(),
+                site_config::elasticsearch_url(site, elasticsearch_url).as_deref(),
             )
-        }
+        }),
         Command::Recover {
             journal_dir,
             dry_run,
         } => {
             logging::init(LogFormat::Human, 0);
-            let site = match crate::cli::site_config::load_checked(site.as_deref()) {
-                Ok(site) => site,
-                Err(code) => return code,
-            };
-            crate::run::lock::set_lock_place(
-                match crate::run::lock::lock_place_for(&site, journal_dir.as_deref()) {
-                    Ok(place) => place,
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        return exit_code::INPUT;
-                    }
-                },
-            );
-            let journal_dir = crate::cli::site_config::journal_dir(&site, journal_dir);
-            crate::cli::commands::recover(Some(journal_dir), dry_run)
+            with_site(site, |site| recover(site, journal_dir, dry_run))
         }
     }
+}
+
+/// Runs `command` with the site file (`--site`, else `RUNBOOK_SITE`, else
+/// the default one), or gives the exit code of why it cannot be read.
+fn with_site(site: Option<PathBuf>, command: impl FnOnce(&Site) -> i32) -> i32 {
+    match site_config::load_checked(site.as_deref()) {
+        Ok(site) => command(&site),
+        Err(code) => code,
+    }
+}
+
+/// `runbook completions SHELL`.
+fn print_completions(shell: clap_complete::Shell) -> i32 {
+    let mut command = <Cli as clap::CommandFactory>::command();
+    clap_complete::generate(shell, &mut command, "runbook", &mut std::io::stdout());
+    exit_code::SUCCESS
+}
+
+/// `runbook man [--dir DIR]`: one page per command into DIR, else the
+/// single page to stdout.
+fn write_man_pages(dir: Option<&std::path::Path>) -> i32 {
+    let command = <Cli as clap::CommandFactory>::command();
+    let written = match dir {
+        Some(dir) => crate::cli::man_page::write_pages(command, dir).map(|files| {
+            for file in files {
+                println!("wrote {}", file.display());
+            }
+        }),
+        None => crate::cli::man_page::render_single_page(command, &mut std::io::stdout()),
+    };
+    match written {
+        Ok(()) => exit_code::SUCCESS,
+        Err(e) => {
+            eprintln!("error: cannot write the man page: {e}");
+            exit_code::FAILED
+        }
+    }
+}
+
+/// `runbook verify --set STAMP [--offsite [DEST]]`: the set's archives where
+/// they are kept, or its off-site copy.
+fn verify_set(
+    site: &Site,
+    stamp: &str,
+    manifest_path: Option<PathBuf>,
+    elasticsearch_url: Option<String>,
+    offsite: Option<String>,
+    json: bool,
+) -> i32 {
+    let manifest_path = site_config::manifest_path(site, manifest_path);
+    match offsite {
+        Some(dest) => crate::cli::offsite::verify_offsite(
+            &manifest_path,
+            stamp,
+            Some(dest.as_str()).filter(|d| !d.is_empty()),
+            json,
+        ),
+        None => crate::cli::catalogue::verify_set(
+            &manifest_path,
+            stamp,
+            json,
+            site_config::elasticsearch_url(site, elasticsearch_url).as_deref(),
+        ),
+    }
+}
+
+/// `runbook recover`: the lock placed as a run places it, then the
+/// interrupted runs' journals finished.
+fn recover(site: &Site, journal_dir: Option<PathBuf>, dry_run: bool) -> i32 {
+    crate::run::lock::set_lock_place(
+        match crate::run::lock::lock_place_for(site, journal_dir.as_deref()) {
+            Ok(place) => place,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return exit_code::INPUT;
+            }
+        },
+    );
+    let journal_dir = site_config::journal_dir(site, journal_dir);
+    crate::cli::commands::recover(Some(journal_dir), dry_run)
 }
 
 fn run_command(args: RunArgs, plan: bool, site: Option<PathBuf>) -> i32 {

@@ -108,31 +108,14 @@ pub fn init(dir: &Path, force: bool) -> i32 {
             return exit_code::INPUT;
         }
     };
-    let mut written: u64 = 0;
-    let mut kept = Vec::new();
     let files = STOCK_FILES
         .iter()
         .map(|(path, text)| (*path, text.to_string()))
         .chain(units);
-    for (path, text) in files {
-        let target = site.dir.join(path);
-        if target.exists() && !force {
-            kept.push(target.display().to_string());
-            continue;
-        }
-        if let Some(parent) = target.parent()
-            && let Err(e) = std::fs::create_dir_all(parent)
-        {
-            eprintln!("error: cannot create {}: {e}", parent.display());
-            return exit_code::FAILED;
-        }
-        if let Err(e) = std::fs::write(&target, text) {
-            eprintln!("error: cannot write {}: {e}", target.display());
-            return exit_code::FAILED;
-        }
-        println!("wrote {}", target.display());
-        written += 1;
-    }
+    let (written, kept) = match write_init_files(&site.dir, files, force) {
+        Ok(outcome) => outcome,
+        Err(code) => return code,
+    };
     if let Err(e) = crate::cli::schedule_units::prepare_journal_dir(&site) {
         eprintln!("error: {e}");
         return exit_code::FAILED;
@@ -160,6 +143,38 @@ pub fn init(dir: &Path, force: bool) -> i32 {
         dir = site.dir.display(),
     );
     exit_code::SUCCESS
+}
+
+/// Writes each `(path, text)` under `dir`, keeping a file that exists unless
+/// `force`: how many were written and the paths kept, or the exit code after
+/// the error is printed.
+fn write_init_files<'a>(
+    dir: &Path,
+    files: impl Iterator<Item = (&'a str, String)>,
+    force: bool,
+) -> Result<(u64, Vec<String>), i32> {
+    let mut written: u64 = 0;
+    let mut kept = Vec::new();
+    for (path, text) in files {
+        let target = dir.join(path);
+        if target.exists() && !force {
+            kept.push(target.display().to_string());
+            continue;
+        }
+        if let Some(parent) = target.parent()
+            && let Err(e) = std::fs::create_dir_all(parent)
+        {
+            eprintln!("error: cannot create {}: {e}", parent.display());
+            return Err(exit_code::FAILED);
+        }
+        if let Err(e) = std::fs::write(&target, text) {
+            eprintln!("error: cannot write {}: {e}", target.display());
+            return Err(exit_code::FAILED);
+        }
+        println!("wrote {}", target.display());
+        written += 1;
+    }
+    Ok((written, kept))
 }
 
 /// `runbook recover [--journal-dir DIR] [--dry-run]`.

@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use runbook_steps::backup::catalogue::{BackupSet, Catalogue, human_age, human_bytes};
 use runbook_steps::backup::layout::STOCK_ARCHIVE_FOLDERS;
+use runbook_steps::runtime::wording::count;
 
 use crate::host::journal::JournalDoc;
 use crate::report::exit_code;
@@ -149,16 +150,7 @@ pub struct Status {
 
 /// `runbook status`.
 pub fn status(request: &StatusRequest) -> i32 {
-    let folders: Vec<PathBuf> = if request.archive_paths.is_empty() {
-        STOCK_ARCHIVE_FOLDERS
-            .iter()
-            .map(|name| request.manifest_path.join(name))
-            .filter(|p| p.is_dir())
-            .collect()
-    } else {
-        request.archive_paths.clone()
-    };
-    let catalogue = match Catalogue::scan(&request.manifest_path, &folders) {
+    let catalogue = match Catalogue::scan(&request.manifest_path, &archive_folders(request)) {
         Ok(c) => c,
         Err(e) => {
             eprintln!(
@@ -168,41 +160,7 @@ pub fn status(request: &StatusRequest) -> i32 {
             return exit_code::INPUT;
         }
     };
-    let mut warnings = catalogue.warnings.clone();
-    let last_run = match last_run(&request.journal_dir, &request.workflow) {
-        Ok(run) => run,
-        Err(warning) => {
-            warnings.push(warning);
-            None
-        }
-    };
-    let newest = newest_verified(&catalogue).map(|set| NewestSet {
-        stamp: set.stamp.clone(),
-        made_at: set.made_at().map(|t| t.to_rfc3339()),
-        age_seconds: age_of(set),
-        verified: set
-            .verified
-            .as_ref()
-            .map(|v| format!("{} {}", v.result, v.time)),
-        bytes: set.bytes,
-        parts: set.present_parts().iter().map(|p| p.to_string()).collect(),
-    });
-    let max_age_seconds = request.max_age.as_secs();
-    let fresh = newest
-        .as_ref()
-        .and_then(|n| n.age_seconds)
-        .is_some_and(|age| age < max_age_seconds);
-    let status = Status {
-        workflow: request.workflow.clone(),
-        last_run,
-        newest_complete_set: newest,
-        max_age_seconds,
-        fresh,
-        sets: counts(&catalogue),
-        folders: folder_space(&catalogue),
-        next_timer_run: crate::cli::next_timer::ask(&request.timer),
-        warnings,
-    };
+    let status = gather(request, &catalogue);
     if request.json {
         match serde_json::to_string_pretty(&status) {
             Ok(text) => println!("{text}"),
@@ -221,6 +179,59 @@ pub fn status(request: &StatusRequest) -> i32 {
         exit_code::SUCCESS
     } else {
         exit_code::FAILED
+    }
+}
+
+/// The folders searched for archives: those asked for, else the stock ones
+/// that exist under the manifest folder.
+fn archive_folders(request: &StatusRequest) -> Vec<PathBuf> {
+    if request.archive_paths.is_empty() {
+        STOCK_ARCHIVE_FOLDERS
+            .iter()
+            .map(|name| request.manifest_path.join(name))
+            .filter(|p| p.is_dir())
+            .collect()
+    } else {
+        request.archive_paths.clone()
+    }
+}
+
+/// The status from the catalogue, the last run's journal and the timer.
+fn gather(request: &StatusRequest, catalogue: &Catalogue) -> Status {
+    let mut warnings = catalogue.warnings.clone();
+    let last_run = match last_run(&request.journal_dir, &request.workflow) {
+        Ok(run) => run,
+        Err(warning) => {
+            warnings.push(warning);
+            None
+        }
+    };
+    let newest = newest_verified(catalogue).map(|set| NewestSet {
+        stamp: set.stamp.clone(),
+        made_at: set.made_at().map(|t| t.to_rfc3339()),
+        age_seconds: age_of(set),
+        verified: set
+            .verified
+            .as_ref()
+            .map(|v| format!("{} {}", v.result, v.time)),
+        bytes: set.bytes,
+        parts: set.present_parts().iter().map(|p| p.to_string()).collect(),
+    });
+    let max_age_seconds = request.max_age.as_secs();
+    let fresh = newest
+        .as_ref()
+        .and_then(|n| n.age_seconds)
+        .is_some_and(|age| age < max_age_seconds);
+    Status {
+        workflow: request.workflow.clone(),
+        last_run,
+        newest_complete_set: newest,
+        max_age_seconds,
+        fresh,
+        sets: counts(catalogue),
+        folders: folder_space(catalogue),
+        next_timer_run: crate::cli::next_timer::ask(&request.timer),
+        warnings,
     }
 }
 
@@ -420,75 +431,12 @@ fn seconds_text(seconds: f64) -> String {
 
 /// The human report.
 pub fn text(status: &Status) -> String {
-    let mut out = String::new();
-    match &status.last_run {
-        None => out.push_str(&format!(
-            "last run:     none recorded for {}\n",
-            status.workflow
-        )),
-        Some(run) => {
-            let ago = run
-                .age_seconds
-                .map(|a| format!(" ({} ago)", human_age(a)))
-                .unwrap_or_default();
-            let took = run
-                .duration_seconds
-                .map(|d| format!(", took {}", seconds_text(d)))
-                .unwrap_or_default();
-            out.push_str(&format!(
-                "last run:     {} {}, started {}{ago}{took}\n",
-                run.result.to_uppercase(),
-                run.workflow,
-                run.started
-            ));
-            if let Some(step) = &run.failed_step {
-                let label = if step.label == step.step {
-                    step.step.clone()
-                } else {
-                    format!("{} ({})", step.step, step.label)
-                };
-                out.push_str(&format!(
-                    "  failed at:  step {label} at {}: {}\n",
-                    step.position,
-                    step.error.as_deref().unwrap_or("")
-                ));
-            } else if let Some(error) = &run.error {
-                out.push_str(&format!("  error:      {error}\n"));
-            }
-            out.push_str(&format!("  journal:    {}\n", run.journal.display()));
-        }
-    }
-    let limit = human_age(status.max_age_seconds);
-    match &status.newest_complete_set {
-        None => out.push_str(&format!(
-            "newest set:   NONE complete and verified (max age {limit}: STALE)\n"
-        )),
-        Some(set) => {
-            let age = set
-                .age_seconds
-                .map(human_age)
-                .unwrap_or_else(|| "?".to_string());
-            let verdict = if status.fresh { "ok" } else { "STALE" };
-            out.push_str(&format!(
-                "newest set:   {} complete, verified {}, {}, {} old (max age {limit}: {verdict})\n",
-                set.stamp,
-                set.verified.as_deref().unwrap_or("-"),
-                human_bytes(set.bytes),
-                age
-            ));
-        }
-    }
+    let mut out = last_run_text(&status.workflow, status.last_run.as_ref());
+    out.push_str(&newest_set_text(status));
     let c = &status.sets;
-    let plural = |n: usize, word: &str| {
-        if n == 1 {
-            format!("{n} {word}")
-        } else {
-            format!("{n} {word}s")
-        }
-    };
     out.push_str(&format!(
         "sets kept:    {}: {} complete ({} verified), {} incomplete, {} damaged\n",
-        plural(c.total, "set"),
+        count(c.total as u64, "set"),
         c.complete,
         c.verified,
         c.incomplete,
@@ -507,6 +455,64 @@ pub fn text(status: &Status) -> String {
     }
     out.push_str(&crate::cli::next_timer::text(&status.next_timer_run));
     out
+}
+
+/// The `last run:` lines: its result, when and how long, where it failed.
+fn last_run_text(workflow: &str, last_run: Option<&LastRun>) -> String {
+    let Some(run) = last_run else {
+        return format!("last run:     none recorded for {workflow}\n");
+    };
+    let ago = run
+        .age_seconds
+        .map(|a| format!(" ({} ago)", human_age(a)))
+        .unwrap_or_default();
+    let took = run
+        .duration_seconds
+        .map(|d| format!(", took {}", seconds_text(d)))
+        .unwrap_or_default();
+    let mut out = format!(
+        "last run:     {} {}, started {}{ago}{took}\n",
+        run.result.to_uppercase(),
+        run.workflow,
+        run.started
+    );
+    if let Some(step) = &run.failed_step {
+        let label = if step.label == step.step {
+            step.step.clone()
+        } else {
+            format!("{} ({})", step.step, step.label)
+        };
+        out.push_str(&format!(
+            "  failed at:  step {label} at {}: {}\n",
+            step.position,
+            step.error.as_deref().unwrap_or("")
+        ));
+    } else if let Some(error) = &run.error {
+        out.push_str(&format!("  error:      {error}\n"));
+    }
+    out.push_str(&format!("  journal:    {}\n", run.journal.display()));
+    out
+}
+
+/// The `newest set:` line: its stamp, verification, size and age against
+/// `--max-age`.
+fn newest_set_text(status: &Status) -> String {
+    let limit = human_age(status.max_age_seconds);
+    let Some(set) = &status.newest_complete_set else {
+        return format!("newest set:   NONE complete and verified (max age {limit}: STALE)\n");
+    };
+    let age = set
+        .age_seconds
+        .map(human_age)
+        .unwrap_or_else(|| "?".to_string());
+    let verdict = if status.fresh { "ok" } else { "STALE" };
+    format!(
+        "newest set:   {} complete, verified {}, {}, {} old (max age {limit}: {verdict})\n",
+        set.stamp,
+        set.verified.as_deref().unwrap_or("-"),
+        human_bytes(set.bytes),
+        age
+    )
 }
 
 /// `runbook status` arguments.

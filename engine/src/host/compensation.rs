@@ -106,70 +106,83 @@ pub async fn carry_out(action: &Action, label: &str, dry_run: bool) -> Result<()
             step,
             options,
             timeout,
-        } => {
-            let entry = runbook_steps::find_step(step)
-                .ok_or_else(|| ActionError::UnknownStep(step.clone()))?;
-            // Secrets are journaled by name: read them again now.
-            let options = crate::host::secrets::resolve_references(options)?;
-            let prepared = entry.prepare(options).map_err(|e| ActionError::Options {
-                step: step.clone(),
-                message: e.message,
-            })?;
-            if dry_run {
-                tracing::info!(
-                    "{label}: [dry-run] would {}",
-                    crate::host::secrets::mask(&prepared.description)
-                );
-                return Ok(());
-            }
-            let allowed = timeout
-                .as_deref()
-                .and_then(|text| humantime::parse_duration(text).ok())
-                .unwrap_or(ACTION_TIMEOUT);
-            let ctx = runbook_steps::StepContext {
-                deadline: Some(tokio::time::Instant::now() + allowed),
-                ..runbook_steps::StepContext::detached(label)
-            };
-            prepared
-                .run(ctx)
-                .await
-                .map(|_| ())
-                .map_err(|error| ActionError::Step {
-                    step: step.clone(),
-                    error,
-                })
+        } => run_step(step, options, timeout.as_deref(), label, dry_run).await,
+        Action::Remove { remove } => remove_path(remove, label, dry_run),
+    }
+}
+
+/// Runs the step `step` with `options` (its secrets read again), within
+/// `timeout` (default [`ACTION_TIMEOUT`]).
+async fn run_step(
+    step: &str,
+    options: &serde_json::Value,
+    timeout: Option<&str>,
+    label: &str,
+    dry_run: bool,
+) -> Result<(), ActionError> {
+    let entry =
+        runbook_steps::find_step(step).ok_or_else(|| ActionError::UnknownStep(step.to_string()))?;
+    // Secrets are journaled by name: read them again now.
+    let options = crate::host::secrets::resolve_references(options)?;
+    let prepared = entry.prepare(options).map_err(|e| ActionError::Options {
+        step: step.to_string(),
+        message: e.message,
+    })?;
+    if dry_run {
+        tracing::info!(
+            "{label}: [dry-run] would {}",
+            crate::host::secrets::mask(&prepared.description)
+        );
+        return Ok(());
+    }
+    let allowed = timeout
+        .and_then(|text| humantime::parse_duration(text).ok())
+        .unwrap_or(ACTION_TIMEOUT);
+    let ctx = runbook_steps::StepContext {
+        deadline: Some(tokio::time::Instant::now() + allowed),
+        ..runbook_steps::StepContext::detached(label)
+    };
+    prepared
+        .run(ctx)
+        .await
+        .map(|_| ())
+        .map_err(|error| ActionError::Step {
+            step: step.to_string(),
+            error,
+        })
+}
+
+/// Removes `remove` and its `.partial` file, whichever exist (folders
+/// recursively); never `/`, an empty or a relative path.
+fn remove_path(remove: &str, label: &str, dry_run: bool) -> Result<(), ActionError> {
+    let path = std::path::Path::new(remove);
+    if remove.is_empty() || path == std::path::Path::new("/") || !path.is_absolute() {
+        return Err(ActionError::Refused(remove.to_string()));
+    }
+    // Files are written to `<path>.partial` and renamed: a crash
+    // between the two leaves the partial file, which goes too.
+    let partial = std::path::PathBuf::from(format!("{remove}.partial"));
+    for target in [path, partial.as_path()] {
+        let Ok(metadata) = target.symlink_metadata() else {
+            continue;
+        };
+        if dry_run {
+            tracing::info!("{label}: [dry-run] would remove {}", target.display());
+            continue;
         }
-        Action::Remove { remove } => {
-            let path = std::path::Path::new(remove);
-            if remove.is_empty() || path == std::path::Path::new("/") || !path.is_absolute() {
-                return Err(ActionError::Refused(remove.clone()));
-            }
-            // Files are written to `<path>.partial` and renamed: a crash
-            // between the two leaves the partial file, which goes too.
-            let partial = std::path::PathBuf::from(format!("{remove}.partial"));
-            for target in [path, partial.as_path()] {
-                let Ok(metadata) = target.symlink_metadata() else {
-                    continue;
-                };
-                if dry_run {
-                    tracing::info!("{label}: [dry-run] would remove {}", target.display());
-                    continue;
-                }
-                let removed = if metadata.is_dir() {
-                    std::fs::remove_dir_all(target)
-                } else {
-                    std::fs::remove_file(target)
-                };
-                if let Err(e) = removed
-                    && e.kind() != std::io::ErrorKind::NotFound
-                {
-                    return Err(ActionError::Remove {
-                        path: target.display().to_string(),
-                        source: e,
-                    });
-                }
-            }
-            Ok(())
+        let removed = if metadata.is_dir() {
+            std::fs::remove_dir_all(target)
+        } else {
+            std::fs::remove_file(target)
+        };
+        if let Err(e) = removed
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            return Err(ActionError::Remove {
+                path: target.display().to_string(),
+                source: e,
+            });
         }
     }
+    Ok(())
 }

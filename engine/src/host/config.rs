@@ -189,75 +189,93 @@ fn convert(
     raw: &serde_json::Value,
     origin: &Origin,
 ) -> Result<Dynamic, ConfigError> {
-    let bad = |reason: String| ConfigError::BadValue {
+    let text = match raw {
+        serde_json::Value::String(s) => Some(s.trim()),
+        _ => None,
+    };
+    let converted = if default.is_string() {
+        to_text(raw)
+    } else if default.is_bool() {
+        to_bool(raw, text)
+    } else if default.is_int() {
+        to_whole_number(raw, text)
+    } else if default.is_float() {
+        to_number(raw, text)
+    } else if default.is_array() {
+        to_list(raw)
+    } else {
+        rhai::serde::to_dynamic(raw).map_err(|e| e.to_string())
+    };
+    converted.map_err(|reason| ConfigError::BadValue {
         key: key.to_string(),
         origin: origin.clone(),
         reason,
-    };
-    let text = match raw {
-        serde_json::Value::String(s) => Some(s.trim().to_string()),
-        _ => None,
-    };
-    if default.is_string() {
-        return Ok(match raw {
-            serde_json::Value::String(s) => s.clone().into(),
-            serde_json::Value::Number(n) => n.to_string().into(),
-            serde_json::Value::Bool(b) => b.to_string().into(),
-            other => return Err(bad(format!("expected a string, got {other}"))),
-        });
+    })
+}
+
+/// A string key: a number or a boolean given for it is taken as its text.
+fn to_text(raw: &serde_json::Value) -> Result<Dynamic, String> {
+    Ok(match raw {
+        serde_json::Value::String(s) => s.clone().into(),
+        serde_json::Value::Number(n) => n.to_string().into(),
+        serde_json::Value::Bool(b) => b.to_string().into(),
+        other => return Err(format!("expected a string, got {other}")),
+    })
+}
+
+/// A boolean key: `true`, or the text true/yes/1/on (false/no/0/off).
+fn to_bool(raw: &serde_json::Value, text: Option<&str>) -> Result<Dynamic, String> {
+    match (raw, text) {
+        (serde_json::Value::Bool(b), _) => Ok((*b).into()),
+        (_, Some("true" | "yes" | "1" | "on")) => Ok(true.into()),
+        (_, Some("false" | "no" | "0" | "off")) => Ok(false.into()),
+        _ => Err(format!("expected true or false, got {}", show(raw))),
     }
-    if default.is_bool() {
-        return match (raw, text.as_deref()) {
-            (serde_json::Value::Bool(b), _) => Ok((*b).into()),
-            (_, Some("true" | "yes" | "1" | "on")) => Ok(true.into()),
-            (_, Some("false" | "no" | "0" | "off")) => Ok(false.into()),
-            _ => Err(bad(format!("expected true or false, got {}", show(raw)))),
-        };
-    }
-    if default.is_int() {
-        return match (raw, text.as_deref()) {
-            (serde_json::Value::Number(n), _) if n.is_i64() => Ok(n.as_i64().unwrap_or(0).into()),
-            (serde_json::Value::Number(n), _) if n.is_u64() => {
-                Err(bad(format!("{n} is far too large")))
+}
+
+/// An integer key (i64), from a number or its text.
+fn to_whole_number(raw: &serde_json::Value, text: Option<&str>) -> Result<Dynamic, String> {
+    match (raw, text) {
+        (serde_json::Value::Number(n), _) if n.is_i64() => Ok(n.as_i64().unwrap_or(0).into()),
+        (serde_json::Value::Number(n), _) if n.is_u64() => Err(format!("{n} is far too large")),
+        (_, Some(t)) => t.parse::<i64>().map(Dynamic::from).map_err(|_| {
+            // All digits but no i64: say so, rather than "not a number".
+            let digits = t.strip_prefix('-').unwrap_or(t);
+            if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
+                format!("{t} is far too large")
+            } else {
+                format!("expected a whole number, got {}", show(raw))
             }
-            (_, Some(t)) => t.parse::<i64>().map(Dynamic::from).map_err(|_| {
-                // All digits but no i64: say so, rather than "not a number".
-                let digits = t.strip_prefix('-').unwrap_or(t);
-                if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) {
-                    bad(format!("{t} is far too large"))
-                } else {
-                    bad(format!("expected a whole number, got {}", show(raw)))
-                }
-            }),
-            _ => Err(bad(format!("expected a whole number, got {}", show(raw)))),
-        };
+        }),
+        _ => Err(format!("expected a whole number, got {}", show(raw))),
     }
-    if default.is_float() {
-        return match (raw, text.as_deref()) {
-            (serde_json::Value::Number(n), _) => Ok(n.as_f64().unwrap_or(0.0).into()),
-            (_, Some(t)) => t
-                .parse::<f64>()
-                .map(Dynamic::from)
-                .map_err(|_| bad(format!("expected a number, got {}", show(raw)))),
-            _ => Err(bad(format!("expected a number, got {}", show(raw)))),
-        };
+}
+
+/// A float key, from a number or its text.
+fn to_number(raw: &serde_json::Value, text: Option<&str>) -> Result<Dynamic, String> {
+    match (raw, text) {
+        (serde_json::Value::Number(n), _) => Ok(n.as_f64().unwrap_or(0.0).into()),
+        (_, Some(t)) => t
+            .parse::<f64>()
+            .map(Dynamic::from)
+            .map_err(|_| format!("expected a number, got {}", show(raw))),
+        _ => Err(format!("expected a number, got {}", show(raw))),
     }
-    if default.is_array() {
-        return match raw {
-            serde_json::Value::Array(_) => {
-                rhai::serde::to_dynamic(raw).map_err(|e| bad(e.to_string()))
-            }
-            serde_json::Value::String(s) => Ok(s
-                .split(',')
-                .map(str::trim)
-                .filter(|item| !item.is_empty())
-                .map(|item| Dynamic::from(item.to_string()))
-                .collect::<rhai::Array>()
-                .into()),
-            other => Err(bad(format!("expected a comma-separated list, got {other}"))),
-        };
+}
+
+/// A list key: a list, or its items in one comma-separated text.
+fn to_list(raw: &serde_json::Value) -> Result<Dynamic, String> {
+    match raw {
+        serde_json::Value::Array(_) => rhai::serde::to_dynamic(raw).map_err(|e| e.to_string()),
+        serde_json::Value::String(s) => Ok(s
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(|item| Dynamic::from(item.to_string()))
+            .collect::<rhai::Array>()
+            .into()),
+        other => Err(format!("expected a comma-separated list, got {other}")),
     }
-    rhai::serde::to_dynamic(raw).map_err(|e| bad(e.to_string()))
 }
 
 fn show(raw: &serde_json::Value) -> String {

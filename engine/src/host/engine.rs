@@ -26,193 +26,19 @@ fn position_of(state: &RunState, context: &NativeCallContext) -> String {
     )
 }
 
-/// Builds the engine for one run.
-///
-/// Long on purpose: a flat list with one registration per script function
-/// (each a few lines binding the run state), read top to bottom as the
-/// index of what scripts can call; splitting it would scatter that index.
+/// Builds the engine for one run: its limits and hooks, then every script
+/// function, group by group (each `register_*` below is the index of one
+/// group; the other groups live with their concern in `host/`).
 pub fn build_engine(state: Arc<RunState>, modules: WorkflowModules) -> Engine {
     let mut engine = Engine::new();
     engine.set_module_resolver(modules);
-    engine.set_max_operations(state.max_operations);
-    engine.set_max_expr_depths(128, 64);
-    // Rhai's default is 8 call levels in a debug build and 64 in a release
-    // build: a workflow calling a library that calls into parallel branches
-    // (cluster-hot-restore -> restore_cassandra -> load_tables -> ...) must
-    // not fail in one and work in the other.
-    engine.set_max_call_levels(64);
-    {
-        let state = Arc::clone(&state);
-        engine.on_progress(move |_| {
-            (state.cancel.is_cancelled() && !crate::host::run_state::in_cleanup())
-                .then(|| Dynamic::from("interrupted"))
-        });
-    }
-    engine.on_print(|text| tracing::info!("{}", crate::host::secrets::mask(text)));
-    engine.on_debug(|text, _, _| tracing::debug!("{}", crate::host::secrets::mask(text)));
-
-    for entry in runbook_steps::all_steps() {
-        let state_with_options = Arc::clone(&state);
-        engine.register_fn(
-            entry.name,
-            move |context: NativeCallContext, options: Map| {
-                call_step(&state_with_options, entry, &context, options)
-            },
-        );
-        let state_no_args = Arc::clone(&state);
-        engine.register_fn(entry.name, move |context: NativeCallContext| {
-            call_step(&state_no_args, entry, &context, Map::new())
-        });
-    }
-
-    {
-        let state = Arc::clone(&state);
-        engine.register_fn(
-            "config",
-            move |context: NativeCallContext, defaults: Map| -> Result<Map, Box<EvalAltResult>> {
-                config(&state, &context, defaults, Map::new())
-            },
-        );
-    }
-    {
-        let state = Arc::clone(&state);
-        engine.register_fn(
-            "config",
-            move |context: NativeCallContext,
-                  defaults: Map,
-                  rules: Map|
-                  -> Result<Map, Box<EvalAltResult>> {
-                config(&state, &context, defaults, rules)
-            },
-        );
-    }
-    {
-        let state = Arc::clone(&state);
-        engine.register_fn(
-            "secret",
-            move |context: NativeCallContext, name: &str| -> Result<String, Box<EvalAltResult>> {
-                let value = crate::host::secrets::read_secret(name).map_err(|e| {
-                    runtime_error(
-                        "secret",
-                        ErrorKind::Config,
-                        e.to_string(),
-                        position_of(&state, &context),
-                        context.call_position(),
-                    )
-                })?;
-                let config = config_strings(&state.config.lock().expect("config lock poisoned"));
-                crate::host::secrets::warn_collisions(
-                    config.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-                );
-                Ok(value)
-            },
-        );
-    }
-    engine.register_fn("parallel", parallel::parallel);
-    {
-        let state = Arc::clone(&state);
-        engine.register_fn(
-            "defer",
-            move |context: NativeCallContext, closure: FnPtr| {
-                #[allow(deprecated)]
-                let store = context.store_data();
-                cleanup::defer(closure, store, position_of(&state, &context));
-            },
-        );
-    }
-    engine.register_fn("now", |format: &str| {
-        chrono::Local::now().format(format).to_string()
-    });
-    engine.register_fn("now_ms", || chrono::Utc::now().timestamp_millis());
-    engine.register_fn("parse_time_ms", |text: &str| -> Dynamic {
-        chrono::DateTime::parse_from_rfc3339(text)
-            .map(|t| Dynamic::from(t.timestamp_millis()))
-            .unwrap_or(Dynamic::UNIT)
-    });
-    engine.register_fn("hostname", crate::host::journal::hostname);
-    {
-        let state = Arc::clone(&state);
-        engine.register_fn(
-            "private_dir",
-            move |context: NativeCallContext| -> Result<String, Box<EvalAltResult>> {
-                let position = position_of(&state, &context);
-                crate::host::private_dir::private_dir(&state, position.clone()).map_err(|message| {
-                    runtime_error(
-                        "private_dir",
-                        ErrorKind::File,
-                        format!("private_dir: {message}"),
-                        position,
-                        context.call_position(),
-                    )
-                })
-            },
-        );
-    }
-    {
-        let state = Arc::clone(&state);
-        engine.register_fn("is_dry_run", move || state.dry_run);
-    }
-    {
-        let state = Arc::clone(&state);
-        engine.register_fn("workflow_sha256", move || state.workflow_sha256.clone());
-    }
-    {
-        let state = Arc::clone(&state);
-        engine.register_fn("workflow_name", move || state.workflow_name.clone());
-    }
-    engine.register_fn("log_info", |message: &str| {
-        tracing::info!("{}", crate::host::secrets::mask(message));
-    });
-    engine.register_fn("log_warn", |message: &str| {
-        tracing::warn!("{}", crate::host::secrets::mask(message));
-    });
-    {
-        let state = Arc::clone(&state);
-        engine.register_fn(
-            "fail",
-            move |context: NativeCallContext, message: &str| -> Result<(), Box<EvalAltResult>> {
-                Err(runtime_error(
-                    "fail",
-                    ErrorKind::Fail,
-                    message.to_string(),
-                    position_of(&state, &context),
-                    context.call_position(),
-                ))
-            },
-        );
-    }
-    {
-        // Like fail(), but the cause is the configuration: exit 2 ("nothing
-        // ran") as long as nothing was changed yet, as for a bad --set.
-        let state = Arc::clone(&state);
-        engine.register_fn(
-            "fail_config",
-            move |context: NativeCallContext, message: &str| -> Result<(), Box<EvalAltResult>> {
-                Err(runtime_error(
-                    "config",
-                    ErrorKind::Config,
-                    message.to_string(),
-                    position_of(&state, &context),
-                    context.call_position(),
-                ))
-            },
-        );
-    }
-    {
-        let state = Arc::clone(&state);
-        engine.register_fn(
-            "undo",
-            move |context: NativeCallContext, spec: Map| -> Result<i64, Box<EvalAltResult>> {
-                undo(&state, &context, spec)
-            },
-        );
-    }
-    {
-        let state = Arc::clone(&state);
-        engine.register_fn("dismiss", move |id: i64| {
-            state.dismiss_compensation(id);
-        });
-    }
+    set_limits_and_hooks(&mut engine, &state);
+    register_steps(&mut engine, &state);
+    register_config_functions(&mut engine, &state);
+    register_flow_functions(&mut engine, &state);
+    register_run_facts(&mut engine, &state);
+    register_logging(&mut engine);
+    register_undo_functions(&mut engine, &state);
     crate::host::file_functions::register(&mut engine, &state);
     crate::host::shell_text::register(&mut engine, state.workflow_display.clone());
     crate::host::backup_set_functions::register(&mut engine, &state);
@@ -223,6 +49,188 @@ pub fn build_engine(state: Arc<RunState>, modules: WorkflowModules) -> Engine {
     engine
 }
 
+/// The bounds on script work, the stop on cancellation, and where `print`
+/// and `debug` go (masked, to the log).
+fn set_limits_and_hooks(engine: &mut Engine, state: &Arc<RunState>) {
+    engine.set_max_operations(state.max_operations);
+    engine.set_max_expr_depths(128, 64);
+    // Rhai's default is 8 call levels in a debug build and 64 in a release
+    // build: a workflow calling a library that calls into parallel branches
+    // (cluster-hot-restore -> restore_cassandra -> load_tables -> ...) must
+    // not fail in one and work in the other.
+    engine.set_max_call_levels(64);
+    let state = Arc::clone(state);
+    engine.on_progress(move |_| {
+        (state.cancel.is_cancelled() && !crate::host::run_state::in_cleanup())
+            .then(|| Dynamic::from("interrupted"))
+    });
+    engine.on_print(|text| tracing::info!("{}", crate::host::secrets::mask(text)));
+    engine.on_debug(|text, _, _| tracing::debug!("{}", crate::host::secrets::mask(text)));
+}
+
+/// Every step of the registry, callable as `name(#{ options })` and `name()`.
+fn register_steps(engine: &mut Engine, state: &Arc<RunState>) {
+    for entry in runbook_steps::all_steps() {
+        let state_with_options = Arc::clone(state);
+        engine.register_fn(
+            entry.name,
+            move |context: NativeCallContext, options: Map| {
+                call_step(&state_with_options, entry, &context, options)
+            },
+        );
+        let state_no_args = Arc::clone(state);
+        engine.register_fn(entry.name, move |context: NativeCallContext| {
+            call_step(&state_no_args, entry, &context, Map::new())
+        });
+    }
+}
+
+/// `config(defaults)`, `config(defaults, rules)` and `secret(name)`.
+fn register_config_functions(engine: &mut Engine, state: &Arc<RunState>) {
+    let s = Arc::clone(state);
+    engine.register_fn(
+        "config",
+        move |context: NativeCallContext, defaults: Map| -> Result<Map, Box<EvalAltResult>> {
+            config(&s, &context, defaults, Map::new())
+        },
+    );
+    let s = Arc::clone(state);
+    engine.register_fn(
+        "config",
+        move |context: NativeCallContext,
+              defaults: Map,
+              rules: Map|
+              -> Result<Map, Box<EvalAltResult>> { config(&s, &context, defaults, rules) },
+    );
+    let s = Arc::clone(state);
+    engine.register_fn(
+        "secret",
+        move |context: NativeCallContext, name: &str| -> Result<String, Box<EvalAltResult>> {
+            let value = crate::host::secrets::read_secret(name).map_err(|e| {
+                runtime_error(
+                    "secret",
+                    ErrorKind::Config,
+                    e.to_string(),
+                    position_of(&s, &context),
+                    context.call_position(),
+                )
+            })?;
+            let config = config_strings(&s.config.lock().expect("config lock poisoned"));
+            crate::host::secrets::warn_collisions(
+                config.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+            );
+            Ok(value)
+        },
+    );
+}
+
+/// `parallel([...])`, `defer(|| ...)`, `fail(msg)` and `fail_config(msg)`.
+fn register_flow_functions(engine: &mut Engine, state: &Arc<RunState>) {
+    engine.register_fn("parallel", parallel::parallel);
+    let s = Arc::clone(state);
+    engine.register_fn(
+        "defer",
+        move |context: NativeCallContext, closure: FnPtr| {
+            #[allow(deprecated)]
+            let store = context.store_data();
+            cleanup::defer(closure, store, position_of(&s, &context));
+        },
+    );
+    register_stop(engine, state, "fail", "fail", ErrorKind::Fail);
+    // Like fail(), but the cause is the configuration: exit 2 ("nothing
+    // ran") as long as nothing was changed yet, as for a bad --set.
+    register_stop(engine, state, "fail_config", "config", ErrorKind::Config);
+}
+
+/// The script function `name(message)`, which stops the run with an error
+/// of `kind` reported as coming from `reported_as`.
+fn register_stop(
+    engine: &mut Engine,
+    state: &Arc<RunState>,
+    name: &str,
+    reported_as: &'static str,
+    kind: ErrorKind,
+) {
+    let s = Arc::clone(state);
+    engine.register_fn(
+        name,
+        move |context: NativeCallContext, message: &str| -> Result<(), Box<EvalAltResult>> {
+            Err(runtime_error(
+                reported_as,
+                kind,
+                message.to_string(),
+                position_of(&s, &context),
+                context.call_position(),
+            ))
+        },
+    );
+}
+
+/// What a script may ask about the run and its machine: the time, the host,
+/// its private folder, dry-run, and the workflow's name and digest.
+fn register_run_facts(engine: &mut Engine, state: &Arc<RunState>) {
+    engine.register_fn("now", |format: &str| {
+        chrono::Local::now().format(format).to_string()
+    });
+    engine.register_fn("now_ms", || chrono::Utc::now().timestamp_millis());
+    engine.register_fn("parse_time_ms", |text: &str| -> Dynamic {
+        chrono::DateTime::parse_from_rfc3339(text)
+            .map(|t| Dynamic::from(t.timestamp_millis()))
+            .unwrap_or(Dynamic::UNIT)
+    });
+    engine.register_fn("hostname", crate::host::journal::hostname);
+    let s = Arc::clone(state);
+    engine.register_fn(
+        "private_dir",
+        move |context: NativeCallContext| -> Result<String, Box<EvalAltResult>> {
+            let position = position_of(&s, &context);
+            crate::host::private_dir::private_dir(&s, position.clone()).map_err(|message| {
+                runtime_error(
+                    "private_dir",
+                    ErrorKind::File,
+                    format!("private_dir: {message}"),
+                    position,
+                    context.call_position(),
+                )
+            })
+        },
+    );
+    let s = Arc::clone(state);
+    engine.register_fn("is_dry_run", move || s.dry_run);
+    let s = Arc::clone(state);
+    engine.register_fn("workflow_sha256", move || s.workflow_sha256.clone());
+    let s = Arc::clone(state);
+    engine.register_fn("workflow_name", move || s.workflow_name.clone());
+}
+
+/// `log_info(msg)` and `log_warn(msg)`, masked.
+fn register_logging(engine: &mut Engine) {
+    engine.register_fn("log_info", |message: &str| {
+        tracing::info!("{}", crate::host::secrets::mask(message));
+    });
+    engine.register_fn("log_warn", |message: &str| {
+        tracing::warn!("{}", crate::host::secrets::mask(message));
+    });
+}
+
+/// `undo(#{ ... })`, which records a compensation, and `dismiss(id)`.
+fn register_undo_functions(engine: &mut Engine, state: &Arc<RunState>) {
+    let s = Arc::clone(state);
+    engine.register_fn(
+        "undo",
+        move |context: NativeCallContext, spec: Map| -> Result<i64, Box<EvalAltResult>> {
+            undo(&s, &context, spec)
+        },
+    );
+    let s = Arc::clone(state);
+    engine.register_fn("dismiss", move |id: i64| {
+        s.dismiss_compensation(id);
+    });
+}
+
+/// `config(defaults, rules)`: the effective config of the run (defaults,
+/// overridden by the site file, `RUNBOOK_<KEY>` and `--set`), after every
+/// name and value is checked.
 fn config(
     state: &RunState,
     context: &NativeCallContext,
@@ -249,27 +257,7 @@ fn config(
     }
     let rules = crate::host::config_rules::Rules::parse(&rules, &defaults).map_err(error)?;
     let mut declared = state.config.lock().expect("config lock poisoned");
-    let mut names: Vec<String> = declared.keys().map(|k| k.to_string()).collect();
-    names.extend(defaults.keys().map(|k| k.to_string()));
-    state
-        .overrides
-        .check_declared(names.iter().map(String::as_str))
-        .map_err(error)?;
-    // A key of another workflow (from the site's point of view) is not an
-    // error here: one environment and one site file serve every workflow.
-    let known = names
-        .iter()
-        .map(String::as_str)
-        .chain(state.overrides.known_elsewhere());
-    state
-        .overrides
-        .check_site_keys(known.clone())
-        .map_err(error)?;
-    crate::host::config_rules::check_environment(
-        std::env::vars_os().filter_map(|(name, _)| name.into_string().ok()),
-        known,
-    )
-    .map_err(error)?;
+    check_key_names(state, &declared, &defaults).map_err(error)?;
     let env = |name: &str| std::env::var(name).ok();
     let effective = state
         .overrides
@@ -284,7 +272,40 @@ fn config(
         return Err(stop);
     }
     declared.extend(effective.clone());
-    let strings = config_strings(&declared);
+    publish_declared(state, &declared);
+    Ok(effective)
+}
+
+/// Every key set from outside (`--set`, the site file, `RUNBOOK_<KEY>`) is
+/// one a workflow declares: this call's `defaults`, an earlier call's
+/// (`declared`), or (for the site file and the environment) another workflow's.
+fn check_key_names(
+    state: &RunState,
+    declared: &Map,
+    defaults: &Map,
+) -> Result<(), crate::host::config::ConfigError> {
+    let mut names: Vec<String> = declared.keys().map(|k| k.to_string()).collect();
+    names.extend(defaults.keys().map(|k| k.to_string()));
+    state
+        .overrides
+        .check_declared(names.iter().map(String::as_str))?;
+    // A key of another workflow (from the site's point of view) is not an
+    // error here: one environment and one site file serve every workflow.
+    let known = names
+        .iter()
+        .map(String::as_str)
+        .chain(state.overrides.known_elsewhere());
+    state.overrides.check_site_keys(known.clone())?;
+    crate::host::config_rules::check_environment(
+        std::env::vars_os().filter_map(|(name, _)| name.into_string().ok()),
+        known,
+    )
+}
+
+/// Makes the declared config known: its values to secret masking (and the
+/// warning about a secret among them), the run state, and the journal.
+fn publish_declared(state: &RunState, declared: &Map) {
+    let strings = config_strings(declared);
     crate::host::secrets::set_public_values(strings.iter().map(|(_, v)| v.as_str()));
     crate::host::secrets::warn_collisions(strings.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     *state.config_declared.lock().expect("config lock poisoned") = true;
@@ -293,7 +314,6 @@ fn config(
             .unwrap_or_default();
         journal.update(|doc| doc.config = value);
     }
-    Ok(effective)
 }
 
 /// The string values of a config map (list items included), by key.

@@ -11,6 +11,7 @@ use runbook_steps::files;
 use crate::host::run_state::RunState;
 use crate::host::script_error::{describe_position, runtime_error};
 use runbook_steps::ErrorKind;
+use runbook_steps::runtime::error::one_line;
 
 type FnResult<T> = Result<T, Box<EvalAltResult>>;
 
@@ -32,18 +33,6 @@ fn error(
     )
 }
 
-/// An error and its causes, `: `-separated: "cannot read X: File name too
-/// long (os error 36)", never the bare "cannot read X".
-fn with_causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(source) = cause {
-        text.push_str(&format!(": {source}"));
-        cause = source.source();
-    }
-    text
-}
-
 /// Folders a script may never remove: every absolute path among the config
 /// values (archive folders, data folders) and `/`.
 fn protected_roots(state: &RunState) -> Vec<PathBuf> {
@@ -60,11 +49,17 @@ fn as_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// Registers the file helpers.
-///
-/// Long on purpose: one registration per helper (`write_file`, `glob`, ...),
-/// each short and independent; together they are the list of file helpers.
+/// Registers the file helpers: those that change files, those that read
+/// them, and those that measure them.
 pub fn register(engine: &mut Engine, state: &Arc<RunState>) {
+    register_writes(engine, state);
+    register_reads(engine, state);
+    register_sizes(engine, state);
+}
+
+/// `write_file`, `mkdir`, `remove` and `share_with_group`: each says what
+/// it would do under dry-run, and marks the run as having changed something.
+fn register_writes(engine: &mut Engine, state: &Arc<RunState>) {
     let s = Arc::clone(state);
     engine.register_fn(
         "write_file",
@@ -75,7 +70,7 @@ pub fn register(engine: &mut Engine, state: &Arc<RunState>) {
             }
             s.note_change();
             files::write_file(Path::new(path), text)
-                .map_err(|e| error(&s, &c, "write_file", with_causes(&e)))
+                .map_err(|e| error(&s, &c, "write_file", one_line(&e)))
         },
     );
     let s = Arc::clone(state);
@@ -102,14 +97,6 @@ pub fn register(engine: &mut Engine, state: &Arc<RunState>) {
     );
     let s = Arc::clone(state);
     engine.register_fn(
-        "read_file",
-        move |c: NativeCallContext, path: &str| -> FnResult<String> {
-            files::read_file(Path::new(path))
-                .map_err(|e| error(&s, &c, "read_file", with_causes(&e)))
-        },
-    );
-    let s = Arc::clone(state);
-    engine.register_fn(
         "mkdir",
         move |c: NativeCallContext, path: &str| -> FnResult<()> {
             if s.dry_run {
@@ -119,7 +106,7 @@ pub fn register(engine: &mut Engine, state: &Arc<RunState>) {
                 return Ok(());
             }
             s.note_change();
-            files::mkdir(Path::new(path)).map_err(|e| error(&s, &c, "mkdir", with_causes(&e)))
+            files::mkdir(Path::new(path)).map_err(|e| error(&s, &c, "mkdir", one_line(&e)))
         },
     );
     let s = Arc::clone(state);
@@ -134,6 +121,30 @@ pub fn register(engine: &mut Engine, state: &Arc<RunState>) {
             remove(&s, &c, path, recursive)
         },
     );
+    let s = Arc::clone(state);
+    engine.register_fn(
+        "share_with_group",
+        move |c: NativeCallContext, path: &str, group: &str| -> FnResult<()> {
+            if s.dry_run {
+                tracing::info!("[dry-run] would give {path} to group {group} (mode 0640)");
+                return Ok(());
+            }
+            s.note_change();
+            files::share_with_group(Path::new(path), group)
+                .map_err(|e| error(&s, &c, "share_with_group", one_line(&e)))
+        },
+    );
+}
+
+/// `read_file`, `exists`, `glob` and `write_access_error`: they change nothing.
+fn register_reads(engine: &mut Engine, state: &Arc<RunState>) {
+    let s = Arc::clone(state);
+    engine.register_fn(
+        "read_file",
+        move |c: NativeCallContext, path: &str| -> FnResult<String> {
+            files::read_file(Path::new(path)).map_err(|e| error(&s, &c, "read_file", one_line(&e)))
+        },
+    );
     engine.register_fn("exists", |path: &str| files::exists(Path::new(path)));
     let s = Arc::clone(state);
     engine.register_fn(
@@ -146,50 +157,35 @@ pub fn register(engine: &mut Engine, state: &Arc<RunState>) {
                         .map(|p| Dynamic::from(p.display().to_string()))
                         .collect()
                 })
-                .map_err(|e| error(&s, &c, "glob", with_causes(&e)))
+                .map_err(|e| error(&s, &c, "glob", one_line(&e)))
         },
     );
     engine.register_fn("write_access_error", |path: &str| {
         write_access_error(Path::new(path))
     });
+}
+
+/// `file_size`, `disk_free` and `dir_size`, in bytes.
+fn register_sizes(engine: &mut Engine, state: &Arc<RunState>) {
+    register_size(engine, state, "file_size", files::file_size);
+    register_size(engine, state, "disk_free", files::disk_free);
+    register_size(engine, state, "dir_size", files::dir_size);
+}
+
+/// The script function `name(path)`: the bytes `measure` finds at `path`.
+fn register_size(
+    engine: &mut Engine,
+    state: &Arc<RunState>,
+    name: &'static str,
+    measure: fn(&Path) -> Result<u64, files::FileError>,
+) {
     let s = Arc::clone(state);
     engine.register_fn(
-        "file_size",
+        name,
         move |c: NativeCallContext, path: &str| -> FnResult<i64> {
-            files::file_size(Path::new(path))
+            measure(Path::new(path))
                 .map(as_i64)
-                .map_err(|e| error(&s, &c, "file_size", with_causes(&e)))
-        },
-    );
-    let s = Arc::clone(state);
-    engine.register_fn(
-        "disk_free",
-        move |c: NativeCallContext, path: &str| -> FnResult<i64> {
-            files::disk_free(Path::new(path))
-                .map(as_i64)
-                .map_err(|e| error(&s, &c, "disk_free", with_causes(&e)))
-        },
-    );
-    let s = Arc::clone(state);
-    engine.register_fn(
-        "dir_size",
-        move |c: NativeCallContext, path: &str| -> FnResult<i64> {
-            files::dir_size(Path::new(path))
-                .map(as_i64)
-                .map_err(|e| error(&s, &c, "dir_size", with_causes(&e)))
-        },
-    );
-    let s = Arc::clone(state);
-    engine.register_fn(
-        "share_with_group",
-        move |c: NativeCallContext, path: &str, group: &str| -> FnResult<()> {
-            if s.dry_run {
-                tracing::info!("[dry-run] would give {path} to group {group} (mode 0640)");
-                return Ok(());
-            }
-            s.note_change();
-            files::share_with_group(Path::new(path), group)
-                .map_err(|e| error(&s, &c, "share_with_group", with_causes(&e)))
+                .map_err(|e| error(&s, &c, name, one_line(&e)))
         },
     );
 }
@@ -242,5 +238,5 @@ fn remove(
     }
     state.note_change();
     files::remove(Path::new(path), recursive, &protected_roots(state))
-        .map_err(|e| error(state, context, "remove", with_causes(&e)))
+        .map_err(|e| error(state, context, "remove", one_line(&e)))
 }

@@ -159,63 +159,64 @@ pub fn render(
             format!("{workflow_display}{rest}").into(),
         );
     }
-    // One failed branch: its error is the headline, with its own position.
-    let branch_errors: Vec<Map> = map
-        .get("errors")
-        .and_then(|c| c.read_lock::<rhai::Array>().map(|a| a.clone()))
+    let branch_errors: Vec<Map> = array_field(&map, "errors")
         .unwrap_or_default()
         .into_iter()
         .filter_map(|e| e.read_lock::<Map>().map(|m| m.clone()))
         .collect();
     if let [only] = branch_errors.as_slice() {
-        let number = field(only, "branch").unwrap_or_default();
-        let mut out = format!("error: {}\n", headline(only));
-        if let Some(causes) = only
-            .get("causes")
-            .and_then(|c| c.read_lock::<rhai::Array>().map(|a| a.clone()))
-        {
-            for cause in causes {
-                out.push_str(&format!("  caused by: {cause}\n"));
-            }
-        }
-        out.push_str(&format!(
-            "  (in parallel branch {number}; the other branches finished and their cleanups ran)\n"
-        ));
-        if let Some(position) = field(only, "position") {
-            out.push_str(&source_excerpt(&position, sources));
-        }
-        if let Some(position) = field(&map, "position") {
-            out.push_str(&format!("  parallel call at {position}\n"));
-        }
-        return mask(&out);
+        return mask(&render_one_failed_branch(&map, only, sources));
     }
     let mut out = format!("error: {}\n", headline(&map));
-    if let Some(causes) = map
-        .get("causes")
-        .and_then(|c| c.read_lock::<rhai::Array>().map(|a| a.clone()))
-    {
-        for cause in causes {
-            out.push_str(&format!("  caused by: {cause}\n"));
-        }
-    }
-    if let Some(errors) = map
-        .get("errors")
-        .and_then(|c| c.read_lock::<rhai::Array>().map(|a| a.clone()))
-    {
-        for branch in errors {
-            if let Some(branch_map) = branch.read_lock::<Map>() {
-                let number = field(&branch_map, "branch").unwrap_or_default();
-                out.push_str(&format!("  branch {number}: {}\n", headline(&branch_map)));
-                if let Some(position) = field(&branch_map, "position") {
-                    out.push_str(&format!("    --> {position}\n"));
-                }
-            }
+    out.push_str(&caused_by_lines(&map));
+    for branch in &branch_errors {
+        let number = field(branch, "branch").unwrap_or_default();
+        out.push_str(&format!("  branch {number}: {}\n", headline(branch)));
+        if let Some(position) = field(branch, "position") {
+            out.push_str(&format!("    --> {position}\n"));
         }
     }
     if let Some(position) = field(&map, "position") {
         out.push_str(&source_excerpt(&position, sources));
     }
     mask(&out)
+}
+
+/// One failed branch of a `parallel` call (`map`): its error is the
+/// headline, with its own position, then where the parallel call is.
+fn render_one_failed_branch(
+    map: &Map,
+    only: &Map,
+    sources: &dyn Fn(&str) -> Option<String>,
+) -> String {
+    let number = field(only, "branch").unwrap_or_default();
+    let mut out = format!("error: {}\n", headline(only));
+    out.push_str(&caused_by_lines(only));
+    out.push_str(&format!(
+        "  (in parallel branch {number}; the other branches finished and their cleanups ran)\n"
+    ));
+    if let Some(position) = field(only, "position") {
+        out.push_str(&source_excerpt(&position, sources));
+    }
+    if let Some(position) = field(map, "position") {
+        out.push_str(&format!("  parallel call at {position}\n"));
+    }
+    out
+}
+
+/// One `  caused by:` line per item of the error map's `causes`.
+fn caused_by_lines(map: &Map) -> String {
+    array_field(map, "causes")
+        .unwrap_or_default()
+        .iter()
+        .map(|cause| format!("  caused by: {cause}\n"))
+        .collect()
+}
+
+/// The array at `key` of an error map, if it holds one.
+fn array_field(map: &Map, key: &str) -> Option<rhai::Array> {
+    map.get(key)
+        .and_then(|c| c.read_lock::<rhai::Array>().map(|a| a.clone()))
 }
 
 /// `--> file:line:col`, the source line and a caret under the column.

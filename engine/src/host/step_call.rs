@@ -92,21 +92,11 @@ pub fn call_step(
             position,
         )
     };
-    let json = rhai::serde::from_dynamic::<serde_json::Value>(&options.into())
-        .map_err(|e| options_error(format!("options cannot be read: {e}")))?;
-    let serde_json::Value::Object(mut json) = json else {
-        return Err(options_error("options must be a map".to_string()));
-    };
+    let mut json = options_json(options).map_err(options_error)?;
     let recorded_options = mask_json(&serde_json::Value::Object(json.clone()));
     let common = take_common(&mut json).map_err(options_error)?;
     let step_options = serde_json::Value::Object(json);
-    let prepared = entry.prepare(step_options.clone()).map_err(|e| {
-        if e.key.is_empty() || e.message.contains(&format!("`{}`", e.key)) {
-            options_error(e.message)
-        } else {
-            options_error(format!("option `{}`: {}", e.key, e.message))
-        }
-    })?;
+    let prepared = prepare(entry, step_options.clone()).map_err(options_error)?;
     let description = mask(&prepared.description);
     let call = StepCall {
         state,
@@ -147,6 +137,28 @@ pub fn call_step(
             Retried::Options(message) => options_error(message),
         })?;
     call.succeed(result)
+}
+
+/// The script's options map as JSON, or what is wrong with it.
+fn options_json(options: Map) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    let json = rhai::serde::from_dynamic::<serde_json::Value>(&options.into())
+        .map_err(|e| format!("options cannot be read: {e}"))?;
+    match json {
+        serde_json::Value::Object(json) => Ok(json),
+        _ => Err("options must be a map".to_string()),
+    }
+}
+
+/// The step with its own options parsed, or what is wrong with them, naming
+/// the key unless serde's message already does.
+fn prepare(entry: &StepEntry, step_options: serde_json::Value) -> Result<PreparedStep, String> {
+    entry.prepare(step_options).map_err(|e| {
+        if e.key.is_empty() || e.message.contains(&format!("`{}`", e.key)) {
+            e.message
+        } else {
+            format!("option `{}`: {}", e.key, e.message)
+        }
+    })
 }
 
 /// Why [`StepCall::run_with_retries`] gave up.

@@ -103,15 +103,90 @@ pub fn render(
     doc: &JournalDoc,
     previous_success: Option<f64>,
 ) -> Result<String, String> {
-    let failed = |e: prometheus::Error| format!("cannot build the metrics: {e}");
-    let registry = Registry::new();
-    let opts = |name: &str, help: &str| Opts::new(name, help).const_label("workflow", workflow);
-    let gauge = |name: &str, help: &str, value: f64| -> Result<(), String> {
-        let g = Gauge::with_opts(opts(name, help)).map_err(failed)?;
-        g.set(value);
-        registry.register(Box::new(g)).map_err(failed)
-    };
+    let metrics = MetricsFile::new(workflow);
+    register_run_gauges(&metrics, doc, previous_success)?;
+    let tally = StepTally::of(doc);
+    let bytes = metrics.gauge_vec(
+        "runbook_archive_bytes",
+        "Size of the archives the last run wrote, per part.",
+        &["part"],
+    )?;
+    for (part, value) in &tally.archive_bytes {
+        bytes.with_label_values(&[part.as_str()]).set(*value);
+    }
+    metrics.register(bytes)?;
+    let durations = metrics.gauge_vec(
+        "runbook_step_duration_seconds",
+        "Wall time of each step of the last run, summed per label and step.",
+        &["label", "step"],
+    )?;
+    for ((label, step), value) in &tally.step_seconds {
+        durations
+            .with_label_values(&[label.as_str(), step.as_str()])
+            .set(*value);
+    }
+    metrics.register(durations)?;
+    metrics.encode()
+}
 
+/// The gauges of one run, each labelled with its workflow, gathered in one
+/// registry and encoded as the textfile collector reads them.
+struct MetricsFile<'a> {
+    workflow: &'a str,
+    registry: Registry,
+}
+
+impl<'a> MetricsFile<'a> {
+    fn new(workflow: &'a str) -> Self {
+        MetricsFile {
+            workflow,
+            registry: Registry::new(),
+        }
+    }
+
+    fn opts(&self, name: &str, help: &str) -> Opts {
+        Opts::new(name, help).const_label("workflow", self.workflow)
+    }
+
+    /// Registers the gauge `name` set to `value`.
+    fn gauge(&self, name: &str, help: &str, value: f64) -> Result<(), String> {
+        let g = Gauge::with_opts(self.opts(name, help)).map_err(failed)?;
+        g.set(value);
+        self.register(g)
+    }
+
+    /// A gauge per value of `labels`, to fill and then [`Self::register`].
+    fn gauge_vec(&self, name: &str, help: &str, labels: &[&str]) -> Result<GaugeVec, String> {
+        GaugeVec::new(self.opts(name, help), labels).map_err(failed)
+    }
+
+    fn register(
+        &self,
+        collector: impl prometheus::core::Collector + 'static,
+    ) -> Result<(), String> {
+        self.registry.register(Box::new(collector)).map_err(failed)
+    }
+
+    fn encode(&self) -> Result<String, String> {
+        let mut text = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut text)
+            .map_err(failed)?;
+        String::from_utf8(text).map_err(|e| format!("cannot build the metrics: {e}"))
+    }
+}
+
+fn failed(e: prometheus::Error) -> String {
+    format!("cannot build the metrics: {e}")
+}
+
+/// When the run started, whether it succeeded, how long it took, and when
+/// the last successful run started (this one, else `previous_success`).
+fn register_run_gauges(
+    metrics: &MetricsFile,
+    doc: &JournalDoc,
+    previous_success: Option<f64>,
+) -> Result<(), String> {
     let started = unix_seconds(&doc.started).unwrap_or(0.0);
     let ended = doc
         .ended
@@ -119,22 +194,22 @@ pub fn render(
         .and_then(unix_seconds)
         .unwrap_or_else(|| chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
     let success = doc.status == "success";
-    gauge(
+    metrics.gauge(
         "runbook_last_run_timestamp_seconds",
         "Unix time the last run started.",
         started,
     )?;
-    gauge(
+    metrics.gauge(
         "runbook_last_run_success",
         "1 if the last run succeeded, 0 if it failed or was interrupted.",
         if success { 1.0 } else { 0.0 },
     )?;
-    gauge(
+    metrics.gauge(
         "runbook_last_run_duration_seconds",
         "How long the last run took.",
         (ended - started).max(0.0),
     )?;
-    gauge(
+    metrics.gauge(
         LAST_SUCCESS,
         "Unix time the last successful run started (0: none known); alert when it gets old.",
         if success {
@@ -142,56 +217,41 @@ pub fn render(
         } else {
             previous_success.unwrap_or(0.0)
         },
-    )?;
+    )
+}
 
-    let mut archive_bytes: BTreeMap<String, f64> = BTreeMap::new();
-    let mut step_seconds: BTreeMap<(String, String), f64> = BTreeMap::new();
-    for step in &doc.steps {
-        *step_seconds
-            .entry((step.label.clone(), step.step.clone()))
-            .or_default() += step.duration_ms as f64 / 1000.0;
-        if step.step == "tar_dir"
-            && step.status == "ok"
-            && let Some(result) = &step.result
-            && let Some(bytes) = result.get("bytes").and_then(|b| b.as_u64())
-        {
-            *archive_bytes
-                .entry(archive_part(result, &step.label))
-                .or_default() += bytes as f64;
+/// What the run's step records add up to.
+struct StepTally {
+    /// Bytes of the archives `tar_dir` wrote, per part.
+    archive_bytes: BTreeMap<String, f64>,
+    /// Seconds per (label, step).
+    step_seconds: BTreeMap<(String, String), f64>,
+}
+
+impl StepTally {
+    fn of(doc: &JournalDoc) -> Self {
+        let mut tally = StepTally {
+            archive_bytes: BTreeMap::new(),
+            step_seconds: BTreeMap::new(),
+        };
+        for step in &doc.steps {
+            *tally
+                .step_seconds
+                .entry((step.label.clone(), step.step.clone()))
+                .or_default() += step.duration_ms as f64 / 1000.0;
+            if step.step == "tar_dir"
+                && step.status == "ok"
+                && let Some(result) = &step.result
+                && let Some(bytes) = result.get("bytes").and_then(|b| b.as_u64())
+            {
+                *tally
+                    .archive_bytes
+                    .entry(archive_part(result, &step.label))
+                    .or_default() += bytes as f64;
+            }
         }
+        tally
     }
-    let bytes = GaugeVec::new(
-        opts(
-            "runbook_archive_bytes",
-            "Size of the archives the last run wrote, per part.",
-        ),
-        &["part"],
-    )
-    .map_err(failed)?;
-    for (part, value) in &archive_bytes {
-        bytes.with_label_values(&[part.as_str()]).set(*value);
-    }
-    registry.register(Box::new(bytes)).map_err(failed)?;
-    let durations = GaugeVec::new(
-        opts(
-            "runbook_step_duration_seconds",
-            "Wall time of each step of the last run, summed per label and step.",
-        ),
-        &["label", "step"],
-    )
-    .map_err(failed)?;
-    for ((label, step), value) in &step_seconds {
-        durations
-            .with_label_values(&[label.as_str(), step.as_str()])
-            .set(*value);
-    }
-    registry.register(Box::new(durations)).map_err(failed)?;
-
-    let mut text = Vec::new();
-    TextEncoder::new()
-        .encode(&registry.gather(), &mut text)
-        .map_err(failed)?;
-    String::from_utf8(text).map_err(|e| format!("cannot build the metrics: {e}"))
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use runbook_steps::backup::layout::{SetFileKind, classify_file_name};
 
-use crate::host::journal::JournalDoc;
+use crate::host::journal::{JournalDoc, StepRecord};
 
 /// The `format` field: changes only when a field changes meaning or goes away.
 pub const FORMAT: &str = "runbook-run-summary/1";
@@ -125,58 +125,7 @@ pub fn build(
     journal: Option<&Path>,
     error: Option<serde_json::Value>,
 ) -> RunSummary {
-    let mut steps = Vec::new();
-    let mut archives: Vec<ArchiveSummary> = Vec::new();
-    let mut manifest_stamp = None;
-    let mut archive_stamp = None;
-    for record in &doc.steps {
-        let result = record.result.as_ref().filter(|_| record.status == "ok");
-        let bytes = result.and_then(|r| r.get("bytes")).and_then(|b| b.as_u64());
-        let seconds = record.duration_ms as f64 / 1000.0;
-        steps.push(StepSummary {
-            label: record.label.clone(),
-            step: record.step.clone(),
-            status: record.status.clone(),
-            position: record.position.clone(),
-            duration_seconds: seconds,
-            bytes,
-            mib_per_second: bytes
-                .filter(|_| seconds > 0.0)
-                .map(|b| round3(b as f64 / 1_048_576.0 / seconds)),
-            error: record.error.clone(),
-        });
-        let Some(result) = result else { continue };
-        let path = result.get("path").and_then(|p| p.as_str());
-        if let Some(path) = path
-            && let Some((kind, stamp)) = stamp_of(path)
-        {
-            match kind {
-                SetFileKind::Manifest => manifest_stamp = Some(stamp),
-                SetFileKind::Archive(_) => archive_stamp = archive_stamp.or(Some(stamp)),
-                _ => {}
-            }
-        }
-        if let (Some(path), Some(bytes), Some(sha256)) =
-            (path, bytes, result.get("sha256").and_then(|s| s.as_str()))
-        {
-            archives.retain(|a| a.path != path);
-            archives.push(ArchiveSummary {
-                label: record.label.clone(),
-                path: path.to_string(),
-                bytes,
-                sha256: sha256.to_string(),
-            });
-        }
-    }
-    let error = match error {
-        Some(error) => Some(error),
-        None if doc.status != "success" && doc.status != "running" => Some(serde_json::json!({
-            "step": null,
-            "kind": if doc.status == "interrupted" { "cancelled" } else { "failed" },
-            "message": doc.error.as_deref().and_then(|e| e.lines().next()).map(|l| l.trim_start_matches("error: ")).unwrap_or(&doc.status),
-        })),
-        None => None,
-    };
+    let (archives, stamp) = archives_and_stamp(doc);
     RunSummary {
         format: FORMAT,
         run: journal
@@ -187,17 +136,97 @@ pub fn build(
         workflow_path: doc.workflow.clone(),
         host: doc.host.clone(),
         dry_run: doc.dry_run,
-        stamp: manifest_stamp.or(archive_stamp),
+        stamp,
         result: doc.status.clone(),
         started: doc.started.clone(),
         ended: doc.ended.clone(),
         duration_seconds: seconds_between(&doc.started, doc.ended.as_deref()),
         journal: journal.map(Path::to_path_buf),
         archive_bytes: archives.iter().map(|a| a.bytes).sum(),
-        steps,
+        steps: doc.steps.iter().map(step_summary).collect(),
         archives,
-        error,
+        error: error.or_else(|| journal_error(doc)),
     }
+}
+
+/// The result of a step record, when the step succeeded.
+fn ok_result(record: &StepRecord) -> Option<&serde_json::Value> {
+    record.result.as_ref().filter(|_| record.status == "ok")
+}
+
+/// The `bytes` a successful step reports.
+fn result_bytes(record: &StepRecord) -> Option<u64> {
+    ok_result(record)
+        .and_then(|r| r.get("bytes"))
+        .and_then(|b| b.as_u64())
+}
+
+/// One step call of the run: how long, how many bytes and how fast.
+fn step_summary(record: &StepRecord) -> StepSummary {
+    let bytes = result_bytes(record);
+    let seconds = record.duration_ms as f64 / 1000.0;
+    StepSummary {
+        label: record.label.clone(),
+        step: record.step.clone(),
+        status: record.status.clone(),
+        position: record.position.clone(),
+        duration_seconds: seconds,
+        bytes,
+        mib_per_second: bytes
+            .filter(|_| seconds > 0.0)
+            .map(|b| round3(b as f64 / 1_048_576.0 / seconds)),
+        error: record.error.clone(),
+    }
+}
+
+/// The archives the run wrote (a path written twice counts once, the last
+/// time), and the set's stamp: the manifest's, else the first archive's.
+fn archives_and_stamp(doc: &JournalDoc) -> (Vec<ArchiveSummary>, Option<String>) {
+    let mut archives: Vec<ArchiveSummary> = Vec::new();
+    let mut manifest_stamp = None;
+    let mut archive_stamp = None;
+    for record in &doc.steps {
+        let Some(result) = ok_result(record) else {
+            continue;
+        };
+        let path = result.get("path").and_then(|p| p.as_str());
+        if let Some(path) = path
+            && let Some((kind, stamp)) = stamp_of(path)
+        {
+            match kind {
+                SetFileKind::Manifest => manifest_stamp = Some(stamp),
+                SetFileKind::Archive(_) => archive_stamp = archive_stamp.or(Some(stamp)),
+                _ => {}
+            }
+        }
+        if let (Some(path), Some(bytes), Some(sha256)) = (
+            path,
+            result_bytes(record),
+            result.get("sha256").and_then(|s| s.as_str()),
+        ) {
+            archives.retain(|a| a.path != path);
+            archives.push(ArchiveSummary {
+                label: record.label.clone(),
+                path: path.to_string(),
+                bytes,
+                sha256: sha256.to_string(),
+            });
+        }
+    }
+    (archives, manifest_stamp.or(archive_stamp))
+}
+
+/// The error of a run that did not succeed and left no error map: the first
+/// line of the journal's error text, else its status.
+fn journal_error(doc: &JournalDoc) -> Option<serde_json::Value> {
+    if doc.status == "success" || doc.status == "running" {
+        return None;
+    }
+    Some(serde_json::json!({
+        "step": null,
+        "kind": if doc.status == "interrupted" { "cancelled" } else { "failed" },
+        "message": doc.error.as_deref().and_then(|e| e.lines().next()).map(|l| l.trim_start_matches("error: ")).unwrap_or(&doc.status),
+    }))
 }
 
 /// The summary as masked, pretty JSON.

@@ -70,22 +70,7 @@ pub fn run(request: RunRequest) -> i32 {
 /// [`run`], with every early exit (bad input, lock held) as `Err(code)` after
 /// its message is printed.
 fn run_checked(mut request: RunRequest) -> Result<i32, i32> {
-    let site =
-        crate::host::config_site::Site::load(request.site.as_deref()).map_err(input_error)?;
-    crate::run::lock::set_lock_place(
-        crate::run::lock::lock_place_for(&site, request.journal_dir.as_deref())
-            .map_err(input_error)?,
-    );
-    // Engine settings the command line left open come from the site file.
-    if request.journal_dir.is_none() {
-        request.journal_dir = site.path_setting("journal_dir");
-    }
-    if request.journal_group.is_none() {
-        request.journal_group = site
-            .setting("journal_group")
-            .map(|(group, _)| group)
-            .filter(|group| !group.is_empty());
-    }
+    let site = apply_site(&mut request)?;
     let (workflow, overrides, ast) = load_and_compile(&request)?;
     let overrides = with_site(overrides, &site, &workflow)?;
     let (journal_dir, _lock, journal) = lock_and_open_journal(&request, &workflow)?;
@@ -117,14 +102,7 @@ fn run_checked(mut request: RunRequest) -> Result<i32, i32> {
         max_operations: request.max_operations,
     });
     if !request.dry_run {
-        let current = state.journal.as_ref().map(|j| j.path().to_path_buf());
-        let recovered = runtime.block_on(crate::run::recovery::recover_all(
-            &journal_dir,
-            false,
-            current.as_deref(),
-            Some(&workflow.name),
-        ));
-        crate::run::recovery::report(&recovered, false);
+        recover_earlier_runs(&runtime, &state, &journal_dir, &workflow);
     }
     let engine = build_engine(Arc::clone(&state), workflow.modules.clone());
     let started = Instant::now();
@@ -152,6 +130,45 @@ fn run_checked(mut request: RunRequest) -> Result<i32, i32> {
     print_error(&report);
     runtime.shutdown_timeout(Duration::from_secs(1));
     Ok(code)
+}
+
+/// Loads the site file, places the lock, and fills the engine settings the
+/// command line left open (`journal_dir`, `journal_group`) from it.
+fn apply_site(request: &mut RunRequest) -> Result<crate::host::config_site::Site, i32> {
+    let site =
+        crate::host::config_site::Site::load(request.site.as_deref()).map_err(input_error)?;
+    crate::run::lock::set_lock_place(
+        crate::run::lock::lock_place_for(&site, request.journal_dir.as_deref())
+            .map_err(input_error)?,
+    );
+    if request.journal_dir.is_none() {
+        request.journal_dir = site.path_setting("journal_dir");
+    }
+    if request.journal_group.is_none() {
+        request.journal_group = site
+            .setting("journal_group")
+            .map(|(group, _)| group)
+            .filter(|group| !group.is_empty());
+    }
+    Ok(site)
+}
+
+/// Finishes what earlier, interrupted runs of this workflow left to undo
+/// (their journals in `journal_dir`, not this run's own).
+fn recover_earlier_runs(
+    runtime: &tokio::runtime::Runtime,
+    state: &RunState,
+    journal_dir: &std::path::Path,
+    workflow: &Workflow,
+) {
+    let current = state.journal.as_ref().map(|j| j.path().to_path_buf());
+    let recovered = runtime.block_on(crate::run::recovery::recover_all(
+        journal_dir,
+        false,
+        current.as_deref(),
+        Some(&workflow.name),
+    ));
+    crate::run::recovery::report(&recovered, false);
 }
 
 /// Adds the site file to the overrides, with the keys the workflows of the
