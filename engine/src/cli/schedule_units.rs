@@ -106,17 +106,24 @@ impl Site {
     }
 }
 
-/// A value as one word of a unit file line: `%` doubled (systemd specifiers),
-/// quoted when it holds blanks or quotes. Control characters are refused.
-fn unit_word(value: &Path, exec_line: bool) -> Result<String, String> {
+/// `value` as text a `place` (a unit file, a cron line) can name: UTF-8,
+/// without control characters.
+fn nameable_text<'a>(value: &'a Path, place: &str) -> Result<&'a str, String> {
     let text = value
         .to_str()
         .ok_or_else(|| format!("{} is not UTF-8", value.display()))?;
     if text.chars().any(char::is_control) {
         return Err(format!(
-            "{text:?} holds a control character: no unit file can name it"
+            "{text:?} holds a control character: no {place} can name it"
         ));
     }
+    Ok(text)
+}
+
+/// A value as one word of a unit file line: `%` doubled (systemd specifiers),
+/// quoted when it holds blanks or quotes. Control characters are refused.
+fn unit_word(value: &Path, exec_line: bool) -> Result<String, String> {
+    let text = nameable_text(value, "unit file")?;
     let mut word = text.replace('%', "%%");
     if exec_line {
         word = word.replace('$', "$$");
@@ -129,14 +136,7 @@ fn unit_word(value: &Path, exec_line: bool) -> Result<String, String> {
 
 /// A value in a cron file: `%` means a new line there, and blanks split words.
 fn cron_word(value: &Path) -> Result<String, String> {
-    let text = value
-        .to_str()
-        .ok_or_else(|| format!("{} is not UTF-8", value.display()))?;
-    if text.chars().any(char::is_control) {
-        return Err(format!(
-            "{text:?} holds a control character: no cron line can name it"
-        ));
-    }
+    let text = nameable_text(value, "cron line")?;
     let quoted = shlex::try_quote(text).map_err(|e| format!("{text:?}: {e}"))?;
     Ok(quoted.replace('%', "\\%"))
 }

@@ -372,23 +372,7 @@ pub fn write_site_file(dir: &Path, force: bool) -> Result<String, String> {
             target.display()
         ));
     }
-    let tmp = dir.join(".site.toml.tmp");
-    let write = || -> std::io::Result<()> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .open(&tmp)?;
-        file.write_all(site_file_text().as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, &target)
-    };
-    write().map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        format!("cannot write {}: {e}", target.display())
-    })?;
+    runbook_steps::runtime::atomic_file::write_atomic(&target, site_file_text().as_bytes(), 0o644)
+        .map_err(|e| format!("cannot write {}: {e}", target.display()))?;
     Ok(format!("wrote {}", target.display()))
 }
