@@ -292,6 +292,32 @@ pub struct Running {
 }
 
 impl Running {
+    /// Starts a `runbook` run built by hand as a [`Command`] (one wrapped in
+    /// `setpriv` to run as another user, or started through `env -i`), so
+    /// that it is checked like a [`Test`]: stdout and stderr are kept, stdin
+    /// is closed.
+    #[track_caller]
+    pub fn from_command(mut command: Command) -> Running {
+        let args = std::iter::once(command.get_program().to_os_string())
+            .chain(command.get_args().map(OsStr::to_os_string))
+            .collect();
+        let dir = command
+            .get_current_dir()
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{command:?} cannot start: {e}"));
+        Running {
+            child,
+            args,
+            dir,
+            owned: None,
+        }
+    }
+
     /// The process id of the run.
     pub fn id(&self) -> u32 {
         self.child.id()
@@ -342,6 +368,13 @@ pub struct Ran {
 }
 
 impl Ran {
+    /// Runs a `runbook` run built by hand as a [`Command`] to the end (see
+    /// [`Running::from_command`]), for the same chain of checks.
+    #[track_caller]
+    pub fn from_command(command: Command) -> Ran {
+        Running::from_command(command).wait()
+    }
+
     /// `name` inside the folder the run started in.
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
