@@ -164,6 +164,17 @@ impl Test {
         self
     }
 
+    /// `--set KEY=VALUE` for each pair (a workflow's config keys).
+    pub fn settings<K: std::fmt::Display, V: std::fmt::Display>(
+        mut self,
+        settings: &[(K, V)],
+    ) -> Self {
+        for (key, value) in settings {
+            self = self.arg("--set").arg(format!("{key}={value}"));
+        }
+        self
+    }
+
     /// An environment variable for the run (`RUNBOOK_*` from the test's own
     /// environment are always removed; set them here).
     pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
