@@ -383,7 +383,7 @@ fn status_without_journal_or_sets_exits_1_and_says_so() {
         .args(["status", "--max-age", "soon"])
         .run()
         .failure(2)
-        .stderr_contains("soon");
+        .stderr_contains("invalid value 'soon' for '--max-age <DURATION>'");
     Test::new()
         .args(["status", "--manifest-path"])
         .arg(s.path("missing"))
@@ -652,11 +652,12 @@ fn bash_completes_stock_workflow_names_and_step_names() {
     s.runbook(["run", "mine.rhai"])
         .run()
         .success()
-        .stderr_contains("mine");
+        .stderr_contains("INFO mine\n")
+        .stderr_contains("mine.rhai succeeded");
     s.runbook(["steps", "no_such"])
         .run()
-        .failed()
-        .stderr_contains("error: no step named `no_such`");
+        .failure(2)
+        .stderr_contains("error: no step named `no_such`; steps: exec, tar_dir, ");
 }
 
 /// The metric names a PromQL/JSON text uses (`runbook_...`).

@@ -14,6 +14,12 @@ use runbook_test_support::{Ran, Test, runbook_binary};
 const FIVE_KEYS: &str = r#"let c = config(#{ a: "default", b: "default", c: "default", d: "default", e: 1 });
 exec(#{ cmd: "sh", args: ["-c", `printf '%s' "$1" > out.txt`, "sh", `${c.a} ${c.b} ${c.c} ${c.d} ${c.e}`] });"#;
 
+/// What a run of [`FIVE_KEYS`] printed: its keys `a` to `e`, in order.
+fn five_keys_printed(ran: &Ran) -> String {
+    std::fs::read_to_string(ran.path("out.txt"))
+        .unwrap_or_else(|e| panic!("the workflow wrote no out.txt ({e}): {}", ran.stderr))
+}
+
 #[test]
 fn run_takes_each_key_from_the_highest_source_set_flag_env_vars_site_default() {
     let ran = Test::new()
@@ -37,10 +43,7 @@ fn run_takes_each_key_from_the_highest_source_set_flag_env_vars_site_default() {
         .success();
     // a: default, b: site file, c: --vars over the site, d: env over --vars,
     // e: --set over the site file (and converted to the default's type).
-    assert_eq!(
-        std::fs::read_to_string(ran.path("out.txt")).unwrap(),
-        "default site vars env 7"
-    );
+    assert_eq!(five_keys_printed(&ran), "default site vars env 7");
 }
 
 #[test]
@@ -54,7 +57,7 @@ fn runbook_site_names_the_site_file_like_the_flag_and_the_flag_wins() {
         .run()
         .success();
     assert_eq!(
-        std::fs::read_to_string(ran.path("out.txt")).unwrap(),
+        five_keys_printed(&ran),
         "from-env-site default default default 1"
     );
     let ran = Test::new()
@@ -65,10 +68,9 @@ fn runbook_site_names_the_site_file_like_the_flag_and_the_flag_wins() {
         .env("RUNBOOK_SITE", "env-site.toml")
         .run()
         .success();
-    assert!(
-        std::fs::read_to_string(ran.path("out.txt"))
-            .unwrap()
-            .starts_with("from-flag-site ")
+    assert_eq!(
+        five_keys_printed(&ran),
+        "from-flag-site default default default 1"
     );
 }
 
@@ -187,11 +189,7 @@ fn a_key_of_another_workflow_in_the_site_file_is_no_error() {
         .env("RUNBOOK_STORAGE", "s3")
         .run()
         .success();
-    assert!(
-        std::fs::read_to_string(ran.path("out.txt"))
-            .unwrap()
-            .starts_with("site ")
-    );
+    assert_eq!(five_keys_printed(&ran), "site default default default 1");
 }
 
 #[test]

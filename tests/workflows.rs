@@ -34,6 +34,28 @@ fn backup_fails_cleanly(cluster: &Cluster, args: &[&str], reason: &str) -> Ran {
     ran
 }
 
+/// After a backup of S3 storage: the `s3_archive` folder holds only
+/// `minio_STAMP.tar` and its sidecar (no mirror folder left), and the archive,
+/// extracted by GNU tar, is the bucket's objects byte for byte under
+/// `minio_STAMP/`. Returns the set's stamp and how many objects came back.
+fn assert_bucket_archived(cluster: &Cluster) -> (String, usize) {
+    let stamp = only_stamp(&cluster.path("backup"), "backup_", ".json");
+    let minio = cluster.path("s3_archive");
+    assert_eq!(
+        sorted_names(&minio),
+        vec![
+            format!("minio_{stamp}.tar"),
+            format!("minio_{stamp}.tar.sha256")
+        ],
+        "the mirror folder is removed"
+    );
+    let restore = cluster.dir.path().join("restore");
+    gnu_tar_extract(&minio.join(format!("minio_{stamp}.tar")), &restore);
+    let restored = tree(&restore.join(format!("minio_{stamp}")));
+    assert_eq!(restored, tree(&cluster.path("attachments")));
+    (stamp, restored.len())
+}
+
 /// The names in `folder`, sorted.
 fn sorted_names(folder: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(folder)
@@ -220,21 +242,9 @@ fn s3_storage_backup_mirrors_the_bucket_into_minio_tar() {
     cluster.make_bucket("offsite");
     backup_succeeds(&cluster, &["--set", "offsite=th_minio/offsite/sets"]);
     let backup = cluster.path("backup");
-    let stamp = only_stamp(&backup, "backup_", ".json");
     let minio = cluster.path("s3_archive");
-    assert_eq!(
-        sorted_names(&minio),
-        vec![
-            format!("minio_{stamp}.tar"),
-            format!("minio_{stamp}.tar.sha256")
-        ],
-        "the mirror folder is removed"
-    );
-    let restore = cluster.dir.path().join("restore");
-    gnu_tar_extract(&minio.join(format!("minio_{stamp}.tar")), &restore);
-    let restored = tree(&restore.join(format!("minio_{stamp}")));
-    assert!(restored.len() >= 1000, "only {} objects", restored.len());
-    assert_eq!(restored, tree(&cluster.path("attachments")));
+    let (stamp, objects) = assert_bucket_archived(&cluster);
+    assert!(objects >= 1000, "only {objects} objects");
 
     // Off-site: every archive, sidecar, the marker and the manifest, byte-identical.
     let s3 = cluster.s3_endpoint();
@@ -278,23 +288,7 @@ fn s3_storage_backup_mirrors_the_bucket_into_minio_tar() {
 fn s3_mode_staging_archives_the_bucket_through_a_mirror_folder_it_removes() {
     let cluster = Cluster::start(&["--storage", "s3", "--objects", "200"]);
     backup_succeeds(&cluster, &["--set", "s3_mode=staging"]).stderr_contains("mirror bucket");
-    let backup = cluster.path("backup");
-    let stamp = only_stamp(&backup, "backup_", ".json");
-    let minio = cluster.path("s3_archive");
-    assert_eq!(
-        sorted_names(&minio),
-        vec![
-            format!("minio_{stamp}.tar"),
-            format!("minio_{stamp}.tar.sha256")
-        ],
-        "the mirror folder is removed"
-    );
-    let restore = cluster.dir.path().join("restore");
-    gnu_tar_extract(&minio.join(format!("minio_{stamp}.tar")), &restore);
-    assert_eq!(
-        tree(&restore.join(format!("minio_{stamp}"))),
-        tree(&cluster.path("attachments"))
-    );
+    assert_bucket_archived(&cluster);
 }
 
 #[test]
