@@ -13,6 +13,13 @@
 //! A test that runs several commands in one folder uses a [`Workdir`] and
 //! starts each run with [`Workdir::runbook`]. Every check panics with the whole
 //! stdout and stderr of the run, so a failure shows what the binary said.
+//!
+//! A run the test acts on while it runs (a signal, a second run beside it) is
+//! started with [`Test::spawn`] and ended with [`Running::wait`] or
+//! [`Running::interrupt`], giving the same [`Ran`]; one that must not hang is
+//! run with [`Test::run_within`]; one that only a hand-built [`Command`] can
+//! start (through `setpriv` as another user) is checked with
+//! [`Ran::from_command`].
 
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
