@@ -479,6 +479,35 @@ fn run_as(dir: &Path, as_user: Option<(u32, u32)>, journal: &str) -> Command {
     command
 }
 
+/// Fails the test, saying why, unless it runs as root (it switches users).
+fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test switches users with setpriv: run it as root (the sandbox's tests do)"
+    );
+}
+
+/// The `holder`'s run of [`HOLD`] (user, journal folder) takes the site's
+/// lock; the `other` run starts while it is held; then the holder is
+/// released and must succeed. Returns the holder's pid (setpriv execs
+/// runbook: the same pid) and the other run.
+fn run_while_held(
+    dir: &Path,
+    holder: (Option<(u32, u32)>, &str),
+    other: (Option<(u32, u32)>, &str),
+) -> (u32, Ran) {
+    for signal in ["signals/started", "signals/release"] {
+        let _ = std::fs::remove_file(dir.join(signal));
+    }
+    let first = Running::from_command(run_as(dir, holder.0, holder.1));
+    let pid = first.id();
+    wait_for(&dir.join("signals/started"));
+    let second = Ran::from_command(run_as(dir, other.0, other.1));
+    std::fs::write(dir.join("signals/release"), "").unwrap();
+    first.wait().success();
+    (pid, second)
+}
+
 /// The second run's refusal while `first` holds the lock: exit 3, naming
 /// the holder's pid, user and start time.
 #[track_caller]
@@ -512,45 +541,34 @@ fn the_lock_is_shared_by_root_and_another_user_and_names_its_holder() {
     // and switches to `nobody` (65534) with setpriv; lock_group nogroup is
     // the group root and that user share. Not root: it cannot switch users,
     // so it fails saying so (the same-user case is tested below).
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "this test switches users with setpriv: run it as root (the sandbox's tests do)"
-    );
+    require_root();
     let dir = shared_folder();
     let locks = write_shared_site(dir.path(), "lock_group = \"nogroup\"\n");
     let nobody = Some((65534, 65534));
 
     // Root holds it; the other user's run is refused, naming root.
-    let first = Running::from_command(run_as(dir.path(), None, "journal-root"));
-    let first_pid = first.id();
-    wait_for(&dir.path().join("signals/started"));
-    let second = Ran::from_command(run_as(dir.path(), nobody, "journal-nobody"));
-    std::fs::write(dir.path().join("signals/release"), "").unwrap();
-    first.wait().success();
-    assert_refused_naming(second, first_pid, "root");
+    let (root_pid, second) = run_while_held(
+        dir.path(),
+        (None, "journal-root"),
+        (nobody, "journal-nobody"),
+    );
+    assert_refused_naming(second, root_pid, "root");
     let lock = std::fs::metadata(locks.join("wf.lock")).unwrap();
     use std::os::unix::fs::MetadataExt;
     assert_eq!(lock.mode() & 0o777, 0o640, "shared with lock_group only");
 
     // The other user holds it (reading root's lock file); root is refused.
-    std::fs::remove_file(dir.path().join("signals/release")).unwrap();
-    std::fs::remove_file(dir.path().join("signals/started")).unwrap();
-    let first = Running::from_command(run_as(dir.path(), nobody, "journal-nobody"));
-    // setpriv execs runbook: the same pid.
-    let first_pid = first.id();
-    wait_for(&dir.path().join("signals/started"));
-    let second = Ran::from_command(run_as(dir.path(), None, "journal-root"));
-    std::fs::write(dir.path().join("signals/release"), "").unwrap();
-    first.wait().success();
-    assert_refused_naming(second, first_pid, "nobody");
+    let (nobody_pid, second) = run_while_held(
+        dir.path(),
+        (nobody, "journal-nobody"),
+        (None, "journal-root"),
+    );
+    assert_refused_naming(second, nobody_pid, "nobody");
 }
 
 #[test]
 fn a_lock_file_another_user_may_not_read_is_refused_with_the_fix() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "this test switches users with setpriv: run it as root (the sandbox's tests do)"
-    );
+    require_root();
     // No lock_group: root's lock file is 0600, so the other user cannot tell
     // whether root's run holds it: refused (exit 2), never run unlocked.
     let dir = shared_folder();
@@ -579,12 +597,7 @@ fn two_runs_with_the_same_site_share_the_lock_whatever_their_journal_folders() {
     // default): one lock through the site's lock_dir.
     let dir = shared_folder();
     write_shared_site(dir.path(), "");
-    let first = Running::from_command(run_as(dir.path(), None, "journal-a"));
-    let first_pid = first.id();
-    wait_for(&dir.path().join("signals/started"));
-    let second = Ran::from_command(run_as(dir.path(), None, "journal-b"));
-    std::fs::write(dir.path().join("signals/release"), "").unwrap();
-    first.wait().success();
+    let (first_pid, second) = run_while_held(dir.path(), (None, "journal-a"), (None, "journal-b"));
     let me = nix::unistd::User::from_uid(nix::unistd::geteuid())
         .unwrap()
         .unwrap()
