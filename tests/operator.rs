@@ -13,7 +13,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use cluster::{Cluster, code, only_stamp, stderr};
+use cluster::{Cluster, only_stamp, stderr};
 use serde_json::Value;
 use support::{assert_contains, repo_root, venv_bin};
 
@@ -945,7 +945,7 @@ fn init_writes_units_whose_exec_start_backs_up_the_sandbox_with_only_their_envir
     // unit's Environment= and the PATH systemd sets. (Through `env -i`, not
     // a `Test`: a Test starts from the test's own environment and keeps its
     // journal in its folder, and what is checked here is that the unit's
-    // words alone are enough.)
+    // words alone are enough; `Ran::from_command` checks it the same way.)
     let mut command = Command::new("env");
     command
         .arg("-i")
@@ -953,12 +953,8 @@ fn init_writes_units_whose_exec_start_backs_up_the_sandbox_with_only_their_envir
     for (key, value) in &environment {
         command.arg(format!("{key}={value}"));
     }
-    let out = command
-        .args(&exec_start)
-        .current_dir("/")
-        .output()
-        .expect("env runs");
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    command.args(&exec_start).current_dir("/");
+    Ran::from_command(command).success();
     let backup = cluster.path("backup");
     let stamp = only_stamp(&backup, "backup_", ".json");
     assert!(backup.join(format!("minio/minio_{stamp}.tar")).is_file());
