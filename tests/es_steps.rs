@@ -133,6 +133,17 @@ fn snapshot_options(server: &Server, snapshot: &str) -> Value {
     })
 }
 
+/// Runs `es_snapshot` of `snapshot` on `es` with [`snapshot_options`] and
+/// no deadline.
+async fn snapshot(es: &Server, snapshot: &str) -> Result<Value, StepError> {
+    run("es_snapshot", snapshot_options(es, snapshot), ctx()).await
+}
+
+/// Runs the `es_health` step with `options` and no deadline.
+async fn es_health(options: Value) -> Result<Value, StepError> {
+    run("es_health", options, ctx()).await
+}
+
 const SNAP_PATH: &str = "/_snapshot/thehive_repository/elasticsearch_1";
 const REPO_PATH: &str = "/_snapshot/thehive_repository";
 
@@ -202,18 +213,12 @@ async fn noida_snapshot_health_and_http_success_path() {
     );
 
     // One index with a replica on a one-node cluster: yellow, which the default accepts.
-    let health = run("es_health", json!({"url": es.base}), ctx())
-        .await
-        .unwrap();
+    let health = es_health(json!({"url": es.base})).await.unwrap();
     assert_eq!(health["status"], "yellow", "{health}");
     assert_eq!(health["number_of_nodes"], 1);
-    let too_low = run(
-        "es_health",
-        json!({"url": es.base, "require": "green"}),
-        ctx(),
-    )
-    .await
-    .unwrap_err();
+    let too_low = es_health(json!({"url": es.base, "require": "green"}))
+        .await
+        .unwrap_err();
     assert_eq!(too_low.kind(), "health");
     assert!(
         too_low.to_string().contains("is yellow, green required"),
@@ -344,13 +349,7 @@ async fn standin_snapshots_a_missing_index_as_the_real_servers_do() {
 #[tokio::test]
 async fn snapshot_waits_for_success_and_sends_the_documented_body() {
     let es = Server::standin_with_repo(json!({"snapshot_polls": 3}));
-    let snap = run(
-        "es_snapshot",
-        snapshot_options(&es, "elasticsearch_1"),
-        ctx(),
-    )
-    .await
-    .unwrap();
+    let snap = snapshot(&es, "elasticsearch_1").await.unwrap();
     assert_eq!(snap["state"], "SUCCESS");
     assert_eq!(snap["shards_total"], 1);
     assert!(!snap["end_time"].as_str().unwrap().is_empty());
@@ -382,13 +381,7 @@ async fn a_put_whose_answer_was_lost_is_followed_not_failed() {
     let es = Server::standin_with_repo(json!({"rules": [
         {"method": "PUT", "action": "reset_after", "count": 1},
     ]}));
-    let snap = run(
-        "es_snapshot",
-        snapshot_options(&es, "elasticsearch_1"),
-        ctx(),
-    )
-    .await
-    .unwrap();
+    let snap = snapshot(&es, "elasticsearch_1").await.unwrap();
     assert_eq!(snap["state"], "SUCCESS");
     let puts: Vec<Value> = es
         .requests()
@@ -408,13 +401,7 @@ async fn failed_partial_and_incompatible_snapshots_are_errors_listing_failed_sha
         ("INCOMPATIBLE", "snapshot_incompatible"),
     ] {
         let es = Server::standin_with_repo(json!({"snapshot_end": end}));
-        let error = run(
-            "es_snapshot",
-            snapshot_options(&es, "elasticsearch_1"),
-            ctx(),
-        )
-        .await
-        .unwrap_err();
+        let error = snapshot(&es, "elasticsearch_1").await.unwrap_err();
         assert_eq!(error.kind(), kind, "{error}");
         let text = error.to_string();
         assert!(
@@ -514,13 +501,7 @@ async fn transient_503_and_429_are_retried() {
         {"method": "PUT", "status": 429, "count": 1},
         {"method": "GET", "path": "elasticsearch_1$", "status": 502, "count": 1},
     ]}));
-    let snap = run(
-        "es_snapshot",
-        snapshot_options(&es, "elasticsearch_1"),
-        ctx(),
-    )
-    .await
-    .unwrap();
+    let snap = snapshot(&es, "elasticsearch_1").await.unwrap();
     assert_eq!(snap["state"], "SUCCESS");
     let requests = es.requests().await;
     let statuses = |method: &str, path: &str| -> Vec<Value> {
@@ -543,13 +524,7 @@ async fn a_400_is_not_retried_and_shows_elasticsearchs_reason() {
     let es = Server::standin_with_repo(json!({"rules": [
         {"method": "GET", "path": "^/_snapshot/thehive_repository$", "status": 400, "count": 5},
     ]}));
-    let error = run(
-        "es_snapshot",
-        snapshot_options(&es, "elasticsearch_1"),
-        ctx(),
-    )
-    .await
-    .unwrap_err();
+    let error = snapshot(&es, "elasticsearch_1").await.unwrap_err();
     assert_eq!(error.kind(), "http_status");
     assert_eq!(
         error.to_string(),
@@ -562,13 +537,7 @@ async fn a_400_is_not_retried_and_shows_elasticsearchs_reason() {
 
     // A name Elasticsearch refuses: one PUT, its reason in the error.
     let es = Server::standin_with_repo(json!({}));
-    let error = run(
-        "es_snapshot",
-        snapshot_options(&es, "Elasticsearch_1"),
-        ctx(),
-    )
-    .await
-    .unwrap_err();
+    let error = snapshot(&es, "Elasticsearch_1").await.unwrap_err();
     assert_eq!(error.kind(), "http_status");
     let text = error.to_string();
     assert!(
@@ -620,13 +589,7 @@ async fn dry_run_checks_the_repository_and_sends_no_put() {
 #[tokio::test]
 async fn missing_repository_names_repository_url_and_how_to_register() {
     let es = Server::standin(&[]);
-    let error = run(
-        "es_snapshot",
-        snapshot_options(&es, "elasticsearch_1"),
-        ctx(),
-    )
-    .await
-    .unwrap_err();
+    let error = snapshot(&es, "elasticsearch_1").await.unwrap_err();
     assert_eq!(error.kind(), "repository_missing");
     let text = error.to_string();
     assert!(
@@ -671,9 +634,7 @@ async fn unauthorized_without_or_with_wrong_credentials_and_no_secret_in_message
         "--password",
         PASSWORD,
     ]);
-    let anonymous = run("es_health", json!({"url": es.base}), ctx())
-        .await
-        .unwrap_err();
+    let anonymous = es_health(json!({"url": es.base})).await.unwrap_err();
     assert_eq!(anonymous.kind(), "unauthorized");
     assert_eq!(
         anonymous.to_string(),
@@ -741,13 +702,7 @@ async fn malformed_json_reset_and_slow_answers() {
     let es = Server::standin_with_repo(json!({"rules": [
         {"method": "GET", "path": "elasticsearch_1$", "action": "malformed"},
     ]}));
-    let error = run(
-        "es_snapshot",
-        snapshot_options(&es, "elasticsearch_1"),
-        ctx(),
-    )
-    .await
-    .unwrap_err();
+    let error = snapshot(&es, "elasticsearch_1").await.unwrap_err();
     assert_eq!(error.kind(), "invalid_response");
     assert!(
         error.to_string().contains(&format!(
@@ -763,13 +718,7 @@ async fn malformed_json_reset_and_slow_answers() {
         {"method": "GET", "path": "elasticsearch_1$", "status": 500, "count": 1},
         {"method": "GET", "path": "elasticsearch_1$", "action": "malformed", "count": 1},
     ]}));
-    let snap = run(
-        "es_snapshot",
-        snapshot_options(&es, "elasticsearch_1"),
-        ctx(),
-    )
-    .await
-    .unwrap();
+    let snap = snapshot(&es, "elasticsearch_1").await.unwrap();
     assert_eq!(snap["state"], "SUCCESS");
 
     // A poll shorter than 50 ms is refused: it would flood Elasticsearch.
@@ -786,13 +735,7 @@ async fn malformed_json_reset_and_slow_answers() {
     let es = Server::standin_with_repo(json!({"rules": [
         {"method": "GET", "path": "elasticsearch_1$", "action": "reset", "count": 2},
     ]}));
-    let snap = run(
-        "es_snapshot",
-        snapshot_options(&es, "elasticsearch_1"),
-        ctx(),
-    )
-    .await
-    .unwrap();
+    let snap = snapshot(&es, "elasticsearch_1").await.unwrap();
     assert_eq!(snap["state"], "SUCCESS");
     let resets = es
         .requests()
@@ -846,9 +789,7 @@ async fn unreachable_server_is_retried_then_reported() {
 #[tokio::test]
 async fn health_below_requirement_is_an_error() {
     let es = Server::standin(&["--faults", r#"{"health": "red"}"#]);
-    let red = run("es_health", json!({"url": es.base}), ctx())
-        .await
-        .unwrap_err();
+    let red = es_health(json!({"url": es.base})).await.unwrap_err();
     assert_eq!(red.kind(), "health");
     assert_eq!(
         red.to_string(),
@@ -857,23 +798,15 @@ async fn health_below_requirement_is_an_error() {
             es.base
         )
     );
-    let accepted = run(
-        "es_health",
-        json!({"url": es.base, "require": "red"}),
-        ctx(),
-    )
-    .await
-    .unwrap();
+    let accepted = es_health(json!({"url": es.base, "require": "red"}))
+        .await
+        .unwrap();
     assert_eq!(accepted["status"], "red");
 
     let es = Server::standin(&["--faults", r#"{"health": "yellow"}"#]);
-    let waited = run(
-        "es_health",
-        json!({"url": es.base, "wait_for_status": "green"}),
-        ctx(),
-    )
-    .await
-    .unwrap_err();
+    let waited = es_health(json!({"url": es.base, "wait_for_status": "green"}))
+        .await
+        .unwrap_err();
     assert_error(
         &waited,
         "health",
@@ -887,13 +820,9 @@ async fn health_below_requirement_is_an_error() {
     );
 
     let es = Server::standin(&[]);
-    let green = run(
-        "es_health",
-        json!({"url": es.base, "wait_for_status": "green"}),
-        ctx(),
-    )
-    .await
-    .unwrap();
+    let green = es_health(json!({"url": es.base, "wait_for_status": "green"}))
+        .await
+        .unwrap();
     assert_eq!(
         green,
         json!({"status": "green", "number_of_nodes": 1, "number_of_data_nodes": 1, "active_shards_percent": 100.0})
@@ -1058,27 +987,19 @@ async fn tls_needs_the_ca_or_insecure() {
     );
 
     let ca = dir.path().join("ca.pem");
-    let trusted = run("es_health", json!({"url": es.base, "ca_cert": ca}), ctx())
+    let trusted = es_health(json!({"url": es.base, "ca_cert": ca}))
         .await
         .unwrap();
     assert_eq!(trusted["status"], "green");
 
-    let insecure = run(
-        "es_health",
-        json!({"url": es.base, "insecure": true}),
-        ctx(),
-    )
-    .await
-    .unwrap();
+    let insecure = es_health(json!({"url": es.base, "insecure": true}))
+        .await
+        .unwrap();
     assert_eq!(insecure["status"], "green");
 
-    let missing = run(
-        "es_health",
-        json!({"url": es.base, "ca_cert": dir.path().join("nope.pem")}),
-        ctx(),
-    )
-    .await
-    .unwrap_err();
+    let missing = es_health(json!({"url": es.base, "ca_cert": dir.path().join("nope.pem")}))
+        .await
+        .unwrap_err();
     assert_eq!(missing.kind(), "ca_cert");
 }
 

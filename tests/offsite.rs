@@ -6,13 +6,13 @@
 //! sets this workflow made.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use age::secrecy::ExposeSecret;
-use runbook_test_support::{cluster, support};
+use runbook_test_support::{Test, cluster, support};
 
 use cluster::*;
-use support::{assert_contains, stdout};
+use support::assert_contains;
 
 /// Runs a Python script with `s3` (a boto3 client on the sandbox's S3
 /// stand-in) defined; its stdout.
@@ -70,19 +70,27 @@ fn age_keys(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     (recipients, key)
 }
 
-fn backup(cluster: &Cluster, settings: &[String]) -> Output {
-    let mut args = vec![
-        "run".to_string(),
-        "cluster-hot-backup".to_string(),
-        "--set".to_string(),
-        "offsite=th_minio/offsite/sets".to_string(),
-    ];
+/// The stock backup of `cluster` with its off-site copy to
+/// `th_minio/offsite/sets` and the config `settings` (`KEY=VALUE`).
+fn backup(cluster: &Cluster, settings: &[String]) -> Test {
+    let mut test = cluster.runbook(&[
+        "run",
+        "cluster-hot-backup",
+        "--set",
+        "offsite=th_minio/offsite/sets",
+    ]);
     for setting in settings {
-        args.push("--set".to_string());
-        args.push(setting.clone());
+        test = test.arg("--set").arg(setting);
     }
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    cluster.run(&args)
+    test
+}
+
+/// `runbook run restore-prep` in the cluster's folder with `settings` only
+/// (no sandbox vars).
+fn restore_prep(cluster: &Cluster, settings: &[(&str, String)]) -> Test {
+    Test::at(cluster.dir.path())
+        .args(["run", "restore-prep"])
+        .settings(settings)
 }
 
 /// Every file below `root` whose name ends with `suffix`.
@@ -102,14 +110,15 @@ fn an_encrypted_offsite_copy_is_not_plaintext_decrypts_back_and_verify_catches_t
     let (recipients, identity) = age_keys(&keys, "offsite");
     let (_, wrong_identity) = age_keys(&keys, "other");
 
-    let out = backup(
+    backup(
         &cluster,
         &[
             "offsite_encrypt=age".to_string(),
             format!("offsite_recipients={}", recipients.display()),
         ],
-    );
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    )
+    .run()
+    .success();
     let backup_dir = cluster.path("backup");
     let minio_dir = cluster.path("s3_archive");
     let stamp = only_stamp(&backup_dir, "backup_", ".json");
@@ -229,23 +238,20 @@ fn an_encrypted_offsite_copy_is_not_plaintext_decrypts_back_and_verify_catches_t
     };
 
     // No identity: one line naming the config key, nothing ran.
-    let out = cluster.restore_prep(&settings(None));
-    assert_eq!(code(&out), 2, "{}", stderr(&out));
-    assert_contains(
-        &stderr(&out),
-        "set offsite_identity to the age identity file",
-    );
+    restore_prep(&cluster, &settings(None))
+        .run()
+        .failure(2)
+        .stderr_contains("set offsite_identity to the age identity file");
+    assert!(!staging.exists(), "nothing ran: no staging folder");
 
     // The wrong identity: one clear line, exit 1, nothing half-written.
-    let out = cluster.restore_prep(&settings(Some(&wrong_identity)));
-    assert_eq!(code(&out), 1, "{}", stderr(&out));
-    assert_contains(
-        &stderr(&out),
-        &format!(
+    restore_prep(&cluster, &settings(Some(&wrong_identity)))
+        .run()
+        .failure(1)
+        .stderr_contains(&format!(
             "cassandra_{stamp}.tar.age was not encrypted to any key in identity file {}",
             wrong_identity.display()
-        ),
-    );
+        ));
     assert!(
         plain_in_recovered().is_empty(),
         "{:?}",
@@ -253,8 +259,9 @@ fn an_encrypted_offsite_copy_is_not_plaintext_decrypts_back_and_verify_catches_t
     );
 
     // The right identity: the archives come back byte for byte, verified.
-    let out = cluster.restore_prep(&settings(Some(&identity)));
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    restore_prep(&cluster, &settings(Some(&identity)))
+        .run()
+        .success();
     for (decrypted, original) in [
         (
             recovered.join(format!("cassandra/cassandra_{stamp}.tar")),
@@ -275,26 +282,18 @@ fn an_encrypted_offsite_copy_is_not_plaintext_decrypts_back_and_verify_catches_t
 
     // verify --offsite: every object downloaded and hashed, no identity needed.
     let verify = |manifest_path: &Path, dest: Option<&str>| {
-        let mut args = vec![
-            "verify".to_string(),
-            "--set".to_string(),
-            stamp.clone(),
-            "--manifest-path".to_string(),
-            manifest_path.display().to_string(),
-            "--offsite".to_string(),
-        ];
-        if let Some(dest) = dest {
-            args.push(dest.to_string());
-        }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        cluster.run(&args)
+        cluster
+            .runbook(&["verify", "--set", &stamp, "--manifest-path"])
+            .arg(manifest_path)
+            .arg("--offsite")
+            .args(dest)
+            .run()
     };
-    let out = verify(&backup_dir, None);
-    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
-    assert_contains(
-        &stdout(&out),
-        &format!("set {stamp}: off-site copy at th_minio/offsite/sets verified ok"),
-    );
+    verify(&backup_dir, None)
+        .success()
+        .stdout_contains(&format!(
+            "set {stamp}: off-site copy at th_minio/offsite/sets verified ok"
+        ));
 
     // One object overwritten off-site with as many other bytes: caught, named.
     let key = format!("sets/minio_{stamp}.tar.age");
@@ -306,23 +305,20 @@ fn an_encrypted_offsite_copy_is_not_plaintext_decrypts_back_and_verify_catches_t
              s3.put_object(Bucket='offsite',Key='{key}',Body=bytes(b))"
         ),
     );
-    let out = verify(&backup_dir, None);
-    assert_eq!(code(&out), 1, "{}{}", stdout(&out), stderr(&out));
-    assert_contains(&stdout(&out), &format!("BAD `{key}` in bucket `offsite`"));
-    assert_contains(&stdout(&out), "does not match the record");
-    assert_contains(&stdout(&out), &format!("ok sets/cassandra_{stamp}.tar.age"));
+    verify(&backup_dir, None)
+        .failure(1)
+        .stdout_contains(&format!("BAD `{key}` in bucket `offsite`"))
+        .stdout_contains("does not match the record")
+        .stdout_contains(&format!("ok sets/cassandra_{stamp}.tar.age"));
     // Without the local record (the machine is lost): the off-site record.
     let empty = cluster.dir.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
-    let out = verify(&empty, Some("th_minio/offsite/sets"));
-    assert_eq!(code(&out), 1, "{}{}", stdout(&out), stderr(&out));
-    assert_contains(&stdout(&out), &format!("BAD `{key}` in bucket `offsite`"));
-    let out = verify(&empty, None);
-    assert_eq!(code(&out), 2, "{}{}", stdout(&out), stderr(&out));
-    assert_contains(
-        &stderr(&out),
-        "give the destination, `--offsite ALIAS/BUCKET/PREFIX`",
-    );
+    verify(&empty, Some("th_minio/offsite/sets"))
+        .failure(1)
+        .stdout_contains(&format!("BAD `{key}` in bucket `offsite`"));
+    verify(&empty, None)
+        .failure(2)
+        .stderr_contains("give the destination, `--offsite ALIAS/BUCKET/PREFIX`");
 }
 
 #[test]
@@ -331,21 +327,19 @@ fn a_bad_recipients_file_stops_the_backup_before_anything_is_made() {
     cluster.make_bucket("offsite");
     let recipients = cluster.dir.path().join("offsite.recipients");
     std::fs::write(&recipients, "# no key yet\nage1notakey\n").unwrap();
-    let out = backup(
+    backup(
         &cluster,
         &[
             "offsite_encrypt=age".to_string(),
             format!("offsite_recipients={}", recipients.display()),
         ],
-    );
-    assert_eq!(code(&out), 2, "{}", stderr(&out));
-    assert_contains(
-        &stderr(&out),
-        &format!(
-            "recipients file {} line 2: not an age (age1...) or SSH public key: fix the file or the config key offsite_recipients",
-            recipients.display()
-        ),
-    );
+    )
+    .run()
+    .failure(2)
+    .stderr_contains(&format!(
+        "recipients file {} line 2: not an age (age1...) or SSH public key: fix the file or the config key offsite_recipients",
+        recipients.display()
+    ));
     assert!(
         cluster.backup_files().is_empty(),
         "{:?}",
@@ -357,18 +351,20 @@ fn a_bad_recipients_file_stops_the_backup_before_anything_is_made() {
     #[allow(deprecated)]
     let public = age::x25519::Identity::generate().to_public();
     std::fs::write(&recipients, format!("{public}\n")).unwrap();
-    let out = cluster.run(&[
-        "plan",
-        "cluster-hot-backup",
-        "--set",
-        "offsite=th_minio/offsite/sets",
-        "--set",
-        "offsite_encrypt=age",
-        "--set",
-        &format!("offsite_recipients={}", recipients.display()),
-    ]);
-    let err = stderr(&out);
-    assert_eq!(code(&out), 0, "{err}");
+    let err = cluster
+        .runbook(&[
+            "plan",
+            "cluster-hot-backup",
+            "--set",
+            "offsite=th_minio/offsite/sets",
+            "--set",
+            "offsite_encrypt=age",
+            "--set",
+            &format!("offsite_recipients={}", recipients.display()),
+        ])
+        .run()
+        .success()
+        .stderr;
     let line = err
         .lines()
         .find(|l| {
@@ -394,8 +390,7 @@ fn offsite_keep_removes_only_older_verified_sets_of_this_workflow() {
     let mut stamps = Vec::new();
     for _ in 0..2 {
         let before: Vec<String> = offsite_keys(&cluster);
-        let out = backup(&cluster, &[]);
-        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        backup(&cluster, &[]).run().success();
         let after = offsite_keys(&cluster);
         let manifest = after
             .iter()
@@ -427,22 +422,18 @@ fn offsite_keep_removes_only_older_verified_sets_of_this_workflow() {
         ),
     );
 
-    let out = backup(&cluster, &["offsite_keep=1".to_string()]);
-    let err = stderr(&out);
-    assert_eq!(code(&out), 0, "{err}");
+    backup(&cluster, &["offsite_keep=1".to_string()])
+        .run()
+        .success()
+        .stderr_contains(&format!(
+            "off-site set {unverified} is not verified (only the size could be checked): kept, not counted"
+        ))
+        .stderr_contains(&format!(
+            "off-site set {foreign} has no readable runbook manifest: left alone"
+        ))
+        .stderr_contains(&format!("removed off-site set {older}"));
     let keys = offsite_keys(&cluster);
     let newest = only_new_stamp(&keys, &stamps, foreign);
-    assert_contains(
-        &err,
-        &format!(
-            "off-site set {unverified} is not verified (only the size could be checked): kept, not counted"
-        ),
-    );
-    assert_contains(
-        &err,
-        &format!("off-site set {foreign} has no readable runbook manifest: left alone"),
-    );
-    assert_contains(&err, &format!("removed off-site set {older}"));
     assert!(
         !keys.iter().any(|k| k.contains(older.as_str())),
         "{older} should be gone: {keys:?}"

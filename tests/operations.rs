@@ -8,15 +8,17 @@
 //! markers; manifests in the documented format), without running the whole
 //! stock workflow.
 
-use runbook_test_support::support;
+use runbook_test_support::{Ran, Test, support};
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
+use std::time::Duration;
 
+use runbook_test_support::harness::read_journals;
 use runbook_test_support::servers::EsStandin;
 use serde_json::{Value, json};
-use support::{free_port, runbook, venv_bin};
+use support::{assert_contains, free_port, venv_bin};
 
 const REPOSITORY: &str = "thehive_repository";
 /// Five stamps, oldest first.
@@ -98,13 +100,31 @@ impl Backups {
         ]
     }
 
-    fn run(&self, args: &[&str]) -> Output {
-        let mut command = runbook();
-        command.args(args).current_dir(self.dir.path());
-        if matches!(args.first(), Some(&"run") | Some(&"plan")) {
-            command.arg("--journal-dir").arg(self.path("journal"));
-        }
-        command.output().expect("runbook runs")
+    /// `runbook ARGS` in this folder (`run` and `plan` keep their journal
+    /// in `journal/` here).
+    fn runbook(&self, args: &[&str]) -> Test {
+        Test::at(self.dir.path()).args(args)
+    }
+
+    /// `runbook verify --set STAMP --manifest-path ROOT EXTRA...`, run to the end.
+    fn verify_set(&self, stamp: &str, extra: &[&str]) -> Ran {
+        self.runbook(&[
+            "verify",
+            "--set",
+            stamp,
+            "--manifest-path",
+            &self.root_arg(),
+        ])
+        .args(extra)
+        .run()
+    }
+
+    /// The text table of `runbook list` (which must succeed).
+    fn list_text(&self) -> String {
+        self.runbook(&["list", "--manifest-path", &self.root_arg()])
+            .run()
+            .success()
+            .stdout
     }
 
     fn workflow(&self, name: &str, text: &str) -> String {
@@ -128,7 +148,7 @@ impl Backups {
                    tar_dir(#{ dest: `${c.root}/storage/files_${s}.tar`, src: `${c.data}/ks`, prefix: `files_${s}` });
                }"#,
         );
-        let out = self.run(&[
+        self.runbook(&[
             "run",
             &workflow,
             "--set",
@@ -137,13 +157,9 @@ impl Backups {
             &format!("data={}", self.path("data").display()),
             "--set",
             &format!("stamps={}", stamps.join(",")),
-        ]);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        ])
+        .run()
+        .success();
     }
 
     /// The `.info` marker as the stock workflow writes it (the es_snapshot result).
@@ -203,26 +219,23 @@ impl Backups {
                            json: #{ indices: "thehive_global" } });
                }"#,
         );
-        let out = self.run(&[
+        self.runbook(&[
             "run",
             &snapshots,
             "--set",
             &format!("es={}", es.base),
             "--set",
             &format!("stamps={}", stamps.join(",")),
-        ]);
-        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        ])
+        .run()
+        .success();
     }
 
     fn list_json(&self) -> Value {
-        let out = self.run(&["list", "--manifest-path", &self.root_arg(), "--json"]);
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).expect("list --json prints JSON")
+        self.runbook(&["list", "--manifest-path", &self.root_arg(), "--json"])
+            .run()
+            .success()
+            .stdout_json()
     }
 
     fn manifest_json(&self, stamp: &str) -> Value {
@@ -231,16 +244,8 @@ impl Backups {
 
     /// The result of the last call of `step` in the newest journal.
     fn last_step_result(&self, step: &str) -> Value {
-        let mut journals: Vec<PathBuf> = std::fs::read_dir(self.path("journal"))
-            .unwrap()
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|e| e == "json"))
-            .collect();
-        journals.sort();
-        let journal: Value =
-            serde_json::from_str(&std::fs::read_to_string(journals.last().unwrap()).unwrap())
-                .unwrap();
+        let journals = read_journals(&self.path("journal"));
+        let journal = journals.last().expect("a journal");
         journal["steps"]
             .as_array()
             .unwrap()
@@ -252,14 +257,6 @@ impl Backups {
     }
 }
 
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
 fn set<'a>(list: &'a Value, stamp: &str) -> &'a Value {
     list["sets"]
         .as_array()
@@ -267,6 +264,16 @@ fn set<'a>(list: &'a Value, stamp: &str) -> &'a Value {
         .iter()
         .find(|s| s["stamp"] == stamp)
         .unwrap_or_else(|| panic!("set {stamp} is listed: {list:#}"))
+}
+
+/// The stamps of a list of sets in a prune result (`removed`, `kept`,
+/// `left_alone`), in its order.
+fn stamps_of(list: &Value) -> Vec<String> {
+    list.as_array()
+        .unwrap_or_else(|| panic!("a list of sets: {list:#}"))
+        .iter()
+        .map(|x| x["stamp"].as_str().unwrap().to_string())
+        .collect()
 }
 
 fn parts(set: &Value) -> Vec<String> {
@@ -358,9 +365,7 @@ fn list_shows_complete_incomplete_and_damaged_sets() {
     );
 
     // The table: newest first, one line per set, problems under their set.
-    let out = b.run(&["list", "--manifest-path", &b.root_arg()]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let text = stdout(&out);
+    let text = b.list_text();
     let lines: Vec<&str> = text.lines().collect();
     assert!(
         lines[0].starts_with("STAMP") && lines[0].contains("VERIFIED"),
@@ -388,17 +393,12 @@ fn list_shows_complete_incomplete_and_damaged_sets() {
     );
 
     // A folder that does not exist is an error, not an empty list.
-    let out = b.run(&[
-        "list",
-        "--manifest-path",
-        &b.path("nowhere").display().to_string(),
-    ]);
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        stderr(&out).contains("cannot list manifest folder"),
-        "{}",
-        stderr(&out)
-    );
+    let nowhere = b.path("nowhere").display().to_string();
+    b.runbook(&["list", "--manifest-path", &nowhere])
+        .run()
+        .failure(2)
+        .stderr_contains("cannot list manifest folder")
+        .stderr_contains(&nowhere);
 }
 
 #[test]
@@ -411,26 +411,9 @@ fn verify_set_records_the_result_and_fails_on_a_corrupted_archive() {
     b.make_snapshots(&es, &[stamp]);
     let es_arg = format!("--elasticsearch-url={}", es.base);
 
-    let out = b.run(&[
-        "verify",
-        "--set",
-        stamp,
-        "--manifest-path",
-        &b.root_arg(),
-        &es_arg,
-    ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    assert!(
-        stdout(&out).contains(&format!("set {stamp}: verified ok")),
-        "{}",
-        stdout(&out)
-    );
+    b.verify_set(stamp, &[&es_arg])
+        .success()
+        .stdout_contains(&format!("set {stamp}: verified ok"));
     let manifest = b.manifest_json(stamp);
     assert_eq!(manifest["verified"]["result"], "ok");
     assert_eq!(manifest["verified"]["errors"], json!([]));
@@ -452,26 +435,9 @@ fn verify_set_records_the_result_and_fails_on_a_corrupted_archive() {
 
     // Same size, one byte changed: only reading the whole archive finds it.
     corrupt(&b.files(stamp));
-    let out = b.run(&[
-        "verify",
-        "--set",
-        stamp,
-        "--manifest-path",
-        &b.root_arg(),
-        &es_arg,
-    ]);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    assert!(
-        stdout(&out).contains("verification FAILED"),
-        "{}",
-        stdout(&out)
-    );
+    b.verify_set(stamp, &[&es_arg])
+        .failure(1)
+        .stdout_contains("verification FAILED");
     let manifest = b.manifest_json(stamp);
     assert_eq!(manifest["verified"]["result"], "failed");
     let errors = manifest["verified"]["errors"].as_array().unwrap();
@@ -486,28 +452,35 @@ fn verify_set_records_the_result_and_fails_on_a_corrupted_archive() {
     assert!(!std::path::Path::new(&format!("{}.partial", b.manifest(stamp).display())).exists());
 
     // A missing set is a usage error; plain `verify PATH` still works.
-    let out = b.run(&[
-        "verify",
-        "--set",
-        STAMPS[4],
-        "--manifest-path",
-        &b.root_arg(),
-    ]);
-    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    b.verify_set(STAMPS[4], &[])
+        .failure(2)
+        .stderr_contains(STAMPS[4]);
     let cassandra = b.cassandra(stamp).display().to_string();
-    let out = b.run(&["verify", &cassandra]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert!(stdout(&out).starts_with("ok "), "{}", stdout(&out));
-    let out = b.run(&["verify"]);
-    assert_eq!(out.status.code(), Some(2));
+    b.runbook(&["verify", &cassandra])
+        .run()
+        .success()
+        .stdout_starts_with("ok ")
+        .stdout_contains(&cassandra);
+    b.runbook(&["verify"]).run().failure(2);
 }
 
-/// The snapshots of the stand-in's repository `thehive_repository`.
+/// What the Elasticsearch stand-in holds and was asked, for the prune tests.
 trait RepositorySnapshots {
+    /// The snapshots of the stand-in's repository `thehive_repository`, sorted.
     fn snapshots(&self) -> Vec<String>;
+    /// The paths of the DELETE requests it received, in order.
+    fn deletes(&self) -> Vec<String>;
 }
 
 impl RepositorySnapshots for EsStandin {
+    fn deletes(&self) -> Vec<String> {
+        self.calls()
+            .into_iter()
+            .filter(|(method, _, _)| method == "DELETE")
+            .map(|(_, path, _)| path)
+            .collect()
+    }
+
     fn snapshots(&self) -> Vec<String> {
         let mut names: Vec<String> = self.control(
             "GET",
@@ -562,8 +535,7 @@ fn prune_keeps_the_newest_verified_sets_and_deletes_the_snapshots_of_removed_one
     let before = every_file(&STAMPS);
 
     // Dry-run: the same decision, nothing removed, no snapshot deleted.
-    let out = b.run(&[&["plan", &prune][..], &args[..]].concat());
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    b.runbook(&["plan", &prune]).args(args).run().success();
     let planned = b.last_step_result("prune");
     assert_eq!(planned["dry_run"], true);
     assert_eq!(every_file(&STAMPS), before, "a dry-run removes nothing");
@@ -574,17 +546,9 @@ fn prune_keeps_the_newest_verified_sets_and_deletes_the_snapshots_of_removed_one
     );
     assert_eq!(es.snapshots().len(), 5);
 
-    let out = b.run(&[&["run", &prune][..], &args[..]].concat());
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    b.runbook(&["run", &prune]).args(args).run().success();
     let result = b.last_step_result("prune");
     assert_eq!(result["dry_run"], false);
-    let stamps_of = |list: &Value| -> Vec<String> {
-        list.as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x["stamp"].as_str().unwrap().to_string())
-            .collect()
-    };
     // Oldest first; the set without a manifest (s3) is not this workflow's
     // to remove (issue 12: it may be TheHive's own scripts' set): left alone.
     assert_eq!(stamps_of(&result["removed"]), [s1, s4]);
@@ -638,14 +602,8 @@ fn prune_keeps_the_newest_verified_sets_and_deletes_the_snapshots_of_removed_one
         }
     }
     // And the removed sets' snapshots, in removal order.
-    let deletes: Vec<String> = es
-        .calls()
-        .into_iter()
-        .filter(|(method, _, _)| method == "DELETE")
-        .map(|(_, path, _)| path)
-        .collect();
     let snapshot_path = |s: &str| format!("/_snapshot/{REPOSITORY}/elasticsearch_{s}");
-    assert_eq!(deletes, [snapshot_path(s1), snapshot_path(s4)]);
+    assert_eq!(es.deletes(), [snapshot_path(s1), snapshot_path(s4)]);
     assert_eq!(
         es.snapshots(),
         [
@@ -656,11 +614,17 @@ fn prune_keeps_the_newest_verified_sets_and_deletes_the_snapshots_of_removed_one
     );
 
     // Run again: nothing more to do; keep: 0 never removes anything.
-    let out = b.run(&[&["run", &prune][..], &args[..], &["--set", "keep=1"][..]].concat());
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    b.runbook(&["run", &prune])
+        .args(args)
+        .args(["--set", "keep=1"])
+        .run()
+        .success();
     assert_eq!(stamps_of(&b.last_step_result("prune")["removed"]), [s2]);
-    let out = b.run(&[&["run", &prune][..], &args[..], &["--set", "keep=0"][..]].concat());
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    b.runbook(&["run", &prune])
+        .args(args)
+        .args(["--set", "keep=0"])
+        .run()
+        .success();
     assert_eq!(b.last_step_result("prune")["removed"], json!([]));
     assert!(b.manifest(s5).exists());
 }
@@ -680,19 +644,18 @@ fn prune_removes_nothing_when_elasticsearch_does_not_answer() {
                     elasticsearch: #{ url: c.es, repository: "thehive_repository" } });"#,
     );
     // Nothing listens on this port: the repository check fails before any file goes.
-    let out = b.run(&[
+    b.runbook(&[
         "run",
         &prune,
         "--set",
         &format!("root={}", b.root_arg()),
         "--set",
         &format!("es=http://127.0.0.1:{}", free_port()),
-    ]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("cannot check snapshot repository `thehive_repository` before pruning (nothing was removed)"),
-        "{}",
-        stderr(&out)
+    ])
+    .run()
+    .failure(1)
+    .stderr_contains(
+        "cannot check snapshot repository `thehive_repository` before pruning (nothing was removed)",
     );
     for stamp in [s1, s2, s3] {
         for file in b.set_files(stamp) {
@@ -728,7 +691,7 @@ print(json.dumps(out))
     assert!(
         out.status.success(),
         "not Prometheus text format: {}\n{text}",
-        stderr(&out)
+        String::from_utf8_lossy(&out.stderr)
     );
     for name in [
         "runbook_last_run_timestamp_seconds",
@@ -773,17 +736,13 @@ fn metrics_file_is_written_atomically_and_keeps_the_last_success_after_a_failure
     let root = format!("root={}", b.root_arg());
     let data = format!("data={}", b.path("data").display());
     let run = |extra: &[&str]| {
-        let args = [
-            &["run", &workflow, "--metrics-file", &metrics_arg][..],
-            &["--set", &root, "--set", &data][..],
-            extra,
-        ]
-        .concat();
-        b.run(&args)
+        b.runbook(&["run", &workflow, "--metrics-file", &metrics_arg])
+            .args(["--set", &root, "--set", &data])
+            .args(extra)
+            .run()
     };
 
-    let out = run(&[]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    run(&[]).success();
     let first = read_metrics(&metrics_file);
     assert!(
         first
@@ -826,13 +785,15 @@ fn metrics_file_is_written_atomically_and_keeps_the_last_success_after_a_failure
 
     // A plan is not a backup: the file stays as it is.
     let before = std::fs::read(&metrics_file).unwrap();
-    let out = b.run(&["plan", &workflow, "--metrics-file", &metrics_arg]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    b.runbook(&["plan", &workflow, "--metrics-file", &metrics_arg])
+        .run()
+        .success();
     assert_eq!(std::fs::read(&metrics_file).unwrap(), before);
 
     // A failed run: success 0, a new run time, the last success kept for staleness alerts.
-    let out = run(&["--set", "fail_now=true"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    run(&["--set", "fail_now=true"])
+        .failure(1)
+        .stderr_contains("the backup broke");
     let second = read_metrics(&metrics_file);
     assert_eq!(metric(&second, "runbook_last_run_success", None), 0.0);
     assert!(metric(&second, "runbook_last_run_timestamp_seconds", None) >= started);
@@ -852,7 +813,7 @@ fn metrics_file_is_written_atomically_and_keeps_the_last_success_after_a_failure
 
     // The workflow's own config key `metrics_file` does the same as the flag.
     let from_config = b.path("from-config.prom");
-    let out = b.run(&[
+    b.runbook(&[
         "run",
         &workflow,
         "--set",
@@ -861,8 +822,9 @@ fn metrics_file_is_written_atomically_and_keeps_the_last_success_after_a_failure
         &data,
         "--set",
         &format!("metrics_file={}", from_config.display()),
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    ])
+    .run()
+    .success();
     assert_eq!(
         metric(
             &read_metrics(&from_config),
@@ -918,24 +880,8 @@ fn prune_leaves_alone_every_set_it_did_not_make_and_never_sends_a_wildcard() {
     )
     .unwrap();
 
-    let snapshots = b.workflow(
-        "snapshots.rhai",
-        r#"let c = config(#{ es: "", stamps: [] });
-           for s in c.stamps {
-               http(#{ method: "PUT", url: `${c.es}/_snapshot/thehive_repository/elasticsearch_${s}?wait_for_completion=true`,
-                       json: #{ indices: "thehive_global" } });
-           }"#,
-    );
     let all = [guide, other, comma, wildcard, escape, mine1, mine2, mine3];
-    let out = b.run(&[
-        "run",
-        &snapshots,
-        "--set",
-        &format!("es={}", es.base),
-        "--set",
-        &format!("stamps={}", all.join(",")),
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    b.make_snapshots(&es, &all);
     es.control("DELETE", "/_standin/requests");
 
     let prune = b.workflow(
@@ -955,19 +901,19 @@ fn prune_leaves_alone_every_set_it_did_not_make_and_never_sends_a_wildcard() {
     let every_file: Vec<PathBuf> = walk_files(&b.root());
 
     // keep=5 with 3 sets of its own: nothing goes (others are not counted).
-    let out = b.run(&[&["run", &prune][..], &args[..]].concat());
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = b
+        .runbook(&["run", &prune])
+        .args(args)
+        .run()
+        .success()
+        .stderr;
     let result = b.last_step_result("prune");
     assert_eq!(result["removed"], json!([]), "{result:#}");
     assert_eq!(walk_files(&b.root()), every_file);
-    let alone: Vec<&str> = result["left_alone"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k["stamp"].as_str().unwrap())
-        .collect();
-    assert_eq!(alone, [guide, other, comma, wildcard, escape, copied]);
-    let err = stderr(&out);
+    assert_eq!(
+        stamps_of(&result["left_alone"]),
+        [guide, other, comma, wildcard, escape, copied]
+    );
     for (stamp, why) in [
         (
             guide,
@@ -989,15 +935,15 @@ fn prune_leaves_alone_every_set_it_did_not_make_and_never_sends_a_wildcard() {
     }
 
     // keep=1: only this workflow's two older sets go, with their snapshots.
-    let out = b.run(&[&["run", &prune][..], &args[..], &["--set", "keep=1"][..]].concat());
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let removed: Vec<String> = b.last_step_result("prune")["removed"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["stamp"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(removed, [mine1, mine2]);
+    b.runbook(&["run", &prune])
+        .args(args)
+        .args(["--set", "keep=1"])
+        .run()
+        .success();
+    assert_eq!(
+        stamps_of(&b.last_step_result("prune")["removed"]),
+        [mine1, mine2]
+    );
     let left: Vec<PathBuf> = every_file
         .iter()
         .filter(|p| {
@@ -1007,14 +953,8 @@ fn prune_leaves_alone_every_set_it_did_not_make_and_never_sends_a_wildcard() {
         .cloned()
         .collect();
     assert_eq!(walk_files(&b.root()), left);
-    let deletes: Vec<String> = es
-        .calls()
-        .into_iter()
-        .filter(|(method, _, _)| method == "DELETE")
-        .map(|(_, path, _)| path)
-        .collect();
     assert_eq!(
-        deletes,
+        es.deletes(),
         [
             format!("/_snapshot/{REPOSITORY}/elasticsearch_{mine1}"),
             format!("/_snapshot/{REPOSITORY}/elasticsearch_{mine2}"),
@@ -1039,8 +979,7 @@ fn prune_leaves_alone_every_set_it_did_not_make_and_never_sends_a_wildcard() {
         assert_eq!(set(&list, stamp)["origin"], "damaged", "{stamp}");
         assert_eq!(set(&list, stamp)["snapshot"]["listed"], false, "{stamp}");
     }
-    let out = b.run(&["list", "--manifest-path", &b.root_arg()]);
-    let text = stdout(&out);
+    let text = b.list_text();
     let line_of = |stamp: &str| text.lines().find(|l| l.starts_with(stamp)).unwrap();
     assert!(line_of(guide).contains("foreign"), "{text}");
     assert!(line_of(wildcard).contains("DAMAGED"), "{text}");
@@ -1068,30 +1007,9 @@ fn walk_files(root: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// Runs `command`, failing the test (after killing it) if it has not ended
-/// within 30 s: a hang is the bug these tests look for.
-fn output_within_30s(mut command: Command) -> Output {
-    let child = command
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("runbook runs");
-    let pid = child.id();
-    let (done, wait) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = done.send(child.wait_with_output());
-    });
-    match wait.recv_timeout(std::time::Duration::from_secs(30)) {
-        Ok(output) => output.unwrap(),
-        Err(_) => {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-            panic!("{command:?} did not end within 30 s");
-        }
-    }
-}
+/// How long a run that must not block may take before the test kills it
+/// and fails: a hang is the bug the FIFO test looks for.
+const HANG: Duration = Duration::from_secs(30);
 
 /// Issue 12 §4: a FIFO named like a manifest (or a sidecar) in the backup
 /// folders, and `runbook verify` of a FIFO or /dev/zero, used to block for
@@ -1114,19 +1032,11 @@ fn fifos_and_devices_are_refused_at_once_never_waited_on() {
     ));
     nix::unistd::mkfifo(&marker_fifo, mode).unwrap();
 
-    let command = |args: &[&str]| {
-        let mut command = runbook();
-        command.args(args).current_dir(b.dir.path());
-        command
-    };
-    let out = output_within_30s(command(&[
-        "list",
-        "--manifest-path",
-        &b.root_arg(),
-        "--json",
-    ]));
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let list = b
+        .runbook(&["list", "--manifest-path", &b.root_arg(), "--json"])
+        .run_within(HANG)
+        .success()
+        .stdout_json();
     let s = set(&list, fifo_stamp);
     assert_eq!(s["origin"], "damaged", "{s:#}");
     assert!(
@@ -1144,40 +1054,35 @@ fn fifos_and_devices_are_refused_at_once_never_waited_on() {
                             archive_paths: [`${c.root}/cassandra`, `${c.root}/elasticsearch`, `${c.root}/storage`] });
            for w in r.warnings { log_warn(w); }"#,
     );
-    let mut run = command(&["run", &prune, "--set", &format!("root={}", b.root_arg())]);
-    run.arg("--journal-dir").arg(b.path("journal"));
-    let out = output_within_30s(run);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_contains_text(
-        &stderr(&out),
-        &format!("set {fifo_stamp} left alone: damaged set"),
-    );
+    b.runbook(&["run", &prune, "--set", &format!("root={}", b.root_arg())])
+        .run_within(HANG)
+        .success()
+        .stderr_contains(&format!("set {fifo_stamp} left alone: damaged set"));
     for path in [&fifo, &sidecar_fifo, &marker_fifo] {
         assert!(path.exists(), "{} left alone", path.display());
     }
 
-    let out = output_within_30s(command(&[
+    b.runbook(&[
         "verify",
         "--set",
         fifo_stamp,
         "--manifest-path",
         &b.root_arg(),
-    ]));
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert_contains_text(&stderr(&out), "is a FIFO (named pipe), not a regular file");
+    ])
+    .run_within(HANG)
+    .failure(1)
+    .stderr_contains("is a FIFO (named pipe), not a regular file");
 
     for (path, what) in [
         (fifo.display().to_string(), "is a FIFO (named pipe)"),
         ("/dev/zero".to_string(), "is a device"),
     ] {
-        let out = output_within_30s(command(&["verify", &path]));
-        assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
-        assert_contains_text(&stdout(&out), what);
+        b.runbook(&["verify", &path])
+            .run_within(HANG)
+            .failure(1)
+            .stdout_contains(what)
+            .stdout_contains(&path);
     }
-}
-
-fn assert_contains_text(haystack: &str, needle: &str) {
-    assert!(haystack.contains(needle), "`{needle}` not in:\n{haystack}");
 }
 
 /// Issue 12 §2 and §3: `verify --set` used to say "verified ok" for a set
@@ -1207,20 +1112,9 @@ fn verify_set_needs_the_snapshot_and_keeps_the_manifests_owner_group_and_mode() 
         let m = std::fs::metadata(path).unwrap();
         (m.uid(), m.gid(), m.mode() & 0o7777)
     };
-    let verify = || b.run(&["verify", "--set", stamp, "--manifest-path", &b.root_arg()]);
-
-    let out = verify();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    assert_contains_text(
-        &stdout(&out),
-        &format!("ok Elasticsearch snapshot {REPOSITORY}/elasticsearch_{stamp}: SUCCESS"),
-    );
+    b.verify_set(stamp, &[]).success().stdout_contains(&format!(
+        "ok Elasticsearch snapshot {REPOSITORY}/elasticsearch_{stamp}: SUCCESS"
+    ));
     let me = nix::unistd::geteuid().as_raw();
     assert_eq!(
         owner(&manifest),
@@ -1238,9 +1132,9 @@ fn verify_set_needs_the_snapshot_and_keeps_the_manifests_owner_group_and_mode() 
     let listed = b.list_json();
     let s = set(&listed, stamp);
     assert_eq!(s["snapshot_state"]["state"], "missing", "{s:#}");
-    assert_contains_text(&s["problems"].to_string(), "does not exist at");
-    let out = b.run(&["list", "--manifest-path", &b.root_arg()]);
-    let line = stdout(&out)
+    assert_contains(&s["problems"].to_string(), "does not exist at");
+    let line = b
+        .list_text()
         .lines()
         .find(|l| l.starts_with(stamp))
         .unwrap()
@@ -1250,18 +1144,12 @@ fn verify_set_needs_the_snapshot_and_keeps_the_manifests_owner_group_and_mode() 
         "{line}"
     );
 
-    let out = verify();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    assert_contains_text(&stdout(&out), "verification FAILED");
+    b.verify_set(stamp, &[])
+        .failure(1)
+        .stdout_contains("verification FAILED");
     let recorded = b.manifest_json(stamp);
     assert_eq!(recorded["verified"]["result"], "failed");
-    assert_contains_text(
+    assert_contains(
         &recorded["verified"]["errors"].to_string(),
         &format!("Elasticsearch snapshot {REPOSITORY}/elasticsearch_{stamp} does not exist"),
     );
@@ -1270,55 +1158,22 @@ fn verify_set_needs_the_snapshot_and_keeps_the_manifests_owner_group_and_mode() 
     // A manifest another user owns is not trusted to say where the password
     // goes: only --elasticsearch-url is asked. Its owner is kept too.
     std::os::unix::fs::chown(&manifest, Some(65534), None).unwrap();
-    let out = verify();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    assert_contains_text(
-        &stdout(&out),
-        "not checked at the URL the manifest records: ",
-    );
-    assert_contains_text(
-        &stdout(&out),
-        "is owned by uid 65534, not by this user or root",
-    );
+    b.verify_set(stamp, &[])
+        .failure(1)
+        .stdout_contains("not checked at the URL the manifest records: ")
+        .stdout_contains("is owned by uid 65534, not by this user or root");
     let es_arg = format!("--elasticsearch-url={}", es.base);
-    let verify_at = || {
-        b.run(&[
-            "verify",
-            "--set",
-            stamp,
-            "--manifest-path",
-            &b.root_arg(),
-            &es_arg,
-        ])
-    };
-    let out = verify_at();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    assert_contains_text(&stdout(&out), "does not exist at");
+    b.verify_set(stamp, &[&es_arg])
+        .failure(1)
+        .stdout_contains("does not exist at");
     assert_eq!(owner(&manifest), (65534, 65534, 0o640));
 
     // Elasticsearch not answering: not "verified ok" either.
     drop(es);
-    let out = verify_at();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    assert_contains_text(&stdout(&out), "could not be checked");
+    b.verify_set(stamp, &[&es_arg])
+        .failure(1)
+        .stdout_contains("could not be checked")
+        .output_lacks("verified ok");
 }
 
 /// Issue 12 §1: `restore-prep` on a manifest whose `stamp` is `../../x`
@@ -1335,35 +1190,25 @@ fn restore_prep_refuses_a_manifest_whose_names_would_escape() {
     edit_manifest(&b, stamp, |m| m["stamp"] = json!("../../x"));
     let staging = b.path("staging/inner");
     let restore = |extra: &[&str]| {
-        let mut args = vec![
-            "run".to_string(),
-            "restore-prep".to_string(),
-            "--set".to_string(),
-            format!("manifest_path={}", b.root_arg()),
-            "--set".to_string(),
-            format!("staging={}", staging.display()),
-        ];
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        b.run(&args)
+        b.runbook(&["run", "restore-prep"])
+            .args(["--set", &format!("manifest_path={}", b.root_arg())])
+            .args(["--set", &format!("staging={}", staging.display())])
+            .args(extra)
+            .run()
     };
     let before = walk_files(b.dir.path());
 
-    let out = restore(&[]);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert_contains_text(&err, "no complete backup set in");
-    let out = restore(&["--set", &format!("stamp={stamp}")]);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert_contains_text(
-        &err,
-        &format!("records stamp `../../x`, not {stamp} as its file name says"),
-    );
-    let out = restore(&["--set", "stamp=../../x"]);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert_contains_text(&err, "`../../x` is not a stamp like 20261126_01h15m00s");
+    restore(&[])
+        .failure(1)
+        .stderr_contains("no complete backup set in");
+    restore(&["--set", &format!("stamp={stamp}")])
+        .failure(1)
+        .stderr_contains(&format!(
+            "records stamp `../../x`, not {stamp} as its file name says"
+        ));
+    restore(&["--set", "stamp=../../x"])
+        .failure(1)
+        .stderr_contains("`../../x` is not a stamp like 20261126_01h15m00s");
     let outside_journal = |files: Vec<PathBuf>| -> Vec<PathBuf> {
         files
             .into_iter()
@@ -1384,14 +1229,10 @@ fn restore_prep_refuses_a_manifest_whose_names_would_escape() {
         m["cassandra"]["keyspace"] = json!("../../etc");
     });
     let before = walk_files(b.dir.path());
-    let out = restore(&["--set", &format!("stamp={stamp}")]);
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert_contains_text(&err, "names index `*`, which is not a plain name");
-    assert_contains_text(
-        &err,
-        "names keyspace `../../etc`, which is not a plain name",
-    );
+    restore(&["--set", &format!("stamp={stamp}")])
+        .failure(1)
+        .stderr_contains("names index `*`, which is not a plain name")
+        .stderr_contains("names keyspace `../../etc`, which is not a plain name");
 
     assert!(!b.path("staging").exists(), "no staging folder was made");
     assert_eq!(

@@ -8,17 +8,33 @@
 //! `cqlsh` on generated data, the Elasticsearch stand-in), started once for
 //! the test that needs it.
 
-use runbook_test_support::{cluster, support};
+use runbook_test_support::{Ran, Test, Workdir, cluster, support};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use cluster::{Cluster, code, only_stamp, stderr};
+use cluster::{Cluster, only_stamp, stderr};
 use serde_json::Value;
-use support::{assert_contains, repo_root, runbook, venv_bin};
+use support::{assert_contains, repo_root, venv_bin};
 
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The output of `command` (a tool other than runbook: sha256sum, bash,
+/// python, systemd-analyze), which must succeed.
+#[track_caller]
+fn tool_output(mut command: Command) -> Output {
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("{command:?} cannot run: {e}"));
+    assert!(
+        out.status.success(),
+        "{command:?} failed: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    out
 }
 
 fn read_json(path: &Path) -> Value {
@@ -27,60 +43,36 @@ fn read_json(path: &Path) -> Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}\n{text}", path.display()))
 }
 
-/// A folder with workflows, a journal folder and files, for runs without the sandbox.
-struct Scratch {
-    dir: tempfile::TempDir,
-}
-
-impl Scratch {
-    fn new() -> Self {
-        Scratch {
-            dir: tempfile::tempdir().expect("temp dir"),
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn write(&self, name: &str, text: &str) -> PathBuf {
-        let path = self.path(name);
-        std::fs::write(&path, text).unwrap();
-        path
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        let mut command = runbook();
-        command.args(args).current_dir(self.dir.path());
-        if matches!(args.first(), Some(&"run") | Some(&"plan")) {
-            command.arg("--journal-dir").arg(self.path("journal"));
-        }
-        command.output().expect("runbook runs")
-    }
-}
-
 /// A notify command that saves its stdin and its RUNBOOK_RESULT to files.
 fn recorder(scratch_dir: &Path) -> PathBuf {
-    let script = scratch_dir.join("record-notification.sh");
-    std::fs::write(
-        &script,
+    write_executable(
+        &scratch_dir.join("record-notification.sh"),
         "#!/bin/sh\ncat > \"$1\"\nprintf '%s %s' \"$RUNBOOK_RESULT\" \"$RUNBOOK_STAMP\" > \"$1.env\"\n",
     )
-    .unwrap();
+}
+
+/// Writes the script `text` to `path` (mode 0755) and returns the path.
+fn write_executable(path: &Path, text: &str) -> PathBuf {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    script
+    std::fs::create_dir_all(path.parent().expect("a file has a folder")).unwrap();
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path.to_path_buf()
 }
 
 fn sha256_of(path: &Path) -> String {
-    let out = Command::new("sha256sum").arg(path).output().unwrap();
-    assert!(out.status.success());
-    stdout(&out).split_whitespace().next().unwrap().to_string()
+    let mut command = Command::new("sha256sum");
+    command.arg(path);
+    stdout(&tool_output(command))
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
 }
 
 #[test]
 fn check_finds_string_options_closure_variables_and_unknown_config_keys() {
-    let s = Scratch::new();
+    let s = Workdir::new();
     s.write(
         "wf.rhai",
         r#"let cfg = config(#{ keep: 3, archive_path: "/tmp" });
@@ -92,25 +84,24 @@ cfg.extra = 5;
 log_info(`${cfg.extra} ${cfg.keep} ${cfg.keys()}`);
 "#,
     );
-    let out = s.run(&["check", "wf.rhai"]);
-    let err = stderr(&out);
-    assert_eq!(code(&out), 2, "{err}");
-    assert_contains(
-        &err,
-        "error: step `exec` takes one map of options, not a string: exec(#{ ... })",
-    );
-    assert_contains(&err, "--> wf.rhai:2:1");
-    assert_contains(
-        &err,
-        "error: a defer closure uses `later`, which is not defined where the closure is made",
-    );
-    assert_contains(&err, "--> wf.rhai:3:24");
-    assert_contains(
-        &err,
-        "error: cfg.archive_paht: `archive_paht` is not a config key of this workflow \
-         (did you mean `archive_path`?); config() declares: archive_path, keep",
-    );
-    assert_contains(&err, "--> wf.rhai:5:17");
+    let err = s
+        .runbook(["check", "wf.rhai"])
+        .run()
+        .failure(2)
+        .stderr_contains(
+            "error: step `exec` takes one map of options, not a string: exec(#{ ... })",
+        )
+        .stderr_contains("--> wf.rhai:2:1")
+        .stderr_contains(
+            "error: a defer closure uses `later`, which is not defined where the closure is made",
+        )
+        .stderr_contains("--> wf.rhai:3:24")
+        .stderr_contains(
+            "error: cfg.archive_paht: `archive_paht` is not a config key of this workflow \
+             (did you mean `archive_path`?); config() declares: archive_path, keep",
+        )
+        .stderr_contains("--> wf.rhai:5:17")
+        .stderr;
     // One problem each: `cfg.extra` (assigned) and `cfg.keep` are fine.
     assert_eq!(err.matches("error:").count(), 3, "{err}");
 
@@ -119,32 +110,30 @@ log_info(`${cfg.extra} ${cfg.keep} ${cfg.keys()}`);
         "typo.rhai",
         "let cfg = config(#{ keep: 3 });\nexec(#{ cmd: \"touch\", args: [\"ran\"] });\nlog_info(`${cfg.kep}`);\n",
     );
-    let out = s.run(&["run", "typo.rhai"]);
-    let err = stderr(&out);
-    assert_eq!(code(&out), 2, "{err}");
-    assert_contains(
-        &err,
-        "error: cfg.kep: `kep` is not a config key of this workflow (did you mean `keep`?); config() declares: keep",
-    );
-    assert_contains(&err, "--> typo.rhai:3:17");
+    s.runbook(["run", "typo.rhai"])
+        .run()
+        .failure(2)
+        .stderr_contains(
+            "error: cfg.kep: `kep` is not a config key of this workflow (did you mean `keep`?); config() declares: keep",
+        )
+        .stderr_contains("--> typo.rhai:3:17");
     assert!(!s.path("ran").exists(), "nothing may run");
+    assert!(s.journals().is_empty(), "no journal: the run never started");
 
     // Run anyway, a step given a string fails with its usage, exit 2.
     s.write("string.rhai", "exec(\"touch ran\");\n");
-    let out = s.run(&["run", "string.rhai"]);
-    let err = stderr(&out);
-    assert_eq!(code(&out), 2, "{err}");
-    assert_contains(
-        &err,
-        "error: step `exec` takes one map of options, not a string: exec(#{ ... })",
-    );
-    assert_contains(&err, "--> string.rhai:1:1");
+    s.runbook(["run", "string.rhai"])
+        .run()
+        .failure(2)
+        .stderr_contains(
+            "error: step `exec` takes one map of options, not a string: exec(#{ ... })",
+        )
+        .stderr_contains("--> string.rhai:1:1");
     assert!(!s.path("ran").exists());
 
     // The stock workflows pass.
     for workflow in ["cluster-hot-backup", "restore-prep", "restore-bucket"] {
-        let out = s.run(&["check", workflow]);
-        assert_eq!(code(&out), 0, "{workflow}: {}", stderr(&out));
+        s.runbook(["check", workflow]).run().success();
     }
 }
 
@@ -181,7 +170,7 @@ fn answer_once(status: &str, body: &'static str) -> (u16, std::thread::JoinHandl
 
 #[test]
 fn http_expect_failure_says_what_was_expected_and_what_came_back_masked() {
-    let s = Scratch::new();
+    let s = Workdir::new();
     let (port, server) = answer_once(
         "418 I'm a teapot",
         "hook refused:\n  token Tok-Secret-77 is not valid here",
@@ -195,30 +184,25 @@ http(#{{ url: "http://127.0.0.1:{port}/hook", method: "POST", body: "x", expect:
 "#
         ),
     );
-    let out = runbook()
-        .args(["run", "hook.rhai", "--journal-dir"])
-        .arg(s.path("journal"))
-        .current_dir(s.dir.path())
+    let ran = s
+        .runbook(["run", "hook.rhai"])
         .env("HOOK_TOKEN", "Tok-Secret-77")
-        .output()
-        .unwrap();
-    server.join().unwrap();
-    let err = stderr(&out);
-    assert_eq!(code(&out), 1, "{err}");
-    assert_contains(
-        &err,
-        &format!(
+        .run();
+    let request = server.join().unwrap();
+    ran.failure(1)
+        .stderr_contains(&format!(
             "error: step http (webhook) failed: POST http://127.0.0.1:{port}/hook: HTTP 418, \
              expected 200 or 204; answer: hook refused: token *** is not valid here"
-        ),
-    );
-    assert!(!err.contains("Tok-Secret-77"), "{err}");
+        ))
+        .output_lacks("Tok-Secret-77");
+    // The secret went where it was meant to: in the header, to the server.
+    assert_contains(&request.to_lowercase(), "x-token: tok-secret-77");
 }
 
 #[test]
 fn summary_json_and_run_error_in_defer_on_failure_and_success() {
-    let s = Scratch::new();
-    let notify = recorder(s.dir.path());
+    let s = Workdir::new();
+    let notify = recorder(s.root());
     let workflow = r#"let cfg = config(#{ fail: false, notify_command: "", notify_on_success: false, notify_timeout: "2m" });
 defer(|| {
     let e = run_error();
@@ -230,7 +214,7 @@ exec(#{ cmd: "sh", args: ["-c", if cfg.fail { "exit 3" } else { "true" }], label
     s.write("wf.rhai", workflow);
     let notify_line = format!("{} {}", notify.display(), s.path("got.json").display());
 
-    let out = s.run(&[
+    s.runbook([
         "run",
         "wf.rhai",
         "--set",
@@ -239,8 +223,9 @@ exec(#{ cmd: "sh", args: ["-c", if cfg.fail { "exit 3" } else { "true" }], label
         "failed.json",
         "--set",
         &format!("notify_command={notify_line}"),
-    ]);
-    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    ])
+    .run()
+    .failure(1);
     assert_eq!(
         std::fs::read_to_string(s.path("seen-by-defer.txt")).unwrap(),
         "exec|maybe fail|exit_code|`sh` exited with code 3|wf.rhai:7:1"
@@ -257,7 +242,7 @@ exec(#{ cmd: "sh", args: ["-c", if cfg.fail { "exit 3" } else { "true" }], label
     assert_eq!(summary["steps"][0]["status"], "failed");
     assert!(summary["duration_seconds"].as_f64().unwrap() > 0.0);
     let journal = PathBuf::from(summary["journal"].as_str().unwrap());
-    assert!(s.dir.path().join(&journal).exists(), "{journal:?}");
+    assert!(s.root().join(&journal).exists(), "{journal:?}");
     // The notification got the same summary, and the result in its environment.
     assert_eq!(read_json(&s.path("got.json")), summary);
     assert_eq!(
@@ -267,57 +252,61 @@ exec(#{ cmd: "sh", args: ["-c", if cfg.fail { "exit 3" } else { "true" }], label
 
     // Success: no notification unless notify_on_success; the summary on stdout with `-`.
     std::fs::remove_file(s.path("got.json")).unwrap();
-    let out = s.run(&[
-        "run",
-        "wf.rhai",
-        "--summary-json",
-        "-",
-        "--set",
-        &format!("notify_command={notify_line}"),
-    ]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let ran = s
+        .runbook([
+            "run",
+            "wf.rhai",
+            "--summary-json",
+            "-",
+            "--set",
+            &format!("notify_command={notify_line}"),
+        ])
+        .run()
+        .success();
     assert_eq!(
         std::fs::read_to_string(s.path("seen-by-defer.txt")).unwrap(),
         "no error"
     );
-    let summary: Value = serde_json::from_str(&stdout(&out)).expect("stdout is the summary");
+    let summary = ran.stdout_json();
     assert_eq!(summary["result"], "success");
     assert_eq!(summary["error"], Value::Null);
     assert!(
         !s.path("got.json").exists(),
         "notified after a success without notify_on_success"
     );
-    let out = s.run(&[
+    s.runbook([
         "run",
         "wf.rhai",
         "--set",
         &format!("notify_command={notify_line}"),
         "--set",
         "notify_on_success=true",
-    ]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    ])
+    .run()
+    .success();
     assert_eq!(read_json(&s.path("got.json"))["result"], "success");
 
     // A notify command that fails is logged; the run's result stands.
-    let out = s.run(&["run", "wf.rhai", "--set", "notify_command=false"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let out = s.run(&[
+    s.runbook(["run", "wf.rhai", "--set", "notify_command=false"])
+        .run()
+        .success();
+    s.runbook([
         "run",
         "wf.rhai",
         "--set",
         "fail=true",
         "--set",
         "notify_command=false",
-    ]);
-    assert_eq!(code(&out), 1);
-    assert_contains(
-        &stderr(&out),
+    ])
+    .run()
+    .failure(1)
+    .stderr_contains(
         "notify_command `false` failed: exited with code 1 (the run's result stands: failed)",
     );
 
     // A notify command that hangs is killed (with what it started) at notify_timeout.
     let started = std::time::Instant::now();
-    let out = s.run(&[
+    s.runbook([
         "run",
         "wf.rhai",
         "--set",
@@ -326,53 +315,48 @@ exec(#{ cmd: "sh", args: ["-c", if cfg.fail { "exit 3" } else { "true" }], label
         "notify_command=sh -c 'sleep 30 & sleep 30'",
         "--set",
         "notify_timeout=1s",
-    ]);
-    assert_eq!(code(&out), 1);
+    ])
+    .run()
+    .failure(1)
+    .stderr_contains("failed: killed after 1s (the run's result stands: failed)");
     assert!(
         started.elapsed() < std::time::Duration::from_secs(15),
         "{:?}",
         started.elapsed()
     );
-    assert_contains(
-        &stderr(&out),
-        "failed: killed after 1s (the run's result stands: failed)",
-    );
 
     // An unwritable --summary-json folder fails before the run.
-    let out = s.run(&[
+    s.runbook([
         "run",
         "wf.rhai",
         "--summary-json",
         "/proc/no-such-folder/s.json",
-    ]);
-    assert_eq!(code(&out), 2);
-    assert_contains(
-        &stderr(&out),
+    ])
+    .run()
+    .failure(2)
+    .stderr_contains(
         "error: --summary-json /proc/no-such-folder/s.json: cannot write in /proc/no-such-folder",
     );
 }
 
 #[test]
 fn status_without_journal_or_sets_exits_1_and_says_so() {
-    let s = Scratch::new();
+    let s = Workdir::new();
     std::fs::create_dir(s.path("backup")).unwrap();
-    let out = runbook()
-        .args(["status", "--manifest-path"])
-        .arg(s.path("backup"))
-        .arg("--journal-dir")
-        .arg(s.path("journal"))
-        .output()
-        .unwrap();
-    assert_eq!(code(&out), 1, "{}", stderr(&out));
-    assert_contains(
-        &stdout(&out),
-        "last run:     none recorded for cluster-hot-backup",
-    );
-    assert_contains(
-        &stdout(&out),
-        "newest set:   NONE complete and verified (max age 1d 2h: STALE)",
-    );
-    assert_contains(&stderr(&out), "warning: no journal folder");
+    let status = |extra: &[&str]| {
+        s.runbook(["status"]).args(extra).args([
+            "--manifest-path",
+            "backup",
+            "--journal-dir",
+            "journal",
+        ])
+    };
+    status(&[])
+        .run()
+        .failure(1)
+        .stdout_contains("last run:     none recorded for cluster-hot-backup")
+        .stdout_contains("newest set:   NONE complete and verified (max age 1d 2h: STALE)")
+        .stderr_contains("warning: no journal folder");
 
     // A journal left `running` by a process that is gone: a crashed run.
     std::fs::create_dir(s.path("journal")).unwrap();
@@ -391,44 +375,34 @@ fn status_without_journal_or_sets_exits_1_and_says_so() {
         .to_string(),
     )
     .unwrap();
-    let out = runbook()
-        .args(["status", "--json", "--manifest-path"])
-        .arg(s.path("backup"))
-        .arg("--journal-dir")
-        .arg(s.path("journal"))
-        .output()
-        .unwrap();
-    assert_eq!(code(&out), 1, "{}", stderr(&out));
-    let status: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(status["last_run"]["result"], "crashed", "{status}");
-    assert_eq!(status["newest_complete_set"], Value::Null);
+    let crashed = status(&["--json"]).run().failure(1).stdout_json();
+    assert_eq!(crashed["last_run"]["result"], "crashed", "{crashed}");
+    assert_eq!(crashed["newest_complete_set"], Value::Null);
 
-    let out = runbook()
+    Test::new()
         .args(["status", "--max-age", "soon"])
-        .output()
-        .unwrap();
-    assert_eq!(code(&out), 2);
-    let out = runbook()
+        .run()
+        .failure(2)
+        .stderr_contains("invalid value 'soon' for '--max-age <DURATION>'");
+    Test::new()
         .args(["status", "--manifest-path"])
         .arg(s.path("missing"))
-        .output()
-        .unwrap();
-    assert_eq!(code(&out), 2);
-    assert_contains(&stderr(&out), "--manifest-path");
+        .run()
+        .failure(2)
+        .stderr_contains("--manifest-path")
+        .stderr_contains(&s.path("missing").display().to_string());
 }
 
-fn status_json(cluster: &Cluster, extra: &[&str]) -> (i32, Value) {
-    let out = runbook()
-        .args(["status", "--json", "--manifest-path"])
+/// `runbook status` of the sandbox's backup folder and journal, with `extra`
+/// arguments, run to the end.
+fn status_of(cluster: &Cluster, extra: &[&str]) -> Ran {
+    Test::at(cluster.dir.path())
+        .args(["status", "--manifest-path"])
         .arg(cluster.path("backup"))
         .arg("--journal-dir")
         .arg(cluster.dir.path().join("journal"))
         .args(extra)
-        .output()
-        .unwrap();
-    let value = serde_json::from_str(&stdout(&out))
-        .unwrap_or_else(|e| panic!("{e}: {}{}", stdout(&out), stderr(&out)));
-    (code(&out), value)
+        .run()
 }
 
 #[test]
@@ -440,17 +414,19 @@ fn stock_backup_summary_notification_and_status_after_a_success_and_a_failure() 
     let summary_path = cluster.dir.path().join("summary-ok.json");
 
     // 1. A succeeding stock backup, notify_on_success.
-    let out = cluster.run(&[
-        "run",
-        "cluster-hot-backup",
-        "--summary-json",
-        summary_path.to_str().unwrap(),
-        "--set",
-        &notify_set,
-        "--set",
-        "notify_on_success=true",
-    ]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    cluster
+        .runbook(&[
+            "run",
+            "cluster-hot-backup",
+            "--summary-json",
+            summary_path.to_str().unwrap(),
+            "--set",
+            &notify_set,
+            "--set",
+            "notify_on_success=true",
+        ])
+        .run()
+        .success();
     let backup = cluster.path("backup");
     let stamp = only_stamp(&backup, "backup_", ".json");
     let summary = read_json(&summary_path);
@@ -507,8 +483,7 @@ fn stock_backup_summary_notification_and_status_after_a_success_and_a_failure() 
     );
 
     // 2. status: fresh, the set and the run.
-    let (status_code, status) = status_json(&cluster, &[]);
-    assert_eq!(status_code, 0, "{status}");
+    let status = status_of(&cluster, &["--json"]).success().stdout_json();
     assert_eq!(status["last_run"]["result"], "success");
     assert_eq!(status["last_run"]["failed_step"], Value::Null);
     assert_eq!(status["newest_complete_set"]["stamp"], stamp.as_str());
@@ -535,32 +510,20 @@ fn stock_backup_summary_notification_and_status_after_a_success_and_a_failure() 
     assert!(cassandra_folder["free_bytes"].as_u64().unwrap() > 0);
 
     // The text form, and --max-age as a probe.
-    let out = runbook()
-        .args(["status", "--manifest-path"])
-        .arg(&backup)
-        .arg("--journal-dir")
-        .arg(cluster.dir.path().join("journal"))
-        .output()
-        .unwrap();
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let text = stdout(&out);
-    assert_contains(&text, "last run:     SUCCESS stock:cluster-hot-backup.rhai");
-    assert_contains(
-        &text,
-        &format!("newest set:   {stamp} complete, verified ok "),
-    );
-    assert_contains(&text, "(max age 1d 2h: ok)");
-    assert_contains(
-        &text,
-        "sets kept:    1 set: 1 complete (1 verified), 0 incomplete, 0 damaged",
-    );
-    assert_contains(
-        &text,
-        &format!("space:        {}: ", backup.join("cassandra").display()),
-    );
+    status_of(&cluster, &[])
+        .success()
+        .stdout_contains("last run:     SUCCESS stock:cluster-hot-backup.rhai")
+        .stdout_contains(&format!("newest set:   {stamp} complete, verified ok "))
+        .stdout_contains("(max age 1d 2h: ok)")
+        .stdout_contains("sets kept:    1 set: 1 complete (1 verified), 0 incomplete, 0 damaged")
+        .stdout_contains(&format!(
+            "space:        {}: ",
+            backup.join("cassandra").display()
+        ));
     std::thread::sleep(std::time::Duration::from_millis(2100));
-    let (stale_code, stale) = status_json(&cluster, &["--max-age", "2s"]);
-    assert_eq!(stale_code, 1, "{stale}");
+    let stale = status_of(&cluster, &["--json", "--max-age", "2s"])
+        .failure(1)
+        .stdout_json();
     assert_eq!(stale["fresh"], false);
 
     // 3. A failing stock backup: the summary and the notification carry the
@@ -568,15 +531,17 @@ fn stock_backup_summary_notification_and_status_after_a_success_and_a_failure() 
     std::fs::remove_file(&got).unwrap();
     cluster.knob("snapshot-fails", "partial");
     let failed_path = cluster.dir.path().join("summary-failed.json");
-    let out = cluster.run(&[
-        "run",
-        "cluster-hot-backup",
-        "--summary-json",
-        failed_path.to_str().unwrap(),
-        "--set",
-        &notify_set,
-    ]);
-    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    cluster
+        .runbook(&[
+            "run",
+            "cluster-hot-backup",
+            "--summary-json",
+            failed_path.to_str().unwrap(),
+            "--set",
+            &notify_set,
+        ])
+        .run()
+        .failure(1);
     let summary = read_json(&failed_path);
     assert_eq!(summary["result"], "failed");
     assert_eq!(summary["error"]["step"], "exec");
@@ -589,8 +554,8 @@ fn stock_backup_summary_notification_and_status_after_a_success_and_a_failure() 
     assert_eq!(summary["archives"], Value::Array(vec![]));
     assert_eq!(read_json(&got), summary);
 
-    let (status_code, status) = status_json(&cluster, &[]);
-    assert_eq!(status_code, 0, "the earlier set is still fresh: {status}");
+    // Exit 0: the earlier set is still fresh.
+    let status = status_of(&cluster, &["--json"]).success().stdout_json();
     assert_eq!(status["last_run"]["result"], "failed");
     assert_eq!(
         status["last_run"]["failed_step"]["label"],
@@ -601,47 +566,36 @@ fn stock_backup_summary_notification_and_status_after_a_success_and_a_failure() 
         "exited with code 2",
     );
     assert_eq!(status["newest_complete_set"]["stamp"], stamp.as_str());
-    let out = runbook()
-        .args(["status", "--manifest-path"])
-        .arg(&backup)
-        .arg("--journal-dir")
-        .arg(cluster.dir.path().join("journal"))
-        .output()
-        .unwrap();
-    assert_contains(
-        &stdout(&out),
-        "  failed at:  step exec (nodetool snapshot) at stock:lib/thehive.rhai:",
-    );
+    status_of(&cluster, &[])
+        .success()
+        .stdout_contains("  failed at:  step exec (nodetool snapshot) at stock:lib/thehive.rhai:");
 }
 
 #[test]
 fn man_page_names_no_page_that_is_not_installed_and_man_dir_writes_them_all() {
-    let out = runbook().arg("man").output().unwrap();
-    assert_eq!(code(&out), 0);
-    let page = stdout(&out);
-    assert!(page.contains(".SH SUBCOMMANDS"), "{page}");
+    let page = Test::new()
+        .arg("man")
+        .run()
+        .success()
+        .stdout_contains(".SH SUBCOMMANDS")
+        .stdout_contains("runbook run")
+        .stdout;
     assert!(!page.contains("runbook\\-run(1)"), "{page}");
     assert!(!page.contains("(1)"), "a reference to another page: {page}");
-    assert!(page.contains("runbook run"), "{page}");
 
-    let dir = tempfile::tempdir().unwrap();
-    let out = runbook()
-        .args(["man", "--dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let main = std::fs::read_to_string(dir.path().join("runbook.1")).unwrap();
+    let ran = Test::new().args(["man", "--dir", "pages"]).run().success();
+    let dir = ran.path("pages");
+    let main = std::fs::read_to_string(dir.join("runbook.1")).unwrap();
     // Every page the main page names exists.
     let referenced = regex::Regex::new(r"runbook\\-([a-z]+)\(1\)").unwrap();
     let mut count = 0;
     for name in referenced.captures_iter(&main) {
-        let page = dir.path().join(format!("runbook-{}.1", &name[1]));
+        let page = dir.join(format!("runbook-{}.1", &name[1]));
         assert!(page.exists(), "{} is named but missing", page.display());
         count += 1;
     }
     assert!(count >= 10, "{main}");
-    let run_page = std::fs::read_to_string(dir.path().join("runbook-run.1")).unwrap();
+    let run_page = std::fs::read_to_string(dir.join("runbook-run.1")).unwrap();
     assert!(run_page.contains("summary\\-json"), "{run_page}");
 }
 
@@ -656,23 +610,25 @@ fn bash_completes(script: &Path, words: &[&str]) -> Vec<String> {
         quoted.join(" "),
         words.len() - 1
     );
-    let out = Command::new("bash")
-        .arg("--norc")
-        .arg("-c")
-        .arg(program)
-        .output()
-        .expect("bash runs");
-    assert!(out.status.success(), "{}", stderr(&out));
-    stdout(&out).lines().map(str::to_string).collect()
+    let mut bash = Command::new("bash");
+    bash.arg("--norc").arg("-c").arg(program);
+    stdout(&tool_output(bash))
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 #[test]
 fn bash_completes_stock_workflow_names_and_step_names() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = runbook().args(["completions", "bash"]).output().unwrap();
-    assert_eq!(code(&out), 0);
-    let script = dir.path().join("runbook.bash");
-    std::fs::write(&script, &out.stdout).unwrap();
+    let s = Workdir::new();
+    let script = s.write(
+        "runbook.bash",
+        &s.runbook(["completions", "bash"])
+            .run()
+            .success()
+            .stdout_contains("complete -F _runbook")
+            .stdout,
+    );
 
     for command in ["run", "plan", "check"] {
         assert_eq!(
@@ -692,14 +648,16 @@ fn bash_completes_stock_workflow_names_and_step_names() {
     es.sort();
     assert_eq!(es, vec!["es_server", "es_snapshot"]);
     // Paths are still taken as workflows (bash falls back to file names).
-    let s = Scratch::new();
     s.write("mine.rhai", "log_info(\"mine\");\n");
-    let out = s.run(&["run", "mine.rhai"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert_contains(
-        &stderr(&runbook().args(["steps", "no_such"]).output().unwrap()),
-        "error: no step named `no_such`",
-    );
+    s.runbook(["run", "mine.rhai"])
+        .run()
+        .success()
+        .stderr_contains("INFO mine\n")
+        .stderr_contains("mine.rhai succeeded");
+    s.runbook(["steps", "no_such"])
+        .run()
+        .failure(2)
+        .stderr_contains("error: no step named `no_such`; steps: exec, tar_dir, ");
 }
 
 /// The metric names a PromQL/JSON text uses (`runbook_...`).
@@ -713,15 +671,15 @@ fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
 
 #[test]
 fn metric_names_in_the_dashboard_and_alerts_are_written_by_a_run() {
-    let s = Scratch::new();
-    std::fs::create_dir_all(s.path("data/sub")).unwrap();
-    std::fs::write(s.path("data/sub/a.txt"), "some data\n").unwrap();
+    let s = Workdir::new();
+    s.write("data/sub/a.txt", "some data\n");
     s.write(
         "wf.rhai",
         r#"tar_dir(#{ src: "data", dest: "cassandra_20261201_01h15m00s.tar", label: "archive" });"#,
     );
-    let out = s.run(&["run", "wf.rhai", "--metrics-file", "runbook.prom"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    s.runbook(["run", "wf.rhai", "--metrics-file", "runbook.prom"])
+        .run()
+        .success();
     let written = metric_names(&std::fs::read_to_string(s.path("runbook.prom")).unwrap());
     assert!(written.contains("runbook_archive_bytes"), "{written:?}");
 
@@ -752,7 +710,8 @@ fn metric_names_in_the_dashboard_and_alerts_are_written_by_a_run() {
     }
     // The alert file is YAML Prometheus can load: groups of named rules,
     // each with an expression; the three alerts #17 asks for are there.
-    let out = Command::new(venv_bin("python"))
+    let mut python = Command::new(venv_bin("python"));
+    python
         .arg("-c")
         .arg(
             "import sys, yaml, json\n\
@@ -761,11 +720,8 @@ fn metric_names_in_the_dashboard_and_alerts_are_written_by_a_run() {
              assert all(r['alert'] and r['expr'] for r in rules), rules\n\
              print(json.dumps({r['alert']: r['expr'] for r in rules}))\n",
         )
-        .arg(repo_root().join("docs/prometheus-alerts.yml"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    let alerts: Value = serde_json::from_slice(&out.stdout).unwrap();
+        .arg(repo_root().join("docs/prometheus-alerts.yml"));
+    let alerts: Value = serde_json::from_slice(&tool_output(python).stdout).unwrap();
     assert_contains(
         alerts["RunbookNoCompleteBackupSet"].as_str().unwrap(),
         "> 26 * 3600",
@@ -812,7 +768,6 @@ fn unit_environment_and_exec_start(unit: &str) -> (Vec<(String, String)>, Vec<St
 /// A `nodetool`/`cqlsh` that knows its cluster without any environment, as
 /// the real ones do: the sandbox's stand-in, told where its generated data is.
 fn wrap_standin(cluster: &Cluster, name: &str, into: &Path) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
     let env = cluster.record["env"].as_object().unwrap();
     let mut exports = String::new();
     for key in ["SANDBOX_CASSANDRA_DATA", "SANDBOX_STATE"] {
@@ -822,17 +777,13 @@ fn wrap_standin(cluster: &Cluster, name: &str, into: &Path) -> PathBuf {
         ));
     }
     let standin = repo_root().join("tests/sandbox/bin").join(name);
-    let path = into.join(name);
-    std::fs::write(
-        &path,
-        format!(
+    write_executable(
+        &into.join(name),
+        &format!(
             "#!/bin/sh\nexec env {exports}{} \"$@\"\n",
             shlex::try_quote(standin.to_str().unwrap()).unwrap()
         ),
     )
-    .unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
-    path
 }
 
 /// The site's settings for `site_dir`'s copy of the stock backup: in the
@@ -882,7 +833,7 @@ fn init_writes_units_whose_exec_start_backs_up_the_sandbox_with_only_their_envir
     )
     .unwrap();
 
-    runbook_test_support::Test::at(root)
+    Test::at(root)
         .arg("init")
         .arg(&site)
         .env("HOME", &home)
@@ -991,7 +942,10 @@ fn init_writes_units_whose_exec_start_backs_up_the_sandbox_with_only_their_envir
     configure_site(&site, &settings);
 
     // The ExecStart= line, run as systemd runs it: from /, with only the
-    // unit's Environment= and the PATH systemd sets.
+    // unit's Environment= and the PATH systemd sets. (Through `env -i`, not
+    // a `Test`: a Test starts from the test's own environment and keeps its
+    // journal in its folder, and what is checked here is that the unit's
+    // words alone are enough; `Ran::from_command` checks it the same way.)
     let mut command = Command::new("env");
     command
         .arg("-i")
@@ -999,12 +953,8 @@ fn init_writes_units_whose_exec_start_backs_up_the_sandbox_with_only_their_envir
     for (key, value) in &environment {
         command.arg(format!("{key}={value}"));
     }
-    let out = command
-        .args(&exec_start)
-        .current_dir("/")
-        .output()
-        .expect("env runs");
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    command.args(&exec_start).current_dir("/");
+    Ran::from_command(command).success();
     let backup = cluster.path("backup");
     let stamp = only_stamp(&backup, "backup_", ".json");
     assert!(backup.join(format!("minio/minio_{stamp}.tar")).is_file());
@@ -1065,17 +1015,14 @@ esac
 
 #[test]
 fn status_shows_the_next_timer_run_when_systemd_knows_it_and_unknown_otherwise() {
-    use std::os::unix::fs::PermissionsExt;
-    let s = Scratch::new();
+    let s = Workdir::new();
     std::fs::create_dir(s.path("backup")).unwrap();
-    std::fs::create_dir(s.path("bin")).unwrap();
-    let systemctl = s.write("bin/systemctl", SYSTEMCTL_STANDIN);
-    std::fs::set_permissions(&systemctl, std::fs::Permissions::from_mode(0o755)).unwrap();
+    write_executable(&s.path("bin/systemctl"), SYSTEMCTL_STANDIN);
     std::fs::create_dir(s.path("empty-bin")).unwrap();
     let path_with_standin = format!("{}:/usr/bin:/bin", s.path("bin").display());
     let status = |answer: &str, path: &str, json: bool| {
-        let mut test = runbook_test_support::Test::at(s.dir.path())
-            .args([
+        let mut test = s
+            .runbook([
                 "status",
                 "--manifest-path",
                 "backup",
@@ -1092,8 +1039,7 @@ fn status_shows_the_next_timer_run_when_systemd_knows_it_and_unknown_otherwise()
         test.run().failure(1)
     };
     let next = |answer: &str, path: &str| -> Value {
-        let ran = status(answer, path, true);
-        serde_json::from_str::<Value>(&ran.stdout).unwrap()["next_timer_run"].clone()
+        status(answer, path, true).stdout_json()["next_timer_run"].clone()
     };
 
     let scheduled = next("scheduled", &path_with_standin);
@@ -1137,8 +1083,8 @@ fn status_shows_the_next_timer_run_when_systemd_knows_it_and_unknown_otherwise()
 
     // --timer names another unit.
     std::fs::remove_file(s.path("systemctl.log")).unwrap();
-    let ran = runbook_test_support::Test::at(s.dir.path())
-        .args([
+    let ran = s
+        .runbook([
             "status",
             "--json",
             "--manifest-path",
@@ -1151,10 +1097,7 @@ fn status_shows_the_next_timer_run_when_systemd_knows_it_and_unknown_otherwise()
         .env("STANDIN_LOG", s.path("systemctl.log"))
         .run()
         .failure(1);
-    assert_eq!(
-        serde_json::from_str::<Value>(&ran.stdout).unwrap()["next_timer_run"]["timer"],
-        "other.timer"
-    );
+    assert_eq!(ran.stdout_json()["next_timer_run"]["timer"], "other.timer");
     assert_contains(
         &std::fs::read_to_string(s.path("systemctl.log")).unwrap(),
         "show other.timer ",

@@ -13,12 +13,12 @@ use std::path::Path;
 use futures::StreamExt;
 use moto::{Moto, alias_env};
 use object_store::{ObjectStoreExt, PutPayload};
-use runbook_steps::StepContext;
 use runbook_steps::archive::tar_dir::{TarDirOptions, write_archive};
 use runbook_steps::archive::verification::{VerifyArchiveOptions, verify_archive};
 use runbook_steps::runtime::blocking_work::WorkControl;
-use runbook_steps::s3::archive::{S3ArchiveOptions, archive_with_env};
+use runbook_steps::s3::archive::{S3ArchiveOptions, S3ArchiveOutput, archive_with_env};
 use runbook_steps::s3::mirror::{MirrorOptions, mirror_with_env};
+use runbook_steps::{StepContext, StepError};
 
 const TOP: &str = "minio_20261126_01h15m00s";
 
@@ -84,6 +84,23 @@ fn listing_without_folder_dates(archive: &Path) -> Vec<String> {
             }
         })
         .collect()
+}
+
+/// The s3_archive step of `minio/thehive` into `dest` ([`archive_options`]
+/// with `extra`), the aliases `env` gives, `after_listing` run once the
+/// bucket is listed, in a step context named `archive`.
+fn archive_step(
+    dest: &Path,
+    extra: serde_json::Value,
+    env: &dyn Fn(&str) -> Option<String>,
+    after_listing: Box<dyn FnOnce() + Send>,
+) -> impl Future<Output = Result<S3ArchiveOutput, StepError>> + Send + use<> {
+    archive_with_env(
+        archive_options(dest, extra),
+        StepContext::detached("archive"),
+        env,
+        after_listing,
+    )
 }
 
 fn archive_options(dest: &Path, extra: serde_json::Value) -> S3ArchiveOptions {
@@ -157,14 +174,9 @@ for key in ["bad//key", "x", "x/inside", "up/../escape", "c", "c.partial"]:
 
     // The stream mode.
     let streamed = work.path().join(format!("{TOP}.tar"));
-    let out = archive_with_env(
-        archive_options(&streamed, serde_json::json!({})),
-        StepContext::detached("archive"),
-        &env,
-        Box::new(|| {}),
-    )
-    .await
-    .unwrap();
+    let out = archive_step(&streamed, serde_json::json!({}), &env, Box::new(|| {}))
+        .await
+        .unwrap();
     assert_eq!(
         (out.objects, out.refused, out.vanished),
         (mirrored.objects, mirrored.refused, 0)
@@ -214,9 +226,9 @@ for key in ["bad//key", "x", "x/inside", "up/../escape", "c", "c.partial"]:
     // The same bucket gives a byte-identical archive.
     let again = work.path().join("again").join(format!("{TOP}.tar"));
     std::fs::create_dir_all(again.parent().unwrap()).unwrap();
-    let second = archive_with_env(
-        archive_options(&again, serde_json::json!({"concurrency": 3})),
-        StepContext::detached("archive"),
+    let second = archive_step(
+        &again,
+        serde_json::json!({"concurrency": 3}),
         &env,
         Box::new(|| {}),
     )
@@ -257,14 +269,9 @@ for i in range(20):
         }) as Box<dyn FnOnce() + Send>
     };
 
-    let error = archive_with_env(
-        archive_options(&dest, serde_json::json!({})),
-        StepContext::detached("archive"),
-        &env,
-        change(),
-    )
-    .await
-    .unwrap_err();
+    let error = archive_step(&dest, serde_json::json!({}), &env, change())
+        .await
+        .unwrap_err();
     assert_eq!(error.kind(), "changed", "{error}");
     let message = error.to_string();
     assert!(
@@ -280,9 +287,9 @@ for i in range(20):
 
     // Allowed: the version read is archived, and listed in `changed`.
     moto.python(r#"s3.put_object(Bucket="thehive", Key="files/07.bin", Body=bytes([7]) * 107)"#);
-    let out = archive_with_env(
-        archive_options(&dest, serde_json::json!({"on_changed": "warn"})),
-        StepContext::detached("archive"),
+    let out = archive_step(
+        &dest,
+        serde_json::json!({"on_changed": "warn"}),
         &env,
         change(),
     )
@@ -305,14 +312,9 @@ async fn an_empty_bucket_gives_an_archive_of_the_top_folder_alone() {
     let work = tempfile::tempdir().unwrap();
     let env = alias_env("minio", moto.port, work.path());
     let dest = work.path().join(format!("{TOP}.tar"));
-    let out = archive_with_env(
-        archive_options(&dest, serde_json::json!({})),
-        StepContext::detached("archive"),
-        &env,
-        Box::new(|| {}),
-    )
-    .await
-    .unwrap();
+    let out = archive_step(&dest, serde_json::json!({}), &env, Box::new(|| {}))
+        .await
+        .unwrap();
     assert_eq!(
         (out.objects, out.files, out.dirs, out.entries),
         (0, 0, 1, 1)

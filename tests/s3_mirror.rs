@@ -11,12 +11,21 @@ use std::path::{Path, PathBuf};
 use futures::StreamExt;
 use moto::{Moto, Relay, Watched, alias_env, env_of};
 use object_store::{ObjectStoreExt, PutPayload};
-use runbook_steps::StepContext;
-use runbook_steps::s3::mirror::{MirrorOptions, mirror_with_env};
+use runbook_steps::s3::mirror::{MirrorOptions, MirrorOutput, mirror_with_env};
+use runbook_steps::{StepContext, StepError};
 use support::free_port;
 
 fn options(json: serde_json::Value) -> MirrorOptions {
     serde_json::from_value(json).unwrap()
+}
+
+/// The mirror step with `json` options and the aliases `env` gives, in a
+/// step context named `mirror`.
+fn mirror_step(
+    json: serde_json::Value,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> impl Future<Output = Result<MirrorOutput, StepError>> + Send + use<> {
+    mirror_with_env(options(json), StepContext::detached("mirror"), env)
 }
 
 /// The deterministic content of test object `i` (every tenth one empty).
@@ -110,11 +119,10 @@ s3.put_object(Bucket="thehive", Key="names/with space/été +plus.txt", Body=b"a
     let dest = work.path().join("minio_20261126_01h15m00s");
     let env = alias_env("minio", moto.port, work.path());
     let mirror = |remove: bool| {
-        mirror_with_env(
-            options(serde_json::json!({
+        mirror_step(
+            serde_json::json!({
                 "source": "minio/thehive", "dest": dest, "concurrency": 8, "remove": remove
-            })),
-            StepContext::detached("mirror"),
+            }),
             &env,
         )
     };
@@ -268,12 +276,11 @@ print(json.dumps({"access": key["AccessKeyId"], "secret": key["SecretAccessKey"]
     let work = tempfile::tempdir().unwrap();
     let env = env_of(&[("HOME", work.path().display().to_string())]);
     let mirror = || {
-        mirror_with_env(
-            options(serde_json::json!({
+        mirror_step(
+            serde_json::json!({
                 "source": "backup/secured", "dest": work.path().join("dest"),
                 "config_dir": config.path()
-            })),
-            StepContext::detached("mirror"),
+            }),
             &env,
         )
     };
@@ -318,9 +325,8 @@ async fn unreachable_endpoint_and_missing_bucket_are_clear_errors() {
         ),
         ("HOME", work.path().display().to_string()),
     ]);
-    let error = mirror_with_env(
-        options(serde_json::json!({"source": "gone/thehive", "dest": work.path().join("d")})),
-        StepContext::detached("mirror"),
+    let error = mirror_step(
+        serde_json::json!({"source": "gone/thehive", "dest": work.path().join("d")}),
         &env,
     )
     .await
@@ -334,9 +340,8 @@ async fn unreachable_endpoint_and_missing_bucket_are_clear_errors() {
 
     let moto = Moto::start();
     let env = alias_env("minio", moto.port, work.path());
-    let error = mirror_with_env(
-        options(serde_json::json!({"source": "minio/nosuchbucket", "dest": work.path().join("d")})),
-        StepContext::detached("mirror"),
+    let error = mirror_step(
+        serde_json::json!({"source": "minio/nosuchbucket", "dest": work.path().join("d")}),
         &env,
     )
     .await
@@ -351,9 +356,8 @@ async fn unreachable_endpoint_and_missing_bucket_are_clear_errors() {
     );
 
     // An alias that exists nowhere names where it was looked for.
-    let error = mirror_with_env(
-        options(serde_json::json!({"source": "nowhere/b", "dest": work.path().join("d")})),
-        StepContext::detached("mirror"),
+    let error = mirror_step(
+        serde_json::json!({"source": "nowhere/b", "dest": work.path().join("d")}),
         &env,
     )
     .await
@@ -395,9 +399,8 @@ s3.put_object(Bucket="thehive", Key="two.txt", Body=b"two")
     .into();
     for alias in ["viaenv", "files"] {
         let dest: PathBuf = work.path().join(alias);
-        let result = mirror_with_env(
-            options(serde_json::json!({"source": format!("{alias}/thehive"), "dest": dest})),
-            StepContext::detached("mirror"),
+        let result = mirror_step(
+            serde_json::json!({"source": format!("{alias}/thehive"), "dest": dest}),
             &env,
         )
         .await
@@ -619,11 +622,10 @@ s3.put_object(Bucket="thehive", Key="a/one.txt", Body=b"over tls")
     .unwrap();
     let env = env_of(&[("HOME", work.path().display().to_string())]);
     let mirror = || {
-        mirror_with_env(
-            options(serde_json::json!({
+        mirror_step(
+            serde_json::json!({
                 "source": "secure/thehive", "dest": work.path().join("dest"), "config_dir": config
-            })),
-            StepContext::detached("mirror"),
+            }),
             &env,
         )
     };

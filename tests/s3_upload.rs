@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use moto::{Moto, Relay, Watched, alias_env, env_of};
-use runbook_steps::StepContext;
 use runbook_steps::s3::upload::{UploadOptions, UploadOutput, upload_with_env};
+use runbook_steps::{StepContext, StepError};
 use sha2::{Digest, Sha256};
 
 const MIB: usize = 1024 * 1024;
@@ -19,6 +19,16 @@ const PART_SIZE: usize = 5 * MIB;
 
 fn options(json: serde_json::Value) -> UploadOptions {
     serde_json::from_value(json).unwrap()
+}
+
+/// The upload step with `json` options and the aliases `env` gives, in a
+/// step context named `label`.
+fn upload_step(
+    label: &str,
+    json: serde_json::Value,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> impl Future<Output = Result<UploadOutput, StepError>> + Send + use<> {
+    upload_with_env(options(json), StepContext::detached(label), env)
 }
 
 /// `len` deterministic, incompressible-looking bytes.
@@ -84,12 +94,12 @@ for key in ["thehive/sets/cassandra_1.tar", "thehive/sets/other.tar"]:
     );
     let env = alias_env("offsite", moto.port, work.path());
     let upload = || {
-        upload_with_env(
-            options(serde_json::json!({
+        upload_step(
+            "off-site copy",
+            serde_json::json!({
                 "files": &paths[..4], "last": [&paths[4]], "dest": "offsite/backups/thehive/sets",
                 "part_size": PART_SIZE, "concurrency": 3
-            })),
-            StepContext::detached("off-site copy"),
+            }),
             &env,
         )
     };
@@ -363,9 +373,9 @@ s3.put_object(Bucket="backups", Key="sets/already.txt", Body=b"already")
     );
     let env = alias_env("offsite", moto.port, work.path());
 
-    let error = upload_with_env(
-        options(serde_json::json!({"files": paths, "dest": "offsite/nosuchbucket/sets"})),
-        StepContext::detached("upload"),
+    let error = upload_step(
+        "upload",
+        serde_json::json!({"files": paths, "dest": "offsite/nosuchbucket/sets"}),
         &env,
     )
     .await
@@ -381,9 +391,9 @@ s3.put_object(Bucket="backups", Key="sets/already.txt", Body=b"already")
 
     // No file: the pre-flight check of the destination alone.
     let check = |dest: &str| {
-        upload_with_env(
-            options(serde_json::json!({"files": [], "dest": dest})),
-            StepContext::detached("off-site check"),
+        upload_step(
+            "off-site check",
+            serde_json::json!({"files": [], "dest": dest}),
             &env,
         )
     };
@@ -393,9 +403,9 @@ s3.put_object(Bucket="backups", Key="sets/already.txt", Body=b"already")
     assert_eq!(error.kind(), "bucket_missing");
 
     let missing = work.path().join("missing.tar");
-    let error = upload_with_env(
-        options(serde_json::json!({"files": [&paths[0], &missing], "dest": "offsite/backups"})),
-        StepContext::detached("upload"),
+    let error = upload_step(
+        "upload",
+        serde_json::json!({"files": [&paths[0], &missing], "dest": "offsite/backups"}),
         &env,
     )
     .await
@@ -503,9 +513,9 @@ s3.put_object(Bucket="thehive", Key="other/kept.txt", Body=b"outside the prefix"
     assert_eq!((summary(&again), again.removed), ((0, 3, 0), 0));
 
     // `remove` alone cannot know what must go; a symlink is no file to upload.
-    let error = upload_with_env(
-        options(serde_json::json!({"files": [], "dest": "offsite/thehive", "remove": true})),
-        StepContext::detached("restore bucket"),
+    let error = upload_step(
+        "restore bucket",
+        serde_json::json!({"files": [], "dest": "offsite/thehive", "remove": true}),
         &env,
     )
     .await
@@ -531,11 +541,9 @@ s3.put_object(Bucket="thehive", Key="other/kept.txt", Body=b"outside the prefix"
     // An empty folder with `remove` empties the prefix (and only it).
     let empty = work.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
-    let emptied = upload_with_env(
-        options(
-            serde_json::json!({"folder": empty, "dest": "offsite/thehive/files", "remove": true}),
-        ),
-        StepContext::detached("restore bucket"),
+    let emptied = upload_step(
+        "restore bucket",
+        serde_json::json!({"folder": empty, "dest": "offsite/thehive/files", "remove": true}),
         &env,
     )
     .await

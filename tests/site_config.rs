@@ -4,14 +4,21 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use runbook_test_support::{Test, code, runbook_binary, stderr};
+use runbook_test_support::harness::Running;
+use runbook_test_support::{Ran, Test, runbook_binary};
 
 /// A workflow printing its config keys `a` to `e` into out.txt.
 const FIVE_KEYS: &str = r#"let c = config(#{ a: "default", b: "default", c: "default", d: "default", e: 1 });
 exec(#{ cmd: "sh", args: ["-c", `printf '%s' "$1" > out.txt`, "sh", `${c.a} ${c.b} ${c.c} ${c.d} ${c.e}`] });"#;
+
+/// What a run of [`FIVE_KEYS`] printed: its keys `a` to `e`, in order.
+fn five_keys_printed(ran: &Ran) -> String {
+    std::fs::read_to_string(ran.path("out.txt"))
+        .unwrap_or_else(|e| panic!("the workflow wrote no out.txt ({e}): {}", ran.stderr))
+}
 
 #[test]
 fn run_takes_each_key_from_the_highest_source_set_flag_env_vars_site_default() {
@@ -36,10 +43,7 @@ fn run_takes_each_key_from_the_highest_source_set_flag_env_vars_site_default() {
         .success();
     // a: default, b: site file, c: --vars over the site, d: env over --vars,
     // e: --set over the site file (and converted to the default's type).
-    assert_eq!(
-        std::fs::read_to_string(ran.path("out.txt")).unwrap(),
-        "default site vars env 7"
-    );
+    assert_eq!(five_keys_printed(&ran), "default site vars env 7");
 }
 
 #[test]
@@ -53,7 +57,7 @@ fn runbook_site_names_the_site_file_like_the_flag_and_the_flag_wins() {
         .run()
         .success();
     assert_eq!(
-        std::fs::read_to_string(ran.path("out.txt")).unwrap(),
+        five_keys_printed(&ran),
         "from-env-site default default default 1"
     );
     let ran = Test::new()
@@ -64,10 +68,9 @@ fn runbook_site_names_the_site_file_like_the_flag_and_the_flag_wins() {
         .env("RUNBOOK_SITE", "env-site.toml")
         .run()
         .success();
-    assert!(
-        std::fs::read_to_string(ran.path("out.txt"))
-            .unwrap()
-            .starts_with("from-flag-site ")
+    assert_eq!(
+        five_keys_printed(&ran),
+        "from-flag-site default default default 1"
     );
 }
 
@@ -126,14 +129,12 @@ fn list_takes_the_manifest_folder_from_flag_env_site_in_that_order() {
     // Nothing set: the default /mnt/backup is the folder listed (or, where
     // it does not exist, the one named as missing).
     let ran = Test::new().args(["list"]).run();
-    assert!(
-        ran.stderr.contains("manifest folder /mnt/backup")
-            || ran.stdout.contains("no backup sets in /mnt/backup")
-            || ran.stdout.contains("searched /mnt/backup"),
-        "{}{}",
-        ran.stdout,
-        ran.stderr
-    );
+    if Path::new("/mnt/backup").is_dir() {
+        ran.success().stdout_contains("/mnt/backup");
+    } else {
+        ran.failure(2)
+            .stderr_contains("cannot list manifest folder /mnt/backup: No such file or directory");
+    }
     // The site's archive folders are searched too.
     let t = test().write(
         "site2.toml",
@@ -188,11 +189,7 @@ fn a_key_of_another_workflow_in_the_site_file_is_no_error() {
         .env("RUNBOOK_STORAGE", "s3")
         .run()
         .success();
-    assert!(
-        std::fs::read_to_string(ran.path("out.txt"))
-            .unwrap()
-            .starts_with("site ")
-    );
+    assert_eq!(five_keys_printed(&ran), "site default default default 1");
 }
 
 #[test]
@@ -265,7 +262,9 @@ fn runbook_config_prints_each_value_with_its_source_and_masks_secrets() {
         ])
         .env("RUNBOOK_USER", "admin")
         .run()
-        .success();
+        .success()
+        .stdout_contains("site file: site.toml")
+        .output_lacks("hunter2");
     let line = |key: &str| -> String {
         ran.stdout
             .lines()
@@ -283,12 +282,6 @@ fn runbook_config_prints_each_value_with_its_source_and_masks_secrets() {
         line("db_password"),
         "db_password \"***\" site file site.toml"
     );
-    assert!(
-        ran.stdout.contains("site file: site.toml"),
-        "{}",
-        ran.stdout
-    );
-    assert!(!ran.stdout.contains("hunter2"), "{}", ran.stdout);
     assert_eq!(line("lock_dir"), "lock_dir \"/run/lock/runbook\" default");
 
     let ran = Test::new()
@@ -299,9 +292,9 @@ fn runbook_config_prints_each_value_with_its_source_and_masks_secrets() {
         )
         .args(["config", "wf.rhai", "--site", "site.toml", "--json"])
         .run()
-        .success();
-    assert!(!ran.stdout.contains("hunter2"), "{}", ran.stdout);
-    let doc: serde_json::Value = serde_json::from_str(&ran.stdout).unwrap();
+        .success()
+        .output_lacks("hunter2");
+    let doc = ran.stdout_json();
     let value = |key: &str| {
         doc["values"]
             .as_array()
@@ -404,11 +397,8 @@ fn restore_prep_takes_what_the_manifest_recorded_for_keys_nobody_set() {
             "staging=staging",
         ])
         .run();
-    assert!(
-        ran.stderr
-            .contains("elasticsearch_url = http://127.0.0.1:9: as the set was made (its manifest)"),
-        "{}",
-        ran.stderr
+    ran.stderr_contains(
+        "elasticsearch_url = http://127.0.0.1:9: as the set was made (its manifest)",
     );
     // Set on the command line, the manifest's value is not taken.
     let t = Test::new();
@@ -428,11 +418,7 @@ fn restore_prep_takes_what_the_manifest_recorded_for_keys_nobody_set() {
         ])
         .args(["--set", "elasticsearch_url=http://127.0.0.1:10"])
         .run();
-    assert!(
-        !ran.stderr.contains("as the set was made"),
-        "{}",
-        ran.stderr
-    );
+    ran.stderr_lacks("as the set was made");
 }
 
 /// A workflow that holds its lock until `signals/release` exists.
@@ -455,7 +441,9 @@ fn shared_folder() -> tempfile::TempDir {
 }
 
 /// `runbook run wf.rhai` in `dir` as the user `as_user` (`None`: this one),
-/// with `RUNBOOK_SITE=site` and a journal folder of that user's own.
+/// with `RUNBOOK_SITE=site` and a journal folder of that user's own. A
+/// [`Command`], not a [`Test`]: another user's run goes through `setpriv`;
+/// [`Ran::from_command`] and [`Running::from_command`] check it the same way.
 fn run_as(dir: &Path, as_user: Option<(u32, u32)>, journal: &str) -> Command {
     let journal_dir = dir.join(journal);
     std::fs::create_dir_all(&journal_dir).unwrap();
@@ -491,14 +479,42 @@ fn run_as(dir: &Path, as_user: Option<(u32, u32)>, journal: &str) -> Command {
     command
 }
 
+/// Fails the test, saying why, unless it runs as root (it switches users).
+fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test switches users with setpriv: run it as root (the sandbox's tests do)"
+    );
+}
+
+/// The `holder`'s run of [`HOLD`] (user, journal folder) takes the site's
+/// lock; the `other` run starts while it is held; then the holder is
+/// released and must succeed. Returns the holder's pid (setpriv execs
+/// runbook: the same pid) and the other run.
+fn run_while_held(
+    dir: &Path,
+    holder: (Option<(u32, u32)>, &str),
+    other: (Option<(u32, u32)>, &str),
+) -> (u32, Ran) {
+    for signal in ["signals/started", "signals/release"] {
+        let _ = std::fs::remove_file(dir.join(signal));
+    }
+    let first = Running::from_command(run_as(dir, holder.0, holder.1));
+    let pid = first.id();
+    wait_for(&dir.join("signals/started"));
+    let second = Ran::from_command(run_as(dir, other.0, other.1));
+    std::fs::write(dir.join("signals/release"), "").unwrap();
+    first.wait().success();
+    (pid, second)
+}
+
 /// The second run's refusal while `first` holds the lock: exit 3, naming
 /// the holder's pid, user and start time.
-fn assert_refused_naming(second: &std::process::Output, pid: u32, user: &str) {
-    let err = stderr(second);
-    assert_eq!(code(second), 3, "{err}");
-    let expected =
-        format!("another run of this workflow is in progress (pid {pid}, user {user}, started 20");
-    assert!(err.contains(&expected), "no `{expected}` in: {err}");
+#[track_caller]
+fn assert_refused_naming(second: Ran, pid: u32, user: &str) {
+    second.failure(3).stderr_contains(&format!(
+        "another run of this workflow is in progress (pid {pid}, user {user}, started 20"
+    ));
 }
 
 fn write_shared_site(dir: &Path, extra: &str) -> PathBuf {
@@ -525,85 +541,54 @@ fn the_lock_is_shared_by_root_and_another_user_and_names_its_holder() {
     // and switches to `nobody` (65534) with setpriv; lock_group nogroup is
     // the group root and that user share. Not root: it cannot switch users,
     // so it fails saying so (the same-user case is tested below).
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "this test switches users with setpriv: run it as root (the sandbox's tests do)"
-    );
+    require_root();
     let dir = shared_folder();
     let locks = write_shared_site(dir.path(), "lock_group = \"nogroup\"\n");
     let nobody = Some((65534, 65534));
 
     // Root holds it; the other user's run is refused, naming root.
-    let mut first = run_as(dir.path(), None, "journal-root")
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for(&dir.path().join("signals/started"));
-    let second = run_as(dir.path(), nobody, "journal-nobody")
-        .output()
-        .unwrap();
-    std::fs::write(dir.path().join("signals/release"), "").unwrap();
-    assert_eq!(first.wait().unwrap().code(), Some(0));
-    assert_refused_naming(&second, first.id(), "root");
+    let (root_pid, second) = run_while_held(
+        dir.path(),
+        (None, "journal-root"),
+        (nobody, "journal-nobody"),
+    );
+    assert_refused_naming(second, root_pid, "root");
     let lock = std::fs::metadata(locks.join("wf.lock")).unwrap();
     use std::os::unix::fs::MetadataExt;
     assert_eq!(lock.mode() & 0o777, 0o640, "shared with lock_group only");
 
     // The other user holds it (reading root's lock file); root is refused.
-    std::fs::remove_file(dir.path().join("signals/release")).unwrap();
-    std::fs::remove_file(dir.path().join("signals/started")).unwrap();
-    let first = run_as(dir.path(), nobody, "journal-nobody")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // setpriv execs runbook: the same pid.
-    let first_pid = first.id();
-    wait_for(&dir.path().join("signals/started"));
-    let second = run_as(dir.path(), None, "journal-root").output().unwrap();
-    std::fs::write(dir.path().join("signals/release"), "").unwrap();
-    let first_out = first.wait_with_output().unwrap();
-    assert_eq!(first_out.status.code(), Some(0), "{}", stderr(&first_out));
-    assert_refused_naming(&second, first_pid, "nobody");
+    let (nobody_pid, second) = run_while_held(
+        dir.path(),
+        (nobody, "journal-nobody"),
+        (None, "journal-root"),
+    );
+    assert_refused_naming(second, nobody_pid, "nobody");
 }
 
 #[test]
 fn a_lock_file_another_user_may_not_read_is_refused_with_the_fix() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "this test switches users with setpriv: run it as root (the sandbox's tests do)"
-    );
+    require_root();
     // No lock_group: root's lock file is 0600, so the other user cannot tell
     // whether root's run holds it: refused (exit 2), never run unlocked.
     let dir = shared_folder();
     write_shared_site(dir.path(), "");
     std::fs::write(dir.path().join("signals/release"), "").unwrap();
-    let out = run_as(dir.path(), None, "journal-root").output().unwrap();
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let out = run_as(dir.path(), Some((65534, 65534)), "journal-nobody")
-        .output()
-        .unwrap();
-    assert_eq!(code(&out), 2, "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("this user cannot read the lock file (owned by root, mode 600"),
-        "{}",
-        stderr(&out)
-    );
-    assert!(stderr(&out).contains("set lock_group = \"GROUP\" in the site file"));
+    Ran::from_command(run_as(dir.path(), None, "journal-root")).success();
+    let nobody = Some((65534, 65534));
+    Ran::from_command(run_as(dir.path(), nobody, "journal-nobody"))
+        .failure(2)
+        .stderr_contains("this user cannot read the lock file (owned by root, mode 600")
+        .stderr_contains("set lock_group = \"GROUP\" in the site file");
 
     // A workflow root never ran: no lock file, and the other user may not
     // make one in root's 0755 folder: refused, saying how to share it.
     std::fs::remove_file(dir.path().join("locks/wf.lock")).unwrap();
-    let out = run_as(dir.path(), Some((65534, 65534)), "journal-nobody")
-        .output()
-        .unwrap();
-    assert_eq!(code(&out), 2, "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains(
-            "this user cannot create the lock file in the lock folder (owned by root, group root, mode 755); make the folder the lock_group's: chgrp GROUP"
-        ),
-        "{}",
-        stderr(&out)
-    );
+    Ran::from_command(run_as(dir.path(), nobody, "journal-nobody"))
+        .failure(2)
+        .stderr_contains(
+            "this user cannot create the lock file in the lock folder (owned by root, group root, mode 755); make the folder the lock_group's: chgrp GROUP",
+        );
 }
 
 #[test]
@@ -612,19 +597,12 @@ fn two_runs_with_the_same_site_share_the_lock_whatever_their_journal_folders() {
     // default): one lock through the site's lock_dir.
     let dir = shared_folder();
     write_shared_site(dir.path(), "");
-    let mut first = run_as(dir.path(), None, "journal-a")
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for(&dir.path().join("signals/started"));
-    let second = run_as(dir.path(), None, "journal-b").output().unwrap();
-    std::fs::write(dir.path().join("signals/release"), "").unwrap();
-    assert_eq!(first.wait().unwrap().code(), Some(0));
+    let (first_pid, second) = run_while_held(dir.path(), (None, "journal-a"), (None, "journal-b"));
     let me = nix::unistd::User::from_uid(nix::unistd::geteuid())
         .unwrap()
         .unwrap()
         .name;
-    assert_refused_naming(&second, first.id(), &me);
+    assert_refused_naming(second, first_pid, &me);
 }
 
 #[test]
@@ -634,13 +612,9 @@ fn a_lock_folder_others_can_write_or_a_symlinked_lock_file_is_refused() {
     std::fs::write(dir.path().join("signals/release"), "").unwrap();
     std::fs::create_dir(&locks).unwrap();
     std::fs::set_permissions(&locks, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let out = run_as(dir.path(), None, "journal").output().unwrap();
-    assert_eq!(code(&out), 2, "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("the lock folder is writable by every user, who could swap the lock files under a run (fix: chmod o-w"),
-        "{}",
-        stderr(&out)
-    );
+    Ran::from_command(run_as(dir.path(), None, "journal"))
+        .failure(2)
+        .stderr_contains("the lock folder is writable by every user, who could swap the lock files under a run (fix: chmod o-w");
     assert!(
         !dir.path().join("signals/started").exists(),
         "nothing may run"
@@ -651,13 +625,9 @@ fn a_lock_folder_others_can_write_or_a_symlinked_lock_file_is_refused() {
     let target = dir.path().join("precious");
     std::fs::write(&target, "keep me").unwrap();
     std::os::unix::fs::symlink(&target, locks.join("wf.lock")).unwrap();
-    let out = run_as(dir.path(), None, "journal").output().unwrap();
-    assert_eq!(code(&out), 2, "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("the lock file is a symbolic link"),
-        "{}",
-        stderr(&out)
-    );
+    Ran::from_command(run_as(dir.path(), None, "journal"))
+        .failure(2)
+        .stderr_contains("the lock file is a symbolic link");
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep me");
 
     // A lock folder that is a symlink.
@@ -665,21 +635,16 @@ fn a_lock_folder_others_can_write_or_a_symlinked_lock_file_is_refused() {
     std::fs::remove_dir(&locks).unwrap();
     std::os::unix::fs::symlink(dir.path().join("elsewhere"), &locks).unwrap();
     std::fs::create_dir(dir.path().join("elsewhere")).unwrap();
-    let out = run_as(dir.path(), None, "journal").output().unwrap();
-    assert_eq!(code(&out), 2, "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("not a folder but a symbolic link"),
-        "{}",
-        stderr(&out)
-    );
+    Ran::from_command(run_as(dir.path(), None, "journal"))
+        .failure(2)
+        .stderr_contains("not a folder but a symbolic link");
 }
 
 #[test]
 fn verify_set_looks_for_the_manifest_where_the_site_says() {
     let t = Test::new();
     std::fs::create_dir_all(t.path("from-site")).unwrap();
-    let ran = t
-        .write("site.toml", "manifest_path = \"from-site\"\n")
+    t.write("site.toml", "manifest_path = \"from-site\"\n")
         .args([
             "verify",
             "--set",
@@ -687,17 +652,7 @@ fn verify_set_looks_for_the_manifest_where_the_site_says() {
             "--site",
             "site.toml",
         ])
-        .run();
-    assert_ne!(code_of(&ran), 0, "{}", ran.stderr);
-    assert!(
-        ran.stderr
-            .contains("from-site/backup_20261126_01h15m00s.json")
-            || ran.stderr.contains("in from-site"),
-        "{}",
-        ran.stderr
-    );
-}
-
-fn code_of(ran: &runbook_test_support::Ran) -> i32 {
-    ran.status.code().unwrap_or(-1)
+        .run()
+        .failure(2)
+        .stderr_contains("no manifest from-site/backup_20261126_01h15m00s.json");
 }

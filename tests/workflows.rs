@@ -2,30 +2,105 @@
 //! local sandbox (stand-in `nodetool`/`cqlsh` on generated data, the
 //! Elasticsearch stand-in, a real S3 server), started by tests/sandbox/sandbox.py.
 
-use runbook_test_support::{cluster, support};
+use runbook_test_support::{Ran, Test, cluster, support};
 
 use std::collections::BTreeMap;
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::Duration;
 
 use cluster::*;
-use support::{assert_contains, runbook};
+use support::assert_contains;
+
+/// Runs the stock backup against `cluster` with `args` after
+/// `run cluster-hot-backup`, requires it to succeed and returns the run.
+fn backup_succeeds(cluster: &Cluster, args: &[&str]) -> Ran {
+    cluster
+        .runbook(&[&["run", "cluster-hot-backup"][..], args].concat())
+        .run()
+        .success()
+}
+
+/// Runs the stock backup against `cluster` with `args`, requires it to fail
+/// (exit 1) naming `reason` and to leave no marker, manifest, partial file
+/// or Cassandra snapshot behind ([`assert_failed_cleanly`]).
+fn backup_fails_cleanly(cluster: &Cluster, args: &[&str], reason: &str) -> Ran {
+    let ran = cluster
+        .runbook(&[&["run", "cluster-hot-backup"][..], args].concat())
+        .run()
+        .failure(1)
+        .stderr_contains(reason);
+    assert_failed_cleanly(cluster, &ran.output(), reason);
+    ran
+}
+
+/// After a backup of S3 storage: the `s3_archive` folder holds only
+/// `minio_STAMP.tar` and its sidecar (no mirror folder left), and the archive,
+/// extracted by GNU tar, is the bucket's objects byte for byte under
+/// `minio_STAMP/`. Returns the set's stamp and how many objects came back.
+fn assert_bucket_archived(cluster: &Cluster) -> (String, usize) {
+    let stamp = only_stamp(&cluster.path("backup"), "backup_", ".json");
+    let minio = cluster.path("s3_archive");
+    assert_eq!(
+        sorted_names(&minio),
+        vec![
+            format!("minio_{stamp}.tar"),
+            format!("minio_{stamp}.tar.sha256")
+        ],
+        "the mirror folder is removed"
+    );
+    let restore = cluster.dir.path().join("restore");
+    gnu_tar_extract(&minio.join(format!("minio_{stamp}.tar")), &restore);
+    let restored = tree(&restore.join(format!("minio_{stamp}")));
+    assert_eq!(restored, tree(&cluster.path("attachments")));
+    (stamp, restored.len())
+}
+
+/// The names in `folder`, sorted.
+fn sorted_names(folder: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(folder)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The SHA-256 of `path` in hex, by `sha256sum` (which must succeed).
+fn sha256sum(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    assert!(out.status.success(), "sha256sum {}", path.display());
+    String::from_utf8_lossy(&out.stdout)
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// `runbook run restore-prep --set KEY=VALUE...` in the cluster's folder,
+/// its journal kept there; no sandbox vars, so each test names every key it
+/// relies on (what `Cluster::restore_prep` runs, as a [`Test`]).
+fn restore_prep(cluster: &Cluster, settings: &[(&str, String)]) -> Test {
+    Test::at(cluster.dir.path())
+        .args(["run", "restore-prep"])
+        .settings(settings)
+}
 
 #[test]
 fn local_storage_backup_produces_the_archives_the_restore_procedure_expects() {
     let cluster = Cluster::start(&["--cql-auth", "backup:Cql-Secret-9"]);
-    let out = cluster
-        .command(&[
+    cluster
+        .runbook(&[
             "run",
             "cluster-hot-backup",
             "--set",
             "cassandra_user=backup",
         ])
         .env("CASSANDRA_PASSWORD", "Cql-Secret-9")
-        .output()
-        .unwrap();
-    let err = stderr(&out);
-    assert_eq!(code(&out), 0, "{err}");
+        .run()
+        .success()
+        .output_lacks("Cql-Secret-9");
 
     let backup = cluster.path("backup");
     let stamp = only_stamp(&backup, "backup_", ".json");
@@ -144,7 +219,6 @@ fn local_storage_backup_produces_the_archives_the_restore_procedure_expects() {
         !invocations.contains("Cql-Secret-9"),
         "the password was on a command line"
     );
-    assert!(!err.contains("Cql-Secret-9"));
     for journal in walk(&cluster.dir.path().join("journal")) {
         assert!(
             !std::fs::read_to_string(&journal)
@@ -166,36 +240,11 @@ fn s3_storage_backup_mirrors_the_bucket_into_minio_tar() {
     let cluster = Cluster::start(&["--storage", "s3", "--objects", "1100"]);
     // An off-site bucket on the same S3 server receives the verified set.
     cluster.make_bucket("offsite");
-    let out = cluster.run(&[
-        "run",
-        "cluster-hot-backup",
-        "--set",
-        "offsite=th_minio/offsite/sets",
-    ]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    backup_succeeds(&cluster, &["--set", "offsite=th_minio/offsite/sets"]);
     let backup = cluster.path("backup");
-    let stamp = only_stamp(&backup, "backup_", ".json");
     let minio = cluster.path("s3_archive");
-    let names: Vec<String> = std::fs::read_dir(&minio)
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    let mut names = names;
-    names.sort();
-    assert_eq!(
-        names,
-        vec![
-            format!("minio_{stamp}.tar"),
-            format!("minio_{stamp}.tar.sha256")
-        ],
-        "the mirror folder is removed"
-    );
-    let restore = cluster.dir.path().join("restore");
-    gnu_tar_extract(&minio.join(format!("minio_{stamp}.tar")), &restore);
-    let restored = tree(&restore.join(format!("minio_{stamp}")));
-    assert!(restored.len() >= 1000, "only {} objects", restored.len());
-    assert_eq!(restored, tree(&cluster.path("attachments")));
+    let (stamp, objects) = assert_bucket_archived(&cluster);
+    assert!(objects >= 1000, "only {objects} objects");
 
     // Off-site: every archive, sidecar, the marker and the manifest, byte-identical.
     let s3 = cluster.s3_endpoint();
@@ -216,14 +265,6 @@ fn s3_storage_backup_mirrors_the_bucket_into_minio_tar() {
         String::from_utf8_lossy(&listing.stderr)
     );
     let listing = String::from_utf8_lossy(&listing.stdout);
-    let sha = |path: &std::path::Path| {
-        let out = Command::new("sha256sum").arg(path).output().unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .split(' ')
-            .next()
-            .unwrap()
-            .to_string()
-    };
     for local in [
         minio.join(format!("minio_{stamp}.tar")),
         minio.join(format!("minio_{stamp}.tar.sha256")),
@@ -232,7 +273,7 @@ fn s3_storage_backup_mirrors_the_bucket_into_minio_tar() {
         backup.join(format!("backup_{stamp}.json")),
     ] {
         let name = local.file_name().unwrap().to_string_lossy().into_owned();
-        let line = format!("sets/{name} {}", sha(&local));
+        let line = format!("sets/{name} {}", sha256sum(&local));
         assert!(
             listing.contains(&line),
             "off-site copy of {name} missing or different:\n{listing}"
@@ -246,43 +287,17 @@ fn s3_storage_backup_mirrors_the_bucket_into_minio_tar() {
 #[test]
 fn s3_mode_staging_archives_the_bucket_through_a_mirror_folder_it_removes() {
     let cluster = Cluster::start(&["--storage", "s3", "--objects", "200"]);
-    let out = cluster.run(&["run", "cluster-hot-backup", "--set", "s3_mode=staging"]);
-    let err = stderr(&out);
-    assert_eq!(code(&out), 0, "{err}");
-    assert_contains(&err, "mirror bucket");
-    let backup = cluster.path("backup");
-    let stamp = only_stamp(&backup, "backup_", ".json");
-    let minio = cluster.path("s3_archive");
-    let mut names: Vec<String> = std::fs::read_dir(&minio)
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    assert_eq!(
-        names,
-        vec![
-            format!("minio_{stamp}.tar"),
-            format!("minio_{stamp}.tar.sha256")
-        ],
-        "the mirror folder is removed"
-    );
-    let restore = cluster.dir.path().join("restore");
-    gnu_tar_extract(&minio.join(format!("minio_{stamp}.tar")), &restore);
-    assert_eq!(
-        tree(&restore.join(format!("minio_{stamp}"))),
-        tree(&cluster.path("attachments"))
-    );
+    backup_succeeds(&cluster, &["--set", "s3_mode=staging"]).stderr_contains("mirror bucket");
+    assert_bucket_archived(&cluster);
 }
 
 #[test]
 fn a_failing_nodetool_snapshot_fails_the_run_and_leaves_nothing() {
     let cluster = Cluster::start(&[]);
     cluster.knob("snapshot-fails", "partial");
-    let out = cluster.run(&["run", "cluster-hot-backup"]);
-    assert_failed_cleanly(
+    backup_fails_cleanly(
         &cluster,
-        &out,
+        &[],
         "step exec (nodetool snapshot) failed: `nodetool snapshot` exited with code 2",
     );
     assert!(
@@ -300,8 +315,7 @@ fn a_failing_nodetool_snapshot_fails_the_run_and_leaves_nothing() {
 fn a_failed_elasticsearch_snapshot_is_never_reported_as_a_backup() {
     let cluster = Cluster::start(&[]);
     cluster.es_faults(serde_json::json!({"snapshot_end": "FAILED"}));
-    let out = cluster.run(&["run", "cluster-hot-backup"]);
-    assert_failed_cleanly(&cluster, &out, "FAILED");
+    backup_fails_cleanly(&cluster, &[], "FAILED");
     let files = cluster.backup_files();
     assert!(
         !files.iter().any(|f| f.starts_with("storage/")),
@@ -312,15 +326,9 @@ fn a_failed_elasticsearch_snapshot_is_never_reported_as_a_backup() {
 #[test]
 fn a_missing_repository_is_caught_in_preflight_before_anything_is_snapshotted() {
     let cluster = Cluster::start(&[]);
-    let out = cluster.run(&[
-        "run",
-        "cluster-hot-backup",
-        "--set",
-        "elasticsearch_repository=nope",
-    ]);
-    assert_failed_cleanly(
+    backup_fails_cleanly(
         &cluster,
-        &out,
+        &["--set", "elasticsearch_repository=nope"],
         "the Elasticsearch snapshot repository \"nope\" is not registered at",
     );
     let invocations =
@@ -335,31 +343,20 @@ fn a_missing_repository_is_caught_in_preflight_before_anything_is_snapshotted() 
 #[test]
 fn a_down_node_fails_preflight_unless_allowed() {
     let cluster = Cluster::start(&["--node-down", "127.0.0.3"]);
-    let out = cluster.run(&["run", "cluster-hot-backup"]);
-    assert_failed_cleanly(
+    backup_fails_cleanly(
         &cluster,
-        &out,
+        &[],
         "Cassandra nodes not Up/Normal: [\"127.0.0.3 is DN\"]",
     );
     assert!(cluster.backup_files().is_empty());
-    let out = cluster.run(&[
-        "run",
-        "cluster-hot-backup",
-        "--set",
-        "allow_down_nodes=true",
-    ]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    backup_succeeds(&cluster, &["--set", "allow_down_nodes=true"]);
 }
 
 #[test]
 fn sigterm_during_the_run_cleans_up_and_exits_143() {
     let cluster = Cluster::start(&[]);
     cluster.knob("nodetool-delay", "snapshot=30");
-    let child = cluster
-        .command(&["run", "cluster-hot-backup"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let running = cluster.runbook(&["run", "cluster-hot-backup"]).spawn();
     // Wait until nodetool snapshot is running.
     let log = cluster.path("state").join("invocations.log");
     let until = std::time::Instant::now() + Duration::from_secs(60);
@@ -374,8 +371,9 @@ fn sigterm_during_the_run_cleans_up_and_exits_143() {
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(300));
-    let out = support::interrupt(child, nix::sys::signal::Signal::SIGTERM);
-    assert_eq!(code(&out), 143, "{}", stderr(&out));
+    running
+        .interrupt(nix::sys::signal::Signal::SIGTERM)
+        .failure(143);
     let files = cluster.backup_files();
     assert!(
         !files
@@ -393,8 +391,7 @@ fn sigterm_during_the_run_cleans_up_and_exits_143() {
 #[test]
 fn restore_prep_checks_the_newest_complete_set_and_writes_the_plan() {
     let cluster = Cluster::start(&[]);
-    let out = cluster.run(&["run", "cluster-hot-backup"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    backup_succeeds(&cluster, &[]);
     let backup = cluster.path("backup");
     let stamp = only_stamp(&backup, "backup_", ".json");
     // A newer set without a manifest (incomplete) must not be chosen.
@@ -404,34 +401,8 @@ fn restore_prep_checks_the_newest_complete_set_and_writes_the_plan() {
     )
     .unwrap();
     let staging = cluster.dir.path().join("staging");
-    let es = cluster.es_url();
-    let restore_args = |extra: &[&str]| -> Vec<String> {
-        let mut args: Vec<String> = ["run", "restore-prep", "--journal-dir"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        args.push(cluster.dir.path().join("journal").display().to_string());
-        for (key, value) in [
-            ("manifest_path", backup.display().to_string()),
-            ("staging", staging.display().to_string()),
-            ("elasticsearch_url", es.clone()),
-            (
-                "cassandra_archive_path",
-                backup.join("cassandra").display().to_string(),
-            ),
-            (
-                "storage_archive_path",
-                backup.join("storage").display().to_string(),
-            ),
-        ] {
-            args.push("--set".into());
-            args.push(format!("{key}={value}"));
-        }
-        args.extend(extra.iter().map(|s| s.to_string()));
-        args
-    };
-    let out = runbook().args(restore_args(&[])).output().unwrap();
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let settings = restore_prep_settings(&cluster, &staging);
+    restore_prep(&cluster, &settings).run().success();
     let plan = std::fs::read_to_string(staging.join(&stamp).join("restore-plan.sh")).unwrap();
     assert_contains(&plan, "create_keyspace_thehive.cql");
     assert_contains(&plan, "sstableloader -d 127.0.0.1 ");
@@ -449,23 +420,21 @@ fn restore_prep_checks_the_newest_complete_set_and_writes_the_plan() {
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0xff;
     std::fs::write(&archive, bytes).unwrap();
-    let out = runbook()
-        .args(restore_args(&[
-            "--set",
-            "staging=/nonexistent-never-created",
-        ]))
-        .output()
-        .unwrap();
-    assert_eq!(code(&out), 1);
-    assert_contains(&stderr(&out), &format!("files_{stamp}.tar"));
+    restore_prep(&cluster, &settings)
+        .args(["--set", "staging=/nonexistent-never-created"])
+        .run()
+        .failure(1)
+        .stderr_contains(&format!("files_{stamp}.tar"));
 }
 
 #[test]
 fn plan_prints_every_action_in_order_and_changes_nothing() {
     let cluster = Cluster::start(&[]);
-    let out = cluster.run(&["plan", "cluster-hot-backup"]);
-    let err = stderr(&out);
-    assert_eq!(code(&out), 0, "{err}");
+    let err = cluster
+        .runbook(&["plan", "cluster-hot-backup"])
+        .run()
+        .success()
+        .stderr;
     // The Cassandra and Elasticsearch branches run in parallel, so their lines
     // interleave; each branch's own lines are in order.
     let in_order = |needles: &[&str]| {
@@ -517,15 +486,7 @@ fn retention_keeps_the_newest_sets_and_metrics_are_written() {
     let metrics_arg = format!("metrics_file={}", metrics.display());
     let mut stamps = Vec::new();
     for _ in 0..3 {
-        let out = cluster.run(&[
-            "run",
-            "cluster-hot-backup",
-            "--set",
-            "keep=2",
-            "--set",
-            &metrics_arg,
-        ]);
-        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        backup_succeeds(&cluster, &["--set", "keep=2", "--set", &metrics_arg]);
         let newest = cluster
             .backup_files()
             .into_iter()
@@ -570,8 +531,7 @@ fn retention_keeps_the_newest_sets_and_metrics_are_written() {
 fn with_a_backup_group_the_set_is_readable_by_that_group_only() {
     use std::os::unix::fs::MetadataExt;
     let cluster = Cluster::start(&[]);
-    let out = cluster.run(&["run", "cluster-hot-backup", "--set", "backup_group=backup"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    backup_succeeds(&cluster, &["--set", "backup_group=backup"]);
     let backup_gid = std::fs::read_to_string("/etc/group")
         .unwrap()
         .lines()
@@ -590,10 +550,7 @@ fn with_a_backup_group_the_set_is_readable_by_that_group_only() {
 }
 
 /// The keys restore-prep needs for the sandbox's latest set, staged in `staging`.
-fn restore_prep_settings(
-    cluster: &Cluster,
-    staging: &std::path::Path,
-) -> Vec<(&'static str, String)> {
+fn restore_prep_settings(cluster: &Cluster, staging: &Path) -> Vec<(&'static str, String)> {
     let backup = cluster.path("backup");
     vec![
         ("manifest_path", backup.display().to_string()),
@@ -613,8 +570,7 @@ fn restore_prep_settings(
 #[test]
 fn the_restore_plan_keeps_every_path_and_value_one_shell_word() {
     let cluster = Cluster::start(&[]);
-    let out = cluster.run(&["run", "cluster-hot-backup"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    backup_succeeds(&cluster, &[]);
     let backup = cluster.path("backup");
     let stamp = only_stamp(&backup, "backup_", ".json");
     // A staging path with a space, and an attachment folder with a command in it.
@@ -623,8 +579,7 @@ fn the_restore_plan_keeps_every_path_and_value_one_shell_word() {
     let hostile = format!("/opt/th files;touch {};#", pwned.display());
     let mut settings = restore_prep_settings(&cluster, &staging);
     settings.push(("attachment_folder", hostile.clone()));
-    let out = cluster.restore_prep(&settings);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    restore_prep(&cluster, &settings).run().success();
     let plan_file = staging.join(&stamp).join("restore-plan.sh");
 
     let syntax = Command::new("bash")
@@ -695,13 +650,13 @@ fn the_restore_plan_keeps_every_path_and_value_one_shell_word() {
 #[test]
 fn the_restore_line_of_the_plan_fails_unless_every_shard_came_back() {
     let cluster = Cluster::start(&["--objects", "5"]);
-    let out = cluster.run(&["run", "cluster-hot-backup"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    backup_succeeds(&cluster, &[]);
     let backup = cluster.path("backup");
     let stamp = only_stamp(&backup, "backup_", ".json");
     let staging = cluster.dir.path().join("staging");
-    let out = cluster.restore_prep(&restore_prep_settings(&cluster, &staging));
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    restore_prep(&cluster, &restore_prep_settings(&cluster, &staging))
+        .run()
+        .success();
     let plan = std::fs::read_to_string(staging.join(&stamp).join("restore-plan.sh")).unwrap();
     assert!(plan.contains("\nset -euo pipefail\n"), "{plan}");
     let line = plan
@@ -741,10 +696,10 @@ fn the_restore_line_of_the_plan_fails_unless_every_shard_came_back() {
     }
 }
 
-/// libfaketime (Debian package `faketime`): runs `command` with the wall
+/// libfaketime (Debian package `faketime`): the run `test` with the wall
 /// clock frozen at `utc` (the monotonic clock, which timeouts use, left
 /// alone) in Europe/Berlin. Fails, saying why, when the library is missing.
-fn at_berlin_time(mut command: Command, utc: &str) -> Command {
+fn at_berlin_time(test: Test, utc: &str) -> Test {
     let library = ["/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1"]
         .into_iter()
         .map(std::path::PathBuf::from)
@@ -754,13 +709,11 @@ fn at_berlin_time(mut command: Command, utc: &str) -> Command {
         .unwrap()
         .timestamp()
         .to_string();
-    command
-        .env("TZ", "Europe/Berlin")
+    test.env("TZ", "Europe/Berlin")
         .env("LD_PRELOAD", library)
         .env("FAKETIME_FMT", "%s")
         .env("FAKETIME", epoch)
-        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
-    command
+        .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
 }
 
 /// Issue 12 §1: on the night clocks fall back in Europe/Berlin, runs at
@@ -775,23 +728,18 @@ fn a_stamp_already_taken_is_refused_before_anything_changes() {
     let cluster = Cluster::start(&[]);
     let backup = cluster.path("backup");
     let first = "20261025_02h50m00s"; // 00:50Z, CEST
-    let run_at = |utc: &str| {
-        at_berlin_time(cluster.command(&["run", "cluster-hot-backup"]), utc)
-            .output()
-            .unwrap()
-    };
-    let out = run_at("2026-10-25T00:50:00Z");
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let run_at =
+        |utc: &str| at_berlin_time(cluster.runbook(&["run", "cluster-hot-backup"]), utc).run();
+    run_at("2026-10-25T00:50:00Z").success();
     assert!(backup.join(format!("backup_{first}.json")).exists());
     let files = cluster.backup_files();
     let requests = cluster.es_requests().len();
 
     // 01:50Z is 02:50 CET: the same stamp.
-    let out = run_at("2026-10-25T01:50:00Z");
-    let err = stderr(&out);
-    assert_ne!(code(&out), 0, "{err}");
-    assert_contains(&err, &format!("stamp {first} is already taken"));
-    assert_contains(&err, "nothing was changed");
+    run_at("2026-10-25T01:50:00Z")
+        .failed()
+        .stderr_contains(&format!("stamp {first} is already taken"))
+        .stderr_contains("nothing was changed");
     assert_eq!(cluster.backup_files(), files, "the first set is untouched");
     assert!(cluster.cassandra_snapshots().is_empty());
     let later = cluster.es_requests();
@@ -805,22 +753,19 @@ fn a_stamp_already_taken_is_refused_before_anything_changes() {
 
     // 01:10Z is 02:10 CET: a smaller stamp, made later. restore-prep takes it.
     let second = "20261025_02h10m00s";
-    let out = run_at("2026-10-25T01:10:00Z");
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    run_at("2026-10-25T01:10:00Z").success();
     let staging = cluster.dir.path().join("staging");
-    let out = runbook()
-        .args(["run", "restore-prep", "--journal-dir"])
-        .arg(cluster.dir.path().join("journal"))
-        .args(["--set", &format!("manifest_path={}", backup.display())])
-        .args(["--set", &format!("staging={}", staging.display())])
-        .args(["--set", &format!("elasticsearch_url={}", cluster.es_url())])
-        .output()
-        .unwrap();
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert_contains(
-        &stderr(&out),
-        &format!("restore preparation for backup set {second}"),
-    );
+    restore_prep(
+        &cluster,
+        &[
+            ("manifest_path", backup.display().to_string()),
+            ("staging", staging.display().to_string()),
+            ("elasticsearch_url", cluster.es_url()),
+        ],
+    )
+    .run()
+    .success()
+    .stderr_contains(&format!("restore preparation for backup set {second}"));
     assert!(staging.join(second).join("restore-plan.sh").exists());
 
     // The first set's files gone, its snapshot still there: still refused.
@@ -829,13 +774,11 @@ fn a_stamp_already_taken_is_refused_before_anything_changes() {
             std::fs::remove_file(backup.join(file)).unwrap();
         }
     }
-    let out = run_at("2026-10-25T01:50:00Z");
-    let err = stderr(&out);
-    assert_ne!(code(&out), 0, "{err}");
-    assert_contains(
-        &err,
-        &format!("Elasticsearch snapshot elasticsearch_{first} in repository thehive_repository"),
-    );
+    run_at("2026-10-25T01:50:00Z")
+        .failed()
+        .stderr_contains(&format!(
+            "Elasticsearch snapshot elasticsearch_{first} in repository thehive_repository"
+        ));
     assert!(
         !cluster
             .es_requests()
@@ -853,37 +796,26 @@ fn a_stamp_already_taken_is_refused_before_anything_changes() {
 #[test]
 fn two_runs_with_the_same_stamp_never_undo_each_other() {
     let cluster = Cluster::start(&[]);
+    // Each with its own journal folder, so its own lock.
     let spawn = |journal: &str| {
-        let mut command = runbook();
-        command
-            .args(["run", "cluster-hot-backup", "--vars"])
-            .arg(cluster.path("vars"))
-            .arg("--journal-dir")
-            .arg(cluster.dir.path().join(journal))
-            .args(["--set", "elasticsearch_poll=1s"])
-            .current_dir(cluster.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (key, value) in cluster.record["env"].as_object().unwrap() {
-            command.env(key, value.as_str().unwrap());
-        }
-        at_berlin_time(command, "2026-10-25T00:50:00Z")
-            .spawn()
-            .unwrap()
+        let journal = cluster.dir.path().join(journal);
+        let journal = journal.to_str().expect("a UTF-8 temp path");
+        let test = cluster.runbook(&["run", "cluster-hot-backup", "--journal-dir", journal]);
+        at_berlin_time(test, "2026-10-25T00:50:00Z").spawn()
     };
     let first = spawn("journal-a");
     let second = spawn("journal-b");
-    let outs = [
-        first.wait_with_output().unwrap(),
-        second.wait_with_output().unwrap(),
-    ];
-    let mut codes: Vec<i32> = outs.iter().map(code).collect();
+    let runs = [first.wait(), second.wait()];
+    let mut codes: Vec<i32> = runs
+        .iter()
+        .map(|r| r.code().expect("exited normally"))
+        .collect();
     codes.sort();
     // The lines that say what went wrong, for the assertion messages.
-    let errs: Vec<String> = outs
+    let errs: Vec<String> = runs
         .iter()
-        .map(|o| {
-            stderr(o)
+        .map(|r| {
+            r.stderr
                 .lines()
                 .filter(|l| l.contains("ERROR") || l.contains("WARN") || l.contains("error"))
                 .collect::<Vec<_>>()
@@ -914,18 +846,12 @@ fn two_runs_with_the_same_stamp_never_undo_each_other() {
             .any(|r| r["method"] == "DELETE"),
         "no snapshot was deleted: {errs:#?}"
     );
-    let out = runbook()
+    // The set verifies.
+    Test::new()
         .args(["verify", "--set", stamp, "--manifest-path"])
         .arg(&backup)
-        .output()
-        .unwrap();
-    assert_eq!(
-        code(&out),
-        0,
-        "the set verifies: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        stderr(&out)
-    );
+        .run()
+        .success();
 }
 
 /// The one journal in the cluster's journal folder, parsed.
@@ -956,8 +882,7 @@ fn step_span(journal: &serde_json::Value, label: &str) -> (i64, i64) {
 fn the_attachment_archive_starts_once_both_snapshots_exist_and_overlaps_the_cassandra_archive() {
     // A keyspace big enough that its archive takes a while to write.
     let cluster = Cluster::start(&["--cassandra-mb", "150"]);
-    let out = cluster.run(&["run", "cluster-hot-backup"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    backup_succeeds(&cluster, &[]);
     let journal = only_journal(&cluster);
     let (_, cassandra_snapshot_end) = step_span(&journal, "nodetool snapshot");
     let (_, es_started_end) = step_span(&journal, "elasticsearch snapshot");
@@ -982,8 +907,7 @@ fn the_attachment_archive_starts_once_both_snapshots_exist_and_overlaps_the_cass
 fn verify_disk_reads_every_archive_back_from_the_device_and_leaves_it_uncached() {
     use runbook_steps::archive::page_cache::resident_pages;
     let cluster = Cluster::start(&["--cassandra-mb", "20"]);
-    let out = cluster.run(&["run", "cluster-hot-backup", "--set", "verify=disk"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    backup_succeeds(&cluster, &["--set", "verify=disk"]);
     let journal = only_journal(&cluster);
     let verifications: Vec<&serde_json::Value> = journal["steps"]
         .as_array()
@@ -1018,8 +942,7 @@ fn verify_disk_reads_every_archive_back_from_the_device_and_leaves_it_uncached()
     }
     // The default reads through the cache: the archives just written are there.
     let cluster = Cluster::start(&["--cassandra-mb", "20"]);
-    let out = cluster.run(&["run", "cluster-hot-backup"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    backup_succeeds(&cluster, &[]);
     let journal = only_journal(&cluster);
     for step in journal["steps"].as_array().unwrap() {
         if step["step"] == "verify_archive" {
@@ -1037,8 +960,11 @@ fn verify_disk_reads_every_archive_back_from_the_device_and_leaves_it_uncached()
 #[test]
 fn a_verify_mode_other_than_cache_or_disk_is_refused_before_anything_runs() {
     let cluster = Cluster::start(&[]);
-    let out = cluster.run(&["run", "cluster-hot-backup", "--set", "verify=paper"]);
-    assert_eq!(code(&out), 2, "{}", stderr(&out));
-    assert_contains(&stderr(&out), "verify");
+    cluster
+        .runbook(&["run", "cluster-hot-backup", "--set", "verify=paper"])
+        .run()
+        .failure(2)
+        .stderr_contains("config key `verify` (from --set): \"paper\" is not allowed")
+        .stderr_contains("\"cache\" or \"disk\"");
     assert!(cluster.backup_files().is_empty());
 }

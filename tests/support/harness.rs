@@ -13,6 +13,13 @@
 //! A test that runs several commands in one folder uses a [`Workdir`] and
 //! starts each run with [`Workdir::runbook`]. Every check panics with the whole
 //! stdout and stderr of the run, so a failure shows what the binary said.
+//!
+//! A run the test acts on while it runs (a signal, a second run beside it) is
+//! started with [`Test::spawn`] and ended with [`Running::wait`] or
+//! [`Running::interrupt`], giving the same [`Ran`]; one that must not hang is
+//! run with [`Test::run_within`]; one that only a hand-built [`Command`] can
+//! start (through `setpriv` as another user) is checked with
+//! [`Ran::from_command`].
 
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
@@ -164,6 +171,17 @@ impl Test {
         self
     }
 
+    /// `--set KEY=VALUE` for each pair (a workflow's config keys).
+    pub fn settings<K: std::fmt::Display, V: std::fmt::Display>(
+        mut self,
+        settings: &[(K, V)],
+    ) -> Self {
+        for (key, value) in settings {
+            self = self.arg("--set").arg(format!("{key}={value}"));
+        }
+        self
+    }
+
     /// An environment variable for the run (`RUNBOOK_*` from the test's own
     /// environment are always removed; set them here).
     pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
@@ -210,6 +228,50 @@ impl Test {
         command
     }
 
+    /// Starts `runbook` and returns at once, for a test that acts on the
+    /// running process (signals it, starts a second run beside it); stdout
+    /// and stderr are kept for the [`Ran`] that [`Running::wait`] or
+    /// [`Running::interrupt`] gives.
+    #[track_caller]
+    pub fn spawn(self) -> Running {
+        let mut command = self.command();
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let child = command.spawn().expect("runbook starts");
+        Running {
+            child,
+            args: self.args,
+            dir: self.dir,
+            owned: self.owned,
+        }
+    }
+
+    /// Runs `runbook` to the end like [`Test::run`], but fails the test
+    /// (after killing the run) if it has not ended within `limit`: for the
+    /// tests whose bug would be a run that blocks for ever.
+    #[track_caller]
+    pub fn run_within(self, limit: std::time::Duration) -> Ran {
+        let running = self.spawn();
+        let pid = running.child.id();
+        let shown = running.shown_args();
+        let (done, wait) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = done.send(running.wait());
+        });
+        match wait.recv_timeout(limit) {
+            Ok(ran) => ran,
+            Err(_) => {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+                panic!("runbook {shown} did not end within {limit:?} (killed)");
+            }
+        }
+    }
+
     /// Runs `runbook` to the end and keeps what it printed.
     #[track_caller]
     pub fn run(self) -> Ran {
@@ -239,6 +301,76 @@ impl Test {
     }
 }
 
+/// A started [`Test`] ([`Test::spawn`]): the process, until it is waited on.
+pub struct Running {
+    child: std::process::Child,
+    args: Vec<OsString>,
+    dir: PathBuf,
+    owned: Option<tempfile::TempDir>,
+}
+
+impl Running {
+    /// Starts a `runbook` run built by hand as a [`Command`] (one wrapped in
+    /// `setpriv` to run as another user, or started through `env -i`), so
+    /// that it is checked like a [`Test`]: stdout and stderr are kept, stdin
+    /// is closed.
+    #[track_caller]
+    pub fn from_command(mut command: Command) -> Running {
+        let args = std::iter::once(command.get_program().to_os_string())
+            .chain(command.get_args().map(OsStr::to_os_string))
+            .collect();
+        let dir = command
+            .get_current_dir()
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{command:?} cannot start: {e}"));
+        Running {
+            child,
+            args,
+            dir,
+            owned: None,
+        }
+    }
+
+    /// The process id of the run.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn shown_args(&self) -> String {
+        self.args
+            .iter()
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// Waits for the run to end and keeps what it printed.
+    pub fn wait(self) -> Ran {
+        let output = self.child.wait_with_output().expect("runbook runs");
+        Ran {
+            args: self.args,
+            dir: self.dir,
+            _owned: self.owned,
+            status: output.status,
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+
+    /// Sends `signal` (SIGINT, SIGTERM) to the run, which must still be
+    /// running, and waits for what it printed on its way out.
+    #[track_caller]
+    pub fn interrupt(self, signal: nix::sys::signal::Signal) -> Ran {
+        crate::support::send_signal(&self.child, signal);
+        self.wait()
+    }
+}
+
 /// A finished [`Test`]: its exit status and output, and checks on them that
 /// return the run so they chain.
 pub struct Ran {
@@ -254,6 +386,13 @@ pub struct Ran {
 }
 
 impl Ran {
+    /// Runs a `runbook` run built by hand as a [`Command`] to the end (see
+    /// [`Running::from_command`]), for the same chain of checks.
+    #[track_caller]
+    pub fn from_command(command: Command) -> Ran {
+        Running::from_command(command).wait()
+    }
+
     /// `name` inside the folder the run started in.
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
@@ -347,4 +486,72 @@ impl Ran {
         assert_eq!(self.stdout, expected, "stdout differs\n{}", self.show());
         self
     }
+
+    /// Asserts that the run did not succeed, whatever its exit code (for a
+    /// check that any failure satisfies; prefer [`Ran::failure`] with the code).
+    #[track_caller]
+    pub fn failed(self) -> Self {
+        assert!(
+            !self.status.success(),
+            "expected a failure\n{}",
+            self.show()
+        );
+        self
+    }
+
+    /// Asserts that stderr does not contain `needle` (a message that must
+    /// not appear there; stdout may still say it).
+    #[track_caller]
+    pub fn stderr_lacks(self, needle: &str) -> Self {
+        assert!(
+            !self.stderr.contains(needle),
+            "`{needle}` must not be in stderr\n{}",
+            self.show()
+        );
+        self
+    }
+
+    /// Asserts that stdout starts with `prefix`.
+    #[track_caller]
+    pub fn stdout_starts_with(self, prefix: &str) -> Self {
+        assert!(
+            self.stdout.starts_with(prefix),
+            "expected stdout to start with `{prefix}`\n{}",
+            self.show()
+        );
+        self
+    }
+
+    /// Stdout parsed as JSON (`--json`, `--summary-json -`); fails the test,
+    /// showing the run, when it is not JSON.
+    #[track_caller]
+    pub fn stdout_json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e})\n{}", self.show()))
+    }
+
+    /// The journals the run's folder holds in `journal/` (where [`Test::at`]
+    /// and [`Test::new`] keep them), oldest first; the last one is this
+    /// run's when it wrote one.
+    pub fn journals(&self) -> Vec<serde_json::Value> {
+        read_journals(&self.dir.join("journal"))
+    }
+}
+
+/// The `*.json` journals in `folder`, oldest first (their names start with
+/// the run's start time); none when the folder does not exist.
+pub fn read_journals(folder: &Path) -> Vec<serde_json::Value> {
+    let mut paths: Vec<_> = std::fs::read_dir(folder)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    paths.retain(|p| p.extension().is_some_and(|e| e == "json"));
+    paths.sort();
+    paths
+        .iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(p).unwrap();
+            serde_json::from_str(&text)
+                .unwrap_or_else(|e| panic!("journal {} is not JSON: {e}", p.display()))
+        })
+        .collect()
 }
