@@ -123,24 +123,15 @@ impl TargetOptions<'_> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
-
     use serde::de::DeserializeOwned;
     use serde_json::{Value, json};
 
     use super::*;
 
+    use crate::s3::alias::tests::env_of;
     use crate::s3::archive::S3ArchiveOptions;
     use crate::s3::mirror::MirrorOptions;
     use crate::s3::upload::UploadOptions;
-
-    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
-        let map: HashMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        move |name| map.get(name).cloned()
-    }
 
     #[test]
     fn step_targets_name_their_option_and_keep_keys_with_endpoint() {
