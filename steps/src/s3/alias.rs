@@ -236,74 +236,6 @@ pub struct ResolveOptions {
     pub ca_cert: Option<PathBuf>,
 }
 
-/// The options of an S3 step that say where its bucket is, borrowed from the
-/// step's own options (`mcli_mirror`, `s3_upload`): an alias location
-/// `ALIAS/BUCKET[/PREFIX]`, or a location `BUCKET[/PREFIX]` on an `endpoint`
-/// given with its keys.
-#[derive(Clone, Copy, Debug)]
-pub struct TargetOptions<'a> {
-    /// The name of the option holding the location (`source`, `dest`), for errors.
-    pub option: &'static str,
-    /// The location.
-    pub location: &'a str,
-    /// `http(s)://host[:port]` instead of an alias.
-    pub endpoint: Option<&'a str>,
-    /// The access key for `endpoint`.
-    pub access_key: Option<&'a str>,
-    /// The secret key for `endpoint`.
-    pub secret_key: Option<&'a Secret>,
-    /// [`ResolveOptions::config_dir`].
-    pub config_dir: Option<&'a Path>,
-    /// [`ResolveOptions::region`].
-    pub region: Option<&'a str>,
-    /// [`ResolveOptions::ca_cert`].
-    pub ca_cert: Option<&'a Path>,
-}
-
-impl TargetOptions<'_> {
-    /// Parses the location and resolves its endpoint: the alias the way `mc`
-    /// does (see the module documentation), or the explicit `endpoint`.
-    /// Keys without `endpoint` are refused: an alias brings its own.
-    pub fn resolve(&self, env: EnvLookup<'_>) -> Result<(S3Endpoint, S3Location), AliasError> {
-        let resolve_options = ResolveOptions {
-            config_dir: self.config_dir.map(Path::to_path_buf),
-            region: self.region.map(str::to_string),
-            ca_cert: self.ca_cert.map(Path::to_path_buf),
-        };
-        // S3Location says `source`; errors name the step's own option.
-        let name_option = |e: AliasError| match e {
-            AliasError::InvalidSource {
-                source_text,
-                expected,
-                reason,
-                ..
-            } => AliasError::InvalidSource {
-                option: self.option,
-                source_text,
-                expected,
-                reason,
-            },
-            other => other,
-        };
-        if let Some(endpoint) = self.endpoint {
-            let location = S3Location::parse_bucket_path(self.location).map_err(name_option)?;
-            let explicit = ExplicitEndpoint {
-                endpoint: endpoint.to_string(),
-                access_key: self.access_key.map(str::to_string),
-                secret_key: self.secret_key.cloned(),
-            };
-            Ok((S3Endpoint::explicit(&explicit, &resolve_options)?, location))
-        } else {
-            if self.access_key.is_some() || self.secret_key.is_some() {
-                return Err(AliasError::KeysWithoutEndpoint);
-            }
-            let location = S3Location::parse(self.location).map_err(name_option)?;
-            let endpoint = S3Endpoint::resolve(&location.alias, &resolve_options, env)?;
-            Ok((endpoint, location))
-        }
-    }
-}
-
 impl S3Endpoint {
     /// Resolves `alias` the way `mc` does (see the module documentation).
     pub fn resolve(
@@ -959,11 +891,12 @@ impl StepFailure for AliasError {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
+    /// An environment holding only `pairs`, for [`EnvLookup`].
+    pub(crate) fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
         let map: HashMap<String, String> = pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -1149,67 +1082,6 @@ mod tests {
         assert!(
             e.object_store("bucket", transfer_client_options(), RetryConfig::default())
                 .is_ok()
-        );
-    }
-
-    #[test]
-    fn step_targets_name_their_option_and_keep_keys_with_endpoint() {
-        let secret = Secret::new("S");
-        let target = TargetOptions {
-            option: "dest",
-            location: "offsite/thehive/sets",
-            endpoint: None,
-            access_key: None,
-            secret_key: None,
-            config_dir: None,
-            region: None,
-            ca_cert: None,
-        };
-        let env = env_of(&[("MC_HOST_offsite", "http://AK:SK@127.0.0.1:9000")]);
-        let (endpoint, location) = target.resolve(&env).unwrap();
-        assert_eq!(
-            endpoint.describe(),
-            "alias `offsite` (http://127.0.0.1:9000)"
-        );
-        assert_eq!(
-            (location.bucket.as_str(), location.prefix.as_str()),
-            ("thehive", "sets/")
-        );
-
-        let bad = TargetOptions {
-            location: "offsite",
-            ..target
-        };
-        let error = crate::StepError::from(bad.resolve(&env).unwrap_err());
-        assert_eq!(error.kind(), "config");
-        assert_eq!(
-            error.message(),
-            "dest `offsite` is not ALIAS/BUCKET[/PREFIX]: no bucket after the alias"
-        );
-
-        let keys_with_alias = TargetOptions {
-            secret_key: Some(&secret),
-            ..target
-        };
-        let error = crate::StepError::from(keys_with_alias.resolve(&env).unwrap_err());
-        assert_eq!(error.kind(), "options");
-        assert_eq!(
-            error.message(),
-            "access_key and secret_key go with endpoint; an alias brings its own keys"
-        );
-
-        let explicit = TargetOptions {
-            location: "thehive/sets",
-            endpoint: Some("http://127.0.0.1:9001"),
-            access_key: Some("A"),
-            secret_key: Some(&secret),
-            ..target
-        };
-        let (endpoint, location) = explicit.resolve(&env_of(&[])).unwrap();
-        assert_eq!(endpoint.describe(), "endpoint http://127.0.0.1:9001");
-        assert_eq!(
-            (location.alias.as_str(), location.bucket.as_str()),
-            ("", "thehive")
         );
     }
 

@@ -30,7 +30,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use md5::{Digest, Md5};
-use object_store::{GetOptions, GetResult, ObjectMeta, ObjectStore, RetryConfig};
+use object_store::{GetResult, ObjectMeta};
 use serde::{Deserialize, Serialize};
 use tar::{EntryType, Header};
 use tokio::sync::mpsc;
@@ -39,18 +39,19 @@ use crate::archive::io::{ArchiveSink, Compression};
 use crate::archive::sidecar::{Sidecar, write_sidecar};
 use crate::runtime::atomic_file::{PartialFile, partial_path};
 use crate::runtime::error::{ErrorKind, StepError, StepFailure};
-use crate::runtime::progress::Progress;
 use crate::runtime::step::{DryRun, Step, StepContext};
-use crate::runtime::throttle::{MaxRate, Throttle};
-use crate::s3::alias::{EnvLookup, S3Endpoint, S3Location, process_env, transfer_client_options};
+use crate::runtime::throttle::MaxRate;
+use crate::s3::alias::{EnvLookup, S3Endpoint, S3Location, process_env};
+use crate::s3::bucket_copy::{
+    ChunkPace, default_concurrency, default_true, etag_md5_mismatch, list_bucket, object_reader,
+    open_object, warn_vanished,
+};
 use crate::s3::connection::S3Connection;
-use crate::s3::keys::{KeyPlan, PlannedFile, list_and_plan, report_refused};
+use crate::s3::keys::{KeyPlan, PlannedFile};
 
 /// Permissions of the archive and its checksum file (as tar_dir's): they
 /// hold all the data.
 const ARCHIVE_MODE: u32 = 0o600;
-/// Refused keys listed in the result (all of them are counted and logged).
-const REFUSED_KEYS_SHOWN: usize = 100;
 /// Objects up to this size are fetched ahead, whole, into memory.
 const PREFETCH_MAX: u64 = 1 << 20;
 /// Pieces in flight between the fetching side and the writing thread.
@@ -99,14 +100,6 @@ pub struct S3ArchiveOptions {
     /// Endpoint, keys, config folder, region, CA.
     #[serde(flatten)]
     pub connection: S3Connection,
-}
-
-fn default_concurrency() -> usize {
-    8
-}
-
-fn default_true() -> bool {
-    true
 }
 
 /// Result of `s3_archive`.
@@ -358,25 +351,21 @@ async fn run_archive(
 ) -> Result<S3ArchiveOutput, StepError> {
     let started = Instant::now();
     let top = top_folder(&options)?;
-    let plan = list_and_plan(&endpoint, &location, &ctx).await?;
+    let listed = list_bucket(&endpoint, &location, &ctx).await?;
     after_listing();
     let mut output = S3ArchiveOutput {
         path: options.dest.to_string_lossy().into_owned(),
-        objects: plan.files.len() as u64,
-        object_bytes: plan.files.iter().map(|f| f.object.size).sum(),
-        refused: plan.refused.len() as u64,
-        refused_keys: report_refused(&plan, &location.bucket, &ctx.label, REFUSED_KEYS_SHOWN),
+        objects: listed.objects,
+        object_bytes: listed.bytes,
+        refused: listed.refused,
+        refused_keys: listed.refused_keys,
         ..S3ArchiveOutput::default()
     };
     if ctx.dry_run {
         return Ok(output);
     }
-    let store = endpoint.object_store(
-        &location.bucket,
-        transfer_client_options(),
-        RetryConfig::default(),
-    )?;
-    let members = archive_order(&plan, &top);
+    let store = object_reader(&endpoint, &location)?;
+    let members = archive_order(&listed.plan, &top);
     let (pieces, received) = mpsc::channel(CHANNEL_DEPTH);
     let writer_dest = options.dest.clone();
     let writer = tokio::task::spawn_blocking(move || write_members(received, &writer_dest));
@@ -385,8 +374,7 @@ async fn run_archive(
         endpoint: endpoint.describe(),
         bucket: location.bucket.clone(),
         pieces,
-        progress: Progress::new(ctx.progress, &ctx.label, output.object_bytes),
-        throttle: options.max_rate.throttle(),
+        pace: ChunkPace::new(&ctx, output.object_bytes, options.max_rate),
         verify_md5: options.verify_md5,
         on_changed: options.on_changed,
         label: ctx.label.clone(),
@@ -397,7 +385,7 @@ async fn run_archive(
         streamed = streamer.stream_all(members, options.concurrency.max(1)) => streamed,
         _ = ctx.cancel.cancelled() => Err(StreamEnd::Failed(StepError::cancelled())),
     };
-    streamer.progress.finish();
+    streamer.pace.finish();
     // Closing the channel ends the writer: it finishes the archive after
     // `Finish`, or removes the partial file without it.
     drop(streamer);
@@ -521,6 +509,9 @@ impl<E: Into<StepError>> From<E> for StreamEnd {
     }
 }
 
+/// An object's body as it comes from the bucket (or from memory, fetched ahead).
+type ObjectBody = BoxStream<'static, object_store::Result<Bytes>>;
+
 /// An object fetched ahead (or not).
 enum Prefetched {
     /// Small: the whole body, read.
@@ -542,24 +533,15 @@ impl Drop for PrefetchTask {
     }
 }
 
-async fn open_object(store: &dyn ObjectStore, key: &str) -> Prefetched {
-    let location = object_store::path::Path::parse(key)
-        .expect("map_key only accepts keys that are object paths");
-    match store.get_opts(&location, GetOptions::default()).await {
-        Ok(result) => Prefetched::Open(result),
-        Err(object_store::Error::NotFound { .. }) => Prefetched::Vanished,
-        Err(e) => Prefetched::Failed(e),
-    }
-}
-
 /// Reads a small object whole; leaves a large one for its turn.
 async fn prefetch(store: Arc<object_store::aws::AmazonS3>, file: PlannedFile) -> Prefetched {
     if file.object.size > PREFETCH_MAX {
         return Prefetched::Later;
     }
     let result = match open_object(store.as_ref(), &file.object.key).await {
-        Prefetched::Open(result) => result,
-        other => return other,
+        Ok(Some(result)) => result,
+        Ok(None) => return Prefetched::Vanished,
+        Err(e) => return Prefetched::Failed(e),
     };
     if result.meta.size > PREFETCH_MAX {
         return Prefetched::Open(result);
@@ -582,8 +564,7 @@ struct Streamer<'a> {
     endpoint: String,
     bucket: String,
     pieces: mpsc::Sender<Piece>,
-    progress: Progress,
-    throttle: Option<Arc<Throttle>>,
+    pace: ChunkPace,
     verify_md5: bool,
     on_changed: OnChangedObject,
     label: String,
@@ -649,46 +630,17 @@ impl Streamer<'_> {
         }
     }
 
-    /// Sends one object's header and body.
+    /// Sends one object's header and body, then checks its MD5.
     async fn archive_object(
         &mut self,
         file: &PlannedFile,
         prefetched: Prefetched,
     ) -> Result<(), StreamEnd> {
+        let Some((meta, body)) = self.opened(file, prefetched).await? else {
+            return self.vanished(file);
+        };
         let key = &file.object.key;
-        let (meta, body): (ObjectMeta, BoxStream<'static, object_store::Result<Bytes>>) =
-            match prefetched {
-                Prefetched::Body(meta, chunks) => (
-                    meta,
-                    futures::stream::iter(chunks.into_iter().map(Ok)).boxed(),
-                ),
-                Prefetched::Open(result) => (result.meta.clone(), result.into_stream()),
-                Prefetched::Later => match open_object(self.store.as_ref(), key).await {
-                    Prefetched::Open(result) => (result.meta.clone(), result.into_stream()),
-                    Prefetched::Vanished => return self.vanished(file),
-                    Prefetched::Failed(e) => return Err(self.download_error(key, e)),
-                    _ => unreachable!("open_object opens or fails"),
-                },
-                Prefetched::Vanished => return self.vanished(file),
-                Prefetched::Failed(e) => return Err(self.download_error(key, e)),
-            };
-        let listed = &file.object;
-        if meta.size != listed.size || meta.last_modified.timestamp() > listed.modified {
-            self.changed(
-                key,
-                format!(
-                    "listed with {} bytes, read with {} bytes{}",
-                    listed.size,
-                    meta.size,
-                    if meta.last_modified.timestamp() > listed.modified {
-                        " and a newer Last-Modified"
-                    } else {
-                        ""
-                    }
-                ),
-                "archived the version read",
-            )?;
-        }
+        self.check_listed_version(file, &meta)?;
         let size = meta.size;
         self.send(Piece::File {
             path: self.archive_path(&file.relative),
@@ -708,20 +660,70 @@ impl Streamer<'_> {
         self.send(Piece::EndFile).await?;
         if self.verify_md5
             && sent == size
-            && let Some(expected) = meta.e_tag.as_deref().and_then(single_part_md5)
+            && let Some(mismatch) = etag_md5_mismatch(meta.e_tag.as_deref(), md5)
         {
-            let got = hex::encode(md5.finalize());
-            if got != expected {
-                return Err(S3ArchiveError::Integrity {
-                    key: key.clone(),
-                    endpoint: self.endpoint.clone(),
-                    expected,
-                    got,
-                }
-                .into());
+            return Err(S3ArchiveError::Integrity {
+                key: key.clone(),
+                endpoint: self.endpoint.clone(),
+                expected: mismatch.expected,
+                got: mismatch.got,
             }
+            .into());
         }
         Ok(())
+    }
+
+    /// The object's metadata and body, fetched ahead or opened now; `None`
+    /// when it was deleted after the listing.
+    async fn opened(
+        &self,
+        file: &PlannedFile,
+        prefetched: Prefetched,
+    ) -> Result<Option<(ObjectMeta, ObjectBody)>, StreamEnd> {
+        let key = &file.object.key;
+        let result = match prefetched {
+            Prefetched::Body(meta, chunks) => {
+                let body = futures::stream::iter(chunks.into_iter().map(Ok)).boxed();
+                return Ok(Some((meta, body)));
+            }
+            Prefetched::Open(result) => result,
+            Prefetched::Later => match open_object(self.store.as_ref(), key).await {
+                Ok(Some(result)) => result,
+                Ok(None) => return Ok(None),
+                Err(e) => return Err(self.download_error(key, e)),
+            },
+            Prefetched::Vanished => return Ok(None),
+            Prefetched::Failed(e) => return Err(self.download_error(key, e)),
+        };
+        Ok(Some((result.meta.clone(), result.into_stream())))
+    }
+
+    /// An object read with another size or a newer Last-Modified than
+    /// listed changed during the backup: an error, or (warn) a line.
+    fn check_listed_version(
+        &mut self,
+        file: &PlannedFile,
+        meta: &ObjectMeta,
+    ) -> Result<(), StreamEnd> {
+        let listed = &file.object;
+        let newer = meta.last_modified.timestamp() > listed.modified;
+        if meta.size == listed.size && !newer {
+            return Ok(());
+        }
+        self.changed(
+            &listed.key,
+            format!(
+                "listed with {} bytes, read with {} bytes{}",
+                listed.size,
+                meta.size,
+                if newer {
+                    " and a newer Last-Modified"
+                } else {
+                    ""
+                }
+            ),
+            "archived the version read",
+        )
     }
 
     /// Sends at most `size` bytes of `body`; returns the count and their MD5.
@@ -729,7 +731,7 @@ impl Streamer<'_> {
         &mut self,
         key: &str,
         size: u64,
-        mut body: BoxStream<'static, object_store::Result<Bytes>>,
+        mut body: ObjectBody,
     ) -> Result<(u64, Md5), StreamEnd> {
         let mut md5 = Md5::new();
         let mut sent = 0u64;
@@ -743,12 +745,9 @@ impl Streamer<'_> {
                 )?;
                 chunk.truncate((size - sent) as usize);
             }
-            if let Some(throttle) = &self.throttle {
-                throttle.take(chunk.len() as u64).await;
-            }
+            self.pace.take(chunk.len() as u64).await;
             md5.update(&chunk);
             sent += chunk.len() as u64;
-            self.progress.inc(chunk.len() as u64);
             self.send(Piece::Data(chunk)).await?;
             if sent == size {
                 break;
@@ -767,12 +766,7 @@ impl Streamer<'_> {
     }
 
     fn vanished(&mut self, file: &PlannedFile) -> Result<(), StreamEnd> {
-        let line = format!(
-            "`{}` was deleted from bucket `{}` after the listing; not archived",
-            file.object.key.escape_debug(),
-            self.bucket
-        );
-        tracing::warn!("{}: {line}", self.label);
+        let line = warn_vanished(&self.label, &file.object.key, &self.bucket, "not archived");
         self.output.vanished += 1;
         self.output.warnings.push(line);
         Ok(())
@@ -816,13 +810,6 @@ fn newest_mtime(members: &[Member]) -> u64 {
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs())
         })
-}
-
-/// The MD5 in a single-part ETag, lower case; `None` for multipart ETags.
-fn single_part_md5(etag: &str) -> Option<String> {
-    let etag = etag.trim().trim_start_matches("W/").trim_matches('"');
-    (etag.len() == 32 && etag.chars().all(|c| c.is_ascii_hexdigit()))
-        .then(|| etag.to_ascii_lowercase())
 }
 
 /// What the writing thread made.
@@ -913,70 +900,104 @@ fn write_members(
             source,
         })?;
     let sink = ArchiveSink::new(file, Compression::None, 0).map_err(write_error)?;
-    let mut builder = tar::Builder::new(sink);
-    let owner = Owner::of_this_process();
-    let mut counts = Written {
-        bytes: 0,
-        sha256: String::new(),
-        entries: 0,
-        files: 0,
-        dirs: 0,
-    };
-    let mut crcs = Vec::new();
-    let mut current: Option<(u64, crc32fast::Hasher)> = None;
+    let mut writer = MemberWriter::new(sink);
     loop {
         // The fetching side stopped without `Finish`: drop the partial archive.
         let Some(piece) = pieces.blocking_recv() else {
             return Err(write_error(io::Error::other("s3_archive was stopped")));
         };
+        if let Piece::Finish = piece {
+            break;
+        }
+        writer.write(piece).map_err(write_error)?;
+    }
+    writer.commit(partial, dest).map_err(write_error)
+}
+
+/// The tar stream being written, with what it holds so far.
+struct MemberWriter {
+    builder: tar::Builder<ArchiveSink>,
+    owner: Owner,
+    counts: Written,
+    /// The CRC-32 of every file written, in archive order (for the sidecar).
+    crcs: Vec<u32>,
+    /// The file whose data is coming: its size and the CRC-32 so far.
+    current: Option<(u64, crc32fast::Hasher)>,
+}
+
+impl MemberWriter {
+    fn new(sink: ArchiveSink) -> MemberWriter {
+        MemberWriter {
+            builder: tar::Builder::new(sink),
+            owner: Owner::of_this_process(),
+            counts: Written {
+                bytes: 0,
+                sha256: String::new(),
+                entries: 0,
+                files: 0,
+                dirs: 0,
+            },
+            crcs: Vec::new(),
+            current: None,
+        }
+    }
+
+    /// Writes one piece (any but `Finish`).
+    fn write(&mut self, piece: Piece) -> io::Result<()> {
+        let owner = &self.owner;
         match piece {
             Piece::Folder { path, mtime } => {
                 let mut header = owner.header(EntryType::Directory, owner.folder_mode, mtime, 0);
-                append_folder(&mut builder, &mut header, &path).map_err(write_error)?;
-                counts.entries += 1;
-                counts.dirs += 1;
+                append_folder(&mut self.builder, &mut header, &path)?;
+                self.counts.entries += 1;
+                self.counts.dirs += 1;
             }
             Piece::File { path, size, mtime } => {
                 let mut header = owner.header(EntryType::Regular, owner.file_mode, mtime, size);
                 // The header (and any long-name entry) now; the data follows.
-                builder
-                    .append_data(&mut header, &path, io::empty())
-                    .map_err(write_error)?;
-                counts.entries += 1;
-                current = Some((size, crc32fast::Hasher::new()));
+                self.builder.append_data(&mut header, &path, io::empty())?;
+                self.counts.entries += 1;
+                self.current = Some((size, crc32fast::Hasher::new()));
             }
             Piece::Data(data) => {
-                let (_, crc) = current.as_mut().expect("data follows a file header");
+                let (_, crc) = self.current.as_mut().expect("data follows a file header");
                 crc.update(&data);
-                builder.get_mut().write_all(&data).map_err(write_error)?;
+                self.builder.get_mut().write_all(&data)?;
             }
             Piece::Zeros(count) => {
-                let (_, crc) = current.as_mut().expect("zeros follow a file header");
-                write_zeros(builder.get_mut(), Some(crc), count).map_err(write_error)?;
+                let (_, crc) = self.current.as_mut().expect("zeros follow a file header");
+                write_zeros(self.builder.get_mut(), Some(crc), count)?;
             }
             Piece::EndFile => {
-                let (size, crc) = current.take().expect("a file ends after its header");
-                write_zeros(builder.get_mut(), None, (512 - size % 512) % 512)
-                    .map_err(write_error)?;
-                crcs.push(crc.finalize());
-                counts.files += 1;
+                let (size, crc) = self.current.take().expect("a file ends after its header");
+                write_zeros(self.builder.get_mut(), None, (512 - size % 512) % 512)?;
+                self.crcs.push(crc.finalize());
+                self.counts.files += 1;
             }
-            Piece::Finish => break,
+            Piece::Finish => unreachable!("write_members ends on Finish"),
         }
+        Ok(())
     }
-    let sink = builder.into_inner().map_err(write_error)?;
-    let written = sink.finish().map_err(write_error)?;
-    // The checksum file first: a crash between the two renames leaves a
-    // checksum that does not match, never an archive that looks verified.
-    let sidecar = Sidecar {
-        sha256: written.sha256.clone(),
-        file_crcs: crcs,
-    };
-    write_sidecar(dest, &sidecar).map_err(write_error)?;
-    partial.commit(written.file).map_err(write_error)?;
-    counts.bytes = written.bytes;
-    counts.sha256 = written.sha256;
-    Ok(counts)
+
+    /// Ends the tar stream, writes the checksum file, then renames the
+    /// archive into place.
+    fn commit(self, partial: PartialFile, dest: &Path) -> io::Result<Written> {
+        let sink = self.builder.into_inner()?;
+        let written = sink.finish()?;
+        // The checksum file first: a crash between the two renames leaves a
+        // checksum that does not match, never an archive that looks verified.
+        let sidecar = Sidecar {
+            sha256: written.sha256.clone(),
+            file_crcs: self.crcs,
+        };
+        write_sidecar(dest, &sidecar)?;
+        partial.commit(written.file)?;
+        Ok(Written {
+            bytes: written.bytes,
+            sha256: written.sha256,
+            ..self.counts
+        })
+    }
 }
 
 /// Appends a folder entry named with a trailing `/`, as GNU tar (and

@@ -1,14 +1,12 @@
 //! Which S3 keys can be stored as file names, and where: shared by
 //! `mcli_mirror` (files in a folder) and `s3_archive` (members of a tar
 //! archive), so both modes of the attachment backup store and refuse exactly
-//! the same keys, and their archives hold the same members.
+//! the same keys, and their archives hold the same members. The listing that
+//! feeds it is [`bucket_copy`](super::bucket_copy)'s.
 
 use std::collections::{BTreeSet, HashSet};
 
-use crate::runtime::error::StepError;
-use crate::runtime::step::StepContext;
-use crate::s3::alias::{S3Endpoint, S3Location};
-use crate::s3::listing::{LIST_CONNECT_TIMEOUT, LIST_PAGE_TIMEOUT, ListedObject, list_objects};
+use crate::s3::listing::ListedObject;
 
 /// Longest file name most Linux file systems accept, in bytes.
 const NAME_MAX: usize = 255;
@@ -144,35 +142,6 @@ pub fn plan_keys(listing: Vec<ListedObject>, prefix: &str) -> KeyPlan {
     }
     plan.files = accepted;
     plan
-}
-
-/// Lists the location (the first request is the reachability check) and
-/// maps its keys; stops when the run is interrupted.
-pub async fn list_and_plan(
-    endpoint: &S3Endpoint,
-    location: &S3Location,
-    ctx: &StepContext,
-) -> Result<KeyPlan, StepError> {
-    let http = endpoint.request_client(LIST_CONNECT_TIMEOUT, LIST_PAGE_TIMEOUT)?;
-    let listing = tokio::select! {
-        listing = list_objects(&http, endpoint, location) => listing?,
-        _ = ctx.cancel.cancelled() => return Err(StepError::cancelled()),
-    };
-    Ok(plan_keys(listing, &location.prefix))
-}
-
-/// Logs every refused key (escaped) with its reason; returns the first
-/// `shown` of them for the step's result.
-pub fn report_refused(plan: &KeyPlan, bucket: &str, label: &str, shown: usize) -> Vec<String> {
-    let mut keys = Vec::new();
-    for (key, reason) in &plan.refused {
-        let escaped = key.escape_debug().to_string();
-        tracing::warn!("{label}: refusing key `{escaped}` in bucket `{bucket}`: {reason}");
-        if keys.len() < shown {
-            keys.push(escaped);
-        }
-    }
-    keys
 }
 
 #[cfg(test)]

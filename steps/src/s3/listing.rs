@@ -1,5 +1,5 @@
-//! Listing an S3 bucket (or a prefix of it), shared by `mcli_mirror` and
-//! `s3_upload`.
+//! Listing an S3 bucket (or a prefix of it), shared by `mcli_mirror`,
+//! `s3_archive`, `s3_upload` and the off-site steps.
 //!
 //! Listing is done here (ListObjectsV2 signed by object_store's SigV4 signer)
 //! rather than through `ObjectStore::list`, because object_store refuses a whole
@@ -258,56 +258,14 @@ pub async fn list_objects(
     let mut token: Option<String> = None;
     let mut first = true;
     loop {
-        let mut attempt = 1;
-        let page = loop {
-            match list_page(http, endpoint, location, token.as_deref()).await? {
-                Ok(page) => break page,
-                Err(failure) if first || !failure.transient() || attempt >= LIST_ATTEMPTS => {
-                    return Err(failure.into_error(endpoint, &location.bucket).into());
-                }
-                Err(_) => {
-                    let pause = Duration::from_secs(1 << (attempt - 1));
-                    tracing::warn!(
-                        "listing bucket `{}` on {} failed; retrying in {}s",
-                        location.bucket,
-                        endpoint.describe(),
-                        pause.as_secs()
-                    );
-                    tokio::time::sleep(pause).await;
-                    attempt += 1;
-                }
-            }
-        };
+        let page = fetch_page(http, endpoint, location, token.as_deref(), first).await?;
         first = false;
         let url_encoded = page
             .encoding_type
             .as_deref()
             .is_some_and(|t| t.eq_ignore_ascii_case("url"));
         for item in page.contents {
-            let (key, utf8) = if url_encoded {
-                match decode_key(&item.key) {
-                    Ok(key) => (key, true),
-                    Err(lossy) => (lossy, false),
-                }
-            } else {
-                (item.key, true)
-            };
-            let modified = parse_timestamp(&item.last_modified).ok_or_else(|| {
-                StepError::from(ListError::ListFormat {
-                    endpoint: endpoint.describe(),
-                    reason: format!(
-                        "LastModified `{}` of `{}` is not a timestamp",
-                        item.last_modified,
-                        key.escape_debug()
-                    ),
-                })
-            })?;
-            objects.push(ListedObject {
-                key,
-                utf8,
-                size: item.size,
-                modified,
-            });
+            objects.push(listed_object(item, url_encoded, endpoint)?);
         }
         match (page.is_truncated, page.next_continuation_token) {
             (true, Some(next)) => token = Some(next),
@@ -321,6 +279,69 @@ pub async fn list_objects(
             (false, _) => return Ok(objects),
         }
     }
+}
+
+/// One listing page; retried on transient errors, with a growing pause,
+/// unless it is the `first` (the reachability check fails at once).
+async fn fetch_page(
+    http: &reqwest::Client,
+    endpoint: &S3Endpoint,
+    location: &S3Location,
+    token: Option<&str>,
+    first: bool,
+) -> Result<ListBucketResult, StepError> {
+    let mut attempt = 1;
+    loop {
+        match list_page(http, endpoint, location, token).await? {
+            Ok(page) => return Ok(page),
+            Err(failure) if first || !failure.transient() || attempt >= LIST_ATTEMPTS => {
+                return Err(failure.into_error(endpoint, &location.bucket).into());
+            }
+            Err(_) => {
+                let pause = Duration::from_secs(1 << (attempt - 1));
+                tracing::warn!(
+                    "listing bucket `{}` on {} failed; retrying in {}s",
+                    location.bucket,
+                    endpoint.describe(),
+                    pause.as_secs()
+                );
+                tokio::time::sleep(pause).await;
+                attempt += 1;
+            }
+        }
+    }
+}
+
+/// One entry of a page, its key decoded when the page is `url_encoded`.
+fn listed_object(
+    item: ListContents,
+    url_encoded: bool,
+    endpoint: &S3Endpoint,
+) -> Result<ListedObject, StepError> {
+    let (key, utf8) = if url_encoded {
+        match decode_key(&item.key) {
+            Ok(key) => (key, true),
+            Err(lossy) => (lossy, false),
+        }
+    } else {
+        (item.key, true)
+    };
+    let modified = parse_timestamp(&item.last_modified).ok_or_else(|| {
+        StepError::from(ListError::ListFormat {
+            endpoint: endpoint.describe(),
+            reason: format!(
+                "LastModified `{}` of `{}` is not a timestamp",
+                item.last_modified,
+                key.escape_debug()
+            ),
+        })
+    })?;
+    Ok(ListedObject {
+        key,
+        utf8,
+        size: item.size,
+        modified,
+    })
 }
 
 /// Sends one ListObjectsV2 request. The outer error is for setup problems,

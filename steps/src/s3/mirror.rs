@@ -1,9 +1,10 @@
 //! `mcli_mirror`: mirrors an S3/MinIO bucket (or a prefix of it) into a local
 //! folder, like `mcli mirror ALIAS/BUCKET DEST`, natively.
 //!
-//! Listing is [`listing`](super::listing)'s (shared with `s3_upload`).
-//! Downloads go through object_store, which retries and resumes (by range, with
-//! the ETag pinned) a body whose connection drops.
+//! Listing, key planning, opening objects, pacing and the ETag check are
+//! [`bucket_copy`](super::bucket_copy)'s (shared with `s3_archive`); here is
+//! what a folder needs: what is already there, stray files removed, each object
+//! downloaded to a `.partial` file, retried whole, and renamed into place.
 
 use std::collections::{BTreeSet, HashSet};
 use std::future::Future;
@@ -13,20 +14,19 @@ use std::time::Instant;
 
 use futures::StreamExt;
 use md5::{Digest, Md5};
-use object_store::{GetOptions, ObjectStore, RetryConfig};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
 use crate::runtime::error::{ErrorKind, StepError, StepFailure};
-use crate::runtime::progress::Progress;
 use crate::runtime::step::{DryRun, Step, StepContext};
-use crate::runtime::throttle::{MaxRate, Throttle};
-use crate::s3::alias::{EnvLookup, S3Endpoint, S3Location, process_env, transfer_client_options};
+use crate::runtime::throttle::MaxRate;
+use crate::s3::alias::{EnvLookup, S3Endpoint, S3Location, process_env};
+use crate::s3::bucket_copy::{
+    ChunkPace, default_concurrency, default_true, etag_md5_mismatch, list_bucket, object_reader,
+    open_object, warn_vanished,
+};
 use crate::s3::connection::S3Connection;
-use crate::s3::keys::{KeyPlan, PARTIAL_SUFFIX, PlannedFile, list_and_plan, report_refused};
-
-/// Refused keys listed in the result (all of them are counted and logged).
-const REFUSED_KEYS_SHOWN: usize = 100;
+use crate::s3::keys::{KeyPlan, PARTIAL_SUFFIX, PlannedFile};
 /// Whole-object attempts when a download fails midway or does not check out
 /// (object_store already resumes dropped connections inside each attempt).
 const DOWNLOAD_ATTEMPTS: u32 = 3;
@@ -58,14 +58,6 @@ pub struct MirrorOptions {
     /// Endpoint, keys, config folder, region, CA.
     #[serde(flatten)]
     pub connection: S3Connection,
-}
-
-fn default_concurrency() -> usize {
-    8
-}
-
-fn default_true() -> bool {
-    true
 }
 
 /// Result of `mcli_mirror`.
@@ -294,12 +286,13 @@ async fn run_mirror(
     ctx: StepContext,
 ) -> Result<MirrorOutput, StepError> {
     let started = Instant::now();
-    let plan = list_and_plan(&endpoint, &location, &ctx).await?;
+    let listed = list_bucket(&endpoint, &location, &ctx).await?;
+    let plan = listed.plan;
     let mut output = MirrorOutput {
-        objects: plan.files.len() as u64,
-        bytes: plan.files.iter().map(|e| e.object.size).sum(),
-        refused: plan.refused.len() as u64,
-        refused_keys: report_refused(&plan, &location.bucket, &ctx.label, REFUSED_KEYS_SHOWN),
+        objects: listed.objects,
+        bytes: listed.bytes,
+        refused: listed.refused,
+        refused_keys: listed.refused_keys,
         ..MirrorOutput::default()
     };
     let to_fetch = settle_local_side(&options, &plan, ctx.dry_run, &mut output).await?;
@@ -380,23 +373,17 @@ async fn download_all(
     tokio::fs::create_dir_all(&options.dest)
         .await
         .map_err(io_error("create", &options.dest))?;
-    let store = endpoint.object_store(
-        &location.bucket,
-        transfer_client_options(),
-        RetryConfig::default(),
-    )?;
     let fetcher = Arc::new(Fetcher {
-        store,
+        store: object_reader(endpoint, location)?,
         endpoint: endpoint.describe(),
         dest: options.dest.clone(),
         verified_folders: Mutex::new(HashSet::new()),
-        progress: Progress::new(
-            ctx.progress,
-            &ctx.label,
+        pace: ChunkPace::new(
+            ctx,
             to_fetch.iter().map(|e| e.object.size).sum(),
+            options.max_rate,
         ),
         verify_md5: options.verify_md5,
-        throttle: options.max_rate.throttle(),
     });
     for folder in &plan.folders {
         fetcher.ensure_folder(folder).await?;
@@ -430,7 +417,7 @@ async fn download_all(
         }
     }
     drop(downloads);
-    fetcher.progress.finish();
+    fetcher.pace.finish();
     Ok(())
 }
 
@@ -443,10 +430,7 @@ async fn forget_vanished(
     bucket: &str,
     label: &str,
 ) -> Result<u64, MirrorError> {
-    tracing::warn!(
-        "{label}: `{}` was deleted from bucket `{bucket}` after the listing; not mirrored",
-        entry.object.key.escape_debug(),
-    );
+    warn_vanished(label, &entry.object.key, bucket, "not mirrored");
     let stale = options.dest.join(&entry.relative);
     if options.remove && tokio::fs::symlink_metadata(&stale).await.is_ok() {
         tokio::fs::remove_file(&stale)
@@ -546,9 +530,8 @@ struct Fetcher {
     dest: PathBuf,
     /// Folders already checked to be real folders (not links) below dest.
     verified_folders: Mutex<HashSet<String>>,
-    progress: Progress,
+    pace: ChunkPace,
     verify_md5: bool,
-    throttle: Option<Arc<Throttle>>,
 }
 
 /// Deletes a `.partial` file when dropped, unless it was renamed into place.
@@ -698,28 +681,22 @@ impl Fetcher {
                 source,
             }),
         };
-        let location = object_store::path::Path::parse(key)
-            .expect("map_key only accepts keys that are object paths");
-        let result = self
-            .store
-            .get_opts(&location, GetOptions::default())
+        let result = open_object(&self.store, key)
             .await
-            .map_err(download_error)?;
+            .map_err(download_error)?
+            .ok_or(AttemptError::Vanished)?;
         let meta = result.meta.clone();
         let mut stream = result.into_stream();
         let mut md5 = Md5::new();
         let mut written: u64 = 0;
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(download_error)?;
-            if let Some(throttle) = &self.throttle {
-                throttle.take(chunk.len() as u64).await;
-            }
+            self.pace.take(chunk.len() as u64).await;
             file.write_all(&chunk)
                 .await
                 .map_err(fatal_io("write", path))?;
             md5.update(&chunk);
             written += chunk.len() as u64;
-            self.progress.inc(chunk.len() as u64);
         }
         file.flush().await.map_err(fatal_io("write", path))?;
         Ok((meta, written, md5))
@@ -752,17 +729,14 @@ impl Fetcher {
             ));
         }
         if self.verify_md5
-            && let Some(expected) = meta.e_tag.as_deref().and_then(single_part_md5)
+            && let Some(mismatch) = etag_md5_mismatch(meta.e_tag.as_deref(), md5)
         {
-            let got = hex::encode(md5.finalize());
-            if got != expected {
-                return Err(integrity(
-                    "md5",
-                    expected,
-                    got,
-                    "; if the bucket is encrypted (SSE-KMS/SSE-C) its ETags are not MD5s: set verify_md5: false",
-                ));
-            }
+            return Err(integrity(
+                "md5",
+                mismatch.expected,
+                mismatch.got,
+                "; if the bucket is encrypted (SSE-KMS/SSE-C) its ETags are not MD5s: set verify_md5: false",
+            ));
         }
         Ok(())
     }
@@ -798,14 +772,6 @@ async fn fresh_partial(partial: &mut PartialFile) -> Result<tokio::fs::File, Att
     Ok(file)
 }
 
-/// The MD5 in a single-part ETag (`"<32 hex digits>"`), lower case; `None` for
-/// multipart ETags (`"<hex>-<parts>"`) and anything else.
-fn single_part_md5(etag: &str) -> Option<String> {
-    let etag = etag.trim().trim_start_matches("W/").trim_matches('"');
-    (etag.len() == 32 && etag.chars().all(|c| c.is_ascii_hexdigit()))
-        .then(|| etag.to_ascii_lowercase())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -838,18 +804,5 @@ mod tests {
             "access_key": "AK", "secret_key": "VERYSECRET"
         }));
         assert!(!format!("{o:?}").contains("VERYSECRET"));
-    }
-
-    #[test]
-    fn etags() {
-        assert_eq!(
-            single_part_md5("\"9B2CF535F27731C974343645A3985328\"").as_deref(),
-            Some("9b2cf535f27731c974343645a3985328")
-        );
-        assert_eq!(
-            single_part_md5("\"9b2cf535f27731c974343645a3985328-2\""),
-            None
-        );
-        assert_eq!(single_part_md5("\"abc\""), None);
     }
 }

@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -549,53 +549,9 @@ async fn collect_sources(
         });
     }
     check_prefix(&options.dest, prefix)?;
-    let mut sources = Vec::new();
-    let mut seen: HashMap<String, PathBuf> = HashMap::new();
+    let mut sources = UniqueSources::default();
     for (path, last) in options.sources() {
-        let meta = tokio::fs::metadata(path)
-            .await
-            .map_err(|source| UploadError::Io {
-                action: "read",
-                path: path.clone(),
-                source,
-            })?;
-        if !meta.is_file() {
-            return Err(UploadError::NotAFile { path: path.clone() });
-        }
-        let invalid = |key: String, reason| UploadError::InvalidKey {
-            path: path.clone(),
-            key,
-            reason,
-        };
-        let name = path
-            .file_name()
-            .ok_or_else(|| invalid(String::new(), "is empty"))?;
-        let name = name
-            .to_str()
-            .ok_or_else(|| invalid(name.to_string_lossy().into_owned(), "is not UTF-8"))?;
-        let key = format!("{prefix}{name}");
-        if key.chars().any(|c| c.is_control()) {
-            return Err(invalid(key, "holds a control character"));
-        }
-        // object_store addresses objects by path: it must name exactly this key.
-        match object_store::path::Path::parse(&key) {
-            Ok(parsed) if parsed.as_ref() == key => {}
-            _ => return Err(invalid(key, "is not a valid object path")),
-        }
-        if let Some(first) = seen.get(&key) {
-            return Err(UploadError::DuplicateKey {
-                key,
-                first: first.clone(),
-                second: path.clone(),
-            });
-        }
-        seen.insert(key.clone(), path.clone());
-        sources.push(Source {
-            path: path.clone(),
-            key,
-            size: meta.len(),
-            last,
-        });
+        sources.add(named_source(path, last, prefix).await?)?;
     }
     if options.remove && options.folder.is_none() {
         return Err(UploadError::RemoveWithoutFolder {
@@ -604,37 +560,103 @@ async fn collect_sources(
     }
     if let Some(folder) = &options.folder {
         for source in folder_sources(folder, prefix)? {
-            if let Some(first) = seen.get(&source.key) {
-                return Err(UploadError::DuplicateKey {
-                    key: source.key,
-                    first: first.clone(),
-                    second: source.path,
-                });
-            }
-            seen.insert(source.key.clone(), source.path.clone());
-            sources.push(source);
+            sources.add(source)?;
         }
     }
-    Ok(sources)
+    Ok(sources.list)
+}
+
+/// The sources in order, each key given once.
+#[derive(Default)]
+struct UniqueSources {
+    list: Vec<Source>,
+    /// Key → the file that has it.
+    seen: HashMap<String, PathBuf>,
+}
+
+impl UniqueSources {
+    /// Adds `source`, refusing a key another file already has.
+    fn add(&mut self, source: Source) -> Result<(), UploadError> {
+        if let Some(first) = self.seen.get(&source.key) {
+            return Err(UploadError::DuplicateKey {
+                key: source.key,
+                first: first.clone(),
+                second: source.path,
+            });
+        }
+        self.seen.insert(source.key.clone(), source.path.clone());
+        self.list.push(source);
+        Ok(())
+    }
+}
+
+/// A file given by name (`src`, `files`, `last`): keyed PREFIX/<its name>.
+async fn named_source(path: &Path, last: bool, prefix: &str) -> Result<Source, UploadError> {
+    let meta = tokio::fs::metadata(path)
+        .await
+        .map_err(|source| UploadError::Io {
+            action: "read",
+            path: path.to_path_buf(),
+            source,
+        })?;
+    if !meta.is_file() {
+        return Err(UploadError::NotAFile {
+            path: path.to_path_buf(),
+        });
+    }
+    let invalid = |key: String, reason| UploadError::InvalidKey {
+        path: path.to_path_buf(),
+        key,
+        reason,
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| invalid(String::new(), "is empty"))?;
+    let name = name
+        .to_str()
+        .ok_or_else(|| invalid(name.to_string_lossy().into_owned(), "is not UTF-8"))?;
+    let key = checked_key(path, format!("{prefix}{name}"))?;
+    Ok(Source {
+        path: path.to_path_buf(),
+        key,
+        size: meta.len(),
+        last,
+    })
+}
+
+/// Refuses a key with a control character, or one that object_store, which
+/// addresses objects by path, would not name exactly.
+fn checked_key(path: &Path, key: String) -> Result<String, UploadError> {
+    let reason = if key.chars().any(|c| c.is_control()) {
+        "holds a control character"
+    } else {
+        match object_store::path::Path::parse(&key) {
+            Ok(parsed) if parsed.as_ref() == key => return Ok(key),
+            _ => "is not a valid object path",
+        }
+    };
+    Err(UploadError::InvalidKey {
+        path: path.to_path_buf(),
+        key,
+        reason,
+    })
 }
 
 /// Every file below `folder`, keyed PREFIX/<its path below the folder>, in
 /// path order; anything but files and folders is refused.
-fn folder_sources(folder: &std::path::Path, prefix: &str) -> Result<Vec<Source>, UploadError> {
+fn folder_sources(folder: &Path, prefix: &str) -> Result<Vec<Source>, UploadError> {
     let mut sources = Vec::new();
     let walker = walkdir::WalkDir::new(folder)
         .min_depth(1)
         .follow_links(false)
         .sort_by_file_name();
     for entry in walker {
-        let entry = entry.map_err(|e| {
-            let path = e.path().unwrap_or(folder).to_path_buf();
-            UploadError::Io {
-                action: "read",
-                path,
-                source: e.into(),
-            }
-        })?;
+        let read_error = |path: PathBuf, e: walkdir::Error| UploadError::Io {
+            action: "read",
+            path,
+            source: e.into(),
+        };
+        let entry = entry.map_err(|e| read_error(e.path().unwrap_or(folder).to_path_buf(), e))?;
         let file_type = entry.file_type();
         if file_type.is_dir() {
             continue;
@@ -645,44 +667,9 @@ fn folder_sources(folder: &std::path::Path, prefix: &str) -> Result<Vec<Source>,
         }
         let size = entry
             .metadata()
-            .map_err(|e| UploadError::Io {
-                action: "read",
-                path: path.clone(),
-                source: e.into(),
-            })?
+            .map_err(|e| read_error(path.clone(), e))?
             .len();
-        let relative = path.strip_prefix(folder).unwrap_or(&path);
-        let mut key = prefix.to_string();
-        for (index, component) in relative.components().enumerate() {
-            let Some(part) = component.as_os_str().to_str() else {
-                return Err(UploadError::InvalidKey {
-                    key: format!("{key}{}", relative.display()),
-                    path,
-                    reason: "is not UTF-8",
-                });
-            };
-            if index > 0 {
-                key.push('/');
-            }
-            key.push_str(part);
-        }
-        if key.chars().any(|c| c.is_control()) {
-            return Err(UploadError::InvalidKey {
-                path,
-                key,
-                reason: "holds a control character",
-            });
-        }
-        match object_store::path::Path::parse(&key) {
-            Ok(parsed) if parsed.as_ref() == key => {}
-            _ => {
-                return Err(UploadError::InvalidKey {
-                    path,
-                    key,
-                    reason: "is not a valid object path",
-                });
-            }
-        }
+        let key = checked_key(&path, folder_key(folder, &path, prefix)?)?;
         sources.push(Source {
             path,
             key,
@@ -691,6 +678,26 @@ fn folder_sources(folder: &std::path::Path, prefix: &str) -> Result<Vec<Source>,
         });
     }
     Ok(sources)
+}
+
+/// PREFIX/<the path of `path` below `folder`>, `/`-separated.
+fn folder_key(folder: &Path, path: &Path, prefix: &str) -> Result<String, UploadError> {
+    let relative = path.strip_prefix(folder).unwrap_or(path);
+    let mut key = prefix.to_string();
+    for (index, component) in relative.components().enumerate() {
+        let Some(part) = component.as_os_str().to_str() else {
+            return Err(UploadError::InvalidKey {
+                key: format!("{key}{}", relative.display()),
+                path: path.to_path_buf(),
+                reason: "is not UTF-8",
+            });
+        };
+        if index > 0 {
+            key.push('/');
+        }
+        key.push_str(part);
+    }
+    Ok(key)
 }
 
 /// Refuses a prefix that no object key may start with.
@@ -1508,6 +1515,9 @@ async fn run_upload(
     Ok(output)
 }
 
+/// Checks the sources, lists the destination, plans what to upload or skip,
+/// uploads (`last` files last), deletes what `remove` removes and checks the
+/// final listing.
 async fn upload_all(
     options: UploadOptions,
     endpoint: S3Endpoint,
@@ -1516,18 +1526,7 @@ async fn upload_all(
     stop: &CancellationToken,
 ) -> Result<UploadOutput, StepError> {
     let sources = collect_sources(&options, &location.prefix).await?;
-    // Without files this is a pre-flight check: an endpoint that does not
-    // answer must fail in seconds.
-    let connect_timeout = if sources.is_empty() {
-        CHECK_CONNECT_TIMEOUT
-    } else {
-        HEAD_CONNECT_TIMEOUT
-    };
-    let http = endpoint.request_client(connect_timeout, HEAD_TIMEOUT)?;
-    let listed = tokio::select! {
-        listed = listed_sizes(&http, &endpoint, &location) => listed?,
-        _ = stop.cancelled() => return Err(StepError::cancelled()),
-    };
+    let (http, listed) = list_destination(&endpoint, &location, sources.is_empty(), stop).await?;
     // With `remove`, what the prefix holds beyond the folder's files.
     let extra = extra_keys(&options, &sources, &listed);
     let mut output = UploadOutput {
@@ -1547,11 +1546,7 @@ async fn upload_all(
         );
         return Ok(output);
     }
-    let bucket_url = endpoint
-        .bucket_url(&location.bucket)
-        .as_str()
-        .trim_end_matches('/')
-        .to_string();
+    let bucket_url = bucket_base_url(&endpoint, &location);
     let remote = Remote {
         http: &http,
         endpoint: &endpoint,
@@ -1565,16 +1560,10 @@ async fn upload_all(
     if ctx.dry_run {
         return Ok(dry_run_output(&sources, objects, &to_upload, output));
     }
-
     let uploader = Uploader::new(&options, &remote, &location, ctx, stop, upload_bytes)?;
+    let concurrency = options.concurrency.max(1);
     uploader
-        .upload_in_order(
-            &sources,
-            to_upload,
-            options.concurrency.max(1),
-            &mut objects,
-            &mut output,
-        )
+        .upload_in_order(&sources, to_upload, concurrency, &mut objects, &mut output)
         .await?;
     uploader.progress.finish();
     let objects: Vec<UploadedObject> = objects.into_iter().flatten().collect();
@@ -1592,6 +1581,37 @@ async fn upload_all(
     );
     output.objects = objects;
     Ok(output)
+}
+
+/// The client for HEAD, listing and delete requests, and the destination's
+/// listing (key → size). With no file to upload this is a pre-flight check:
+/// an endpoint that does not answer must fail in seconds.
+async fn list_destination(
+    endpoint: &S3Endpoint,
+    location: &S3Location,
+    preflight: bool,
+    stop: &CancellationToken,
+) -> Result<(reqwest::Client, HashMap<String, u64>), StepError> {
+    let connect_timeout = if preflight {
+        CHECK_CONNECT_TIMEOUT
+    } else {
+        HEAD_CONNECT_TIMEOUT
+    };
+    let http = endpoint.request_client(connect_timeout, HEAD_TIMEOUT)?;
+    let listed = tokio::select! {
+        listed = listed_sizes(&http, endpoint, location) => listed?,
+        _ = stop.cancelled() => return Err(StepError::cancelled()),
+    };
+    Ok((http, listed))
+}
+
+/// The bucket's base URL, without trailing slash.
+fn bucket_base_url(endpoint: &S3Endpoint, location: &S3Location) -> String {
+    endpoint
+        .bucket_url(&location.bucket)
+        .as_str()
+        .trim_end_matches('/')
+        .to_string()
 }
 
 /// Under dry-run: the files that would be uploaded, counted as uploaded
