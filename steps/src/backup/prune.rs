@@ -198,7 +198,7 @@ impl<'a> Standing<'a> {
     fn fate(&self, index: usize) -> Fate {
         let set = self.owned[index];
         let keep = self.keep;
-        if self.protect.iter().any(|p| *p == set.stamp) {
+        if self.protect.contains(&set.stamp) {
             Fate::Kept("protected".to_string())
         } else if self.kept_good.contains(&index) {
             Fate::Kept(if Some(index) == self.newest_good {
