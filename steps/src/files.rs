@@ -210,6 +210,9 @@ pub fn exists(path: &Path) -> bool {
     path.exists()
 }
 
+/// The characters that make a path component a pattern rather than a name.
+const GLOB_SPECIAL: [char; 4] = ['*', '?', '[', '{'];
+
 /// Paths matching `pattern`, sorted. `*` and `?` match within one name, `**`
 /// any number of folders, `{a,b}` alternatives, `[ab]` a character class.
 /// Symlinks are listed but not followed into.
@@ -228,7 +231,7 @@ pub fn glob(pattern: &str) -> Result<Vec<PathBuf>, FileError> {
     let mut deep = false;
     for component in Path::new(pattern).components() {
         let text = component.as_os_str().to_string_lossy();
-        let wild = text.contains(['*', '?', '[', '{']);
+        let wild = text.contains(GLOB_SPECIAL);
         if rest == 0 && !wild {
             base.push(component);
         } else {

@@ -208,19 +208,14 @@ Example:
     }
 }
 
-/// The blocking body of the step.
+/// The blocking body of the step: checks `strip_prefix`, verifies the
+/// archive (with `verify`), then extracts its entries one by one, the
+/// symlinks and the folders' attributes last.
 pub fn extract_archive(
     options: &ExtractArchiveOptions,
     control: &WorkControl,
 ) -> Result<ExtractArchiveOutput, ExtractError> {
-    let strip_prefix = match options.strip_prefix.as_deref() {
-        None => None,
-        Some(top) => Some(top_folder(top).map_err(|reason| ExtractError::Refused {
-            archive: options.path.clone(),
-            entry: top.to_string(),
-            reason: format!("strip_prefix: {reason}"),
-        })?),
-    };
+    let strip_prefix = strip_prefix_of(options)?;
     if options.verify {
         verify_archive(
             &VerifyArchiveOptions {
@@ -236,30 +231,8 @@ pub fn extract_archive(
         path: options.path.clone(),
         source,
     };
-    let mut file = File::open(&options.path).map_err(read_error)?;
-    let size = file.metadata().map_err(read_error)?.len();
-    let compression = Compression::detect(&mut file).map_err(read_error)?;
-    let reader = BufReader::with_capacity(
-        CHUNK_SIZE,
-        ThrottledRead::new(file, options.max_rate.throttle()),
-    );
-    let stream: Box<dyn Read> = match compression {
-        Compression::None => Box::new(reader),
-        Compression::Zstd => {
-            Box::new(zstd::stream::read::Decoder::with_buffer(reader).map_err(read_error)?)
-        }
-        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(reader)),
-    };
-    std::fs::create_dir_all(&options.dest).map_err(|source| ExtractError::Write {
-        path: options.dest.clone(),
-        source,
-    })?;
-    let dest_fd = File::open(&options.dest)
-        .map(OwnedFd::from)
-        .map_err(|source| ExtractError::Write {
-            path: options.dest.clone(),
-            source,
-        })?;
+    let (stream, size) = open_archive(options)?;
+    let dest_fd = open_dest(&options.dest)?;
     let progress = Progress::new(control.progress, &control.label, size);
     let mut extractor = Extractor {
         archive_path: &options.path,
@@ -286,6 +259,56 @@ pub fn extract_archive(
     extractor.finish_dirs()?;
     progress.finish();
     Ok(extractor.output)
+}
+
+/// The `strip_prefix` option as a relative folder path, or why it is refused
+/// (before anything is written).
+fn strip_prefix_of(options: &ExtractArchiveOptions) -> Result<Option<PathBuf>, ExtractError> {
+    let Some(top) = options.strip_prefix.as_deref() else {
+        return Ok(None);
+    };
+    top_folder(top)
+        .map(Some)
+        .map_err(|reason| ExtractError::Refused {
+            archive: options.path.clone(),
+            entry: top.to_string(),
+            reason: format!("strip_prefix: {reason}"),
+        })
+}
+
+/// The archive's decompressed, throttled byte stream and its size on disk
+/// (what the progress counts).
+fn open_archive(options: &ExtractArchiveOptions) -> Result<(Box<dyn Read>, u64), ExtractError> {
+    let read_error = |source| ExtractError::Read {
+        path: options.path.clone(),
+        source,
+    };
+    let mut file = File::open(&options.path).map_err(read_error)?;
+    let size = file.metadata().map_err(read_error)?.len();
+    let compression = Compression::detect(&mut file).map_err(read_error)?;
+    let reader = BufReader::with_capacity(
+        CHUNK_SIZE,
+        ThrottledRead::new(file, options.max_rate.throttle()),
+    );
+    let stream: Box<dyn Read> = match compression {
+        Compression::None => Box::new(reader),
+        Compression::Zstd => {
+            Box::new(zstd::stream::read::Decoder::with_buffer(reader).map_err(read_error)?)
+        }
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(reader)),
+    };
+    Ok((stream, size))
+}
+
+/// Creates `dest` if missing and opens it: every path below it is reached
+/// from this descriptor.
+fn open_dest(dest: &Path) -> Result<OwnedFd, ExtractError> {
+    let write_error = |source| ExtractError::Write {
+        path: dest.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(dest).map_err(write_error)?;
+    File::open(dest).map(OwnedFd::from).map_err(write_error)
 }
 
 /// A folder's metadata, applied after its contents are written.
@@ -336,41 +359,18 @@ impl Extractor<'_> {
         }
     }
 
+    /// Extracts one entry: checks its path and kind, then creates it under
+    /// `dest` as a folder, a file or a hard link (a symlink is only noted
+    /// here and made by [`Self::create_symlinks`], after every file).
     fn extract<R: Read>(&mut self, mut entry: tar::Entry<'_, R>) -> Result<(), ExtractError> {
-        let raw_path = entry
-            .path()
-            .map_err(|source| ExtractError::Read {
-                path: self.archive_path.to_path_buf(),
-                source,
-            })?
-            .into_owned();
-        let name = raw_path.display().to_string();
-        let relative = safe_relative(&raw_path).map_err(|reason| self.refuse(&name, reason))?;
-        let relative = self
-            .strip(relative)
-            .map_err(|reason| self.refuse(&name, reason))?;
+        let (name, relative) = self.entry_path(&entry)?;
         let header = entry.header();
         let mode = header.mode().unwrap_or(0o644);
         let mtime = header.mtime().unwrap_or(0);
         let owner = (header.uid().unwrap_or(0), header.gid().unwrap_or(0));
         let entry_type = header.entry_type();
-        match entry_type {
-            EntryType::XGlobalHeader | EntryType::XHeader => return Ok(()),
-            EntryType::Char | EntryType::Block => {
-                return Err(self.refuse(&name, "device files are never extracted"));
-            }
-            EntryType::Fifo => return Err(self.refuse(&name, "FIFOs are never extracted")),
-            // Its header sets the file's size apart from the data stored: a
-            // 2 KiB entry can claim terabytes of holes, which would be
-            // written out as zeros (found by fuzzing). runbook never writes
-            // sparse entries; GNU tar extracts them with real holes.
-            EntryType::GNUSparse => {
-                return Err(self.refuse(
-                    &name,
-                    "GNU sparse files are never extracted (their holes would be written out in full; use GNU tar)",
-                ));
-            }
-            _ => {}
+        if !self.is_extracted(entry_type, &name)? {
+            return Ok(());
         }
         if relative.as_os_str().is_empty() {
             // `./` itself: nothing to create.
@@ -382,14 +382,7 @@ impl Extractor<'_> {
         let parent_relative = relative.parent().map(Path::to_path_buf).unwrap_or_default();
         match entry_type {
             EntryType::Directory => {
-                match fstatat(&parent, file_name.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
-                    Ok(stat) if stat.st_mode & libc::S_IFMT == libc::S_IFDIR => {}
-                    Ok(_) => {
-                        self.remove_existing(&parent, &file_name, &target)?;
-                        self.mkdir(&parent, &file_name, &target)?;
-                    }
-                    Err(_) => self.mkdir(&parent, &file_name, &target)?,
-                }
+                self.make_dir(&parent, &file_name, &target)?;
                 self.dirs.push(DirAttributes {
                     relative,
                     mode,
@@ -411,40 +404,7 @@ impl Extractor<'_> {
             }
             EntryType::Link => {
                 let link = self.link_name(&entry, &name)?;
-                let source_relative = safe_relative(&link)
-                    .and_then(|relative| self.strip(relative))
-                    .map_err(|reason| self.refuse(&name, format!("hard link target: {reason}")))?;
-                let not_extracted = || {
-                    self.refuse(
-                        &name,
-                        format!(
-                            "hard link to `{}`, which is not a file extracted before it",
-                            link.display()
-                        ),
-                    )
-                };
-                if source_relative.as_os_str().is_empty() {
-                    return Err(not_extracted());
-                }
-                let source_parent = self.open_parent(&source_relative, &name, false)?;
-                let source_name = entry_name(&source_relative);
-                match fstatat(
-                    &source_parent,
-                    source_name.as_c_str(),
-                    AtFlags::AT_SYMLINK_NOFOLLOW,
-                ) {
-                    Ok(stat) if stat.st_mode & libc::S_IFMT == libc::S_IFREG => {}
-                    _ => return Err(not_extracted()),
-                }
-                self.remove_existing(&parent, &file_name, &target)?;
-                linkat(
-                    &source_parent,
-                    source_name.as_c_str(),
-                    &parent,
-                    file_name.as_c_str(),
-                    AtFlags::empty(),
-                )
-                .map_err(|errno| write_error(&target, errno))?;
+                self.make_hard_link(&link, &name, &parent, &file_name, &target)?;
                 self.output.files += 1;
             }
             // Regular, contiguous and GNU sparse entries: file data.
@@ -459,6 +419,112 @@ impl Extractor<'_> {
         self.last_parent = Some((parent_relative, parent));
         self.output.entries += 1;
         Ok(())
+    }
+
+    /// The entry's path as archived (for messages) and as a safe path
+    /// relative to `dest` (the `strip_prefix` folder left out), or why it is
+    /// refused.
+    fn entry_path<R: Read>(
+        &self,
+        entry: &tar::Entry<'_, R>,
+    ) -> Result<(String, PathBuf), ExtractError> {
+        let raw_path = entry
+            .path()
+            .map_err(|source| ExtractError::Read {
+                path: self.archive_path.to_path_buf(),
+                source,
+            })?
+            .into_owned();
+        let name = raw_path.display().to_string();
+        let relative = safe_relative(&raw_path)
+            .and_then(|relative| self.strip(relative))
+            .map_err(|reason| self.refuse(&name, reason))?;
+        Ok((name, relative))
+    }
+
+    /// Whether an entry of this kind creates something (false: a pax
+    /// header, already applied by the tar crate), or why it is refused.
+    fn is_extracted(&self, entry_type: EntryType, name: &str) -> Result<bool, ExtractError> {
+        match entry_type {
+            EntryType::XGlobalHeader | EntryType::XHeader => Ok(false),
+            EntryType::Char | EntryType::Block => {
+                Err(self.refuse(name, "device files are never extracted"))
+            }
+            EntryType::Fifo => Err(self.refuse(name, "FIFOs are never extracted")),
+            // Its header sets the file's size apart from the data stored: a
+            // 2 KiB entry can claim terabytes of holes, which would be
+            // written out as zeros (found by fuzzing). runbook never writes
+            // sparse entries; GNU tar extracts them with real holes.
+            EntryType::GNUSparse => Err(self.refuse(
+                name,
+                "GNU sparse files are never extracted (their holes would be written out in full; use GNU tar)",
+            )),
+            _ => Ok(true),
+        }
+    }
+
+    /// Makes the folder `file_name` in `parent`: an existing folder is kept,
+    /// a file or symlink in its place is replaced.
+    fn make_dir(
+        &self,
+        parent: &OwnedFd,
+        file_name: &CString,
+        target: &Path,
+    ) -> Result<(), ExtractError> {
+        match fstatat(parent, file_name.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW) {
+            Ok(stat) if stat.st_mode & libc::S_IFMT == libc::S_IFDIR => Ok(()),
+            Ok(_) => {
+                self.remove_existing(parent, file_name, target)?;
+                self.mkdir(parent, file_name, target)
+            }
+            Err(_) => self.mkdir(parent, file_name, target),
+        }
+    }
+
+    /// Makes `file_name` in `parent` a hard link to `link` (the target's path
+    /// as archived), which must be a regular file extracted before it.
+    fn make_hard_link(
+        &self,
+        link: &Path,
+        name: &str,
+        parent: &OwnedFd,
+        file_name: &CString,
+        target: &Path,
+    ) -> Result<(), ExtractError> {
+        let source_relative = safe_relative(link)
+            .and_then(|relative| self.strip(relative))
+            .map_err(|reason| self.refuse(name, format!("hard link target: {reason}")))?;
+        let not_extracted = || {
+            self.refuse(
+                name,
+                format!(
+                    "hard link to `{}`, which is not a file extracted before it",
+                    link.display()
+                ),
+            )
+        };
+        if source_relative.as_os_str().is_empty() {
+            return Err(not_extracted());
+        }
+        let source_parent = self.open_parent(&source_relative, name, false)?;
+        let source_name = entry_name(&source_relative);
+        match fstatat(
+            &source_parent,
+            source_name.as_c_str(),
+            AtFlags::AT_SYMLINK_NOFOLLOW,
+        ) {
+            Ok(stat) if stat.st_mode & libc::S_IFMT == libc::S_IFREG => {}
+            _ => return Err(not_extracted()),
+        }
+        self.remove_existing(parent, file_name, target)?;
+        linkat(
+            &source_parent,
+            source_name.as_c_str(),
+            parent,
+            file_name.as_c_str(),
+            AtFlags::empty(),
+        )
+        .map_err(|errno| write_error(target, errno))
     }
 
     /// `relative` without the top folder of `strip_prefix` (empty for the
@@ -525,19 +591,7 @@ impl Extractor<'_> {
         create: bool,
     ) -> Result<OwnedFd, ExtractError> {
         let parent = relative.parent().unwrap_or(Path::new(""));
-        let mut relative_so_far = PathBuf::new();
-        for component in parent.components() {
-            relative_so_far.push(component);
-            if self.symlink_paths.contains(&relative_so_far) {
-                return Err(self.refuse(
-                    name,
-                    format!(
-                        "its folder {} is a symlink in the archive",
-                        relative_so_far.display()
-                    ),
-                ));
-            }
-        }
+        self.refuse_archive_symlinks_in(parent, name)?;
         if let Some((cached, fd)) = &self.last_parent
             && cached == parent
         {
@@ -556,38 +610,69 @@ impl Extractor<'_> {
         let mut path = self.dest.to_path_buf();
         for component in parent.components() {
             path.push(component);
-            let component = CString::new(component.as_os_str().as_bytes())
-                .map_err(|_| self.refuse(name, "NUL byte in path"))?;
-            let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
-            let mut opened = openat(&current, component.as_c_str(), flags, Mode::empty());
-            if matches!(opened, Err(Errno::ENOENT)) && create {
-                self.mkdir(&current, &component, &path)?;
-                opened = openat(&current, component.as_c_str(), flags, Mode::empty());
-            }
-            let is_symlink = || {
-                fstatat(&current, component.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
-                    .is_ok_and(|stat| stat.st_mode & libc::S_IFMT == libc::S_IFLNK)
-            };
-            current = match opened {
-                Ok(fd) => fd,
-                // O_DIRECTORY | O_NOFOLLOW on a symlink: ELOOP or ENOTDIR.
-                Err(Errno::ELOOP | Errno::ENOTDIR) if is_symlink() => {
-                    return Err(self.refuse(
-                        name,
-                        if create {
-                            format!("its folder {} is a symlink", path.display())
-                        } else {
-                            format!("link target goes through the symlink {}", path.display())
-                        },
-                    ));
-                }
-                Err(Errno::ENOTDIR) => {
-                    return Err(self.refuse(name, format!("{} is not a folder", path.display())));
-                }
-                Err(errno) => return Err(write_error(&path, errno)),
-            };
+            current = self.open_folder(&current, component.as_os_str(), &path, name, create)?;
         }
         Ok(current)
+    }
+
+    /// Refuses the entry `name` when a folder on its way (`parent`, relative
+    /// to `dest`) is a symlink of the archive.
+    fn refuse_archive_symlinks_in(&self, parent: &Path, name: &str) -> Result<(), ExtractError> {
+        let mut relative_so_far = PathBuf::new();
+        for component in parent.components() {
+            relative_so_far.push(component);
+            if self.symlink_paths.contains(&relative_so_far) {
+                return Err(self.refuse(
+                    name,
+                    format!(
+                        "its folder {} is a symlink in the archive",
+                        relative_so_far.display()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Opens the folder `component` (at `path`) inside the open folder
+    /// `current`, without following a symlink; with `create`, makes it if it
+    /// is missing. `name` is the entry the folder is opened for.
+    fn open_folder(
+        &self,
+        current: &OwnedFd,
+        component: &OsStr,
+        path: &Path,
+        name: &str,
+        create: bool,
+    ) -> Result<OwnedFd, ExtractError> {
+        let component = CString::new(component.as_bytes())
+            .map_err(|_| self.refuse(name, "NUL byte in path"))?;
+        let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let mut opened = openat(current, component.as_c_str(), flags, Mode::empty());
+        if matches!(opened, Err(Errno::ENOENT)) && create {
+            self.mkdir(current, &component, path)?;
+            opened = openat(current, component.as_c_str(), flags, Mode::empty());
+        }
+        let is_symlink = || {
+            fstatat(current, component.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
+                .is_ok_and(|stat| stat.st_mode & libc::S_IFMT == libc::S_IFLNK)
+        };
+        match opened {
+            Ok(fd) => Ok(fd),
+            // O_DIRECTORY | O_NOFOLLOW on a symlink: ELOOP or ENOTDIR.
+            Err(Errno::ELOOP | Errno::ENOTDIR) if is_symlink() => Err(self.refuse(
+                name,
+                if create {
+                    format!("its folder {} is a symlink", path.display())
+                } else {
+                    format!("link target goes through the symlink {}", path.display())
+                },
+            )),
+            Err(Errno::ENOTDIR) => {
+                Err(self.refuse(name, format!("{} is not a folder", path.display())))
+            }
+            Err(errno) => Err(write_error(path, errno)),
+        }
     }
 
     fn write_file(
@@ -897,13 +982,22 @@ mod tests {
         builder.into_inner().unwrap();
     }
 
-    #[test]
-    fn strip_prefix_extracts_the_top_folder_contents_into_dest() {
-        use std::os::unix::fs::{MetadataExt, PermissionsExt};
-        let dir = tempfile::tempdir().unwrap();
-        let archive = dir.path().join("files_20261126_01h15m00s.tar");
+    /// Options extracting `path` into `dest` with `strip_prefix`, unchecked.
+    fn strip_options(path: PathBuf, dest: PathBuf, strip_prefix: &str) -> ExtractArchiveOptions {
+        ExtractArchiveOptions {
+            max_rate: MaxRate::UNLIMITED,
+            path,
+            dest,
+            verify: false,
+            strip_prefix: Some(strip_prefix.into()),
+        }
+    }
+
+    /// An attachment archive: a top folder holding a folder with a file and
+    /// a hard link to it, and a file.
+    fn top_folder_archive(path: &Path) {
         archive_of(
-            &archive,
+            path,
             &[
                 ("files_20261126_01h15m00s/", EntryType::Directory, ""),
                 ("files_20261126_01h15m00s/7f/", EntryType::Directory, ""),
@@ -924,16 +1018,18 @@ mod tests {
                 ),
             ],
         );
+    }
+
+    #[test]
+    fn strip_prefix_extracts_the_top_folder_contents_into_dest() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("files_20261126_01h15m00s.tar");
+        top_folder_archive(&archive);
         let dest = dir.path().join("dest");
         std::fs::create_dir(&dest).unwrap();
         std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o701)).unwrap();
-        let options = ExtractArchiveOptions {
-            max_rate: MaxRate::UNLIMITED,
-            path: archive.clone(),
-            dest: dest.clone(),
-            verify: false,
-            strip_prefix: Some("files_20261126_01h15m00s/".into()),
-        };
+        let options = strip_options(archive, dest.clone(), "files_20261126_01h15m00s/");
         let output = extract_archive(&options, &WorkControl::new("t")).unwrap();
         assert_eq!((output.entries, output.files, output.bytes), (4, 3, 8));
         assert_eq!(
@@ -951,8 +1047,11 @@ mod tests {
         assert!(!dest.join("files_20261126_01h15m00s").exists());
         // dest keeps its own mode: the top folder's (0750) is not applied.
         assert_eq!(std::fs::metadata(&dest).unwrap().mode() & 0o777, 0o701);
+    }
 
-        // An entry outside the top folder is refused, naming it.
+    #[test]
+    fn strip_prefix_refuses_an_entry_outside_the_top_folder_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
         let other = dir.path().join("other.tar");
         archive_of(
             &other,
@@ -961,17 +1060,8 @@ mod tests {
                 ("minio_20261126_01h15m00s/b.txt", EntryType::Regular, "b"),
             ],
         );
-        let error = extract_archive(
-            &ExtractArchiveOptions {
-                max_rate: MaxRate::UNLIMITED,
-                path: other,
-                dest: dir.path().join("dest2"),
-                verify: false,
-                strip_prefix: Some("files_20261126_01h15m00s".into()),
-            },
-            &WorkControl::new("t"),
-        )
-        .unwrap_err();
+        let options = strip_options(other, dir.path().join("dest2"), "files_20261126_01h15m00s");
+        let error = extract_archive(&options, &WorkControl::new("t")).unwrap_err();
         assert_eq!(error.kind(), "unsafe_entry", "{error}");
         assert!(
             error.to_string().contains(
@@ -979,19 +1069,16 @@ mod tests {
             ),
             "{error}"
         );
-        // A prefix that names no folder is refused before anything is written.
+    }
+
+    #[test]
+    fn strip_prefix_naming_no_folder_is_refused_before_anything_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("files_20261126_01h15m00s.tar");
+        top_folder_archive(&archive);
         for bad in ["", "../x", "/abs"] {
-            let error = extract_archive(
-                &ExtractArchiveOptions {
-                    max_rate: MaxRate::UNLIMITED,
-                    path: archive.clone(),
-                    dest: dir.path().join("dest3"),
-                    verify: false,
-                    strip_prefix: Some(bad.into()),
-                },
-                &WorkControl::new("t"),
-            )
-            .unwrap_err();
+            let options = strip_options(archive.clone(), dir.path().join("dest3"), bad);
+            let error = extract_archive(&options, &WorkControl::new("t")).unwrap_err();
             assert!(error.to_string().contains("strip_prefix"), "{bad}: {error}");
             assert!(!dir.path().join("dest3").exists(), "{bad}");
         }

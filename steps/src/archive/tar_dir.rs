@@ -380,6 +380,8 @@ pub fn write_archive_with_hook(
         .map_err(|e| explain_disk_full(e, options, total))
 }
 
+/// Writes the planned archive to its `.partial` file, then its checksum
+/// file, then renames it into place; the result with its lists capped.
 fn write_planned(
     options: &TarDirOptions,
     control: &WorkControl,
@@ -438,6 +440,13 @@ fn write_planned(
     output.bytes = written.bytes;
     output.sha256 = written.sha256;
     output.duration_ms = started.elapsed().as_millis() as u64;
+    cap_lists(&mut output);
+    Ok(output)
+}
+
+/// Keeps the first [`MAX_WARNINGS`] lines of each list of the result, the
+/// rest counted in a last line (all were logged as they came).
+fn cap_lists(output: &mut TarDirOutput) {
     for list in [
         &mut output.warnings,
         &mut output.changed,
@@ -449,7 +458,6 @@ fn write_planned(
             list.push(format!("... and {more} more"));
         }
     }
-    Ok(output)
 }
 
 /// One source placed at a path inside the archive.
@@ -626,49 +634,10 @@ impl From<&FileStat> for Stat {
 }
 
 impl Plan {
+    /// The plan for `options`: the sources in archive order (checked not to
+    /// overlap), the folders their paths need, and the exclusions.
     fn new(options: &TarDirOptions) -> Result<Plan, TarDirError> {
-        let mut roots = match (&options.src, &options.entries) {
-            (Some(_), Some(_)) => {
-                return Err(TarDirError::Options(
-                    "give either `src` (with `prefix`) or `entries`, not both".into(),
-                ));
-            }
-            (None, None) => {
-                return Err(TarDirError::Options("give `src` or `entries`".into()));
-            }
-            (Some(src), None) => {
-                let prefix = match &options.prefix {
-                    Some(prefix) => prefix.clone(),
-                    None => src
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default(),
-                };
-                vec![Root {
-                    src: src.clone(),
-                    path: archive_path(&prefix, true)?,
-                }]
-            }
-            (None, Some(entries)) => {
-                if options.prefix.is_some() {
-                    return Err(TarDirError::Options(
-                        "`prefix` goes with `src`; with `entries` give each a `path`".into(),
-                    ));
-                }
-                if entries.is_empty() {
-                    return Err(TarDirError::Options("`entries` is empty".into()));
-                }
-                entries
-                    .iter()
-                    .map(|e| {
-                        Ok(Root {
-                            src: e.src.clone(),
-                            path: archive_path(&e.path, false)?,
-                        })
-                    })
-                    .collect::<Result<Vec<_>, TarDirError>>()?
-            }
-        };
+        let mut roots = roots_of(options)?;
         roots.sort_by(|a, b| a.path.cmp(&b.path));
         for pair in roots.windows(2) {
             if pair[1].path.starts_with(&pair[0].path) {
@@ -688,14 +657,7 @@ impl Plan {
                 );
             }
         }
-        let mut synthesized_mtime = 0;
-        for root in &roots {
-            let meta = std::fs::metadata(&root.src).map_err(|source| TarDirError::Source {
-                path: root.src.clone(),
-                source,
-            })?;
-            synthesized_mtime = synthesized_mtime.max(meta.mtime().max(0) as u64);
-        }
+        let synthesized_mtime = newest_mtime(&roots)?;
         let mut synthesized_dirs = BTreeSet::new();
         for root in &roots {
             for ancestor in root.path.ancestors().skip(1) {
@@ -704,34 +666,13 @@ impl Plan {
                 }
             }
         }
-        let mut paths = GlobSetBuilder::new();
-        let mut names = GlobSetBuilder::new();
-        for pattern in &options.exclude {
-            let glob = GlobBuilder::new(pattern.trim_end_matches('/'))
-                .literal_separator(true)
-                .build()
-                .map_err(|source| TarDirError::Pattern {
-                    pattern: pattern.clone(),
-                    source,
-                })?;
-            if pattern.contains('/') {
-                paths.add(glob);
-            } else {
-                names.add(glob);
-            }
-        }
-        let build = |set: GlobSetBuilder| {
-            set.build().map_err(|source| TarDirError::Pattern {
-                pattern: options.exclude.join(", "),
-                source,
-            })
-        };
+        let (exclude_paths, exclude_names) = exclusions(&options.exclude)?;
         Ok(Plan {
             roots,
             synthesized_dirs,
             synthesized_mtime,
-            exclude_paths: build(paths)?,
-            exclude_names: build(names)?,
+            exclude_paths,
+            exclude_names,
         })
     }
 
@@ -819,24 +760,15 @@ impl Plan {
         root: &Path,
         visit: &mut dyn FnMut(Item<'_>) -> Result<(), TarDirError>,
     ) -> Result<(), TarDirError> {
-        let mut names: Vec<(CString, Option<DirEntryType>)> = Vec::new();
-        for entry in dir.iter() {
-            match entry {
-                Ok(entry) => {
-                    let name = entry.file_name();
-                    if name != c"." && name != c".." {
-                        names.push((name.to_owned(), entry.file_type()));
-                    }
-                }
-                Err(error) => {
-                    return visit(Item::Error {
-                        path: path.to_path_buf(),
-                        error: error.into(),
-                    });
-                }
+        let names = match sorted_names(&mut dir) {
+            Ok(names) => names,
+            Err(error) => {
+                return visit(Item::Error {
+                    path: path.to_path_buf(),
+                    error: error.into(),
+                });
             }
-        }
-        names.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        };
         for (name, listed_kind) in &names {
             let os_name = OsStr::from_bytes(name.to_bytes());
             let archive_path = archive_dir.join(os_name);
@@ -884,6 +816,21 @@ impl Plan {
     }
 }
 
+/// The names in the open folder `dir` (without `.` and `..`) with the kind
+/// the listing gives, sorted byte-wise: the archive's order.
+fn sorted_names(dir: &mut Dir) -> nix::Result<Vec<(CString, Option<DirEntryType>)>> {
+    let mut names: Vec<(CString, Option<DirEntryType>)> = Vec::new();
+    for entry in dir.iter() {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name != c"." && name != c".." {
+            names.push((name.to_owned(), entry.file_type()));
+        }
+    }
+    names.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    Ok(names)
+}
+
 /// Checks and normalizes a path inside the archive.
 fn archive_path(text: &str, allow_empty: bool) -> Result<PathBuf, TarDirError> {
     let mut path = PathBuf::new();
@@ -904,6 +851,92 @@ fn archive_path(text: &str, allow_empty: bool) -> Result<PathBuf, TarDirError> {
         )));
     }
     Ok(path)
+}
+
+/// The sources `src`/`prefix` or `entries` name, each at its checked path
+/// inside the archive, in the order given.
+fn roots_of(options: &TarDirOptions) -> Result<Vec<Root>, TarDirError> {
+    match (&options.src, &options.entries) {
+        (Some(_), Some(_)) => Err(TarDirError::Options(
+            "give either `src` (with `prefix`) or `entries`, not both".into(),
+        )),
+        (None, None) => Err(TarDirError::Options("give `src` or `entries`".into())),
+        (Some(src), None) => {
+            let prefix = match &options.prefix {
+                Some(prefix) => prefix.clone(),
+                None => src
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            };
+            Ok(vec![Root {
+                src: src.clone(),
+                path: archive_path(&prefix, true)?,
+            }])
+        }
+        (None, Some(entries)) => {
+            if options.prefix.is_some() {
+                return Err(TarDirError::Options(
+                    "`prefix` goes with `src`; with `entries` give each a `path`".into(),
+                ));
+            }
+            if entries.is_empty() {
+                return Err(TarDirError::Options("`entries` is empty".into()));
+            }
+            entries
+                .iter()
+                .map(|e| {
+                    Ok(Root {
+                        src: e.src.clone(),
+                        path: archive_path(&e.path, false)?,
+                    })
+                })
+                .collect()
+        }
+    }
+}
+
+/// The newest mtime among the sources (followed if symlinks), so the folders
+/// the archive adds for them get a reproducible one; a source that cannot be
+/// examined fails the step here, before anything is written.
+fn newest_mtime(roots: &[Root]) -> Result<u64, TarDirError> {
+    let mut newest = 0;
+    for root in roots {
+        let meta = std::fs::metadata(&root.src).map_err(|source| TarDirError::Source {
+            path: root.src.clone(),
+            source,
+        })?;
+        newest = newest.max(meta.mtime().max(0) as u64);
+    }
+    Ok(newest)
+}
+
+/// The `exclude` patterns as two sets: those with a `/`, matched against the
+/// path inside the archive, and those without, matched against each name.
+fn exclusions(exclude: &[String]) -> Result<(GlobSet, GlobSet), TarDirError> {
+    let mut paths = GlobSetBuilder::new();
+    let mut names = GlobSetBuilder::new();
+    for pattern in exclude {
+        let glob = GlobBuilder::new(pattern.trim_end_matches('/'))
+            .literal_separator(true)
+            .build()
+            .map_err(|source| TarDirError::Pattern {
+                pattern: pattern.clone(),
+                source,
+            })?;
+        if pattern.contains('/') {
+            paths.add(glob);
+        } else {
+            names.add(glob);
+        }
+    }
+    let build = |set: GlobSetBuilder| {
+        set.build().map_err(|source| TarDirError::Pattern {
+            pattern: exclude.join(", "),
+            source,
+        })
+    };
+    Ok((build(paths)?, build(names)?))
 }
 
 /// uid/gid to user/group names, looked up once each.
@@ -1200,6 +1233,10 @@ impl ArchiveWriter<'_> {
         Ok(Opened::File(file, Stat::from(&meta)))
     }
 
+    /// Archives one regular file: its header, then its data streamed through
+    /// the CRC-32 and held to the size in the header whatever the file does
+    /// meanwhile (a shrunk file padded with zeros), then the padding to the
+    /// next block. A change seen is handled as `on_changed` says.
     fn add_file(
         &mut self,
         place: Place<'_>,
@@ -1218,15 +1255,41 @@ impl ArchiveWriter<'_> {
         // so its size can be held to the header's whatever the file does.
         self.append_empty(&mut header, archive_path)?;
 
+        let mut crc = crc32fast::Hasher::new();
+        let copied = self.copy_file_data(&mut file, size, src, &mut crc)?;
+        if copied < size {
+            write_zeros(self.builder.get_mut(), size - copied).map_err(|e| self.write_error(e))?;
+            update_with_zeros(&mut crc, size - copied);
+        }
+        if let Some((what, kept)) = change_while_archived(&mut file, &before, copied) {
+            self.changed_keeping(src, what, Some(kept))?;
+        }
+        let padding = (512 - size % 512) % 512;
+        write_zeros(self.builder.get_mut(), padding).map_err(|e| self.write_error(e))?;
+        self.file_crcs.push(crc.finalize());
+        self.output.files += 1;
+        Ok(())
+    }
+
+    /// Streams up to `size` bytes of `file` into the archive, through `crc`,
+    /// the progress and the throttle, checking for a stop at each chunk;
+    /// returns how many bytes the file had (fewer if it shrank). A failure
+    /// names the side that failed: reading `src`, or writing the archive.
+    fn copy_file_data(
+        &mut self,
+        file: &mut File,
+        size: u64,
+        src: &Path,
+        crc: &mut crc32fast::Hasher,
+    ) -> Result<u64, TarDirError> {
         let control = self.control;
         let progress = self.progress;
         let throttle = self.throttle.as_deref();
         let mut stopped = None;
-        let mut crc = crc32fast::Hasher::new();
         let copied = self
             .builder
             .get_mut()
-            .copy_from(&mut file, size, &mut self.scratch, |data| {
+            .copy_from(file, size, &mut self.scratch, |data| {
                 crc.update(data);
                 progress.inc(data.len() as u64);
                 if let Some(throttle) = throttle {
@@ -1240,63 +1303,55 @@ impl ArchiveWriter<'_> {
         if let Some(stop) = stopped {
             return Err(stop.into());
         }
-        let copied = match copied {
-            Ok(copied) => copied,
+        match copied {
+            Ok(copied) => Ok(copied),
             // Which side failed? Writes fail with the writer's error; retry a
             // read to tell: a read error repeats.
             Err(e) => {
                 let mut probe = [0u8; 1];
-                return Err(match file.read(&mut probe) {
+                Err(match file.read(&mut probe) {
                     Err(read_error) => TarDirError::Read {
                         path: src.to_path_buf(),
                         source: read_error,
                     },
                     Ok(_) => self.write_error(e),
-                });
+                })
             }
-        };
-        let sink = self.builder.get_mut();
-        // Size and mtime only: a hard link made or removed elsewhere (a
-        // Cassandra compaction removing the live SSTable) changes the ctime
-        // of an unchanged snapshot file.
-        let modified = |file: &File| {
-            file.metadata().map(|m| Stat::from(&m)).is_ok_and(|after| {
-                (after.mtime, after.mtime_nsec) != (before.mtime, before.mtime_nsec)
-            })
-        };
-        let change = if copied < size {
-            write_zeros(sink, size - copied).map_err(|e| self.write_error(e))?;
-            update_with_zeros(&mut crc, size - copied);
-            Some((
-                format!("shrank while being archived (from {size} to {copied} bytes)"),
-                format!("stored its first {copied} bytes padded with zeros to {size}"),
-            ))
-        } else {
-            let mut probe = [0u8; 1];
-            if matches!(file.read(&mut probe), Ok(n) if n > 0) {
-                Some((
-                    format!("grew while being archived (past {size} bytes)"),
-                    format!("stored its first {size} bytes"),
-                ))
-            } else if modified(&file) {
-                Some((
-                    "was modified while being archived".to_string(),
-                    "the stored copy may mix old and new data".to_string(),
-                ))
-            } else {
-                None
-            }
-        };
-        if let Some((what, kept)) = change {
-            self.changed_keeping(src, what, Some(kept))?;
         }
-        let sink = self.builder.get_mut();
-        let padding = (512 - size % 512) % 512;
-        write_zeros(sink, padding).map_err(|e| self.write_error(e))?;
-        self.file_crcs.push(crc.finalize());
-        self.output.files += 1;
-        Ok(())
     }
+}
+
+/// How a file whose data was just copied (`copied` bytes, of the
+/// `before.size` its header says) changed while it was archived, as (what
+/// happened, what the archive holds), or `None` if it did not: it shrank,
+/// grew (one more byte can be read), or its mtime moved. Size and mtime
+/// only: a hard link made or removed elsewhere (a Cassandra compaction
+/// removing the live SSTable) changes the ctime of an unchanged snapshot file.
+fn change_while_archived(file: &mut File, before: &Stat, copied: u64) -> Option<(String, String)> {
+    let size = before.size;
+    if copied < size {
+        return Some((
+            format!("shrank while being archived (from {size} to {copied} bytes)"),
+            format!("stored its first {copied} bytes padded with zeros to {size}"),
+        ));
+    }
+    let mut probe = [0u8; 1];
+    if matches!(file.read(&mut probe), Ok(n) if n > 0) {
+        return Some((
+            format!("grew while being archived (past {size} bytes)"),
+            format!("stored its first {size} bytes"),
+        ));
+    }
+    let modified = file
+        .metadata()
+        .map(|m| Stat::from(&m))
+        .is_ok_and(|after| (after.mtime, after.mtime_nsec) != (before.mtime, before.mtime_nsec));
+    modified.then(|| {
+        (
+            "was modified while being archived".to_string(),
+            "the stored copy may mix old and new data".to_string(),
+        )
+    })
 }
 
 fn write_zeros(sink: &mut impl Write, mut count: u64) -> io::Result<()> {

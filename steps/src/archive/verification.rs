@@ -672,7 +672,9 @@ impl TarWalker<'_> {
         Ok(kept)
     }
 
-    /// Walks every entry, calling `found` with each real entry's name.
+    /// Walks every entry, calling `found` with each real entry's name: each
+    /// header is checked, metadata entries (long names, pax) are applied to
+    /// the entry after them, up to the end-of-archive marker.
     fn walk(&mut self, found: &mut dyn FnMut(&str)) -> Result<(), VerifyError> {
         let mut meta = PendingMeta::default();
         let mut last_entry: Option<String> = None;
@@ -682,56 +684,12 @@ impl TarWalker<'_> {
             let header_offset = self.offset;
             let n = self.read_full(&mut block, None)?;
             let after = last_entry.as_deref().map(|e| format!("after entry `{e}`"));
-            if n == 0 {
-                return Err(self.end_problem(
-                    "archive truncated: no end-of-archive marker",
-                    after,
-                    header_offset,
-                ));
-            }
-            if n < BLOCK {
-                return Err(self.end_problem(
-                    "archive truncated in a header",
-                    after,
-                    header_offset,
-                ));
-            }
-            if block.iter().all(|b| *b == 0) {
-                // GNU tar ignores it; the tar crate behind extract_archive
-                // fails, and a writer never leaves one: the entry it
-                // described is lost (found by fuzzing).
-                if let Some((name, offset)) = meta.header {
-                    return Err(self.corrupt(
-                        "metadata header with no entry after it (the entry it describes is missing)",
-                        Some(&name),
-                        offset,
-                    ));
-                }
-                return self.finish_end_marker(after, header_offset);
+            if n < BLOCK || block.iter().all(|b| *b == 0) {
+                return self.end_of_entries(n, &meta, after, header_offset);
             }
             let header = Header::from_byte_slice(&block);
-            let stored = header.cksum();
-            let computed = header_checksum(&block);
-            if stored.ok() != Some(computed) {
-                let name = String::from_utf8_lossy(&header.path_bytes()).into_owned();
-                return Err(self.corrupt(
-                    "bad header checksum",
-                    Some(&describe_name(&name, after.as_deref())),
-                    header_offset,
-                ));
-            }
-            let raw_name = meta
-                .long_name
-                .take()
-                .or(meta.pax_path.take())
-                .unwrap_or_else(|| header.path_bytes().into_owned());
-            let name = String::from_utf8_lossy(&raw_name).into_owned();
-            let size = match meta.pax_size.take() {
-                Some(size) => size,
-                None => header.entry_size().map_err(|e| {
-                    self.corrupt(format!("bad size field ({e})"), Some(&name), header_offset)
-                })?,
-            };
+            self.check_header_checksum(&block, header, after.as_deref(), header_offset)?;
+            let (name, size) = self.name_and_size(header, &mut meta, header_offset)?;
             // Old GNU sparse files: a map of data blocks, in the header and
             // in extension headers before the data.
             if header.entry_type() == EntryType::GNUSparse {
@@ -752,6 +710,85 @@ impl TarWalker<'_> {
                 }
             }
         }
+    }
+
+    /// Where the headers end: the `n` bytes read at `header_offset` are a
+    /// zero block, or less than a block. A zero block must start the
+    /// end-of-archive marker (read to its end) and may not follow a metadata
+    /// header still waiting for its entry; a short read is a truncation.
+    fn end_of_entries(
+        &mut self,
+        n: usize,
+        meta: &PendingMeta,
+        after: Option<String>,
+        header_offset: u64,
+    ) -> Result<(), VerifyError> {
+        if n == 0 {
+            return Err(self.end_problem(
+                "archive truncated: no end-of-archive marker",
+                after,
+                header_offset,
+            ));
+        }
+        if n < BLOCK {
+            return Err(self.end_problem("archive truncated in a header", after, header_offset));
+        }
+        // GNU tar ignores it; the tar crate behind extract_archive
+        // fails, and a writer never leaves one: the entry it
+        // described is lost (found by fuzzing).
+        if let Some((name, offset)) = &meta.header {
+            return Err(self.corrupt(
+                "metadata header with no entry after it (the entry it describes is missing)",
+                Some(name),
+                *offset,
+            ));
+        }
+        self.finish_end_marker(after, header_offset)
+    }
+
+    /// Fails unless the header's stored checksum is the one its bytes give.
+    fn check_header_checksum(
+        &self,
+        block: &[u8; BLOCK],
+        header: &Header,
+        after: Option<&str>,
+        header_offset: u64,
+    ) -> Result<(), VerifyError> {
+        let stored = header.cksum();
+        let computed = header_checksum(block);
+        if stored.ok() != Some(computed) {
+            let name = String::from_utf8_lossy(&header.path_bytes()).into_owned();
+            return Err(self.corrupt(
+                "bad header checksum",
+                Some(&describe_name(&name, after)),
+                header_offset,
+            ));
+        }
+        Ok(())
+    }
+
+    /// The entry's name (a GNU long name or pax path read before it wins over
+    /// the header's) and its data size (a pax size wins over the header's),
+    /// both taken out of `meta`.
+    fn name_and_size(
+        &self,
+        header: &Header,
+        meta: &mut PendingMeta,
+        header_offset: u64,
+    ) -> Result<(String, u64), VerifyError> {
+        let raw_name = meta
+            .long_name
+            .take()
+            .or(meta.pax_path.take())
+            .unwrap_or_else(|| header.path_bytes().into_owned());
+        let name = String::from_utf8_lossy(&raw_name).into_owned();
+        let size = match meta.pax_size.take() {
+            Some(size) => size,
+            None => header.entry_size().map_err(|e| {
+                self.corrupt(format!("bad size field ({e})"), Some(&name), header_offset)
+            })?,
+        };
+        Ok((name, size))
     }
 
     /// Reads a GNU long name/link or PAX header and keeps what it says for

@@ -140,67 +140,100 @@ pub fn plan(catalogue: &Catalogue, keep: u64, protect: &[String], owner: &Owner)
         return result;
     }
     owned.sort_by_key(|s| (s.made_at(), s.stamp.clone()));
-    let good: Vec<usize> = (0..owned.len())
-        .filter(|&i| owned[i].is_verified_ok())
-        .collect();
-    let kept_good = &good[good.len().saturating_sub(keep as usize)..];
-    let newest_good = good.last().copied();
-    let newest_complete = (0..owned.len()).rev().find(|&i| owned[i].complete);
+    let standing = Standing::of(&owned, keep, protect);
     let mut incomplete_removals = Vec::new();
     let mut other_removals = Vec::new();
     for (index, set) in owned.iter().enumerate() {
-        let stamp = set.stamp.as_str();
-        let keep_for = |reason: String| KeptSet {
-            stamp: stamp.to_string(),
-            reason,
-        };
-        if protect.iter().any(|p| p == stamp) {
-            result.kept.push(keep_for("protected".to_string()));
-        } else if kept_good.contains(&index) {
-            let reason = if Some(index) == newest_good {
-                "the newest verified set".to_string()
-            } else {
-                format!("one of the {keep} newest verified sets")
-            };
-            result.kept.push(keep_for(reason));
-        } else if !set.complete {
-            let what = incomplete_reason(set);
-            match newest_complete {
-                Some(newest) if index < newest => incomplete_removals.push(removal(
-                    set,
-                    format!(
-                        "incomplete ({what}) and older than the newest complete set {}",
-                        owned[newest].stamp
-                    ),
-                )),
-                _ => result.kept.push(keep_for(format!(
-                    "incomplete ({what}) but newer than any complete set: the backup may still be running"
-                ))),
-            }
-        } else if !set.is_verified_ok() {
-            let what = unverified_reason(set);
-            match newest_good {
-                Some(newest) if index < newest => other_removals.push(removal(
-                    set,
-                    format!(
-                        "not verified ({what}) and older than the newest verified set {}",
-                        owned[newest].stamp
-                    ),
-                )),
-                _ => result.kept.push(keep_for(format!(
-                    "not verified ({what}) but newer than any verified set"
-                ))),
-            }
-        } else {
-            other_removals.push(removal(
-                set,
-                format!("verified, but older than the {keep} newest verified sets"),
-            ));
+        match standing.fate(index) {
+            Fate::Kept(reason) => result.kept.push(KeptSet {
+                stamp: set.stamp.clone(),
+                reason,
+            }),
+            Fate::RemovedFirst(reason) => incomplete_removals.push(removal(set, reason)),
+            Fate::Removed(reason) => other_removals.push(removal(set, reason)),
         }
     }
     result.removals = incomplete_removals;
     result.removals.extend(other_removals);
     result
+}
+
+/// Where the owned sets stand, oldest first: what the fate of each depends on.
+struct Standing<'a> {
+    owned: &'a [&'a BackupSet],
+    keep: u64,
+    protect: &'a [String],
+    /// Indexes of the newest `keep` complete and verified sets.
+    kept_good: Vec<usize>,
+    /// Index of the newest complete and verified set.
+    newest_good: Option<usize>,
+    /// Index of the newest complete set.
+    newest_complete: Option<usize>,
+}
+
+/// What retention does with one owned set, and why.
+enum Fate {
+    Kept(String),
+    /// Removed before the others: an incomplete set.
+    RemovedFirst(String),
+    Removed(String),
+}
+
+impl<'a> Standing<'a> {
+    fn of(owned: &'a [&'a BackupSet], keep: u64, protect: &'a [String]) -> Standing<'a> {
+        let good: Vec<usize> = (0..owned.len())
+            .filter(|&i| owned[i].is_verified_ok())
+            .collect();
+        Standing {
+            owned,
+            keep,
+            protect,
+            kept_good: good[good.len().saturating_sub(keep as usize)..].to_vec(),
+            newest_good: good.last().copied(),
+            newest_complete: (0..owned.len()).rev().find(|&i| owned[i].complete),
+        }
+    }
+
+    /// The fate of the set at `index`, by the rules of [`plan`].
+    fn fate(&self, index: usize) -> Fate {
+        let set = self.owned[index];
+        let keep = self.keep;
+        if self.protect.contains(&set.stamp) {
+            Fate::Kept("protected".to_string())
+        } else if self.kept_good.contains(&index) {
+            Fate::Kept(if Some(index) == self.newest_good {
+                "the newest verified set".to_string()
+            } else {
+                format!("one of the {keep} newest verified sets")
+            })
+        } else if !set.complete {
+            let what = incomplete_reason(set);
+            match self.newest_complete {
+                Some(newest) if index < newest => Fate::RemovedFirst(format!(
+                    "incomplete ({what}) and older than the newest complete set {}",
+                    self.owned[newest].stamp
+                )),
+                _ => Fate::Kept(format!(
+                    "incomplete ({what}) but newer than any complete set: the backup may still be running"
+                )),
+            }
+        } else if !set.is_verified_ok() {
+            let what = unverified_reason(set);
+            match self.newest_good {
+                Some(newest) if index < newest => Fate::Removed(format!(
+                    "not verified ({what}) and older than the newest verified set {}",
+                    self.owned[newest].stamp
+                )),
+                _ => Fate::Kept(format!(
+                    "not verified ({what}) but newer than any verified set"
+                )),
+            }
+        } else {
+            Fate::Removed(format!(
+                "verified, but older than the {keep} newest verified sets"
+            ))
+        }
+    }
 }
 
 /// Why retention leaves a set alone that `owner` did not make.
@@ -472,6 +505,9 @@ Example:
     }
 }
 
+/// The step's body: checks `protect`, finds the sets, decides ([`plan`]),
+/// checks the snapshot repository, then removes the sets one by one,
+/// stopping between two sets when interrupted.
 async fn prune(options: PruneOptions, ctx: &StepContext) -> Result<PruneOutput, PruneError> {
     let mut output = PruneOutput {
         dry_run: ctx.dry_run,
@@ -499,31 +535,13 @@ async fn prune(options: PruneOptions, ctx: &StepContext) -> Result<PruneOutput, 
         manifest_path: options.manifest_path.clone(),
     };
     let decided = plan(&catalogue, options.keep, &options.protect, &owner);
-    output.kept = decided.kept;
-    // Returned as warnings (the stock workflow logs every one of them).
-    for alone in &decided.left_alone {
-        output
-            .warnings
-            .push(format!("set {} left alone: {}", alone.stamp, alone.reason));
-    }
-    output.left_alone = decided.left_alone;
-    for kept in &output.kept {
-        tracing::info!("{}: keeping set {}: {}", ctx.label, kept.stamp, kept.reason);
-    }
+    report_kept(&mut output, decided.kept, decided.left_alone, &ctx.label);
 
     // Which snapshot each removal deletes, and whether its repository answers:
     // checked before the first file goes, so an unreachable Elasticsearch
     // does not leave snapshots that nothing refers to any more.
     let elasticsearch = match &options.elasticsearch {
-        Some(es) => Some((
-            es,
-            HttpClient::new(&es.connection(), &es.url, ctx).map_err(|source| {
-                PruneError::RepositoryCheck {
-                    repository: es.repository.clone().unwrap_or_default(),
-                    source: Box::new(source),
-                }
-            })?,
-        )),
+        Some(es) => Some((es, snapshot_client(es, ctx)?)),
         None => None,
     };
     let targets = snapshot_targets(
@@ -546,6 +564,36 @@ async fn prune(options: PruneOptions, ctx: &StepContext) -> Result<PruneOutput, 
         output.removed.push(removed);
     }
     Ok(output)
+}
+
+/// Puts the sets kept and left alone in the result, each kept one logged
+/// and each left alone one also returned as a warning (the stock workflow
+/// logs every one of them).
+fn report_kept(
+    output: &mut PruneOutput,
+    kept: Vec<KeptSet>,
+    left_alone: Vec<KeptSet>,
+    label: &str,
+) {
+    output.kept = kept;
+    for alone in &left_alone {
+        output
+            .warnings
+            .push(format!("set {} left alone: {}", alone.stamp, alone.reason));
+    }
+    output.left_alone = left_alone;
+    for kept in &output.kept {
+        tracing::info!("{label}: keeping set {}: {}", kept.stamp, kept.reason);
+    }
+}
+
+/// The client deleting the removed sets' snapshots; a connection that cannot
+/// be set up fails the step before anything is removed.
+fn snapshot_client(es: &PruneElasticsearch, ctx: &StepContext) -> Result<HttpClient, PruneError> {
+    HttpClient::new(&es.connection(), &es.url, ctx).map_err(|source| PruneError::RepositoryCheck {
+        repository: es.repository.clone().unwrap_or_default(),
+        source: Box::new(source),
+    })
 }
 
 /// For each removal, in order, the snapshot (repository, name) it deletes:

@@ -1,6 +1,8 @@
 //! `age_decrypt`: decrypts an `.age` file (an off-site object brought back)
 //! to the archive it was made from, for a restore.
 
+use std::fs::File;
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -209,7 +211,9 @@ Example:
     }
 }
 
-/// The blocking body of the step.
+/// The blocking body of the step: refuses an existing `dest`, opens the
+/// decrypted stream, copies it to `dest`'s `.partial` while hashing it,
+/// checks the expected SHA-256, then renames the file into place.
 pub fn decrypt_file(
     options: &DecryptOptions,
     control: &WorkControl,
@@ -228,24 +232,11 @@ pub fn decrypt_file(
     if std::fs::symlink_metadata(&dest).is_ok() {
         return Err(DecryptError::Exists { dest });
     }
-    let identities = read_identities(&options.identity)?;
-    let source = crate::runtime::regular_file::open_regular(path).map_err(io("read", path))?;
-    let encrypted_bytes = source.metadata().map_err(io("read", path))?.len();
+    let (mut plain, encrypted_bytes) = open_decrypted(options)?;
     let damaged = |reason: String| DecryptError::Damaged {
         path: path.clone(),
         reason,
     };
-    let decryptor = age::Decryptor::new_buffered(std::io::BufReader::new(source))
-        .map_err(|e| damaged(e.to_string()))?;
-    let mut plain = decryptor
-        .decrypt(identities.iter().map(|i| i.as_ref() as &dyn age::Identity))
-        .map_err(|e| match e {
-            age::DecryptError::NoMatchingKeys => DecryptError::WrongIdentity {
-                path: path.clone(),
-                identity: options.identity.clone(),
-            },
-            other => damaged(other.to_string()),
-        })?;
     let write_error = |e: std::io::Error| {
         if e.raw_os_error() == Some(libc::ENOSPC) {
             DecryptError::DiskFull { path: dest.clone() }
@@ -282,6 +273,39 @@ pub fn decrypt_file(
     })
 }
 
+/// The `.age` file's plain content as a stream, once its header matched one
+/// of the identities (a wrong key fails here, before anything is written),
+/// and the encrypted file's size.
+fn open_decrypted(
+    options: &DecryptOptions,
+) -> Result<(age::stream::StreamReader<BufReader<File>>, u64), DecryptError> {
+    let path = &options.path;
+    let read_error = |source| DecryptError::Io {
+        action: "read",
+        path: path.clone(),
+        source,
+    };
+    let identities = read_identities(&options.identity)?;
+    let source = crate::runtime::regular_file::open_regular(path).map_err(read_error)?;
+    let encrypted_bytes = source.metadata().map_err(read_error)?.len();
+    let damaged = |reason: String| DecryptError::Damaged {
+        path: path.clone(),
+        reason,
+    };
+    let decryptor =
+        age::Decryptor::new_buffered(BufReader::new(source)).map_err(|e| damaged(e.to_string()))?;
+    let plain = decryptor
+        .decrypt(identities.iter().map(|i| i.as_ref() as &dyn age::Identity))
+        .map_err(|e| match e {
+            age::DecryptError::NoMatchingKeys => DecryptError::WrongIdentity {
+                path: path.clone(),
+                identity: options.identity.clone(),
+            },
+            other => damaged(other.to_string()),
+        })?;
+    Ok((plain, encrypted_bytes))
+}
+
 #[cfg(test)]
 mod tests {
     // The X25519 keys `age-keygen` makes (deprecated by the crate, still the common ones).
@@ -289,6 +313,22 @@ mod tests {
     use super::*;
     use crate::crypto::encrypt::{EncryptOptions, encrypt_files};
     use age::secrecy::ExposeSecret;
+
+    /// `age_encrypt`'s result for the one file `archive`.
+    fn encrypt_one(
+        archive: &Path,
+        recipients: PathBuf,
+        control: &WorkControl,
+    ) -> crate::crypto::encrypt::EncryptOutput {
+        encrypt_files(
+            &EncryptOptions {
+                files: vec![archive.to_path_buf()],
+                recipients,
+            },
+            control,
+        )
+        .unwrap()
+    }
 
     fn keys(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
         let identity = age::x25519::Identity::generate();
@@ -308,14 +348,7 @@ mod tests {
         let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
         std::fs::write(&archive, &data).unwrap();
         let control = WorkControl::new("t");
-        let sealed = encrypt_files(
-            &EncryptOptions {
-                files: vec![archive.clone()],
-                recipients,
-            },
-            &control,
-        )
-        .unwrap();
+        let sealed = encrypt_one(&archive, recipients, &control);
         let file = &sealed.files[0];
         let encrypted = std::fs::read(&file.encrypted).unwrap();
         assert!(encrypted.starts_with(b"age-encryption.org/v1\n"));
@@ -374,14 +407,7 @@ mod tests {
         let archive = dir.path().join("files_x.tar");
         std::fs::write(&archive, b"attachments").unwrap();
         let control = WorkControl::new("t");
-        let sealed = encrypt_files(
-            &EncryptOptions {
-                files: vec![archive.clone()],
-                recipients,
-            },
-            &control,
-        )
-        .unwrap();
+        let sealed = encrypt_one(&archive, recipients, &control);
         let back = dir.path().join("back.tar");
         decrypt_file(
             &DecryptOptions {

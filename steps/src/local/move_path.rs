@@ -164,38 +164,19 @@ pub fn replaced_name(to: &Path) -> PathBuf {
     to.with_file_name(name)
 }
 
-/// The blocking body of the step.
+/// The blocking body of the step: checks `from` (a missing one with
+/// `missing_ok` finishes a replace cut short), gives it `like`'s attributes,
+/// moves what `to` holds aside when replacing, renames `from` to `to`
+/// (never over anything), then removes what was moved aside.
 pub fn move_path(options: &MovePathOptions) -> Result<MovePathOutput, MovePathError> {
     let from = &options.from;
     let to = &options.to;
-    let io_error = |action, path: &Path| {
-        let path = path.to_path_buf();
-        move |source| MovePathError::Io {
-            action,
-            path,
-            source,
-        }
-    };
-    let exists = |path: &Path| match std::fs::symlink_metadata(path) {
-        Ok(_) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(io_error("read", path)(e)),
-    };
     let replaced = replaced_name(to);
-    let remove_replaced = || -> Result<(), MovePathError> {
-        match std::fs::symlink_metadata(&replaced) {
-            Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(&replaced),
-            Ok(_) => std::fs::remove_file(&replaced),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => Err(e),
-        }
-        .map_err(io_error("remove", &replaced))
-    };
     if !exists(from)? {
         if options.missing_ok {
             // A replace cut short after its rename: finish its cleanup.
             if options.replace {
-                remove_replaced()?;
+                remove_if_present(&replaced)?;
             }
             return Ok(MovePathOutput::default());
         }
@@ -204,56 +185,81 @@ pub fn move_path(options: &MovePathOptions) -> Result<MovePathOutput, MovePathEr
     if let Some(like) = &options.like {
         take_attributes(from, like)?;
     }
-    let rename = |source: &Path, dest: &Path| {
-        renameat2(
-            AT_FDCWD,
-            source,
-            AT_FDCWD,
-            dest,
-            RenameFlags::RENAME_NOREPLACE,
-        )
-        .map_err(|errno| match errno {
-            Errno::EEXIST | Errno::ENOTEMPTY => MovePathError::Exists {
-                from: source.to_path_buf(),
-                to: dest.to_path_buf(),
-            },
-            Errno::EXDEV => MovePathError::CrossDevice {
-                from: source.to_path_buf(),
-                to: dest.to_path_buf(),
-            },
-            errno => io_error("rename", source)(errno.into()),
-        })
-    };
     let mut output = MovePathOutput {
         moved: true,
         replaced: false,
     };
     if options.replace {
         // A leftover of a replace that was cut short is that replace's to remove.
-        remove_replaced()?;
+        remove_if_present(&replaced)?;
         if exists(to)? {
-            rename(to, &replaced)?;
+            rename_no_replace(to, &replaced)?;
             output.replaced = true;
         }
     }
-    rename(from, to)?;
+    rename_no_replace(from, to)?;
     if options.replace {
-        remove_replaced()?;
+        remove_if_present(&replaced)?;
     }
     Ok(output)
+}
+
+/// The error of `action` failing on `path`.
+fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> MovePathError {
+    let path = path.to_path_buf();
+    move |source| MovePathError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// Whether something (a symlink counts, even dangling) is at `path`.
+fn exists(path: &Path) -> Result<bool, MovePathError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io_error("read", path)(e)),
+    }
+}
+
+/// Removes the file, symlink or folder (with all it holds) at `path`, if any.
+fn remove_if_present(path: &Path) -> Result<(), MovePathError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => Err(e),
+    }
+    .map_err(io_error("remove", path))
+}
+
+/// Renames `source` to `dest`, never over anything there (not even an empty
+/// folder, which rename(2) alone would replace), nor across filesystems.
+fn rename_no_replace(source: &Path, dest: &Path) -> Result<(), MovePathError> {
+    renameat2(
+        AT_FDCWD,
+        source,
+        AT_FDCWD,
+        dest,
+        RenameFlags::RENAME_NOREPLACE,
+    )
+    .map_err(|errno| match errno {
+        Errno::EEXIST | Errno::ENOTEMPTY => MovePathError::Exists {
+            from: source.to_path_buf(),
+            to: dest.to_path_buf(),
+        },
+        Errno::EXDEV => MovePathError::CrossDevice {
+            from: source.to_path_buf(),
+            to: dest.to_path_buf(),
+        },
+        errno => io_error("rename", source)(errno.into()),
+    })
 }
 
 /// Gives `path` the owner, group and mode of `like` (owner and group only
 /// when they differ: changing them needs root).
 fn take_attributes(path: &Path, like: &Path) -> Result<(), MovePathError> {
-    let io_error = |action, at: &Path| {
-        let at = at.to_path_buf();
-        move |source| MovePathError::Io {
-            action,
-            path: at,
-            source,
-        }
-    };
     let model = std::fs::metadata(like).map_err(io_error("read the owner and mode of", like))?;
     let current = std::fs::symlink_metadata(path).map_err(io_error("read", path))?;
     if (current.uid(), current.gid()) != (model.uid(), model.gid()) {

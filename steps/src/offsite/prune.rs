@@ -230,6 +230,10 @@ enum Examined {
     NotOurs(String),
 }
 
+/// What the off-site set `stamp` is: another workflow's (or no runbook
+/// set), a set of `workflow` whose copy cannot be counted as good (no
+/// record, an unreadable or unverified one, an object missing or of another
+/// size than recorded), or a verified set.
 async fn examine(
     remote: &Remote,
     listed: &HashMap<String, u64>,
@@ -240,20 +244,8 @@ async fn examine(
 ) -> Result<Examined, StepError> {
     let text = remote.read_small(&manifest_key, MANIFEST_MAX_BYTES).await?;
     let manifest = text.and_then(|t| Manifest::parse(&String::from_utf8_lossy(&t)).ok());
-    let origin = manifest.as_ref().and_then(|m| m.origin.as_ref());
-    match origin {
-        Some(origin) if origin.workflow == workflow => {}
-        Some(origin) => {
-            return Ok(Examined::NotOurs(format!(
-                "off-site set {stamp} was made by workflow `{}`: left alone",
-                origin.workflow
-            )));
-        }
-        None => {
-            return Ok(Examined::NotOurs(format!(
-                "off-site set {stamp} has no readable runbook manifest: left alone"
-            )));
-        }
+    if let Some(why) = not_made_by(manifest.as_ref(), workflow, stamp) {
+        return Ok(Examined::NotOurs(why));
     }
     let not_counted = |why: &str| {
         Ok(Examined::Unverified(format!(
@@ -279,17 +271,8 @@ async fn examine(
     if !record.is_verified() {
         return not_counted(&format!("is not verified ({})", record.verified.detail));
     }
-    for object in &record.objects {
-        match listed.get(&object.key) {
-            Some(&size) if size == object.bytes => {}
-            Some(size) => {
-                return not_counted(&format!(
-                    "has `{}` of {size} bytes, its record says {}",
-                    object.key, object.bytes
-                ));
-            }
-            None => return not_counted(&format!("lacks `{}`", object.key)),
-        }
+    if let Some(why) = listing_mismatch(&record, listed) {
+        return not_counted(&why);
     }
     let made = manifest
         .as_ref()
@@ -302,6 +285,37 @@ async fn examine(
         record_key,
         record,
     })))
+}
+
+/// Why the set `stamp` whose manifest is `manifest` is not one `workflow`
+/// made (no readable runbook manifest, or another workflow's), or `None`.
+fn not_made_by(manifest: Option<&Manifest>, workflow: &str, stamp: &str) -> Option<String> {
+    match manifest.and_then(|m| m.origin.as_ref()) {
+        Some(origin) if origin.workflow == workflow => None,
+        Some(origin) => Some(format!(
+            "off-site set {stamp} was made by workflow `{}`: left alone",
+            origin.workflow
+        )),
+        None => Some(format!(
+            "off-site set {stamp} has no readable runbook manifest: left alone"
+        )),
+    }
+}
+
+/// The first object of `record` that the listing lacks or holds with
+/// another size, said as "has ... of N bytes, ..." or "lacks ...", or `None`.
+fn listing_mismatch(record: &OffsiteRecord, listed: &HashMap<String, u64>) -> Option<String> {
+    record
+        .objects
+        .iter()
+        .find_map(|object| match listed.get(&object.key) {
+            Some(&size) if size == object.bytes => None,
+            Some(size) => Some(format!(
+                "has `{}` of {size} bytes, its record says {}",
+                object.key, object.bytes
+            )),
+            None => Some(format!("lacks `{}`", object.key)),
+        })
 }
 
 /// Deletes a set: the manifest first, then what the record lists, then the record.

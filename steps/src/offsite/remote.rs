@@ -154,6 +154,20 @@ impl Remote {
         }
     }
 
+    /// The download of `key` begun (its size known, its body to read), or
+    /// `None` when there is no such object.
+    async fn begin_download(
+        &self,
+        key: &str,
+    ) -> Result<Option<object_store::GetResult>, StepError> {
+        let path = self.path(key)?;
+        match self.store.get(&path).await {
+            Ok(got) => Ok(Some(got)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(self.download_error(key)(e).into()),
+        }
+    }
+
     /// Streams `key` through SHA-256: its size and hash (hex); `None` when
     /// there is no such object. Memory: one received chunk at a time.
     pub async fn hash(
@@ -161,12 +175,9 @@ impl Remote {
         key: &str,
         stop: &CancellationToken,
     ) -> Result<Option<(u64, String)>, StepError> {
-        let path = self.path(key)?;
         let failed = self.download_error(key);
-        let got = match self.store.get(&path).await {
-            Ok(got) => got,
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(failed(e).into()),
+        let Some(got) = self.begin_download(key).await? else {
+            return Ok(None);
         };
         let mut stream = got.into_stream();
         let mut sha256 = Sha256::new();
@@ -186,12 +197,9 @@ impl Remote {
 
     /// The whole of a small object (at most `limit` bytes); `None` when absent.
     pub async fn read_small(&self, key: &str, limit: u64) -> Result<Option<Vec<u8>>, StepError> {
-        let path = self.path(key)?;
         let failed = self.download_error(key);
-        let got = match self.store.get(&path).await {
-            Ok(got) => got,
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(failed(e).into()),
+        let Some(got) = self.begin_download(key).await? else {
+            return Ok(None);
         };
         if got.meta.size > limit {
             return Err(RemoteError::TooLarge {

@@ -166,7 +166,9 @@ Example:
     }
 }
 
-/// The blocking body of the step.
+/// The blocking body of the step: one object per uploaded file (with its
+/// plain file when it was encrypted), the manifest's own object last, the
+/// verification verdict, written atomically next to the manifest.
 pub fn write_record(options: &RecordOptions) -> Result<RecordOutput, RecordError> {
     let manifest = &options.manifest;
     let not_a_manifest = || RecordError::NotAManifest {
@@ -177,18 +179,54 @@ pub fn write_record(options: &RecordOptions) -> Result<RecordOutput, RecordError
         .and_then(|n| n.to_str())
         .ok_or_else(not_a_manifest)?;
     let stamp = manifest_stamp(name).ok_or_else(not_a_manifest)?;
-    let io = |action, source| RecordError::Io {
-        action,
+    let text = std::fs::read(manifest).map_err(|source| RecordError::Io {
+        action: "read",
         path: manifest.clone(),
         source,
+    })?;
+    let (mut objects, weak) = uploaded_objects(options)?;
+    objects.push(manifest_object(options, name, &text));
+    let record = OffsiteRecord {
+        format: RECORD_FORMAT,
+        stamp: stamp.to_string(),
+        workflow: options.workflow.clone(),
+        dest: options.dest.clone(),
+        encryption: if options.encrypted.is_empty() {
+            "none"
+        } else {
+            "age"
+        }
+        .to_string(),
+        created: chrono::Local::now().to_rfc3339(),
+        objects,
+        verified: verification(options.uploaded.len(), &weak),
     };
-    let text = std::fs::read(manifest).map_err(|e| io("read", e))?;
+    let path = manifest.with_file_name(record_file_name(stamp));
+    let json = serde_json::to_string_pretty(&record).expect("a record serializes");
+    write_atomic(&path, format!("{json}\n").as_bytes(), 0o600).map_err(|source| {
+        RecordError::Io {
+            action: "write",
+            path: path.clone(),
+            source,
+        }
+    })?;
+    Ok(RecordOutput {
+        path,
+        verified: record.is_verified(),
+        detail: record.verified.detail,
+    })
+}
+
+/// The record's object for each uploaded file, and the uploads whose
+/// read-back only checked the size (`` `KEY` (CHECK) ``, one each).
+fn uploaded_objects(
+    options: &RecordOptions,
+) -> Result<(Vec<OffsiteObject>, Vec<String>), RecordError> {
     let plain_by_encrypted: HashMap<&PathBuf, &EncryptedEntry> = options
         .encrypted
         .iter()
         .map(|e| (&e.encrypted, e))
         .collect();
-
     let mut objects = Vec::new();
     let mut weak = Vec::new();
     for uploaded in &options.uploaded {
@@ -218,26 +256,38 @@ pub fn write_record(options: &RecordOptions) -> Result<RecordOutput, RecordError
             plain,
         });
     }
+    Ok((objects, weak))
+}
+
+/// The manifest's own object (`name`, holding `text`), under the same prefix
+/// as the uploaded files; `s3_upload` checks it when it goes up, after this
+/// record is written.
+fn manifest_object(options: &RecordOptions, name: &str, text: &[u8]) -> OffsiteObject {
     let prefix = options
         .uploaded
         .first()
         .and_then(|o| o.key.rsplit_once('/'))
         .map(|(p, _)| format!("{p}/"))
         .unwrap_or_default();
-    objects.push(OffsiteObject {
+    OffsiteObject {
         key: format!("{prefix}{name}"),
         bytes: text.len() as u64,
-        sha256: hex::encode(Sha256::digest(&text)),
+        sha256: hex::encode(Sha256::digest(text)),
         // Checked by `s3_upload` when it goes up, after this record.
         check: "pending".to_string(),
         plain: None,
-    });
-    let verified = if weak.is_empty() {
+    }
+}
+
+/// The record's verdict: verified when every one of the `uploaded` objects
+/// was matched by checksum or ETag, else which ones only had their size
+/// checked (`weak`).
+fn verification(uploaded: usize, weak: &[String]) -> OffsiteVerification {
+    if weak.is_empty() {
         OffsiteVerification {
             result: VERIFIED.to_string(),
             detail: format!(
-                "{} objects read back after the upload and matched by SHA-256 checksum or ETag",
-                options.uploaded.len()
+                "{uploaded} objects read back after the upload and matched by SHA-256 checksum or ETag"
             ),
         }
     } else {
@@ -248,34 +298,5 @@ pub fn write_record(options: &RecordOptions) -> Result<RecordOutput, RecordError
                 weak.join(", ")
             ),
         }
-    };
-    let record = OffsiteRecord {
-        format: RECORD_FORMAT,
-        stamp: stamp.to_string(),
-        workflow: options.workflow.clone(),
-        dest: options.dest.clone(),
-        encryption: if options.encrypted.is_empty() {
-            "none"
-        } else {
-            "age"
-        }
-        .to_string(),
-        created: chrono::Local::now().to_rfc3339(),
-        objects,
-        verified,
-    };
-    let path = manifest.with_file_name(record_file_name(stamp));
-    let json = serde_json::to_string_pretty(&record).expect("a record serializes");
-    write_atomic(&path, format!("{json}\n").as_bytes(), 0o600).map_err(|source| {
-        RecordError::Io {
-            action: "write",
-            path: path.clone(),
-            source,
-        }
-    })?;
-    Ok(RecordOutput {
-        path,
-        verified: record.is_verified(),
-        detail: record.verified.detail,
-    })
+    }
 }

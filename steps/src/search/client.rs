@@ -378,16 +378,24 @@ pub(crate) fn error_detail(body: &[u8]) -> String {
             _ => {}
         }
     }
-    let text = String::from_utf8_lossy(body);
-    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    if one_line.is_empty() {
+    let excerpt = one_line_excerpt(body, BODY_EXCERPT);
+    if excerpt.is_empty() {
         return String::new();
     }
-    let mut excerpt: String = one_line.chars().take(BODY_EXCERPT).collect();
+    format!(": {excerpt}")
+}
+
+/// The start of `body` as text on one line (each run of whitespace made one
+/// space), at most `limit` characters, `...` when cut; empty for an empty
+/// body.
+pub(crate) fn one_line_excerpt(body: &[u8], limit: usize) -> String {
+    let text = String::from_utf8_lossy(body);
+    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut excerpt: String = one_line.chars().take(limit).collect();
     if excerpt.len() < one_line.len() {
         excerpt.push_str("...");
     }
-    format!(": {excerpt}")
+    excerpt
 }
 
 pub(crate) fn attempts_note(attempts: u32) -> String {

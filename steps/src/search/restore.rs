@@ -15,8 +15,8 @@ use url::Url;
 use crate::runtime::error::{ErrorKind, StepError, StepFailure};
 use crate::runtime::step::{DryRun, Step, StepContext};
 use crate::search::client::{
-    HttpClient, HttpError, HttpRequest, default_elasticsearch_url, display_url, endpoint,
-    tls_summary,
+    HttpClient, HttpError, HttpRequest, HttpResponse, default_elasticsearch_url, display_url,
+    endpoint, tls_summary,
 };
 
 /// The timeout when the script gives none: restoring a big index takes a while.
@@ -452,6 +452,18 @@ async fn restore_indices(
             HttpError::Cancelled => StepError::cancelled(),
             source => request_error(options, &indices, source).into(),
         })?;
+    restored_shards(&answer, options, indices, &url)
+}
+
+/// The indices restored and their shards, from the answer to the restore
+/// request sent to `url`; the step's error when the snapshot is missing, the
+/// request failed, or a shard was not restored.
+fn restored_shards(
+    answer: &HttpResponse,
+    options: &EsRestoreOptions,
+    indices: String,
+    url: &Url,
+) -> Result<(Vec<String>, RestoreShards), StepError> {
     if !answer.status.is_success() {
         let error = answer.to_error();
         let missing = String::from_utf8_lossy(&answer.body).contains("snapshot does not exist")
@@ -472,7 +484,7 @@ async fn restore_indices(
         .and_then(|info| info.shards.map(|shards| (info.indices, shards)))
     else {
         return Err(EsRestoreError::NoShards {
-            url: display_url(&url),
+            url: display_url(url),
             answer: String::from_utf8_lossy(&answer.body)
                 .chars()
                 .take(200)

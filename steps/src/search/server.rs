@@ -13,7 +13,8 @@ use url::Url;
 use crate::runtime::error::{ErrorKind, StepError, StepFailure};
 use crate::runtime::step::{DryRun, Step, StepContext};
 use crate::search::client::{
-    HttpClient, HttpError, HttpRequest, display_url, endpoint, tls_summary,
+    HttpClient, HttpError, HttpRequest, HttpResponse, display_url, endpoint, one_line_excerpt,
+    tls_summary,
 };
 
 /// How long connecting may take: a probe of a wrong address must end fast.
@@ -185,6 +186,8 @@ Example:
     }
 }
 
+/// The step's body: one `GET /` (no retry: this asks whether the server
+/// answers now), then what the answer says the server is.
 async fn probe(
     options: &EsServerOptions,
     ctx: &StepContext,
@@ -217,6 +220,13 @@ async fn probe(
         }
         Err(other) => return Err(other.into()),
     };
+    identify_answer(&answer, shown)
+}
+
+/// What the answer to `GET /` from `shown` says the server is: refused
+/// credentials, not Elasticsearch/OpenSearch (with an excerpt of what it
+/// said), or its product and version.
+fn identify_answer(answer: &HttpResponse, shown: String) -> Result<EsServerOutput, EsServerError> {
     let status = answer.status.as_u16();
     if status == 401 || status == 403 {
         let detail = match answer.to_error() {
@@ -229,19 +239,13 @@ async fn probe(
             detail,
         });
     }
-    let excerpt = || {
-        let text = String::from_utf8_lossy(&answer.body);
-        let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-        let mut cut: String = one_line.chars().take(EXCERPT).collect();
-        if cut.len() < one_line.len() {
-            cut.push_str("...");
-        }
-        cut
-    };
     if !answer.status.is_success() {
         return Err(EsServerError::NotElasticsearch {
             url: shown,
-            why: format!("GET / answered HTTP {status}: {}", excerpt()),
+            why: format!(
+                "GET / answered HTTP {status}: {}",
+                one_line_excerpt(&answer.body, EXCERPT)
+            ),
         });
     }
     let root: RootAnswer = match serde_json::from_slice(&answer.body) {
@@ -249,13 +253,16 @@ async fn probe(
         Err(_) => {
             return Err(EsServerError::NotElasticsearch {
                 url: shown,
-                why: format!("GET / answered no JSON: {}", excerpt()),
+                why: format!(
+                    "GET / answered no JSON: {}",
+                    one_line_excerpt(&answer.body, EXCERPT)
+                ),
             });
         }
     };
     identify(root).map_err(|why| EsServerError::NotElasticsearch {
         url: shown,
-        why: format!("{why}: {}", excerpt()),
+        why: format!("{why}: {}", one_line_excerpt(&answer.body, EXCERPT)),
     })
 }
 

@@ -12,8 +12,8 @@ use url::Url;
 use crate::runtime::error::{ErrorKind, StepError, StepFailure};
 use crate::runtime::step::{DryRun, Step, StepContext};
 use crate::search::client::{
-    HttpClient, HttpError, HttpRequest, default_elasticsearch_url, display_url, endpoint,
-    tls_summary,
+    HttpClient, HttpError, HttpRequest, HttpResponse, default_elasticsearch_url, display_url,
+    endpoint, tls_summary,
 };
 use crate::search::snapshot_api::delete_snapshot;
 
@@ -644,32 +644,7 @@ async fn start_snapshot(
     options: &EsSnapshotOptions,
     url: &Url,
 ) -> Result<Option<EsSnapshotOutput>, Interrupted> {
-    let mut body = serde_json::json!({
-        "ignore_unavailable": options.ignore_unavailable,
-        "include_global_state": options.include_global_state,
-    });
-    if let Some(indices) = &options.indices {
-        body["indices"] = serde_json::to_value(indices).expect("indices serialize");
-    }
-    let answer = match client
-        .send(&HttpRequest::json(Method::PUT, url.clone(), &body))
-        .await
-    {
-        Ok(answer) => answer,
-        Err(HttpError::Cancelled) => return Err(Interrupted::Cancelled),
-        Err(HttpError::Deadline { .. }) => {
-            return Err(Interrupted::Deadline {
-                state: "starting".to_string(),
-            });
-        }
-        Err(source) => {
-            return Err(EsSnapshotError::Start {
-                name: options.full_name(),
-                source,
-            }
-            .into());
-        }
-    };
+    let answer = send_start(client, options, url).await?;
     let name_taken = matches!(
         answer.es_error_type().as_deref(),
         Some("snapshot_name_already_in_use_exception" | "invalid_snapshot_name_exception")
@@ -713,6 +688,38 @@ async fn start_snapshot(
         .into());
     }
     Ok(None)
+}
+
+/// Sends the PUT that starts the snapshot (retried by the client) and
+/// returns Elasticsearch's answer, whatever its status; a request that got
+/// no answer is the step's error.
+async fn send_start(
+    client: &HttpClient,
+    options: &EsSnapshotOptions,
+    url: &Url,
+) -> Result<HttpResponse, Interrupted> {
+    let mut body = serde_json::json!({
+        "ignore_unavailable": options.ignore_unavailable,
+        "include_global_state": options.include_global_state,
+    });
+    if let Some(indices) = &options.indices {
+        body["indices"] = serde_json::to_value(indices).expect("indices serialize");
+    }
+    match client
+        .send(&HttpRequest::json(Method::PUT, url.clone(), &body))
+        .await
+    {
+        Ok(answer) => Ok(answer),
+        Err(HttpError::Cancelled) => Err(Interrupted::Cancelled),
+        Err(HttpError::Deadline { .. }) => Err(Interrupted::Deadline {
+            state: "starting".to_string(),
+        }),
+        Err(source) => Err(EsSnapshotError::Start {
+            name: options.full_name(),
+            source,
+        }
+        .into()),
+    }
 }
 
 /// Polls the started snapshot every `poll` until it reaches a terminal state
