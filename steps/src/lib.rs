@@ -16,7 +16,9 @@
 //! - [`s3`]: `mcli_mirror` (`mirror`), `s3_upload` (`upload`), `s3_archive`
 //!   (`archive`: a bucket streamed into a tar archive); shared: `alias`
 //!   (MinIO-client aliases, the signed S3 client), `connection` (the options
-//!   every S3 step takes), `keys` (object keys as file names), `listing`.
+//!   every S3 step takes, and `TargetOptions`), `keys` (object keys as file
+//!   names), `listing`, `bucket_copy` (what `mirror` and `archive` share: the
+//!   listing plan, opening objects, pacing, the ETag MD5 check).
 //! - [`search`]: Elasticsearch/OpenSearch and HTTP: `client` (the retrying
 //!   HTTP client), `snapshot_api` (snapshot URL and delete, plain names,
 //!   shared with retention), steps `es_server`, `es_health`, `es_snapshot`, `es_restore`

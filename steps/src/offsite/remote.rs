@@ -92,7 +92,7 @@ pub struct Remote {
 
 impl Remote {
     /// Builds the clients for a resolved destination (resolve it with
-    /// [`crate::s3::alias::TargetOptions::resolve`] before the step's future,
+    /// [`crate::s3::connection::TargetOptions::resolve`] before the step's future,
     /// which must not hold the environment lookup).
     pub fn connect(endpoint: S3Endpoint, location: S3Location) -> Result<Remote, StepError> {
         let store = endpoint.object_store(
