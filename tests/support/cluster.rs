@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::harness::Test;
+use crate::harness::{Ran, Test};
 use crate::support::{repo_root, runbook, venv_bin};
 
 /// A sandbox cluster and a folder for journals and extraction; stopped on drop.
@@ -88,6 +88,27 @@ impl Cluster {
             test = test.env(key, value.as_str().unwrap());
         }
         test
+    }
+
+    /// `runbook ARGS` in the cluster's folder with the sandbox's environment
+    /// only: no vars and no poll setting (for a workflow file of the test's
+    /// own, or a stock run without [`Cluster::runbook`]'s additions).
+    pub fn bare_runbook<I, S>(&self, args: I) -> Test
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut test = Test::at(self.dir.path()).args(args);
+        for (key, value) in self.record["env"].as_object().unwrap() {
+            test = test.env(key, value.as_str().unwrap());
+        }
+        test
+    }
+
+    /// `runbook recover` of the runs journaled in the cluster's folder.
+    pub fn recover(&self) -> Test {
+        self.runbook(&["recover", "--journal-dir"])
+            .arg(self.dir.path().join("journal"))
     }
 
     /// `runbook run restore-prep --set KEY=VALUE...` with the journal kept
@@ -301,6 +322,24 @@ pub fn assert_failed_cleanly(cluster: &Cluster, out: &Output, reason: &str) {
     let err = stderr(out);
     assert_eq!(code(out), 1, "{err}");
     assert!(err.contains(reason), "expected `{reason}` in:\n{err}");
+    assert_no_set_left(cluster);
+}
+
+impl Ran {
+    /// [`assert_failed_cleanly`] as a check of a finished run: exit 1,
+    /// `reason` in stderr, and nothing left that could pass for a set.
+    #[track_caller]
+    pub fn failed_cleanly(self, cluster: &Cluster, reason: &str) -> Ran {
+        let ran = self.failure(1).stderr_contains(reason);
+        assert_no_set_left(cluster);
+        ran
+    }
+}
+
+/// A failed run left no marker, manifest or partial file in the backup
+/// folder, and no Cassandra snapshot.
+#[track_caller]
+pub fn assert_no_set_left(cluster: &Cluster) {
     let files = cluster.backup_files();
     assert!(
         !files.iter().any(|f| f.ends_with(".info")),
