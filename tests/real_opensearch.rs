@@ -8,7 +8,7 @@
 //! and stopped when the test process exits (`SharedCluster`).
 //! Servers that cannot be installed or started fail the tests with the reason.
 
-use runbook_test_support::{SharedCluster, cluster, restore_proof, support};
+use runbook_test_support::{SharedCluster, cluster, restore_proof};
 
 use std::process::Command;
 use std::sync::MutexGuard;
@@ -16,7 +16,6 @@ use std::sync::MutexGuard;
 use cluster::*;
 use restore_proof::{curl, snapshot_names};
 use serde_json::Value;
-use support::{repo_root, venv_bin};
 
 /// The shared node, started on first use: tests change its index and
 /// snapshots, so they take turns.
@@ -32,14 +31,7 @@ fn node() -> (&'static Cluster, MutexGuard<'static, ()>) {
 }
 
 fn digest(cluster: &Cluster) -> Value {
-    let out = Command::new(venv_bin("python"))
-        .arg(repo_root().join("tests/sandbox/sandbox.py"))
-        .arg("digest")
-        .arg(cluster.sandbox())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "digest: {}", stderr(&out));
-    serde_json::from_slice(&out.stdout).unwrap()
+    cluster.digest_of(&[])
 }
 
 /// The backup folder's files, leaving out the snapshot repository's own files
@@ -242,15 +234,7 @@ fn a_snapshot_holding_no_index_fails_the_run_and_is_deleted() {
 #[test]
 fn status_answers_and_the_digest_follows_the_documents() {
     let (cluster, _turn) = node();
-    let sandbox_py = |command: &str| {
-        Command::new(venv_bin("python"))
-            .arg(repo_root().join("tests/sandbox/sandbox.py"))
-            .arg(command)
-            .arg(cluster.sandbox())
-            .output()
-            .unwrap()
-    };
-    let status = sandbox_py("status");
+    let status = cluster.sandbox_py("status", &[]);
     assert!(
         status.status.success(),
         "{}",
@@ -301,12 +285,7 @@ fn stop_leaves_no_opensearch_process() {
     assert!(node["start_seconds"].as_f64().unwrap() > 0.0, "{node}");
     assert!(node["rss_kib"].as_u64().unwrap() > 0, "{node}");
     let group = node["pgid"].as_i64().unwrap();
-    let out = Command::new(venv_bin("python"))
-        .arg(repo_root().join("tests/sandbox/sandbox.py"))
-        .arg("stop")
-        .arg(cluster.sandbox())
-        .output()
-        .unwrap();
+    let out = cluster.sandbox_py("stop", &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     let left: Vec<String> = std::fs::read_dir("/proc")
         .unwrap()

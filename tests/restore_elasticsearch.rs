@@ -24,7 +24,7 @@ use cluster::*;
 use nix::sys::signal::Signal;
 use restore_proof::{curl, snapshot_names};
 use serde_json::Value;
-use support::{assert_contains, repo_root, venv_bin};
+use support::assert_contains;
 
 /// The test workflow: the part's functions in the order cluster-hot-restore
 /// calls them, with a failure injected after any of them (`fail_after`).
@@ -120,15 +120,7 @@ fn es(method: &str, cluster: &Cluster, path: &str, body: Option<&str>) -> Value 
 /// The ES part of `sandbox.py digest`: per index, its document count and a
 /// hash of its sorted documents.
 fn es_digest(cluster: &Cluster) -> Value {
-    let out = Command::new(venv_bin("python"))
-        .arg(repo_root().join("tests/sandbox/sandbox.py"))
-        .arg("digest")
-        .arg(cluster.sandbox())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "digest: {}", stderr(&out));
-    let digest: Value = serde_json::from_slice(&out.stdout).unwrap();
-    digest["indices"].clone()
+    cluster.digest_of(&[])["indices"].clone()
 }
 
 /// The index's UUID: a new one means the index was deleted and made again.
@@ -173,6 +165,34 @@ fn backup(cluster: &Cluster) -> String {
     let made: Vec<String> = stamps().difference(&before).cloned().collect();
     assert_eq!(made.len(), 1, "one new set: {made:?}");
     made[0].clone()
+}
+
+/// Keeps the live index aside in a snapshot of the test's own
+/// (`test_keep_aside`), for a test that deletes or damages it.
+fn keep_index_aside(cluster: &Cluster) {
+    es(
+        "PUT",
+        cluster,
+        "/_snapshot/thehive_repository/test_keep_aside?wait_for_completion=true",
+        Some(r#"{"indices":"thehive_global","include_global_state":false}"#),
+    );
+}
+
+/// Restores the index [`keep_index_aside`] kept (the index must be gone),
+/// then drops that snapshot: the live index back for the next tests.
+fn put_index_back(cluster: &Cluster) {
+    es(
+        "POST",
+        cluster,
+        "/_snapshot/thehive_repository/test_keep_aside/_restore?wait_for_completion=true",
+        Some(r#"{"indices":"thehive_global","include_global_state":false}"#),
+    );
+    es(
+        "DELETE",
+        cluster,
+        "/_snapshot/thehive_repository/test_keep_aside",
+        None,
+    );
 }
 
 /// Documents added, changed and deleted after the backup; each call touches
@@ -391,12 +411,7 @@ fn an_index_that_did_not_exist_is_gone_after_the_undo() {
     let stamp = backup(cluster);
     let before = es_digest(cluster);
     // Keep the live index aside (a snapshot of our own), then delete it.
-    es(
-        "PUT",
-        cluster,
-        "/_snapshot/thehive_repository/test_keep_aside?wait_for_completion=true",
-        Some(r#"{"indices":"thehive_global","include_global_state":false}"#),
-    );
+    keep_index_aside(cluster);
     es("DELETE", cluster, "/thehive_global", None);
     let out = restore(fixture, &stamp, &["fail_after=restore"]).failure(1);
     let err = &out.stderr;
@@ -409,18 +424,7 @@ fn an_index_that_did_not_exist_is_gone_after_the_undo() {
     assert_eq!(status, 404, "the index the restore created is gone: {body}");
     assert!(!snapshot_names(cluster).contains(&format!("pre_restore_{stamp}")));
     // The live index back for the next tests.
-    es(
-        "POST",
-        cluster,
-        "/_snapshot/thehive_repository/test_keep_aside/_restore?wait_for_completion=true",
-        Some(r#"{"indices":"thehive_global","include_global_state":false}"#),
-    );
-    es(
-        "DELETE",
-        cluster,
-        "/_snapshot/thehive_repository/test_keep_aside",
-        None,
-    );
+    put_index_back(cluster);
     assert_eq!(es_digest(cluster), before);
 }
 
@@ -492,12 +496,7 @@ fn the_plan_lines_run_as_printed_restore_the_set() {
     discard_safety(fixture, &stamp);
 
     // The same restore of a snapshot whose shards cannot be allocated: jq fails.
-    es(
-        "PUT",
-        cluster,
-        "/_snapshot/thehive_repository/test_keep_aside?wait_for_completion=true",
-        Some(r#"{"indices":"thehive_global","include_global_state":false}"#),
-    );
+    keep_index_aside(cluster);
     es(
         "PUT",
         cluster,
@@ -526,18 +525,7 @@ fn the_plan_lines_run_as_printed_restore_the_set() {
         r#"the restore did not bring back every shard: {"snapshot""#,
     );
     es("DELETE", cluster, "/thehive_global", None);
-    es(
-        "POST",
-        cluster,
-        "/_snapshot/thehive_repository/test_keep_aside/_restore?wait_for_completion=true",
-        Some(r#"{"indices":"thehive_global","include_global_state":false}"#),
-    );
-    es(
-        "DELETE",
-        cluster,
-        "/_snapshot/thehive_repository/test_keep_aside",
-        None,
-    );
+    put_index_back(cluster);
     assert_eq!(es_digest(cluster), at_backup);
 }
 

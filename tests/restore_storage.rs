@@ -164,15 +164,7 @@ fn stamps(cluster: &Cluster) -> std::collections::BTreeSet<String> {
 /// `sandbox.py digest DIR --attachments folder|bucket`: the attachments' count
 /// and a hash of their sorted paths and contents.
 fn digest(cluster: &Cluster, place: &str) -> serde_json::Value {
-    let out = Command::new(venv_bin("python"))
-        .arg(repo_root().join("tests/sandbox/sandbox.py"))
-        .arg("digest")
-        .arg(cluster.sandbox())
-        .args(["--attachments", place])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "digest failed: {}", stderr(&out));
-    serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["attachments"].clone()
+    cluster.digest_of(&["--attachments", place])["attachments"].clone()
 }
 
 /// Everything about a folder that the restore must keep or bring back: each

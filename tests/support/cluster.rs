@@ -125,6 +125,27 @@ impl Cluster {
         command.output().expect("runbook runs")
     }
 
+    /// `sandbox.py COMMAND DIR ARGS...` on this sandbox, run to the end
+    /// (`status`, `digest`, `stop`): what it printed and how it ended.
+    pub fn sandbox_py(&self, command: &str, args: &[&str]) -> Output {
+        Command::new(venv_bin("python"))
+            .arg(repo_root().join("tests/sandbox/sandbox.py"))
+            .arg(command)
+            .arg(self.sandbox())
+            .args(args)
+            .output()
+            .expect("sandbox.py runs")
+    }
+
+    /// `sandbox.py digest DIR ARGS...` (`--attachments folder|bucket`): the
+    /// Cassandra rows, index documents and attachments it hashed.
+    #[track_caller]
+    pub fn digest_of(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.sandbox_py("digest", args);
+        assert!(out.status.success(), "digest failed: {}", stderr(&out));
+        serde_json::from_slice(&out.stdout).expect("digest prints JSON")
+    }
+
     pub fn es_url(&self) -> String {
         self.record["elasticsearch_url"]
             .as_str()

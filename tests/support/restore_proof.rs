@@ -55,15 +55,7 @@ pub fn real_tools() -> PathBuf {
 /// `sandbox.py digest DIR --attachments folder|bucket`: Cassandra rows,
 /// OpenSearch documents and the attachments of `storage`.
 pub fn digest(cluster: &Cluster, storage: Storage) -> serde_json::Value {
-    let out = Command::new(venv_bin("python"))
-        .arg(repo_root().join("tests/sandbox/sandbox.py"))
-        .arg("digest")
-        .arg(cluster.sandbox())
-        .args(["--attachments", storage.place()])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "digest failed: {}", stderr(&out));
-    serde_json::from_slice(&out.stdout).expect("digest prints JSON")
+    cluster.digest_of(&["--attachments", storage.place()])
 }
 
 #[track_caller]

@@ -141,8 +141,14 @@ impl Running {
     /// Waits (60 s at most) until the run has written `needle` to stderr.
     #[track_caller]
     pub fn wait_for_stderr(self, needle: &str) -> Self {
+        self.wait_for_stderr_within(needle, WAIT)
+    }
+
+    /// [`Running::wait_for_stderr`] with a limit of its own.
+    #[track_caller]
+    pub fn wait_for_stderr_within(self, needle: &str, limit: Duration) -> Self {
         let stderr = Arc::clone(&self.stderr);
-        self.wait_until(&format!("`{needle}` in stderr"), move || {
+        self.wait_until_within(&format!("`{needle}` in stderr"), limit, move || {
             String::from_utf8_lossy(&stderr.lock().unwrap_or_else(|p| p.into_inner()))
                 .contains(needle)
         })
@@ -161,8 +167,20 @@ impl Running {
     /// Polls `condition` until it holds (60 s at most). Fails at once, with
     /// what the run printed, when the run ends first.
     #[track_caller]
-    pub fn wait_until(mut self, what: &str, mut condition: impl FnMut() -> bool) -> Self {
-        let until = Instant::now() + WAIT;
+    pub fn wait_until(self, what: &str, condition: impl FnMut() -> bool) -> Self {
+        self.wait_until_within(what, WAIT, condition)
+    }
+
+    /// [`Running::wait_until`] with a limit of its own (a real server's
+    /// step that takes minutes to be reached).
+    #[track_caller]
+    pub fn wait_until_within(
+        mut self,
+        what: &str,
+        limit: Duration,
+        mut condition: impl FnMut() -> bool,
+    ) -> Self {
+        let until = Instant::now() + limit;
         while !condition() {
             if let Some(status) = self.child.try_wait().expect("waitpid") {
                 if let Some(reader) = self.stderr_reader.take() {
@@ -173,7 +191,11 @@ impl Running {
                     self.stderr_so_far()
                 );
             }
-            assert!(Instant::now() < until, "timed out waiting for {what}");
+            assert!(
+                Instant::now() < until,
+                "timed out waiting for {what} ({limit:?})\n--- stderr so far:\n{}",
+                self.stderr_so_far()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         self
