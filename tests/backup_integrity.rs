@@ -79,9 +79,7 @@ fn backup(cluster: &Cluster, sets: &[&str]) -> Ran {
 /// `runbook run restore-prep` on the sandbox's backup folder, staging in `staging`.
 fn restore_prep(cluster: &Cluster, staging: &Path) -> Ran {
     let backup = cluster.path("backup");
-    // Its journal in the cluster folder's journal/, as the sandbox's runs.
-    let mut test = Test::at(cluster.dir.path()).args(["run", "restore-prep"]);
-    for (key, value) in [
+    cluster.restore_prep(&[
         ("manifest_path", backup.display().to_string()),
         ("staging", staging.display().to_string()),
         ("elasticsearch_url", cluster.es_url()),
@@ -97,10 +95,7 @@ fn restore_prep(cluster: &Cluster, staging: &Path) -> Ran {
             "s3_archive_path",
             cluster.path("s3_archive").display().to_string(),
         ),
-    ] {
-        test = test.arg("--set").arg(format!("{key}={value}"));
-    }
-    test.run()
+    ])
 }
 
 /// A bind mount undone on drop.

@@ -8,7 +8,7 @@
 //! and stopped when the test process exits (`SharedCluster`).
 //! Servers that cannot be installed or started fail the tests with the reason.
 
-use runbook_test_support::{SharedCluster, cluster, restore_proof};
+use runbook_test_support::{Ran, SharedCluster, cluster, restore_proof};
 
 use std::process::Command;
 use std::sync::MutexGuard;
@@ -107,28 +107,29 @@ fn a_backup_restores_into_real_opensearch_with_an_equal_digest() {
 
     let staging = cluster.dir.path().join("staging");
     let backup = cluster.path("backup");
-    let out = cluster.restore_prep(&[
-        ("manifest_path", backup.display().to_string()),
-        (
-            "cassandra_archive_path",
-            cluster.path("cassandra_archive").display().to_string(),
-        ),
-        (
-            "elasticsearch_archive_path",
-            cluster.path("es_archive").display().to_string(),
-        ),
-        (
-            "storage_archive_path",
-            cluster.path("storage_archive").display().to_string(),
-        ),
-        (
-            "attachment_folder",
-            cluster.path("attachments").display().to_string(),
-        ),
-        ("elasticsearch_url", cluster.es_url()),
-        ("staging", staging.display().to_string()),
-    ]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    cluster
+        .restore_prep(&[
+            ("manifest_path", backup.display().to_string()),
+            (
+                "cassandra_archive_path",
+                cluster.path("cassandra_archive").display().to_string(),
+            ),
+            (
+                "elasticsearch_archive_path",
+                cluster.path("es_archive").display().to_string(),
+            ),
+            (
+                "storage_archive_path",
+                cluster.path("storage_archive").display().to_string(),
+            ),
+            (
+                "attachment_folder",
+                cluster.path("attachments").display().to_string(),
+            ),
+            ("elasticsearch_url", cluster.es_url()),
+            ("staging", staging.display().to_string()),
+        ])
+        .success();
     let plan_file = walk(&staging)
         .into_iter()
         .find(|p| p.ends_with("restore-plan.sh"))
@@ -163,26 +164,29 @@ fn a_backup_restores_into_real_opensearch_with_an_equal_digest() {
     assert_eq!(digest(cluster), before);
 }
 
+/// Runs the stock backup with `--set SETTING`, which must fail (exit 1)
+/// leaving nothing ([`assert_nothing_left`]); the run, to check its output.
+#[track_caller]
+fn backup_fails_leaving_nothing(cluster: &Cluster, setting: &str) -> Ran {
+    let snapshots = snapshot_names(cluster);
+    let files = backup_files(cluster);
+    let ran = cluster
+        .runbook(&["run", "cluster-hot-backup", "--set", setting])
+        .run()
+        .failure(1);
+    assert_nothing_left(cluster, &snapshots, &files);
+    ran
+}
+
 /// The repository is not registered: pre-flight says so, nothing is snapshotted.
 #[test]
 fn an_unregistered_repository_fails_preflight_with_nothing_snapshotted() {
     let (cluster, _turn) = node();
-    let snapshots = snapshot_names(cluster);
-    let files = backup_files(cluster);
-    cluster
-        .runbook(&[
-            "run",
-            "cluster-hot-backup",
-            "--set",
-            "elasticsearch_repository=not_registered",
-        ])
-        .run()
-        .failure(1)
+    backup_fails_leaving_nothing(cluster, "elasticsearch_repository=not_registered")
         .stderr_contains(&format!(
             "the Elasticsearch snapshot repository \"not_registered\" is not registered at {}",
             cluster.es_url()
         ));
-    assert_nothing_left(cluster, &snapshots, &files);
 }
 
 /// A named index that does not exist: pre-flight says which config key to fix,
@@ -191,19 +195,11 @@ fn an_unregistered_repository_fails_preflight_with_nothing_snapshotted() {
 #[test]
 fn a_missing_index_fails_preflight_with_nothing_snapshotted() {
     let (cluster, _turn) = node();
-    let snapshots = snapshot_names(cluster);
-    let files = backup_files(cluster);
-    cluster
-        .runbook(&["run", "cluster-hot-backup", "--set", "elasticsearch_indices=no_such_index"])
-        .run()
-        .failure(1)
-        .stderr_contains(
-        &format!(
+    backup_fails_leaving_nothing(cluster, "elasticsearch_indices=no_such_index")
+        .stderr_contains(&format!(
             "the Elasticsearch index \"no_such_index\" does not exist at {}: fix the config key elasticsearch_indices",
             cluster.es_url()
-        ),
-        );
-    assert_nothing_left(cluster, &snapshots, &files);
+        ));
 }
 
 /// A pattern that matches no index: the real node's snapshot ends SUCCESS with
@@ -211,22 +207,11 @@ fn a_missing_index_fails_preflight_with_nothing_snapshotted() {
 #[test]
 fn a_snapshot_holding_no_index_fails_the_run_and_is_deleted() {
     let (cluster, _turn) = node();
-    let snapshots = snapshot_names(cluster);
-    let files = backup_files(cluster);
-    cluster
-        .runbook(&[
-            "run",
-            "cluster-hot-backup",
-            "--set",
-            "elasticsearch_indices=nomatch*",
-        ])
-        .run()
-        .failure(1)
+    backup_fails_leaving_nothing(cluster, "elasticsearch_indices=nomatch*")
         .stderr_contains(
             "holds no index (0 shards): \"nomatch*\" (elasticsearch_indices) matches no index",
         )
         .stderr_contains("delete Elasticsearch snapshot elasticsearch_");
-    assert_nothing_left(cluster, &snapshots, &files);
 }
 
 /// `status` sees the node healthy; `digest` is stable for the same documents and

@@ -927,17 +927,7 @@ fn the_attachments_are_extracted_while_cassandra_loads() {
             real = real_tools().join("sstableloader").display(),
         ),
     );
-    let loader = wrapper.display().to_string();
-    let out = restore(
-        cluster,
-        &[
-            ("stamp", &stamp),
-            ("confirm", &stamp),
-            ("storage", "local"),
-            ("sstableloader", &loader),
-        ],
-    )
-    .success();
+    let out = restore_with_loader(cluster, &stamp, &wrapper).success();
     let err = &out.stderr;
     assert!(held.exists(), "the wrapper held a load:\n{err}");
     assert_contains(err, "at the same time (restore_overlap)");
@@ -1038,17 +1028,7 @@ fn a_table_failing_while_the_other_parts_restore_puts_every_part_back() {
             real = real_tools().join("sstableloader").display(),
         ),
     );
-    let loader = wrapper.display().to_string();
-    let out = restore(
-        cluster,
-        &[
-            ("stamp", &stamp),
-            ("confirm", &stamp),
-            ("storage", "local"),
-            ("sstableloader", &loader),
-        ],
-    )
-    .failure(1);
+    let out = restore_with_loader(cluster, &stamp, &wrapper).failure(1);
     let err = &out.stderr;
     assert!(failed.exists(), "the stand-in failed a load:\n{err}");
     assert_contains(err, "sstableloader failed for table thehive.");
@@ -1065,6 +1045,21 @@ fn a_table_failing_while_the_other_parts_restore_puts_every_part_back() {
         "the staging folder is removed"
     );
     discard_safety(cluster, &stamp, Storage::Local);
+}
+
+/// The confirmed restore of `stamp` (storage local) with `loader` as its
+/// sstableloader (a wrapper around the real one).
+fn restore_with_loader(cluster: &Cluster, stamp: &str, loader: &Path) -> Ran {
+    let loader = loader.display().to_string();
+    restore(
+        cluster,
+        &[
+            ("stamp", stamp),
+            ("confirm", stamp),
+            ("storage", "local"),
+            ("sstableloader", &loader),
+        ],
+    )
 }
 
 /// Writes an executable script (a wrapper around a real tool) at `path`.

@@ -260,6 +260,31 @@ fn loader_roles(cluster: &Cluster) -> Vec<String> {
         .collect()
 }
 
+/// A new set, then rows changed: the set's stamp and the keyspace's digest
+/// before any restore (what an undo must give back).
+fn backup_then_change_rows(cluster: &Cluster) -> (String, serde_json::Value) {
+    let stamp = backup(cluster);
+    change_rows(cluster);
+    (stamp, keyspace_digest(cluster))
+}
+
+/// The keyspace is as `before_restore` and no loader role is left; then the
+/// safety copy of `stamp` is dropped.
+#[track_caller]
+fn assert_put_back_then_discard(
+    cluster: &Cluster,
+    stamp: &str,
+    before_restore: &serde_json::Value,
+) {
+    assert_eq!(&keyspace_digest(cluster), before_restore);
+    assert!(
+        loader_roles(cluster).is_empty(),
+        "{:?}",
+        loader_roles(cluster)
+    );
+    discard(cluster, stamp);
+}
+
 /// Drops the safety copy of `stamp` through the lib (twice: idempotent).
 fn discard(cluster: &Cluster, stamp: &str) {
     run_part(cluster, stamp, &["action=discard"]).success();
@@ -343,9 +368,7 @@ fn round_trip_restores_the_backup_time_keyspace_with_no_password_on_any_command_
 #[test]
 fn a_loader_failing_on_the_third_table_puts_the_keyspace_back() {
     let (cluster, _guard) = node();
-    let stamp = backup(cluster);
-    change_rows(cluster);
-    let before_restore = keyspace_digest(cluster);
+    let (stamp, before_restore) = backup_then_change_rows(cluster);
 
     // sstableloader that fails on its third load (`--help` aside), a stand-in
     // in front of the real one.
@@ -387,21 +410,13 @@ fn a_loader_failing_on_the_third_table_puts_the_keyspace_back() {
         "put Cassandra keyspace thehive back from safety copy pre_restore_",
     );
     assert!(!log.contains("cleanup failed"), "{log}");
-    assert_eq!(keyspace_digest(cluster), before_restore);
-    assert!(
-        loader_roles(cluster).is_empty(),
-        "{:?}",
-        loader_roles(cluster)
-    );
-    discard(cluster, &stamp);
+    assert_put_back_then_discard(cluster, &stamp, &before_restore);
 }
 
 #[test]
 fn another_part_failing_after_the_restore_puts_the_keyspace_back() {
     let (cluster, _guard) = node();
-    let stamp = backup(cluster);
-    change_rows(cluster);
-    let before_restore = keyspace_digest(cluster);
+    let (stamp, before_restore) = backup_then_change_rows(cluster);
     let out = run_part(cluster, &stamp, &["fail_after_restore=true"]).failure(1);
     let log = &out.stderr;
     assert_contains(log, "another part of the restore failed (test)");
@@ -484,9 +499,7 @@ fn plan_lists_every_action_without_a_password_and_changes_nothing() {
 #[test]
 fn sigkill_mid_load_then_recover_puts_the_keyspace_back() {
     let (cluster, _guard) = node();
-    let stamp = backup(cluster);
-    change_rows(cluster);
-    let before_restore = keyspace_digest(cluster);
+    let (stamp, before_restore) = backup_then_change_rows(cluster);
 
     let mut run = part_command(cluster, "run", &stamp, &[]).spawn();
     // Killed while sstableloader streams a table of the set (the keyspace is
@@ -524,21 +537,13 @@ fn sigkill_mid_load_then_recover_puts_the_keyspace_back() {
         .run()
         .success()
         .stderr_contains("put Cassandra keyspace thehive back from safety copy pre_restore_");
-    assert_eq!(keyspace_digest(cluster), before_restore);
-    assert!(
-        loader_roles(cluster).is_empty(),
-        "{:?}",
-        loader_roles(cluster)
-    );
-    discard(cluster, &stamp);
+    assert_put_back_then_discard(cluster, &stamp, &before_restore);
 }
 
 #[test]
 fn a_user_that_cannot_create_the_loader_role_fails_before_anything_changes() {
     let (cluster, _guard) = node();
-    let stamp = backup(cluster);
-    change_rows(cluster);
-    let before_restore = keyspace_digest(cluster);
+    let (stamp, before_restore) = backup_then_change_rows(cluster);
     // A role that may log in and read, but not create roles.
     cql(
         cluster,

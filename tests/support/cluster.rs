@@ -113,16 +113,12 @@ impl Cluster {
 
     /// `runbook run restore-prep --set KEY=VALUE...` with the journal kept
     /// here; no sandbox vars, so each test names every key it relies on.
-    pub fn restore_prep(&self, settings: &[(&str, String)]) -> Output {
-        let mut command = runbook();
-        command
-            .args(["run", "restore-prep", "--journal-dir"])
-            .arg(self.dir.path().join("journal"))
-            .current_dir(self.dir.path());
+    pub fn restore_prep(&self, settings: &[(&str, String)]) -> Ran {
+        let mut test = Test::at(self.dir.path()).args(["run", "restore-prep"]);
         for (key, value) in settings {
-            command.arg("--set").arg(format!("{key}={value}"));
+            test = test.arg("--set").arg(format!("{key}={value}"));
         }
-        command.output().expect("runbook runs")
+        test.run()
     }
 
     /// `sandbox.py COMMAND DIR ARGS...` on this sandbox, run to the end

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::cluster::{Cluster, code, gnu_tar_extract, stderr};
+use crate::cluster::{Cluster, gnu_tar_extract, stderr};
 use crate::support::{assert_contains, repo_root, runbook_binary, venv_bin};
 
 /// Where the attachments of a round trip live.
@@ -328,8 +328,7 @@ pub fn backup_wipe_restore_compare(
     if let Some(login) = login {
         settings.push(("cassandra_user", login.user.to_string()));
     }
-    let prep = cluster.restore_prep(&settings);
-    assert_eq!(code(&prep), 0, "{}", stderr(&prep));
+    cluster.restore_prep(&settings).success();
     let plan_file = staging.join(&stamp).join("restore-plan.sh");
     let plan = std::fs::read_to_string(&plan_file).unwrap();
     if let Some(login) = login {
