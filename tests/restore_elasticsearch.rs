@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use cluster::*;
 use nix::sys::signal::Signal;
-use restore_proof::{curl, snapshot_names};
+use restore_proof::{curl, set_stamps, snapshot_names};
 use serde_json::Value;
 use support::assert_contains;
 
@@ -141,28 +141,14 @@ fn health(cluster: &Cluster) -> String {
 
 /// The stock backup (Cassandra stand-in, local attachments); the stamp of the set made.
 fn backup(cluster: &Cluster) -> String {
-    let stamps = || -> std::collections::BTreeSet<String> {
-        std::fs::read_dir(cluster.path("backup"))
-            .unwrap()
-            .flatten()
-            .filter_map(|e| {
-                let name = e.file_name().to_string_lossy().into_owned();
-                Some(
-                    name.strip_prefix("backup_")?
-                        .strip_suffix(".json")?
-                        .to_string(),
-                )
-            })
-            .collect()
-    };
-    let before = stamps();
+    let before = set_stamps(cluster);
     // Two sets must not share a stamp (one per second).
     std::thread::sleep(Duration::from_millis(1100));
     cluster
         .runbook(&["run", "cluster-hot-backup"])
         .run()
         .success();
-    let made: Vec<String> = stamps().difference(&before).cloned().collect();
+    let made: Vec<String> = set_stamps(cluster).difference(&before).cloned().collect();
     assert_eq!(made.len(), 1, "one new set: {made:?}");
     made[0].clone()
 }
@@ -322,7 +308,6 @@ fn a_restore_with_failed_shards_puts_the_index_back_and_exits_1() {
 
     let out = restore(fixture, &stamp, &[]).failure(1);
     let err = &out.stderr;
-    eprintln!("{err}");
 
     assert_contains(
         err,
@@ -365,7 +350,6 @@ fn a_failure_after_the_restore_puts_the_index_back() {
     let before = es_digest(cluster);
     let out = restore(fixture, &stamp, &["fail_after=verify"]).failure(1);
     let err = &out.stderr;
-    eprintln!("{err}");
 
     assert_contains(err, "test failure after verify");
     assert_contains(err, r#"verified: {"documents":{"thehive_global":300}"#);
@@ -390,7 +374,6 @@ fn a_failure_before_the_restore_leaves_the_index_untouched() {
     let uuid = index_uuid(cluster);
     let out = restore(fixture, &stamp, &["fail_after=safety_copy"]).failure(1);
     let err = &out.stderr;
-    eprintln!("{err}");
 
     assert_contains(err, "test failure after safety_copy");
     assert_contains(
@@ -447,7 +430,6 @@ fn a_snapshot_missing_from_the_repository_is_refused_before_anything_changes() {
     let snapshots = snapshot_names(cluster);
     let out = restore(fixture, &stamp, &[]).failure(1);
     let err = &out.stderr;
-    eprintln!("{err}");
 
     assert_contains(
         err,
@@ -547,7 +529,6 @@ fn preflight_refusals_change_nothing() {
         let snapshots = snapshot_names(cluster);
         let out = restore(fixture, &stamp, &[]).failure(1);
         let err = &out.stderr;
-        eprintln!("{err}");
 
         assert_contains(err, reason);
         assert_eq!(index_uuid(cluster), uuid);
@@ -595,7 +576,6 @@ fn preflight_refusals_change_nothing() {
     repository_settings(cluster, "");
     let out = out.failure(1);
     let err = &out.stderr;
-    eprintln!("{err}");
     assert_contains(
         err,
         &format!(
@@ -618,7 +598,6 @@ fn restore_needs_the_safety_copy_and_verify_needs_the_sets_snapshot() {
     let uuid = index_uuid(cluster);
     let out = restore(fixture, &stamp, &["skip_safety_copy=true"]).failure(1);
     let err = &out.stderr;
-    eprintln!("{err}");
 
     assert_contains(
         err,
@@ -631,7 +610,6 @@ fn restore_needs_the_safety_copy_and_verify_needs_the_sets_snapshot() {
     // The live index came from the sandbox's bulk load or another snapshot, not this set's.
     let out = restore(fixture, &stamp, &["skip_restore=true"]).failure(1);
     let err = &out.stderr;
-    eprintln!("{err}");
 
     assert_contains(
         err,

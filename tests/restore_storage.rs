@@ -16,6 +16,7 @@
 //! exits; tests take turns. A sandbox that cannot start fails every test with
 //! the reason; none is skipped.
 
+use runbook_test_support::restore_proof::set_stamps;
 use runbook_test_support::{Ran, Running, SharedCluster, Test, TmpfsMount, cluster, support};
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
@@ -134,7 +135,7 @@ fn discard(cluster: &Cluster, stamp: &str, sets: &[(&str, String)]) -> Ran {
 
 /// The stock backup workflow with these `--set`s; the new set's stamp.
 fn backup(cluster: &Cluster, sets: &[(&str, String)]) -> String {
-    let before = stamps(cluster);
+    let before = set_stamps(cluster);
     let mut args = vec!["run".to_string(), "cluster-hot-backup".to_string()];
     for (key, value) in sets {
         args.push("--set".into());
@@ -142,23 +143,9 @@ fn backup(cluster: &Cluster, sets: &[(&str, String)]) -> String {
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     cluster.runbook(&args).run().success();
-    let new: Vec<String> = stamps(cluster).difference(&before).cloned().collect();
+    let new: Vec<String> = set_stamps(cluster).difference(&before).cloned().collect();
     assert_eq!(new.len(), 1, "one new set expected: {new:?}");
     new[0].clone()
-}
-
-/// The stamps of the manifests in the sandbox's backup folder.
-fn stamps(cluster: &Cluster) -> std::collections::BTreeSet<String> {
-    std::fs::read_dir(cluster.path("backup"))
-        .unwrap()
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            name.strip_prefix("backup_")
-                .and_then(|n| n.strip_suffix(".json"))
-                .map(str::to_string)
-        })
-        .collect()
 }
 
 /// `sandbox.py digest DIR --attachments folder|bucket`: the attachments' count

@@ -166,18 +166,27 @@ impl Cluster {
         assert!(out.status.success(), "setting ES faults failed");
     }
 
+    /// Every request the Elasticsearch stand-in received. A log that cannot
+    /// be read fails the test (an empty list would pass every "nothing was
+    /// snapshotted" check without checking anything).
     pub fn es_requests(&self) -> Vec<serde_json::Value> {
         let out = Command::new("curl")
             .args(["-sf"])
             .arg(format!("{}/_standin/requests", self.es_url()))
             .output()
             .unwrap();
+        assert!(
+            out.status.success(),
+            "cannot read the stand-in's request log at {}: {}",
+            self.es_url(),
+            stderr(&out)
+        );
         let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         value
             .as_array()
             .cloned()
             .or_else(|| value["requests"].as_array().cloned())
-            .unwrap_or_default()
+            .unwrap_or_else(|| panic!("the stand-in's request log is no list: {value}"))
     }
 
     /// The sandbox's S3 server (`--storage s3`), `http://127.0.0.1:PORT`.
