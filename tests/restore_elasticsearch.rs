@@ -308,7 +308,6 @@ fn a_restore_with_failed_shards_puts_the_index_back_and_exits_1() {
 
     let out = restore(fixture, &stamp, &[]).failure(1);
     let err = &out.stderr;
-
     assert_contains(
         err,
         &format!(
@@ -350,7 +349,6 @@ fn a_failure_after_the_restore_puts_the_index_back() {
     let before = es_digest(cluster);
     let out = restore(fixture, &stamp, &["fail_after=verify"]).failure(1);
     let err = &out.stderr;
-
     assert_contains(err, "test failure after verify");
     assert_contains(err, r#"verified: {"documents":{"thehive_global":300}"#);
     assert_contains(
@@ -374,7 +372,6 @@ fn a_failure_before_the_restore_leaves_the_index_untouched() {
     let uuid = index_uuid(cluster);
     let out = restore(fixture, &stamp, &["fail_after=safety_copy"]).failure(1);
     let err = &out.stderr;
-
     assert_contains(err, "test failure after safety_copy");
     assert_contains(
         err,
@@ -430,7 +427,6 @@ fn a_snapshot_missing_from_the_repository_is_refused_before_anything_changes() {
     let snapshots = snapshot_names(cluster);
     let out = restore(fixture, &stamp, &[]).failure(1);
     let err = &out.stderr;
-
     assert_contains(
         err,
         &format!(
@@ -529,7 +525,6 @@ fn preflight_refusals_change_nothing() {
         let snapshots = snapshot_names(cluster);
         let out = restore(fixture, &stamp, &[]).failure(1);
         let err = &out.stderr;
-
         assert_contains(err, reason);
         assert_eq!(index_uuid(cluster), uuid);
         assert_eq!(snapshot_names(cluster), snapshots);
@@ -598,7 +593,6 @@ fn restore_needs_the_safety_copy_and_verify_needs_the_sets_snapshot() {
     let uuid = index_uuid(cluster);
     let out = restore(fixture, &stamp, &["skip_safety_copy=true"]).failure(1);
     let err = &out.stderr;
-
     assert_contains(
         err,
         &format!(
@@ -610,7 +604,6 @@ fn restore_needs_the_safety_copy_and_verify_needs_the_sets_snapshot() {
     // The live index came from the sandbox's bulk load or another snapshot, not this set's.
     let out = restore(fixture, &stamp, &["skip_restore=true"]).failure(1);
     let err = &out.stderr;
-
     assert_contains(
         err,
         &format!(
