@@ -79,7 +79,7 @@ fn backup(cluster: &Cluster, sets: &[&str]) -> Ran {
 /// `runbook run restore-prep` on the sandbox's backup folder, staging in `staging`.
 fn restore_prep(cluster: &Cluster, staging: &Path) -> Ran {
     let backup = cluster.path("backup");
-    cluster.restore_prep(&[
+    cluster.restore_prep_run(&[
         ("manifest_path", backup.display().to_string()),
         ("staging", staging.display().to_string()),
         ("elasticsearch_url", cluster.es_url()),

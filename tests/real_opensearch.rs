@@ -108,7 +108,7 @@ fn a_backup_restores_into_real_opensearch_with_an_equal_digest() {
     let staging = cluster.dir.path().join("staging");
     let backup = cluster.path("backup");
     cluster
-        .restore_prep(&[
+        .restore_prep_run(&[
             ("manifest_path", backup.display().to_string()),
             (
                 "cassandra_archive_path",

@@ -113,7 +113,13 @@ impl Cluster {
 
     /// `runbook run restore-prep --set KEY=VALUE...` with the journal kept
     /// here; no sandbox vars, so each test names every key it relies on.
-    pub fn restore_prep(&self, settings: &[(&str, String)]) -> Ran {
+    pub fn restore_prep(&self, settings: &[(&str, String)]) -> Output {
+        self.restore_prep_run(settings).output()
+    }
+
+    /// [`Cluster::restore_prep`] as a finished [`Test`], to check with
+    /// `.success()` and the like.
+    pub fn restore_prep_run(&self, settings: &[(&str, String)]) -> Ran {
         let mut test = Test::at(self.dir.path()).args(["run", "restore-prep"]);
         for (key, value) in settings {
             test = test.arg("--set").arg(format!("{key}={value}"));

@@ -328,7 +328,7 @@ pub fn backup_wipe_restore_compare(
     if let Some(login) = login {
         settings.push(("cassandra_user", login.user.to_string()));
     }
-    cluster.restore_prep(&settings).success();
+    cluster.restore_prep_run(&settings).success();
     let plan_file = staging.join(&stamp).join("restore-plan.sh");
     let plan = std::fs::read_to_string(&plan_file).unwrap();
     if let Some(login) = login {
