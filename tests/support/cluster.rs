@@ -21,7 +21,12 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start(args: &[&str]) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
+        Cluster::start_in(tempfile::tempdir().expect("temp dir"), args)
+    }
+
+    /// [`Cluster::start`] with the sandbox in `dir/sb` (a folder the caller
+    /// made first, e.g. to watch it before the servers start).
+    pub fn start_in(dir: tempfile::TempDir, args: &[&str]) -> Self {
         let sandbox = dir.path().join("sb");
         let out = Command::new(venv_bin("python"))
             .arg(repo_root().join("tests/sandbox/sandbox.py"))
