@@ -13,13 +13,12 @@ use std::ffi::{CString, OsStr};
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
 use cluster::*;
 use nix::fcntl::{OFlag, openat};
 use nix::sys::stat::{Mode, mkdirat};
-use support::{assert_contains, runbook};
+use support::{assert_contains, venv_bin};
 
 // ---------------------------------------------------------------- helpers
 
@@ -80,9 +79,7 @@ fn backup(cluster: &Cluster, sets: &[&str]) -> Ran {
 /// `runbook run restore-prep` on the sandbox's backup folder, staging in `staging`.
 fn restore_prep(cluster: &Cluster, staging: &Path) -> Ran {
     let backup = cluster.path("backup");
-    // Its journal in the cluster folder's journal/, as the sandbox's runs.
-    let mut test = Test::at(cluster.dir.path()).args(["run", "restore-prep"]);
-    for (key, value) in [
+    cluster.restore_prep_run(&[
         ("manifest_path", backup.display().to_string()),
         ("staging", staging.display().to_string()),
         ("elasticsearch_url", cluster.es_url()),
@@ -98,10 +95,7 @@ fn restore_prep(cluster: &Cluster, staging: &Path) -> Ran {
             "s3_archive_path",
             cluster.path("s3_archive").display().to_string(),
         ),
-    ] {
-        test = test.arg("--set").arg(format!("{key}={value}"));
-    }
-    test.run()
+    ])
 }
 
 /// A bind mount undone on drop.
@@ -130,6 +124,30 @@ impl Drop for BindMount {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg(&self.0).status();
     }
+}
+
+/// Runs the backup of a sandbox started with `--knob cqlsh-delay=3` and
+/// removes an edgestore data file from its Cassandra snapshot while cqlsh
+/// sleeps (cqlsh runs after `nodetool snapshot` and before the archive): the
+/// finished run and the file removed.
+fn backup_losing_a_snapshot_data_file(cluster: &Cluster) -> (Ran, PathBuf) {
+    let mut removed = None;
+    let ran = cluster
+        .runbook(&["run", "cluster-hot-backup"])
+        .spawn()
+        .wait_until("a Cassandra snapshot to appear", || {
+            removed = walk(&cluster.path("cassandra_data")).into_iter().find(|p| {
+                p.to_string_lossy().contains("/snapshots/cassandra_")
+                    && p.to_string_lossy().contains("/thehive/edgestore-")
+                    && p.file_name() == Some(OsStr::new("nb-1-big-Data.db"))
+            });
+            removed.as_ref().is_some_and(|path| {
+                std::fs::remove_file(path).unwrap();
+                true
+            })
+        })
+        .finish();
+    (ran, removed.expect("the file was removed"))
 }
 
 // ---------------------------------------------------------------- symlinks
@@ -254,29 +272,7 @@ fn symlinks_pointing_outside_the_attachments_are_kept_as_links_warned_and_listed
 #[test]
 fn a_file_removed_from_the_cassandra_snapshot_fails_the_backup_naming_it() {
     let cluster = Cluster::start(&["--objects", "20", "--knob", "cqlsh-delay=3"]);
-    let child = cluster
-        .command(&["run", "cluster-hot-backup"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // cqlsh runs after `nodetool snapshot` and before the archive: remove a
-    // data file from the snapshot while it sleeps.
-    let until = Instant::now() + Duration::from_secs(60);
-    let removed = loop {
-        let found = walk(&cluster.path("cassandra_data")).into_iter().find(|p| {
-            p.to_string_lossy().contains("/snapshots/cassandra_")
-                && p.to_string_lossy().contains("/thehive/edgestore-")
-                && p.file_name() == Some(OsStr::new("nb-1-big-Data.db"))
-        });
-        if let Some(path) = found {
-            std::fs::remove_file(&path).unwrap();
-            break path;
-        }
-        assert!(Instant::now() < until, "no Cassandra snapshot appeared");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let out = child.wait_with_output().unwrap();
+    let (out, removed) = backup_losing_a_snapshot_data_file(&cluster);
     let table = removed
         .parent()
         .and_then(Path::parent)
@@ -285,12 +281,8 @@ fn a_file_removed_from_the_cassandra_snapshot_fails_the_backup_naming_it() {
         .unwrap()
         .to_string_lossy()
         .into_owned();
-    assert_failed_cleanly(
-        &cluster,
-        &out,
-        "lacks files the snapshots' manifest.json list",
-    );
-    assert_contains(&stderr(&out), &format!("/thehive/{table}/nb-1-big-Data.db"));
+    out.failed_cleanly(&cluster, "lacks files the snapshots' manifest.json list")
+        .stderr_contains(&format!("/thehive/{table}/nb-1-big-Data.db"));
     assert!(
         !cluster
             .backup_files()
@@ -321,8 +313,7 @@ fn sstables_without_toc_as_after_sstableloader_are_archived_whole() {
     for toc in &tocs {
         std::fs::remove_file(toc).unwrap();
     }
-    let out = cluster.run(&["run", "cluster-hot-backup"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    backup(&cluster, &[]).success();
     let stamp = only_stamp(&cluster.path("backup"), "backup_", ".json");
     let listing = gnu_tar_list(
         &cluster
@@ -342,34 +333,11 @@ fn sstables_without_toc_as_after_sstableloader_are_archived_whole() {
     {
         std::fs::remove_file(toc).unwrap();
     }
-    let child = cluster
-        .command(&["run", "cluster-hot-backup"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let until = Instant::now() + Duration::from_secs(60);
-    loop {
-        let found = walk(&cluster.path("cassandra_data")).into_iter().find(|p| {
-            p.to_string_lossy().contains("/snapshots/cassandra_")
-                && p.to_string_lossy().contains("/thehive/edgestore-")
-                && p.file_name() == Some(OsStr::new("nb-1-big-Data.db"))
-        });
-        if let Some(path) = found {
-            std::fs::remove_file(&path).unwrap();
-            break;
-        }
-        assert!(Instant::now() < until, "no Cassandra snapshot appeared");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().unwrap();
-    assert_failed_cleanly(
-        &cluster,
-        &out,
-        "lacks files the snapshots' manifest.json list",
-    );
-    assert_contains(&stderr(&out), "/thehive/edgestore-");
-    assert_contains(&stderr(&out), "/nb-1-big-Data.db");
+    backup_losing_a_snapshot_data_file(&cluster)
+        .0
+        .failed_cleanly(&cluster, "lacks files the snapshots' manifest.json list")
+        .stderr_contains("/thehive/edgestore-")
+        .stderr_contains("/nb-1-big-Data.db");
 }
 
 /// An attachment that shrinks while it is read (a sysfs attribute stats as
@@ -387,13 +355,12 @@ fn an_attachment_that_shrinks_while_archived_fails_the_run_unless_allowed() {
     std::fs::write(&victim, b"").unwrap();
     let _mount = BindMount::new(sysfs, &victim);
 
-    let out = backup(&cluster, &[]);
-    assert_failed_cleanly(
-        &cluster,
-        &out.output(),
-        &format!("{} shrank while being archived", victim.display()),
-    );
-    out.stderr_contains("allow_changed_files=true");
+    backup(&cluster, &[])
+        .failed_cleanly(
+            &cluster,
+            &format!("{} shrank while being archived", victim.display()),
+        )
+        .stderr_contains("allow_changed_files=true");
 
     backup(&cluster, &["allow_changed_files=true"]).success();
     let (stamp, manifest) = only_manifest(&cluster);
@@ -414,16 +381,15 @@ fn an_empty_attachment_folder_fails_before_any_snapshot_unless_allowed() {
     std::fs::create_dir(&empty).unwrap();
     let folder = format!("attachment_folder={}", empty.display());
 
-    let out = backup(&cluster, &[&folder]);
-    assert_failed_cleanly(
-        &cluster,
-        &out.output(),
-        &format!(
-            "attachment folder {} is empty (an unmounted share or a wrong path?)",
-            empty.display()
-        ),
-    );
-    out.stderr_contains("allow_empty_attachments=true");
+    backup(&cluster, &[&folder])
+        .failed_cleanly(
+            &cluster,
+            &format!(
+                "attachment folder {} is empty (an unmounted share or a wrong path?)",
+                empty.display()
+            ),
+        )
+        .stderr_contains("allow_empty_attachments=true");
     let invocations =
         std::fs::read_to_string(cluster.path("state").join("invocations.log")).unwrap_or_default();
     assert!(
@@ -447,13 +413,12 @@ fn an_empty_attachment_folder_fails_before_any_snapshot_unless_allowed() {
 #[test]
 fn elasticsearch_indices_matching_no_index_fail_the_run_unless_allowed() {
     let cluster = Cluster::start(&["--objects", "20"]);
-    let out = backup(&cluster, &["elasticsearch_indices=thehive_gloabl*"]);
-    assert_failed_cleanly(
-        &cluster,
-        &out.output(),
+    backup(&cluster, &["elasticsearch_indices=thehive_gloabl*"])
+        .failed_cleanly(
+            &cluster,
         "holds no index (0 shards): \"thehive_gloabl*\" (elasticsearch_indices) matches no index",
-    );
-    out.stderr_contains("allow_missing_indices=true");
+        )
+        .stderr_contains("allow_missing_indices=true");
     let deleted = cluster
         .es_requests()
         .iter()
@@ -485,7 +450,7 @@ fn elasticsearch_indices_matching_no_index_fail_the_run_unless_allowed() {
 fn s3_objects_whose_keys_cannot_be_files_fail_the_run_unless_allowed() {
     let cluster = Cluster::start(&["--storage", "s3", "--objects", "20"]);
     let s3 = cluster.record["s3_endpoint"].as_str().unwrap().to_string();
-    let put = Command::new(support::venv_bin("python"))
+    let put = Command::new(venv_bin("python"))
         .arg("-c")
         .arg(format!(
             "import boto3\n\
@@ -500,13 +465,12 @@ fn s3_objects_whose_keys_cannot_be_files_fail_the_run_unless_allowed() {
         "{}",
         String::from_utf8_lossy(&put.stderr)
     );
-    let out = backup(&cluster, &[]);
-    assert_failed_cleanly(
-        &cluster,
-        &out.output(),
-        "have keys that cannot be stored as files and are not in the backup",
-    );
-    out.stderr_contains("allow_skipped_objects=true")
+    backup(&cluster, &[])
+        .failed_cleanly(
+            &cluster,
+            "have keys that cannot be stored as files and are not in the backup",
+        )
+        .stderr_contains("allow_skipped_objects=true")
         .stderr_contains("a//b");
 
     backup(&cluster, &["allow_skipped_objects=true"]).success();
@@ -594,8 +558,7 @@ fn attachment_paths_longer_than_path_max_are_archived_verified_and_restored() {
         listing.lines().any(|l| l == expected),
         "GNU tar does not list the long path"
     );
-    let verify = runbook().arg("verify").arg(&archive).output().unwrap();
-    assert_eq!(code(&verify), 0, "{}", stderr(&verify));
+    Test::new().arg("verify").arg(&archive).run().success();
 
     let staging = cluster.dir.path().join("staging");
     restore_prep(&cluster, &staging).success();

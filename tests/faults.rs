@@ -9,41 +9,30 @@
 //! without checking anything.
 
 use runbook_test_support::servers::ServerProcess;
-use runbook_test_support::{TmpfsMount, cluster, support};
+use runbook_test_support::{Ran, Running, Test, TmpfsMount, cluster, support, wait_until};
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cluster::*;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use support::{assert_contains, send_signal};
+use support::assert_contains;
 
 // ---------------------------------------------------------------- helpers
 
-/// Polls `condition` every 20 ms until it holds; panics naming `what` after 60 s.
-fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let until = Instant::now() + Duration::from_secs(60);
-    while !condition() {
-        assert!(Instant::now() < until, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// `runbook run cluster-hot-backup` with `extra` arguments against the sandbox.
+fn backup(cluster: &Cluster, extra: &[&str]) -> Test {
+    cluster.runbook(&[&["run", "cluster-hot-backup"], extra].concat())
 }
 
-/// Starts `runbook run cluster-hot-backup` with `extra` arguments, stderr captured.
-fn spawn_backup(cluster: &Cluster, extra: &[&str]) -> Child {
-    let mut args = vec!["run", "cluster-hot-backup"];
-    args.extend_from_slice(extra);
-    cluster
-        .command(&args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("runbook starts")
+/// `runbook run cluster-hot-backup` with `extra` arguments, started and left running.
+fn spawn_backup(cluster: &Cluster, extra: &[&str]) -> Running {
+    backup(cluster, extra).spawn()
 }
 
 /// The invocation log of the stand-in `nodetool`/`cqlsh`.
@@ -149,18 +138,8 @@ fn tar_partial_with_data(folder: &Path) -> bool {
 
 /// Runs a workflow file of the test's own (not the stock one: no sandbox
 /// vars) with the sandbox's environment, for the stand-in tools.
-fn run_workflow_file(cluster: &Cluster, workflow: &Path) -> Output {
-    let mut command = support::runbook();
-    command
-        .arg("run")
-        .arg(workflow)
-        .arg("--journal-dir")
-        .arg(cluster.dir.path().join("journal"))
-        .current_dir(cluster.dir.path());
-    for (key, value) in cluster.record["env"].as_object().unwrap() {
-        command.env(key, value.as_str().unwrap());
-    }
-    command.output().expect("runbook runs")
+fn run_workflow_file(cluster: &Cluster, workflow: &Path) -> Ran {
+    cluster.bare_runbook(["run"]).arg(workflow).run()
 }
 
 /// Alive and not a zombie.
@@ -189,8 +168,8 @@ fn byte_tree(root: &Path) -> BTreeMap<Vec<u8>, Vec<u8>> {
 }
 
 /// The first line of runbook's error: `error: ...`, or the failed branch's line.
-fn error_line(out: &Output) -> String {
-    let err = stderr(out);
+fn error_line(ran: &Ran) -> String {
+    let err = &ran.stderr;
     let mut lines = err.lines().skip_while(|l| !l.starts_with("error: "));
     let first = lines.next().unwrap_or_default();
     match lines.next() {
@@ -204,28 +183,20 @@ fn error_line(out: &Output) -> String {
 #[test]
 fn nodetool_not_found_fails_preflight_before_anything_is_snapshotted() {
     let cluster = Cluster::start(&[]);
-    let out = cluster.run(&[
-        "run",
-        "cluster-hot-backup",
-        "--set",
-        "nodetool=/nonexistent/nodetool",
-    ]);
-    assert_failed_cleanly(
-        &cluster,
-        &out,
-        "step exec (nodetool status) failed: could not start `/nonexistent/nodetool`: no such file",
-    );
+    backup(&cluster, &["--set", "nodetool=/nonexistent/nodetool"])
+        .run()
+        .failed_cleanly(
+            &cluster,
+            "step exec (nodetool status) failed: could not start `/nonexistent/nodetool`: no such file",
+        );
     // A bare name that is not in PATH.
-    let out = cluster
-        .command(&["run", "cluster-hot-backup", "--set", "nodetool=nodetool"])
+    backup(&cluster, &["--set", "nodetool=nodetool"])
         .env("PATH", "/usr/bin:/bin")
-        .output()
-        .unwrap();
-    assert_failed_cleanly(
-        &cluster,
-        &out,
-        "step exec (nodetool status) failed: could not start `nodetool`: not found in PATH",
-    );
+        .run()
+        .failed_cleanly(
+            &cluster,
+            "step exec (nodetool status) failed: could not start `nodetool`: not found in PATH",
+        );
     assert!(
         cluster.backup_files().is_empty(),
         "{:?}",
@@ -251,12 +222,11 @@ fn a_hung_nodetool_is_killed_with_its_children_at_the_timeout() {
         ),
     )
     .unwrap();
-    let out = run_workflow_file(&cluster, &workflow);
-    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let ran = run_workflow_file(&cluster, &workflow).failure(1);
     assert!(
-        error_line(&out).contains("timed out after 2s"),
+        error_line(&ran).contains("timed out after 2s"),
         "{}",
-        stderr(&out)
+        ran.stderr
     );
     // The stand-in and its child both ignore SIGTERM: only a kill of the
     // whole process group ends them.
@@ -275,24 +245,18 @@ fn a_hung_nodetool_is_killed_with_its_children_at_the_timeout() {
 #[test]
 fn cqlsh_that_cannot_authenticate_or_prints_nothing_fails_the_run_cleanly() {
     let cluster = Cluster::start(&["--cql-auth", "backup:Right-Pass-1"]);
-    let out = cluster
-        .command(&["run", "cluster-hot-backup"])
-        .env("CASSANDRA_PASSWORD", "Wrong-Pass-2")
-        .output()
-        .unwrap();
     // Caught in pre-flight (issue 12 §5): before any snapshot, naming the keys.
-    assert_failed_cleanly(
-        &cluster,
-        &out,
-        "error: cqlsh cannot read keyspace thehive (check cassandra_user and CASSANDRA_PASSWORD, \
-         cassandra_connection, cqlsh): `cqlsh 127.0.0.1` exited with code 1",
-    );
-    assert!(
-        stderr(&out).contains("[Bad credentials]"),
-        "cqlsh's reason is shown: {}",
-        stderr(&out)
-    );
-    assert!(!stderr(&out).contains("Wrong-Pass-2"));
+    backup(&cluster, &[])
+        .env("CASSANDRA_PASSWORD", "Wrong-Pass-2")
+        .run()
+        .failed_cleanly(
+            &cluster,
+            "error: cqlsh cannot read keyspace thehive (check cassandra_user and CASSANDRA_PASSWORD, \
+             cassandra_connection, cqlsh): `cqlsh 127.0.0.1` exited with code 1",
+        )
+        // cqlsh's reason is shown, the password is not.
+        .stderr_contains("[Bad credentials]")
+        .output_lacks("Wrong-Pass-2");
     // The private cqlshrc holding the password is removed.
     assert!(
         !cluster
@@ -305,10 +269,8 @@ fn cqlsh_that_cannot_authenticate_or_prints_nothing_fails_the_run_cleanly() {
     assert_nothing_snapshotted(&cluster);
 
     cluster.knob("cqlsh-empty", "");
-    let out = cluster.run(&["run", "cluster-hot-backup"]);
-    assert_failed_cleanly(
+    backup(&cluster, &[]).run().failed_cleanly(
         &cluster,
-        &out,
         "cqlsh printed no CREATE KEYSPACE for thehive: is the keyspace name right and cqlsh able to connect?",
     );
     assert_nothing_snapshotted(&cluster);
@@ -329,8 +291,9 @@ fn partial_and_incompatible_elasticsearch_snapshots_fail_the_run_cleanly() {
     let cluster = Cluster::start(&[]);
     for state in ["PARTIAL", "INCOMPATIBLE"] {
         cluster.es_faults(serde_json::json!({ "snapshot_end": state }));
-        let out = cluster.run(&["run", "cluster-hot-backup"]);
-        assert_failed_cleanly(&cluster, &out, &format!("ended {state}: "));
+        backup(&cluster, &[])
+            .run()
+            .failed_cleanly(&cluster, &format!("ended {state}: "));
         assert_es_snapshots_deleted(&cluster);
         let files = cluster.backup_files();
         assert!(
@@ -346,20 +309,15 @@ fn partial_and_incompatible_elasticsearch_snapshots_fail_the_run_cleanly() {
 fn a_missing_too_small_or_read_only_archive_folder_fails_and_names_it() {
     let cluster = Cluster::start(&[]);
     let missing = cluster.dir.path().join("not-mounted");
-    let out = cluster.run(&[
-        "run",
-        "cluster-hot-backup",
-        "--set",
-        &format!("storage_archive_path={}", missing.display()),
-    ]);
-    assert_failed_cleanly(
-        &cluster,
-        &out,
-        &format!(
-            "archive folder {} (storage_archive_path) does not exist: create it, or mount the backup share",
-            missing.display()
-        ),
-    );
+    backup(&cluster, &["--set", &format!("storage_archive_path={}", missing.display())])
+        .run()
+        .failed_cleanly(
+            &cluster,
+            &format!(
+                "archive folder {} (storage_archive_path) does not exist: create it, or mount the backup share",
+                missing.display()
+            ),
+        );
     assert!(
         cluster.backup_files().is_empty(),
         "{:?}",
@@ -370,54 +328,39 @@ fn a_missing_too_small_or_read_only_archive_folder_fails_and_names_it() {
     // Too small for the estimate: refused in pre-flight, before any snapshot.
     let small = cluster.dir.path().join("small");
     let _small_mount = TmpfsMount::new(&small, "size=8m");
-    let out = cluster.run(&[
-        "run",
-        "cluster-hot-backup",
-        "--set",
-        &format!("storage_archive_path={}", small.display()),
-    ]);
-    assert_failed_cleanly(
+    backup(
         &cluster,
-        &out,
+        &[
+            "--set",
+            &format!("storage_archive_path={}", small.display()),
+        ],
+    )
+    .run()
+    .failed_cleanly(
+        &cluster,
         &format!(
             "not enough space in {} for the attachment archive: about ",
             small.display()
         ),
-    );
-    assert_contains(&stderr(&out), " MiB needed, 8 MiB free");
-    assert!(
-        es_snapshots(&cluster, "PUT").is_empty(),
-        "an Elasticsearch snapshot was started"
-    );
-    assert!(
-        !invocations(&cluster).contains("\"snapshot\""),
-        "nodetool snapshot ran"
-    );
+    )
+    .stderr_contains(" MiB needed, 8 MiB free");
+    assert_nothing_snapshotted(&cluster);
 
     let read_only = cluster.dir.path().join("read-only");
     let _mount = TmpfsMount::new(&read_only, "ro,size=200m");
-    let out = cluster.run(&[
-        "run",
-        "cluster-hot-backup",
-        "--set",
-        &format!("storage_archive_path={}", read_only.display()),
-    ]);
-    assert_failed_cleanly(&cluster, &out, &read_only.display().to_string());
-    assert!(
-        stderr(&out).contains("(storage_archive_path) is not writable")
-            && stderr(&out).contains("Read-only file system"),
-        "{}",
-        stderr(&out)
-    );
+    backup(
+        &cluster,
+        &[
+            "--set",
+            &format!("storage_archive_path={}", read_only.display()),
+        ],
+    )
+    .run()
+    .failed_cleanly(&cluster, &read_only.display().to_string())
+    .stderr_contains("(storage_archive_path) is not writable")
+    .stderr_contains("Read-only file system");
     // Caught in pre-flight, by a probe write: nothing was snapshotted.
-    assert!(
-        es_snapshots(&cluster, "PUT").is_empty(),
-        "an Elasticsearch snapshot was started"
-    );
-    assert!(
-        !invocations(&cluster).contains("\"snapshot\""),
-        "nodetool snapshot ran"
-    );
+    assert_nothing_snapshotted(&cluster);
 }
 
 #[test]
@@ -426,36 +369,31 @@ fn disk_full_mid_archive_removes_the_partial_file_and_leaves_no_manifest() {
     let full = cluster.dir.path().join("small-disk");
     // Room for the pre-flight estimate (archive + 10% + 64 MiB)...
     let _mount = TmpfsMount::new(&full, "size=100m");
-    let child = spawn_backup(
-        &cluster,
-        &["--set", &format!("storage_archive_path={}", full.display())],
-    );
     // ...filled once pre-flight has passed (nodetool snapshot follows it), with
     // runbook stopped so that the attachment archive has not started yet.
-    wait_until("nodetool snapshot", || {
+    let run = spawn_backup(
+        &cluster,
+        &["--set", &format!("storage_archive_path={}", full.display())],
+    )
+    .wait_until("nodetool snapshot", || {
         invocations(&cluster).contains("\"snapshot\"")
-    });
-    send_signal(&child, Signal::SIGSTOP);
+    })
+    .signal(Signal::SIGSTOP);
     let free = nix::sys::statvfs::statvfs(&full).unwrap();
     let room = free.blocks_available() as u64 * free.fragment_size() as u64;
     let filler = vec![0u8; (room - 512 * 1024) as usize];
     std::fs::write(full.join("filler"), filler).unwrap();
-    send_signal(&child, Signal::SIGCONT);
-    let out = child.wait_with_output().unwrap();
-    assert_failed_cleanly(
-        &cluster,
-        &out,
-        &format!(
-            "step tar_dir (attachments archive) failed: disk full writing {}/files_",
-            full.display()
-        ),
-    );
-    assert!(
-        stderr(&out).contains("the archive needs about ")
-            && stderr(&out).contains(" MiB is free now that the partial archive is removed"),
-        "{}",
-        stderr(&out)
-    );
+    run.signal(Signal::SIGCONT)
+        .finish()
+        .failed_cleanly(
+            &cluster,
+            &format!(
+                "step tar_dir (attachments archive) failed: disk full writing {}/files_",
+                full.display()
+            ),
+        )
+        .stderr_contains("the archive needs about ")
+        .stderr_contains(" MiB is free now that the partial archive is removed");
     let names: Vec<String> = std::fs::read_dir(&full)
         .unwrap()
         .flatten()
@@ -496,25 +434,20 @@ fn an_unreadable_attachment_fails_the_run_naming_it() {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o000)).unwrap();
     // Root reads anything: run without the capabilities that bypass file modes.
-    let mut command = Command::new("setpriv");
-    command.args(["--bounding-set", "-dac_override,-dac_read_search"]);
-    let runbook = cluster.command(&["run", "cluster-hot-backup"]);
-    command.arg(runbook.get_program()).args(runbook.get_args());
-    for (key, value) in runbook.get_envs() {
-        if let Some(value) = value {
-            command.env(key, value);
-        }
-    }
-    command.current_dir(cluster.dir.path());
-    let out = command.output().expect("setpriv runs");
-    assert_failed_cleanly(
-        &cluster,
-        &out,
-        &format!(
-            "cannot read {} (use on_unreadable: \"skip\" to leave it out)",
-            secret.display()
-        ),
-    );
+    backup(&cluster, &[])
+        .spawn_under(&[
+            "setpriv",
+            "--bounding-set",
+            "-dac_override,-dac_read_search",
+        ])
+        .finish()
+        .failed_cleanly(
+            &cluster,
+            &format!(
+                "cannot read {} (use on_unreadable: \"skip\" to leave it out)",
+                secret.display()
+            ),
+        );
     assert_es_snapshots_deleted(&cluster);
     assert!(
         !cluster
@@ -549,17 +482,12 @@ fn files_whose_size_changes_while_read_give_a_well_formed_archive_with_a_warning
         ),
     )
     .unwrap();
-    let out = run_workflow_file(&cluster, &workflow);
-    let err = stderr(&out);
-    assert_eq!(code(&out), 0, "{err}");
-    assert_contains(
-        &err,
-        "/proc/self/status grew while being archived (past 0 bytes): stored its first 0 bytes",
-    );
-    assert_contains(
-        &err,
-        "/sys/kernel/mm/transparent_hugepage/enabled shrank while being archived",
-    );
+    run_workflow_file(&cluster, &workflow)
+        .success()
+        .stderr_contains(
+            "/proc/self/status grew while being archived (past 0 bytes): stored its first 0 bytes",
+        )
+        .stderr_contains("/sys/kernel/mm/transparent_hugepage/enabled shrank while being archived");
     gnu_tar_extract(&archive, &dir.join("extracted"));
     assert_eq!(
         std::fs::metadata(dir.join("extracted/shrank"))
@@ -584,12 +512,11 @@ fn interrupt_run_with(
     reached: impl FnMut() -> bool,
     what: &str,
 ) {
-    let child = spawn_backup(cluster, extra);
-    wait_until(what, reached);
-    send_signal(&child, how);
-    let out = child.wait_with_output().unwrap();
-    let expected = 128 + how as i32;
-    assert_eq!(code(&out), expected, "{how:?}: {}", stderr(&out));
+    spawn_backup(cluster, extra)
+        .wait_until(what, reached)
+        .signal(how)
+        .finish()
+        .failure(128 + how as i32);
     assert_no_debris(cluster);
     assert_es_snapshots_deleted(cluster);
 }
@@ -672,21 +599,13 @@ fn sigint_and_sigterm_while_polling_elasticsearch_clean_up() {
 // ---------------------------------------------------------------- SIGKILL, then recovery
 
 /// SIGKILLs a run once `reached`, then `runbook recover` must leave nothing behind.
-fn kill_then_recover(cluster: &Cluster, reached: impl FnMut() -> bool, what: &str) -> String {
-    let mut child = spawn_backup(cluster, &[]);
-    wait_until(what, reached);
-    child.kill().unwrap(); // SIGKILL: no cleanup runs in the process
-    child.wait().unwrap();
-    let out = cluster
-        .command(&["recover", "--journal-dir"])
-        .arg(cluster.dir.path().join("journal"))
-        .output()
-        .unwrap();
-    let err = stderr(&out);
-    assert_eq!(code(&out), 0, "{err}");
+fn kill_then_recover(cluster: &Cluster, reached: impl FnMut() -> bool, what: &str) -> Ran {
+    // SIGKILL: no cleanup runs in the process.
+    spawn_backup(cluster, &[]).wait_until(what, reached).kill();
+    let recovered = cluster.recover().run().success();
     assert_no_debris(cluster);
     assert_es_snapshots_deleted(cluster);
-    err
+    recovered
 }
 
 #[test]
@@ -695,12 +614,12 @@ fn sigkill_while_polling_elasticsearch_then_recover_deletes_the_snapshot() {
     cluster.es_faults(serde_json::json!({ "snapshot_end": "IN_PROGRESS" }));
     // Killed once the Cassandra branch is done (its clearsnapshot ran) and
     // Elasticsearch is being polled: the snapshot is the only debris.
-    let err = kill_then_recover(
+    kill_then_recover(
         &cluster,
         || invocations(&cluster).contains("clearsnapshot") && es_polled(&cluster, 0),
         "the Cassandra branch to end while Elasticsearch is polled",
-    );
-    assert_contains(&err, "delete Elasticsearch snapshot elasticsearch_");
+    )
+    .stderr_contains("delete Elasticsearch snapshot elasticsearch_");
 }
 
 #[test]
@@ -710,7 +629,7 @@ fn sigkill_mid_tar_then_recover_clears_the_snapshot_and_the_partial_file() {
     let markers = cluster.path("es_archive");
     // Killed mid-tar, once the Elasticsearch branch has written its marker
     // (so the kill cannot land inside that small write).
-    let err = kill_then_recover(
+    kill_then_recover(
         &cluster,
         || {
             tar_partial_with_data(&archives)
@@ -719,9 +638,10 @@ fn sigkill_mid_tar_then_recover_clears_the_snapshot_and_the_partial_file() {
                     .any(|p| p.to_string_lossy().ends_with(".info"))
         },
         "the Cassandra archive to be written after the marker",
-    );
-    assert_contains(&err, "clear Cassandra snapshot cassandra_");
-    assert!(err.contains(".info"), "the marker is removed: {err}");
+    )
+    .stderr_contains("clear Cassandra snapshot cassandra_")
+    // The marker is removed.
+    .stderr_contains(".info");
     let files = cluster.backup_files();
     assert!(
         !files.iter().any(|f| f.starts_with("cassandra/")),
@@ -737,23 +657,19 @@ fn sigkill_while_cqlsh_runs_leaves_the_cqlshrc_only_in_the_private_folder_and_re
     // cqlsh waits before connecting: the kill lands while it runs.
     cluster.knob("cqlsh-delay", "5");
     let runtime = cluster.dir.path().join("runtime");
-    let mut child = cluster
-        .command(&["run", "cluster-hot-backup"])
-        .env("RUNTIME_DIRECTORY", &runtime)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("runbook starts");
     let cqlshrc = || {
         walk(&runtime)
             .into_iter()
             .find(|p| p.to_string_lossy().ends_with(".cqlshrc"))
     };
-    wait_until("the cqlshrc in the private folder", || {
-        cqlshrc().is_some() && invocations(&cluster).contains("--cqlshrc")
-    });
-    child.kill().unwrap(); // SIGKILL: no cleanup runs in the process
-    child.wait().unwrap();
+    // SIGKILL: no cleanup runs in the process.
+    backup(&cluster, &[])
+        .env("RUNTIME_DIRECTORY", &runtime)
+        .spawn()
+        .wait_until("the cqlshrc in the private folder", || {
+            cqlshrc().is_some() && invocations(&cluster).contains("--cqlshrc")
+        })
+        .kill();
     let rc = cqlshrc().expect("the cqlshrc outlives a SIGKILL until recovery");
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&rc), 0o600);
@@ -770,14 +686,11 @@ fn sigkill_while_cqlsh_runs_leaves_the_cqlshrc_only_in_the_private_folder_and_re
             file.display()
         );
     }
-    let out = cluster
-        .command(&["recover", "--journal-dir"])
-        .arg(cluster.dir.path().join("journal"))
-        .output()
-        .unwrap();
-    let err = stderr(&out);
-    assert_eq!(code(&out), 0, "{err}");
-    assert_contains(&err, "remove private folder");
+    cluster
+        .recover()
+        .run()
+        .success()
+        .stderr_contains("remove private folder");
     assert!(
         std::fs::read_dir(&runtime).unwrap().next().is_none(),
         "left in the runtime folder: {:?}",
@@ -786,12 +699,10 @@ fn sigkill_while_cqlsh_runs_leaves_the_cqlshrc_only_in_the_private_folder_and_re
     assert_no_debris(&cluster);
     // A run that ends normally removes its private folder itself.
     cluster.knob("cqlsh-delay", "0");
-    let out = cluster
-        .command(&["run", "cluster-hot-backup"])
+    backup(&cluster, &[])
         .env("RUNTIME_DIRECTORY", &runtime)
-        .output()
-        .unwrap();
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+        .run()
+        .success();
     assert!(
         std::fs::read_dir(&runtime).unwrap().next().is_none(),
         "left in the runtime folder: {:?}",
@@ -816,12 +727,14 @@ fn non_utf8_and_newline_file_names_are_archived_and_restored_byte_identical() {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(&path, format!("odd name {i}\n")).unwrap();
     }
-    let out = cluster.run(&["run", "cluster-hot-backup"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let backup = cluster.path("backup");
-    let stamp = only_stamp(&backup, "backup_", ".json");
+    backup(&cluster, &[]).run().success();
+    let backups = cluster.path("backup");
+    let stamp = only_stamp(&backups, "backup_", ".json");
     let restore = cluster.dir.path().join("restore");
-    gnu_tar_extract(&backup.join(format!("storage/files_{stamp}.tar")), &restore);
+    gnu_tar_extract(
+        &backups.join(format!("storage/files_{stamp}.tar")),
+        &restore,
+    );
     let restored = byte_tree(&restore.join(format!("files_{stamp}")));
     for name in odd {
         let key = name.to_vec();
@@ -880,10 +793,10 @@ fn the_cassandra_password_is_never_on_a_child_command_line() {
     let cluster = Cluster::start(&["--cql-auth", &format!("backup:{PASSWORD}")]);
     // cqlsh waits 2 s before connecting: its command line is there to be read.
     cluster.knob("cqlsh-delay", "2");
-    let mut child = spawn_backup(&cluster, &[]);
-    let runbook_pid = child.id() as i32;
+    let mut run = spawn_backup(&cluster, &[]);
+    let runbook_pid = run.pid();
     let mut seen: Vec<Vec<u8>> = Vec::new();
-    while child.try_wait().unwrap().is_none() {
+    while run.is_running() {
         for cmdline in descendants_cmdlines(runbook_pid) {
             if !seen.contains(&cmdline) {
                 seen.push(cmdline);
@@ -891,8 +804,7 @@ fn the_cassandra_password_is_never_on_a_child_command_line() {
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    run.finish().success().output_lacks(PASSWORD);
     let shown: Vec<String> = seen
         .iter()
         .map(|c| String::from_utf8_lossy(c).replace('\0', " "))
@@ -910,7 +822,6 @@ fn the_cassandra_password_is_never_on_a_child_command_line() {
         );
     }
     assert!(!invocations(&cluster).contains(PASSWORD));
-    assert!(!stderr(&out).contains(PASSWORD));
 }
 
 // ---------------------------------------------------------------- S3
@@ -987,23 +898,17 @@ fn more_than_ten_thousand_zero_byte_objects_are_all_mirrored() {
         ),
     )
     .unwrap();
-    let out = support::runbook()
+    Test::at(work.path())
         .arg("run")
         .arg(&workflow)
-        .arg("--journal-dir")
-        .arg(work.path().join("journal"))
         .env(
             "MC_HOST_many_s3",
             format!("http://test:test@127.0.0.1:{}", s3.port),
         )
         .env("HOME", work.path())
-        .output()
-        .unwrap();
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert_contains(
-        &stderr(&out),
-        "mirrored 10001 objects, 10001 downloaded, 0 bytes",
-    );
+        .run()
+        .success()
+        .stderr_contains("mirrored 10001 objects, 10001 downloaded, 0 bytes");
     let files = walk(&dest);
     assert_eq!(files.len(), 10_001);
     assert!(
@@ -1113,19 +1018,10 @@ fn an_object_changed_while_downloaded_is_stored_whole_never_mixed() {
         ),
     )
     .unwrap();
-    let run = || {
-        support::runbook()
-            .arg("run")
-            .arg(&workflow)
-            .arg("--journal-dir")
-            .arg(work.path().join("journal"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    };
-    let child = run();
-    wait_until("the download to be under way", || relay.fired());
+    let mirror = || Test::at(work.path()).arg("run").arg(&workflow);
+    let download = mirror()
+        .spawn()
+        .wait_until("the download to be under way", || relay.fired());
     // Replace the object behind the mirror's back, then let the download go on.
     let new_body = work.path().join("new-body");
     std::fs::write(&new_body, &changed).unwrap();
@@ -1149,8 +1045,7 @@ fn an_object_changed_while_downloaded_is_stored_whole_never_mixed() {
         .unwrap();
     assert!(put.status.success(), "{}", stderr(&put));
     relay.release();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    download.finish().success();
     let stored = std::fs::read(dest.join("00/object-00000")).unwrap();
     assert!(
         stored == original || stored == changed,
@@ -1164,52 +1059,32 @@ fn an_object_changed_while_downloaded_is_stored_whole_never_mixed() {
         walk(&dest)
     );
     // The next run brings the new version.
-    let out = run().wait_with_output().unwrap();
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let next = mirror().run().success();
     let stored = std::fs::read(dest.join("00/object-00000")).unwrap();
     assert!(
         stored == changed,
         "the new version ({} bytes) was not fetched: {} bytes stored\n{}",
         changed.len(),
         stored.len(),
-        stderr(&out)
+        next.stderr
     );
 }
 
 // ---------------------------------------------------------------- pre-flight (issue 12 §5)
 
-/// Runs the stock backup with `extra` arguments and environment; returns the
-/// output and how long the run took.
-fn timed_backup(cluster: &Cluster, extra: &[&str], env: &[(&str, &str)]) -> (Output, Duration) {
-    timed_run_of(
-        &mut cluster.command(&[&["run", "cluster-hot-backup"], extra].concat()),
-        env,
-    )
+/// Runs `test`; the finished run and how long it took.
+fn timed(test: Test) -> (Ran, Duration) {
+    let started = Instant::now();
+    let ran = test.run();
+    (ran, started.elapsed())
 }
 
 /// `runbook run cluster-hot-backup` with the sandbox's vars and environment,
 /// without the harness's `--set elasticsearch_poll`.
-fn stock_backup_command(cluster: &Cluster) -> Command {
-    let mut command = support::runbook();
-    command
-        .args(["run", "cluster-hot-backup", "--vars"])
+fn stock_backup(cluster: &Cluster) -> Test {
+    cluster
+        .bare_runbook(["run", "cluster-hot-backup", "--vars"])
         .arg(cluster.path("vars"))
-        .arg("--journal-dir")
-        .arg(cluster.dir.path().join("journal"))
-        .current_dir(cluster.dir.path());
-    for (key, value) in cluster.record["env"].as_object().unwrap() {
-        command.env(key, value.as_str().unwrap());
-    }
-    command
-}
-
-fn timed_run_of(command: &mut Command, env: &[(&str, &str)]) -> (Output, Duration) {
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    let started = Instant::now();
-    let out = command.output().expect("runbook runs");
-    (out, started.elapsed())
 }
 
 /// `--set` arguments, environment variables, the expected message.
@@ -1285,20 +1160,26 @@ fn configuration_mistakes_fail_in_preflight_with_exit_2_naming_the_key() {
         ),
     ];
     for (args, env, expected) in cases {
-        let (out, took) = if args.iter().any(|a| a.starts_with("elasticsearch_poll=")) {
+        let mut test = if args.iter().any(|a| a.starts_with("elasticsearch_poll=")) {
             // The harness sets its own elasticsearch_poll with --set: run without it.
-            timed_run_of(stock_backup_command(&cluster).args(*args), env)
+            stock_backup(&cluster).args(*args)
         } else {
-            timed_backup(&cluster, args, env)
+            backup(&cluster, args)
         };
-        let err = stderr(&out);
-        assert_eq!(code(&out), 2, "{args:?} {env:?}:\n{err}");
-        assert_contains(&err, expected);
+        for (key, value) in *env {
+            test = test.env(key, value);
+        }
+        let (ran, took) = timed(test);
+        let ran = ran.failure(2).stderr_contains(expected);
         assert!(
             took < Duration::from_secs(5),
             "{args:?}: pre-flight took {took:?}"
         );
-        assert!(!err.contains("retrying"), "{args:?}: retried:\n{err}");
+        assert!(
+            !ran.stderr.contains("retrying"),
+            "{args:?} {env:?}: retried:\n{}",
+            ran.stderr
+        );
         assert_nothing_snapshotted(&cluster);
         assert!(
             cluster.backup_files().is_empty(),
@@ -1325,22 +1206,20 @@ fn a_wrong_elasticsearch_url_fails_in_preflight_within_seconds_saying_what_answe
     let cluster = Cluster::start(&[]);
     // Nothing listens: refused at once, no retries.
     let closed = support::free_port();
-    let (out, took) = timed_backup(
+    let (ran, took) = timed(backup(
         &cluster,
         &[
             "--set",
             &format!("elasticsearch_url=http://127.0.0.1:{closed}"),
         ],
-        &[],
-    );
-    let err = stderr(&out);
-    assert_failed_cleanly(
+    ));
+    let ran = ran.failed_cleanly(
         &cluster,
-        &out,
         &format!(
             "error: elasticsearch_url: nothing answers at http://127.0.0.1:{closed}/: Connection refused"
         ),
     );
+    let err = &ran.stderr;
     assert!(took < Duration::from_secs(5), "took {took:?}:\n{err}");
     assert!(!err.contains("retrying"), "{err}");
     assert!(!err.contains("not registered"), "wrong advice:\n{err}");
@@ -1349,17 +1228,15 @@ fn a_wrong_elasticsearch_url_fails_in_preflight_within_seconds_saying_what_answe
     // timeout, not minutes of retries.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let silent_port = silent.local_addr().unwrap().port();
-    let (out, took) = timed_backup(
+    let (ran, took) = timed(backup(
         &cluster,
         &[
             "--set",
             &format!("elasticsearch_url=http://127.0.0.1:{silent_port}"),
         ],
-        &[],
-    );
-    assert_failed_cleanly(
+    ));
+    ran.failed_cleanly(
         &cluster,
-        &out,
         &format!(
             "error: elasticsearch_url: nothing answers at http://127.0.0.1:{silent_port}/: no answer within 3s"
         ),
@@ -1369,17 +1246,15 @@ fn a_wrong_elasticsearch_url_fails_in_preflight_within_seconds_saying_what_answe
 
     // A web server that is not Elasticsearch.
     let web = not_elasticsearch(cluster.dir.path());
-    let (out, took) = timed_backup(
+    let (ran, took) = timed(backup(
         &cluster,
         &[
             "--set",
             &format!("elasticsearch_url=http://127.0.0.1:{}", web.port),
         ],
-        &[],
-    );
-    assert_failed_cleanly(
+    ));
+    ran.failed_cleanly(
         &cluster,
-        &out,
         &format!(
             "error: elasticsearch_url: http://127.0.0.1:{}/ answers, but this is not Elasticsearch/OpenSearch: GET / answered no JSON: <!DOCTYPE HTML",
             web.port
@@ -1393,10 +1268,8 @@ fn a_wrong_elasticsearch_url_fails_in_preflight_within_seconds_saying_what_answe
 fn a_replication_factor_below_the_node_count_fails_preflight_unless_allowed() {
     let cluster = Cluster::start(&[]);
     cluster.knob("replication", "1");
-    let (out, _) = timed_backup(&cluster, &[], &[]);
-    assert_failed_cleanly(
+    backup(&cluster, &[]).run().failed_cleanly(
         &cluster,
-        &out,
         "error: keyspace thehive has replication factor 1 but nodetool status lists 3 nodes: \
          this node's snapshot would hold only part of the data; raise the replication factor \
          (ALTER KEYSPACE), or set allow_partial_replication=true and back up every node",
@@ -1405,20 +1278,17 @@ fn a_replication_factor_below_the_node_count_fails_preflight_unless_allowed() {
 
     // NetworkTopologyStrategy: per datacenter.
     cluster.knob("replication", "datacenter1=2");
-    let (out, _) = timed_backup(&cluster, &[], &[]);
-    assert_failed_cleanly(
+    backup(&cluster, &[]).run().failed_cleanly(
         &cluster,
-        &out,
         "error: keyspace thehive has replication factor 2 in datacenter datacenter1, which has 3 nodes",
     );
     assert_nothing_snapshotted(&cluster);
 
     // Allowed: a warning with the numbers, and the backup is made.
-    let (out, _) = timed_backup(&cluster, &["--set", "allow_partial_replication=true"], &[]);
-    let err = stderr(&out);
-    assert_eq!(code(&out), 0, "{err}");
-    assert_contains(
-        &err,
+    backup(&cluster, &["--set", "allow_partial_replication=true"])
+        .run()
+        .success()
+        .stderr_contains(
         "keyspace thehive has replication factor 2 in datacenter datacenter1, which has 3 nodes: \
          this node's snapshot would hold only part of the data (allow_partial_replication is set: going on; back up every node)",
     );
@@ -1426,13 +1296,10 @@ fn a_replication_factor_below_the_node_count_fails_preflight_unless_allowed() {
 
     // Replication factor 3 on 3 nodes (the sandbox's default) passes silently.
     std::fs::remove_file(cluster.path("state").join("replication")).unwrap();
-    let (out, _) = timed_backup(&cluster, &[], &[]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert!(
-        !stderr(&out).contains("replication factor"),
-        "{}",
-        stderr(&out)
-    );
+    backup(&cluster, &[])
+        .run()
+        .success()
+        .output_lacks("replication factor");
 }
 
 /// Modification times of the archive folders: creating and removing a probe
@@ -1471,8 +1338,10 @@ fn plan_checks_the_archive_folders_without_writing_in_them() {
         assert!(status.success());
     }
     let before = folder_mtimes(&cluster);
-    let out = cluster.run(&["plan", "cluster-hot-backup"]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    cluster
+        .runbook(&["plan", "cluster-hot-backup"])
+        .run()
+        .success();
     assert_eq!(
         folder_mtimes(&cluster),
         before,
@@ -1482,34 +1351,35 @@ fn plan_checks_the_archive_folders_without_writing_in_them() {
     // A read-only archive folder is found by the plan, too.
     let read_only = cluster.dir.path().join("read-only");
     let _mount = TmpfsMount::new(&read_only, "ro,size=10m");
-    let out = cluster.run(&[
-        "plan",
-        "cluster-hot-backup",
-        "--set",
-        &format!("storage_archive_path={}", read_only.display()),
-    ]);
-    assert_eq!(code(&out), 1, "{}", stderr(&out));
-    assert_contains(
-        &stderr(&out),
-        &format!(
+    cluster
+        .runbook(&[
+            "plan",
+            "cluster-hot-backup",
+            "--set",
+            &format!("storage_archive_path={}", read_only.display()),
+        ])
+        .run()
+        .failure(1)
+        .stderr_contains(&format!(
             "error: archive folder {} (storage_archive_path) is not writable: Read-only file system",
             read_only.display()
-        ),
-    );
+        ));
 }
 
 #[test]
 fn s3_storage_plan_shows_the_offsite_copy_and_the_mirror_folder_must_hold_the_bucket() {
     let cluster = Cluster::start(&["--storage", "s3", "--objects", "20"]);
     cluster.make_bucket("offsite");
-    let out = cluster.run(&[
-        "plan",
-        "cluster-hot-backup",
-        "--set",
-        "offsite=th_minio/offsite/sets",
-    ]);
-    let err = stderr(&out);
-    assert_eq!(code(&out), 0, "{err}");
+    let planned = cluster
+        .runbook(&[
+            "plan",
+            "cluster-hot-backup",
+            "--set",
+            "offsite=th_minio/offsite/sets",
+        ])
+        .run()
+        .success();
+    let err = &planned.stderr;
     let line = err
         .lines()
         .find(|l| l.contains("[dry-run] would copy to th_minio/offsite/sets:"))
@@ -1534,15 +1404,13 @@ fn s3_storage_plan_shows_the_offsite_copy_and_the_mirror_folder_must_hold_the_bu
     // objects and their archive is refused before any snapshot.
     let small = cluster.dir.path().join("small");
     let _small_mount = TmpfsMount::new(&small, "size=8m");
-    let out = cluster.run(&[
-        "run",
-        "cluster-hot-backup",
-        "--set",
-        &format!("s3_archive_path={}", small.display()),
-    ]);
-    assert_failed_cleanly(
+    backup(
         &cluster,
-        &out,
+        &["--set", &format!("s3_archive_path={}", small.display())],
+    )
+    .run()
+    .failed_cleanly(
+        &cluster,
         &format!(
             "error: not enough space in {} for the bucket mirror and its archive: about ",
             small.display()
@@ -1565,11 +1433,11 @@ fn one_http_500_and_one_cut_off_answer_while_polling_do_not_fail_the_backup() {
             {"method": "GET", "path": poll, "action": "malformed", "count": 1},
         ],
     }));
-    let out = cluster.run(&["run", "cluster-hot-backup"]);
-    let err = stderr(&out);
-    assert_eq!(code(&out), 0, "{err}");
-    assert_contains(&err, "reading its state failed");
-    assert!(!err.contains("lost track"), "{err}");
+    backup(&cluster, &[])
+        .run()
+        .success()
+        .stderr_contains("reading its state failed")
+        .output_lacks("lost track");
     let statuses: Vec<String> = cluster
         .es_requests()
         .iter()
@@ -1596,7 +1464,7 @@ fn one_http_500_and_one_cut_off_answer_while_polling_do_not_fail_the_backup() {
 #[test]
 fn a_guide_made_set_survives_sigkill_recover_and_retention() {
     let cluster = Cluster::start(&["--cassandra-mb", "150"]);
-    let backup = cluster.path("backup");
+    let backups = cluster.path("backup");
     let guide = "20200101_01h00m00s";
     let guide_files = [
         format!("cassandra/cassandra_{guide}.tar"),
@@ -1604,7 +1472,7 @@ fn a_guide_made_set_survives_sigkill_recover_and_retention() {
         format!("elasticsearch/elasticsearch_{guide}.info"),
     ];
     for file in &guide_files {
-        std::fs::write(backup.join(file), b"made by the guide's scripts\n").unwrap();
+        std::fs::write(backups.join(file), b"made by the guide's scripts\n").unwrap();
     }
     let snapshot = format!("elasticsearch_{guide}");
     let out = Command::new("curl")
@@ -1626,23 +1494,17 @@ fn a_guide_made_set_survives_sigkill_recover_and_retention() {
     assert!(out.status.success(), "creating the guide's snapshot failed");
 
     let archives = cluster.path("cassandra_archive");
-    let mut child = spawn_backup(&cluster, &["--set", "keep=1"]);
-    wait_until("the Cassandra archive to be written", || {
-        tar_partial_with_data(&archives)
-    });
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let out = cluster
-        .command(&["recover", "--journal-dir"])
-        .arg(cluster.dir.path().join("journal"))
-        .output()
-        .unwrap();
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    spawn_backup(&cluster, &["--set", "keep=1"])
+        .wait_until("the Cassandra archive to be written", || {
+            tar_partial_with_data(&archives)
+        })
+        .kill();
+    cluster.recover().run().success();
 
-    let out = cluster.run(&["run", "cluster-hot-backup", "--set", "keep=1"]);
-    let err = stderr(&out);
-    assert_eq!(code(&out), 0, "{err}");
-    assert_contains(&err, &format!("set {guide} left alone: foreign set"));
+    backup(&cluster, &["--set", "keep=1"])
+        .run()
+        .success()
+        .stderr_contains(&format!("set {guide} left alone: foreign set"));
     let files = cluster.backup_files();
     for file in &guide_files {
         assert!(files.contains(file), "{file} was removed: {files:?}");

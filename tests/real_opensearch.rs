@@ -8,7 +8,7 @@
 //! and stopped when the test process exits (`SharedCluster`).
 //! Servers that cannot be installed or started fail the tests with the reason.
 
-use runbook_test_support::{SharedCluster, cluster, restore_proof, support};
+use runbook_test_support::{Ran, SharedCluster, cluster, restore_proof};
 
 use std::process::Command;
 use std::sync::MutexGuard;
@@ -16,7 +16,6 @@ use std::sync::MutexGuard;
 use cluster::*;
 use restore_proof::{curl, snapshot_names};
 use serde_json::Value;
-use support::{repo_root, venv_bin};
 
 /// The shared node, started on first use: tests change its index and
 /// snapshots, so they take turns.
@@ -32,14 +31,7 @@ fn node() -> (&'static Cluster, MutexGuard<'static, ()>) {
 }
 
 fn digest(cluster: &Cluster) -> Value {
-    let out = Command::new(venv_bin("python"))
-        .arg(repo_root().join("tests/sandbox/sandbox.py"))
-        .arg("digest")
-        .arg(cluster.sandbox())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "digest: {}", stderr(&out));
-    serde_json::from_slice(&out.stdout).unwrap()
+    cluster.digest_of(&[])
 }
 
 /// The backup folder's files, leaving out the snapshot repository's own files
@@ -115,28 +107,29 @@ fn a_backup_restores_into_real_opensearch_with_an_equal_digest() {
 
     let staging = cluster.dir.path().join("staging");
     let backup = cluster.path("backup");
-    let out = cluster.restore_prep(&[
-        ("manifest_path", backup.display().to_string()),
-        (
-            "cassandra_archive_path",
-            cluster.path("cassandra_archive").display().to_string(),
-        ),
-        (
-            "elasticsearch_archive_path",
-            cluster.path("es_archive").display().to_string(),
-        ),
-        (
-            "storage_archive_path",
-            cluster.path("storage_archive").display().to_string(),
-        ),
-        (
-            "attachment_folder",
-            cluster.path("attachments").display().to_string(),
-        ),
-        ("elasticsearch_url", cluster.es_url()),
-        ("staging", staging.display().to_string()),
-    ]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    cluster
+        .restore_prep_run(&[
+            ("manifest_path", backup.display().to_string()),
+            (
+                "cassandra_archive_path",
+                cluster.path("cassandra_archive").display().to_string(),
+            ),
+            (
+                "elasticsearch_archive_path",
+                cluster.path("es_archive").display().to_string(),
+            ),
+            (
+                "storage_archive_path",
+                cluster.path("storage_archive").display().to_string(),
+            ),
+            (
+                "attachment_folder",
+                cluster.path("attachments").display().to_string(),
+            ),
+            ("elasticsearch_url", cluster.es_url()),
+            ("staging", staging.display().to_string()),
+        ])
+        .success();
     let plan_file = walk(&staging)
         .into_iter()
         .find(|p| p.ends_with("restore-plan.sh"))
@@ -171,26 +164,29 @@ fn a_backup_restores_into_real_opensearch_with_an_equal_digest() {
     assert_eq!(digest(cluster), before);
 }
 
+/// Runs the stock backup with `--set SETTING`, which must fail (exit 1)
+/// leaving nothing ([`assert_nothing_left`]); the run, to check its output.
+#[track_caller]
+fn backup_fails_leaving_nothing(cluster: &Cluster, setting: &str) -> Ran {
+    let snapshots = snapshot_names(cluster);
+    let files = backup_files(cluster);
+    let ran = cluster
+        .runbook(&["run", "cluster-hot-backup", "--set", setting])
+        .run()
+        .failure(1);
+    assert_nothing_left(cluster, &snapshots, &files);
+    ran
+}
+
 /// The repository is not registered: pre-flight says so, nothing is snapshotted.
 #[test]
 fn an_unregistered_repository_fails_preflight_with_nothing_snapshotted() {
     let (cluster, _turn) = node();
-    let snapshots = snapshot_names(cluster);
-    let files = backup_files(cluster);
-    cluster
-        .runbook(&[
-            "run",
-            "cluster-hot-backup",
-            "--set",
-            "elasticsearch_repository=not_registered",
-        ])
-        .run()
-        .failure(1)
+    backup_fails_leaving_nothing(cluster, "elasticsearch_repository=not_registered")
         .stderr_contains(&format!(
             "the Elasticsearch snapshot repository \"not_registered\" is not registered at {}",
             cluster.es_url()
         ));
-    assert_nothing_left(cluster, &snapshots, &files);
 }
 
 /// A named index that does not exist: pre-flight says which config key to fix,
@@ -199,19 +195,11 @@ fn an_unregistered_repository_fails_preflight_with_nothing_snapshotted() {
 #[test]
 fn a_missing_index_fails_preflight_with_nothing_snapshotted() {
     let (cluster, _turn) = node();
-    let snapshots = snapshot_names(cluster);
-    let files = backup_files(cluster);
-    cluster
-        .runbook(&["run", "cluster-hot-backup", "--set", "elasticsearch_indices=no_such_index"])
-        .run()
-        .failure(1)
-        .stderr_contains(
-        &format!(
+    backup_fails_leaving_nothing(cluster, "elasticsearch_indices=no_such_index")
+        .stderr_contains(&format!(
             "the Elasticsearch index \"no_such_index\" does not exist at {}: fix the config key elasticsearch_indices",
             cluster.es_url()
-        ),
-        );
-    assert_nothing_left(cluster, &snapshots, &files);
+        ));
 }
 
 /// A pattern that matches no index: the real node's snapshot ends SUCCESS with
@@ -219,22 +207,11 @@ fn a_missing_index_fails_preflight_with_nothing_snapshotted() {
 #[test]
 fn a_snapshot_holding_no_index_fails_the_run_and_is_deleted() {
     let (cluster, _turn) = node();
-    let snapshots = snapshot_names(cluster);
-    let files = backup_files(cluster);
-    cluster
-        .runbook(&[
-            "run",
-            "cluster-hot-backup",
-            "--set",
-            "elasticsearch_indices=nomatch*",
-        ])
-        .run()
-        .failure(1)
+    backup_fails_leaving_nothing(cluster, "elasticsearch_indices=nomatch*")
         .stderr_contains(
             "holds no index (0 shards): \"nomatch*\" (elasticsearch_indices) matches no index",
         )
         .stderr_contains("delete Elasticsearch snapshot elasticsearch_");
-    assert_nothing_left(cluster, &snapshots, &files);
 }
 
 /// `status` sees the node healthy; `digest` is stable for the same documents and
@@ -242,15 +219,7 @@ fn a_snapshot_holding_no_index_fails_the_run_and_is_deleted() {
 #[test]
 fn status_answers_and_the_digest_follows_the_documents() {
     let (cluster, _turn) = node();
-    let sandbox_py = |command: &str| {
-        Command::new(venv_bin("python"))
-            .arg(repo_root().join("tests/sandbox/sandbox.py"))
-            .arg(command)
-            .arg(cluster.sandbox())
-            .output()
-            .unwrap()
-    };
-    let status = sandbox_py("status");
+    let status = cluster.sandbox_py("status", &[]);
     assert!(
         status.status.success(),
         "{}",
@@ -301,12 +270,7 @@ fn stop_leaves_no_opensearch_process() {
     assert!(node["start_seconds"].as_f64().unwrap() > 0.0, "{node}");
     assert!(node["rss_kib"].as_u64().unwrap() > 0, "{node}");
     let group = node["pgid"].as_i64().unwrap();
-    let out = Command::new(venv_bin("python"))
-        .arg(repo_root().join("tests/sandbox/sandbox.py"))
-        .arg("stop")
-        .arg(cluster.sandbox())
-        .output()
-        .unwrap();
+    let out = cluster.sandbox_py("stop", &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     let left: Vec<String> = std::fs::read_dir("/proc")
         .unwrap()

@@ -20,15 +20,16 @@
 //! reason; none is skipped.
 
 use runbook_test_support::shared::with_cql_auth;
-use runbook_test_support::{SharedCluster, cluster, restore_proof, support};
+use runbook_test_support::{Ran, SharedCluster, Test, cluster, restore_proof, support};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
 use cluster::*;
+use nix::sys::signal::Signal;
 use restore_proof::{Storage, curl, digest, real_tools, set_stamps, succeeded};
-use support::{assert_contains, runbook, venv_bin};
+use support::{assert_contains, venv_bin};
 
 const USER: &str = "thehive";
 const PASSWORD: &str = "Real-Restore-Secret-5";
@@ -75,17 +76,16 @@ fn tools_path() -> String {
 /// `runbook run cluster-hot-backup` as the --cql-auth role; returns the new set's stamp.
 fn backup(cluster: &Cluster, storage: Storage) -> String {
     let before = set_stamps(cluster);
-    let out = cluster
-        .command(&[
+    cluster
+        .runbook(&[
             "run",
             "cluster-hot-backup",
             "--set",
             &format!("storage={}", storage.name()),
         ])
         .env("PATH", tools_path())
-        .output()
-        .unwrap();
-    succeeded("the backup", out);
+        .run()
+        .success();
     let made: Vec<String> = set_stamps(cluster).difference(&before).cloned().collect();
     assert_eq!(made.len(), 1, "one new backup set: {made:?}");
     made[0].clone()
@@ -99,28 +99,30 @@ fn staging(cluster: &Cluster) -> PathBuf {
 /// tools on PATH, the sandbox's environment (CASSANDRA_PASSWORD, the MinIO
 /// alias), a staging folder in the test's folder and no TheHive on this
 /// machine (`thehive_check=false`), then `settings`.
-fn restore_command(cluster: &Cluster, action: &str, settings: &[(&str, &str)]) -> Command {
-    let mut command = runbook();
-    command
-        .args([action, "cluster-hot-restore", "--vars"])
-        .arg(cluster.path("vars"))
-        .arg("--journal-dir")
-        .arg(cluster.dir.path().join("journal"));
+fn restore_command(cluster: &Cluster, action: &str, settings: &[(&str, &str)]) -> Test {
+    let mut test = cluster
+        .bare_runbook([action, "cluster-hot-restore", "--vars"])
+        .arg(cluster.path("vars"));
     let staging = staging(cluster).display().to_string();
     let defaults = [("staging", staging.as_str()), ("thehive_check", "false")];
     for (key, value) in defaults.iter().chain(settings) {
-        command.arg("--set").arg(format!("{key}={value}"));
+        test = test.arg("--set").arg(format!("{key}={value}"));
     }
-    for (key, value) in cluster.record["env"].as_object().unwrap() {
-        command.env(key, value.as_str().unwrap());
-    }
-    command.env("PATH", tools_path());
-    command.current_dir(cluster.dir.path());
-    command
+    test.env("PATH", tools_path())
 }
 
-fn restore(cluster: &Cluster, settings: &[(&str, &str)]) -> Output {
-    restore_command(cluster, "run", settings).output().unwrap()
+fn restore(cluster: &Cluster, settings: &[(&str, &str)]) -> Ran {
+    restore_command(cluster, "run", settings).run()
+}
+
+/// Drops the safety copies a restore of `stamp` left (`discard_safety`), as
+/// the admin does once satisfied.
+fn discard_safety(cluster: &Cluster, stamp: &str, storage: Storage) {
+    restore(
+        cluster,
+        &[("discard_safety", stamp), ("storage", storage.name())],
+    )
+    .success();
 }
 
 /// The real cqlsh against the sandbox's node as the --cql-auth role (the
@@ -190,12 +192,12 @@ fn leftovers(cluster: &Cluster) -> Vec<String> {
 fn assert_refused(
     cluster: &Cluster,
     before: &serde_json::Value,
-    out: &Output,
+    out: &Ran,
     exit: i32,
     reason: &str,
 ) {
-    let err = stderr(out);
-    assert_eq!(code(out), exit, "{err}");
+    let err = &out.stderr;
+    assert_eq!(out.code(), Some(exit), "{err}");
     let line = err
         .lines()
         .find(|line| line.starts_with("error: "))
@@ -237,9 +239,7 @@ fn actions(text: &str, heading: &str) -> Vec<String> {
 /// extraction is removed again.
 fn restore_prep_actions(cluster: &Cluster, stamp: &str) -> Vec<String> {
     let staging = staging(cluster);
-    let mut prep = runbook();
-    prep.args(["run", "restore-prep", "--journal-dir"])
-        .arg(cluster.dir.path().join("journal"));
+    let mut prep = Test::at(cluster.dir.path()).args(["run", "restore-prep"]);
     let vars: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(cluster.path("vars")).unwrap()).unwrap();
     for key in [
@@ -255,20 +255,22 @@ fn restore_prep_actions(cluster: &Cluster, stamp: &str) -> Vec<String> {
         "nodetool",
         "cqlsh",
     ] {
-        prep.arg("--set")
+        prep = prep
+            .arg("--set")
             .arg(format!("{key}={}", vars[key].as_str().unwrap()));
     }
-    prep.arg("--set")
+    let prepared = prep
+        .arg("--set")
         .arg(format!("staging={}", staging.display()))
         .arg("--set")
         .arg(format!("stamp={stamp}"))
         .env("CASSANDRA_PASSWORD", PASSWORD)
-        .env("PATH", tools_path());
-    let prepared = prep.output().unwrap();
-    let err = stderr(&prepared);
-    assert_eq!(code(&prepared), 0, "{err}");
+        .env("PATH", tools_path())
+        .run()
+        .success();
+    let err = &prepared.stderr;
     std::fs::remove_dir_all(staging.join(stamp)).unwrap();
-    actions(&err, "would, in order:")
+    actions(err, "would, in order:")
         .into_iter()
         .map(|line| {
             line.replace(
@@ -297,7 +299,7 @@ fn every_refusal_changes_nothing() {
             "confirm is not set: this run would replace the live data with backup set {stamp}"
         ),
     );
-    assert_contains(&stderr(&out), &format!("--set confirm={stamp}"));
+    assert_contains(&out.stderr, &format!("--set confirm={stamp}"));
     // The newest set is chosen when no stamp is given, and named all the same.
     let out = restore(cluster, &[]);
     assert_refused(cluster, &before, &out, 2, &format!("backup set {stamp}"));
@@ -364,7 +366,7 @@ fn every_refusal_changes_nothing() {
         ],
     );
     assert_refused(cluster, &before, &out, 1, "no complete backup set in");
-    assert_contains(&stderr(&out), "restore one with --set stamp=STAMP");
+    assert_contains(&out.stderr, "restore one with --set stamp=STAMP");
     // An explicit stamp whose set has no manifest and lacks its Cassandra archive.
     let lonely = "20200202_02h02m02s";
     let out = restore(cluster, &[("stamp", lonely), ("confirm", lonely)]);
@@ -375,7 +377,7 @@ fn every_refusal_changes_nothing() {
         1,
         &format!("set {lonely} (no manifest) cannot be restored: missing"),
     );
-    assert_contains(&stderr(&out), &format!("cassandra_{lonely}.tar"));
+    assert_contains(&out.stderr, &format!("cassandra_{lonely}.tar"));
 
     // One flipped byte in the Cassandra archive (put back afterwards).
     let archive = cluster
@@ -410,7 +412,7 @@ fn every_refusal_changes_nothing() {
         1,
         &format!("Elasticsearch snapshot elasticsearch_{stamp} in repository thehive_repository"),
     );
-    assert_contains(&stderr(&out), "does not exist: the set cannot be restored");
+    assert_contains(&out.stderr, "does not exist: the set cannot be restored");
 }
 
 #[test]
@@ -419,11 +421,10 @@ fn plan_prints_every_action_and_changes_nothing() {
     let stamp = backup(cluster, Storage::Local);
     let before = digest(cluster, Storage::Local);
     let out = restore_command(cluster, "plan", &[("stamp", &stamp), ("storage", "local")])
-        .output()
-        .unwrap();
-    let err = stderr(&out);
-    assert_eq!(code(&out), 0, "{err}");
-    assert_contains(&err, &format!("the restore of set {stamp} will, in order"));
+        .run()
+        .success();
+    let err = &out.stderr;
+    assert_contains(err, &format!("the restore of set {stamp} will, in order"));
     for part in ["elasticsearch: ", "cassandra: ", "storage: "] {
         assert!(
             err.lines()
@@ -431,7 +432,7 @@ fn plan_prints_every_action_and_changes_nothing() {
             "no plan line for {part}:\n{err}"
         );
     }
-    assert_contains(&err, "plan complete");
+    assert_contains(err, "plan complete");
     assert_eq!(digest(cluster, Storage::Local), before);
     assert_eq!(leftovers(cluster), Vec::<String>::new());
 }
@@ -605,8 +606,8 @@ fn round_trip(cluster: &Cluster, storage: Storage) {
         &[("stamp", &stamp), ("confirm", &stamp), storage_setting],
     );
     let seconds = started.elapsed().as_secs_f64();
-    let err = stderr(&out);
-    assert_eq!(code(&out), 0, "{err}");
+    let out = out.success();
+    let err = &out.stderr;
     eprintln!(
         "restore of {stamp} ({}) took {seconds:.1} s",
         storage.name()
@@ -614,21 +615,20 @@ fn round_trip(cluster: &Cluster, storage: Storage) {
     assert_eq!(digest(cluster, storage), at_backup, "restored data differ");
     // restore-prep printed the actions the restore took (one source: the
     // part libraries' plan()).
-    let taken = actions(&err, "will, in order");
+    let taken = actions(err, "will, in order");
     assert!(taken.len() > 10, "{taken:#?}");
     if let Some(prepared) = prepared {
         assert_eq!(prepared, taken, "restore-prep printed another plan");
     }
-    assert_contains(&err, &format!("backup set {stamp} restored in "));
-    assert_contains(&err, "start TheHive");
+    assert_contains(err, &format!("backup set {stamp} restored in "));
+    assert_contains(err, "start TheHive");
     let discard = format!("runbook run cluster-hot-restore --set discard_safety={stamp}");
-    assert_contains(&err, &discard);
+    assert_contains(err, &discard);
     assert!(
         !leftovers(cluster).is_empty(),
         "the safety copies stay until dropped"
     );
-    let out = restore(cluster, &[("discard_safety", &stamp), storage_setting]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    discard_safety(cluster, &stamp, storage);
     assert_eq!(leftovers(cluster), Vec::<String>::new());
     assert_eq!(digest(cluster, storage), at_backup);
 }
@@ -760,14 +760,13 @@ fn a_set_made_by_the_guides_scripts_restores_with_an_explicit_stamp() {
     let out = restore(
         cluster,
         &[("stamp", &stamp), ("confirm", &stamp), ("storage", "local")],
-    );
-    let err = stderr(&out);
-    assert_eq!(code(&out), 0, "{err}");
-    assert_contains(&err, &format!("set {stamp} has no manifest"));
-    assert_contains(&err, "(a guide-made set: no manifest)");
+    )
+    .success();
+    let err = &out.stderr;
+    assert_contains(err, &format!("set {stamp} has no manifest"));
+    assert_contains(err, "(a guide-made set: no manifest)");
     assert_eq!(digest(cluster, Storage::Local), at_backup);
-    let out = restore(cluster, &[("discard_safety", &stamp), ("storage", "local")]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    discard_safety(cluster, &stamp, Storage::Local);
     assert_eq!(leftovers(cluster), Vec::<String>::new());
 }
 
@@ -779,38 +778,17 @@ fn sigterm_mid_restore_puts_everything_back() {
     let stamp = backup(cluster, Storage::Local);
     change_everything(cluster, Storage::Local);
     let before_restore = digest(cluster, Storage::Local);
-    let log = cluster.dir.path().join("sigterm-restore.log");
-    let mut child = restore_command(
+    let run = restore_command(
         cluster,
         "run",
         &[("stamp", &stamp), ("confirm", &stamp), ("storage", "local")],
     )
-    .stderr(std::fs::File::create(&log).unwrap())
-    .stdout(Stdio::null())
     .spawn()
-    .unwrap();
-    let until = Instant::now() + Duration::from_secs(600);
-    loop {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        if text.contains("cassandra: restoring") {
-            break;
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("the restore ended ({status}) before its Cassandra part:\n{text}");
-        }
-        assert!(
-            Instant::now() < until,
-            "no Cassandra restore within 10 minutes:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    .wait_for_stderr_within("cassandra: restoring", Duration::from_secs(600));
     // Into the Cassandra restore (tables being emptied or loaded).
     std::thread::sleep(Duration::from_secs(3));
-    // SAFETY: sends a signal to the child this test started.
-    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-    let status = child.wait().unwrap();
-    let text = std::fs::read_to_string(&log).unwrap();
-    assert_eq!(status.code(), Some(143), "{text}");
+    let out = run.signal(Signal::SIGTERM).finish().failure(143);
+    let text = &out.stderr;
     assert_eq!(
         digest(cluster, Storage::Local),
         before_restore,
@@ -823,8 +801,7 @@ fn sigterm_mid_restore_puts_everything_back() {
         "the staging folder is removed"
     );
     // What the undo left (the safety copies) is dropped as after a success.
-    let out = restore(cluster, &[("discard_safety", &stamp), ("storage", "local")]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    discard_safety(cluster, &stamp, Storage::Local);
 }
 
 /// Moving to new servers: a set made on this sandbox restores into a second,
@@ -893,10 +870,10 @@ fn a_set_restores_onto_a_new_cluster() {
     let out = restore(
         &new,
         &[("stamp", &stamp), ("confirm", &stamp), ("storage", "local")],
-    );
-    let err = stderr(&out);
-    assert_eq!(code(&out), 0, "{err}");
-    assert_contains(&err, "found at");
+    )
+    .success();
+    let err = &out.stderr;
+    assert_contains(err, "found at");
     let restored = digest(&new, Storage::Local);
     assert_eq!(restored["cassandra"], at_backup["cassandra"]);
     assert_eq!(restored["indices"], at_backup["indices"]);
@@ -950,20 +927,10 @@ fn the_attachments_are_extracted_while_cassandra_loads() {
             real = real_tools().join("sstableloader").display(),
         ),
     );
-    let loader = wrapper.display().to_string();
-    let out = restore(
-        cluster,
-        &[
-            ("stamp", &stamp),
-            ("confirm", &stamp),
-            ("storage", "local"),
-            ("sstableloader", &loader),
-        ],
-    );
-    let err = stderr(&out);
-    assert_eq!(code(&out), 0, "{err}");
+    let out = restore_with_loader(cluster, &stamp, &wrapper).success();
+    let err = &out.stderr;
     assert!(held.exists(), "the wrapper held a load:\n{err}");
-    assert_contains(&err, "at the same time (restore_overlap)");
+    assert_contains(err, "at the same time (restore_overlap)");
     assert_eq!(
         digest(cluster, Storage::Local),
         at_backup,
@@ -1020,8 +987,7 @@ fn the_attachments_are_extracted_while_cassandra_loads() {
         first_load < held_load && extracted < held_load,
         "table {table}'s load was held until another table's load and the extraction ended: {labels:#?}"
     );
-    let out = restore(cluster, &[("discard_safety", &stamp), ("storage", "local")]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    discard_safety(cluster, &stamp, Storage::Local);
 }
 
 /// A failure in one branch while the others restore: the first table's load
@@ -1062,21 +1028,11 @@ fn a_table_failing_while_the_other_parts_restore_puts_every_part_back() {
             real = real_tools().join("sstableloader").display(),
         ),
     );
-    let loader = wrapper.display().to_string();
-    let out = restore(
-        cluster,
-        &[
-            ("stamp", &stamp),
-            ("confirm", &stamp),
-            ("storage", "local"),
-            ("sstableloader", &loader),
-        ],
-    );
-    let err = stderr(&out);
-    assert_eq!(code(&out), 1, "{err}");
+    let out = restore_with_loader(cluster, &stamp, &wrapper).failure(1);
+    let err = &out.stderr;
     assert!(failed.exists(), "the stand-in failed a load:\n{err}");
-    assert_contains(&err, "sstableloader failed for table thehive.");
-    assert_contains(&err, "undoing");
+    assert_contains(err, "sstableloader failed for table thehive.");
+    assert_contains(err, "undoing");
     assert_eq!(
         digest(cluster, Storage::Local),
         before_restore,
@@ -1088,8 +1044,22 @@ fn a_table_failing_while_the_other_parts_restore_puts_every_part_back() {
             .exists(),
         "the staging folder is removed"
     );
-    let out = restore(cluster, &[("discard_safety", &stamp), ("storage", "local")]);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    discard_safety(cluster, &stamp, Storage::Local);
+}
+
+/// The confirmed restore of `stamp` (storage local) with `loader` as its
+/// sstableloader (a wrapper around the real one).
+fn restore_with_loader(cluster: &Cluster, stamp: &str, loader: &Path) -> Ran {
+    let loader = loader.display().to_string();
+    restore(
+        cluster,
+        &[
+            ("stamp", stamp),
+            ("confirm", stamp),
+            ("storage", "local"),
+            ("sstableloader", &loader),
+        ],
+    )
 }
 
 /// Writes an executable script (a wrapper around a real tool) at `path`.

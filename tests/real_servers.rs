@@ -116,7 +116,7 @@ fn backup_without_password_on_any_command_line(cluster: &Cluster, storage: Stora
             seen
         });
         let backup = cluster
-            .command(&[
+            .runbook(&[
                 "run",
                 "cluster-hot-backup",
                 "--set",
@@ -125,10 +125,9 @@ fn backup_without_password_on_any_command_line(cluster: &Cluster, storage: Stora
                 &format!("storage={}", storage.name()),
             ])
             .env("CASSANDRA_PASSWORD", PASSWORD)
-            .output()
-            .unwrap();
+            .run();
         done.store(true, Ordering::Relaxed);
-        assert_eq!(code(&backup), 0, "{}", stderr(&backup));
+        backup.success();
         sampler.join().unwrap()
     });
     assert!(

@@ -11,9 +11,9 @@
 //! started fail every test with the reason; none is skipped.
 
 use runbook_test_support::shared::with_cql_auth;
-use runbook_test_support::{SharedCluster, cluster, restore_proof, support};
+use runbook_test_support::{Ran, SharedCluster, Test, cluster, restore_proof, support};
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::MutexGuard;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -112,8 +112,10 @@ fn keyspace_digest(cluster: &Cluster) -> serde_json::Value {
 /// A new set by the stock backup (Cassandra and the index; no attachments).
 fn backup(cluster: &Cluster) -> String {
     let before = set_stamps(cluster);
-    let out = cluster.run(&["run", "cluster-hot-backup", "--set", "storage=none"]);
-    assert_eq!(code(&out), 0, "backup: {}", stderr(&out));
+    cluster
+        .runbook(&["run", "cluster-hot-backup", "--set", "storage=none"])
+        .run()
+        .success();
     let made: Vec<String> = set_stamps(cluster).difference(&before).cloned().collect();
     assert_eq!(made.len(), 1, "one new backup set: {made:?}");
     made[0].clone()
@@ -158,14 +160,12 @@ fn workflow(cluster: &Cluster) -> PathBuf {
 
 /// Runs the test workflow on set `stamp` with `extra` --set pairs, as the
 /// sandbox's role (password from CASSANDRA_PASSWORD, env.sh's).
-fn run_part(cluster: &Cluster, stamp: &str, extra: &[&str]) -> Output {
-    part_command(cluster, "run", stamp, extra)
-        .output()
-        .expect("runbook runs")
+fn run_part(cluster: &Cluster, stamp: &str, extra: &[&str]) -> Ran {
+    part_command(cluster, "run", stamp, extra).run()
 }
 
-/// The command of [`run_part`].
-fn part_command(cluster: &Cluster, verb: &str, stamp: &str, extra: &[&str]) -> Command {
+/// The run of [`run_part`], not started.
+fn part_command(cluster: &Cluster, verb: &str, stamp: &str, extra: &[&str]) -> Test {
     let file = workflow(cluster);
     let mut args = vec![
         verb.to_string(),
@@ -185,7 +185,7 @@ fn part_command(cluster: &Cluster, verb: &str, stamp: &str, extra: &[&str]) -> C
         args.push(pair.to_string());
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    cluster.command(&args)
+    cluster.runbook(&args)
 }
 
 /// (pid, command line) of every process.
@@ -260,10 +260,34 @@ fn loader_roles(cluster: &Cluster) -> Vec<String> {
         .collect()
 }
 
+/// A new set, then rows changed: the set's stamp and the keyspace's digest
+/// before any restore (what an undo must give back).
+fn backup_then_change_rows(cluster: &Cluster) -> (String, serde_json::Value) {
+    let stamp = backup(cluster);
+    change_rows(cluster);
+    (stamp, keyspace_digest(cluster))
+}
+
+/// The keyspace is as `before_restore` and no loader role is left; then the
+/// safety copy of `stamp` is dropped.
+#[track_caller]
+fn assert_put_back_then_discard(
+    cluster: &Cluster,
+    stamp: &str,
+    before_restore: &serde_json::Value,
+) {
+    assert_eq!(&keyspace_digest(cluster), before_restore);
+    assert!(
+        loader_roles(cluster).is_empty(),
+        "{:?}",
+        loader_roles(cluster)
+    );
+    discard(cluster, stamp);
+}
+
 /// Drops the safety copy of `stamp` through the lib (twice: idempotent).
 fn discard(cluster: &Cluster, stamp: &str) {
-    let out = run_part(cluster, stamp, &["action=discard"]);
-    assert_eq!(code(&out), 0, "discard_safety: {}", stderr(&out));
+    run_part(cluster, stamp, &["action=discard"]).success();
     assert!(!safety_folder(cluster, stamp).exists());
     let tag = format!("pre_restore_{stamp}");
     assert!(
@@ -288,12 +312,8 @@ fn round_trip_restores_the_backup_time_keyspace_with_no_password_on_any_command_
     // The command line of every descendant of the run (cqlsh, the helper
     // script, sstableloader's JVM...) is sampled while the restore runs; other
     // processes of the machine (other test runs) are not this run's.
-    let child = part_command(cluster, "run", &stamp, &[])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let run_pid = child.id() as i32;
+    let run = part_command(cluster, "run", &stamp, &[]).spawn();
+    let run_pid = run.pid();
     let done = AtomicBool::new(false);
     let (out, seen, loaders) = std::thread::scope(|scope| {
         let sampler = scope.spawn(|| {
@@ -315,20 +335,20 @@ fn round_trip_restores_the_backup_time_keyspace_with_no_password_on_any_command_
             }
             (seen, loaders)
         });
-        let out = child.wait_with_output().unwrap();
+        let out = run.finish();
         done.store(true, Ordering::Relaxed);
         let (seen, loaders) = sampler.join().unwrap();
         (out, seen, loaders)
     });
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let out = out.success();
     assert!(
         seen.is_empty(),
         "the password was on a command line: {seen:?}"
     );
     assert!(loaders > 0, "sstableloader was seen running while sampling");
-    let log = stderr(&out);
-    assert_contains(&log, "schema equal to the set's; emptying its 9 tables");
-    assert_contains(&log, "9 tables streamed");
+    let log = &out.stderr;
+    assert_contains(log, "schema equal to the set's; emptying its 9 tables");
+    assert_contains(log, "9 tables streamed");
     assert!(!log.contains(PASSWORD), "{log}");
 
     // Exactly the set's rows: the insert, update and delete are gone.
@@ -348,9 +368,7 @@ fn round_trip_restores_the_backup_time_keyspace_with_no_password_on_any_command_
 #[test]
 fn a_loader_failing_on_the_third_table_puts_the_keyspace_back() {
     let (cluster, _guard) = node();
-    let stamp = backup(cluster);
-    change_rows(cluster);
-    let before_restore = keyspace_digest(cluster);
+    let (stamp, before_restore) = backup_then_change_rows(cluster);
 
     // sstableloader that fails on its third load (`--help` aside), a stand-in
     // in front of the real one.
@@ -382,36 +400,27 @@ fn a_loader_failing_on_the_third_table_puts_the_keyspace_back() {
         cluster,
         &stamp,
         &[&format!("sstableloader={}", wrapper.display())],
-    );
-    let log = stderr(&out);
-    assert_eq!(code(&out), 1, "{log}");
-    assert_contains(&log, "sstableloader failed for table thehive.");
-    assert_contains(&log, "stand-in: stream to 127.0.0.1 failed");
+    )
+    .failure(1);
+    let log = &out.stderr;
+    assert_contains(log, "sstableloader failed for table thehive.");
+    assert_contains(log, "stand-in: stream to 127.0.0.1 failed");
     assert_contains(
-        &log,
+        log,
         "put Cassandra keyspace thehive back from safety copy pre_restore_",
     );
     assert!(!log.contains("cleanup failed"), "{log}");
-    assert_eq!(keyspace_digest(cluster), before_restore);
-    assert!(
-        loader_roles(cluster).is_empty(),
-        "{:?}",
-        loader_roles(cluster)
-    );
-    discard(cluster, &stamp);
+    assert_put_back_then_discard(cluster, &stamp, &before_restore);
 }
 
 #[test]
 fn another_part_failing_after_the_restore_puts_the_keyspace_back() {
     let (cluster, _guard) = node();
-    let stamp = backup(cluster);
-    change_rows(cluster);
-    let before_restore = keyspace_digest(cluster);
-    let out = run_part(cluster, &stamp, &["fail_after_restore=true"]);
-    let log = stderr(&out);
-    assert_eq!(code(&out), 1, "{log}");
-    assert_contains(&log, "another part of the restore failed (test)");
-    assert_contains(&log, "9 tables streamed");
+    let (stamp, before_restore) = backup_then_change_rows(cluster);
+    let out = run_part(cluster, &stamp, &["fail_after_restore=true"]).failure(1);
+    let log = &out.stderr;
+    assert_contains(log, "another part of the restore failed (test)");
+    assert_contains(log, "9 tables streamed");
     assert!(!log.contains("cleanup failed"), "{log}");
     assert_eq!(keyspace_digest(cluster), before_restore);
     discard(cluster, &stamp);
@@ -428,11 +437,10 @@ fn a_keyspace_whose_schema_differs_is_recreated_from_the_set() {
          INSERT INTO thehive.added_since (key, value) VALUES (0x01, 0x02)",
     );
     change_rows(cluster);
-    let out = run_part(cluster, &stamp, &[]);
-    let log = stderr(&out);
-    assert_eq!(code(&out), 0, "{log}");
+    let out = run_part(cluster, &stamp, &[]).success();
+    let log = &out.stderr;
     assert_contains(
-        &log,
+        log,
         "schema differs from the set's create_keyspace_thehive.cql: dropping and recreating it",
     );
     let tables = cql(
@@ -451,9 +459,8 @@ fn plan_lists_every_action_without_a_password_and_changes_nothing() {
     change_rows(cluster);
     let before = keyspace_digest(cluster);
     // `runbook plan` runs every function of the lib in dry-run.
-    let out = part_command(cluster, "plan", &stamp, &[]).output().unwrap();
-    let log = stderr(&out);
-    assert_eq!(code(&out), 0, "{log}");
+    let out = part_command(cluster, "plan", &stamp, &[]).run().success();
+    let log = &out.stderr;
     let plan: Vec<&str> = log
         .lines()
         .filter_map(|line| line.split_once("plan: ").map(|(_, rest)| rest))
@@ -474,7 +481,7 @@ fn plan_lists_every_action_without_a_password_and_changes_nothing() {
         assert!(!line.contains("CASSANDRA_PASSWORD"), "{line}");
     }
     assert_contains(
-        &log,
+        log,
         "[dry-run] would compare the schema of keyspace thehive",
     );
     assert!(!log.contains(PASSWORD), "{log}");
@@ -492,15 +499,9 @@ fn plan_lists_every_action_without_a_password_and_changes_nothing() {
 #[test]
 fn sigkill_mid_load_then_recover_puts_the_keyspace_back() {
     let (cluster, _guard) = node();
-    let stamp = backup(cluster);
-    change_rows(cluster);
-    let before_restore = keyspace_digest(cluster);
+    let (stamp, before_restore) = backup_then_change_rows(cluster);
 
-    let mut child = part_command(cluster, "run", &stamp, &[])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut run = part_command(cluster, "run", &stamp, &[]).spawn();
     // Killed while sstableloader streams a table of the set (the keyspace is
     // emptied by then).
     let staging = cluster.dir.path().join("staging").display().to_string();
@@ -513,14 +514,10 @@ fn sigkill_mid_load_then_recover_puts_the_keyspace_back() {
             std::time::Instant::now() < deadline,
             "sstableloader never started"
         );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "the run ended before loading"
-        );
+        assert!(run.is_running(), "the run ended before loading");
         std::thread::sleep(Duration::from_millis(50));
     }
-    child.kill().unwrap(); // SIGKILL: no cleanup runs in the process
-    child.wait().unwrap();
+    run.kill(); // SIGKILL: no cleanup runs in the process
     // A crash takes the tools with it: no orphan goes on streaming.
     for needle in ["restore-tool.sh", staging.as_str()] {
         for pid in processes_with(needle) {
@@ -535,32 +532,18 @@ fn sigkill_mid_load_then_recover_puts_the_keyspace_back() {
         "the kill left the keyspace half-restored"
     );
 
-    let recover = cluster
-        .command(&["recover", "--journal-dir"])
-        .arg(cluster.dir.path().join("journal"))
-        .output()
-        .unwrap();
-    let log = stderr(&recover);
-    assert_eq!(code(&recover), 0, "{log}");
-    assert_contains(
-        &log,
-        "put Cassandra keyspace thehive back from safety copy pre_restore_",
-    );
-    assert_eq!(keyspace_digest(cluster), before_restore);
-    assert!(
-        loader_roles(cluster).is_empty(),
-        "{:?}",
-        loader_roles(cluster)
-    );
-    discard(cluster, &stamp);
+    cluster
+        .recover()
+        .run()
+        .success()
+        .stderr_contains("put Cassandra keyspace thehive back from safety copy pre_restore_");
+    assert_put_back_then_discard(cluster, &stamp, &before_restore);
 }
 
 #[test]
 fn a_user_that_cannot_create_the_loader_role_fails_before_anything_changes() {
     let (cluster, _guard) = node();
-    let stamp = backup(cluster);
-    change_rows(cluster);
-    let before_restore = keyspace_digest(cluster);
+    let (stamp, before_restore) = backup_then_change_rows(cluster);
     // A role that may log in and read, but not create roles.
     cql(
         cluster,
@@ -568,12 +551,11 @@ fn a_user_that_cannot_create_the_loader_role_fails_before_anything_changes() {
     );
     let out = part_command(cluster, "run", &stamp, &["cassandra_user=restore_weak"])
         .env("CASSANDRA_PASSWORD", "Weak-Role-Pass-5")
-        .output()
-        .unwrap();
-    let log = stderr(&out);
-    assert_eq!(code(&out), 1, "{log}");
+        .run()
+        .failure(1);
+    let log = &out.stderr;
     assert_contains(
-        &log,
+        log,
         "error: Cassandra user restore_weak (cassandra_user) cannot create the one-time role sstableloader logs in as \
          (it needs CREATE on ALL ROLES, e.g. a superuser); nothing was changed",
     );

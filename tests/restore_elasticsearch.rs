@@ -13,18 +13,18 @@
 //! test workflow written beside it. One sandbox serves every test of this
 //! binary (tests take turns; `SharedCluster`), stopped when the test process exits.
 
-use runbook_test_support::{SharedCluster, cluster, restore_proof, support};
-use std::io::{BufRead, BufReader};
+use runbook_test_support::{Ran, Running, SharedCluster, Test, cluster, restore_proof, support};
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use cluster::*;
-use restore_proof::{curl, snapshot_names};
+use nix::sys::signal::Signal;
+use restore_proof::{curl, set_stamps, snapshot_names};
 use serde_json::Value;
-use support::{assert_contains, repo_root, runbook, venv_bin};
+use support::assert_contains;
 
 /// The test workflow: the part's functions in the order cluster-hot-restore
 /// calls them, with a failure injected after any of them (`fail_after`).
@@ -85,13 +85,12 @@ fn fixture() -> (&'static Fixture, MutexGuard<'static, ()>) {
     let fixture = FIXTURE.get_or_init(|| {
         let folder = cluster.dir.path().join("workflows");
         // The journal folder init creates for the units: the test's own.
-        let out = runbook()
+        Test::new()
             .arg("init")
             .arg(&folder)
             .env("RUNBOOK_JOURNAL_DIR", cluster.dir.path().join("journal"))
-            .output()
-            .unwrap();
-        assert_eq!(code(&out), 0, "runbook init: {}", stderr(&out));
+            .run()
+            .success();
         assert!(
             folder.join("lib/restore_elasticsearch.rhai").is_file(),
             "runbook init wrote no lib/restore_elasticsearch.rhai: it is not in STOCK_FILES"
@@ -121,15 +120,7 @@ fn es(method: &str, cluster: &Cluster, path: &str, body: Option<&str>) -> Value 
 /// The ES part of `sandbox.py digest`: per index, its document count and a
 /// hash of its sorted documents.
 fn es_digest(cluster: &Cluster) -> Value {
-    let out = Command::new(venv_bin("python"))
-        .arg(repo_root().join("tests/sandbox/sandbox.py"))
-        .arg("digest")
-        .arg(cluster.sandbox())
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "digest: {}", stderr(&out));
-    let digest: Value = serde_json::from_slice(&out.stdout).unwrap();
-    digest["indices"].clone()
+    cluster.digest_of(&[])["indices"].clone()
 }
 
 /// The index's UUID: a new one means the index was deleted and made again.
@@ -150,28 +141,44 @@ fn health(cluster: &Cluster) -> String {
 
 /// The stock backup (Cassandra stand-in, local attachments); the stamp of the set made.
 fn backup(cluster: &Cluster) -> String {
-    let stamps = || -> std::collections::BTreeSet<String> {
-        std::fs::read_dir(cluster.path("backup"))
-            .unwrap()
-            .flatten()
-            .filter_map(|e| {
-                let name = e.file_name().to_string_lossy().into_owned();
-                Some(
-                    name.strip_prefix("backup_")?
-                        .strip_suffix(".json")?
-                        .to_string(),
-                )
-            })
-            .collect()
-    };
-    let before = stamps();
+    let before = set_stamps(cluster);
     // Two sets must not share a stamp (one per second).
     std::thread::sleep(Duration::from_millis(1100));
-    let out = cluster.run(&["run", "cluster-hot-backup"]);
-    assert_eq!(code(&out), 0, "backup: {}", stderr(&out));
-    let made: Vec<String> = stamps().difference(&before).cloned().collect();
+    cluster
+        .runbook(&["run", "cluster-hot-backup"])
+        .run()
+        .success();
+    let made: Vec<String> = set_stamps(cluster).difference(&before).cloned().collect();
     assert_eq!(made.len(), 1, "one new set: {made:?}");
     made[0].clone()
+}
+
+/// Keeps the live index aside in a snapshot of the test's own
+/// (`test_keep_aside`), for a test that deletes or damages it.
+fn keep_index_aside(cluster: &Cluster) {
+    es(
+        "PUT",
+        cluster,
+        "/_snapshot/thehive_repository/test_keep_aside?wait_for_completion=true",
+        Some(r#"{"indices":"thehive_global","include_global_state":false}"#),
+    );
+}
+
+/// Restores the index [`keep_index_aside`] kept (the index must be gone),
+/// then drops that snapshot: the live index back for the next tests.
+fn put_index_back(cluster: &Cluster) {
+    es(
+        "POST",
+        cluster,
+        "/_snapshot/thehive_repository/test_keep_aside/_restore?wait_for_completion=true",
+        Some(r#"{"indices":"thehive_global","include_global_state":false}"#),
+    );
+    es(
+        "DELETE",
+        cluster,
+        "/_snapshot/thehive_repository/test_keep_aside",
+        None,
+    );
 }
 
 /// Documents added, changed and deleted after the backup; each call touches
@@ -201,15 +208,13 @@ fn change_documents(cluster: &Cluster) {
     );
 }
 
-/// `runbook run|plan` of the test workflow for set `stamp`.
-fn restore_command(fixture: &Fixture, verb: &str, stamp: &str, extra: &[&str]) -> Command {
+/// `runbook run|plan` of the test workflow for set `stamp` (its journal in
+/// the cluster's folder).
+fn restore_command(fixture: &Fixture, verb: &str, stamp: &str, extra: &[&str]) -> Test {
     let cluster = fixture.cluster;
-    let mut command = runbook();
-    command
+    let mut test = Test::at(cluster.dir.path())
         .arg(verb)
         .arg(&fixture.workflow)
-        .arg("--journal-dir")
-        .arg(journal_dir(cluster))
         .arg("--set")
         .arg(format!(
             "manifest_path={}",
@@ -220,26 +225,18 @@ fn restore_command(fixture: &Fixture, verb: &str, stamp: &str, extra: &[&str]) -
         .args(["--set", "elasticsearch_poll=1s", "--set"])
         .arg(format!("stamp={stamp}"));
     for setting in extra {
-        command.args(["--set", setting]);
+        test = test.args(["--set", setting]);
     }
-    command
+    test
 }
 
-fn journal_dir(cluster: &Cluster) -> PathBuf {
-    cluster.dir.path().join("journal")
-}
-
-fn restore(fixture: &Fixture, stamp: &str, extra: &[&str]) -> Output {
-    restore_command(fixture, "run", stamp, extra)
-        .output()
-        .unwrap()
+fn restore(fixture: &Fixture, stamp: &str, extra: &[&str]) -> Ran {
+    restore_command(fixture, "run", stamp, extra).run()
 }
 
 /// Drops the safety snapshot of set `stamp` (what the admin does when satisfied).
-fn discard_safety(fixture: &Fixture, stamp: &str) -> Output {
-    let out = restore(fixture, "", &[&format!("discard_safety={stamp}")]);
-    assert_eq!(code(&out), 0, "discard_safety: {}", stderr(&out));
-    out
+fn discard_safety(fixture: &Fixture, stamp: &str) -> Ran {
+    restore(fixture, "", &[&format!("discard_safety={stamp}")]).success()
 }
 
 /// Round trip: backup, change documents, restore: the digest equals the
@@ -259,38 +256,34 @@ fn a_set_restores_over_changed_documents_to_the_backup_time_digest() {
     let started = Instant::now();
     let out = restore(fixture, &stamp, &[]);
     let seconds = started.elapsed().as_secs_f64();
-    let err = stderr(&out);
-    assert_eq!(code(&out), 0, "{err}");
+    let out = out.success();
+    let err = &out.stderr;
     eprintln!("safety copy + restore + verify of 300 documents: {seconds:.1} s");
     assert_eq!(es_digest(cluster), at_backup);
     assert_contains(
-        &err,
+        err,
         r#"verified: {"documents":{"thehive_global":300},"total":300}"#,
     );
     assert_contains(
-        &err,
+        err,
         "restored thehive_global from thehive_repository:elasticsearch_",
     );
     // The plan: safety snapshot, delete, restore with its jq check.
     assert_contains(
-        &err,
+        err,
         &format!("plan: curl -X DELETE {}/thehive_global", cluster.es_url()),
     );
     assert_contains(
-        &err,
+        err,
         r#"| jq -nec 'input | if (.snapshot.shards | .total > 0 and .failed == 0 and .successful == .total) then . else error("the restore did not bring back every shard: \(tojson)") end'"#,
     );
     let safety = format!("pre_restore_{stamp}");
     assert!(snapshot_names(cluster).contains(&safety));
 
-    let out = discard_safety(fixture, &stamp);
-    assert_contains(
-        &stderr(&out),
-        &format!("Elasticsearch safety snapshot {safety} deleted"),
-    );
+    discard_safety(fixture, &stamp)
+        .stderr_contains(&format!("Elasticsearch safety snapshot {safety} deleted"));
     assert!(!snapshot_names(cluster).contains(&safety));
-    let again = discard_safety(fixture, &stamp);
-    assert_contains(&stderr(&again), "(already dropped)");
+    discard_safety(fixture, &stamp).stderr_contains("(already dropped)");
 }
 
 /// The set's snapshot holds the index with settings no node satisfies: the
@@ -313,24 +306,22 @@ fn a_restore_with_failed_shards_puts_the_index_back_and_exits_1() {
     change_documents(cluster);
     let before = es_digest(cluster);
 
-    let out = restore(fixture, &stamp, &[]);
-    let err = stderr(&out);
-    eprintln!("{err}");
-    assert_eq!(code(&out), 1, "{err}");
+    let out = restore(fixture, &stamp, &[]).failure(1);
+    let err = &out.stderr;
     assert_contains(
-        &err,
+        err,
         &format!(
             "the restore of thehive_global from thehive_repository:elasticsearch_{stamp} brought back 0 of 1 shards (1 failed)"
         ),
     );
     assert_contains(
-        &err,
+        err,
         &format!(
             "put back: Elasticsearch indices thehive_global from safety snapshot pre_restore_{stamp}: undoing"
         ),
     );
     assert_contains(
-        &err,
+        err,
         &format!(
             "restored thehive_global from thehive_repository:pre_restore_{stamp}: 1 of 1 shards"
         ),
@@ -356,14 +347,12 @@ fn a_failure_after_the_restore_puts_the_index_back() {
     let stamp = backup(cluster);
     change_documents(cluster);
     let before = es_digest(cluster);
-    let out = restore(fixture, &stamp, &["fail_after=verify"]);
-    let err = stderr(&out);
-    eprintln!("{err}");
-    assert_eq!(code(&out), 1, "{err}");
-    assert_contains(&err, "test failure after verify");
-    assert_contains(&err, r#"verified: {"documents":{"thehive_global":300}"#);
+    let out = restore(fixture, &stamp, &["fail_after=verify"]).failure(1);
+    let err = &out.stderr;
+    assert_contains(err, "test failure after verify");
+    assert_contains(err, r#"verified: {"documents":{"thehive_global":300}"#);
     assert_contains(
-        &err,
+        err,
         "put back: Elasticsearch indices thehive_global from safety snapshot",
     );
     assert_eq!(es_digest(cluster), before);
@@ -381,13 +370,11 @@ fn a_failure_before_the_restore_leaves_the_index_untouched() {
     change_documents(cluster);
     let before = es_digest(cluster);
     let uuid = index_uuid(cluster);
-    let out = restore(fixture, &stamp, &["fail_after=safety_copy"]);
-    let err = stderr(&out);
-    eprintln!("{err}");
-    assert_eq!(code(&out), 1, "{err}");
-    assert_contains(&err, "test failure after safety_copy");
+    let out = restore(fixture, &stamp, &["fail_after=safety_copy"]).failure(1);
+    let err = &out.stderr;
+    assert_contains(err, "test failure after safety_copy");
     assert_contains(
-        &err,
+        err,
         "indices thehive_global are as they were (same UUIDs): nothing to delete or restore",
     );
     assert_eq!(index_uuid(cluster), uuid);
@@ -404,37 +391,20 @@ fn an_index_that_did_not_exist_is_gone_after_the_undo() {
     let stamp = backup(cluster);
     let before = es_digest(cluster);
     // Keep the live index aside (a snapshot of our own), then delete it.
-    es(
-        "PUT",
-        cluster,
-        "/_snapshot/thehive_repository/test_keep_aside?wait_for_completion=true",
-        Some(r#"{"indices":"thehive_global","include_global_state":false}"#),
-    );
+    keep_index_aside(cluster);
     es("DELETE", cluster, "/thehive_global", None);
-    let out = restore(fixture, &stamp, &["fail_after=restore"]);
-    let err = stderr(&out);
-    assert_eq!(code(&out), 1, "{err}");
-    assert_contains(&err, "no safety snapshot needed");
+    let out = restore(fixture, &stamp, &["fail_after=restore"]).failure(1);
+    let err = &out.stderr;
+    assert_contains(err, "no safety snapshot needed");
     assert_contains(
-        &err,
+        err,
         "put back: delete Elasticsearch indices thehive_global (none existed before the restore): undoing",
     );
     let (status, body) = curl(&[&format!("{}/thehive_global", cluster.es_url())]);
     assert_eq!(status, 404, "the index the restore created is gone: {body}");
     assert!(!snapshot_names(cluster).contains(&format!("pre_restore_{stamp}")));
     // The live index back for the next tests.
-    es(
-        "POST",
-        cluster,
-        "/_snapshot/thehive_repository/test_keep_aside/_restore?wait_for_completion=true",
-        Some(r#"{"indices":"thehive_global","include_global_state":false}"#),
-    );
-    es(
-        "DELETE",
-        cluster,
-        "/_snapshot/thehive_repository/test_keep_aside",
-        None,
-    );
+    put_index_back(cluster);
     assert_eq!(es_digest(cluster), before);
 }
 
@@ -455,12 +425,10 @@ fn a_snapshot_missing_from_the_repository_is_refused_before_anything_changes() {
     let before = es_digest(cluster);
     let uuid = index_uuid(cluster);
     let snapshots = snapshot_names(cluster);
-    let out = restore(fixture, &stamp, &[]);
-    let err = stderr(&out);
-    eprintln!("{err}");
-    assert_eq!(code(&out), 1, "{err}");
+    let out = restore(fixture, &stamp, &[]).failure(1);
+    let err = &out.stderr;
     assert_contains(
-        &err,
+        err,
         &format!(
             "Elasticsearch snapshot elasticsearch_{stamp} of set {stamp} is not in repository thehive_repository at {}: the set cannot be restored (nothing was changed)",
             cluster.es_url()
@@ -482,10 +450,9 @@ fn the_plan_lines_run_as_printed_restore_the_set() {
     let stamp = backup(cluster);
     change_documents(cluster);
     let out = restore_command(fixture, "plan", &stamp, &[])
-        .output()
-        .unwrap();
-    let err = stderr(&out);
-    assert_eq!(code(&out), 0, "{err}");
+        .run()
+        .success();
+    let err = &out.stderr;
     let lines: Vec<String> = err
         .lines()
         .filter_map(|line| line.split_once(" INFO plan: ").map(|(_, l)| l.to_string()))
@@ -507,12 +474,7 @@ fn the_plan_lines_run_as_printed_restore_the_set() {
     discard_safety(fixture, &stamp);
 
     // The same restore of a snapshot whose shards cannot be allocated: jq fails.
-    es(
-        "PUT",
-        cluster,
-        "/_snapshot/thehive_repository/test_keep_aside?wait_for_completion=true",
-        Some(r#"{"indices":"thehive_global","include_global_state":false}"#),
-    );
+    keep_index_aside(cluster);
     es(
         "PUT",
         cluster,
@@ -521,10 +483,9 @@ fn the_plan_lines_run_as_printed_restore_the_set() {
     );
     let bad = backup(cluster);
     es("DELETE", cluster, "/thehive_global", None);
-    let out = restore_command(fixture, "plan", &bad, &[])
-        .output()
-        .unwrap();
-    let restore_line = stderr(&out)
+    let out = restore_command(fixture, "plan", &bad, &[]).run();
+    let restore_line = out
+        .stderr
         .lines()
         .find_map(|line| {
             line.split_once(" INFO plan: ")
@@ -542,18 +503,7 @@ fn the_plan_lines_run_as_printed_restore_the_set() {
         r#"the restore did not bring back every shard: {"snapshot""#,
     );
     es("DELETE", cluster, "/thehive_global", None);
-    es(
-        "POST",
-        cluster,
-        "/_snapshot/thehive_repository/test_keep_aside/_restore?wait_for_completion=true",
-        Some(r#"{"indices":"thehive_global","include_global_state":false}"#),
-    );
-    es(
-        "DELETE",
-        cluster,
-        "/_snapshot/thehive_repository/test_keep_aside",
-        None,
-    );
+    put_index_back(cluster);
     assert_eq!(es_digest(cluster), at_backup);
 }
 
@@ -573,11 +523,9 @@ fn preflight_refusals_change_nothing() {
     // compared once the refusal's cause is gone.
     let refused = |reason: &str| {
         let snapshots = snapshot_names(cluster);
-        let out = restore(fixture, &stamp, &[]);
-        let err = stderr(&out);
-        eprintln!("{err}");
-        assert_eq!(code(&out), 1, "{err}");
-        assert_contains(&err, reason);
+        let out = restore(fixture, &stamp, &[]).failure(1);
+        let err = &out.stderr;
+        assert_contains(err, reason);
         assert_eq!(index_uuid(cluster), uuid);
         assert_eq!(snapshot_names(cluster), snapshots);
     };
@@ -621,11 +569,10 @@ fn preflight_refusals_change_nothing() {
     es("DELETE", cluster, "/_snapshot/thehive_repository", None);
     let out = restore(fixture, &stamp, &[]);
     repository_settings(cluster, "");
-    let err = stderr(&out);
-    eprintln!("{err}");
-    assert_eq!(code(&out), 1, "{err}");
+    let out = out.failure(1);
+    let err = &out.stderr;
     assert_contains(
-        &err,
+        err,
         &format!(
             "the Elasticsearch snapshot repository \"thehive_repository\" of set {stamp} is not registered at {}",
             cluster.es_url()
@@ -644,12 +591,10 @@ fn restore_needs_the_safety_copy_and_verify_needs_the_sets_snapshot() {
     let cluster = fixture.cluster;
     let stamp = backup(cluster);
     let uuid = index_uuid(cluster);
-    let out = restore(fixture, &stamp, &["skip_safety_copy=true"]);
-    let err = stderr(&out);
-    eprintln!("{err}");
-    assert_eq!(code(&out), 1, "{err}");
+    let out = restore(fixture, &stamp, &["skip_safety_copy=true"]).failure(1);
+    let err = &out.stderr;
     assert_contains(
-        &err,
+        err,
         &format!(
             "refusing to delete the live Elasticsearch index thehive_global: no SUCCESS safety snapshot pre_restore_{stamp} in repository thehive_repository holds it (take the safety copy first)"
         ),
@@ -657,18 +602,16 @@ fn restore_needs_the_safety_copy_and_verify_needs_the_sets_snapshot() {
     assert_eq!(index_uuid(cluster), uuid);
 
     // The live index came from the sandbox's bulk load or another snapshot, not this set's.
-    let out = restore(fixture, &stamp, &["skip_restore=true"]);
-    let err = stderr(&out);
-    eprintln!("{err}");
-    assert_eq!(code(&out), 1, "{err}");
+    let out = restore(fixture, &stamp, &["skip_restore=true"]).failure(1);
+    let err = &out.stderr;
     assert_contains(
-        &err,
+        err,
         &format!(
             "the Elasticsearch indices are not exactly snapshot elasticsearch_{stamp}: thehive_global shard 0 "
         ),
     );
     assert_contains(
-        &err,
+        err,
         "put back: Elasticsearch indices thehive_global from safety snapshot",
     );
     assert_eq!(es_digest(cluster)["thehive_global"]["documents"], 300);
@@ -686,12 +629,11 @@ fn plan_changes_nothing() {
     let uuid = index_uuid(cluster);
     let snapshots = snapshot_names(cluster);
     let out = restore_command(fixture, "plan", &stamp, &[])
-        .output()
-        .unwrap();
-    let err = stderr(&out);
-    assert_eq!(code(&out), 0, "{err}");
-    assert_contains(&err, "plan: curl -X DELETE");
-    assert_contains(&err, "[dry-run]");
+        .run()
+        .success();
+    let err = &out.stderr;
+    assert_contains(err, "plan: curl -X DELETE");
+    assert_contains(err, "[dry-run]");
     assert_eq!(index_uuid(cluster), uuid);
     assert_eq!(snapshot_names(cluster), snapshots);
     assert_eq!(es_digest(cluster), before);
@@ -738,35 +680,14 @@ fn repository_settings(cluster: &Cluster, extra: &str) {
 }
 
 /// Starts the restore and returns once its `es_restore` step has started
-/// (the deletion done, the restore running), with the stderr lines so far.
-fn start_restore_and_wait_for_the_restore_step(
-    fixture: &Fixture,
-    stamp: &str,
-) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
-    let mut child = restore_command(fixture, "run", stamp, &[])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
+/// (the deletion done, the restore running).
+fn start_restore_and_wait_for_the_restore_step(fixture: &Fixture, stamp: &str) -> Running {
+    let run = restore_command(fixture, "run", stamp, &[])
         .spawn()
-        .unwrap();
-    let (send, lines) = std::sync::mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = send.send(line);
-        }
-    });
-    let until = Instant::now() + Duration::from_secs(60);
-    loop {
-        let line = lines
-            .recv_timeout(until.saturating_duration_since(Instant::now()))
-            .expect("the restore step starts within 60 s");
-        if line.contains("elasticsearch restore: deleted indices thehive_global") {
-            break;
-        }
-    }
+        .wait_for_stderr("elasticsearch restore: deleted indices thehive_global");
     // The restore request is sent right after the deletion; let it run.
     std::thread::sleep(Duration::from_millis(1500));
-    (child, lines)
+    run
 }
 
 /// SIGTERM while the restore runs: the undo deletes the half-restored index and
@@ -779,33 +700,21 @@ fn sigterm_during_the_restore_puts_the_index_back() {
     change_documents(cluster);
     let before = es_digest(cluster);
     let throttled = Throttled::new(cluster);
-    let (mut child, lines) = start_restore_and_wait_for_the_restore_step(fixture, &stamp);
+    let run = start_restore_and_wait_for_the_restore_step(fixture, &stamp);
     let (status, _) = curl(&[&format!("{}/thehive_global/_count", cluster.es_url())]);
     assert_ne!(
         status, 200,
         "the restore is still running when the signal comes"
     );
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let exit = child.wait().unwrap();
-    let rest: Vec<String> = lines.try_iter().collect();
+    let ended = run.signal(Signal::SIGTERM).finish();
     drop(throttled);
-    let rest = rest.join("\n");
-    eprintln!("{rest}");
-    assert_eq!(exit.code(), Some(143), "{rest}");
-    assert_contains(
-        &rest,
-        "put back: Elasticsearch indices thehive_global from safety snapshot",
-    );
-    assert_contains(
-        &rest,
-        &format!(
+    eprintln!("{}", ended.stderr);
+    ended
+        .failure(143)
+        .stderr_contains("put back: Elasticsearch indices thehive_global from safety snapshot")
+        .stderr_contains(&format!(
             "restored thehive_global from thehive_repository:pre_restore_{stamp}: 1 of 1 shards"
-        ),
-    );
+        ));
     assert_eq!(es_digest(cluster), before);
     discard_safety(fixture, &stamp);
 }
@@ -820,24 +729,18 @@ fn after_sigkill_during_the_restore_recover_puts_the_index_back() {
     change_documents(cluster);
     let before = es_digest(cluster);
     let throttled = Throttled::new(cluster);
-    let (mut child, _lines) = start_restore_and_wait_for_the_restore_step(fixture, &stamp);
-    child.kill().unwrap();
-    child.wait().unwrap();
+    start_restore_and_wait_for_the_restore_step(fixture, &stamp).kill();
     // The repository is still throttled: the put-back restore takes seconds too.
-    let out = runbook()
+    let recovered = Test::at(cluster.dir.path())
         .arg("recover")
         .arg("--journal-dir")
-        .arg(journal_dir(cluster))
-        .output()
-        .unwrap();
+        .arg(cluster.dir.path().join("journal"))
+        .run();
     drop(throttled);
-    let err = stderr(&out);
-    eprintln!("{err}");
-    assert_eq!(code(&out), 0, "{err}");
-    assert_contains(
-        &err,
-        "put back: Elasticsearch indices thehive_global from safety snapshot",
-    );
+    eprintln!("{}", recovered.stderr);
+    recovered
+        .success()
+        .stderr_contains("put back: Elasticsearch indices thehive_global from safety snapshot");
     assert_eq!(es_digest(cluster), before);
     discard_safety(fixture, &stamp);
 }

@@ -16,17 +16,18 @@
 //! exits; tests take turns. A sandbox that cannot start fails every test with
 //! the reason; none is skipped.
 
-use runbook_test_support::{SharedCluster, TmpfsMount, cluster, support};
+use runbook_test_support::restore_proof::set_stamps;
+use runbook_test_support::{Ran, Running, SharedCluster, Test, TmpfsMount, cluster, support};
 use std::collections::BTreeMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
 use cluster::*;
 use nix::sys::signal::Signal;
-use support::{assert_contains, repo_root, runbook, send_signal, venv_bin};
+use support::{assert_contains, repo_root, venv_bin};
 
 /// The shared sandbox, started on first use: tests change its attachments,
 /// so they take turns.
@@ -92,29 +93,22 @@ fn workflows(cluster: &Cluster) -> PathBuf {
 }
 
 /// `runbook VERB WORKFLOW` with the sandbox's environment and `--set`s.
-fn workflow_command(cluster: &Cluster, verb: &str, name: &str, sets: &[(&str, String)]) -> Command {
-    let mut command = runbook();
-    command
-        .arg(verb)
-        .arg(workflows(cluster).join(name))
-        .arg("--journal-dir")
-        .arg(cluster.dir.path().join("journal"));
+fn workflow(cluster: &Cluster, verb: &str, name: &str, sets: &[(&str, String)]) -> Test {
+    let mut test = cluster
+        .bare_runbook([verb])
+        .arg(workflows(cluster).join(name));
     for (key, value) in sets {
-        command.arg("--set").arg(format!("{key}={value}"));
+        test = test.arg("--set").arg(format!("{key}={value}"));
     }
-    for (key, value) in cluster.record["env"].as_object().unwrap() {
-        command.env(key, value.as_str().unwrap());
-    }
-    command.current_dir(cluster.dir.path());
-    command
+    test
 }
 
 fn staging(cluster: &Cluster) -> String {
     cluster.dir.path().join("staging").display().to_string()
 }
 
-/// Runs the restore test workflow on set `stamp`.
-fn restore(cluster: &Cluster, stamp: &str, sets: &[(&str, String)]) -> Output {
+/// The restore test workflow on set `stamp`.
+fn restore_run(cluster: &Cluster, stamp: &str, sets: &[(&str, String)]) -> Test {
     let mut all = vec![
         (
             "manifest_path",
@@ -124,71 +118,40 @@ fn restore(cluster: &Cluster, stamp: &str, sets: &[(&str, String)]) -> Output {
         ("stamp", stamp.to_string()),
     ];
     all.extend_from_slice(sets);
-    workflow_command(cluster, "run", "storage-restore.rhai", &all)
-        .output()
-        .unwrap()
+    workflow(cluster, "run", "storage-restore.rhai", &all)
 }
 
-fn discard(cluster: &Cluster, stamp: &str, sets: &[(&str, String)]) -> Output {
+/// Runs the restore test workflow on set `stamp`.
+fn restore(cluster: &Cluster, stamp: &str, sets: &[(&str, String)]) -> Ran {
+    restore_run(cluster, stamp, sets).run()
+}
+
+/// Runs the workflow that discards the safety copy of the restore of `stamp`.
+fn discard(cluster: &Cluster, stamp: &str, sets: &[(&str, String)]) -> Ran {
     let mut all = vec![("staging", staging(cluster)), ("stamp", stamp.to_string())];
     all.extend_from_slice(sets);
-    workflow_command(cluster, "run", "storage-discard.rhai", &all)
-        .output()
-        .unwrap()
-}
-
-#[track_caller]
-fn succeeded(what: &str, out: &Output) -> String {
-    let err = stderr(out);
-    assert!(
-        out.status.success(),
-        "{what} failed ({}):\n{err}",
-        out.status
-    );
-    err
+    workflow(cluster, "run", "storage-discard.rhai", &all).run()
 }
 
 /// The stock backup workflow with these `--set`s; the new set's stamp.
 fn backup(cluster: &Cluster, sets: &[(&str, String)]) -> String {
-    let before = stamps(cluster);
+    let before = set_stamps(cluster);
     let mut args = vec!["run".to_string(), "cluster-hot-backup".to_string()];
     for (key, value) in sets {
         args.push("--set".into());
         args.push(format!("{key}={value}"));
     }
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    succeeded("the backup", &cluster.run(&args));
-    let new: Vec<String> = stamps(cluster).difference(&before).cloned().collect();
+    cluster.runbook(&args).run().success();
+    let new: Vec<String> = set_stamps(cluster).difference(&before).cloned().collect();
     assert_eq!(new.len(), 1, "one new set expected: {new:?}");
     new[0].clone()
-}
-
-/// The stamps of the manifests in the sandbox's backup folder.
-fn stamps(cluster: &Cluster) -> std::collections::BTreeSet<String> {
-    std::fs::read_dir(cluster.path("backup"))
-        .unwrap()
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            name.strip_prefix("backup_")
-                .and_then(|n| n.strip_suffix(".json"))
-                .map(str::to_string)
-        })
-        .collect()
 }
 
 /// `sandbox.py digest DIR --attachments folder|bucket`: the attachments' count
 /// and a hash of their sorted paths and contents.
 fn digest(cluster: &Cluster, place: &str) -> serde_json::Value {
-    let out = Command::new(venv_bin("python"))
-        .arg(repo_root().join("tests/sandbox/sandbox.py"))
-        .arg("digest")
-        .arg(cluster.sandbox())
-        .args(["--attachments", place])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "digest failed: {}", stderr(&out));
-    serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()["attachments"].clone()
+    cluster.digest_of(&["--attachments", place])["attachments"].clone()
 }
 
 /// Everything about a folder that the restore must keep or bring back: each
@@ -310,19 +273,19 @@ fn a_folder_restore_brings_back_exactly_the_backed_up_attachments_and_keeps_a_sa
         ("staging", staging(cluster)),
         ("stamp", stamp.clone()),
     ]);
-    let plan = workflow_command(cluster, "plan", "storage-restore.rhai", &plan_sets)
-        .output()
-        .unwrap();
-    let plan_log = succeeded("the plan", &plan);
+    let plan = workflow(cluster, "plan", "storage-restore.rhai", &plan_sets)
+        .run()
+        .success();
+    let plan_log = &plan.stderr;
     assert_contains(
-        &plan_log,
+        plan_log,
         &format!(
             "mv -T -- {} {}.pre_restore_{stamp}",
             folder.display(),
             folder.display()
         ),
     );
-    assert_contains(&plan_log, "--strip-components=1");
+    assert_contains(plan_log, "--strip-components=1");
     assert_eq!(exact_state(&folder), changed, "the plan changed the folder");
     assert!(
         !parent
@@ -337,18 +300,17 @@ fn a_folder_restore_brings_back_exactly_the_backed_up_attachments_and_keeps_a_sa
         "tamper",
         folder.join("7f-written-meanwhile").display().to_string(),
     ));
-    let out = restore(cluster, &stamp, &tampered);
-    let err = stderr(&out);
-    assert_eq!(code(&out), 1, "{err}");
+    let out = restore(cluster, &stamp, &tampered).failure(1);
+    let err = &out.stderr;
     assert_contains(
-        &err,
+        err,
         &format!("the attachment folder {} holds ", folder.display()),
     );
     assert_contains(
-        &err,
+        err,
         &format!("after the restore, the archive files_{stamp}.tar "),
     );
-    assert_contains(&err, "put back: the attachment folder");
+    assert_contains(err, "put back: the attachment folder");
     assert_eq!(
         exact_state(&folder),
         changed,
@@ -360,8 +322,8 @@ fn a_folder_restore_brings_back_exactly_the_backed_up_attachments_and_keeps_a_sa
         names_in(parent)
     );
 
-    let out = restore(cluster, &stamp, &sets);
-    let log = succeeded("the restore", &out);
+    let restored = restore(cluster, &stamp, &sets).success();
+    let log = &restored.stderr;
     assert_eq!(digest(cluster, "folder"), at_backup, "{log}");
     let meta = std::fs::metadata(&folder).unwrap();
     assert_eq!(
@@ -374,7 +336,7 @@ fn a_folder_restore_brings_back_exactly_the_backed_up_attachments_and_keeps_a_sa
         (65534, 65534),
         "the live folder's owner is kept"
     );
-    assert_contains(&log, "attachments verified:");
+    assert_contains(log, "attachments verified:");
     // The safety copy is the folder as it was just before, untouched.
     let aside = parent.join(format!("attachments.pre_restore_{stamp}"));
     assert_eq!(exact_state(&aside), changed);
@@ -385,10 +347,9 @@ fn a_folder_restore_brings_back_exactly_the_backed_up_attachments_and_keeps_a_sa
     );
 
     // A second restore of the same set refuses while that copy is there.
-    let again = restore(cluster, &stamp, &sets);
-    assert_eq!(code(&again), 1, "{}", stderr(&again));
+    let again = restore(cluster, &stamp, &sets).failure(1);
     assert_contains(
-        &stderr(&again),
+        &again.stderr,
         &format!(
             "{} exists: the safety copy of an earlier restore of set {stamp}",
             aside.display()
@@ -397,20 +358,20 @@ fn a_folder_restore_brings_back_exactly_the_backed_up_attachments_and_keeps_a_sa
     assert_eq!(digest(cluster, "folder"), at_backup);
 
     // discard_safety drops it (and only with its marker), twice is harmless.
-    succeeded("discard_safety", &discard(cluster, &stamp, &sets));
+    discard(cluster, &stamp, &sets).success();
     assert!(!aside.exists());
     assert!(
         !parent
             .join(format!("attachments.pre_restore_{stamp}.made-by-runbook"))
             .exists()
     );
-    let twice = discard(cluster, &stamp, &sets);
-    assert_contains(&succeeded("discard_safety again", &twice), "no safety copy");
+    discard(cluster, &stamp, &sets)
+        .success()
+        .stderr_contains("no safety copy");
     // A folder by that name that no restore made is left alone.
     std::fs::create_dir(&aside).unwrap();
-    let foreign = discard(cluster, &stamp, &sets);
-    assert_eq!(code(&foreign), 1, "{}", stderr(&foreign));
-    assert_contains(&stderr(&foreign), "it is left alone");
+    let foreign = discard(cluster, &stamp, &sets).failure(1);
+    assert_contains(&foreign.stderr, "it is left alone");
     assert!(aside.exists());
     std::fs::remove_dir(&aside).unwrap();
     assert_eq!(digest(cluster, "folder"), at_backup);
@@ -438,10 +399,9 @@ fn a_bucket_restore_makes_the_bucket_exactly_the_backed_up_objects() {
         "s3.put_object(Bucket='thehive', Key='bad//key', Body=b'x')\n",
     );
     let with_bad_key = digest(cluster, "bucket");
-    let out = restore(cluster, &stamp, &sets);
-    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let out = restore(cluster, &stamp, &sets).failure(1);
     assert_contains(
-        &stderr(&out),
+        &out.stderr,
         "1 objects of th_minio/thehive have keys that cannot be stored as files, so they cannot be set aside (nothing was changed)",
     );
     assert_eq!(digest(cluster, "bucket"), with_bad_key);
@@ -460,10 +420,10 @@ fn a_bucket_restore_makes_the_bucket_exactly_the_backed_up_objects() {
             ("storage", "s3".to_string()),
             ("fail_after", "restore".into()),
         ],
-    );
-    assert_eq!(code(&failed), 1, "{}", stderr(&failed));
+    )
+    .failure(1);
     assert_contains(
-        &stderr(&failed),
+        &failed.stderr,
         "put back: the bucket th_minio/thehive as it was",
     );
     assert_eq!(
@@ -477,7 +437,7 @@ fn a_bucket_restore_makes_the_bucket_exactly_the_backed_up_objects() {
         names_in(Path::new(&staging(cluster)))
     );
 
-    let log = succeeded("the restore", &restore(cluster, &stamp, &sets));
+    let log = restore(cluster, &stamp, &sets).success().stderr;
     assert_eq!(digest(cluster, "bucket"), at_backup, "{log}");
     assert_contains(
         &log,
@@ -486,7 +446,7 @@ fn a_bucket_restore_makes_the_bucket_exactly_the_backed_up_objects() {
     // The safety copy holds the objects as they were just before.
     let aside = Path::new(&staging(cluster)).join(format!("bucket.pre_restore_{stamp}"));
     assert!(aside.join("written-later/new.txt").is_file());
-    succeeded("discard_safety", &discard(cluster, &stamp, &sets));
+    discard(cluster, &stamp, &sets).success();
     assert!(!aside.exists());
     assert!(names_in(Path::new(&staging(cluster))).is_empty());
 }
@@ -511,11 +471,10 @@ fn a_full_disk_mid_extraction_leaves_the_folder_exactly_as_it_was() {
     // The pre-flight finds room; then the disk is filled, and the extraction fails.
     let mut run_sets = sets.to_vec();
     run_sets.push(("fill", disk.join("filler").display().to_string()));
-    let out = restore(cluster, &stamp, &run_sets);
-    let err = stderr(&out);
-    assert_eq!(code(&out), 1, "{err}");
-    assert_contains(&err, "No space left on device");
-    assert_contains(&err, "put back: the attachment folder");
+    let out = restore(cluster, &stamp, &run_sets).failure(1);
+    let err = &out.stderr;
+    assert_contains(err, "No space left on device");
+    assert_contains(err, "put back: the attachment folder");
     assert_eq!(
         exact_state(&folder),
         before,
@@ -545,10 +504,9 @@ fn refusals_before_anything_is_set_aside_change_nothing() {
     let stamp = backup(cluster, &sets(&folder));
     let before = exact_state(&folder);
     let refused = |sets: &[(&str, String)], reason: &str| {
-        let out = restore(cluster, &stamp, sets);
-        let err = stderr(&out);
-        assert_eq!(code(&out), 1, "{err}");
-        assert_contains(&err, reason);
+        let out = restore(cluster, &stamp, sets).failure(1);
+        let err = &out.stderr;
+        assert_contains(err, reason);
         assert!(
             !err.contains("undoing"),
             "something was changed and undone:\n{err}"
@@ -573,10 +531,9 @@ fn refusals_before_anything_is_set_aside_change_nothing() {
     // The folder itself is renamed: not through a symlink, never a mount point.
     let link = disk.join("link");
     std::os::unix::fs::symlink(&folder, &link).unwrap();
-    let out = restore(cluster, &stamp, &sets(&link));
-    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let out = restore(cluster, &stamp, &sets(&link)).failure(1);
     assert_contains(
-        &stderr(&out),
+        &out.stderr,
         &format!(
             "attachment_folder {} is a symlink (to {}): the restore renames the folder itself; set attachment_folder to {}",
             link.display(),
@@ -585,10 +542,9 @@ fn refusals_before_anything_is_set_aside_change_nothing() {
         ),
     );
     std::fs::remove_file(&link).unwrap();
-    let out = restore(cluster, &stamp, &sets(&disk));
-    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let out = restore(cluster, &stamp, &sets(&disk)).failure(1);
     assert_contains(
-        &stderr(&out),
+        &out.stderr,
         &format!(
             "attachment_folder {} is a mount point (an NFS share?): it cannot be renamed aside in one atomic rename",
             disk.display()
@@ -617,10 +573,9 @@ fn refusals_before_anything_is_set_aside_change_nothing() {
     // What an interrupted restore left (its undo or `runbook recover` removes it).
     let leftover = disk.join(format!(".files.restore_{stamp}"));
     std::fs::create_dir(&leftover).unwrap();
-    let out = restore(cluster, &stamp, &sets(&folder));
-    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    let out = restore(cluster, &stamp, &sets(&folder)).failure(1);
     assert_contains(
-        &stderr(&out),
+        &out.stderr,
         &format!(
             "{} exists (left by an interrupted restore? runbook recover removes it): remove it first",
             leftover.display()
@@ -629,18 +584,17 @@ fn refusals_before_anything_is_set_aside_change_nothing() {
     std::fs::remove_dir(&leftover).unwrap();
     assert_eq!(exact_state(&folder), before);
     // Storage "none" is no place to restore to: a config error, exit 2.
-    let out = restore(cluster, &stamp, &[("storage", "none".to_string())]);
-    assert_eq!(code(&out), 2, "{}", stderr(&out));
+    let out = restore(cluster, &stamp, &[("storage", "none".to_string())]).failure(2);
     assert_contains(
-        &stderr(&out),
+        &out.stderr,
         "storage is \"none\": the attachment part restores into \"local\" (attachment_folder) or \"s3\" (s3_source)",
     );
 }
 
 /// Starts the restore of `stamp` into `folder` and stops it (SIGSTOP) while the
 /// archive is being extracted: the extraction folder exists and the live
-/// folder is set aside. Returns the stopped child.
-fn stopped_mid_extraction(cluster: &Cluster, stamp: &str, folder: &Path) -> std::process::Child {
+/// folder is set aside. Returns the stopped run.
+fn stopped_mid_extraction(cluster: &Cluster, stamp: &str, folder: &Path) -> Running {
     let parent = folder.parent().unwrap();
     let work = parent.join(format!(".files.restore_{stamp}"));
     let all = [
@@ -653,22 +607,22 @@ fn stopped_mid_extraction(cluster: &Cluster, stamp: &str, folder: &Path) -> std:
         ("storage", "local".to_string()),
         ("attachment_folder", folder.display().to_string()),
     ];
-    let child = workflow_command(cluster, "run", "storage-restore.rhai", &all)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut run = workflow(cluster, "run", "storage-restore.rhai", &all).spawn();
+    // Polled often (not with `wait_until`'s 20 ms): the window is short.
     let until = Instant::now() + Duration::from_secs(60);
     while !work.exists() {
-        assert!(Instant::now() < until, "the extraction did not start");
+        assert!(
+            run.is_running() && Instant::now() < until,
+            "the extraction did not start"
+        );
         std::thread::sleep(Duration::from_micros(500));
     }
-    send_signal(&child, Signal::SIGSTOP);
+    let run = run.signal(Signal::SIGSTOP);
     assert!(
         !folder.exists() && work.exists(),
         "the extraction was over before the test could stop it: make the test's archive bigger"
     );
-    child
+    run
 }
 
 #[test]
@@ -690,13 +644,13 @@ fn sigterm_or_sigkill_and_recover_mid_extraction_put_the_folder_back() {
     let parent = folder.parent().unwrap();
 
     // SIGTERM: the run's undo puts the folder back, exit 143.
-    let child = stopped_mid_extraction(cluster, &stamp, &folder);
-    send_signal(&child, Signal::SIGTERM);
-    send_signal(&child, Signal::SIGCONT);
-    let out = child.wait_with_output().unwrap();
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(143), "{err}");
-    assert_contains(&err, "put back: the attachment folder");
+    let out = stopped_mid_extraction(cluster, &stamp, &folder)
+        .signal(Signal::SIGTERM)
+        .signal(Signal::SIGCONT)
+        .finish()
+        .failure(143)
+        .stderr_contains("put back: the attachment folder");
+    let err = &out.stderr;
     assert_eq!(
         exact_state(&folder),
         before,
@@ -705,21 +659,17 @@ fn sigterm_or_sigkill_and_recover_mid_extraction_put_the_folder_back() {
     assert_eq!(names_in(parent), ["files"], "SIGTERM left something");
 
     // SIGKILL: nothing runs; `runbook recover` carries out the journaled undo.
-    let child = stopped_mid_extraction(cluster, &stamp, &folder);
-    send_signal(&child, Signal::SIGKILL);
-    let _ = child.wait_with_output().unwrap();
+    stopped_mid_extraction(cluster, &stamp, &folder).kill();
     assert!(
         !folder.exists(),
         "the live folder is set aside while the run is dead"
     );
-    let recover = runbook()
-        .arg("recover")
-        .arg("--journal-dir")
-        .arg(cluster.dir.path().join("journal"))
-        .output()
-        .unwrap();
-    let log = succeeded("runbook recover", &recover);
-    assert_contains(&log, "put back: the attachment folder");
+    let recover = cluster
+        .recover()
+        .run()
+        .success()
+        .stderr_contains("put back: the attachment folder");
+    let log = &recover.stderr;
     assert_eq!(
         exact_state(&folder),
         before,
@@ -755,11 +705,7 @@ fn sigterm_or_sigkill_and_recover_mid_bucket_restore_put_the_bucket_back() {
             ("stamp", stamp.clone()),
             ("storage", "s3".to_string()),
         ];
-        let child = workflow_command(cluster, "run", "storage-restore.rhai", &all)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let run = workflow(cluster, "run", "storage-restore.rhai", &all).spawn();
         // Stopped once the restore has changed the bucket: the first changed
         // object is back as archived, the others not yet.
         let probe = format!(
@@ -770,7 +716,7 @@ fn sigterm_or_sigkill_and_recover_mid_bucket_restore_put_the_bucket_back() {
             \x20   time.sleep(0.02)\n"
         );
         bucket_python(cluster, &probe);
-        send_signal(&child, Signal::SIGSTOP);
+        let run = run.signal(Signal::SIGSTOP);
         let still = bucket_python(
             cluster,
             "keys = sorted(o['Key'] for o in s3.list_objects_v2(Bucket='thehive')['Contents'])\n\
@@ -780,16 +726,15 @@ fn sigterm_or_sigkill_and_recover_mid_bucket_restore_put_the_bucket_back() {
             still.trim().parse::<u32>().unwrap() > 0,
             "the upload was over before the test could stop it"
         );
-        send_signal(&child, Signal::SIGCONT);
-        child
+        run.signal(Signal::SIGCONT)
     };
 
-    let child = start();
-    send_signal(&child, Signal::SIGTERM);
-    let out = child.wait_with_output().unwrap();
-    let err = stderr(&out);
-    assert_eq!(out.status.code(), Some(143), "{err}");
-    assert_contains(&err, "put back: the bucket th_minio/thehive as it was");
+    let out = start()
+        .signal(Signal::SIGTERM)
+        .finish()
+        .failure(143)
+        .stderr_contains("put back: the bucket th_minio/thehive as it was");
+    let err = &out.stderr;
     assert_eq!(
         digest(cluster, "bucket"),
         before,
@@ -797,24 +742,13 @@ fn sigterm_or_sigkill_and_recover_mid_bucket_restore_put_the_bucket_back() {
     );
     assert!(names_in(&staging).is_empty(), "{:?}", names_in(&staging));
 
-    let child = start();
-    send_signal(&child, Signal::SIGKILL);
-    let _ = child.wait_with_output().unwrap();
-    let recover = runbook()
-        .arg("recover")
-        .arg("--journal-dir")
-        .arg(cluster.dir.path().join("journal"))
-        .envs(
-            cluster.record["env"]
-                .as_object()
-                .unwrap()
-                .iter()
-                .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_string())),
-        )
-        .output()
-        .unwrap();
-    let log = succeeded("runbook recover", &recover);
-    assert_contains(&log, "put back: the bucket th_minio/thehive as it was");
+    start().kill();
+    let recover = cluster
+        .recover()
+        .run()
+        .success()
+        .stderr_contains("put back: the bucket th_minio/thehive as it was");
+    let log = &recover.stderr;
     assert_eq!(
         digest(cluster, "bucket"),
         before,
@@ -838,14 +772,16 @@ fn a_seaweedfs_named_set_is_listed_verified_prepared_and_restored() {
     let at_backup = digest(cluster, "bucket");
 
     // Only the two names TheHive's guide has used.
-    let wrong = cluster.run(&[
-        "run",
-        "cluster-hot-backup",
-        "--set",
-        "s3_archive_name=garage",
-    ]);
-    assert_eq!(code(&wrong), 2, "{}", stderr(&wrong));
-    assert_contains(&stderr(&wrong), "s3_archive_name");
+    cluster
+        .runbook(&[
+            "run",
+            "cluster-hot-backup",
+            "--set",
+            "s3_archive_name=garage",
+        ])
+        .run()
+        .failure(2)
+        .stderr_contains("s3_archive_name");
 
     let minio = backup(cluster, &[("storage", "s3".to_string())]);
     let weed = backup(
@@ -884,13 +820,12 @@ fn a_seaweedfs_named_set_is_listed_verified_prepared_and_restored() {
     );
 
     // `runbook list` finds both names (the default folders include seaweedfs/).
-    let list = runbook()
+    let table = Test::new()
         .args(["list", "--manifest-path"])
         .arg(&backup_folder)
-        .output()
-        .unwrap();
-    assert!(list.status.success(), "{}", stderr(&list));
-    let table = String::from_utf8_lossy(&list.stdout).into_owned();
+        .run()
+        .success()
+        .stdout;
     let row = |stamp: &str| {
         table
             .lines()
@@ -901,12 +836,12 @@ fn a_seaweedfs_named_set_is_listed_verified_prepared_and_restored() {
     assert_contains(&row(&minio), "cassandra,elasticsearch,minio");
     assert_contains(&row(&weed), "cassandra,elasticsearch,seaweedfs");
     assert_contains(&row(&weed), "complete");
-    let json = runbook()
+    let json = Test::new()
         .args(["list", "--json", "--manifest-path"])
         .arg(&backup_folder)
-        .output()
-        .unwrap();
-    let sets: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+        .run()
+        .success();
+    let sets: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
     let set = sets["sets"]
         .as_array()
         .unwrap()
@@ -924,17 +859,11 @@ fn a_seaweedfs_named_set_is_listed_verified_prepared_and_restored() {
     );
 
     // `runbook verify --set` reads it against the manifest.
-    let verify = runbook()
+    Test::new()
         .args(["verify", "--set", &weed, "--manifest-path"])
         .arg(&backup_folder)
-        .output()
-        .unwrap();
-    assert!(
-        verify.status.success(),
-        "{}\n{}",
-        String::from_utf8_lossy(&verify.stdout),
-        stderr(&verify)
-    );
+        .run()
+        .success();
     let manifest: serde_json::Value = serde_json::from_slice(
         &std::fs::read(backup_folder.join(format!("backup_{weed}.json"))).unwrap(),
     )
@@ -943,9 +872,8 @@ fn a_seaweedfs_named_set_is_listed_verified_prepared_and_restored() {
 
     // restore-prep finds it and plans the bucket restore from seaweedfs_STAMP/.
     let prep_staging = cluster.dir.path().join("prep");
-    let prep = runbook()
-        .args(["run", "restore-prep", "--journal-dir"])
-        .arg(cluster.dir.path().join("journal"))
+    Test::at(cluster.dir.path())
+        .args(["run", "restore-prep"])
         .args([
             "--set",
             &format!("manifest_path={}", backup_folder.display()),
@@ -954,9 +882,8 @@ fn a_seaweedfs_named_set_is_listed_verified_prepared_and_restored() {
         .args(["--set", &format!("staging={}", prep_staging.display())])
         .args(["--set", &format!("elasticsearch_url={}", cluster.es_url())])
         .args(["--set", &format!("s3_archive_path={}", seaweedfs.display())])
-        .output()
-        .unwrap();
-    succeeded("restore-prep", &prep);
+        .run()
+        .success();
     let plan = std::fs::read_to_string(prep_staging.join(&weed).join("restore-plan.sh")).unwrap();
     let extracted = prep_staging.join(&weed).join(format!("seaweedfs_{weed}"));
     assert_contains(
@@ -978,12 +905,12 @@ fn a_seaweedfs_named_set_is_listed_verified_prepared_and_restored() {
     );
     assert_ne!(digest(cluster, "bucket"), at_backup);
     let sets = [("storage", "s3".to_string())];
-    let log = succeeded("the restore", &restore(cluster, &weed, &sets));
+    let log = restore(cluster, &weed, &sets).success().stderr;
     assert_contains(
         &log,
         &format!("from seaweedfs_{weed}.tar restored into th_minio/thehive"),
     );
     assert_eq!(digest(cluster, "bucket"), at_backup);
-    succeeded("discard_safety", &discard(cluster, &weed, &sets));
+    discard(cluster, &weed, &sets).success();
     std::fs::remove_dir_all(&prep_staging).unwrap();
 }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::harness::Test;
+use crate::harness::{Ran, Test};
 use crate::support::{repo_root, runbook, venv_bin};
 
 /// A sandbox cluster and a folder for journals and extraction; stopped on drop.
@@ -21,7 +21,12 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start(args: &[&str]) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
+        Cluster::start_in(tempfile::tempdir().expect("temp dir"), args)
+    }
+
+    /// [`Cluster::start`] with the sandbox in `dir/sb` (a folder the caller
+    /// made first, e.g. to watch it before the servers start).
+    pub fn start_in(dir: tempfile::TempDir, args: &[&str]) -> Self {
         let sandbox = dir.path().join("sb");
         let out = Command::new(venv_bin("python"))
             .arg(repo_root().join("tests/sandbox/sandbox.py"))
@@ -90,18 +95,62 @@ impl Cluster {
         test
     }
 
+    /// `runbook ARGS` in the cluster's folder with the sandbox's environment
+    /// only: no vars and no poll setting (for a workflow file of the test's
+    /// own, or a stock run without [`Cluster::runbook`]'s additions).
+    pub fn bare_runbook<I, S>(&self, args: I) -> Test
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut test = Test::at(self.dir.path()).args(args);
+        for (key, value) in self.record["env"].as_object().unwrap() {
+            test = test.env(key, value.as_str().unwrap());
+        }
+        test
+    }
+
+    /// `runbook recover` of the runs journaled in the cluster's folder.
+    pub fn recover(&self) -> Test {
+        self.runbook(&["recover", "--journal-dir"])
+            .arg(self.dir.path().join("journal"))
+    }
+
     /// `runbook run restore-prep --set KEY=VALUE...` with the journal kept
     /// here; no sandbox vars, so each test names every key it relies on.
     pub fn restore_prep(&self, settings: &[(&str, String)]) -> Output {
-        let mut command = runbook();
-        command
-            .args(["run", "restore-prep", "--journal-dir"])
-            .arg(self.dir.path().join("journal"))
-            .current_dir(self.dir.path());
+        self.restore_prep_run(settings).output()
+    }
+
+    /// [`Cluster::restore_prep`] as a finished [`Test`], to check with
+    /// `.success()` and the like.
+    pub fn restore_prep_run(&self, settings: &[(&str, String)]) -> Ran {
+        let mut test = Test::at(self.dir.path()).args(["run", "restore-prep"]);
         for (key, value) in settings {
-            command.arg("--set").arg(format!("{key}={value}"));
+            test = test.arg("--set").arg(format!("{key}={value}"));
         }
-        command.output().expect("runbook runs")
+        test.run()
+    }
+
+    /// `sandbox.py COMMAND DIR ARGS...` on this sandbox, run to the end
+    /// (`status`, `digest`, `stop`): what it printed and how it ended.
+    pub fn sandbox_py(&self, command: &str, args: &[&str]) -> Output {
+        Command::new(venv_bin("python"))
+            .arg(repo_root().join("tests/sandbox/sandbox.py"))
+            .arg(command)
+            .arg(self.sandbox())
+            .args(args)
+            .output()
+            .expect("sandbox.py runs")
+    }
+
+    /// `sandbox.py digest DIR ARGS...` (`--attachments folder|bucket`): the
+    /// Cassandra rows, index documents and attachments it hashed.
+    #[track_caller]
+    pub fn digest_of(&self, args: &[&str]) -> serde_json::Value {
+        let out = self.sandbox_py("digest", args);
+        assert!(out.status.success(), "digest failed: {}", stderr(&out));
+        serde_json::from_slice(&out.stdout).expect("digest prints JSON")
     }
 
     pub fn es_url(&self) -> String {
@@ -128,18 +177,27 @@ impl Cluster {
         assert!(out.status.success(), "setting ES faults failed");
     }
 
+    /// Every request the Elasticsearch stand-in received. A log that cannot
+    /// be read fails the test (an empty list would pass every "nothing was
+    /// snapshotted" check without checking anything).
     pub fn es_requests(&self) -> Vec<serde_json::Value> {
         let out = Command::new("curl")
             .args(["-sf"])
             .arg(format!("{}/_standin/requests", self.es_url()))
             .output()
             .unwrap();
+        assert!(
+            out.status.success(),
+            "cannot read the stand-in's request log at {}: {}",
+            self.es_url(),
+            stderr(&out)
+        );
         let value: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         value
             .as_array()
             .cloned()
             .or_else(|| value["requests"].as_array().cloned())
-            .unwrap_or_default()
+            .unwrap_or_else(|| panic!("the stand-in's request log is no list: {value}"))
     }
 
     /// The sandbox's S3 server (`--storage s3`), `http://127.0.0.1:PORT`.
@@ -301,6 +359,24 @@ pub fn assert_failed_cleanly(cluster: &Cluster, out: &Output, reason: &str) {
     let err = stderr(out);
     assert_eq!(code(out), 1, "{err}");
     assert!(err.contains(reason), "expected `{reason}` in:\n{err}");
+    assert_no_set_left(cluster);
+}
+
+impl Ran {
+    /// [`assert_failed_cleanly`] as a check of a finished run: exit 1,
+    /// `reason` in stderr, and nothing left that could pass for a set.
+    #[track_caller]
+    pub fn failed_cleanly(self, cluster: &Cluster, reason: &str) -> Ran {
+        let ran = self.failure(1).stderr_contains(reason);
+        assert_no_set_left(cluster);
+        ran
+    }
+}
+
+/// A failed run left no marker, manifest or partial file in the backup
+/// folder, and no Cassandra snapshot.
+#[track_caller]
+pub fn assert_no_set_left(cluster: &Cluster) {
     let files = cluster.backup_files();
     assert!(
         !files.iter().any(|f| f.ends_with(".info")),

@@ -555,3 +555,20 @@ pub fn read_journals(folder: &Path) -> Vec<serde_json::Value> {
         })
         .collect()
 }
+
+// Added for tests/support/running.rs (a run the test acts on while it runs):
+// a new constructor only; the methods above are unchanged.
+impl Ran {
+    /// The [`Ran`] of `test`, which ended with `output` (a run started with
+    /// [`Test::spawn`]).
+    pub(crate) fn of(test: Test, output: Output) -> Ran {
+        Ran {
+            args: test.args,
+            dir: test.dir,
+            _owned: test.owned,
+            status: output.status,
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
+    }
+}

@@ -11,6 +11,8 @@
 //!   backup left behind.
 //! - [`moto`]: the moto S3 server, its Python helper and a fault relay.
 //! - [`restore_proof`]: back up, wipe, restore, compare digests (real servers).
+//! - [`running`]: [`Running`], a run the test acts on while it runs (signals,
+//!   SIGKILL, waits for a condition), then checks like a finished [`Test`].
 //! - [`servers`]: loopback server processes killed with their process group,
 //!   and the Elasticsearch stand-in on a free port.
 //! - [`shared`]: [`SharedCluster`], one sandbox (real servers or stand-ins)
@@ -24,12 +26,14 @@ pub mod cluster;
 pub mod harness;
 pub mod moto;
 pub mod restore_proof;
+pub mod running;
 pub mod servers;
 pub mod shared;
 pub mod support;
 pub mod tmpfs;
 
 pub use harness::{Ran, Test, Workdir};
+pub use running::{Running, wait_until};
 pub use shared::SharedCluster;
 pub use support::*;
 pub use tmpfs::TmpfsMount;

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::cluster::{Cluster, code, gnu_tar_extract, stderr};
+use crate::cluster::{Cluster, gnu_tar_extract, stderr};
 use crate::support::{assert_contains, repo_root, runbook_binary, venv_bin};
 
 /// Where the attachments of a round trip live.
@@ -55,15 +55,7 @@ pub fn real_tools() -> PathBuf {
 /// `sandbox.py digest DIR --attachments folder|bucket`: Cassandra rows,
 /// OpenSearch documents and the attachments of `storage`.
 pub fn digest(cluster: &Cluster, storage: Storage) -> serde_json::Value {
-    let out = Command::new(venv_bin("python"))
-        .arg(repo_root().join("tests/sandbox/sandbox.py"))
-        .arg("digest")
-        .arg(cluster.sandbox())
-        .args(["--attachments", storage.place()])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "digest failed: {}", stderr(&out));
-    serde_json::from_slice(&out.stdout).expect("digest prints JSON")
+    cluster.digest_of(&["--attachments", storage.place()])
 }
 
 #[track_caller]
@@ -336,8 +328,7 @@ pub fn backup_wipe_restore_compare(
     if let Some(login) = login {
         settings.push(("cassandra_user", login.user.to_string()));
     }
-    let prep = cluster.restore_prep(&settings);
-    assert_eq!(code(&prep), 0, "{}", stderr(&prep));
+    cluster.restore_prep_run(&settings).success();
     let plan_file = staging.join(&stamp).join("restore-plan.sh");
     let plan = std::fs::read_to_string(&plan_file).unwrap();
     if let Some(login) = login {

@@ -76,13 +76,17 @@ impl SharedCluster {
         }
         let args = (self.start_args)();
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let cluster = std::panic::catch_unwind(|| Cluster::start(&args)).map_err(|panic| {
-            panic
-                .downcast_ref::<String>()
-                .cloned()
-                .unwrap_or_else(|| "sandbox start panicked".into())
-        })?;
-        stop_when_killed(&cluster);
+        // Watched from before the start: a test process killed while the
+        // servers start (a minute or two) leaves none of them running.
+        let dir = tempfile::tempdir().map_err(|error| format!("no temp dir: {error}"))?;
+        stop_when_killed(&dir.path().join("sb"), dir.path());
+        let cluster =
+            std::panic::catch_unwind(|| Cluster::start_in(dir, &args)).map_err(|panic| {
+                panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .unwrap_or_else(|| "sandbox start panicked".into())
+            })?;
         stop_at_exit(self);
         Ok(cluster)
     }
@@ -146,12 +150,15 @@ extern "C" fn stop_all() {
     }
 }
 
-/// A detached watcher stops the sandbox and removes its folder once this test
-/// process is gone without running its exit handlers (killed).
+/// A detached watcher stops the sandbox `sandbox` and removes `folder` once
+/// this test process is gone without running its exit handlers (killed),
+/// after the sandbox's `sandbox.py start` (which outlives a killed test) has
+/// ended, so that nothing it starts late is left running.
 // The watcher must outlive this process, so it is never waited for.
 #[allow(clippy::zombie_processes)]
-fn stop_when_killed(cluster: &Cluster) {
+fn stop_when_killed(sandbox: &std::path::Path, folder: &std::path::Path) {
     let script = r#"while kill -0 "$1" 2>/dev/null; do sleep 0.5; done
+while pgrep -f "sandbox.py start $4( |$)" >/dev/null; do sleep 1; done
 [ -d "$4" ] && "$2" "$3" stop "$4" >/dev/null 2>&1
 rm -rf "$5""#;
     Command::new("bash")
@@ -161,8 +168,8 @@ rm -rf "$5""#;
         .arg(std::process::id().to_string())
         .arg(venv_bin("python"))
         .arg(repo_root().join("tests/sandbox/sandbox.py"))
-        .arg(cluster.sandbox())
-        .arg(cluster.dir.path())
+        .arg(sandbox)
+        .arg(folder)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
