@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use runbook_test_support::harness::Running;
+use runbook_test_support::Running;
 use runbook_test_support::{Ran, Test, runbook_binary};
 
 /// A workflow printing its config keys `a` to `e` into out.txt.
@@ -500,11 +500,11 @@ fn run_while_held(
         let _ = std::fs::remove_file(dir.join(signal));
     }
     let first = Running::from_command(run_as(dir, holder.0, holder.1));
-    let pid = first.id();
+    let pid = first.pid() as u32;
     wait_for(&dir.join("signals/started"));
     let second = Ran::from_command(run_as(dir, other.0, other.1));
     std::fs::write(dir.join("signals/release"), "").unwrap();
-    first.wait().success();
+    first.finish().success();
     (pid, second)
 }
 

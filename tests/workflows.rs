@@ -372,7 +372,8 @@ fn sigterm_during_the_run_cleans_up_and_exits_143() {
     }
     std::thread::sleep(Duration::from_millis(300));
     running
-        .interrupt(nix::sys::signal::Signal::SIGTERM)
+        .signal(nix::sys::signal::Signal::SIGTERM)
+        .finish()
         .failure(143);
     let files = cluster.backup_files();
     assert!(
@@ -805,7 +806,7 @@ fn two_runs_with_the_same_stamp_never_undo_each_other() {
     };
     let first = spawn("journal-a");
     let second = spawn("journal-b");
-    let runs = [first.wait(), second.wait()];
+    let runs = [first.finish(), second.finish()];
     let mut codes: Vec<i32> = runs
         .iter()
         .map(|r| r.code().expect("exited normally"))

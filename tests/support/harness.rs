@@ -15,8 +15,8 @@
 //! stdout and stderr of the run, so a failure shows what the binary said.
 //!
 //! A run the test acts on while it runs (a signal, a second run beside it) is
-//! started with [`Test::spawn`] and ended with [`Running::wait`] or
-//! [`Running::interrupt`], giving the same [`Ran`]; one that must not hang is
+//! started with [`Test::spawn`] and ended with [`Running::finish`](crate::Running::finish) after acting on it
+//! (a signal, a wait for a file), giving the same [`Ran`]; one that must not hang is
 //! run with [`Test::run_within`]; one that only a hand-built [`Command`] can
 //! start (through `setpriv` as another user) is checked with
 //! [`Ran::from_command`].
@@ -228,48 +228,27 @@ impl Test {
         command
     }
 
-    /// Starts `runbook` and returns at once, for a test that acts on the
-    /// running process (signals it, starts a second run beside it); stdout
-    /// and stderr are kept for the [`Ran`] that [`Running::wait`] or
-    /// [`Running::interrupt`] gives.
-    #[track_caller]
-    pub fn spawn(self) -> Running {
-        let mut command = self.command();
-        command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let child = command.spawn().expect("runbook starts");
-        Running {
-            child,
-            args: self.args,
-            dir: self.dir,
-            owned: self.owned,
-        }
-    }
-
     /// Runs `runbook` to the end like [`Test::run`], but fails the test
     /// (after killing the run) if it has not ended within `limit`: for the
     /// tests whose bug would be a run that blocks for ever.
     #[track_caller]
     pub fn run_within(self, limit: std::time::Duration) -> Ran {
-        let running = self.spawn();
-        let pid = running.child.id();
-        let shown = running.shown_args();
-        let (done, wait) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = done.send(running.wait());
-        });
-        match wait.recv_timeout(limit) {
-            Ok(ran) => ran,
-            Err(_) => {
-                let _ = nix::sys::signal::kill(
-                    nix::unistd::Pid::from_raw(pid as i32),
-                    nix::sys::signal::Signal::SIGKILL,
-                );
+        let shown = self
+            .args
+            .iter()
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut running = self.spawn();
+        let until = std::time::Instant::now() + limit;
+        while running.is_running() {
+            if std::time::Instant::now() >= until {
+                drop(running.kill());
                 panic!("runbook {shown} did not end within {limit:?} (killed)");
             }
+            std::thread::sleep(std::time::Duration::from_millis(20));
         }
+        running.finish()
     }
 
     /// Runs `runbook` to the end and keeps what it printed.
@@ -301,76 +280,6 @@ impl Test {
     }
 }
 
-/// A started [`Test`] ([`Test::spawn`]): the process, until it is waited on.
-pub struct Running {
-    child: std::process::Child,
-    args: Vec<OsString>,
-    dir: PathBuf,
-    owned: Option<tempfile::TempDir>,
-}
-
-impl Running {
-    /// Starts a `runbook` run built by hand as a [`Command`] (one wrapped in
-    /// `setpriv` to run as another user, or started through `env -i`), so
-    /// that it is checked like a [`Test`]: stdout and stderr are kept, stdin
-    /// is closed.
-    #[track_caller]
-    pub fn from_command(mut command: Command) -> Running {
-        let args = std::iter::once(command.get_program().to_os_string())
-            .chain(command.get_args().map(OsStr::to_os_string))
-            .collect();
-        let dir = command
-            .get_current_dir()
-            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-        let child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("{command:?} cannot start: {e}"));
-        Running {
-            child,
-            args,
-            dir,
-            owned: None,
-        }
-    }
-
-    /// The process id of the run.
-    pub fn id(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn shown_args(&self) -> String {
-        self.args
-            .iter()
-            .map(|a| a.to_string_lossy())
-            .collect::<Vec<_>>()
-            .join(" ")
-    }
-
-    /// Waits for the run to end and keeps what it printed.
-    pub fn wait(self) -> Ran {
-        let output = self.child.wait_with_output().expect("runbook runs");
-        Ran {
-            args: self.args,
-            dir: self.dir,
-            _owned: self.owned,
-            status: output.status,
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
-    }
-
-    /// Sends `signal` (SIGINT, SIGTERM) to the run, which must still be
-    /// running, and waits for what it printed on its way out.
-    #[track_caller]
-    pub fn interrupt(self, signal: nix::sys::signal::Signal) -> Ran {
-        crate::support::send_signal(&self.child, signal);
-        self.wait()
-    }
-}
-
 /// A finished [`Test`]: its exit status and output, and checks on them that
 /// return the run so they chain.
 pub struct Ran {
@@ -387,10 +296,11 @@ pub struct Ran {
 
 impl Ran {
     /// Runs a `runbook` run built by hand as a [`Command`] to the end (see
-    /// [`Running::from_command`]), for the same chain of checks.
+    /// [`Running::from_command`](crate::Running::from_command)), for the same
+    /// chain of checks.
     #[track_caller]
     pub fn from_command(command: Command) -> Ran {
-        Running::from_command(command).wait()
+        crate::Running::from_command(command).finish()
     }
 
     /// `name` inside the folder the run started in.

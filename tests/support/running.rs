@@ -15,6 +15,7 @@
 //! once, with everything the run printed.
 
 use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -108,6 +109,20 @@ fn drain_into(mut pipe: impl Read + Send + 'static, into: Arc<Mutex<Vec<u8>>>) -
 }
 
 impl Running {
+    /// Starts a `runbook` run built by hand as a [`Command`] (one wrapped in
+    /// `setpriv` to run as another user, or started through `env -i`), so
+    /// that it is checked like a [`Test`]: stdout and stderr are kept, stdin
+    /// is closed.
+    pub fn from_command(command: Command) -> Running {
+        let dir = command
+            .get_current_dir()
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+        let test = Test::at(dir)
+            .arg(command.get_program())
+            .args(command.get_args());
+        Running::start(test, command)
+    }
+
     fn start(test: Test, mut command: Command) -> Running {
         command
             .stdin(Stdio::null())
