@@ -1,0 +1,79 @@
+//! The stock backup's fixed costs (issue 16): fewer JVM and cqlsh starts on
+//! its critical path, with every check and guarantee kept. The real `runbook`
+//! binary runs the stock workflow against the local sandbox (stand-in
+//! `nodetool`/`cqlsh`, whose invocation log shows every call).
+
+use runbook_test_support::{cluster, support};
+
+use cluster::*;
+use support::assert_contains;
+
+/// The stand-ins' invocations, one argv per call.
+fn invocations(cluster: &Cluster) -> Vec<Vec<String>> {
+    std::fs::read_to_string(cluster.path("state").join("invocations.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(|line| {
+            let record: serde_json::Value = serde_json::from_str(line).unwrap();
+            record["argv"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap().to_string())
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn the_manifest_records_the_cassandra_version_read_by_cqlsh_without_nodetool_version() {
+    let cluster = Cluster::start(&[]);
+    // A version no default has: it can only come from the server's answer.
+    let out = cluster
+        .command(&["run", "cluster-hot-backup"])
+        .env("SANDBOX_RELEASE_VERSION", "4.1.7")
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let backup = cluster.path("backup");
+    let stamp = only_stamp(&backup, "backup_", ".json");
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(backup.join(format!("backup_{stamp}.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["cassandra"]["version"], "4.1.7", "{manifest:#}");
+
+    let calls = invocations(&cluster);
+    assert!(
+        !calls
+            .iter()
+            .any(|argv| argv[0] == "nodetool" && argv.iter().any(|a| a == "version")),
+        "nodetool version ran: {calls:?}"
+    );
+    // The version came with the schema read after the snapshot: one cqlsh
+    // process for both statements.
+    let both: Vec<_> = calls
+        .iter()
+        .filter(|argv| {
+            argv[0] == "cqlsh"
+                && argv.iter().any(|a| {
+                    a.contains("DESCRIBE KEYSPACE thehive")
+                        && a.contains("SELECT release_version FROM system.local")
+                })
+        })
+        .collect();
+    assert_eq!(both.len(), 1, "{calls:?}");
+    // JVM and cqlsh starts of the whole backup: nodetool status and snapshot
+    // and clearsnapshot, the pre-flight's cqlsh and the schema's.
+    let nodetool: Vec<&str> = calls
+        .iter()
+        .filter(|argv| argv[0] == "nodetool")
+        .map(|argv| argv[1].as_str())
+        .collect();
+    assert_eq!(nodetool, ["status", "snapshot", "clearsnapshot"], "{calls:?}");
+    assert_eq!(
+        calls.iter().filter(|argv| argv[0] == "cqlsh").count(),
+        2,
+        "{calls:?}"
+    );
+}
