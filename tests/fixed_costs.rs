@@ -77,3 +77,61 @@ fn the_manifest_records_the_cassandra_version_read_by_cqlsh_without_nodetool_ver
         "{calls:?}"
     );
 }
+
+#[test]
+fn the_preflight_checks_run_side_by_side_and_the_first_failing_one_is_reported_as_before() {
+    let cluster = Cluster::start(&[]);
+    // Cassandra down: both the nodetool and the cqlsh check fail.
+    cluster.knob("nodetool-unreachable", "");
+    cluster.knob("cqlsh-unreachable", "");
+    let out = cluster.run(&["run", "cluster-hot-backup"]);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 1, "{err}");
+    // The line of the check that came first when they ran one after the
+    // other, alone, as before (not a "2 of 3 branches failed" list).
+    assert_contains(&err, "error: step exec (nodetool status) failed:");
+    assert!(!err.contains("branch"), "{err}");
+    assert!(!err.contains("cqlsh cannot read keyspace"), "{err}");
+    // Both checks ran (side by side: the cqlsh check did not wait for the
+    // nodetool one to succeed), and nothing was snapshotted.
+    let calls = invocations(&cluster);
+    assert!(
+        calls
+            .iter()
+            .any(|argv| argv[0] == "nodetool" && argv[1] == "status"),
+        "{calls:?}"
+    );
+    assert!(
+        calls.iter().any(|argv| argv[0] == "cqlsh"),
+        "the cqlsh check did not run beside the nodetool one: {calls:?}"
+    );
+    assert!(
+        !calls
+            .iter()
+            .any(|argv| argv.iter().any(|a| a == "snapshot")),
+        "{calls:?}"
+    );
+    assert!(cluster.cassandra_snapshots().is_empty());
+    assert!(
+        !cluster
+            .es_requests()
+            .iter()
+            .any(|r| r["method"] == "PUT" || r["method"] == "DELETE")
+    );
+}
+
+#[test]
+fn a_failing_cqlsh_check_alone_still_fails_with_its_own_line_before_anything_changes() {
+    let cluster = Cluster::start(&[]);
+    cluster.knob("cqlsh-unreachable", "");
+    let out = cluster.run(&["run", "cluster-hot-backup"]);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 1, "{err}");
+    assert_contains(
+        &err,
+        "error: cqlsh cannot read keyspace thehive (check cassandra_user and CASSANDRA_PASSWORD, cassandra_connection, cqlsh)",
+    );
+    assert!(!err.contains("branch"), "{err}");
+    assert!(cluster.cassandra_snapshots().is_empty());
+    assert!(cluster.backup_files().is_empty(), "{:?}", cluster.backup_files());
+}
