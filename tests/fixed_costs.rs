@@ -25,6 +25,31 @@ fn invocations(cluster: &Cluster) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// The one journal in the cluster's journal folder, parsed.
+fn only_journal(cluster: &Cluster) -> serde_json::Value {
+    let journals: Vec<_> = walk(&cluster.dir.path().join("journal"))
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    assert_eq!(journals.len(), 1, "{journals:?}");
+    serde_json::from_str(&std::fs::read_to_string(&journals[0]).unwrap()).unwrap()
+}
+
+/// A step's start and end in the journal (UTC milliseconds), found by the
+/// start of its label.
+fn step_span(journal: &serde_json::Value, label: &str) -> (i64, i64) {
+    let step = journal["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["label"].as_str().is_some_and(|l| l.starts_with(label)))
+        .unwrap_or_else(|| panic!("no step `{label}` in the journal: {journal:#}"));
+    let started = chrono::DateTime::parse_from_rfc3339(step["started"].as_str().unwrap())
+        .unwrap()
+        .timestamp_millis();
+    (started, started + step["duration_ms"].as_i64().unwrap())
+}
+
 #[test]
 fn the_manifest_records_the_cassandra_version_read_by_cqlsh_without_nodetool_version() {
     let cluster = Cluster::start(&[]);
@@ -134,4 +159,31 @@ fn a_failing_cqlsh_check_alone_still_fails_with_its_own_line_before_anything_cha
     assert!(!err.contains("branch"), "{err}");
     assert!(cluster.cassandra_snapshots().is_empty());
     assert!(cluster.backup_files().is_empty(), "{:?}", cluster.backup_files());
+}
+
+#[test]
+fn the_cassandra_snapshot_is_cleared_once_its_archive_is_written_not_after_its_verification() {
+    let cluster = Cluster::start(&["--cassandra-mb", "20"]);
+    let out = cluster.run(&["run", "cluster-hot-backup"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let journal = only_journal(&cluster);
+    let (_, archive_end) = step_span(&journal, "cassandra archive");
+    let (clear_start, _) = step_span(&journal, "clear Cassandra snapshot cassandra_");
+    let (verify_start, _) = step_span(&journal, "verify cassandra archive");
+    // The snapshot's files are read by the archive only: cleared after it
+    // was written (and fsynced), and started beside the verification, not
+    // after it.
+    assert!(
+        clear_start >= archive_end,
+        "the snapshot was cleared while it was archived: {journal:#}"
+    );
+    assert!(verify_start >= archive_end, "{journal:#}");
+    // Once, as a step of the branch (its undo was dismissed): no second
+    // clearsnapshot as a cleanup.
+    let clears = invocations(&cluster)
+        .into_iter()
+        .filter(|argv| argv[0] == "nodetool" && argv[1] == "clearsnapshot")
+        .count();
+    assert_eq!(clears, 1);
+    assert!(cluster.cassandra_snapshots().is_empty());
 }
