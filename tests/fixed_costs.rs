@@ -95,7 +95,11 @@ fn the_manifest_records_the_cassandra_version_read_by_cqlsh_without_nodetool_ver
         .filter(|argv| argv[0] == "nodetool")
         .map(|argv| argv[1].as_str())
         .collect();
-    assert_eq!(nodetool, ["status", "snapshot", "clearsnapshot"], "{calls:?}");
+    assert_eq!(
+        nodetool,
+        ["status", "snapshot", "clearsnapshot"],
+        "{calls:?}"
+    );
     assert_eq!(
         calls.iter().filter(|argv| argv[0] == "cqlsh").count(),
         2,
@@ -158,7 +162,11 @@ fn a_failing_cqlsh_check_alone_still_fails_with_its_own_line_before_anything_cha
     );
     assert!(!err.contains("branch"), "{err}");
     assert!(cluster.cassandra_snapshots().is_empty());
-    assert!(cluster.backup_files().is_empty(), "{:?}", cluster.backup_files());
+    assert!(
+        cluster.backup_files().is_empty(),
+        "{:?}",
+        cluster.backup_files()
+    );
 }
 
 #[test]
