@@ -195,3 +195,44 @@ fn the_cassandra_snapshot_is_cleared_once_its_archive_is_written_not_after_its_v
     assert_eq!(clears, 1);
     assert!(cluster.cassandra_snapshots().is_empty());
 }
+
+#[test]
+fn a_cqlsh_that_prints_no_release_version_fails_the_backup_and_leaves_nothing() {
+    use std::os::unix::fs::PermissionsExt;
+    let cluster = Cluster::start(&[]);
+    // A cqlsh answering DESCRIBE but dropping the query's table: the
+    // manifest could not record the version the set was made with.
+    let standin = support::repo_root().join("tests/sandbox/bin/cqlsh");
+    let wrapper = cluster.dir.path().join("cqlsh-without-version");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\n'{}' \"$@\" | sed '/^ release_version$/,$d'\n",
+            standin.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let cqlsh = format!("cqlsh={}", wrapper.display());
+    let out = cluster.run(&["run", "cluster-hot-backup", "--set", &cqlsh]);
+    let err = stderr(&out);
+    assert_eq!(code(&out), 1, "{err}");
+    assert_contains(
+        &err,
+        "error: cqlsh printed no release_version from system.local",
+    );
+    // The run's undo cleared the snapshot and removed what it wrote.
+    assert!(
+        cluster.cassandra_snapshots().is_empty(),
+        "{:?}",
+        cluster.cassandra_snapshots()
+    );
+    assert!(
+        !cluster.backup_files().iter().any(|f| f.contains(".tar")
+            || f.ends_with(".json")
+            || f.ends_with(".info")
+            || f.ends_with(".cql")),
+        "{:?}",
+        cluster.backup_files()
+    );
+}
