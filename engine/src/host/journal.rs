@@ -12,6 +12,41 @@ use serde::{Deserialize, Serialize};
 use crate::host::compensation::Compensation;
 use crate::host::secrets::mask_json;
 
+/// Items of a list in a step's result that the journal keeps.
+pub const JOURNALED_ITEMS: usize = 100;
+
+/// Cuts every list of a step's result longer than [`JOURNALED_ITEMS`] to its
+/// first items, and records beside it how many were left out
+/// (`objects_not_journaled: 9900`). A result can list every object of a
+/// bucket or file of a folder (10,000 and more); the journal is rewritten
+/// after every step and copied when read, so whole lists made a restore into
+/// a bucket hold 140 MiB. The workflow still gets the whole result; the
+/// journal keeps what a reader needs (counts, bytes, paths, the first items).
+pub fn cut_long_lists(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut left_out = Vec::new();
+            for (key, item) in map.iter_mut() {
+                if let serde_json::Value::Array(items) = item
+                    && items.len() > JOURNALED_ITEMS
+                {
+                    left_out.push((
+                        format!("{key}_not_journaled"),
+                        items.len() - JOURNALED_ITEMS,
+                    ));
+                    items.truncate(JOURNALED_ITEMS);
+                }
+                cut_long_lists(item);
+            }
+            for (key, count) in left_out {
+                map.insert(key, count.into());
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(cut_long_lists),
+        _ => {}
+    }
+}
+
 /// The journal's content.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct JournalDoc {
@@ -118,8 +153,11 @@ impl Journal {
         }
     }
 
-    /// Adds a step record.
-    pub fn record_step(&self, record: StepRecord) {
+    /// Adds a step record, its result's long lists cut (see [`cut_long_lists`]).
+    pub fn record_step(&self, mut record: StepRecord) {
+        if let Some(result) = record.result.as_mut() {
+            cut_long_lists(result);
+        }
         self.update(|doc| doc.steps.push(record));
     }
 
@@ -196,4 +234,35 @@ pub fn hostname() -> String {
     nix::unistd::gethostname()
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_else(|_| "unknown".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_lists_of_a_result_are_cut_and_say_how_many_were_left_out() {
+        let objects: Vec<_> = (0..10_000)
+            .map(|i| serde_json::json!({ "key": format!("k{i}") }))
+            .collect();
+        let removed: Vec<_> = (0..3).map(|i| format!("r{i}")).collect();
+        let mut result = serde_json::json!({
+            "uploaded": 10_000,
+            "objects": objects,
+            "removed": removed,
+            "nested": { "files": (0..101).collect::<Vec<_>>() },
+        });
+        cut_long_lists(&mut result);
+        assert_eq!(result["objects"].as_array().unwrap().len(), JOURNALED_ITEMS);
+        assert_eq!(result["objects"][0]["key"], "k0");
+        assert_eq!(result["objects_not_journaled"], 10_000 - JOURNALED_ITEMS);
+        assert_eq!(result["removed"], serde_json::json!(["r0", "r1", "r2"]));
+        assert!(result.get("removed_not_journaled").is_none());
+        assert_eq!(
+            result["nested"]["files"].as_array().unwrap().len(),
+            JOURNALED_ITEMS
+        );
+        assert_eq!(result["nested"]["files_not_journaled"], 1);
+        assert_eq!(result["uploaded"], 10_000);
+    }
 }
