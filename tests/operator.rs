@@ -132,9 +132,46 @@ log_info(`${cfg.extra} ${cfg.keep} ${cfg.keys()}`);
     assert!(!s.path("ran").exists());
 
     // The stock workflows pass.
-    for workflow in ["cluster-hot-backup", "restore-prep", "restore-bucket"] {
+    for workflow in [
+        "cluster-hot-backup",
+        "cluster-hot-restore",
+        "restore-prep",
+        "restore-bucket",
+    ] {
         s.runbook(["check", workflow]).run().success();
     }
+}
+
+#[test]
+fn check_accepts_a_closure_made_inside_a_closure_and_still_finds_an_undefined_variable_in_it() {
+    let s = Workdir::new();
+    s.write(
+        "nested.rhai",
+        r#"fn run_it(f) { f.call() }
+let cfg = #{ a: 1 };
+let fine = || run_it(|| cfg.a + 1);
+let bad = || run_it(|| missing_here + 1);
+fn in_a_function(cfg) {
+    let fine = || run_it(|| cfg.a);
+    let bad = || run_it(|| cfg.a + missing_there);
+    fine.call() + bad.call()
+}
+"#,
+    );
+    let err = s
+        .runbook(["check", "nested.rhai"])
+        .run()
+        .failure(2)
+        .stderr_contains(
+            "error: a closure uses `missing_here`, which is not defined where the closure is made",
+        )
+        .stderr_contains("--> nested.rhai:4:24")
+        .stderr_contains(
+            "error: a closure uses `missing_there`, which is not defined where the closure is made",
+        )
+        .stderr_lacks("`cfg`")
+        .stderr;
+    assert_eq!(err.matches("error:").count(), 2, "{err}");
 }
 
 /// Answers one HTTP request with `status` and `body`, returns what it was sent.

@@ -15,7 +15,7 @@
 
 use std::collections::BTreeSet;
 
-use rhai::{AST, ASTNode, Expr, Stmt};
+use rhai::{AST, ASTNode, Expr, Position, Stmt};
 
 use crate::host::script_error::describe_position;
 
@@ -117,6 +117,7 @@ fn step_arguments(ast: &AST, display: &str) -> Vec<CheckProblem> {
 /// variable the body uses from outside (`curry(Fn("anon$..."), a, b)`); a
 /// captured variable the parser found in no enclosing scope has no index.
 fn closure_variables(ast: &AST, display: &str) -> Vec<CheckProblem> {
+    let closures = closure_bodies(ast);
     let mut problems = Vec::new();
     ast.walk(&mut |path: &[ASTNode]| {
         let call = match path.last() {
@@ -138,6 +139,7 @@ fn closure_variables(ast: &AST, display: &str) -> Vec<CheckProblem> {
             for argument in call.args.iter().skip(1) {
                 if let Expr::Variable(variable, _, position) = argument
                     && variable.0.is_none()
+                    && !captured_by_an_enclosing_closure(&closures, pointer.fn_name(), variable.1.as_str(), *position)
                 {
                     problems.push(problem(
                         display,
@@ -154,6 +156,54 @@ fn closure_variables(ast: &AST, display: &str) -> Vec<CheckProblem> {
         true
     });
     problems
+}
+
+/// Where each closure's body starts, its function's name and the variables
+/// it captures (its function's parameters).
+struct ClosureBody {
+    name: String,
+    start: Position,
+    captured: Vec<String>,
+}
+
+fn closure_bodies(ast: &AST) -> Vec<ClosureBody> {
+    ast.iter_fn_def()
+        .filter(|f| f.name.starts_with(CLOSURE_PREFIX))
+        .map(|f| ClosureBody {
+            name: f.name.to_string(),
+            start: f.body.start_position(),
+            captured: f.params.iter().map(|p| p.to_string()).collect(),
+        })
+        .collect()
+}
+
+/// True when `name`, used at `at` by the closure `curried`, is captured by
+/// a closure whose body starts before `curried`'s: a closure made inside
+/// another closure (`|| outcome_of(|| f(cfg))`) names the outer closure's
+/// captures, which the parser leaves without an index (they become the outer
+/// function's parameters only once its body is parsed), although they are
+/// defined there. (Rhai keeps no end position of a closure's body, so "the
+/// enclosing closure" is read as "a closure starting before": a variable
+/// that is really undefined is still reported at the outermost closure,
+/// which captures it from a scope where it has no index.)
+fn captured_by_an_enclosing_closure(
+    closures: &[ClosureBody],
+    curried: &str,
+    name: &str,
+    at: Position,
+) -> bool {
+    let key = |p: Position| (p.line().unwrap_or(0), p.position().unwrap_or(0));
+    // An enclosing closure starts before the closure it makes (and a closure
+    // made inside `curried` starts after it: it is not one).
+    let made_at = closures
+        .iter()
+        .find(|c| c.name == curried)
+        .map_or(at, |c| c.start);
+    closures.iter().any(|c| {
+        key(c.start) < key(made_at)
+            && key(c.start) < key(at)
+            && c.captured.iter().any(|n| n == name)
+    })
 }
 
 /// The variables bound to `config(#{ ... })` at the top level, and the keys
