@@ -25,31 +25,6 @@ fn invocations(cluster: &Cluster) -> Vec<Vec<String>> {
         .collect()
 }
 
-/// The one journal in the cluster's journal folder, parsed.
-fn only_journal(cluster: &Cluster) -> serde_json::Value {
-    let journals: Vec<_> = walk(&cluster.dir.path().join("journal"))
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    assert_eq!(journals.len(), 1, "{journals:?}");
-    serde_json::from_str(&std::fs::read_to_string(&journals[0]).unwrap()).unwrap()
-}
-
-/// A step's start and end in the journal (UTC milliseconds), found by the
-/// start of its label.
-fn step_span(journal: &serde_json::Value, label: &str) -> (i64, i64) {
-    let step = journal["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["label"].as_str().is_some_and(|l| l.starts_with(label)))
-        .unwrap_or_else(|| panic!("no step `{label}` in the journal: {journal:#}"));
-    let started = chrono::DateTime::parse_from_rfc3339(step["started"].as_str().unwrap())
-        .unwrap()
-        .timestamp_millis();
-    (started, started + step["duration_ms"].as_i64().unwrap())
-}
-
 #[test]
 fn the_manifest_records_the_cassandra_version_read_by_cqlsh_without_nodetool_version() {
     let cluster = Cluster::start(&[]);
@@ -174,7 +149,7 @@ fn the_cassandra_snapshot_is_cleared_once_its_archive_is_written_not_after_its_v
     let cluster = Cluster::start(&["--cassandra-mb", "20"]);
     let out = cluster.run(&["run", "cluster-hot-backup"]);
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let journal = only_journal(&cluster);
+    let journal = cluster.only_journal();
     let (_, archive_end) = step_span(&journal, "cassandra archive");
     let (clear_start, _) = step_span(&journal, "clear Cassandra snapshot cassandra_");
     let (verify_start, _) = step_span(&journal, "verify cassandra archive");

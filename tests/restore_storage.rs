@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use cluster::*;
 use nix::sys::signal::Signal;
-use support::{assert_contains, repo_root, venv_bin};
+use support::{assert_contains, repo_root, sorted_names, venv_bin};
 
 /// The shared sandbox, started on first use: tests change its attachments,
 /// so they take turns.
@@ -192,17 +192,6 @@ fn exact_state(root: &Path) -> BTreeMap<String, String> {
     state
 }
 
-/// Names in `folder`, sorted.
-fn names_in(folder: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(folder)
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
-}
-
 /// Adds, changes and deletes files (and a folder) in `folder`.
 fn change_files(folder: &Path) {
     let files: Vec<PathBuf> = walk(folder);
@@ -317,9 +306,9 @@ fn a_folder_restore_brings_back_exactly_the_backed_up_attachments_and_keeps_a_sa
         "the undo did not put the folder back"
     );
     assert!(
-        !names_in(parent).iter().any(|n| n.contains("restore_")),
+        !sorted_names(parent).iter().any(|n| n.contains("restore_")),
         "leftovers: {:?}\n{err}",
-        names_in(parent)
+        sorted_names(parent)
     );
 
     let restored = restore(cluster, &stamp, &sets).success();
@@ -341,9 +330,9 @@ fn a_folder_restore_brings_back_exactly_the_backed_up_attachments_and_keeps_a_sa
     let aside = parent.join(format!("attachments.pre_restore_{stamp}"));
     assert_eq!(exact_state(&aside), changed);
     assert!(
-        !names_in(parent).iter().any(|n| n.contains(".restore_")),
+        !sorted_names(parent).iter().any(|n| n.contains(".restore_")),
         "the extraction folder was left: {:?}",
-        names_in(parent)
+        sorted_names(parent)
     );
 
     // A second restore of the same set refuses while that copy is there.
@@ -405,7 +394,7 @@ fn a_bucket_restore_makes_the_bucket_exactly_the_backed_up_objects() {
         "1 objects of th_minio/thehive have keys that cannot be stored as files, so they cannot be set aside (nothing was changed)",
     );
     assert_eq!(digest(cluster, "bucket"), with_bad_key);
-    assert!(names_in(Path::new(&staging(cluster))).is_empty());
+    assert!(sorted_names(Path::new(&staging(cluster))).is_empty());
     bucket_python(
         cluster,
         "s3.delete_object(Bucket='thehive', Key='bad//key')\n",
@@ -432,9 +421,9 @@ fn a_bucket_restore_makes_the_bucket_exactly_the_backed_up_objects() {
         "the undo did not put the bucket back"
     );
     assert!(
-        names_in(Path::new(&staging(cluster))).is_empty(),
+        sorted_names(Path::new(&staging(cluster))).is_empty(),
         "{:?}",
-        names_in(Path::new(&staging(cluster)))
+        sorted_names(Path::new(&staging(cluster)))
     );
 
     let log = restore(cluster, &stamp, &sets).success().stderr;
@@ -448,7 +437,7 @@ fn a_bucket_restore_makes_the_bucket_exactly_the_backed_up_objects() {
     assert!(aside.join("written-later/new.txt").is_file());
     discard(cluster, &stamp, &sets).success();
     assert!(!aside.exists());
-    assert!(names_in(Path::new(&staging(cluster))).is_empty());
+    assert!(sorted_names(Path::new(&staging(cluster))).is_empty());
 }
 
 // ---------------------------------------------------------------- undo
@@ -481,7 +470,7 @@ fn a_full_disk_mid_extraction_leaves_the_folder_exactly_as_it_was() {
         "the folder is not as it was:\n{err}"
     );
     assert_eq!(
-        names_in(&disk),
+        sorted_names(&disk),
         ["files", "filler"],
         "leftovers on the disk"
     );
@@ -512,7 +501,7 @@ fn refusals_before_anything_is_set_aside_change_nothing() {
             "something was changed and undone:\n{err}"
         );
         assert_eq!(exact_state(&folder), before);
-        assert_eq!(names_in(&disk), ["files"], "{err}");
+        assert_eq!(sorted_names(&disk), ["files"], "{err}");
     };
     refused(
         &sets(&folder),
@@ -551,7 +540,7 @@ fn refusals_before_anything_is_set_aside_change_nothing() {
         ),
     );
     assert_eq!(exact_state(&folder), before);
-    assert_eq!(names_in(&disk), ["files"]);
+    assert_eq!(sorted_names(&disk), ["files"]);
     // A read-only file system: the live folder cannot be renamed aside.
     let remount = |options: &str| {
         let out = Command::new("mount")
@@ -656,7 +645,7 @@ fn sigterm_or_sigkill_and_recover_mid_extraction_put_the_folder_back() {
         before,
         "SIGTERM: the folder is not as it was:\n{err}"
     );
-    assert_eq!(names_in(parent), ["files"], "SIGTERM left something");
+    assert_eq!(sorted_names(parent), ["files"], "SIGTERM left something");
 
     // SIGKILL: nothing runs; `runbook recover` carries out the journaled undo.
     stopped_mid_extraction(cluster, &stamp, &folder).kill();
@@ -675,7 +664,7 @@ fn sigterm_or_sigkill_and_recover_mid_extraction_put_the_folder_back() {
         before,
         "recover: the folder is not as it was:\n{log}"
     );
-    assert_eq!(names_in(parent), ["files"], "recover left something");
+    assert_eq!(sorted_names(parent), ["files"], "recover left something");
     std::fs::remove_dir_all(parent).unwrap();
 }
 
@@ -740,7 +729,11 @@ fn sigterm_or_sigkill_and_recover_mid_bucket_restore_put_the_bucket_back() {
         before,
         "SIGTERM: the bucket is not as it was:\n{err}"
     );
-    assert!(names_in(&staging).is_empty(), "{:?}", names_in(&staging));
+    assert!(
+        sorted_names(&staging).is_empty(),
+        "{:?}",
+        sorted_names(&staging)
+    );
 
     start().kill();
     let recover = cluster
@@ -754,7 +747,11 @@ fn sigterm_or_sigkill_and_recover_mid_bucket_restore_put_the_bucket_back() {
         before,
         "recover: the bucket is not as it was:\n{log}"
     );
-    assert!(names_in(&staging).is_empty(), "{:?}", names_in(&staging));
+    assert!(
+        sorted_names(&staging).is_empty(),
+        "{:?}",
+        sorted_names(&staging)
+    );
     bucket_python(
         cluster,
         "s3.delete_object(Bucket='thehive', Key='written-later/new.txt')\n",

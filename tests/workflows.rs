@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use cluster::*;
-use support::assert_contains;
+use support::{assert_contains, sorted_names};
 
 /// Runs the stock backup against `cluster` with `args` after
 /// `run cluster-hot-backup`, requires it to succeed and returns the run.
@@ -54,17 +54,6 @@ fn assert_bucket_archived(cluster: &Cluster) -> (String, usize) {
     let restored = tree(&restore.join(format!("minio_{stamp}")));
     assert_eq!(restored, tree(&cluster.path("attachments")));
     (stamp, restored.len())
-}
-
-/// The names in `folder`, sorted.
-fn sorted_names(folder: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(folder)
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    names.sort();
-    names
 }
 
 /// The SHA-256 of `path` in hex, by `sha256sum` (which must succeed).
@@ -855,36 +844,12 @@ fn two_runs_with_the_same_stamp_never_undo_each_other() {
         .success();
 }
 
-/// The one journal in the cluster's journal folder, parsed.
-fn only_journal(cluster: &Cluster) -> serde_json::Value {
-    let journals: Vec<_> = walk(&cluster.dir.path().join("journal"))
-        .into_iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    assert_eq!(journals.len(), 1, "{journals:?}");
-    serde_json::from_str(&std::fs::read_to_string(&journals[0]).unwrap()).unwrap()
-}
-
-/// A step's start and end in the journal (UTC milliseconds), found by its label.
-fn step_span(journal: &serde_json::Value, label: &str) -> (i64, i64) {
-    let step = journal["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["label"] == label)
-        .unwrap_or_else(|| panic!("no step `{label}` in the journal: {journal:#}"));
-    let started = chrono::DateTime::parse_from_rfc3339(step["started"].as_str().unwrap())
-        .unwrap()
-        .timestamp_millis();
-    (started, started + step["duration_ms"].as_i64().unwrap())
-}
-
 #[test]
 fn the_attachment_archive_starts_once_both_snapshots_exist_and_overlaps_the_cassandra_archive() {
     // A keyspace big enough that its archive takes a while to write.
     let cluster = Cluster::start(&["--cassandra-mb", "150"]);
     backup_succeeds(&cluster, &[]);
-    let journal = only_journal(&cluster);
+    let journal = cluster.only_journal();
     let (_, cassandra_snapshot_end) = step_span(&journal, "nodetool snapshot");
     let (_, es_started_end) = step_span(&journal, "elasticsearch snapshot");
     let (cassandra_tar_start, cassandra_tar_end) = step_span(&journal, "cassandra archive");
@@ -909,7 +874,7 @@ fn verify_disk_reads_every_archive_back_from_the_device_and_leaves_it_uncached()
     use runbook_steps::archive::page_cache::resident_pages;
     let cluster = Cluster::start(&["--cassandra-mb", "20"]);
     backup_succeeds(&cluster, &["--set", "verify=disk"]);
-    let journal = only_journal(&cluster);
+    let journal = cluster.only_journal();
     let verifications: Vec<&serde_json::Value> = journal["steps"]
         .as_array()
         .unwrap()
@@ -944,7 +909,7 @@ fn verify_disk_reads_every_archive_back_from_the_device_and_leaves_it_uncached()
     // The default reads through the cache: the archives just written are there.
     let cluster = Cluster::start(&["--cassandra-mb", "20"]);
     backup_succeeds(&cluster, &[]);
-    let journal = only_journal(&cluster);
+    let journal = cluster.only_journal();
     for step in journal["steps"].as_array().unwrap() {
         if step["step"] == "verify_archive" {
             assert_eq!(step["result"]["read_from"], "cache", "{step:#}");

@@ -19,7 +19,37 @@ pub struct Cluster {
     pub record: serde_json::Value,
 }
 
+/// A step's start and end in a run's journal (UTC milliseconds): the step
+/// whose label is `label`, else the first whose label starts with it.
+pub fn step_span(journal: &serde_json::Value, label: &str) -> (i64, i64) {
+    let steps = journal["steps"].as_array().expect("a journal's steps");
+    let step = steps
+        .iter()
+        .find(|s| s["label"] == label)
+        .or_else(|| {
+            steps
+                .iter()
+                .find(|s| s["label"].as_str().is_some_and(|l| l.starts_with(label)))
+        })
+        .unwrap_or_else(|| panic!("no step `{label}` in the journal: {journal:#}"));
+    let started = chrono::DateTime::parse_from_rfc3339(step["started"].as_str().unwrap())
+        .unwrap()
+        .timestamp_millis();
+    (started, started + step["duration_ms"].as_i64().unwrap())
+}
+
 impl Cluster {
+    /// The one journal in the cluster's journal folder, parsed (fails unless
+    /// exactly one run wrote there).
+    pub fn only_journal(&self) -> serde_json::Value {
+        let journals: Vec<_> = walk(&self.dir.path().join("journal"))
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect();
+        assert_eq!(journals.len(), 1, "{journals:?}");
+        serde_json::from_str(&std::fs::read_to_string(&journals[0]).unwrap()).unwrap()
+    }
+
     pub fn start(args: &[&str]) -> Self {
         Cluster::start_in(tempfile::tempdir().expect("temp dir"), args)
     }

@@ -126,3 +126,14 @@ pub fn stdout(output: &Output) -> String {
 pub fn code(output: &Output) -> i32 {
     output.status.code().expect("exited normally")
 }
+
+/// The names of the entries of `folder`, sorted.
+pub fn sorted_names(folder: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(folder)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", folder.display()))
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
