@@ -15,35 +15,39 @@ use crate::host::secrets::mask_json;
 /// Items of a list in a step's result that the journal keeps.
 pub const JOURNALED_ITEMS: usize = 100;
 
-/// Cuts every list of a step's result longer than [`JOURNALED_ITEMS`] to its
-/// first items, and records beside it how many were left out
+/// A copy of a step's result with every list longer than [`JOURNALED_ITEMS`]
+/// cut to its first items, and beside it how many were left out
 /// (`objects_not_journaled: 9900`). A result can list every object of a
 /// bucket or file of a folder (10,000 and more); the journal is rewritten
 /// after every step and copied when read, so whole lists made a restore into
 /// a bucket hold 140 MiB. The workflow still gets the whole result; the
 /// journal keeps what a reader needs (counts, bytes, paths, the first items).
-pub fn cut_long_lists(value: &mut serde_json::Value) {
+/// Only the kept items are copied.
+pub fn with_long_lists_cut(value: &serde_json::Value) -> serde_json::Value {
     match value {
         serde_json::Value::Object(map) => {
-            let mut left_out = Vec::new();
-            for (key, item) in map.iter_mut() {
+            let mut copy = serde_json::Map::new();
+            for (key, item) in map {
                 if let serde_json::Value::Array(items) = item
                     && items.len() > JOURNALED_ITEMS
                 {
-                    left_out.push((
+                    copy.insert(
                         format!("{key}_not_journaled"),
-                        items.len() - JOURNALED_ITEMS,
-                    ));
-                    items.truncate(JOURNALED_ITEMS);
+                        (items.len() - JOURNALED_ITEMS).into(),
+                    );
                 }
-                cut_long_lists(item);
+                copy.insert(key.clone(), with_long_lists_cut(item));
             }
-            for (key, count) in left_out {
-                map.insert(key, count.into());
-            }
+            serde_json::Value::Object(copy)
         }
-        serde_json::Value::Array(items) => items.iter_mut().for_each(cut_long_lists),
-        _ => {}
+        serde_json::Value::Array(items) => serde_json::Value::Array(
+            items
+                .iter()
+                .take(JOURNALED_ITEMS)
+                .map(with_long_lists_cut)
+                .collect(),
+        ),
+        other => other.clone(),
     }
 }
 
@@ -153,11 +157,9 @@ impl Journal {
         }
     }
 
-    /// Adds a step record, its result's long lists cut (see [`cut_long_lists`]).
-    pub fn record_step(&self, mut record: StepRecord) {
-        if let Some(result) = record.result.as_mut() {
-            cut_long_lists(result);
-        }
+    /// Adds a step record (its result's long lists already cut: see
+    /// [`with_long_lists_cut`]).
+    pub fn record_step(&self, record: StepRecord) {
         self.update(|doc| doc.steps.push(record));
     }
 
@@ -246,13 +248,13 @@ mod tests {
             .map(|i| serde_json::json!({ "key": format!("k{i}") }))
             .collect();
         let removed: Vec<_> = (0..3).map(|i| format!("r{i}")).collect();
-        let mut result = serde_json::json!({
+        let result = serde_json::json!({
             "uploaded": 10_000,
             "objects": objects,
             "removed": removed,
             "nested": { "files": (0..101).collect::<Vec<_>>() },
         });
-        cut_long_lists(&mut result);
+        let result = with_long_lists_cut(&result);
         assert_eq!(result["objects"].as_array().unwrap().len(), JOURNALED_ITEMS);
         assert_eq!(result["objects"][0]["key"], "k0");
         assert_eq!(result["objects_not_journaled"], 10_000 - JOURNALED_ITEMS);

@@ -10,6 +10,7 @@ use rhai::{Dynamic, EvalAltResult, Map, NativeCallContext};
 use runbook_steps::registry::PreparedStep;
 use runbook_steps::{StepContext, StepEntry, StepError};
 
+use crate::host::journal::with_long_lists_cut;
 use crate::host::journal::{StepRecord, timestamp};
 use crate::host::run_state::RunState;
 use crate::host::script_error::{describe_position, runtime_error, step_error_map};
@@ -123,7 +124,7 @@ pub fn call_step(
     {
         call.log().dry_run();
         let result = with_dry_run_flag(placeholder);
-        state.record_step(call.record("dry_run", Some(result.clone()), None));
+        state.record_step(call.record("dry_run", Some(&result), None));
         return to_dynamic(result, &position_text, position);
     }
     call.log().started();
@@ -202,7 +203,7 @@ impl StepCall<'_> {
     fn record(
         &self,
         status: &str,
-        result: Option<serde_json::Value>,
+        result: Option<&serde_json::Value>,
         error: Option<String>,
     ) -> StepRecord {
         StepRecord {
@@ -213,7 +214,8 @@ impl StepCall<'_> {
             started: timestamp(self.started_at),
             duration_ms: self.started.elapsed().as_millis() as u64,
             status: status.to_string(),
-            result: result.map(|r| mask_json(&r)),
+            // Cut before masking: no whole copy of a long list is made.
+            result: result.map(|r| mask_json(&with_long_lists_cut(r))),
             error,
         }
     }
@@ -240,7 +242,7 @@ impl StepCall<'_> {
         };
         self.log().succeeded(&result, self.started.elapsed());
         self.state
-            .record_step(self.record("ok", Some(result.clone()), None));
+            .record_step(self.record("ok", Some(&result), None));
         to_dynamic(result, &self.position_text, self.position)
     }
 
