@@ -144,15 +144,18 @@ fn change_rows(cluster: &Cluster) {
     );
 }
 
-/// The folder holding the test workflow and a copy of the lib under test.
+/// The folder holding the test workflow and a copy of the lib under test
+/// (with `lib/thehive`, which it imports for its side-by-side checks).
 fn workflow(cluster: &Cluster) -> PathBuf {
     let folder = cluster.dir.path().join("wf");
     std::fs::create_dir_all(folder.join("lib")).unwrap();
-    std::fs::copy(
-        repo_root().join("workflows/lib/restore_cassandra.rhai"),
-        folder.join("lib/restore_cassandra.rhai"),
-    )
-    .unwrap();
+    for lib in ["restore_cassandra.rhai", "thehive.rhai"] {
+        std::fs::copy(
+            repo_root().join("workflows/lib").join(lib),
+            folder.join("lib").join(lib),
+        )
+        .unwrap();
+    }
     let file = folder.join("restore-cassandra-part.rhai");
     std::fs::write(&file, PART_WORKFLOW).unwrap();
     file
