@@ -511,6 +511,21 @@ s3.put_object(Bucket="thehive", Key="other/kept.txt", Body=b"outside the prefix"
     // Again: nothing to do.
     let again = run(false).await.unwrap();
     assert_eq!((summary(&again), again.removed), ((0, 3, 0), 0));
+    assert_eq!(again.objects.len(), 3, "every file is listed by default");
+
+    // A restore's whole folder: the same counts, no per-file list.
+    let unlisted = upload_with_env(
+        options(
+            serde_json::json!({"folder": folder, "dest": "offsite/thehive/files",
+                                   "remove": true, "report_objects": false}),
+        ),
+        StepContext::detached("restore bucket"),
+        &env,
+    )
+    .await
+    .unwrap();
+    assert_eq!((summary(&unlisted), unlisted.removed), ((0, 3, 0), 0));
+    assert!(unlisted.objects.is_empty(), "{:?}", unlisted.objects);
 
     // `remove` alone cannot know what must go; a symlink is no file to upload.
     let error = upload_step(

@@ -107,6 +107,11 @@ pub struct UploadOptions {
     /// Send the `x-amz-checksum-sha256` header (off for servers that refuse it).
     #[serde(default = "default_true")]
     pub checksum: bool,
+    /// List every file in the result's `objects` (off for a whole folder
+    /// whose list nobody reads: 40,000 objects held 200 MiB as the result,
+    /// its script value and its journal copy).
+    #[serde(default = "default_true")]
+    pub report_objects: bool,
     /// The most bytes per second to upload (shared with every step given
     /// the same rate).
     #[serde(default)]
@@ -148,7 +153,7 @@ pub struct UploadOutput {
     pub skipped: u64,
     /// Bytes uploaded by this run (under dry-run: that would be).
     pub bytes: u64,
-    /// Every file, in the order given.
+    /// Every file, in the order given (empty with `report_objects: false`).
     pub objects: Vec<UploadedObject>,
     /// Wall time.
     pub duration_ms: u64,
@@ -428,6 +433,8 @@ Options:
                       5 MiB to 5 GiB, raised for files over 10,000 parts (default 67108864)
   checksum    bool    send x-amz-checksum-sha256; turn off for a server that refuses
                       it (default true)
+  report_objects bool list every file in the result's `objects` (default true; false
+                      for a large folder whose list is not read: `objects` is empty)
   config_dir  string  MinIO-client config folder searched first (default: none)
   endpoint    string  http(s)://host[:port] instead of an alias (default: none)
   access_key  string  access key for `endpoint` (default: anonymous)
@@ -445,7 +452,8 @@ Result:
   bytes        int     bytes uploaded by this run
   objects      array   per file, in the order given: #{ key, path, bytes, sha256,
                        skipped, check } (check: \"sha256\", \"etag\" or \"size\", what
-                       matched; sha256 is () under dry-run for a file not read)
+                       matched; sha256 is () under dry-run for a file not read);
+                       empty with report_objects: false
   duration_ms  int     wall time
   listed_objects, listed_bytes  int  objects under the prefix before the upload, and
                        their total size (with no file: a check of the destination
@@ -1585,7 +1593,9 @@ async fn upload_all(
         location.bucket,
         endpoint.describe()
     );
-    output.objects = objects;
+    if options.report_objects {
+        output.objects = objects;
+    }
     Ok(output)
 }
 
@@ -1989,8 +1999,8 @@ mod tests {
         let o = options(serde_json::json!({"files": ["/a/x.tar", "/a/x.tar.sha256"],
                                            "last": ["/b/m.json"], "dest": "offsite/b/p"}));
         assert_eq!(
-            (o.concurrency, o.part_size, o.checksum),
-            (4, 64 * MIB, true)
+            (o.concurrency, o.part_size, o.checksum, o.report_objects),
+            (4, 64 * MIB, true, true)
         );
         assert!(matches!(S3Upload::dry_run(&o), DryRun::Run));
         assert_eq!(
