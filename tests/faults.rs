@@ -88,21 +88,6 @@ fn assert_es_snapshots_deleted(cluster: &Cluster) {
     }
 }
 
-/// Neither an Elasticsearch nor a Cassandra snapshot was started: the run
-/// stopped in pre-flight.
-fn assert_nothing_snapshotted(cluster: &Cluster) {
-    assert!(
-        es_snapshots(cluster, "PUT").is_empty(),
-        "an Elasticsearch snapshot was started: {:?}",
-        es_snapshots(cluster, "PUT")
-    );
-    assert!(
-        !invocations(cluster).contains("\"snapshot\""),
-        "nodetool snapshot ran:\n{}",
-        invocations(cluster)
-    );
-}
-
 /// Nothing of an interrupted run is left that could pass for a backup, nor debris:
 /// no marker, manifest, `.partial`, mirror staging folder or Cassandra snapshot.
 fn assert_no_debris(cluster: &Cluster) {
@@ -266,14 +251,14 @@ fn cqlsh_that_cannot_authenticate_or_prints_nothing_fails_the_run_cleanly() {
         "{:?}",
         cluster.backup_files()
     );
-    assert_nothing_snapshotted(&cluster);
+    cluster.assert_nothing_snapshotted();
 
     cluster.knob("cqlsh-empty", "");
     backup(&cluster, &[]).run().failed_cleanly(
         &cluster,
         "cqlsh printed no CREATE KEYSPACE for thehive: is the keyspace name right and cqlsh able to connect?",
     );
-    assert_nothing_snapshotted(&cluster);
+    cluster.assert_nothing_snapshotted();
     assert!(
         !cluster
             .backup_files()
@@ -344,7 +329,7 @@ fn a_missing_too_small_or_read_only_archive_folder_fails_and_names_it() {
         ),
     )
     .stderr_contains(" MiB needed, 8 MiB free");
-    assert_nothing_snapshotted(&cluster);
+    cluster.assert_nothing_snapshotted();
 
     let read_only = cluster.dir.path().join("read-only");
     let _mount = TmpfsMount::new(&read_only, "ro,size=200m");
@@ -360,7 +345,7 @@ fn a_missing_too_small_or_read_only_archive_folder_fails_and_names_it() {
     .stderr_contains("(storage_archive_path) is not writable")
     .stderr_contains("Read-only file system");
     // Caught in pre-flight, by a probe write: nothing was snapshotted.
-    assert_nothing_snapshotted(&cluster);
+    cluster.assert_nothing_snapshotted();
 }
 
 #[test]
@@ -1180,7 +1165,7 @@ fn configuration_mistakes_fail_in_preflight_with_exit_2_naming_the_key() {
             "{args:?} {env:?}: retried:\n{}",
             ran.stderr
         );
-        assert_nothing_snapshotted(&cluster);
+        cluster.assert_nothing_snapshotted();
         assert!(
             cluster.backup_files().is_empty(),
             "{args:?}: {:?}",
@@ -1261,7 +1246,7 @@ fn a_wrong_elasticsearch_url_fails_in_preflight_within_seconds_saying_what_answe
         ),
     );
     assert!(took < Duration::from_secs(5), "took {took:?}");
-    assert_nothing_snapshotted(&cluster);
+    cluster.assert_nothing_snapshotted();
 }
 
 #[test]
@@ -1274,7 +1259,7 @@ fn a_replication_factor_below_the_node_count_fails_preflight_unless_allowed() {
          this node's snapshot would hold only part of the data; raise the replication factor \
          (ALTER KEYSPACE), or set allow_partial_replication=true and back up every node",
     );
-    assert_nothing_snapshotted(&cluster);
+    cluster.assert_nothing_snapshotted();
 
     // NetworkTopologyStrategy: per datacenter.
     cluster.knob("replication", "datacenter1=2");
@@ -1282,7 +1267,7 @@ fn a_replication_factor_below_the_node_count_fails_preflight_unless_allowed() {
         &cluster,
         "error: keyspace thehive has replication factor 2 in datacenter datacenter1, which has 3 nodes",
     );
-    assert_nothing_snapshotted(&cluster);
+    cluster.assert_nothing_snapshotted();
 
     // Allowed: a warning with the numbers, and the backup is made.
     backup(&cluster, &["--set", "allow_partial_replication=true"])
@@ -1416,7 +1401,7 @@ fn s3_storage_plan_shows_the_offsite_copy_and_the_mirror_folder_must_hold_the_bu
             small.display()
         ),
     );
-    assert_nothing_snapshotted(&cluster);
+    cluster.assert_nothing_snapshotted();
 }
 
 // ---------------------------------------------------------------- Elasticsearch polling (issue 12 §4)

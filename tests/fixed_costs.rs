@@ -115,13 +115,7 @@ fn the_preflight_checks_run_side_by_side_and_the_first_failing_one_is_reported_a
             .any(|argv| argv.iter().any(|a| a == "snapshot")),
         "{calls:?}"
     );
-    assert!(cluster.cassandra_snapshots().is_empty());
-    assert!(
-        !cluster
-            .es_requests()
-            .iter()
-            .any(|r| r["method"] == "PUT" || r["method"] == "DELETE")
-    );
+    cluster.assert_nothing_snapshotted();
 }
 
 #[test]

@@ -460,13 +460,7 @@ fn plan_prints_every_action_in_order_and_changes_nothing() {
         "plan wrote {:?}",
         cluster.backup_files()
     );
-    assert!(cluster.cassandra_snapshots().is_empty());
-    assert!(
-        !cluster
-            .es_requests()
-            .iter()
-            .any(|r| r["method"] == "PUT" || r["method"] == "DELETE")
-    );
+    cluster.assert_nothing_snapshotted();
 }
 
 #[test]

@@ -269,6 +269,30 @@ impl Cluster {
         files
     }
 
+    /// Asserts that nothing was snapshotted (the run stopped before): no
+    /// `nodetool snapshot` ran, no Cassandra snapshot folder exists, and no
+    /// PUT or DELETE request reached Elasticsearch.
+    #[track_caller]
+    pub fn assert_nothing_snapshotted(&self) {
+        let invocations =
+            std::fs::read_to_string(self.path("state").join("invocations.log")).unwrap_or_default();
+        assert!(
+            !invocations.contains(r#""snapshot""#),
+            "nodetool snapshot ran:\n{invocations}"
+        );
+        assert!(
+            self.cassandra_snapshots().is_empty(),
+            "{:?}",
+            self.cassandra_snapshots()
+        );
+        let changes: Vec<_> = self
+            .es_requests()
+            .into_iter()
+            .filter(|r| r["method"] == "PUT" || r["method"] == "DELETE")
+            .collect();
+        assert!(changes.is_empty(), "Elasticsearch was changed: {changes:?}");
+    }
+
     /// Snapshot folders left in the Cassandra data folder.
     pub fn cassandra_snapshots(&self) -> Vec<PathBuf> {
         walk_dirs(&self.path("cassandra_data"))
