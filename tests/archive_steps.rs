@@ -9,9 +9,12 @@ use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use runbook_steps::archive::tar_dir::{TarDirOptions, write_archive_with_hook};
+use runbook_steps::archive::tar_dir::{
+    TarDirOptions, write_archive_with_hook, write_archive_with_hooks,
+};
 use runbook_steps::archive::verification::verify_archive_file;
 use runbook_steps::runtime::blocking_work::WorkControl;
 use runbook_steps::runtime::error::StepFailure;
@@ -189,6 +192,168 @@ async fn the_same_input_gives_a_byte_identical_archive() {
         archives[0] == archives[1],
         "two runs gave different archives"
     );
+}
+
+/// Paths the read-ahead reported, for a test to wait on.
+#[derive(Default)]
+struct ReadAheadSeen {
+    paths: Mutex<Vec<PathBuf>>,
+    grew: Condvar,
+}
+
+impl ReadAheadSeen {
+    fn record(&self, path: &Path) {
+        self.paths.lock().unwrap().push(path.to_path_buf());
+        self.grew.notify_all();
+    }
+
+    /// Waits until the read-ahead has opened and asked for each of `paths`;
+    /// fails the test naming those it never reached.
+    fn wait_for(&self, paths: &[PathBuf]) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut seen = self.paths.lock().unwrap();
+        loop {
+            let missing: Vec<_> = paths.iter().filter(|p| !seen.contains(p)).collect();
+            if missing.is_empty() {
+                return;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            assert!(
+                !left.is_zero(),
+                "the read-ahead never opened {missing:?} (it saw {:?})",
+                *seen
+            );
+            seen = self.grew.wait_timeout(seen, left).unwrap().0;
+        }
+    }
+}
+
+/// The read-ahead opens the next files and asks for their data before the
+/// archive's own thread reaches them. Files deleted, replaced by another file,
+/// replaced by a symlink or rewritten shorter after that (and before the
+/// archive reads them) are met as they are then: the archive holds exactly
+/// what its own read found, with the messages of a tree changed without any
+/// read-ahead.
+#[tokio::test]
+async fn files_changed_between_the_read_ahead_and_the_archive_read_are_archived_as_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("files");
+    for name in ["a", "b", "c", "d", "e"] {
+        write(
+            &src.join(name),
+            format!("old {name} ").repeat(5000).as_bytes(),
+        );
+    }
+    let dest = dir.path().join("f.tar");
+    let options: TarDirOptions =
+        serde_json::from_value(json!({"dest": dest, "src": src, "on_changed": "warn"})).unwrap();
+    let seen = ReadAheadSeen::default();
+    let ahead: Vec<PathBuf> = ["b", "c", "d", "e"].iter().map(|n| src.join(n)).collect();
+    let output = write_archive_with_hooks(
+        &options,
+        &WorkControl::new("t"),
+        &|path| {
+            if path.ends_with("a") {
+                // The archive is at `a`: the read-ahead has been through the
+                // rest. Now change each of them before the archive reads it.
+                seen.wait_for(&ahead);
+                fs::remove_file(src.join("b")).unwrap();
+                fs::write(src.join("c.new"), b"new c").unwrap();
+                fs::rename(src.join("c.new"), src.join("c")).unwrap();
+                fs::remove_file(src.join("d")).unwrap();
+                symlink("a", src.join("d")).unwrap();
+                fs::write(src.join("e"), b"new e, rewritten in place").unwrap();
+            }
+        },
+        &|path| seen.record(path),
+    )
+    .unwrap();
+
+    let b = src.join("b").display().to_string();
+    let d = src.join("d").display().to_string();
+    assert_eq!(
+        output.changed,
+        [
+            format!("{b} vanished while being archived"),
+            format!("{d} was replaced by a symlink while being archived")
+        ]
+    );
+    assert_eq!(output.warnings, output.changed);
+    assert_eq!((output.files, output.skipped), (3, 2));
+    assert_eq!(
+        sh("tar", &["tf", "f.tar"], dir.path()),
+        "files/\nfiles/a\nfiles/c\nfiles/e\n"
+    );
+    let out = dir.path().join("out");
+    fs::create_dir(&out).unwrap();
+    sh(
+        "tar",
+        &["xf", dest.to_str().unwrap(), "-C", "out"],
+        dir.path(),
+    );
+    assert_eq!(
+        fs::read(out.join("files/a")).unwrap(),
+        "old a ".repeat(5000).as_bytes()
+    );
+    assert_eq!(fs::read(out.join("files/c")).unwrap(), b"new c");
+    assert_eq!(
+        fs::read(out.join("files/e")).unwrap(),
+        b"new e, rewritten in place"
+    );
+    verify_archive_file(&dest, None, &WorkControl::new("t")).unwrap();
+}
+
+/// The read-ahead changes nothing in the archive: with it (the default, a
+/// window of 64 files; and a window of one file) and without it
+/// (`read_ahead: 0`), a tree of several folders, more files than the window
+/// and every awkward kind of entry gives the same bytes. Only with it does the
+/// read-ahead open files.
+#[tokio::test]
+async fn read_ahead_on_or_off_gives_a_byte_identical_archive() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("files");
+    awkward_tree(&src);
+    for folder in 0..4 {
+        for file in 0..50 {
+            let data = format!("{folder}/{file} ").repeat(file * 97);
+            write(
+                &src.join(format!("{folder:02x}/{file:03}")),
+                data.as_bytes(),
+            );
+        }
+    }
+    let (mut archives, mut files) = (Vec::new(), Vec::new());
+    for read_ahead in [64, 1, 0] {
+        let dest = dir.path().join(format!("ahead-{read_ahead}.tar"));
+        let options: TarDirOptions =
+            serde_json::from_value(json!({"dest": dest, "src": src, "read_ahead": read_ahead}))
+                .unwrap();
+        let seen = ReadAheadSeen::default();
+        let (first, second) = (src.join("00/000"), src.join("00/001"));
+        let output = write_archive_with_hooks(
+            &options,
+            &WorkControl::new("t"),
+            &|path| {
+                // At the first file, the next one is in the window.
+                if read_ahead > 0 && path == first {
+                    seen.wait_for(std::slice::from_ref(&second));
+                }
+            },
+            &|path| seen.record(path),
+        )
+        .unwrap();
+        if read_ahead == 0 {
+            assert_eq!(*seen.paths.lock().unwrap(), [] as [PathBuf; 0]);
+        }
+        files.push(output.files);
+        archives.push(fs::read(dest).unwrap());
+    }
+    assert!(
+        files[0] > 200 && files.iter().all(|n| *n == files[0]),
+        "{files:?}"
+    );
+    assert!(archives[0] == archives[2], "read_ahead 64 and 0 differ");
+    assert!(archives[1] == archives[2], "read_ahead 1 and 0 differ");
 }
 
 #[tokio::test]

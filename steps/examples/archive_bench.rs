@@ -2,7 +2,7 @@
 //! `tests/bench/archive-bench.sh` times against GNU tar and sha256sum.
 //!
 //! ```text
-//! archive_bench tar DEST (--src DIR [--prefix NAME] | --entry SRC=PATH...) [--compress zstd|gzip] [--level N]
+//! archive_bench tar DEST (--src DIR [--prefix NAME] | --entry SRC=PATH...) [--compress zstd|gzip] [--level N] [--read-ahead FILES]
 //! archive_bench verify ARCHIVE [--sha256 HEX]
 //! archive_bench extract ARCHIVE DEST [--no-verify]
 //! ```
@@ -43,6 +43,10 @@ fn run(args: &[String]) -> Result<Value, String> {
                     "--src" => options["src"] = json!(value),
                     "--prefix" => options["prefix"] = json!(value),
                     "--compress" => options["compress"] = json!(value),
+                    "--read-ahead" => {
+                        options["read_ahead"] =
+                            json!(value.parse::<usize>().map_err(|e| e.to_string())?)
+                    }
                     "--level" => {
                         options["level"] = json!(value.parse::<i32>().map_err(|e| e.to_string())?)
                     }
@@ -110,7 +114,7 @@ fn error_chain(error: impl std::error::Error) -> String {
 
 fn usage() -> String {
     "usage: archive_bench tar DEST (--src DIR [--prefix NAME] | --entry SRC=PATH...) \
-     [--compress none|zstd|gzip] [--level N] [--exclude GLOB]... | verify ARCHIVE [--sha256 HEX] | \
+     [--compress none|zstd|gzip] [--level N] [--exclude GLOB]... [--read-ahead FILES] | verify ARCHIVE [--sha256 HEX] | \
      extract ARCHIVE DEST [--no-verify]"
         .to_string()
 }

@@ -5,10 +5,11 @@ use std::collections::{BTreeSet, HashMap};
 use std::ffi::{CStr, CString, OsStr};
 use std::fs::{File, Metadata, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
 
 use nix::dir::{Dir, Type as DirEntryType};
 use nix::fcntl::{AtFlags, OFlag, openat, readlinkat};
@@ -20,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use tar::{EntryType, Header};
 
 use crate::archive::io::{ArchiveSink, Compression};
+use crate::archive::read_ahead::{AheadFile, FILES_AHEAD, ReadAhead, ReadAheadHook};
 use crate::archive::sidecar::{Sidecar, write_sidecar};
 use crate::runtime::atomic_file::PartialFile;
 use crate::runtime::blocking_work::{Stop, WorkControl, run_blocking};
@@ -71,6 +73,14 @@ pub struct TarDirOptions {
     /// The most bytes per second of file data to archive.
     #[serde(default)]
     pub max_rate: MaxRate,
+    /// How many files ahead of the one being archived are opened and their
+    /// data asked for, several at a time (0: none).
+    #[serde(default = "default_read_ahead")]
+    pub read_ahead: usize,
+}
+
+fn default_read_ahead() -> usize {
+    FILES_AHEAD
 }
 
 /// One source of `entries`.
@@ -373,11 +383,34 @@ pub fn write_archive_with_hook(
     control: &WorkControl,
     before_file: &dyn Fn(&Path),
 ) -> Result<TarDirOutput, TarDirError> {
+    write_archive_with_hooks(options, control, before_file, &|_| {})
+}
+
+/// [`write_archive_with_hook`], also calling `read_ahead_done` (from a
+/// read-ahead thread) with each file's path once the read-ahead has opened it
+/// and asked for its data. Tests use it to change a file between the
+/// read-ahead and the archive's own read.
+pub fn write_archive_with_hooks(
+    options: &TarDirOptions,
+    control: &WorkControl,
+    before_file: &dyn Fn(&Path),
+    read_ahead_done: ReadAheadHook<'_>,
+) -> Result<TarDirOutput, TarDirError> {
     let started = Instant::now();
     let plan = Plan::new(options)?;
     let total = plan.prescan();
-    write_planned(options, control, before_file, plan, total, started)
+    let hooks = Hooks {
+        before_file,
+        read_ahead_done,
+    };
+    write_planned(options, control, hooks, plan, total, started)
         .map_err(|e| explain_disk_full(e, options, total))
+}
+
+/// The test hooks of [`write_archive_with_hooks`].
+struct Hooks<'a> {
+    before_file: &'a dyn Fn(&Path),
+    read_ahead_done: ReadAheadHook<'a>,
 }
 
 /// Writes the planned archive to its `.partial` file, then its checksum
@@ -385,7 +418,7 @@ pub fn write_archive_with_hook(
 fn write_planned(
     options: &TarDirOptions,
     control: &WorkControl,
-    before_file: &dyn Fn(&Path),
+    hooks: Hooks<'_>,
     plan: Plan,
     total: u64,
     started: Instant,
@@ -405,6 +438,7 @@ fn write_planned(
     let own_file = file.metadata().map(|m| (m.dev(), m.ino())).ok();
     let sink = ArchiveSink::new(file, options.compress, options.level.unwrap_or(0))
         .map_err(write_error)?;
+    let read_ahead = ReadAhead::new(options.read_ahead, hooks.read_ahead_done);
     let mut writer = ArchiveWriter {
         builder: tar::Builder::new(sink),
         control,
@@ -412,7 +446,8 @@ fn write_planned(
         on_unreadable: options.on_unreadable,
         on_changed: options.on_changed,
         own_file,
-        before_file,
+        before_file: hooks.before_file,
+        read_ahead: &read_ahead,
         names: NameCache::default(),
         scratch: Vec::new(),
         output: TarDirOutput::default(),
@@ -421,7 +456,7 @@ fn write_planned(
         file_crcs: Vec::new(),
         throttle: options.max_rate.throttle(),
     };
-    plan.walk(&mut |item| writer.add(item))?;
+    plan.walk_reading_ahead(&read_ahead, &mut |item| writer.add(item))?;
     let sink = writer.builder.into_inner().map_err(write_error)?;
     control.check()?;
     let written = sink.finish().map_err(write_error)?;
@@ -697,6 +732,60 @@ impl Plan {
             Ok(())
         });
         total
+    }
+
+    /// [`Plan::walk`], with `read_ahead`'s scout walking the same tree ahead
+    /// of it (on its own thread, its own folder handles) and offering it each
+    /// regular file; the scout and the read-ahead threads end with the walk.
+    fn walk_reading_ahead(
+        &self,
+        read_ahead: &ReadAhead<'_>,
+        visit: &mut dyn FnMut(Item<'_>) -> Result<(), TarDirError>,
+    ) -> Result<(), TarDirError> {
+        std::thread::scope(|scope| {
+            let _running = read_ahead.start(scope, |read_ahead| self.scout(read_ahead));
+            self.walk(visit)
+        })
+    }
+
+    /// Walks the tree in archive order offering each regular file to
+    /// `read_ahead`, until it is stopped. Errors are ignored here: the
+    /// archive's own walk meets and reports them.
+    fn scout(&self, read_ahead: &ReadAhead<'_>) {
+        // The folder being listed, duplicated once for the read-ahead threads
+        // (a depth-first walk has one open folder per path at a time).
+        let mut folder: Option<(PathBuf, Arc<OwnedFd>)> = None;
+        let _ = self.walk(&mut |item| {
+            let Item::Found(found) = item else {
+                return Ok(());
+            };
+            if found.kind != Kind::File {
+                return Ok(());
+            }
+            let file = match found.place {
+                Place::Root(_) => None,
+                Place::In(dir, name) => {
+                    let parent = found.path.parent().unwrap_or(Path::new(""));
+                    if folder.as_ref().is_none_or(|(path, _)| path != parent) {
+                        folder = dir
+                            .try_clone_to_owned()
+                            .ok()
+                            .map(|fd| (parent.to_path_buf(), Arc::new(fd)));
+                    }
+                    folder.as_ref().map(|(_, fd)| AheadFile {
+                        folder: Arc::clone(fd),
+                        name: name.to_owned(),
+                        path: found.path.to_path_buf(),
+                    })
+                }
+            };
+            if read_ahead.offer(file) {
+                Ok(())
+            } else {
+                // Stopped: end the walk (this error goes nowhere).
+                Err(TarDirError::Stopped(Stop::Cancelled))
+            }
+        });
     }
 
     /// Visits everything in archive order: sorted by path, folders before
@@ -981,6 +1070,8 @@ struct ArchiveWriter<'a> {
     /// The `.partial` being written, so a `dest` inside a source is not archived.
     own_file: Option<(u64, u64)>,
     before_file: &'a dyn Fn(&Path),
+    /// Told each regular file the walk reaches, so it stays ahead of it.
+    read_ahead: &'a ReadAhead<'a>,
     names: NameCache,
     scratch: Vec<u8>,
     output: TarDirOutput,
@@ -1078,7 +1169,10 @@ impl ArchiveWriter<'_> {
             }
             Item::Error { path, error } => self.listing_error(&path, error),
             Item::Found(found) => match found.kind {
-                Kind::File => self.add_file(found.place, found.path, found.archive_path),
+                Kind::File => {
+                    self.read_ahead.reach();
+                    self.add_file(found.place, found.path, found.archive_path)
+                }
                 Kind::Dir => {
                     let Some(stat) = self.stat(&found)? else {
                         return Ok(());
