@@ -23,11 +23,12 @@ use std::ffi::CString;
 use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::Scope;
 
-use nix::fcntl::{OFlag, PosixFadviseAdvice, openat, posix_fadvise};
-use nix::sys::stat::Mode;
+use nix::fcntl::{AtFlags, OFlag, PosixFadviseAdvice, openat, posix_fadvise};
+use nix::sys::stat::{Mode, fstatat};
 
 /// Default number of files read ahead of the one being archived (`read_ahead`).
 pub const FILES_AHEAD: usize = 64;
@@ -89,7 +90,10 @@ impl Window {
 pub struct ReadAhead<'h> {
     files_ahead: usize,
     window: Mutex<Window>,
-    changed: Condvar,
+    /// The scout waits on it for room in the window.
+    room: Condvar,
+    /// The read-ahead threads wait on it for a file to take.
+    work: Condvar,
     hook: ReadAheadHook<'h>,
 }
 
@@ -99,7 +103,8 @@ impl<'h> ReadAhead<'h> {
         ReadAhead {
             files_ahead,
             window: Mutex::new(Window::default()),
-            changed: Condvar::new(),
+            room: Condvar::new(),
+            work: Condvar::new(),
             hook,
         }
     }
@@ -146,7 +151,8 @@ impl<'h> ReadAhead<'h> {
     /// Stops the scout and the threads (the archive is written or failed).
     pub fn stop(&self) {
         self.lock().stopped = true;
-        self.changed.notify_all();
+        self.room.notify_all();
+        self.work.notify_all();
     }
 
     /// The scout met the next regular file in archive order (`None`: one it
@@ -165,7 +171,7 @@ impl<'h> ReadAhead<'h> {
             if !full {
                 break;
             }
-            window = self.wait(window);
+            window = wait(&self.room, window);
         }
         // Already reached (the trees the two walks saw differ): nothing to gain.
         if ordinal >= window.reached {
@@ -175,7 +181,7 @@ impl<'h> ReadAhead<'h> {
                 bytes: 0,
             });
             drop(window);
-            self.changed.notify_all();
+            self.work.notify_one();
         }
         true
     }
@@ -193,7 +199,7 @@ impl<'h> ReadAhead<'h> {
             window.slots.pop_front();
         }
         drop(window);
-        self.changed.notify_all();
+        self.room.notify_one();
     }
 
     /// A read-ahead thread: takes the first file not yet taken, asks for its
@@ -210,7 +216,7 @@ impl<'h> ReadAhead<'h> {
                     if let Some(slot) = next {
                         break (slot.ordinal, slot.file.take());
                     }
-                    window = self.wait(window);
+                    window = wait(&self.work, window);
                 }
             };
             let Some(file) = file else { continue };
@@ -227,11 +233,7 @@ impl<'h> ReadAhead<'h> {
 
     fn lock(&self) -> MutexGuard<'_, Window> {
         // A panic elsewhere poisons the lock; the window's counters stay sound.
-        self.window.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn wait<'a>(&self, guard: MutexGuard<'a, Window>) -> MutexGuard<'a, Window> {
-        self.changed.wait(guard).unwrap_or_else(|e| e.into_inner())
+        lock(&self.window)
     }
 }
 
@@ -274,4 +276,79 @@ fn ask_for_data(file: &AheadFile) -> Option<u64> {
         .ok()?;
     }
     Some(len)
+}
+
+/// A file whose size the pre-scan adds to the total.
+pub enum ToSize {
+    /// Already known (a source given by path, examined on the walk's thread).
+    Known(u64),
+    /// To be examined by a pre-scan thread (`fstatat`, not following a symlink).
+    In(AheadFile),
+}
+
+/// The total size of the files `walk` hands over (on the caller's thread, in
+/// archive order), those in folders examined [`THREADS`] at a time: from a
+/// cold cache each examination waits for its inode to be read, and the
+/// pre-scan (which gives the progress its total) would otherwise wait for
+/// them one after the other. At most a few hundred files are queued at once.
+/// A file that cannot be examined counts 0: the archive's walk reports it.
+pub fn total_size(walk: impl FnOnce(&mut dyn FnMut(ToSize))) -> u64 {
+    let total = AtomicU64::new(0);
+    let (queue, queued) = std::sync::mpsc::sync_channel::<AheadFile>(256);
+    let queued = Mutex::new(queued);
+    std::thread::scope(|scope| {
+        let mut threads = 0;
+        for _ in 0..THREADS {
+            let spawned = std::thread::Builder::new()
+                .name("tar-prescan".into())
+                .spawn_scoped(scope, || {
+                    // One file at a time off the queue, until it is closed.
+                    while let Ok(file) = lock(&queued).recv() {
+                        total.fetch_add(size_of(&file), Ordering::Relaxed);
+                    }
+                });
+            match spawned {
+                Ok(_) => threads += 1,
+                Err(error) => {
+                    tracing::debug!("fewer pre-scan threads: {error}");
+                    break;
+                }
+            }
+        }
+        walk(&mut |file| {
+            let size = match file {
+                ToSize::Known(size) => size,
+                // Queued unless no thread could be started.
+                ToSize::In(file) => match threads {
+                    0 => size_of(&file),
+                    _ => match queue.send(file) {
+                        Ok(()) => 0,
+                        Err(unsent) => size_of(&unsent.0),
+                    },
+                },
+            };
+            total.fetch_add(size, Ordering::Relaxed);
+        });
+        // Closing the queue ends the threads once it is empty.
+        drop(queue);
+    });
+    total.into_inner()
+}
+
+fn wait<'a, T>(condvar: &Condvar, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+    condvar.wait(guard).unwrap_or_else(|e| e.into_inner())
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The size of `file` (0 if it cannot be examined), not following a symlink.
+fn size_of(file: &AheadFile) -> u64 {
+    fstatat(
+        file.folder.as_fd(),
+        file.name.as_c_str(),
+        AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .map_or(0, |stat| stat.st_size.max(0) as u64)
 }
