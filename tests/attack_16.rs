@@ -1,0 +1,154 @@
+//! The adversarial pass over issue 16's release (the backup pipeline,
+//! `verify = "disk"`, S3 streaming, `max_rate`, the restore's parts side by
+//! side, the journal's cut lists): each test attacks one of them through the
+//! real `runbook` binary and pins what must hold. What an attack found is a
+//! row of docs/reliability.md naming the test.
+//!
+//! No sleep is an assertion: a run that must stop gets a generous limit
+//! (minutes), against a defect that holds it for hours or days.
+
+use runbook_test_support::{Ran, Running, Workdir, cluster};
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use cluster::*;
+use nix::sys::signal::Signal;
+
+// ---------------------------------------------------------------- helpers
+
+/// How long a run told to stop (a signal, its step's timeout) may take to
+/// end: generous for a loaded machine, far below the hours a throttle's
+/// sleep at `"1B/s"` would hold it.
+const STOP_LIMIT: Duration = Duration::from_secs(60);
+
+/// Waits for `running` to end within [`STOP_LIMIT`]; kills it and fails
+/// naming `what` otherwise.
+fn finish_within(mut running: Running, what: &str) -> Ran {
+    let until = Instant::now() + STOP_LIMIT;
+    while running.is_running() {
+        if Instant::now() >= until {
+            let ran = running.kill();
+            panic!(
+                "{what}: still running {STOP_LIMIT:?} after being told to stop (killed); stderr:\n{}",
+                ran.output().stderr.escape_ascii()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    running.finish()
+}
+
+/// `n` bytes that do not compress, for a file to archive.
+fn noise(n: usize) -> Vec<u8> {
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    (0..n)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
+
+/// The bytes process `pid` has read so far (`rchar` of `/proc/PID/io`).
+fn bytes_read_by(pid: i32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("rchar: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Every path under `folder` whose name ends in `.partial`.
+fn partials(folder: &Path) -> Vec<PathBuf> {
+    walk(folder)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".partial"))
+        .collect()
+}
+
+/// A folder `src/` of two 1 MiB files in `work`, and an archive of it
+/// `made.tar` (with its `.sha256`) written by an unthrottled `tar_dir`.
+fn folder_and_archive(work: &Workdir) {
+    std::fs::create_dir_all(work.path("src")).unwrap();
+    std::fs::write(work.path("src/a.bin"), noise(1 << 20)).unwrap();
+    std::fs::write(work.path("src/b.bin"), noise(1 << 20)).unwrap();
+    work.write(
+        "make.rhai",
+        &format!(
+            "tar_dir(#{{ dest: \"{}\", src: \"{}\" }});",
+            work.path("made.tar").display(),
+            work.path("src").display()
+        ),
+    );
+    work.runbook(["run", "make.rhai"]).run().success();
+}
+
+// ---------------------------------------------------------------- max_rate
+
+/// The three blocking steps `max_rate` throttles, each given a rate so low
+/// that one buffer of data is hours of debt (`"1B/s"` is a valid rate):
+/// SIGTERM and SIGINT still end the run at once with 143/130 and no
+/// `.partial` left, and the step's own `timeout` still ends it (exit 1,
+/// "timed out"). The throttle's sleep used to ignore both: the run slept
+/// the whole debt out (262,144 s for one 256 KiB buffer at 1 B/s), deaf to
+/// the signal and past its timeout.
+#[test]
+fn a_crawling_max_rate_never_holds_back_a_signal_or_the_step_timeout() {
+    let work = Workdir::new();
+    folder_and_archive(&work);
+    let steps = [
+        (
+            "tar_dir",
+            format!(
+                "tar_dir(#{{ dest: \"{}\", src: \"{}\", max_rate: \"1B/s\", timeout: TIMEOUT }});",
+                work.path("out.tar").display(),
+                work.path("src").display()
+            ),
+        ),
+        (
+            "verify_archive",
+            format!(
+                "verify_archive(#{{ path: \"{}\", max_rate: \"1B/s\", timeout: TIMEOUT }});",
+                work.path("made.tar").display()
+            ),
+        ),
+        (
+            "extract_archive",
+            format!(
+                "extract_archive(#{{ path: \"{}\", dest: \"{}\", verify: false, max_rate: \"1B/s\", timeout: TIMEOUT }});",
+                work.path("made.tar").display(),
+                work.path("extracted").display()
+            ),
+        ),
+    ];
+    for (step, call) in &steps {
+        let file = format!("{step}.rhai");
+        // A signal while the step sleeps off its debt.
+        for signal in [Signal::SIGTERM, Signal::SIGINT] {
+            work.write(&file, &call.replace("TIMEOUT", "\"12h\""));
+            // The step has read its first buffer (256 KiB: the run alone
+            // reads some 13 KB) and sleeps off its debt.
+            let running = work.runbook(["run", &file]).spawn();
+            let pid = running.pid();
+            let running = running.wait_until(&format!("{step} to read its first buffer"), || {
+                bytes_read_by(pid) >= 256 << 10
+            });
+            finish_within(running.signal(signal), &format!("{step} under {signal:?}"))
+                .failure(128 + signal as i32)
+                .stderr_contains("interrupted");
+            assert_eq!(partials(work.root()), Vec::<PathBuf>::new(), "{step}");
+            assert!(!work.path("out.tar").exists(), "{step}");
+        }
+        // The step's own timeout.
+        work.write(&file, &call.replace("TIMEOUT", "\"2s\""));
+        let running = work.runbook(["run", &file]).spawn();
+        finish_within(running, &format!("{step} with timeout 2s"))
+            .failure(1)
+            .stderr_contains("timed out after");
+        assert_eq!(partials(work.root()), Vec::<PathBuf>::new(), "{step}");
+    }
+}
