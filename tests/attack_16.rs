@@ -152,3 +152,170 @@ fn a_crawling_max_rate_never_holds_back_a_signal_or_the_step_timeout() {
         assert_eq!(partials(work.root()), Vec::<PathBuf>::new(), "{step}");
     }
 }
+
+// ---------------------------------------------------------------- the pipeline
+
+/// `runbook run cluster-hot-backup` against the sandbox with `extra`
+/// arguments, started and left running.
+fn spawn_backup(cluster: &Cluster, extra: &[&str]) -> Running {
+    cluster
+        .runbook(&[&["run", "cluster-hot-backup"], extra].concat())
+        .spawn()
+}
+
+/// Files under `folder` whose name starts with `prefix` and ends with
+/// `suffix`, holding data.
+fn files_with_data(folder: &Path, prefix: &str, suffix: &str) -> Vec<PathBuf> {
+    walk(folder)
+        .into_iter()
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            name.starts_with(prefix)
+                && name.ends_with(suffix)
+                && std::fs::metadata(p).is_ok_and(|m| m.len() > 0)
+        })
+        .collect()
+}
+
+/// Both archives of the pipeline are being written at this moment.
+fn both_archives_being_written(cluster: &Cluster) -> bool {
+    !files_with_data(
+        &cluster.path("cassandra_archive"),
+        "cassandra_",
+        ".tar.partial",
+    )
+    .is_empty()
+        && !files_with_data(&cluster.path("storage_archive"), "files_", ".tar.partial").is_empty()
+}
+
+/// The sets `runbook list --json` shows in the sandbox's backup folder.
+fn list_sets(cluster: &Cluster) -> serde_json::Value {
+    cluster
+        .runbook(&["list", "--json", "--manifest-path"])
+        .arg(cluster.path("backup"))
+        .run()
+        .success()
+        .stdout_json()["sets"]
+        .clone()
+}
+
+/// After an interrupted backup and its cleanup (in the run, or by `recover`):
+/// no file at all in the backup folders but what the Elasticsearch
+/// repository holds of its own (no archive, `.sha256`, `.partial`, marker,
+/// claim or manifest), no Cassandra snapshot, every Elasticsearch snapshot
+/// created also deleted, and `runbook list` shows no set at all.
+fn assert_nothing_of_the_run_is_left(cluster: &Cluster, what: &str) {
+    let left: Vec<String> = cluster
+        .backup_files()
+        .into_iter()
+        .filter(|f| !f.starts_with("elasticsearch/") || f.ends_with(".info"))
+        .collect();
+    assert_eq!(
+        left,
+        Vec::<String>::new(),
+        "{what}: left in the backup folders"
+    );
+    assert_eq!(
+        cluster.cassandra_snapshots(),
+        Vec::<PathBuf>::new(),
+        "{what}: Cassandra snapshot left"
+    );
+    let requests = cluster.es_requests();
+    let snapshots = |method: &str| -> Vec<String> {
+        requests
+            .iter()
+            .filter(|r| r["method"] == method)
+            .filter_map(|r| r["path"].as_str())
+            .filter(|p| p.contains("/elasticsearch_"))
+            .map(|p| p.split('?').next().unwrap().to_string())
+            .collect()
+    };
+    for created in snapshots("PUT") {
+        assert!(
+            snapshots("DELETE").contains(&created),
+            "{what}: Elasticsearch snapshot {created} was not deleted: {requests:?}"
+        );
+    }
+    assert_eq!(
+        list_sets(cluster),
+        serde_json::json!([]),
+        "{what}: runbook list"
+    );
+}
+
+/// The pipeline's two archives, written side by side (held there by a
+/// `max_rate` both share), interrupted at that moment: SIGINT and SIGTERM
+/// clean up in the run (130/143); SIGKILL leaves the journal, and
+/// `runbook recover` removes both `.partial` files, the marker, the stamp's
+/// claim, clears the Cassandra snapshot and deletes the Elasticsearch one.
+/// Also killed once one archive is complete (renamed, `.sha256` written)
+/// while the other is still being written: before
+/// `recover`, `runbook list` shows that stamp INCOMPLETE (never a set) and
+/// `runbook verify --set` refuses it; `recover` removes the finished
+/// archive too. After each: nothing left, `runbook list` empty.
+#[test]
+fn interrupted_while_both_archives_are_written_nothing_half_made_is_left_or_counts() {
+    let cluster = Cluster::start(&["--cassandra-mb", "24", "--objects", "300"]);
+    let slow = ["--set", "max_rate=3MiB/s"];
+    for signal in [Signal::SIGINT, Signal::SIGTERM] {
+        spawn_backup(&cluster, &slow)
+            .wait_until("both archives to be written", || {
+                both_archives_being_written(&cluster)
+            })
+            .signal(signal)
+            .finish()
+            .failure(128 + signal as i32);
+        assert_nothing_of_the_run_is_left(&cluster, &format!("{signal:?}"));
+    }
+    // SIGKILL with both archives half written.
+    spawn_backup(&cluster, &slow)
+        .wait_until("both archives to be written", || {
+            both_archives_being_written(&cluster)
+        })
+        .kill();
+    cluster
+        .recover()
+        .run()
+        .success()
+        .stderr_contains("clear Cassandra snapshot cassandra_");
+    assert_nothing_of_the_run_is_left(&cluster, "SIGKILL, then recover");
+    // SIGKILL once one archive is whole (renamed, its `.sha256` written)
+    // while the other is still being written (with a shared limit, the
+    // Cassandra archive's large reads take most of it and end first).
+    let whole = || {
+        [
+            ("cassandra_archive", "cassandra_"),
+            ("storage_archive", "files_"),
+        ]
+        .iter()
+        .flat_map(|(key, prefix)| files_with_data(&cluster.path(key), prefix, ".tar.sha256"))
+        .next()
+    };
+    spawn_backup(&cluster, &slow)
+        .wait_until("one archive to be whole beside the other's partial", || {
+            whole().is_some()
+                && (!files_with_data(&cluster.path("cassandra_archive"), "cassandra_", ".partial")
+                    .is_empty()
+                    || !files_with_data(&cluster.path("storage_archive"), "files_", ".partial")
+                        .is_empty())
+        })
+        .kill();
+    let sidecar = whole().unwrap();
+    let name = sidecar.file_name().unwrap().to_string_lossy().into_owned();
+    let stamp = &name[name.find('_').unwrap() + 1..name.len() - ".tar.sha256".len()];
+    let listed = list_sets(&cluster);
+    let sets = listed.as_array().unwrap();
+    assert_eq!(sets.len(), 1, "{listed:#}");
+    assert_eq!(sets[0]["stamp"], *stamp, "{listed:#}");
+    assert_eq!(sets[0]["complete"], false, "{listed:#}");
+    cluster
+        .runbook(&["verify", "--set", stamp, "--manifest-path"])
+        .arg(cluster.path("backup"))
+        .run()
+        .failed();
+    cluster.recover().run().success();
+    assert_nothing_of_the_run_is_left(
+        &cluster,
+        "SIGKILL after the attachment archive, then recover",
+    );
+}
