@@ -431,3 +431,90 @@ fn an_object_deleted_while_the_bucket_is_archived_is_a_warning_of_the_set_in_bot
         );
     }
 }
+
+/// Keys that are legal file names but odd (blanks, non-ASCII in both
+/// Unicode normal forms, `%`, `+`, `#`, `?`, `~`, a backslash, `..` inside a
+/// name, a 1,000-byte key of four long segments) stream into the archive
+/// under exactly their names with their bytes (GNU tar extracts them); a key
+/// that is both `x` and the folder marker `x/` is refused (`x` could not be
+/// a file beside the folder `x/`), so the run fails naming it unless
+/// `allow_skipped_objects=true`, which keeps it as a warning of the set;
+/// `runbook verify --set` passes the set.
+#[test]
+fn odd_keys_stream_under_their_exact_names_and_a_key_that_is_also_a_folder_is_refused() {
+    let cluster = Cluster::start(&["--storage", "s3", "--objects", "5"]);
+    let long = [
+        "a".repeat(250),
+        "b".repeat(250),
+        "c".repeat(250),
+        "d".repeat(247),
+    ]
+    .join("/");
+    assert_eq!(long.len(), 1000);
+    let odd = [
+        "odd/with space/and  two.bin".to_string(),
+        "odd/caf\u{e9}.txt".to_string(),
+        "odd/cafe\u{301}.txt".to_string(),
+        "odd/\u{65e5}\u{672c}/\u{1f600}.bin".to_string(),
+        "odd/a+b c%20d#e?f.bin".to_string(),
+        "odd/~tilde\\back.bin".to_string(),
+        "odd/..dots../x..".to_string(),
+        long,
+    ];
+    let bodies: Vec<String> = odd.iter().map(|k| format!("body of {k}")).collect();
+    let mut script = String::new();
+    for (key, body) in odd.iter().zip(&bodies) {
+        // JSON strings are Python string literals too.
+        script += &format!(
+            "s3.put_object(Bucket='thehive', Key={}, Body={}.encode())\n",
+            serde_json::json!(key),
+            serde_json::json!(body)
+        );
+    }
+    script += "s3.put_object(Bucket='thehive', Key='x', Body=b'file x')\n\
+               s3.put_object(Bucket='thehive', Key='x/', Body=b'')\n";
+    boto3(&cluster, &script);
+    cluster
+        .runbook(&["run", "cluster-hot-backup"])
+        .run()
+        .failed_cleanly(&cluster, "have keys that cannot be stored as files")
+        .stderr_contains("[\"x\"]");
+    cluster
+        .runbook(&[
+            "run",
+            "cluster-hot-backup",
+            "--set",
+            "allow_skipped_objects=true",
+        ])
+        .run()
+        .success();
+    let manifest = newest_manifest(&cluster);
+    assert!(
+        manifest["warnings"].to_string().contains("[\\\"x\\\"]"),
+        "{manifest:#}"
+    );
+    let archive = manifest["archives"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["part"] == "minio")
+        .expect("the bucket's archive in the manifest");
+    let archive = PathBuf::from(archive["path"].as_str().unwrap());
+    let top = archive.file_stem().unwrap().to_string_lossy().into_owned();
+    let into = cluster.dir.path().join("extracted");
+    gnu_tar_extract(&archive, &into);
+    for (key, body) in odd.iter().zip(&bodies) {
+        let file = into.join(&top).join(key);
+        assert_eq!(
+            std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display())),
+            *body
+        );
+    }
+    assert!(into.join(&top).join("x").is_dir(), "the folder marker x/");
+    let stamp = &top["minio_".len()..];
+    cluster
+        .runbook(&["verify", "--set", stamp, "--manifest-path"])
+        .arg(cluster.path("backup"))
+        .run()
+        .success();
+}
