@@ -518,3 +518,57 @@ fn odd_keys_stream_under_their_exact_names_and_a_key_that_is_also_a_folder_is_re
         .run()
         .success();
 }
+
+// ---------------------------------------------------------------- the journal
+
+/// A result list of exactly 100 items is journaled whole with no
+/// `_not_journaled` count; one of 101 keeps its first 100 and says
+/// `links_outside_not_journaled: 1`; the workflow gets every item either way
+/// (here `tar_dir`'s `links_outside`, one per symlink pointing outside the
+/// folder, and its warnings, one each).
+#[test]
+fn a_result_list_of_100_items_is_journaled_whole_and_one_of_101_says_one_was_left_out() {
+    for count in [100usize, 101] {
+        let work = Workdir::new();
+        std::fs::create_dir_all(work.path("src")).unwrap();
+        for i in 0..count {
+            std::os::unix::fs::symlink("/etc/hostname", work.path(&format!("src/l{i:03}")))
+                .unwrap();
+        }
+        work.write(
+            "wf.rhai",
+            &format!(
+                "let r = tar_dir(#{{ dest: \"{}\", src: \"{}\" }});\n\
+                 log_info(`workflow got ${{r.links_outside.len()}} links and ${{r.warnings.len()}} warnings`);",
+                work.path("out.tar").display(),
+                work.path("src").display()
+            ),
+        );
+        work.runbook(["run", "wf.rhai"])
+            .run()
+            .success()
+            .stderr_contains(&format!("workflow got {count} links and {count} warnings"));
+        let journals = work.journals();
+        let result = &journals[0]["steps"][0]["result"];
+        assert_eq!(
+            result["links_outside"].as_array().unwrap().len(),
+            100,
+            "{count}"
+        );
+        assert_eq!(
+            result["links_outside"][99], "src/l099 -> /etc/hostname",
+            "{count}: the first 100 are kept, in order"
+        );
+        assert_eq!(result["warnings"].as_array().unwrap().len(), 100, "{count}");
+        if count == 100 {
+            assert!(
+                result.get("links_outside_not_journaled").is_none(),
+                "{result:#}"
+            );
+            assert!(result.get("warnings_not_journaled").is_none(), "{result:#}");
+        } else {
+            assert_eq!(result["links_outside_not_journaled"], 1, "{result:#}");
+            assert_eq!(result["warnings_not_journaled"], 1, "{result:#}");
+        }
+    }
+}
