@@ -7,7 +7,7 @@
 //! No sleep is an assertion: a run that must stop gets a generous limit
 //! (minutes), against a defect that holds it for hours or days.
 
-use runbook_test_support::{Ran, Running, Workdir, cluster};
+use runbook_test_support::{Ran, Running, TmpfsMount, Workdir, cluster};
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -570,5 +570,97 @@ fn a_result_list_of_100_items_is_journaled_whole_and_one_of_101_says_one_was_lef
             assert_eq!(result["links_outside_not_journaled"], 1, "{result:#}");
             assert_eq!(result["warnings_not_journaled"], 1, "{result:#}");
         }
+    }
+}
+
+/// The whole stock backup at `max_rate=1B/s`, S3 storage in both modes:
+/// the bucket's reader (`s3_archive`, or `mcli_mirror` in staging mode)
+/// waits for its throttle asynchronously, the Cassandra archive blocking;
+/// SIGTERM once both have begun ends the run at once (143) with nothing
+/// left: no `.partial`, no staging folder, no marker, no snapshot.
+#[test]
+fn the_whole_backup_at_one_byte_per_second_stops_at_sigterm_with_nothing_left() {
+    let cluster = Cluster::start(&["--storage", "s3", "--objects", "20"]);
+    for mode in ["stream", "staging"] {
+        let begun = || {
+            let bucket = walk(&cluster.path("s3_archive"));
+            !walk(&cluster.path("cassandra_archive")).is_empty()
+                && (bucket
+                    .iter()
+                    .any(|p| p.to_string_lossy().ends_with(".partial")))
+        };
+        let running = spawn_backup(
+            &cluster,
+            &[
+                "--set",
+                "max_rate=1B/s",
+                "--set",
+                &format!("s3_mode={mode}"),
+            ],
+        )
+        .wait_until(&format!("both archives to begin ({mode})"), begun);
+        // Both readers have taken their first bytes and wait for days.
+        std::thread::sleep(Duration::from_secs(2));
+        finish_within(
+            running.signal(Signal::SIGTERM),
+            &format!("the backup ({mode})"),
+        )
+        .failure(143);
+        let left: Vec<String> = cluster
+            .backup_files()
+            .into_iter()
+            .filter(|f| !f.starts_with("elasticsearch/") || f.ends_with(".info"))
+            .collect();
+        assert_eq!(left, Vec::<String>::new(), "{mode}");
+        assert_eq!(
+            cluster.cassandra_snapshots(),
+            Vec::<PathBuf>::new(),
+            "{mode}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------- verify = "disk"
+
+/// `verify = "disk"` with the archives on a tmpfs, where no page can be
+/// dropped from the cache: the backup still succeeds, says for each archive
+/// that its pages are read from memory, not from the disk, and the
+/// journal's `verify_archive` results count them (`cached_pages` > 0): the
+/// run never claims a read from the device it did not make.
+#[test]
+fn verify_disk_on_a_tmpfs_says_the_pages_stayed_in_memory() {
+    let cluster = Cluster::start(&[]);
+    let ram = cluster.dir.path().join("ram");
+    let _mount = TmpfsMount::new(&ram, "size=96m");
+    for folder in ["cassandra", "storage"] {
+        std::fs::create_dir_all(ram.join(folder)).unwrap();
+    }
+    cluster
+        .runbook(&["run", "cluster-hot-backup", "--set", "verify=disk"])
+        .args([
+            "--set",
+            &format!("cassandra_archive_path={}", ram.join("cassandra").display()),
+        ])
+        .args([
+            "--set",
+            &format!("storage_archive_path={}", ram.join("storage").display()),
+        ])
+        .run()
+        .success()
+        .stderr_contains("are still in the page cache after dropping them");
+    let journal = cluster.only_journal();
+    let verifications: Vec<&serde_json::Value> = journal["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["step"] == "verify_archive")
+        .collect();
+    assert_eq!(verifications.len(), 2, "{journal:#}");
+    for step in verifications {
+        assert_eq!(step["result"]["read_from"], "disk", "{step:#}");
+        assert!(
+            step["result"]["cached_pages"].as_u64().unwrap() > 0,
+            "{step:#}"
+        );
     }
 }
