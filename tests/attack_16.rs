@@ -664,3 +664,56 @@ fn verify_disk_on_a_tmpfs_says_the_pages_stayed_in_memory() {
         );
     }
 }
+
+// ---------------------------------------------------------------- orphans
+
+/// The live processes whose environment holds `key=value`.
+fn processes_with_env(key: &str, value: &str) -> Vec<i32> {
+    let needle = format!("{key}={value}");
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let environ = std::fs::read(e.path().join("environ")).ok()?;
+            environ
+                .split(|b| *b == 0)
+                .any(|v| v == needle.as_bytes())
+                .then_some(pid)
+        })
+        .collect()
+}
+
+/// SIGKILL while `nodetool snapshot` runs (the stand-in links the tables
+/// one by one over 8 s), then `runbook recover` at once. A step's program
+/// runs in a process group of its own, so the SIGKILL left it running: it
+/// went on linking tables after `recover` had cleared the snapshot, and a
+/// Cassandra snapshot was left for ever. `recover` now waits for the
+/// programs the killed run left running (they carry its pid in
+/// `RUN_BY_RUNBOOK_PID`), then undoes: once the tool has ended, no
+/// snapshot is left.
+#[test]
+fn sigkill_mid_snapshot_then_recover_waits_for_the_orphaned_tool_and_leaves_no_snapshot() {
+    let cluster = Cluster::start(&["--knob", "nodetool-delay=snapshot=8"]);
+    let state = cluster.path("state").display().to_string();
+    spawn_backup(&cluster, &[])
+        .wait_until("the snapshot to be under way", || {
+            !cluster.cassandra_snapshots().is_empty()
+        })
+        .kill();
+    cluster
+        .recover()
+        .run()
+        .success()
+        .stderr_contains("left programs running: pid ")
+        .stderr_contains("clear Cassandra snapshot cassandra_");
+    // Whatever the sandbox's tools still run (nothing, once recover waited).
+    runbook_test_support::wait_until("the stand-in nodetool to end", || {
+        processes_with_env("SANDBOX_STATE", &state).is_empty()
+    });
+    assert_eq!(
+        cluster.cassandra_snapshots(),
+        Vec::<PathBuf>::new(),
+        "a Cassandra snapshot outlived the run and its recovery"
+    );
+}
