@@ -717,3 +717,124 @@ fn sigkill_mid_snapshot_then_recover_waits_for_the_orphaned_tool_and_leaves_no_s
         "a Cassandra snapshot outlived the run and its recovery"
     );
 }
+
+// ---------------------------------------------------------------- the restore
+
+/// The `sstableloader` JVMs (`BulkLoader`) run `run_pid` started.
+fn loaders_of(run_pid: i32) -> usize {
+    processes_with_env("RUN_BY_RUNBOOK_PID", &run_pid.to_string())
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.windows(10).any(|w| w == b"BulkLoader"))
+        })
+        .count()
+}
+
+/// On the real servers (Cassandra 4.1, OpenSearch 2.19): the whole
+/// `cluster-hot-restore` (its parts side by side) SIGKILLed while two tables
+/// are being loaded at once (`loader_parallel=2`), after a row, a document
+/// and an attachment were changed since the backup. `runbook recover` waits
+/// for the orphaned loaders, then puts every part back: the digest (rows,
+/// documents, attachments) equals the one before the restore.
+#[test]
+fn sigkill_while_tables_load_side_by_side_then_recover_puts_every_part_back() {
+    use runbook_test_support::restore_proof::{Storage, curl, digest, real_tools, set_stamps};
+    let cluster = Cluster::start(&["--cassandra", "real", "--es", "opensearch"]);
+    let tools = format!(
+        "{}:{}",
+        real_tools().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    cluster
+        .runbook(&["run", "cluster-hot-backup"])
+        .env("PATH", &tools)
+        .run()
+        .success();
+    let stamps = set_stamps(&cluster);
+    assert_eq!(stamps.len(), 1, "{stamps:?}");
+    let stamp = stamps.into_iter().next().unwrap();
+    // Every part changed since the backup.
+    let host = cluster.record["env"]["CQLSH_HOST"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let out = std::process::Command::new(real_tools().join("cqlsh"))
+        .args([
+            &host,
+            "-e",
+            "INSERT INTO thehive.edgestore (key, column1, value) VALUES (0x7e57000016, 0x01, 0x02)",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (status, body) = curl(&[
+        "-X",
+        "PUT",
+        &format!(
+            "{}/thehive_global/_doc/attack-16?refresh=true",
+            cluster.es_url()
+        ),
+        "-d",
+        r#"{"title":"written after the backup"}"#,
+    ]);
+    assert!(status == 201 || status == 200, "{status} {body}");
+    std::fs::write(cluster.path("attachments").join("after-backup.bin"), b"new").unwrap();
+    let before = digest(&cluster, Storage::Local);
+
+    let staging = cluster.dir.path().join("restore-staging");
+    let running = cluster
+        .bare_runbook(["run", "cluster-hot-restore", "--vars"])
+        .arg(cluster.path("vars"))
+        .arg("--set")
+        .arg(format!("staging={}", staging.display()))
+        .args(["--set", "thehive_check=false", "--set", "storage=local"])
+        .args(["--set", "loader_parallel=2"])
+        .args([
+            "--set",
+            &format!("stamp={stamp}"),
+            "--set",
+            &format!("confirm={stamp}"),
+        ])
+        .env("PATH", &tools)
+        .spawn();
+    let pid = running.pid();
+    running
+        .wait_until_within(
+            "two tables loading side by side",
+            Duration::from_secs(900),
+            || loaders_of(pid) >= 2,
+        )
+        .kill();
+    let recovered = cluster.recover().env("PATH", &tools).run();
+    if recovered.code() != Some(0) {
+        let compensations: Vec<serde_json::Value> = walk(&cluster.dir.path().join("journal"))
+            .iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .map(|p| {
+                let journal: serde_json::Value =
+                    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+                journal["compensations"].clone()
+            })
+            .collect();
+        panic!(
+            "recover failed:\n{}\ncompensations: {compensations:#?}",
+            String::from_utf8_lossy(&recovered.output().stderr)
+        );
+    }
+    recovered.stderr_contains("left programs running");
+    assert_eq!(
+        loaders_of(pid),
+        0,
+        "recover waited for the orphaned loaders"
+    );
+    assert_eq!(
+        digest(&cluster, Storage::Local),
+        before,
+        "a part is not as it was before the restore"
+    );
+}
