@@ -261,6 +261,17 @@ pub fn main() -> i32 {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
     }
+    if matches!(cli.command, Command::Run(_)) {
+        // Every program the run starts inherits its pid, so that recovery
+        // after a SIGKILL finds those still running (run/orphans.rs).
+        // SAFETY: setting an environment variable before any thread starts.
+        unsafe {
+            std::env::set_var(
+                crate::run::orphans::RUN_PID_VARIABLE,
+                std::process::id().to_string(),
+            );
+        }
+    }
     dispatch(cli.command, cli.site)
 }
 

@@ -88,6 +88,11 @@ pub async fn recover_all(
                 Err(_) => continue,
             }
         };
+        if abandoned {
+            // A program the killed run started may still be changing what
+            // the undo actions clean up.
+            crate::run::orphans::settle_programs_of(doc.pid, dry_run).await;
+        }
         let actions = undo_pending(&journal, &doc, dry_run).await;
         if !dry_run && abandoned {
             mark_crashed(&journal, &actions);

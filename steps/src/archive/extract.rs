@@ -231,7 +231,7 @@ pub fn extract_archive(
         path: options.path.clone(),
         source,
     };
-    let (stream, size) = open_archive(options)?;
+    let (stream, size) = open_archive(options, control)?;
     let dest_fd = open_dest(&options.dest)?;
     let progress = Progress::new(control.progress, &control.label, size);
     let mut extractor = Extractor {
@@ -278,7 +278,10 @@ fn strip_prefix_of(options: &ExtractArchiveOptions) -> Result<Option<PathBuf>, E
 
 /// The archive's decompressed, throttled byte stream and its size on disk
 /// (what the progress counts).
-fn open_archive(options: &ExtractArchiveOptions) -> Result<(Box<dyn Read>, u64), ExtractError> {
+fn open_archive(
+    options: &ExtractArchiveOptions,
+    control: &WorkControl,
+) -> Result<(Box<dyn Read>, u64), ExtractError> {
     let read_error = |source| ExtractError::Read {
         path: options.path.clone(),
         source,
@@ -288,7 +291,7 @@ fn open_archive(options: &ExtractArchiveOptions) -> Result<(Box<dyn Read>, u64),
     let compression = Compression::detect(&mut file).map_err(read_error)?;
     let reader = BufReader::with_capacity(
         CHUNK_SIZE,
-        ThrottledRead::new(file, options.max_rate.throttle()),
+        ThrottledRead::new(file, options.max_rate.throttle()).until_stopped(control),
     );
     let stream: Box<dyn Read> = match compression {
         Compression::None => Box::new(reader),

@@ -1429,7 +1429,7 @@ impl ArchiveWriter<'_> {
                 crc.update(data);
                 progress.inc(data.len() as u64);
                 if let Some(throttle) = throttle {
-                    throttle.take_blocking(data.len() as u64);
+                    throttle.take_blocking_unless(data.len() as u64, || control.check().is_err());
                 }
                 control.check().map_err(|stop| {
                     stopped = Some(stop);

@@ -598,7 +598,8 @@ impl TarWalker<'_> {
         let position = self.stream.file_position();
         self.progress.inc(position - self.reported);
         if let Some(throttle) = &self.throttle {
-            throttle.take_blocking(position - self.reported);
+            let control = self.control;
+            throttle.take_blocking_unless(position - self.reported, || control.check().is_err());
         }
         self.reported = position;
         Ok(filled)

@@ -24,10 +24,14 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Deserializer};
 
+use crate::runtime::blocking_work::WorkControl;
+
 /// The most unused time the bucket keeps: the largest burst after a pause.
 pub const BURST: Duration = Duration::from_millis(50);
 /// The least bucket size, whatever the rate: one 256 KiB archive buffer.
 const MIN_BURST_BYTES: f64 = (256 << 10) as f64;
+/// How often a blocking wait looks whether its work must stop.
+const STOP_CHECK: Duration = Duration::from_millis(50);
 
 /// A `max_rate` option: bytes per second, or no limit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -169,11 +173,30 @@ impl Throttle {
         }
     }
 
-    /// Waits (blocking the thread) until `bytes` may be moved.
+    /// Waits (blocking the thread) until `bytes` may be moved, deaf to any
+    /// stop: only for callers with no work to stop (blocking work uses
+    /// [`Throttle::take_blocking_unless`]).
     pub fn take_blocking(&self, bytes: u64) {
         let wait = self.reserve_at(bytes, Instant::now());
         if !wait.is_zero() {
             std::thread::sleep(wait);
+        }
+    }
+
+    /// Waits (blocking the thread) until `bytes` may be moved, or until
+    /// `stop()` says the work must stop (asked every [`STOP_CHECK`]). At a
+    /// low rate one buffer is minutes of debt (262,144 s for 256 KiB at
+    /// `"1B/s"`): a wait that only slept would hold back an interruption and
+    /// the step's timeout for all that time.
+    pub fn take_blocking_unless(&self, bytes: u64, stop: impl Fn() -> bool) {
+        let wait = self.reserve_at(bytes, Instant::now());
+        let started = Instant::now();
+        loop {
+            let waited = started.elapsed();
+            if waited >= wait || stop() {
+                return;
+            }
+            std::thread::sleep((wait - waited).min(STOP_CHECK));
         }
     }
 
@@ -202,12 +225,25 @@ fn shared(bytes_per_second: u64) -> Arc<Throttle> {
 pub struct ThrottledRead<R> {
     inner: R,
     throttle: Option<Arc<Throttle>>,
+    control: Option<WorkControl>,
 }
 
 impl<R> ThrottledRead<R> {
     /// Wraps `inner`.
     pub fn new(inner: R, throttle: Option<Arc<Throttle>>) -> ThrottledRead<R> {
-        ThrottledRead { inner, throttle }
+        ThrottledRead {
+            inner,
+            throttle,
+            control: None,
+        }
+    }
+
+    /// Stops waiting for the throttle as soon as `control` says the work
+    /// must stop (interrupted, timed out); the reader's caller then stops at
+    /// its own next check.
+    pub fn until_stopped(mut self, control: &WorkControl) -> ThrottledRead<R> {
+        self.control = Some(control.clone());
+        self
     }
 }
 
@@ -215,7 +251,8 @@ impl<R: Read> Read for ThrottledRead<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         if let Some(throttle) = &self.throttle {
-            throttle.take_blocking(n as u64);
+            let control = self.control.as_ref();
+            throttle.take_blocking_unless(n as u64, || control.is_some_and(|c| c.check().is_err()));
         }
         Ok(n)
     }
@@ -274,6 +311,22 @@ mod tests {
         let burst = (10 << 20) as f64 * BURST.as_secs_f64();
         assert_eq!(throttle.reserve_at(burst as u64, idle), Duration::ZERO);
         assert!(throttle.reserve_at(1 << 20, idle) >= Duration::from_millis(99));
+    }
+
+    #[test]
+    fn a_long_wait_ends_as_soon_as_the_work_must_stop() {
+        // 1 MiB at 1 B/s: twelve days of debt.
+        let throttle = Throttle::new(1);
+        let control = WorkControl::new("t");
+        let cancel = control.cancel.clone();
+        let started = Instant::now();
+        let stopper = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            cancel.cancel();
+        });
+        throttle.take_blocking_unless(1 << 20, || control.check().is_err());
+        stopper.join().unwrap();
+        assert!(started.elapsed() < Duration::from_secs(60));
     }
 
     #[test]
