@@ -23,7 +23,7 @@ pub enum Stop {
     #[error("interrupted")]
     Cancelled,
     /// The step's timeout expired after this long.
-    #[error("timed out after {}", humantime::format_duration(*.0))]
+    #[error("timed out after {}", crate::runtime::error::to_the_millisecond(*.0))]
     TimedOut(Duration),
 }
 

@@ -275,7 +275,7 @@ impl StepError {
     pub fn timed_out(after: std::time::Duration) -> Self {
         StepError::new(
             ErrorKind::Timeout,
-            format!("timed out after {}", humantime::format_duration(after)),
+            format!("timed out after {}", to_the_millisecond(after)),
         )
     }
 
@@ -354,6 +354,15 @@ pub fn one_line(error: &(dyn Error + 'static)) -> String {
     text
 }
 
+/// A duration as people write it, to the nearest millisecond: a deadline
+/// measured from a slightly later start reads "2s", not "1s 999ms 923us 806ns".
+pub fn to_the_millisecond(duration: std::time::Duration) -> humantime::FormattedDuration {
+    let millis = (duration.as_nanos() + 500_000) / 1_000_000;
+    humantime::format_duration(std::time::Duration::from_millis(
+        u64::try_from(millis).unwrap_or(u64::MAX),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -411,5 +420,18 @@ mod tests {
         ] {
             assert!(ErrorKind::parse(name).is_some(), "{name}");
         }
+    }
+
+    #[test]
+    fn a_timeout_reads_to_the_millisecond() {
+        let measured = std::time::Duration::new(1, 999_923_806);
+        assert_eq!(
+            StepError::timed_out(measured).to_string(),
+            "timed out after 2s"
+        );
+        let stop = crate::runtime::blocking_work::Stop::TimedOut(measured);
+        assert_eq!(stop.to_string(), "timed out after 2s");
+        let odd = std::time::Duration::from_micros(2_345_400);
+        assert_eq!(to_the_millisecond(odd).to_string(), "2s 345ms");
     }
 }
