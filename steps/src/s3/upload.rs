@@ -10,7 +10,8 @@
 //! HEAD request (`x-amz-checksum-mode: ENABLED`) and compared with the local
 //! file: the SHA-256 checksum the server computed where it keeps one,
 //! otherwise the ETag (the MD5, or the multipart ETag computed locally with
-//! the same part size).
+//! the same part size). A file already there is skipped on its listed size
+//! and single-part ETag (its MD5) without a HEAD; see [`plan_one`].
 //!
 //! Memory stays bounded: a part is read only once one of `concurrency` upload
 //! slots is free, so at most `concurrency` parts are held at once.
@@ -181,7 +182,8 @@ pub struct UploadedObject {
     /// True when the object was already there.
     pub skipped: bool,
     /// What matched the local file: `sha256` (the server's checksum), `etag`
-    /// (MD5 or multipart ETag) or `size` (the server gave neither); empty under dry-run.
+    /// (MD5 or multipart ETag, the listing's or a HEAD's) or `size` (the
+    /// server gave neither); empty under dry-run.
     pub check: &'static str,
 }
 
@@ -381,8 +383,16 @@ missing bucket fail at once, naming the alias and endpoint. With no file this is
 a check of the destination (2 s connect timeout) that also reports what it holds
 (`listed_objects`, `listed_bytes`); a prefix that cannot begin an object key
 (`..`, an empty segment, a control character) is refused even then. A file whose object
-is already there with the same size and checksum is skipped, so a run that was
-interrupted (or a retry) only uploads what is missing. Files up to `part_size`
+is already there with the same size and content is skipped, so a run that was
+interrupted (or a retry) only uploads what is missing. A skip compares the file's
+size with the listed size, then, where the listing shows a single-part ETag (32
+hex digits), the file's MD5 with it, with no other request; else (a multipart
+ETag, none, or one that is not the file's MD5, as an SSE-KMS/SSE-C object has)
+a HEAD request gives the server's SHA-256 checksum where it keeps one, otherwise
+the ETag (multipart: computed locally). The MD5 finds any accidental difference
+as surely as the SHA-256; it is no proof against a file made on purpose to have
+the object's MD5 (whoever can write the bucket can replace the object anyway).
+Files up to `part_size`
 go up in one request, larger ones in parts of `part_size` (multipart upload).
 Every request carries the SHA-256 checksum header (x-amz-checksum-sha256), which
 servers supporting it check; then every object is read back and compared with
@@ -1545,7 +1555,7 @@ async fn upload_all(
     let extra = extra_keys(&options, &sources, &listed);
     let mut output = UploadOutput {
         listed_objects: listed.len() as u64,
-        listed_bytes: listed.values().sum::<u64>(),
+        listed_bytes: listed.values().map(|entry| entry.size).sum::<u64>(),
         removed: extra.len() as u64,
         ..UploadOutput::default()
     };
@@ -1600,14 +1610,14 @@ async fn upload_all(
 }
 
 /// The client for HEAD, listing and delete requests, and the destination's
-/// listing (key → size). With no file to upload this is a pre-flight check:
+/// listing (key → size and single-part ETag). With no file to upload this is a pre-flight check:
 /// an endpoint that does not answer must fail in seconds.
 async fn list_destination(
     endpoint: &S3Endpoint,
     location: &S3Location,
     preflight: bool,
     stop: &CancellationToken,
-) -> Result<(reqwest::Client, HashMap<String, u64>), StepError> {
+) -> Result<(reqwest::Client, HashMap<String, ListedEntry>), StepError> {
     let connect_timeout = if preflight {
         CHECK_CONNECT_TIMEOUT
     } else {
@@ -1615,7 +1625,7 @@ async fn list_destination(
     };
     let http = endpoint.request_client(connect_timeout, HEAD_TIMEOUT)?;
     let listed = tokio::select! {
-        listed = listed_sizes(&http, endpoint, location) => listed?,
+        listed = listed_entries(&http, endpoint, location) => listed?,
         _ = stop.cancelled() => return Err(StepError::cancelled()),
     };
     Ok((http, listed))
@@ -1668,7 +1678,7 @@ struct Remote<'a> {
 /// there with the same size and checksums (which reads the file).
 async fn plan_uploads(
     sources: &[Source],
-    listed: &HashMap<String, u64>,
+    listed: &HashMap<String, ListedEntry>,
     remote: &Remote<'_>,
     options: &UploadOptions,
     ctx: &StepContext,
@@ -1682,38 +1692,8 @@ async fn plan_uploads(
         let checks: Vec<_> = window
             .iter()
             .map(|source| {
-                let listed_size = listed.get(&source.key).copied();
-                async move {
-                    if listed_size != Some(source.size) {
-                        return Ok::<_, StepError>(Plan::Upload);
-                    }
-                    let Some(found) = head_object(
-                        remote.http,
-                        remote.endpoint,
-                        remote.bucket,
-                        remote.bucket_url,
-                        &source.key,
-                    )
-                    .await?
-                    else {
-                        return Ok(Plan::Upload);
-                    };
-                    let part_size =
-                        part_size_for(source.size, found.part_size.unwrap_or(options.part_size));
-                    let digests = hash_file(source, part_size, stop).await?;
-                    Ok(match digests.compare(&found) {
-                        Ok(check) => Plan::Skip(digests, check),
-                        Err((check, detail)) => {
-                            tracing::info!(
-                                "{}: `{}` differs from {} ({check}: {detail}); uploading it again",
-                                ctx.label,
-                                source.key,
-                                source.path.display()
-                            );
-                            Plan::Upload
-                        }
-                    })
-                }
+                let entry = listed.get(&source.key).copied();
+                plan_one(source, entry, remote, options, ctx, stop)
             })
             .collect();
         let mut checked = futures::stream::iter(checks).buffered(options.concurrency.max(1));
@@ -1722,6 +1702,64 @@ async fn plan_uploads(
         }
     }
     Ok(plans)
+}
+
+/// Upload `source`, or skip it. Nothing listed with its size: upload. Listed
+/// with a single-part ETag: the file's MD5 is compared with it, and equal
+/// means skip, with no request (a HEAD per file was most of a restore's
+/// upload of 10,000 files that were all there). Otherwise (a multipart or
+/// no ETag, or one that is not the file's MD5: another content, or an
+/// encrypted object whose ETag is no MD5) a HEAD decides, as it did for
+/// every file before: the server's SHA-256 where it keeps one, else the ETag.
+async fn plan_one(
+    source: &Source,
+    entry: Option<ListedEntry>,
+    remote: &Remote<'_>,
+    options: &UploadOptions,
+    ctx: &StepContext,
+    stop: &CancellationToken,
+) -> Result<Plan, StepError> {
+    let Some(entry) = entry.filter(|entry| entry.size == source.size) else {
+        return Ok(Plan::Upload);
+    };
+    // The digests already computed, with the part size they were computed at.
+    let mut hashed: Option<(u64, FileDigests)> = None;
+    if let Some(etag) = entry.single_part_etag {
+        let part_size = part_size_for(source.size, options.part_size);
+        let digests = hash_file(source, part_size, stop).await?;
+        if digests.md5 == etag {
+            return Ok(Plan::Skip(digests, "etag"));
+        }
+        hashed = Some((part_size, digests));
+    }
+    let Some(found) = head_object(
+        remote.http,
+        remote.endpoint,
+        remote.bucket,
+        remote.bucket_url,
+        &source.key,
+    )
+    .await?
+    else {
+        return Ok(Plan::Upload);
+    };
+    let part_size = part_size_for(source.size, found.part_size.unwrap_or(options.part_size));
+    let digests = match hashed {
+        Some((hashed_at, digests)) if hashed_at == part_size => digests,
+        _ => hash_file(source, part_size, stop).await?,
+    };
+    Ok(match digests.compare(&found) {
+        Ok(check) => Plan::Skip(digests, check),
+        Err((check, detail)) => {
+            tracing::info!(
+                "{}: `{}` differs from {} ({check}: {detail}); uploading it again",
+                ctx.label,
+                source.key,
+                source.path.display()
+            );
+            Plan::Upload
+        }
+    })
 }
 
 /// The result slot of every source (filled for the skipped ones, counted in
@@ -1761,7 +1799,7 @@ fn sort_plans(
 fn extra_keys(
     options: &UploadOptions,
     sources: &[Source],
-    listed: &std::collections::HashMap<String, u64>,
+    listed: &HashMap<String, ListedEntry>,
 ) -> Vec<String> {
     if !options.remove {
         return Vec::new();
@@ -1835,12 +1873,12 @@ async fn check_listed(
     stop: &CancellationToken,
 ) -> Result<(), StepError> {
     let listed = tokio::select! {
-        listed = listed_sizes(remote.http, remote.endpoint, location) => listed?,
+        listed = listed_entries(remote.http, remote.endpoint, location) => listed?,
         _ = stop.cancelled() => return Err(StepError::cancelled()),
     };
     for object in objects {
-        let detail = match listed.get(&object.key) {
-            Some(&size) if size == object.bytes => continue,
+        let detail = match listed.get(&object.key).map(|entry| entry.size) {
+            Some(size) if size == object.bytes => continue,
             Some(size) => format!("has {size} bytes, expected {}", object.bytes),
             None => "is missing".to_string(),
         };
@@ -1960,18 +1998,32 @@ impl Uploader {
     }
 }
 
-/// Lists the prefix: key → size (keys that are not UTF-8 are left out: none
-/// of ours can be one).
-async fn listed_sizes(
+/// What the listing says of one object under the prefix.
+#[derive(Clone, Copy, Debug)]
+struct ListedEntry {
+    size: u64,
+    /// Its ETag when single-part (see [`crate::s3::listing::ListedObject`]).
+    single_part_etag: Option<[u8; 16]>,
+}
+
+/// Lists the prefix: key → size and single-part ETag (keys that are not
+/// UTF-8 are left out: none of ours can be one).
+async fn listed_entries(
     http: &reqwest::Client,
     endpoint: &S3Endpoint,
     location: &S3Location,
-) -> Result<HashMap<String, u64>, StepError> {
+) -> Result<HashMap<String, ListedEntry>, StepError> {
     let listing = list_objects(http, endpoint, location).await?;
     Ok(listing
         .into_iter()
         .filter(|o| o.utf8)
-        .map(|o| (o.key, o.size))
+        .map(|o| {
+            let entry = ListedEntry {
+                size: o.size,
+                single_part_etag: o.single_part_etag,
+            };
+            (o.key, entry)
+        })
         .collect())
 }
 
