@@ -626,7 +626,10 @@ impl CountingRelay {
 
 /// How many times `needle` occurs in `haystack`.
 fn occurrences(haystack: &[u8], needle: &[u8]) -> usize {
-    haystack.windows(needle.len()).filter(|w| *w == needle).count()
+    haystack
+        .windows(needle.len())
+        .filter(|w| *w == needle)
+        .count()
 }
 
 /// A file whose object is listed with the same size and a single-part ETag
@@ -662,11 +665,12 @@ async fn a_listed_single_part_etag_skips_without_a_head_and_a_changed_file_goes_
     let second = upload(relay.relay.port).await.unwrap();
     let (heads, gets) = relay.take();
     assert_eq!(summary(&second), (0, 3, 0));
-    let checks: Vec<(&str, bool)> = second.objects.iter().map(|o| (o.check, o.skipped)).collect();
-    assert_eq!(
-        checks,
-        [("etag", true), ("etag", true), ("sha256", true)]
-    );
+    let checks: Vec<(&str, bool)> = second
+        .objects
+        .iter()
+        .map(|o| (o.check, o.skipped))
+        .collect();
+    assert_eq!(checks, [("etag", true), ("etag", true), ("sha256", true)]);
     assert!(gets >= 1, "the listing did not go through the relay");
     assert_eq!(heads, 1, "only the multipart object needs a HEAD");
 

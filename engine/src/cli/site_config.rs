@@ -385,9 +385,7 @@ fn stock_defaults() -> Vec<(&'static str, Vec<(String, String)>)> {
 /// second), the comment lines written above it: the file is one table shared
 /// by every workflow, so a line uncommented with one workflow's default
 /// changes the others'.
-fn differing_defaults(
-    stock: &[(&'static str, Vec<(String, String)>)],
-) -> BTreeMap<String, String> {
+fn differing_defaults(stock: &[(&'static str, Vec<(String, String)>)]) -> BTreeMap<String, String> {
     let mut by_key: BTreeMap<&str, Vec<(&str, &str)>> = Default::default();
     for (name, defaults) in stock {
         for (key, shown) in defaults {

@@ -449,10 +449,23 @@ mod tests {
     fn only_single_part_etags_are_kept() {
         let md5 = "9e107d9d372bb6826bd81d3542a419d6";
         let decoded = hex::decode(md5).unwrap();
-        for listed in [format!("\"{md5}\""), md5.to_uppercase(), format!("W/\"{md5}\"")] {
-            assert_eq!(single_part_etag(&listed).map(Vec::from), Some(decoded.clone()), "{listed}");
+        for listed in [
+            format!("\"{md5}\""),
+            md5.to_uppercase(),
+            format!("W/\"{md5}\""),
+        ] {
+            assert_eq!(
+                single_part_etag(&listed).map(Vec::from),
+                Some(decoded.clone()),
+                "{listed}"
+            );
         }
-        for other in [format!("\"{md5}-3\""), "\"\"".to_string(), "\"abc\"".to_string(), format!("{md5}00")] {
+        for other in [
+            format!("\"{md5}-3\""),
+            "\"\"".to_string(),
+            "\"abc\"".to_string(),
+            format!("{md5}00"),
+        ] {
             assert_eq!(single_part_etag(&other), None, "{other}");
         }
     }
