@@ -5,7 +5,8 @@
 # stand-in (moto_server) with boto3 (single-part ETags, as the sandbox has
 # them), then `s3_upload(#{ folder, dest, remove: true, report_objects: false })`
 # run ROUNDS times by each binary, alternating. Prints, per run, wall and CPU
-# time and peak RSS (GNU time) and the step's uploaded/skipped counts.
+# time and peak RSS (GNU time -v), the CPU time moto_server spent answering
+# (from /proc), and the step's uploaded/skipped counts.
 # Usage: tests/bench/s3-upload-skip.sh [FILES] [ROUNDS] (needs
 # tests/setup-test-env.sh). BEFORE=path/to/runbook AFTER=path/to/runbook pick
 # the two binaries (default: AFTER=target/release/runbook, no BEFORE).
@@ -47,16 +48,20 @@ let done = s3_upload(#{ folder: cfg.folder, dest: "bench/thehive/files", remove:
 log_info(`uploaded ${done.uploaded}, skipped ${done.skipped}, removed ${done.removed}`);
 RHAI
 export MC_HOST_bench="http://test:test@127.0.0.1:$port"
+# CPU seconds moto_server has used so far (utime + stime, in clock ticks).
+moto_ticks() { awk '{print $14 + $15}' "/proc/$moto/stat"; }
 run() {
-    local name=$1 binary=$2
+    local name=$1 binary=$2 ticks
+    ticks=$(moto_ticks)
     /usr/bin/time -v -o "$work/time" "$binary" run "$work/bench.rhai" \
         --journal-dir "$work/journal" --set "folder=$work/folder" 2>&1 |
         grep -o "uploaded [0-9]*, skipped [0-9]*, removed [0-9]*"
     awk -v name="$name" -F': ' '
         /User time/ {user=$2} /System time/ {sys=$2} /Elapsed \(wall/ {wall=$2}
         /Maximum resident/ {rss=$2}
-        END {printf "%s: %s wall, %s s user, %s s sys, %s KiB peak RSS\n", name, wall, user, sys, rss}
+        END {printf "%s: %s wall, %s s user, %s s sys, %s KiB peak RSS", name, wall, user, sys, rss}
     ' "$work/time"
+    echo ", moto_server $(( ($(moto_ticks) - ticks) * 100 / $(getconf CLK_TCK) ))e-2 s CPU"
 }
 for round in $(seq "$rounds"); do
     echo "round $round"
