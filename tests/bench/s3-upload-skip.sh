@@ -61,7 +61,8 @@ run() {
         /Maximum resident/ {rss=$2}
         END {printf "%s: %s wall, %s s user, %s s sys, %s KiB peak RSS", name, wall, user, sys, rss}
     ' "$work/time"
-    echo ", moto_server $(( ($(moto_ticks) - ticks) * 100 / $(getconf CLK_TCK) ))e-2 s CPU"
+    awk -v t="$(( $(moto_ticks) - ticks ))" -v hz="$(getconf CLK_TCK)" \
+        'BEGIN {printf ", moto_server %.2f s CPU\n", t / hz}'
 }
 for round in $(seq "$rounds"); do
     echo "round $round"
