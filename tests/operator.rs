@@ -142,6 +142,70 @@ log_info(`${cfg.extra} ${cfg.keep} ${cfg.keys()}`);
     }
 }
 
+/// `runbook check WORKFLOW` with a site file (`--site`, or `RUNBOOK_SITE`,
+/// as `plan` and `run` read it) also checks the file: each key no workflow of
+/// the site knows is one line (all of them, where a run stops at the first),
+/// exit 2; a key of another workflow (the restore's `loader_parallel` for the
+/// backup) is fine; a value this workflow's config() refuses is reported.
+#[test]
+fn check_with_a_site_file_reports_each_unknown_key_and_a_refused_value() {
+    let s = Workdir::new();
+    s.write(
+        "site.toml",
+        "kepe = 3\nelasticsearch_pol = \"2s\"\nloader_parallel = 2\nmanifest_path = \"/srv/backup\"\n",
+    );
+    let unknown = |key: &str, nearest: &str| {
+        format!(
+            "error: site file site.toml: unknown key `{key}` (did you mean `{nearest}`?); a key \
+             must be a config key of a workflow (`runbook config WORKFLOW` lists them) or an \
+             engine setting (journal_dir, journal_group, lock_dir, lock_group)"
+        )
+    };
+    let ran = s
+        .runbook(["check", "cluster-hot-backup", "--site", "site.toml"])
+        .run()
+        .failure(2);
+    let lines: Vec<&str> = ran.stderr.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            unknown("elasticsearch_pol", "elasticsearch_poll"),
+            unknown("kepe", "keep")
+        ],
+        "{}",
+        ran.stderr
+    );
+    assert!(!ran.stdout.contains("ok"), "{}", ran.stdout);
+
+    // Named by RUNBOOK_SITE: the same.
+    s.runbook(["check", "cluster-hot-restore"])
+        .env("RUNBOOK_SITE", "site.toml")
+        .run()
+        .failure(2)
+        .stderr_contains(&unknown("kepe", "keep"));
+
+    // Keys fixed, a value of the wrong type: refused, naming the key and the file.
+    s.write(
+        "site.toml",
+        "keep = \"three\"\nloader_parallel = 2\nmanifest_path = \"/srv/backup\"\n",
+    );
+    s.runbook(["check", "cluster-hot-backup", "--site", "site.toml"])
+        .run()
+        .failure(2)
+        .stderr_contains(
+            "error: config key `keep` (from site file site.toml): expected a whole number, \
+             got \"three\" (allowed: 0 to 10000)",
+        );
+
+    // A clean site file, a restore key in it: ok for the backup and the restore.
+    s.write("site.toml", "keep = 3\nloader_parallel = 2\n");
+    for workflow in ["cluster-hot-backup", "cluster-hot-restore"] {
+        s.runbook(["check", workflow, "--site", "site.toml"])
+            .run()
+            .success();
+    }
+}
+
 #[test]
 fn check_accepts_a_closure_made_inside_a_closure_and_still_finds_an_undefined_variable_in_it() {
     let s = Workdir::new();

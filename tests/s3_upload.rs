@@ -567,3 +567,121 @@ s3.put_object(Bucket="thehive", Key="other/kept.txt", Body=b"outside the prefix"
     let keys: Vec<String> = moto.objects("thehive").await.into_keys().collect();
     assert_eq!(keys, ["other/kept.txt"]);
 }
+
+/// A [`Relay`] in front of moto that counts the HEAD and GET requests
+/// passing through it: a stand-in for a server's request log (moto_server's
+/// is not kept), to see which requests a step made.
+struct CountingRelay {
+    relay: Relay,
+    heads: Arc<AtomicUsize>,
+    gets: Arc<AtomicUsize>,
+}
+
+impl CountingRelay {
+    async fn start(upstream: u16) -> CountingRelay {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let heads = Arc::new(AtomicUsize::new(0));
+        let gets = Arc::new(AtomicUsize::new(0));
+        let (head_count, get_count) = (Arc::clone(&heads), Arc::clone(&gets));
+        let relay = Relay::start(
+            upstream,
+            Watched::Requests,
+            move |mut client_read, mut server_write| {
+                let (heads, gets) = (Arc::clone(&head_count), Arc::clone(&get_count));
+                async move {
+                    let mut buffer = vec![0u8; 64 * 1024];
+                    // The last 5 bytes of the previous read, so that a request
+                    // line cut between two reads is counted (once: a method and
+                    // its ` /` are 6 bytes or more).
+                    let mut seen: Vec<u8> = Vec::new();
+                    loop {
+                        let n = match client_read.read(&mut buffer).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        seen.extend_from_slice(&buffer[..n]);
+                        heads.fetch_add(occurrences(&seen, b"HEAD /"), Ordering::SeqCst);
+                        gets.fetch_add(occurrences(&seen, b"GET /"), Ordering::SeqCst);
+                        seen.drain(..seen.len().saturating_sub(5));
+                        if server_write.write_all(&buffer[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            },
+        )
+        .await;
+        CountingRelay { relay, heads, gets }
+    }
+
+    /// The HEAD and GET requests counted since the last call.
+    fn take(&self) -> (usize, usize) {
+        (
+            self.heads.swap(0, Ordering::SeqCst),
+            self.gets.swap(0, Ordering::SeqCst),
+        )
+    }
+}
+
+/// How many times `needle` occurs in `haystack`.
+fn occurrences(haystack: &[u8], needle: &[u8]) -> usize {
+    haystack
+        .windows(needle.len())
+        .filter(|w| *w == needle)
+        .count()
+}
+
+/// A file whose object is listed with the same size and a single-part ETag
+/// equal to its MD5 is skipped with no HEAD request; one whose content
+/// changed (same size, so only the ETag tells) goes up again; a multipart
+/// object, whose listed ETag is no MD5, still gets its HEAD.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listed_single_part_etag_skips_without_a_head_and_a_changed_file_goes_up_again() {
+    let moto = Moto::start();
+    moto.python(r#"s3.create_bucket(Bucket="backups")"#);
+    let work = tempfile::tempdir().unwrap();
+    let big = pattern(PART_SIZE + 5, 8);
+    let paths = write_files(
+        work.path(),
+        &[
+            ("a.bin", &pattern(3000, 9)),
+            ("b.bin", &pattern(100_000, 10)),
+            ("big.tar", &big),
+        ],
+    );
+    let relay = CountingRelay::start(moto.port).await;
+    let upload = |port: u16| {
+        upload_step(
+            "off-site copy",
+            serde_json::json!({"files": &paths, "dest": "offsite/backups/sets",
+                               "part_size": PART_SIZE}),
+            &alias_env("offsite", port, work.path()),
+        )
+    };
+    let first = upload(moto.port).await.unwrap();
+    assert_eq!(first.uploaded, 3);
+
+    let second = upload(relay.relay.port).await.unwrap();
+    let (heads, gets) = relay.take();
+    assert_eq!(summary(&second), (0, 3, 0));
+    let checks: Vec<(&str, bool)> = second
+        .objects
+        .iter()
+        .map(|o| (o.check, o.skipped))
+        .collect();
+    assert_eq!(checks, [("etag", true), ("etag", true), ("sha256", true)]);
+    assert!(gets >= 1, "the listing did not go through the relay");
+    assert_eq!(heads, 1, "only the multipart object needs a HEAD");
+
+    let changed = pattern(3000, 11);
+    std::fs::write(&paths[0], &changed).unwrap();
+    let third = upload(relay.relay.port).await.unwrap();
+    let (heads, _) = relay.take();
+    assert_eq!(summary(&third), (1, 2, 3000));
+    assert!(!third.objects[0].skipped && third.objects[1].skipped);
+    // a.bin: the HEAD that confirms it differs and the read-back after its
+    // upload; big.tar: its HEAD.
+    assert_eq!(heads, 3);
+    assert!(moto.objects("backups").await["sets/a.bin"] == changed);
+}

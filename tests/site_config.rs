@@ -367,6 +367,53 @@ fn init_writes_a_site_file_that_config_reads_back() {
     }
 }
 
+/// Where the stock workflows' defaults differ (the backup reads the
+/// snapshot state every 5 s, the restore every second), the site file that
+/// `init` writes says so above the line: the file is one table shared by
+/// every workflow, so uncommenting the backup's default slows the restore.
+#[test]
+fn init_site_file_says_which_workflow_a_differing_default_belongs_to() {
+    let test = Test::new();
+    let dir = test.path("site");
+    // The run holds the test's folder: kept to the end.
+    let _init = test.args(["init"]).arg(&dir).run().success();
+    let site = dir.join("site.toml");
+    let text = std::fs::read_to_string(&site).unwrap();
+    let note = "# elasticsearch_poll: the default differs by workflow: cluster-hot-backup \"5s\", \
+                restore-prep \"1s\", cluster-hot-restore \"1s\".\n\
+                # A value set here applies to every one of them (RUNBOOK_ELASTICSEARCH_POLL or \
+                --set for one run).\n\
+                # elasticsearch_poll = \"5s\"\n";
+    assert!(text.contains(note), "{text}");
+    // Only where they differ: `keep` is the same for all.
+    assert_eq!(text.matches("the default differs").count(), 1, "{text}");
+    assert!(text.contains("\n# keep = 0\n"), "{text}");
+
+    // What the note says: uncommented, the value is the restore's too.
+    std::fs::write(
+        &site,
+        text.replace(
+            "\n# elasticsearch_poll = \"5s\"\n",
+            "\nelasticsearch_poll = \"5s\"\n",
+        ),
+    )
+    .unwrap();
+    let shown = Test::new()
+        .args(["config", "cluster-hot-restore", "--site"])
+        .arg(&site)
+        .run()
+        .success();
+    let expected = format!("elasticsearch_poll \"5s\" site file {}", site.display());
+    assert!(
+        shown
+            .stdout
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>().join(" ") == expected),
+        "no `{expected}` in:\n{}",
+        shown.stdout
+    );
+}
+
 #[test]
 fn restore_prep_takes_what_the_manifest_recorded_for_keys_nobody_set() {
     // The set's manifest says the backup used another Elasticsearch than the

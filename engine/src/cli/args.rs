@@ -40,6 +40,11 @@ enum Command {
     Plan(RunArgs),
     /// Compile a workflow and its imports; report syntax errors and calls to
     /// functions that do not exist (exit 2).
+    ///
+    /// With a site file (--site FILE, RUNBOOK_SITE, or /etc/runbook/site.toml
+    /// when it exists, as run and plan read it), also report each of its keys
+    /// that no workflow of the site knows, one line each, and a value of this
+    /// workflow's keys that its config() refuses (exit 2).
     Check {
         /// A .rhai file or a stock workflow name.
         #[arg(value_parser = crate::cli::completion_values::NameOrAny::workflows(), hide_possible_values = true)]
@@ -294,7 +299,7 @@ fn dispatch(command: Command, site: Option<PathBuf>) -> i32 {
             vars.as_deref(),
             json,
         ),
-        Command::Check { workflow } => commands::check(&workflow),
+        Command::Check { workflow } => commands::check(&workflow, site.as_deref()),
         Command::Steps {
             name,
             markdown,

@@ -4,12 +4,19 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::host::config::Overrides;
+use crate::host::config_keys::{known_keys, probe};
+use crate::host::config_probe::ProbeMode;
+use crate::host::config_site::Site;
 use crate::host::engine::build_engine;
 use crate::host::workflow::{STOCK_FILES, Workflow, source_text};
 use crate::report::exit_code;
 
-/// `runbook check WORKFLOW`.
-pub fn check(spec: &str) -> i32 {
+/// `runbook check WORKFLOW`: the lint of the script and its imports; then,
+/// with a site file (`--site`, else `RUNBOOK_SITE`, else
+/// /etc/runbook/site.toml when it exists, as `plan` and `run` read it), the
+/// site file's keys no workflow of the site knows, one line each, and the
+/// first value of this workflow's keys its `config()` refuses.
+pub fn check(spec: &str, site_flag: Option<&Path>) -> i32 {
     let workflow = match Workflow::load(spec) {
         Ok(w) => w,
         Err(e) => {
@@ -27,10 +34,6 @@ pub fn check(spec: &str) -> i32 {
     ));
     let engine = build_engine(state, workflow.modules.clone());
     let problems = crate::host::check::check(&engine, &workflow);
-    if problems.is_empty() {
-        println!("{}: ok", workflow.display);
-        return exit_code::SUCCESS;
-    }
     for problem in &problems {
         eprint!(
             "error: {}\n{}",
@@ -38,7 +41,55 @@ pub fn check(spec: &str) -> i32 {
             crate::host::script_error::source_excerpt(&problem.position, &source_text)
         );
     }
+    // The site is checked only against a script that compiles: its keys
+    // are learnt by running it up to config().
+    let site_problems = if problems.is_empty() {
+        check_site(&workflow, site_flag)
+    } else {
+        0
+    };
+    if problems.is_empty() && site_problems == 0 {
+        println!("{}: ok", workflow.display);
+        return exit_code::SUCCESS;
+    }
     exit_code::INPUT
+}
+
+/// The site file seen from `workflow`, as `plan` checks it before a run:
+/// each key no workflow of the site (nor the engine) knows, one line each,
+/// then (when all are known) the values of the workflow's own keys, resolved
+/// and checked by its `config()` as a run would. Returns the problems found,
+/// after printing them.
+fn check_site(workflow: &Workflow, site_flag: Option<&Path>) -> usize {
+    let site = match Site::load(site_flag) {
+        Ok(site) => site,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 1;
+        }
+    };
+    if site.path().is_none() || site.values().is_empty() {
+        return 0;
+    }
+    let known = known_keys(&site, Some(workflow));
+    let unknown = site.unknown_keys(&known);
+    for error in &unknown {
+        eprintln!("error: {error}");
+    }
+    if !unknown.is_empty() {
+        return unknown.len();
+    }
+    match probe(
+        workflow,
+        ProbeMode::Effective,
+        Overrides::default().with_site(&site, known),
+    ) {
+        Ok(_) => 0,
+        Err(rendered) => {
+            eprint!("{}", crate::host::secrets::mask(&rendered));
+            1
+        }
+    }
 }
 
 /// `runbook steps [NAME] [--markdown]`.

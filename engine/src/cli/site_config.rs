@@ -3,7 +3,7 @@
 //! `recover`), the paths those commands take from it, `runbook config`, and
 //! the `site.toml` that `runbook init` writes.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use crate::host::config::{Origin, Overrides};
@@ -328,18 +328,13 @@ pub fn site_file_text() -> String {
     for (key, _, what, example) in ENGINE_SETTINGS {
         text.push_str(&format!("# {what}\n# {key} = \"{example}\"\n"));
     }
+    let stock = stock_defaults();
+    let differing = differing_defaults(&stock);
     let mut written: BTreeSet<String> = BTreeSet::new();
-    for name in stock_workflow_names() {
-        let Ok(workflow) = Workflow::load(name) else {
-            continue;
-        };
-        let Ok(probed) = probe(&workflow, ProbeMode::Effective, Overrides::default()) else {
-            continue;
-        };
-        let fresh: Vec<_> = probed
-            .values
-            .into_iter()
-            .filter(|v| written.insert(v.key.clone()))
+    for (name, defaults) in &stock {
+        let fresh: Vec<_> = defaults
+            .iter()
+            .filter(|(key, _)| written.insert(key.clone()))
             .collect();
         if fresh.is_empty() {
             continue;
@@ -352,14 +347,68 @@ pub fn site_file_text() -> String {
                 " (keys not listed above)".to_string()
             }
         ));
-        for value in fresh {
-            let shown = toml::Value::try_from(&value.value)
-                .map(|v| v.to_string())
-                .unwrap_or_else(|_| value.value.to_string());
-            text.push_str(&format!("# {} = {shown}\n", value.key));
+        for (key, shown) in fresh {
+            if let Some(note) = differing.get(key) {
+                text.push_str(note);
+            }
+            text.push_str(&format!("# {key} = {shown}\n"));
         }
     }
     text
+}
+
+/// Each stock workflow's keys with their defaults as TOML text, in the
+/// workflow's order (a workflow whose probe fails is left out).
+fn stock_defaults() -> Vec<(&'static str, Vec<(String, String)>)> {
+    stock_workflow_names()
+        .into_iter()
+        .filter_map(|name| {
+            let workflow = Workflow::load(name).ok()?;
+            let probed = probe(&workflow, ProbeMode::Effective, Overrides::default()).ok()?;
+            let defaults = probed
+                .values
+                .into_iter()
+                .map(|v| {
+                    let shown = toml::Value::try_from(&v.value)
+                        .map(|t| t.to_string())
+                        .unwrap_or_else(|_| v.value.to_string());
+                    (v.key, shown)
+                })
+                .collect();
+            Some((name, defaults))
+        })
+        .collect()
+}
+
+/// For each key whose default is not the same in every stock workflow that
+/// declares it (the backup polls Elasticsearch every 5 s, the restore every
+/// second), the comment lines written above it: the file is one table shared
+/// by every workflow, so a line uncommented with one workflow's default
+/// changes the others'.
+fn differing_defaults(stock: &[(&'static str, Vec<(String, String)>)]) -> BTreeMap<String, String> {
+    let mut by_key: BTreeMap<&str, Vec<(&str, &str)>> = Default::default();
+    for (name, defaults) in stock {
+        for (key, shown) in defaults {
+            by_key.entry(key).or_default().push((name, shown));
+        }
+    }
+    by_key
+        .into_iter()
+        .filter(|(_, defaults)| defaults.iter().any(|(_, shown)| *shown != defaults[0].1))
+        .map(|(key, defaults)| {
+            let each: Vec<String> = defaults
+                .iter()
+                .map(|(name, shown)| format!("{name} {shown}"))
+                .collect();
+            let note = format!(
+                "# {key}: the default differs by workflow: {}.\n\
+                 # A value set here applies to every one of them (RUNBOOK_{} or --set for one run).\n",
+                each.join(", "),
+                key.to_uppercase()
+            );
+            (key.to_string(), note)
+        })
+        .collect()
 }
 
 /// Writes `DIR/site.toml` for `runbook init` (kept if it exists, unless

@@ -160,21 +160,30 @@ impl Site {
 
     /// Refuses a key that is in none of `known`, with the nearest known key.
     pub fn check_keys(&self, known: &BTreeSet<String>) -> Result<(), ConfigError> {
-        for key in self.values.keys() {
-            if known.contains(key) {
-                continue;
-            }
-            let suggestion = nearest(key, known.iter().map(String::as_str))
-                .map(|k| format!(" (did you mean `{k}`?)"))
-                .unwrap_or_default();
-            return Err(ConfigError::UnknownSiteKey {
-                key: key.clone(),
-                path: self.shown.clone(),
-                suggestion,
-                engine: engine_keys().collect::<Vec<_>>().join(", "),
-            });
+        match self.unknown_keys(known).into_iter().next() {
+            Some(error) => Err(error),
+            None => Ok(()),
         }
-        Ok(())
+    }
+
+    /// Every key that is in none of `known`, each with the nearest known key
+    /// (`runbook check --site` reports them all; a run stops at the first).
+    pub fn unknown_keys(&self, known: &BTreeSet<String>) -> Vec<ConfigError> {
+        self.values
+            .keys()
+            .filter(|key| !known.contains(*key))
+            .map(|key| {
+                let suggestion = nearest(key, known.iter().map(String::as_str))
+                    .map(|k| format!(" (did you mean `{k}`?)"))
+                    .unwrap_or_default();
+                ConfigError::UnknownSiteKey {
+                    key: key.clone(),
+                    path: self.shown.clone(),
+                    suggestion,
+                    engine: engine_keys().collect::<Vec<_>>().join(", "),
+                }
+            })
+            .collect()
     }
 
     /// The `.rhai` files next to the site file (those `runbook init` wrote).

@@ -1084,6 +1084,7 @@ mod tests {
             utf8: true,
             size: u64::from(!key.ends_with('/')),
             modified: 7,
+            single_part_etag: None,
         };
         let plan = plan_keys(
             vec![

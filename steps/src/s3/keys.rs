@@ -183,6 +183,7 @@ mod tests {
             utf8: true,
             size: 1,
             modified: 0,
+            single_part_etag: None,
         };
         let plan = plan_keys(
             vec![

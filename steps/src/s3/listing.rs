@@ -115,6 +115,11 @@ pub struct ListedObject {
     pub size: u64,
     /// Last-Modified, whole seconds since the epoch.
     pub modified: i64,
+    /// The listed ETag when it has the form of a single-part one (32 hex
+    /// digits, decoded): the MD5 of the content, unless the object is
+    /// encrypted with SSE-KMS or SSE-C. `None` for a multipart ETag
+    /// (`<hex>-N`) or none (16 bytes inline: no allocation per object).
+    pub single_part_etag: Option<[u8; 16]>,
 }
 
 /// A ListObjectsV2 answer.
@@ -137,6 +142,8 @@ struct ListContents {
     key: String,
     size: u64,
     last_modified: String,
+    #[serde(default, rename = "ETag")]
+    etag: Option<String>,
 }
 
 /// An S3 error answer.
@@ -341,7 +348,17 @@ fn listed_object(
         utf8,
         size: item.size,
         modified,
+        single_part_etag: item.etag.as_deref().and_then(single_part_etag),
     })
+}
+
+/// A listed ETag (`"<32 hex>"`, quotes and a weak `W/` mark allowed), decoded
+/// when it is single-part; `None` for a multipart one (`<hex>-N`) or anything else.
+fn single_part_etag(etag: &str) -> Option<[u8; 16]> {
+    let bare = etag.trim().trim_start_matches("W/").trim_matches('"');
+    let mut md5 = [0u8; 16];
+    hex::decode_to_slice(bare, &mut md5).ok()?;
+    Some(md5)
 }
 
 /// Sends one ListObjectsV2 request. The outer error is for setup problems,
@@ -429,6 +446,31 @@ mod tests {
     }
 
     #[test]
+    fn only_single_part_etags_are_kept() {
+        let md5 = "9e107d9d372bb6826bd81d3542a419d6";
+        let decoded = hex::decode(md5).unwrap();
+        for listed in [
+            format!("\"{md5}\""),
+            md5.to_uppercase(),
+            format!("W/\"{md5}\""),
+        ] {
+            assert_eq!(
+                single_part_etag(&listed).map(Vec::from),
+                Some(decoded.clone()),
+                "{listed}"
+            );
+        }
+        for other in [
+            format!("\"{md5}-3\""),
+            "\"\"".to_string(),
+            "\"abc\"".to_string(),
+            format!("{md5}00"),
+        ] {
+            assert_eq!(single_part_etag(&other), None, "{other}");
+        }
+    }
+
+    #[test]
     fn list_result_parses() {
         let xml = r#"<?xml version="1.0" encoding="UTF-8"?>
 <ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Name>b</Name><Prefix></Prefix>
@@ -441,6 +483,7 @@ mod tests {
         assert!(page.is_truncated);
         assert_eq!(page.next_continuation_token.as_deref(), Some("tok"));
         assert_eq!(page.encoding_type.as_deref(), Some("url"));
+        assert_eq!(page.contents[0].etag.as_deref(), Some("\"x\""));
         let error: S3ErrorBody = quick_xml::de::from_str(
             "<Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message><BucketName>x</BucketName></Error>",
         )

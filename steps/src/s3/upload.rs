@@ -10,7 +10,8 @@
 //! HEAD request (`x-amz-checksum-mode: ENABLED`) and compared with the local
 //! file: the SHA-256 checksum the server computed where it keeps one,
 //! otherwise the ETag (the MD5, or the multipart ETag computed locally with
-//! the same part size).
+//! the same part size). A file already there is skipped on its listed size
+//! and single-part ETag (its MD5) without a HEAD; see [`plan_one`].
 //!
 //! Memory stays bounded: a part is read only once one of `concurrency` upload
 //! slots is free, so at most `concurrency` parts are held at once.
@@ -181,7 +182,8 @@ pub struct UploadedObject {
     /// True when the object was already there.
     pub skipped: bool,
     /// What matched the local file: `sha256` (the server's checksum), `etag`
-    /// (MD5 or multipart ETag) or `size` (the server gave neither); empty under dry-run.
+    /// (MD5 or multipart ETag, the listing's or a HEAD's) or `size` (the
+    /// server gave neither); empty under dry-run.
     pub check: &'static str,
 }
 
@@ -381,8 +383,16 @@ missing bucket fail at once, naming the alias and endpoint. With no file this is
 a check of the destination (2 s connect timeout) that also reports what it holds
 (`listed_objects`, `listed_bytes`); a prefix that cannot begin an object key
 (`..`, an empty segment, a control character) is refused even then. A file whose object
-is already there with the same size and checksum is skipped, so a run that was
-interrupted (or a retry) only uploads what is missing. Files up to `part_size`
+is already there with the same size and content is skipped, so a run that was
+interrupted (or a retry) only uploads what is missing. A skip compares the file's
+size with the listed size, then, where the listing shows a single-part ETag (32
+hex digits), the file's MD5 with it, with no other request; else (a multipart
+ETag, none, or one that is not the file's MD5, as an SSE-KMS/SSE-C object has)
+a HEAD request gives the server's SHA-256 checksum where it keeps one, otherwise
+the ETag (multipart: computed locally). The MD5 finds any accidental difference
+as surely as the SHA-256; it is no proof against a file made on purpose to have
+the object's MD5 (whoever can write the bucket can replace the object anyway).
+Files up to `part_size`
 go up in one request, larger ones in parts of `part_size` (multipart upload).
 Every request carries the SHA-256 checksum header (x-amz-checksum-sha256), which
 servers supporting it check; then every object is read back and compared with
@@ -869,6 +879,10 @@ struct PartReader {
     md5: Md5,
     part_md5: Vec<[u8; 16]>,
     part_sha256: Vec<[u8; 32]>,
+    /// The first part was the whole file: its digests are the file's, and
+    /// `sha256`/`md5` were not fed (each byte hashed twice, not four times:
+    /// most files are one part, and hashing was most of a skip's CPU time).
+    one_part: bool,
 }
 
 impl PartReader {
@@ -889,6 +903,7 @@ impl PartReader {
             md5: Md5::new(),
             part_md5: Vec::new(),
             part_sha256: Vec::new(),
+            one_part: false,
         })
     }
 
@@ -923,9 +938,13 @@ impl PartReader {
                 self.expected
             )));
         }
+        if self.read == 0 && got as u64 == self.expected {
+            self.one_part = true;
+        } else if !self.one_part {
+            self.sha256.update(&buffer);
+            self.md5.update(&buffer);
+        }
         self.read += got as u64;
-        self.sha256.update(&buffer);
-        self.md5.update(&buffer);
         self.part_md5.push(Md5::digest(&buffer).into());
         self.part_sha256.push(Sha256::digest(&buffer).into());
         Ok(Bytes::from(buffer))
@@ -945,10 +964,15 @@ impl PartReader {
         if more > 0 {
             return Err(self.changed(format!("it grew past {} bytes", self.expected)));
         }
+        let (sha256, md5) = if self.one_part {
+            (self.part_sha256[0], self.part_md5[0])
+        } else {
+            (self.sha256.finalize().into(), self.md5.finalize().into())
+        };
         Ok(FileDigests {
             size: self.read,
-            sha256: self.sha256.finalize().into(),
-            md5: self.md5.finalize().into(),
+            sha256,
+            md5,
             part_md5: self.part_md5,
             part_sha256: self.part_sha256,
         })
@@ -1545,7 +1569,7 @@ async fn upload_all(
     let extra = extra_keys(&options, &sources, &listed);
     let mut output = UploadOutput {
         listed_objects: listed.len() as u64,
-        listed_bytes: listed.values().sum::<u64>(),
+        listed_bytes: listed.values().map(|entry| entry.size).sum::<u64>(),
         removed: extra.len() as u64,
         ..UploadOutput::default()
     };
@@ -1600,14 +1624,14 @@ async fn upload_all(
 }
 
 /// The client for HEAD, listing and delete requests, and the destination's
-/// listing (key → size). With no file to upload this is a pre-flight check:
+/// listing (key → size and single-part ETag). With no file to upload this is a pre-flight check:
 /// an endpoint that does not answer must fail in seconds.
 async fn list_destination(
     endpoint: &S3Endpoint,
     location: &S3Location,
     preflight: bool,
     stop: &CancellationToken,
-) -> Result<(reqwest::Client, HashMap<String, u64>), StepError> {
+) -> Result<(reqwest::Client, HashMap<String, ListedEntry>), StepError> {
     let connect_timeout = if preflight {
         CHECK_CONNECT_TIMEOUT
     } else {
@@ -1615,7 +1639,7 @@ async fn list_destination(
     };
     let http = endpoint.request_client(connect_timeout, HEAD_TIMEOUT)?;
     let listed = tokio::select! {
-        listed = listed_sizes(&http, endpoint, location) => listed?,
+        listed = listed_entries(&http, endpoint, location) => listed?,
         _ = stop.cancelled() => return Err(StepError::cancelled()),
     };
     Ok((http, listed))
@@ -1668,7 +1692,7 @@ struct Remote<'a> {
 /// there with the same size and checksums (which reads the file).
 async fn plan_uploads(
     sources: &[Source],
-    listed: &HashMap<String, u64>,
+    listed: &HashMap<String, ListedEntry>,
     remote: &Remote<'_>,
     options: &UploadOptions,
     ctx: &StepContext,
@@ -1682,38 +1706,8 @@ async fn plan_uploads(
         let checks: Vec<_> = window
             .iter()
             .map(|source| {
-                let listed_size = listed.get(&source.key).copied();
-                async move {
-                    if listed_size != Some(source.size) {
-                        return Ok::<_, StepError>(Plan::Upload);
-                    }
-                    let Some(found) = head_object(
-                        remote.http,
-                        remote.endpoint,
-                        remote.bucket,
-                        remote.bucket_url,
-                        &source.key,
-                    )
-                    .await?
-                    else {
-                        return Ok(Plan::Upload);
-                    };
-                    let part_size =
-                        part_size_for(source.size, found.part_size.unwrap_or(options.part_size));
-                    let digests = hash_file(source, part_size, stop).await?;
-                    Ok(match digests.compare(&found) {
-                        Ok(check) => Plan::Skip(digests, check),
-                        Err((check, detail)) => {
-                            tracing::info!(
-                                "{}: `{}` differs from {} ({check}: {detail}); uploading it again",
-                                ctx.label,
-                                source.key,
-                                source.path.display()
-                            );
-                            Plan::Upload
-                        }
-                    })
-                }
+                let entry = listed.get(&source.key).copied();
+                plan_one(source, entry, remote, options, ctx, stop)
             })
             .collect();
         let mut checked = futures::stream::iter(checks).buffered(options.concurrency.max(1));
@@ -1722,6 +1716,64 @@ async fn plan_uploads(
         }
     }
     Ok(plans)
+}
+
+/// Upload `source`, or skip it. Nothing listed with its size: upload. Listed
+/// with a single-part ETag: the file's MD5 is compared with it, and equal
+/// means skip, with no request (a HEAD per file was most of a restore's
+/// upload of 10,000 files that were all there). Otherwise (a multipart or
+/// no ETag, or one that is not the file's MD5: another content, or an
+/// encrypted object whose ETag is no MD5) a HEAD decides, as it did for
+/// every file before: the server's SHA-256 where it keeps one, else the ETag.
+async fn plan_one(
+    source: &Source,
+    entry: Option<ListedEntry>,
+    remote: &Remote<'_>,
+    options: &UploadOptions,
+    ctx: &StepContext,
+    stop: &CancellationToken,
+) -> Result<Plan, StepError> {
+    let Some(entry) = entry.filter(|entry| entry.size == source.size) else {
+        return Ok(Plan::Upload);
+    };
+    // The digests already computed, with the part size they were computed at.
+    let mut hashed: Option<(u64, FileDigests)> = None;
+    if let Some(etag) = entry.single_part_etag {
+        let part_size = part_size_for(source.size, options.part_size);
+        let digests = hash_file(source, part_size, stop).await?;
+        if digests.md5 == etag {
+            return Ok(Plan::Skip(digests, "etag"));
+        }
+        hashed = Some((part_size, digests));
+    }
+    let Some(found) = head_object(
+        remote.http,
+        remote.endpoint,
+        remote.bucket,
+        remote.bucket_url,
+        &source.key,
+    )
+    .await?
+    else {
+        return Ok(Plan::Upload);
+    };
+    let part_size = part_size_for(source.size, found.part_size.unwrap_or(options.part_size));
+    let digests = match hashed {
+        Some((hashed_at, digests)) if hashed_at == part_size => digests,
+        _ => hash_file(source, part_size, stop).await?,
+    };
+    Ok(match digests.compare(&found) {
+        Ok(check) => Plan::Skip(digests, check),
+        Err((check, detail)) => {
+            tracing::info!(
+                "{}: `{}` differs from {} ({check}: {detail}); uploading it again",
+                ctx.label,
+                source.key,
+                source.path.display()
+            );
+            Plan::Upload
+        }
+    })
 }
 
 /// The result slot of every source (filled for the skipped ones, counted in
@@ -1761,7 +1813,7 @@ fn sort_plans(
 fn extra_keys(
     options: &UploadOptions,
     sources: &[Source],
-    listed: &std::collections::HashMap<String, u64>,
+    listed: &HashMap<String, ListedEntry>,
 ) -> Vec<String> {
     if !options.remove {
         return Vec::new();
@@ -1835,12 +1887,12 @@ async fn check_listed(
     stop: &CancellationToken,
 ) -> Result<(), StepError> {
     let listed = tokio::select! {
-        listed = listed_sizes(remote.http, remote.endpoint, location) => listed?,
+        listed = listed_entries(remote.http, remote.endpoint, location) => listed?,
         _ = stop.cancelled() => return Err(StepError::cancelled()),
     };
     for object in objects {
-        let detail = match listed.get(&object.key) {
-            Some(&size) if size == object.bytes => continue,
+        let detail = match listed.get(&object.key).map(|entry| entry.size) {
+            Some(size) if size == object.bytes => continue,
             Some(size) => format!("has {size} bytes, expected {}", object.bytes),
             None => "is missing".to_string(),
         };
@@ -1960,18 +2012,32 @@ impl Uploader {
     }
 }
 
-/// Lists the prefix: key → size (keys that are not UTF-8 are left out: none
-/// of ours can be one).
-async fn listed_sizes(
+/// What the listing says of one object under the prefix.
+#[derive(Clone, Copy, Debug)]
+struct ListedEntry {
+    size: u64,
+    /// Its ETag when single-part (see [`crate::s3::listing::ListedObject`]).
+    single_part_etag: Option<[u8; 16]>,
+}
+
+/// Lists the prefix: key → size and single-part ETag (keys that are not
+/// UTF-8 are left out: none of ours can be one).
+async fn listed_entries(
     http: &reqwest::Client,
     endpoint: &S3Endpoint,
     location: &S3Location,
-) -> Result<HashMap<String, u64>, StepError> {
+) -> Result<HashMap<String, ListedEntry>, StepError> {
     let listing = list_objects(http, endpoint, location).await?;
     Ok(listing
         .into_iter()
         .filter(|o| o.utf8)
-        .map(|o| (o.key, o.size))
+        .map(|o| {
+            let entry = ListedEntry {
+                size: o.size,
+                single_part_etag: o.single_part_etag,
+            };
+            (o.key, entry)
+        })
         .collect())
 }
 
@@ -2192,6 +2258,45 @@ mod tests {
             "sets/a%20b%2Bc%281%29~.tar"
         );
         assert_eq!(encode_key("été"), "%C3%A9t%C3%A9");
+    }
+
+    #[test]
+    fn reader_digests_are_the_files_whether_read_in_one_part_or_several() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..100u32).flat_map(|i| i.to_le_bytes()).collect();
+        for (len, part_size) in [(400, 400), (400, 1000), (400, 150), (0, 150)] {
+            let path = dir.path().join(format!("f{len}-{part_size}"));
+            std::fs::write(&path, &data[..len]).unwrap();
+            let source = Source {
+                path,
+                key: "f".into(),
+                size: len as u64,
+                last: false,
+            };
+            let mut reader = PartReader::open(&source, part_size).unwrap();
+            // An empty file is read as one empty part by a whole PUT, as none by a hash.
+            if len == 0 {
+                reader.next_part().unwrap();
+            }
+            while !reader.done() {
+                reader.next_part().unwrap();
+            }
+            let got = reader.finish().unwrap();
+            let expected = digests_of(&data[..len], part_size as usize);
+            let case = format!("{len} bytes in parts of {part_size}");
+            assert_eq!(
+                (got.sha256, got.md5),
+                (expected.sha256, expected.md5),
+                "{case}"
+            );
+            if len > 0 {
+                assert_eq!(
+                    (got.part_md5, got.part_sha256),
+                    (expected.part_md5, expected.part_sha256),
+                    "{case}"
+                );
+            }
+        }
     }
 
     #[test]
