@@ -1120,4 +1120,35 @@ mod tests {
         assert_eq!(order, ["/", "a/", "a/b", "a-z/", "a-z/c", "a.txt", "b/"]);
         assert_eq!(newest_mtime(&plan), 7);
     }
+
+    #[test]
+    fn the_order_indexes_the_plan_without_copying_its_keys() {
+        let object = |key: &str| ListedObject {
+            key: key.into(),
+            utf8: true,
+            size: 1,
+            modified: 3,
+        };
+        let plan = plan_keys(
+            vec![
+                object("p/b/2"),
+                object("p/a"),
+                object("p/b/1"),
+                object("p/a.txt"),
+            ],
+            "p/",
+        );
+        // No top folder: the plan's folders and files only, each once.
+        let order = archive_order(&plan, "");
+        let paths: Vec<&str> = order.iter().map(|m| member_path(&plan, *m)).collect();
+        assert_eq!(paths, ["a", "a.txt", "b", "b/1", "b/2"]);
+        assert!(matches!(order[2], Member::Folder(0)));
+        assert!(matches!(order[3], Member::File(2)));
+        // The member's path is the plan's key, not a copy.
+        assert!(std::ptr::eq(
+            member_path(&plan, order[3]).as_ptr(),
+            plan.files[2].key[2..].as_ptr()
+        ));
+        assert_eq!(std::mem::size_of::<Member>(), 8);
+    }
 }
