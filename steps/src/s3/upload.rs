@@ -574,7 +574,7 @@ async fn collect_sources(
     }
     if let Some(folder) = &options.folder {
         for source in folder_sources(folder, prefix)? {
-            sources.add_from_folder(source)?;
+            sources.add(source)?;
         }
     }
     Ok(sources.list)
@@ -599,22 +599,6 @@ impl UniqueSources {
             });
         }
         self.seen.insert(source.key.clone(), source.path.clone());
-        self.list.push(source);
-        Ok(())
-    }
-
-    /// Adds a file of `folder`, refusing a key a named file already has.
-    /// The folder's own keys are distinct (distinct paths below it), so they
-    /// are not remembered: no second copy of each key and path (a folder
-    /// of 40,000 files held 8 MiB of them).
-    fn add_from_folder(&mut self, source: Source) -> Result<(), UploadError> {
-        if let Some(first) = self.seen.get(&source.key) {
-            return Err(UploadError::DuplicateKey {
-                key: source.key,
-                first: first.clone(),
-                second: source.path,
-            });
-        }
         self.list.push(source);
         Ok(())
     }
@@ -2243,29 +2227,5 @@ mod tests {
             e.to_string().contains("shrank to 100 bytes from 200"),
             "{e}"
         );
-    }
-
-    #[tokio::test]
-    async fn a_folder_file_with_the_key_of_a_named_file_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let named = dir.path().join("a.tar");
-        std::fs::write(&named, b"abc").unwrap();
-        let folder = dir.path().join("folder");
-        std::fs::create_dir_all(folder.join("sub")).unwrap();
-        std::fs::write(folder.join("a.tar"), b"x").unwrap();
-        std::fs::write(folder.join("sub/a.tar"), b"y").unwrap();
-        let o = options(serde_json::json!({"files": [named], "folder": folder, "dest": "x/b"}));
-        match collect_sources(&o, "").await.unwrap_err() {
-            UploadError::DuplicateKey { key, first, second } => {
-                assert_eq!(key, "a.tar");
-                assert_eq!((first, second), (named, folder.join("a.tar")));
-            }
-            e => panic!("{e}"),
-        }
-        // The folder's own files (not remembered) all come, each once.
-        let o = options(serde_json::json!({"folder": folder, "dest": "x/b"}));
-        let sources = collect_sources(&o, "p/").await.unwrap();
-        let keys: Vec<&str> = sources.iter().map(|s| s.key.as_str()).collect();
-        assert_eq!(keys, ["p/a.tar", "p/sub/a.tar"]);
     }
 }
