@@ -365,7 +365,8 @@ async fn run_archive(
         return Ok(output);
     }
     let store = object_reader(&endpoint, &location)?;
-    let members = archive_order(&listed.plan, &top);
+    let plan = &listed.plan;
+    let members = archive_order(plan, &top);
     let (pieces, received) = mpsc::channel(CHANNEL_DEPTH);
     let writer_dest = options.dest.clone();
     let writer = tokio::task::spawn_blocking(move || write_members(received, &writer_dest));
@@ -382,7 +383,7 @@ async fn run_archive(
         output: &mut output,
     };
     let streamed = tokio::select! {
-        streamed = streamer.stream_all(members, options.concurrency.max(1)) => streamed,
+        streamed = streamer.stream_all(plan, members, options.concurrency.max(1)) => streamed,
         _ = ctx.cancel.cancelled() => Err(StreamEnd::Failed(StepError::cancelled())),
     };
     streamer.pace.finish();
@@ -435,12 +436,30 @@ fn record_written(output: &mut S3ArchiveOutput, written: Written, started: Insta
     );
 }
 
-/// One member of the archive, in archive order.
+/// One member of the archive, in archive order: an index into the plan (the
+/// plan holds each key once; the order holds 8 bytes per member).
+#[derive(Clone, Copy, Debug)]
 enum Member {
-    /// A folder, relative to the top folder ("" = the top folder itself).
-    Folder(String),
-    /// An object.
-    File(PlannedFile),
+    /// The top folder itself.
+    Top,
+    /// A folder of the plan.
+    Folder(u32),
+    /// A file of the plan.
+    File(u32),
+}
+
+/// The index of a plan's folder or file, as a [`Member`] holds it.
+fn member_index(index: usize) -> u32 {
+    u32::try_from(index).expect("fewer than 2^32 objects in a bucket listing")
+}
+
+/// The path of `member` relative to the top folder ("" = the top folder).
+fn member_path(plan: &KeyPlan, member: Member) -> &str {
+    match member {
+        Member::Top => "",
+        Member::Folder(index) => &plan.folders[index as usize],
+        Member::File(index) => plan.files[index as usize].relative(),
+    }
 }
 
 /// Compares `/`-separated paths the way a sorted folder walk visits them:
@@ -458,21 +477,13 @@ fn walk_order(a: &str, b: &str) -> Ordering {
 /// The folders and files of `plan` in archive order; the top folder first
 /// unless `top` is empty.
 fn archive_order(plan: &KeyPlan, top: &str) -> Vec<Member> {
-    let mut members: Vec<Member> = plan
-        .folders
-        .iter()
-        .cloned()
-        .map(Member::Folder)
-        .chain(plan.files.iter().cloned().map(Member::File))
-        .collect();
+    let mut members = Vec::with_capacity(plan.folders.len() + plan.files.len() + 1);
+    members.extend((0..plan.folders.len()).map(|i| Member::Folder(member_index(i))));
+    members.extend((0..plan.files.len()).map(|i| Member::File(member_index(i))));
     if !top.is_empty() {
-        members.push(Member::Folder(String::new()));
+        members.push(Member::Top);
     }
-    let path = |m: &Member| match m {
-        Member::Folder(p) => p.clone(),
-        Member::File(f) => f.relative.clone(),
-    };
-    members.sort_by(|a, b| walk_order(&path(a), &path(b)));
+    members.sort_by(|a, b| walk_order(member_path(plan, *a), member_path(plan, *b)));
     members
 }
 
@@ -535,10 +546,10 @@ impl Drop for PrefetchTask {
 
 /// Reads a small object whole; leaves a large one for its turn.
 async fn prefetch(store: Arc<object_store::aws::AmazonS3>, file: PlannedFile) -> Prefetched {
-    if file.object.size > PREFETCH_MAX {
+    if file.size > PREFETCH_MAX {
         return Prefetched::Later;
     }
-    let result = match open_object(store.as_ref(), &file.object.key).await {
+    let result = match open_object(store.as_ref(), &file.key).await {
         Ok(Some(result)) => result,
         Ok(None) => return Prefetched::Vanished,
         Err(e) => return Prefetched::Failed(e),
@@ -581,40 +592,48 @@ impl Streamer<'_> {
             .map_err(|_| StreamEnd::WriterGone)
     }
 
-    /// Sends every member in order, fetching small objects ahead.
-    async fn stream_all(&mut self, members: Vec<Member>, ahead: usize) -> Result<(), StreamEnd> {
-        let folder_mtime = newest_mtime(&members);
-        let files: Vec<PlannedFile> = members
+    /// Sends every member in order, fetching small objects ahead (each
+    /// file's entry is copied out of the plan only when its fetch starts).
+    async fn stream_all(
+        &mut self,
+        plan: &KeyPlan,
+        members: Vec<Member>,
+        ahead: usize,
+    ) -> Result<(), StreamEnd> {
+        let folder_mtime = newest_mtime(plan);
+        let store = Arc::clone(&self.store);
+        // The files' indices in archive order (owned, so that the stream
+        // holds no closure over borrowed members across its awaits).
+        let file_order: Vec<u32> = members
             .iter()
-            .filter_map(|m| match m {
-                Member::File(f) => Some(f.clone()),
-                Member::Folder(_) => None,
+            .filter_map(|member| match *member {
+                Member::File(index) => Some(index),
+                Member::Top | Member::Folder(_) => None,
             })
             .collect();
-        let store = Arc::clone(&self.store);
-        let mut fetched = futures::stream::iter(
-            files
-                .into_iter()
-                .map(move |file| PrefetchTask(tokio::spawn(prefetch(Arc::clone(&store), file)))),
-        )
+        let mut fetched = futures::stream::iter(file_order.into_iter().map(move |index| {
+            let file = plan.files[index as usize].clone();
+            PrefetchTask(tokio::spawn(prefetch(Arc::clone(&store), file)))
+        }))
         .map(|mut task| async move {
             let joined = (&mut task.0).await;
             joined.unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
         })
         .buffered(ahead);
-        for member in members {
+        for &member in &members {
             match member {
-                Member::Folder(relative) => {
-                    let path = self.archive_path(&relative);
+                Member::Top | Member::Folder(_) => {
+                    let path = self.archive_path(member_path(plan, member));
                     self.send(Piece::Folder {
                         path,
                         mtime: folder_mtime,
                     })
                     .await?;
                 }
-                Member::File(file) => {
+                Member::File(index) => {
                     let prefetched = fetched.next().await.expect("one prefetch per file");
-                    self.archive_object(&file, prefetched).await?;
+                    self.archive_object(&plan.files[index as usize], prefetched)
+                        .await?;
                 }
             }
         }
@@ -639,11 +658,11 @@ impl Streamer<'_> {
         let Some((meta, body)) = self.opened(file, prefetched).await? else {
             return self.vanished(file);
         };
-        let key = &file.object.key;
+        let key = &file.key;
         self.check_listed_version(file, &meta)?;
         let size = meta.size;
         self.send(Piece::File {
-            path: self.archive_path(&file.relative),
+            path: self.archive_path(file.relative()),
             size,
             mtime: meta.last_modified.timestamp().max(0) as u64,
         })
@@ -663,7 +682,7 @@ impl Streamer<'_> {
             && let Some(mismatch) = etag_md5_mismatch(meta.e_tag.as_deref(), md5)
         {
             return Err(S3ArchiveError::Integrity {
-                key: key.clone(),
+                key: key.to_string(),
                 endpoint: self.endpoint.clone(),
                 expected: mismatch.expected,
                 got: mismatch.got,
@@ -680,7 +699,7 @@ impl Streamer<'_> {
         file: &PlannedFile,
         prefetched: Prefetched,
     ) -> Result<Option<(ObjectMeta, ObjectBody)>, StreamEnd> {
-        let key = &file.object.key;
+        let key = &file.key;
         let result = match prefetched {
             Prefetched::Body(meta, chunks) => {
                 let body = futures::stream::iter(chunks.into_iter().map(Ok)).boxed();
@@ -705,7 +724,7 @@ impl Streamer<'_> {
         file: &PlannedFile,
         meta: &ObjectMeta,
     ) -> Result<(), StreamEnd> {
-        let listed = &file.object;
+        let listed = file;
         let newer = meta.last_modified.timestamp() > listed.modified;
         if meta.size == listed.size && !newer {
             return Ok(());
@@ -766,7 +785,7 @@ impl Streamer<'_> {
     }
 
     fn vanished(&mut self, file: &PlannedFile) -> Result<(), StreamEnd> {
-        let line = warn_vanished(&self.label, &file.object.key, &self.bucket, "not archived");
+        let line = warn_vanished(&self.label, &file.key, &self.bucket, "not archived");
         self.output.vanished += 1;
         self.output.warnings.push(line);
         Ok(())
@@ -797,13 +816,10 @@ impl Streamer<'_> {
 
 /// The folders' mtime: the newest Last-Modified of the objects (now for an
 /// empty bucket).
-fn newest_mtime(members: &[Member]) -> u64 {
-    members
+fn newest_mtime(plan: &KeyPlan) -> u64 {
+    plan.files
         .iter()
-        .filter_map(|m| match m {
-            Member::File(f) => Some(f.object.modified.max(0) as u64),
-            Member::Folder(_) => None,
-        })
+        .map(|file| file.modified.max(0) as u64)
         .max()
         .unwrap_or_else(|| {
             SystemTime::now()
@@ -1096,13 +1112,44 @@ mod tests {
             "",
         );
         let order: Vec<String> = archive_order(&plan, "top")
-            .iter()
+            .into_iter()
             .map(|m| match m {
-                Member::Folder(p) => format!("{p}/"),
-                Member::File(f) => f.relative.clone(),
+                Member::Top | Member::Folder(_) => format!("{}/", member_path(&plan, m)),
+                Member::File(_) => member_path(&plan, m).to_string(),
             })
             .collect();
         assert_eq!(order, ["/", "a/", "a/b", "a-z/", "a-z/c", "a.txt", "b/"]);
-        assert_eq!(newest_mtime(&archive_order(&plan, "top")), 7);
+        assert_eq!(newest_mtime(&plan), 7);
+    }
+
+    #[test]
+    fn the_order_indexes_the_plan_without_copying_its_keys() {
+        let object = |key: &str| ListedObject {
+            key: key.into(),
+            utf8: true,
+            size: 1,
+            modified: 3,
+        };
+        let plan = plan_keys(
+            vec![
+                object("p/b/2"),
+                object("p/a"),
+                object("p/b/1"),
+                object("p/a.txt"),
+            ],
+            "p/",
+        );
+        // No top folder: the plan's folders and files only, each once.
+        let order = archive_order(&plan, "");
+        let paths: Vec<&str> = order.iter().map(|m| member_path(&plan, *m)).collect();
+        assert_eq!(paths, ["a", "a.txt", "b", "b/1", "b/2"]);
+        assert!(matches!(order[2], Member::Folder(0)));
+        assert!(matches!(order[3], Member::File(2)));
+        // The member's path is the plan's key, not a copy.
+        assert!(std::ptr::eq(
+            member_path(&plan, order[3]).as_ptr(),
+            plan.files[2].key[2..].as_ptr()
+        ));
+        assert_eq!(std::mem::size_of::<Member>(), 8);
     }
 }

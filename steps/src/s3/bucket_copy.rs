@@ -23,8 +23,8 @@ use crate::runtime::progress::Progress;
 use crate::runtime::step::StepContext;
 use crate::runtime::throttle::{MaxRate, Throttle};
 use crate::s3::alias::{S3Endpoint, S3Location, transfer_client_options};
-use crate::s3::keys::{KeyPlan, plan_keys};
-use crate::s3::listing::{LIST_CONNECT_TIMEOUT, LIST_PAGE_TIMEOUT, list_objects};
+use crate::s3::keys::{KeyPlan, KeyPlanner};
+use crate::s3::listing::{LIST_CONNECT_TIMEOUT, LIST_PAGE_TIMEOUT, for_each_object};
 
 /// Refused keys listed in a step's result (all of them are counted and logged).
 pub const REFUSED_KEYS_SHOWN: usize = 100;
@@ -63,15 +63,20 @@ pub async fn list_bucket(
     ctx: &StepContext,
 ) -> Result<ListedBucket, StepError> {
     let http = endpoint.request_client(LIST_CONNECT_TIMEOUT, LIST_PAGE_TIMEOUT)?;
-    let listing = tokio::select! {
-        listing = list_objects(&http, endpoint, location) => listing?,
-        _ = ctx.cancel.cancelled() => return Err(StepError::cancelled()),
+    // Each object is mapped as its page arrives: the plan keeps a compact
+    // form of it, and the listing is never held whole beside the plan.
+    let mut planner = KeyPlanner::new(&location.prefix);
+    let listing = for_each_object(&http, endpoint, location, |object| planner.add(object));
+    let listed = tokio::select! {
+        listed = listing => listed,
+        _ = ctx.cancel.cancelled() => Err(StepError::cancelled()),
     };
-    let plan = plan_keys(listing, &location.prefix);
+    listed?;
+    let plan = planner.finish();
     let refused_keys = report_refused(&plan, &location.bucket, &ctx.label);
     Ok(ListedBucket {
         objects: plan.files.len() as u64,
-        bytes: plan.files.iter().map(|f| f.object.size).sum(),
+        bytes: plan.files.iter().map(|f| f.size).sum(),
         refused: plan.refused.len() as u64,
         refused_keys,
         plan,

@@ -262,6 +262,20 @@ pub async fn list_objects(
     location: &S3Location,
 ) -> Result<Vec<ListedObject>, StepError> {
     let mut objects = Vec::new();
+    for_each_object(http, endpoint, location, |object| objects.push(object)).await?;
+    Ok(objects)
+}
+
+/// Lists every object under the location's prefix as [`list_objects`] does,
+/// handing each to `each` as its page arrives, so that a caller keeping a
+/// compact form of each object (`mcli_mirror`, `s3_archive`) never holds the
+/// whole listing as well.
+pub async fn for_each_object(
+    http: &reqwest::Client,
+    endpoint: &S3Endpoint,
+    location: &S3Location,
+    mut each: impl FnMut(ListedObject) + Send,
+) -> Result<(), StepError> {
     let mut token: Option<String> = None;
     let mut first = true;
     loop {
@@ -272,7 +286,7 @@ pub async fn list_objects(
             .as_deref()
             .is_some_and(|t| t.eq_ignore_ascii_case("url"));
         for item in page.contents {
-            objects.push(listed_object(item, url_encoded, endpoint)?);
+            each(listed_object(item, url_encoded, endpoint)?);
         }
         match (page.is_truncated, page.next_continuation_token) {
             (true, Some(next)) => token = Some(next),
@@ -283,7 +297,7 @@ pub async fn list_objects(
                 }
                 .into());
             }
-            (false, _) => return Ok(objects),
+            (false, _) => return Ok(()),
         }
     }
 }

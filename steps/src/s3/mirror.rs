@@ -6,7 +6,7 @@
 //! what a folder needs: what is already there, stray files removed, each object
 //! downloaded to a `.partial` file, retried whole, and renamed into place.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -287,7 +287,6 @@ async fn run_mirror(
 ) -> Result<MirrorOutput, StepError> {
     let started = Instant::now();
     let listed = list_bucket(&endpoint, &location, &ctx).await?;
-    let plan = listed.plan;
     let mut output = MirrorOutput {
         objects: listed.objects,
         bytes: listed.bytes,
@@ -295,10 +294,11 @@ async fn run_mirror(
         refused_keys: listed.refused_keys,
         ..MirrorOutput::default()
     };
-    let to_fetch = settle_local_side(&options, &plan, ctx.dry_run, &mut output).await?;
+    let (plan, to_fetch) =
+        settle_local_side(&options, listed.plan, ctx.dry_run, &mut output).await?;
     if ctx.dry_run {
         output.downloaded = to_fetch.len() as u64;
-        output.downloaded_bytes = to_fetch.iter().map(|e| e.object.size).sum();
+        output.downloaded_bytes = to_fetch.iter().map(|&i| plan.files[i as usize].size).sum();
         output.duration_ms = started.elapsed().as_millis() as u64;
         return Ok(output);
     }
@@ -329,34 +329,37 @@ async fn run_mirror(
 
 /// Finds the files already up to date in `dest` (counted in `skipped`) and,
 /// with `remove`, deletes (under dry-run: counts) the local files the bucket
-/// does not have. Returns the files to download.
+/// does not have. Returns the plan (lent to the blocking threads) and the
+/// indices of its files to download.
 async fn settle_local_side(
     options: &MirrorOptions,
-    plan: &KeyPlan,
+    plan: KeyPlan,
     dry_run: bool,
     output: &mut MirrorOutput,
-) -> Result<Vec<PlannedFile>, StepError> {
+) -> Result<(KeyPlan, Vec<u32>), StepError> {
     let dest = options.dest.clone();
-    let files = plan.files.clone();
-    let (to_fetch, skipped) = tokio::task::spawn_blocking(move || split_up_to_date(&dest, files))
-        .await
-        .expect("up-to-date check panicked");
-    output.skipped = skipped.len() as u64;
-    let mut keep: HashSet<String> = skipped.into_iter().collect();
-    keep.extend(to_fetch.iter().map(|e| e.relative.clone()));
-
+    let (plan, to_fetch, skipped) = tokio::task::spawn_blocking(move || {
+        let (to_fetch, skipped) = split_up_to_date(&dest, &plan);
+        (plan, to_fetch, skipped)
+    })
+    .await
+    .expect("up-to-date check panicked");
+    output.skipped = skipped;
+    if !options.remove {
+        return Ok((plan, to_fetch));
+    }
     // Removal comes first: it also clears a stale file standing where the
     // bucket now has a folder (or the reverse), and leftover `.partial` files.
-    if options.remove {
-        let dest = options.dest.clone();
-        let folders = plan.folders.clone();
-        let delete = !dry_run;
-        output.removed =
-            tokio::task::spawn_blocking(move || remove_extra(&dest, &keep, &folders, delete))
-                .await
-                .expect("removal panicked")?;
-    }
-    Ok(to_fetch)
+    let dest = options.dest.clone();
+    let delete = !dry_run;
+    let (plan, removed) = tokio::task::spawn_blocking(move || {
+        let removed = remove_extra(&dest, &plan, delete);
+        (plan, removed)
+    })
+    .await
+    .expect("removal panicked");
+    output.removed = removed?;
+    Ok((plan, to_fetch))
 }
 
 /// Creates the folders, then downloads `to_fetch`, `concurrency` at a time,
@@ -366,7 +369,7 @@ async fn download_all(
     endpoint: &S3Endpoint,
     location: &S3Location,
     plan: &KeyPlan,
-    to_fetch: Vec<PlannedFile>,
+    to_fetch: Vec<u32>,
     ctx: &StepContext,
     output: &mut MirrorOutput,
 ) -> Result<(), StepError> {
@@ -380,7 +383,7 @@ async fn download_all(
         verified_folders: Mutex::new(HashSet::new()),
         pace: ChunkPace::new(
             ctx,
-            to_fetch.iter().map(|e| e.object.size).sum(),
+            to_fetch.iter().map(|&i| plan.files[i as usize].size).sum(),
             options.max_rate,
         ),
         verify_md5: options.verify_md5,
@@ -388,10 +391,11 @@ async fn download_all(
     for folder in &plan.folders {
         fetcher.ensure_folder(folder).await?;
     }
-    let mut downloads = futures::stream::iter(to_fetch.into_iter().map(|entry| {
+    let mut downloads = futures::stream::iter(to_fetch.into_iter().map(|index| {
+        let entry = &plan.files[index as usize];
         let fetcher = Arc::clone(&fetcher);
         async move {
-            let outcome = fetcher.fetch(&entry).await;
+            let outcome = fetcher.fetch(entry).await;
             (entry, outcome)
         }
     }))
@@ -412,7 +416,7 @@ async fn download_all(
             Fetched::Vanished => {
                 output.vanished += 1;
                 output.removed +=
-                    forget_vanished(options, &entry, &location.bucket, &ctx.label).await?;
+                    forget_vanished(options, entry, &location.bucket, &ctx.label).await?;
             }
         }
     }
@@ -430,8 +434,8 @@ async fn forget_vanished(
     bucket: &str,
     label: &str,
 ) -> Result<u64, MirrorError> {
-    warn_vanished(label, &entry.object.key, bucket, "not mirrored");
-    let stale = options.dest.join(&entry.relative);
+    warn_vanished(label, &entry.key, bucket, "not mirrored");
+    let stale = options.dest.join(entry.relative());
     if options.remove && tokio::fs::symlink_metadata(&stale).await.is_ok() {
         tokio::fs::remove_file(&stale)
             .await
@@ -441,41 +445,38 @@ async fn forget_vanished(
     Ok(0)
 }
 
-/// Splits entries into those to download and the relative paths already up to
-/// date (a regular file with the same size and mtime, to the second).
-fn split_up_to_date(dest: &Path, files: Vec<PlannedFile>) -> (Vec<PlannedFile>, Vec<String>) {
+/// Splits the plan's files into those to download (their indices) and those
+/// already up to date (a regular file with the same size and mtime, to the
+/// second; counted).
+fn split_up_to_date(dest: &Path, plan: &KeyPlan) -> (Vec<u32>, u64) {
     let mut fetch = Vec::new();
-    let mut current = Vec::new();
-    for entry in files {
-        let up_to_date = std::fs::symlink_metadata(dest.join(&entry.relative))
+    let mut current = 0;
+    for (index, entry) in plan.files.iter().enumerate() {
+        let up_to_date = std::fs::symlink_metadata(dest.join(entry.relative()))
             .map(|meta| {
                 meta.file_type().is_file()
-                    && meta.len() == entry.object.size
+                    && meta.len() == entry.size
                     && filetime::FileTime::from_last_modification_time(&meta).unix_seconds()
-                        == entry.object.modified
+                        == entry.modified
             })
             .unwrap_or(false);
         if up_to_date {
-            current.push(entry.relative);
+            current += 1;
         } else {
-            fetch.push(entry);
+            fetch.push(u32::try_from(index).expect("fewer than 2^32 objects in a bucket listing"));
         }
     }
     (fetch, current)
 }
 
-/// Deletes (or, with `delete` false, counts) the files below `dest` that are not
-/// in `keep`, then the emptied folders that are not in `folders`. Returns the
-/// number of files.
-fn remove_extra(
-    dest: &Path,
-    keep: &HashSet<String>,
-    folders: &BTreeSet<String>,
-    delete: bool,
-) -> Result<u64, MirrorError> {
+/// Deletes (or, with `delete` false, counts) the files below `dest` that are
+/// not files of `plan`, then the emptied folders that are not its folders.
+/// Returns the number of files.
+fn remove_extra(dest: &Path, plan: &KeyPlan, delete: bool) -> Result<u64, MirrorError> {
     if !dest.exists() {
         return Ok(0);
     }
+    let keep: HashSet<&str> = plan.files.iter().map(PlannedFile::relative).collect();
     let mut removed = 0;
     let mut emptied = Vec::new();
     for item in walkdir::WalkDir::new(dest)
@@ -497,10 +498,10 @@ fn remove_extra(
             .to_string_lossy()
             .into_owned();
         if item.file_type().is_dir() {
-            if !folders.contains(&relative) {
+            if !plan.is_folder(&relative) {
                 emptied.push(item.into_path());
             }
-        } else if !keep.contains(&relative) {
+        } else if !keep.contains(relative.as_str()) {
             removed += 1;
             if delete {
                 std::fs::remove_file(item.path()).map_err(io_error("remove", item.path()))?;
@@ -610,10 +611,10 @@ impl Fetcher {
     }
 
     async fn fetch(&self, entry: &PlannedFile) -> Result<Fetched, MirrorError> {
-        if let Some((parent, _)) = entry.relative.rsplit_once('/') {
+        if let Some((parent, _)) = entry.relative().rsplit_once('/') {
             self.ensure_folder(parent).await?;
         }
-        let target = self.dest.join(&entry.relative);
+        let target = self.dest.join(entry.relative());
         let mut partial = PartialFile {
             path: PathBuf::from(format!("{}{PARTIAL_SUFFIX}", target.display())),
             armed: false,
@@ -634,7 +635,7 @@ impl Fetcher {
                 Err(AttemptError::Retry(error)) => {
                     tracing::warn!(
                         "{error}; retrying `{}` (attempt {} of {DOWNLOAD_ATTEMPTS})",
-                        entry.object.key.escape_debug(),
+                        entry.key.escape_debug(),
                         attempt + 1
                     );
                     attempt += 1;
@@ -672,11 +673,11 @@ impl Fetcher {
         mut file: tokio::fs::File,
         path: &Path,
     ) -> Result<(object_store::ObjectMeta, u64, md5::Md5), AttemptError> {
-        let key = &entry.object.key;
+        let key = &entry.key;
         let download_error = |source: object_store::Error| match source {
             object_store::Error::NotFound { .. } => AttemptError::Vanished,
             source => AttemptError::Retry(MirrorError::Download {
-                key: key.clone(),
+                key: key.to_string(),
                 endpoint: self.endpoint.clone(),
                 source,
             }),
@@ -712,7 +713,7 @@ impl Fetcher {
     ) -> Result<(), AttemptError> {
         let integrity = |check, expected: String, got: String, hint| {
             AttemptError::Retry(MirrorError::Integrity {
-                key: entry.object.key.clone(),
+                key: entry.key.to_string(),
                 endpoint: self.endpoint.clone(),
                 check,
                 detail: format!("expected {expected}, got {got}"),
