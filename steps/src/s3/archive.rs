@@ -1129,6 +1129,7 @@ mod tests {
             utf8: true,
             size: 1,
             modified: 3,
+            single_part_etag: None,
         };
         let plan = plan_keys(
             vec![

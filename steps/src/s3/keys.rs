@@ -310,6 +310,7 @@ mod tests {
             utf8: true,
             size,
             modified: size as i64,
+            single_part_etag: None,
         }
     }
 
