@@ -549,7 +549,13 @@ fn sigkill_mid_load_then_recover_puts_the_keyspace_back() {
     }
     run.kill(); // SIGKILL: no cleanup runs in the process
     // A crash takes the tools with it: no orphan goes on streaming.
-    for needle in ["restore-tool.sh", staging.as_str()] {
+    // This test's own: the helper script of this sandbox's safety copy (not
+    // another run's on the same machine).
+    let tool = safety_folder(cluster, &stamp)
+        .join("restore-tool.sh")
+        .display()
+        .to_string();
+    for needle in [tool.as_str(), staging.as_str()] {
         for pid in processes_with(needle) {
             // SAFETY: kill(2) on a pid this test saw running its own tools.
             unsafe { libc::kill(pid, libc::SIGKILL) };
@@ -759,7 +765,13 @@ fn sigkill_mid_import_then_recover_puts_the_keyspace_back() {
     }
     run.kill(); // SIGKILL: no cleanup runs in the process
     // A crash takes the tools with it: no orphan goes on importing.
-    for needle in ["restore-tool.sh", importing.as_str()] {
+    // This test's own: the helper script of this sandbox's safety copy (not
+    // another run's on the same machine).
+    let tool = safety_folder(cluster, &stamp)
+        .join("restore-tool.sh")
+        .display()
+        .to_string();
+    for needle in [tool.as_str(), importing.as_str()] {
         for pid in processes_with(needle) {
             // SAFETY: kill(2) on a pid this test saw running its own tools.
             unsafe { libc::kill(pid, libc::SIGKILL) };
