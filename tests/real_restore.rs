@@ -10,7 +10,9 @@
 //!   missing from the repository (digest equal, no safety copy, no staging);
 //! - the round trip: digest, backup, insert/update/delete rows, documents and
 //!   files, restore, digest equal to the backup-time one; the safety copies are
-//!   then dropped with the command the summary prints;
+//!   then dropped with the command the summary prints; with the default loader
+//!   (`cassandra_loader` auto: nodetool import on this one-node sandbox, local
+//!   storage) and with `cassandra_loader=sstableloader` (S3 storage);
 //! - a set made by the guide's scripts' steps (no manifest) restores;
 //! - a set made on this sandbox restores into a second, freshly started one
 //!   (other addresses, emptied keyspace, index and attachments);
@@ -259,6 +261,11 @@ fn restore_prep_actions(cluster: &Cluster, stamp: &str) -> Vec<String> {
             .arg("--set")
             .arg(format!("{key}={}", vars[key].as_str().unwrap()));
     }
+    // The sandbox's environment (nodetool's JMX host and port: the plan's
+    // `cassandra_loader auto` counts the nodes), then the test's own.
+    for (key, value) in cluster.record["env"].as_object().unwrap() {
+        prep = prep.env(key, value.as_str().unwrap());
+    }
     let prepared = prep
         .arg("--set")
         .arg(format!("staging={}", staging.display()))
@@ -433,6 +440,14 @@ fn plan_prints_every_action_and_changes_nothing() {
         );
     }
     assert_contains(err, "plan complete");
+    // The default loader on this one-node sandbox: one nodetool import per table.
+    assert_eq!(
+        err.lines()
+            .filter(|line| line.contains("INFO   cassandra: ") && line.contains(" import thehive "))
+            .count(),
+        9,
+        "{err}"
+    );
     assert_eq!(digest(cluster, Storage::Local), before);
     assert_eq!(leftovers(cluster), Vec::<String>::new());
 }
@@ -591,20 +606,28 @@ fn change_everything(cluster: &Cluster, storage: Storage) {
 }
 
 /// Digest, backup, change everything, restore, digest equal to the backup-time
-/// one; the summary's discard command then drops every safety copy.
-fn round_trip(cluster: &Cluster, storage: Storage) {
+/// one; the summary's discard command then drops every safety copy. `loader`:
+/// the cassandra_loader setting ("" = the default, auto: nodetool import on
+/// this one-node sandbox).
+fn round_trip(cluster: &Cluster, storage: Storage, loader: &str) {
     let stamp = backup(cluster, storage);
     let at_backup = digest(cluster, storage);
     change_everything(cluster, storage);
     // What restore-prep says the restore will do (folder storage: it
     // prepares a folder archive's restore).
-    let prepared = (storage == Storage::Local).then(|| restore_prep_actions(cluster, &stamp));
+    let prepared = (storage == Storage::Local && loader.is_empty())
+        .then(|| restore_prep_actions(cluster, &stamp));
     let storage_setting = ("storage", storage.name());
+    let mut settings = vec![
+        ("stamp", stamp.as_str()),
+        ("confirm", stamp.as_str()),
+        storage_setting,
+    ];
+    if !loader.is_empty() {
+        settings.push(("cassandra_loader", loader));
+    }
     let started = Instant::now();
-    let out = restore(
-        cluster,
-        &[("stamp", &stamp), ("confirm", &stamp), storage_setting],
-    );
+    let out = restore(cluster, &settings);
     let seconds = started.elapsed().as_secs_f64();
     let out = out.success();
     let err = &out.stderr;
@@ -619,6 +642,16 @@ fn round_trip(cluster: &Cluster, storage: Storage) {
     assert!(taken.len() > 10, "{taken:#?}");
     if let Some(prepared) = prepared {
         assert_eq!(prepared, taken, "restore-prep printed another plan");
+    }
+    if loader.is_empty() {
+        assert_contains(
+            err,
+            "tables loaded by nodetool import (cassandra_loader auto: the cluster is this one node)",
+        );
+        assert_contains(err, "9 tables imported (nodetool import, no streaming)");
+    } else {
+        assert_contains(err, &format!("(cassandra_loader {loader})"));
+        assert_contains(err, "9 tables streamed");
     }
     assert_contains(err, &format!("backup set {stamp} restored in "));
     assert_contains(err, "start TheHive");
@@ -636,13 +669,15 @@ fn round_trip(cluster: &Cluster, storage: Storage) {
 #[test]
 fn round_trip_with_auth_and_local_storage() {
     let (cluster, _guard) = node();
-    round_trip(cluster, Storage::Local);
+    round_trip(cluster, Storage::Local, "");
 }
 
+/// The same with sstableloader (cassandra_loader=sstableloader), the loader
+/// of a cluster of several nodes.
 #[test]
-fn round_trip_with_auth_and_s3_storage() {
+fn round_trip_with_auth_and_s3_storage_streamed_by_sstableloader() {
     let (cluster, _guard) = node();
-    round_trip(cluster, Storage::S3);
+    round_trip(cluster, Storage::S3, "sstableloader");
 }
 
 /// A real tool (nodetool) with the sandbox's environment (JMX host and port).
@@ -1048,7 +1083,8 @@ fn a_table_failing_while_the_other_parts_restore_puts_every_part_back() {
 }
 
 /// The confirmed restore of `stamp` (storage local) with `loader` as its
-/// sstableloader (a wrapper around the real one).
+/// sstableloader (a wrapper around the real one), chosen explicitly
+/// (cassandra_loader=sstableloader: the default imports on this one node).
 fn restore_with_loader(cluster: &Cluster, stamp: &str, loader: &Path) -> Ran {
     let loader = loader.display().to_string();
     restore(
@@ -1058,6 +1094,7 @@ fn restore_with_loader(cluster: &Cluster, stamp: &str, loader: &Path) -> Ran {
             ("confirm", stamp),
             ("storage", "local"),
             ("sstableloader", &loader),
+            ("cassandra_loader", "sstableloader"),
         ],
     )
 }

@@ -23,6 +23,9 @@ use restore_proof::{Storage, digest, real_tools, set_stamps, succeeded};
 use support::{assert_contains, repo_root};
 
 const USER: &str = "thehive";
+/// The setting that makes a restore stream with sstableloader (the default,
+/// `auto`, imports on this one-node sandbox).
+const SSTABLELOADER: &str = "cassandra_loader=sstableloader";
 const PASSWORD: &str = "Restore-Cql-Secret-4";
 
 /// The test workflow: the lib's functions in the order the restore calls
@@ -303,25 +306,25 @@ fn discard(cluster: &Cluster, stamp: &str) {
     );
 }
 
-#[test]
-fn round_trip_restores_the_backup_time_keyspace_with_no_password_on_any_command_line() {
-    let (cluster, _guard) = node();
-    let stamp = backup(cluster);
-    let at_backup = keyspace_digest(cluster);
-    assert_eq!(at_backup.as_object().unwrap().len(), 9, "{at_backup}");
-    change_rows(cluster);
-    assert_ne!(keyspace_digest(cluster), at_backup, "the rows changed");
+/// How often each loader's JVM was seen among a run's descendants.
+#[derive(Debug, Default)]
+struct LoaderSightings {
+    bulk_loader: usize,
+    nodetool_import: usize,
+}
 
-    // The command line of every descendant of the run (cqlsh, the helper
-    // script, sstableloader's JVM...) is sampled while the restore runs; other
-    // processes of the machine (other test runs) are not this run's.
-    let run = part_command(cluster, "run", &stamp, &[]).spawn();
+/// Runs `test` while the command line of every descendant of the run
+/// (cqlsh, the helper script, the loaders' JVMs...) is sampled; other
+/// processes of the machine (other test runs) are not this run's. Returns the
+/// run, the command lines holding the password, and the loaders seen.
+fn run_sampled(test: Test) -> (Ran, Vec<String>, LoaderSightings) {
+    let run = test.spawn();
     let run_pid = run.pid();
     let done = AtomicBool::new(false);
-    let (out, seen, loaders) = std::thread::scope(|scope| {
+    std::thread::scope(|scope| {
         let sampler = scope.spawn(|| {
             let mut seen = Vec::new();
-            let mut loaders = 0;
+            let mut loaders = LoaderSightings::default();
             while !done.load(Ordering::Relaxed) {
                 for (pid, text) in command_lines() {
                     if !descends_from(pid, run_pid) {
@@ -331,7 +334,12 @@ fn round_trip_restores_the_backup_time_keyspace_with_no_password_on_any_command_
                         seen.push(text.clone());
                     }
                     if text.contains("org.apache.cassandra.tools.BulkLoader") {
-                        loaders += 1;
+                        loaders.bulk_loader += 1;
+                    }
+                    if text.contains("org.apache.cassandra.tools.NodeTool")
+                        && text.contains(" import ")
+                    {
+                        loaders.nodetool_import += 1;
                     }
                 }
                 std::thread::sleep(Duration::from_millis(5));
@@ -342,7 +350,20 @@ fn round_trip_restores_the_backup_time_keyspace_with_no_password_on_any_command_
         done.store(true, Ordering::Relaxed);
         let (seen, loaders) = sampler.join().unwrap();
         (out, seen, loaders)
-    });
+    })
+}
+
+#[test]
+fn round_trip_restores_the_backup_time_keyspace_with_no_password_on_any_command_line() {
+    let (cluster, _guard) = node();
+    let stamp = backup(cluster);
+    let at_backup = keyspace_digest(cluster);
+    assert_eq!(at_backup.as_object().unwrap().len(), 9, "{at_backup}");
+    change_rows(cluster);
+    assert_ne!(keyspace_digest(cluster), at_backup, "the rows changed");
+
+    let (out, seen, loaders) = run_sampled(part_command(cluster, "run", &stamp, &[SSTABLELOADER]));
+    let loaders = loaders.bulk_loader;
     let out = out.success();
     assert!(
         seen.is_empty(),
@@ -402,7 +423,10 @@ fn a_loader_failing_on_the_third_table_puts_the_keyspace_back() {
     let out = run_part(
         cluster,
         &stamp,
-        &[&format!("sstableloader={}", wrapper.display())],
+        &[
+            &format!("sstableloader={}", wrapper.display()),
+            SSTABLELOADER,
+        ],
     )
     .failure(1);
     let log = &out.stderr;
@@ -420,10 +444,11 @@ fn a_loader_failing_on_the_third_table_puts_the_keyspace_back() {
 fn another_part_failing_after_the_restore_puts_the_keyspace_back() {
     let (cluster, _guard) = node();
     let (stamp, before_restore) = backup_then_change_rows(cluster);
+    // The default loader here: nodetool import, put back with --copy-data.
     let out = run_part(cluster, &stamp, &["fail_after_restore=true"]).failure(1);
     let log = &out.stderr;
     assert_contains(log, "another part of the restore failed (test)");
-    assert_contains(log, "9 tables streamed");
+    assert_contains(log, "9 tables imported (nodetool import, no streaming)");
     assert!(!log.contains("cleanup failed"), "{log}");
     assert_eq!(keyspace_digest(cluster), before_restore);
     discard(cluster, &stamp);
@@ -462,7 +487,9 @@ fn plan_lists_every_action_without_a_password_and_changes_nothing() {
     change_rows(cluster);
     let before = keyspace_digest(cluster);
     // `runbook plan` runs every function of the lib in dry-run.
-    let out = part_command(cluster, "plan", &stamp, &[]).run().success();
+    let out = part_command(cluster, "plan", &stamp, &[SSTABLELOADER])
+        .run()
+        .success();
     let log = &out.stderr;
     let plan: Vec<&str> = log
         .lines()
@@ -504,7 +531,7 @@ fn sigkill_mid_load_then_recover_puts_the_keyspace_back() {
     let (cluster, _guard) = node();
     let (stamp, before_restore) = backup_then_change_rows(cluster);
 
-    let mut run = part_command(cluster, "run", &stamp, &[]).spawn();
+    let mut run = part_command(cluster, "run", &stamp, &[SSTABLELOADER]).spawn();
     // Killed while sstableloader streams a table of the set (the keyspace is
     // emptied by then).
     let staging = cluster.dir.path().join("staging").display().to_string();
@@ -522,7 +549,13 @@ fn sigkill_mid_load_then_recover_puts_the_keyspace_back() {
     }
     run.kill(); // SIGKILL: no cleanup runs in the process
     // A crash takes the tools with it: no orphan goes on streaming.
-    for needle in ["restore-tool.sh", staging.as_str()] {
+    // This test's own: the helper script of this sandbox's safety copy (not
+    // another run's on the same machine).
+    let tool = safety_folder(cluster, &stamp)
+        .join("restore-tool.sh")
+        .display()
+        .to_string();
+    for needle in [tool.as_str(), staging.as_str()] {
         for pid in processes_with(needle) {
             // SAFETY: kill(2) on a pid this test saw running its own tools.
             unsafe { libc::kill(pid, libc::SIGKILL) };
@@ -552,10 +585,15 @@ fn a_user_that_cannot_create_the_loader_role_fails_before_anything_changes() {
         cluster,
         "CREATE ROLE IF NOT EXISTS restore_weak WITH PASSWORD = 'Weak-Role-Pass-5' AND LOGIN = true",
     );
-    let out = part_command(cluster, "run", &stamp, &["cassandra_user=restore_weak"])
-        .env("CASSANDRA_PASSWORD", "Weak-Role-Pass-5")
-        .run()
-        .failure(1);
+    let out = part_command(
+        cluster,
+        "run",
+        &stamp,
+        &["cassandra_user=restore_weak", SSTABLELOADER],
+    )
+    .env("CASSANDRA_PASSWORD", "Weak-Role-Pass-5")
+    .run()
+    .failure(1);
     let log = &out.stderr;
     assert_contains(
         log,
@@ -566,4 +604,355 @@ fn a_user_that_cannot_create_the_loader_role_fails_before_anything_changes() {
     assert_eq!(keyspace_digest(cluster), before_restore);
     cql(cluster, "DROP ROLE restore_weak");
     discard(cluster, &stamp);
+}
+
+/// Where nodetool import loads from during a restore of `stamp`.
+fn import_folder(cluster: &Cluster, stamp: &str) -> PathBuf {
+    cluster
+        .path("cassandra_data")
+        .join(format!("runbook_import_{stamp}"))
+}
+
+/// Writes an executable stand-in script at `path`.
+fn write_stand_in(path: &std::path::Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+}
+
+/// The table folders of the safety copy of `stamp` that hold a Data.db (hard
+/// links to the snapshot: a put-back that moved them would leave none).
+fn tables_holding_sstables(cluster: &Cluster, stamp: &str) -> usize {
+    let keyspace = safety_folder(cluster, stamp).join("thehive");
+    std::fs::read_dir(&keyspace)
+        .unwrap()
+        .flatten()
+        .filter(|table| {
+            std::fs::read_dir(table.path())
+                .unwrap()
+                .flatten()
+                .any(|file| file.file_name().to_string_lossy().ends_with("-Data.db"))
+        })
+        .count()
+}
+
+#[test]
+fn round_trip_by_default_loads_with_nodetool_import_on_the_one_node_sandbox() {
+    let (cluster, _guard) = node();
+    let stamp = backup(cluster);
+    let at_backup = keyspace_digest(cluster);
+    change_rows(cluster);
+    assert_ne!(keyspace_digest(cluster), at_backup, "the rows changed");
+
+    let (out, seen, loaders) = run_sampled(part_command(cluster, "run", &stamp, &[]));
+    let out = out.success();
+    assert!(
+        seen.is_empty(),
+        "the password was on a command line: {seen:?}"
+    );
+    assert_eq!(loaders.bulk_loader, 0, "no sstableloader ran: {loaders:?}");
+    assert!(
+        loaders.nodetool_import > 0,
+        "nodetool import was seen running: {loaders:?}"
+    );
+    let log = &out.stderr;
+    assert_contains(
+        log,
+        "tables loaded by nodetool import (cassandra_loader auto: the cluster is this one node)",
+    );
+    assert_contains(log, "schema equal to the set's; emptying its 9 tables");
+    assert_contains(log, "9 tables imported (nodetool import, no streaming)");
+    assert!(!log.contains("one-time loader role"), "{log}");
+    assert!(!log.contains(PASSWORD), "{log}");
+
+    assert_eq!(keyspace_digest(cluster), at_backup);
+    assert!(
+        loader_roles(cluster).is_empty(),
+        "{:?}",
+        loader_roles(cluster)
+    );
+    assert!(
+        !import_folder(cluster, &stamp).exists(),
+        "the import folder is removed when the load is done"
+    );
+    let safety = safety_folder(cluster, &stamp);
+    assert!(safety.join("verified").is_file());
+    assert_eq!(tables_holding_sstables(cluster, &stamp), 9);
+    discard(cluster, &stamp);
+}
+
+/// A stand-in nodetool (the real one behind a wrapper) whose third `import`
+/// fails as Cassandra 4.1's does when the node refuses a folder
+/// (tools/nodetool/Import.java: the line, the folders, exit 1).
+fn failing_import_nodetool(cluster: &Cluster) -> PathBuf {
+    let count = cluster.dir.path().join("imports");
+    let _ = std::fs::remove_file(&count);
+    let wrapper = cluster.dir.path().join("failing-import-nodetool");
+    write_stand_in(
+        &wrapper,
+        &format!(
+            "#!/usr/bin/env bash\n\
+             # stand-in: the real nodetool, its third import failing as Cassandra 4.1's does\n\
+             real={real}\n\
+             if [ \"${{1:-}}\" = import ]; then\n\
+             \x20 n=$(flock {count}.lock sh -c 'n=$(( $(cat {count} 2>/dev/null || echo 0) + 1 )); echo $n > {count}; echo $n')\n\
+             \x20 if [ \"$n\" -eq 3 ]; then\n\
+             \x20   echo 'Some directories failed to import, check server logs for details:' >&2\n\
+             \x20   echo \"${{@: -1}}\" >&2\n\
+             \x20   exit 1\n\
+             \x20 fi\n\
+             fi\n\
+             exec \"$real\" \"$@\"\n",
+            real = real_tools().join("nodetool").display(),
+            count = count.display(),
+        ),
+    );
+    wrapper
+}
+
+#[test]
+fn an_import_failing_on_the_third_table_puts_the_keyspace_back_and_keeps_the_safety_copy() {
+    let (cluster, _guard) = node();
+    let (stamp, before_restore) = backup_then_change_rows(cluster);
+    let wrapper = failing_import_nodetool(cluster);
+    let out = run_part(
+        cluster,
+        &stamp,
+        &[&format!("nodetool={}", wrapper.display())],
+    )
+    .failure(1);
+    let log = &out.stderr;
+    assert_contains(log, "nodetool import failed for table thehive.");
+    assert_contains(
+        log,
+        "Some directories failed to import, check server logs for details:",
+    );
+    assert_contains(
+        log,
+        "put Cassandra keyspace thehive back from safety copy pre_restore_",
+    );
+    assert!(!log.contains("cleanup failed"), "{log}");
+    assert!(
+        !import_folder(cluster, &stamp).exists(),
+        "the import folder is removed"
+    );
+    // The put-back copied (--copy-data): every table folder of the safety
+    // copy still holds its SSTables (a move would have emptied them), so it
+    // can be put back again.
+    assert_eq!(tables_holding_sstables(cluster, &stamp), 9);
+    assert_put_back_then_discard(cluster, &stamp, &before_restore);
+}
+
+#[test]
+fn sigkill_mid_import_then_recover_puts_the_keyspace_back() {
+    let (cluster, _guard) = node();
+    let (stamp, before_restore) = backup_then_change_rows(cluster);
+
+    let mut run = part_command(cluster, "run", &stamp, &[]).spawn();
+    // Killed while nodetool imports a table of the set (the keyspace is
+    // emptied by then).
+    let importing = import_folder(cluster, &stamp).display().to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(600);
+    while processes_with("org.apache.cassandra.tools.NodeTool")
+        .into_iter()
+        .all(|pid| !processes_with(&importing).contains(&pid))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nodetool import never started"
+        );
+        assert!(run.is_running(), "the run ended before importing");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    run.kill(); // SIGKILL: no cleanup runs in the process
+    // A crash takes the tools with it: no orphan goes on importing.
+    // This test's own: the helper script of this sandbox's safety copy (not
+    // another run's on the same machine).
+    let tool = safety_folder(cluster, &stamp)
+        .join("restore-tool.sh")
+        .display()
+        .to_string();
+    for needle in [tool.as_str(), importing.as_str()] {
+        for pid in processes_with(needle) {
+            // SAFETY: kill(2) on a pid this test saw running its own tools.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_ne!(
+        keyspace_digest(cluster),
+        before_restore,
+        "the kill left the keyspace half-restored"
+    );
+
+    cluster
+        .recover()
+        .run()
+        .success()
+        .stderr_contains("put Cassandra keyspace thehive back from safety copy pre_restore_");
+    assert!(
+        !import_folder(cluster, &stamp).exists(),
+        "recover removes the import folder"
+    );
+    assert_put_back_then_discard(cluster, &stamp, &before_restore);
+}
+
+#[test]
+fn plan_lists_one_nodetool_import_per_table_by_default_and_changes_nothing() {
+    let (cluster, _guard) = node();
+    let stamp = backup(cluster);
+    let before = keyspace_digest(cluster);
+    let out = part_command(cluster, "plan", &stamp, &[]).run().success();
+    let log = &out.stderr;
+    let plan: Vec<&str> = log
+        .lines()
+        .filter_map(|line| line.split_once("plan: ").map(|(_, rest)| rest))
+        .collect();
+    let imports: Vec<&&str> = plan
+        .iter()
+        .filter(|line| line.contains("nodetool import thehive "))
+        .collect();
+    assert_eq!(imports.len(), 9, "one import per table: {plan:?}");
+    for line in &imports {
+        assert!(
+            line.contains(&format!("runbook_import_{stamp}/thehive/")),
+            "{line}"
+        );
+    }
+    assert!(
+        plan.iter().all(|line| !line.contains("sstableloader -d ")),
+        "no sstableloader: {plan:?}"
+    );
+    assert!(
+        plan.iter()
+            .any(|line| line.contains("import --copy-data of each")),
+        "the put-back copies: {plan:?}"
+    );
+    for line in &plan {
+        assert!(!line.contains(PASSWORD), "{line}");
+    }
+    assert!(
+        !safety_folder(cluster, &stamp).exists(),
+        "plan makes no safety copy"
+    );
+    assert!(
+        !import_folder(cluster, &stamp).exists(),
+        "plan makes no import folder"
+    );
+    assert!(
+        cluster.cassandra_snapshots().is_empty(),
+        "plan snapshots nothing"
+    );
+    assert_eq!(keyspace_digest(cluster), before, "plan changes no row");
+}
+
+/// A stand-in nodetool (the real one behind a wrapper) whose `status` lists
+/// a second node, Up/Normal, in Cassandra 4.1's format.
+fn two_node_nodetool(cluster: &Cluster) -> PathBuf {
+    let wrapper = cluster.dir.path().join("two-node-nodetool");
+    write_stand_in(
+        &wrapper,
+        &format!(
+            "#!/usr/bin/env bash\n\
+             # stand-in: the real nodetool; its status lists a second node\n\
+             real={real}\n\
+             if [ \"${{1:-}}\" = status ]; then\n\
+             \x20 \"$real\" \"$@\" || exit\n\
+             \x20 echo 'UN  127.0.0.250  1.2 MiB  16  100.0%  5b1e8e4c-0000-4000-8000-000000000250  rack1'\n\
+             \x20 exit 0\n\
+             fi\n\
+             exec \"$real\" \"$@\"\n",
+            real = real_tools().join("nodetool").display(),
+        ),
+    );
+    wrapper
+}
+
+#[test]
+fn import_on_a_cluster_of_two_nodes_is_refused_and_auto_streams() {
+    let (cluster, _guard) = node();
+    let stamp = backup(cluster);
+    let before = keyspace_digest(cluster);
+    let nodetool = format!("nodetool={}", two_node_nodetool(cluster).display());
+
+    let out = run_part(cluster, &stamp, &[&nodetool, "cassandra_loader=import"]).failure(1);
+    assert_contains(
+        &out.stderr,
+        "error: cassandra_loader is \"import\" but the cluster has 2 nodes: nodetool import loads only the node it runs on, \
+         so the other replicas would miss the data; set cassandra_loader to sstableloader (or auto)",
+    );
+    assert!(
+        !safety_folder(cluster, &stamp).exists(),
+        "nothing was changed"
+    );
+    assert!(
+        cluster.cassandra_snapshots().is_empty(),
+        "nothing was snapshotted"
+    );
+    assert_eq!(keyspace_digest(cluster), before);
+
+    // auto: sstableloader, which streams to every replica.
+    let out = part_command(cluster, "plan", &stamp, &[&nodetool])
+        .run()
+        .success();
+    let log = &out.stderr;
+    assert_contains(
+        log,
+        "sstableloader runs (cassandra_loader auto: more than one node, or no local data folder)",
+    );
+    assert_eq!(
+        log.lines()
+            .filter(|line| line.contains("plan: ") && line.contains("sstableloader -d "))
+            .count(),
+        9,
+        "{log}"
+    );
+    assert!(!log.contains("nodetool import thehive"), "{log}");
+}
+
+/// A stand-in nodetool (the real one behind a wrapper) whose third `import`
+/// exits 0 and loads nothing, as Cassandra 4.1's does when the importer finds
+/// no SSTable it can take (SSTableImporter: "No new SSTables were found", in
+/// the server's log only).
+fn silent_import_nodetool(cluster: &Cluster) -> PathBuf {
+    let count = cluster.dir.path().join("silent-imports");
+    let _ = std::fs::remove_file(&count);
+    let wrapper = cluster.dir.path().join("silent-import-nodetool");
+    write_stand_in(
+        &wrapper,
+        &format!(
+            "#!/usr/bin/env bash\n\
+             # stand-in: the real nodetool; its third import loads nothing and exits 0\n\
+             real={real}\n\
+             if [ \"${{1:-}}\" = import ]; then\n\
+             \x20 n=$(flock {count}.lock sh -c 'n=$(( $(cat {count} 2>/dev/null || echo 0) + 1 )); echo $n > {count}; echo $n')\n\
+             \x20 if [ \"$n\" -eq 3 ]; then exit 0; fi\n\
+             fi\n\
+             exec \"$real\" \"$@\"\n",
+            real = real_tools().join("nodetool").display(),
+            count = count.display(),
+        ),
+    );
+    wrapper
+}
+
+#[test]
+fn an_import_that_exits_0_without_loading_fails_and_puts_the_keyspace_back() {
+    let (cluster, _guard) = node();
+    let (stamp, before_restore) = backup_then_change_rows(cluster);
+    let wrapper = silent_import_nodetool(cluster);
+    let out = run_part(
+        cluster,
+        &stamp,
+        &[&format!("nodetool={}", wrapper.display())],
+    )
+    .failure(1);
+    let log = &out.stderr;
+    assert_contains(log, "nodetool import failed for table thehive.");
+    assert_contains(log, "exited 0 but left the SSTables in ");
+    assert_contains(
+        log,
+        "put Cassandra keyspace thehive back from safety copy pre_restore_",
+    );
+    assert!(!log.contains("cleanup failed"), "{log}");
+    assert_put_back_then_discard(cluster, &stamp, &before_restore);
 }
