@@ -793,7 +793,12 @@ fn sigkill_while_tables_load_side_by_side_then_recover_puts_every_part_back() {
         .arg("--set")
         .arg(format!("staging={}", staging.display()))
         .args(["--set", "thehive_check=false", "--set", "storage=local"])
-        .args(["--set", "loader_parallel=2", "--set", "cassandra_loader=sstableloader"])
+        .args([
+            "--set",
+            "loader_parallel=2",
+            "--set",
+            "cassandra_loader=sstableloader",
+        ])
         .args([
             "--set",
             &format!("stamp={stamp}"),
