@@ -97,6 +97,11 @@ impl FromStr for MaxRate {
             .or_else(|| trimmed.strip_suffix("/S"))
             .unwrap_or(trimmed)
             .trim();
+        if names_bits(size) {
+            return Err(error(
+                "a lowercase b after k, M, G or T reads as bits (5 Mb/s is 0.625 MB/s): write MB/s or MiB/s (bytes)",
+            ));
+        }
         let bytes = bytesize::ByteSize::from_str(size)
             .map_err(|_| error("expected a number and a unit: B, kB, MB, GB, KiB, MiB or GiB"))?
             .as_u64();
@@ -105,6 +110,22 @@ impl FromStr for MaxRate {
         }
         Ok(MaxRate(Some(bytes)))
     }
+}
+
+/// `5Mb`, `100 kb`: a unit of two letters ending in a lowercase `b`, which
+/// network people read as bits; bytesize would take it as bytes, 8 times the
+/// rate meant. (`mib`, `MB` and `kB` stay bytes.)
+fn names_bits(size: &str) -> bool {
+    let unit = size.trim_start_matches(|c: char| c.is_ascii_digit() || c == '.' || c == ' ');
+    let mut letters = unit.chars();
+    matches!(
+        (letters.next(), letters.next(), letters.next()),
+        (
+            Some('k' | 'K' | 'm' | 'M' | 'g' | 'G' | 't' | 'T'),
+            Some('b'),
+            None
+        )
+    )
 }
 
 impl<'de> Deserialize<'de> for MaxRate {
@@ -269,6 +290,11 @@ mod tests {
         assert_eq!(rate("50 MB/s"), Ok(Some(50_000_000)));
         assert_eq!(rate("1.5GiB"), Ok(Some(3 << 29)));
         assert_eq!(rate("20mib/s"), Ok(Some(20 << 20)));
+        assert_eq!(rate("100kB/s"), Ok(Some(100_000)));
+        for bits in ["5Mb/s", "5 mb/s", "100kb", "1 Gb/s"] {
+            let e = rate(bits).unwrap_err();
+            assert!(e.to_string().contains("reads as bits"), "{bits}: {e}");
+        }
         assert_eq!(rate(""), Ok(None));
         assert_eq!(rate("unlimited"), Ok(None));
         let e = rate("fast").unwrap_err();
