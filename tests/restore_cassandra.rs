@@ -526,36 +526,40 @@ fn plan_lists_every_action_without_a_password_and_changes_nothing() {
     assert_eq!(keyspace_digest(cluster), before, "plan changes no row");
 }
 
-#[test]
-fn sigkill_mid_load_then_recover_puts_the_keyspace_back() {
-    let (cluster, _guard) = node();
-    let (stamp, before_restore) = backup_then_change_rows(cluster);
-
-    let mut run = part_command(cluster, "run", &stamp, &[SSTABLELOADER]).spawn();
-    // Killed while sstableloader streams a table of the set (the keyspace is
-    // emptied by then).
-    let staging = cluster.dir.path().join("staging").display().to_string();
+/// Runs the restore part with `settings`, SIGKILLs it once a `loader` JVM
+/// (its main class) works on `folder` (the keyspace is emptied by then), kills
+/// this test's own leftover tools (a crash takes the tools with it: no orphan
+/// goes on loading), checks the keyspace was changed, then runs `runbook
+/// recover`.
+fn sigkill_while_loading_then_recover(
+    cluster: &Cluster,
+    stamp: &str,
+    settings: &[&str],
+    loader: &str,
+    folder: &str,
+    before_restore: &serde_json::Value,
+) -> Ran {
+    let mut run = part_command(cluster, "run", stamp, settings).spawn();
     let deadline = std::time::Instant::now() + Duration::from_secs(600);
-    while processes_with("org.apache.cassandra.tools.BulkLoader")
+    while processes_with(loader)
         .into_iter()
-        .all(|pid| !processes_with(&staging).contains(&pid))
+        .all(|pid| !processes_with(folder).contains(&pid))
     {
         assert!(
             std::time::Instant::now() < deadline,
-            "sstableloader never started"
+            "{loader} never started on {folder}"
         );
         assert!(run.is_running(), "the run ended before loading");
         std::thread::sleep(Duration::from_millis(50));
     }
     run.kill(); // SIGKILL: no cleanup runs in the process
-    // A crash takes the tools with it: no orphan goes on streaming.
     // This test's own: the helper script of this sandbox's safety copy (not
     // another run's on the same machine).
-    let tool = safety_folder(cluster, &stamp)
+    let tool = safety_folder(cluster, stamp)
         .join("restore-tool.sh")
         .display()
         .to_string();
-    for needle in [tool.as_str(), staging.as_str()] {
+    for needle in [tool.as_str(), folder] {
         for pid in processes_with(needle) {
             // SAFETY: kill(2) on a pid this test saw running its own tools.
             unsafe { libc::kill(pid, libc::SIGKILL) };
@@ -563,16 +567,29 @@ fn sigkill_mid_load_then_recover_puts_the_keyspace_back() {
     }
     std::thread::sleep(Duration::from_millis(500));
     assert_ne!(
-        keyspace_digest(cluster),
+        &keyspace_digest(cluster),
         before_restore,
         "the kill left the keyspace half-restored"
     );
+    cluster.recover().run().success()
+}
 
-    cluster
-        .recover()
-        .run()
-        .success()
-        .stderr_contains("put Cassandra keyspace thehive back from safety copy pre_restore_");
+#[test]
+fn sigkill_mid_load_then_recover_puts_the_keyspace_back() {
+    let (cluster, _guard) = node();
+    let (stamp, before_restore) = backup_then_change_rows(cluster);
+
+    let staging = cluster.dir.path().join("staging").display().to_string();
+    let loader = "org.apache.cassandra.tools.BulkLoader";
+    sigkill_while_loading_then_recover(
+        cluster,
+        &stamp,
+        &[SSTABLELOADER],
+        loader,
+        &staging,
+        &before_restore,
+    )
+    .stderr_contains("put Cassandra keyspace thehive back from safety copy pre_restore_");
     assert_put_back_then_discard(cluster, &stamp, &before_restore);
 }
 
@@ -747,47 +764,9 @@ fn sigkill_mid_import_then_recover_puts_the_keyspace_back() {
     let (cluster, _guard) = node();
     let (stamp, before_restore) = backup_then_change_rows(cluster);
 
-    let mut run = part_command(cluster, "run", &stamp, &[]).spawn();
-    // Killed while nodetool imports a table of the set (the keyspace is
-    // emptied by then).
     let importing = import_folder(cluster, &stamp).display().to_string();
-    let deadline = std::time::Instant::now() + Duration::from_secs(600);
-    while processes_with("org.apache.cassandra.tools.NodeTool")
-        .into_iter()
-        .all(|pid| !processes_with(&importing).contains(&pid))
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "nodetool import never started"
-        );
-        assert!(run.is_running(), "the run ended before importing");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    run.kill(); // SIGKILL: no cleanup runs in the process
-    // A crash takes the tools with it: no orphan goes on importing.
-    // This test's own: the helper script of this sandbox's safety copy (not
-    // another run's on the same machine).
-    let tool = safety_folder(cluster, &stamp)
-        .join("restore-tool.sh")
-        .display()
-        .to_string();
-    for needle in [tool.as_str(), importing.as_str()] {
-        for pid in processes_with(needle) {
-            // SAFETY: kill(2) on a pid this test saw running its own tools.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
-    }
-    std::thread::sleep(Duration::from_millis(500));
-    assert_ne!(
-        keyspace_digest(cluster),
-        before_restore,
-        "the kill left the keyspace half-restored"
-    );
-
-    cluster
-        .recover()
-        .run()
-        .success()
+    let loader = "org.apache.cassandra.tools.NodeTool";
+    sigkill_while_loading_then_recover(cluster, &stamp, &[], loader, &importing, &before_restore)
         .stderr_contains("put Cassandra keyspace thehive back from safety copy pre_restore_");
     assert!(
         !import_folder(cluster, &stamp).exists(),
