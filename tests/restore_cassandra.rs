@@ -701,21 +701,33 @@ fn round_trip_by_default_loads_with_nodetool_import_on_the_one_node_sandbox() {
 /// fails as Cassandra 4.1's does when the node refuses a folder
 /// (tools/nodetool/Import.java: the line, the folders, exit 1).
 fn failing_import_nodetool(cluster: &Cluster) -> PathBuf {
-    let count = cluster.dir.path().join("imports");
+    third_import_stand_in(
+        cluster,
+        "failing-import",
+        "its third import failing as Cassandra 4.1's does",
+        "\x20   echo 'Some directories failed to import, check server logs for details:' >&2\n\
+         \x20   echo \"${@: -1}\" >&2\n\
+         \x20   exit 1\n",
+    )
+}
+
+/// The real nodetool behind a wrapper (a stand-in, named `NAME-nodetool`,
+/// described by `what`) that runs `third` (bash lines) instead of its third
+/// `import`, counted across the parallel loads with a lock.
+fn third_import_stand_in(cluster: &Cluster, name: &str, what: &str, third: &str) -> PathBuf {
+    let count = cluster.dir.path().join(format!("{name}s"));
     let _ = std::fs::remove_file(&count);
-    let wrapper = cluster.dir.path().join("failing-import-nodetool");
+    let wrapper = cluster.dir.path().join(format!("{name}-nodetool"));
     write_stand_in(
         &wrapper,
         &format!(
             "#!/usr/bin/env bash\n\
-             # stand-in: the real nodetool, its third import failing as Cassandra 4.1's does\n\
+             # stand-in: the real nodetool, {what}\n\
              real={real}\n\
              if [ \"${{1:-}}\" = import ]; then\n\
              \x20 n=$(flock {count}.lock sh -c 'n=$(( $(cat {count} 2>/dev/null || echo 0) + 1 )); echo $n > {count}; echo $n')\n\
              \x20 if [ \"$n\" -eq 3 ]; then\n\
-             \x20   echo 'Some directories failed to import, check server logs for details:' >&2\n\
-             \x20   echo \"${{@: -1}}\" >&2\n\
-             \x20   exit 1\n\
+             {third}\
              \x20 fi\n\
              fi\n\
              exec \"$real\" \"$@\"\n",
@@ -893,25 +905,12 @@ fn import_on_a_cluster_of_two_nodes_is_refused_and_auto_streams() {
 /// no SSTable it can take (SSTableImporter: "No new SSTables were found", in
 /// the server's log only).
 fn silent_import_nodetool(cluster: &Cluster) -> PathBuf {
-    let count = cluster.dir.path().join("silent-imports");
-    let _ = std::fs::remove_file(&count);
-    let wrapper = cluster.dir.path().join("silent-import-nodetool");
-    write_stand_in(
-        &wrapper,
-        &format!(
-            "#!/usr/bin/env bash\n\
-             # stand-in: the real nodetool; its third import loads nothing and exits 0\n\
-             real={real}\n\
-             if [ \"${{1:-}}\" = import ]; then\n\
-             \x20 n=$(flock {count}.lock sh -c 'n=$(( $(cat {count} 2>/dev/null || echo 0) + 1 )); echo $n > {count}; echo $n')\n\
-             \x20 if [ \"$n\" -eq 3 ]; then exit 0; fi\n\
-             fi\n\
-             exec \"$real\" \"$@\"\n",
-            real = real_tools().join("nodetool").display(),
-            count = count.display(),
-        ),
-    );
-    wrapper
+    third_import_stand_in(
+        cluster,
+        "silent-import",
+        "its third import loading nothing and exiting 0",
+        "\x20   exit 0\n",
+    )
 }
 
 #[test]
