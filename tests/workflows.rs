@@ -581,7 +581,15 @@ fn the_restore_plan_keeps_every_path_and_value_one_shell_word() {
         .arg(&plan_file)
         .output()
         .unwrap();
-    assert!(ran.status.success(), "the plan failed: {}", stderr(&ran));
+    // Its status and output too: once, on a loaded CI machine, the plan
+    // failed with nothing on stderr (not reproduced since).
+    assert!(
+        ran.status.success(),
+        "the plan failed ({}): stderr: {} stdout: {}",
+        ran.status,
+        stderr(&ran),
+        String::from_utf8_lossy(&ran.stdout)
+    );
     let calls: Vec<Vec<String>> = String::from_utf8(ran.stdout)
         .unwrap()
         .split('\u{1e}')
