@@ -649,12 +649,7 @@ fn verify_disk_on_a_tmpfs_says_the_pages_stayed_in_memory() {
         .success()
         .stderr_contains("are still in the page cache after dropping them");
     let journal = cluster.only_journal();
-    let verifications: Vec<&serde_json::Value> = journal["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|s| s["step"] == "verify_archive")
-        .collect();
+    let verifications = steps_of(&journal, "verify_archive");
     assert_eq!(verifications.len(), 2, "{journal:#}");
     for step in verifications {
         assert_eq!(step["result"]["read_from"], "disk", "{step:#}");

@@ -877,12 +877,7 @@ fn verify_disk_reads_every_archive_back_from_the_device_and_leaves_it_uncached()
     let cluster = Cluster::start(&["--cassandra-mb", "20"]);
     backup_succeeds(&cluster, &["--set", "verify=disk"]);
     let journal = cluster.only_journal();
-    let verifications: Vec<&serde_json::Value> = journal["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|s| s["step"] == "verify_archive")
-        .collect();
+    let verifications = steps_of(&journal, "verify_archive");
     assert_eq!(verifications.len(), 2, "{journal:#}");
     for step in verifications {
         assert_eq!(step["options"]["read_from"], "disk", "{step:#}");

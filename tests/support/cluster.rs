@@ -19,6 +19,16 @@ pub struct Cluster {
     pub record: serde_json::Value,
 }
 
+/// The journaled calls of the step `name` in a run's journal, in order.
+pub fn steps_of<'a>(journal: &'a serde_json::Value, name: &str) -> Vec<&'a serde_json::Value> {
+    journal["steps"]
+        .as_array()
+        .expect("a journal's steps")
+        .iter()
+        .filter(|s| s["step"] == name)
+        .collect()
+}
+
 /// A step's start and end in a run's journal (UTC milliseconds): the step
 /// whose label is `label`, else the first whose label starts with it.
 pub fn step_span(journal: &serde_json::Value, label: &str) -> (i64, i64) {
