@@ -322,27 +322,6 @@ fn interrupted_while_both_archives_are_written_nothing_half_made_is_left_or_coun
 
 // ---------------------------------------------------------------- S3
 
-/// Runs `script` in Python with `s3`, a boto3 client of the sandbox's S3
-/// server; returns what it printed.
-fn boto3(cluster: &Cluster, script: &str) -> String {
-    let out = std::process::Command::new(runbook_test_support::venv_bin("python"))
-        .arg("-c")
-        .arg(format!(
-            "import boto3\n\
-             s3 = boto3.client('s3', endpoint_url='{}', aws_access_key_id='test', \
-             aws_secret_access_key='test', region_name='us-east-1')\n{script}",
-            cluster.s3_endpoint()
-        ))
-        .output()
-        .expect("python runs");
-    assert!(
-        out.status.success(),
-        "boto3 script failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// The newest set manifest in the sandbox's backup folder.
 fn newest_manifest(cluster: &Cluster) -> serde_json::Value {
     let mut manifests: Vec<PathBuf> = walk(&cluster.path("backup"))
@@ -385,8 +364,7 @@ fn bucket_archive_under_way(cluster: &Cluster) -> bool {
 #[test]
 fn an_object_deleted_while_the_bucket_is_archived_is_a_warning_of_the_set_in_both_modes() {
     let cluster = Cluster::start(&["--storage", "s3", "--objects", "300"]);
-    let keys = boto3(
-        &cluster,
+    let keys = cluster.boto3(
         "for page in s3.get_paginator('list_objects_v2').paginate(Bucket='thehive'):\n\
          \x20   for o in page.get('Contents', []):\n\
          \x20       print(o['Key'])\n",
@@ -407,10 +385,9 @@ fn an_object_deleted_while_the_bucket_is_archived_is_a_warning_of_the_set_in_bot
             ],
         )
         .wait_until(&format!("the bucket to be archived ({mode})"), begun);
-        boto3(
-            &cluster,
-            &format!("s3.delete_object(Bucket='thehive', Key='{victim}')\n"),
-        );
+        cluster.boto3(&format!(
+            "s3.delete_object(Bucket='thehive', Key='{victim}')\n"
+        ));
         running.finish().success();
         let manifest = newest_manifest(&cluster);
         let archive = manifest["archives"]
@@ -473,7 +450,7 @@ fn odd_keys_stream_under_their_exact_names_and_a_key_that_is_also_a_folder_is_re
     }
     script += "s3.put_object(Bucket='thehive', Key='x', Body=b'file x')\n\
                s3.put_object(Bucket='thehive', Key='x/', Body=b'')\n";
-    boto3(&cluster, &script);
+    cluster.boto3(&script);
     cluster
         .runbook(&["run", "cluster-hot-backup"])
         .run()

@@ -6,7 +6,6 @@
 //! sets this workflow made.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use age::secrecy::ExposeSecret;
 use runbook_test_support::{Test, cluster, support};
@@ -14,32 +13,9 @@ use runbook_test_support::{Test, cluster, support};
 use cluster::*;
 use support::assert_contains;
 
-/// Runs a Python script with `s3` (a boto3 client on the sandbox's S3
-/// stand-in) defined; its stdout.
-fn s3(cluster: &Cluster, script: &str) -> String {
-    let preamble = format!(
-        "import boto3,json\n\
-         s3=boto3.client('s3',endpoint_url='{}',aws_access_key_id='test',\
-         aws_secret_access_key='test',region_name='us-east-1')\n",
-        cluster.s3_endpoint()
-    );
-    let out = Command::new(support::venv_bin("python"))
-        .arg("-c")
-        .arg(preamble + script)
-        .output()
-        .expect("python runs");
-    assert!(
-        out.status.success(),
-        "boto3 script failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// The keys under `sets/` in the bucket `offsite`, sorted.
 fn offsite_keys(cluster: &Cluster) -> Vec<String> {
-    let listing = s3(
-        cluster,
+    let listing = cluster.boto3(
         "for o in s3.list_objects_v2(Bucket='offsite',Prefix='sets/').get('Contents',[]): print(o['Key'])",
     );
     let mut keys: Vec<String> = listing.lines().map(str::to_string).collect();
@@ -178,13 +154,10 @@ fn an_encrypted_offsite_copy_is_not_plaintext_decrypts_back_and_verify_catches_t
         let into = recovered.join(folder);
         std::fs::create_dir_all(&into).unwrap();
         for name in names {
-            s3(
-                &cluster,
-                &format!(
-                    "s3.download_file('offsite','sets/{name}','{}')",
-                    into.join(&name).display()
-                ),
-            );
+            cluster.boto3(&format!(
+                "s3.download_file('offsite','sets/{name}','{}')",
+                into.join(&name).display()
+            ));
         }
     }
     for encrypted in files_ending(&recovered, ".age") {
@@ -297,14 +270,11 @@ fn an_encrypted_offsite_copy_is_not_plaintext_decrypts_back_and_verify_catches_t
 
     // One object overwritten off-site with as many other bytes: caught, named.
     let key = format!("sets/minio_{stamp}.tar.age");
-    s3(
-        &cluster,
-        &format!(
-            "b=bytearray(s3.get_object(Bucket='offsite',Key='{key}')['Body'].read())\n\
+    cluster.boto3(&format!(
+        "b=bytearray(s3.get_object(Bucket='offsite',Key='{key}')['Body'].read())\n\
              b[len(b)//2]^=1\n\
              s3.put_object(Bucket='offsite',Key='{key}',Body=bytes(b))"
-        ),
-    );
+    ));
     verify(&backup_dir, None)
         .failure(1)
         .stdout_contains(&format!("BAD `{key}` in bucket `offsite`"))
@@ -403,24 +373,18 @@ fn offsite_keep_removes_only_older_verified_sets_of_this_workflow() {
     let (unverified, older) = (&stamps[0], &stamps[1]);
     // The first copy's upload could only be checked by size (a server with
     // neither checksums nor MD5 ETags): its record says so.
-    s3(
-        &cluster,
-        &format!(
-            "k='sets/offsite_{unverified}.json'\n\
+    cluster.boto3(&format!(
+        "k='sets/offsite_{unverified}.json'\n\
              r=json.loads(s3.get_object(Bucket='offsite',Key=k)['Body'].read())\n\
              r['verified']={{'result':'unverified','detail':'only the size could be checked'}}\n\
              s3.put_object(Bucket='offsite',Key=k,Body=json.dumps(r).encode())"
-        ),
-    );
+    ));
     // A set another tool put there, and one of another workflow.
     let foreign = "20200101_00h00m00s";
-    s3(
-        &cluster,
-        &format!(
-            "s3.put_object(Bucket='offsite',Key='sets/backup_{foreign}.json',Body=b'{{}}')\n\
+    cluster.boto3(&format!(
+        "s3.put_object(Bucket='offsite',Key='sets/backup_{foreign}.json',Body=b'{{}}')\n\
              s3.put_object(Bucket='offsite',Key='sets/cassandra_{foreign}.tar',Body=b'x'*10)"
-        ),
-    );
+    ));
 
     backup(&cluster, &["offsite_keep=1".to_string()])
         .run()

@@ -248,6 +248,28 @@ impl Cluster {
             .to_string()
     }
 
+    /// Runs a Python `script` with `s3` (a boto3 client of the sandbox's S3
+    /// server) and the modules `boto3` and `json`; what it printed. Fails the
+    /// test with the script's stderr when it fails.
+    pub fn boto3(&self, script: &str) -> String {
+        let out = Command::new(venv_bin("python"))
+            .arg("-c")
+            .arg(format!(
+                "import boto3, json\n\
+                 s3 = boto3.client('s3', endpoint_url='{}', aws_access_key_id='test', \
+                 aws_secret_access_key='test', region_name='us-east-1')\n{script}",
+                self.s3_endpoint()
+            ))
+            .output()
+            .expect("python runs");
+        assert!(
+            out.status.success(),
+            "boto3 script failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// Creates the bucket `name` on the sandbox's S3 server (an off-site
     /// destination next to the attachments bucket).
     pub fn make_bucket(&self, name: &str) {
